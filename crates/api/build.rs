@@ -1,0 +1,13 @@
+//! Generates the tonic/prost code from proto/*.proto with a vendored protoc (no protoc is
+//! installed on build machines).
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let protoc = protoc_bin_vendored::protoc_bin_path()?;
+    std::env::set_var("PROTOC", protoc);
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files = ["raft.proto", "node.proto", "control.proto"].map(|f| root.join(f));
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    tonic_prost_build::configure().compile_protos(&files, &[root])?;
+    Ok(())
+}

@@ -1,0 +1,26 @@
+//! Wire layer: the tonic/prost code generated from `proto/`, JSON payload helpers and the
+//! gRPC transport (TCP and unix-socket channels). Only this crate knows prost types.
+#![forbid(unsafe_code)]
+
+pub mod transport;
+pub mod wire;
+
+#[allow(clippy::all, missing_docs)]
+pub mod raft {
+    tonic::include_proto!("swarm.raft");
+}
+#[allow(clippy::all, missing_docs)]
+pub mod node {
+    tonic::include_proto!("swarm.node");
+}
+#[allow(clippy::all, missing_docs)]
+pub mod control {
+    tonic::include_proto!("swarm.control");
+}
+
+/// Version string reported by `swarmctl version` and `swarmd --version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The largest gRPC message we send or accept. Lists are streamed in pages and snapshots in
+/// chunks well below this.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;

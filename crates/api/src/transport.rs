@@ -1,0 +1,137 @@
+//! gRPC transport: channels to managers over TCP or a unix socket. Kept in one place so mutual
+//! TLS slots in here without reshaping callers.
+
+use hyper_util::rt::TokioIo;
+use std::time::Duration;
+use tonic::transport::{Channel, Endpoint, Uri};
+
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("invalid address {addr:?}: {reason}")]
+    Address { addr: String, reason: String },
+    #[error("cannot connect to {addr}: {source}; is swarmd running there?")]
+    Connect {
+        addr: String,
+        #[source]
+        source: tonic::transport::Error,
+    },
+}
+
+/// Where a client connects: `unix:///path`, `tcp://host:port`, `http://host:port` or
+/// `host:port`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Target {
+    Unix(String),
+    Tcp(String),
+}
+
+impl Target {
+    pub fn parse(s: &str) -> Result<Target, TransportError> {
+        let bad = |reason: &str| TransportError::Address {
+            addr: s.to_string(),
+            reason: reason.to_string(),
+        };
+        if let Some(p) = s.strip_prefix("unix://") {
+            if p.is_empty() {
+                return Err(bad("the socket path is empty"));
+            }
+            return Ok(Target::Unix(p.to_string()));
+        }
+        let hostport = s
+            .strip_prefix("tcp://")
+            .or_else(|| s.strip_prefix("http://"))
+            .unwrap_or(s);
+        if s.starts_with('/') {
+            return Ok(Target::Unix(s.to_string()));
+        }
+        match hostport.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && p.parse::<u16>().is_ok() => {
+                Ok(Target::Tcp(hostport.to_string()))
+            }
+            _ => Err(bad(
+                "expected unix:///path/to/swarmd.sock, tcp://HOST:PORT or HOST:PORT",
+            )),
+        }
+    }
+}
+
+impl std::fmt::Display for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Target::Unix(p) => write!(f, "unix://{p}"),
+            Target::Tcp(a) => write!(f, "tcp://{a}"),
+        }
+    }
+}
+
+fn endpoint(uri: &str) -> Result<Endpoint, TransportError> {
+    Ok(Endpoint::from_shared(uri.to_string())
+        .map_err(|e| TransportError::Address {
+            addr: uri.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(2))
+        .tcp_nodelay(true)
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5)))
+}
+
+/// A channel that connects on first use and reconnects after failures (for peers).
+pub fn lazy_channel(addr: &str) -> Result<Channel, TransportError> {
+    Ok(endpoint(&format!("http://{addr}"))?.connect_lazy())
+}
+
+/// Connects now and fails with a clear error when nothing listens.
+pub async fn connect(target: &Target) -> Result<Channel, TransportError> {
+    match target {
+        Target::Tcp(addr) => endpoint(&format!("http://{addr}"))?
+            .connect()
+            .await
+            .map_err(|source| TransportError::Connect {
+                addr: target.to_string(),
+                source,
+            }),
+        Target::Unix(path) => {
+            let path = path.clone();
+            // The URI is ignored by the connector; it only has to parse.
+            endpoint("http://localhost")?
+                .connect_with_connector(tower::service_fn(move |_: Uri| {
+                    let path = path.clone();
+                    async move {
+                        Ok::<_, std::io::Error>(TokioIo::new(
+                            tokio::net::UnixStream::connect(path).await?,
+                        ))
+                    }
+                }))
+                .await
+                .map_err(|source| TransportError::Connect {
+                    addr: target.to_string(),
+                    source,
+                })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_targets() {
+        assert_eq!(
+            Target::parse("unix:///var/lib/swarmd/swarmd.sock").unwrap(),
+            Target::Unix("/var/lib/swarmd/swarmd.sock".into())
+        );
+        assert_eq!(
+            Target::parse("tcp://127.0.0.1:4242").unwrap(),
+            Target::Tcp("127.0.0.1:4242".into())
+        );
+        assert_eq!(
+            Target::parse("10.0.0.1:4242").unwrap(),
+            Target::Tcp("10.0.0.1:4242".into())
+        );
+        assert!(Target::parse("nonsense").is_err());
+        assert!(Target::parse("unix://").is_err());
+        assert!(Target::parse("host:notaport").is_err());
+    }
+}

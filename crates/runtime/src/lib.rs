@@ -1,0 +1,43 @@
+//! `swarm-runtime`: the native Linux container runtime of swarm.
+//!
+//! It owns everything between "here is an image and a process spec" and "a hardened process runs
+//! in its own namespaces, cgroup and overlayfs rootfs":
+//!
+//! - [`image`]: an OCI image layout store (content-addressed blobs, tags, import/export, safe
+//!   layer unpacking, garbage collection);
+//! - [`spec`]: the runtime-level container spec and the image-config merge rules;
+//! - [`runtime`]: the lifecycle API used by the agent (create, start, wait, signal, stop, remove,
+//!   exec, logs, list, stats, re-adoption);
+//! - [`init`]: the re-exec'd init mode (`maybe_run_init`) that does all setup single-threaded;
+//! - [`cgroup`], [`caps`], [`seccomp`], [`mounts`]: the kernel-facing building blocks;
+//! - [`cli`]: the runc-compatible command line of the `swarm-runtime` binary.
+//!
+//! This is the only crate of the workspace allowed to use `unsafe`; every block carries a
+//! `// SAFETY:` comment.
+#![allow(unsafe_code)]
+
+pub mod caps;
+pub mod cgroup;
+pub mod cli;
+pub mod image;
+pub mod init;
+pub mod logs;
+pub mod mounts;
+pub mod oci;
+pub mod runtime;
+pub mod seccomp;
+pub mod selfexe;
+pub mod spec;
+pub mod state;
+pub mod sys;
+pub mod timefmt;
+
+pub use image::{ImageConfig, ImageError, ImageStore};
+pub use runtime::{
+    ContainerInfo, ContainerStats, ContainerStatus, ExecOutput, ExecSpec, ExitStatus, Runtime,
+    RuntimeConfig, RuntimeError,
+};
+pub use spec::{
+    ContainerSpec, MountSpec, NetworkMode, ProcessOverrides, ProcessSpec, Resources, RootfsSpec,
+    StdioMode,
+};

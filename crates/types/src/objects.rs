@@ -1,0 +1,217 @@
+//! The replicated objects: Cluster, Node, Service, Task. Every object carries `Meta`, whose
+//! `version` is the Raft log index of its last write (used for optimistic concurrency).
+
+use crate::ids::{ClusterId, NodeId, ServiceId, TaskId};
+use crate::spec::{NodeRole, NodeSpec, ServiceSpec, TaskSpec};
+use crate::task::TaskState;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Meta {
+    /// Raft index of the last write to this object; 0 for an object not yet written.
+    pub version: u64,
+    /// Unix time in milliseconds.
+    pub created_at: u64,
+    pub updated_at: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ObjectKind {
+    Cluster,
+    Node,
+    Service,
+    Task,
+}
+
+impl ObjectKind {
+    pub const ALL: [ObjectKind; 4] = [
+        ObjectKind::Cluster,
+        ObjectKind::Node,
+        ObjectKind::Service,
+        ObjectKind::Task,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObjectKind::Cluster => "cluster",
+            ObjectKind::Node => "node",
+            ObjectKind::Service => "service",
+            ObjectKind::Task => "task",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct JoinTokens {
+    pub worker: String,
+    pub manager: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RootCa {
+    pub cert_pem: String,
+    /// Only managers replicate the state that holds this key.
+    pub key_pem: String,
+    /// Base36 sha256 of the CA certificate (DER), as embedded in join tokens.
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ClusterSpec {
+    pub name: String,
+    /// How many old tasks to keep per slot.
+    pub task_history_limit: u64,
+    pub node_cert_expiry_secs: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Cluster {
+    pub id: ClusterId,
+    pub meta: Meta,
+    pub spec: ClusterSpec,
+    pub root_ca: RootCa,
+    pub join_tokens: JoinTokens,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Platform {
+    pub os: String,
+    pub arch: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeDescription {
+    pub hostname: String,
+    pub platform: Platform,
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+    pub engine_labels: BTreeMap<String, String>,
+    pub version: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    #[default]
+    Unknown,
+    Down,
+    Ready,
+    Disconnected,
+}
+
+impl NodeState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            NodeState::Unknown => "unknown",
+            NodeState::Down => "down",
+            NodeState::Ready => "ready",
+            NodeState::Disconnected => "disconnected",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeStatus {
+    pub state: NodeState,
+    pub message: String,
+    /// Address the node was last seen from.
+    pub addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ManagerStatus {
+    /// The node's id inside Raft membership.
+    pub raft_id: u64,
+    /// Address other managers reach this node's gRPC server on.
+    pub addr: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Node {
+    pub id: NodeId,
+    pub meta: Meta,
+    pub spec: NodeSpec,
+    pub description: NodeDescription,
+    pub status: NodeStatus,
+    /// Present once the node is a Raft member.
+    pub manager_status: Option<ManagerStatus>,
+    /// The role the node's certificate was issued for.
+    pub role: NodeRole,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Service {
+    pub id: ServiceId,
+    pub meta: Meta,
+    pub spec: ServiceSpec,
+    /// The spec before the last update (for rollback).
+    pub previous_spec: Option<ServiceSpec>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskStatus {
+    pub state: TaskState,
+    pub timestamp: u64,
+    pub message: String,
+    pub err: String,
+    pub exit_code: Option<i32>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Task {
+    pub id: TaskId,
+    pub meta: Meta,
+    pub service_id: ServiceId,
+    /// Replicated services: 1-based slot number; global services: 0.
+    pub slot: u64,
+    pub node_id: Option<NodeId>,
+    pub spec: TaskSpec,
+    pub desired_state: TaskState,
+    pub status: TaskStatus,
+}
+
+/// Any object of the store, as carried by writes and change events.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Object {
+    Cluster(Cluster),
+    Node(Node),
+    Service(Service),
+    Task(Task),
+}
+
+impl Object {
+    pub fn kind(&self) -> ObjectKind {
+        match self {
+            Object::Cluster(_) => ObjectKind::Cluster,
+            Object::Node(_) => ObjectKind::Node,
+            Object::Service(_) => ObjectKind::Service,
+            Object::Task(_) => ObjectKind::Task,
+        }
+    }
+    pub fn id(&self) -> &str {
+        match self {
+            Object::Cluster(o) => o.id.as_str(),
+            Object::Node(o) => o.id.as_str(),
+            Object::Service(o) => o.id.as_str(),
+            Object::Task(o) => o.id.as_str(),
+        }
+    }
+    pub fn meta(&self) -> &Meta {
+        match self {
+            Object::Cluster(o) => &o.meta,
+            Object::Node(o) => &o.meta,
+            Object::Service(o) => &o.meta,
+            Object::Task(o) => &o.meta,
+        }
+    }
+    pub fn meta_mut(&mut self) -> &mut Meta {
+        match self {
+            Object::Cluster(o) => &mut o.meta,
+            Object::Node(o) => &mut o.meta,
+            Object::Service(o) => &mut o.meta,
+            Object::Task(o) => &mut o.meta,
+        }
+    }
+}

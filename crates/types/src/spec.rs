@@ -1,0 +1,404 @@
+//! Desired-state specifications written by operators (service and node specs) and their
+//! validation. A spec that fails validation is refused before anything is written.
+
+use crate::constraint::Constraint;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Upper bound on replicas of one service: far above what a cluster of this size runs, low
+/// enough that a typo (`--replicas 1000000000`) is refused instead of flooding the store.
+pub const MAX_REPLICAS: u64 = 100_000;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceMode {
+    Replicated { replicas: u64 },
+    Global,
+    ReplicatedJob { max_concurrent: u64, total_completions: u64 },
+    GlobalJob,
+}
+
+impl ServiceMode {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServiceMode::Replicated { .. } => "replicated",
+            ServiceMode::Global => "global",
+            ServiceMode::ReplicatedJob { .. } => "replicated-job",
+            ServiceMode::GlobalJob => "global-job",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum RestartCondition {
+    None,
+    OnFailure,
+    #[default]
+    Any,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartPolicy {
+    pub condition: RestartCondition,
+    #[serde(with = "duration_ms")]
+    pub delay: Duration,
+    /// 0 = unlimited.
+    pub max_attempts: u64,
+    #[serde(with = "duration_ms")]
+    pub window: Duration,
+}
+
+impl Default for RestartPolicy {
+    fn default() -> Self {
+        // docker service create defaults
+        RestartPolicy {
+            condition: RestartCondition::Any,
+            delay: Duration::from_secs(5),
+            max_attempts: 0,
+            window: Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Resources {
+    /// CPU in units of 1e-9 cores (docker's NanoCPUs).
+    pub nano_cpus: i64,
+    pub memory_bytes: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ResourceRequirements {
+    pub limits: Resources,
+    pub reservations: Resources,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Placement {
+    /// Constraint expressions (`node.labels.zone==east`), validated at create/update.
+    pub constraints: Vec<String>,
+    /// Spread preferences (`spread=node.labels.zone`).
+    pub preferences: Vec<String>,
+    /// 0 = unlimited.
+    pub max_replicas_per_node: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ContainerSpec {
+    pub image: String,
+    /// Overrides the image's entrypoint when non-empty.
+    pub command: Vec<String>,
+    /// Overrides the image's cmd when non-empty.
+    pub args: Vec<String>,
+    /// `KEY=VALUE` entries.
+    pub env: Vec<String>,
+    pub workdir: String,
+    pub user: String,
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    #[serde(with = "duration_ms")]
+    pub stop_grace_period: Duration,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct TaskSpec {
+    pub container: ContainerSpec,
+    pub resources: ResourceRequirements,
+    pub restart_policy: RestartPolicy,
+    pub placement: Placement,
+    /// Bumped by `service update --force` so that tasks are replaced without a spec change.
+    pub force_update: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSpec {
+    pub name: String,
+    pub labels: BTreeMap<String, String>,
+    pub task: TaskSpec,
+    pub mode: ServiceMode,
+}
+
+/// Why a spec was refused. Messages are written for the operator who typed the command.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SpecError {
+    #[error("invalid service name {name:?}: {reason}")]
+    Name { name: String, reason: &'static str },
+    #[error("service needs an image: pass one, e.g. `swarmctl service create --name web busybox:latest`")]
+    MissingImage,
+    #[error("invalid image reference {0:?}: it must look like NAME[:TAG] or NAME@sha256:DIGEST")]
+    Image(String),
+    #[error("invalid replica count {0}: it must be between 0 and {MAX_REPLICAS}")]
+    Replicas(u64),
+    #[error("invalid environment entry {0:?}: expected KEY=VALUE")]
+    Env(String),
+    #[error("invalid label key {0:?}: keys must be non-empty and contain no '=' or whitespace")]
+    Label(String),
+    #[error("invalid constraint {expr:?}: {reason}")]
+    Constraint { expr: String, reason: String },
+    #[error("invalid placement preference {0:?}: expected spread=node.labels.NAME")]
+    Preference(String),
+    #[error("invalid resources: {0}")]
+    Resources(&'static str),
+    #[error("invalid job: {0}")]
+    Job(&'static str),
+}
+
+/// Validates a service name the way docker does: 1-63 chars of `[a-zA-Z0-9-_.]`, starting with
+/// an alphanumeric character (it becomes a DNS name and part of container names).
+pub fn validate_name(name: &str) -> Result<(), SpecError> {
+    let err = |reason| {
+        Err(SpecError::Name {
+            name: name.to_string(),
+            reason,
+        })
+    };
+    if name.is_empty() {
+        return err("it must not be empty");
+    }
+    if name.len() > 63 {
+        return err("it must be at most 63 characters");
+    }
+    if !name.chars().next().unwrap().is_ascii_alphanumeric() {
+        return err("it must start with a letter or digit");
+    }
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
+    {
+        return err("only letters, digits, '-', '_' and '.' are allowed");
+    }
+    Ok(())
+}
+
+pub fn validate_image(image: &str) -> Result<(), SpecError> {
+    if image.is_empty() {
+        return Err(SpecError::MissingImage);
+    }
+    let bad = image.chars().any(|c| c.is_whitespace() || c.is_control())
+        || image.starts_with([':', '@', '/'])
+        || image.ends_with([':', '@', '/']);
+    if bad {
+        return Err(SpecError::Image(image.to_string()));
+    }
+    if let Some((_, digest)) = image.split_once('@') {
+        let ok = digest
+            .strip_prefix("sha256:")
+            .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
+        if !ok {
+            return Err(SpecError::Image(image.to_string()));
+        }
+    }
+    Ok(())
+}
+
+pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), SpecError> {
+    for k in labels.keys() {
+        if k.is_empty() || k.contains('=') || k.chars().any(char::is_whitespace) {
+            return Err(SpecError::Label(k.clone()));
+        }
+    }
+    Ok(())
+}
+
+impl ServiceSpec {
+    /// Checks everything that can be checked without looking at the cluster.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_name(&self.name)?;
+        validate_labels(&self.labels)?;
+        validate_labels(&self.task.container.labels)?;
+        validate_image(&self.task.container.image)?;
+        match self.mode {
+            ServiceMode::Replicated { replicas } if replicas > MAX_REPLICAS => {
+                return Err(SpecError::Replicas(replicas))
+            }
+            ServiceMode::ReplicatedJob {
+                max_concurrent,
+                total_completions,
+            } => {
+                if total_completions > MAX_REPLICAS || max_concurrent > MAX_REPLICAS {
+                    return Err(SpecError::Replicas(total_completions.max(max_concurrent)));
+                }
+                if max_concurrent == 0 && total_completions > 0 {
+                    return Err(SpecError::Job("max-concurrent must be at least 1"));
+                }
+            }
+            _ => {}
+        }
+        for e in &self.task.container.env {
+            match e.split_once('=') {
+                Some((k, _)) if !k.is_empty() => {}
+                _ => return Err(SpecError::Env(e.clone())),
+            }
+        }
+        for c in &self.task.placement.constraints {
+            Constraint::parse(c)?;
+        }
+        for p in &self.task.placement.preferences {
+            let ok = p
+                .strip_prefix("spread=")
+                .and_then(|l| l.strip_prefix("node.labels."))
+                .is_some_and(|l| !l.is_empty());
+            if !ok {
+                return Err(SpecError::Preference(p.clone()));
+            }
+        }
+        let r = &self.task.resources;
+        if r.limits.nano_cpus < 0
+            || r.limits.memory_bytes < 0
+            || r.reservations.nano_cpus < 0
+            || r.reservations.memory_bytes < 0
+        {
+            return Err(SpecError::Resources("values must not be negative"));
+        }
+        if r.limits.memory_bytes != 0 && r.limits.memory_bytes < 6 * 1024 * 1024 {
+            return Err(SpecError::Resources(
+                "memory limit must be at least 6MiB (a smaller one kills any process at start)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeRole {
+    #[default]
+    Worker,
+    Manager,
+}
+
+impl NodeRole {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            NodeRole::Worker => "worker",
+            NodeRole::Manager => "manager",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Availability {
+    #[default]
+    Active,
+    Pause,
+    Drain,
+}
+
+impl Availability {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Availability::Active => "active",
+            Availability::Pause => "pause",
+            Availability::Drain => "drain",
+        }
+    }
+}
+
+impl std::str::FromStr for Availability {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "active" => Ok(Availability::Active),
+            "pause" => Ok(Availability::Pause),
+            "drain" => Ok(Availability::Drain),
+            other => Err(format!(
+                "invalid availability {other:?}: expected active, pause or drain"
+            )),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NodeSpec {
+    /// Desired role (promotion/demotion change this).
+    pub role: NodeRole,
+    pub availability: Availability,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Serializes a `Duration` as integer milliseconds (stable, language-neutral JSON).
+pub mod duration_ms {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_millis() as u64)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_millis(u64::deserialize(d)?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn spec(name: &str) -> ServiceSpec {
+        ServiceSpec {
+            name: name.into(),
+            labels: BTreeMap::new(),
+            task: TaskSpec {
+                container: ContainerSpec {
+                    image: "busybox:latest".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            mode: ServiceMode::Replicated { replicas: 1 },
+        }
+    }
+
+    #[test]
+    fn valid_spec_passes() {
+        spec("web").validate().unwrap();
+        spec("web-1.a_b").validate().unwrap();
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        for n in ["", "-web", "we b", "a/b", &"x".repeat(64)] {
+            assert!(
+                matches!(spec(n).validate(), Err(SpecError::Name { .. })),
+                "{n}"
+            );
+        }
+    }
+
+    #[test]
+    fn bad_images_are_refused() {
+        let mut s = spec("web");
+        for img in ["", "bad image", "x:", "x@sha256:123", ":tag"] {
+            s.task.container.image = img.into();
+            assert!(s.validate().is_err(), "{img}");
+        }
+        s.task.container.image = format!("x@sha256:{}", "a".repeat(64));
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn absurd_replicas_refused() {
+        let mut s = spec("web");
+        s.mode = ServiceMode::Replicated {
+            replicas: MAX_REPLICAS + 1,
+        };
+        assert_eq!(s.validate(), Err(SpecError::Replicas(MAX_REPLICAS + 1)));
+    }
+
+    #[test]
+    fn env_and_constraints_checked() {
+        let mut s = spec("web");
+        s.task.container.env = vec!["NOVALUE".into()];
+        assert!(matches!(s.validate(), Err(SpecError::Env(_))));
+        s.task.container.env = vec!["A=".into()];
+        s.validate().unwrap();
+        s.task.placement.constraints = vec!["node.labels.zone=east".into()];
+        assert!(matches!(s.validate(), Err(SpecError::Constraint { .. })));
+        s.task.placement.constraints = vec!["node.labels.zone==east".into()];
+        s.validate().unwrap();
+        s.task.placement.preferences = vec!["spread=zone".into()];
+        assert!(matches!(s.validate(), Err(SpecError::Preference(_))));
+    }
+}

@@ -1,0 +1,281 @@
+//! The object store's state and its deterministic apply function. Raft replicates
+//! `WriteBatch`es; every manager applies them through `StoreState::apply`, which either applies
+//! the whole batch or none of it (optimistic concurrency on `meta.version`).
+
+use crate::ids::{NodeId, ServiceId, TaskId};
+use crate::objects::{Cluster, Node, Object, ObjectKind, Service, Task};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One change requested by a write.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Op {
+    /// Create a new object; fails if the id (or a service's name) is taken.
+    Create(Object),
+    /// Replace an object; fails unless `object.meta.version` equals the stored version.
+    Update(Object),
+    /// Replace or create an object regardless of its version (last writer wins).
+    Put(Object),
+    /// Delete an object; with `version`, only if it is still at that version.
+    Delete {
+        kind: ObjectKind,
+        id: String,
+        version: Option<u64>,
+    },
+}
+
+/// A batch of ops applied atomically at one Raft index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct WriteBatch {
+    pub ops: Vec<Op>,
+    /// Proposer's wall clock (unix ms): apply stays deterministic on every replica.
+    pub now_ms: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    Created,
+    Updated,
+    Deleted,
+}
+
+/// An applied change, fed to watchers. For deletes `object` is the last stored value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub index: u64,
+    pub action: Action,
+    pub object: Object,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreError {
+    #[error("{kind} {id} not found")]
+    NotFound { kind: String, id: String },
+    #[error("{kind} {id} already exists")]
+    Exists { kind: String, id: String },
+    #[error("{kind} name {name:?} is already in use by {id}")]
+    NameConflict {
+        kind: String,
+        name: String,
+        id: String,
+    },
+    #[error("update out of sequence: {kind} {id} is at version {actual}, the update was based on version {expected}; read it again and retry")]
+    VersionMismatch {
+        kind: String,
+        id: String,
+        expected: u64,
+        actual: u64,
+    },
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreState {
+    pub clusters: BTreeMap<String, Cluster>,
+    pub nodes: BTreeMap<NodeId, Node>,
+    pub services: BTreeMap<ServiceId, Service>,
+    pub tasks: BTreeMap<TaskId, Task>,
+    /// Service name → id; derived, rebuilt after deserialization.
+    #[serde(skip)]
+    service_names: BTreeMap<String, ServiceId>,
+}
+
+impl StoreState {
+    /// Rebuilds derived indexes (call after deserializing a snapshot).
+    pub fn rebuild_indexes(&mut self) {
+        self.service_names = self
+            .services
+            .values()
+            .map(|s| (s.spec.name.clone(), s.id.clone()))
+            .collect();
+    }
+
+    pub fn service_by_name(&self, name: &str) -> Option<&Service> {
+        self.service_names
+            .get(name)
+            .and_then(|id| self.services.get(id))
+    }
+
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.clusters.values().next()
+    }
+
+    pub fn get(&self, kind: ObjectKind, id: &str) -> Option<Object> {
+        match kind {
+            ObjectKind::Cluster => self.clusters.get(id).cloned().map(Object::Cluster),
+            ObjectKind::Node => self.nodes.get(id).cloned().map(Object::Node),
+            ObjectKind::Service => self.services.get(id).cloned().map(Object::Service),
+            ObjectKind::Task => self.tasks.get(id).cloned().map(Object::Task),
+        }
+    }
+
+    pub fn count(&self) -> usize {
+        self.clusters.len() + self.nodes.len() + self.services.len() + self.tasks.len()
+    }
+
+    fn insert(&mut self, obj: Object) -> Option<Object> {
+        match obj {
+            Object::Cluster(o) => self.clusters.insert(o.id.to_string(), o).map(Object::Cluster),
+            Object::Node(o) => self.nodes.insert(o.id.clone(), o).map(Object::Node),
+            Object::Service(o) => {
+                let old = self.services.insert(o.id.clone(), o.clone());
+                if let Some(prev) = &old {
+                    if prev.spec.name != o.spec.name {
+                        self.service_names.remove(&prev.spec.name);
+                    }
+                }
+                self.service_names.insert(o.spec.name.clone(), o.id.clone());
+                old.map(Object::Service)
+            }
+            Object::Task(o) => self.tasks.insert(o.id.clone(), o).map(Object::Task),
+        }
+    }
+
+    fn remove(&mut self, kind: ObjectKind, id: &str) -> Option<Object> {
+        match kind {
+            ObjectKind::Cluster => self.clusters.remove(id).map(Object::Cluster),
+            ObjectKind::Node => self.nodes.remove(id).map(Object::Node),
+            ObjectKind::Service => {
+                let s = self.services.remove(id)?;
+                if self.service_names.get(&s.spec.name) == Some(&s.id) {
+                    self.service_names.remove(&s.spec.name);
+                }
+                Some(Object::Service(s))
+            }
+            ObjectKind::Task => self.tasks.remove(id).map(Object::Task),
+        }
+    }
+
+    fn check_name(&self, obj: &Object) -> Result<(), StoreError> {
+        if let Object::Service(s) = obj {
+            if let Some(other) = self.service_names.get(&s.spec.name) {
+                if *other != s.id {
+                    return Err(StoreError::NameConflict {
+                        kind: "service".into(),
+                        name: s.spec.name.clone(),
+                        id: other.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_op(&mut self, op: &Op, index: u64, now: u64) -> Result<Change, StoreError> {
+        let not_found = |kind: ObjectKind, id: &str| StoreError::NotFound {
+            kind: kind.as_str().into(),
+            id: id.into(),
+        };
+        match op {
+            Op::Create(obj) => {
+                if self.get(obj.kind(), obj.id()).is_some() {
+                    return Err(StoreError::Exists {
+                        kind: obj.kind().as_str().into(),
+                        id: obj.id().into(),
+                    });
+                }
+                self.check_name(obj)?;
+                let mut obj = obj.clone();
+                let m = obj.meta_mut();
+                m.version = index;
+                m.created_at = now;
+                m.updated_at = now;
+                self.insert(obj.clone());
+                Ok(Change {
+                    index,
+                    action: Action::Created,
+                    object: obj,
+                })
+            }
+            Op::Update(obj) | Op::Put(obj) => {
+                let current = self.get(obj.kind(), obj.id());
+                let conditional = matches!(op, Op::Update(_));
+                let created_at = match &current {
+                    None if conditional => return Err(not_found(obj.kind(), obj.id())),
+                    None => now,
+                    Some(cur) => {
+                        if conditional && cur.meta().version != obj.meta().version {
+                            return Err(StoreError::VersionMismatch {
+                                kind: obj.kind().as_str().into(),
+                                id: obj.id().into(),
+                                expected: obj.meta().version,
+                                actual: cur.meta().version,
+                            });
+                        }
+                        cur.meta().created_at
+                    }
+                };
+                self.check_name(obj)?;
+                let mut obj = obj.clone();
+                let m = obj.meta_mut();
+                m.version = index;
+                m.created_at = created_at;
+                m.updated_at = now;
+                self.insert(obj.clone());
+                Ok(Change {
+                    index,
+                    action: if current.is_some() {
+                        Action::Updated
+                    } else {
+                        Action::Created
+                    },
+                    object: obj,
+                })
+            }
+            Op::Delete { kind, id, version } => {
+                let cur = self.get(*kind, id).ok_or_else(|| not_found(*kind, id))?;
+                if let Some(v) = version {
+                    if cur.meta().version != *v {
+                        return Err(StoreError::VersionMismatch {
+                            kind: kind.as_str().into(),
+                            id: id.clone(),
+                            expected: *v,
+                            actual: cur.meta().version,
+                        });
+                    }
+                }
+                self.remove(*kind, id);
+                Ok(Change {
+                    index,
+                    action: Action::Deleted,
+                    object: cur,
+                })
+            }
+        }
+    }
+
+    /// Applies `batch` at Raft index `index`: all ops or none. Returns the changes in order.
+    pub fn apply(&mut self, batch: &WriteBatch, index: u64) -> Result<Vec<Change>, StoreError> {
+        let mut changes: Vec<Change> = Vec::with_capacity(batch.ops.len());
+        // Undo log: (kind, id, previous value) in application order.
+        let mut undo: Vec<(ObjectKind, String, Option<Object>)> = Vec::new();
+        for op in &batch.ops {
+            let (kind, id) = match op {
+                Op::Create(o) | Op::Update(o) | Op::Put(o) => (o.kind(), o.id().to_string()),
+                Op::Delete { kind, id, .. } => (*kind, id.clone()),
+            };
+            let before = self.get(kind, &id);
+            match self.apply_op(op, index, batch.now_ms) {
+                Ok(c) => {
+                    undo.push((kind, id, before));
+                    changes.push(c);
+                }
+                Err(e) => {
+                    for (kind, id, prev) in undo.into_iter().rev() {
+                        self.remove(kind, &id);
+                        if let Some(p) = prev {
+                            self.insert(p);
+                        }
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(changes)
+    }
+}
+
+#[cfg(test)]
+mod tests;

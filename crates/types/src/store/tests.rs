@@ -1,0 +1,122 @@
+use super::*;
+use crate::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
+use proptest::prelude::*;
+
+fn service(id: &str, name: &str, version: u64) -> Object {
+    Object::Service(Service {
+        id: ServiceId::new(id),
+        meta: crate::objects::Meta {
+            version,
+            ..Default::default()
+        },
+        spec: ServiceSpec {
+            name: name.into(),
+            labels: Default::default(),
+            task: TaskSpec {
+                container: ContainerSpec {
+                    image: "busybox".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            mode: ServiceMode::Replicated { replicas: 1 },
+        },
+        previous_spec: None,
+    })
+}
+
+fn batch(ops: Vec<Op>) -> WriteBatch {
+    WriteBatch { ops, now_ms: 1000 }
+}
+
+#[test]
+fn create_sets_version_to_index() {
+    let mut s = StoreState::default();
+    let ch = s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 7).unwrap();
+    assert_eq!(ch[0].action, Action::Created);
+    assert_eq!(s.services[&ServiceId::new("a")].meta.version, 7);
+    assert_eq!(s.service_by_name("web").unwrap().id.as_str(), "a");
+}
+
+#[test]
+fn stale_update_is_refused() {
+    let mut s = StoreState::default();
+    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 3).unwrap();
+    s.apply(&batch(vec![Op::Update(service("a", "web", 3))]), 4).unwrap();
+    let err = s.apply(&batch(vec![Op::Update(service("a", "web", 3))]), 5).unwrap_err();
+    assert!(matches!(err, StoreError::VersionMismatch { expected: 3, actual: 4, .. }));
+}
+
+#[test]
+fn duplicate_name_refused_and_batch_is_atomic() {
+    let mut s = StoreState::default();
+    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1).unwrap();
+    let before = s.clone();
+    let err = s
+        .apply(
+            &batch(vec![
+                Op::Create(service("b", "db", 0)),
+                Op::Create(service("c", "web", 0)),
+            ]),
+            2,
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::NameConflict { .. }));
+    assert_eq!(s, before, "a failed batch must leave no trace");
+    assert!(s.service_by_name("db").is_none());
+}
+
+#[test]
+fn rename_frees_old_name_and_delete_checks_version() {
+    let mut s = StoreState::default();
+    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1).unwrap();
+    s.apply(&batch(vec![Op::Update(service("a", "www", 1))]), 2).unwrap();
+    assert!(s.service_by_name("web").is_none());
+    s.apply(&batch(vec![Op::Create(service("b", "web", 0))]), 3).unwrap();
+    let del = |v| Op::Delete {
+        kind: ObjectKind::Service,
+        id: "a".into(),
+        version: v,
+    };
+    assert!(s.apply(&batch(vec![del(Some(1))]), 4).is_err());
+    s.apply(&batch(vec![del(Some(2))]), 5).unwrap();
+    assert!(s.apply(&batch(vec![del(None)]), 6).is_err());
+}
+
+#[test]
+fn snapshot_roundtrip_rebuilds_name_index() {
+    let mut s = StoreState::default();
+    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1).unwrap();
+    let json = serde_json::to_vec(&s).unwrap();
+    let mut back: StoreState = serde_json::from_slice(&json).unwrap();
+    back.rebuild_indexes();
+    assert_eq!(back, s);
+    assert!(back.service_by_name("web").is_some());
+}
+
+proptest! {
+    /// Whatever sequence of writes is applied, a failed batch changes nothing and names stay
+    /// unique among services.
+    #[test]
+    fn names_unique_and_failures_leave_no_trace(ops in proptest::collection::vec((0u8..6, 0u8..4, 0u8..3, 0u64..4), 1..40)) {
+        let mut s = StoreState::default();
+        for (i, (id, name, what, ver)) in ops.into_iter().enumerate() {
+            let id = format!("s{id}");
+            let name = format!("n{name}");
+            let op = match what {
+                0 => Op::Create(service(&id, &name, 0)),
+                1 => Op::Update(service(&id, &name, ver)),
+                _ => Op::Delete { kind: ObjectKind::Service, id: id.clone(), version: None },
+            };
+            let before = s.clone();
+            if s.apply(&batch(vec![op]), i as u64 + 1).is_err() {
+                prop_assert_eq!(&s, &before);
+            }
+            let mut names: Vec<_> = s.services.values().map(|v| v.spec.name.clone()).collect();
+            let n = names.len();
+            names.sort();
+            names.dedup();
+            prop_assert_eq!(names.len(), n);
+        }
+    }
+}
