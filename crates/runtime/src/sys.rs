@@ -220,8 +220,7 @@ pub fn fsetxattr(fd: RawFd, name: &str, value: &[u8]) -> io::Result<()> {
 pub fn memfd_create(name: &str) -> io::Result<OwnedFd> {
     let n = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
     // SAFETY: valid name; returns a fresh fd or -1.
-    let fd =
-        unsafe { libc::memfd_create(n.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    let fd = unsafe { libc::memfd_create(n.as_ptr(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -92,16 +92,11 @@ pub fn unpack_layer<R: Read>(
     root: &Path,
     opts: UnpackOptions,
 ) -> Result<UnpackStats, UnpackError> {
-    let root_fd = sys::openat(
-        libc::AT_FDCWD,
-        root,
-        libc::O_RDONLY | libc::O_DIRECTORY,
-        0,
-    )
-    .map_err(|source| UnpackError::Io {
-        path: root.to_path_buf(),
-        source,
-    })?;
+    let root_fd = sys::openat(libc::AT_FDCWD, root, libc::O_RDONLY | libc::O_DIRECTORY, 0)
+        .map_err(|source| UnpackError::Io {
+            path: root.to_path_buf(),
+            source,
+        })?;
     let mut archive = tar::Archive::new(reader);
     let mut stats = UnpackStats::default();
     let mut dir_times: Vec<(PathBuf, u64)> = Vec::new();
@@ -340,7 +335,9 @@ fn rc(r: i32) -> io::Result<()> {
 
 fn mkdir_at(dir: i32, name: &Path, mode: u32) -> io::Result<()> {
     // SAFETY: valid C string, dir fd owned by the caller.
-    rc(with_c(name, |c| unsafe { libc::mkdirat(dir, c.as_ptr(), mode) })?)
+    rc(with_c(name, |c| unsafe {
+        libc::mkdirat(dir, c.as_ptr(), mode)
+    })?)
 }
 
 fn mknod_at(dir: i32, name: &Path, mode: u32, dev: u64) -> io::Result<()> {
@@ -432,7 +429,9 @@ fn remove_existing(dir: i32, name: &Path) -> io::Result<()> {
         })?)
     } else {
         // SAFETY: valid C string.
-        rc(with_c(name, |c| unsafe { libc::unlinkat(dir, c.as_ptr(), 0) })?)
+        rc(with_c(name, |c| unsafe {
+            libc::unlinkat(dir, c.as_ptr(), 0)
+        })?)
     }
 }
 

@@ -1,0 +1,329 @@
+//! Unit tests of the image store and of safe layer extraction (run as root for ownership and
+//! whiteout device nodes; they use only temp dirs).
+
+use super::*;
+use crate::sys;
+use std::io::Cursor;
+
+fn tar_with(entries: &[(&str, tar::EntryType, &[u8], Option<&str>)]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, kind, data, link) in entries {
+        let mut h = tar::Header::new_gnu();
+        // Write the raw name so that hostile paths are not rewritten by the tar crate.
+        let gnu = h.as_gnu_mut().unwrap();
+        gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_entry_type(*kind);
+        h.set_mode(if *kind == tar::EntryType::Directory {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_size(data.len() as u64);
+        if let Some(l) = link {
+            h.set_link_name_literal(l).unwrap();
+        }
+        h.set_cksum();
+        b.append(&h, *data).unwrap();
+    }
+    b.into_inner().unwrap()
+}
+
+fn sentinel() -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("root");
+    let outside = t.path().join("sentinel");
+    fs::create_dir_all(&root).unwrap();
+    fs::create_dir_all(&outside).unwrap();
+    fs::write(outside.join("keep"), b"original").unwrap();
+    (t, root, outside)
+}
+
+fn assert_untouched(outside: &Path) {
+    let names: Vec<_> = fs::read_dir(outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        vec![std::ffi::OsString::from("keep")],
+        "sentinel dir changed"
+    );
+    assert_eq!(fs::read(outside.join("keep")).unwrap(), b"original");
+}
+
+#[test]
+fn escape_parent_dir_entry_is_refused() {
+    let (_t, root, outside) = sentinel();
+    let tar = tar_with(&[("../sentinel/pwned", tar::EntryType::Regular, b"x", None)]);
+    let e = unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap_err();
+    assert!(matches!(e, UnpackError::ParentComponent { .. }), "{e}");
+    assert_untouched(&outside);
+}
+
+#[test]
+fn escape_absolute_entry_is_refused() {
+    let (_t, root, outside) = sentinel();
+    let abs = format!("{}/pwned", outside.display());
+    let tar = tar_with(&[(&abs, tar::EntryType::Regular, b"x", None)]);
+    let e = unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap_err();
+    assert!(matches!(e, UnpackError::AbsolutePath { .. }), "{e}");
+    assert_untouched(&outside);
+}
+
+#[test]
+fn escape_symlink_then_file_is_refused() {
+    for target in ["../sentinel", "/"] {
+        let (_t, root, outside) = sentinel();
+        let abs_target = outside.display().to_string();
+        let target = if target == "/" {
+            abs_target.as_str()
+        } else {
+            target
+        };
+        let tar = tar_with(&[
+            ("evil", tar::EntryType::Symlink, b"", Some(target)),
+            ("evil/pwned", tar::EntryType::Regular, b"x", None),
+        ]);
+        let e = unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap_err();
+        assert!(matches!(e, UnpackError::SymlinkEscape { .. }), "{e}");
+        assert_untouched(&outside);
+    }
+}
+
+#[test]
+fn symlink_at_final_component_is_replaced_not_followed() {
+    let (_t, root, outside) = sentinel();
+    let tar = tar_with(&[
+        (
+            "keep",
+            tar::EntryType::Symlink,
+            b"",
+            Some("../sentinel/keep"),
+        ),
+        ("keep", tar::EntryType::Regular, b"inside", None),
+    ]);
+    unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap();
+    assert_eq!(fs::read(root.join("keep")).unwrap(), b"inside");
+    assert_untouched(&outside);
+}
+
+#[test]
+fn escape_hardlink_is_refused() {
+    let (_t, root, outside) = sentinel();
+    for link in ["../sentinel/keep", "/etc/passwd"] {
+        let tar = tar_with(&[("h", tar::EntryType::Link, b"", Some(link))]);
+        let e = unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap_err();
+        assert!(matches!(e, UnpackError::HardlinkEscape { .. }), "{e}");
+    }
+    // Through a symlinked directory.
+    let tar = tar_with(&[
+        ("d", tar::EntryType::Symlink, b"", Some("../sentinel")),
+        ("h", tar::EntryType::Link, b"", Some("d/keep")),
+    ]);
+    let e = unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap_err();
+    assert!(matches!(e, UnpackError::HardlinkEscape { .. }), "{e}");
+    assert_untouched(&outside);
+}
+
+#[test]
+fn device_nodes_need_privilege() {
+    let (_t, root, _o) = sentinel();
+    let tar = tar_with(&[("dev/sda", tar::EntryType::Block, b"", None)]);
+    let e = unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap_err();
+    assert!(matches!(e, UnpackError::DeviceNode { .. }), "{e}");
+}
+
+#[test]
+fn whiteouts_become_overlay_whiteouts() {
+    let (_t, root, _o) = sentinel();
+    let tar = tar_with(&[
+        ("etc/", tar::EntryType::Directory, b"", None),
+        ("etc/.wh.passwd", tar::EntryType::Regular, b"", None),
+        ("opt/", tar::EntryType::Directory, b"", None),
+        ("opt/.wh..wh..opq", tar::EntryType::Regular, b"", None),
+        (
+            "etc/hosts",
+            tar::EntryType::Regular,
+            b"127.0.0.1 localhost\n",
+            None,
+        ),
+        ("etc/hosts2", tar::EntryType::Link, b"", Some("etc/hosts")),
+    ]);
+    let st = unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap();
+    assert_eq!(st.whiteouts, 2);
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let m = fs::symlink_metadata(root.join("etc/passwd")).unwrap();
+    assert!(m.file_type().is_char_device());
+    assert_eq!(m.rdev(), 0);
+    let mut buf = [0u8; 4];
+    let c = sys::cstr(&root.join("opt")).unwrap();
+    let n = std::ffi::CString::new("trusted.overlay.opaque").unwrap();
+    // SAFETY: valid strings and buffer.
+    let r = unsafe { libc::getxattr(c.as_ptr(), n.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert_eq!(r, 1);
+    assert_eq!(buf[0], b'y');
+    let a = fs::metadata(root.join("etc/hosts")).unwrap();
+    let b = fs::metadata(root.join("etc/hosts2")).unwrap();
+    assert_eq!(a.ino(), b.ino());
+}
+
+fn rootfs_tar() -> Vec<u8> {
+    tar_with(&[
+        ("bin/", tar::EntryType::Directory, b"", None),
+        (
+            "bin/hello",
+            tar::EntryType::Regular,
+            b"#!/bin/sh\necho hi\n",
+            None,
+        ),
+        ("etc/", tar::EntryType::Directory, b"", None),
+        (
+            "etc/passwd",
+            tar::EntryType::Regular,
+            b"root:x:0:0:root:/root:/bin/sh\n",
+            None,
+        ),
+    ])
+}
+
+#[test]
+fn import_prepare_and_share_layers() {
+    let t = tempfile::tempdir().unwrap();
+    let s = ImageStore::open(t.path()).unwrap();
+    let cfg = ImageConfig {
+        cmd: Some(vec!["/bin/hello".into()]),
+        working_dir: Some("/etc".into()),
+        ..Default::default()
+    };
+    let md = s
+        .import_rootfs_tar(Cursor::new(rootfs_tar()), "hello", cfg.clone())
+        .unwrap();
+    assert_eq!(s.resolve("hello:latest").unwrap(), md);
+    let c = s.config("hello").unwrap();
+    assert_eq!(c.cmd, cfg.cmd);
+    assert!(c.env[0].starts_with("PATH="));
+    let p1 = s.prepare("hello").unwrap();
+    let p2 = s.prepare("hello").unwrap();
+    assert_eq!(p1.layers, p2.layers, "layers are unpacked once and shared");
+    assert!(p1.layers[0].join("bin/hello").is_file());
+    // Second name, same content: same layer dir.
+    s.import_rootfs_tar(Cursor::new(rootfs_tar()), "other:1", ImageConfig::default())
+        .unwrap();
+    assert_eq!(s.prepare("other:1").unwrap().layers, p1.layers);
+}
+
+#[test]
+fn corrupt_blob_is_refused() {
+    let t = tempfile::tempdir().unwrap();
+    let s = ImageStore::open(t.path()).unwrap();
+    let md = s
+        .import_rootfs_tar(Cursor::new(rootfs_tar()), "hello", ImageConfig::default())
+        .unwrap();
+    let m = s.manifest(&md).unwrap();
+    let layer = s.blob_path(&m.layers[0].digest);
+    let mut bytes = fs::read(&layer).unwrap();
+    bytes[600] ^= 0xff;
+    fs::write(&layer, &bytes).unwrap();
+    let e = s.prepare("hello").unwrap_err();
+    assert!(e.to_string().contains("verification"), "{e}");
+    assert!(fs::read_dir(t.path().join("layers"))
+        .unwrap()
+        .next()
+        .is_none());
+    // Wrong expected digest on write.
+    let wrong = Digest::of(b"something else");
+    assert!(matches!(
+        s.put_blob_reader(&b"data"[..], Some((&wrong, None))),
+        Err(ImageError::DigestMismatch { .. })
+    ));
+    let right = Digest::of(b"data");
+    assert!(matches!(
+        s.put_blob_reader(&b"data"[..], Some((&right, Some(99)))),
+        Err(ImageError::DigestMismatch { .. })
+    ));
+    // Tampered config is caught on read.
+    let cfgp = s.blob_path(&m.config.digest);
+    fs::write(&cfgp, b"{}").unwrap();
+    assert!(matches!(
+        s.config("hello"),
+        Err(ImageError::DigestMismatch { .. })
+    ));
+}
+
+#[test]
+fn export_import_round_trip_and_gc() {
+    let t = tempfile::tempdir().unwrap();
+    let a = ImageStore::open(t.path().join("a")).unwrap();
+    let md = a
+        .import_rootfs_tar(
+            Cursor::new(rootfs_tar()),
+            "hello:v1",
+            ImageConfig::default(),
+        )
+        .unwrap();
+    let mut archive = Vec::new();
+    a.export_archive(&["hello:v1"], &mut archive).unwrap();
+    let b = ImageStore::open(t.path().join("b")).unwrap();
+    // The export carries manifest.json (docker load) and an OCI layout.
+    assert_eq!(
+        b.import_archive(Cursor::new(&archive), None).unwrap(),
+        vec!["hello:v1"]
+    );
+    let dir = t.path().join("oci");
+    a.export_dir(&["hello:v1"], &dir).unwrap();
+    fs::remove_file(dir.join("manifest.json")).unwrap();
+    let c = ImageStore::open(t.path().join("c")).unwrap();
+    assert_eq!(
+        c.import_dir(&dir, Some("renamed")).unwrap(),
+        vec!["renamed:latest"]
+    );
+    assert_eq!(c.resolve("renamed").unwrap(), md);
+    assert!(c.prepare("renamed").unwrap().layers[0]
+        .join("bin/hello")
+        .is_file());
+
+    // GC keeps what is tagged, removes the rest.
+    let before = c.prepare("renamed").unwrap();
+    assert_eq!(c.gc(&HashSet::new()).unwrap(), GcStats::default());
+    c.untag("renamed").unwrap();
+    let st = c.gc(&before.layers.iter().cloned().collect()).unwrap();
+    assert_eq!(
+        (st.blobs_removed, st.layers_removed),
+        (3, 0),
+        "in-use layer kept"
+    );
+    let st = c.gc(&HashSet::new()).unwrap();
+    assert_eq!(st.layers_removed, 1);
+}
+
+#[test]
+fn docker_save_archive_imports() {
+    let t = tempfile::tempdir().unwrap();
+    let layer = rootfs_tar();
+    let diff = Digest::of(&layer);
+    let cfg = format!(
+        r#"{{"architecture":"amd64","os":"linux","config":{{"Cmd":["/bin/hello"],"Env":["A=1"]}},"rootfs":{{"type":"layers","diff_ids":["{diff}"]}}}}"#
+    );
+    let manifest =
+        r#"[{"Config":"abc.json","RepoTags":["hello:saved"],"Layers":["l1/layer.tar"]}]"#;
+    let mut b = tar::Builder::new(Vec::new());
+    for (name, data) in [
+        ("manifest.json", manifest.as_bytes()),
+        ("abc.json", cfg.as_bytes()),
+        ("l1/layer.tar", &layer[..]),
+    ] {
+        let mut h = tar::Header::new_ustar();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, name, data).unwrap();
+    }
+    let s = ImageStore::open(t.path()).unwrap();
+    let names = s
+        .import_archive(Cursor::new(b.into_inner().unwrap()), None)
+        .unwrap();
+    assert_eq!(names, vec!["hello:saved"]);
+    assert_eq!(s.config("hello:saved").unwrap().env, vec!["A=1"]);
+    assert!(s.prepare("hello:saved").unwrap().layers[0]
+        .join("etc/passwd")
+        .is_file());
+}

@@ -1,0 +1,528 @@
+//! The runtime-level container spec (what the agent asks for) and the pure merge rules that turn
+//! an image config plus task overrides into the process to run (Docker semantics).
+//!
+//! Everything here is plain data and pure functions: serialized into the container's state dir
+//! and read back by the init process, and unit-tested without root.
+
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::image::ImageConfig;
+
+/// Default `PATH` when neither the image nor the task sets one (Docker's).
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Errors of spec validation and merging.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    #[error("invalid container id {id:?}: use 1-64 characters from [A-Za-z0-9_.-], not starting with '.'")]
+    InvalidId { id: String },
+    #[error("no command to run: the image has no Entrypoint/Cmd and the task sets none")]
+    NoCommand,
+    #[error("invalid {what} {path:?}: must be an absolute path without `..` components")]
+    InvalidPath { what: &'static str, path: String },
+    #[error(
+        "workdir {path:?} is not allowed: it points into /proc, which could reach host resources"
+    )]
+    ProcWorkdir { path: String },
+    #[error("invalid user {user:?}: {reason}")]
+    InvalidUser { user: String, reason: String },
+    #[error("invalid environment entry {entry:?}: expected KEY=VALUE")]
+    InvalidEnv { entry: String },
+}
+
+/// Where the container's root filesystem comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RootfsSpec {
+    /// Overlayfs of unpacked image layers (lowest first); upper/work dirs live in the state dir.
+    Layers { lower: Vec<PathBuf> },
+    /// An existing directory (OCI bundle rootfs), bind-mounted.
+    Directory { path: PathBuf, readonly: bool },
+}
+
+/// Network mode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NetworkMode {
+    /// A private network namespace with only `lo` (up).
+    #[default]
+    None,
+    /// Share the host's network namespace.
+    Host,
+}
+
+/// What happens to the container's stdout/stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StdioMode {
+    /// Captured by the container init into a timestamped log file in the state dir.
+    #[default]
+    Log,
+    /// Inherited from the process that creates the container (runc-style foreground `run`).
+    Inherit,
+}
+
+/// An extra mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "type")]
+pub enum MountSpec {
+    Bind {
+        source: PathBuf,
+        destination: PathBuf,
+        readonly: bool,
+    },
+    Tmpfs {
+        destination: PathBuf,
+        size_bytes: Option<u64>,
+        mode: Option<u32>,
+    },
+}
+
+impl MountSpec {
+    pub fn destination(&self) -> &Path {
+        match self {
+            MountSpec::Bind { destination, .. } | MountSpec::Tmpfs { destination, .. } => {
+                destination
+            }
+        }
+    }
+}
+
+/// Resource limits; `None` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Resources {
+    pub memory_bytes: Option<u64>,
+    /// CPU quota in microseconds per `cpu_period_us` (default period 100 ms).
+    pub cpu_quota_us: Option<u64>,
+    pub cpu_period_us: Option<u64>,
+    pub pids_max: Option<u64>,
+}
+
+impl Resources {
+    /// Docker's `--cpus` equivalent.
+    pub fn with_cpus(mut self, cpus: f64) -> Self {
+        let period = 100_000u64;
+        self.cpu_period_us = Some(period);
+        self.cpu_quota_us = Some((cpus * period as f64).round() as u64);
+        self
+    }
+}
+
+/// The fully resolved process of a container.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProcessSpec {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    /// `user`, `uid`, `user:group` or `uid:gid`; resolved against the container's /etc/passwd.
+    pub user: String,
+}
+
+/// Task-level overrides of an image config (Docker `run` semantics).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct ProcessOverrides {
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    /// `KEY=VALUE` entries; they replace image entries with the same key.
+    pub env: Vec<String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// Everything the runtime needs to create a container.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainerSpec {
+    pub id: String,
+    pub rootfs: RootfsSpec,
+    pub process: ProcessSpec,
+    pub hostname: Option<String>,
+    #[serde(default)]
+    pub mounts: Vec<MountSpec>,
+    #[serde(default)]
+    pub network: NetworkMode,
+    #[serde(default)]
+    pub resources: Resources,
+    #[serde(default)]
+    pub stdio: StdioMode,
+    /// Mount the rootfs read-only.
+    #[serde(default)]
+    pub readonly_rootfs: bool,
+    /// Free-form labels, stored with the container (e.g. the agent's task id).
+    #[serde(default)]
+    pub labels: std::collections::BTreeMap<String, String>,
+}
+
+impl ContainerSpec {
+    /// A spec with defaults for everything but id, rootfs and process.
+    pub fn new(id: impl Into<String>, rootfs: RootfsSpec, process: ProcessSpec) -> Self {
+        ContainerSpec {
+            id: id.into(),
+            rootfs,
+            process,
+            hostname: None,
+            mounts: Vec::new(),
+            network: NetworkMode::None,
+            resources: Resources::default(),
+            stdio: StdioMode::Log,
+            readonly_rootfs: false,
+            labels: Default::default(),
+        }
+    }
+
+    /// Checks ids and paths; called by the runtime before anything touches the system.
+    pub fn validate(&self) -> Result<(), SpecError> {
+        validate_id(&self.id)?;
+        if self.process.args.is_empty() {
+            return Err(SpecError::NoCommand);
+        }
+        validate_workdir(&self.process.cwd)?;
+        for e in &self.process.env {
+            if !e.contains('=') || e.starts_with('=') {
+                return Err(SpecError::InvalidEnv { entry: e.clone() });
+            }
+        }
+        parse_user(&self.process.user)?;
+        for m in &self.mounts {
+            let d = m.destination().to_string_lossy().to_string();
+            clean_container_path(&d).ok_or(SpecError::InvalidPath {
+                what: "mount destination",
+                path: d.clone(),
+            })?;
+            if let MountSpec::Bind { source, .. } = m {
+                if !source.is_absolute() {
+                    return Err(SpecError::InvalidPath {
+                        what: "bind source",
+                        path: source.display().to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Container ids double as directory and cgroup names: keep them boring.
+pub fn validate_id(id: &str) -> Result<(), SpecError> {
+    let ok = !id.is_empty()
+        && id.len() <= 64
+        && !id.starts_with('.')
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if ok {
+        Ok(())
+    } else {
+        Err(SpecError::InvalidId { id: id.into() })
+    }
+}
+
+/// Normalizes an absolute container path (no `..`); `None` when it is not one.
+pub fn clean_container_path(p: &str) -> Option<PathBuf> {
+    let path = Path::new(p);
+    if !path.is_absolute() {
+        return None;
+    }
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::RootDir | Component::CurDir => {}
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir | Component::Prefix(_) => return None,
+        }
+    }
+    Some(out)
+}
+
+/// A workdir must be a clean absolute path outside /proc (`/proc/self/fd/N` could name a host
+/// directory fd: CVE-2024-21626).
+pub fn validate_workdir(cwd: &str) -> Result<PathBuf, SpecError> {
+    let p = clean_container_path(cwd).ok_or(SpecError::InvalidPath {
+        what: "workdir",
+        path: cwd.into(),
+    })?;
+    if p.starts_with("/proc") {
+        return Err(SpecError::ProcWorkdir { path: cwd.into() });
+    }
+    Ok(p)
+}
+
+/// Merges `KEY=VALUE` lists: later entries replace earlier ones with the same key, order kept.
+pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for e in base.iter().chain(overrides) {
+        let key = e.split_once('=').map_or(e.as_str(), |(k, _)| k);
+        if let Some(slot) = out
+            .iter_mut()
+            .find(|x| x.split_once('=').map_or(x.as_str(), |(k, _)| k) == key)
+        {
+            *slot = e.clone();
+        } else {
+            out.push(e.clone());
+        }
+    }
+    out
+}
+
+/// Docker's rules: an overridden entrypoint drops the image's cmd unless a cmd is given too;
+/// env merged by key; PATH defaulted; workdir defaults to `/`; user to root.
+pub fn resolve_process(
+    image: &ImageConfig,
+    o: &ProcessOverrides,
+) -> Result<ProcessSpec, SpecError> {
+    let entrypoint = o
+        .entrypoint
+        .clone()
+        .or_else(|| image.entrypoint.clone())
+        .unwrap_or_default();
+    let cmd = match (&o.cmd, &o.entrypoint) {
+        (Some(c), _) => c.clone(),
+        (None, Some(_)) => Vec::new(),
+        (None, None) => image.cmd.clone().unwrap_or_default(),
+    };
+    let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+    if args.is_empty() {
+        return Err(SpecError::NoCommand);
+    }
+    let mut env = merge_env(&image.env, &o.env);
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    let cwd = o
+        .workdir
+        .clone()
+        .or_else(|| image.working_dir.clone())
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    validate_workdir(&cwd)?;
+    let user = o
+        .user
+        .clone()
+        .or_else(|| image.user.clone())
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| "0".into());
+    parse_user(&user)?;
+    Ok(ProcessSpec {
+        args,
+        env,
+        cwd,
+        user,
+    })
+}
+
+/// A parsed `user[:group]` string; names are resolved later against the container's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserRef {
+    pub user: IdOrName,
+    pub group: Option<IdOrName>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdOrName {
+    Id(u32),
+    Name(String),
+}
+
+fn id_or_name(s: &str) -> IdOrName {
+    s.parse()
+        .map_or_else(|_| IdOrName::Name(s.into()), IdOrName::Id)
+}
+
+/// Parses `user`, `uid`, `user:group`, `uid:gid`.
+pub fn parse_user(s: &str) -> Result<UserRef, SpecError> {
+    let bad = |reason: &str| SpecError::InvalidUser {
+        user: s.into(),
+        reason: reason.into(),
+    };
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    if u.is_empty() {
+        return Err(bad("empty user name"));
+    }
+    if g.is_some_and(str::is_empty) {
+        return Err(bad("empty group name"));
+    }
+    for part in [Some(u), g].into_iter().flatten() {
+        if part.contains(['/', '\n', '\0']) {
+            return Err(bad("names may not contain '/', newlines or NUL"));
+        }
+    }
+    Ok(UserRef {
+        user: id_or_name(u),
+        group: g.map(id_or_name),
+    })
+}
+
+/// The numeric identity a process runs as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResolvedUser {
+    pub uid: u32,
+    pub gid: u32,
+    pub additional_gids: Vec<u32>,
+    pub home: String,
+}
+
+/// Resolves a [`UserRef`] against the contents of the container's `/etc/passwd` and
+/// `/etc/group` (either may be empty). Numeric ids need no entry (gid then defaults to the
+/// passwd entry's or 0); names must exist.
+pub fn resolve_user(r: &UserRef, passwd: &str, group: &str) -> Result<ResolvedUser, SpecError> {
+    let err = |reason: String| SpecError::InvalidUser {
+        user: format!("{r:?}"),
+        reason,
+    };
+    // passwd: name:x:uid:gid:gecos:home:shell
+    let pw: Vec<Vec<&str>> = passwd
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 7)
+        .collect();
+    let entry = pw.iter().find(|f| match &r.user {
+        IdOrName::Name(n) => f[0] == n,
+        IdOrName::Id(id) => f[2].parse::<u32>().ok() == Some(*id),
+    });
+    let (uid, mut gid, home, uname) = match (&r.user, entry) {
+        (_, Some(f)) => (
+            f[2].parse::<u32>()
+                .map_err(|_| err(format!("bad uid in passwd for {}", f[0])))?,
+            f[3].parse::<u32>().unwrap_or(0),
+            f[5].to_string(),
+            Some(f[0].to_string()),
+        ),
+        (IdOrName::Id(id), None) => (*id, 0, "/".to_string(), None),
+        (IdOrName::Name(n), None) => {
+            return Err(err(format!("no user {n:?} in the container's /etc/passwd")))
+        }
+    };
+    // group: name:x:gid:members
+    let gr: Vec<Vec<&str>> = group
+        .lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .filter(|f| f.len() >= 4)
+        .collect();
+    if let Some(g) = &r.group {
+        gid = match g {
+            IdOrName::Id(id) => *id,
+            IdOrName::Name(n) => gr
+                .iter()
+                .find(|f| f[0] == n)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| err(format!("no group {n:?} in the container's /etc/group")))?,
+        };
+    }
+    let mut additional_gids = vec![gid];
+    if let Some(name) = uname.filter(|_| r.group.is_none()) {
+        for f in &gr {
+            if f[3].split(',').any(|m| m == name) {
+                if let Ok(g) = f[2].parse::<u32>() {
+                    if !additional_gids.contains(&g) {
+                        additional_gids.push(g);
+                    }
+                }
+            }
+        }
+    }
+    Ok(ResolvedUser {
+        uid,
+        gid,
+        additional_gids,
+        home,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn img() -> ImageConfig {
+        ImageConfig {
+            user: Some("app".into()),
+            env: vec!["PATH=/bin".into(), "A=1".into()],
+            entrypoint: Some(vec!["/entry".into()]),
+            cmd: Some(vec!["serve".into()]),
+            working_dir: Some("/srv".into()),
+        }
+    }
+
+    #[test]
+    fn image_defaults_apply() {
+        let p = resolve_process(&img(), &ProcessOverrides::default()).unwrap();
+        assert_eq!(p.args, vec!["/entry", "serve"]);
+        assert_eq!(p.cwd, "/srv");
+        assert_eq!(p.user, "app");
+        assert_eq!(p.env, vec!["PATH=/bin", "A=1"]);
+    }
+
+    #[test]
+    fn entrypoint_override_drops_image_cmd() {
+        let o = ProcessOverrides {
+            entrypoint: Some(vec!["/bin/sh".into()]),
+            ..Default::default()
+        };
+        assert_eq!(resolve_process(&img(), &o).unwrap().args, vec!["/bin/sh"]);
+        let o = ProcessOverrides {
+            cmd: Some(vec!["x".into()]),
+            env: vec!["A=2".into(), "B=3".into()],
+            ..Default::default()
+        };
+        let p = resolve_process(&img(), &o).unwrap();
+        assert_eq!(p.args, vec!["/entry", "x"]);
+        assert_eq!(p.env, vec!["PATH=/bin", "A=2", "B=3"]);
+    }
+
+    #[test]
+    fn defaults_path_workdir_and_user() {
+        let o = ProcessOverrides {
+            cmd: Some(vec!["true".into()]),
+            ..Default::default()
+        };
+        let p = resolve_process(&ImageConfig::default(), &o).unwrap();
+        assert_eq!(p.env[0], format!("PATH={DEFAULT_PATH}"));
+        assert_eq!(p.cwd, "/");
+        assert_eq!(p.user, "0");
+        assert!(matches!(
+            resolve_process(&ImageConfig::default(), &ProcessOverrides::default()),
+            Err(SpecError::NoCommand)
+        ));
+    }
+
+    #[test]
+    fn workdir_rules() {
+        assert!(validate_workdir("/proc/self/fd/7").is_err());
+        assert!(validate_workdir("/a/../../etc").is_err());
+        assert!(validate_workdir("relative").is_err());
+        assert_eq!(validate_workdir("/a/./b/").unwrap(), PathBuf::from("/a/b"));
+    }
+
+    #[test]
+    fn ids() {
+        assert!(validate_id("web.1_abc-2").is_ok());
+        for bad in ["", "../x", ".hidden", "a/b", &"x".repeat(65)] {
+            assert!(validate_id(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn users_resolve_against_passwd_and_group() {
+        let passwd = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:n:/nonexistent:/bin/false\napp:x:1000:1000::/home/app:/bin/sh\n";
+        let group = "root:x:0:\napp:x:1000:\nwheel:x:10:app,other\n";
+        let r = resolve_user(&parse_user("app").unwrap(), passwd, group).unwrap();
+        assert_eq!((r.uid, r.gid, r.home.as_str()), (1000, 1000, "/home/app"));
+        assert_eq!(r.additional_gids, vec![1000, 10]);
+        let r = resolve_user(&parse_user("1234:wheel").unwrap(), passwd, group).unwrap();
+        assert_eq!((r.uid, r.gid), (1234, 10));
+        let r = resolve_user(&parse_user("65534").unwrap(), passwd, group).unwrap();
+        assert_eq!((r.uid, r.gid), (65534, 65534));
+        assert!(resolve_user(&parse_user("ghost").unwrap(), passwd, group).is_err());
+        assert!(parse_user("a:").is_err());
+        assert!(parse_user("").is_err());
+    }
+
+    #[test]
+    fn env_merge_keeps_order_and_replaces() {
+        let m = merge_env(&["A=1".into(), "B=2".into()], &["B=3".into(), "C=4".into()]);
+        assert_eq!(m, vec!["A=1", "B=3", "C=4"]);
+    }
+}
