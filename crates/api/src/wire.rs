@@ -12,7 +12,8 @@ pub fn to_bytes<T: Serialize>(v: &T) -> Vec<u8> {
 /// Decodes a `bytes` field, turning a malformed payload into `InvalidArgument`.
 #[allow(clippy::result_large_err)]
 pub fn from_bytes<T: DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Status> {
-    serde_json::from_slice(b).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
+    serde_json::from_slice(b)
+        .map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
 }
 
 /// Objects per page of a streamed list: keeps each message far below the gRPC limit.

@@ -1,1 +1,11 @@
-//! placeholder
+//! The manager: Raft (openraft over tonic, stored in sled), the replicated object store, the
+//! control API, node membership and the leader-only control loops.
+#![forbid(unsafe_code)]
+
+pub mod ca;
+pub mod control;
+pub mod manager;
+pub mod nodes;
+pub mod raft;
+
+pub use manager::{Manager, ManagerConfig, WriteError};

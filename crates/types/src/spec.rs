@@ -13,9 +13,14 @@ pub const MAX_REPLICAS: u64 = 100_000;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ServiceMode {
-    Replicated { replicas: u64 },
+    Replicated {
+        replicas: u64,
+    },
     Global,
-    ReplicatedJob { max_concurrent: u64, total_completions: u64 },
+    ReplicatedJob {
+        max_concurrent: u64,
+        total_completions: u64,
+    },
     GlobalJob,
 }
 

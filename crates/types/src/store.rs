@@ -117,7 +117,10 @@ impl StoreState {
 
     fn insert(&mut self, obj: Object) -> Option<Object> {
         match obj {
-            Object::Cluster(o) => self.clusters.insert(o.id.to_string(), o).map(Object::Cluster),
+            Object::Cluster(o) => self
+                .clusters
+                .insert(o.id.to_string(), o)
+                .map(Object::Cluster),
             Object::Node(o) => self.nodes.insert(o.id.clone(), o).map(Object::Node),
             Object::Service(o) => {
                 let old = self.services.insert(o.id.clone(), o.clone());

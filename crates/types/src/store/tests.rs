@@ -32,7 +32,9 @@ fn batch(ops: Vec<Op>) -> WriteBatch {
 #[test]
 fn create_sets_version_to_index() {
     let mut s = StoreState::default();
-    let ch = s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 7).unwrap();
+    let ch = s
+        .apply(&batch(vec![Op::Create(service("a", "web", 0))]), 7)
+        .unwrap();
     assert_eq!(ch[0].action, Action::Created);
     assert_eq!(s.services[&ServiceId::new("a")].meta.version, 7);
     assert_eq!(s.service_by_name("web").unwrap().id.as_str(), "a");
@@ -41,16 +43,28 @@ fn create_sets_version_to_index() {
 #[test]
 fn stale_update_is_refused() {
     let mut s = StoreState::default();
-    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 3).unwrap();
-    s.apply(&batch(vec![Op::Update(service("a", "web", 3))]), 4).unwrap();
-    let err = s.apply(&batch(vec![Op::Update(service("a", "web", 3))]), 5).unwrap_err();
-    assert!(matches!(err, StoreError::VersionMismatch { expected: 3, actual: 4, .. }));
+    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 3)
+        .unwrap();
+    s.apply(&batch(vec![Op::Update(service("a", "web", 3))]), 4)
+        .unwrap();
+    let err = s
+        .apply(&batch(vec![Op::Update(service("a", "web", 3))]), 5)
+        .unwrap_err();
+    assert!(matches!(
+        err,
+        StoreError::VersionMismatch {
+            expected: 3,
+            actual: 4,
+            ..
+        }
+    ));
 }
 
 #[test]
 fn duplicate_name_refused_and_batch_is_atomic() {
     let mut s = StoreState::default();
-    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1).unwrap();
+    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1)
+        .unwrap();
     let before = s.clone();
     let err = s
         .apply(
@@ -69,10 +83,13 @@ fn duplicate_name_refused_and_batch_is_atomic() {
 #[test]
 fn rename_frees_old_name_and_delete_checks_version() {
     let mut s = StoreState::default();
-    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1).unwrap();
-    s.apply(&batch(vec![Op::Update(service("a", "www", 1))]), 2).unwrap();
+    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1)
+        .unwrap();
+    s.apply(&batch(vec![Op::Update(service("a", "www", 1))]), 2)
+        .unwrap();
     assert!(s.service_by_name("web").is_none());
-    s.apply(&batch(vec![Op::Create(service("b", "web", 0))]), 3).unwrap();
+    s.apply(&batch(vec![Op::Create(service("b", "web", 0))]), 3)
+        .unwrap();
     let del = |v| Op::Delete {
         kind: ObjectKind::Service,
         id: "a".into(),
@@ -86,7 +103,8 @@ fn rename_frees_old_name_and_delete_checks_version() {
 #[test]
 fn snapshot_roundtrip_rebuilds_name_index() {
     let mut s = StoreState::default();
-    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1).unwrap();
+    s.apply(&batch(vec![Op::Create(service("a", "web", 0))]), 1)
+        .unwrap();
     let json = serde_json::to_vec(&s).unwrap();
     let mut back: StoreState = serde_json::from_slice(&json).unwrap();
     back.rebuild_indexes();

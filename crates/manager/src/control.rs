@@ -1,0 +1,451 @@
+//! The control API (what `swarmctl` calls), served by every manager over TCP and on the local
+//! unix socket. Writes go through `Manager::write` (forwarded to the leader when needed); reads
+//! are linearizable unless the request says `stale`.
+
+use crate::manager::Manager;
+use crate::raft::storage::StoreEvent;
+use std::pin::Pin;
+use swarm_api::control::control_server::Control;
+use swarm_api::control::*;
+use swarm_api::wire::{self, PAGE_SIZE};
+use swarm_types::objects::{Cluster, NodeState};
+use swarm_types::spec::{NodeRole, NodeSpec, ServiceMode, ServiceSpec};
+use swarm_types::store::{Op, StoreState, WriteBatch};
+use swarm_types::token::JoinToken;
+use swarm_types::{Node, Object, ObjectKind, Service, ServiceId};
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+type PageStream = Pin<Box<dyn Stream<Item = Result<ObjectPage, Status>> + Send>>;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
+
+#[derive(Clone)]
+pub struct ControlService {
+    manager: Manager,
+}
+
+impl ControlService {
+    pub fn new(manager: Manager) -> Self {
+        ControlService { manager }
+    }
+
+    async fn write(&self, ops: Vec<Op>) -> Result<Vec<Object>, Status> {
+        Ok(self.manager.write(WriteBatch { ops, now_ms: 0 }).await?)
+    }
+
+    fn read<R>(&self, f: impl FnOnce(&StoreState) -> R) -> R {
+        self.manager.store().read(f)
+    }
+}
+
+/// The cluster object as shown to clients: never includes the CA key.
+pub fn redact_cluster(mut c: Cluster) -> Cluster {
+    c.root_ca.key_pem = String::new();
+    c
+}
+
+fn redact(o: Object) -> Object {
+    match o {
+        Object::Cluster(c) => Object::Cluster(redact_cluster(c)),
+        other => other,
+    }
+}
+
+/// Resolves a reference among `(id, name)` pairs: exact id, then exact name, then unique id
+/// prefix.
+fn resolve<'a, T>(
+    kind: &str,
+    reference: &str,
+    items: impl Iterator<Item = (&'a str, &'a str, &'a T)> + Clone,
+) -> Result<&'a T, Status> {
+    if reference.is_empty() {
+        return Err(Status::invalid_argument(format!(
+            "{kind} reference is empty"
+        )));
+    }
+    if let Some((_, _, t)) = items.clone().find(|(id, _, _)| *id == reference) {
+        return Ok(t);
+    }
+    if let Some((_, _, t)) = items.clone().find(|(_, name, _)| *name == reference) {
+        return Ok(t);
+    }
+    let matches: Vec<_> = items
+        .filter(|(id, _, _)| id.starts_with(reference))
+        .collect();
+    match matches.len() {
+        1 => Ok(matches[0].2),
+        0 => Err(Status::not_found(format!("{kind} {reference} not found"))),
+        _ => Err(Status::invalid_argument(format!(
+            "{kind} reference {reference:?} is ambiguous: it matches {}; use more characters of the id",
+            matches.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
+        ))),
+    }
+}
+
+fn find_service(s: &StoreState, r: &str) -> Result<Service, Status> {
+    resolve(
+        "service",
+        r,
+        s.services
+            .values()
+            .map(|v| (v.id.as_str(), v.spec.name.as_str(), v)),
+    )
+    .cloned()
+}
+
+fn find_node(s: &StoreState, r: &str) -> Result<Node, Status> {
+    resolve(
+        "node",
+        r,
+        s.nodes
+            .values()
+            .map(|v| (v.id.as_str(), v.description.hostname.as_str(), v)),
+    )
+    .cloned()
+}
+
+fn object_response(o: Object) -> Response<ObjectResponse> {
+    Response::new(ObjectResponse {
+        object: wire::to_bytes(&redact(o)),
+    })
+}
+
+fn pages(objects: Vec<Object>) -> Response<PageStream> {
+    let pages: Vec<Result<ObjectPage, Status>> = objects
+        .chunks(PAGE_SIZE)
+        .map(|c| {
+            Ok(ObjectPage {
+                objects: c.iter().map(wire::to_bytes).collect(),
+            })
+        })
+        .collect();
+    Response::new(Box::pin(tokio_stream::iter(pages)))
+}
+
+fn validate(spec: &ServiceSpec) -> Result<(), Status> {
+    spec.validate()
+        .map_err(|e| Status::invalid_argument(e.to_string()))
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn status(
+        &self,
+        _req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let m = self.manager.raft().metrics().borrow().clone();
+        let leader = m.current_leader;
+        let by_raft: std::collections::HashMap<u64, String> = self.read(|s| {
+            s.nodes
+                .values()
+                .filter_map(|n| {
+                    n.manager_status
+                        .as_ref()
+                        .map(|ms| (ms.raft_id, n.id.to_string()))
+                })
+                .collect()
+        });
+        let managers = self
+            .manager
+            .members()
+            .into_iter()
+            .map(|(id, addr, voter)| ManagerInfo {
+                node_id: by_raft.get(&id).cloned().unwrap_or_default(),
+                raft_id: id,
+                addr,
+                status: if Some(id) == leader {
+                    "leader"
+                } else if self.manager.is_reachable(id) {
+                    "reachable"
+                } else {
+                    "unreachable"
+                }
+                .into(),
+                voter,
+            })
+            .collect();
+        Ok(Response::new(StatusResponse {
+            node_id: self.manager.config().node_id.to_string(),
+            cluster_id: self.read(|s| s.cluster().map(|c| c.id.to_string()).unwrap_or_default()),
+            leader_node_id: leader
+                .and_then(|l| by_raft.get(&l).cloned())
+                .unwrap_or_default(),
+            term: m.current_term,
+            commit_index: m.last_log_index.unwrap_or(0),
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            managers,
+            version: swarm_api::VERSION.into(),
+        }))
+    }
+
+    async fn create_service(
+        &self,
+        req: Request<CreateServiceRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let spec: ServiceSpec = wire::from_bytes("service spec", &req.get_ref().spec)?;
+        validate(&spec)?;
+        let svc = Service {
+            id: ServiceId::generate(),
+            meta: Default::default(),
+            spec,
+            previous_spec: None,
+        };
+        let mut out = self.write(vec![Op::Create(Object::Service(svc))]).await?;
+        tracing::info!(service = %out[0].id(), "service created");
+        Ok(object_response(out.remove(0)))
+    }
+
+    async fn get_service(
+        &self,
+        req: Request<GetRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let r = req.into_inner();
+        self.manager.read_barrier(r.stale).await?;
+        let s = self.read(|s| find_service(s, &r.reference))?;
+        Ok(object_response(Object::Service(s)))
+    }
+
+    type ListServicesStream = PageStream;
+    async fn list_services(
+        &self,
+        req: Request<ListRequest>,
+    ) -> Result<Response<PageStream>, Status> {
+        self.manager.read_barrier(req.get_ref().stale).await?;
+        let objs = self.read(|s| s.services.values().cloned().map(Object::Service).collect());
+        Ok(pages(objs))
+    }
+
+    async fn update_service(
+        &self,
+        req: Request<UpdateServiceRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let r = req.into_inner();
+        let spec: ServiceSpec = wire::from_bytes("service spec", &r.spec)?;
+        validate(&spec)?;
+        self.manager.read_barrier(false).await?;
+        let mut svc = self.read(|s| find_service(s, &r.reference))?;
+        if r.version != 0 {
+            svc.meta.version = r.version;
+        }
+        if svc.spec.mode.name() != spec.mode.name() {
+            return Err(Status::invalid_argument(format!(
+                "cannot change the mode of service {} from {} to {}; remove and create it again",
+                svc.spec.name,
+                svc.spec.mode.name(),
+                spec.mode.name()
+            )));
+        }
+        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
+        let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
+        Ok(object_response(out.remove(0)))
+    }
+
+    async fn scale_service(
+        &self,
+        req: Request<ScaleServiceRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let r = req.into_inner();
+        if r.replicas > swarm_types::spec::MAX_REPLICAS {
+            return Err(Status::invalid_argument(format!(
+                "invalid replica count {}: it must be between 0 and {}",
+                r.replicas,
+                swarm_types::spec::MAX_REPLICAS
+            )));
+        }
+        // Optimistic concurrency: retry a few times if someone else updated the service.
+        for _ in 0..5 {
+            self.manager.read_barrier(false).await?;
+            let mut svc = self.read(|s| find_service(s, &r.reference))?;
+            match svc.spec.mode {
+                ServiceMode::Replicated { .. } => {}
+                ref m => {
+                    return Err(Status::failed_precondition(format!(
+                        "scale can only be used with replicated services; {} is {}",
+                        svc.spec.name,
+                        m.name()
+                    )))
+                }
+            }
+            let mut spec = svc.spec.clone();
+            spec.mode = ServiceMode::Replicated {
+                replicas: r.replicas,
+            };
+            svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
+            match self.write(vec![Op::Update(Object::Service(svc))]).await {
+                Ok(mut out) => return Ok(object_response(out.remove(0))),
+                Err(s) if s.code() == tonic::Code::FailedPrecondition => continue,
+                Err(s) => return Err(s),
+            }
+        }
+        Err(Status::aborted(
+            "service is being updated concurrently; retry",
+        ))
+    }
+
+    async fn remove_service(&self, req: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {
+        let r = req.into_inner();
+        self.manager.read_barrier(false).await?;
+        let svc = self.read(|s| find_service(s, &r.reference))?;
+        self.write(vec![Op::Delete {
+            kind: ObjectKind::Service,
+            id: svc.id.to_string(),
+            version: None,
+        }])
+        .await?;
+        tracing::info!(service = %svc.id, "service removed");
+        Ok(Response::new(Empty {}))
+    }
+
+    type ListTasksStream = PageStream;
+    async fn list_tasks(&self, req: Request<ListRequest>) -> Result<Response<PageStream>, Status> {
+        let r = req.into_inner();
+        self.manager.read_barrier(r.stale).await?;
+        let objs = self.read(|s| -> Result<Vec<Object>, Status> {
+            let svc = if r.service.is_empty() {
+                None
+            } else {
+                Some(find_service(s, &r.service)?.id)
+            };
+            let node = if r.node.is_empty() {
+                None
+            } else {
+                Some(find_node(s, &r.node)?.id)
+            };
+            Ok(s.tasks
+                .values()
+                .filter(|t| svc.as_ref().is_none_or(|id| t.service_id == *id))
+                .filter(|t| {
+                    node.as_ref()
+                        .is_none_or(|id| t.node_id.as_ref() == Some(id))
+                })
+                .cloned()
+                .map(Object::Task)
+                .collect())
+        })?;
+        Ok(pages(objs))
+    }
+
+    async fn get_node(&self, req: Request<GetRequest>) -> Result<Response<ObjectResponse>, Status> {
+        let r = req.into_inner();
+        self.manager.read_barrier(r.stale).await?;
+        let n = self.read(|s| find_node(s, &r.reference))?;
+        Ok(object_response(Object::Node(n)))
+    }
+
+    type ListNodesStream = PageStream;
+    async fn list_nodes(&self, req: Request<ListRequest>) -> Result<Response<PageStream>, Status> {
+        self.manager.read_barrier(req.get_ref().stale).await?;
+        let objs = self.read(|s| s.nodes.values().cloned().map(Object::Node).collect());
+        Ok(pages(objs))
+    }
+
+    async fn update_node(
+        &self,
+        req: Request<UpdateNodeRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let r = req.into_inner();
+        let spec: NodeSpec = wire::from_bytes("node spec", &r.spec)?;
+        swarm_types::spec::validate_labels(&spec.labels)
+            .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        self.manager.read_barrier(false).await?;
+        let mut node = self.read(|s| find_node(s, &r.reference))?;
+        if spec.role != node.spec.role {
+            let verb = if spec.role == NodeRole::Manager {
+                "promote"
+            } else {
+                "demote"
+            };
+            return Err(Status::unimplemented(format!(
+                "changing a node's role is done with `swarmctl node {verb}`, which this version does not support yet"
+            )));
+        }
+        if r.version != 0 {
+            node.meta.version = r.version;
+        }
+        node.spec = spec;
+        let mut out = self.write(vec![Op::Update(Object::Node(node))]).await?;
+        Ok(object_response(out.remove(0)))
+    }
+
+    async fn get_cluster(
+        &self,
+        req: Request<GetRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        self.manager.read_barrier(req.get_ref().stale).await?;
+        let c = self
+            .read(|s| s.cluster().cloned())
+            .ok_or_else(|| Status::unavailable("cluster is not initialized yet"))?;
+        Ok(object_response(Object::Cluster(c)))
+    }
+
+    async fn rotate_join_token(
+        &self,
+        req: Request<RotateJoinTokenRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let r = req.into_inner();
+        if !r.worker && !r.manager {
+            return Err(Status::invalid_argument(
+                "say which token to rotate: worker or manager",
+            ));
+        }
+        self.manager.read_barrier(false).await?;
+        let mut c = self
+            .read(|s| s.cluster().cloned())
+            .ok_or_else(|| Status::unavailable("cluster is not initialized yet"))?;
+        if r.worker {
+            c.join_tokens.worker = JoinToken::generate(&c.root_ca.digest).to_string();
+        }
+        if r.manager {
+            c.join_tokens.manager = JoinToken::generate(&c.root_ca.digest).to_string();
+        }
+        let mut out = self.write(vec![Op::Update(Object::Cluster(c))]).await?;
+        tracing::info!(worker = r.worker, manager = r.manager, "join token rotated");
+        Ok(object_response(out.remove(0)))
+    }
+
+    type WatchStream = WatchStream;
+    async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
+        let kinds: Vec<String> = req.into_inner().kinds;
+        let mut rx = self.manager.store().subscribe();
+        let (tx, out) = tokio::sync::mpsc::channel(256);
+        tokio::spawn(async move {
+            loop {
+                let ev = match rx.recv().await {
+                    Ok(StoreEvent::Change(c)) => c,
+                    Ok(StoreEvent::Reset) => continue,
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        let _ = tx
+                            .send(Err(Status::data_loss(format!(
+                                "watcher fell behind by {n} changes; watch again"
+                            ))))
+                            .await;
+                        return;
+                    }
+                    Err(_) => return,
+                };
+                if !kinds.is_empty() && !kinds.iter().any(|k| k == ev.object.kind().as_str()) {
+                    continue;
+                }
+                let mut c = (*ev).clone();
+                c.object = redact(c.object);
+                if tx
+                    .send(Ok(WatchEvent {
+                        change: wire::to_bytes(&c),
+                    }))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
+    }
+}
+
+/// Used by `node ls`: whether a node counts as ready.
+pub fn node_ready(n: &Node) -> bool {
+    n.status.state == NodeState::Ready
+}

@@ -1,0 +1,465 @@
+//! A running manager: the Raft node, its object store and the write/read paths every API uses.
+//!
+//! Writes go to the leader (a follower forwards them over the Raft service) and fail within
+//! `write_timeout` with a "no quorum" error when no majority answers. Reads are linearizable
+//! through a read index (a follower asks the leader for it, then waits until it has applied
+//! that far) unless the caller asks for a stale read.
+
+use crate::raft::network::Network;
+use crate::raft::storage::{self, SharedStore};
+use crate::raft::{Raft, RaftId, WriteOutcome};
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ServerState};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use swarm_api::raft::raft_client::RaftClient;
+use swarm_api::raft::{ForwardWriteRequest, ReadIndexRequest};
+use swarm_api::wire;
+use swarm_types::store::{StoreError, WriteBatch};
+use swarm_types::{NodeId, Object};
+
+#[derive(Clone, Debug)]
+pub struct ManagerConfig {
+    pub node_id: NodeId,
+    pub raft_id: RaftId,
+    /// Address peers and agents reach this manager's gRPC server on.
+    pub advertise_addr: String,
+    /// Directory of the sled database.
+    pub raft_dir: PathBuf,
+    pub heartbeat_ms: u64,
+    pub election_timeout_min_ms: u64,
+    pub election_timeout_max_ms: u64,
+    /// Build a snapshot after this many log entries since the last one.
+    pub snapshot_interval: u64,
+    /// Log entries kept behind a snapshot (a peer further behind gets the snapshot).
+    pub logs_to_keep: u64,
+    /// A write or linearizable read that cannot complete within this fails with "no quorum".
+    pub write_timeout: Duration,
+}
+
+impl ManagerConfig {
+    pub fn new(
+        node_id: NodeId,
+        raft_id: RaftId,
+        advertise_addr: String,
+        raft_dir: PathBuf,
+    ) -> Self {
+        ManagerConfig {
+            node_id,
+            raft_id,
+            advertise_addr,
+            raft_dir,
+            heartbeat_ms: 100,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
+            snapshot_interval: 10_000,
+            logs_to_keep: 1_000,
+            write_timeout: Duration::from_millis(1800),
+        }
+    }
+}
+
+/// Why a write or a linearizable read failed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
+#[serde(rename_all = "snake_case")]
+pub enum WriteError {
+    #[error("no quorum: {reachable} of {total} managers reachable; a write needs {needed}. Bring managers back online")]
+    NoQuorum {
+        reachable: usize,
+        total: usize,
+        needed: usize,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("manager is shutting down")]
+    ShuttingDown,
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+impl From<WriteError> for tonic::Status {
+    fn from(e: WriteError) -> Self {
+        let msg = e.to_string();
+        match e {
+            WriteError::NoQuorum { .. } | WriteError::ShuttingDown => {
+                tonic::Status::unavailable(msg)
+            }
+            WriteError::Store(StoreError::NotFound { .. }) => tonic::Status::not_found(msg),
+            WriteError::Store(StoreError::Exists { .. } | StoreError::NameConflict { .. }) => {
+                tonic::Status::already_exists(msg)
+            }
+            WriteError::Store(StoreError::VersionMismatch { .. }) => {
+                tonic::Status::failed_precondition(msg)
+            }
+            WriteError::Raft(_) => tonic::Status::internal(msg),
+        }
+    }
+}
+
+struct Inner {
+    cfg: ManagerConfig,
+    raft: Raft,
+    store: SharedStore,
+    network: Network,
+}
+
+/// Cheap to clone; all clones share one Raft node.
+#[derive(Clone)]
+pub struct Manager {
+    inner: Arc<Inner>,
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl Manager {
+    /// Opens the storage in `cfg.raft_dir` and starts the Raft node (not yet initialized when
+    /// the directory is new).
+    pub async fn start(cfg: ManagerConfig) -> Result<Manager, StartError> {
+        std::fs::create_dir_all(&cfg.raft_dir)
+            .map_err(|e| StartError(format!("create {}: {e}", cfg.raft_dir.display())))?;
+        let db = storage::open_db(&cfg.raft_dir).map_err(|e| {
+            StartError(format!(
+                "open raft state in {}: {e}; is another swarmd using this state dir?",
+                cfg.raft_dir.display()
+            ))
+        })?;
+        let (log, sm) =
+            storage::open(&db).map_err(|e| StartError(format!("open raft storage: {e}")))?;
+        let store = sm.shared();
+        let raft_cfg = openraft::Config {
+            cluster_name: "swarm".into(),
+            heartbeat_interval: cfg.heartbeat_ms,
+            election_timeout_min: cfg.election_timeout_min_ms,
+            election_timeout_max: cfg.election_timeout_max_ms,
+            max_payload_entries: 256,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(cfg.snapshot_interval),
+            max_in_snapshot_log_to_keep: cfg.logs_to_keep,
+            // JSON of a chunk stays far below the gRPC message limit.
+            snapshot_max_chunk_size: 512 * 1024,
+            install_snapshot_timeout: 5_000,
+            ..Default::default()
+        };
+        let raft_cfg = Arc::new(
+            raft_cfg
+                .validate()
+                .map_err(|e| StartError(format!("raft config: {e}")))?,
+        );
+        let network = Network::new();
+        let raft = Raft::new(cfg.raft_id, raft_cfg, network.clone(), log, sm)
+            .await
+            .map_err(|e| StartError(format!("start raft: {e}")))?;
+        Ok(Manager {
+            inner: Arc::new(Inner {
+                cfg,
+                raft,
+                store,
+                network,
+            }),
+        })
+    }
+
+    pub fn raft(&self) -> &Raft {
+        &self.inner.raft
+    }
+    pub fn store(&self) -> &SharedStore {
+        &self.inner.store
+    }
+    pub fn config(&self) -> &ManagerConfig {
+        &self.inner.cfg
+    }
+    pub fn network(&self) -> &Network {
+        &self.inner.network
+    }
+    pub fn raft_id(&self) -> RaftId {
+        self.inner.cfg.raft_id
+    }
+
+    /// Makes this node the first member of a new cluster.
+    pub async fn initialize_cluster(&self) -> Result<(), WriteError> {
+        let mut members = BTreeMap::new();
+        members.insert(
+            self.raft_id(),
+            BasicNode::new(&self.inner.cfg.advertise_addr),
+        );
+        match self.inner.raft.initialize(members).await {
+            Ok(()) => Ok(()),
+            // Already initialized (resuming an interrupted bootstrap): fine.
+            Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(()),
+            Err(e) => Err(WriteError::Raft(e.to_string())),
+        }
+    }
+
+    /// Records that a peer talked to us (followers learn reachability from inbound traffic).
+    pub fn note_contact(&self, peer: Option<RaftId>) {
+        if let Some(p) = peer {
+            if p != self.raft_id() {
+                self.inner.network.reachability.record_ok(p);
+            }
+        }
+    }
+
+    pub fn is_leader(&self) -> bool {
+        self.inner.raft.metrics().borrow().current_leader == Some(self.raft_id())
+    }
+
+    /// The leader's raft id and address, if one is known.
+    pub fn leader(&self) -> Option<(RaftId, String)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let id = m.current_leader?;
+        let node = m.membership_config.membership().get_node(&id)?;
+        Some((id, node.addr.clone()))
+    }
+
+    /// Voter ids of the current membership.
+    pub fn voters(&self) -> Vec<RaftId> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        m.membership_config.membership().voter_ids().collect()
+    }
+
+    /// All members (voters and learners) with their addresses.
+    pub fn members(&self) -> Vec<(RaftId, String, bool)> {
+        let m = self.inner.raft.metrics().borrow().clone();
+        let mem = m.membership_config.membership();
+        let voters: Vec<RaftId> = mem.voter_ids().collect();
+        mem.nodes()
+            .map(|(id, n)| (*id, n.addr.clone(), voters.contains(id)))
+            .collect()
+    }
+
+    /// Whether a member answered recently (self always does).
+    pub fn is_reachable(&self, id: RaftId) -> bool {
+        if id == self.raft_id() {
+            return true;
+        }
+        let window = Duration::from_millis(self.inner.cfg.election_timeout_max_ms * 2);
+        self.inner.network.reachability.is_reachable(id, window)
+    }
+
+    fn no_quorum(&self) -> WriteError {
+        let voters = self.voters();
+        let total = voters.len().max(1);
+        let reachable = voters
+            .iter()
+            .filter(|v| self.is_reachable(**v))
+            .count()
+            .max(1);
+        WriteError::NoQuorum {
+            reachable,
+            total,
+            needed: total / 2 + 1,
+        }
+    }
+
+    /// The leader has heard from a quorum recently enough that a write can commit.
+    fn leader_has_quorum(&self) -> bool {
+        let m = self.inner.raft.metrics().borrow().clone();
+        if m.membership_config.membership().voter_ids().count() <= 1 {
+            return true;
+        }
+        match m.millis_since_quorum_ack {
+            Some(ms) => ms <= self.inner.cfg.election_timeout_max_ms,
+            None => false,
+        }
+    }
+
+    /// Applies a write through Raft from any manager. Fails within `write_timeout` when no
+    /// quorum can be reached.
+    pub async fn write(&self, batch: WriteBatch) -> Result<Vec<Object>, WriteError> {
+        let mut batch = batch;
+        if batch.now_ms == 0 {
+            batch.now_ms = now_ms();
+        }
+        let deadline = Instant::now() + self.inner.cfg.write_timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(self.no_quorum());
+            }
+            match self.leader() {
+                Some((id, _)) if id == self.raft_id() => {
+                    match self.propose(&batch, remaining).await {
+                        Err(Retry::Again) => {}
+                        Err(Retry::Fail(e)) => return Err(e),
+                        Ok(v) => return v,
+                    }
+                }
+                Some((_, addr)) => match self.forward_write(&addr, &batch, remaining).await {
+                    Ok(Ok(v)) => return Ok(v),
+                    // The leader moved or lost quorum: try again until the deadline.
+                    Ok(Err(WriteError::NoQuorum { .. })) | Err(_) => {}
+                    Ok(Err(e)) => return Err(e),
+                },
+                None => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50).min(remaining)).await;
+        }
+    }
+
+    /// Proposes a write on this node, which must be the leader (used by forwarded writes).
+    pub async fn write_as_leader(&self, batch: WriteBatch) -> Result<Vec<Object>, WriteError> {
+        match self.propose(&batch, self.inner.cfg.write_timeout).await {
+            Ok(v) => v,
+            Err(Retry::Again) => Err(self.no_quorum()),
+            Err(Retry::Fail(e)) => Err(e),
+        }
+    }
+
+    async fn propose(
+        &self,
+        batch: &WriteBatch,
+        timeout: Duration,
+    ) -> Result<Result<Vec<Object>, WriteError>, Retry> {
+        if !self.leader_has_quorum() {
+            return Err(Retry::Fail(self.no_quorum()));
+        }
+        match tokio::time::timeout(timeout, self.inner.raft.client_write(batch.clone())).await {
+            Err(_) => Err(Retry::Fail(self.no_quorum())),
+            Ok(Ok(resp)) => Ok(outcome(resp.data)),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Retry::Again),
+            Ok(Err(RaftError::APIError(e))) => Err(Retry::Fail(WriteError::Raft(e.to_string()))),
+            Ok(Err(RaftError::Fatal(_))) => Err(Retry::Fail(WriteError::ShuttingDown)),
+        }
+    }
+
+    async fn forward_write(
+        &self,
+        addr: &str,
+        batch: &WriteBatch,
+        timeout: Duration,
+    ) -> Result<Result<Vec<Object>, WriteError>, tonic::Status> {
+        let ch = self
+            .inner
+            .network
+            .channel(addr)
+            .ok_or_else(|| tonic::Status::unavailable("bad leader address"))?;
+        let mut client =
+            RaftClient::new(ch).max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES);
+        let mut req = tonic::Request::new(ForwardWriteRequest {
+            batch: wire::to_bytes(batch),
+        });
+        req.set_timeout(timeout);
+        let resp = tokio::time::timeout(timeout, client.forward_write(req))
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("forwarded write timed out"))??;
+        wire::from_bytes("write result", &resp.get_ref().result)
+    }
+
+    /// On the leader: the index a linearizable read must wait for.
+    pub async fn read_index_as_leader(&self) -> Result<u64, tonic::Status> {
+        if !self.leader_has_quorum() {
+            return Err(self.no_quorum().into());
+        }
+        let fut = self.inner.raft.get_read_log_id();
+        match tokio::time::timeout(self.inner.cfg.write_timeout, fut).await {
+            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Err(e)) => Err(tonic::Status::unavailable(format!("not the leader: {e}"))),
+            Err(_) => Err(self.no_quorum().into()),
+        }
+    }
+
+    /// Waits until this manager's store reflects every write committed before the call
+    /// (linearizable read barrier). `stale` skips it.
+    pub async fn read_barrier(&self, stale: bool) -> Result<(), WriteError> {
+        if stale {
+            return Ok(());
+        }
+        let deadline = Instant::now() + self.inner.cfg.write_timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(self.no_quorum());
+            }
+            let index = match self.leader() {
+                Some((id, _)) if id == self.raft_id() => self.read_index_as_leader().await.ok(),
+                Some((_, addr)) => self.remote_read_index(&addr, remaining).await.ok(),
+                None => None,
+            };
+            if let Some(index) = index {
+                let w = self
+                    .inner
+                    .raft
+                    .wait(Some(deadline.saturating_duration_since(Instant::now())));
+                return match w.applied_index_at_least(Some(index), "read barrier").await {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(self.no_quorum()),
+                };
+            }
+            tokio::time::sleep(Duration::from_millis(50).min(remaining)).await;
+        }
+    }
+
+    async fn remote_read_index(&self, addr: &str, timeout: Duration) -> Result<u64, tonic::Status> {
+        let ch = self
+            .inner
+            .network
+            .channel(addr)
+            .ok_or_else(|| tonic::Status::unavailable("bad leader address"))?;
+        let mut req = tonic::Request::new(ReadIndexRequest {});
+        req.set_timeout(timeout);
+        let resp = tokio::time::timeout(timeout, RaftClient::new(ch).read_index(req))
+            .await
+            .map_err(|_| tonic::Status::deadline_exceeded("read index timed out"))??;
+        Ok(resp.get_ref().index)
+    }
+
+    /// Adds a manager: as a learner first (caught up), then as a voter. Leader only.
+    pub async fn add_manager(&self, raft_id: RaftId, addr: &str) -> Result<(), WriteError> {
+        let raft = &self.inner.raft;
+        let m = raft.metrics().borrow().clone();
+        if m.membership_config
+            .membership()
+            .voter_ids()
+            .any(|v| v == raft_id)
+        {
+            return Ok(());
+        }
+        raft.add_learner(raft_id, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| WriteError::Raft(format!("add learner: {e}")))?;
+        let mut voters: std::collections::BTreeSet<RaftId> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .collect();
+        voters.insert(raft_id);
+        raft.change_membership(voters, true)
+            .await
+            .map_err(|e| WriteError::Raft(format!("change membership: {e}")))?;
+        Ok(())
+    }
+
+    pub fn server_state(&self) -> ServerState {
+        self.inner.raft.metrics().borrow().state
+    }
+
+    pub async fn shutdown(&self) {
+        let _ = self.inner.raft.shutdown().await;
+    }
+}
+
+enum Retry {
+    Again,
+    Fail(WriteError),
+}
+
+fn outcome(o: WriteOutcome) -> Result<Vec<Object>, WriteError> {
+    match o.result {
+        Some(Ok(v)) => Ok(v),
+        Some(Err(e)) => Err(WriteError::Store(e)),
+        None => Ok(Vec::new()),
+    }
+}
+
+/// Why a manager could not start.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct StartError(pub String);

@@ -1,0 +1,303 @@
+//! Node membership: joining with a token, promotion of joined managers to Raft voters, and
+//! agent heartbeats (a node that misses three heartbeat periods is marked down).
+
+use crate::manager::{Manager, WriteError};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use swarm_api::node::node_service_client::NodeServiceClient;
+use swarm_api::node::node_service_server::NodeService;
+use swarm_api::node::{
+    HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, ManagerPromoteRequest,
+    ManagerPromoteResponse,
+};
+use swarm_api::wire;
+use swarm_types::objects::{ManagerStatus, NodeDescription, NodeState, NodeStatus};
+use swarm_types::spec::{NodeRole, NodeSpec};
+use swarm_types::store::{Op, WriteBatch};
+use swarm_types::token::{secrets_equal, JoinToken};
+use swarm_types::{Node, NodeId, Object};
+use tonic::{Request, Response, Status};
+
+/// Heartbeat period agents are told to use.
+pub const HEARTBEAT_PERIOD: Duration = Duration::from_secs(2);
+/// Missed periods before a node is marked down.
+pub const MISSED_HEARTBEATS: u32 = 3;
+
+#[derive(Clone)]
+pub struct NodeServiceImpl {
+    manager: Manager,
+    last_seen: Arc<Mutex<HashMap<NodeId, Instant>>>,
+}
+
+impl NodeServiceImpl {
+    pub fn new(manager: Manager) -> Self {
+        NodeServiceImpl {
+            manager,
+            last_seen: Arc::default(),
+        }
+    }
+
+    fn leader_client(
+        &self,
+    ) -> Result<Option<NodeServiceClient<tonic::transport::Channel>>, Status> {
+        match self.manager.leader() {
+            Some((id, _)) if id == self.manager.raft_id() => Ok(None),
+            Some((_, addr)) => {
+                let ch = self
+                    .manager
+                    .network()
+                    .channel(&addr)
+                    .ok_or_else(|| Status::unavailable("bad leader address"))?;
+                Ok(Some(NodeServiceClient::new(ch)))
+            }
+            None => Err(Status::unavailable(
+                "no leader elected yet; retry in a moment",
+            )),
+        }
+    }
+
+    fn manager_addrs(&self) -> Vec<String> {
+        self.manager
+            .members()
+            .into_iter()
+            .map(|(_, a, _)| a)
+            .collect()
+    }
+
+    /// Checks a join token against the cluster; returns the role it grants.
+    fn check_token(&self, token: &str) -> Result<NodeRole, Status> {
+        let t = JoinToken::parse(token).map_err(|e| Status::invalid_argument(e.to_string()))?;
+        let cluster = self
+            .manager
+            .store()
+            .read(|s| s.cluster().cloned())
+            .ok_or_else(|| Status::unavailable("cluster is not initialized yet"))?;
+        if !secrets_equal(&t.ca_digest, &cluster.root_ca.digest) {
+            return Err(Status::permission_denied(
+                "join token rejected: it was issued by a different cluster (CA digest mismatch)",
+            ));
+        }
+        let w = JoinToken::parse(&cluster.join_tokens.worker).ok();
+        let m = JoinToken::parse(&cluster.join_tokens.manager).ok();
+        if m.is_some_and(|m| secrets_equal(&m.secret, &t.secret)) {
+            Ok(NodeRole::Manager)
+        } else if w.is_some_and(|w| secrets_equal(&w.secret, &t.secret)) {
+            Ok(NodeRole::Worker)
+        } else {
+            Err(Status::permission_denied(
+                "join token rejected: the secret is not valid (the token may have been rotated); get the current one with `swarmctl cluster join-token worker|manager` on a manager",
+            ))
+        }
+    }
+
+    /// Leader-only loop: marks nodes down after missed heartbeats. Runs until the process ends.
+    pub async fn run_monitor(self) {
+        let mut was_leader = false;
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        loop {
+            tick.tick().await;
+            let leader = self.manager.is_leader();
+            if leader && !was_leader {
+                // New leadership: give every node a full grace period before judging it.
+                let now = Instant::now();
+                let ids: Vec<NodeId> = self
+                    .manager
+                    .store()
+                    .read(|s| s.nodes.keys().cloned().collect());
+                let mut seen = self.last_seen.lock().expect("last_seen lock");
+                for id in ids {
+                    seen.entry(id).or_insert(now);
+                }
+            }
+            was_leader = leader;
+            if !leader {
+                continue;
+            }
+            let limit = HEARTBEAT_PERIOD * MISSED_HEARTBEATS;
+            let stale: Vec<Node> = {
+                let seen = self.last_seen.lock().expect("last_seen lock");
+                self.manager.store().read(|s| {
+                    s.nodes
+                        .values()
+                        .filter(|n| n.status.state != NodeState::Down)
+                        .filter(|n| seen.get(&n.id).is_none_or(|t| t.elapsed() > limit))
+                        .cloned()
+                        .collect()
+                })
+            };
+            let ops: Vec<Op> = stale
+                .into_iter()
+                .map(|mut n| {
+                    n.status.state = NodeState::Down;
+                    n.status.message =
+                        format!("heartbeat failure: no heartbeat for {}s", limit.as_secs());
+                    Op::Update(Object::Node(n))
+                })
+                .collect();
+            for op in ops {
+                // One write per node: a concurrent update of one node must not block the rest.
+                if let Err(e) = self
+                    .manager
+                    .write(WriteBatch {
+                        ops: vec![op],
+                        now_ms: 0,
+                    })
+                    .await
+                {
+                    tracing::debug!(error = %e, "mark node down");
+                }
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl NodeService for NodeServiceImpl {
+    async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
+        let peer = req
+            .remote_addr()
+            .map(|a| a.ip().to_string())
+            .unwrap_or_default();
+        let r = req.into_inner();
+        self.manager.read_barrier(false).await?;
+        let role = self.check_token(&r.token)?;
+        let description: NodeDescription = if r.description.is_empty() {
+            NodeDescription::default()
+        } else {
+            wire::from_bytes("node description", &r.description)?
+        };
+        if role == NodeRole::Manager && r.advertise_addr.is_empty() {
+            return Err(Status::invalid_argument(
+                "a manager must advertise an address other managers can reach (--advertise-addr)",
+            ));
+        }
+        let cluster = self
+            .manager
+            .store()
+            .read(|s| s.cluster().cloned())
+            .ok_or_else(|| Status::unavailable("cluster is not initialized yet"))?;
+        let node = Node {
+            id: NodeId::generate(),
+            meta: Default::default(),
+            spec: NodeSpec {
+                role,
+                ..Default::default()
+            },
+            description,
+            status: NodeStatus {
+                state: NodeState::Unknown,
+                message: "joined".into(),
+                addr: if r.advertise_addr.is_empty() {
+                    peer
+                } else {
+                    r.advertise_addr.clone()
+                },
+            },
+            manager_status: (role == NodeRole::Manager).then(|| ManagerStatus {
+                raft_id: rand::random::<u64>() >> 1,
+                addr: r.advertise_addr.clone(),
+            }),
+            role,
+        };
+        let written = self
+            .manager
+            .write(WriteBatch {
+                ops: vec![Op::Create(Object::Node(node.clone()))],
+                now_ms: 0,
+            })
+            .await?;
+        tracing::info!(node = %node.id, role = role.as_str(), host = %node.description.hostname, "node joined");
+        let _ = written;
+        Ok(Response::new(JoinResponse {
+            node_id: node.id.to_string(),
+            raft_id: node.manager_status.as_ref().map(|m| m.raft_id).unwrap_or(0),
+            cluster_id: cluster.id.to_string(),
+            role: role.as_str().into(),
+            ca_cert_pem: cluster.root_ca.cert_pem.clone(),
+            managers: self.manager_addrs(),
+        }))
+    }
+
+    async fn promote_self(
+        &self,
+        req: Request<ManagerPromoteRequest>,
+    ) -> Result<Response<ManagerPromoteResponse>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.promote_self(req.into_inner()).await;
+        }
+        let r = req.into_inner();
+        if self.check_token(&r.token)? != NodeRole::Manager {
+            return Err(Status::permission_denied(
+                "a manager join token is required",
+            ));
+        }
+        let node = self
+            .manager
+            .store()
+            .read(|s| s.nodes.get(r.node_id.as_str()).cloned())
+            .ok_or_else(|| Status::not_found(format!("node {} not found", r.node_id)))?;
+        let ms = node
+            .manager_status
+            .filter(|_| node.role == NodeRole::Manager)
+            .ok_or_else(|| Status::failed_precondition("node did not join as a manager"))?;
+        self.manager
+            .add_manager(ms.raft_id, &ms.addr)
+            .await
+            .map_err(|e| match e {
+                WriteError::Raft(m) => Status::unavailable(m),
+                other => other.into(),
+            })?;
+        tracing::info!(node = %node.id, raft_id = ms.raft_id, "manager promoted to voter");
+        Ok(Response::new(ManagerPromoteResponse {}))
+    }
+
+    async fn heartbeat(
+        &self,
+        req: Request<HeartbeatRequest>,
+    ) -> Result<Response<HeartbeatResponse>, Status> {
+        if let Some(mut leader) = self.leader_client()? {
+            return leader.heartbeat(req.into_inner()).await;
+        }
+        let r = req.into_inner();
+        let id = NodeId::new(r.node_id.clone());
+        let node = self
+            .manager
+            .store()
+            .read(|s| s.nodes.get(id.as_str()).cloned())
+            .ok_or_else(|| {
+                Status::not_found(format!(
+                    "node {} is not part of this cluster (was it removed?)",
+                    r.node_id
+                ))
+            })?;
+        self.last_seen
+            .lock()
+            .expect("last_seen lock")
+            .insert(id, Instant::now());
+        let new_desc: Option<NodeDescription> = if r.description.is_empty() {
+            None
+        } else {
+            Some(wire::from_bytes("node description", &r.description)?)
+        };
+        let desc_changed = new_desc.as_ref().is_some_and(|d| *d != node.description);
+        if node.status.state != NodeState::Ready || desc_changed {
+            let mut n = node;
+            n.status.state = NodeState::Ready;
+            n.status.message = String::new();
+            if let Some(d) = new_desc {
+                n.description = d;
+            }
+            self.manager
+                .write(WriteBatch {
+                    ops: vec![Op::Update(Object::Node(n))],
+                    now_ms: 0,
+                })
+                .await?;
+        }
+        Ok(Response::new(HeartbeatResponse {
+            period_ms: HEARTBEAT_PERIOD.as_millis() as u64,
+            managers: self.manager_addrs(),
+        }))
+    }
+}

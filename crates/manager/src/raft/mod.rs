@@ -1,0 +1,35 @@
+//! Raft glue: openraft type configuration, the sled-backed storage, the tonic network and the
+//! gRPC service that receives peers' Raft traffic.
+
+pub mod network;
+pub mod service;
+pub mod storage;
+
+use serde::{Deserialize, Serialize};
+use std::io::Cursor;
+use swarm_types::store::{StoreError, WriteBatch};
+use swarm_types::Object;
+
+/// Result of applying one Raft entry: the objects as stored after the write (deleted objects
+/// as they were), or why the batch was refused.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct WriteOutcome {
+    pub result: Option<Result<Vec<Object>, StoreError>>,
+}
+
+openraft::declare_raft_types!(
+    /// openraft types of swarm's replicated object store.
+    pub TypeConfig:
+        D = WriteBatch,
+        R = WriteOutcome,
+        NodeId = u64,
+        Node = openraft::BasicNode,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type RaftId = u64;
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type LogId = openraft::LogId<RaftId>;
+pub type StorageError = openraft::StorageError<RaftId>;

@@ -1,0 +1,494 @@
+//! Raft storage on sled, in this one module (the seam where another embedded store would go).
+//!
+//! Layout (one sled database per manager, `<state-dir>/raft`):
+//! - tree `log`: big-endian u64 index → JSON `Entry`
+//! - tree `meta`: `vote`, `committed`, `last_purged` → JSON
+//! - tree `snapshot`: `meta` → JSON `SnapshotMeta`, `data` → snapshot bytes
+//!
+//! sled only syncs in the background, so every vote and every append is flushed before it is
+//! acknowledged (one flush per appended batch). The state machine lives in memory and is
+//! persisted through snapshots; after a restart it is rebuilt from the last snapshot plus the
+//! committed log (openraft re-applies up to the saved committed index).
+
+use super::{LogId, RaftId, StorageError, TypeConfig, WriteOutcome};
+use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
+use openraft::{
+    AnyError, Entry, EntryPayload, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot,
+    SnapshotMeta, StorageIOError, StoredMembership, Vote,
+};
+use std::fmt::Debug;
+use std::io::Cursor;
+use std::ops::{Bound, RangeBounds};
+use std::path::Path;
+use std::sync::{Arc, RwLock};
+use swarm_types::store::{Change, StoreState};
+use tokio::sync::broadcast;
+
+type Membership = StoredMembership<RaftId, openraft::BasicNode>;
+
+fn io_err<E: std::error::Error + 'static>(
+    f: fn(AnyError) -> StorageIOError<RaftId>,
+    e: E,
+) -> StorageError {
+    StorageError::IO {
+        source: f(AnyError::new(&e)),
+    }
+}
+
+/// Opens (or creates) the sled database holding one manager's Raft state.
+pub fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
+    sled::Config::new()
+        .path(dir)
+        // Flushing is explicit (before every acknowledgement); the background flusher only
+        // bounds how much unflushed state-machine metadata can pile up.
+        .flush_every_ms(Some(1000))
+        .cache_capacity(64 * 1024 * 1024)
+        .open()
+}
+
+// ---------------------------------------------------------------------------------------------
+// Log store
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    log: sled::Tree,
+    meta: sled::Tree,
+}
+
+impl LogStore {
+    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+        Ok(LogStore {
+            db: db.clone(),
+            log: db.open_tree("log")?,
+            meta: db.open_tree("meta")?,
+        })
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
+        match self
+            .meta
+            .get(key)
+            .map_err(|e| io_err(StorageIOError::read, e))?
+        {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| io_err(StorageIOError::read, e)),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(v).map_err(|e| io_err(StorageIOError::write, e))?;
+        self.meta
+            .insert(key, bytes)
+            .map_err(|e| io_err(StorageIOError::write, e))?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), sled::Error> {
+        self.db.flush_async().await.map(|_| ())
+    }
+}
+
+fn key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn decode_entry(v: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
+    serde_json::from_slice(v).map_err(|e| io_err(StorageIOError::read_logs, e))
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let mut out = Vec::new();
+        for kv in self.log.range(key(start)..) {
+            let (k, v) = kv.map_err(|e| io_err(StorageIOError::read_logs, e))?;
+            let idx = u64::from_be_bytes(k.as_ref().try_into().expect("8-byte keys"));
+            if !range.contains(&idx) {
+                break;
+            }
+            out.push(decode_entry(&v)?);
+        }
+        Ok(out)
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta("last_purged")?;
+        let last = match self
+            .log
+            .last()
+            .map_err(|e| io_err(StorageIOError::read_logs, e))?
+        {
+            Some((_, v)) => Some(decode_entry(&v)?.log_id),
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<RaftId>) -> Result<(), StorageError> {
+        self.put_meta("vote", vote)?;
+        self.flush()
+            .await
+            .map_err(|e| io_err(StorageIOError::write_vote, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<RaftId>>, StorageError> {
+        self.get_meta("vote")
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.put_meta("committed", &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>("committed")?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        for e in entries {
+            let v = serde_json::to_vec(&e).map_err(|e| io_err(StorageIOError::write_logs, e))?;
+            batch.insert(&key(e.log_id.index), v);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+        // Durable before acknowledged: one flush per appended batch.
+        let res = self.flush().await.map_err(std::io::Error::other);
+        callback.log_io_completed(res);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        let mut batch = sled::Batch::default();
+        for k in self.log.range(key(log_id.index)..).keys() {
+            batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+        self.flush()
+            .await
+            .map_err(|e| io_err(StorageIOError::write_logs, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point first: a crash in between leaves extra entries, never a gap.
+        self.put_meta("last_purged", &log_id)?;
+        let mut batch = sled::Batch::default();
+        for k in self.log.range(..=key(log_id.index)).keys() {
+            batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+        Ok(())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// State machine
+
+/// A change feed item: an applied change, or "the whole state was replaced" (snapshot install).
+#[derive(Clone, Debug)]
+pub enum StoreEvent {
+    Change(Arc<Change>),
+    Reset,
+}
+
+struct SmInner {
+    state: StoreState,
+    last_applied: Option<LogId>,
+    membership: Membership,
+}
+
+/// The in-memory object store plus what Raft needs to know about it. Cloned handles share it.
+#[derive(Clone)]
+pub struct SharedStore {
+    inner: Arc<RwLock<SmInner>>,
+    events: broadcast::Sender<StoreEvent>,
+}
+
+impl SharedStore {
+    /// Reads the current state under a read lock.
+    pub fn read<R>(&self, f: impl FnOnce(&StoreState) -> R) -> R {
+        f(&self.inner.read().expect("store lock poisoned").state)
+    }
+    pub fn last_applied_index(&self) -> u64 {
+        self.inner
+            .read()
+            .expect("store lock poisoned")
+            .last_applied
+            .map(|l| l.index)
+            .unwrap_or(0)
+    }
+    /// Subscribes to applied changes.
+    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
+        self.events.subscribe()
+    }
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct SnapshotBody {
+    state: StoreState,
+}
+
+pub struct StateMachine {
+    shared: SharedStore,
+    snap: sled::Tree,
+    db: sled::Db,
+}
+
+impl StateMachine {
+    /// Opens the state machine, restoring it from the last persisted snapshot.
+    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
+        let snap = db
+            .open_tree("snapshot")
+            .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
+        let (events, _) = broadcast::channel(4096);
+        let mut sm = StateMachine {
+            shared: SharedStore {
+                inner: Arc::new(RwLock::new(SmInner {
+                    state: StoreState::default(),
+                    last_applied: None,
+                    membership: Membership::default(),
+                })),
+                events,
+            },
+            snap,
+            db: db.clone(),
+        };
+        if let Some((meta, data)) = sm.read_snapshot()? {
+            sm.load(&meta, &data)?;
+        }
+        Ok(sm)
+    }
+
+    pub fn shared(&self) -> SharedStore {
+        self.shared.clone()
+    }
+
+    fn read_snapshot(
+        &self,
+    ) -> Result<Option<(SnapshotMeta<RaftId, openraft::BasicNode>, Vec<u8>)>, StorageError> {
+        let rd = |e| io_err(StorageIOError::read_state_machine, e);
+        let meta = self.snap.get("meta").map_err(rd)?;
+        let data = self.snap.get("data").map_err(rd)?;
+        match (meta, data) {
+            (Some(m), Some(d)) => {
+                let meta = serde_json::from_slice(&m)
+                    .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
+                Ok(Some((meta, d.to_vec())))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    fn load(
+        &mut self,
+        meta: &SnapshotMeta<RaftId, openraft::BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        let body: SnapshotBody = serde_json::from_slice(data)
+            .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
+        let mut state = body.state;
+        state.rebuild_indexes();
+        let mut inner = self.shared.inner.write().expect("store lock poisoned");
+        inner.state = state;
+        inner.last_applied = meta.last_log_id;
+        inner.membership = meta.last_membership.clone();
+        Ok(())
+    }
+
+    async fn persist_snapshot(
+        db: &sled::Db,
+        snap: &sled::Tree,
+        meta: &SnapshotMeta<RaftId, openraft::BasicNode>,
+        data: &[u8],
+    ) -> Result<(), StorageError> {
+        let wr = |e| io_err(StorageIOError::write_state_machine, e);
+        let m =
+            serde_json::to_vec(meta).map_err(|e| io_err(StorageIOError::write_state_machine, e))?;
+        let mut b = sled::Batch::default();
+        b.insert("meta", m);
+        b.insert("data", data);
+        snap.apply_batch(b).map_err(wr)?;
+        db.flush_async().await.map_err(wr)?;
+        Ok(())
+    }
+}
+
+pub struct SnapshotBuilder {
+    shared: SharedStore,
+    snap: sled::Tree,
+    db: sled::Db,
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let (data, last_applied, membership) = {
+            let inner = self.shared.inner.read().expect("store lock poisoned");
+            let data = serde_json::to_vec(&SnapshotBody {
+                state: inner.state.clone(),
+            })
+            .map_err(|e| io_err(StorageIOError::write_state_machine, e))?;
+            (data, inner.last_applied, inner.membership.clone())
+        };
+        let snapshot_id = match last_applied {
+            Some(l) => format!("{}-{}-{}", l.leader_id, l.index, rand::random::<u32>()),
+            None => format!("empty-{}", rand::random::<u32>()),
+        };
+        let meta = SnapshotMeta {
+            last_log_id: last_applied,
+            last_membership: membership,
+            snapshot_id,
+        };
+        StateMachine::persist_snapshot(&self.db, &self.snap, &meta, &data).await?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = SnapshotBuilder;
+
+    async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
+        let inner = self.shared.inner.read().expect("store lock poisoned");
+        Ok((inner.last_applied, inner.membership.clone()))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<WriteOutcome>, StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut out = Vec::new();
+        let mut changes = Vec::new();
+        {
+            let mut inner = self.shared.inner.write().expect("store lock poisoned");
+            for entry in entries {
+                inner.last_applied = Some(entry.log_id);
+                match entry.payload {
+                    EntryPayload::Blank => out.push(WriteOutcome::default()),
+                    EntryPayload::Normal(batch) => {
+                        let r = inner.state.apply(&batch, entry.log_id.index);
+                        let result = match r {
+                            Ok(ch) => {
+                                let objs = ch.iter().map(|c| c.object.clone()).collect();
+                                changes.extend(ch);
+                                Ok(objs)
+                            }
+                            Err(e) => Err(e),
+                        };
+                        out.push(WriteOutcome {
+                            result: Some(result),
+                        });
+                    }
+                    EntryPayload::Membership(m) => {
+                        inner.membership = StoredMembership::new(Some(entry.log_id), m);
+                        out.push(WriteOutcome::default());
+                    }
+                }
+            }
+        }
+        for c in changes {
+            // No receivers is fine; lagging receivers see `Lagged` and resynchronize.
+            let _ = self.shared.events.send(StoreEvent::Change(Arc::new(c)));
+        }
+        Ok(out)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        SnapshotBuilder {
+            shared: self.shared.clone(),
+            snap: self.snap.clone(),
+            db: self.db.clone(),
+        }
+    }
+
+    async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &SnapshotMeta<RaftId, openraft::BasicNode>,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError> {
+        let data = snapshot.into_inner();
+        self.load(meta, &data)?;
+        Self::persist_snapshot(&self.db, &self.snap, meta, &data).await?;
+        let _ = self.shared.events.send(StoreEvent::Reset);
+        Ok(())
+    }
+
+    async fn get_current_snapshot(&mut self) -> Result<Option<Snapshot<TypeConfig>>, StorageError> {
+        Ok(self.read_snapshot()?.map(|(meta, data)| Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        }))
+    }
+}
+
+/// Opens the log store and state machine of one manager.
+pub fn open(db: &sled::Db) -> Result<(LogStore, StateMachine), StorageError> {
+    let log = LogStore::open(db).map_err(|e| io_err(StorageIOError::read_logs, e))?;
+    let sm = StateMachine::open(db)?;
+    Ok((log, sm))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::testing::{StoreBuilder, Suite};
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let db = open_db(dir.path()).expect("open sled");
+            let (log, sm) = open(&db)?;
+            Ok((dir, log, sm))
+        }
+    }
+
+    #[test]
+    fn passes_openraft_storage_suite() -> Result<(), StorageError> {
+        Suite::test_all(Builder)?;
+        Ok(())
+    }
+}
