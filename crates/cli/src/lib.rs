@@ -1,1 +1,82 @@
-//! placeholder
+//! `swarmctl`, the command-line client of the control API. Docker's noun/verb tree
+//! (`service create`, `node ls`, ...) with docker's flag names, table layouts and
+//! `--format json` keys, so scripts written for `docker` keep working.
+#![forbid(unsafe_code)]
+
+pub mod client;
+pub mod commands;
+pub mod output;
+pub mod parse;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "swarmctl",
+    version,
+    about = "control a swarm cluster",
+    propagate_version = true
+)]
+pub struct Cli {
+    /// Manager to talk to: unix:///path/to/swarmd.sock, tcp://HOST:PORT or HOST:PORT.
+    #[arg(
+        short = 'H',
+        long,
+        global = true,
+        env = "SWARM_HOST",
+        default_value = "unix:///var/lib/swarmd/swarmd.sock"
+    )]
+    pub host: String,
+    /// Read from the contacted manager's copy without confirming with the leader.
+    #[arg(long, global = true)]
+    pub stale: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Manage services.
+    #[command(subcommand)]
+    Service(commands::service::ServiceCmd),
+    /// Manage nodes.
+    #[command(subcommand)]
+    Node(commands::node::NodeCmd),
+    /// Manage the cluster.
+    #[command(subcommand)]
+    Cluster(commands::cluster::ClusterCmd),
+    /// Show client and server versions.
+    Version,
+}
+
+/// Runs a command; errors go to stderr and give a non-zero exit code.
+pub fn run_blocking(cli: Cli) -> std::process::ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("swarmctl: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    match rt.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swarmctl: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let ctx = client::Context::new(&cli.host, cli.stale)?;
+    match cli.command {
+        Command::Service(c) => commands::service::run(&ctx, c).await,
+        Command::Node(c) => commands::node::run(&ctx, c).await,
+        Command::Cluster(c) => commands::cluster::run(&ctx, c).await,
+        Command::Version => commands::version(&ctx).await,
+    }
+}

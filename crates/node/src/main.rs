@@ -1,1 +1,13 @@
-fn main() {}
+//! `swarmd`: parses the command line and hands over to `swarm_node::run`.
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let args = swarm_node::Args::parse();
+    match swarm_node::run_blocking(args) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("swarmd: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,82 @@
+//! Heartbeat session with the managers. The agent cycles through the known manager addresses;
+//! every answer refreshes that list so the agent follows managers joining and leaving.
+
+use std::time::Duration;
+use swarm_api::node::node_service_client::NodeServiceClient;
+use swarm_api::node::HeartbeatRequest;
+use swarm_types::objects::NodeDescription;
+use swarm_types::NodeId;
+use tokio::sync::watch;
+
+pub struct Session {
+    pub node_id: NodeId,
+    pub managers: Vec<String>,
+    pub description: NodeDescription,
+}
+
+impl Session {
+    /// Runs until `shutdown` turns true.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut idx = 0usize;
+        let mut send_description = true;
+        let mut period = Duration::from_secs(2);
+        loop {
+            if *shutdown.borrow() {
+                return;
+            }
+            let wait = match self.beat(idx, send_description).await {
+                Ok((p, managers)) => {
+                    send_description = false;
+                    period = p;
+                    if !managers.is_empty() {
+                        // Keep talking to the same manager when it is still listed.
+                        let current = self.managers.get(idx).cloned();
+                        self.managers = managers;
+                        idx = current
+                            .and_then(|c| self.managers.iter().position(|m| *m == c))
+                            .unwrap_or(0);
+                    }
+                    period
+                }
+                Err(e) => {
+                    tracing::debug!(manager = ?self.managers.get(idx), error = %e, "heartbeat failed; trying the next manager");
+                    send_description = true;
+                    idx = (idx + 1) % self.managers.len().max(1);
+                    Duration::from_millis(300).min(period)
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+
+    async fn beat(
+        &self,
+        idx: usize,
+        with_description: bool,
+    ) -> Result<(Duration, Vec<String>), String> {
+        let addr = self.managers.get(idx).ok_or("no manager address known")?;
+        let ch = swarm_api::transport::lazy_channel(addr).map_err(|e| e.to_string())?;
+        let mut client = NodeServiceClient::new(ch);
+        let mut req = tonic::Request::new(HeartbeatRequest {
+            node_id: self.node_id.to_string(),
+            description: if with_description {
+                swarm_api::wire::to_bytes(&self.description)
+            } else {
+                Vec::new()
+            },
+        });
+        req.set_timeout(Duration::from_secs(2));
+        let resp = tokio::time::timeout(Duration::from_secs(3), client.heartbeat(req))
+            .await
+            .map_err(|_| "timed out".to_string())?
+            .map_err(|s| s.message().to_string())?
+            .into_inner();
+        Ok((
+            Duration::from_millis(resp.period_ms.clamp(100, 60_000)),
+            resp.managers,
+        ))
+    }
+}

@@ -1,0 +1,82 @@
+//! `swarmctl node ls`
+
+use crate::client::{collect, status_err, Context};
+use crate::commands::service::ListOutput;
+use crate::output::{self, Format};
+use clap::Args;
+use serde_json::json;
+use std::collections::HashMap;
+use swarm_types::{Node, Object};
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub out: ListOutput,
+}
+
+pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
+    let status = ctx.status().await?;
+    let mut c = ctx.control().await?;
+    let mut nodes: Vec<Node> = collect(
+        c.list_nodes(ctx.list_request())
+            .await
+            .map_err(status_err)?
+            .into_inner(),
+    )
+    .await?
+    .into_iter()
+    .filter_map(|o| match o {
+        Object::Node(n) => Some(n),
+        _ => None,
+    })
+    .collect();
+    nodes.sort_by(|a, b| (&a.description.hostname, &a.id).cmp(&(&b.description.hostname, &b.id)));
+    if a.out.quiet {
+        for n in &nodes {
+            println!("{}", n.id);
+        }
+        return Ok(());
+    }
+    let mgr: HashMap<&str, &str> = status
+        .managers
+        .iter()
+        .map(|m| (m.node_id.as_str(), m.status.as_str()))
+        .collect();
+    let rows: Vec<(String, String, String, String, String, bool, String)> = nodes
+        .iter()
+        .map(|n| {
+            let ms = mgr
+                .get(n.id.as_str())
+                .map(|s| output::title(s))
+                .unwrap_or_default();
+            (
+                n.id.to_string(),
+                n.description.hostname.clone(),
+                output::title(n.status.state.as_str()),
+                output::title(n.spec.availability.as_str()),
+                ms,
+                n.id.as_str() == status.node_id,
+                n.description.version.clone(),
+            )
+        })
+        .collect();
+    match a.out.format {
+        Format::Json => output::json_lines(
+            &rows
+                .iter()
+                .map(|r| json!({"ID": r.0, "Hostname": r.1, "Status": r.2, "Availability": r.3, "ManagerStatus": r.4, "Self": r.5, "EngineVersion": r.6}))
+                .collect::<Vec<_>>(),
+        )?,
+        Format::Table => output::table(
+            &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
+            &rows
+                .into_iter()
+                .map(|r| {
+                    let id = if r.5 { format!("{} *", r.0) } else { r.0 };
+                    vec![id, r.1, r.2, r.3, r.4, r.6]
+                })
+                .collect::<Vec<_>>(),
+        )?,
+    }
+    Ok(())
+}

@@ -1,0 +1,54 @@
+//! `swarmctl node update [--availability active|pause|drain] [--label-add k=v] [--label-rm k] NODE`
+
+use super::get_node;
+use crate::client::{status_err, Context};
+use crate::parse;
+use clap::Args;
+use swarm_api::control::UpdateNodeRequest;
+use swarm_types::spec::Availability;
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Availability of the node: active, pause or drain.
+    #[arg(long)]
+    pub availability: Option<Availability>,
+    /// Add or update a node label (KEY=VALUE).
+    #[arg(long = "label-add")]
+    pub label_add: Vec<String>,
+    /// Remove a node label if it exists.
+    #[arg(long = "label-rm")]
+    pub label_rm: Vec<String>,
+    /// Node id, id prefix or hostname.
+    pub node: String,
+}
+
+pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
+    if a.availability.is_none() && a.label_add.is_empty() && a.label_rm.is_empty() {
+        anyhow::bail!("nothing to update: pass --availability, --label-add or --label-rm");
+    }
+    let node = get_node(ctx, &a.node).await?;
+    let mut spec = node.spec.clone();
+    if let Some(av) = a.availability {
+        spec.availability = av;
+    }
+    for k in &a.label_rm {
+        if spec.labels.remove(k).is_none() {
+            anyhow::bail!("label {k:?} does not exist on node {}", a.node);
+        }
+    }
+    for l in &a.label_add {
+        let (k, v) = parse::key_value(l).map_err(anyhow::Error::msg)?;
+        spec.labels.insert(k, v);
+    }
+    ctx.control()
+        .await?
+        .update_node(UpdateNodeRequest {
+            reference: node.id.to_string(),
+            version: node.meta.version,
+            spec: swarm_api::wire::to_bytes(&spec),
+        })
+        .await
+        .map_err(status_err)?;
+    println!("{}", a.node);
+    Ok(())
+}

@@ -1,0 +1,128 @@
+//! `swarmctl service create [OPTIONS] IMAGE [COMMAND] [ARG...]`
+
+use super::TaskFlags;
+use crate::client::{decode_object, status_err, Context};
+use crate::parse;
+use anyhow::bail;
+use clap::Args;
+use swarm_api::control::CreateServiceRequest;
+use swarm_types::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
+
+#[derive(Args, Debug)]
+#[command(trailing_var_arg = true)]
+pub struct CreateArgs {
+    /// Service name.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Service mode: replicated, global, replicated-job or global-job.
+    #[arg(long, default_value = "replicated")]
+    pub mode: String,
+    /// Number of tasks.
+    #[arg(long, value_parser = parse::replicas)]
+    pub replicas: Option<u64>,
+    /// Maximum number of job tasks running at once (replicated-job).
+    #[arg(long, value_parser = parse::replicas)]
+    pub max_concurrent: Option<u64>,
+    /// Set environment variables (KEY=VALUE).
+    #[arg(short = 'e', long = "env")]
+    pub env: Vec<String>,
+    /// Service labels (KEY=VALUE).
+    #[arg(short = 'l', long = "label")]
+    pub labels: Vec<String>,
+    /// Container labels (KEY=VALUE).
+    #[arg(long = "container-label")]
+    pub container_labels: Vec<String>,
+    /// Placement constraints (e.g. node.labels.zone==east).
+    #[arg(long = "constraint")]
+    pub constraints: Vec<String>,
+    /// Placement preferences (spread=node.labels.NAME).
+    #[arg(long = "placement-pref")]
+    pub placement_prefs: Vec<String>,
+    #[command(flatten)]
+    pub task: TaskFlags,
+    /// Image, then the command and its arguments.
+    #[arg(
+        required = true,
+        value_name = "IMAGE [COMMAND] [ARG...]",
+        allow_hyphen_values = true
+    )]
+    pub image_and_args: Vec<String>,
+}
+
+pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
+    let mut it = a.image_and_args.into_iter();
+    let image = it.next().unwrap_or_default();
+    let args: Vec<String> = it.collect();
+    let mode = match a.mode.as_str() {
+        "replicated" => ServiceMode::Replicated {
+            replicas: a.replicas.unwrap_or(1),
+        },
+        "global" => {
+            if a.replicas.is_some() {
+                bail!("--replicas can only be used with replicated mode");
+            }
+            ServiceMode::Global
+        }
+        "replicated-job" => ServiceMode::ReplicatedJob {
+            max_concurrent: a.max_concurrent.unwrap_or(1),
+            total_completions: a.replicas.unwrap_or(1),
+        },
+        "global-job" => ServiceMode::GlobalJob,
+        other => {
+            bail!("invalid --mode {other:?}: use replicated, global, replicated-job or global-job")
+        }
+    };
+    let name = a.name.unwrap_or_else(|| random_name());
+    let mut task = TaskSpec {
+        container: ContainerSpec {
+            image,
+            args,
+            env: a.env,
+            labels: parse::labels(&a.container_labels).map_err(anyhow::Error::msg)?,
+            stop_grace_period: std::time::Duration::from_secs(10),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    task.placement.constraints = a.constraints;
+    task.placement.preferences = a.placement_prefs;
+    a.task.apply(&mut task)?;
+    let spec = ServiceSpec {
+        name,
+        labels: parse::labels(&a.labels).map_err(anyhow::Error::msg)?,
+        task,
+        mode,
+    };
+    // Validate locally first: the same check the manager runs, without a round trip.
+    spec.validate()?;
+    let resp = ctx
+        .control()
+        .await?
+        .create_service(CreateServiceRequest {
+            spec: swarm_api::wire::to_bytes(&spec),
+        })
+        .await
+        .map_err(status_err)?;
+    let obj = decode_object(&resp.get_ref().object)?;
+    println!("{}", obj.id());
+    Ok(())
+}
+
+/// Docker-style `adjective_name` for services created without `--name`.
+fn random_name() -> String {
+    const A: [&str; 8] = [
+        "brave", "calm", "eager", "fancy", "happy", "jolly", "keen", "quiet",
+    ];
+    const B: [&str; 8] = [
+        "turing", "hopper", "lovelace", "knuth", "ritchie", "liskov", "lamport", "dijkstra",
+    ];
+    let n: u32 = rand_u32();
+    format!("{}_{}", A[(n % 8) as usize], B[((n / 8) % 8) as usize])
+}
+
+fn rand_u32() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}

@@ -1,0 +1,168 @@
+//! `swarmctl service ps SERVICE...`: the tasks of services, with their state and errors.
+
+use crate::client::{collect, status_err, Context};
+use crate::output::{self, Format};
+use clap::Args;
+use serde_json::json;
+use std::collections::HashMap;
+use swarm_api::control::ListRequest;
+use swarm_types::{Object, Task};
+
+#[derive(Args, Debug)]
+pub struct PsArgs {
+    /// Service ids, id prefixes or names.
+    #[arg(required = true)]
+    pub services: Vec<String>,
+    #[command(flatten)]
+    pub out: super::ListOutput,
+}
+
+pub async fn run(ctx: &Context, a: PsArgs) -> anyhow::Result<()> {
+    let mut tasks = Vec::new();
+    for s in &a.services {
+        tasks.extend(list(ctx, s, "").await?);
+    }
+    print_tasks(ctx, tasks, &a.out).await
+}
+
+pub async fn list(ctx: &Context, service: &str, node: &str) -> anyhow::Result<Vec<Task>> {
+    let objs = collect(
+        ctx.control()
+            .await?
+            .list_tasks(ListRequest {
+                stale: ctx.stale,
+                service: service.to_string(),
+                node: node.to_string(),
+            })
+            .await
+            .map_err(status_err)?
+            .into_inner(),
+    )
+    .await?;
+    Ok(objs
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Task(t) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
+/// Prints tasks as `service ps` / `node ps` do.
+pub async fn print_tasks(
+    ctx: &Context,
+    mut tasks: Vec<Task>,
+    out: &super::ListOutput,
+) -> anyhow::Result<()> {
+    tasks.sort_by(|a, b| {
+        (
+            a.service_id.as_str(),
+            a.slot,
+            std::cmp::Reverse(a.meta.created_at),
+        )
+            .cmp(&(
+                b.service_id.as_str(),
+                b.slot,
+                std::cmp::Reverse(b.meta.created_at),
+            ))
+    });
+    if out.quiet {
+        for t in &tasks {
+            println!("{}", t.id);
+        }
+        return Ok(());
+    }
+    let mut c = ctx.control().await?;
+    let mut names: HashMap<String, String> = HashMap::new();
+    for o in collect(
+        c.list_services(ctx.list_request())
+            .await
+            .map_err(status_err)?
+            .into_inner(),
+    )
+    .await?
+    {
+        if let Object::Service(s) = o {
+            names.insert(s.id.to_string(), s.spec.name);
+        }
+    }
+    let mut hosts: HashMap<String, String> = HashMap::new();
+    for o in collect(
+        c.list_nodes(ctx.list_request())
+            .await
+            .map_err(status_err)?
+            .into_inner(),
+    )
+    .await?
+    {
+        if let Object::Node(n) = o {
+            hosts.insert(n.id.to_string(), n.description.hostname);
+        }
+    }
+    let rows: Vec<[String; 7]> = tasks
+        .iter()
+        .map(|t| {
+            let svc = names
+                .get(t.service_id.as_str())
+                .cloned()
+                .unwrap_or_else(|| t.service_id.to_string());
+            let name = if t.slot > 0 {
+                format!("{svc}.{}", t.slot)
+            } else {
+                format!(
+                    "{svc}.{}",
+                    t.node_id.as_ref().map(|n| n.as_str()).unwrap_or("")
+                )
+            };
+            let node = t
+                .node_id
+                .as_ref()
+                .map(|n| {
+                    hosts
+                        .get(n.as_str())
+                        .cloned()
+                        .unwrap_or_else(|| n.to_string())
+                })
+                .unwrap_or_default();
+            let current = format!(
+                "{} {}",
+                output::title(t.status.state.as_str()),
+                output::ago(t.status.timestamp.max(t.meta.created_at))
+            );
+            let err = if t.status.err.is_empty() {
+                t.status.message.clone()
+            } else {
+                t.status.err.clone()
+            };
+            [
+                t.id.short().to_string(),
+                name,
+                t.spec.container.image.clone(),
+                node,
+                output::title(t.desired_state.as_str()),
+                current,
+                err,
+            ]
+        })
+        .collect();
+    match out.format {
+        Format::Json => output::json_lines(
+            &rows
+                .iter()
+                .map(|r| json!({"ID": r[0], "Name": r[1], "Image": r[2], "Node": r[3], "DesiredState": r[4], "CurrentState": r[5], "Error": r[6], "Ports": ""}))
+                .collect::<Vec<_>>(),
+        )?,
+        Format::Table => output::table(
+            &["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"],
+            &rows
+                .into_iter()
+                .map(|r| {
+                    let mut v = r.to_vec();
+                    v.push(String::new());
+                    v
+                })
+                .collect::<Vec<_>>(),
+        )?,
+    }
+    Ok(())
+}

@@ -1,0 +1,49 @@
+//! `swarmctl service scale SERVICE=REPLICAS...`
+
+use crate::client::{status_err, Context};
+use crate::parse;
+use clap::Args;
+use swarm_api::control::ScaleServiceRequest;
+
+#[derive(Args, Debug)]
+pub struct ScaleArgs {
+    /// SERVICE=REPLICAS pairs.
+    #[arg(required = true, value_name = "SERVICE=REPLICAS")]
+    pub pairs: Vec<String>,
+    /// Exit immediately instead of waiting for the service to converge.
+    #[arg(short, long)]
+    pub detach: bool,
+}
+
+pub async fn run(ctx: &Context, a: ScaleArgs) -> anyhow::Result<()> {
+    // Parse everything first: a typo in the last pair must not leave the first ones scaled.
+    let mut parsed = Vec::new();
+    for p in &a.pairs {
+        let (name, n) = p.split_once('=').ok_or_else(|| {
+            anyhow::anyhow!("invalid scale specifier {p:?}: expected SERVICE=REPLICAS, e.g. web=5")
+        })?;
+        let n = parse::replicas(n).map_err(anyhow::Error::msg)?;
+        parsed.push((name.to_string(), n));
+    }
+    let mut c = ctx.control().await?;
+    let mut failed = false;
+    for (name, n) in parsed {
+        match c
+            .scale_service(ScaleServiceRequest {
+                reference: name.clone(),
+                replicas: n,
+            })
+            .await
+        {
+            Ok(_) => println!("{name} scaled to {n}"),
+            Err(e) => {
+                eprintln!("swarmctl: {name}: {:#}", status_err(e));
+                failed = true;
+            }
+        }
+    }
+    if failed {
+        anyhow::bail!("some services could not be scaled");
+    }
+    Ok(())
+}

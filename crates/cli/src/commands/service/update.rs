@@ -1,0 +1,114 @@
+//! `swarmctl service update [OPTIONS] SERVICE`
+
+use super::{get_service, split_command, TaskFlags};
+use crate::client::{decode_object, status_err, Context};
+use crate::parse;
+use anyhow::bail;
+use clap::Args;
+use swarm_api::control::UpdateServiceRequest;
+use swarm_types::spec::ServiceMode;
+
+#[derive(Args, Debug)]
+pub struct UpdateArgs {
+    /// Service image.
+    #[arg(long)]
+    pub image: Option<String>,
+    /// Number of tasks.
+    #[arg(long, value_parser = parse::replicas)]
+    pub replicas: Option<u64>,
+    /// Service command args (replaces them).
+    #[arg(long)]
+    pub args: Option<String>,
+    /// Add or update an environment variable.
+    #[arg(long = "env-add")]
+    pub env_add: Vec<String>,
+    /// Remove an environment variable.
+    #[arg(long = "env-rm")]
+    pub env_rm: Vec<String>,
+    /// Add or update a service label.
+    #[arg(long = "label-add")]
+    pub label_add: Vec<String>,
+    /// Remove a label by its key.
+    #[arg(long = "label-rm")]
+    pub label_rm: Vec<String>,
+    /// Add or update a placement constraint.
+    #[arg(long = "constraint-add")]
+    pub constraint_add: Vec<String>,
+    /// Remove a constraint.
+    #[arg(long = "constraint-rm")]
+    pub constraint_rm: Vec<String>,
+    /// Force the update even if no changes require it.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
+    pub task: TaskFlags,
+    /// Service id, id prefix or name.
+    pub service: String,
+}
+
+pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
+    let svc = get_service(ctx, &a.service).await?;
+    let mut spec = svc.spec.clone();
+    let c = &mut spec.task.container;
+    if let Some(i) = &a.image {
+        c.image = i.clone();
+    }
+    if let Some(args) = &a.args {
+        c.args = split_command(args)?;
+    }
+    for e in &a.env_rm {
+        c.env
+            .retain(|x| x.split_once('=').map(|(k, _)| k).unwrap_or(x) != e);
+    }
+    for e in &a.env_add {
+        let key = e.split_once('=').map(|(k, _)| k).unwrap_or(e).to_string();
+        c.env
+            .retain(|x| x.split_once('=').map(|(k, _)| k).unwrap_or(x) != key);
+        c.env.push(e.clone());
+    }
+    for k in &a.label_rm {
+        spec.labels.remove(k);
+    }
+    for l in &a.label_add {
+        let (k, v) = parse::key_value(l).map_err(anyhow::Error::msg)?;
+        spec.labels.insert(k, v);
+    }
+    let p = &mut spec.task.placement;
+    for r in &a.constraint_rm {
+        p.constraints
+            .retain(|c| c.replace(' ', "") != r.replace(' ', ""));
+    }
+    for c in &a.constraint_add {
+        if !p.constraints.contains(c) {
+            p.constraints.push(c.clone());
+        }
+    }
+    if let Some(n) = a.replicas {
+        match &mut spec.mode {
+            ServiceMode::Replicated { replicas } => *replicas = n,
+            other => bail!(
+                "--replicas can only be used with replicated services; {} is {}",
+                spec.name,
+                other.name()
+            ),
+        }
+    }
+    a.task.apply(&mut spec.task)?;
+    if a.force {
+        spec.task.force_update += 1;
+    }
+    spec.validate()?;
+    let resp = ctx
+        .control()
+        .await?
+        .update_service(UpdateServiceRequest {
+            reference: svc.id.to_string(),
+            version: svc.meta.version,
+            spec: swarm_api::wire::to_bytes(&spec),
+        })
+        .await
+        .map_err(status_err)?;
+    decode_object(&resp.get_ref().object)?;
+    println!("{}", a.service);
+    Ok(())
+}

@@ -1,0 +1,58 @@
+//! Command-line contract of `swarmd` (DESIGN.md section 7).
+
+use std::path::PathBuf;
+
+#[derive(clap::Parser, Debug, Clone)]
+#[command(
+    name = "swarmd",
+    version,
+    about = "swarm node daemon: runs the agent and, on managers, the manager"
+)]
+pub struct Args {
+    /// Where this node keeps its identity, Raft state and images.
+    #[arg(long, default_value = "/var/lib/swarmd")]
+    pub state_dir: PathBuf,
+    /// Address the gRPC server listens on (managers).
+    #[arg(long, default_value = "0.0.0.0:4242")]
+    pub listen_addr: String,
+    /// Address other nodes use to reach this one (default: the listen address, or the local
+    /// address that routes to the join address).
+    #[arg(long)]
+    pub advertise_addr: Option<String>,
+    /// Node hostname (default: the host's).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Join the cluster of the manager at this address.
+    #[arg(long, value_name = "MANAGER_IP:PORT", requires = "token")]
+    pub join: Option<String>,
+    /// Join token (`swarmctl cluster join-token worker|manager` prints one).
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Engine label `key=value` (repeatable); constraints match it as engine.labels.KEY.
+    #[arg(long = "label", value_name = "KEY=VALUE")]
+    pub labels: Vec<String>,
+    /// Control socket path (default: <state-dir>/swarmd.sock).
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics on this address.
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Log level (error, warn, info, debug, trace) or a tracing filter.
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
+    /// Log format: text or json.
+    #[arg(long, default_value = "text")]
+    pub log_format: String,
+    /// Raft heartbeat interval in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    pub raft_heartbeat_ms: u64,
+    /// Minimum Raft election timeout in milliseconds (the maximum is twice this).
+    #[arg(long, default_value_t = 500)]
+    pub raft_election_timeout_ms: u64,
+    /// Take a Raft snapshot (and compact the log) after this many entries.
+    #[arg(long, default_value_t = 10_000)]
+    pub raft_snapshot_interval: u64,
+    /// Log entries kept behind the last snapshot.
+    #[arg(long, default_value_t = 1_000)]
+    pub raft_logs_to_keep: u64,
+}

@@ -1,0 +1,419 @@
+//! Start-up logic of `swarmd`: create a cluster, join one, or resume from the state dir; then
+//! run the manager (if this node is one) and the agent until a termination signal.
+
+use crate::args::Args;
+use crate::identity::{self, Identity};
+use anyhow::{anyhow, bail, Context};
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::Duration;
+use swarm_api::node::node_service_client::NodeServiceClient;
+use swarm_api::node::{JoinRequest, ManagerPromoteRequest};
+use swarm_manager::nodes::NodeServiceImpl;
+use swarm_manager::{Manager, ManagerConfig};
+use swarm_types::objects::{
+    ClusterSpec, JoinTokens, ManagerStatus, NodeDescription, NodeState, NodeStatus, Platform,
+};
+use swarm_types::spec::{NodeRole, NodeSpec};
+use swarm_types::store::{Op, WriteBatch};
+use swarm_types::token::JoinToken;
+use swarm_types::{Cluster, ClusterId, Node, NodeId, Object};
+use tokio::sync::watch;
+
+fn init_logging(args: &Args) {
+    let filter = tracing_subscriber::EnvFilter::try_new(match args.log_level.as_str() {
+        l @ ("error" | "warn" | "info" | "debug" | "trace") => {
+            format!("{l},openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+        }
+        other => other.to_string(),
+    })
+    .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let b = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if args.log_format == "json" {
+        b.json().try_init()
+    } else {
+        b.try_init()
+    };
+}
+
+/// Holds an exclusive lock on the state dir for the life of the process.
+fn lock_state_dir(dir: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir).with_context(|| format!("create state dir {}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))?;
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("swarmd.lock"))?;
+    f.try_lock().map_err(|_| {
+        anyhow!(
+            "another swarmd is already using state dir {}; stop it or pass a different --state-dir",
+            dir.display()
+        )
+    })?;
+    Ok(f)
+}
+
+fn hostname(args: &Args) -> String {
+    args.hostname.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_else(|_| "localhost".into())
+    })
+}
+
+fn describe(args: &Args) -> anyhow::Result<NodeDescription> {
+    let mut engine_labels = BTreeMap::new();
+    for l in &args.labels {
+        let (k, v) = l
+            .split_once('=')
+            .filter(|(k, _)| !k.is_empty())
+            .ok_or_else(|| anyhow!("invalid --label {l:?}: expected KEY=VALUE"))?;
+        engine_labels.insert(k.to_string(), v.to_string());
+    }
+    let mem_kib: i64 = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(str::to_string))
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1) as i64;
+    Ok(NodeDescription {
+        hostname: hostname(args),
+        platform: Platform {
+            os: std::env::consts::OS.into(),
+            arch: std::env::consts::ARCH.into(),
+        },
+        nano_cpus: cpus * 1_000_000_000,
+        memory_bytes: mem_kib * 1024,
+        engine_labels,
+        version: swarm_api::VERSION.into(),
+    })
+}
+
+/// The address to advertise: explicit, else the listen address when it is specific, else the
+/// local address that routes towards `towards` (no packet is sent), else loopback.
+fn advertise_addr(args: &Args, towards: Option<&str>) -> anyhow::Result<String> {
+    if let Some(a) = &args.advertise_addr {
+        return Ok(a.clone());
+    }
+    let listen: std::net::SocketAddr = args.listen_addr.parse().with_context(|| {
+        format!(
+            "invalid --listen-addr {:?}: expected IP:PORT",
+            args.listen_addr
+        )
+    })?;
+    if !listen.ip().is_unspecified() {
+        return Ok(listen.to_string());
+    }
+    if let Some(t) = towards.and_then(|t| t.parse::<std::net::SocketAddr>().ok()) {
+        let s = std::net::UdpSocket::bind("0.0.0.0:0")?;
+        if s.connect(t).is_ok() {
+            if let Ok(local) = s.local_addr() {
+                return Ok(format!("{}:{}", local.ip(), listen.port()));
+            }
+        }
+    }
+    tracing::warn!("no --advertise-addr given and the listen address is unspecified; advertising 127.0.0.1 (other hosts cannot join)");
+    Ok(format!("127.0.0.1:{}", listen.port()))
+}
+
+fn manager_config(args: &Args, id: &Identity) -> ManagerConfig {
+    let mut c = ManagerConfig::new(
+        id.node_id.clone(),
+        id.raft_id,
+        id.advertise_addr.clone(),
+        args.state_dir.join("raft"),
+    );
+    c.heartbeat_ms = args.raft_heartbeat_ms;
+    c.election_timeout_min_ms = args.raft_election_timeout_ms;
+    c.election_timeout_max_ms = args.raft_election_timeout_ms * 2;
+    c.snapshot_interval = args.raft_snapshot_interval;
+    c.logs_to_keep = args.raft_logs_to_keep;
+    c
+}
+
+/// Runs the daemon until SIGTERM or SIGINT.
+pub async fn run(args: Args) -> anyhow::Result<()> {
+    init_logging(&args);
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let _lock = lock_state_dir(&args.state_dir)?;
+    let description = describe(&args)?;
+
+    let mut id = match identity::load(&args.state_dir)? {
+        Some(id) => {
+            if args.join.is_some() {
+                tracing::info!(
+                    "state dir already holds node {}; resuming (--join ignored)",
+                    id.node_id
+                );
+            }
+            id
+        }
+        None => match &args.join {
+            None => new_identity(&args)?,
+            Some(addr) => join(&args, addr, &description).await?,
+        },
+    };
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut manager = None;
+    if id.role == NodeRole::Manager {
+        let listener = tokio::net::TcpListener::bind(&args.listen_addr)
+            .await
+            .with_context(|| {
+                format!(
+                    "listen on {}; is the port already in use?",
+                    args.listen_addr
+                )
+            })?;
+        let m = Manager::start(manager_config(&args, &id)).await?;
+        let nodes = NodeServiceImpl::new(m.clone());
+        tasks.push(crate::server::serve_tcp(
+            listener,
+            m.clone(),
+            nodes.clone(),
+            shutdown_rx.clone(),
+        ));
+        let sock = args
+            .control_socket
+            .clone()
+            .unwrap_or_else(|| args.state_dir.join("swarmd.sock"));
+        tasks.push(crate::server::serve_unix(
+            &sock,
+            m.clone(),
+            shutdown_rx.clone(),
+        )?);
+        tokio::spawn(nodes.run_monitor());
+        if !id.complete {
+            if id.pending_token.is_empty() {
+                bootstrap(&m, &id, &description).await?;
+            } else {
+                promote(&id).await?;
+                id.pending_token.clear();
+            }
+            id.complete = true;
+            identity::save(&args.state_dir, &id)?;
+        }
+        tracing::info!(node = %id.node_id, addr = %id.advertise_addr, "manager running");
+        manager = Some(m);
+    } else {
+        tracing::info!(node = %id.node_id, "worker running");
+    }
+
+    // The agent: heartbeats to the managers (this node's own manager first).
+    let mut managers = id.managers.clone();
+    if id.role == NodeRole::Manager {
+        managers.retain(|m| *m != id.advertise_addr);
+        managers.insert(0, id.advertise_addr.clone());
+    }
+    let session = swarm_agent::session::Session {
+        node_id: id.node_id.clone(),
+        managers,
+        description,
+    };
+    tasks.push(tokio::spawn(session.run(shutdown_rx.clone())));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    let _ = shutdown_tx.send(true);
+    if let Some(m) = manager {
+        m.shutdown().await;
+    }
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    Ok(())
+}
+
+async fn wait_for_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+}
+
+/// First start of the first manager: a fresh identity, persisted before anything else so an
+/// interrupted bootstrap resumes.
+fn new_identity(args: &Args) -> anyhow::Result<Identity> {
+    let id = Identity {
+        node_id: NodeId::generate(),
+        cluster_id: ClusterId::generate().to_string(),
+        role: NodeRole::Manager,
+        raft_id: rand::random::<u64>() >> 1,
+        advertise_addr: advertise_addr(args, None)?,
+        managers: vec![],
+        complete: false,
+        pending_token: String::new(),
+    };
+    identity::save(&args.state_dir, &id)?;
+    tracing::info!(node = %id.node_id, "creating a new cluster");
+    Ok(id)
+}
+
+/// Initializes Raft with this node alone and writes the cluster and node objects.
+async fn bootstrap(
+    m: &Manager,
+    id: &Identity,
+    description: &NodeDescription,
+) -> anyhow::Result<()> {
+    m.initialize_cluster().await?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !m.is_leader() {
+        if tokio::time::Instant::now() > deadline {
+            bail!("this node did not become leader of its new cluster within 30s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    if m.store().read(|s| s.cluster().is_some()) {
+        return Ok(());
+    }
+    let root_ca = swarm_manager::ca::generate_root_ca(&id.cluster_id)?;
+    let cluster = Cluster {
+        id: ClusterId::new(id.cluster_id.clone()),
+        meta: Default::default(),
+        spec: ClusterSpec {
+            name: "default".into(),
+            task_history_limit: 5,
+            node_cert_expiry_secs: 90 * 24 * 3600,
+        },
+        join_tokens: JoinTokens {
+            worker: JoinToken::generate(&root_ca.digest).to_string(),
+            manager: JoinToken::generate(&root_ca.digest).to_string(),
+        },
+        root_ca,
+    };
+    let node = Node {
+        id: id.node_id.clone(),
+        meta: Default::default(),
+        spec: NodeSpec {
+            role: NodeRole::Manager,
+            ..Default::default()
+        },
+        description: description.clone(),
+        status: NodeStatus {
+            state: NodeState::Unknown,
+            message: String::new(),
+            addr: id.advertise_addr.clone(),
+        },
+        manager_status: Some(ManagerStatus {
+            raft_id: id.raft_id,
+            addr: id.advertise_addr.clone(),
+        }),
+        role: NodeRole::Manager,
+    };
+    m.write(WriteBatch {
+        ops: vec![
+            Op::Create(Object::Cluster(cluster)),
+            Op::Create(Object::Node(node)),
+        ],
+        now_ms: 0,
+    })
+    .await?;
+    tracing::info!("cluster created");
+    Ok(())
+}
+
+async fn node_client(addr: &str) -> anyhow::Result<NodeServiceClient<tonic::transport::Channel>> {
+    let target = swarm_api::transport::Target::parse(addr)?;
+    Ok(NodeServiceClient::new(
+        swarm_api::transport::connect(&target).await?,
+    ))
+}
+
+/// Registers with the cluster of the manager at `addr`; the token decides the role.
+async fn join(args: &Args, addr: &str, description: &NodeDescription) -> anyhow::Result<Identity> {
+    let token_str = args.token.clone().unwrap_or_default();
+    let token = JoinToken::parse(&token_str)?;
+    let advertise = advertise_addr(args, Some(addr))?;
+    let mut client = node_client(addr).await?;
+    let resp = client
+        .join(JoinRequest {
+            token: token_str.clone(),
+            advertise_addr: advertise.clone(),
+            description: swarm_api::wire::to_bytes(description),
+        })
+        .await
+        .map_err(|s| anyhow!("join {addr} refused: {}", s.message()))?
+        .into_inner();
+    // Pin the CA: the manager must present the CA the token names.
+    let digest = swarm_manager::ca::pem_digest(&resp.ca_cert_pem)
+        .ok_or_else(|| anyhow!("the manager at {addr} sent an unreadable CA certificate"))?;
+    if digest != token.ca_digest {
+        bail!("the manager at {addr} presented a CA that does not match the join token; refusing to join");
+    }
+    let role = if resp.role == "manager" {
+        NodeRole::Manager
+    } else {
+        NodeRole::Worker
+    };
+    let mut managers = resp.managers.clone();
+    if !managers.contains(&addr.to_string()) {
+        managers.push(addr.to_string());
+    }
+    let id = Identity {
+        node_id: NodeId::new(resp.node_id),
+        cluster_id: resp.cluster_id,
+        role,
+        raft_id: resp.raft_id,
+        advertise_addr: advertise,
+        managers,
+        complete: role == NodeRole::Worker,
+        pending_token: if role == NodeRole::Manager {
+            token_str
+        } else {
+            String::new()
+        },
+    };
+    identity::save(&args.state_dir, &id)?;
+    tracing::info!(node = %id.node_id, role = role.as_str(), "joined cluster {}", id.cluster_id);
+    Ok(id)
+}
+
+/// A joined manager asks the leader to add it as a learner and then a voter. Retries while
+/// the cluster is electing or catching this node up.
+async fn promote(id: &Identity) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    let mut last_err = String::new();
+    loop {
+        for addr in &id.managers {
+            if *addr == id.advertise_addr {
+                continue;
+            }
+            let res = async {
+                let mut c = node_client(addr).await?;
+                c.promote_self(ManagerPromoteRequest {
+                    node_id: id.node_id.to_string(),
+                    token: id.pending_token.clone(),
+                })
+                .await
+                .map_err(|s| anyhow!("{}", s.message()))?;
+                anyhow::Ok(())
+            }
+            .await;
+            match res {
+                Ok(()) => {
+                    tracing::info!("this manager is now a raft voter");
+                    return Ok(());
+                }
+                Err(e) => last_err = format!("{addr}: {e:#}"),
+            }
+        }
+        if tokio::time::Instant::now() > deadline {
+            bail!("could not become a raft voter within 120s; last error: {last_err}");
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

@@ -1,0 +1,90 @@
+//! gRPC servers of a manager: the TCP server (Raft, node membership, control API) and the
+//! root-only control socket. Transport security plugs in here.
+
+use anyhow::Context;
+use std::path::Path;
+use swarm_api::control::control_server::ControlServer;
+use swarm_api::node::node_service_server::NodeServiceServer;
+use swarm_api::raft::raft_server::RaftServer;
+use swarm_api::MAX_MESSAGE_BYTES;
+use swarm_manager::control::ControlService;
+use swarm_manager::nodes::NodeServiceImpl;
+use swarm_manager::raft::service::RaftService;
+use swarm_manager::Manager;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
+    while !*rx.borrow() {
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+pub fn serve_tcp(
+    listener: tokio::net::TcpListener,
+    manager: Manager,
+    nodes: NodeServiceImpl,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    let control = ControlService::new(manager.clone());
+    tokio::spawn(async move {
+        let res = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(
+                RaftServer::new(RaftService::new(manager))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .add_service(NodeServiceServer::new(nodes))
+            .add_service(
+                ControlServer::new(control)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                wait_shutdown(shutdown),
+            )
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "grpc server failed");
+        }
+    })
+}
+
+pub fn serve_unix(
+    path: &Path,
+    manager: Manager,
+    shutdown: watch::Receiver<bool>,
+) -> anyhow::Result<JoinHandle<()>> {
+    use std::os::unix::fs::PermissionsExt;
+    if path.exists() {
+        // A stale socket from a previous run (the state-dir lock guarantees nobody owns it).
+        std::fs::remove_file(path).with_context(|| format!("remove stale {}", path.display()))?;
+    }
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let listener = tokio::net::UnixListener::bind(path)
+        .with_context(|| format!("bind control socket {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    let control = ControlService::new(manager);
+    Ok(tokio::spawn(async move {
+        let res = tonic::transport::Server::builder()
+            .add_service(
+                ControlServer::new(control)
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::UnixListenerStream::new(listener),
+                wait_shutdown(shutdown),
+            )
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "control socket server failed");
+        }
+    }))
+}
