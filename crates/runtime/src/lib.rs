@@ -16,20 +16,28 @@
 //! `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
-// pub mod caps;
-// pub mod cgroup;
-// pub mod cli;
+pub mod caps;
+pub mod cgroup;
+pub mod cli;
 pub mod image;
-// pub mod init;
-// pub mod logs;
-// pub mod mounts;
-// pub mod oci;
-// pub mod runtime;
-// pub mod seccomp;
-// pub mod selfexe;
+pub mod init;
+pub mod logs;
+pub mod mounts;
+pub mod oci;
+pub mod runtime;
+pub mod seccomp;
+pub mod selfexe;
 pub mod spec;
-// pub mod state;
+pub mod state;
 pub mod sys;
 pub mod timefmt;
 
 pub use image::{ImageConfig, ImageError, ImageStore};
+pub use runtime::{
+    ContainerInfo, ContainerStats, ContainerStatus, ExecOutput, ExecSpec, ExitStatus, Runtime,
+    RuntimeConfig, RuntimeError,
+};
+pub use spec::{
+    ContainerSpec, MountSpec, NetworkMode, ProcessOverrides, ProcessSpec, Resources, RootfsSpec,
+    StdioMode,
+};

@@ -1,0 +1,134 @@
+//! OCI bundle (`config.json` + rootfs) → [`ContainerSpec`], via the oci-spec crate.
+//!
+//! Supported: `root.path`/`root.readonly`, `process.args/env/cwd/user` (numeric ids),
+//! `hostname`, bind and tmpfs `mounts` (the standard /proc, /dev, /sys… mounts are always set
+//! up by the runtime itself, so those entries are skipped), a `network` namespace entry
+//! (absent = host network), and `linux.resources` memory limit, cpu quota/period, pids limit.
+//! `process.terminal: true` is refused with a clear error.
+
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+
+use crate::spec::{
+    ContainerSpec, MountSpec, NetworkMode, ProcessSpec, Resources, RootfsSpec, StdioMode,
+};
+
+/// Errors of bundle loading.
+#[derive(Debug, thiserror::Error)]
+pub enum OciError {
+    #[error("cannot load {path}: {source}")]
+    Load {
+        path: PathBuf,
+        source: oci_spec::OciSpecError,
+    },
+    #[error("{path}: {what} is not supported by swarm-runtime; {hint}")]
+    Unsupported {
+        path: PathBuf,
+        what: &'static str,
+        hint: &'static str,
+    },
+}
+
+const STANDARD: &[&str] = &[
+    "/proc",
+    "/dev",
+    "/dev/pts",
+    "/dev/shm",
+    "/dev/mqueue",
+    "/sys",
+    "/sys/fs/cgroup",
+];
+
+/// Loads `<bundle>/config.json` and converts it.
+pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
+    let path = bundle.join("config.json");
+    let spec = Spec::load(&path).map_err(|source| OciError::Load {
+        path: path.clone(),
+        source,
+    })?;
+    let root = spec.root().clone().unwrap_or_default();
+    let rootfs = if root.path().is_absolute() {
+        root.path().clone()
+    } else {
+        bundle.join(root.path())
+    };
+    let process = spec.process().clone().unwrap_or_default();
+    if process.terminal().unwrap_or(false) {
+        return Err(OciError::Unsupported {
+            path,
+            what: "process.terminal = true",
+            hint: "set \"terminal\": false in config.json",
+        });
+    }
+    let user = process.user();
+    let p = ProcessSpec {
+        args: process.args().clone().unwrap_or_default(),
+        env: process.env().clone().unwrap_or_default(),
+        cwd: process.cwd().display().to_string(),
+        user: format!("{}:{}", user.uid(), user.gid()),
+    };
+    let mut cs = ContainerSpec::new(
+        id,
+        RootfsSpec::Directory {
+            path: rootfs,
+            readonly: root.readonly().unwrap_or(false),
+        },
+        p,
+    );
+    cs.readonly_rootfs = root.readonly().unwrap_or(false);
+    cs.hostname = spec.hostname().clone();
+    cs.stdio = StdioMode::Inherit;
+    for m in spec.mounts().clone().unwrap_or_default() {
+        let dest = m.destination().clone();
+        if STANDARD.iter().any(|s| Path::new(s) == dest) {
+            continue;
+        }
+        let opts = m.options().clone().unwrap_or_default();
+        match m.typ().as_deref() {
+            Some("tmpfs") => cs.mounts.push(MountSpec::Tmpfs {
+                destination: dest,
+                size_bytes: opts
+                    .iter()
+                    .find_map(|o| o.strip_prefix("size=").and_then(|s| s.parse().ok())),
+                mode: opts.iter().find_map(|o| {
+                    o.strip_prefix("mode=")
+                        .and_then(|s| u32::from_str_radix(s, 8).ok())
+                }),
+            }),
+            _ if opts.iter().any(|o| o == "bind" || o == "rbind") => {
+                if let Some(src) = m.source() {
+                    cs.mounts.push(MountSpec::Bind {
+                        source: src.clone(),
+                        destination: dest,
+                        readonly: opts.iter().any(|o| o == "ro"),
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    cs.network = NetworkMode::Host;
+    if let Some(linux) = spec.linux() {
+        if let Some(ns) = linux.namespaces() {
+            if ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network) {
+                cs.network = NetworkMode::None;
+            }
+        }
+        if let Some(r) = linux.resources() {
+            let mut res = Resources::default();
+            if let Some(m) = r.memory() {
+                res.memory_bytes = m.limit().filter(|l| *l > 0).map(|l| l as u64);
+            }
+            if let Some(c) = r.cpu() {
+                res.cpu_quota_us = c.quota().filter(|q| *q > 0).map(|q| q as u64);
+                res.cpu_period_us = c.period();
+            }
+            if let Some(p) = r.pids() {
+                res.pids_max = (p.limit() > 0).then_some(p.limit() as u64);
+            }
+            cs.resources = res;
+        }
+    }
+    Ok(cs)
+}
