@@ -9,12 +9,8 @@ use tonic::transport::{Channel, Endpoint, Uri};
 pub enum TransportError {
     #[error("invalid address {addr:?}: {reason}")]
     Address { addr: String, reason: String },
-    #[error("cannot connect to {addr}: {source}; is swarmd running there?")]
-    Connect {
-        addr: String,
-        #[source]
-        source: tonic::transport::Error,
-    },
+    #[error("cannot connect to {addr}: {reason}; is swarmd running there?")]
+    Connect { addr: String, reason: String },
 }
 
 /// Where a client connects: `unix:///path`, `tcp://host:port`, `http://host:port` or
@@ -64,6 +60,15 @@ impl std::fmt::Display for Target {
     }
 }
 
+/// The innermost error message ("No such file or directory (os error 2)").
+fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
 fn endpoint(uri: &str) -> Result<Endpoint, TransportError> {
     Ok(Endpoint::from_shared(uri.to_string())
         .map_err(|e| TransportError::Address {
@@ -87,9 +92,9 @@ pub async fn connect(target: &Target) -> Result<Channel, TransportError> {
         Target::Tcp(addr) => endpoint(&format!("http://{addr}"))?
             .connect()
             .await
-            .map_err(|source| TransportError::Connect {
+            .map_err(|e| TransportError::Connect {
                 addr: target.to_string(),
-                source,
+                reason: root_cause(&e),
             }),
         Target::Unix(path) => {
             let path = path.clone();
@@ -104,9 +109,9 @@ pub async fn connect(target: &Target) -> Result<Channel, TransportError> {
                     }
                 }))
                 .await
-                .map_err(|source| TransportError::Connect {
+                .map_err(|e| TransportError::Connect {
                     addr: target.to_string(),
-                    source,
+                    reason: root_cause(&e),
                 })
         }
     }

@@ -127,12 +127,8 @@ fn validate(spec: &ServiceSpec) -> Result<(), Status> {
         .map_err(|e| Status::invalid_argument(e.to_string()))
 }
 
-#[tonic::async_trait]
-impl Control for ControlService {
-    async fn status(
-        &self,
-        _req: Request<StatusRequest>,
-    ) -> Result<Response<StatusResponse>, Status> {
+impl ControlService {
+    fn local_status(&self) -> StatusResponse {
         let m = self.manager.raft().metrics().borrow().clone();
         let leader = m.current_leader;
         let by_raft: std::collections::HashMap<u64, String> = self.read(|s| {
@@ -164,7 +160,7 @@ impl Control for ControlService {
                 voter,
             })
             .collect();
-        Ok(Response::new(StatusResponse {
+        StatusResponse {
             node_id: self.manager.config().node_id.to_string(),
             cluster_id: self.read(|s| s.cluster().map(|c| c.id.to_string()).unwrap_or_default()),
             leader_node_id: leader
@@ -175,7 +171,36 @@ impl Control for ControlService {
             applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
             managers,
             version: swarm_api::VERSION.into(),
-        }))
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl Control for ControlService {
+    async fn status(
+        &self,
+        req: Request<StatusRequest>,
+    ) -> Result<Response<StatusResponse>, Status> {
+        let mut local = self.local_status();
+        // Only the leader talks to every manager, so it is the one that knows who is reachable.
+        if let Some((id, addr)) = self.manager.leader() {
+            if id != self.manager.raft_id() {
+                if let Some(ch) = self.manager.network().channel(&addr) {
+                    let mut client = swarm_api::control::control_client::ControlClient::new(ch);
+                    let mut r = Request::new(req.into_inner());
+                    r.set_timeout(std::time::Duration::from_millis(500));
+                    let call = client.status(r);
+                    if let Ok(Ok(resp)) =
+                        tokio::time::timeout(std::time::Duration::from_millis(600), call).await
+                    {
+                        local.managers = resp.into_inner().managers;
+                    }
+                }
+            }
+        }
+        Ok(Response::new(local))
     }
 
     async fn create_service(

@@ -296,10 +296,25 @@ impl Manager {
                     Ok(Err(WriteError::NoQuorum { .. })) | Err(_) => {}
                     Ok(Err(e)) => return Err(e),
                 },
-                None => {}
+                None => {
+                    if self.quorum_known_lost() {
+                        return Err(self.no_quorum());
+                    }
+                }
             }
             tokio::time::sleep(Duration::from_millis(50).min(remaining)).await;
         }
+    }
+
+    /// With no leader: so many voters are known to be down that no election can succeed.
+    fn quorum_known_lost(&self) -> bool {
+        let voters = self.voters();
+        let needed = voters.len() / 2 + 1;
+        let down = voters
+            .iter()
+            .filter(|v| **v != self.raft_id() && self.inner.network.reachability.is_known_down(**v))
+            .count();
+        voters.len() - down < needed
     }
 
     /// Proposes a write on this node, which must be the leader (used by forwarded writes).
@@ -379,6 +394,7 @@ impl Manager {
             let index = match self.leader() {
                 Some((id, _)) if id == self.raft_id() => self.read_index_as_leader().await.ok(),
                 Some((_, addr)) => self.remote_read_index(&addr, remaining).await.ok(),
+                None if self.quorum_known_lost() => return Err(self.no_quorum()),
                 None => None,
             };
             if let Some(index) = index {

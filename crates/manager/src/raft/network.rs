@@ -38,6 +38,15 @@ impl Reachability {
         }
     }
 
+    /// The last RPC to the peer failed and nothing succeeded since.
+    pub fn is_known_down(&self, peer: RaftId) -> bool {
+        let m = self.inner.lock().expect("reachability lock");
+        match m.get(&peer) {
+            Some((ok, Some(fail))) => ok.is_none_or(|ok| ok < *fail),
+            _ => false,
+        }
+    }
+
     /// A peer is reachable if it answered within `window` and has not failed since.
     pub fn is_reachable(&self, peer: RaftId, window: Duration) -> bool {
         let m = self.inner.lock().expect("reachability lock");

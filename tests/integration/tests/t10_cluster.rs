@@ -1,0 +1,202 @@
+//! Cluster formation, replication of reads and writes across managers, joining with tokens.
+
+use std::time::Duration;
+use swarm_integration::{init_tracing, json_lines, managers, service_names};
+use swarm_testkit::{wait_until, Cluster};
+use tracing::info;
+
+#[test]
+fn three_managers_form_one_cluster_and_serve_the_same_state() {
+    init_tracing();
+    info!("phase: start a manager, join two more with the manager token");
+    let c = managers(3, &[]);
+
+    info!("phase: every manager sees three managers, exactly one leader");
+    for i in 0..3 {
+        let nodes = json_lines(&c.ctl(i, &["node", "ls", "--format", "json"]).unwrap());
+        assert_eq!(nodes.len(), 3, "node ls on n{}: {nodes:?}", i + 1);
+        let leaders = nodes
+            .iter()
+            .filter(|n| n["ManagerStatus"] == "Leader")
+            .count();
+        assert_eq!(leaders, 1, "exactly one leader: {nodes:?}");
+        assert!(nodes
+            .iter()
+            .all(|n| n["ManagerStatus"] == "Leader" || n["ManagerStatus"] == "Reachable"));
+        assert_eq!(nodes.iter().filter(|n| n["Self"] == true).count(), 1);
+    }
+
+    info!("phase: a service created through each manager is read back through the others");
+    for i in 0..3 {
+        let name = format!("web{i}");
+        c.ctl(
+            i,
+            &[
+                "service",
+                "create",
+                "--name",
+                &name,
+                "--replicas",
+                "3",
+                "busybox",
+                "sleep",
+                "1d",
+            ],
+        )
+        .unwrap();
+        for j in 0..3 {
+            let names = service_names(&c, j, false).unwrap();
+            assert!(names.contains(&name), "n{} misses {name}: {names:?}", j + 1);
+        }
+    }
+    let inspect: serde_json::Value =
+        serde_json::from_str(&c.ctl(2, &["service", "inspect", "web0"]).unwrap()).unwrap();
+    assert_eq!(inspect[0]["spec"]["mode"]["replicated"]["replicas"], 3);
+    assert_eq!(
+        inspect[0]["spec"]["task"]["container"]["args"],
+        serde_json::json!(["sleep", "1d"])
+    );
+
+    info!("phase: updates with a stale version are refused, through a follower too");
+    let follower = (0..3).find(|i| c.leader(0) != Some(*i)).unwrap();
+    c.ctl(follower, &["service", "scale", "web1=5"]).unwrap();
+    let ls = json_lines(&c.ctl(0, &["service", "ls", "--format", "json"]).unwrap());
+    let web1 = ls.iter().find(|s| s["Name"] == "web1").unwrap();
+    assert_eq!(web1["Replicas"], "0/5");
+}
+
+#[test]
+fn nodes_join_with_tokens_and_bad_tokens_are_refused() {
+    init_tracing();
+    let mut c = Cluster::new();
+    c.init().unwrap();
+    let worker_token = c.token(0, "worker").unwrap();
+    let manager_token = c.token(0, "manager").unwrap();
+    assert!(worker_token.starts_with("SWMTKN-1-"));
+    assert_ne!(worker_token, manager_token);
+
+    info!("phase: a worker joins with the worker token and shows up without manager status");
+    let w = c.join(0, &worker_token).unwrap();
+    wait_until(
+        "worker to be listed as ready",
+        Duration::from_secs(30),
+        || {
+            let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).ok()?);
+            nodes
+                .iter()
+                .find(|n| n["Hostname"] == c.nodes[w].name.as_str())
+                .filter(|n| n["Status"] == "Ready" && n["ManagerStatus"] == "")
+                .map(|_| ())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: a malformed token, a token of another cluster and a rotated token are refused");
+    let run_join = |c: &mut Cluster, token: &str| -> String {
+        let i = c.join(0, token).unwrap();
+        let status = c.nodes[i].child.as_mut().unwrap().wait().unwrap();
+        assert!(!status.success(), "join with {token} must fail");
+        c.nodes[i].log_tail(5)
+    };
+    let log = run_join(&mut c, "SWMTKN-1-garbage");
+    assert!(log.contains("invalid join token"), "{log}");
+
+    let mut other = Cluster::new();
+    other.init().unwrap();
+    let foreign = other.token(0, "worker").unwrap();
+    let log = run_join(&mut c, &foreign);
+    assert!(log.contains("different cluster"), "{log}");
+
+    c.ctl(0, &["cluster", "join-token", "worker", "--rotate"])
+        .unwrap();
+    let rotated = c.token(0, "worker").unwrap();
+    assert_ne!(rotated, worker_token);
+    let log = run_join(&mut c, &worker_token);
+    assert!(log.contains("secret is not valid"), "{log}");
+
+    info!("phase: the rotated token works and the joined worker was not affected");
+    let w2 = c.join(0, &rotated).unwrap();
+    wait_until("second worker ready", Duration::from_secs(30), || {
+        let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).ok()?);
+        let ready = |name: &str| {
+            nodes
+                .iter()
+                .any(|n| n["Hostname"] == name && n["Status"] == "Ready")
+        };
+        (ready(&c.nodes[w].name) && ready(&c.nodes[w2].name)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+}
+
+#[test]
+fn invalid_input_gets_clear_errors_and_writes_nothing() {
+    init_tracing();
+    let mut c = Cluster::new();
+    c.init().unwrap();
+    c.ctl(0, &["service", "create", "--name", "web", "busybox"])
+        .unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["service", "create", "--name", "web", "busybox"],
+            "already in use",
+        ),
+        (
+            &["service", "create", "--replicas", "-1", "busybox"],
+            "between 0",
+        ),
+        (
+            &["service", "create", "--replicas", "1000000000", "busybox"],
+            "between 0",
+        ),
+        (
+            &["service", "create", "--name", "bad name", "busybox"],
+            "invalid service name",
+        ),
+        (
+            &[
+                "service",
+                "create",
+                "--constraint",
+                "node.labels.zone=east",
+                "busybox",
+            ],
+            "invalid constraint",
+        ),
+        (
+            &["service", "create", "--mode", "sometimes", "busybox"],
+            "invalid --mode",
+        ),
+        (
+            &["service", "create", "--limit-memory", "lots", "busybox"],
+            "invalid size",
+        ),
+        (&["service", "inspect", "nope"], "service nope not found"),
+        (&["service", "scale", "web"], "invalid scale specifier"),
+        (&["service", "scale", "nope=2"], "not found"),
+        (
+            &["service", "update", "--image", "", "web"],
+            "needs an image",
+        ),
+        (
+            &["node", "update", "--availability", "sleepy", "n1"],
+            "invalid availability",
+        ),
+        (&["node", "inspect", "ghost"], "node ghost not found"),
+        (&["cluster", "join-token", "admin"], "unknown role"),
+    ];
+    for (args, want) in cases {
+        let out = c.ctl_raw(0, args).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} must fail");
+        assert!(err.contains(want), "{args:?}: expected {want:?} in {err:?}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    let names = service_names(&c, 0, false).unwrap();
+    assert_eq!(names, vec!["web".to_string()], "nothing else was written");
+    let out = std::process::Command::new(swarm_testkit::bin("swarmctl"))
+        .args(["-H", "unix:///nonexistent/swarmd.sock", "node", "ls"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is swarmd running there?"));
+}

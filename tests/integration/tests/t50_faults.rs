@@ -1,0 +1,294 @@
+//! Manager failures: leader loss, full restarts, quorum loss and catching up by snapshot.
+
+use nix::sys::signal::Signal;
+use std::time::{Duration, Instant};
+use swarm_api::control::{CreateServiceRequest, StatusRequest};
+use swarm_integration::{init_tracing, managers, service_names, LONG};
+use swarm_testkit::wait_until;
+use swarm_types::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
+use tracing::info;
+
+fn spec(name: &str) -> Vec<u8> {
+    swarm_api::wire::to_bytes(&ServiceSpec {
+        name: name.into(),
+        labels: Default::default(),
+        task: TaskSpec {
+            container: ContainerSpec {
+                image: "busybox".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        },
+        mode: ServiceMode::Replicated { replicas: 1 },
+    })
+}
+
+#[test]
+fn leader_failover_loses_nothing_acknowledged_and_killed_manager_catches_up() {
+    init_tracing();
+    let mut c = managers(3, &[]);
+    let leader = c.leader(0).expect("a leader");
+    let others: Vec<usize> = (0..3).filter(|i| *i != leader).collect();
+
+    info!("phase: writes through a follower while the leader is SIGKILLed");
+    let mut acked = Vec::new();
+    for i in 0..10 {
+        let n = format!("before{i}");
+        c.ctl(others[0], &["service", "create", "--name", &n, "busybox"])
+            .unwrap();
+        acked.push(n);
+    }
+    c.kill(leader);
+    let killed_at = Instant::now();
+    let mut first_ok = None;
+    let mut i = 0;
+    while killed_at.elapsed() < Duration::from_secs(30) && acked.len() < 30 {
+        let n = format!("during{i}");
+        i += 1;
+        if c.ctl(
+            others[i % 2],
+            &["service", "create", "--name", &n, "busybox"],
+        )
+        .is_ok()
+        {
+            first_ok.get_or_insert(killed_at.elapsed());
+            acked.push(n);
+        }
+    }
+    let first_ok =
+        first_ok.unwrap_or_else(|| panic!("no write accepted after leader loss\n{}", c.dump()));
+    info!(?first_ok, "first write accepted after leader kill");
+
+    info!("phase: a new leader among the survivors; every acknowledged write is there");
+    let new_leader = wait_until("new leader", LONG, || {
+        c.leader(others[0]).filter(|l| *l != leader)
+    })
+    .unwrap();
+    assert!(others.contains(&new_leader));
+    let names = service_names(&c, others[1], false).unwrap();
+    for n in &acked {
+        assert!(names.contains(n), "acknowledged write {n} lost");
+    }
+
+    info!("phase: the killed manager restarts with the same command line and catches up");
+    c.restart(leader).unwrap();
+    c.wait_ready(leader).unwrap();
+    wait_until("restarted manager has every write", LONG, || {
+        let names = service_names(&c, leader, true).ok()?;
+        acked.iter().all(|n| names.contains(n)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+}
+
+#[test]
+fn full_cluster_restart_keeps_all_state() {
+    init_tracing();
+    let mut c = managers(3, &[]);
+    for i in 0..5 {
+        c.ctl(
+            i % 3,
+            &["service", "create", "--name", &format!("svc{i}"), "busybox"],
+        )
+        .unwrap();
+    }
+    c.ctl(0, &["node", "update", "--label-add", "zone=east", "n2"])
+        .unwrap();
+    let token = c.token(0, "worker").unwrap();
+
+    info!("phase: stop all three managers (one by SIGKILL), start them again");
+    c.stop(0);
+    c.kill(1);
+    c.stop(2);
+    for i in 0..3 {
+        c.restart(i).unwrap();
+    }
+    for i in 0..3 {
+        c.wait_ready(i)
+            .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    }
+
+    info!("phase: services, node labels and tokens are all there");
+    let names = service_names(&c, 1, false).unwrap();
+    assert_eq!(names, (0..5).map(|i| format!("svc{i}")).collect::<Vec<_>>());
+    let n2: serde_json::Value =
+        serde_json::from_str(&c.ctl(2, &["node", "inspect", "n2"]).unwrap()).unwrap();
+    assert_eq!(n2[0]["spec"]["labels"]["zone"], "east");
+    assert_eq!(c.token(1, "worker").unwrap(), token);
+    c.ctl(1, &["service", "create", "--name", "after", "busybox"])
+        .unwrap();
+}
+
+#[test]
+fn write_without_quorum_fails_fast_with_a_clear_error() {
+    init_tracing();
+    let mut c = managers(3, &[]);
+    c.ctl(0, &["service", "create", "--name", "web", "busybox"])
+        .unwrap();
+
+    for survivor_is_leader in [false, true] {
+        info!(survivor_is_leader, "phase: stop two of three managers");
+        let leader = c.leader(0).expect("leader");
+        let survivor = if survivor_is_leader {
+            leader
+        } else {
+            (0..3).find(|i| *i != leader).unwrap()
+        };
+        for i in (0..3).filter(|i| *i != survivor) {
+            c.kill(i);
+        }
+        // Let the survivor notice (heartbeats stop).
+        std::thread::sleep(Duration::from_millis(1500));
+        let start = Instant::now();
+        let err = c
+            .ctl(
+                survivor,
+                &["service", "create", "--name", "lost", "busybox"],
+            )
+            .expect_err("a write without quorum must fail")
+            .to_string();
+        let took = start.elapsed();
+        info!(?took, %err, "write refused");
+        assert!(
+            err.contains("no quorum: 1 of 3 managers reachable"),
+            "{err}"
+        );
+        assert!(
+            took < Duration::from_secs(4),
+            "the write took {took:?}; it must fail fast"
+        );
+        let rerr = c
+            .ctl(survivor, &["service", "ls"])
+            .expect_err("linearizable read needs quorum")
+            .to_string();
+        assert!(rerr.contains("no quorum"), "{rerr}");
+        let stale = service_names(&c, survivor, true).unwrap();
+        assert!(
+            stale.contains(&"web".to_string()),
+            "stale reads still work: {stale:?}"
+        );
+        assert!(
+            !stale.contains(&"lost".to_string()),
+            "the refused write is not there"
+        );
+
+        info!("phase: bring the others back; writes work again");
+        for i in (0..3).filter(|i| *i != survivor) {
+            c.restart(i).unwrap();
+        }
+        wait_until("writes accepted again", LONG, || {
+            c.ctl(
+                survivor,
+                &[
+                    "service",
+                    "create",
+                    "--name",
+                    &format!("back{survivor_is_leader}"),
+                    "busybox",
+                ],
+            )
+            .ok()
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+        assert!(!service_names(&c, survivor, false)
+            .unwrap()
+            .contains(&"lost".to_string()));
+    }
+}
+
+#[test]
+fn manager_down_through_2000_writes_catches_up_by_snapshot() {
+    init_tracing();
+    let mut c = managers(
+        3,
+        &[
+            "--raft-snapshot-interval",
+            "500",
+            "--raft-logs-to-keep",
+            "100",
+        ],
+    );
+    let leader = c.leader(0).unwrap();
+    let lagging = (0..3).find(|i| *i != leader).unwrap();
+    let writer = (0..3).find(|i| *i != lagging).unwrap();
+
+    info!("phase: stop one follower, write 2000 services through the others");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let lagging_applied = rt.block_on(async {
+        c.client(lagging)
+            .await
+            .unwrap()
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+            .applied_index
+    });
+    c.kill(lagging);
+    rt.block_on(async {
+        let client = c.client(writer).await.unwrap();
+        let mut set = tokio::task::JoinSet::new();
+        for w in 0..16 {
+            let mut cl = client.clone();
+            set.spawn(async move {
+                for k in 0..125 {
+                    cl.create_service(CreateServiceRequest {
+                        spec: spec(&format!("s{w}-{k}")),
+                    })
+                    .await
+                    .expect("write");
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    });
+    let status = rt.block_on(async {
+        c.client(leader)
+            .await
+            .unwrap()
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    info!(
+        purged = status.purged_index,
+        snapshot = status.snapshot_index,
+        "leader log compacted"
+    );
+    assert!(
+        status.snapshot_index >= 1500,
+        "leader took snapshots: {status:?}"
+    );
+    assert!(
+        status.purged_index > lagging_applied + 1000,
+        "leader compacted its log past the follower's last entry ({lagging_applied}): {status:?}"
+    );
+
+    info!("phase: restart the follower; it can only catch up by installing the snapshot");
+    c.restart(lagging).unwrap();
+    c.wait_ready(lagging).unwrap();
+    wait_until("follower has all 2000 services", LONG, || {
+        let n = service_names(&c, lagging, true).ok()?.len();
+        (n == 2000).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    let st = rt.block_on(async {
+        c.client(lagging)
+            .await
+            .unwrap()
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    });
+    assert!(
+        st.snapshot_index > 0,
+        "follower installed a snapshot: {st:?}"
+    );
+    c.signal(lagging, Signal::SIGTERM);
+}
