@@ -242,7 +242,7 @@ impl Cluster {
         } else {
             Err(anyhow!(
                 "{}",
-                String::from_utf8_lossy(&out.stderr).trim().to_string()
+                String::from_utf8_lossy(&out.stderr).trim()
             ))
         }
     }

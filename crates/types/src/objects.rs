@@ -172,6 +172,8 @@ pub struct Task {
 }
 
 /// Any object of the store, as carried by writes and change events.
+// Objects are moved rarely and never stored in bulk as `Object`; boxing would only add noise.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Object {

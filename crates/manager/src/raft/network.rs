@@ -17,10 +17,13 @@ use swarm_api::raft::raft_client::RaftClient;
 use swarm_api::raft::RaftPayload;
 use tonic::transport::Channel;
 
+/// (last success, last failure) of RPCs to a peer.
+type LastContact = (Option<Instant>, Option<Instant>);
+
 /// When each peer last answered and last failed an RPC.
 #[derive(Clone, Default)]
 pub struct Reachability {
-    inner: Arc<Mutex<HashMap<RaftId, (Option<Instant>, Option<Instant>)>>>,
+    inner: Arc<Mutex<HashMap<RaftId, LastContact>>>,
 }
 
 impl Reachability {

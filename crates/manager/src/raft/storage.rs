@@ -10,6 +10,9 @@
 //! persisted through snapshots; after a restart it is rebuilt from the last snapshot plus the
 //! committed log (openraft re-applies up to the saved committed index).
 
+// openraft's `StorageError` is the error type its storage traits impose.
+#![allow(clippy::result_large_err)]
+
 use super::{LogId, RaftId, StorageError, TypeConfig, WriteOutcome};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
@@ -25,6 +28,7 @@ use swarm_types::store::{Change, StoreState};
 use tokio::sync::broadcast;
 
 type Membership = StoredMembership<RaftId, openraft::BasicNode>;
+type StoredSnapshot = (SnapshotMeta<RaftId, openraft::BasicNode>, Vec<u8>);
 
 fn io_err<E: std::error::Error + 'static>(
     f: fn(AnyError) -> StorageIOError<RaftId>,
@@ -301,7 +305,7 @@ impl StateMachine {
 
     fn read_snapshot(
         &self,
-    ) -> Result<Option<(SnapshotMeta<RaftId, openraft::BasicNode>, Vec<u8>)>, StorageError> {
+    ) -> Result<Option<StoredSnapshot>, StorageError> {
         let rd = |e| io_err(StorageIOError::read_state_machine, e);
         let meta = self.snap.get("meta").map_err(rd)?;
         let data = self.snap.get("data").map_err(rd)?;

@@ -72,7 +72,7 @@ pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
             bail!("invalid --mode {other:?}: use replicated, global, replicated-job or global-job")
         }
     };
-    let name = a.name.unwrap_or_else(|| random_name());
+    let name = a.name.unwrap_or_else(random_name);
     let mut task = TaskSpec {
         container: ContainerSpec {
             image,
