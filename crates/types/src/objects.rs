@@ -156,6 +156,9 @@ pub struct TaskStatus {
     pub message: String,
     pub err: String,
     pub exit_code: Option<i32>,
+    /// Runtime container id once the agent created it.
+    #[serde(default)]
+    pub container_id: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,6 +169,12 @@ pub struct Task {
     /// Replicated services: 1-based slot number; global services: 0.
     pub slot: u64,
     pub node_id: Option<NodeId>,
+    /// Name of the service when the task was created (container names, `service ps`).
+    #[serde(default)]
+    pub service_name: String,
+    /// `meta.version` of the service spec this task runs.
+    #[serde(default)]
+    pub spec_version: u64,
     pub spec: TaskSpec,
     pub desired_state: TaskState,
     pub status: TaskStatus,

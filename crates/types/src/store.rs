@@ -3,7 +3,8 @@
 //! the whole batch or none of it (optimistic concurrency on `meta.version`).
 
 use crate::ids::{NodeId, ServiceId, TaskId};
-use crate::objects::{Cluster, Node, Object, ObjectKind, Service, Task};
+use crate::objects::{Cluster, Node, Object, ObjectKind, Service, Task, TaskStatus};
+use crate::task::TaskState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -17,6 +18,13 @@ pub enum Op {
     Update(Object),
     /// Replace or create an object regardless of its version (last writer wins).
     Put(Object),
+    /// Set a task's observed status. Ignored (no error) when the state would not move
+    /// forward, except that a pending task may update its message (why it is not placed).
+    TaskStatus { id: TaskId, status: TaskStatus },
+    /// Raise a task's desired state (only forward); ignored otherwise.
+    TaskDesired { id: TaskId, desired: TaskState },
+    /// Assign a pending task to a node (state becomes assigned); ignored unless still pending.
+    AssignTask { id: TaskId, node_id: NodeId },
     /// Delete an object; with `version`, only if it is still at that version.
     Delete {
         kind: ObjectKind,
@@ -166,7 +174,7 @@ impl StoreState {
         Ok(())
     }
 
-    fn apply_op(&mut self, op: &Op, index: u64, now: u64) -> Result<Change, StoreError> {
+    fn apply_op(&mut self, op: &Op, index: u64, now: u64) -> Result<Option<Change>, StoreError> {
         let not_found = |kind: ObjectKind, id: &str| StoreError::NotFound {
             kind: kind.as_str().into(),
             id: id.into(),
@@ -186,11 +194,11 @@ impl StoreState {
                 m.created_at = now;
                 m.updated_at = now;
                 self.insert(obj.clone());
-                Ok(Change {
+                Ok(Some(Change {
                     index,
                     action: Action::Created,
                     object: obj,
-                })
+                }))
             }
             Op::Update(obj) | Op::Put(obj) => {
                 let current = self.get(obj.kind(), obj.id());
@@ -217,7 +225,7 @@ impl StoreState {
                 m.created_at = created_at;
                 m.updated_at = now;
                 self.insert(obj.clone());
-                Ok(Change {
+                Ok(Some(Change {
                     index,
                     action: if current.is_some() {
                         Action::Updated
@@ -225,8 +233,39 @@ impl StoreState {
                         Action::Created
                     },
                     object: obj,
-                })
+                }))
             }
+            Op::TaskStatus { id, status } => Ok(self.task_change(id, index, now, |t| {
+                let forward = t.status.state.can_advance_to(status.state);
+                let pending_note = t.status.state == status.state
+                    && t.status.state <= TaskState::Pending
+                    && t.status.message != status.message;
+                if forward || pending_note {
+                    t.status = status.clone();
+                    true
+                } else {
+                    false
+                }
+            })),
+            Op::TaskDesired { id, desired } => Ok(self.task_change(id, index, now, |t| {
+                if *desired > t.desired_state {
+                    t.desired_state = *desired;
+                    true
+                } else {
+                    false
+                }
+            })),
+            Op::AssignTask { id, node_id } => Ok(self.task_change(id, index, now, |t| {
+                if t.status.state == TaskState::Pending && t.node_id.is_none() {
+                    t.node_id = Some(node_id.clone());
+                    t.status.state = TaskState::Assigned;
+                    t.status.message = "scheduled".into();
+                    t.status.timestamp = now;
+                    true
+                } else {
+                    false
+                }
+            })),
             Op::Delete { kind, id, version } => {
                 let cur = self.get(*kind, id).ok_or_else(|| not_found(*kind, id))?;
                 if let Some(v) = version {
@@ -240,13 +279,34 @@ impl StoreState {
                     }
                 }
                 self.remove(*kind, id);
-                Ok(Change {
+                Ok(Some(Change {
                     index,
                     action: Action::Deleted,
                     object: cur,
-                })
+                }))
             }
         }
+    }
+
+    /// Applies `f` to a stored task; when it reports a change, bumps the version.
+    fn task_change(
+        &mut self,
+        id: &TaskId,
+        index: u64,
+        now: u64,
+        f: impl FnOnce(&mut Task) -> bool,
+    ) -> Option<Change> {
+        let t = self.tasks.get_mut(id)?;
+        if !f(t) {
+            return None;
+        }
+        t.meta.version = index;
+        t.meta.updated_at = now;
+        Some(Change {
+            index,
+            action: Action::Updated,
+            object: Object::Task(t.clone()),
+        })
     }
 
     /// Applies `batch` at Raft index `index`: all ops or none. Returns the changes in order.
@@ -258,13 +318,17 @@ impl StoreState {
             let (kind, id) = match op {
                 Op::Create(o) | Op::Update(o) | Op::Put(o) => (o.kind(), o.id().to_string()),
                 Op::Delete { kind, id, .. } => (*kind, id.clone()),
+                Op::TaskStatus { id, .. }
+                | Op::TaskDesired { id, .. }
+                | Op::AssignTask { id, .. } => (ObjectKind::Task, id.to_string()),
             };
             let before = self.get(kind, &id);
             match self.apply_op(op, index, batch.now_ms) {
-                Ok(c) => {
+                Ok(Some(c)) => {
                     undo.push((kind, id, before));
                     changes.push(c);
                 }
+                Ok(None) => {}
                 Err(e) => {
                     for (kind, id, prev) in undo.into_iter().rev() {
                         self.remove(kind, &id);

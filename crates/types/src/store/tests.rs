@@ -1,5 +1,8 @@
 use super::*;
+use crate::ids::{NodeId, TaskId};
+use crate::objects::TaskStatus;
 use crate::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
+use crate::task::TaskState;
 use proptest::prelude::*;
 
 fn service(id: &str, name: &str, version: u64) -> Object {
@@ -137,4 +140,95 @@ proptest! {
             prop_assert_eq!(names.len(), n);
         }
     }
+}
+
+fn task(id: &str) -> Object {
+    Object::Task(Task {
+        id: TaskId::new(id),
+        meta: Default::default(),
+        service_id: ServiceId::new("s"),
+        slot: 1,
+        node_id: None,
+        service_name: "web".into(),
+        spec_version: 1,
+        spec: Default::default(),
+        desired_state: TaskState::Running,
+        status: TaskStatus {
+            state: TaskState::Pending,
+            ..Default::default()
+        },
+    })
+}
+
+#[test]
+fn task_ops_only_move_forward() {
+    let mut s = StoreState::default();
+    s.apply(&batch(vec![Op::Create(task("t"))]), 1).unwrap();
+    let id = TaskId::new("t");
+    let st = |state| Op::TaskStatus {
+        id: id.clone(),
+        status: TaskStatus {
+            state,
+            ..Default::default()
+        },
+    };
+    // Assign, then running; a late "starting" report is ignored, not an error.
+    let ch = s
+        .apply(
+            &batch(vec![Op::AssignTask {
+                id: id.clone(),
+                node_id: NodeId::new("n"),
+            }]),
+            2,
+        )
+        .unwrap();
+    assert_eq!(ch.len(), 1);
+    assert!(s
+        .apply(
+            &batch(vec![Op::AssignTask {
+                id: id.clone(),
+                node_id: NodeId::new("m")
+            }]),
+            3
+        )
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.tasks[&id].node_id, Some(NodeId::new("n")));
+    s.apply(&batch(vec![st(TaskState::Running)]), 4).unwrap();
+    assert!(s
+        .apply(&batch(vec![st(TaskState::Starting)]), 5)
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.tasks[&id].status.state, TaskState::Running);
+    assert_eq!(s.tasks[&id].meta.version, 4);
+    s.apply(
+        &batch(vec![Op::TaskDesired {
+            id: id.clone(),
+            desired: TaskState::Shutdown,
+        }]),
+        6,
+    )
+    .unwrap();
+    assert!(s
+        .apply(
+            &batch(vec![Op::TaskDesired {
+                id: id.clone(),
+                desired: TaskState::Running
+            }]),
+            7
+        )
+        .unwrap()
+        .is_empty());
+    assert_eq!(s.tasks[&id].desired_state, TaskState::Shutdown);
+    // Unknown tasks are ignored too (the task may have been reaped).
+    assert!(s
+        .apply(
+            &batch(vec![Op::TaskDesired {
+                id: TaskId::new("gone"),
+                desired: TaskState::Shutdown
+            }]),
+            8
+        )
+        .unwrap()
+        .is_empty());
 }
