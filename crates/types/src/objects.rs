@@ -178,6 +178,9 @@ pub struct Task {
     pub spec: TaskSpec,
     pub desired_state: TaskState,
     pub status: TaskStatus,
+    /// How many times this slot was restarted after the task before it died.
+    #[serde(default)]
+    pub restarts: u64,
 }
 
 /// Any object of the store, as carried by writes and change events.

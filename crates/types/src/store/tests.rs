@@ -157,6 +157,7 @@ fn task(id: &str) -> Object {
             state: TaskState::Pending,
             ..Default::default()
         },
+        restarts: 0,
     })
 }
 

@@ -1,0 +1,462 @@
+//! The orchestrators as pure functions: from the store's state to the store ops that move it
+//! towards the services' specs. Replicated services own slots, global services own nodes, jobs
+//! run to completion; the restart supervisor replaces dead tasks per the restart policy, and
+//! the reaper keeps a bounded task history. Running it twice on the same state yields no new
+//! work the second time (idempotent), so a new leader simply runs it again.
+
+use crate::constraint::node_matches as node_matches_constraints;
+use crate::ids::{NodeId, ServiceId, TaskId};
+use crate::objects::{NodeState, Object, ObjectKind, Service, Task, TaskStatus};
+use crate::spec::{Availability, RestartCondition, ServiceMode};
+use crate::store::{Op, StoreState};
+use crate::task::TaskState;
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Knobs of a reconciliation pass.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub now_ms: u64,
+    /// How long a node must have been down before its tasks are replaced elsewhere.
+    pub node_down_grace_ms: u64,
+    /// Terminal tasks kept per slot (replicated) or per node (global).
+    pub task_history_limit: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            now_ms: 0,
+            node_down_grace_ms: 2_000,
+            task_history_limit: 5,
+        }
+    }
+}
+
+/// Whether a task still occupies its slot (it is meant to run, whatever it is doing now).
+pub fn is_live(t: &Task) -> bool {
+    t.desired_state <= TaskState::Running
+}
+
+fn new_task(svc: &Service, slot: u64, node: Option<&NodeId>, restarts: u64, now: u64) -> Task {
+    let (state, message) = match node {
+        // Global tasks are created on their node.
+        Some(_) => (TaskState::Assigned, "assigned to its node (global service)"),
+        None => (TaskState::Pending, "pending task scheduling"),
+    };
+    Task {
+        id: TaskId::generate(),
+        meta: Default::default(),
+        service_id: svc.id.clone(),
+        slot,
+        node_id: node.cloned(),
+        service_name: svc.spec.name.clone(),
+        spec_version: svc.meta.version,
+        spec: svc.spec.task.clone(),
+        desired_state: TaskState::Running,
+        status: TaskStatus {
+            state,
+            timestamp: now,
+            message: message.into(),
+            ..Default::default()
+        },
+        restarts,
+    }
+}
+
+/// Why a live task must be replaced (or stopped) regardless of its own health.
+fn node_problem(
+    state: &StoreState,
+    t: &Task,
+    cfg: &Config,
+    global_constraints: Option<&[String]>,
+) -> Option<&'static str> {
+    let node_id = t.node_id.as_ref()?;
+    let Some(node) = state.nodes.get(node_id) else {
+        return Some("node was removed");
+    };
+    if node.status.state == NodeState::Down
+        && cfg.now_ms.saturating_sub(node.meta.updated_at) >= cfg.node_down_grace_ms
+    {
+        return Some("node is down");
+    }
+    if node.spec.availability == Availability::Drain {
+        return Some("node is drained");
+    }
+    if global_constraints.is_some_and(|c| !node_matches_constraints(node, c)) {
+        return Some("node no longer satisfies the constraints");
+    }
+    None
+}
+
+/// Decision of the restart supervisor for a dead task.
+enum Restart {
+    /// Replace it now.
+    Now,
+    /// Replace it once the restart delay has passed.
+    Later,
+    /// Leave the slot with the dead task (policy says no more restarts).
+    Never,
+}
+
+fn restart_decision(svc: &Service, t: &Task, cfg: &Config) -> Restart {
+    let p = &t.spec.restart_policy;
+    let job = matches!(
+        svc.spec.mode,
+        ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob
+    );
+    let failed = matches!(t.status.state, TaskState::Failed | TaskState::Rejected)
+        || (t.status.state == TaskState::Orphaned);
+    let wanted = match p.condition {
+        RestartCondition::None => false,
+        RestartCondition::OnFailure => failed,
+        // A job that completed is done even under "any".
+        RestartCondition::Any => failed || !job,
+    };
+    if !wanted {
+        return Restart::Never;
+    }
+    if p.max_attempts > 0 && t.restarts >= p.max_attempts {
+        let window = p.window.as_millis() as u64;
+        // With a window, attempts older than the window no longer count.
+        let expired = window > 0 && cfg.now_ms.saturating_sub(t.meta.created_at) > window;
+        if !expired {
+            return Restart::Never;
+        }
+    }
+    let delay = p.delay.as_millis() as u64;
+    if cfg.now_ms >= t.status.timestamp.saturating_add(delay) {
+        Restart::Now
+    } else {
+        Restart::Later
+    }
+}
+
+/// One reconciliation pass over every service. Returns ops to write through Raft.
+pub fn reconcile(state: &StoreState, cfg: &Config) -> Vec<Op> {
+    let mut ops = Vec::new();
+    let mut by_service: HashMap<&ServiceId, Vec<&Task>> = HashMap::new();
+    for t in state.tasks.values() {
+        by_service.entry(&t.service_id).or_default().push(t);
+    }
+    for (sid, tasks) in &by_service {
+        if !state.services.contains_key(*sid) {
+            // Service removed: every task goes away once its container is stopped.
+            for t in tasks {
+                if t.desired_state < TaskState::Remove {
+                    ops.push(desired(t, TaskState::Remove));
+                }
+            }
+        }
+    }
+    for svc in state.services.values() {
+        let tasks = by_service.get(&svc.id).map(Vec::as_slice).unwrap_or(&[]);
+        match svc.spec.mode {
+            ServiceMode::Replicated { replicas } => {
+                reconcile_replicated(state, svc, tasks, replicas, None, cfg, &mut ops)
+            }
+            ServiceMode::ReplicatedJob {
+                max_concurrent,
+                total_completions,
+            } => {
+                let done = tasks
+                    .iter()
+                    .filter(|t| t.status.state == TaskState::Complete)
+                    .count() as u64;
+                let remaining = total_completions.saturating_sub(done);
+                reconcile_replicated(
+                    state,
+                    svc,
+                    tasks,
+                    max_concurrent.min(remaining + live_running(tasks)),
+                    Some(total_completions),
+                    cfg,
+                    &mut ops,
+                )
+            }
+            ServiceMode::Global | ServiceMode::GlobalJob => {
+                reconcile_global(state, svc, tasks, cfg, &mut ops)
+            }
+        }
+    }
+    reap(state, cfg, &mut ops);
+    ops
+}
+
+fn live_running(tasks: &[&Task]) -> u64 {
+    tasks
+        .iter()
+        .filter(|t| is_live(t) && !t.status.state.is_terminal())
+        .count() as u64
+}
+
+fn desired(t: &Task, d: TaskState) -> Op {
+    Op::TaskDesired {
+        id: t.id.clone(),
+        desired: d,
+    }
+}
+
+fn orphan(t: &Task, why: &str, now: u64) -> Op {
+    Op::TaskStatus {
+        id: t.id.clone(),
+        status: TaskStatus {
+            state: TaskState::Orphaned,
+            timestamp: now,
+            message: why.to_string(),
+            err: String::new(),
+            exit_code: None,
+            container_id: t.status.container_id.clone(),
+        },
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reconcile_replicated(
+    state: &StoreState,
+    svc: &Service,
+    tasks: &[&Task],
+    want: u64,
+    job_total: Option<u64>,
+    cfg: &Config,
+    ops: &mut Vec<Op>,
+) {
+    let now = cfg.now_ms;
+    // Live task per slot (the newest if a slot somehow has several).
+    let mut slots: BTreeMap<u64, &Task> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| is_live(t)) {
+        match slots.get(&t.slot) {
+            Some(cur) if cur.meta.created_at >= t.meta.created_at => {
+                // Duplicate live task in a slot: stop the older one.
+                ops.push(desired(t, TaskState::Shutdown));
+            }
+            Some(cur) => {
+                ops.push(desired(cur, TaskState::Shutdown));
+                slots.insert(t.slot, t);
+            }
+            None => {
+                slots.insert(t.slot, t);
+            }
+        }
+    }
+    // Supervise: dead tasks, tasks on lost/drained nodes, tasks of an old spec.
+    let mut vacated: Vec<(u64, u64)> = Vec::new(); // (slot, restarts)
+    let mut kept: BTreeMap<u64, &Task> = BTreeMap::new();
+    for (&slot, &t) in &slots {
+        if t.status.state.is_terminal() {
+            if job_total.is_some() && t.status.state == TaskState::Complete {
+                // A finished job task frees its slot for the next completion.
+                ops.push(desired(t, TaskState::Shutdown));
+                continue;
+            }
+            match restart_decision(svc, t, cfg) {
+                Restart::Now => {
+                    ops.push(desired(t, TaskState::Shutdown));
+                    vacated.push((slot, t.restarts + 1));
+                }
+                Restart::Later | Restart::Never => {
+                    kept.insert(slot, t);
+                }
+            }
+            continue;
+        }
+        if let Some(why) = node_problem(state, t, cfg, None) {
+            if state
+                .nodes
+                .get(t.node_id.as_ref().expect("node_problem implies a node"))
+                .is_none_or(|n| n.status.state == NodeState::Down)
+            {
+                ops.push(orphan(t, why, now));
+            }
+            ops.push(desired(t, TaskState::Shutdown));
+            vacated.push((slot, t.restarts));
+            continue;
+        }
+        if t.spec != svc.spec.task {
+            // Spec changed: replace (rolling updates pace this in a later pass).
+            ops.push(desired(t, TaskState::Shutdown));
+            vacated.push((slot, 0));
+            continue;
+        }
+        kept.insert(slot, t);
+    }
+    let occupied = kept.len() as u64 + vacated.len() as u64;
+    if occupied > want {
+        // Scale down: take vacated slots first, then from the nodes that run the most tasks of
+        // this service, not-yet-running tasks first, highest slot first.
+        let mut excess = occupied - want;
+        while excess > 0 && !vacated.is_empty() {
+            vacated.pop();
+            excess -= 1;
+        }
+        let mut per_node: HashMap<Option<&NodeId>, usize> = HashMap::new();
+        for t in kept.values() {
+            *per_node.entry(t.node_id.as_ref()).or_default() += 1;
+        }
+        let mut order: Vec<&Task> = kept.values().copied().collect();
+        order.sort_by(|a, b| {
+            let na = per_node[&a.node_id.as_ref()];
+            let nb = per_node[&b.node_id.as_ref()];
+            nb.cmp(&na)
+                .then(
+                    (a.status.state == TaskState::Running)
+                        .cmp(&(b.status.state == TaskState::Running)),
+                )
+                .then(b.slot.cmp(&a.slot))
+        });
+        for t in order.into_iter().take(excess as usize) {
+            ops.push(desired(t, TaskState::Remove));
+            kept.remove(&t.slot);
+        }
+    }
+    for (slot, restarts) in &vacated {
+        ops.push(Op::Create(Object::Task(new_task(
+            svc, *slot, None, *restarts, now,
+        ))));
+    }
+    let occupied = kept.len() as u64 + vacated.len() as u64;
+    if occupied < want {
+        // Scale up into the lowest free slot numbers.
+        let used: HashSet<u64> = kept
+            .keys()
+            .copied()
+            .chain(vacated.iter().map(|v| v.0))
+            .collect();
+        let mut next = 1u64;
+        for _ in occupied..want {
+            while used.contains(&next) {
+                next += 1;
+            }
+            ops.push(Op::Create(Object::Task(new_task(svc, next, None, 0, now))));
+            next += 1;
+        }
+    }
+}
+
+fn reconcile_global(
+    state: &StoreState,
+    svc: &Service,
+    tasks: &[&Task],
+    cfg: &Config,
+    ops: &mut Vec<Op>,
+) {
+    let now = cfg.now_ms;
+    let job = svc.spec.mode == ServiceMode::GlobalJob;
+    let mut live_on: HashMap<&NodeId, &Task> = HashMap::new();
+    let mut completed_on: HashSet<&NodeId> = HashSet::new();
+    for t in tasks {
+        let Some(n) = t.node_id.as_ref() else {
+            continue;
+        };
+        if t.status.state == TaskState::Complete {
+            completed_on.insert(n);
+        }
+        if !is_live(t) {
+            continue;
+        }
+        let constraints = svc.spec.task.placement.constraints.as_slice();
+        if let Some(problem) = node_problem(state, t, cfg, Some(constraints)) {
+            if state
+                .nodes
+                .get(n)
+                .is_none_or(|n| n.status.state == NodeState::Down)
+            {
+                ops.push(orphan(t, problem, now));
+            }
+            ops.push(desired(t, TaskState::Shutdown));
+            continue;
+        }
+        if t.status.state.is_terminal() {
+            if job && t.status.state == TaskState::Complete {
+                continue;
+            }
+            match restart_decision(svc, t, cfg) {
+                Restart::Now => {
+                    ops.push(desired(t, TaskState::Shutdown));
+                    ops.push(Op::Create(Object::Task(new_task(
+                        svc,
+                        0,
+                        Some(n),
+                        t.restarts + 1,
+                        now,
+                    ))));
+                    live_on.insert(n, t);
+                }
+                Restart::Later | Restart::Never => {
+                    live_on.insert(n, t);
+                }
+            }
+            continue;
+        }
+        if t.spec != svc.spec.task {
+            ops.push(desired(t, TaskState::Shutdown));
+            ops.push(Op::Create(Object::Task(new_task(svc, 0, Some(n), 0, now))));
+            live_on.insert(n, t);
+            continue;
+        }
+        if live_on.insert(n, t).is_some() {
+            ops.push(desired(t, TaskState::Shutdown));
+        }
+    }
+    for node in state.nodes.values() {
+        let eligible = node.status.state == NodeState::Ready
+            && node.spec.availability == Availability::Active
+            && node_matches_constraints(node, &svc.spec.task.placement.constraints);
+        if !eligible || live_on.contains_key(&node.id) || (job && completed_on.contains(&node.id)) {
+            continue;
+        }
+        ops.push(Op::Create(Object::Task(new_task(
+            svc,
+            0,
+            Some(&node.id),
+            0,
+            now,
+        ))));
+    }
+}
+
+/// Deletes tasks that are finished with: removed tasks once stopped (or whose node is gone),
+/// and history beyond the limit per slot/node.
+fn reap(state: &StoreState, cfg: &Config, ops: &mut Vec<Op>) {
+    let mut history: HashMap<(&ServiceId, u64, Option<&NodeId>), Vec<&Task>> = HashMap::new();
+    for t in state.tasks.values() {
+        let node_gone_or_down = t.node_id.as_ref().is_none_or(|n| {
+            state
+                .nodes
+                .get(n)
+                .is_none_or(|n| n.status.state == NodeState::Down)
+        });
+        let stopped = t.status.state.is_terminal() || t.status.state < TaskState::Assigned;
+        if t.desired_state == TaskState::Remove && (stopped || node_gone_or_down) {
+            ops.push(Op::Delete {
+                kind: ObjectKind::Task,
+                id: t.id.to_string(),
+                version: None,
+            });
+            continue;
+        }
+        if !is_live(t) && (stopped || node_gone_or_down) {
+            let key = if t.slot > 0 {
+                (&t.service_id, t.slot, None)
+            } else {
+                (&t.service_id, 0, t.node_id.as_ref())
+            };
+            history.entry(key).or_default().push(t);
+        }
+    }
+    for (_, mut old) in history {
+        if old.len() <= cfg.task_history_limit {
+            continue;
+        }
+        old.sort_by_key(|t| std::cmp::Reverse((t.meta.created_at, t.meta.version)));
+        for t in &old[cfg.task_history_limit..] {
+            ops.push(Op::Delete {
+                kind: ObjectKind::Task,
+                id: t.id.to_string(),
+                version: None,
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,467 @@
+use super::*;
+use crate::objects::{Meta, Node, NodeStatus};
+use crate::spec::{ContainerSpec, NodeRole, RestartPolicy, ServiceSpec, TaskSpec};
+use crate::store::WriteBatch;
+use proptest::prelude::*;
+use std::time::Duration;
+
+struct World {
+    state: StoreState,
+    index: u64,
+    now: u64,
+}
+
+impl World {
+    fn new() -> Self {
+        World {
+            state: StoreState::default(),
+            index: 0,
+            now: 1_000_000,
+        }
+    }
+    fn apply(&mut self, ops: Vec<Op>) {
+        self.index += 1;
+        self.state
+            .apply(
+                &WriteBatch {
+                    ops,
+                    now_ms: self.now,
+                },
+                self.index,
+            )
+            .expect("orchestrator ops apply");
+    }
+    fn node(&mut self, id: &str, state: NodeState) {
+        let n = Node {
+            id: NodeId::new(id),
+            meta: Meta::default(),
+            status: NodeStatus {
+                state,
+                ..Default::default()
+            },
+            role: NodeRole::Worker,
+            ..Default::default()
+        };
+        self.apply(vec![Op::Put(Object::Node(n))]);
+    }
+    fn set_node(&mut self, id: &str, f: impl FnOnce(&mut Node)) {
+        let mut n = self.state.nodes[id].clone();
+        f(&mut n);
+        self.apply(vec![Op::Put(Object::Node(n))]);
+    }
+    fn service(&mut self, name: &str, mode: ServiceMode) -> ServiceId {
+        let s = Service {
+            id: ServiceId::new(name),
+            meta: Meta::default(),
+            spec: ServiceSpec {
+                name: name.into(),
+                labels: Default::default(),
+                task: TaskSpec {
+                    container: ContainerSpec {
+                        image: "busybox".into(),
+                        ..Default::default()
+                    },
+                    restart_policy: RestartPolicy {
+                        delay: Duration::ZERO,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                mode,
+            },
+            previous_spec: None,
+        };
+        self.apply(vec![Op::Put(Object::Service(s))]);
+        ServiceId::new(name)
+    }
+    fn update_service(&mut self, id: &ServiceId, f: impl FnOnce(&mut ServiceSpec)) {
+        let mut s = self.state.services[id].clone();
+        f(&mut s.spec);
+        self.apply(vec![Op::Put(Object::Service(s))]);
+    }
+    fn reconcile(&mut self) -> usize {
+        let ops = reconcile(
+            &self.state,
+            &Config {
+                now_ms: self.now,
+                node_down_grace_ms: 1000,
+                task_history_limit: 2,
+            },
+        );
+        let n = ops.len();
+        if n > 0 {
+            self.apply(ops);
+        }
+        n
+    }
+    /// Places pending tasks round-robin and marks everything assigned as running.
+    fn run_all(&mut self) {
+        let nodes: Vec<NodeId> = self
+            .state
+            .nodes
+            .values()
+            .filter(|n| {
+                n.status.state == NodeState::Ready && n.spec.availability == Availability::Active
+            })
+            .map(|n| n.id.clone())
+            .collect();
+        let mut ops = Vec::new();
+        for (i, t) in self.state.tasks.values().enumerate() {
+            if t.status.state == TaskState::Pending && !nodes.is_empty() {
+                ops.push(Op::AssignTask {
+                    id: t.id.clone(),
+                    node_id: nodes[i % nodes.len()].clone(),
+                });
+            }
+        }
+        self.apply(ops);
+        let ops = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| {
+                t.status.state == TaskState::Assigned && t.desired_state == TaskState::Running
+            })
+            .map(|t| status(t, TaskState::Running))
+            .collect();
+        self.apply(ops);
+        // The agent stops what should no longer run.
+        let ops = self
+            .state
+            .tasks
+            .values()
+            .filter(|t| t.desired_state >= TaskState::Shutdown && !t.status.state.is_terminal())
+            .map(|t| status(t, TaskState::Shutdown))
+            .collect();
+        self.apply(ops);
+    }
+    fn live(&self, svc: &ServiceId) -> Vec<&Task> {
+        self.state
+            .tasks
+            .values()
+            .filter(|t| t.service_id == *svc && is_live(t))
+            .collect()
+    }
+    fn running(&self, svc: &ServiceId) -> usize {
+        self.live(svc)
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .count()
+    }
+}
+
+fn status(t: &Task, state: TaskState) -> Op {
+    Op::TaskStatus {
+        id: t.id.clone(),
+        status: TaskStatus {
+            state,
+            timestamp: 1_000_000,
+            ..Default::default()
+        },
+    }
+}
+
+fn three_nodes() -> World {
+    let mut w = World::new();
+    for n in ["a", "b", "c"] {
+        w.node(n, NodeState::Ready);
+    }
+    w
+}
+
+#[test]
+fn scale_up_creates_slots_and_second_pass_is_idle() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 3 });
+    assert!(w.reconcile() > 0);
+    let mut slots: Vec<u64> = w.live(&s).iter().map(|t| t.slot).collect();
+    slots.sort();
+    assert_eq!(slots, vec![1, 2, 3]);
+    assert!(w
+        .live(&s)
+        .iter()
+        .all(|t| t.status.state == TaskState::Pending));
+    assert_eq!(w.reconcile(), 0, "idempotent");
+    w.run_all();
+    assert_eq!(w.running(&s), 3);
+    assert_eq!(w.reconcile(), 0);
+}
+
+#[test]
+fn scale_down_takes_from_the_busiest_node() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 4 });
+    w.reconcile();
+    w.run_all();
+    let busiest = {
+        let mut count: HashMap<NodeId, usize> = HashMap::new();
+        for t in w.live(&s) {
+            *count.entry(t.node_id.clone().unwrap()).or_default() += 1;
+        }
+        count.into_iter().max_by_key(|(_, c)| *c).unwrap().0
+    };
+    w.update_service(&s, |sp| sp.mode = ServiceMode::Replicated { replicas: 3 });
+    w.reconcile();
+    assert_eq!(w.live(&s).len(), 3);
+    let removed: Vec<&Task> = w
+        .state
+        .tasks
+        .values()
+        .filter(|t| t.desired_state == TaskState::Remove)
+        .collect();
+    assert_eq!(removed.len(), 1);
+    assert_eq!(removed[0].node_id.as_ref(), Some(&busiest));
+    w.update_service(&s, |sp| sp.mode = ServiceMode::Replicated { replicas: 0 });
+    w.reconcile();
+    assert!(w.live(&s).is_empty());
+}
+
+#[test]
+fn failed_task_is_restarted_in_its_slot_per_policy() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 1 });
+    w.reconcile();
+    w.run_all();
+    let t = w.live(&s)[0].clone();
+    w.apply(vec![status(&t, TaskState::Failed)]);
+    w.reconcile();
+    let live = w.live(&s);
+    assert_eq!(live.len(), 1);
+    assert_ne!(live[0].id, t.id);
+    assert_eq!(live[0].slot, t.slot);
+    assert_eq!(live[0].restarts, 1);
+    assert_eq!(w.state.tasks[&t.id].desired_state, TaskState::Shutdown);
+}
+
+#[test]
+fn restart_delay_condition_and_max_attempts() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 1 });
+    w.update_service(&s, |sp| {
+        sp.task.restart_policy = RestartPolicy {
+            condition: RestartCondition::OnFailure,
+            delay: Duration::from_secs(5),
+            max_attempts: 1,
+            window: Duration::ZERO,
+        }
+    });
+    w.reconcile();
+    w.run_all();
+    let t = w.live(&s)[0].clone();
+    w.apply(vec![status(&t, TaskState::Failed)]);
+    assert_eq!(w.reconcile(), 0, "not before the delay");
+    w.now += 5_000;
+    w.reconcile();
+    w.run_all();
+    let t2 = w.live(&s)[0].clone();
+    assert_eq!(t2.restarts, 1);
+    w.apply(vec![status(&t2, TaskState::Failed)]);
+    w.now += 10_000;
+    assert_eq!(w.reconcile(), 0, "max attempts reached");
+    // on-failure does not restart a task that completed.
+    let s2 = w.service("once", ServiceMode::Replicated { replicas: 1 });
+    w.update_service(&s2, |sp| {
+        sp.task.restart_policy.condition = RestartCondition::OnFailure
+    });
+    w.reconcile();
+    w.run_all();
+    let t = w.live(&s2)[0].clone();
+    w.apply(vec![status(&t, TaskState::Complete)]);
+    assert_eq!(w.reconcile(), 0);
+}
+
+#[test]
+fn tasks_on_down_or_drained_nodes_are_replaced() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 3 });
+    w.reconcile();
+    w.run_all();
+    let on_a: Vec<TaskId> = w
+        .live(&s)
+        .iter()
+        .filter(|t| t.node_id == Some(NodeId::new("a")))
+        .map(|t| t.id.clone())
+        .collect();
+    assert_eq!(on_a.len(), 1);
+    w.set_node("a", |n| n.status.state = NodeState::Down);
+    assert_eq!(w.reconcile(), 0, "within the grace period");
+    w.now += 1_000;
+    w.reconcile();
+    assert_eq!(w.state.tasks[&on_a[0]].status.state, TaskState::Orphaned);
+    assert_eq!(w.live(&s).len(), 3);
+    w.run_all();
+    assert!(w
+        .live(&s)
+        .iter()
+        .all(|t| t.node_id != Some(NodeId::new("a"))));
+    w.set_node("b", |n| n.spec.availability = Availability::Drain);
+    w.reconcile();
+    w.run_all();
+    assert_eq!(w.running(&s), 3);
+    assert!(w
+        .live(&s)
+        .iter()
+        .all(|t| t.node_id == Some(NodeId::new("c"))));
+}
+
+#[test]
+fn global_service_one_task_per_eligible_node() {
+    let mut w = three_nodes();
+    let s = w.service("agent", ServiceMode::Global);
+    w.reconcile();
+    assert_eq!(w.live(&s).len(), 3);
+    assert_eq!(w.reconcile(), 0);
+    w.node("d", NodeState::Ready);
+    w.reconcile();
+    let mut nodes: Vec<String> = w
+        .live(&s)
+        .iter()
+        .map(|t| t.node_id.clone().unwrap().to_string())
+        .collect();
+    nodes.sort();
+    assert_eq!(nodes, vec!["a", "b", "c", "d"]);
+    w.set_node("b", |n| n.spec.availability = Availability::Drain);
+    w.reconcile();
+    assert_eq!(w.live(&s).len(), 3);
+    w.update_service(&s, |sp| {
+        sp.task.placement.constraints = vec!["node.labels.gpu==yes".into()]
+    });
+    w.set_node("c", |n| {
+        n.spec.labels.insert("gpu".into(), "yes".into());
+    });
+    w.reconcile();
+    let live = w.live(&s);
+    assert_eq!(live.len(), 1);
+    assert_eq!(live[0].node_id, Some(NodeId::new("c")));
+}
+
+#[test]
+fn spec_change_replaces_tasks_and_removal_reaps_them() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 2 });
+    w.reconcile();
+    w.run_all();
+    w.update_service(&s, |sp| sp.task.container.image = "busybox:2".into());
+    w.reconcile();
+    assert!(w
+        .live(&s)
+        .iter()
+        .all(|t| t.spec.container.image == "busybox:2"));
+    w.run_all();
+    // Removing the service: tasks are marked for removal, then deleted once stopped.
+    w.apply(vec![Op::Delete {
+        kind: ObjectKind::Service,
+        id: s.to_string(),
+        version: None,
+    }]);
+    w.reconcile();
+    let remove: Vec<Task> = w
+        .state
+        .tasks
+        .values()
+        .filter(|t| t.desired_state == TaskState::Remove && !t.status.state.is_terminal())
+        .cloned()
+        .collect();
+    assert_eq!(remove.len(), 2, "running tasks wait for their agent");
+    w.apply(
+        remove
+            .iter()
+            .map(|t| status(t, TaskState::Shutdown))
+            .collect(),
+    );
+    w.reconcile();
+    assert!(
+        w.state.tasks.is_empty(),
+        "{:?}",
+        w.state.tasks.keys().collect::<Vec<_>>()
+    );
+}
+
+#[test]
+fn history_is_bounded_per_slot() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 1 });
+    for _ in 0..6 {
+        w.reconcile();
+        w.run_all();
+        let t = w.live(&s)[0].clone();
+        w.apply(vec![status(&t, TaskState::Failed)]);
+        w.now += 1;
+    }
+    w.reconcile();
+    w.reconcile();
+    let slot1 = w.state.tasks.values().filter(|t| t.slot == 1).count();
+    assert!(slot1 <= 3, "one live + two history, got {slot1}");
+}
+
+#[test]
+fn replicated_job_runs_to_completion() {
+    let mut w = three_nodes();
+    let s = w.service(
+        "job",
+        ServiceMode::ReplicatedJob {
+            max_concurrent: 2,
+            total_completions: 3,
+        },
+    );
+    let mut completed = 0;
+    for _ in 0..10 {
+        w.reconcile();
+        w.run_all();
+        let running: Vec<Task> = w
+            .live(&s)
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .map(|t| (*t).clone())
+            .collect();
+        assert!(running.len() <= 2, "max concurrent");
+        for t in running {
+            w.apply(vec![status(&t, TaskState::Complete)]);
+            completed += 1;
+        }
+    }
+    assert_eq!(completed, 3);
+}
+
+proptest! {
+    /// Random scales, failures, node losses and drains: after each pass the live tasks never
+    /// exceed the replica count, and after a quiet pass they match it exactly.
+    #[test]
+    fn never_more_live_tasks_than_replicas(steps in proptest::collection::vec((0u8..5, 0u64..6, 0usize..8), 1..30)) {
+        let mut w = three_nodes();
+        let s = w.service("web", ServiceMode::Replicated { replicas: 2 });
+        let mut replicas = 2;
+        for (what, n, pick) in steps {
+            match what {
+                0 => {
+                    replicas = n;
+                    w.update_service(&s, |sp| sp.mode = ServiceMode::Replicated { replicas: n });
+                }
+                1 => {
+                    let live: Vec<Task> = w.live(&s).into_iter().cloned().collect();
+                    if let Some(t) = live.get(pick % live.len().max(1)) {
+                        w.apply(vec![status(t, TaskState::Failed)]);
+                    }
+                }
+                2 => {
+                    let id = ["a", "b", "c"][pick % 3];
+                    let down = w.state.nodes[id].status.state == NodeState::Down;
+                    w.set_node(id, |node| node.status.state = if down { NodeState::Ready } else { NodeState::Down });
+                    w.now += 2_000;
+                }
+                3 => {
+                    let id = ["a", "b", "c"][pick % 3];
+                    w.set_node(id, |node| node.spec.availability = if node.spec.availability == Availability::Drain { Availability::Active } else { Availability::Drain });
+                }
+                _ => w.run_all(),
+            }
+            w.reconcile();
+            prop_assert!(w.live(&s).len() as u64 <= replicas, "{} live > {}", w.live(&s).len(), replicas);
+            let slots: HashSet<u64> = w.live(&s).iter().map(|t| t.slot).collect();
+            prop_assert_eq!(slots.len(), w.live(&s).len(), "one live task per slot");
+        }
+        w.now += 10_000;
+        w.reconcile();
+        prop_assert_eq!(w.live(&s).len() as u64, replicas);
+    }
+}
