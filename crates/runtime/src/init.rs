@@ -6,9 +6,10 @@
 //! Process model of one container (no long-lived shim):
 //! ```text
 //! runtime (any threads) --spawn--> P0 "create" (single-threaded, host namespaces)
-//!   P0: join cgroup, oom_score_adj -999, unshare(mnt|uts|ipc|pid|cgroup[|net]), fork P1,
+//!   P0: join cgroup, oom_score_adj -999, unshare(pid), fork P1,
 //!       wait for P1's "ready" on a pipe, write state.json {pid, start time}, exit.
-//!   P1 = pid 1 of the container: non-dumpable, setsid, rslave /, overlay rootfs, /proc /dev
+//!   P1 = pid 1 of the container: non-dumpable, unshare(mnt|uts|ipc|cgroup[|net]), setsid,
+//!       rslave /, overlay rootfs, /proc /dev
 //!       /sys, masked + read-only paths, hostname, lo up, pivot_root, resolve user and
 //!       executable, report "ready"; block on start.fifo until `start`; fork P2; then act as
 //!       init: reap zombies, forward signals to P2, copy P2's stdout/stderr into the log with
@@ -182,26 +183,22 @@ fn create_p0(sd: &StateDir) -> Result<(), InitError> {
     })?;
     join_cgroup(&cfg.cgroup_dirs)?;
     let _ = fs::write("/proc/self/oom_score_adj", "-999");
-    let mut flags = libc::CLONE_NEWNS
-        | libc::CLONE_NEWUTS
-        | libc::CLONE_NEWIPC
-        | libc::CLONE_NEWPID
-        | libc::CLONE_NEWCGROUP;
-    if cfg.spec.network == NetworkMode::None {
-        flags |= libc::CLONE_NEWNET;
-    }
+    // Only the pid namespace is unshared here (it applies to our children): the other
+    // namespaces are unshared by P1 itself, so that P1's pivot_root never changes our root.
     // SAFETY: unshare with flags only.
-    if unsafe { libc::unshare(flags) } != 0 {
-        return Err(last("unshare namespaces"));
+    if unsafe { libc::unshare(libc::CLONE_NEWPID) } != 0 {
+        return Err(last("unshare pid namespace"));
     }
     let (r, w) = pipe()?;
     let pid = fork()?;
     if pid == 0 {
         drop(r);
-        let wfd = w.as_raw_fd();
-        let err = container_init(sd, &cfg, w);
-        // Only reached on error.
-        write_all_fd(wfd, format!("err:{err}").as_bytes());
+        let mut sync = Some(w);
+        let err = container_init(sd, &cfg, &mut sync);
+        // Only reached on error (before or after "ok": after it, the pipe is gone).
+        if let Some(w) = &sync {
+            write_all_fd(w.as_raw_fd(), format!("err:{err}").as_bytes());
+        }
         // SAFETY: terminate the child without running the parent's atexit handlers.
         unsafe { libc::_exit(1) };
     }
@@ -232,7 +229,7 @@ fn create_p0(sd: &StateDir) -> Result<(), InitError> {
 }
 
 /// P1. Returns only on error (the caller reports it).
-fn container_init(sd: &StateDir, cfg: &StoredConfig, sync: OwnedFd) -> InitError {
+fn container_init(sd: &StateDir, cfg: &StoredConfig, sync: &mut Option<OwnedFd>) -> InitError {
     match container_init_inner(sd, cfg, sync) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -244,10 +241,19 @@ enum Never {}
 fn container_init_inner(
     sd: &StateDir,
     cfg: &StoredConfig,
-    sync: OwnedFd,
+    sync: &mut Option<OwnedFd>,
 ) -> Result<Never, InitError> {
     let spec = &cfg.spec;
     sys::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
+    let mut flags =
+        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP;
+    if spec.network == NetworkMode::None {
+        flags |= libc::CLONE_NEWNET;
+    }
+    // SAFETY: unshare with flags only.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(last("unshare namespaces"));
+    }
     // SAFETY: setsid has no arguments.
     unsafe { libc::setsid() };
     sys::mount(
@@ -299,8 +305,9 @@ fn container_init_inner(
     }
     let proc_ = prepare_process(&spec.process, &hostname)?;
     // Ready: tell P0, then wait for `start`.
-    write_all_fd(sync.as_raw_fd(), b"ok");
-    drop(sync);
+    if let Some(w) = sync.take() {
+        write_all_fd(w.as_raw_fd(), b"ok");
+    }
     {
         let p = CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd())).expect("no NUL");
         // SAFETY: valid path; blocks until `start` opens the fifo for reading.
