@@ -8,6 +8,8 @@
 pub mod constraint;
 pub mod ids;
 pub mod objects;
+pub mod orchestrator;
+pub mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod task;
