@@ -4,7 +4,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let protoc = protoc_bin_vendored::protoc_bin_path()?;
     std::env::set_var("PROTOC", protoc);
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["raft.proto", "node.proto", "control.proto"].map(|f| root.join(f));
+    let files = [
+        "raft.proto",
+        "node.proto",
+        "control.proto",
+        "dispatcher.proto",
+        "agent.proto",
+    ]
+    .map(|f| root.join(f));
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

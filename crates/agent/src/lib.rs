@@ -1,6 +1,12 @@
-//! The agent runs on every node: it keeps a session with the managers (heartbeats carrying the
-//! node description, failing over between managers) and, with the orchestration work, runs
-//! tasks through the runtime.
+//! The agent runs on every node: it keeps a session with the managers (heartbeats, the
+//! dispatcher's assignment stream), runs one controller per assigned task through an
+//! `Executor` (the native runtime, or a fake one for tests and benchmarks), reports task
+//! status, and keeps a local task database so that after a restart it re-adopts running
+//! containers instead of restarting them. Tasks keep running while no manager is reachable.
 #![forbid(unsafe_code)]
 
+pub mod executor;
+pub mod local;
+pub mod runtime_exec;
 pub mod session;
+pub mod worker;

@@ -10,13 +10,14 @@ use tokio::sync::watch;
 
 pub struct Session {
     pub node_id: NodeId,
-    pub managers: Vec<String>,
+    /// Shared with the worker: heartbeat answers refresh it.
+    pub managers: crate::worker::Managers,
     pub description: NodeDescription,
 }
 
 impl Session {
     /// Runs until `shutdown` turns true.
-    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         let mut idx = 0usize;
         let mut send_description = true;
         let mut period = Duration::from_secs(2);
@@ -30,18 +31,19 @@ impl Session {
                     period = p;
                     if !managers.is_empty() {
                         // Keep talking to the same manager when it is still listed.
-                        let current = self.managers.get(idx).cloned();
-                        self.managers = managers;
+                        let mut known = self.managers.lock().expect("managers lock");
+                        let current = known.get(idx).cloned();
+                        *known = managers;
                         idx = current
-                            .and_then(|c| self.managers.iter().position(|m| *m == c))
+                            .and_then(|c| known.iter().position(|m| *m == c))
                             .unwrap_or(0);
                     }
                     period
                 }
                 Err(e) => {
-                    tracing::debug!(manager = ?self.managers.get(idx), error = %e, "heartbeat failed; trying the next manager");
+                    tracing::debug!(error = %e, "heartbeat failed; trying the next manager");
                     send_description = true;
-                    idx = (idx + 1) % self.managers.len().max(1);
+                    idx = (idx + 1) % self.managers.lock().expect("managers lock").len().max(1);
                     Duration::from_millis(300).min(period)
                 }
             };
@@ -57,8 +59,14 @@ impl Session {
         idx: usize,
         with_description: bool,
     ) -> Result<(Duration, Vec<String>), String> {
-        let addr = self.managers.get(idx).ok_or("no manager address known")?;
-        let ch = swarm_api::transport::lazy_channel(addr).map_err(|e| e.to_string())?;
+        let addr = self
+            .managers
+            .lock()
+            .expect("managers lock")
+            .get(idx)
+            .cloned()
+            .ok_or("no manager address known")?;
+        let ch = swarm_api::transport::lazy_channel(&addr).map_err(|e| e.to_string())?;
         let mut client = NodeServiceClient::new(ch);
         let mut req = tonic::Request::new(HeartbeatRequest {
             node_id: self.node_id.to_string(),

@@ -17,6 +17,14 @@ pub mod node {
 pub mod control {
     tonic::include_proto!("swarm.control");
 }
+#[allow(clippy::all, missing_docs)]
+pub mod dispatcher {
+    tonic::include_proto!("swarm.dispatcher");
+}
+#[allow(clippy::all, missing_docs)]
+pub mod agent {
+    tonic::include_proto!("swarm.agent");
+}
 
 /// Version string reported by `swarmctl version` and `swarmd --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

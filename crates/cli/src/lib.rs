@@ -47,6 +47,9 @@ pub enum Command {
     /// Manage the cluster.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCmd),
+    /// Manage images of the local node.
+    #[command(subcommand)]
+    Image(commands::image::ImageCmd),
     /// Show client and server versions.
     Version,
 }
@@ -79,6 +82,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Service(c) => commands::service::run(&ctx, c).await,
         Command::Node(c) => commands::node::run(&ctx, c).await,
         Command::Cluster(c) => commands::cluster::run(&ctx, c).await,
+        Command::Image(c) => commands::image::run(&ctx, c).await,
         Command::Version => commands::version(&ctx).await,
     }
 }

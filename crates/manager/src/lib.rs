@@ -4,8 +4,10 @@
 
 pub mod ca;
 pub mod control;
+pub mod dispatcher;
 pub mod manager;
 pub mod nodes;
+pub mod orchestration;
 pub mod raft;
 
 pub use manager::{Manager, ManagerConfig, WriteError};

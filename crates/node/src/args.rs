@@ -52,6 +52,12 @@ pub struct Args {
     /// Take a Raft snapshot (and compact the log) after this many entries.
     #[arg(long, default_value_t = 10_000)]
     pub raft_snapshot_interval: u64,
+    /// How long a node must be down before its tasks are rescheduled elsewhere.
+    #[arg(long, default_value = "2s", value_parser = humantime::parse_duration)]
+    pub node_down_grace: std::time::Duration,
+    /// Task executor: `runtime` (real containers) or `fake` (no containers; benchmarks).
+    #[arg(long, default_value = "runtime", value_parser = ["runtime", "fake"])]
+    pub executor: String,
     /// Log entries kept behind the last snapshot.
     #[arg(long, default_value_t = 1_000)]
     pub raft_logs_to_keep: u64,

@@ -2,6 +2,8 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
+    // The runtime re-executes this binary to set up containers; that mode never returns.
+    swarm_runtime::init::maybe_run_init();
     let args = swarm_node::Args::parse();
     match swarm_node::run_blocking(args) {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -167,6 +167,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut manager = None;
+    let sock = args
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("swarmd.sock"));
     if id.role == NodeRole::Manager {
         let listener = tokio::net::TcpListener::bind(&args.listen_addr)
             .await
@@ -184,15 +188,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             nodes.clone(),
             shutdown_rx.clone(),
         ));
-        let sock = args
-            .control_socket
-            .clone()
-            .unwrap_or_else(|| args.state_dir.join("swarmd.sock"));
-        tasks.push(crate::server::serve_unix(
-            &sock,
-            m.clone(),
-            shutdown_rx.clone(),
-        )?);
         tokio::spawn(nodes.run_monitor());
         if !id.complete {
             if id.pending_token.is_empty() {
@@ -204,24 +199,71 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             id.complete = true;
             identity::save(&args.state_dir, &id)?;
         }
+        let loop_cfg = swarm_manager::orchestration::LoopConfig {
+            node_down_grace: args.node_down_grace,
+            ..Default::default()
+        };
+        tokio::spawn(swarm_manager::orchestration::run(
+            m.clone(),
+            loop_cfg,
+            shutdown_rx.clone(),
+        ));
         tracing::info!(node = %id.node_id, addr = %id.advertise_addr, "manager running");
         manager = Some(m);
     } else {
         tracing::info!(node = %id.node_id, "worker running");
     }
 
-    // The agent: heartbeats to the managers (this node's own manager first).
-    let mut managers = id.managers.clone();
+    // The agent: heartbeats and task execution, talking to this node's own manager first.
+    let mut addrs = id.managers.clone();
     if id.role == NodeRole::Manager {
-        managers.retain(|m| *m != id.advertise_addr);
-        managers.insert(0, id.advertise_addr.clone());
+        addrs.retain(|m| *m != id.advertise_addr);
+        addrs.insert(0, id.advertise_addr.clone());
     }
+    let managers: swarm_agent::worker::Managers = std::sync::Arc::new(std::sync::Mutex::new(addrs));
     let session = swarm_agent::session::Session {
         node_id: id.node_id.clone(),
-        managers,
+        managers: managers.clone(),
         description,
     };
     tasks.push(tokio::spawn(session.run(shutdown_rx.clone())));
+    let db_dir = args.state_dir.join("agent").join("tasks");
+    let mut local = None;
+    if args.executor == "fake" {
+        let exec = std::sync::Arc::new(swarm_agent::executor::FakeExecutor::default());
+        tokio::spawn(swarm_agent::worker::run(
+            id.node_id.clone(),
+            db_dir,
+            exec,
+            managers,
+            shutdown_rx.clone(),
+        ));
+    } else {
+        // Each swarmd gets its own cgroup parent, so several can share a host.
+        let cgroup_parent = format!("swarm-{}", id.node_id.short());
+        match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
+            Ok(exec) => {
+                local = Some(swarm_agent::local::LocalService::new(exec.images()));
+                let exec = std::sync::Arc::new(exec);
+                tokio::spawn(swarm_agent::worker::run(
+                    id.node_id.clone(),
+                    db_dir,
+                    exec,
+                    managers,
+                    shutdown_rx.clone(),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks")
+            }
+        }
+    }
+    tasks.push(crate::server::serve_unix(
+        &sock,
+        manager.clone(),
+        local,
+        shutdown_rx.clone(),
+    )?);
 
     wait_for_signal().await;
     tracing::info!("shutting down");

@@ -3,11 +3,15 @@
 
 use anyhow::Context;
 use std::path::Path;
+use swarm_agent::local::LocalService;
+use swarm_api::agent::agent_server::AgentServer;
 use swarm_api::control::control_server::ControlServer;
+use swarm_api::dispatcher::dispatcher_server::DispatcherServer;
 use swarm_api::node::node_service_server::NodeServiceServer;
 use swarm_api::raft::raft_server::RaftServer;
 use swarm_api::MAX_MESSAGE_BYTES;
 use swarm_manager::control::ControlService;
+use swarm_manager::dispatcher::DispatcherService;
 use swarm_manager::nodes::NodeServiceImpl;
 use swarm_manager::raft::service::RaftService;
 use swarm_manager::Manager;
@@ -29,15 +33,22 @@ pub fn serve_tcp(
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let control = ControlService::new(manager.clone());
+    let dispatcher_manager = manager.clone();
     tokio::spawn(async move {
+        let manager = dispatcher_manager;
         let res = tonic::transport::Server::builder()
             .tcp_nodelay(true)
             .add_service(
-                RaftServer::new(RaftService::new(manager))
+                RaftServer::new(RaftService::new(manager.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
             )
             .add_service(NodeServiceServer::new(nodes))
+            .add_service(
+                DispatcherServer::new(DispatcherService::new(manager.clone()))
+                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            )
             .add_service(
                 ControlServer::new(control)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
@@ -54,9 +65,11 @@ pub fn serve_tcp(
     })
 }
 
+/// The control socket: the node-local API on every node, plus the control API on managers.
 pub fn serve_unix(
     path: &Path,
-    manager: Manager,
+    manager: Option<Manager>,
+    local: Option<LocalService>,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     use std::os::unix::fs::PermissionsExt;
@@ -70,14 +83,16 @@ pub fn serve_unix(
     let listener = tokio::net::UnixListener::bind(path)
         .with_context(|| format!("bind control socket {}", path.display()))?;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
-    let control = ControlService::new(manager);
+    let control = manager.map(|m| {
+        ControlServer::new(ControlService::new(m))
+            .max_decoding_message_size(MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(MAX_MESSAGE_BYTES)
+    });
+    let local = local.map(|l| AgentServer::new(l).max_decoding_message_size(MAX_MESSAGE_BYTES));
     Ok(tokio::spawn(async move {
         let res = tonic::transport::Server::builder()
-            .add_service(
-                ControlServer::new(control)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
+            .add_optional_service(control)
+            .add_optional_service(local)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(listener),
                 wait_shutdown(shutdown),

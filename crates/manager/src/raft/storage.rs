@@ -303,9 +303,7 @@ impl StateMachine {
         self.shared.clone()
     }
 
-    fn read_snapshot(
-        &self,
-    ) -> Result<Option<StoredSnapshot>, StorageError> {
+    fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
         let rd = |e| io_err(StorageIOError::read_state_machine, e);
         let meta = self.snap.get("meta").map_err(rd)?;
         let data = self.snap.get("data").map_err(rd)?;

@@ -99,9 +99,16 @@ pub async fn print_tasks(
             hosts.insert(n.id.to_string(), n.description.hostname);
         }
     }
+    let mut seen_slots = std::collections::HashSet::new();
     let rows: Vec<[String; 7]> = tasks
         .iter()
         .map(|t| {
+            let key = (
+                t.service_id.clone(),
+                t.slot,
+                if t.slot == 0 { t.node_id.clone() } else { None },
+            );
+            let history = !seen_slots.insert(key);
             let svc = names
                 .get(t.service_id.as_str())
                 .cloned()
@@ -129,11 +136,7 @@ pub async fn print_tasks(
                 output::title(t.status.state.as_str()),
                 output::ago(t.status.timestamp.max(t.meta.created_at))
             );
-            let err = if t.status.err.is_empty() {
-                t.status.message.clone()
-            } else {
-                t.status.err.clone()
-            };
+            let err = t.status.err.clone();
             [
                 t.id.short().to_string(),
                 name,

@@ -1,0 +1,197 @@
+//! The dispatcher: agents open a session stream and receive the tasks assigned to their node
+//! (first the complete set, then changes), and report task status in batches. Served by every
+//! manager from its replicated copy of the store; status writes go through Raft.
+
+use crate::manager::Manager;
+use crate::raft::storage::StoreEvent;
+use std::collections::HashMap;
+use std::pin::Pin;
+use std::time::Duration;
+use swarm_api::dispatcher::dispatcher_server::Dispatcher;
+use swarm_api::dispatcher::{
+    SessionMessage, SessionRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+};
+use swarm_api::wire;
+use swarm_types::objects::TaskStatus;
+use swarm_types::store::{Action, Op, WriteBatch};
+use swarm_types::{NodeId, Object, Task, TaskId};
+use tokio::sync::broadcast::error::RecvError;
+use tokio_stream::Stream;
+use tonic::{Request, Response, Status};
+
+type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
+
+/// Most tasks in one session message (keeps messages far below the gRPC limit).
+const TASKS_PER_MESSAGE: usize = 200;
+
+#[derive(Clone)]
+pub struct DispatcherService {
+    manager: Manager,
+}
+
+impl DispatcherService {
+    pub fn new(manager: Manager) -> Self {
+        DispatcherService { manager }
+    }
+}
+
+fn tasks_of(manager: &Manager, node: &NodeId) -> Vec<Task> {
+    manager.store().read(|s| {
+        s.tasks
+            .values()
+            .filter(|t| t.node_id.as_ref() == Some(node))
+            .cloned()
+            .collect()
+    })
+}
+
+fn messages(full: bool, tasks: &[Task], removed: Vec<String>) -> Vec<SessionMessage> {
+    let mut out: Vec<SessionMessage> = tasks
+        .chunks(TASKS_PER_MESSAGE)
+        .enumerate()
+        .map(|(i, c)| SessionMessage {
+            // Only the first chunk of a full set says "full"; the rest add to it.
+            full: full && i == 0,
+            tasks: c.iter().map(wire::to_bytes).collect(),
+            removed: Vec::new(),
+        })
+        .collect();
+    if out.is_empty() || !removed.is_empty() {
+        out.push(SessionMessage {
+            full: full && out.is_empty(),
+            tasks: Vec::new(),
+            removed,
+        });
+    }
+    out
+}
+
+#[tonic::async_trait]
+impl Dispatcher for DispatcherService {
+    type SessionStream = SessionStream;
+
+    async fn session(
+        &self,
+        req: Request<SessionRequest>,
+    ) -> Result<Response<SessionStream>, Status> {
+        let node = NodeId::new(req.into_inner().node_id);
+        if !self
+            .manager
+            .store()
+            .read(|s| s.nodes.contains_key(node.as_str()))
+        {
+            return Err(Status::not_found(format!(
+                "node {node} is not part of this cluster (was it removed?)"
+            )));
+        }
+        // Subscribe before reading the full set so no change falls in between.
+        let mut rx = self.manager.store().subscribe();
+        let manager = self.manager.clone();
+        let (tx, out) = tokio::sync::mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut send_full = true;
+            loop {
+                if send_full {
+                    send_full = false;
+                    for m in messages(true, &tasks_of(&manager, &node), Vec::new()) {
+                        if tx.send(Ok(m)).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // Wait for a change, then coalesce what arrives within a few milliseconds.
+                let first = tokio::select! {
+                    r = rx.recv() => r,
+                    _ = tx.closed() => return,
+                };
+                let mut changed: HashMap<TaskId, Option<Task>> = HashMap::new();
+                let mut handle = |r: Result<StoreEvent, RecvError>| -> Result<(), bool> {
+                    match r {
+                        Ok(StoreEvent::Change(c)) => {
+                            if let Object::Task(t) = &c.object {
+                                if t.node_id.as_ref() == Some(&node) {
+                                    let v = (c.action != Action::Deleted).then(|| t.clone());
+                                    changed.insert(t.id.clone(), v);
+                                }
+                            }
+                            Ok(())
+                        }
+                        Ok(StoreEvent::Reset) | Err(RecvError::Lagged(_)) => Err(true),
+                        Err(RecvError::Closed) => Err(false),
+                    }
+                };
+                let mut resync = match handle(first) {
+                    Ok(()) => false,
+                    Err(true) => true,
+                    Err(false) => return,
+                };
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
+                while !resync {
+                    match tokio::time::timeout_at(deadline, rx.recv()).await {
+                        Err(_) => break,
+                        Ok(r) => match handle(r) {
+                            Ok(()) => {}
+                            Err(true) => resync = true,
+                            Err(false) => return,
+                        },
+                    }
+                }
+                if resync {
+                    send_full = true;
+                    continue;
+                }
+                if changed.is_empty() {
+                    continue;
+                }
+                let mut tasks = Vec::new();
+                let mut removed = Vec::new();
+                for (id, t) in changed {
+                    match t {
+                        Some(t) => tasks.push(t),
+                        None => removed.push(id.to_string()),
+                    }
+                }
+                for m in messages(false, &tasks, removed) {
+                    if tx.send(Ok(m)).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(out),
+        )))
+    }
+
+    async fn update_task_status(
+        &self,
+        req: Request<UpdateTaskStatusRequest>,
+    ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        let r = req.into_inner();
+        let node = NodeId::new(r.node_id);
+        let mut ops = Vec::with_capacity(r.updates.len());
+        for u in r.updates {
+            let status: TaskStatus = wire::from_bytes("task status", &u.status)?;
+            let id = TaskId::new(u.task_id);
+            // A node may only report on its own tasks.
+            let mine = self.manager.store().read(|s| {
+                s.tasks
+                    .get(id.as_str())
+                    .map(|t| t.node_id.as_ref() == Some(&node))
+            });
+            match mine {
+                Some(true) => ops.push(Op::TaskStatus { id, status }),
+                Some(false) => {
+                    return Err(Status::permission_denied(format!(
+                        "task {id} is not assigned to node {node}"
+                    )))
+                }
+                None => {} // reaped meanwhile
+            }
+        }
+        if !ops.is_empty() {
+            self.manager.write(WriteBatch { ops, now_ms: 0 }).await?;
+        }
+        Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+}

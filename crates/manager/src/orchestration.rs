@@ -1,0 +1,148 @@
+//! Leader-only control loop: runs the pure orchestrators and the scheduler of `swarm_types`
+//! on the store and writes their decisions through Raft in batches. It wakes on store changes
+//! and on a periodic tick (restart delays, node-down grace), stops acting the moment this
+//! manager is no longer the leader, and, being a function of the store alone, resumes on a
+//! new leader without duplicating work.
+
+use crate::manager::Manager;
+use std::time::Duration;
+use swarm_types::objects::TaskStatus;
+use swarm_types::orchestrator;
+use swarm_types::store::{Op, WriteBatch};
+use swarm_types::task::TaskState;
+use swarm_types::TaskId;
+use tokio::sync::watch;
+
+/// Ops per Raft entry: large enough to place thousands of tasks per second, small enough to
+/// keep each entry (and each append) far below the message limit.
+pub const BATCH_OPS: usize = 500;
+
+#[derive(Clone, Debug)]
+pub struct LoopConfig {
+    pub node_down_grace: Duration,
+    pub tick: Duration,
+}
+
+impl Default for LoopConfig {
+    fn default() -> Self {
+        LoopConfig {
+            node_down_grace: Duration::from_secs(2),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+async fn write_all(manager: &Manager, ops: Vec<Op>) -> bool {
+    let mut ok = true;
+    for chunk in ops.chunks(BATCH_OPS) {
+        if let Err(e) = manager
+            .write(WriteBatch {
+                ops: chunk.to_vec(),
+                now_ms: 0,
+            })
+            .await
+        {
+            // The next pass recomputes from the store; nothing is lost by giving up here.
+            tracing::debug!(error = %e, "orchestration write failed");
+            ok = false;
+        }
+    }
+    ok
+}
+
+/// One pass: orchestrate, then schedule what is pending. Returns whether anything was written.
+pub async fn pass(manager: &Manager, cfg: &LoopConfig) -> bool {
+    let ocfg = manager.store().read(|s| orchestrator::Config {
+        now_ms: now_ms(),
+        node_down_grace_ms: cfg.node_down_grace.as_millis() as u64,
+        task_history_limit: s
+            .cluster()
+            .map(|c| c.spec.task_history_limit as usize)
+            .unwrap_or(5),
+    });
+    let ops = manager.store().read(|s| orchestrator::reconcile(s, &ocfg));
+    let mut wrote = !ops.is_empty();
+    if !ops.is_empty() {
+        tracing::debug!(ops = ops.len(), "orchestrator");
+        write_all(manager, ops).await;
+    }
+    let ops = manager.store().read(|s| {
+        let pending: Vec<TaskId> = s
+            .tasks
+            .values()
+            .filter(|t| {
+                t.status.state == TaskState::Pending
+                    && t.node_id.is_none()
+                    && t.desired_state <= TaskState::Running
+            })
+            .map(|t| t.id.clone())
+            .collect();
+        if pending.is_empty() {
+            return Vec::new();
+        }
+        let plan = swarm_types::scheduler::schedule(s, &pending);
+        let mut ops: Vec<Op> = plan
+            .assignments
+            .into_iter()
+            .map(|(id, node_id)| Op::AssignTask { id, node_id })
+            .collect();
+        for (id, reason) in plan.unplaced {
+            let t = &s.tasks[&id];
+            if t.status.message != reason {
+                ops.push(Op::TaskStatus {
+                    id,
+                    status: TaskStatus {
+                        state: TaskState::Pending,
+                        timestamp: t.status.timestamp,
+                        message: reason,
+                        ..Default::default()
+                    },
+                });
+            }
+        }
+        ops
+    });
+    if !ops.is_empty() {
+        tracing::debug!(ops = ops.len(), "scheduler");
+        wrote |= write_all(manager, ops).await;
+    }
+    wrote
+}
+
+/// Runs until `shutdown` turns true.
+pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receiver<bool>) {
+    let mut events = manager.store().subscribe();
+    let mut metrics = manager.raft().metrics();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        if !manager.is_leader() {
+            tokio::select! {
+                _ = metrics.changed() => {}
+                _ = shutdown.changed() => {}
+                _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            }
+            events = events.resubscribe();
+            continue;
+        }
+        pass(&manager, &cfg).await;
+        // Wait for a change or the tick; then let a burst of changes settle briefly.
+        tokio::select! {
+            _ = events.recv() => {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                while events.try_recv().is_ok() {}
+            }
+            _ = tokio::time::sleep(cfg.tick) => {}
+            _ = shutdown.changed() => {}
+            _ = metrics.changed() => {}
+        }
+    }
+}
