@@ -320,10 +320,10 @@ impl Cgroup {
                 match fs::remove_dir(&d) {
                     Ok(()) => break,
                     Err(e) if e.kind() == io::ErrorKind::NotFound => break,
-                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 100 => {
+                    Err(e) if e.raw_os_error() == Some(libc::EBUSY) && tries < 2000 => {
                         tries += 1;
                         self.kill_all(libc::SIGKILL);
-                        std::thread::sleep(std::time::Duration::from_millis(10));
+                        std::thread::sleep(std::time::Duration::from_millis(1));
                     }
                     Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
                         return Err(CgroupError::Busy { path: d })

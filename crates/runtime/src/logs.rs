@@ -3,7 +3,7 @@
 //! The file outlives the supervising process, so logs survive agent restarts.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufRead, BufReader, Read, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -161,7 +161,7 @@ impl LogFollower {
             let skip = v.len().saturating_sub(t);
             v.drain(..skip);
         }
-        let _ = reader.seek(SeekFrom::Current(0));
+        let _ = reader.stream_position();
         Ok(LogFollower {
             reader,
             pending: v.into(),

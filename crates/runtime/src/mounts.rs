@@ -581,7 +581,7 @@ mod tests {
     #[test]
     fn plan_orders_proc_before_masks_and_devices_inside_dev() {
         let ops = plan(&spec());
-        let pos = |pred: &dyn Fn(&MountOp) -> bool| ops.iter().position(|o| pred(o)).unwrap();
+        let pos = |pred: &dyn Fn(&MountOp) -> bool| ops.iter().position(pred).unwrap();
         let proc_ = pos(&|o| matches!(o, MountOp::Fs { fstype: "proc", .. }));
         let dev = pos(&|o| matches!(o, MountOp::Fs { target, .. } if target == Path::new("/dev")));
         let null =

@@ -158,7 +158,8 @@ fn crafted_layer_tarballs_leave_sentinel_untouched() {
     let abs = format!("{}/pwned", sentinel.display());
     let rel_up =
         "../../../../../../../../../../../..".to_string() + &sentinel.display().to_string();
-    let cases: Vec<(&str, Vec<(String, tar::EntryType, Option<String>)>)> = vec![
+    type Entry = (String, tar::EntryType, Option<String>);
+    let cases: Vec<(&str, Vec<Entry>)> = vec![
         (
             "dotdot",
             vec![(format!("{rel_up}/pwned"), tar::EntryType::Regular, None)],

@@ -131,7 +131,7 @@ pub fn unpack_layer<R: Read>(
         if let Some(hidden) = name_str.strip_prefix(".wh.") {
             let hidden = Path::new(hidden);
             remove_existing(pfd, hidden).map_err(io_err)?;
-            mknod_at(pfd, hidden, libc::S_IFCHR | 0o000, 0).map_err(io_err)?;
+            mknod_at(pfd, hidden, libc::S_IFCHR, 0).map_err(io_err)?;
             stats.whiteouts += 1;
             continue;
         }
