@@ -12,7 +12,10 @@ trap 'rm -rf "$WORK"' EXIT
 
 [ -x /bin/busybox ] || { echo "install busybox-static" >&2; exit 1; }
 (cd "$REPO" && cargo build --release -p swarm-runtime --bins --examples >&2)
-SR="$TARGET/release/swarm-runtime"
+# The workspace release profile keeps debuginfo (23 MB binary); ship it stripped like a distro
+# package would: every CLI invocation copies the binary into a sealed memfd (CVE-2019-5736).
+SR="$WORK/swarm-runtime"
+strip -o "$SR" "$TARGET/release/swarm-runtime"
 API="$TARGET/release/examples/bench_api"
 
 # One bundle for everyone: runc's default spec, not a terminal, /bin/true.
