@@ -101,6 +101,8 @@ pub async fn pass(manager: &Manager, cfg: &LoopConfig) -> bool {
                     status: TaskStatus {
                         state: TaskState::Pending,
                         timestamp: t.status.timestamp,
+                        // Docker shows why a task is not placed in the ERROR column.
+                        err: reason.clone(),
                         message: reason,
                         ..Default::default()
                     },

@@ -4,6 +4,8 @@
 //! fails.
 #![forbid(unsafe_code)]
 
+pub mod netns;
+
 use anyhow::{anyhow, bail, Context as _};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -70,6 +72,8 @@ pub struct Daemon {
     pub args: Vec<String>,
     pub child: Option<Child>,
     pub log: PathBuf,
+    /// Runs the daemon under this prefix (e.g. `nsenter --net=...`).
+    pub prefix: Vec<String>,
 }
 
 impl Daemon {
@@ -128,7 +132,14 @@ impl Cluster {
             .create(true)
             .append(true)
             .open(&d.log)?;
-        let child = Command::new(bin("swarmd"))
+        let mut cmd = if d.prefix.is_empty() {
+            Command::new(bin("swarmd"))
+        } else {
+            let mut c = Command::new(&d.prefix[0]);
+            c.args(&d.prefix[1..]).arg(bin("swarmd"));
+            c
+        };
+        let child = cmd
             .args(&d.args)
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
@@ -141,11 +152,24 @@ impl Cluster {
     }
 
     fn add(&mut self, extra: &[String]) -> anyhow::Result<usize> {
+        self.add_on(extra, None, Vec::new())
+    }
+
+    /// Adds a daemon listening on `ip:4242` (a network-namespace host) or on a free loopback
+    /// port, run under `prefix`.
+    pub fn add_on(
+        &mut self,
+        extra: &[String],
+        ip: Option<&str>,
+        prefix: Vec<String>,
+    ) -> anyhow::Result<usize> {
         let idx = self.nodes.len();
         let name = format!("n{}", idx + 1);
         let state_dir = self.dir.path().join(&name);
-        let port = free_port();
-        let addr = format!("127.0.0.1:{port}");
+        let addr = match ip {
+            Some(ip) => format!("{ip}:4242"),
+            None => format!("127.0.0.1:{}", free_port()),
+        };
         let mut args = vec![
             "--state-dir".to_string(),
             state_dir.display().to_string(),
@@ -166,6 +190,7 @@ impl Cluster {
             args,
             child: None,
             log,
+            prefix,
         });
         self.spawn(idx)?;
         Ok(idx)
@@ -176,6 +201,29 @@ impl Cluster {
         let i = self.add(&[])?;
         self.wait_ready(i)?;
         Ok(i)
+    }
+
+    /// Starts the first manager of a new cluster on a network-namespace host.
+    pub fn init_on(&mut self, hosts: &netns::Hosts, h: usize) -> anyhow::Result<usize> {
+        let i = self.add_on(&[], Some(&hosts.ips[h]), hosts.exec_prefix(h))?;
+        self.wait_ready(i)?;
+        Ok(i)
+    }
+
+    /// Starts a node on host `h` joining through node `via` with `token`.
+    pub fn join_on(
+        &mut self,
+        hosts: &netns::Hosts,
+        h: usize,
+        via: usize,
+        token: &str,
+    ) -> anyhow::Result<usize> {
+        let join = self.nodes[via].addr.clone();
+        self.add_on(
+            &["--join".into(), join, "--token".into(), token.into()],
+            Some(&hosts.ips[h]),
+            hosts.exec_prefix(h),
+        )
     }
 
     /// Starts a node that joins through node `via` with `token`; waits until it is serving
@@ -240,10 +288,7 @@ impl Cluster {
         if out.status.success() {
             Ok(String::from_utf8_lossy(&out.stdout).into_owned())
         } else {
-            Err(anyhow!(
-                "{}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
+            Err(anyhow!("{}", String::from_utf8_lossy(&out.stderr).trim()))
         }
     }
 
@@ -318,6 +363,22 @@ impl Cluster {
         self.spawn(i)
     }
 
+    /// SIGKILLs every container process of node `i` (found through its cgroup parent).
+    pub fn kill_containers(&self, i: usize) -> usize {
+        let mut n = 0;
+        for pid in container_pids(&self.nodes[i].state_dir) {
+            if nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            )
+            .is_ok()
+            {
+                n += 1;
+            }
+        }
+        n
+    }
+
     /// Everything the daemons logged, for failure messages.
     pub fn dump(&self) -> String {
         self.nodes
@@ -332,10 +393,104 @@ impl Cluster {
     }
 }
 
+/// Lazily unmounts anything still mounted below `dir` (deepest first).
+fn unmount_under(dir: &Path) {
+    let Ok(m) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let prefix = dir.display().to_string();
+    let mut targets: Vec<&str> = m
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .filter(|t| t.starts_with(&prefix))
+        .collect();
+    targets.sort_by_key(|t| std::cmp::Reverse(t.len()));
+    for t in targets {
+        let _ = nix::mount::umount2(t, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// The cgroup parent directories a node's runtime uses (`swarm-<short node id>` in each
+/// hierarchy).
+pub fn cgroup_dirs(state_dir: &Path) -> Vec<PathBuf> {
+    let Ok(b) = std::fs::read(state_dir.join("node.json")) else {
+        return Vec::new();
+    };
+    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
+        return Vec::new();
+    };
+    let id = v["node_id"].as_str().unwrap_or_default();
+    if id.len() < 12 {
+        return Vec::new();
+    }
+    let parent = format!("swarm-{}", &id[..12]);
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+        for e in rd.flatten() {
+            let p = e.path().join(&parent);
+            if p.is_dir() {
+                out.push(p);
+            }
+        }
+    }
+    let p = Path::new("/sys/fs/cgroup").join(&parent);
+    if p.is_dir() && !out.contains(&p) {
+        out.push(p);
+    }
+    out
+}
+
+/// Pids of all processes in a node's container cgroups.
+pub fn container_pids(state_dir: &Path) -> Vec<i32> {
+    let mut pids = std::collections::BTreeSet::new();
+    fn walk(dir: &Path, pids: &mut std::collections::BTreeSet<i32>) {
+        if let Ok(s) = std::fs::read_to_string(dir.join("cgroup.procs")) {
+            pids.extend(s.lines().filter_map(|l| l.trim().parse::<i32>().ok()));
+        }
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    walk(&e.path(), pids);
+                }
+            }
+        }
+    }
+    for d in cgroup_dirs(state_dir) {
+        walk(&d, &mut pids);
+    }
+    pids.into_iter().collect()
+}
+
+/// Removes a node's cgroup directories (children first); processes must be gone.
+fn remove_cgroups(state_dir: &Path) {
+    fn rm(dir: &Path) {
+        if let Ok(rd) = std::fs::read_dir(dir) {
+            for e in rd.flatten() {
+                if e.path().is_dir() {
+                    rm(&e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(dir);
+    }
+    for d in cgroup_dirs(state_dir) {
+        rm(&d);
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for i in 0..self.nodes.len() {
             self.kill(i);
+        }
+        // Containers outlive their daemon by design: stop them, then their cgroups and mounts.
+        for i in 0..self.nodes.len() {
+            self.kill_containers(i);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        for d in &self.nodes {
+            remove_cgroups(&d.state_dir);
+            unmount_under(&d.state_dir);
         }
         if std::thread::panicking() {
             eprintln!("{}", self.dump());

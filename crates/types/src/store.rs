@@ -260,6 +260,7 @@ impl StoreState {
                     t.node_id = Some(node_id.clone());
                     t.status.state = TaskState::Assigned;
                     t.status.message = "scheduled".into();
+                    t.status.err.clear();
                     t.status.timestamp = now;
                     true
                 } else {

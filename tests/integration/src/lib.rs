@@ -50,3 +50,116 @@ pub fn service_names(c: &Cluster, i: usize, stale: bool) -> anyhow::Result<Vec<S
 }
 
 pub const LONG: Duration = Duration::from_secs(60);
+
+/// A rootfs tarball of busybox (from Debian's busybox-static) with `/etc/image-version`
+/// containing `marker`; built once per marker and test process.
+pub fn busybox_tar(marker: &str) -> std::path::PathBuf {
+    let out =
+        std::env::temp_dir().join(format!("swarm-busybox-{marker}-{}.tar", std::process::id()));
+    if !out.exists() {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/busybox-rootfs.sh");
+        let st = std::process::Command::new(script)
+            .arg(&out)
+            .arg(marker)
+            .status()
+            .expect("run deploy/busybox-rootfs.sh");
+        assert!(
+            st.success(),
+            "building the busybox image failed (is busybox-static installed?)"
+        );
+    }
+    out
+}
+
+/// Network-namespace hosts and a cluster on them: host 0 runs the first manager, the others
+/// join as workers. Every node has the busybox image. `None` (with the reason printed) when
+/// this machine cannot create network namespaces.
+pub fn hosts_cluster(n: usize, extra: &[&str]) -> Option<(swarm_testkit::netns::Hosts, Cluster)> {
+    if let Err(why) = swarm_testkit::netns::available() {
+        eprintln!("SKIP: {why}");
+        return None;
+    }
+    let mut hosts = swarm_testkit::netns::Hosts::new().expect("create test bridge");
+    for _ in 0..n {
+        hosts.add().expect("add a netns host");
+    }
+    let mut c = Cluster::new();
+    c.extra_args = extra.iter().map(|s| s.to_string()).collect();
+    c.init_on(&hosts, 0)
+        .unwrap_or_else(|e| panic!("manager starts: {e:#}"));
+    let token = c.token(0, "worker").unwrap();
+    for h in 1..n {
+        c.join_on(&hosts, h, 0, &token).unwrap();
+    }
+    for i in 0..n {
+        wait_socket(&c, i);
+        import(&c, i, "busybox:latest", "v1");
+    }
+    swarm_testkit::wait_until("all nodes ready", LONG, || {
+        let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).ok()?);
+        (nodes.len() == n && nodes.iter().all(|v| v["Status"] == "Ready")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    Some((hosts, c))
+}
+
+/// Waits until node `i` serves its control socket (workers have one too).
+pub fn wait_socket(c: &Cluster, i: usize) {
+    swarm_testkit::wait_until("control socket", LONG, || c.ctl(i, &["image", "ls"]).ok())
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+}
+
+/// Imports the busybox image (variant `marker`) as `name` on node `i`.
+pub fn import(c: &Cluster, i: usize, name: &str, marker: &str) {
+    let tar = busybox_tar(marker);
+    c.ctl(i, &["image", "import", tar.to_str().unwrap(), name])
+        .unwrap_or_else(|e| panic!("import on n{}: {e}", i + 1));
+}
+
+/// Tasks of a service as `service ps --format json` shows them.
+pub fn tasks(c: &Cluster, via: usize, service: &str) -> Vec<serde_json::Value> {
+    c.ctl(via, &["service", "ps", service, "--format", "json"])
+        .map(|s| json_lines(&s))
+        .unwrap_or_default()
+}
+
+/// Tasks of a service that are desired and observed running: (task name, node hostname).
+pub fn running(c: &Cluster, via: usize, service: &str) -> Vec<(String, String)> {
+    tasks(c, via, service)
+        .into_iter()
+        .filter(|t| {
+            t["DesiredState"] == "Running"
+                && t["CurrentState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Running")
+        })
+        .map(|t| {
+            (
+                t["Name"].as_str().unwrap_or("").to_string(),
+                t["Node"].as_str().unwrap_or("").to_string(),
+            )
+        })
+        .collect()
+}
+
+/// Pids of processes whose command line is exactly `cmdline` (space-separated).
+pub fn pids_of(cmdline: &str) -> Vec<i32> {
+    let mut out = Vec::new();
+    if let Ok(rd) = std::fs::read_dir("/proc") {
+        for e in rd.flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+                continue;
+            };
+            if let Ok(c) = std::fs::read(e.path().join("cmdline")) {
+                let s = String::from_utf8_lossy(&c).replace('\0', " ");
+                if s.trim_end() == cmdline {
+                    out.push(pid);
+                }
+            }
+        }
+    }
+    out.sort();
+    out
+}

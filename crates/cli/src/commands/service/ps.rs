@@ -121,6 +121,12 @@ pub async fn print_tasks(
                     t.node_id.as_ref().map(|n| n.as_str()).unwrap_or("")
                 )
             };
+            // Docker marks earlier attempts of a slot like this.
+            let name = if history {
+                format!(" \\_ {name}")
+            } else {
+                name
+            };
             let node = t
                 .node_id
                 .as_ref()
