@@ -169,7 +169,7 @@ fn exec_runs_inside_the_container() {
             },
         )
         .unwrap();
-    assert!(out.timed_out);
+    assert!(out.timed_out, "{out:?}");
     h.rt().stop("execd", Duration::from_secs(1)).unwrap();
 }
 
