@@ -484,10 +484,17 @@ impl Drop for Cluster {
             self.kill(i);
         }
         // Containers outlive their daemon by design: stop them, then their cgroups and mounts.
-        for i in 0..self.nodes.len() {
-            self.kill_containers(i);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            let mut left = 0;
+            for i in 0..self.nodes.len() {
+                left += self.kill_containers(i);
+            }
+            if left == 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
         }
-        std::thread::sleep(Duration::from_millis(200));
         for d in &self.nodes {
             remove_cgroups(&d.state_dir);
             unmount_under(&d.state_dir);
