@@ -516,19 +516,29 @@ fn groups_of_one_service_share_counts_and_plan_is_deterministic() {
 }
 
 #[test]
-fn duplicate_and_unknown_ids() {
-    let (s, mut ids) = cluster(vec![node("a")], vec![], "web", &spec(), 1);
+fn duplicate_unknown_and_already_assigned_ids() {
+    let load = vec![task("w0", "web", &spec(), Some("a"))];
+    let (s, mut ids) = cluster(vec![node("a"), node("b")], load, "web", &spec(), 1);
     ids.push(ids[0].clone());
     ids.push(TaskId::new("ghost"));
+    ids.push(TaskId::new("w0"));
     let plan = schedule(&s, &ids);
-    assert_eq!(plan.assignments.len(), 1);
+    // w0 stays load on a (and is not moved), so the new task goes to b.
+    assert_eq!(plan.assignments, vec![(ids[0].clone(), NodeId::new("b"))]);
     assert_eq!(
         plan.unplaced,
-        vec![(
-            TaskId::new("ghost"),
-            "task not found in the store".to_string()
-        )]
+        vec![
+            (
+                TaskId::new("ghost"),
+                "task not found in the store".to_string()
+            ),
+            (
+                TaskId::new("w0"),
+                "task is already assigned to node a".to_string()
+            ),
+        ]
     );
+    assert_eq!(schedule(&s, &[]), SchedulePlan::default());
 }
 
 // ----- property tests against a straightforward model of the filters -----
