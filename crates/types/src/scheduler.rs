@@ -16,16 +16,20 @@
 //! with the fewest tasks of the service, then the fewest tasks overall, then the lowest node id.
 //! A plan accounts for its own earlier decisions (counts and reserved resources) as it goes.
 //!
+//! Spread counts are taken over the nodes that pass the static filters (1, 2 and 4), so a zone
+//! whose nodes are full keeps its count and is merely skipped until it has room again.
+//!
 //! # Cost
 //!
-//! Pending tasks are grouped by (service, spec). Filters 1, 2 and 4 do not change while a plan is
-//! made, so they run once per group and node. Each group then places its tasks from a priority
+//! One pass over the store finds the pending tasks and the current load. Pending tasks are
+//! grouped by (service, spec). Filters 1, 2 and 4 do not change while a plan is made, so they run
+//! once per distinct constraint set and node. Each group then places its tasks from a priority
 //! queue keyed by (tasks of the service, tasks overall, node id) per branch of the preference
 //! tree; filters 3 and 5 are re-checked only for the node popped. Both only ever get stricter as
 //! the plan grows, so a node that fails them for a group is dropped from that group for good, and
 //! the first task of a group that finds no node is followed by all the others of the group with
 //! the same reason (computed once). Altogether `O(tasks in the store + pending · log nodes +
-//! groups · nodes · constraints)`, plus the number of branches per level for spread preferences.
+//! groups · nodes)`, plus the number of branches per level for spread preferences.
 
 use crate::constraint::Constraint;
 use crate::ids::{NodeId, ServiceId, TaskId};
@@ -34,7 +38,7 @@ use crate::spec::{Availability, TaskSpec};
 use crate::store::StoreState;
 use crate::task::TaskState;
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 /// What the scheduler decided for a batch of pending tasks.
@@ -86,7 +90,8 @@ impl Hasher for FxHasher {
         self.add(n as u64);
     }
     fn finish(&self) -> u64 {
-        self.0
+        // The multiply leaves the low bits (which pick the bucket) poorly mixed.
+        self.0.rotate_left(26)
     }
 }
 
@@ -99,6 +104,24 @@ fn spread_label(pref: &str) -> Option<&str> {
         .strip_prefix("spread=")
         .and_then(|l| l.trim().strip_prefix("node.labels."))
         .filter(|l| !l.is_empty())
+}
+
+/// The value of `label` on every node as a small id ordered like the values: 0 for nodes
+/// without the label, then 1.. in ascending value order (so sorting branches by id sorts them by
+/// value, nodes without the label first).
+fn label_values(nodes: &[&Node], label: &str) -> Vec<u32> {
+    let mut ids: BTreeMap<&str, u32> = nodes
+        .iter()
+        .filter_map(|n| n.spec.labels.get(label))
+        .map(|v| (v.as_str(), 0))
+        .collect();
+    for (i, id) in ids.values_mut().enumerate() {
+        *id = i as u32 + 1;
+    }
+    nodes
+        .iter()
+        .map(|n| n.spec.labels.get(label).map_or(0, |v| ids[v.as_str()]))
+        .collect()
 }
 
 /// Why a node was refused for a task: the first filter of the pipeline it fails.
@@ -201,7 +224,8 @@ struct Tree {
 }
 
 impl Tree {
-    fn build(load: &Load<'_>, eligible: &[u32], labels: &[&str], service_count: &[u32]) -> Tree {
+    /// `levels[i][n]` is the value id of node `n` for the i-th spread label (see `label_values`).
+    fn build(load: &Load<'_>, eligible: &[u32], levels: &[&[u32]], service_count: &[u32]) -> Tree {
         let new_branch = |parent| Branch {
             count: 0,
             alive: 0,
@@ -211,7 +235,7 @@ impl Tree {
         };
         let mut branches = vec![new_branch(None)];
         let mut leaf_of = vec![0; load.nodes.len()];
-        if labels.is_empty() {
+        if levels.is_empty() {
             let root = &mut branches[0];
             root.heap = eligible
                 .iter()
@@ -224,16 +248,15 @@ impl Tree {
                 .sum();
             return Tree { branches, leaf_of };
         }
-        let mut child_by_key: HashMap<(usize, Option<&str>), usize> = HashMap::new();
-        let mut keys: Vec<Option<&str>> = vec![None];
+        let mut child_by_key: FastMap<(usize, u32), usize> = FastMap::default();
+        let mut keys: Vec<u32> = vec![0];
         for &n in eligible {
-            let node = load.nodes[n as usize];
             let sc = service_count[n as usize];
             let mut b = 0;
             branches[b].count += u64::from(sc);
             branches[b].alive += 1;
-            for label in labels {
-                let value = node.spec.labels.get(*label).map(String::as_str);
+            for level in levels {
+                let value = level[n as usize];
                 b = *child_by_key.entry((b, value)).or_insert_with(|| {
                     branches.push(new_branch(Some(b)));
                     keys.push(value);
@@ -317,6 +340,38 @@ impl Tree {
             .push(Reverse((service_count[n], load.total[n], n as u32)));
         self.add_count(leaf);
     }
+}
+
+/// How many distinct constraint sets keep their eligible node list during one `schedule` call.
+const ELIGIBLE_CACHE_SETS: usize = 64;
+
+/// Unparsable constraints (specs are validated, so there should be none) are never met.
+fn parse_constraints(exprs: &[String]) -> Vec<Option<Constraint>> {
+    exprs.iter().map(|c| Constraint::parse(c).ok()).collect()
+}
+
+/// Index of the first constraint `node` does not meet.
+fn first_unmet(constraints: &[Option<Constraint>], node: &Node) -> Option<usize> {
+    constraints
+        .iter()
+        .position(|c| !c.as_ref().is_some_and(|c| c.matches(node)))
+}
+
+/// Nodes (by index) that pass the filters that don't change during a plan: ready, active and
+/// the constraints.
+fn static_eligible(
+    load: &Load<'_>,
+    base: &[Option<Refusal>],
+    constraints: &[String],
+    out: &mut Vec<u32>,
+) {
+    let parsed = parse_constraints(constraints);
+    out.clear();
+    out.extend(
+        (0..load.nodes.len())
+            .filter(|&n| base[n].is_none() && first_unmet(&parsed, load.nodes[n]).is_none())
+            .map(|n| n as u32),
+    );
 }
 
 /// Decides nodes for `pending` (ids of tasks in state Pending with no node) given the whole
@@ -408,8 +463,13 @@ pub fn schedule(state: &StoreState, pending: &[TaskId]) -> SchedulePlan {
     let base: Vec<Option<Refusal>> = load.nodes.iter().map(|n| node_refusal(n)).collect();
 
     let mut service_count = vec![0u32; load.nodes.len()];
-    let mut eligible: Vec<u32> = Vec::with_capacity(load.nodes.len());
-    let mut constraint_refusal: Vec<Option<usize>> = vec![None; load.nodes.len()];
+    // Nodes passing filters 1, 2 and 4, per constraint set: services mostly share a few sets
+    // (often none), so the constraints run once per set rather than once per group. Bounded so
+    // that thousands of distinct sets don't hold a node list each.
+    let mut eligible_cache: FastMap<&[String], Vec<u32>> = FastMap::default();
+    let mut scratch: Vec<u32> = Vec::new();
+    // Spread label -> value id per node.
+    let mut label_cache: FastMap<&str, Vec<u32>> = FastMap::default();
     for service in &services {
         service_count.iter_mut().for_each(|c| *c = 0);
         for &n in &service.load_on {
@@ -417,25 +477,27 @@ pub fn schedule(state: &StoreState, pending: &[TaskId]) -> SchedulePlan {
         }
         for group in &service.groups {
             let placement = &group.spec.placement;
-            let constraints: Vec<Option<Constraint>> = placement
-                .constraints
-                .iter()
-                .map(|c| Constraint::parse(c).ok())
-                .collect();
-            eligible.clear();
-            for (n, node) in load.nodes.iter().enumerate() {
-                let failed = constraints
-                    .iter()
-                    .position(|c| !c.as_ref().is_some_and(|c| c.matches(node)));
-                constraint_refusal[n] = failed;
-                if base[n].is_none() && failed.is_none() {
-                    eligible.push(n as u32);
+            let key = placement.constraints.as_slice();
+            let eligible: &[u32] = if let Some(e) = eligible_cache.get(key) {
+                e
+            } else {
+                static_eligible(&load, &base, key, &mut scratch);
+                if eligible_cache.len() < ELIGIBLE_CACHE_SETS {
+                    eligible_cache.entry(key).or_insert_with(|| scratch.clone())
+                } else {
+                    &scratch
                 }
+            };
+            for label in placement.preferences.iter().filter_map(|p| spread_label(p)) {
+                label_cache
+                    .entry(label)
+                    .or_insert_with(|| label_values(&load.nodes, label));
             }
-            let labels: Vec<&str> = placement
+            let levels: Vec<&[u32]> = placement
                 .preferences
                 .iter()
                 .filter_map(|p| spread_label(p))
+                .map(|l| label_cache[l].as_slice())
                 .collect();
             let r = &group.spec.resources.reservations;
             let needs = Needs {
@@ -443,13 +505,12 @@ pub fn schedule(state: &StoreState, pending: &[TaskId]) -> SchedulePlan {
                 memory: r.memory_bytes.max(0),
                 max_per_node: placement.max_replicas_per_node,
             };
-            let mut tree = Tree::build(&load, &eligible, &labels, &service_count);
+            let mut tree = Tree::build(&load, eligible, &levels, &service_count);
             for (k, &task) in group.tasks.iter().enumerate() {
                 let Some(n) = tree.pick(&load, needs, &service_count) else {
                     let reason = unplaced_reason(
                         &load,
                         &base,
-                        &constraint_refusal,
                         placement.constraints.as_slice(),
                         needs,
                         &service_count,
@@ -479,7 +540,6 @@ pub fn schedule(state: &StoreState, pending: &[TaskId]) -> SchedulePlan {
 fn unplaced_reason(
     load: &Load<'_>,
     base: &[Option<Refusal>],
-    constraint_refusal: &[Option<usize>],
     constraints: &[String],
     needs: Needs,
     service_count: &[u32],
@@ -487,13 +547,16 @@ fn unplaced_reason(
     if load.nodes.is_empty() {
         return "no suitable node (no nodes in the cluster)".to_string();
     }
+    let parsed = parse_constraints(constraints);
     let mut counts: HashMap<Refusal, usize> = HashMap::new();
     for n in 0..load.nodes.len() {
         let refusal = base[n].or_else(|| {
             let dynamic = load.dynamic_refusal(n, needs, service_count[n]);
             match dynamic {
                 Some(Refusal::Cpu | Refusal::Memory) => dynamic,
-                _ => constraint_refusal[n].map(Refusal::Constraint).or(dynamic),
+                _ => first_unmet(&parsed, load.nodes[n])
+                    .map(Refusal::Constraint)
+                    .or(dynamic),
             }
         });
         if let Some(r) = refusal {
