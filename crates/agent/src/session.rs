@@ -31,19 +31,18 @@ impl Session {
                     period = p;
                     if !managers.is_empty() {
                         // Keep talking to the same manager when it is still listed.
-                        let mut known = self.managers.lock().expect("managers lock");
-                        let current = known.get(idx).cloned();
-                        *known = managers;
+                        let current = self.managers.addrs().get(idx).cloned();
                         idx = current
-                            .and_then(|c| known.iter().position(|m| *m == c))
+                            .and_then(|c| managers.iter().position(|m| *m == c))
                             .unwrap_or(0);
+                        self.managers.set(managers);
                     }
                     period
                 }
                 Err(e) => {
                     tracing::debug!(error = %e, "heartbeat failed; trying the next manager");
                     send_description = true;
-                    idx = (idx + 1) % self.managers.lock().expect("managers lock").len().max(1);
+                    idx = (idx + 1) % self.managers.addrs().len().max(1);
                     Duration::from_millis(300).min(period)
                 }
             };
@@ -61,12 +60,11 @@ impl Session {
     ) -> Result<(Duration, Vec<String>), String> {
         let addr = self
             .managers
-            .lock()
-            .expect("managers lock")
+            .addrs()
             .get(idx)
             .cloned()
             .ok_or("no manager address known")?;
-        let ch = swarm_api::transport::lazy_channel(&addr).map_err(|e| e.to_string())?;
+        let ch = self.managers.channel(&addr)?;
         let mut client = NodeServiceClient::new(ch);
         let mut req = tonic::Request::new(HeartbeatRequest {
             node_id: self.node_id.to_string(),

@@ -17,8 +17,40 @@ use swarm_types::{NodeId, Task, TaskId};
 use tokio::sync::{mpsc, watch};
 use tracing::Instrument;
 
-/// Manager addresses shared by the heartbeat session and the worker (refreshed by heartbeats).
-pub type Managers = Arc<Mutex<Vec<String>>>;
+/// Manager addresses shared by the heartbeat session and the worker (refreshed by heartbeats),
+/// with one reused gRPC channel per manager.
+pub type Managers = Arc<ManagerSet>;
+
+#[derive(Default)]
+pub struct ManagerSet {
+    addrs: Mutex<Vec<String>>,
+    channels: Mutex<HashMap<String, tonic::transport::Channel>>,
+}
+
+impl ManagerSet {
+    pub fn new(addrs: Vec<String>) -> Managers {
+        Arc::new(ManagerSet {
+            addrs: Mutex::new(addrs),
+            channels: Mutex::default(),
+        })
+    }
+    pub fn addrs(&self) -> Vec<String> {
+        self.addrs.lock().expect("managers lock").clone()
+    }
+    pub fn set(&self, addrs: Vec<String>) {
+        *self.addrs.lock().expect("managers lock") = addrs;
+    }
+    /// A shared channel to `addr` (connects lazily, reconnects after failures).
+    pub fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
+        let mut m = self.channels.lock().expect("channels lock");
+        if let Some(c) = m.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = swarm_api::transport::lazy_channel(addr).map_err(|e| e.to_string())?;
+        m.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}
 
 fn now_ms() -> u64 {
     std::time::SystemTime::now()
@@ -121,7 +153,7 @@ async fn report_loop(
                 }
             }
         }
-        let addrs = managers.lock().expect("managers lock").clone();
+        let addrs = managers.addrs();
         if addrs.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
@@ -143,7 +175,7 @@ async fn report_loop(
                 .collect(),
         };
         let res = async {
-            let ch = swarm_api::transport::lazy_channel(addr).map_err(|e| e.to_string())?;
+            let ch = managers.channel(addr)?;
             let mut r = tonic::Request::new(req);
             r.set_timeout(Duration::from_secs(5));
             DispatcherClient::new(ch)
@@ -413,14 +445,14 @@ pub async fn run<E: Executor>(
         if *shutdown.borrow() {
             return;
         }
-        let addrs = managers.lock().expect("managers lock").clone();
+        let addrs = managers.addrs();
         if addrs.is_empty() {
             tokio::time::sleep(Duration::from_millis(500)).await;
             continue;
         }
         let addr = addrs[idx % addrs.len()].clone();
         let stream = async {
-            let ch = swarm_api::transport::lazy_channel(&addr).map_err(|e| e.to_string())?;
+            let ch = managers.channel(&addr)?;
             DispatcherClient::new(ch)
                 .max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
                 .session(SessionRequest {

@@ -145,6 +145,7 @@ fn manager_config(args: &Args, id: &Identity) -> ManagerConfig {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args);
     let _ = rustls::crypto::ring::default_provider().install_default();
+    raise_fd_limit();
     let _lock = lock_state_dir(&args.state_dir)?;
     let description = describe(&args)?;
 
@@ -220,7 +221,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         addrs.retain(|m| *m != id.advertise_addr);
         addrs.insert(0, id.advertise_addr.clone());
     }
-    let managers: swarm_agent::worker::Managers = std::sync::Arc::new(std::sync::Mutex::new(addrs));
+    let managers = swarm_agent::worker::ManagerSet::new(addrs);
     let session = swarm_agent::session::Session {
         node_id: id.node_id.clone(),
         managers: managers.clone(),
@@ -275,6 +276,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
     Ok(())
+}
+
+/// Managers hold a connection per agent: lift the soft open-files limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            let _ = setrlimit(Resource::RLIMIT_NOFILE, hard, hard);
+        }
+    }
 }
 
 async fn wait_for_signal() {

@@ -177,9 +177,15 @@ impl Cluster {
             addr.clone(),
             "--hostname".into(),
             name.clone(),
-            "--log-level".into(),
-            "debug".into(),
         ];
+        if !self
+            .extra_args
+            .iter()
+            .chain(extra)
+            .any(|a| a == "--log-level")
+        {
+            args.extend(["--log-level".to_string(), "debug".to_string()]);
+        }
         args.extend(self.extra_args.iter().cloned());
         args.extend(extra.iter().cloned());
         let log = self.dir.path().join(format!("{name}.log"));

@@ -1,0 +1,2 @@
+//! Benchmark programs (see `src/bin/`); scripts that run them live in `deploy/bench/`.
+#![forbid(unsafe_code)]
