@@ -163,6 +163,8 @@ fn main() -> anyhow::Result<()> {
                 mode: ServiceMode::Replicated {
                     replicas: args.replicas,
                 },
+                update_config: Default::default(),
+                rollback_config: Default::default(),
             };
             let start = Instant::now();
             c.client(0)

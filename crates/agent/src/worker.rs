@@ -120,6 +120,7 @@ impl Reporter {
                 err: err.to_string(),
                 exit_code,
                 container_id: id.to_string(),
+                health: String::new(),
             },
         ));
     }

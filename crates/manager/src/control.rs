@@ -38,6 +38,13 @@ impl ControlService {
     }
 }
 
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// The cluster object as shown to clients: never includes the CA key.
 pub fn redact_cluster(mut c: Cluster) -> Cluster {
     c.root_ca.key_pem = String::new();
@@ -214,6 +221,9 @@ impl Control for ControlService {
             meta: Default::default(),
             spec,
             previous_spec: None,
+            update_status: None,
+            spec_history: Vec::new(),
+            spec_version: 1,
         };
         let mut out = self.write(vec![Op::Create(Object::Service(svc))]).await?;
         tracing::info!(service = %out[0].id(), "service created");
@@ -260,7 +270,58 @@ impl Control for ControlService {
                 spec.mode.name()
             )));
         }
-        svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
+        if !svc.replace_spec(spec, now_ms(), false) {
+            // Nothing changed: docker answers with the service as it is.
+            return Ok(object_response(Object::Service(svc)));
+        }
+        let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
+        Ok(object_response(out.remove(0)))
+    }
+
+    async fn rollback_service(
+        &self,
+        req: Request<RollbackServiceRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        let r = req.into_inner();
+        self.manager.read_barrier(false).await?;
+        let mut svc = self.read(|s| find_service(s, &r.reference))?;
+        let target = if r.to_version == 0 {
+            svc.previous_spec.clone().ok_or_else(|| {
+                Status::failed_precondition(format!(
+                    "service {} has no previous spec to roll back to",
+                    svc.spec.name
+                ))
+            })?
+        } else {
+            match svc.spec_history.iter().find(|h| h.version == r.to_version) {
+                Some(h) => h.spec.clone(),
+                None => {
+                    let known: Vec<String> = svc
+                        .spec_history
+                        .iter()
+                        .map(|h| h.version.to_string())
+                        .collect();
+                    return Err(Status::not_found(format!(
+                        "service {} has no spec version {} (current: {}, kept: {})",
+                        svc.spec.name,
+                        r.to_version,
+                        svc.spec_version.max(1),
+                        if known.is_empty() {
+                            "none".to_string()
+                        } else {
+                            known.join(", ")
+                        }
+                    )));
+                }
+            }
+        };
+        if target.name != svc.spec.name {
+            // Names are not rolled back (another service may have taken the old one).
+            return Err(Status::failed_precondition(
+                "rolling back across a rename is not supported; rename the service back first",
+            ));
+        }
+        svc.replace_spec(target, now_ms(), true);
         let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
         Ok(object_response(out.remove(0)))
     }
@@ -295,7 +356,9 @@ impl Control for ControlService {
             spec.mode = ServiceMode::Replicated {
                 replicas: r.replicas,
             };
-            svc.previous_spec = Some(std::mem::replace(&mut svc.spec, spec));
+            if !svc.replace_spec(spec, now_ms(), false) {
+                return Ok(object_response(Object::Service(svc)));
+            }
             match self.write(vec![Op::Update(Object::Service(svc))]).await {
                 Ok(mut out) => return Ok(object_response(out.remove(0))),
                 Err(s) if s.code() == tonic::Code::FailedPrecondition => continue,

@@ -147,6 +147,116 @@ pub struct Service {
     pub spec: ServiceSpec,
     /// The spec before the last update (for rollback).
     pub previous_spec: Option<ServiceSpec>,
+    /// State of the last rolling update.
+    #[serde(default)]
+    pub update_status: Option<UpdateStatus>,
+    /// Earlier specs, newest last (at most `SPEC_HISTORY` entries).
+    #[serde(default)]
+    pub spec_history: Vec<SpecVersion>,
+    /// Version number of `spec` in the history sequence (1 = as created).
+    #[serde(default)]
+    pub spec_version: u64,
+}
+
+impl Service {
+    /// Replaces the spec the way `service update`/`scale`/`rollback` do: the old spec goes to
+    /// the history (at most `SPEC_HISTORY`) and becomes `previous_spec`; a change of the task
+    /// template starts a rolling update (or a rollback). Returns false when nothing changed.
+    pub fn replace_spec(&mut self, new: ServiceSpec, now_ms: u64, rollback: bool) -> bool {
+        if new == self.spec {
+            return false;
+        }
+        let tasks_change = new.task != self.spec.task;
+        let old = std::mem::replace(&mut self.spec, new);
+        self.spec_history.push(SpecVersion {
+            version: self.spec_version.max(1),
+            replaced_at: now_ms,
+            created_at: self.meta.updated_at,
+            spec: old.clone(),
+        });
+        if self.spec_history.len() > SPEC_HISTORY {
+            let excess = self.spec_history.len() - SPEC_HISTORY;
+            self.spec_history.drain(..excess);
+        }
+        self.previous_spec = Some(old);
+        self.spec_version = self.spec_version.max(1) + 1;
+        if tasks_change {
+            self.update_status = Some(UpdateStatus {
+                state: if rollback {
+                    UpdateState::RollbackStarted
+                } else {
+                    UpdateState::Updating
+                },
+                started_at: now_ms,
+                completed_at: 0,
+                message: if rollback {
+                    "rollback in progress".into()
+                } else {
+                    "update in progress".into()
+                },
+            });
+        }
+        true
+    }
+}
+
+/// How many earlier specs a service keeps for `service rollback --to-version`.
+pub const SPEC_HISTORY: usize = 10;
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SpecVersion {
+    pub version: u64,
+    /// Unix ms when this spec was replaced.
+    pub replaced_at: u64,
+    /// Unix ms when this spec was written.
+    pub created_at: u64,
+    pub spec: ServiceSpec,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateState {
+    Updating,
+    Paused,
+    Completed,
+    RollbackStarted,
+    RollbackPaused,
+    RollbackCompleted,
+}
+
+impl UpdateState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            UpdateState::Updating => "updating",
+            UpdateState::Paused => "paused",
+            UpdateState::Completed => "completed",
+            UpdateState::RollbackStarted => "rollback_started",
+            UpdateState::RollbackPaused => "rollback_paused",
+            UpdateState::RollbackCompleted => "rollback_completed",
+        }
+    }
+    pub fn is_rollback(self) -> bool {
+        matches!(
+            self,
+            UpdateState::RollbackStarted
+                | UpdateState::RollbackPaused
+                | UpdateState::RollbackCompleted
+        )
+    }
+    pub fn is_paused(self) -> bool {
+        matches!(self, UpdateState::Paused | UpdateState::RollbackPaused)
+    }
+    pub fn is_active(self) -> bool {
+        matches!(self, UpdateState::Updating | UpdateState::RollbackStarted)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpdateStatus {
+    pub state: UpdateState,
+    pub started_at: u64,
+    pub completed_at: u64,
+    pub message: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -159,6 +269,9 @@ pub struct TaskStatus {
     /// Runtime container id once the agent created it.
     #[serde(default)]
     pub container_id: String,
+    /// Health of a container with a health check: "", "starting", "healthy", "unhealthy".
+    #[serde(default)]
+    pub health: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

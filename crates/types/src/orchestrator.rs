@@ -206,6 +206,7 @@ fn orphan(t: &Task, why: &str, now: u64) -> Op {
             err: String::new(),
             exit_code: None,
             container_id: t.status.container_id.clone(),
+            ..Default::default()
         },
     }
 }

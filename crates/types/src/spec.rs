@@ -105,6 +105,89 @@ pub struct ContainerSpec {
     pub labels: BTreeMap<String, String>,
     #[serde(with = "duration_ms")]
     pub stop_grace_period: Duration,
+    /// Health check; `None` uses the image's, `Some` with test `["NONE"]` disables it.
+    #[serde(default)]
+    pub healthcheck: Option<HealthCheck>,
+}
+
+/// A health check run by exec inside the container (docker's HEALTHCHECK semantics).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct HealthCheck {
+    /// `["CMD", arg...]`, `["CMD-SHELL", "command"]` or `["NONE"]`.
+    pub test: Vec<String>,
+    #[serde(with = "duration_ms")]
+    pub interval: Duration,
+    #[serde(with = "duration_ms")]
+    pub timeout: Duration,
+    pub retries: u64,
+    #[serde(with = "duration_ms")]
+    pub start_period: Duration,
+}
+
+impl HealthCheck {
+    /// Docker's defaults for unset fields: 30s interval, 30s timeout, 3 retries.
+    pub fn with_defaults(mut self) -> Self {
+        if self.interval.is_zero() {
+            self.interval = Duration::from_secs(30);
+        }
+        if self.timeout.is_zero() {
+            self.timeout = Duration::from_secs(30);
+        }
+        if self.retries == 0 {
+            self.retries = 3;
+        }
+        self
+    }
+    pub fn disabled(&self) -> bool {
+        self.test.first().map(String::as_str) == Some("NONE")
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureAction {
+    #[default]
+    Pause,
+    Continue,
+    Rollback,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum UpdateOrder {
+    #[default]
+    StopFirst,
+    StartFirst,
+}
+
+/// How tasks are replaced when the spec changes (docker's --update-* / --rollback-*).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UpdateConfig {
+    /// Tasks updated at once; 0 = all.
+    pub parallelism: u64,
+    #[serde(with = "duration_ms")]
+    pub delay: Duration,
+    pub failure_action: FailureAction,
+    /// How long after a task runs a failure still counts against the update.
+    #[serde(with = "duration_ms")]
+    pub monitor: Duration,
+    pub max_failure_ratio: f32,
+    pub order: UpdateOrder,
+}
+
+impl Eq for UpdateConfig {}
+
+impl Default for UpdateConfig {
+    fn default() -> Self {
+        UpdateConfig {
+            parallelism: 1,
+            delay: Duration::ZERO,
+            failure_action: FailureAction::Pause,
+            monitor: Duration::from_secs(5),
+            max_failure_ratio: 0.0,
+            order: UpdateOrder::StopFirst,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -123,6 +206,10 @@ pub struct ServiceSpec {
     pub labels: BTreeMap<String, String>,
     pub task: TaskSpec,
     pub mode: ServiceMode,
+    #[serde(default)]
+    pub update_config: UpdateConfig,
+    #[serde(default)]
+    pub rollback_config: UpdateConfig,
 }
 
 /// Why a spec was refused. Messages are written for the operator who typed the command.
@@ -148,6 +235,10 @@ pub enum SpecError {
     Resources(&'static str),
     #[error("invalid job: {0}")]
     Job(&'static str),
+    #[error("invalid health check: {0}")]
+    Health(&'static str),
+    #[error("invalid update config: {0}")]
+    Update(&'static str),
 }
 
 /// Validates a service name the way docker does: 1-63 chars of `[a-zA-Z0-9-_.]`, starting with
@@ -247,6 +338,23 @@ impl ServiceSpec {
                 .is_some_and(|l| !l.is_empty());
             if !ok {
                 return Err(SpecError::Preference(p.clone()));
+            }
+        }
+        if let Some(h) = &self.task.container.healthcheck {
+            match h.test.first().map(String::as_str) {
+                Some("NONE") => {}
+                Some("CMD") if h.test.len() > 1 => {}
+                Some("CMD-SHELL") if h.test.len() == 2 && !h.test[1].trim().is_empty() => {}
+                _ => return Err(SpecError::Health(
+                    "the test must be [\"CMD\", args...], [\"CMD-SHELL\", command] or [\"NONE\"]",
+                )),
+            }
+        }
+        for u in [&self.update_config, &self.rollback_config] {
+            if !(0.0..=1.0).contains(&u.max_failure_ratio) {
+                return Err(SpecError::Update(
+                    "max failure ratio must be between 0 and 1",
+                ));
             }
         }
         let r = &self.task.resources;
@@ -353,6 +461,8 @@ mod tests {
                 ..Default::default()
             },
             mode: ServiceMode::Replicated { replicas: 1 },
+            update_config: Default::default(),
+            rollback_config: Default::default(),
         }
     }
 

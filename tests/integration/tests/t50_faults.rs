@@ -20,6 +20,8 @@ fn spec(name: &str) -> Vec<u8> {
             ..Default::default()
         },
         mode: ServiceMode::Replicated { replicas: 1 },
+        update_config: Default::default(),
+        rollback_config: Default::default(),
     })
 }
 

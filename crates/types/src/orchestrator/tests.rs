@@ -68,8 +68,13 @@ impl World {
                     ..Default::default()
                 },
                 mode,
+                update_config: Default::default(),
+                rollback_config: Default::default(),
             },
             previous_spec: None,
+            update_status: None,
+            spec_history: Vec::new(),
+            spec_version: 1,
         };
         self.apply(vec![Op::Put(Object::Service(s))]);
         ServiceId::new(name)

@@ -23,8 +23,13 @@ fn service(id: &str, name: &str, version: u64) -> Object {
                 ..Default::default()
             },
             mode: ServiceMode::Replicated { replicas: 1 },
+            update_config: Default::default(),
+            rollback_config: Default::default(),
         },
         previous_spec: None,
+        update_status: None,
+        spec_history: Vec::new(),
+        spec_version: 1,
     })
 }
 

@@ -92,6 +92,8 @@ pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
         labels: parse::labels(&a.labels).map_err(anyhow::Error::msg)?,
         task,
         mode,
+        update_config: Default::default(),
+        rollback_config: Default::default(),
     };
     // Validate locally first: the same check the manager runs, without a round trip.
     spec.validate()?;
