@@ -41,6 +41,22 @@ fn now_ms() -> u64 {
 
 async fn write_all(manager: &Manager, ops: Vec<Op>) -> bool {
     let mut ok = true;
+    // Service updates (update status) carry a version check; written alone, a conflict with an
+    // operator's concurrent update costs nothing but a retry on the next pass.
+    let (services, ops): (Vec<Op>, Vec<Op>) = ops
+        .into_iter()
+        .partition(|op| matches!(op, Op::Update(swarm_types::Object::Service(_))));
+    for op in services {
+        if let Err(e) = manager
+            .write(WriteBatch {
+                ops: vec![op],
+                now_ms: 0,
+            })
+            .await
+        {
+            tracing::debug!(error = %e, "update status write failed");
+        }
+    }
     for chunk in ops.chunks(BATCH_OPS) {
         if let Err(e) = manager
             .write(WriteBatch {

@@ -6,11 +6,13 @@
 
 use crate::constraint::node_matches as node_matches_constraints;
 use crate::ids::{NodeId, ServiceId, TaskId};
-use crate::objects::{NodeState, Object, ObjectKind, Service, Task, TaskStatus};
-use crate::spec::{Availability, RestartCondition, ServiceMode};
+use crate::objects::{
+    NodeState, Object, ObjectKind, Service, Task, TaskStatus, UpdateState, UpdateStatus,
+};
+use crate::spec::{Availability, FailureAction, RestartCondition, ServiceMode, UpdateOrder};
 use crate::store::{Op, StoreState};
 use crate::task::TaskState;
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 /// Knobs of a reconciliation pass.
 #[derive(Clone, Debug)]
@@ -222,24 +224,49 @@ fn reconcile_replicated(
     ops: &mut Vec<Op>,
 ) {
     let now = cfg.now_ms;
-    // Live task per slot (the newest if a slot somehow has several).
+    let current = &svc.spec.task;
+    // Live task per slot (the newest if a slot somehow has several). A start-first update
+    // keeps the old task of a slot running until its replacement runs.
     let mut slots: BTreeMap<u64, &Task> = BTreeMap::new();
+    let mut start_first_pairs: BTreeSet<u64> = BTreeSet::new();
     for t in tasks.iter().filter(|t| is_live(t)) {
-        match slots.get(&t.slot) {
-            Some(cur) if cur.meta.created_at >= t.meta.created_at => {
-                // Duplicate live task in a slot: stop the older one.
-                ops.push(desired(t, TaskState::Shutdown));
-            }
-            Some(cur) => {
-                ops.push(desired(cur, TaskState::Shutdown));
-                slots.insert(t.slot, t);
-            }
+        let (newer, older) = match slots.get(&t.slot) {
             None => {
                 slots.insert(t.slot, t);
+                continue;
             }
+            Some(cur) if cur.meta.created_at >= t.meta.created_at => (*cur, *t),
+            Some(cur) => (*t, *cur),
+        };
+        slots.insert(t.slot, newer);
+        let pair = newer.spec == *current
+            && newer.status.state < TaskState::Running
+            && older.spec != *current
+            && older.status.state == TaskState::Running;
+        if pair {
+            start_first_pairs.insert(t.slot);
+        } else {
+            ops.push(desired(older, TaskState::Shutdown));
         }
     }
-    // Supervise: dead tasks, tasks on lost/drained nodes, tasks of an old spec.
+    // Slots whose task is being stopped (stop-first update) and not yet replaced: they stay
+    // occupied until the old container is gone.
+    let mut draining: BTreeSet<u64> = tasks
+        .iter()
+        .filter(|t| {
+            t.desired_state == TaskState::Shutdown
+                && !t.status.state.is_terminal()
+                && !slots.contains_key(&t.slot)
+                && t.node_id.as_ref().is_some_and(|n| {
+                    state
+                        .nodes
+                        .get(n)
+                        .is_some_and(|n| n.status.state != NodeState::Down)
+                })
+        })
+        .map(|t| t.slot)
+        .collect();
+    // Supervise: dead tasks, tasks on lost/drained nodes.
     let mut vacated: Vec<(u64, u64)> = Vec::new(); // (slot, restarts)
     let mut kept: BTreeMap<u64, &Task> = BTreeMap::new();
     for (&slot, &t) in &slots {
@@ -272,21 +299,54 @@ fn reconcile_replicated(
             vacated.push((slot, t.restarts));
             continue;
         }
-        if t.spec != svc.spec.task {
-            // Spec changed: replace (rolling updates pace this in a later pass).
-            ops.push(desired(t, TaskState::Shutdown));
-            vacated.push((slot, 0));
-            continue;
-        }
         kept.insert(slot, t);
     }
-    let occupied = kept.len() as u64 + vacated.len() as u64;
+    // Start-first pairs whose new task now runs: retire the old one.
+    for slot in &start_first_pairs {
+        if let Some(new) = kept.get(slot) {
+            if new.status.state == TaskState::Running {
+                for old in tasks.iter().filter(|o| {
+                    o.slot == *slot && is_live(o) && o.id != new.id && o.spec != *current
+                }) {
+                    ops.push(desired(old, TaskState::Shutdown));
+                }
+            }
+        }
+    }
+    if job_total.is_none() {
+        // Slots about to be (re)filled in this pass count as in flight for the update.
+        let refills = vacated.len()
+            + (want as usize).saturating_sub(kept.len() + vacated.len() + draining.len());
+        rolling_update(
+            state,
+            svc,
+            tasks,
+            &kept,
+            &start_first_pairs,
+            &mut draining,
+            refills,
+            cfg,
+            ops,
+        );
+    } else {
+        // Jobs: new spec applies to the next tasks; running ones finish as they are.
+    }
+    let vacated_len = vacated.len() as u64;
+    let occupied_extra = draining.len() as u64;
+    let occupied = kept.len() as u64 + vacated_len + occupied_extra;
     if occupied > want {
         // Scale down: take vacated slots first, then from the nodes that run the most tasks of
         // this service, not-yet-running tasks first, highest slot first.
         let mut excess = occupied - want;
         while excess > 0 && !vacated.is_empty() {
             vacated.pop();
+            excess -= 1;
+        }
+        while excess > 0 {
+            let Some(last) = draining.iter().next_back().copied() else {
+                break;
+            };
+            draining.remove(&last);
             excess -= 1;
         }
         let mut per_node: HashMap<Option<&NodeId>, usize> = HashMap::new();
@@ -398,6 +458,28 @@ fn reconcile_global(
             ops.push(desired(t, TaskState::Shutdown));
         }
     }
+    // Global services replace tasks of an old spec at once; the update completes when every
+    // live task runs the current spec.
+    if let Some(st) = svc.update_status.as_ref().filter(|s| s.state.is_active()) {
+        let settled = tasks
+            .iter()
+            .filter(|t| is_live(t))
+            .all(|t| t.spec == svc.spec.task && t.status.state == TaskState::Running);
+        if settled {
+            let mut s = svc.clone();
+            s.update_status = Some(UpdateStatus {
+                state: if st.state.is_rollback() {
+                    UpdateState::RollbackCompleted
+                } else {
+                    UpdateState::Completed
+                },
+                started_at: st.started_at,
+                completed_at: now,
+                message: "update completed".into(),
+            });
+            ops.push(Op::Update(Object::Service(s)));
+        }
+    }
     for node in state.nodes.values() {
         let eligible = node.status.state == NodeState::Ready
             && node.spec.availability == Availability::Active
@@ -412,6 +494,182 @@ fn reconcile_global(
             0,
             now,
         ))));
+    }
+}
+
+/// Paces the replacement of tasks whose spec differs from the service's (rolling update or
+/// rollback), applies the failure action and keeps the service's update status. Decisions are
+/// derived from the tasks alone, so a new leader continues an update where it stood and no slot
+/// is updated twice.
+#[allow(clippy::too_many_arguments)]
+fn rolling_update(
+    state: &StoreState,
+    svc: &Service,
+    tasks: &[&Task],
+    kept: &BTreeMap<u64, &Task>,
+    start_first_pairs: &BTreeSet<u64>,
+    draining: &mut BTreeSet<u64>,
+    refills: usize,
+    cfg: &Config,
+    ops: &mut Vec<Op>,
+) {
+    let now = cfg.now_ms;
+    let current = &svc.spec.task;
+    let status = svc.update_status.clone();
+    let rolling_back = status.as_ref().is_some_and(|s| s.state.is_rollback());
+    let ucfg = if rolling_back {
+        svc.previous_spec
+            .as_ref()
+            .map(|p| &p.rollback_config)
+            .unwrap_or(&svc.spec.rollback_config)
+    } else {
+        &svc.spec.update_config
+    };
+    let started_at = status.as_ref().map(|s| s.started_at).unwrap_or(0);
+    let dirty: Vec<(u64, &Task)> = kept
+        .iter()
+        .filter(|(_, t)| t.spec != *current && !t.status.state.is_terminal())
+        .map(|(s, t)| (*s, *t))
+        .collect();
+    // Tasks this update created (current spec, created after it started).
+    let updated: Vec<&Task> = tasks
+        .iter()
+        .filter(|t| t.spec == *current && t.meta.created_at >= started_at)
+        .copied()
+        .collect();
+    let in_flight = updated
+        .iter()
+        .filter(|t| is_live(t) && t.status.state < TaskState::Running)
+        .count()
+        + draining.len()
+        + start_first_pairs.len()
+        + refills;
+    let set_status = |state_: UpdateState, message: String, ops: &mut Vec<Op>| {
+        let mut s = svc.clone();
+        s.update_status = Some(UpdateStatus {
+            state: state_,
+            started_at: status.as_ref().map(|s| s.started_at).unwrap_or(now),
+            completed_at: if matches!(
+                state_,
+                UpdateState::Completed | UpdateState::RollbackCompleted
+            ) {
+                now
+            } else {
+                0
+            },
+            message,
+        });
+        ops.push(Op::Update(Object::Service(s)));
+    };
+    match status.as_ref().map(|s| s.state) {
+        Some(s) if s.is_paused() => return,
+        Some(UpdateState::Completed | UpdateState::RollbackCompleted) | None
+            if dirty.is_empty() =>
+        {
+            return
+        }
+        _ => {}
+    }
+    // Failure action.
+    let failed: Vec<&Task> = updated
+        .iter()
+        .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
+        .copied()
+        .collect();
+    let slots_total = kept.len().max(1) as f32;
+    if !failed.is_empty() && failed.len() as f32 / slots_total > ucfg.max_failure_ratio {
+        let f = failed
+            .iter()
+            .max_by_key(|t| t.status.timestamp)
+            .expect("non-empty");
+        let node = f
+            .node_id
+            .as_ref()
+            .and_then(|n| state.nodes.get(n))
+            .map(|n| n.description.hostname.clone())
+            .unwrap_or_default();
+        let why = format!(
+            "task {} on node {} failed: {}",
+            f.id.short(),
+            if node.is_empty() { "?" } else { &node },
+            if f.status.err.is_empty() {
+                &f.status.message
+            } else {
+                &f.status.err
+            }
+        );
+        match (ucfg.failure_action, rolling_back) {
+            (FailureAction::Continue, _) => {}
+            (FailureAction::Rollback, false) if svc.previous_spec.is_some() => {
+                let mut s = svc.clone();
+                let prev = s.previous_spec.clone().expect("checked");
+                s.replace_spec(prev, now, true);
+                if let Some(st) = s.update_status.as_mut() {
+                    st.message = format!("update rolled back: {why}");
+                }
+                ops.push(Op::Update(Object::Service(s)));
+                return;
+            }
+            (_, false) => {
+                set_status(UpdateState::Paused, format!("update paused: {why}"), ops);
+                return;
+            }
+            (_, true) => {
+                set_status(
+                    UpdateState::RollbackPaused,
+                    format!("rollback paused: {why}"),
+                    ops,
+                );
+                return;
+            }
+        }
+    }
+    if dirty.is_empty() && in_flight == 0 {
+        // Done once the last replacement has run for the monitor period.
+        let last_running = updated
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .map(|t| t.status.timestamp)
+            .max()
+            .unwrap_or(0);
+        if now >= last_running.saturating_add(ucfg.monitor.as_millis() as u64) {
+            let (st, msg) = if rolling_back {
+                (UpdateState::RollbackCompleted, "rollback completed")
+            } else {
+                (UpdateState::Completed, "update completed")
+            };
+            set_status(st, msg.into(), ops);
+        }
+        return;
+    }
+    if status.is_none() {
+        set_status(UpdateState::Updating, "update in progress".into(), ops);
+    }
+    // Next batch: only when the previous one runs, and `delay` after it started running.
+    let parallelism = if ucfg.parallelism == 0 {
+        usize::MAX
+    } else {
+        ucfg.parallelism as usize
+    };
+    let last_running = updated
+        .iter()
+        .filter(|t| t.status.state == TaskState::Running)
+        .map(|t| t.status.timestamp)
+        .max()
+        .unwrap_or(0);
+    if in_flight > 0 || now < last_running.saturating_add(ucfg.delay.as_millis() as u64) {
+        return;
+    }
+    for (slot, t) in dirty.into_iter().take(parallelism) {
+        match ucfg.order {
+            UpdateOrder::StopFirst => {
+                ops.push(desired(t, TaskState::Shutdown));
+                draining.insert(slot);
+            }
+            UpdateOrder::StartFirst => {
+                ops.push(Op::Create(Object::Task(new_task(svc, slot, None, 0, now))));
+            }
+        }
     }
 }
 

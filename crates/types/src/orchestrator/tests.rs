@@ -1,6 +1,9 @@
 use super::*;
+use crate::objects::UpdateState;
 use crate::objects::{Meta, Node, NodeStatus};
-use crate::spec::{ContainerSpec, NodeRole, RestartPolicy, ServiceSpec, TaskSpec};
+use crate::spec::{
+    ContainerSpec, FailureAction, NodeRole, RestartPolicy, ServiceSpec, TaskSpec, UpdateOrder,
+};
 use crate::store::WriteBatch;
 use proptest::prelude::*;
 use std::time::Duration;
@@ -79,9 +82,17 @@ impl World {
         self.apply(vec![Op::Put(Object::Service(s))]);
         ServiceId::new(name)
     }
-    fn update_service(&mut self, id: &ServiceId, f: impl FnOnce(&mut ServiceSpec)) {
+    /// Changes the spec as if the service had been created with it (no rolling update).
+    fn set_spec(&mut self, id: &ServiceId, f: impl FnOnce(&mut ServiceSpec)) {
         let mut s = self.state.services[id].clone();
         f(&mut s.spec);
+        self.apply(vec![Op::Put(Object::Service(s))]);
+    }
+    fn update_service(&mut self, id: &ServiceId, f: impl FnOnce(&mut ServiceSpec)) {
+        let mut s = self.state.services[id].clone();
+        let mut spec = s.spec.clone();
+        f(&mut spec);
+        s.replace_spec(spec, self.now, false);
         self.apply(vec![Op::Put(Object::Service(s))]);
     }
     fn reconcile(&mut self) -> usize {
@@ -242,7 +253,7 @@ fn failed_task_is_restarted_in_its_slot_per_policy() {
 fn restart_delay_condition_and_max_attempts() {
     let mut w = three_nodes();
     let s = w.service("web", ServiceMode::Replicated { replicas: 1 });
-    w.update_service(&s, |sp| {
+    w.set_spec(&s, |sp| {
         sp.task.restart_policy = RestartPolicy {
             condition: RestartCondition::OnFailure,
             delay: Duration::from_secs(5),
@@ -265,7 +276,7 @@ fn restart_delay_condition_and_max_attempts() {
     assert_eq!(w.reconcile(), 0, "max attempts reached");
     // on-failure does not restart a task that completed.
     let s2 = w.service("once", ServiceMode::Replicated { replicas: 1 });
-    w.update_service(&s2, |sp| {
+    w.set_spec(&s2, |sp| {
         sp.task.restart_policy.condition = RestartCondition::OnFailure
     });
     w.reconcile();
@@ -347,12 +358,11 @@ fn spec_change_replaces_tasks_and_removal_reaps_them() {
     w.reconcile();
     w.run_all();
     w.update_service(&s, |sp| sp.task.container.image = "busybox:2".into());
-    w.reconcile();
+    drive(&mut w, &s, 10);
     assert!(w
         .live(&s)
         .iter()
         .all(|t| t.spec.container.image == "busybox:2"));
-    w.run_all();
     // Removing the service: tasks are marked for removal, then deleted once stopped.
     w.apply(vec![Op::Delete {
         kind: ObjectKind::Service,
@@ -426,6 +436,158 @@ fn replicated_job_runs_to_completion() {
         }
     }
     assert_eq!(completed, 3);
+}
+
+fn image_counts(w: &World, s: &ServiceId) -> (usize, usize) {
+    let running: Vec<&Task> = w
+        .live(s)
+        .into_iter()
+        .filter(|t| t.status.state == TaskState::Running)
+        .collect();
+    let all_running = w
+        .state
+        .tasks
+        .values()
+        .filter(|t| t.service_id == *s && t.status.state == TaskState::Running)
+        .count();
+    (running.len(), all_running)
+}
+
+/// Runs passes (agent simulated by `run_all`) until the update status settles; returns the
+/// minimum and maximum numbers of running tasks seen at any step.
+fn drive(w: &mut World, s: &ServiceId, steps: usize) -> (usize, usize) {
+    let (mut min, mut max) = (usize::MAX, 0);
+    for _ in 0..steps {
+        w.reconcile();
+        let (_, running) = image_counts(w, s);
+        min = min.min(running);
+        max = max.max(running);
+        w.run_all();
+        let (_, running) = image_counts(w, s);
+        min = min.min(running);
+        max = max.max(running);
+        w.now += 1_000;
+    }
+    (min, max)
+}
+
+fn six_running(w: &mut World) -> ServiceId {
+    let s = w.service("web", ServiceMode::Replicated { replicas: 6 });
+    w.reconcile();
+    w.run_all();
+    assert_eq!(w.running(&s), 6);
+    s
+}
+
+#[test]
+fn stop_first_update_keeps_enough_running_and_updates_each_slot_once() {
+    let mut w = three_nodes();
+    let s = six_running(&mut w);
+    w.update_service(&s, |sp| {
+        sp.task.container.image = "busybox:2".into();
+        sp.update_config.parallelism = 2;
+    });
+    assert_eq!(
+        w.state.services[&s].update_status.as_ref().unwrap().state,
+        UpdateState::Updating
+    );
+    let (min, max) = drive(&mut w, &s, 20);
+    assert!(
+        min >= 4,
+        "never fewer than replicas - parallelism running: {min}"
+    );
+    assert!(max <= 6, "stop-first never runs more than replicas: {max}");
+    assert!(w
+        .live(&s)
+        .iter()
+        .all(|t| t.spec.container.image == "busybox:2"));
+    assert_eq!(w.running(&s), 6);
+    let st = w.state.services[&s].update_status.clone().unwrap();
+    assert_eq!(st.state, UpdateState::Completed, "{st:?}");
+    let v2_per_slot: HashMap<u64, usize> = w
+        .state
+        .tasks
+        .values()
+        .filter(|t| t.spec.container.image == "busybox:2")
+        .fold(HashMap::new(), |mut m, t| {
+            *m.entry(t.slot).or_default() += 1;
+            m
+        });
+    assert!(
+        v2_per_slot.values().all(|c| *c == 1),
+        "no slot updated twice: {v2_per_slot:?}"
+    );
+}
+
+#[test]
+fn start_first_update_never_exceeds_replicas_plus_parallelism() {
+    let mut w = three_nodes();
+    let s = six_running(&mut w);
+    w.update_service(&s, |sp| {
+        sp.task.container.image = "busybox:2".into();
+        sp.update_config.parallelism = 2;
+        sp.update_config.order = UpdateOrder::StartFirst;
+    });
+    let (min, max) = drive(&mut w, &s, 20);
+    assert!(min >= 6, "start-first keeps all replicas running: {min}");
+    assert!(max <= 8, "at most replicas + parallelism: {max}");
+    assert!(w
+        .live(&s)
+        .iter()
+        .all(|t| t.spec.container.image == "busybox:2"));
+    assert_eq!(w.running(&s), 6);
+}
+
+#[test]
+fn failing_update_pauses_or_rolls_back() {
+    for action in [FailureAction::Pause, FailureAction::Rollback] {
+        let mut w = three_nodes();
+        let s = six_running(&mut w);
+        w.update_service(&s, |sp| {
+            sp.task.container.image = "broken:2".into();
+            sp.update_config.parallelism = 2;
+            sp.update_config.failure_action = action;
+        });
+        for _ in 0..30 {
+            w.reconcile();
+            w.run_all();
+            // The agent: new tasks of the broken image exit 1 as soon as they run.
+            let broken: Vec<Task> = w
+                .state
+                .tasks
+                .values()
+                .filter(|t| {
+                    t.spec.container.image == "broken:2" && t.status.state == TaskState::Running
+                })
+                .cloned()
+                .collect();
+            w.apply(
+                broken
+                    .iter()
+                    .map(|t| status(t, TaskState::Failed))
+                    .collect(),
+            );
+            w.now += 1_000;
+        }
+        let svc = &w.state.services[&s];
+        let st = svc.update_status.clone().unwrap();
+        match action {
+            FailureAction::Pause => {
+                assert_eq!(st.state, UpdateState::Paused, "{st:?}");
+                assert!(st.message.contains("failed"), "{}", st.message);
+                assert_eq!(svc.spec.task.container.image, "broken:2");
+            }
+            _ => {
+                assert_eq!(st.state, UpdateState::RollbackCompleted, "{st:?}");
+                assert_eq!(svc.spec.task.container.image, "busybox");
+                assert_eq!(w.running(&s), 6);
+                assert!(w
+                    .live(&s)
+                    .iter()
+                    .all(|t| t.spec.container.image == "busybox"));
+            }
+        }
+    }
 }
 
 proptest! {
