@@ -2,17 +2,29 @@
 //! containers under the node's own state root and cgroup parent. The runtime API is blocking,
 //! so every call runs on tokio's blocking pool.
 
-use crate::executor::{BoxFut, ContainerState, ExecError, Executor, Exit};
+use crate::executor::{truncate_output, BoxFut, ContainerState, ExecError, Executor, Exit};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use swarm_runtime::image::normalize_name;
+use swarm_runtime::image::{normalize_name, ImageHealthcheck};
 use swarm_runtime::spec::resolve_process;
 use swarm_runtime::{
-    ContainerSpec, ContainerStatus, ImageStore, ProcessOverrides, Resources, RootfsSpec, Runtime,
-    RuntimeConfig, RuntimeError,
+    ContainerSpec, ContainerStatus, ExecSpec, ImageStore, ProcessOverrides, Resources, RootfsSpec,
+    Runtime, RuntimeConfig, RuntimeError,
 };
+use swarm_types::spec::HealthCheck;
 use swarm_types::Task;
+
+/// An image's docker `HEALTHCHECK` as the agent's health check type.
+fn from_image(h: &ImageHealthcheck) -> HealthCheck {
+    HealthCheck {
+        test: h.test.clone(),
+        interval: h.interval(),
+        timeout: h.timeout(),
+        retries: h.retries,
+        start_period: h.start_period(),
+    }
+}
 
 pub struct RuntimeExecutor {
     runtime: Arc<Runtime>,
@@ -172,6 +184,45 @@ impl Executor for RuntimeExecutor {
                 Err(ExecError::NotFound(_)) => Ok(None),
                 Err(e) => Err(e),
             }
+        })
+    }
+    fn exec<'a>(
+        &'a self,
+        id: &'a str,
+        args: Vec<String>,
+        timeout: Duration,
+    ) -> BoxFut<'a, Result<(i32, String), ExecError>> {
+        let id = id.to_string();
+        Box::pin(async move {
+            let out = self
+                .blocking(move |rt| {
+                    rt.exec(
+                        &id,
+                        ExecSpec {
+                            args,
+                            timeout: Some(timeout),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .await?;
+            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.push_str(&String::from_utf8_lossy(&out.stderr));
+            if out.timed_out {
+                text = format!("health check exceeded timeout ({timeout:?})");
+            }
+            Ok((out.code, truncate_output(text)))
+        })
+    }
+    fn image_healthcheck<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Option<HealthCheck>> {
+        let name = normalize_name(&task.spec.container.image);
+        Box::pin(async move {
+            let images = self.images.clone();
+            tokio::task::spawn_blocking(move || images.config(&name).ok())
+                .await
+                .ok()
+                .flatten()
+                .and_then(|c| c.healthcheck.as_ref().map(from_image))
         })
     }
 }

@@ -3,7 +3,9 @@
 //! through an `Executor`, a batching status reporter (statuses out), and the local task
 //! database that lets a restarted agent re-adopt its containers instead of restarting them.
 
-use crate::executor::{ContainerState, ExecError, Executor, Exit};
+use crate::executor::{
+    effective_healthcheck, healthcheck_argv, BoxFut, ContainerState, ExecError, Executor, Exit,
+};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -12,9 +14,11 @@ use swarm_api::dispatcher::dispatcher_client::DispatcherClient;
 use swarm_api::dispatcher::{SessionRequest, TaskStatusUpdate, UpdateTaskStatusRequest};
 use swarm_api::wire;
 use swarm_types::objects::TaskStatus;
+use swarm_types::spec::HealthCheck;
 use swarm_types::task::TaskState;
 use swarm_types::{NodeId, Task, TaskId};
 use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
 use tracing::Instrument;
 
 /// Manager addresses shared by the heartbeat session and the worker (refreshed by heartbeats),
@@ -25,13 +29,20 @@ pub type Managers = Arc<ManagerSet>;
 pub struct ManagerSet {
     addrs: Mutex<Vec<String>>,
     channels: Mutex<HashMap<String, tonic::transport::Channel>>,
+    /// TLS client configuration (the node's certificate); None = plaintext (tests only).
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl ManagerSet {
     pub fn new(addrs: Vec<String>) -> Managers {
+        Self::with_tls(addrs, None)
+    }
+    /// Managers reached over mutual TLS with the node's certificate.
+    pub fn with_tls(addrs: Vec<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Managers {
         Arc::new(ManagerSet {
             addrs: Mutex::new(addrs),
             channels: Mutex::default(),
+            tls,
         })
     }
     pub fn addrs(&self) -> Vec<String> {
@@ -46,7 +57,11 @@ impl ManagerSet {
         if let Some(c) = m.get(addr) {
             return Ok(c.clone());
         }
-        let c = swarm_api::transport::lazy_channel(addr).map_err(|e| e.to_string())?;
+        let c = match &self.tls {
+            Some(cfg) => swarm_api::tls::lazy_channel(addr, cfg.clone()),
+            None => swarm_api::transport::lazy_channel(addr),
+        }
+        .map_err(|e| e.to_string())?;
         m.insert(addr.to_string(), c.clone());
         Ok(c)
     }
@@ -111,6 +126,18 @@ impl Reporter {
         err: &str,
         exit_code: Option<i32>,
     ) {
+        self.report_health(id, state, message, err, exit_code, "");
+    }
+
+    fn report_health(
+        &self,
+        id: &TaskId,
+        state: TaskState,
+        message: &str,
+        err: &str,
+        exit_code: Option<i32>,
+        health: &str,
+    ) {
         let _ = self.tx.send((
             id.clone(),
             TaskStatus {
@@ -120,7 +147,7 @@ impl Reporter {
                 err: err.to_string(),
                 exit_code,
                 container_id: id.to_string(),
-                health: String::new(),
+                health: health.to_string(),
             },
         ));
     }
@@ -205,9 +232,85 @@ async fn report_loop(
 enum Phase {
     New,
     Created,
-    Running,
+    /// Started; with a health monitor when a health check applies.
+    Running(Option<HealthMonitor>),
     Exited(Exit),
     Done,
+}
+
+/// What one health probe changed.
+#[derive(Debug, PartialEq, Eq)]
+enum Verdict {
+    Unchanged,
+    /// First success: the task now counts as running.
+    Healthy,
+    /// `retries` consecutive failures after the start period; carries the last output.
+    Unhealthy(String),
+}
+
+/// Docker's health state machine for one container: probes every `interval`; failures during
+/// `start_period` (until the first success) do not count; `retries` consecutive failures
+/// make it unhealthy.
+#[derive(Debug)]
+struct HealthMonitor {
+    hc: HealthCheck,
+    argv: Vec<String>,
+    since: Instant,
+    failures: u64,
+    healthy: bool,
+}
+
+impl HealthMonitor {
+    fn new(hc: HealthCheck, healthy: bool) -> Self {
+        HealthMonitor {
+            argv: healthcheck_argv(&hc.test),
+            hc,
+            since: Instant::now(),
+            failures: 0,
+            healthy,
+        }
+    }
+
+    fn record(&mut self, now: Instant, ok: bool, output: &str) -> Verdict {
+        if ok {
+            self.failures = 0;
+            if self.healthy {
+                return Verdict::Unchanged;
+            }
+            self.healthy = true;
+            return Verdict::Healthy;
+        }
+        if !self.healthy && now.duration_since(self.since) < self.hc.start_period {
+            return Verdict::Unchanged;
+        }
+        self.failures += 1;
+        if self.failures >= self.hc.retries.max(1) {
+            Verdict::Unhealthy(output.trim().to_string())
+        } else {
+            Verdict::Unchanged
+        }
+    }
+}
+
+/// The health check of a task, if one applies (task's over image's).
+async fn task_healthcheck<E: Executor>(exec: &E, task: &Task) -> Option<HealthCheck> {
+    let own = task.spec.container.healthcheck.as_ref();
+    if own.is_some_and(|h| h.disabled()) {
+        return None;
+    }
+    // The image is consulted only when the task's own check leaves something to inherit.
+    let image = match own {
+        Some(h) if !h.test.is_empty() => None,
+        _ => exec.image_healthcheck(task).await,
+    };
+    effective_healthcheck(own, image.as_ref())
+}
+
+fn grace_of(t: &Option<Task>) -> Duration {
+    t.as_ref()
+        .map(|t| t.spec.container.stop_grace_period)
+        .filter(|g| !g.is_zero())
+        .unwrap_or(Duration::from_secs(10))
 }
 
 fn stop_wanted(t: &Option<Task>) -> bool {
@@ -237,8 +340,28 @@ async fn controller<E: Executor>(
     let mut phase = match exec.inspect(&id).await {
         Ok(Some(ContainerState::Running)) => {
             tracing::info!("re-adopted running container");
-            report.report(&tid, TaskState::Running, "started", "", None);
-            Phase::Running
+            match task_healthcheck(exec.as_ref(), &first).await {
+                None => {
+                    report.report(&tid, TaskState::Running, "started", "", None);
+                    Phase::Running(None)
+                }
+                Some(hc) => {
+                    // Health checking resumes; a task already reported running stays so
+                    // until the checks say otherwise.
+                    let healthy = first.status.state >= TaskState::Running;
+                    if !healthy {
+                        report.report_health(
+                            &tid,
+                            TaskState::Starting,
+                            "starting",
+                            "",
+                            None,
+                            "starting",
+                        );
+                    }
+                    Phase::Running(Some(HealthMonitor::new(hc, healthy)))
+                }
+            }
         }
         Ok(Some(ContainerState::Exited(e))) => Phase::Exited(e),
         Ok(Some(ContainerState::Created)) => Phase::Created,
@@ -311,12 +434,26 @@ async fn controller<E: Executor>(
                     );
                     Phase::Done
                 } else {
-                    report.report(&tid, TaskState::Starting, "starting", "", None);
+                    let hc = match &task {
+                        Some(t) => task_healthcheck(exec.as_ref(), t).await,
+                        None => None,
+                    };
+                    report.report_health(
+                        &tid,
+                        TaskState::Starting,
+                        "starting",
+                        "",
+                        None,
+                        if hc.is_some() { "starting" } else { "" },
+                    );
                     match exec.start(&id).await {
-                        Ok(()) => {
-                            report.report(&tid, TaskState::Running, "started", "", None);
-                            Phase::Running
-                        }
+                        Ok(()) => match hc {
+                            None => {
+                                report.report(&tid, TaskState::Running, "started", "", None);
+                                Phase::Running(None)
+                            }
+                            Some(hc) => Phase::Running(Some(HealthMonitor::new(hc, false))),
+                        },
                         Err(e) => {
                             report.report(
                                 &tid,
@@ -330,26 +467,37 @@ async fn controller<E: Executor>(
                     }
                 }
             }
-            Phase::Running => {
+            Phase::Running(mut monitor) => {
                 let mut wait = exec.wait(&id);
                 let mut stopping = false;
+                // Set when the health check failed the task: the last probe's output.
+                let mut unhealthy: Option<String> = None;
+                let mut next_probe = monitor.as_ref().map(|m| Instant::now() + m.hc.interval);
+                let mut probe: Option<BoxFut<'_, Result<(i32, String), ExecError>>> = None;
                 loop {
                     if !stopping && stop_wanted(&rx.borrow().clone()) {
                         stopping = true;
-                        let grace = rx
-                            .borrow()
-                            .as_ref()
-                            .map(|t| t.spec.container.stop_grace_period)
-                            .filter(|g| !g.is_zero())
-                            .unwrap_or(Duration::from_secs(10));
+                        probe = None;
+                        let grace = grace_of(&rx.borrow());
                         if let Err(e) = exec.stop(&id, grace).await {
                             tracing::warn!(error = %e, "stop failed");
                         }
                     }
+                    let probing = probe.is_some();
                     tokio::select! {
                         r = &mut wait => {
                             let exit = r.unwrap_or_else(|e| Exit { code: 255, oom_killed: false, error: Some(e.to_string()) });
-                            break if stopping {
+                            break if let Some(out) = unhealthy {
+                                report.report_health(
+                                    &tid,
+                                    TaskState::Failed,
+                                    "unhealthy container",
+                                    &format!("task: unhealthy container: {out}"),
+                                    Some(exit.code),
+                                    "unhealthy",
+                                );
+                                Phase::Done
+                            } else if stopping {
                                 report.report(&tid, TaskState::Shutdown, "shutdown", "", Some(exit.code));
                                 Phase::Done
                             } else {
@@ -360,6 +508,40 @@ async fn controller<E: Executor>(
                             if c.is_err() {
                                 // The worker is going away (agent shutdown): leave it running.
                                 return;
+                            }
+                        }
+                        _ = tokio::time::sleep_until(next_probe.unwrap_or_else(Instant::now)),
+                            if !stopping && !probing && next_probe.is_some() => {
+                            if let Some(m) = &monitor {
+                                probe = Some(exec.exec(&id, m.argv.clone(), m.hc.timeout));
+                            }
+                        }
+                        r = async { probe.as_mut().expect("probing").await }, if probing => {
+                            probe = None;
+                            let Some(m) = monitor.as_mut() else { continue };
+                            next_probe = Some(Instant::now() + m.hc.interval);
+                            let (ok, out) = match r {
+                                Ok((0, out)) => (true, out),
+                                Ok((code, out)) if out.trim().is_empty() => {
+                                    (false, format!("health check exited with {code}"))
+                                }
+                                Ok((_, out)) => (false, out),
+                                Err(e) => (false, format!("health check could not run: {e}")),
+                            };
+                            match m.record(Instant::now(), ok, &out) {
+                                Verdict::Unchanged => {}
+                                Verdict::Healthy => {
+                                    report.report_health(&tid, TaskState::Running, "started", "", None, "healthy");
+                                }
+                                Verdict::Unhealthy(out) => {
+                                    tracing::warn!(output = %out, "container is unhealthy; stopping it");
+                                    unhealthy = Some(out);
+                                    stopping = true;
+                                    let grace = grace_of(&rx.borrow());
+                                    if let Err(e) = exec.stop(&id, grace).await {
+                                        tracing::warn!(error = %e, "stop failed");
+                                    }
+                                }
                             }
                         }
                     }
@@ -526,5 +708,278 @@ pub async fn run<E: Executor>(
         tracing::info!(manager = %addr, "dispatcher session lost; reconnecting");
         idx += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::FakeExecutor;
+    use swarm_types::objects::Meta;
+    use swarm_types::ServiceId;
+
+    const IMAGE: &str = "web:1";
+
+    fn hc(interval_ms: u64, retries: u64, start_ms: u64) -> HealthCheck {
+        HealthCheck {
+            test: vec!["CMD-SHELL".into(), "test -f /ok".into()],
+            interval: Duration::from_millis(interval_ms),
+            timeout: Duration::from_secs(1),
+            retries,
+            start_period: Duration::from_millis(start_ms),
+        }
+    }
+
+    fn task(id: &str, check: Option<HealthCheck>) -> Task {
+        let mut spec = swarm_types::spec::TaskSpec::default();
+        spec.container.image = IMAGE.into();
+        spec.container.healthcheck = check;
+        spec.container.stop_grace_period = Duration::from_millis(100);
+        Task {
+            id: TaskId::new(id),
+            meta: Meta::default(),
+            service_id: ServiceId::new("svc"),
+            slot: 1,
+            node_id: None,
+            service_name: "web".into(),
+            spec_version: 1,
+            spec,
+            desired_state: TaskState::Running,
+            status: TaskStatus::default(),
+            restarts: 0,
+        }
+    }
+
+    struct Harness {
+        tx: watch::Sender<Option<Task>>,
+        statuses: mpsc::UnboundedReceiver<(TaskId, TaskStatus)>,
+        seen: Vec<TaskStatus>,
+        handle: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Harness {
+        fn start(fake: &FakeExecutor, t: Task) -> Harness {
+            let dir = tempfile::tempdir().unwrap();
+            let db = TaskDb::open(dir.path().join("tasks")).unwrap();
+            let (rtx, statuses) = mpsc::unbounded_channel();
+            let (tx, rx) = watch::channel(Some(t));
+            let handle = tokio::spawn(controller(
+                Arc::new(fake.clone()),
+                rx,
+                Reporter { tx: rtx },
+                db,
+            ));
+            Harness {
+                tx,
+                statuses,
+                seen: Vec::new(),
+                handle,
+                _dir: dir,
+            }
+        }
+
+        /// Waits (up to 5 s) for a status matching `f`; returns it.
+        async fn until(&mut self, what: &str, f: impl Fn(&TaskStatus) -> bool) -> TaskStatus {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            loop {
+                match tokio::time::timeout_at(deadline, self.statuses.recv()).await {
+                    Ok(Some((_, s))) => {
+                        self.seen.push(s.clone());
+                        if f(&s) {
+                            return s;
+                        }
+                    }
+                    _ => panic!("timed out waiting for {what}; seen: {:#?}", self.seen),
+                }
+            }
+        }
+
+        fn desire(&self, state: TaskState) {
+            self.tx.send_modify(|t| {
+                if let Some(t) = t {
+                    t.desired_state = state;
+                }
+            });
+        }
+    }
+
+    #[tokio::test]
+    async fn without_healthcheck_task_runs_right_after_start() {
+        let fake = FakeExecutor::default();
+        let mut h = Harness::start(&fake, task("t1", None));
+        let s = h.until("running", |s| s.state == TaskState::Running).await;
+        assert_eq!(s.health, "");
+        assert!(h.seen.iter().all(|s| s.health.is_empty()));
+        assert_eq!(fake.exec_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn healthcheck_gates_running_until_first_success() {
+        let fake = FakeExecutor::default();
+        let mut h = Harness::start(&fake, task("t1", Some(hc(30, 3, 0))));
+        let s = h
+            .until("starting", |s| s.state == TaskState::Starting)
+            .await;
+        assert_eq!(s.health, "starting");
+        let s = h.until("running", |s| s.state == TaskState::Running).await;
+        assert_eq!(s.health, "healthy");
+        assert!(fake.exec_count() >= 1, "running reported before any probe");
+    }
+
+    #[tokio::test]
+    async fn failing_check_fails_the_task_and_stops_the_container() {
+        let fake = FakeExecutor::default();
+        fake.set_image_exec_code(IMAGE, 1);
+        let mut h = Harness::start(&fake, task("t1", Some(hc(20, 3, 0))));
+        let s = h.until("failed", |s| s.state.is_terminal()).await;
+        assert_eq!(s.state, TaskState::Failed);
+        assert_eq!(s.health, "unhealthy");
+        assert!(
+            s.err.starts_with("task: unhealthy container: fake exec"),
+            "{}",
+            s.err
+        );
+        assert!(h.seen.iter().all(|s| s.state != TaskState::Running));
+        assert_eq!(fake.running(), 0);
+        assert!(fake.exec_count() >= 3);
+    }
+
+    #[tokio::test]
+    async fn becoming_unhealthy_later_fails_the_task() {
+        let fake = FakeExecutor::default();
+        let mut h = Harness::start(&fake, task("t1", Some(hc(20, 2, 0))));
+        h.until("running", |s| s.state == TaskState::Running).await;
+        fake.set_exec_code("t1", 7);
+        let s = h.until("failed", |s| s.state.is_terminal()).await;
+        assert_eq!(s.state, TaskState::Failed);
+        assert_eq!(s.health, "unhealthy");
+        assert_eq!(fake.running(), 0);
+    }
+
+    #[tokio::test]
+    async fn failures_during_start_period_do_not_count() {
+        let fake = FakeExecutor::default();
+        fake.set_exec_code("t1", 1);
+        // 1 retry: any counted failure would fail the task at once.
+        let mut h = Harness::start(&fake, task("t1", Some(hc(20, 1, 400))));
+        h.until("starting", |s| s.state == TaskState::Starting)
+            .await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        assert!(fake.exec_count() >= 2, "probes ran in the start period");
+        fake.set_exec_code("t1", 0);
+        let s = h.until("running", |s| s.state != TaskState::Starting).await;
+        assert_eq!(
+            (s.state, s.health.as_str()),
+            (TaskState::Running, "healthy")
+        );
+    }
+
+    #[tokio::test]
+    async fn failure_after_start_period_counts() {
+        let fake = FakeExecutor::default();
+        fake.set_exec_code("t1", 1);
+        let mut h = Harness::start(&fake, task("t1", Some(hc(20, 1, 100))));
+        let s = h.until("failed", |s| s.state.is_terminal()).await;
+        assert_eq!(s.state, TaskState::Failed);
+    }
+
+    #[tokio::test]
+    async fn image_healthcheck_applies_and_none_disables_it() {
+        let fake = FakeExecutor::default();
+        fake.set_image_healthcheck(IMAGE, hc(20, 1, 0));
+        fake.set_image_exec_code(IMAGE, 1);
+        let mut h = Harness::start(&fake, task("t1", None));
+        let s = h.until("failed", |s| s.state.is_terminal()).await;
+        assert_eq!(s.health, "unhealthy");
+
+        let none = HealthCheck {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        };
+        let mut h = Harness::start(&fake, task("t2", Some(none)));
+        let s = h.until("running", |s| s.state == TaskState::Running).await;
+        assert_eq!(s.health, "");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(fake.running() >= 1);
+    }
+
+    #[tokio::test]
+    async fn stop_request_ends_health_checking() {
+        let fake = FakeExecutor::default();
+        let mut h = Harness::start(&fake, task("t1", Some(hc(10, 3, 0))));
+        h.until("running", |s| s.state == TaskState::Running).await;
+        h.desire(TaskState::Shutdown);
+        let s = h.until("shutdown", |s| s.state.is_terminal()).await;
+        assert_eq!(s.state, TaskState::Shutdown);
+        let n = fake.exec_count();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(fake.exec_count(), n, "probes continued after stop");
+        h.tx.send_replace(None);
+        tokio::time::timeout(Duration::from_secs(5), h.handle)
+            .await
+            .expect("controller ends")
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn readopted_container_resumes_health_checking() {
+        let fake = FakeExecutor::default();
+        let mut t = task("t1", Some(hc(20, 2, 0)));
+        fake.prepare(&t).await.unwrap();
+        fake.start("t1").await.unwrap();
+        t.status.state = TaskState::Running;
+        t.status.health = "healthy".into();
+        let mut h = Harness::start(&fake, t);
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        assert!(fake.exec_count() >= 1, "no probes after re-adoption");
+        assert!(
+            h.seen.iter().all(|s| s.state == TaskState::Running),
+            "{:?}",
+            h.seen
+        );
+        fake.set_exec_code("t1", 1);
+        let s = h.until("failed", |s| s.state.is_terminal()).await;
+        assert_eq!(
+            (s.state, s.health.as_str()),
+            (TaskState::Failed, "unhealthy")
+        );
+    }
+
+    #[tokio::test]
+    async fn agent_shutdown_leaves_container_running_and_stops_probes() {
+        let fake = FakeExecutor::default();
+        let mut h = Harness::start(&fake, task("t1", Some(hc(10, 3, 0))));
+        h.until("running", |s| s.state == TaskState::Running).await;
+        drop(h.tx);
+        tokio::time::timeout(Duration::from_secs(5), h.handle)
+            .await
+            .expect("controller ends")
+            .unwrap();
+        assert_eq!(fake.running(), 1);
+    }
+
+    #[test]
+    fn monitor_counts_consecutive_failures_after_start_period() {
+        let mut m = HealthMonitor::new(hc(1000, 3, 10_000), false);
+        let t0 = m.since;
+        assert_eq!(m.record(t0, false, "x"), Verdict::Unchanged);
+        assert_eq!(m.failures, 0, "start period");
+        let later = t0 + Duration::from_secs(11);
+        assert_eq!(m.record(later, false, "a"), Verdict::Unchanged);
+        assert_eq!(m.record(later, false, "b"), Verdict::Unchanged);
+        assert_eq!(m.record(later, true, ""), Verdict::Healthy);
+        assert_eq!(m.record(later, true, ""), Verdict::Unchanged);
+        assert_eq!(m.record(later, false, "a"), Verdict::Unchanged);
+        assert_eq!(m.record(later, false, "b"), Verdict::Unchanged);
+        assert_eq!(
+            m.record(later, false, " boom\n"),
+            Verdict::Unhealthy("boom".into())
+        );
+        // Once healthy, the start period no longer shields failures.
+        let mut m = HealthMonitor::new(hc(1000, 1, 10_000), false);
+        let t0 = m.since;
+        assert_eq!(m.record(t0, true, ""), Verdict::Healthy);
+        assert_eq!(m.record(t0, false, "x"), Verdict::Unhealthy("x".into()));
     }
 }

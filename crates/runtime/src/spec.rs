@@ -443,6 +443,7 @@ mod tests {
             entrypoint: Some(vec!["/entry".into()]),
             cmd: Some(vec!["serve".into()]),
             working_dir: Some("/srv".into()),
+            healthcheck: None,
         }
     }
 

@@ -191,6 +191,45 @@ pub struct ImageConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub working_dir: Option<String>,
+    /// Docker's `HEALTHCHECK` (absent from OCI-only configs; old stores load without it).
+    #[serde(
+        rename = "Healthcheck",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub healthcheck: Option<ImageHealthcheck>,
+}
+
+/// The `Healthcheck` of a docker image config; durations in nanoseconds, 0 = default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageHealthcheck {
+    /// `["CMD", args...]`, `["CMD-SHELL", command]`, `["NONE"]` or empty (inherit).
+    #[serde(rename = "Test", default, skip_serializing_if = "Vec::is_empty")]
+    pub test: Vec<String>,
+    #[serde(rename = "Interval", default, skip_serializing_if = "is_zero")]
+    pub interval: u64,
+    #[serde(rename = "Timeout", default, skip_serializing_if = "is_zero")]
+    pub timeout: u64,
+    #[serde(rename = "StartPeriod", default, skip_serializing_if = "is_zero")]
+    pub start_period: u64,
+    #[serde(rename = "Retries", default, skip_serializing_if = "is_zero")]
+    pub retries: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+impl ImageHealthcheck {
+    pub fn interval(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.interval)
+    }
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.timeout)
+    }
+    pub fn start_period(&self) -> std::time::Duration {
+        std::time::Duration::from_nanos(self.start_period)
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -497,7 +536,11 @@ impl ImageStore {
 
     fn write_index(&self, idx: &Index) -> Result<(), ImageError> {
         let p = self.root.join("index.json");
-        let tmp = self.root.join("tmp/index.json.tmp");
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = self
+            .root
+            .join(format!("tmp/index.json.{}-{n}.tmp", std::process::id()));
         let b = serde_json::to_vec_pretty(idx).expect("index serializes");
         fs::write(&tmp, b).map_err(io_err(&tmp))?;
         fs::rename(&tmp, &p).map_err(io_err(&p))
@@ -696,8 +739,12 @@ impl ImageStore {
         if dst.is_dir() {
             return Ok(dst);
         }
+        // Unique per call: concurrent preparations in one process (the agent starts many
+        // tasks of a fresh image at once) must not unpack into the same directory.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let tmp = self.root.join("tmp").join(format!(
-            "layer-{}-{}",
+            "layer-{}-{}-{n}",
             layer.digest.hex(),
             std::process::id()
         ));

@@ -327,3 +327,37 @@ fn docker_save_archive_imports() {
         .join("etc/passwd")
         .is_file());
 }
+
+#[test]
+fn docker_healthcheck_in_image_config_parses_and_old_configs_load() {
+    let json = r#"{"Cmd":["sh"],"Healthcheck":{"Test":["CMD-SHELL","test -f /ok"],
+        "Interval":2000000000,"Timeout":1000000000,"StartPeriod":500000000,"Retries":4}}"#;
+    let c: ImageConfig = serde_json::from_str(json).unwrap();
+    let h = c.healthcheck.clone().unwrap();
+    assert_eq!(h.test, vec!["CMD-SHELL", "test -f /ok"]);
+    assert_eq!(h.interval(), std::time::Duration::from_secs(2));
+    assert_eq!(h.timeout(), std::time::Duration::from_secs(1));
+    assert_eq!(h.start_period(), std::time::Duration::from_millis(500));
+    assert_eq!(h.retries, 4);
+    let back: ImageConfig = serde_json::from_str(&serde_json::to_string(&c).unwrap()).unwrap();
+    assert_eq!(back, c);
+    let old: ImageConfig = serde_json::from_str(r#"{"Cmd":["sh"]}"#).unwrap();
+    assert_eq!(old.healthcheck, None);
+}
+
+#[test]
+fn concurrent_prepares_of_a_fresh_image_all_succeed() {
+    // Regression: concurrent task preparations used to unpack into one shared temp dir.
+    let t = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(ImageStore::open(t.path()).unwrap());
+    s.import_rootfs_tar(Cursor::new(rootfs_tar()), "hello", ImageConfig::default())
+        .unwrap();
+    let results: Vec<_> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8).map(|_| sc.spawn(|| s.prepare("hello"))).collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for r in &results {
+        let p = r.as_ref().expect("every concurrent prepare succeeds");
+        assert!(p.layers[0].join("bin/hello").is_file());
+    }
+}
