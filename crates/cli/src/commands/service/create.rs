@@ -1,5 +1,6 @@
 //! `swarmctl service create [OPTIONS] IMAGE [COMMAND] [ARG...]`
 
+use super::flags::ServiceFlags;
 use super::TaskFlags;
 use crate::client::{decode_object, status_err, Context};
 use crate::parse;
@@ -40,6 +41,8 @@ pub struct CreateArgs {
     pub placement_prefs: Vec<String>,
     #[command(flatten)]
     pub task: TaskFlags,
+    #[command(flatten)]
+    pub service: ServiceFlags,
     /// Image, then the command and its arguments.
     #[arg(
         required = true,
@@ -87,7 +90,7 @@ pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
     task.placement.constraints = a.constraints;
     task.placement.preferences = a.placement_prefs;
     a.task.apply(&mut task)?;
-    let spec = ServiceSpec {
+    let mut spec = ServiceSpec {
         name,
         labels: parse::labels(&a.labels).map_err(anyhow::Error::msg)?,
         task,
@@ -95,6 +98,7 @@ pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
         update_config: Default::default(),
         rollback_config: Default::default(),
     };
+    a.service.apply(&mut spec)?;
     // Validate locally first: the same check the manager runs, without a round trip.
     spec.validate()?;
     let resp = ctx

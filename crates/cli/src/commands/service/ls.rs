@@ -5,6 +5,7 @@ use crate::client::{collect, status_err, Context};
 use crate::output::{self, Format};
 use clap::Args;
 use serde_json::json;
+use swarm_types::objects::UpdateState;
 use swarm_types::spec::ServiceMode;
 use swarm_types::task::TaskState;
 use swarm_types::{Object, Service, Task};
@@ -40,6 +41,15 @@ pub fn replicas(svc: &Service, tasks: &[Task], ready_nodes: usize) -> String {
             format!("{running}/{ready_nodes} ({done}/{ready_nodes} completed)")
         }
     }
+}
+
+/// The update state worth showing next to REPLICAS: an update or rollback in flight or paused.
+pub fn update_note(svc: &Service) -> Option<&'static str> {
+    svc.update_status
+        .as_ref()
+        .map(|u| u.state)
+        .filter(|s| !matches!(s, UpdateState::Completed | UpdateState::RollbackCompleted))
+        .map(UpdateState::as_str)
 }
 
 pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
@@ -89,7 +99,7 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         .iter()
         .filter(|o| matches!(o, Object::Node(n) if swarm_manager_free::eligible(n)))
         .count();
-    let rows: Vec<(String, String, String, String, String)> = services
+    let rows: Vec<(String, String, String, String, String, String)> = services
         .iter()
         .map(|s| {
             (
@@ -98,6 +108,10 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
                 s.spec.mode.name().to_string(),
                 replicas(s, &tasks, ready),
                 s.spec.task.container.image.clone(),
+                s.update_status
+                    .as_ref()
+                    .map(|u| u.state.as_str().to_string())
+                    .unwrap_or_default(),
             )
         })
         .collect();
@@ -105,14 +119,21 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         Format::Json => output::json_lines(
             &rows
                 .iter()
-                .map(|r| json!({"ID": r.0, "Name": r.1, "Mode": r.2, "Replicas": r.3, "Image": r.4, "Ports": ""}))
+                .map(|r| json!({"ID": r.0, "Name": r.1, "Mode": r.2, "Replicas": r.3, "Image": r.4, "Ports": "", "UpdateStatus": r.5}))
                 .collect::<Vec<_>>(),
         )?,
         Format::Table => output::table(
             &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
             &rows
                 .into_iter()
-                .map(|r| vec![r.0, r.1, r.2, r.3, r.4, String::new()])
+                .zip(&services)
+                .map(|(r, s)| {
+                    let replicas = match update_note(s) {
+                        Some(n) => format!("{} ({n})", r.3),
+                        None => r.3,
+                    };
+                    vec![r.0, r.1, r.2, replicas, r.4, String::new()]
+                })
                 .collect::<Vec<_>>(),
         )?,
     }

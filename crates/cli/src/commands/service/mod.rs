@@ -1,11 +1,14 @@
 //! `swarmctl service ...`
 
 mod create;
+mod flags;
+mod history;
 mod inspect;
 mod ls;
 mod ps;
 pub use ps::{list as ps_list, print_tasks as ps_print};
 mod rm;
+mod rollback;
 mod scale;
 mod update;
 
@@ -35,6 +38,10 @@ pub enum ServiceCmd {
     Rm(rm::RmArgs),
     /// List the tasks of one or more services.
     Ps(ps::PsArgs),
+    /// Revert changes to a service's configuration (the previous spec, or --to-version N).
+    Rollback(rollback::RollbackArgs),
+    /// Show the kept versions of a service's spec and what changed between them.
+    History(history::HistoryArgs),
 }
 
 pub async fn run(ctx: &Context, cmd: ServiceCmd) -> anyhow::Result<()> {
@@ -46,6 +53,8 @@ pub async fn run(ctx: &Context, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Scale(a) => scale::run(ctx, a).await,
         ServiceCmd::Rm(a) => rm::run(ctx, a).await,
         ServiceCmd::Ps(a) => ps::run(ctx, a).await,
+        ServiceCmd::Rollback(a) => rollback::run(ctx, a).await,
+        ServiceCmd::History(a) => history::run(ctx, a).await,
     }
 }
 

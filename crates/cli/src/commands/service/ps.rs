@@ -6,6 +6,7 @@ use clap::Args;
 use serde_json::json;
 use std::collections::HashMap;
 use swarm_api::control::ListRequest;
+use swarm_types::objects::UpdateState;
 use swarm_types::{Object, Task};
 
 #[derive(Args, Debug)]
@@ -22,7 +23,47 @@ pub async fn run(ctx: &Context, a: PsArgs) -> anyhow::Result<()> {
     for s in &a.services {
         tasks.extend(list(ctx, s, "").await?);
     }
-    print_tasks(ctx, tasks, &a.out).await
+    print_tasks(ctx, tasks, &a.out).await?;
+    if a.out.quiet || a.out.format != Format::Table {
+        return Ok(());
+    }
+    // A paused update explains itself under the table.
+    for s in &a.services {
+        let svc = super::get_service(ctx, s).await?;
+        if let Some(line) = paused_line(&svc) {
+            if a.services.len() > 1 {
+                println!("{}: {line}", svc.spec.name);
+            } else {
+                println!("{line}");
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `update paused: <reason>` / `rollback paused: <reason>` for a paused service.
+pub fn paused_line(svc: &swarm_types::Service) -> Option<String> {
+    let u = svc.update_status.as_ref()?;
+    match u.state {
+        UpdateState::Paused => Some(format!("update paused: {}", u.message)),
+        UpdateState::RollbackPaused => Some(format!("rollback paused: {}", u.message)),
+        _ => None,
+    }
+}
+
+/// CURRENT STATE as docker shows it, with the container's health like `docker ps`:
+/// `Running 5 seconds ago (healthy)`, `Starting 2 seconds ago (health: starting)`.
+pub fn current_state(t: &Task) -> String {
+    let base = format!(
+        "{} {}",
+        output::title(t.status.state.as_str()),
+        output::ago(t.status.timestamp.max(t.meta.created_at))
+    );
+    match t.status.health.as_str() {
+        "" => base,
+        "starting" => format!("{base} (health: starting)"),
+        h => format!("{base} ({h})"),
+    }
 }
 
 pub async fn list(ctx: &Context, service: &str, node: &str) -> anyhow::Result<Vec<Task>> {
@@ -137,11 +178,7 @@ pub async fn print_tasks(
                         .unwrap_or_else(|| n.to_string())
                 })
                 .unwrap_or_default();
-            let current = format!(
-                "{} {}",
-                output::title(t.status.state.as_str()),
-                output::ago(t.status.timestamp.max(t.meta.created_at))
-            );
+            let current = current_state(t);
             let err = t.status.err.clone();
             [
                 t.id.short().to_string(),
@@ -174,4 +211,88 @@ pub async fn print_tasks(
         )?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_types::objects::{Meta, TaskStatus, UpdateStatus};
+    use swarm_types::task::TaskState;
+    use swarm_types::{ServiceId, TaskId};
+
+    fn task(state: TaskState, health: &str) -> Task {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        Task {
+            id: TaskId::new("t1"),
+            meta: Meta::default(),
+            service_id: ServiceId::new("s1"),
+            slot: 1,
+            node_id: None,
+            service_name: "web".into(),
+            spec_version: 1,
+            spec: Default::default(),
+            desired_state: TaskState::Running,
+            status: TaskStatus {
+                state,
+                timestamp: now - 5_000,
+                health: health.into(),
+                ..Default::default()
+            },
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn current_state_shows_health_like_docker_ps() {
+        assert_eq!(
+            current_state(&task(TaskState::Running, "")),
+            "Running 5 seconds ago"
+        );
+        assert_eq!(
+            current_state(&task(TaskState::Running, "healthy")),
+            "Running 5 seconds ago (healthy)"
+        );
+        assert_eq!(
+            current_state(&task(TaskState::Starting, "starting")),
+            "Starting 5 seconds ago (health: starting)"
+        );
+        assert_eq!(
+            current_state(&task(TaskState::Failed, "unhealthy")),
+            "Failed 5 seconds ago (unhealthy)"
+        );
+    }
+
+    #[test]
+    fn paused_updates_explain_themselves() {
+        let mut svc: swarm_types::Service = serde_json::from_value(serde_json::json!({
+            "id": "s1", "meta": {"version": 1, "created_at": 0, "updated_at": 0},
+            "spec": {"name": "web", "labels": {}, "mode": {"replicated": {"replicas": 1}},
+                     "task": serde_json::to_value(swarm_types::spec::TaskSpec::default()).unwrap()},
+            "previous_spec": null
+        }))
+        .unwrap();
+        assert_eq!(paused_line(&svc), None);
+        let mut st = UpdateStatus {
+            state: UpdateState::Paused,
+            started_at: 0,
+            completed_at: 0,
+            message: "task web.2 on node-3 failed: task: non-zero exit (1)".into(),
+        };
+        svc.update_status = Some(st.clone());
+        assert_eq!(
+            paused_line(&svc).unwrap(),
+            "update paused: task web.2 on node-3 failed: task: non-zero exit (1)"
+        );
+        assert_eq!(super::super::ls::update_note(&svc), Some("paused"));
+        st.state = UpdateState::RollbackPaused;
+        svc.update_status = Some(st.clone());
+        assert!(paused_line(&svc).unwrap().starts_with("rollback paused: "));
+        st.state = UpdateState::Completed;
+        svc.update_status = Some(st);
+        assert_eq!(paused_line(&svc), None);
+        assert_eq!(super::super::ls::update_note(&svc), None);
+    }
 }

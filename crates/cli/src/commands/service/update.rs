@@ -1,5 +1,6 @@
 //! `swarmctl service update [OPTIONS] SERVICE`
 
+use super::flags::ServiceFlags;
 use super::{get_service, split_command, TaskFlags};
 use crate::client::{decode_object, status_err, Context};
 use crate::parse;
@@ -40,13 +41,36 @@ pub struct UpdateArgs {
     /// Force the update even if no changes require it.
     #[arg(long)]
     pub force: bool,
+    /// Roll back to the previous specification.
+    #[arg(long)]
+    pub rollback: bool,
     #[command(flatten)]
     pub task: TaskFlags,
+    #[command(flatten)]
+    pub service_flags: ServiceFlags,
     /// Service id, id prefix or name.
     pub service: String,
 }
 
 pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
+    if a.rollback {
+        // Docker's `service update --rollback`: the previous spec, other flags not combined.
+        let others = a.image.is_some()
+            || a.replicas.is_some()
+            || a.args.is_some()
+            || !a.env_add.is_empty()
+            || !a.env_rm.is_empty()
+            || !a.label_add.is_empty()
+            || !a.label_rm.is_empty()
+            || !a.constraint_add.is_empty()
+            || !a.constraint_rm.is_empty()
+            || a.force
+            || a.service_flags.any();
+        if others {
+            bail!("--rollback cannot be combined with other changes: it restores the previous spec as it was");
+        }
+        return super::rollback::rollback(ctx, &a.service, 0).await;
+    }
     let svc = get_service(ctx, &a.service).await?;
     let mut spec = svc.spec.clone();
     let c = &mut spec.task.container;
@@ -94,6 +118,7 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
         }
     }
     a.task.apply(&mut spec.task)?;
+    a.service_flags.apply(&mut spec)?;
     if a.force {
         spec.task.force_update += 1;
     }

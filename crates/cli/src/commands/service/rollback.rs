@@ -1,0 +1,47 @@
+//! `swarmctl service rollback [--to-version N] SERVICE`: back to the previous spec (docker), or
+//! to any kept version (our extension; see `service history`).
+
+use crate::client::{decode_object, status_err, Context};
+use clap::Args;
+use swarm_api::control::RollbackServiceRequest;
+
+#[derive(Args, Debug)]
+pub struct RollbackArgs {
+    /// Spec version to return to (see `swarmctl service history`); default: the previous one.
+    #[arg(long, value_name = "N")]
+    pub to_version: Option<u64>,
+    /// Exit immediately instead of waiting for the service to converge.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Suppress progress output.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Service id, id prefix or name.
+    pub service: String,
+}
+
+pub async fn run(ctx: &Context, a: RollbackArgs) -> anyhow::Result<()> {
+    if a.to_version == Some(0) {
+        anyhow::bail!(
+            "invalid --to-version 0: versions start at 1 (see `swarmctl service history {}`)",
+            a.service
+        );
+    }
+    rollback(ctx, &a.service, a.to_version.unwrap_or(0)).await
+}
+
+/// Calls `RollbackService` and prints the service reference as docker does.
+pub async fn rollback(ctx: &Context, service: &str, to_version: u64) -> anyhow::Result<()> {
+    let resp = ctx
+        .control()
+        .await?
+        .rollback_service(RollbackServiceRequest {
+            reference: service.to_string(),
+            to_version,
+        })
+        .await
+        .map_err(status_err)?;
+    decode_object(&resp.get_ref().object)?;
+    println!("{service}");
+    Ok(())
+}
