@@ -520,6 +520,12 @@ async fn controller<E: Executor>(
                             probe = None;
                             let Some(m) = monitor.as_mut() else { continue };
                             next_probe = Some(Instant::now() + m.hc.interval);
+                            if r.is_err()
+                                && !matches!(exec.inspect(&id).await, Ok(Some(ContainerState::Running)))
+                            {
+                                // The container is exiting: its exit decides, not the probe.
+                                continue;
+                            }
                             let (ok, out) = match r {
                                 Ok((0, out)) => (true, out),
                                 Ok((code, out)) if out.trim().is_empty() => {
