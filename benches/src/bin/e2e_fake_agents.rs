@@ -10,8 +10,6 @@ use std::time::{Duration, Instant};
 use swarm_agent::executor::FakeExecutor;
 use swarm_agent::worker::ManagerSet;
 use swarm_api::control::{CreateServiceRequest, ListRequest, RemoveRequest};
-use swarm_api::node::node_service_client::NodeServiceClient;
-use swarm_api::node::JoinRequest;
 use swarm_testkit::Cluster;
 use swarm_types::objects::{NodeDescription, Platform};
 use swarm_types::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
@@ -32,6 +30,33 @@ struct Args {
     /// Rounds (each: create, wait running, remove, wait gone).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+}
+
+/// Task counts by (desired, observed) state, for explaining a timeout.
+async fn histogram(c: &Cluster) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    let mut cl = c.client(0).await?;
+    let mut s = cl
+        .list_tasks(ListRequest {
+            stale: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    let mut h = std::collections::BTreeMap::new();
+    while let Some(p) = s.message().await? {
+        for o in p.objects {
+            if let Object::Task(t) = serde_json::from_slice(&o)? {
+                *h.entry(format!(
+                    "{}/{} {}",
+                    t.desired_state.as_str(),
+                    t.status.state.as_str(),
+                    t.status.err
+                ))
+                .or_default() += 1;
+            }
+        }
+    }
+    Ok(h)
 }
 
 async fn count_running(c: &Cluster) -> anyhow::Result<(usize, usize)> {
@@ -90,7 +115,6 @@ fn main() -> anyhow::Result<()> {
         let (_stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         for i in 0..args.agents {
             let addr = addrs[i % addrs.len()].clone();
-            let ch = swarm_api::transport::lazy_channel(&addr)?;
             let desc = NodeDescription {
                 hostname: format!("fake{i:04}"),
                 platform: Platform {
@@ -101,18 +125,15 @@ fn main() -> anyhow::Result<()> {
                 memory_bytes: 8 << 30,
                 ..Default::default()
             };
-            let resp = NodeServiceClient::new(ch)
-                .join(JoinRequest {
-                    token: token.clone(),
-                    advertise_addr: String::new(),
-                    description: swarm_api::wire::to_bytes(&desc),
-                })
-                .await?
-                .into_inner();
+            let joined = swarm_agent::join::join(&addr, &token, "", &desc).await?;
+            let resp = joined.resp;
+            let certs =
+                swarm_api::tls::NodeCerts::new(&resp.ca_cert_pem, &resp.cert_pem, &joined.key_pem)?;
+            let tls = swarm_api::tls::client_config(&certs)?;
             let node = NodeId::new(resp.node_id);
             let mut order = addrs.clone();
             order.rotate_left(i % addrs.len());
-            let managers = ManagerSet::new(order);
+            let managers = ManagerSet::with_tls(order, Some(tls));
             let session = swarm_agent::session::Session {
                 node_id: node.clone(),
                 managers: managers.clone(),
@@ -179,10 +200,12 @@ fn main() -> anyhow::Result<()> {
                 if running as u64 >= args.replicas {
                     break;
                 }
-                anyhow::ensure!(
-                    Instant::now() < deadline,
-                    "only {running} running after 300 s"
-                );
+                if Instant::now() > deadline {
+                    anyhow::bail!(
+                        "only {running} running after 300 s: {:?}",
+                        histogram(&c).await?
+                    );
+                }
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             let up = start.elapsed();

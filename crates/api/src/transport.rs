@@ -61,7 +61,7 @@ impl std::fmt::Display for Target {
 }
 
 /// The innermost error message ("No such file or directory (os error 2)").
-fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     let mut cur = e;
     while let Some(next) = cur.source() {
         cur = next;

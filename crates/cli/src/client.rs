@@ -10,6 +10,8 @@ use tonic::transport::Channel;
 pub struct Context {
     pub target: Target,
     pub stale: bool,
+    /// Admin client bundle for TCP targets.
+    pub tls_dir: Option<std::path::PathBuf>,
 }
 
 impl Context {
@@ -17,11 +19,38 @@ impl Context {
         Ok(Context {
             target: Target::parse(host)?,
             stale,
+            tls_dir: None,
         })
     }
 
+    /// A channel to the target: the unix socket as is, TCP with mutual TLS.
+    pub async fn channel(&self) -> anyhow::Result<Channel> {
+        match &self.target {
+            Target::Unix(_) => Ok(connect(&self.target).await?),
+            Target::Tcp(addr) => {
+                let dir = self.tls_dir.as_ref().ok_or_else(|| {
+                    anyhow!(
+                        "{} is a TCP address, which needs a client certificate: run `swarmctl cluster ca client-bundle DIR` on a manager and pass --tls-dir DIR (or set SWARM_TLS_DIR)",
+                        self.target
+                    )
+                })?;
+                let read = |n: &str| {
+                    std::fs::read_to_string(dir.join(n))
+                        .map_err(|e| anyhow!("read {}: {e}", dir.join(n).display()))
+                };
+                let certs = swarm_api::tls::NodeCerts::new(
+                    &read("ca.pem")?,
+                    &read("cert.pem")?,
+                    &read("key.pem")?,
+                )?;
+                let cfg = swarm_api::tls::client_config(&certs)?;
+                Ok(swarm_api::tls::connect(addr, cfg).await?)
+            }
+        }
+    }
+
     pub async fn control(&self) -> anyhow::Result<ControlClient<Channel>> {
-        let ch = connect(&self.target).await?;
+        let ch = self.channel().await?;
         Ok(ControlClient::new(ch)
             .max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
             .max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES))

@@ -30,6 +30,10 @@ pub struct Cli {
     /// Read from the contacted manager's copy without confirming with the leader.
     #[arg(long, global = true)]
     pub stale: bool,
+    /// Directory with an admin client bundle (ca.pem, cert.pem, key.pem) for TCP hosts; make
+    /// one with `swarmctl cluster ca client-bundle DIR` on a manager.
+    #[arg(long, global = true, env = "SWARM_TLS_DIR")]
+    pub tls_dir: Option<std::path::PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -77,7 +81,8 @@ pub fn run_blocking(cli: Cli) -> std::process::ExitCode {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let ctx = client::Context::new(&cli.host, cli.stale)?;
+    let mut ctx = client::Context::new(&cli.host, cli.stale)?;
+    ctx.tls_dir = cli.tls_dir.clone();
     match cli.command {
         Command::Service(c) => commands::service::run(&ctx, c).await,
         Command::Node(c) => commands::node::run(&ctx, c).await,

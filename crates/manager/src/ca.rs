@@ -34,6 +34,57 @@ pub fn generate_root_ca(cluster_id: &str) -> Result<RootCa, CaError> {
     })
 }
 
+/// Signs a certificate for `csr_pem` with the root CA: CN = `common_name`, OU = `role`,
+/// O = `cluster_id`, valid for `expiry`, usable for TLS server and client authentication.
+pub fn issue(
+    root: &RootCa,
+    csr_pem: &str,
+    common_name: &str,
+    role: &str,
+    cluster_id: &str,
+    expiry: std::time::Duration,
+) -> Result<String, CaError> {
+    use rcgen::{
+        CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+        Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
+    };
+    let key = KeyPair::from_pem(&root.key_pem).map_err(|e| CaError(format!("CA key: {e}")))?;
+    let issuer = Issuer::from_ca_cert_pem(&root.cert_pem, key)
+        .map_err(|e| CaError(format!("CA certificate: {e}")))?;
+    let mut csr = CertificateSigningRequestParams::from_pem(csr_pem)
+        .map_err(|e| CaError(format!("invalid certificate signing request: {e}")))?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, common_name);
+    dn.push(DnType::OrganizationalUnitName, role);
+    dn.push(DnType::OrganizationName, cluster_id);
+    let p = &mut csr.params;
+    p.distinguished_name = dn;
+    p.subject_alt_names = vec![SanType::DnsName(
+        swarm_api::tls::SERVER_NAME
+            .try_into()
+            .map_err(|e| CaError(format!("{e}")))?,
+    )];
+    p.is_ca = IsCa::NoCa;
+    p.key_usages = vec![
+        KeyUsagePurpose::DigitalSignature,
+        KeyUsagePurpose::KeyEncipherment,
+    ];
+    p.extended_key_usages = vec![
+        ExtendedKeyUsagePurpose::ServerAuth,
+        ExtendedKeyUsagePurpose::ClientAuth,
+    ];
+    let now = std::time::SystemTime::now();
+    // A little slack for clocks that are slightly behind.
+    p.not_before = (now - std::time::Duration::from_secs(300)).into();
+    p.not_after = (now + expiry).into();
+    p.serial_number = Some(SerialNumber::from_slice(&rand::random::<[u8; 16]>()));
+    p.use_authority_key_identifier_extension = true;
+    let cert = csr
+        .signed_by(&issuer)
+        .map_err(|e| CaError(format!("sign: {e}")))?;
+    Ok(cert.pem())
+}
+
 /// Digest of a PEM certificate, for checking a CA against a join token.
 pub fn pem_digest(pem: &str) -> Option<String> {
     let body: String = pem
@@ -74,6 +125,39 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn issued_certificates_carry_identity_and_verify() {
+        let ca = generate_root_ca("c1").unwrap();
+        let (key, csr) = swarm_api::tls::new_key_and_csr().unwrap();
+        let cert = issue(
+            &ca,
+            &csr,
+            "node1",
+            "worker",
+            "c1",
+            std::time::Duration::from_secs(3600),
+        )
+        .unwrap();
+        let der = swarm_api::tls::certs_from_pem(&cert).unwrap();
+        let id = swarm_api::tls::identity_of(der[0].as_ref()).unwrap();
+        assert_eq!(id.node_id, "node1");
+        assert_eq!(id.role, "worker");
+        assert_eq!(id.cluster_id, "c1");
+        let (left, total) = swarm_api::tls::validity_of(&cert).unwrap();
+        assert!(left > 3000 && total >= 3600, "{left} {total}");
+        // Key and certificate load together into a TLS identity.
+        swarm_api::tls::NodeCerts::new(&ca.cert_pem, &cert, &key).unwrap();
+        assert!(issue(
+            &ca,
+            "garbage",
+            "n",
+            "worker",
+            "c1",
+            std::time::Duration::from_secs(60)
+        )
+        .is_err());
+    }
 
     #[test]
     fn digest_of_pem_matches_digest_of_der() {

@@ -491,6 +491,61 @@ impl Control for ControlService {
         Ok(object_response(out.remove(0)))
     }
 
+    async fn issue_client_cert(
+        &self,
+        req: Request<IssueClientCertRequest>,
+    ) -> Result<Response<IssueClientCertResponse>, Status> {
+        self.manager.read_barrier(false).await?;
+        let c = self
+            .read(|s| s.cluster().cloned())
+            .ok_or_else(|| Status::unavailable("cluster is not initialized yet"))?;
+        let cn = format!("admin-{}", swarm_types::util::random_base36(12));
+        let cert_pem = crate::ca::issue(
+            &c.root_ca,
+            &req.get_ref().csr,
+            &cn,
+            "admin",
+            c.id.as_str(),
+            crate::nodes::cert_expiry(&c),
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::info!(client = %cn, "admin client certificate issued");
+        Ok(Response::new(IssueClientCertResponse {
+            cert_pem,
+            ca_cert_pem: c.root_ca.cert_pem,
+        }))
+    }
+
+    async fn remove_node(&self, req: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {
+        let r = req.into_inner();
+        self.manager.read_barrier(false).await?;
+        let node = self.read(|s| find_node(s, &r.reference))?;
+        if node
+            .manager_status
+            .as_ref()
+            .is_some_and(|m| self.manager.voters().contains(&m.raft_id))
+        {
+            return Err(Status::failed_precondition(format!(
+                "node {} is a manager; demote it first (`swarmctl node demote {}`)",
+                node.description.hostname, node.description.hostname
+            )));
+        }
+        if node.status.state == NodeState::Ready && !r.force {
+            return Err(Status::failed_precondition(format!(
+                "node {} is up; stop it first or remove it with --force",
+                node.description.hostname
+            )));
+        }
+        self.write(vec![Op::Delete {
+            kind: ObjectKind::Node,
+            id: node.id.to_string(),
+            version: None,
+        }])
+        .await?;
+        tracing::info!(node = %node.id, "node removed");
+        Ok(Response::new(Empty {}))
+    }
+
     type WatchStream = WatchStream;
     async fn watch(&self, req: Request<WatchRequest>) -> Result<Response<WatchStream>, Status> {
         let kinds: Vec<String> = req.into_inner().kinds;

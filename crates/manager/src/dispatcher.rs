@@ -167,6 +167,7 @@ impl Dispatcher for DispatcherService {
         &self,
         req: Request<UpdateTaskStatusRequest>,
     ) -> Result<Response<UpdateTaskStatusResponse>, Status> {
+        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
         let r = req.into_inner();
         let node = NodeId::new(r.node_id);
         let mut ops = Vec::with_capacity(r.updates.len());

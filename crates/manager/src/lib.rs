@@ -2,6 +2,7 @@
 //! control API, node membership and the leader-only control loops.
 #![forbid(unsafe_code)]
 
+pub mod auth;
 pub mod ca;
 pub mod control;
 pub mod dispatcher;

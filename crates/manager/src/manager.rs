@@ -23,6 +23,10 @@ use swarm_types::{NodeId, Object};
 #[derive(Clone, Debug)]
 pub struct ManagerConfig {
     pub node_id: NodeId,
+    /// The cluster this manager belongs to (certificates must name it).
+    pub cluster_id: String,
+    /// TLS client configuration for connections to other managers (None: plaintext, tests).
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
     pub raft_id: RaftId,
     /// Address peers and agents reach this manager's gRPC server on.
     pub advertise_addr: String,
@@ -48,12 +52,14 @@ impl ManagerConfig {
     ) -> Self {
         ManagerConfig {
             node_id,
+            cluster_id: String::new(),
+            tls: None,
             raft_id,
             advertise_addr,
             raft_dir,
             heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            election_timeout_min_ms: 300,
+            election_timeout_max_ms: 600,
             snapshot_interval: 10_000,
             logs_to_keep: 1_000,
             write_timeout: Duration::from_millis(1800),
@@ -151,7 +157,7 @@ impl Manager {
                 .validate()
                 .map_err(|e| StartError(format!("raft config: {e}")))?,
         );
-        let network = Network::new();
+        let network = Network::new(cfg.tls.clone());
         let raft = Raft::new(cfg.raft_id, raft_cfg, network.clone(), log, sm)
             .await
             .map_err(|e| StartError(format!("start raft: {e}")))?;
@@ -265,7 +271,8 @@ impl Manager {
         }
         match m.millis_since_quorum_ack {
             Some(ms) => ms <= self.inner.cfg.election_timeout_max_ms,
-            None => false,
+            // Just elected: no acknowledgement measured yet; let the proposal find out.
+            None => true,
         }
     }
 

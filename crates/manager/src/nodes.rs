@@ -9,7 +9,7 @@ use swarm_api::node::node_service_client::NodeServiceClient;
 use swarm_api::node::node_service_server::NodeService;
 use swarm_api::node::{
     HeartbeatRequest, HeartbeatResponse, JoinRequest, JoinResponse, ManagerPromoteRequest,
-    ManagerPromoteResponse,
+    ManagerPromoteResponse, RenewRequest, RenewResponse,
 };
 use swarm_api::wire;
 use swarm_types::objects::{ManagerStatus, NodeDescription, NodeState, NodeStatus};
@@ -152,6 +152,11 @@ impl NodeServiceImpl {
     }
 }
 
+/// Lifetime of node certificates (cluster setting, at least one hour).
+pub fn cert_expiry(c: &swarm_types::Cluster) -> Duration {
+    Duration::from_secs(c.spec.node_cert_expiry_secs.max(3600))
+}
+
 #[tonic::async_trait]
 impl NodeService for NodeServiceImpl {
     async fn join(&self, req: Request<JoinRequest>) -> Result<Response<JoinResponse>, Status> {
@@ -200,15 +205,27 @@ impl NodeService for NodeServiceImpl {
             }),
             role,
         };
-        let written = self
-            .manager
+        // Sign the node's certificate before registering it: a bad CSR leaves nothing behind.
+        let cert_pem = if r.csr.is_empty() {
+            String::new()
+        } else {
+            crate::ca::issue(
+                &cluster.root_ca,
+                &r.csr,
+                node.id.as_str(),
+                role.as_str(),
+                cluster.id.as_str(),
+                cert_expiry(&cluster),
+            )
+            .map_err(|e| Status::invalid_argument(e.to_string()))?
+        };
+        self.manager
             .write(WriteBatch {
                 ops: vec![Op::Create(Object::Node(node.clone()))],
                 now_ms: 0,
             })
             .await?;
         tracing::info!(node = %node.id, role = role.as_str(), host = %node.description.hostname, "node joined");
-        let _ = written;
         Ok(Response::new(JoinResponse {
             node_id: node.id.to_string(),
             raft_id: node.manager_status.as_ref().map(|m| m.raft_id).unwrap_or(0),
@@ -216,13 +233,46 @@ impl NodeService for NodeServiceImpl {
             role: role.as_str().into(),
             ca_cert_pem: cluster.root_ca.cert_pem.clone(),
             managers: self.manager_addrs(),
+            cert_pem,
         }))
+    }
+
+    async fn renew_certificate(
+        &self,
+        req: Request<RenewRequest>,
+    ) -> Result<Response<RenewResponse>, Status> {
+        let peer = crate::auth::peer(&req)?.ok_or_else(|| {
+            Status::unauthenticated("certificate renewal needs the node's current certificate")
+        })?;
+        crate::auth::require_node(&self.manager, &req, Some(&peer.node_id))?;
+        let (cluster, node) = self.manager.store().read(|s| {
+            (
+                s.cluster().cloned(),
+                s.nodes.get(peer.node_id.as_str()).cloned(),
+            )
+        });
+        let cluster =
+            cluster.ok_or_else(|| Status::unavailable("cluster is not initialized yet"))?;
+        let node = node.ok_or_else(|| Status::permission_denied("node was removed"))?;
+        // The role comes from the store: a promoted or demoted node gets its new role here.
+        let cert_pem = crate::ca::issue(
+            &cluster.root_ca,
+            &req.get_ref().csr,
+            node.id.as_str(),
+            node.spec.role.as_str(),
+            cluster.id.as_str(),
+            cert_expiry(&cluster),
+        )
+        .map_err(|e| Status::invalid_argument(e.to_string()))?;
+        tracing::info!(node = %node.id, "certificate renewed");
+        Ok(Response::new(RenewResponse { cert_pem }))
     }
 
     async fn promote_self(
         &self,
         req: Request<ManagerPromoteRequest>,
     ) -> Result<Response<ManagerPromoteResponse>, Status> {
+        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
         if let Some(mut leader) = self.leader_client()? {
             return leader.promote_self(req.into_inner()).await;
         }
@@ -256,6 +306,7 @@ impl NodeService for NodeServiceImpl {
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
+        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
         if let Some(mut leader) = self.leader_client()? {
             return leader.heartbeat(req.into_inner()).await;
         }

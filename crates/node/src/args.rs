@@ -46,8 +46,9 @@ pub struct Args {
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub raft_heartbeat_ms: u64,
-    /// Minimum Raft election timeout in milliseconds (the maximum is twice this).
-    #[arg(long, default_value_t = 500)]
+    /// Minimum Raft election timeout in milliseconds (the maximum is twice this). Failover
+    /// takes about one to two of these after a leader dies.
+    #[arg(long, default_value_t = 300)]
     pub raft_election_timeout_ms: u64,
     /// Take a Raft snapshot (and compact the log) after this many entries.
     #[arg(long, default_value_t = 10_000)]
@@ -58,6 +59,14 @@ pub struct Args {
     /// Task executor: `runtime` (real containers) or `fake` (no containers; benchmarks).
     #[arg(long, default_value = "runtime", value_parser = ["runtime", "fake"])]
     pub executor: String,
+    /// Lifetime of node certificates (new cluster only; at least 1h). Nodes renew at a random
+    /// point between 50% and 80% of it.
+    #[arg(long, default_value = "90d", value_parser = humantime::parse_duration)]
+    pub cert_expiry: std::time::Duration,
+    /// Test hook: renew this node's certificate after this long instead of at 50-80% of its
+    /// lifetime.
+    #[arg(long, hide = true, value_parser = humantime::parse_duration)]
+    pub cert_renew_after: Option<std::time::Duration>,
     /// Log entries kept behind the last snapshot.
     #[arg(long, default_value_t = 1_000)]
     pub raft_logs_to_keep: u64,

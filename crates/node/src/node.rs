@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 use swarm_api::node::node_service_client::NodeServiceClient;
-use swarm_api::node::{JoinRequest, ManagerPromoteRequest};
+use swarm_api::node::{ManagerPromoteRequest, RenewRequest};
 use swarm_manager::nodes::NodeServiceImpl;
 use swarm_manager::{Manager, ManagerConfig};
 use swarm_types::objects::{
@@ -23,7 +23,7 @@ use tokio::sync::watch;
 fn init_logging(args: &Args) {
     let filter = tracing_subscriber::EnvFilter::try_new(match args.log_level.as_str() {
         l @ ("error" | "warn" | "info" | "debug" | "trace") => {
-            format!("{l},openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn")
+            format!("{l},openraft=warn,sled=warn,h2=warn,tower=warn,hyper=warn,rustls=warn,tokio_rustls=warn")
         }
         other => other.to_string(),
     })
@@ -165,6 +165,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         },
     };
 
+    let certs = identity::load_certs(&args.state_dir)?;
+    let node_certs = swarm_api::tls::NodeCerts::new(&certs.ca_pem, &certs.cert_pem, &certs.key_pem)
+        .context("load this node's certificate")?;
+    let client_tls = swarm_api::tls::client_config(&node_certs)?;
+
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut manager = None;
@@ -181,10 +186,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     args.listen_addr
                 )
             })?;
-        let m = Manager::start(manager_config(&args, &id)).await?;
+        let mut mcfg = manager_config(&args, &id);
+        mcfg.cluster_id = id.cluster_id.clone();
+        mcfg.tls = Some(client_tls.clone());
+        let m = Manager::start(mcfg).await?;
         let nodes = NodeServiceImpl::new(m.clone());
         tasks.push(crate::server::serve_tcp(
             listener,
+            swarm_api::tls::server_config(&node_certs)?,
             m.clone(),
             nodes.clone(),
             shutdown_rx.clone(),
@@ -192,9 +201,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tokio::spawn(nodes.run_monitor());
         if !id.complete {
             if id.pending_token.is_empty() {
-                bootstrap(&m, &id, &description).await?;
+                bootstrap(&m, &id, &description, &certs, &args).await?;
+                identity::remove_bootstrap_ca_key(&args.state_dir);
             } else {
-                promote(&id).await?;
+                promote(&id, &client_tls).await?;
                 id.pending_token.clear();
             }
             id.complete = true;
@@ -221,7 +231,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         addrs.retain(|m| *m != id.advertise_addr);
         addrs.insert(0, id.advertise_addr.clone());
     }
-    let managers = swarm_agent::worker::ManagerSet::new(addrs);
+    let managers = swarm_agent::worker::ManagerSet::with_tls(addrs, Some(client_tls.clone()));
+    tokio::spawn(renew_certificates(
+        args.state_dir.clone(),
+        node_certs.clone(),
+        managers.clone(),
+        args.cert_renew_after,
+        shutdown_rx.clone(),
+    ));
     let session = swarm_agent::session::Session {
         node_id: id.node_id.clone(),
         managers: managers.clone(),
@@ -311,6 +328,26 @@ fn new_identity(args: &Args) -> anyhow::Result<Identity> {
         complete: false,
         pending_token: String::new(),
     };
+    // The cluster's root CA and this node's certificate exist before anything listens.
+    let ca = swarm_manager::ca::generate_root_ca(&id.cluster_id)?;
+    let (key_pem, csr) = swarm_api::tls::new_key_and_csr()?;
+    let cert_pem = swarm_manager::ca::issue(
+        &ca,
+        &csr,
+        id.node_id.as_str(),
+        "manager",
+        &id.cluster_id,
+        args.cert_expiry.max(Duration::from_secs(3600)),
+    )?;
+    identity::save_bootstrap_ca_key(&args.state_dir, &ca.key_pem)?;
+    identity::save_certs(
+        &args.state_dir,
+        &identity::Certs {
+            ca_pem: ca.cert_pem,
+            cert_pem,
+            key_pem,
+        },
+    )?;
     identity::save(&args.state_dir, &id)?;
     tracing::info!(node = %id.node_id, "creating a new cluster");
     Ok(id)
@@ -321,6 +358,8 @@ async fn bootstrap(
     m: &Manager,
     id: &Identity,
     description: &NodeDescription,
+    certs: &identity::Certs,
+    args: &Args,
 ) -> anyhow::Result<()> {
     m.initialize_cluster().await?;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -333,14 +372,19 @@ async fn bootstrap(
     if m.store().read(|s| s.cluster().is_some()) {
         return Ok(());
     }
-    let root_ca = swarm_manager::ca::generate_root_ca(&id.cluster_id)?;
+    let root_ca = swarm_types::objects::RootCa {
+        cert_pem: certs.ca_pem.clone(),
+        key_pem: identity::load_bootstrap_ca_key(&args.state_dir)?,
+        digest: swarm_manager::ca::pem_digest(&certs.ca_pem)
+            .ok_or_else(|| anyhow!("unreadable CA certificate in the state dir"))?,
+    };
     let cluster = Cluster {
         id: ClusterId::new(id.cluster_id.clone()),
         meta: Default::default(),
         spec: ClusterSpec {
             name: "default".into(),
             task_history_limit: 5,
-            node_cert_expiry_secs: 90 * 24 * 3600,
+            node_cert_expiry_secs: args.cert_expiry.as_secs().max(3600),
         },
         join_tokens: JoinTokens {
             worker: JoinToken::generate(&root_ca.digest).to_string(),
@@ -379,34 +423,20 @@ async fn bootstrap(
     Ok(())
 }
 
-async fn node_client(addr: &str) -> anyhow::Result<NodeServiceClient<tonic::transport::Channel>> {
-    let target = swarm_api::transport::Target::parse(addr)?;
-    Ok(NodeServiceClient::new(
-        swarm_api::transport::connect(&target).await?,
-    ))
-}
-
 /// Registers with the cluster of the manager at `addr`; the token decides the role.
 async fn join(args: &Args, addr: &str, description: &NodeDescription) -> anyhow::Result<Identity> {
     let token_str = args.token.clone().unwrap_or_default();
-    let token = JoinToken::parse(&token_str)?;
     let advertise = advertise_addr(args, Some(addr))?;
-    let mut client = node_client(addr).await?;
-    let resp = client
-        .join(JoinRequest {
-            token: token_str.clone(),
-            advertise_addr: advertise.clone(),
-            description: swarm_api::wire::to_bytes(description),
-        })
-        .await
-        .map_err(|s| anyhow!("join {addr} refused: {}", s.message()))?
-        .into_inner();
-    // Pin the CA: the manager must present the CA the token names.
-    let digest = swarm_manager::ca::pem_digest(&resp.ca_cert_pem)
-        .ok_or_else(|| anyhow!("the manager at {addr} sent an unreadable CA certificate"))?;
-    if digest != token.ca_digest {
-        bail!("the manager at {addr} presented a CA that does not match the join token; refusing to join");
-    }
+    let joined = swarm_agent::join::join(addr, &token_str, &advertise, description).await?;
+    let resp = joined.resp;
+    identity::save_certs(
+        &args.state_dir,
+        &identity::Certs {
+            ca_pem: resp.ca_cert_pem.clone(),
+            cert_pem: resp.cert_pem.clone(),
+            key_pem: joined.key_pem,
+        },
+    )?;
     let role = if resp.role == "manager" {
         NodeRole::Manager
     } else {
@@ -437,7 +467,7 @@ async fn join(args: &Args, addr: &str, description: &NodeDescription) -> anyhow:
 
 /// A joined manager asks the leader to add it as a learner and then a voter. Retries while
 /// the cluster is electing or catching this node up.
-async fn promote(id: &Identity) -> anyhow::Result<()> {
+async fn promote(id: &Identity, tls: &std::sync::Arc<rustls::ClientConfig>) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut last_err = String::new();
     loop {
@@ -446,7 +476,8 @@ async fn promote(id: &Identity) -> anyhow::Result<()> {
                 continue;
             }
             let res = async {
-                let mut c = node_client(addr).await?;
+                let mut c =
+                    NodeServiceClient::new(swarm_api::tls::connect(addr, tls.clone()).await?);
                 c.promote_self(ManagerPromoteRequest {
                     node_id: id.node_id.to_string(),
                     token: id.pending_token.clone(),
@@ -469,4 +500,87 @@ async fn promote(id: &Identity) -> anyhow::Result<()> {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// Renews this node's certificate at a random point between 50% and 80% of its lifetime (or
+/// after `renew_after`, a test hook), without dropping connections: new connections use the
+/// new certificate, existing ones keep going.
+async fn renew_certificates(
+    state_dir: std::path::PathBuf,
+    certs: swarm_api::tls::NodeCerts,
+    managers: swarm_agent::worker::Managers,
+    renew_after: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let current = match identity::load_certs(&state_dir) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read this node's certificate; renewal stopped");
+                return;
+            }
+        };
+        let wait = match renew_after {
+            Some(d) => d,
+            None => {
+                let (left, total) =
+                    swarm_api::tls::validity_of(&current.cert_pem).unwrap_or((0, 0));
+                let frac = 0.5 + rand::random::<f64>() * 0.3;
+                let at_left = (total as f64 * (1.0 - frac)) as i64;
+                Duration::from_secs((left - at_left).max(1) as u64)
+            }
+        };
+        tracing::debug!(?wait, "next certificate renewal");
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        let mut delay = Duration::from_secs(1);
+        loop {
+            match renew_once(&managers).await {
+                Ok((cert_pem, key_pem)) => {
+                    let saved = identity::save_certs(
+                        &state_dir,
+                        &identity::Certs {
+                            ca_pem: current.ca_pem.clone(),
+                            cert_pem: cert_pem.clone(),
+                            key_pem: key_pem.clone(),
+                        },
+                    );
+                    match saved.and_then(|_| certs.replace(&cert_pem, &key_pem).map_err(Into::into))
+                    {
+                        Ok(()) => tracing::info!("node certificate renewed"),
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot store the renewed certificate")
+                        }
+                    }
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "certificate renewal failed; retrying");
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = shutdown.changed() => return,
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}
+
+async fn renew_once(managers: &swarm_agent::worker::Managers) -> anyhow::Result<(String, String)> {
+    let (key_pem, csr) = swarm_api::tls::new_key_and_csr()?;
+    let mut last = anyhow!("no manager known");
+    for addr in managers.addrs() {
+        let ch = managers.channel(&addr).map_err(|e| anyhow!(e))?;
+        match NodeServiceClient::new(ch)
+            .renew_certificate(RenewRequest { csr: csr.clone() })
+            .await
+        {
+            Ok(r) => return Ok((r.into_inner().cert_pem, key_pem)),
+            Err(s) => last = anyhow!("{addr}: {}", s.message()),
+        }
+    }
+    Err(last)
 }

@@ -14,9 +14,10 @@ use swarm_manager::control::ControlService;
 use swarm_manager::dispatcher::DispatcherService;
 use swarm_manager::nodes::NodeServiceImpl;
 use swarm_manager::raft::service::RaftService;
-use swarm_manager::Manager;
+use swarm_manager::{auth, Manager};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tonic::service::interceptor::InterceptedService;
 
 async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
@@ -26,8 +27,10 @@ async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
     }
 }
 
+/// The TCP server: mutual TLS on every connection, roles checked per service.
 pub fn serve_tcp(
     listener: tokio::net::TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
     manager: Manager,
     nodes: NodeServiceImpl,
     shutdown: watch::Receiver<bool>,
@@ -38,24 +41,28 @@ pub fn serve_tcp(
         let manager = dispatcher_manager;
         let res = tonic::transport::Server::builder()
             .tcp_nodelay(true)
-            .add_service(
+            .add_service(InterceptedService::new(
                 RaftServer::new(RaftService::new(manager.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
+                auth::raft_interceptor(manager.clone()),
+            ))
+            // Join is open to nodes without a certificate; the other calls check it themselves.
             .add_service(NodeServiceServer::new(nodes))
-            .add_service(
+            .add_service(InterceptedService::new(
                 DispatcherServer::new(DispatcherService::new(manager.clone()))
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
-            .add_service(
+                auth::node_interceptor(manager.clone()),
+            ))
+            .add_service(InterceptedService::new(
                 ControlServer::new(control)
                     .max_decoding_message_size(MAX_MESSAGE_BYTES)
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
-            )
+                auth::control_interceptor(manager.clone()),
+            ))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(listener),
+                swarm_api::tls::incoming(listener, tls),
                 wait_shutdown(shutdown),
             )
             .await;

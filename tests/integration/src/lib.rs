@@ -76,6 +76,15 @@ pub fn busybox_tar(marker: &str) -> std::path::PathBuf {
 /// join as workers. Every node has the busybox image. `None` (with the reason printed) when
 /// this machine cannot create network namespaces.
 pub fn hosts_cluster(n: usize, extra: &[&str]) -> Option<(swarm_testkit::netns::Hosts, Cluster)> {
+    hosts_cluster_with(n, 1, extra)
+}
+
+/// Like [`hosts_cluster`] with the first `managers` hosts joined as managers.
+pub fn hosts_cluster_with(
+    n: usize,
+    managers: usize,
+    extra: &[&str],
+) -> Option<(swarm_testkit::netns::Hosts, Cluster)> {
     if let Err(why) = swarm_testkit::netns::available() {
         eprintln!("SKIP: {why}");
         return None;
@@ -89,8 +98,10 @@ pub fn hosts_cluster(n: usize, extra: &[&str]) -> Option<(swarm_testkit::netns::
     c.init_on(&hosts, 0)
         .unwrap_or_else(|e| panic!("manager starts: {e:#}"));
     let token = c.token(0, "worker").unwrap();
+    let mtoken = c.token(0, "manager").unwrap();
     for h in 1..n {
-        c.join_on(&hosts, h, 0, &token).unwrap();
+        let t = if h < managers { &mtoken } else { &token };
+        c.join_on(&hosts, h, 0, t).unwrap();
     }
     for i in 0..n {
         wait_socket(&c, i);
@@ -162,4 +173,14 @@ pub fn pids_of(cmdline: &str) -> Vec<i32> {
     }
     out.sort();
     out
+}
+
+/// What `/etc/image-version` says inside each running container whose command line is
+/// `cmdline` (read through /proc/PID/root): the image variant each one runs.
+pub fn versions_of(cmdline: &str) -> Vec<String> {
+    pids_of(cmdline)
+        .into_iter()
+        .filter_map(|p| std::fs::read_to_string(format!("/proc/{p}/root/etc/image-version")).ok())
+        .map(|s| s.trim().to_string())
+        .collect()
 }

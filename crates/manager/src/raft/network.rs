@@ -65,13 +65,15 @@ impl Reachability {
 pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     pub reachability: Reachability,
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Network {
-    pub fn new() -> Self {
+    pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
         Network {
             channels: Arc::default(),
             reachability: Reachability::default(),
+            tls,
         }
     }
 
@@ -81,15 +83,12 @@ impl Network {
         if let Some(c) = m.get(addr) {
             return Some(c.clone());
         }
-        let c = swarm_api::transport::lazy_channel(addr).ok()?;
+        let c = match &self.tls {
+            Some(cfg) => swarm_api::tls::lazy_channel(addr, cfg.clone()).ok()?,
+            None => swarm_api::transport::lazy_channel(addr).ok()?,
+        };
         m.insert(addr.to_string(), c.clone());
         Some(c)
-    }
-}
-
-impl Default for Network {
-    fn default() -> Self {
-        Self::new()
     }
 }
 

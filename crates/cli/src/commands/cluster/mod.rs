@@ -13,6 +13,18 @@ pub enum ClusterCmd {
     Inspect,
     /// Show or rotate the join token of a role.
     JoinToken(JoinTokenArgs),
+    /// Certificate authority operations.
+    #[command(subcommand)]
+    Ca(CaCmd),
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CaCmd {
+    /// Write an admin client bundle (ca.pem, cert.pem, key.pem) for swarmctl over TCP.
+    ClientBundle {
+        /// Directory to create (must not exist or be empty).
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -31,7 +43,43 @@ pub async fn run(ctx: &Context, cmd: ClusterCmd) -> anyhow::Result<()> {
     match cmd {
         ClusterCmd::Inspect => output::json_array(&[get_cluster(ctx).await?]),
         ClusterCmd::JoinToken(a) => join_token(ctx, a).await,
+        ClusterCmd::Ca(CaCmd::ClientBundle { dir }) => client_bundle(ctx, &dir).await,
     }
+}
+
+async fn client_bundle(ctx: &Context, dir: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if dir.exists() && std::fs::read_dir(dir)?.next().is_some() {
+        bail!("{} is not empty; pick a new directory", dir.display());
+    }
+    let (key_pem, csr) = swarm_api::tls::new_key_and_csr()?;
+    let resp = ctx
+        .control()
+        .await?
+        .issue_client_cert(swarm_api::control::IssueClientCertRequest { csr })
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    std::fs::create_dir_all(dir)?;
+    for (name, data) in [
+        ("ca.pem", &resp.ca_cert_pem),
+        ("cert.pem", &resp.cert_pem),
+        ("key.pem", &key_pem),
+    ] {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(dir.join(name))?;
+        f.write_all(data.as_bytes())?;
+    }
+    println!(
+        "client bundle written to {}; use it with --tls-dir {} -H tcp://MANAGER:4242",
+        dir.display(),
+        dir.display()
+    );
+    Ok(())
 }
 
 async fn get_cluster(ctx: &Context) -> anyhow::Result<Cluster> {

@@ -34,7 +34,7 @@ pub struct LsArgs {
 }
 
 pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
-    let ch = swarm_api::transport::connect(&ctx.target).await?;
+    let ch = ctx.channel().await?;
     let mut client = AgentClient::new(ch).max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES);
     match cmd {
         ImageCmd::Import(a) => {

@@ -1,0 +1,449 @@
+//! Mutual TLS for every connection between nodes (rustls, TLS 1.3 only, ring).
+//!
+//! Every node certificate is issued by the cluster's root CA with CN = node id, OU = role
+//! (`manager`, `worker`, or `admin` for client bundles) and O = cluster id, and carries the
+//! DNS name [`SERVER_NAME`], which is what clients verify. Servers accept connections without a
+//! client certificate (a joining node has none yet) and expose the verified peer identity to
+//! every RPC through [`TlsConnectInfo`]; each service then decides which roles it admits.
+//! A joining node knows only the CA's digest from its token: [`pinned_client_config`] accepts a
+//! server whose chain contains a CA with that digest and whose certificate that CA signed.
+//!
+//! The node's own key and certificate sit behind [`NodeCerts`], shared by the server and client
+//! configs, so a renewed certificate is used by new connections without rebuilding anything.
+
+use hyper_util::rt::TokioIo;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::WebPkiClientVerifier;
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, RwLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tonic::transport::{Channel, Endpoint, Uri};
+
+/// DNS name in every node certificate; clients verify servers against it.
+pub const SERVER_NAME: &str = "swarm-node";
+
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("invalid certificate or key: {0}")]
+    Pem(String),
+    #[error("tls setup: {0}")]
+    Config(String),
+}
+
+fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// PEM → DER certificates.
+pub fn certs_from_pem(pem: &str) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TlsError::Pem(e.to_string()))
+}
+
+fn key_from_pem(pem: &str) -> Result<PrivateKeyDer<'static>, TlsError> {
+    use rustls::pki_types::pem::PemObject;
+    PrivateKeyDer::from_pem_slice(pem.as_bytes()).map_err(|e| TlsError::Pem(e.to_string()))
+}
+
+/// Who is on the other end of a connection, from its verified certificate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PeerIdentity {
+    pub node_id: String,
+    /// `manager`, `worker` or `admin`.
+    pub role: String,
+    pub cluster_id: String,
+}
+
+/// Reads CN / OU / O from a DER certificate.
+pub fn identity_of(der: &[u8]) -> Option<PeerIdentity> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;
+    let subject = cert.subject();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string)?;
+    let ou = subject
+        .iter_organizational_unit()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string)
+        .unwrap_or_default();
+    let o = subject
+        .iter_organization()
+        .next()
+        .and_then(|a| a.as_str().ok())
+        .map(str::to_string)
+        .unwrap_or_default();
+    Some(PeerIdentity {
+        node_id: cn,
+        role: ou,
+        cluster_id: o,
+    })
+}
+
+/// Seconds until a PEM certificate expires, and its total lifetime.
+pub fn validity_of(pem: &str) -> Option<(i64, i64)> {
+    let der = certs_from_pem(pem).ok()?.into_iter().next()?;
+    let (_, cert) = x509_parser::parse_x509_certificate(&der).ok()?;
+    let v = cert.validity();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs() as i64;
+    Some((
+        v.not_after.timestamp() - now,
+        v.not_after.timestamp() - v.not_before.timestamp(),
+    ))
+}
+
+/// A node's certificate (chain: leaf, CA) and key, swappable at runtime.
+#[derive(Clone)]
+pub struct NodeCerts {
+    current: Arc<RwLock<Arc<CertifiedKey>>>,
+    ca_pem: String,
+}
+
+impl std::fmt::Debug for NodeCerts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NodeCerts").finish_non_exhaustive()
+    }
+}
+
+fn certified_key(
+    ca_pem: &str,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<Arc<CertifiedKey>, TlsError> {
+    let mut chain = certs_from_pem(cert_pem)?;
+    chain.extend(certs_from_pem(ca_pem)?);
+    let key = provider()
+        .key_provider
+        .load_private_key(key_from_pem(key_pem)?)
+        .map_err(|e| TlsError::Pem(e.to_string()))?;
+    Ok(Arc::new(CertifiedKey::new(chain, key)))
+}
+
+impl NodeCerts {
+    pub fn new(ca_pem: &str, cert_pem: &str, key_pem: &str) -> Result<Self, TlsError> {
+        Ok(NodeCerts {
+            current: Arc::new(RwLock::new(certified_key(ca_pem, cert_pem, key_pem)?)),
+            ca_pem: ca_pem.to_string(),
+        })
+    }
+    /// Uses a renewed certificate for every new connection from now on.
+    pub fn replace(&self, cert_pem: &str, key_pem: &str) -> Result<(), TlsError> {
+        let k = certified_key(&self.ca_pem, cert_pem, key_pem)?;
+        *self.current.write().expect("certs lock") = k;
+        Ok(())
+    }
+    fn get(&self) -> Arc<CertifiedKey> {
+        self.current.read().expect("certs lock").clone()
+    }
+    fn roots(&self) -> Result<Arc<RootCertStore>, TlsError> {
+        let mut roots = RootCertStore::empty();
+        for c in certs_from_pem(&self.ca_pem)? {
+            roots.add(c).map_err(|e| TlsError::Config(e.to_string()))?;
+        }
+        Ok(Arc::new(roots))
+    }
+}
+
+impl rustls::server::ResolvesServerCert for NodeCerts {
+    fn resolve(&self, _hello: rustls::server::ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+}
+
+impl rustls::client::ResolvesClientCert for NodeCerts {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.get())
+    }
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// Server side: TLS 1.3, our certificate, client certificates verified against the cluster CA
+/// when presented (optional, so that joining nodes can connect).
+pub fn server_config(certs: &NodeCerts) -> Result<Arc<ServerConfig>, TlsError> {
+    let verifier = WebPkiClientVerifier::builder_with_provider(certs.roots()?, provider())
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let mut cfg = ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_client_cert_verifier(verifier)
+        .with_cert_resolver(Arc::new(certs.clone()));
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Client side with our certificate; servers verified against the cluster CA.
+pub fn client_config(certs: &NodeCerts) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .with_root_certificates(certs.roots()?)
+        .with_client_cert_resolver(Arc::new(certs.clone()));
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// Client side for a joining node: no client certificate; the server must present a chain
+/// with a CA whose digest is `ca_digest` (from the join token) that signed its certificate.
+pub fn pinned_client_config(ca_digest: &str) -> Result<Arc<ClientConfig>, TlsError> {
+    let mut cfg = ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TlsError::Config(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedCa {
+            digest: ca_digest.to_string(),
+            provider: provider(),
+        }))
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"h2".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+#[derive(Debug)]
+struct PinnedCa {
+    digest: String,
+    provider: Arc<CryptoProvider>,
+}
+
+impl ServerCertVerifier for PinnedCa {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ca = intermediates
+            .iter()
+            .find(|c| swarm_types::token::ca_digest(c.as_ref()) == self.digest)
+            .ok_or_else(|| {
+                rustls::Error::General(
+                    "the manager's CA does not match the join token (wrong cluster or a machine in the middle)".into(),
+                )
+            })?;
+        let mut roots = RootCertStore::empty();
+        roots.add(ca.clone().into_owned())?;
+        let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
+            .build()
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        v.verify_server_cert(end_entity, &[], server_name, ocsp, now)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
+}
+
+/// What a server knows about a connection: where it comes from and who (if a certificate was
+/// presented). Available to every RPC as a request extension.
+#[derive(Clone, Debug)]
+pub struct TlsConnectInfo {
+    pub remote: Option<SocketAddr>,
+    pub peer: Option<PeerIdentity>,
+}
+
+/// A server-side TLS connection that tonic can serve.
+pub struct TlsConn {
+    inner: tokio_rustls::server::TlsStream<TcpStream>,
+    info: TlsConnectInfo,
+}
+
+impl tonic::transport::server::Connected for TlsConn {
+    type ConnectInfo = TlsConnectInfo;
+    fn connect_info(&self) -> TlsConnectInfo {
+        self.info.clone()
+    }
+}
+
+impl AsyncRead for TlsConn {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for TlsConn {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Accepts TCP connections and completes TLS handshakes concurrently; connections that fail
+/// the handshake (plaintext clients, wrong CA) are dropped.
+pub fn incoming(
+    listener: TcpListener,
+    config: Arc<ServerConfig>,
+) -> tokio_stream::wrappers::ReceiverStream<Result<TlsConn, io::Error>> {
+    let (tx, rx) = tokio::sync::mpsc::channel(128);
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    tokio::spawn(async move {
+        loop {
+            let (tcp, remote) = match listener.accept().await {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::debug!(error = %e, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            };
+            let _ = tcp.set_nodelay(true);
+            if tx.is_closed() {
+                return;
+            }
+            let acceptor = acceptor.clone();
+            let tx = tx.clone();
+            tokio::spawn(async move {
+                match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await {
+                    Ok(Ok(tls)) => {
+                        let peer = tls
+                            .get_ref()
+                            .1
+                            .peer_certificates()
+                            .and_then(|c| c.first())
+                            .and_then(|c| identity_of(c.as_ref()));
+                        let conn = TlsConn {
+                            inner: tls,
+                            info: TlsConnectInfo {
+                                remote: Some(remote),
+                                peer,
+                            },
+                        };
+                        let _ = tx.send(Ok(conn)).await;
+                    }
+                    Ok(Err(e)) => tracing::debug!(%remote, error = %e, "tls handshake failed"),
+                    Err(_) => tracing::debug!(%remote, "tls handshake timed out"),
+                }
+            });
+        }
+    });
+    tokio_stream::wrappers::ReceiverStream::new(rx)
+}
+
+fn tls_endpoint(addr: &str) -> Result<Endpoint, crate::transport::TransportError> {
+    Ok(Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| crate::transport::TransportError::Address {
+            addr: addr.to_string(),
+            reason: e.to_string(),
+        })?
+        .connect_timeout(Duration::from_secs(2))
+        .http2_keep_alive_interval(Duration::from_secs(10))
+        .keep_alive_timeout(Duration::from_secs(5)))
+}
+
+type ClientIo = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
+type ConnectFuture = Pin<Box<dyn std::future::Future<Output = io::Result<ClientIo>> + Send>>;
+
+fn connector(
+    cfg: Arc<ClientConfig>,
+) -> impl tower::Service<Uri, Response = ClientIo, Error = io::Error, Future = ConnectFuture> + Clone
+{
+    tower::service_fn(move |uri: Uri| {
+        let cfg = cfg.clone();
+        Box::pin(async move {
+            let host = uri.host().unwrap_or_default().to_string();
+            let port = uri.port_u16().unwrap_or(4242);
+            let tcp = TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            let name = ServerName::try_from(SERVER_NAME).expect("valid server name");
+            let tls = tokio_rustls::TlsConnector::from(cfg)
+                .connect(name, tcp)
+                .await?;
+            Ok(TokioIo::new(tls))
+        }) as ConnectFuture
+    })
+}
+
+/// A TLS channel that connects on first use and reconnects after failures.
+pub fn lazy_channel(
+    addr: &str,
+    cfg: Arc<ClientConfig>,
+) -> Result<Channel, crate::transport::TransportError> {
+    Ok(tls_endpoint(addr)?.connect_with_connector_lazy(connector(cfg)))
+}
+
+/// A TLS channel, connected now.
+pub async fn connect(
+    addr: &str,
+    cfg: Arc<ClientConfig>,
+) -> Result<Channel, crate::transport::TransportError> {
+    tls_endpoint(addr)?
+        .connect_with_connector(connector(cfg))
+        .await
+        .map_err(|e| crate::transport::TransportError::Connect {
+            addr: addr.to_string(),
+            reason: crate::transport::root_cause(&e),
+        })
+}
+
+/// Generates a node key and a certificate signing request (PEM), to be signed by the CA.
+pub fn new_key_and_csr() -> Result<(String, String), TlsError> {
+    let key = rcgen::KeyPair::generate().map_err(|e| TlsError::Config(e.to_string()))?;
+    let params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_string()])
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    let csr = params
+        .serialize_request(&key)
+        .and_then(|c| c.pem())
+        .map_err(|e| TlsError::Config(e.to_string()))?;
+    Ok((key.serialize_pem(), csr))
+}
