@@ -10,7 +10,8 @@ use swarm_integration::{
 use swarm_testkit::{wait_until, Cluster};
 use tracing::info;
 
-fn setup(managers: usize) -> Option<(swarm_testkit::netns::Hosts, Cluster, String)> {
+/// `salt` keeps the container command lines of concurrently running tests apart.
+fn setup(managers: usize, salt: u32) -> Option<(swarm_testkit::netns::Hosts, Cluster, String)> {
     let (h, c) = hosts_cluster_with(3, managers, &[])?;
     for i in 0..3 {
         import(&c, i, "busybox:v1", "v1");
@@ -18,7 +19,7 @@ fn setup(managers: usize) -> Option<(swarm_testkit::netns::Hosts, Cluster, Strin
     }
     let marker = format!(
         "{}",
-        76_400 + std::process::id() % 10_000 + managers as u32 * 17
+        76_400 + (std::process::id() % 10_000) * 10 + salt
     );
     Some((h, c, marker))
 }
@@ -80,7 +81,7 @@ fn watch_update(
 #[test]
 fn rolling_update_stop_first_then_start_first() {
     init_tracing();
-    let Some((_h, c, marker)) = setup(1) else {
+    let Some((_h, c, marker)) = setup(1, 1) else {
         return;
     };
     let cmd = format!("sleep {marker}");
@@ -148,7 +149,7 @@ fn rolling_update_stop_first_then_start_first() {
 #[test]
 fn failing_update_rolls_back_and_unhealthy_update_pauses() {
     init_tracing();
-    let Some((_h, c, marker)) = setup(1) else {
+    let Some((_h, c, marker)) = setup(1, 2) else {
         return;
     };
     let cmd = format!("sleep {marker}");
@@ -238,7 +239,7 @@ fn failing_update_rolls_back_and_unhealthy_update_pauses() {
 #[test]
 fn update_survives_leader_failure() {
     init_tracing();
-    let Some((_h, mut c, marker)) = setup(3) else {
+    let Some((_h, mut c, marker)) = setup(3, 3) else {
         return;
     };
     let cmd = format!("sleep {marker}");
