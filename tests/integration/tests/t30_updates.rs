@@ -17,10 +17,7 @@ fn setup(managers: usize, salt: u32) -> Option<(swarm_testkit::netns::Hosts, Clu
         import(&c, i, "busybox:v1", "v1");
         import(&c, i, "busybox:v2", "v2");
     }
-    let marker = format!(
-        "{}",
-        76_400 + (std::process::id() % 10_000) * 10 + salt
-    );
+    let marker = format!("{}", 76_400 + (std::process::id() % 10_000) * 10 + salt);
     Some((h, c, marker))
 }
 

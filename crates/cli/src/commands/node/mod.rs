@@ -3,6 +3,7 @@
 mod inspect;
 mod ls;
 mod ps;
+mod rm;
 mod update;
 
 use crate::client::{decode_object, status_err, Context};
@@ -21,6 +22,9 @@ pub enum NodeCmd {
     Update(update::UpdateArgs),
     /// List tasks running on one or more nodes.
     Ps(ps::PsArgs),
+    /// Remove one or more nodes from the cluster.
+    #[command(alias = "remove")]
+    Rm(rm::RmArgs),
 }
 
 pub async fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
@@ -29,6 +33,7 @@ pub async fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
         NodeCmd::Inspect(a) => inspect::run(ctx, a).await,
         NodeCmd::Update(a) => update::run(ctx, a).await,
         NodeCmd::Ps(a) => ps::run(ctx, a).await,
+        NodeCmd::Rm(a) => rm::run(ctx, a).await,
     }
 }
 

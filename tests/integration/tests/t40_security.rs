@@ -1,0 +1,360 @@
+//! Cluster security: mutual TLS with role checks, CA-pinned joins, removed nodes, certificate
+//! renewal, admin client bundles and on-disk permissions.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::Duration;
+use swarm_api::control::control_client::ControlClient;
+use swarm_api::raft::raft_client::RaftClient;
+use swarm_integration::{init_tracing, json_lines, LONG};
+use swarm_testkit::{wait_until, Cluster};
+use tonic::Code;
+use tracing::info;
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// TLS client configuration made from a node's own certificate files.
+fn config_of(c: &Cluster, i: usize) -> std::sync::Arc<rustls::ClientConfig> {
+    let d = c.state_dir(i).join("certs");
+    let r = |n: &str| std::fs::read_to_string(d.join(n)).unwrap();
+    let certs =
+        swarm_api::tls::NodeCerts::new(&r("ca.crt"), &r("node.crt"), &r("node.key")).unwrap();
+    swarm_api::tls::client_config(&certs).unwrap()
+}
+
+fn cluster_with_worker(extra: &[&str]) -> (Cluster, usize) {
+    let mut c = Cluster::new();
+    c.extra_args = extra.iter().map(|s| s.to_string()).collect();
+    c.init().unwrap();
+    let token = c.token(0, "worker").unwrap();
+    let w = c.join(0, &token).unwrap();
+    let name = c.nodes[w].name.clone();
+    wait_until("worker ready", LONG, || {
+        let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).ok()?);
+        nodes
+            .iter()
+            .any(|n| n["Hostname"] == name.as_str() && n["Status"] == "Ready")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    (c, w)
+}
+
+fn denied<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::Status>) {
+    match r {
+        Err(s) if s.code() == Code::PermissionDenied => {}
+        other => panic!("{what}: expected PermissionDenied, got {other:?}"),
+    }
+}
+
+#[test]
+fn worker_certificate_reaches_neither_control_nor_raft_and_plaintext_is_refused() {
+    init_tracing();
+    let (c, w) = cluster_with_worker(&[]);
+    let addr = c.nodes[0].addr.clone();
+    let worker_cfg = config_of(&c, w);
+    let worker_id = serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(c.state_dir(w).join("node.json")).unwrap(),
+    )
+    .unwrap()["node_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    rt().block_on(async {
+        info!("phase: a worker certificate calls every control RPC");
+        let ch = swarm_api::tls::connect(&addr, worker_cfg.clone())
+            .await
+            .unwrap();
+        let mut ctl = ControlClient::new(ch.clone());
+        use swarm_api::control::*;
+        denied("status", ctl.status(StatusRequest {}).await);
+        denied(
+            "list services",
+            ctl.list_services(ListRequest::default()).await,
+        );
+        denied("get service", ctl.get_service(GetRequest::default()).await);
+        denied(
+            "create service",
+            ctl.create_service(CreateServiceRequest::default()).await,
+        );
+        denied(
+            "update service",
+            ctl.update_service(UpdateServiceRequest::default()).await,
+        );
+        denied(
+            "scale service",
+            ctl.scale_service(ScaleServiceRequest::default()).await,
+        );
+        denied(
+            "remove service",
+            ctl.remove_service(RemoveRequest::default()).await,
+        );
+        denied(
+            "rollback service",
+            ctl.rollback_service(RollbackServiceRequest::default())
+                .await,
+        );
+        denied("list tasks", ctl.list_tasks(ListRequest::default()).await);
+        denied("list nodes", ctl.list_nodes(ListRequest::default()).await);
+        denied("get node", ctl.get_node(GetRequest::default()).await);
+        denied(
+            "update node",
+            ctl.update_node(UpdateNodeRequest::default()).await,
+        );
+        denied(
+            "remove node",
+            ctl.remove_node(RemoveRequest::default()).await,
+        );
+        denied("get cluster", ctl.get_cluster(GetRequest::default()).await);
+        denied(
+            "rotate token",
+            ctl.rotate_join_token(RotateJoinTokenRequest::default())
+                .await,
+        );
+        denied(
+            "issue client cert",
+            ctl.issue_client_cert(IssueClientCertRequest::default())
+                .await,
+        );
+        denied("watch", ctl.watch(WatchRequest::default()).await);
+
+        info!("phase: ... and every raft RPC");
+        let mut raft = RaftClient::new(ch.clone());
+        use swarm_api::raft::*;
+        denied("append", raft.append_entries(RaftPayload::default()).await);
+        denied("vote", raft.vote(RaftPayload::default()).await);
+        denied(
+            "snapshot",
+            raft.install_snapshot(RaftPayload::default()).await,
+        );
+        denied(
+            "forward write",
+            raft.forward_write(ForwardWriteRequest::default()).await,
+        );
+        denied("read index", raft.read_index(ReadIndexRequest {}).await);
+
+        info!("phase: a worker may not promote itself or speak for another node");
+        let mut nodes = swarm_api::node::node_service_client::NodeServiceClient::new(ch.clone());
+        let worker_token = c.token(0, "worker").unwrap();
+        let r = nodes
+            .promote_self(swarm_api::node::ManagerPromoteRequest {
+                node_id: worker_id.clone(),
+                token: worker_token,
+            })
+            .await;
+        denied("promote with a worker token", r);
+        let r = nodes
+            .heartbeat(swarm_api::node::HeartbeatRequest {
+                node_id: "someoneelse".into(),
+                description: vec![],
+            })
+            .await;
+        denied("heartbeat for another node", r);
+        // Its own heartbeat is fine.
+        nodes
+            .heartbeat(swarm_api::node::HeartbeatRequest {
+                node_id: worker_id.clone(),
+                description: vec![],
+            })
+            .await
+            .unwrap();
+
+        info!("phase: a plaintext client gets nowhere");
+        let plain =
+            swarm_api::transport::connect(&swarm_api::transport::Target::Tcp(addr.clone())).await;
+        if let Ok(ch) = plain {
+            let r = ControlClient::new(ch).status(StatusRequest {}).await;
+            assert!(r.is_err(), "plaintext call must fail: {r:?}");
+        }
+
+        info!("phase: a join that pins another CA never talks to this manager");
+        let wrong = swarm_api::tls::pinned_client_config(&"0".repeat(50)).unwrap();
+        let err = swarm_api::tls::connect(&addr, wrong)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("does not match the join token"), "{err}");
+    });
+}
+
+#[test]
+fn certificates_renew_without_disturbing_tasks_and_removed_nodes_stay_out() {
+    init_tracing();
+    let (mut c, w) = cluster_with_worker(&[
+        "--executor",
+        "fake",
+        "--cert-expiry",
+        "1h",
+        "--cert-renew-after",
+        "3s",
+    ]);
+    let cert_path = c.state_dir(w).join("certs/node.crt");
+    let first = std::fs::read_to_string(&cert_path).unwrap();
+    let (_, total) = swarm_api::tls::validity_of(&first).unwrap();
+    assert!(
+        (3600..=4000).contains(&total),
+        "--cert-expiry 1h gives a 1h certificate: {total}s"
+    );
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "pinned",
+            "--replicas",
+            "2",
+            "--constraint",
+            "node.role==worker",
+            "busybox",
+            "sleep",
+            "1d",
+        ],
+    )
+    .unwrap();
+    let ids = wait_until("2 tasks running on the worker", LONG, || {
+        let t = json_lines(
+            &c.ctl(0, &["service", "ps", "pinned", "--format", "json"])
+                .ok()?,
+        );
+        let running: Vec<String> = t
+            .iter()
+            .filter(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Running")
+            })
+            .map(|t| t["ID"].as_str().unwrap().to_string())
+            .collect();
+        (running.len() == 2).then_some(running)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: the worker renews its certificate");
+    wait_until("a renewed certificate", LONG, || {
+        let now = std::fs::read_to_string(&cert_path).ok()?;
+        (now != first).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    std::thread::sleep(Duration::from_secs(3));
+    let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).unwrap());
+    assert!(nodes.iter().all(|n| n["Status"] == "Ready"), "{nodes:?}");
+    let t = json_lines(
+        &c.ctl(0, &["service", "ps", "pinned", "--format", "json"])
+            .unwrap(),
+    );
+    let still: Vec<String> = t
+        .iter()
+        .filter(|t| {
+            t["CurrentState"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("Running")
+        })
+        .map(|t| t["ID"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(still, ids, "renewal does not restart tasks");
+    assert!(c.nodes[w]
+        .log_tail(200)
+        .contains("node certificate renewed"));
+
+    info!("phase: stop the worker, remove it, start it again: it is refused");
+    c.kill(w);
+    let name = c.nodes[w].name.clone();
+    c.ctl(0, &["node", "rm", "--force", &name]).unwrap();
+    let cfg = config_of(&c, w);
+    c.restart(w).unwrap();
+    std::thread::sleep(Duration::from_secs(4));
+    let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).unwrap());
+    assert!(
+        !nodes.iter().any(|n| n["Hostname"] == name.as_str()),
+        "removed node came back: {nodes:?}"
+    );
+    rt().block_on(async {
+        let ch = swarm_api::tls::connect(&c.nodes[0].addr, cfg)
+            .await
+            .unwrap();
+        let r = swarm_api::dispatcher::dispatcher_client::DispatcherClient::new(ch)
+            .session(swarm_api::dispatcher::SessionRequest {
+                node_id: "x".into(),
+            })
+            .await;
+        denied("session with a removed node's certificate", r);
+    });
+}
+
+#[test]
+fn admin_bundle_works_over_tcp_and_state_is_private() {
+    init_tracing();
+    let mut c = Cluster::new();
+    c.init().unwrap();
+    let tcp = format!("tcp://{}", c.nodes[0].addr);
+    let bin = swarm_testkit::bin("swarmctl");
+
+    info!("phase: without a bundle, TCP is refused with the fix in the message");
+    let out = std::process::Command::new(&bin)
+        .args(["-H", &tcp, "node", "ls"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("client-bundle"));
+
+    info!("phase: an admin bundle from the socket works over TCP");
+    let dir = c.dir.path().join("bundle");
+    c.ctl(
+        0,
+        &["cluster", "ca", "client-bundle", dir.to_str().unwrap()],
+    )
+    .unwrap();
+    let out = std::process::Command::new(&bin)
+        .args([
+            "-H",
+            &tcp,
+            "--tls-dir",
+            dir.to_str().unwrap(),
+            "node",
+            "ls",
+            "--format",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(json_lines(&String::from_utf8_lossy(&out.stdout)).len(), 1);
+    assert_eq!(
+        std::fs::metadata(dir.join("key.pem"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o600
+    );
+
+    info!("phase: state dir, certificates and socket are root-only");
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let sd = c.state_dir(0).to_path_buf();
+    assert_eq!(mode(&sd), 0o700);
+    assert_eq!(mode(&sd.join("certs")), 0o700);
+    for f in [
+        "certs/node.key",
+        "certs/node.crt",
+        "certs/ca.crt",
+        "node.json",
+        "swarmd.sock",
+    ] {
+        assert_eq!(mode(&sd.join(f)), 0o600, "{f}");
+    }
+    assert!(
+        !sd.join("certs/ca.key").exists(),
+        "the CA key lives only in the replicated store"
+    );
+}
