@@ -171,6 +171,18 @@ impl Dispatcher for DispatcherService {
         let r = req.into_inner();
         let node = NodeId::new(r.node_id);
         let mut ops = Vec::with_capacity(r.updates.len());
+        // This manager's copy may lag the one that sent the assignment: if it does not know a
+        // task (or not yet on this node), catch up before judging, so no report is dropped.
+        let lagging = self.manager.store().read(|s| {
+            r.updates.iter().any(|u| {
+                s.tasks
+                    .get(u.task_id.as_str())
+                    .is_none_or(|t| t.node_id.as_ref() != Some(&node))
+            })
+        });
+        if lagging {
+            self.manager.read_barrier(false).await?;
+        }
         for u in r.updates {
             let status: TaskStatus = wire::from_bytes("task status", &u.status)?;
             let id = TaskId::new(u.task_id);

@@ -54,13 +54,17 @@ pub const LONG: Duration = Duration::from_secs(60);
 /// A rootfs tarball of busybox (from Debian's busybox-static) with `/etc/image-version`
 /// containing `marker`; built once per marker and test process.
 pub fn busybox_tar(marker: &str) -> std::path::PathBuf {
+    // Tests of one process run concurrently: build each variant once, and atomically.
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
     let out =
         std::env::temp_dir().join(format!("swarm-busybox-{marker}-{}.tar", std::process::id()));
     if !out.exists() {
+        let tmp = out.with_extension("tar.partial");
         let script =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/busybox-rootfs.sh");
         let st = std::process::Command::new(script)
-            .arg(&out)
+            .arg(&tmp)
             .arg(marker)
             .status()
             .expect("run deploy/busybox-rootfs.sh");
@@ -68,6 +72,7 @@ pub fn busybox_tar(marker: &str) -> std::path::PathBuf {
             st.success(),
             "building the busybox image failed (is busybox-static installed?)"
         );
+        std::fs::rename(&tmp, &out).expect("rename the busybox tarball into place");
     }
     out
 }
