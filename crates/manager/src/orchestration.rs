@@ -73,8 +73,13 @@ async fn write_all(manager: &Manager, ops: Vec<Op>) -> bool {
     ok
 }
 
-/// One pass: orchestrate, then schedule what is pending. Returns whether anything was written.
-pub async fn pass(manager: &Manager, cfg: &LoopConfig) -> bool {
+/// One pass: orchestrate (the services in `only`, or all), then schedule what is pending.
+/// Returns whether anything was written.
+pub async fn pass(
+    manager: &Manager,
+    cfg: &LoopConfig,
+    only: Option<&std::collections::HashSet<swarm_types::ServiceId>>,
+) -> bool {
     let ocfg = manager.store().read(|s| orchestrator::Config {
         now_ms: now_ms(),
         node_down_grace_ms: cfg.node_down_grace.as_millis() as u64,
@@ -83,7 +88,9 @@ pub async fn pass(manager: &Manager, cfg: &LoopConfig) -> bool {
             .map(|c| c.spec.task_history_limit as usize)
             .unwrap_or(5),
     });
-    let ops = manager.store().read(|s| orchestrator::reconcile(s, &ocfg));
+    let ops = manager
+        .store()
+        .read(|s| orchestrator::reconcile_some(s, &ocfg, only));
     let mut wrote = !ops.is_empty();
     if !ops.is_empty() {
         tracing::debug!(ops = ops.len(), "orchestrator");
@@ -136,8 +143,15 @@ pub async fn pass(manager: &Manager, cfg: &LoopConfig) -> bool {
 
 /// Runs until `shutdown` turns true.
 pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receiver<bool>) {
+    use crate::raft::storage::StoreEvent;
+    use swarm_types::Object;
     let mut events = manager.store().subscribe();
     let mut metrics = manager.raft().metrics();
+    // Services touched since the last pass; `full` when anything else changed (nodes, the
+    // cluster, a lost event) or time passed (restart delays, grace periods, update pacing).
+    let mut dirty: std::collections::HashSet<swarm_types::ServiceId> = Default::default();
+    let mut full = true;
+    let mut last_full = tokio::time::Instant::now();
     loop {
         if *shutdown.borrow() {
             return;
@@ -149,16 +163,46 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             events = events.resubscribe();
+            full = true;
             continue;
         }
-        pass(&manager, &cfg).await;
+        if full || last_full.elapsed() >= cfg.tick {
+            pass(&manager, &cfg, None).await;
+            last_full = tokio::time::Instant::now();
+        } else {
+            pass(&manager, &cfg, Some(&dirty)).await;
+        }
+        dirty.clear();
+        full = false;
+        let mut note = |ev: Result<StoreEvent, tokio::sync::broadcast::error::RecvError>| match ev {
+            Ok(StoreEvent::Change(c)) => match &c.object {
+                Object::Service(s) => {
+                    dirty.insert(s.id.clone());
+                }
+                Object::Task(t) => {
+                    dirty.insert(t.service_id.clone());
+                }
+                _ => full = true,
+            },
+            _ => full = true,
+        };
         // Wait for a change or the tick; then let a burst of changes settle briefly.
         tokio::select! {
-            _ = events.recv() => {
+            ev = events.recv() => {
+                note(ev);
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                while events.try_recv().is_ok() {}
+                loop {
+                    match events.try_recv() {
+                        Ok(ev) => note(Ok(ev)),
+                        Err(tokio::sync::broadcast::error::TryRecvError::Empty) => break,
+                        Err(tokio::sync::broadcast::error::TryRecvError::Lagged(n)) => {
+                            note(Err(tokio::sync::broadcast::error::RecvError::Lagged(n)))
+                        }
+                        Err(_) => break,
+                    }
+                }
             }
-            _ = tokio::time::sleep(cfg.tick) => {}
+            _ = tokio::time::sleep(cfg.tick) => full = true,
             _ = shutdown.changed() => {}
             _ = metrics.changed() => {}
         }

@@ -135,9 +135,20 @@ fn restart_decision(svc: &Service, t: &Task, cfg: &Config) -> Restart {
 
 /// One reconciliation pass over every service. Returns ops to write through Raft.
 pub fn reconcile(state: &StoreState, cfg: &Config) -> Vec<Op> {
+    reconcile_some(state, cfg, None)
+}
+
+/// A pass over the services in `only` (all when `None`): the control loop passes the services
+/// touched by recent changes, and runs a full pass on every tick.
+pub fn reconcile_some(
+    state: &StoreState,
+    cfg: &Config,
+    only: Option<&HashSet<ServiceId>>,
+) -> Vec<Op> {
+    let wanted = |id: &ServiceId| only.is_none_or(|o| o.contains(id));
     let mut ops = Vec::new();
     let mut by_service: HashMap<&ServiceId, Vec<&Task>> = HashMap::new();
-    for t in state.tasks.values() {
+    for t in state.tasks.values().filter(|t| wanted(&t.service_id)) {
         by_service.entry(&t.service_id).or_default().push(t);
     }
     for (sid, tasks) in &by_service {
@@ -150,7 +161,11 @@ pub fn reconcile(state: &StoreState, cfg: &Config) -> Vec<Op> {
             }
         }
     }
-    for svc in state.services.values() {
+    let services: Vec<&Service> = match only {
+        None => state.services.values().collect(),
+        Some(o) => o.iter().filter_map(|id| state.services.get(id)).collect(),
+    };
+    for svc in services {
         let tasks = by_service.get(&svc.id).map(Vec::as_slice).unwrap_or(&[]);
         match svc.spec.mode {
             ServiceMode::Replicated { replicas } => {
@@ -180,7 +195,7 @@ pub fn reconcile(state: &StoreState, cfg: &Config) -> Vec<Op> {
             }
         }
     }
-    reap(state, cfg, &mut ops);
+    reap(state, cfg, &wanted, &mut ops);
     ops
 }
 
@@ -675,9 +690,9 @@ fn rolling_update(
 
 /// Deletes tasks that are finished with: removed tasks once stopped (or whose node is gone),
 /// and history beyond the limit per slot/node.
-fn reap(state: &StoreState, cfg: &Config, ops: &mut Vec<Op>) {
+fn reap(state: &StoreState, cfg: &Config, wanted: &dyn Fn(&ServiceId) -> bool, ops: &mut Vec<Op>) {
     let mut history: HashMap<(&ServiceId, u64, Option<&NodeId>), Vec<&Task>> = HashMap::new();
-    for t in state.tasks.values() {
+    for t in state.tasks.values().filter(|t| wanted(&t.service_id)) {
         let node_gone_or_down = t.node_id.as_ref().is_none_or(|n| {
             state
                 .nodes

@@ -29,6 +29,18 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
+/// Binary encoding of Raft traffic and log entries (MessagePack with field names, so
+/// `#[serde(default)]` fields keep old entries readable). JSON costs several times the CPU on
+/// this hot path.
+pub mod codec {
+    pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
+        rmp_serde::to_vec_named(v)
+    }
+    pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, rmp_serde::decode::Error> {
+        rmp_serde::from_slice(b)
+    }
+}
+
 pub type RaftId = u64;
 pub type Raft = openraft::Raft<TypeConfig>;
 pub type LogId = openraft::LogId<RaftId>;

@@ -136,7 +136,8 @@ impl PeerClient {
         let Some(client) = self.client.as_mut() else {
             return Err(unreachable(format!("invalid peer address {:?}", self.addr)));
         };
-        let data = serde_json::to_vec(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let data =
+            super::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(timeout);
         let fut = async {
@@ -163,7 +164,7 @@ impl PeerClient {
             Ok(Ok(r)) => r.into_inner(),
         };
         self.reach.record(self.target, true);
-        let decoded: Result<Resp, RaftError<RaftId, E>> = serde_json::from_slice(&resp.data)
+        let decoded: Result<Resp, RaftError<RaftId, E>> = super::codec::decode(&resp.data)
             .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         decoded
             .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))

@@ -21,9 +21,13 @@ impl RaftService {
 }
 
 fn payload<T: serde::Serialize>(v: &T) -> Result<Response<RaftPayload>, Status> {
-    Ok(Response::new(RaftPayload {
-        data: wire::to_bytes(v),
-    }))
+    let data = super::codec::encode(v).map_err(|e| Status::internal(format!("encode: {e}")))?;
+    Ok(Response::new(RaftPayload { data }))
+}
+
+#[allow(clippy::result_large_err)]
+fn decode<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Status> {
+    super::codec::decode(b).map_err(|e| Status::invalid_argument(format!("malformed {what}: {e}")))
 }
 
 #[tonic::async_trait]
@@ -33,14 +37,14 @@ impl RaftRpc for RaftService {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc: AppendEntriesRequest<super::TypeConfig> =
-            wire::from_bytes("append-entries", &req.get_ref().data)?;
+            decode("append-entries", &req.get_ref().data)?;
         self.manager.note_contact(rpc.vote.leader_id().voted_for());
         let res = self.manager.raft().append_entries(rpc).await;
         payload(&res)
     }
 
     async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
-        let rpc: VoteRequest<super::RaftId> = wire::from_bytes("vote", &req.get_ref().data)?;
+        let rpc: VoteRequest<super::RaftId> = decode("vote", &req.get_ref().data)?;
         self.manager.note_contact(rpc.vote.leader_id().voted_for());
         let res = self.manager.raft().vote(rpc).await;
         payload(&res)
@@ -51,7 +55,7 @@ impl RaftRpc for RaftService {
         req: Request<RaftPayload>,
     ) -> Result<Response<RaftPayload>, Status> {
         let rpc: InstallSnapshotRequest<super::TypeConfig> =
-            wire::from_bytes("install-snapshot", &req.get_ref().data)?;
+            decode("install-snapshot", &req.get_ref().data)?;
         self.manager.note_contact(rpc.vote.leader_id().voted_for());
         let res = self.manager.raft().install_snapshot(rpc).await;
         payload(&res)

@@ -103,7 +103,7 @@ fn key(index: u64) -> [u8; 8] {
 }
 
 fn decode_entry(v: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
-    serde_json::from_slice(v).map_err(|e| io_err(StorageIOError::read_logs, e))
+    super::codec::decode(v).map_err(|e| io_err(StorageIOError::read_logs, e))
 }
 
 impl RaftLogReader<TypeConfig> for LogStore {
@@ -182,7 +182,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         for e in entries {
-            let v = serde_json::to_vec(&e).map_err(|e| io_err(StorageIOError::write_logs, e))?;
+            let v = super::codec::encode(&e).map_err(|e| io_err(StorageIOError::write_logs, e))?;
             batch.insert(&key(e.log_id.index), v);
         }
         self.log
@@ -322,7 +322,7 @@ impl StateMachine {
         meta: &SnapshotMeta<RaftId, openraft::BasicNode>,
         data: &[u8],
     ) -> Result<(), StorageError> {
-        let body: SnapshotBody = serde_json::from_slice(data)
+        let body: SnapshotBody = super::codec::decode(data)
             .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
         let mut state = body.state;
         state.rebuild_indexes();
@@ -361,7 +361,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (data, last_applied, membership) = {
             let inner = self.shared.inner.read().expect("store lock poisoned");
-            let data = serde_json::to_vec(&SnapshotBody {
+            let data = super::codec::encode(&SnapshotBody {
                 state: inner.state.clone(),
             })
             .map_err(|e| io_err(StorageIOError::write_state_machine, e))?;
