@@ -138,6 +138,7 @@ fn main() -> anyhow::Result<()> {
                 node_id: node.clone(),
                 managers: managers.clone(),
                 description: desc,
+                desired_role: None,
             };
             tokio::spawn(session.run(stop_rx.clone()));
             tokio::spawn(swarm_agent::worker::run(

@@ -13,6 +13,9 @@ pub struct Session {
     /// Shared with the worker: heartbeat answers refresh it.
     pub managers: crate::worker::Managers,
     pub description: NodeDescription,
+    /// Receives the role the cluster wants this node to have (and its raft id), from every
+    /// heartbeat answer.
+    pub desired_role: Option<watch::Sender<(String, u64)>>,
 }
 
 impl Session {
@@ -26,7 +29,14 @@ impl Session {
                 return;
             }
             let wait = match self.beat(idx, send_description).await {
-                Ok((p, managers)) => {
+                Ok((p, managers, role)) => {
+                    if let Some(tx) = &self.desired_role {
+                        tx.send_if_modified(|cur| {
+                            let changed = *cur != role;
+                            *cur = role.clone();
+                            changed
+                        });
+                    }
                     send_description = false;
                     period = p;
                     if !managers.is_empty() {
@@ -57,7 +67,7 @@ impl Session {
         &self,
         idx: usize,
         with_description: bool,
-    ) -> Result<(Duration, Vec<String>), String> {
+    ) -> Result<(Duration, Vec<String>, (String, u64)), String> {
         let addr = self
             .managers
             .addrs()
@@ -83,6 +93,7 @@ impl Session {
         Ok((
             Duration::from_millis(resp.period_ms.clamp(100, 60_000)),
             resp.managers,
+            (resp.desired_role, resp.raft_id),
         ))
     }
 }

@@ -135,6 +135,96 @@ fn validate(spec: &ServiceSpec) -> Result<(), Status> {
 }
 
 impl ControlService {
+    /// Promotion and demotion. Membership changes run on the leader, so a follower forwards
+    /// the request there.
+    async fn change_role(
+        &self,
+        mut node: Node,
+        spec: NodeSpec,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        if let Some((id, addr)) = self.manager.leader() {
+            if id != self.manager.raft_id() {
+                let ch = self
+                    .manager
+                    .network()
+                    .channel(&addr)
+                    .ok_or_else(|| Status::unavailable("bad leader address"))?;
+                return swarm_api::control::control_client::ControlClient::new(ch)
+                    .update_node(UpdateNodeRequest {
+                        reference: node.id.to_string(),
+                        version: 0,
+                        spec: wire::to_bytes(&spec),
+                    })
+                    .await;
+            }
+        }
+        let name = node.description.hostname.clone();
+        match spec.role {
+            NodeRole::Manager => {
+                if node.status.state != NodeState::Ready {
+                    return Err(Status::failed_precondition(format!(
+                        "node {name} is not ready; a node is promoted while it runs"
+                    )));
+                }
+                if node.manager_status.is_none() {
+                    node.manager_status = Some(swarm_types::objects::ManagerStatus {
+                        raft_id: rand::random::<u64>() >> 1,
+                        addr: node.status.addr.clone(),
+                    });
+                }
+                node.spec = spec;
+                tracing::info!(node = %node.id, "promotion requested");
+            }
+            NodeRole::Worker => {
+                let voters = self.manager.voters();
+                let raft_id = node.manager_status.as_ref().map(|m| m.raft_id);
+                if let Some(rid) = raft_id.filter(|r| voters.contains(r)) {
+                    let remaining: Vec<u64> =
+                        voters.iter().copied().filter(|v| *v != rid).collect();
+                    if remaining.is_empty() {
+                        return Err(Status::failed_precondition(format!(
+                            "node {name} is the last manager; promote another node first"
+                        )));
+                    }
+                    let reachable = remaining
+                        .iter()
+                        .filter(|v| self.manager.is_reachable(**v))
+                        .count();
+                    let needed = remaining.len() / 2 + 1;
+                    if reachable < needed {
+                        return Err(Status::failed_precondition(format!(
+                            "demoting {name} would lose quorum: only {reachable} of the remaining {} managers are reachable and {needed} are needed; bring managers back first",
+                            remaining.len()
+                        )));
+                    }
+                    // Record the new role first, while this manager still has quorum (a
+                    // leader that removes itself steps down and could not write after), then
+                    // leave Raft.
+                    node.spec = spec;
+                    node.manager_status = None;
+                    let current =
+                        self.read(|s| s.nodes.get(node.id.as_str()).map(|n| n.meta.version));
+                    node.meta.version = current.unwrap_or(node.meta.version);
+                    let mut out = self.write(vec![Op::Update(Object::Node(node))]).await?;
+                    self.manager
+                        .remove_manager(rid)
+                        .await
+                        .map_err(|e| Status::unavailable(e.to_string()))?;
+                    tracing::info!(raft_id = rid, "manager demoted and removed from raft");
+                    return Ok(object_response(out.remove(0)));
+                }
+                node.spec = spec;
+                node.manager_status = None;
+                tracing::info!(node = %node.id, "demoted");
+            }
+        }
+        // Re-read the version: the membership change may have taken a while.
+        let current = self.read(|s| s.nodes.get(node.id.as_str()).map(|n| n.meta.version));
+        node.meta.version = current.unwrap_or(node.meta.version);
+        let mut out = self.write(vec![Op::Update(Object::Node(node))]).await?;
+        Ok(object_response(out.remove(0)))
+    }
+
     fn local_status(&self) -> StatusResponse {
         let m = self.manager.raft().metrics().borrow().clone();
         let leader = m.current_leader;
@@ -438,14 +528,7 @@ impl Control for ControlService {
         self.manager.read_barrier(false).await?;
         let mut node = self.read(|s| find_node(s, &r.reference))?;
         if spec.role != node.spec.role {
-            let verb = if spec.role == NodeRole::Manager {
-                "promote"
-            } else {
-                "demote"
-            };
-            return Err(Status::unimplemented(format!(
-                "changing a node's role is done with `swarmctl node {verb}`, which this version does not support yet"
-            )));
+            return self.change_role(node, spec).await;
         }
         if r.version != 0 {
             node.meta.version = r.version;

@@ -460,6 +460,24 @@ impl Manager {
         Ok(())
     }
 
+    /// Removes a manager from the Raft membership (leader only). Removing the leader itself
+    /// makes it step down once the new membership is committed.
+    pub async fn remove_manager(&self, raft_id: RaftId) -> Result<(), WriteError> {
+        let raft = &self.inner.raft;
+        let voters: std::collections::BTreeSet<RaftId> = raft
+            .metrics()
+            .borrow()
+            .membership_config
+            .membership()
+            .voter_ids()
+            .filter(|v| *v != raft_id)
+            .collect();
+        raft.change_membership(voters, false)
+            .await
+            .map_err(|e| WriteError::Raft(format!("change membership: {e}")))?;
+        Ok(())
+    }
+
     pub fn server_state(&self) -> ServerState {
         self.inner.raft.metrics().borrow().state
     }

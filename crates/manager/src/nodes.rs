@@ -276,8 +276,16 @@ impl NodeService for NodeServiceImpl {
         if let Some(mut leader) = self.leader_client()? {
             return leader.promote_self(req.into_inner()).await;
         }
+        // An operator's `node promote` (the caller holds a manager certificate and the store
+        // wants it to be a manager) needs no token; a node joining as a manager shows one.
+        let promoted_by_operator = crate::auth::peer(&req)?.is_none_or(|p| p.role == "manager")
+            && self.manager.store().read(|s| {
+                s.nodes
+                    .get(req.get_ref().node_id.as_str())
+                    .is_some_and(|n| n.spec.role == NodeRole::Manager)
+            });
         let r = req.into_inner();
-        if self.check_token(&r.token)? != NodeRole::Manager {
+        if !promoted_by_operator && self.check_token(&r.token)? != NodeRole::Manager {
             return Err(Status::permission_denied(
                 "a manager join token is required",
             ));
@@ -289,7 +297,7 @@ impl NodeService for NodeServiceImpl {
             .ok_or_else(|| Status::not_found(format!("node {} not found", r.node_id)))?;
         let ms = node
             .manager_status
-            .filter(|_| node.role == NodeRole::Manager)
+            .filter(|_| node.role == NodeRole::Manager || node.spec.role == NodeRole::Manager)
             .ok_or_else(|| Status::failed_precondition("node did not join as a manager"))?;
         self.manager
             .add_manager(ms.raft_id, &ms.addr)
@@ -307,6 +315,27 @@ impl NodeService for NodeServiceImpl {
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
         crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
+        // A manager that was removed from Raft (demoted) knows no leader any more: point the
+        // agent at the managers it last knew instead of failing, so the agent finds them.
+        let voter = self.manager.voters().contains(&self.manager.raft_id());
+        if !voter
+            && self
+                .manager
+                .leader()
+                .is_none_or(|(id, _)| id == self.manager.raft_id())
+        {
+            let own = self.manager.config().advertise_addr.clone();
+            return Ok(Response::new(HeartbeatResponse {
+                period_ms: 200,
+                managers: self
+                    .manager_addrs()
+                    .into_iter()
+                    .filter(|a| *a != own)
+                    .collect(),
+                desired_role: String::new(),
+                raft_id: 0,
+            }));
+        }
         if let Some(mut leader) = self.leader_client()? {
             return leader.heartbeat(req.into_inner()).await;
         }
@@ -346,9 +375,23 @@ impl NodeService for NodeServiceImpl {
                 })
                 .await?;
         }
+        let (desired_role, raft_id) = self
+            .manager
+            .store()
+            .read(|s| {
+                s.nodes.get(r.node_id.as_str()).map(|n| {
+                    (
+                        n.spec.role,
+                        n.manager_status.as_ref().map(|m| m.raft_id).unwrap_or(0),
+                    )
+                })
+            })
+            .unwrap_or_default();
         Ok(Response::new(HeartbeatResponse {
             period_ms: HEARTBEAT_PERIOD.as_millis() as u64,
             managers: self.manager_addrs(),
+            desired_role: desired_role.as_str().into(),
+            raft_id,
         }))
     }
 }

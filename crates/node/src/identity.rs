@@ -22,6 +22,9 @@ pub struct Identity {
     /// Join token kept until a joining manager has been promoted (then cleared).
     #[serde(default)]
     pub pending_token: String,
+    /// An operator promoted this worker; it becomes a Raft voter on its next start.
+    #[serde(default)]
+    pub promoting: bool,
 }
 
 pub fn path(state_dir: &Path) -> PathBuf {

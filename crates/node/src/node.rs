@@ -200,12 +200,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         ));
         tokio::spawn(nodes.run_monitor());
         if !id.complete {
-            if id.pending_token.is_empty() {
+            if id.pending_token.is_empty() && !id.promoting {
                 bootstrap(&m, &id, &description, &certs, &args).await?;
                 identity::remove_bootstrap_ca_key(&args.state_dir);
             } else {
                 promote(&id, &client_tls).await?;
                 id.pending_token.clear();
+                id.promoting = false;
             }
             id.complete = true;
             identity::save(&args.state_dir, &id)?;
@@ -239,10 +240,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.cert_renew_after,
         shutdown_rx.clone(),
     ));
+    let (role_tx, mut role_rx) = watch::channel((String::new(), 0u64));
     let session = swarm_agent::session::Session {
         node_id: id.node_id.clone(),
         managers: managers.clone(),
         description,
+        desired_role: Some(role_tx),
     };
     tasks.push(tokio::spawn(session.run(shutdown_rx.clone())));
     let db_dir = args.state_dir.join("agent").join("tasks");
@@ -253,7 +256,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             id.node_id.clone(),
             db_dir,
             exec,
-            managers,
+            managers.clone(),
             shutdown_rx.clone(),
         ));
     } else {
@@ -267,7 +270,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     id.node_id.clone(),
                     db_dir,
                     exec,
-                    managers,
+                    managers.clone(),
                     shutdown_rx.clone(),
                 ));
             }
@@ -283,7 +286,33 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     )?);
 
-    wait_for_signal().await;
+    // Runs until a signal, or until the cluster changes this node's role (promote/demote):
+    // then the node takes a certificate for the new role and restarts itself in it.
+    // Containers keep running across the restart.
+    let mut restart = false;
+    let signal = wait_for_signal();
+    tokio::pin!(signal);
+    loop {
+        tokio::select! {
+            _ = &mut signal => break,
+            changed = role_rx.changed() => {
+                if changed.is_err() {
+                    continue;
+                }
+                let (desired, raft_id) = role_rx.borrow().clone();
+                if desired.is_empty() || desired == id.role.as_str() {
+                    continue;
+                }
+                match switch_role(&args.state_dir, &mut id, &desired, raft_id, &managers).await {
+                    Ok(()) => {
+                        restart = true;
+                        break;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "role change to {desired} failed; will retry"),
+                }
+            }
+        }
+    }
     tracing::info!("shutting down");
     let _ = shutdown_tx.send(true);
     if let Some(m) = manager {
@@ -292,6 +321,59 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
+    if restart {
+        drop(_lock);
+        use std::os::unix::process::CommandExt;
+        tracing::info!(role = id.role.as_str(), "restarting in the new role");
+        let err = std::process::Command::new("/proc/self/exe")
+            .args(std::env::args_os().skip(1))
+            .exec();
+        bail!("could not restart swarmd in its new role: {err}");
+    }
+    Ok(())
+}
+
+/// Takes a certificate for the role the cluster wants (the manager signs it with the role from
+/// the store) and records the new role; the caller restarts the process.
+async fn switch_role(
+    state_dir: &std::path::Path,
+    id: &mut Identity,
+    desired: &str,
+    raft_id: u64,
+    managers: &swarm_agent::worker::Managers,
+) -> anyhow::Result<()> {
+    let (cert_pem, key_pem) = renew_once(managers).await?;
+    let der = swarm_api::tls::certs_from_pem(&cert_pem)?;
+    let got = der
+        .first()
+        .and_then(|c| swarm_api::tls::identity_of(c.as_ref()))
+        .map(|p| p.role)
+        .unwrap_or_default();
+    if got != desired {
+        bail!("the manager issued a {got} certificate, not {desired}; not switching yet");
+    }
+    let ca_pem = identity::load_certs(state_dir)?.ca_pem;
+    identity::save_certs(
+        state_dir,
+        &identity::Certs {
+            ca_pem,
+            cert_pem,
+            key_pem,
+        },
+    )?;
+    id.managers = managers.addrs();
+    if desired == "manager" {
+        id.role = NodeRole::Manager;
+        id.raft_id = raft_id;
+        id.complete = false;
+        id.promoting = true;
+    } else {
+        id.role = NodeRole::Worker;
+        id.complete = true;
+        id.promoting = false;
+    }
+    identity::save(state_dir, id)?;
+    tracing::info!(role = desired, "role changed by the cluster");
     Ok(())
 }
 
@@ -327,6 +409,7 @@ fn new_identity(args: &Args) -> anyhow::Result<Identity> {
         managers: vec![],
         complete: false,
         pending_token: String::new(),
+        promoting: false,
     };
     // The cluster's root CA and this node's certificate exist before anything listens.
     let ca = swarm_manager::ca::generate_root_ca(&id.cluster_id)?;
@@ -459,6 +542,7 @@ async fn join(args: &Args, addr: &str, description: &NodeDescription) -> anyhow:
         } else {
             String::new()
         },
+        promoting: false,
     };
     identity::save(&args.state_dir, &id)?;
     tracing::info!(node = %id.node_id, role = role.as_str(), "joined cluster {}", id.cluster_id);
@@ -492,7 +576,10 @@ async fn promote(id: &Identity, tls: &std::sync::Arc<rustls::ClientConfig>) -> a
                     tracing::info!("this manager is now a raft voter");
                     return Ok(());
                 }
-                Err(e) => last_err = format!("{addr}: {e:#}"),
+                Err(e) => {
+                    last_err = format!("{addr}: {e:#}");
+                    tracing::debug!(error = %last_err, "promotion attempt failed; retrying");
+                }
             }
         }
         if tokio::time::Instant::now() > deadline {

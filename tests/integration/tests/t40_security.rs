@@ -358,3 +358,124 @@ fn admin_bundle_works_over_tcp_and_state_is_private() {
         "the CA key lives only in the replicated store"
     );
 }
+
+fn managers_of(c: &Cluster, via: usize) -> Vec<(String, String)> {
+    json_lines(
+        &c.ctl(via, &["node", "ls", "--format", "json"])
+            .unwrap_or_default(),
+    )
+    .into_iter()
+    .filter(|n| n["ManagerStatus"] != "")
+    .map(|n| {
+        (
+            n["Hostname"].as_str().unwrap_or("").to_string(),
+            n["ManagerStatus"].as_str().unwrap_or("").to_string(),
+        )
+    })
+    .collect()
+}
+
+#[test]
+fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
+    init_tracing();
+    let mut c = Cluster::new();
+    c.extra_args = vec!["--executor".into(), "fake".into()];
+    c.init().unwrap();
+    let token = c.token(0, "worker").unwrap();
+    for _ in 0..3 {
+        c.join(0, &token).unwrap();
+    }
+    wait_until("4 nodes ready", LONG, || {
+        let n = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).ok()?);
+        (n.len() == 4 && n.iter().all(|n| n["Status"] == "Ready")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: promote n2 and n3");
+    c.ctl(0, &["node", "promote", "n2", "n3"]).unwrap();
+    wait_until("3 managers", LONG, || {
+        let m = managers_of(&c, 0);
+        (m.len() == 3 && m.iter().all(|(_, s)| s == "Leader" || s == "Reachable")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, 0), c.dump()));
+    // The promoted nodes now serve the control API themselves.
+    swarm_testkit::wait_until("n2 serves the control API", LONG, || {
+        c.ctl(1, &["node", "ls"]).ok()
+    })
+    .unwrap();
+
+    info!("phase: demote the leader while writes go on through n2");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let host = c.nodes[1].host();
+    let writer = {
+        let (stop, acked) = (stop.clone(), acked.clone());
+        let bin = swarm_testkit::bin("swarmctl");
+        std::thread::spawn(move || {
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let name = format!("w{i}");
+                i += 1;
+                let ok = std::process::Command::new(&bin)
+                    .args([
+                        "-H",
+                        &host,
+                        "service",
+                        "create",
+                        "--name",
+                        &name,
+                        "--replicas",
+                        "0",
+                        "busybox",
+                    ])
+                    .output()
+                    .map(|o| o.status.success())
+                    .unwrap_or(false);
+                if ok {
+                    acked.lock().unwrap().push(name);
+                }
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    let leader = c.leader(1).expect("leader");
+    let leader_name = c.nodes[leader].name.clone();
+    c.ctl(1, &["node", "demote", &leader_name]).unwrap();
+    let other_leader = if leader == 1 { 2 } else { 1 };
+    wait_until("two managers, a new leader", LONG, || {
+        let m = managers_of(&c, other_leader);
+        (m.len() == 2
+            && m.iter().any(|(_, s)| s == "Leader")
+            && !m.iter().any(|(n, _)| *n == leader_name))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, other_leader), c.dump()));
+    std::thread::sleep(Duration::from_secs(2));
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    writer.join().unwrap();
+    let acked = acked.lock().unwrap().clone();
+    info!(writes = acked.len(), "acknowledged during the demotion");
+    assert!(!acked.is_empty(), "writes went through during the demotion");
+    let names = swarm_integration::service_names(&c, other_leader, false).unwrap();
+    for n in &acked {
+        assert!(names.contains(n), "acknowledged write {n} lost");
+    }
+
+    info!("phase: with one of three managers down, demoting another is refused");
+    c.ctl(other_leader, &["node", "promote", "n4"]).unwrap();
+    wait_until("3 managers again", LONG, || {
+        (managers_of(&c, other_leader).len() == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, other_leader), c.dump()));
+    c.kill(3);
+    std::thread::sleep(Duration::from_secs(2));
+    let survivor = (1..3).find(|i| *i != other_leader).unwrap();
+    let target = c.nodes[survivor].name.clone();
+    let out = c
+        .ctl_raw(other_leader, &["node", "demote", &target])
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "demote must be refused");
+    assert!(err.contains("would lose quorum"), "{err}");
+    assert_eq!(managers_of(&c, other_leader).len(), 3, "nothing changed");
+}

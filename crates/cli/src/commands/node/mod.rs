@@ -2,6 +2,7 @@
 
 mod inspect;
 mod ls;
+mod promote;
 mod ps;
 mod rm;
 mod update;
@@ -22,6 +23,10 @@ pub enum NodeCmd {
     Update(update::UpdateArgs),
     /// List tasks running on one or more nodes.
     Ps(ps::PsArgs),
+    /// Promote one or more workers to managers.
+    Promote(promote::RoleArgs),
+    /// Demote one or more managers to workers.
+    Demote(promote::RoleArgs),
     /// Remove one or more nodes from the cluster.
     #[command(alias = "remove")]
     Rm(rm::RmArgs),
@@ -34,6 +39,8 @@ pub async fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
         NodeCmd::Update(a) => update::run(ctx, a).await,
         NodeCmd::Ps(a) => ps::run(ctx, a).await,
         NodeCmd::Rm(a) => rm::run(ctx, a).await,
+        NodeCmd::Promote(a) => promote::run(ctx, a, swarm_types::spec::NodeRole::Manager).await,
+        NodeCmd::Demote(a) => promote::run(ctx, a, swarm_types::spec::NodeRole::Worker).await,
     }
 }
 

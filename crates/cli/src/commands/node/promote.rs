@@ -1,0 +1,55 @@
+//! `swarmctl node promote NODE...` / `swarmctl node demote NODE...`: change a node's role.
+//! Promotion makes a worker a Raft voter (added as a learner, caught up, then promoted);
+//! demotion removes a manager from Raft (a leader steps down first). A demotion that would
+//! lose quorum is refused.
+
+use super::get_node;
+use crate::client::{status_err, Context};
+use clap::Args;
+use swarm_api::control::UpdateNodeRequest;
+use swarm_types::spec::NodeRole;
+
+#[derive(Args, Debug)]
+pub struct RoleArgs {
+    /// Node ids, id prefixes or hostnames.
+    #[arg(required = true)]
+    pub nodes: Vec<String>,
+}
+
+pub async fn run(ctx: &Context, a: RoleArgs, role: NodeRole) -> anyhow::Result<()> {
+    let mut failed = false;
+    for n in &a.nodes {
+        let res = async {
+            let node = get_node(ctx, n).await?;
+            if node.spec.role == role {
+                println!("Node {n} is already a {}", role.as_str());
+                return anyhow::Ok(());
+            }
+            let mut spec = node.spec.clone();
+            spec.role = role;
+            ctx.control()
+                .await?
+                .update_node(UpdateNodeRequest {
+                    reference: node.id.to_string(),
+                    version: node.meta.version,
+                    spec: swarm_api::wire::to_bytes(&spec),
+                })
+                .await
+                .map_err(status_err)?;
+            match role {
+                NodeRole::Manager => println!("Node {n} promoted to a manager in the cluster."),
+                NodeRole::Worker => println!("Manager {n} demoted in the cluster."),
+            }
+            anyhow::Ok(())
+        }
+        .await;
+        if let Err(e) = res {
+            eprintln!("swarmctl: {e:#}");
+            failed = true;
+        }
+    }
+    if failed {
+        anyhow::bail!("some nodes could not be changed");
+    }
+    Ok(())
+}
