@@ -7,7 +7,7 @@
 
 use crate::raft::network::Network;
 use crate::raft::storage::{self, SharedStore};
-use crate::raft::{Raft, RaftId, WriteOutcome};
+use crate::raft::{Proposal, Raft, RaftId};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{BasicNode, ServerState};
 use std::collections::BTreeMap;
@@ -109,6 +109,86 @@ struct Inner {
     raft: Raft,
     store: SharedStore,
     network: Network,
+    /// Writes waiting to be proposed by the coalescer (leader only).
+    proposals: tokio::sync::mpsc::Sender<Pending>,
+}
+
+type Reply = tokio::sync::oneshot::Sender<Result<Result<Vec<Object>, WriteError>, ProposeError>>;
+
+struct Pending {
+    batch: WriteBatch,
+    reply: Reply,
+}
+
+/// Why a coalesced proposal did not produce a result for its batches.
+#[derive(Debug)]
+enum ProposeError {
+    /// Leadership moved: retry against the new leader.
+    NotLeader,
+    /// No commit within the timeout.
+    Timeout,
+    Fail(WriteError),
+}
+
+/// Proposals in flight at once; while they are, new writes queue up and go out together.
+const MAX_IN_FLIGHT: usize = 4;
+/// Most client batches in one Raft entry.
+const MAX_BATCHES_PER_ENTRY: usize = 256;
+
+/// Group commit: takes queued writes, proposes them as one entry, hands each its result.
+async fn coalesce(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Pending>, timeout: Duration) {
+    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let mut group = vec![first];
+        while group.len() < MAX_BATCHES_PER_ENTRY {
+            match rx.try_recv() {
+                Ok(p) => group.push(p),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let (batches, replies): (Vec<WriteBatch>, Vec<Reply>) =
+                group.into_iter().map(|p| (p.batch, p.reply)).unzip();
+            let res = tokio::time::timeout(timeout, raft.client_write(Proposal { batches })).await;
+            drop(permit);
+            match res {
+                Ok(Ok(resp)) => {
+                    let mut results = resp.data.results.into_iter();
+                    for r in replies {
+                        let out = match results.next() {
+                            Some(Ok(v)) => Ok(v),
+                            Some(Err(e)) => Err(WriteError::Store(e)),
+                            None => Ok(Vec::new()),
+                        };
+                        let _ = r.send(Ok(out));
+                    }
+                }
+                Ok(Err(e)) => {
+                    let err = || match &e {
+                        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
+                            ProposeError::NotLeader
+                        }
+                        RaftError::APIError(e) => {
+                            ProposeError::Fail(WriteError::Raft(e.to_string()))
+                        }
+                        RaftError::Fatal(_) => ProposeError::Fail(WriteError::ShuttingDown),
+                    };
+                    for r in replies {
+                        let _ = r.send(Err(err()));
+                    }
+                }
+                Err(_) => {
+                    for r in replies {
+                        let _ = r.send(Err(ProposeError::Timeout));
+                    }
+                }
+            }
+        });
+    }
 }
 
 /// Cheap to clone; all clones share one Raft node.
@@ -161,12 +241,15 @@ impl Manager {
         let raft = Raft::new(cfg.raft_id, raft_cfg, network.clone(), log, sm)
             .await
             .map_err(|e| StartError(format!("start raft: {e}")))?;
+        let (proposals, rx) = tokio::sync::mpsc::channel(8192);
+        tokio::spawn(coalesce(raft.clone(), rx, cfg.write_timeout));
         Ok(Manager {
             inner: Arc::new(Inner {
                 cfg,
                 raft,
                 store,
                 network,
+                proposals,
             }),
         })
     }
@@ -341,12 +424,21 @@ impl Manager {
         if !self.leader_has_quorum() {
             return Err(Retry::Fail(self.no_quorum()));
         }
-        match tokio::time::timeout(timeout, self.inner.raft.client_write(batch.clone())).await {
-            Err(_) => Err(Retry::Fail(self.no_quorum())),
-            Ok(Ok(resp)) => Ok(outcome(resp.data)),
-            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(Retry::Again),
-            Ok(Err(RaftError::APIError(e))) => Err(Retry::Fail(WriteError::Raft(e.to_string()))),
-            Ok(Err(RaftError::Fatal(_))) => Err(Retry::Fail(WriteError::ShuttingDown)),
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let pending = Pending {
+            batch: batch.clone(),
+            reply: tx,
+        };
+        if self.inner.proposals.send(pending).await.is_err() {
+            return Err(Retry::Fail(WriteError::ShuttingDown));
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Err(_) | Ok(Err(_)) | Ok(Ok(Err(ProposeError::Timeout))) => {
+                Err(Retry::Fail(self.no_quorum()))
+            }
+            Ok(Ok(Ok(v))) => Ok(v),
+            Ok(Ok(Err(ProposeError::NotLeader))) => Err(Retry::Again),
+            Ok(Ok(Err(ProposeError::Fail(e)))) => Err(Retry::Fail(e)),
         }
     }
 
@@ -490,14 +582,6 @@ impl Manager {
 enum Retry {
     Again,
     Fail(WriteError),
-}
-
-fn outcome(o: WriteOutcome) -> Result<Vec<Object>, WriteError> {
-    match o.result {
-        Some(Ok(v)) => Ok(v),
-        Some(Err(e)) => Err(WriteError::Store(e)),
-        None => Ok(Vec::new()),
-    }
 }
 
 /// Why a manager could not start.

@@ -204,9 +204,9 @@ fn manager_down_through_2000_writes_catches_up_by_snapshot() {
         3,
         &[
             "--raft-snapshot-interval",
-            "500",
-            "--raft-logs-to-keep",
             "100",
+            "--raft-logs-to-keep",
+            "20",
         ],
     );
     let leader = c.leader(0).unwrap();
@@ -262,12 +262,14 @@ fn manager_down_through_2000_writes_catches_up_by_snapshot() {
         snapshot = status.snapshot_index,
         "leader log compacted"
     );
+    // Writes are coalesced into fewer Raft entries than writes; what matters is that the
+    // leader's snapshot and compaction moved past everything the stopped follower has.
     assert!(
-        status.snapshot_index >= 1500,
+        status.snapshot_index > lagging_applied + 50,
         "leader took snapshots: {status:?}"
     );
     assert!(
-        status.purged_index > lagging_applied + 1000,
+        status.purged_index > lagging_applied,
         "leader compacted its log past the follower's last entry ({lagging_applied}): {status:?}"
     );
 

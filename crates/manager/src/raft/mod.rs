@@ -10,17 +10,25 @@ use std::io::Cursor;
 use swarm_types::store::{StoreError, WriteBatch};
 use swarm_types::Object;
 
-/// Result of applying one Raft entry: the objects as stored after the write (deleted objects
-/// as they were), or why the batch was refused.
+/// One Raft entry's application data: the write batches of several clients, coalesced by
+/// the leader so that many concurrent writes share one entry (one append, one flush). Each
+/// batch still applies atomically and succeeds or fails on its own.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
+pub struct Proposal {
+    pub batches: Vec<WriteBatch>,
+}
+
+/// Result of applying one Raft entry: per batch, the objects as stored after the write
+/// (deleted objects as they were), or why that batch was refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct WriteOutcome {
-    pub result: Option<Result<Vec<Object>, StoreError>>,
+    pub results: Vec<Result<Vec<Object>, StoreError>>,
 }
 
 openraft::declare_raft_types!(
     /// openraft types of swarm's replicated object store.
     pub TypeConfig:
-        D = WriteBatch,
+        D = Proposal,
         R = WriteOutcome,
         NodeId = u64,
         Node = openraft::BasicNode,

@@ -405,19 +405,19 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 inner.last_applied = Some(entry.log_id);
                 match entry.payload {
                     EntryPayload::Blank => out.push(WriteOutcome::default()),
-                    EntryPayload::Normal(batch) => {
-                        let r = inner.state.apply(&batch, entry.log_id.index);
-                        let result = match r {
-                            Ok(ch) => {
-                                let objs = ch.iter().map(|c| c.object.clone()).collect();
-                                changes.extend(ch);
-                                Ok(objs)
-                            }
-                            Err(e) => Err(e),
-                        };
-                        out.push(WriteOutcome {
-                            result: Some(result),
-                        });
+                    EntryPayload::Normal(proposal) => {
+                        let mut results = Vec::with_capacity(proposal.batches.len());
+                        for batch in &proposal.batches {
+                            results.push(match inner.state.apply(batch, entry.log_id.index) {
+                                Ok(ch) => {
+                                    let objs = ch.iter().map(|c| c.object.clone()).collect();
+                                    changes.extend(ch);
+                                    Ok(objs)
+                                }
+                                Err(e) => Err(e),
+                            });
+                        }
+                        out.push(WriteOutcome { results });
                     }
                     EntryPayload::Membership(m) => {
                         inner.membership = StoredMembership::new(Some(entry.log_id), m);
