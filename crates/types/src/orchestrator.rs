@@ -125,12 +125,19 @@ fn restart_decision(svc: &Service, t: &Task, cfg: &Config) -> Restart {
             return Restart::Never;
         }
     }
-    let delay = p.delay.as_millis() as u64;
+    let delay = restart_delay(p.delay.as_millis() as u64, t.restarts);
     if cfg.now_ms >= t.status.timestamp.saturating_add(delay) {
         Restart::Now
     } else {
         Restart::Later
     }
+}
+
+/// Exponential backoff on the restart delay: the delay doubles with each restart of the slot
+/// (up to 32×), and never grows past one minute unless the configured delay itself is longer.
+pub fn restart_delay(delay_ms: u64, restarts: u64) -> u64 {
+    let backed_off = delay_ms.saturating_mul(1u64 << restarts.min(5));
+    backed_off.min(delay_ms.max(60_000))
 }
 
 /// One reconciliation pass over every service. Returns ops to write through Raft.

@@ -287,6 +287,20 @@ fn restart_delay_condition_and_max_attempts() {
 }
 
 #[test]
+fn restart_delay_backs_off_exponentially_with_a_cap() {
+    assert_eq!(restart_delay(5_000, 0), 5_000);
+    assert_eq!(restart_delay(5_000, 1), 10_000);
+    assert_eq!(restart_delay(5_000, 3), 40_000);
+    assert_eq!(restart_delay(5_000, 10), 60_000, "capped at a minute");
+    assert_eq!(
+        restart_delay(120_000, 4),
+        120_000,
+        "a longer configured delay is kept"
+    );
+    assert_eq!(restart_delay(0, 9), 0);
+}
+
+#[test]
 fn tasks_on_down_or_drained_nodes_are_replaced() {
     let mut w = three_nodes();
     let s = w.service("web", ServiceMode::Replicated { replicas: 3 });
