@@ -6,6 +6,8 @@ use crate::manager::Manager;
 use crate::raft::storage::StoreEvent;
 use std::collections::HashMap;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_api::dispatcher::dispatcher_server::Dispatcher;
 use swarm_api::dispatcher::{
@@ -27,11 +29,82 @@ const TASKS_PER_MESSAGE: usize = 200;
 #[derive(Clone)]
 pub struct DispatcherService {
     manager: Manager,
+    hub: Arc<Hub>,
 }
 
 impl DispatcherService {
     pub fn new(manager: Manager) -> Self {
-        DispatcherService { manager }
+        let hub = Hub::start(&manager);
+        DispatcherService { manager, hub }
+    }
+}
+
+/// Routes store changes to the sessions of the nodes they concern, so a change wakes one
+/// session instead of every session on this manager (a manager holds hundreds).
+#[derive(Default)]
+struct Hub {
+    subs: Mutex<HashMap<NodeId, Vec<Sub>>>,
+}
+
+struct Sub {
+    tx: tokio::sync::mpsc::Sender<StoreEvent>,
+    /// Set when an event could not be delivered: the session resends the full set.
+    overflow: Arc<AtomicBool>,
+}
+
+impl Hub {
+    fn start(manager: &Manager) -> Arc<Hub> {
+        let hub = Arc::new(Hub::default());
+        let mut rx = manager.store().subscribe();
+        let h = hub.clone();
+        tokio::spawn(async move {
+            loop {
+                match rx.recv().await {
+                    Ok(StoreEvent::Change(c)) => {
+                        let Object::Task(t) = &c.object else { continue };
+                        let Some(node) = &t.node_id else { continue };
+                        let mut subs = h.subs.lock().expect("hub lock");
+                        if let Some(list) = subs.get_mut(node) {
+                            list.retain(|s| match s.tx.try_send(StoreEvent::Change(c.clone())) {
+                                Ok(()) => true,
+                                Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
+                                    s.overflow.store(true, Ordering::SeqCst);
+                                    true
+                                }
+                                Err(_) => false,
+                            });
+                        }
+                    }
+                    Ok(StoreEvent::Reset) | Err(RecvError::Lagged(_)) => {
+                        let subs = h.subs.lock().expect("hub lock");
+                        for s in subs.values().flatten() {
+                            s.overflow.store(true, Ordering::SeqCst);
+                            let _ = s.tx.try_send(StoreEvent::Reset);
+                        }
+                    }
+                    Err(RecvError::Closed) => return,
+                }
+            }
+        });
+        hub
+    }
+
+    fn subscribe(
+        &self,
+        node: &NodeId,
+    ) -> (tokio::sync::mpsc::Receiver<StoreEvent>, Arc<AtomicBool>) {
+        let (tx, rx) = tokio::sync::mpsc::channel(4096);
+        let overflow = Arc::new(AtomicBool::new(false));
+        self.subs
+            .lock()
+            .expect("hub lock")
+            .entry(node.clone())
+            .or_default()
+            .push(Sub {
+                tx,
+                overflow: overflow.clone(),
+            });
+        (rx, overflow)
     }
 }
 
@@ -85,13 +158,13 @@ impl Dispatcher for DispatcherService {
             )));
         }
         // Subscribe before reading the full set so no change falls in between.
-        let mut rx = self.manager.store().subscribe();
+        let (mut rx, overflow) = self.hub.subscribe(&node);
         let manager = self.manager.clone();
         let (tx, out) = tokio::sync::mpsc::channel(16);
         tokio::spawn(async move {
             let mut send_full = true;
             loop {
-                if send_full {
+                if send_full || overflow.swap(false, Ordering::SeqCst) {
                     send_full = false;
                     for m in messages(true, &tasks_of(&manager, &node), Vec::new()) {
                         if tx.send(Ok(m)).await.is_err() {
@@ -101,7 +174,7 @@ impl Dispatcher for DispatcherService {
                 }
                 // Wait for a change, then coalesce what arrives within a few milliseconds.
                 let first = tokio::select! {
-                    r = rx.recv() => r,
+                    r = rx.recv() => r.ok_or(RecvError::Closed),
                     _ = tx.closed() => return,
                 };
                 let mut changed: HashMap<TaskId, Option<Task>> = HashMap::new();
@@ -129,7 +202,7 @@ impl Dispatcher for DispatcherService {
                 while !resync {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Err(_) => break,
-                        Ok(r) => match handle(r) {
+                        Ok(r) => match handle(r.ok_or(RecvError::Closed)) {
                             Ok(()) => {}
                             Err(true) => resync = true,
                             Err(false) => return,
