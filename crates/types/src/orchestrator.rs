@@ -426,6 +426,7 @@ fn reconcile_global(
     let job = svc.spec.mode == ServiceMode::GlobalJob;
     let mut live_on: HashMap<&NodeId, &Task> = HashMap::new();
     let mut completed_on: HashSet<&NodeId> = HashSet::new();
+    let mut dirty: Vec<&Task> = Vec::new();
     for t in tasks {
         let Some(n) = t.node_id.as_ref() else {
             continue;
@@ -471,8 +472,8 @@ fn reconcile_global(
             continue;
         }
         if t.spec != svc.spec.task {
-            ops.push(desired(t, TaskState::Shutdown));
-            ops.push(Op::Create(Object::Task(new_task(svc, 0, Some(n), 0, now))));
+            // Replaced by the rolling update below, a few nodes at a time.
+            dirty.push(t);
             live_on.insert(n, t);
             continue;
         }
@@ -480,8 +481,82 @@ fn reconcile_global(
             ops.push(desired(t, TaskState::Shutdown));
         }
     }
-    // Global services replace tasks of an old spec at once; the update completes when every
-    // live task runs the current spec.
+    // Nodes whose old task is still stopping get their new task once it has stopped.
+    let draining: HashSet<&NodeId> = tasks
+        .iter()
+        .filter(|t| t.desired_state == TaskState::Shutdown && !t.status.state.is_terminal())
+        .filter_map(|t| t.node_id.as_ref())
+        .filter(|n| {
+            !live_on.contains_key(n)
+                && state
+                    .nodes
+                    .get(*n)
+                    .is_some_and(|x| x.status.state != NodeState::Down)
+        })
+        .collect();
+    let paused = svc
+        .update_status
+        .as_ref()
+        .is_some_and(|s| s.state.is_paused());
+    if !dirty.is_empty() && !paused {
+        let rolling_back = svc
+            .update_status
+            .as_ref()
+            .is_some_and(|s| s.state.is_rollback());
+        let ucfg = if rolling_back {
+            svc.previous_spec
+                .as_ref()
+                .map(|p| &p.rollback_config)
+                .unwrap_or(&svc.spec.rollback_config)
+        } else {
+            &svc.spec.update_config
+        };
+        let started_at = svc
+            .update_status
+            .as_ref()
+            .map(|s| s.started_at)
+            .unwrap_or(0);
+        let updated: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.spec == svc.spec.task && t.meta.created_at >= started_at)
+            .copied()
+            .collect();
+        if failure_action(
+            state,
+            svc,
+            &updated,
+            live_on.len(),
+            ucfg,
+            rolling_back,
+            now,
+            ops,
+        ) {
+            return;
+        }
+        let in_flight = updated
+            .iter()
+            .filter(|t| is_live(t) && t.status.state < TaskState::Running)
+            .count()
+            + draining.len();
+        let last_running = updated
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .map(|t| t.status.timestamp)
+            .max()
+            .unwrap_or(0);
+        let parallelism = if ucfg.parallelism == 0 {
+            usize::MAX
+        } else {
+            ucfg.parallelism as usize
+        };
+        if in_flight == 0 && now >= last_running.saturating_add(ucfg.delay.as_millis() as u64) {
+            dirty.sort_by_key(|t| t.node_id.clone());
+            for t in dirty.iter().take(parallelism) {
+                ops.push(desired(t, TaskState::Shutdown));
+            }
+        }
+    }
+    // The update completes when every live task runs the current spec.
     if let Some(st) = svc.update_status.as_ref().filter(|s| s.state.is_active()) {
         let settled = tasks
             .iter()
@@ -506,7 +581,11 @@ fn reconcile_global(
         let eligible = node.status.state == NodeState::Ready
             && node.spec.availability == Availability::Active
             && node_matches_constraints(node, &svc.spec.task.placement.constraints);
-        if !eligible || live_on.contains_key(&node.id) || (job && completed_on.contains(&node.id)) {
+        if !eligible
+            || live_on.contains_key(&node.id)
+            || draining.contains(&node.id)
+            || (job && completed_on.contains(&node.id))
+        {
             continue;
         }
         ops.push(Op::Create(Object::Task(new_task(
@@ -516,6 +595,85 @@ fn reconcile_global(
             0,
             now,
         ))));
+    }
+}
+
+/// Applies the update's failure action when too many of the tasks it created failed. Returns
+/// true when the update stopped here (paused or turned into a rollback).
+#[allow(clippy::too_many_arguments)]
+fn failure_action(
+    state: &StoreState,
+    svc: &Service,
+    updated: &[&Task],
+    total: usize,
+    ucfg: &crate::spec::UpdateConfig,
+    rolling_back: bool,
+    now: u64,
+    ops: &mut Vec<Op>,
+) -> bool {
+    let status = svc.update_status.clone();
+    let set_status = |state_: UpdateState, message: String, ops: &mut Vec<Op>| {
+        let mut s = svc.clone();
+        s.update_status = Some(UpdateStatus {
+            state: state_,
+            started_at: status.as_ref().map(|s| s.started_at).unwrap_or(now),
+            completed_at: 0,
+            message,
+        });
+        ops.push(Op::Update(Object::Service(s)));
+    };
+    let failed: Vec<&Task> = updated
+        .iter()
+        .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
+        .copied()
+        .collect();
+    if failed.is_empty() || failed.len() as f32 / total.max(1) as f32 <= ucfg.max_failure_ratio {
+        return false;
+    }
+    let f = failed
+        .iter()
+        .max_by_key(|t| t.status.timestamp)
+        .expect("non-empty");
+    let node = f
+        .node_id
+        .as_ref()
+        .and_then(|n| state.nodes.get(n))
+        .map(|n| n.description.hostname.clone())
+        .unwrap_or_default();
+    let why = format!(
+        "task {} on node {} failed: {}",
+        f.id.short(),
+        if node.is_empty() { "?" } else { &node },
+        if f.status.err.is_empty() {
+            &f.status.message
+        } else {
+            &f.status.err
+        }
+    );
+    match (ucfg.failure_action, rolling_back) {
+        (FailureAction::Continue, _) => false,
+        (FailureAction::Rollback, false) if svc.previous_spec.is_some() => {
+            let mut s = svc.clone();
+            let prev = s.previous_spec.clone().expect("checked");
+            s.replace_spec(prev, now, true);
+            if let Some(st) = s.update_status.as_mut() {
+                st.message = format!("update rolled back: {why}");
+            }
+            ops.push(Op::Update(Object::Service(s)));
+            true
+        }
+        (_, false) => {
+            set_status(UpdateState::Paused, format!("update paused: {why}"), ops);
+            true
+        }
+        (_, true) => {
+            set_status(
+                UpdateState::RollbackPaused,
+                format!("rollback paused: {why}"),
+                ops,
+            );
+            true
+        }
     }
 }
 
@@ -593,58 +751,17 @@ fn rolling_update(
         _ => {}
     }
     // Failure action.
-    let failed: Vec<&Task> = updated
-        .iter()
-        .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
-        .copied()
-        .collect();
-    let slots_total = kept.len().max(1) as f32;
-    if !failed.is_empty() && failed.len() as f32 / slots_total > ucfg.max_failure_ratio {
-        let f = failed
-            .iter()
-            .max_by_key(|t| t.status.timestamp)
-            .expect("non-empty");
-        let node = f
-            .node_id
-            .as_ref()
-            .and_then(|n| state.nodes.get(n))
-            .map(|n| n.description.hostname.clone())
-            .unwrap_or_default();
-        let why = format!(
-            "task {} on node {} failed: {}",
-            f.id.short(),
-            if node.is_empty() { "?" } else { &node },
-            if f.status.err.is_empty() {
-                &f.status.message
-            } else {
-                &f.status.err
-            }
-        );
-        match (ucfg.failure_action, rolling_back) {
-            (FailureAction::Continue, _) => {}
-            (FailureAction::Rollback, false) if svc.previous_spec.is_some() => {
-                let mut s = svc.clone();
-                let prev = s.previous_spec.clone().expect("checked");
-                s.replace_spec(prev, now, true);
-                if let Some(st) = s.update_status.as_mut() {
-                    st.message = format!("update rolled back: {why}");
-                }
-                ops.push(Op::Update(Object::Service(s)));
-                return;
-            }
-            (_, false) => {
-                set_status(UpdateState::Paused, format!("update paused: {why}"), ops);
-                return;
-            }
-            (_, true) => {
-                set_status(
-                    UpdateState::RollbackPaused,
-                    format!("rollback paused: {why}"),
-                    ops,
-                );
-                return;
-            }
-        }
+    if failure_action(
+        state,
+        svc,
+        &updated,
+        kept.len(),
+        ucfg,
+        rolling_back,
+        now,
+        ops,
+    ) {
+        return;
     }
     if dirty.is_empty() && in_flight == 0 {
         // Done once the last replacement has run for the monitor period.

@@ -646,3 +646,34 @@ proptest! {
         prop_assert_eq!(w.live(&s).len() as u64, replicas);
     }
 }
+
+#[test]
+fn global_update_rolls_one_node_at_a_time() {
+    let mut w = three_nodes();
+    let s = w.service("agent", ServiceMode::Global);
+    w.reconcile();
+    w.run_all();
+    assert_eq!(w.running(&s), 3);
+    w.update_service(&s, |sp| sp.task.container.image = "busybox:2".into());
+    let mut min_running = usize::MAX;
+    for _ in 0..20 {
+        w.reconcile();
+        let (_, running) = image_counts(&w, &s);
+        min_running = min_running.min(running);
+        w.run_all();
+        w.now += 1_000;
+    }
+    assert!(
+        min_running >= 2,
+        "parallelism 1 keeps two of three nodes running: {min_running}"
+    );
+    assert!(w
+        .live(&s)
+        .iter()
+        .all(|t| t.spec.container.image == "busybox:2"));
+    assert_eq!(w.running(&s), 3);
+    assert_eq!(
+        w.state.services[&s].update_status.as_ref().unwrap().state,
+        UpdateState::Completed
+    );
+}
