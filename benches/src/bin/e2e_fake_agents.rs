@@ -59,6 +59,63 @@ async fn histogram(c: &Cluster) -> anyhow::Result<std::collections::BTreeMap<Str
     Ok(h)
 }
 
+/// Follows task changes on the watch stream and publishes (running, total) — far cheaper for
+/// the manager than listing every task on each poll.
+async fn watch_counts(
+    c: &Cluster,
+) -> anyhow::Result<tokio::sync::watch::Receiver<Option<(usize, usize)>>> {
+    let mut stream = c
+        .client(0)
+        .await?
+        .watch(swarm_api::control::WatchRequest {
+            kinds: vec!["task".into()],
+        })
+        .await?
+        .into_inner();
+    let (tx, rx) = tokio::sync::watch::channel(Some((0, 0)));
+    tokio::spawn(async move {
+        let mut tasks: std::collections::HashMap<String, bool> = Default::default();
+        loop {
+            match stream.message().await {
+                Ok(Some(ev)) => {
+                    let Ok(ch) = serde_json::from_slice::<swarm_types::store::Change>(&ev.change)
+                    else {
+                        continue;
+                    };
+                    if let Object::Task(t) = ch.object {
+                        if ch.action == swarm_types::store::Action::Deleted {
+                            tasks.remove(t.id.as_str());
+                        } else {
+                            let running = t.status.state == TaskState::Running
+                                && t.desired_state == TaskState::Running;
+                            tasks.insert(t.id.to_string(), running);
+                        }
+                        let running = tasks.values().filter(|r| **r).count();
+                        tx.send_replace(Some((running, tasks.len())));
+                    }
+                }
+                _ => {
+                    // Lost the stream: tell the reader to fall back to listing.
+                    tx.send_replace(None);
+                    return;
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// (running, total) from the watch when it is healthy, else from a full list.
+async fn progress(
+    c: &Cluster,
+    w: &tokio::sync::watch::Receiver<Option<(usize, usize)>>,
+) -> anyhow::Result<(usize, usize)> {
+    match *w.borrow() {
+        Some(v) => Ok(v),
+        None => count_running(c).await,
+    }
+}
+
 async fn count_running(c: &Cluster) -> anyhow::Result<(usize, usize)> {
     let mut cl = c.client(0).await?;
     let mut s = cl
@@ -188,6 +245,7 @@ fn main() -> anyhow::Result<()> {
                 update_config: Default::default(),
                 rollback_config: Default::default(),
             };
+            let counts = watch_counts(&c).await?;
             let start = Instant::now();
             c.client(0)
                 .await?
@@ -197,7 +255,7 @@ fn main() -> anyhow::Result<()> {
                 .await?;
             let deadline = start + Duration::from_secs(300);
             loop {
-                let (running, _) = count_running(&c).await?;
+                let (running, _) = progress(&c, &counts).await?;
                 if running as u64 >= args.replicas {
                     break;
                 }
@@ -207,7 +265,7 @@ fn main() -> anyhow::Result<()> {
                         histogram(&c).await?
                     );
                 }
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let up = start.elapsed();
             let start = Instant::now();
@@ -219,7 +277,7 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await?;
             loop {
-                let (_, total) = count_running(&c).await?;
+                let (_, total) = progress(&c, &counts).await?;
                 if total == 0 {
                     break;
                 }
@@ -227,7 +285,7 @@ fn main() -> anyhow::Result<()> {
                     start.elapsed() < Duration::from_secs(300),
                     "{total} tasks left after 300 s"
                 );
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let down = start.elapsed();
             println!(

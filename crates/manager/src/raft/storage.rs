@@ -280,7 +280,9 @@ impl StateMachine {
         let snap = db
             .open_tree("snapshot")
             .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
-        let (events, _) = broadcast::channel(4096);
+        // Large enough that watchers (the dispatcher hub, the control loop, `swarmctl events`)
+        // ride out bursts of thousands of task changes without a full resync.
+        let (events, _) = broadcast::channel(65536);
         let mut sm = StateMachine {
             shared: SharedStore {
                 inner: Arc::new(RwLock::new(SmInner {
