@@ -525,6 +525,14 @@ impl Runtime {
     /// Removes a stopped container (`force` kills a running one first): cgroup, state, logs.
     pub fn remove(&self, id: &str, force: bool) -> Result<(), RuntimeError> {
         let (sd, cfg) = self.existing(id)?;
+        // The container's init records the exit status just before it exits itself: a
+        // container reported stopped may still have its init for a moment. Give it that moment.
+        if !force && self.inspect(id)?.status == ContainerStatus::Stopped {
+            let deadline = std::time::Instant::now() + Duration::from_secs(2);
+            while self.live_pid(&sd)?.is_some() && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        }
         if let Some(pid) = self.live_pid(&sd)? {
             if !force {
                 return Err(RuntimeError::InvalidState {
