@@ -47,21 +47,7 @@ pub fn load(state_dir: &Path) -> anyhow::Result<Option<Identity>> {
 
 /// Writes atomically (temp file + fsync + rename) with mode 0600.
 pub fn save(state_dir: &Path, id: &Identity) -> anyhow::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let p = path(state_dir);
-    let tmp = p.with_extension("json.tmp");
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("write {}", tmp.display()))?;
-    f.write_all(&serde_json::to_vec_pretty(id)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &p).with_context(|| format!("rename to {}", p.display()))?;
-    Ok(())
+    write_private(&path(state_dir), &serde_json::to_vec_pretty(id)?)
 }
 
 /// The node's TLS material in `<state-dir>/certs` (directory 0700, files 0600).
