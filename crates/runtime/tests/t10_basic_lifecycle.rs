@@ -139,6 +139,29 @@ fn exec_runs_inside_the_container() {
     spec.hostname = Some("exec-host".into());
     h.rt().create(spec).unwrap();
     h.rt().start("execd").unwrap();
+    // The workload writes the marker right after start; wait for it rather than race it.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let probe = h
+            .rt()
+            .exec(
+                "execd",
+                ExecSpec {
+                    args: vec!["sh".into(), "-c".into(), "test -e /tmp/marker".into()],
+                    timeout: Some(Duration::from_secs(5)),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        if probe.code == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the workload never wrote its marker"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
     let out = h
         .rt()
         .exec(
