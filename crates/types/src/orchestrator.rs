@@ -9,7 +9,9 @@ use crate::ids::{NodeId, ServiceId, TaskId};
 use crate::objects::{
     NodeState, Object, ObjectKind, Service, Task, TaskStatus, UpdateState, UpdateStatus,
 };
-use crate::spec::{Availability, FailureAction, RestartCondition, ServiceMode, UpdateOrder};
+use crate::spec::{
+    Availability, FailureAction, RestartCondition, ServiceMode, UpdateConfig, UpdateOrder,
+};
 use crate::store::{Op, StoreState};
 use crate::task::TaskState;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
@@ -499,59 +501,13 @@ fn reconcile_global(
         .as_ref()
         .is_some_and(|s| s.state.is_paused());
     if !dirty.is_empty() && !paused {
-        let rolling_back = svc
-            .update_status
-            .as_ref()
-            .is_some_and(|s| s.state.is_rollback());
-        let ucfg = if rolling_back {
-            svc.previous_spec
-                .as_ref()
-                .map(|p| &p.rollback_config)
-                .unwrap_or(&svc.spec.rollback_config)
-        } else {
-            &svc.spec.update_config
-        };
-        let started_at = svc
-            .update_status
-            .as_ref()
-            .map(|s| s.started_at)
-            .unwrap_or(0);
-        let updated: Vec<&Task> = tasks
-            .iter()
-            .filter(|t| t.spec == svc.spec.task && t.meta.created_at >= started_at)
-            .copied()
-            .collect();
-        if failure_action(
-            state,
-            svc,
-            &updated,
-            live_on.len(),
-            ucfg,
-            rolling_back,
-            now,
-            ops,
-        ) {
+        let p = UpdateProgress::of(svc, tasks);
+        if failure_action(state, svc, &p, live_on.len(), now, ops) {
             return;
         }
-        let in_flight = updated
-            .iter()
-            .filter(|t| is_live(t) && t.status.state < TaskState::Running)
-            .count()
-            + draining.len();
-        let last_running = updated
-            .iter()
-            .filter(|t| t.status.state == TaskState::Running)
-            .map(|t| t.status.timestamp)
-            .max()
-            .unwrap_or(0);
-        let parallelism = if ucfg.parallelism == 0 {
-            usize::MAX
-        } else {
-            ucfg.parallelism as usize
-        };
-        if in_flight == 0 && now >= last_running.saturating_add(ucfg.delay.as_millis() as u64) {
+        if p.next_batch_due(p.starting + draining.len(), now) {
             dirty.sort_by_key(|t| t.node_id.clone());
-            for t in dirty.iter().take(parallelism) {
+            for t in dirty.iter().take(p.parallelism()) {
                 ops.push(desired(t, TaskState::Shutdown));
             }
         }
@@ -563,18 +519,12 @@ fn reconcile_global(
             .filter(|t| is_live(t))
             .all(|t| t.spec == svc.spec.task && t.status.state == TaskState::Running);
         if settled {
-            let mut s = svc.clone();
-            s.update_status = Some(UpdateStatus {
-                state: if st.state.is_rollback() {
-                    UpdateState::RollbackCompleted
-                } else {
-                    UpdateState::Completed
-                },
-                started_at: st.started_at,
-                completed_at: now,
-                message: "update completed".into(),
-            });
-            ops.push(Op::Update(Object::Service(s)));
+            let st = if st.state.is_rollback() {
+                UpdateState::RollbackCompleted
+            } else {
+                UpdateState::Completed
+            };
+            ops.push(status_op(svc, st, "update completed".into(), now));
         }
     }
     for node in state.nodes.values() {
@@ -598,36 +548,110 @@ fn reconcile_global(
     }
 }
 
+/// An update in progress, as read from the store (shared by replicated and global services).
+struct UpdateProgress<'a> {
+    rolling_back: bool,
+    ucfg: &'a UpdateConfig,
+    /// Tasks this update created: current spec, created after it started.
+    updated: Vec<&'a Task>,
+    /// Of those, live ones that do not run yet.
+    starting: usize,
+    /// When the most recent of them reported running (0: none yet).
+    last_running: u64,
+}
+
+impl<'a> UpdateProgress<'a> {
+    fn of(svc: &'a Service, tasks: &[&'a Task]) -> Self {
+        let status = svc.update_status.as_ref();
+        let rolling_back = status.is_some_and(|s| s.state.is_rollback());
+        // A rollback is paced by the rollback config of the spec rolled back from.
+        let ucfg = if rolling_back {
+            svc.previous_spec
+                .as_ref()
+                .map(|p| &p.rollback_config)
+                .unwrap_or(&svc.spec.rollback_config)
+        } else {
+            &svc.spec.update_config
+        };
+        let started_at = status.map(|s| s.started_at).unwrap_or(0);
+        let updated: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.spec == svc.spec.task && t.meta.created_at >= started_at)
+            .copied()
+            .collect();
+        let starting = updated
+            .iter()
+            .filter(|t| is_live(t) && t.status.state < TaskState::Running)
+            .count();
+        let last_running = updated
+            .iter()
+            .filter(|t| t.status.state == TaskState::Running)
+            .map(|t| t.status.timestamp)
+            .max()
+            .unwrap_or(0);
+        UpdateProgress {
+            rolling_back,
+            ucfg,
+            updated,
+            starting,
+            last_running,
+        }
+    }
+
+    fn parallelism(&self) -> usize {
+        match self.ucfg.parallelism {
+            0 => usize::MAX,
+            n => n as usize,
+        }
+    }
+
+    /// Nothing of the previous batch is in flight and `delay` has passed since it ran.
+    fn next_batch_due(&self, in_flight: usize, now: u64) -> bool {
+        in_flight == 0
+            && now
+                >= self
+                    .last_running
+                    .saturating_add(self.ucfg.delay.as_millis() as u64)
+    }
+}
+
+/// The op that records a new update state on a service, keeping when the update started.
+fn status_op(svc: &Service, state: UpdateState, message: String, now: u64) -> Op {
+    let mut s = svc.clone();
+    let done = matches!(
+        state,
+        UpdateState::Completed | UpdateState::RollbackCompleted
+    );
+    s.update_status = Some(UpdateStatus {
+        state,
+        started_at: svc
+            .update_status
+            .as_ref()
+            .map(|s| s.started_at)
+            .unwrap_or(now),
+        completed_at: if done { now } else { 0 },
+        message,
+    });
+    Op::Update(Object::Service(s))
+}
+
 /// Applies the update's failure action when too many of the tasks it created failed. Returns
 /// true when the update stopped here (paused or turned into a rollback).
-#[allow(clippy::too_many_arguments)]
 fn failure_action(
     state: &StoreState,
     svc: &Service,
-    updated: &[&Task],
+    p: &UpdateProgress,
     total: usize,
-    ucfg: &crate::spec::UpdateConfig,
-    rolling_back: bool,
     now: u64,
     ops: &mut Vec<Op>,
 ) -> bool {
-    let status = svc.update_status.clone();
-    let set_status = |state_: UpdateState, message: String, ops: &mut Vec<Op>| {
-        let mut s = svc.clone();
-        s.update_status = Some(UpdateStatus {
-            state: state_,
-            started_at: status.as_ref().map(|s| s.started_at).unwrap_or(now),
-            completed_at: 0,
-            message,
-        });
-        ops.push(Op::Update(Object::Service(s)));
-    };
-    let failed: Vec<&Task> = updated
+    let failed: Vec<&Task> = p
+        .updated
         .iter()
         .filter(|t| matches!(t.status.state, TaskState::Failed | TaskState::Rejected))
         .copied()
         .collect();
-    if failed.is_empty() || failed.len() as f32 / total.max(1) as f32 <= ucfg.max_failure_ratio {
+    if failed.is_empty() || failed.len() as f32 / total.max(1) as f32 <= p.ucfg.max_failure_ratio {
         return false;
     }
     let f = failed
@@ -650,7 +674,7 @@ fn failure_action(
             &f.status.err
         }
     );
-    match (ucfg.failure_action, rolling_back) {
+    match (p.ucfg.failure_action, p.rolling_back) {
         (FailureAction::Continue, _) => false,
         (FailureAction::Rollback, false) if svc.previous_spec.is_some() => {
             let mut s = svc.clone();
@@ -663,15 +687,13 @@ fn failure_action(
             true
         }
         (_, false) => {
-            set_status(UpdateState::Paused, format!("update paused: {why}"), ops);
+            let msg = format!("update paused: {why}");
+            ops.push(status_op(svc, UpdateState::Paused, msg, now));
             true
         }
         (_, true) => {
-            set_status(
-                UpdateState::RollbackPaused,
-                format!("rollback paused: {why}"),
-                ops,
-            );
+            let msg = format!("rollback paused: {why}");
+            ops.push(status_op(svc, UpdateState::RollbackPaused, msg, now));
             true
         }
     }
@@ -694,54 +716,12 @@ fn rolling_update(
     ops: &mut Vec<Op>,
 ) {
     let now = cfg.now_ms;
-    let current = &svc.spec.task;
-    let status = svc.update_status.clone();
-    let rolling_back = status.as_ref().is_some_and(|s| s.state.is_rollback());
-    let ucfg = if rolling_back {
-        svc.previous_spec
-            .as_ref()
-            .map(|p| &p.rollback_config)
-            .unwrap_or(&svc.spec.rollback_config)
-    } else {
-        &svc.spec.update_config
-    };
-    let started_at = status.as_ref().map(|s| s.started_at).unwrap_or(0);
     let dirty: Vec<(u64, &Task)> = kept
         .iter()
-        .filter(|(_, t)| t.spec != *current && !t.status.state.is_terminal())
+        .filter(|(_, t)| t.spec != svc.spec.task && !t.status.state.is_terminal())
         .map(|(s, t)| (*s, *t))
         .collect();
-    // Tasks this update created (current spec, created after it started).
-    let updated: Vec<&Task> = tasks
-        .iter()
-        .filter(|t| t.spec == *current && t.meta.created_at >= started_at)
-        .copied()
-        .collect();
-    let in_flight = updated
-        .iter()
-        .filter(|t| is_live(t) && t.status.state < TaskState::Running)
-        .count()
-        + draining.len()
-        + start_first_pairs.len()
-        + refills;
-    let set_status = |state_: UpdateState, message: String, ops: &mut Vec<Op>| {
-        let mut s = svc.clone();
-        s.update_status = Some(UpdateStatus {
-            state: state_,
-            started_at: status.as_ref().map(|s| s.started_at).unwrap_or(now),
-            completed_at: if matches!(
-                state_,
-                UpdateState::Completed | UpdateState::RollbackCompleted
-            ) {
-                now
-            } else {
-                0
-            },
-            message,
-        });
-        ops.push(Op::Update(Object::Service(s)));
-    };
-    match status.as_ref().map(|s| s.state) {
+    match svc.update_status.as_ref().map(|s| s.state) {
         Some(s) if s.is_paused() => return,
         Some(UpdateState::Completed | UpdateState::RollbackCompleted) | None
             if dirty.is_empty() =>
@@ -750,57 +730,39 @@ fn rolling_update(
         }
         _ => {}
     }
-    // Failure action.
-    if failure_action(
-        state,
-        svc,
-        &updated,
-        kept.len(),
-        ucfg,
-        rolling_back,
-        now,
-        ops,
-    ) {
+    let p = UpdateProgress::of(svc, tasks);
+    if failure_action(state, svc, &p, kept.len(), now, ops) {
         return;
     }
+    let in_flight = p.starting + draining.len() + start_first_pairs.len() + refills;
     if dirty.is_empty() && in_flight == 0 {
         // Done once the last replacement has run for the monitor period.
-        let last_running = updated
-            .iter()
-            .filter(|t| t.status.state == TaskState::Running)
-            .map(|t| t.status.timestamp)
-            .max()
-            .unwrap_or(0);
-        if now >= last_running.saturating_add(ucfg.monitor.as_millis() as u64) {
-            let (st, msg) = if rolling_back {
+        if now
+            >= p.last_running
+                .saturating_add(p.ucfg.monitor.as_millis() as u64)
+        {
+            let (st, msg) = if p.rolling_back {
                 (UpdateState::RollbackCompleted, "rollback completed")
             } else {
                 (UpdateState::Completed, "update completed")
             };
-            set_status(st, msg.into(), ops);
+            ops.push(status_op(svc, st, msg.into(), now));
         }
         return;
     }
-    if status.is_none() {
-        set_status(UpdateState::Updating, "update in progress".into(), ops);
+    if svc.update_status.is_none() {
+        ops.push(status_op(
+            svc,
+            UpdateState::Updating,
+            "update in progress".into(),
+            now,
+        ));
     }
-    // Next batch: only when the previous one runs, and `delay` after it started running.
-    let parallelism = if ucfg.parallelism == 0 {
-        usize::MAX
-    } else {
-        ucfg.parallelism as usize
-    };
-    let last_running = updated
-        .iter()
-        .filter(|t| t.status.state == TaskState::Running)
-        .map(|t| t.status.timestamp)
-        .max()
-        .unwrap_or(0);
-    if in_flight > 0 || now < last_running.saturating_add(ucfg.delay.as_millis() as u64) {
+    if !p.next_batch_due(in_flight, now) {
         return;
     }
-    for (slot, t) in dirty.into_iter().take(parallelism) {
-        match ucfg.order {
+    for (slot, t) in dirty.into_iter().take(p.parallelism()) {
+        match p.ucfg.order {
             UpdateOrder::StopFirst => {
                 ops.push(desired(t, TaskState::Shutdown));
                 draining.insert(slot);
