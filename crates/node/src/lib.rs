@@ -5,6 +5,7 @@
 
 mod args;
 mod identity;
+mod metrics;
 mod node;
 mod server;
 

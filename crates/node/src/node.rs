@@ -279,6 +279,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
+    if let Some(addr) = &args.metrics_addr {
+        crate::metrics::serve(
+            addr.clone(),
+            id.node_id.to_string(),
+            id.role.as_str().to_string(),
+            manager.clone(),
+        )
+        .await?;
+    }
     tasks.push(crate::server::serve_unix(
         &sock,
         manager.clone(),

@@ -200,3 +200,52 @@ fn invalid_input_gets_clear_errors_and_writes_nothing() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("is swarmd running there?"));
 }
+
+#[test]
+fn metrics_endpoint_reports_raft_and_store_state() {
+    init_tracing();
+    let port = swarm_testkit::free_port();
+    let mut c = Cluster::new();
+    c.extra_args = vec!["--metrics-addr".into(), format!("127.0.0.1:{port}")];
+    c.init().unwrap();
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "m1",
+            "--replicas",
+            "0",
+            "busybox",
+        ],
+    )
+    .unwrap();
+    let scrape = || {
+        use std::io::{Read, Write};
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+            .unwrap();
+        let mut out = String::new();
+        s.read_to_string(&mut out).unwrap();
+        out
+    };
+    let m = scrape();
+    assert!(m.starts_with("HTTP/1.1 200"), "{m}");
+    assert!(m.contains("swarm_raft_leader 1"), "{m}");
+    assert!(m.contains("swarm_store_objects{kind=\"service\"} 1"), "{m}");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "m2",
+            "--replicas",
+            "0",
+            "busybox",
+        ],
+    )
+    .unwrap();
+    assert!(scrape().contains("swarm_store_objects{kind=\"service\"} 2"));
+}

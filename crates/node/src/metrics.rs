@@ -1,0 +1,88 @@
+//! `--metrics-addr`: Prometheus text exposition over plain HTTP (GET anything → metrics).
+//! Managers expose Raft and store gauges; every node exposes its own identity.
+
+use std::fmt::Write as _;
+use swarm_manager::Manager;
+use swarm_types::task::TaskState;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// Renders the current metrics.
+pub fn render(node_id: &str, role: &str, manager: Option<&Manager>) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "# TYPE swarm_node_info gauge");
+    let _ = writeln!(
+        out,
+        "swarm_node_info{{node_id=\"{node_id}\",role=\"{role}\"}} 1"
+    );
+    let Some(m) = manager else { return out };
+    let metrics = m.raft().metrics();
+    let r = metrics.borrow();
+    let gauges: [(&str, &str, u64); 4] = [
+        ("swarm_raft_term", "current Raft term", r.current_term),
+        (
+            "swarm_raft_leader",
+            "1 when this manager is the leader",
+            u64::from(r.current_leader == Some(m.raft_id())),
+        ),
+        (
+            "swarm_raft_last_log_index",
+            "index of the last log entry",
+            r.last_log_index.unwrap_or(0),
+        ),
+        (
+            "swarm_raft_applied_index",
+            "index of the last applied entry",
+            r.last_applied.map(|l| l.index).unwrap_or(0),
+        ),
+    ];
+    drop(r);
+    for (name, help, v) in gauges {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
+    }
+    let _ = writeln!(out, "# HELP swarm_raft_voters managers voting in Raft\n# TYPE swarm_raft_voters gauge\nswarm_raft_voters {}", m.voters().len());
+    m.store().read(|s| {
+        let _ = writeln!(out, "# HELP swarm_store_objects objects in the replicated store\n# TYPE swarm_store_objects gauge");
+        for (kind, n) in [("node", s.nodes.len()), ("service", s.services.len()), ("task", s.tasks.len())] {
+            let _ = writeln!(out, "swarm_store_objects{{kind=\"{kind}\"}} {n}");
+        }
+        let running = s
+            .tasks
+            .values()
+            .filter(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running)
+            .count();
+        let _ = writeln!(out, "# HELP swarm_tasks_running tasks observed and desired running\n# TYPE swarm_tasks_running gauge\nswarm_tasks_running {running}");
+    });
+    out
+}
+
+/// Serves metrics on `addr` until the process ends.
+pub async fn serve(
+    addr: String,
+    node_id: String,
+    role: String,
+    manager: Option<Manager>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: {e}"))?;
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else {
+                continue;
+            };
+            let body = render(&node_id, &role, manager.as_ref());
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ =
+                    tokio::time::timeout(std::time::Duration::from_secs(2), sock.read(&mut buf))
+                        .await;
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: text/plain; version=0.0.4\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = sock.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    Ok(())
+}
