@@ -226,8 +226,19 @@ impl ControlService {
     }
 
     fn local_status(&self) -> StatusResponse {
-        let m = self.manager.raft().metrics().borrow().clone();
-        let leader = m.current_leader;
+        // Copy what is needed: the metrics borrow must not be held while other calls borrow.
+        let (leader, term, commit_index, applied_index, snapshot_index, purged_index) = {
+            let rx = self.manager.raft().metrics();
+            let m = rx.borrow();
+            (
+                m.current_leader,
+                m.current_term,
+                m.last_log_index.unwrap_or(0),
+                m.last_applied.map(|l| l.index).unwrap_or(0),
+                m.snapshot.map(|l| l.index).unwrap_or(0),
+                m.purged.map(|l| l.index).unwrap_or(0),
+            )
+        };
         let by_raft: std::collections::HashMap<u64, String> = self.read(|s| {
             s.nodes
                 .values()
@@ -263,13 +274,13 @@ impl ControlService {
             leader_node_id: leader
                 .and_then(|l| by_raft.get(&l).cloned())
                 .unwrap_or_default(),
-            term: m.current_term,
-            commit_index: m.last_log_index.unwrap_or(0),
-            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            term,
+            commit_index,
+            applied_index,
             managers,
             version: swarm_api::VERSION.into(),
-            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
-            purged_index: m.purged.map(|l| l.index).unwrap_or(0),
+            snapshot_index,
+            purged_index,
         }
     }
 }

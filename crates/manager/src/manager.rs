@@ -300,7 +300,8 @@ impl Manager {
 
     /// The leader's raft id and address, if one is known.
     pub fn leader(&self) -> Option<(RaftId, String)> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let rx = self.inner.raft.metrics();
+        let m = rx.borrow();
         let id = m.current_leader?;
         let node = m.membership_config.membership().get_node(&id)?;
         Some((id, node.addr.clone()))
@@ -308,13 +309,15 @@ impl Manager {
 
     /// Voter ids of the current membership.
     pub fn voters(&self) -> Vec<RaftId> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let rx = self.inner.raft.metrics();
+        let m = rx.borrow();
         m.membership_config.membership().voter_ids().collect()
     }
 
     /// All members (voters and learners) with their addresses.
     pub fn members(&self) -> Vec<(RaftId, String, bool)> {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let rx = self.inner.raft.metrics();
+        let m = rx.borrow();
         let mem = m.membership_config.membership();
         let voters: Vec<RaftId> = mem.voter_ids().collect();
         mem.nodes()
@@ -348,7 +351,8 @@ impl Manager {
 
     /// The leader has heard from a quorum recently enough that a write can commit.
     fn leader_has_quorum(&self) -> bool {
-        let m = self.inner.raft.metrics().borrow().clone();
+        let rx = self.inner.raft.metrics();
+        let m = rx.borrow();
         if m.membership_config.membership().voter_ids().count() <= 1 {
             return true;
         }
