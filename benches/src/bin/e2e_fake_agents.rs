@@ -12,7 +12,7 @@ use swarm_agent::worker::ManagerSet;
 use swarm_api::control::{CreateServiceRequest, ListRequest, RemoveRequest};
 use swarm_testkit::Cluster;
 use swarm_types::objects::{NodeDescription, Platform};
-use swarm_types::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
+use swarm_types::spec::ServiceSpec;
 use swarm_types::task::TaskState;
 use swarm_types::{NodeId, Object};
 
@@ -228,23 +228,8 @@ fn main() -> anyhow::Result<()> {
         println!("|---:|---:|---:|---:|---:|");
         for round in 0..args.rounds {
             let name = format!("bench{round}");
-            let spec = ServiceSpec {
-                name: name.clone(),
-                labels: Default::default(),
-                task: TaskSpec {
-                    container: ContainerSpec {
-                        image: "busybox".into(),
-                        args: vec!["sleep".into(), "1d".into()],
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-                mode: ServiceMode::Replicated {
-                    replicas: args.replicas,
-                },
-                update_config: Default::default(),
-                rollback_config: Default::default(),
-            };
+            let mut spec = ServiceSpec::replicated(&name, "busybox", args.replicas);
+            spec.task.container.args = vec!["sleep".into(), "1d".into()];
             let counts = watch_counts(&c).await?;
             let start = Instant::now();
             c.client(0)

@@ -299,6 +299,26 @@ pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), SpecErro
 }
 
 impl ServiceSpec {
+    /// A replicated service of `image` with every other setting at docker's defaults (the
+    /// image's own command, restart on any exit after 5 s, 10 s stop grace period).
+    pub fn replicated(name: &str, image: &str, replicas: u64) -> ServiceSpec {
+        ServiceSpec {
+            name: name.to_string(),
+            labels: BTreeMap::new(),
+            task: TaskSpec {
+                container: ContainerSpec {
+                    image: image.to_string(),
+                    stop_grace_period: Duration::from_secs(10),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            mode: ServiceMode::Replicated { replicas },
+            update_config: UpdateConfig::default(),
+            rollback_config: UpdateConfig::default(),
+        }
+    }
+
     /// Checks everything that can be checked without looking at the cluster.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_name(&self.name)?;

@@ -5,24 +5,11 @@ use std::time::{Duration, Instant};
 use swarm_api::control::{CreateServiceRequest, StatusRequest};
 use swarm_integration::{init_tracing, managers, service_names, LONG};
 use swarm_testkit::wait_until;
-use swarm_types::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
+use swarm_types::spec::ServiceSpec;
 use tracing::info;
 
 fn spec(name: &str) -> Vec<u8> {
-    swarm_api::wire::to_bytes(&ServiceSpec {
-        name: name.into(),
-        labels: Default::default(),
-        task: TaskSpec {
-            container: ContainerSpec {
-                image: "busybox".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        mode: ServiceMode::Replicated { replicas: 1 },
-        update_config: Default::default(),
-        rollback_config: Default::default(),
-    })
+    swarm_api::wire::to_bytes(&ServiceSpec::replicated(name, "busybox", 1))
 }
 
 #[test]

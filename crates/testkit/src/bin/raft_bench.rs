@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use swarm_api::control::control_client::ControlClient;
 use swarm_api::control::{CreateServiceRequest, StatusRequest, StatusResponse};
 use swarm_testkit::{wait_until, Cluster};
-use swarm_types::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
+use swarm_types::spec::ServiceSpec;
 use tokio::runtime::Runtime;
 use tonic::transport::Channel;
 
@@ -88,20 +88,7 @@ fn elapsed_s() -> f64 {
 }
 
 fn spec_bytes(name: &str, replicas: u64) -> Vec<u8> {
-    swarm_api::wire::to_bytes(&ServiceSpec {
-        name: name.into(),
-        labels: Default::default(),
-        task: TaskSpec {
-            container: ContainerSpec {
-                image: "busybox".into(),
-                ..Default::default()
-            },
-            ..Default::default()
-        },
-        mode: ServiceMode::Replicated { replicas },
-        update_config: Default::default(),
-        rollback_config: Default::default(),
-    })
+    swarm_api::wire::to_bytes(&ServiceSpec::replicated(name, "busybox", replicas))
 }
 
 /// A 3-manager cluster plus node-id ↔ index mapping.
