@@ -3,7 +3,8 @@
 //! Starts real `swarmd` managers (separate processes, durable Raft on disk), joins N in-process
 //! agents that run the real agent code (dispatcher session, controllers, batched status
 //! reports) over a fake executor, then measures how fast `service create --replicas R` reaches
-//! R running tasks, and how fast the tasks are removed again.
+//! R running tasks (as `ListServices` counts them, the numbers `service ls` shows), and how
+//! fast the tasks are removed again.
 
 use clap::Parser;
 use std::time::{Duration, Instant};
@@ -13,7 +14,6 @@ use swarm_api::control::{CreateServiceRequest, ListRequest, RemoveRequest};
 use swarm_testkit::Cluster;
 use swarm_types::objects::{NodeDescription, Platform};
 use swarm_types::spec::ServiceSpec;
-use swarm_types::task::TaskState;
 use swarm_types::{NodeId, Object};
 
 #[derive(Parser, Debug)]
@@ -27,6 +27,9 @@ struct Args {
     /// Replicas of the service.
     #[arg(long, default_value_t = 10_000)]
     replicas: u64,
+    /// Where the fake agents keep their local task databases.
+    #[arg(long, default_value = "/dev/shm")]
+    agent_state_dir: std::path::PathBuf,
     /// Rounds (each: create, wait running, remove, wait gone).
     #[arg(long, default_value_t = 3)]
     rounds: usize,
@@ -59,11 +62,35 @@ async fn histogram(c: &Cluster) -> anyhow::Result<std::collections::BTreeMap<Str
     Ok(h)
 }
 
-/// Follows task changes on the watch stream and publishes (running, total) — far cheaper for
-/// the manager than listing every task on each poll.
-async fn watch_counts(
+/// (running, desired) of one service from `ListServices`, whose status the manager counts
+/// itself: what `swarmctl service ls` shows, at the cost of one small response per poll.
+async fn service_progress(c: &Cluster, name: &str) -> anyhow::Result<(u64, u64)> {
+    let mut cl = c.client(0).await?;
+    let mut s = cl
+        .list_services(ListRequest {
+            stale: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    while let Some(p) = s.message().await? {
+        for o in p.objects {
+            if let Object::Service(svc) = serde_json::from_slice(&o)? {
+                if svc.spec.name == name {
+                    let st = svc.status.unwrap_or_default();
+                    return Ok((st.running_tasks, st.desired_tasks));
+                }
+            }
+        }
+    }
+    anyhow::bail!("service {name} not listed")
+}
+
+/// Ids of all tasks now, kept current from the watch stream (subscribed before listing, so
+/// no deletion falls in between). Publishes how many are left; `None` if the stream broke.
+async fn watch_remaining(
     c: &Cluster,
-) -> anyhow::Result<tokio::sync::watch::Receiver<Option<(usize, usize)>>> {
+) -> anyhow::Result<tokio::sync::watch::Receiver<Option<usize>>> {
     let mut stream = c
         .client(0)
         .await?
@@ -72,9 +99,24 @@ async fn watch_counts(
         })
         .await?
         .into_inner();
-    let (tx, rx) = tokio::sync::watch::channel(Some((0, 0)));
+    let mut tasks: std::collections::HashSet<String> = Default::default();
+    let mut cl = c.client(0).await?;
+    let mut s = cl
+        .list_tasks(ListRequest {
+            stale: true,
+            ..Default::default()
+        })
+        .await?
+        .into_inner();
+    while let Some(p) = s.message().await? {
+        for o in p.objects {
+            if let Object::Task(t) = serde_json::from_slice(&o)? {
+                tasks.insert(t.id.to_string());
+            }
+        }
+    }
+    let (tx, rx) = tokio::sync::watch::channel(Some(tasks.len()));
     tokio::spawn(async move {
-        let mut tasks: std::collections::HashMap<String, bool> = Default::default();
         loop {
             match stream.message().await {
                 Ok(Some(ev)) => {
@@ -86,16 +128,12 @@ async fn watch_counts(
                         if ch.action == swarm_types::store::Action::Deleted {
                             tasks.remove(t.id.as_str());
                         } else {
-                            let running = t.status.state == TaskState::Running
-                                && t.desired_state == TaskState::Running;
-                            tasks.insert(t.id.to_string(), running);
+                            tasks.insert(t.id.to_string());
                         }
-                        let running = tasks.values().filter(|r| **r).count();
-                        tx.send_replace(Some((running, tasks.len())));
+                        tx.send_replace(Some(tasks.len()));
                     }
                 }
                 _ => {
-                    // Lost the stream: tell the reader to fall back to listing.
                     tx.send_replace(None);
                     return;
                 }
@@ -103,40 +141,6 @@ async fn watch_counts(
         }
     });
     Ok(rx)
-}
-
-/// (running, total) from the watch when it is healthy, else from a full list.
-async fn progress(
-    c: &Cluster,
-    w: &tokio::sync::watch::Receiver<Option<(usize, usize)>>,
-) -> anyhow::Result<(usize, usize)> {
-    match *w.borrow() {
-        Some(v) => Ok(v),
-        None => count_running(c).await,
-    }
-}
-
-async fn count_running(c: &Cluster) -> anyhow::Result<(usize, usize)> {
-    let mut cl = c.client(0).await?;
-    let mut s = cl
-        .list_tasks(ListRequest {
-            stale: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
-    let (mut running, mut total) = (0, 0);
-    while let Some(p) = s.message().await? {
-        for o in p.objects {
-            if let Object::Task(t) = serde_json::from_slice(&o)? {
-                total += 1;
-                if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
-                    running += 1;
-                }
-            }
-        }
-    }
-    Ok((running, total))
 }
 
 fn main() -> anyhow::Result<()> {
@@ -164,7 +168,11 @@ fn main() -> anyhow::Result<()> {
     }
     let token = c.token(0, "worker")?;
     let addrs: Vec<String> = c.nodes.iter().map(|d| d.addr.clone()).collect();
-    let dir = tempfile::tempdir()?;
+    // Each agent keeps its local task database in its own directory. A real agent has its
+    // host's disk to itself; 1,000 of them creating, renaming and deleting files on one ext4
+    // file system measure ext4's inode allocator (`recently_deleted` scans grow with the
+    // deletions of all agents together), not the control plane. tmpfs unless told otherwise.
+    let dir = tempfile::tempdir_in(&args.agent_state_dir)?;
 
     rt.block_on(async {
         eprintln!("joining {} fake agents", args.agents);
@@ -230,7 +238,6 @@ fn main() -> anyhow::Result<()> {
             let name = format!("bench{round}");
             let mut spec = ServiceSpec::replicated(&name, "busybox", args.replicas);
             spec.task.container.args = vec!["sleep".into(), "1d".into()];
-            let counts = watch_counts(&c).await?;
             let start = Instant::now();
             c.client(0)
                 .await?
@@ -240,8 +247,8 @@ fn main() -> anyhow::Result<()> {
                 .await?;
             let deadline = start + Duration::from_secs(300);
             loop {
-                let (running, _) = progress(&c, &counts).await?;
-                if running as u64 >= args.replicas {
+                let (running, _) = service_progress(&c, &name).await?;
+                if running >= args.replicas {
                     break;
                 }
                 if Instant::now() > deadline {
@@ -253,6 +260,7 @@ fn main() -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let up = start.elapsed();
+            let remaining = watch_remaining(&c).await?;
             let start = Instant::now();
             c.client(0)
                 .await?
@@ -262,13 +270,17 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await?;
             loop {
-                let (_, total) = progress(&c, &counts).await?;
-                if total == 0 {
+                let left = *remaining.borrow();
+                let left = match left {
+                    Some(n) => n,
+                    None => histogram(&c).await?.values().sum(),
+                };
+                if left == 0 {
                     break;
                 }
                 anyhow::ensure!(
                     start.elapsed() < Duration::from_secs(300),
-                    "{total} tasks left after 300 s"
+                    "{left} tasks left after 300 s"
                 );
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }

@@ -244,16 +244,29 @@ impl Executor for FakeExecutor {
     }
     fn wait<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Exit, ExecError>> {
         Box::pin(async move {
+            let state = || -> Result<Option<Exit>, ExecError> {
+                let m = self.inner.lock().expect("fake lock");
+                let c = m.get(id).ok_or_else(|| ExecError::NotFound(id.into()))?;
+                Ok(match &c.state {
+                    ContainerState::Exited(e) => Some(e.clone()),
+                    _ => None,
+                })
+            };
             loop {
                 let notify = {
                     let m = self.inner.lock().expect("fake lock");
                     let c = m.get(id).ok_or_else(|| ExecError::NotFound(id.into()))?;
-                    if let ContainerState::Exited(e) = &c.state {
-                        return Ok(e.clone());
-                    }
                     c.exited.clone()
                 };
-                let _ = tokio::time::timeout(Duration::from_millis(200), notify.notified()).await;
+                // Registered before the state is checked, so an exit in between still wakes
+                // us (no polling: a fake node may hold thousands of waiting containers).
+                let notified = notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if let Some(e) = state()? {
+                    return Ok(e);
+                }
+                notified.await;
             }
         })
     }
@@ -266,7 +279,10 @@ impl Executor for FakeExecutor {
     }
     fn remove<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), ExecError>> {
         Box::pin(async move {
-            self.inner.lock().expect("fake lock").remove(id);
+            if let Some(c) = self.inner.lock().expect("fake lock").remove(id) {
+                // Waiters find it gone and return NotFound.
+                c.exited.notify_waiters();
+            }
             Ok(())
         })
     }

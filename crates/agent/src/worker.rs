@@ -337,6 +337,8 @@ async fn controller<E: Executor>(
     let tid = first.id.clone();
     let id = tid.to_string();
     db.save(&first);
+    // Saved again only when the manager changed the task (not on every phase step).
+    let mut saved = (first.meta.version, first.desired_state);
     let mut phase = match exec.inspect(&id).await {
         Ok(Some(ContainerState::Running)) => {
             tracing::info!("re-adopted running container");
@@ -382,7 +384,10 @@ async fn controller<E: Executor>(
     loop {
         let task = rx.borrow().clone();
         if let Some(t) = &task {
-            db.save(t);
+            if (t.meta.version, t.desired_state) != saved {
+                db.save(t);
+                saved = (t.meta.version, t.desired_state);
+            }
         }
         phase = match phase {
             Phase::New => {

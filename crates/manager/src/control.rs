@@ -8,7 +8,7 @@ use std::pin::Pin;
 use swarm_api::control::control_server::Control;
 use swarm_api::control::*;
 use swarm_api::wire::{self, PAGE_SIZE};
-use swarm_types::objects::{Cluster, NodeState};
+use swarm_types::objects::{Cluster, NodeState, ServiceStatus};
 use swarm_types::spec::{NodeRole, NodeSpec, ServiceMode, ServiceSpec};
 use swarm_types::store::{Op, StoreState, WriteBatch};
 use swarm_types::token::JoinToken;
@@ -325,6 +325,7 @@ impl Control for ControlService {
             update_status: None,
             spec_history: Vec::new(),
             spec_version: 1,
+            status: None,
         };
         let mut out = self.write(vec![Op::Create(Object::Service(svc))]).await?;
         tracing::info!(service = %out[0].id(), "service created");
@@ -347,7 +348,17 @@ impl Control for ControlService {
         req: Request<ListRequest>,
     ) -> Result<Response<PageStream>, Status> {
         self.manager.read_barrier(req.get_ref().stale).await?;
-        let objs = self.read(|s| s.services.values().cloned().map(Object::Service).collect());
+        let objs = self.read(|s| {
+            let mut status = ServiceStatus::of_all(s);
+            s.services
+                .values()
+                .map(|svc| {
+                    let mut svc = svc.clone();
+                    svc.status = status.remove(&svc.id);
+                    Object::Service(svc)
+                })
+                .collect()
+        });
         Ok(pages(objs))
     }
 

@@ -61,6 +61,10 @@ impl Hub {
             loop {
                 match rx.recv().await {
                     Ok(StoreEvent::Change(c)) => {
+                        // An agent's own status report: nothing for it to act on.
+                        if c.status_only {
+                            continue;
+                        }
                         let Object::Task(t) = &c.object else { continue };
                         let Some(node) = &t.node_id else { continue };
                         let mut subs = h.subs.lock().expect("hub lock");

@@ -77,6 +77,13 @@ pub enum WriteError {
         total: usize,
         needed: usize,
     },
+    /// A quorum answers, but the write did not commit in time (an election, or overload).
+    #[error("timed out after {ms} ms: {reachable} of {total} managers are reachable, but the write did not commit in time (a leader election or an overloaded leader); retry")]
+    Timeout {
+        ms: u64,
+        reachable: usize,
+        total: usize,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("manager is shutting down")]
@@ -89,7 +96,7 @@ impl From<WriteError> for tonic::Status {
     fn from(e: WriteError) -> Self {
         let msg = e.to_string();
         match e {
-            WriteError::NoQuorum { .. } | WriteError::ShuttingDown => {
+            WriteError::NoQuorum { .. } | WriteError::Timeout { .. } | WriteError::ShuttingDown => {
                 tonic::Status::unavailable(msg)
             }
             WriteError::Store(StoreError::NotFound { .. }) => tonic::Status::not_found(msg),
@@ -134,6 +141,9 @@ enum ProposeError {
 const MAX_IN_FLIGHT: usize = 4;
 /// Most client batches in one Raft entry.
 const MAX_BATCHES_PER_ENTRY: usize = 256;
+/// Stop adding batches to an entry past this many ops: entries stay small enough to
+/// replicate within one heartbeat interval (see `raft::network`).
+const MAX_OPS_PER_ENTRY: usize = 1_000;
 
 /// Group commit: takes queued writes, proposes them as one entry, hands each its result.
 async fn coalesce(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Pending>, timeout: Duration) {
@@ -142,10 +152,14 @@ async fn coalesce(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Pending>, time
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
+        let mut ops = first.batch.ops.len();
         let mut group = vec![first];
-        while group.len() < MAX_BATCHES_PER_ENTRY {
+        while group.len() < MAX_BATCHES_PER_ENTRY && ops < MAX_OPS_PER_ENTRY {
             match rx.try_recv() {
-                Ok(p) => group.push(p),
+                Ok(p) => {
+                    ops += p.batch.ops.len();
+                    group.push(p);
+                }
                 Err(_) => break,
             }
         }
@@ -342,10 +356,18 @@ impl Manager {
             .filter(|v| self.is_reachable(**v))
             .count()
             .max(1);
+        let needed = total / 2 + 1;
+        if reachable >= needed {
+            return WriteError::Timeout {
+                ms: self.inner.cfg.write_timeout.as_millis() as u64,
+                reachable,
+                total,
+            };
+        }
         WriteError::NoQuorum {
             reachable,
             total,
-            needed: total / 2 + 1,
+            needed,
         }
     }
 
@@ -364,7 +386,8 @@ impl Manager {
     }
 
     /// Applies a write through Raft from any manager. Fails within `write_timeout` when no
-    /// quorum can be reached.
+    /// quorum can be reached. A single-op batch returns the object as stored; a bulk batch
+    /// returns nothing (see `WriteOutcome`).
     pub async fn write(&self, batch: WriteBatch) -> Result<Vec<Object>, WriteError> {
         let mut batch = batch;
         if batch.now_ms == 0 {
@@ -387,7 +410,7 @@ impl Manager {
                 Some((_, addr)) => match self.forward_write(&addr, &batch, remaining).await {
                     Ok(Ok(v)) => return Ok(v),
                     // The leader moved or lost quorum: try again until the deadline.
-                    Ok(Err(WriteError::NoQuorum { .. })) | Err(_) => {}
+                    Ok(Err(WriteError::NoQuorum { .. } | WriteError::Timeout { .. })) | Err(_) => {}
                     Ok(Err(e)) => return Err(e),
                 },
                 None => {

@@ -156,6 +156,60 @@ pub struct Service {
     /// Version number of `spec` in the history sequence (1 = as created).
     #[serde(default)]
     pub spec_version: u64,
+    /// Task counts, filled in when services are listed (Docker's `ServiceStatus`); never
+    /// stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<ServiceStatus>,
+}
+
+/// How many of a service's tasks run, computed from the store when services are listed, so
+/// that `service ls` need not fetch every task.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Desired and observed running.
+    pub running_tasks: u64,
+    /// Replicas (replicated), the number of live global tasks (global), or the total number of
+    /// completions (jobs).
+    pub desired_tasks: u64,
+    /// Tasks that completed (jobs).
+    pub completed_tasks: u64,
+}
+
+impl ServiceStatus {
+    /// Counts one task of the service into this status.
+    pub fn count(&mut self, t: &Task) {
+        if t.status.state == TaskState::Running && t.desired_state == TaskState::Running {
+            self.running_tasks += 1;
+        }
+        if t.status.state == TaskState::Complete {
+            self.completed_tasks += 1;
+        }
+        if t.desired_state <= TaskState::Running {
+            // Global modes: a live slot is one eligible node.
+            self.desired_tasks += 1;
+        }
+    }
+
+    /// Status of every service from one pass over the tasks.
+    pub fn of_all(state: &crate::store::StoreState) -> BTreeMap<ServiceId, ServiceStatus> {
+        let mut out: BTreeMap<ServiceId, ServiceStatus> = BTreeMap::new();
+        for t in state.tasks.values() {
+            if state.services.contains_key(&t.service_id) {
+                out.entry(t.service_id.clone()).or_default().count(t);
+            }
+        }
+        for (id, svc) in &state.services {
+            let st = out.entry(id.clone()).or_default();
+            match svc.spec.mode {
+                crate::spec::ServiceMode::Replicated { replicas } => st.desired_tasks = replicas,
+                crate::spec::ServiceMode::ReplicatedJob {
+                    total_completions, ..
+                } => st.desired_tasks = total_completions,
+                crate::spec::ServiceMode::Global | crate::spec::ServiceMode::GlobalJob => {}
+            }
+        }
+        out
+    }
 }
 
 impl Service {
@@ -309,6 +363,13 @@ pub enum Object {
 }
 
 impl Object {
+    /// Drops fields computed at read time (never stored).
+    pub fn clear_derived(&mut self) {
+        if let Object::Service(s) = self {
+            s.status = None;
+        }
+    }
+
     pub fn kind(&self) -> ObjectKind {
         match self {
             Object::Cluster(_) => ObjectKind::Cluster,

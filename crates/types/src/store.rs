@@ -55,6 +55,10 @@ pub struct Change {
     pub index: u64,
     pub action: Action,
     pub object: Object,
+    /// Only a task's observed status changed (an agent's report): nothing an agent acts on,
+    /// so the dispatcher does not echo it back.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub status_only: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
@@ -189,6 +193,7 @@ impl StoreState {
                 }
                 self.check_name(obj)?;
                 let mut obj = obj.clone();
+                obj.clear_derived();
                 let m = obj.meta_mut();
                 m.version = index;
                 m.created_at = now;
@@ -198,6 +203,7 @@ impl StoreState {
                     index,
                     action: Action::Created,
                     object: obj,
+                    status_only: false,
                 }))
             }
             Op::Update(obj) | Op::Put(obj) => {
@@ -220,6 +226,7 @@ impl StoreState {
                 };
                 self.check_name(obj)?;
                 let mut obj = obj.clone();
+                obj.clear_derived();
                 let m = obj.meta_mut();
                 m.version = index;
                 m.created_at = created_at;
@@ -233,9 +240,10 @@ impl StoreState {
                         Action::Created
                     },
                     object: obj,
+                    status_only: false,
                 }))
             }
-            Op::TaskStatus { id, status } => Ok(self.task_change(id, index, now, |t| {
+            Op::TaskStatus { id, status } => Ok(self.task_change(id, index, now, true, |t| {
                 let forward = t.status.state.can_advance_to(status.state);
                 let pending_note = t.status.state == status.state
                     && t.status.state <= TaskState::Pending
@@ -247,7 +255,7 @@ impl StoreState {
                     false
                 }
             })),
-            Op::TaskDesired { id, desired } => Ok(self.task_change(id, index, now, |t| {
+            Op::TaskDesired { id, desired } => Ok(self.task_change(id, index, now, false, |t| {
                 if *desired > t.desired_state {
                     t.desired_state = *desired;
                     true
@@ -255,7 +263,7 @@ impl StoreState {
                     false
                 }
             })),
-            Op::AssignTask { id, node_id } => Ok(self.task_change(id, index, now, |t| {
+            Op::AssignTask { id, node_id } => Ok(self.task_change(id, index, now, false, |t| {
                 if t.status.state == TaskState::Pending && t.node_id.is_none() {
                     t.node_id = Some(node_id.clone());
                     t.status.state = TaskState::Assigned;
@@ -284,6 +292,7 @@ impl StoreState {
                     index,
                     action: Action::Deleted,
                     object: cur,
+                    status_only: false,
                 }))
             }
         }
@@ -295,6 +304,7 @@ impl StoreState {
         id: &TaskId,
         index: u64,
         now: u64,
+        status_only: bool,
         f: impl FnOnce(&mut Task) -> bool,
     ) -> Option<Change> {
         let t = self.tasks.get_mut(id)?;
@@ -307,6 +317,7 @@ impl StoreState {
             index,
             action: Action::Updated,
             object: Object::Task(t.clone()),
+            status_only,
         })
     }
 
@@ -315,18 +326,28 @@ impl StoreState {
         let mut changes: Vec<Change> = Vec::with_capacity(batch.ops.len());
         // Undo log: (kind, id, previous value) in application order.
         let mut undo: Vec<(ObjectKind, String, Option<Object>)> = Vec::new();
+        // Task ops never fail: a batch of only those needs no undo log (no copy per op).
+        let fallible = batch.ops.iter().any(|op| {
+            matches!(
+                op,
+                Op::Create(_) | Op::Update(_) | Op::Put(_) | Op::Delete { .. }
+            )
+        });
         for op in &batch.ops {
-            let (kind, id) = match op {
-                Op::Create(o) | Op::Update(o) | Op::Put(o) => (o.kind(), o.id().to_string()),
-                Op::Delete { kind, id, .. } => (*kind, id.clone()),
-                Op::TaskStatus { id, .. }
-                | Op::TaskDesired { id, .. }
-                | Op::AssignTask { id, .. } => (ObjectKind::Task, id.to_string()),
-            };
-            let before = self.get(kind, &id);
+            let before = fallible.then(|| {
+                let (kind, id) = match op {
+                    Op::Create(o) | Op::Update(o) | Op::Put(o) => (o.kind(), o.id().to_string()),
+                    Op::Delete { kind, id, .. } => (*kind, id.clone()),
+                    Op::TaskStatus { id, .. }
+                    | Op::TaskDesired { id, .. }
+                    | Op::AssignTask { id, .. } => (ObjectKind::Task, id.to_string()),
+                };
+                let prev = self.get(kind, &id);
+                (kind, id, prev)
+            });
             match self.apply_op(op, index, batch.now_ms) {
                 Ok(Some(c)) => {
-                    undo.push((kind, id, before));
+                    undo.extend(before);
                     changes.push(c);
                 }
                 Ok(None) => {}

@@ -19,7 +19,8 @@ pub struct Proposal {
 }
 
 /// Result of applying one Raft entry: per batch, the objects as stored after the write
-/// (deleted objects as they were), or why that batch was refused.
+/// (deleted objects as they were; only for single-op batches, empty for bulk writes), or why
+/// that batch was refused.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct WriteOutcome {
     pub results: Vec<Result<Vec<Object>, StoreError>>,
@@ -43,6 +44,22 @@ openraft::declare_raft_types!(
 pub mod codec {
     pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
         rmp_serde::to_vec_named(v)
+    }
+    /// Encoded size without keeping the bytes (a counting writer).
+    pub fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
+        struct Count(usize);
+        impl std::io::Write for Count {
+            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+                self.0 += b.len();
+                Ok(b.len())
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut c = Count(0);
+        let _ = v.serialize(&mut rmp_serde::Serializer::new(&mut c).with_struct_map());
+        c.0
     }
     pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, rmp_serde::decode::Error> {
         rmp_serde::from_slice(b)

@@ -92,6 +92,21 @@ impl Network {
     }
 }
 
+/// Rough upper bound of one append's encoded entries; a single larger entry is still sent.
+const APPEND_BUDGET_BYTES: usize = 256 * 1024;
+
+/// How many leading entries fit in `budget` encoded bytes (at least one).
+fn fit_entries(entries: &[openraft::Entry<TypeConfig>], budget: usize) -> usize {
+    let mut total = 0usize;
+    for (i, e) in entries.iter().enumerate() {
+        total += super::codec::encoded_len(e);
+        if total > budget {
+            return i.max(1);
+        }
+    }
+    entries.len()
+}
+
 pub struct PeerClient {
     target: RaftId,
     addr: String,
@@ -132,12 +147,25 @@ impl PeerClient {
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
+        let data =
+            super::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        self.call_encoded(kind, data, timeout).await
+    }
+
+    async fn call_encoded<Resp, E>(
+        &mut self,
+        kind: &'static str,
+        data: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Resp, RPCError<RaftId, BasicNode, RaftError<RaftId, E>>>
+    where
+        Resp: serde::de::DeserializeOwned,
+        E: std::error::Error + serde::de::DeserializeOwned,
+    {
         let unreachable = |m: String| RPCError::Unreachable(Unreachable::new(&Msg(m)));
         let Some(client) = self.client.as_mut() else {
             return Err(unreachable(format!("invalid peer address {:?}", self.addr)));
         };
-        let data =
-            super::codec::encode(req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let mut request = tonic::Request::new(RaftPayload { data });
         request.set_timeout(timeout);
         let fut = async {
@@ -174,10 +202,30 @@ impl PeerClient {
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        rpc: AppendEntriesRequest<TypeConfig>,
+        mut rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<RaftId>, RPCError<RaftId, BasicNode, RaftError<RaftId>>> {
-        self.call("append", &rpc, option.hard_ttl()).await
+        // openraft bounds every append by the heartbeat interval and backs off for 500 ms after
+        // a timeout, heartbeats included. An unbounded catch-up append (hundreds of entries of
+        // hundreds of task ops each) on a busy follower then times out again on every retry:
+        // replication stalls and followers start elections. Sending a prefix and answering
+        // `PartialSuccess` keeps each RPC small; openraft continues from there.
+        let network = |e: rmp_serde::encode::Error| RPCError::Network(NetworkError::new(&e));
+        let mut data = super::codec::encode(&rpc).map_err(network)?;
+        let mut partial = false;
+        if data.len() > APPEND_BUDGET_BYTES && rpc.entries.len() > 1 {
+            rpc.entries
+                .truncate(fit_entries(&rpc.entries, APPEND_BUDGET_BYTES));
+            partial = true;
+            data = super::codec::encode(&rpc).map_err(network)?;
+        }
+        let last = rpc.entries.last().map(|e| e.log_id);
+        match self.call_encoded("append", data, option.hard_ttl()).await? {
+            AppendEntriesResponse::Success if partial => {
+                Ok(AppendEntriesResponse::PartialSuccess(last))
+            }
+            r => Ok(r),
+        }
     }
 
     async fn install_snapshot(
@@ -197,5 +245,44 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<RaftId>, RPCError<RaftId, BasicNode, RaftError<RaftId>>> {
         self.call("vote", &rpc, option.hard_ttl()).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
+    use swarm_types::store::{Op, WriteBatch};
+
+    fn entry(index: u64, ops: usize) -> Entry<TypeConfig> {
+        let batch = WriteBatch {
+            ops: (0..ops)
+                .map(|i| Op::TaskDesired {
+                    id: swarm_types::TaskId::new(format!("task-{index}-{i:06}")),
+                    desired: swarm_types::task::TaskState::Shutdown,
+                })
+                .collect(),
+            now_ms: 0,
+        };
+        Entry {
+            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
+            payload: EntryPayload::Normal(super::super::Proposal {
+                batches: vec![batch],
+            }),
+        }
+    }
+
+    #[test]
+    fn appends_are_cut_to_the_budget_but_never_empty() {
+        let entries: Vec<_> = (1..=10).map(|i| entry(i, 1_000)).collect();
+        let one = super::super::codec::encoded_len(&entries[0]);
+        assert!(one > 10_000, "an entry of 1,000 ops is large: {one}");
+        // Room for three entries: three are sent.
+        assert_eq!(fit_entries(&entries, one * 3 + one / 2), 3);
+        // Everything fits: everything is sent.
+        assert_eq!(fit_entries(&entries, one * 100), 10);
+        // Not even one fits: one is still sent, or replication could never progress.
+        assert_eq!(fit_entries(&entries, 10), 1);
+        assert_eq!(fit_entries(&[], 10), 0);
     }
 }

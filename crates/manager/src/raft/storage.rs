@@ -412,7 +412,14 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         for batch in &proposal.batches {
                             results.push(match inner.state.apply(batch, entry.log_id.index) {
                                 Ok(ch) => {
-                                    let objs = ch.iter().map(|c| c.object.clone()).collect();
+                                    // Only single-op writes (the control API's) read the
+                                    // stored objects back; bulk task writes would copy
+                                    // every task once more on every manager.
+                                    let objs = if batch.ops.len() == 1 {
+                                        ch.iter().map(|c| c.object.clone()).collect()
+                                    } else {
+                                        Vec::new()
+                                    };
                                     changes.extend(ch);
                                     Ok(objs)
                                 }

@@ -54,6 +54,7 @@ impl World {
     }
     fn service(&mut self, name: &str, mode: ServiceMode) -> ServiceId {
         let s = Service {
+            status: None,
             id: ServiceId::new(name),
             meta: Meta::default(),
             spec: ServiceSpec {
@@ -676,4 +677,25 @@ fn global_update_rolls_one_node_at_a_time() {
         w.state.services[&s].update_status.as_ref().unwrap().state,
         UpdateState::Completed
     );
+}
+
+#[test]
+fn service_status_counts_running_and_desired_tasks() {
+    use crate::objects::ServiceStatus;
+    let mut w = three_nodes();
+    let web = w.service("web", ServiceMode::Replicated { replicas: 4 });
+    let agent = w.service("agent", ServiceMode::Global);
+    w.reconcile();
+    let st = ServiceStatus::of_all(&w.state);
+    assert_eq!((st[&web].running_tasks, st[&web].desired_tasks), (0, 4));
+    assert_eq!((st[&agent].running_tasks, st[&agent].desired_tasks), (0, 3));
+    w.run_all();
+    let st = ServiceStatus::of_all(&w.state);
+    assert_eq!((st[&web].running_tasks, st[&web].desired_tasks), (4, 4));
+    assert_eq!((st[&agent].running_tasks, st[&agent].desired_tasks), (3, 3));
+    // Draining a node takes its global task out of both counts.
+    w.set_node("b", |n| n.spec.availability = Availability::Drain);
+    w.reconcile();
+    let st = ServiceStatus::of_all(&w.state);
+    assert_eq!((st[&agent].running_tasks, st[&agent].desired_tasks), (2, 2));
 }

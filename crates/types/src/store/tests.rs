@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 fn service(id: &str, name: &str, version: u64) -> Object {
     Object::Service(Service {
+        status: None,
         id: ServiceId::new(id),
         meta: crate::objects::Meta {
             version,

@@ -7,8 +7,7 @@ use clap::Args;
 use serde_json::json;
 use swarm_types::objects::UpdateState;
 use swarm_types::spec::ServiceMode;
-use swarm_types::task::TaskState;
-use swarm_types::{Object, Service, Task};
+use swarm_types::{Object, Service};
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
@@ -16,29 +15,14 @@ pub struct LsArgs {
     pub out: ListOutput,
 }
 
-/// "running/desired" as docker shows it.
-pub fn replicas(svc: &Service, tasks: &[Task], ready_nodes: usize) -> String {
-    let mine = tasks.iter().filter(|t| t.service_id == svc.id);
-    let running = mine
-        .clone()
-        .filter(|t| t.status.state == TaskState::Running && t.desired_state == TaskState::Running)
-        .count();
+/// "running/desired" as docker shows it, from the counts the manager computed.
+pub fn replicas(svc: &Service) -> String {
+    let st = svc.status.clone().unwrap_or_default();
+    let (running, desired, done) = (st.running_tasks, st.desired_tasks, st.completed_tasks);
     match svc.spec.mode {
-        ServiceMode::Replicated { replicas } => format!("{running}/{replicas}"),
-        ServiceMode::Global => format!("{running}/{ready_nodes}"),
-        ServiceMode::ReplicatedJob {
-            total_completions, ..
-        } => {
-            let done = mine
-                .filter(|t| t.status.state == TaskState::Complete)
-                .count();
-            format!("{running}/{total_completions} ({done}/{total_completions} completed)")
-        }
-        ServiceMode::GlobalJob => {
-            let done = mine
-                .filter(|t| t.status.state == TaskState::Complete)
-                .count();
-            format!("{running}/{ready_nodes} ({done}/{ready_nodes} completed)")
+        ServiceMode::Replicated { .. } | ServiceMode::Global => format!("{running}/{desired}"),
+        ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob => {
+            format!("{running}/{desired} ({done}/{desired} completed)")
         }
     }
 }
@@ -75,30 +59,6 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let tasks: Vec<Task> = collect(
-        c.list_tasks(ctx.list_request())
-            .await
-            .map_err(status_err)?
-            .into_inner(),
-    )
-    .await?
-    .into_iter()
-    .filter_map(|o| match o {
-        Object::Task(t) => Some(t),
-        _ => None,
-    })
-    .collect();
-    let nodes = collect(
-        c.list_nodes(ctx.list_request())
-            .await
-            .map_err(status_err)?
-            .into_inner(),
-    )
-    .await?;
-    let ready = nodes
-        .iter()
-        .filter(|o| matches!(o, Object::Node(n) if swarm_manager_free::eligible(n)))
-        .count();
     let rows: Vec<(String, String, String, String, String, String)> = services
         .iter()
         .map(|s| {
@@ -106,7 +66,7 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
                 s.id.short().to_string(),
                 s.spec.name.clone(),
                 s.spec.mode.name().to_string(),
-                replicas(s, &tasks, ready),
+                replicas(s),
                 s.spec.task.container.image.clone(),
                 s.update_status
                     .as_ref()
@@ -138,15 +98,4 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         )?,
     }
     Ok(())
-}
-
-/// Node eligibility for global services as the CLI estimates it (ready and not drained).
-mod swarm_manager_free {
-    use swarm_types::objects::NodeState;
-    use swarm_types::spec::Availability;
-    use swarm_types::Node;
-
-    pub fn eligible(n: &Node) -> bool {
-        n.status.state == NodeState::Ready && n.spec.availability != Availability::Drain
-    }
 }
