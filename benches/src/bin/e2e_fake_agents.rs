@@ -7,6 +7,9 @@
 //! fast the tasks are removed again.
 
 use clap::Parser;
+
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 use swarm_agent::executor::FakeExecutor;
 use swarm_agent::worker::ManagerSet;
@@ -27,6 +30,12 @@ struct Args {
     /// Replicas of the service.
     #[arg(long, default_value_t = 10_000)]
     replicas: u64,
+    /// Managers' `--log-level` (a level or tracing directives).
+    #[arg(long, default_value = "warn")]
+    manager_log: String,
+    /// Print (elapsed, running) every 100 ms while a service converges.
+    #[arg(long)]
+    timeline: bool,
     /// Where the fake agents keep their local task databases.
     #[arg(long, default_value = "/dev/shm")]
     agent_state_dir: std::path::PathBuf,
@@ -160,7 +169,7 @@ fn main() -> anyhow::Result<()> {
         "--executor".into(),
         "fake".into(),
         "--log-level".into(),
-        "warn".into(),
+        args.manager_log.clone(),
     ];
     c.init()?;
     for _ in 1..args.managers {
@@ -246,8 +255,13 @@ fn main() -> anyhow::Result<()> {
                 })
                 .await?;
             let deadline = start + Duration::from_secs(300);
+            let mut next_mark = Duration::ZERO;
             loop {
                 let (running, _) = service_progress(&c, &name).await?;
+                if args.timeline && start.elapsed() >= next_mark {
+                    eprintln!("{:>6.2} s {running}", start.elapsed().as_secs_f64());
+                    next_mark += Duration::from_millis(100);
+                }
                 if running >= args.replicas {
                     break;
                 }

@@ -167,7 +167,13 @@ async fn coalesce(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Pending>, time
         tokio::spawn(async move {
             let (batches, replies): (Vec<WriteBatch>, Vec<Reply>) =
                 group.into_iter().map(|p| (p.batch, p.reply)).unzip();
-            let res = tokio::time::timeout(timeout, raft.client_write(Proposal { batches })).await;
+            let res = tokio::time::timeout(
+                timeout,
+                raft.client_write(Proposal {
+                    batches: Arc::new(batches),
+                }),
+            )
+            .await;
             drop(permit);
             match res {
                 Ok(Ok(resp)) => {

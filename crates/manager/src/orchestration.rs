@@ -60,12 +60,14 @@ async fn write_all(manager: &Manager, ops: Vec<Op>) -> bool {
     // The chunks touch distinct tasks (or commute: status and desired state only move
     // forward), so they are proposed together: group commit packs them into a few entries
     // instead of one Raft round trip per chunk.
-    let writes = ops.chunks(BATCH_OPS).map(|chunk| {
-        manager.write(WriteBatch {
-            ops: chunk.to_vec(),
-            now_ms: 0,
-        })
-    });
+    let mut chunks = Vec::new();
+    let mut ops = ops.into_iter().peekable();
+    while ops.peek().is_some() {
+        chunks.push(ops.by_ref().take(BATCH_OPS).collect::<Vec<Op>>());
+    }
+    let writes = chunks
+        .into_iter()
+        .map(|ops| manager.write(WriteBatch { ops, now_ms: 0 }));
     for res in futures::future::join_all(writes).await {
         if let Err(e) = res {
             // The next pass recomputes from the store; nothing is lost by giving up here.
@@ -91,14 +93,18 @@ pub async fn pass(
             .map(|c| c.spec.task_history_limit as usize)
             .unwrap_or(5),
     });
+    let t0 = std::time::Instant::now();
     let ops = manager
         .store()
-        .read(|s| orchestrator::reconcile_some(s, &ocfg, only));
+        .read(|s| orchestrator::reconcile_and_place(s, &ocfg, only));
     let mut wrote = !ops.is_empty();
     if !ops.is_empty() {
-        tracing::debug!(ops = ops.len(), "orchestrator");
+        let computed = t0.elapsed();
+        let n = ops.len();
         write_all(manager, ops).await;
+        tracing::debug!(ops = n, ?computed, total = ?t0.elapsed(), "orchestrator");
     }
+    let t0 = std::time::Instant::now();
     let ops = manager.store().read(|s| {
         let pending: Vec<TaskId> = s
             .tasks
@@ -138,8 +144,10 @@ pub async fn pass(
         ops
     });
     if !ops.is_empty() {
-        tracing::debug!(ops = ops.len(), "scheduler");
+        let computed = t0.elapsed();
+        let n = ops.len();
         wrote |= write_all(manager, ops).await;
+        tracing::debug!(ops = n, ?computed, total = ?t0.elapsed(), "scheduler");
     }
     wrote
 }
@@ -153,6 +161,8 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
     // Services touched since the last pass; `full` when anything else changed (nodes, the
     // cluster, a lost event) or time passed (restart delays, grace periods, update pacing).
     let mut dirty: std::collections::HashSet<swarm_types::ServiceId> = Default::default();
+    // Services whose tasks only advanced (accepted … running): see below.
+    let mut progressed: std::collections::HashSet<swarm_types::ServiceId> = Default::default();
     let mut full = true;
     let mut last_full = tokio::time::Instant::now();
     loop {
@@ -169,10 +179,28 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
             full = true;
             continue;
         }
+        if !progressed.is_empty() {
+            // A task that moved forward without ending matters only to a rolling update
+            // (which waits for replacements to run); otherwise it changes no decision, and
+            // re-reconciling a 10,000-task service for each of its tasks' reports would
+            // cost more than everything else the leader does while the service starts.
+            manager.store().read(|s| {
+                for id in progressed.drain() {
+                    let updating = s.services.get(&id).is_some_and(|svc| {
+                        svc.update_status
+                            .as_ref()
+                            .is_some_and(|u| u.state.is_active())
+                    });
+                    if updating {
+                        dirty.insert(id);
+                    }
+                }
+            });
+        }
         if full || last_full.elapsed() >= cfg.tick {
             pass(&manager, &cfg, None).await;
             last_full = tokio::time::Instant::now();
-        } else {
+        } else if !dirty.is_empty() {
             pass(&manager, &cfg, Some(&dirty)).await;
         }
         dirty.clear();
@@ -181,6 +209,9 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
             Ok(StoreEvent::Change(c)) => match &c.object {
                 Object::Service(s) => {
                     dirty.insert(s.id.clone());
+                }
+                Object::Task(t) if c.status_only && !t.status.state.is_terminal() => {
+                    progressed.insert(t.service_id.clone());
                 }
                 Object::Task(t) => {
                     dirty.insert(t.service_id.clone());

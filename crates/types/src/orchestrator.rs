@@ -147,6 +147,61 @@ pub fn reconcile(state: &StoreState, cfg: &Config) -> Vec<Op> {
     reconcile_some(state, cfg, None)
 }
 
+/// `reconcile_some`, with the new tasks already placed by the scheduler: they are created
+/// assigned (or pending with the reason they cannot be placed), one Raft write per task
+/// instead of a create and then an assignment. Only when the pass releases nothing (no task
+/// is stopped or removed): the scheduler would otherwise count the load of tasks the same
+/// pass is stopping, and place differently than after they stopped; those passes leave their
+/// new tasks pending for the scheduler, as before.
+pub fn reconcile_and_place(
+    state: &StoreState,
+    cfg: &Config,
+    only: Option<&HashSet<ServiceId>>,
+) -> Vec<Op> {
+    let mut ops = reconcile_some(state, cfg, only);
+    let releases = ops
+        .iter()
+        .any(|op| matches!(op, Op::TaskDesired { .. } | Op::Delete { .. }));
+    if releases {
+        return ops;
+    }
+    let new: Vec<&Task> = ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::Create(Object::Task(t))
+                if t.node_id.is_none() && t.status.state == TaskState::Pending =>
+            {
+                Some(t)
+            }
+            _ => None,
+        })
+        .collect();
+    if new.is_empty() {
+        return ops;
+    }
+    let plan = crate::scheduler::schedule_new(state, &new);
+    let mut placed: HashMap<TaskId, NodeId> = plan.assignments.into_iter().collect();
+    let mut unplaced: HashMap<TaskId, String> = plan.unplaced.into_iter().collect();
+    for op in &mut ops {
+        let Op::Create(Object::Task(t)) = op else {
+            continue;
+        };
+        if let Some(node) = placed.remove(&t.id) {
+            // What `Op::AssignTask` would do.
+            t.node_id = Some(node);
+            t.status.state = TaskState::Assigned;
+            t.status.message = "scheduled".into();
+            t.status.err.clear();
+            t.status.timestamp = cfg.now_ms;
+        } else if let Some(reason) = unplaced.remove(&t.id) {
+            // Docker shows why a task is not placed in the ERROR column.
+            t.status.err = reason.clone();
+            t.status.message = reason;
+        }
+    }
+    ops
+}
+
 /// A pass over the services in `only` (all when `None`): the control loop passes the services
 /// touched by recent changes, and runs a full pass on every tick.
 pub fn reconcile_some(

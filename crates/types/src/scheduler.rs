@@ -381,12 +381,23 @@ fn static_eligible(
 /// `pending` order within a service. A repeated id is decided once; an id missing from the store,
 /// or of a task that already has a node, is reported unplaced.
 pub fn schedule(state: &StoreState, pending: &[TaskId]) -> SchedulePlan {
+    schedule_inner(state, pending, &[])
+}
+
+/// Places tasks that are not in the store yet (the ones an orchestrator pass is about to
+/// create) as if they were pending there, so that they can be created already assigned: one
+/// Raft write per task instead of two.
+pub fn schedule_new(state: &StoreState, new: &[&Task]) -> SchedulePlan {
+    schedule_inner(state, &[], new)
+}
+
+fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> SchedulePlan {
     let mut plan = SchedulePlan {
-        assignments: Vec::with_capacity(pending.len()),
+        assignments: Vec::with_capacity(pending.len() + new.len()),
         unplaced: Vec::new(),
     };
 
-    if pending.is_empty() {
+    if pending.is_empty() && new.is_empty() {
         return plan;
     }
     // One pass over the store finds both the pending tasks and the load (looking each pending
@@ -433,9 +444,14 @@ pub fn schedule(state: &StoreState, pending: &[TaskId]) -> SchedulePlan {
     // Group the pending tasks by service, then by spec, in `pending` order.
     let mut services: Vec<ServiceGroups<'_>> = Vec::new();
     let mut service_index: FastMap<&ServiceId, usize> = FastMap::default();
-    for (i, id) in pending.iter().enumerate() {
-        let Some(task) = found[i] else {
-            if position[id.as_str()] == i {
+    let resolved = pending
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id, found[i], position[id.as_str()] == i))
+        .chain(new.iter().map(|t| (&t.id, Some(*t), true)));
+    for (id, task, first) in resolved {
+        let Some(task) = task else {
+            if first {
                 let reason = match state.tasks.get(id).and_then(|t| t.node_id.as_ref()) {
                     Some(n) => format!("task is already assigned to node {n}"),
                     None => "task not found in the store".to_string(),

@@ -15,7 +15,9 @@ use swarm_types::Object;
 /// batch still applies atomically and succeeds or fails on its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct Proposal {
-    pub batches: Vec<WriteBatch>,
+    /// Shared, so that the log cache hands out entries without copying them (serialized
+    /// exactly like a plain list).
+    pub batches: std::sync::Arc<Vec<WriteBatch>>,
 }
 
 /// Result of applying one Raft entry: per batch, the objects as stored after the write

@@ -267,7 +267,7 @@ mod tests {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(super::super::Proposal {
-                batches: vec![batch],
+                batches: std::sync::Arc::new(vec![batch]),
             }),
         }
     }

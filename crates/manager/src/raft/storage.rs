@@ -53,11 +53,18 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
 // ---------------------------------------------------------------------------------------------
 // Log store
 
+/// Most recent entries kept decoded in memory. Every entry is read back right after it is
+/// appended: by the state machine to apply it and, on the leader, once per follower to
+/// replicate it; decoding it from sled each time was the leader's largest single cost when
+/// thousands of tasks were created at once. Entries share their payload, so a hit is cheap.
+const CACHED_ENTRIES: usize = 512;
+
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
+    cache: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Entry<TypeConfig>>>>,
 }
 
 impl LogStore {
@@ -66,7 +73,19 @@ impl LogStore {
             db: db.clone(),
             log: db.open_tree("log")?,
             meta: db.open_tree("meta")?,
+            cache: Arc::default(),
         })
+    }
+
+    /// The entries of `[start, end)` if the cache holds all of them.
+    fn cached(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let cache = self.cache.lock().expect("log cache lock");
+        let first = *cache.keys().next()?;
+        let last = *cache.keys().next_back()?;
+        if start < first || end > last + 1 || start >= end {
+            return None;
+        }
+        Some(cache.range(start..end).map(|(_, e)| e.clone()).collect())
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -116,6 +135,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
             Bound::Excluded(i) => i + 1,
             Bound::Unbounded => 0,
         };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i + 1),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        if let Some(hit) = end.and_then(|end| self.cached(start, end)) {
+            return Ok(hit);
+        }
         let mut out = Vec::new();
         for kv in self.log.range(key(start)..) {
             let (k, v) = kv.map_err(|e| io_err(StorageIOError::read_logs, e))?;
@@ -181,13 +208,30 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I::IntoIter: Send,
     {
         let mut batch = sled::Batch::default();
+        let mut appended = Vec::new();
         for e in entries {
             let v = super::codec::encode(&e).map_err(|e| io_err(StorageIOError::write_logs, e))?;
             batch.insert(&key(e.log_id.index), v);
+            appended.push(e);
         }
         self.log
             .apply_batch(batch)
             .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+        {
+            let mut cache = self.cache.lock().expect("log cache lock");
+            // Only contiguous runs: a gap would make `cached` answer for entries it lacks.
+            if let (Some(first), Some(&last)) = (appended.first(), cache.keys().next_back()) {
+                if first.log_id.index != last + 1 {
+                    cache.clear();
+                }
+            }
+            for e in appended {
+                cache.insert(e.log_id.index, e);
+            }
+            while cache.len() > CACHED_ENTRIES {
+                cache.pop_first();
+            }
+        }
         // Durable before acknowledged: one flush per appended batch.
         let res = self.flush().await.map_err(std::io::Error::other);
         callback.log_io_completed(res);
@@ -195,6 +239,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.cache
+            .lock()
+            .expect("log cache lock")
+            .retain(|i, _| *i < log_id.index);
         let mut batch = sled::Batch::default();
         for k in self.log.range(key(log_id.index)..).keys() {
             batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
@@ -210,6 +258,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
         // Record the purge point first: a crash in between leaves extra entries, never a gap.
         self.put_meta("last_purged", &log_id)?;
+        self.cache
+            .lock()
+            .expect("log cache lock")
+            .retain(|i, _| *i > log_id.index);
         let mut batch = sled::Batch::default();
         for k in self.log.range(..=key(log_id.index)).keys() {
             batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
@@ -409,7 +461,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     EntryPayload::Blank => out.push(WriteOutcome::default()),
                     EntryPayload::Normal(proposal) => {
                         let mut results = Vec::with_capacity(proposal.batches.len());
-                        for batch in &proposal.batches {
+                        for batch in proposal.batches.iter() {
                             results.push(match inner.state.apply(batch, entry.log_id.index) {
                                 Ok(ch) => {
                                     // Only single-op writes (the control API's) read the

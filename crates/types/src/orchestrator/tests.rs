@@ -699,3 +699,55 @@ fn service_status_counts_running_and_desired_tasks() {
     let st = ServiceStatus::of_all(&w.state);
     assert_eq!((st[&agent].running_tasks, st[&agent].desired_tasks), (2, 2));
 }
+
+#[test]
+fn new_tasks_are_created_already_placed_when_nothing_is_released() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 6 });
+    let cfg = Config {
+        now_ms: w.now,
+        node_down_grace_ms: 1000,
+        task_history_limit: 2,
+    };
+    let ops = reconcile_and_place(&w.state, &cfg, None);
+    assert_eq!(ops.len(), 6);
+    w.apply(ops);
+    let mut per_node: BTreeMap<String, usize> = BTreeMap::new();
+    for t in w.live(&s) {
+        assert_eq!(t.status.state, TaskState::Assigned, "{t:?}");
+        assert_eq!(t.status.message, "scheduled");
+        *per_node
+            .entry(t.node_id.clone().unwrap().to_string())
+            .or_default() += 1;
+    }
+    assert_eq!(
+        per_node.values().copied().collect::<Vec<_>>(),
+        vec![2, 2, 2]
+    );
+
+    // A task no node can take is created pending, with the reason.
+    let gpu = w.service("gpu", ServiceMode::Replicated { replicas: 1 });
+    w.set_spec(&gpu, |sp| {
+        sp.task.placement.constraints = vec!["node.labels.gpu==yes".into()]
+    });
+    let ops = reconcile_and_place(&w.state, &cfg, None);
+    w.apply(ops);
+    let t = w.live(&gpu)[0];
+    assert_eq!(t.status.state, TaskState::Pending);
+    assert!(t.node_id.is_none());
+    assert!(
+        t.status.err.contains("node.labels.gpu==yes"),
+        "{}",
+        t.status.err
+    );
+
+    // A pass that also stops tasks leaves its new tasks to the scheduler.
+    w.update_service(&s, |sp| sp.task.container.image = "web:2".into());
+    let ops = reconcile_and_place(&w.state, &cfg, None);
+    assert!(ops.iter().any(|op| matches!(op, Op::TaskDesired { .. })));
+    for op in &ops {
+        if let Op::Create(Object::Task(t)) = op {
+            assert!(t.node_id.is_none() && t.status.state == TaskState::Pending);
+        }
+    }
+}
