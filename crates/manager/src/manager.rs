@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use swarm_api::raft::raft_client::RaftClient;
 use swarm_api::raft::{ForwardWriteRequest, ReadIndexRequest};
 use swarm_api::wire;
-use swarm_types::store::{StoreError, WriteBatch};
+use swarm_types::store::{Op, StoreError, WriteBatch};
 use swarm_types::{NodeId, Object};
 
 #[derive(Clone, Debug)]
@@ -152,12 +152,13 @@ async fn coalesce(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Pending>, time
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
-        let mut ops = first.batch.ops.len();
+        let weight = |b: &WriteBatch| b.ops.iter().map(Op::weight).sum::<usize>();
+        let mut ops = weight(&first.batch);
         let mut group = vec![first];
         while group.len() < MAX_BATCHES_PER_ENTRY && ops < MAX_OPS_PER_ENTRY {
             match rx.try_recv() {
                 Ok(p) => {
-                    ops += p.batch.ops.len();
+                    ops += weight(&p.batch);
                     group.push(p);
                 }
                 Err(_) => break,

@@ -63,7 +63,10 @@ async fn write_all(manager: &Manager, ops: Vec<Op>) -> bool {
     let mut chunks = Vec::new();
     let mut ops = ops.into_iter().peekable();
     while ops.peek().is_some() {
-        chunks.push(ops.by_ref().take(BATCH_OPS).collect::<Vec<Op>>());
+        // Task creations sharing a spec travel as one `CreateTasks` op per chunk.
+        chunks.push(swarm_types::store::compact(
+            ops.by_ref().take(BATCH_OPS).collect::<Vec<Op>>(),
+        ));
     }
     let writes = chunks
         .into_iter()

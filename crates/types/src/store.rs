@@ -31,6 +31,107 @@ pub enum Op {
         id: String,
         version: Option<u64>,
     },
+    /// Create many tasks of one spec: exactly one `Create` per item, with the shared fields
+    /// (service, spec, desired state) written once. Scaling a service to 10,000 replicas
+    /// would otherwise replicate its task spec 10,000 times (~640 bytes each).
+    CreateTasks(TaskBatch),
+}
+
+/// Tasks that share everything but their identity, placement and status.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskBatch {
+    /// The shared fields; its id, slot, node, restarts and status are ignored.
+    pub template: Task,
+    pub items: Vec<TaskItem>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TaskItem {
+    pub id: TaskId,
+    pub slot: u64,
+    pub node_id: Option<NodeId>,
+    pub restarts: u64,
+    pub status: TaskStatus,
+}
+
+impl TaskBatch {
+    fn task(&self, item: &TaskItem) -> Task {
+        let mut t = self.template.clone();
+        t.id = item.id.clone();
+        t.slot = item.slot;
+        t.node_id = item.node_id.clone();
+        t.restarts = item.restarts;
+        t.status = item.status.clone();
+        t
+    }
+}
+
+impl Op {
+    /// How many objects the op writes (what batch size limits count).
+    pub fn weight(&self) -> usize {
+        match self {
+            Op::CreateTasks(b) => b.items.len(),
+            _ => 1,
+        }
+    }
+
+    /// The op as single-object ops: `CreateTasks` is one `Create` per item.
+    pub fn expand(&self) -> Box<dyn Iterator<Item = std::borrow::Cow<'_, Op>> + '_> {
+        match self {
+            Op::CreateTasks(b) => Box::new(
+                b.items
+                    .iter()
+                    .map(|i| std::borrow::Cow::Owned(Op::Create(Object::Task(b.task(i))))),
+            ),
+            op => Box::new(std::iter::once(std::borrow::Cow::Borrowed(op))),
+        }
+    }
+}
+
+/// Folds runs of task creations that share a template into `CreateTasks` (consecutive
+/// `Create` ops of tasks with the same service, spec version, spec and desired state). Applying
+/// the result is exactly applying `ops`.
+pub fn compact(ops: Vec<Op>) -> Vec<Op> {
+    let mut out: Vec<Op> = Vec::with_capacity(ops.len());
+    for op in ops {
+        let Op::Create(Object::Task(t)) = op else {
+            out.push(op);
+            continue;
+        };
+        let item = TaskItem {
+            id: t.id.clone(),
+            slot: t.slot,
+            node_id: t.node_id.clone(),
+            restarts: t.restarts,
+            status: t.status.clone(),
+        };
+        if let Some(Op::CreateTasks(b)) = out.last_mut() {
+            let tp = &b.template;
+            if tp.service_id == t.service_id
+                && tp.spec_version == t.spec_version
+                && tp.desired_state == t.desired_state
+                && tp.service_name == t.service_name
+                && tp.meta == t.meta
+                && tp.spec == t.spec
+            {
+                b.items.push(item);
+                continue;
+            }
+        }
+        out.push(Op::CreateTasks(TaskBatch {
+            template: t,
+            items: vec![item],
+        }));
+    }
+    // A batch of one is just a Create.
+    out.into_iter()
+        .map(|op| match op {
+            Op::CreateTasks(b) if b.items.len() == 1 => {
+                Op::Create(Object::Task(b.task(&b.items[0])))
+            }
+            op => op,
+        })
+        .collect()
 }
 
 /// A batch of ops applied atomically at one Raft index.
@@ -275,6 +376,8 @@ impl StoreState {
                     false
                 }
             })),
+            // `apply` hands this function expanded ops only.
+            Op::CreateTasks(_) => unreachable!("CreateTasks is expanded before it is applied"),
             Op::Delete { kind, id, version } => {
                 let cur = self.get(*kind, id).ok_or_else(|| not_found(*kind, id))?;
                 if let Some(v) = version {
@@ -330,10 +433,11 @@ impl StoreState {
         let fallible = batch.ops.iter().any(|op| {
             matches!(
                 op,
-                Op::Create(_) | Op::Update(_) | Op::Put(_) | Op::Delete { .. }
+                Op::Create(_) | Op::Update(_) | Op::Put(_) | Op::Delete { .. } | Op::CreateTasks(_)
             )
         });
-        for op in &batch.ops {
+        for op in batch.ops.iter().flat_map(Op::expand) {
+            let op = op.as_ref();
             let before = fallible.then(|| {
                 let (kind, id) = match op {
                     Op::Create(o) | Op::Update(o) | Op::Put(o) => (o.kind(), o.id().to_string()),
@@ -341,6 +445,7 @@ impl StoreState {
                     Op::TaskStatus { id, .. }
                     | Op::TaskDesired { id, .. }
                     | Op::AssignTask { id, .. } => (ObjectKind::Task, id.to_string()),
+                    Op::CreateTasks(_) => unreachable!("expanded above"),
                 };
                 let prev = self.get(kind, &id);
                 (kind, id, prev)

@@ -467,7 +467,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                                     // Only single-op writes (the control API's) read the
                                     // stored objects back; bulk task writes would copy
                                     // every task once more on every manager.
-                                    let objs = if batch.ops.len() == 1 {
+                                    let objs = if batch.ops.len() == 1 && batch.ops[0].weight() == 1
+                                    {
                                         ch.iter().map(|c| c.object.clone()).collect()
                                     } else {
                                         Vec::new()

@@ -239,3 +239,89 @@ fn task_ops_only_move_forward() {
         .unwrap()
         .is_empty());
 }
+
+mod compact {
+    use super::*;
+    use crate::orchestrator::{reconcile, Config};
+    use crate::store::{compact, Op, WriteBatch};
+
+    fn with_services() -> StoreState {
+        let mut st = StoreState::default();
+        let mut ops = vec![service("a", "web", 0), service("b", "db", 0)];
+        for op in &mut ops {
+            if let Object::Service(s) = op {
+                s.spec.mode = ServiceMode::Replicated { replicas: 7 };
+            }
+        }
+        st.apply(
+            &WriteBatch {
+                ops: ops.into_iter().map(Op::Create).collect(),
+                now_ms: 1,
+            },
+            1,
+        )
+        .unwrap();
+        st
+    }
+
+    #[test]
+    fn compacted_creations_apply_exactly_like_the_originals() {
+        let st = with_services();
+        let cfg = Config {
+            now_ms: 5,
+            node_down_grace_ms: 1,
+            task_history_limit: 1,
+        };
+        let ops = reconcile(&st, &cfg);
+        assert_eq!(ops.len(), 14);
+        let small = compact(ops.clone());
+        // One batch per service, each standing for its seven tasks.
+        assert_eq!(small.len(), 2, "{small:?}");
+        assert_eq!(small.iter().map(Op::weight).sum::<usize>(), 14);
+        let (mut a, mut b) = (st.clone(), st.clone());
+        let ca = a.apply(&WriteBatch { ops, now_ms: 9 }, 2).unwrap();
+        let cb = b
+            .apply(
+                &WriteBatch {
+                    ops: small,
+                    now_ms: 9,
+                },
+                2,
+            )
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(ca, cb);
+    }
+
+    #[test]
+    fn a_taken_id_fails_the_whole_batch() {
+        let mut st = with_services();
+        let cfg = Config {
+            now_ms: 5,
+            node_down_grace_ms: 1,
+            task_history_limit: 1,
+        };
+        let ops = reconcile(&st, &cfg);
+        // Create the fourth task alone first: the batch then collides in its middle.
+        st.apply(
+            &WriteBatch {
+                ops: vec![ops[3].clone()],
+                now_ms: 9,
+            },
+            2,
+        )
+        .unwrap();
+        let before = st.clone();
+        let err = st
+            .apply(
+                &WriteBatch {
+                    ops: compact(ops),
+                    now_ms: 9,
+                },
+                3,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Exists { .. }), "{err}");
+        assert_eq!(st, before, "nothing of the failed batch stays");
+    }
+}
