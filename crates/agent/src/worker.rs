@@ -700,7 +700,7 @@ pub async fn run<E: Executor>(
                 }
             }
             // A full set may span several messages; it is complete when one ends short.
-            if msg.tasks.len() < 200 {
+            if msg.tasks.len() < swarm_api::SESSION_TASKS_PER_MESSAGE {
                 if let Some(set) = full_set.take() {
                     let gone: Vec<TaskId> = controllers
                         .keys()

@@ -33,3 +33,7 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 /// The largest gRPC message we send or accept. Lists are streamed in pages and snapshots in
 /// chunks well below this.
 pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
+
+/// Most tasks in one dispatcher session message. A full set spans several messages and ends
+/// with the first one that carries fewer (an empty one if the set fills its last message).
+pub const SESSION_TASKS_PER_MESSAGE: usize = 200;

@@ -24,7 +24,7 @@ use tonic::{Request, Response, Status};
 type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
 
 /// Most tasks in one session message (keeps messages far below the gRPC limit).
-const TASKS_PER_MESSAGE: usize = 200;
+const TASKS_PER_MESSAGE: usize = swarm_api::SESSION_TASKS_PER_MESSAGE;
 
 #[derive(Clone)]
 pub struct DispatcherService {
@@ -133,7 +133,10 @@ fn messages(full: bool, tasks: &[Task], removed: Vec<String>) -> Vec<SessionMess
             removed: Vec::new(),
         })
         .collect();
-    if out.is_empty() || !removed.is_empty() {
+    // The agent takes a full set as complete at its first short message: a set that fills its
+    // last message exactly gets an empty one after it.
+    let filled = full && tasks.len().is_multiple_of(TASKS_PER_MESSAGE);
+    if out.is_empty() || !removed.is_empty() || filled {
         out.push(SessionMessage {
             full: full && out.is_empty(),
             tasks: Vec::new(),
@@ -283,5 +286,68 @@ impl Dispatcher for DispatcherService {
             self.manager.write(WriteBatch { ops, now_ms: 0 }).await?;
         }
         Ok(Response::new(UpdateTaskStatusResponse {}))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_types::spec::ServiceSpec;
+
+    fn tasks(n: usize) -> Vec<Task> {
+        let svc = swarm_types::Service {
+            id: swarm_types::ServiceId::new("s"),
+            meta: Default::default(),
+            spec: ServiceSpec::replicated("web", "busybox", n as u64),
+            previous_spec: None,
+            update_status: None,
+            spec_history: Vec::new(),
+            spec_version: 1,
+            status: None,
+        };
+        let mut st = swarm_types::store::StoreState::default();
+        st.apply(
+            &WriteBatch {
+                ops: vec![Op::Create(Object::Service(svc))],
+                now_ms: 1,
+            },
+            1,
+        )
+        .expect("service");
+        let cfg = swarm_types::orchestrator::Config {
+            now_ms: 1,
+            node_down_grace_ms: 1,
+            task_history_limit: 1,
+        };
+        swarm_types::orchestrator::reconcile(&st, &cfg)
+            .into_iter()
+            .filter_map(|op| match op {
+                Op::Create(Object::Task(t)) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// What the agent does: a full set is complete at its first short message.
+    fn sizes(m: &[SessionMessage]) -> Vec<(bool, usize)> {
+        m.iter().map(|m| (m.full, m.tasks.len())).collect()
+    }
+
+    #[test]
+    fn a_full_set_always_ends_with_a_short_message() {
+        assert_eq!(sizes(&messages(true, &[], vec![])), vec![(true, 0)]);
+        assert_eq!(
+            sizes(&messages(true, &tasks(250), vec![])),
+            vec![(true, 200), (false, 50)]
+        );
+        assert_eq!(
+            sizes(&messages(true, &tasks(400), vec![])),
+            vec![(true, 200), (false, 200), (false, 0)]
+        );
+        // Changes need no terminator.
+        assert_eq!(
+            sizes(&messages(false, &tasks(200), vec![])),
+            vec![(false, 200)]
+        );
     }
 }
