@@ -7,9 +7,6 @@
 //! fast the tasks are removed again.
 
 use clap::Parser;
-
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 use swarm_agent::executor::FakeExecutor;
 use swarm_agent::worker::ManagerSet;

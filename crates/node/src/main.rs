@@ -1,9 +1,6 @@
 //! `swarmd`: parses the command line and hands over to `swarm_node::run`.
 use clap::Parser;
 
-#[global_allocator]
-static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 fn main() -> std::process::ExitCode {
     // The runtime re-executes this binary to set up containers; that mode never returns.
     swarm_runtime::init::maybe_run_init();
