@@ -149,6 +149,20 @@ async fn watch_remaining(
     Ok(rx)
 }
 
+/// Resident memory of a process in MiB (from /proc).
+fn rss_mib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024)
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -238,8 +252,8 @@ fn main() -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
 
-        println!("| round | replicas | create → all running | tasks/s | remove → all gone |");
-        println!("|---:|---:|---:|---:|---:|");
+        println!("| round | replicas | create → all running | tasks/s | remove → all gone | managers' RSS at all running |");
+        println!("|---:|---:|---:|---:|---:|---|");
         for round in 0..args.rounds {
             let name = format!("bench{round}");
             let mut spec = ServiceSpec::replicated(&name, "busybox", args.replicas);
@@ -271,6 +285,14 @@ fn main() -> anyhow::Result<()> {
                 tokio::time::sleep(Duration::from_millis(20)).await;
             }
             let up = start.elapsed();
+            let rss: Vec<String> = c
+                .nodes
+                .iter()
+                .map(|n| match n.pid().and_then(rss_mib) {
+                    Some(m) => format!("{m} MiB"),
+                    None => "?".into(),
+                })
+                .collect();
             let remaining = watch_remaining(&c).await?;
             let start = Instant::now();
             c.client(0)
@@ -297,12 +319,13 @@ fn main() -> anyhow::Result<()> {
             }
             let down = start.elapsed();
             println!(
-                "| {} | {} | {:.2} s | {:.0} | {:.2} s |",
+                "| {} | {} | {:.2} s | {:.0} | {:.2} s | {} |",
                 round + 1,
                 args.replicas,
                 up.as_secs_f64(),
                 args.replicas as f64 / up.as_secs_f64(),
-                down.as_secs_f64()
+                down.as_secs_f64(),
+                rss.join(", ")
             );
         }
         anyhow::Ok(())
