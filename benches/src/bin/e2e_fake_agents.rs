@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use swarm_agent::executor::FakeExecutor;
 use swarm_agent::worker::ManagerSet;
 use swarm_api::control::{CreateServiceRequest, ListRequest, RemoveRequest};
+use swarm_cli::client::collect;
 use swarm_testkit::Cluster;
 use swarm_types::objects::{NodeDescription, Platform};
 use swarm_types::spec::ServiceSpec;
@@ -41,29 +42,37 @@ struct Args {
     rounds: usize,
 }
 
+/// A stale list request (the bench must not add read barriers).
+fn stale() -> ListRequest {
+    ListRequest {
+        stale: true,
+        ..Default::default()
+    }
+}
+
+async fn list_tasks(c: &Cluster) -> anyhow::Result<Vec<swarm_types::Task>> {
+    let stream = c.client(0).await?.list_tasks(stale()).await?.into_inner();
+    Ok(collect(stream)
+        .await?
+        .into_iter()
+        .filter_map(|o| match o {
+            Object::Task(t) => Some(t),
+            _ => None,
+        })
+        .collect())
+}
+
 /// Task counts by (desired, observed) state, for explaining a timeout.
 async fn histogram(c: &Cluster) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
-    let mut cl = c.client(0).await?;
-    let mut s = cl
-        .list_tasks(ListRequest {
-            stale: true,
-            ..Default::default()
-        })
-        .await?
-        .into_inner();
     let mut h = std::collections::BTreeMap::new();
-    while let Some(p) = s.message().await? {
-        for o in p.objects {
-            if let Object::Task(t) = serde_json::from_slice(&o)? {
-                *h.entry(format!(
-                    "{}/{} {}",
-                    t.desired_state.as_str(),
-                    t.status.state.as_str(),
-                    t.status.err
-                ))
-                .or_default() += 1;
-            }
-        }
+    for t in list_tasks(c).await? {
+        let key = format!(
+            "{}/{} {}",
+            t.desired_state.as_str(),
+            t.status.state.as_str(),
+            t.status.err
+        );
+        *h.entry(key).or_default() += 1;
     }
     Ok(h)
 }
@@ -71,21 +80,17 @@ async fn histogram(c: &Cluster) -> anyhow::Result<std::collections::BTreeMap<Str
 /// (running, desired) of one service from `ListServices`, whose status the manager counts
 /// itself: what `swarmctl service ls` shows, at the cost of one small response per poll.
 async fn service_progress(c: &Cluster, name: &str) -> anyhow::Result<(u64, u64)> {
-    let mut cl = c.client(0).await?;
-    let mut s = cl
-        .list_services(ListRequest {
-            stale: true,
-            ..Default::default()
-        })
+    let stream = c
+        .client(0)
+        .await?
+        .list_services(stale())
         .await?
         .into_inner();
-    while let Some(p) = s.message().await? {
-        for o in p.objects {
-            if let Object::Service(svc) = serde_json::from_slice(&o)? {
-                if svc.spec.name == name {
-                    let st = svc.status.unwrap_or_default();
-                    return Ok((st.running_tasks, st.desired_tasks));
-                }
+    for o in collect(stream).await? {
+        if let Object::Service(svc) = o {
+            if svc.spec.name == name {
+                let st = svc.status.unwrap_or_default();
+                return Ok((st.running_tasks, st.desired_tasks));
             }
         }
     }
@@ -105,22 +110,11 @@ async fn watch_remaining(
         })
         .await?
         .into_inner();
-    let mut tasks: std::collections::HashSet<String> = Default::default();
-    let mut cl = c.client(0).await?;
-    let mut s = cl
-        .list_tasks(ListRequest {
-            stale: true,
-            ..Default::default()
-        })
+    let mut tasks: std::collections::HashSet<String> = list_tasks(c)
         .await?
-        .into_inner();
-    while let Some(p) = s.message().await? {
-        for o in p.objects {
-            if let Object::Task(t) = serde_json::from_slice(&o)? {
-                tasks.insert(t.id.to_string());
-            }
-        }
-    }
+        .into_iter()
+        .map(|t| t.id.to_string())
+        .collect();
     let (tx, rx) = tokio::sync::watch::channel(Some(tasks.len()));
     tokio::spawn(async move {
         loop {

@@ -6,7 +6,6 @@
 
 use crate::manager::Manager;
 use std::time::Duration;
-use swarm_types::objects::TaskStatus;
 use swarm_types::orchestrator;
 use swarm_types::store::{Op, WriteBatch};
 use swarm_types::task::TaskState;
@@ -133,14 +132,7 @@ pub async fn pass(
             if t.status.message != reason {
                 ops.push(Op::TaskStatus {
                     id,
-                    status: TaskStatus {
-                        state: TaskState::Pending,
-                        timestamp: t.status.timestamp,
-                        // Docker shows why a task is not placed in the ERROR column.
-                        err: reason.clone(),
-                        message: reason,
-                        ..Default::default()
-                    },
+                    status: t.status.unplaced(reason),
                 });
             }
         }

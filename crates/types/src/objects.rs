@@ -350,6 +350,34 @@ pub struct Task {
     pub restarts: u64,
 }
 
+impl Task {
+    /// Places a pending task on `node` (what `Op::AssignTask` does).
+    pub fn assign(&mut self, node: NodeId, now_ms: u64) {
+        self.node_id = Some(node);
+        self.status.state = TaskState::Assigned;
+        self.status.message = "scheduled".into();
+        self.status.err.clear();
+        self.status.timestamp = now_ms;
+    }
+
+    /// Records why the scheduler cannot place this pending task.
+    pub fn note_unplaced(&mut self, reason: String) {
+        self.status = self.status.unplaced(reason);
+    }
+}
+
+impl TaskStatus {
+    /// This status, saying why the task cannot be placed. Docker shows the reason in the
+    /// ERROR column, so it is both the message and the error.
+    pub fn unplaced(&self, reason: String) -> TaskStatus {
+        TaskStatus {
+            err: reason.clone(),
+            message: reason,
+            ..self.clone()
+        }
+    }
+}
+
 /// Any object of the store, as carried by writes and change events.
 // Objects are moved rarely and never stored in bulk as `Object`; boxing would only add noise.
 #[allow(clippy::large_enum_variant)]

@@ -187,16 +187,9 @@ pub fn reconcile_and_place(
             continue;
         };
         if let Some(node) = placed.remove(&t.id) {
-            // What `Op::AssignTask` would do.
-            t.node_id = Some(node);
-            t.status.state = TaskState::Assigned;
-            t.status.message = "scheduled".into();
-            t.status.err.clear();
-            t.status.timestamp = cfg.now_ms;
+            t.assign(node, cfg.now_ms);
         } else if let Some(reason) = unplaced.remove(&t.id) {
-            // Docker shows why a task is not placed in the ERROR column.
-            t.status.err = reason.clone();
-            t.status.message = reason;
+            t.note_unplaced(reason);
         }
     }
     ops

@@ -74,18 +74,6 @@ impl Op {
             _ => 1,
         }
     }
-
-    /// The op as single-object ops: `CreateTasks` is one `Create` per item.
-    pub fn expand(&self) -> Box<dyn Iterator<Item = std::borrow::Cow<'_, Op>> + '_> {
-        match self {
-            Op::CreateTasks(b) => Box::new(
-                b.items
-                    .iter()
-                    .map(|i| std::borrow::Cow::Owned(Op::Create(Object::Task(b.task(i))))),
-            ),
-            op => Box::new(std::iter::once(std::borrow::Cow::Borrowed(op))),
-        }
-    }
 }
 
 /// Folds runs of task creations that share a template into `CreateTasks` (consecutive
@@ -366,11 +354,7 @@ impl StoreState {
             })),
             Op::AssignTask { id, node_id } => Ok(self.task_change(id, index, now, false, |t| {
                 if t.status.state == TaskState::Pending && t.node_id.is_none() {
-                    t.node_id = Some(node_id.clone());
-                    t.status.state = TaskState::Assigned;
-                    t.status.message = "scheduled".into();
-                    t.status.err.clear();
-                    t.status.timestamp = now;
+                    t.assign(node_id.clone(), now);
                     true
                 } else {
                     false
@@ -424,6 +408,36 @@ impl StoreState {
         })
     }
 
+    /// Applies one single-object op, recording its change and (in a `fallible` batch) the
+    /// previous value for rollback.
+    fn apply_logged(
+        &mut self,
+        op: &Op,
+        index: u64,
+        now: u64,
+        fallible: bool,
+        undo: &mut Vec<(ObjectKind, String, Option<Object>)>,
+        changes: &mut Vec<Change>,
+    ) -> Result<(), StoreError> {
+        let before = fallible.then(|| {
+            let (kind, id) = match op {
+                Op::Create(o) | Op::Update(o) | Op::Put(o) => (o.kind(), o.id().to_string()),
+                Op::Delete { kind, id, .. } => (*kind, id.clone()),
+                Op::TaskStatus { id, .. }
+                | Op::TaskDesired { id, .. }
+                | Op::AssignTask { id, .. } => (ObjectKind::Task, id.to_string()),
+                Op::CreateTasks(_) => unreachable!("CreateTasks is expanded by `apply`"),
+            };
+            let prev = self.get(kind, &id);
+            (kind, id, prev)
+        });
+        if let Some(c) = self.apply_op(op, index, now)? {
+            undo.extend(before);
+            changes.push(c);
+        }
+        Ok(())
+    }
+
     /// Applies `batch` at Raft index `index`: all ops or none. Returns the changes in order.
     pub fn apply(&mut self, batch: &WriteBatch, index: u64) -> Result<Vec<Change>, StoreError> {
         let mut changes: Vec<Change> = Vec::with_capacity(batch.ops.len());
@@ -436,36 +450,35 @@ impl StoreState {
                 Op::Create(_) | Op::Update(_) | Op::Put(_) | Op::Delete { .. } | Op::CreateTasks(_)
             )
         });
-        for op in batch.ops.iter().flat_map(Op::expand) {
-            let op = op.as_ref();
-            let before = fallible.then(|| {
-                let (kind, id) = match op {
-                    Op::Create(o) | Op::Update(o) | Op::Put(o) => (o.kind(), o.id().to_string()),
-                    Op::Delete { kind, id, .. } => (*kind, id.clone()),
-                    Op::TaskStatus { id, .. }
-                    | Op::TaskDesired { id, .. }
-                    | Op::AssignTask { id, .. } => (ObjectKind::Task, id.to_string()),
-                    Op::CreateTasks(_) => unreachable!("expanded above"),
-                };
-                let prev = self.get(kind, &id);
-                (kind, id, prev)
-            });
-            match self.apply_op(op, index, batch.now_ms) {
-                Ok(Some(c)) => {
-                    undo.extend(before);
-                    changes.push(c);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    for (kind, id, prev) in undo.into_iter().rev() {
-                        self.remove(kind, &id);
-                        if let Some(p) = prev {
-                            self.insert(p);
-                        }
-                    }
-                    return Err(e);
+        let mut applied = Ok(());
+        for op in &batch.ops {
+            applied = match op {
+                // Exactly the `Create` of each of its tasks, in order.
+                Op::CreateTasks(b) => b.items.iter().try_for_each(|item| {
+                    let create = Op::Create(Object::Task(b.task(item)));
+                    self.apply_logged(
+                        &create,
+                        index,
+                        batch.now_ms,
+                        fallible,
+                        &mut undo,
+                        &mut changes,
+                    )
+                }),
+                op => self.apply_logged(op, index, batch.now_ms, fallible, &mut undo, &mut changes),
+            };
+            if applied.is_err() {
+                break;
+            }
+        }
+        if let Err(e) = applied {
+            for (kind, id, prev) in undo.into_iter().rev() {
+                self.remove(kind, &id);
+                if let Some(p) = prev {
+                    self.insert(p);
                 }
             }
+            return Err(e);
         }
         Ok(changes)
     }

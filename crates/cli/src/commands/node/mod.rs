@@ -60,3 +60,22 @@ pub async fn get_node(ctx: &Context, reference: &str) -> anyhow::Result<Node> {
         _ => anyhow::bail!("server returned something other than a node"),
     }
 }
+
+/// Writes `spec` as the node's new spec, based on the version `node` was read at (a
+/// concurrent change is refused rather than overwritten).
+pub async fn update_spec(
+    ctx: &Context,
+    node: &Node,
+    spec: &swarm_types::spec::NodeSpec,
+) -> anyhow::Result<()> {
+    ctx.control()
+        .await?
+        .update_node(swarm_api::control::UpdateNodeRequest {
+            reference: node.id.to_string(),
+            version: node.meta.version,
+            spec: swarm_api::wire::to_bytes(spec),
+        })
+        .await
+        .map_err(status_err)?;
+    Ok(())
+}

@@ -3,10 +3,9 @@
 //! demotion removes a manager from Raft (a leader steps down first). A demotion that would
 //! lose quorum is refused.
 
-use super::get_node;
-use crate::client::{status_err, Context};
+use super::{get_node, update_spec};
+use crate::client::Context;
 use clap::Args;
-use swarm_api::control::UpdateNodeRequest;
 use swarm_types::spec::NodeRole;
 
 #[derive(Args, Debug)]
@@ -27,15 +26,7 @@ pub async fn run(ctx: &Context, a: RoleArgs, role: NodeRole) -> anyhow::Result<(
             }
             let mut spec = node.spec.clone();
             spec.role = role;
-            ctx.control()
-                .await?
-                .update_node(UpdateNodeRequest {
-                    reference: node.id.to_string(),
-                    version: node.meta.version,
-                    spec: swarm_api::wire::to_bytes(&spec),
-                })
-                .await
-                .map_err(status_err)?;
+            update_spec(ctx, &node, &spec).await?;
             match role {
                 NodeRole::Manager => println!("Node {n} promoted to a manager in the cluster."),
                 NodeRole::Worker => println!("Manager {n} demoted in the cluster."),

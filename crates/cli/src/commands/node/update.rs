@@ -1,10 +1,9 @@
 //! `swarmctl node update [--availability active|pause|drain] [--label-add k=v] [--label-rm k] NODE`
 
-use super::get_node;
-use crate::client::{status_err, Context};
+use super::{get_node, update_spec};
+use crate::client::Context;
 use crate::parse;
 use clap::Args;
-use swarm_api::control::UpdateNodeRequest;
 use swarm_types::spec::Availability;
 
 #[derive(Args, Debug)]
@@ -40,15 +39,7 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
         let (k, v) = parse::key_value(l).map_err(anyhow::Error::msg)?;
         spec.labels.insert(k, v);
     }
-    ctx.control()
-        .await?
-        .update_node(UpdateNodeRequest {
-            reference: node.id.to_string(),
-            version: node.meta.version,
-            spec: swarm_api::wire::to_bytes(&spec),
-        })
-        .await
-        .map_err(status_err)?;
+    update_spec(ctx, &node, &spec).await?;
     println!("{}", a.node);
     Ok(())
 }
