@@ -116,9 +116,29 @@ async fn watch_remaining(
         .map(|t| t.id.to_string())
         .collect();
     let (tx, rx) = tokio::sync::watch::channel(Some(tasks.len()));
+    let mut lister = c.client(0).await?;
     tokio::spawn(async move {
         loop {
             match stream.message().await {
+                Ok(Some(ev)) if ev.reset => {
+                    // The manager installed a snapshot: list again instead of guessing.
+                    let listed = match lister.list_tasks(stale()).await {
+                        Ok(s) => collect(s.into_inner()).await.ok(),
+                        Err(_) => None,
+                    };
+                    let Some(listed) = listed else {
+                        tx.send_replace(None);
+                        return;
+                    };
+                    tasks = listed
+                        .into_iter()
+                        .filter_map(|o| match o {
+                            Object::Task(t) => Some(t.id.to_string()),
+                            _ => None,
+                        })
+                        .collect();
+                    tx.send_replace(Some(tasks.len()));
+                }
                 Ok(Some(ev)) => {
                     let Ok(ch) = serde_json::from_slice::<swarm_types::store::Change>(&ev.change)
                     else {
@@ -218,6 +238,7 @@ fn main() -> anyhow::Result<()> {
                 managers: managers.clone(),
                 description: desc,
                 desired_role: None,
+                unavailable: String::new(),
             };
             tokio::spawn(session.run(stop_rx.clone()));
             tokio::spawn(swarm_agent::worker::run(

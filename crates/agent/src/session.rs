@@ -16,6 +16,9 @@ pub struct Session {
     /// Receives the role the cluster wants this node to have (and its raft id), from every
     /// heartbeat answer.
     pub desired_role: Option<watch::Sender<(String, u64)>>,
+    /// Why this node cannot run tasks (empty when it can); sent with every heartbeat, so the
+    /// managers keep the node down and place its tasks elsewhere.
+    pub unavailable: String,
 }
 
 impl Session {
@@ -83,6 +86,7 @@ impl Session {
             } else {
                 Vec::new()
             },
+            unavailable: self.unavailable.clone(),
         });
         req.set_timeout(Duration::from_secs(2));
         let resp = tokio::time::timeout(Duration::from_secs(3), client.heartbeat(req))

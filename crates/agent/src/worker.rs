@@ -213,7 +213,12 @@ async fn report_loop(
         }
         .await;
         match res {
-            Ok(_) => {
+            Ok(resp) => {
+                // Refused items can never apply (not this node's task any more, say): drop
+                // them with a line instead of retrying the batch forever.
+                for r in resp.into_inner().rejected {
+                    tracing::warn!(task = %r.task_id, reason = %r.reason, "status report refused by the manager; dropped");
+                }
                 for (id, s) in batch {
                     if pending.get(&id) == Some(&s) {
                         pending.remove(&id);

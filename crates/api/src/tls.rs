@@ -66,6 +66,13 @@ pub struct PeerIdentity {
     pub cluster_id: String,
 }
 
+/// Request metadata: the node a forwarding manager acts for. A manager that forwards a node's
+/// request to the leader connects with its own certificate and names the node here; the
+/// leader believes it only from a manager certificate.
+pub const ON_BEHALF_OF: &str = "swarm-on-behalf-of";
+/// Request metadata: the role in the certificate of the node a forwarding manager acts for.
+pub const ON_BEHALF_ROLE: &str = "swarm-on-behalf-of-role";
+
 /// Reads CN / OU / O from a DER certificate.
 pub fn identity_of(der: &[u8]) -> Option<PeerIdentity> {
     let (_, cert) = x509_parser::parse_x509_certificate(der).ok()?;

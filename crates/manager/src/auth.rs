@@ -3,6 +3,11 @@
 //! certificate, when presented, was verified against the cluster CA during the handshake, and
 //! here its subject decides: OU = role, CN = node id, O = cluster id. A removed node's
 //! certificate is refused because the node no longer exists in the store.
+//!
+//! A manager that forwards a node's request to the leader connects with its own certificate
+//! and names the node it acts for in [`ON_BEHALF_OF`] (and that node's certificate role in
+//! [`ON_BEHALF_ROLE`]); the leader believes those headers only from a manager certificate, so
+//! a node can still act only for itself, wherever it connects.
 
 use crate::manager::Manager;
 use swarm_api::tls::{PeerIdentity, TlsConnectInfo};
@@ -18,6 +23,74 @@ pub fn peer<T>(req: &Request<T>) -> Result<Option<PeerIdentity>, Status> {
                 "this call needs a certificate of this cluster (swarmctl: --tls-dir with a client bundle from `swarmctl cluster ca client-bundle`)",
             )),
         },
+    }
+}
+
+pub use swarm_api::tls::{ON_BEHALF_OF, ON_BEHALF_ROLE};
+
+/// Who a request acts for: the verified TLS peer, or the node a forwarding manager names.
+/// `Ok(None)` for the local socket (trusted).
+pub fn caller<T>(m: &Manager, req: &Request<T>) -> Result<Option<PeerIdentity>, Status> {
+    let p = peer(req)?;
+    let Some(named) = req.metadata().get(ON_BEHALF_OF) else {
+        return Ok(p);
+    };
+    let Some(p) = p else { return Ok(None) };
+    check_cluster(m, &p)?;
+    if p.role != "manager" {
+        return Err(Status::permission_denied(format!(
+            "only managers may act on behalf of another node; this certificate is for a {}",
+            role_name(&p.role)
+        )));
+    }
+    check_exists(m, &p)?;
+    let header = |v: &tonic::metadata::MetadataValue<tonic::metadata::Ascii>| {
+        v.to_str()
+            .map(str::to_string)
+            .map_err(|_| Status::invalid_argument("on-behalf-of metadata is not text"))
+    };
+    let node_id = header(named)?;
+    let role = match req.metadata().get(ON_BEHALF_ROLE) {
+        Some(r) => header(r)?,
+        // Forwarded from a manager's local socket: the role the store gives the node.
+        None => m
+            .store()
+            .read(|s| {
+                s.nodes
+                    .get(node_id.as_str())
+                    .map(|n| n.role.as_str().to_string())
+            })
+            .unwrap_or_default(),
+    };
+    Ok(Some(PeerIdentity {
+        node_id,
+        role,
+        cluster_id: p.cluster_id,
+    }))
+}
+
+/// Marks `req` as sent on behalf of `caller` (the identity this manager verified), or of
+/// `node_id` when the caller came through the trusted local socket.
+pub fn on_behalf<T>(inner: T, caller: Option<&PeerIdentity>, node_id: &str) -> Request<T> {
+    let mut req = Request::new(inner);
+    let (id, role) = match caller {
+        Some(p) => (p.node_id.as_str(), Some(p.role.as_str())),
+        None => (node_id, None),
+    };
+    if let Ok(v) = id.parse() {
+        req.metadata_mut().insert(ON_BEHALF_OF, v);
+    }
+    if let Some(v) = role.and_then(|r| r.parse().ok()) {
+        req.metadata_mut().insert(ON_BEHALF_ROLE, v);
+    }
+    req
+}
+
+fn role_name(role: &str) -> &str {
+    if role.is_empty() {
+        "client"
+    } else {
+        role
     }
 }
 
@@ -40,9 +113,16 @@ fn check_exists(m: &Manager, p: &PeerIdentity) -> Result<(), Status> {
     Ok(())
 }
 
-/// A node of this cluster (worker or manager), optionally the given one.
-pub fn require_node<T>(m: &Manager, req: &Request<T>, node_id: Option<&str>) -> Result<(), Status> {
-    let Some(p) = peer(req)? else { return Ok(()) };
+/// A node of this cluster (worker or manager), optionally the given one: the caller's
+/// certificate (or the node a forwarding manager acts for) must name it. Returns the caller.
+pub fn require_node<T>(
+    m: &Manager,
+    req: &Request<T>,
+    node_id: Option<&str>,
+) -> Result<Option<PeerIdentity>, Status> {
+    let Some(p) = caller(m, req)? else {
+        return Ok(None);
+    };
     check_cluster(m, &p)?;
     if p.role != "manager" && p.role != "worker" {
         return Err(Status::permission_denied(format!(
@@ -58,7 +138,8 @@ pub fn require_node<T>(m: &Manager, req: &Request<T>, node_id: Option<&str>) -> 
             )));
         }
     }
-    check_exists(m, &p)
+    check_exists(m, &p)?;
+    Ok(Some(p))
 }
 
 /// Interceptor of the Raft service: managers of this cluster only. (A fresh manager's store
@@ -72,7 +153,7 @@ pub fn raft_interceptor(m: Manager) -> impl Fn(Request<()>) -> Result<Request<()
         if p.role != "manager" {
             return Err(Status::permission_denied(format!(
                 "only managers may call raft; this certificate is for a {}",
-                if p.role.is_empty() { "client" } else { &p.role }
+                role_name(&p.role)
             )));
         }
         Ok(req)

@@ -142,13 +142,8 @@ impl ControlService {
         mut node: Node,
         spec: NodeSpec,
     ) -> Result<Response<ObjectResponse>, Status> {
-        if let Some((id, addr)) = self.manager.leader() {
-            if id != self.manager.raft_id() {
-                let ch = self
-                    .manager
-                    .network()
-                    .channel(&addr)
-                    .ok_or_else(|| Status::unavailable("bad leader address"))?;
+        if self.manager.leader().is_some() {
+            if let Some(ch) = self.manager.leader_channel()? {
                 return swarm_api::control::control_client::ControlClient::new(ch)
                     .update_node(UpdateNodeRequest {
                         reference: node.id.to_string(),
@@ -660,7 +655,17 @@ impl Control for ControlService {
             loop {
                 let ev = match rx.recv().await {
                     Ok(StoreEvent::Change(c)) => c,
-                    Ok(StoreEvent::Reset) => continue,
+                    Ok(StoreEvent::Reset) => {
+                        // A snapshot replaced the store: the client must re-list.
+                        let reset = WatchEvent {
+                            change: Vec::new(),
+                            reset: true,
+                        };
+                        if tx.send(Ok(reset)).await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
                         let _ = tx
                             .send(Err(Status::data_loss(format!(
@@ -679,6 +684,7 @@ impl Control for ControlService {
                 if tx
                     .send(Ok(WatchEvent {
                         change: wire::to_bytes(&c),
+                        reset: false,
                     }))
                     .await
                     .is_err()

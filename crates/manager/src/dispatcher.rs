@@ -11,7 +11,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_api::dispatcher::dispatcher_server::Dispatcher;
 use swarm_api::dispatcher::{
-    SessionMessage, SessionRequest, UpdateTaskStatusRequest, UpdateTaskStatusResponse,
+    RejectedUpdate, SessionMessage, SessionRequest, UpdateTaskStatusRequest,
+    UpdateTaskStatusResponse,
 };
 use swarm_api::wire;
 use swarm_types::objects::TaskStatus;
@@ -154,6 +155,8 @@ impl Dispatcher for DispatcherService {
         &self,
         req: Request<SessionRequest>,
     ) -> Result<Response<SessionStream>, Status> {
+        // A node streams only its own assignments (they carry environment variables).
+        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
         let node = NodeId::new(req.into_inner().node_id);
         if !self
             .manager
@@ -263,8 +266,18 @@ impl Dispatcher for DispatcherService {
         if lagging {
             self.manager.read_barrier(false).await?;
         }
+        let mut rejected = Vec::new();
         for u in r.updates {
-            let status: TaskStatus = wire::from_bytes("task status", &u.status)?;
+            let status: TaskStatus = match wire::from_bytes("task status", &u.status) {
+                Ok(s) => s,
+                Err(e) => {
+                    rejected.push(RejectedUpdate {
+                        task_id: u.task_id,
+                        reason: e.message().to_string(),
+                    });
+                    continue;
+                }
+            };
             let id = TaskId::new(u.task_id);
             // A node may only report on its own tasks.
             let mine = self.manager.store().read(|s| {
@@ -274,18 +287,17 @@ impl Dispatcher for DispatcherService {
             });
             match mine {
                 Some(true) => ops.push(Op::TaskStatus { id, status }),
-                Some(false) => {
-                    return Err(Status::permission_denied(format!(
-                        "task {id} is not assigned to node {node}"
-                    )))
-                }
+                Some(false) => rejected.push(RejectedUpdate {
+                    reason: format!("task {id} is not assigned to node {node}"),
+                    task_id: id.to_string(),
+                }),
                 None => {} // reaped meanwhile
             }
         }
         if !ops.is_empty() {
             self.manager.write(WriteBatch { ops, now_ms: 0 }).await?;
         }
-        Ok(Response::new(UpdateTaskStatusResponse {}))
+        Ok(Response::new(UpdateTaskStatusResponse { rejected }))
     }
 }
 

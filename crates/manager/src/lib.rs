@@ -10,5 +10,6 @@ pub mod manager;
 pub mod nodes;
 pub mod orchestration;
 pub mod raft;
+pub mod supervise;
 
 pub use manager::{Manager, ManagerConfig, WriteError};

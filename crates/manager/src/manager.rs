@@ -328,6 +328,27 @@ impl Manager {
         Some((id, node.addr.clone()))
     }
 
+    /// Where a leader-only request goes: `Ok(None)` when this manager leads, else a channel to
+    /// the leader. The one forwarding path of the manager (writes, read indexes, node RPCs,
+    /// role changes); node RPCs add the caller's identity with [`crate::auth::on_behalf`].
+    pub fn leader_channel(&self) -> Result<Option<tonic::transport::Channel>, tonic::Status> {
+        match self.leader() {
+            Some((id, _)) if id == self.raft_id() => Ok(None),
+            Some((_, addr)) => self.channel_to(&addr).map(Some),
+            None => Err(tonic::Status::unavailable(
+                "no leader elected yet; retry in a moment",
+            )),
+        }
+    }
+
+    /// A (cached) channel to the manager at `addr`, with this manager's certificate.
+    pub fn channel_to(&self, addr: &str) -> Result<tonic::transport::Channel, tonic::Status> {
+        self.inner
+            .network
+            .channel(addr)
+            .ok_or_else(|| tonic::Status::unavailable(format!("bad manager address {addr}")))
+    }
+
     /// Voter ids of the current membership.
     pub fn voters(&self) -> Vec<RaftId> {
         let rx = self.inner.raft.metrics();
@@ -482,11 +503,7 @@ impl Manager {
         batch: &WriteBatch,
         timeout: Duration,
     ) -> Result<Result<Vec<Object>, WriteError>, tonic::Status> {
-        let ch = self
-            .inner
-            .network
-            .channel(addr)
-            .ok_or_else(|| tonic::Status::unavailable("bad leader address"))?;
+        let ch = self.channel_to(addr)?;
         let mut client =
             RaftClient::new(ch).max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES);
         let mut req = tonic::Request::new(ForwardWriteRequest {
@@ -545,11 +562,7 @@ impl Manager {
     }
 
     async fn remote_read_index(&self, addr: &str, timeout: Duration) -> Result<u64, tonic::Status> {
-        let ch = self
-            .inner
-            .network
-            .channel(addr)
-            .ok_or_else(|| tonic::Status::unavailable("bad leader address"))?;
+        let ch = self.channel_to(addr)?;
         let mut req = tonic::Request::new(ReadIndexRequest {});
         req.set_timeout(timeout);
         let resp = tokio::time::timeout(timeout, RaftClient::new(ch).read_index(req))

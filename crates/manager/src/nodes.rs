@@ -41,20 +41,7 @@ impl NodeServiceImpl {
     fn leader_client(
         &self,
     ) -> Result<Option<NodeServiceClient<tonic::transport::Channel>>, Status> {
-        match self.manager.leader() {
-            Some((id, _)) if id == self.manager.raft_id() => Ok(None),
-            Some((_, addr)) => {
-                let ch = self
-                    .manager
-                    .network()
-                    .channel(&addr)
-                    .ok_or_else(|| Status::unavailable("bad leader address"))?;
-                Ok(Some(NodeServiceClient::new(ch)))
-            }
-            None => Err(Status::unavailable(
-                "no leader elected yet; retry in a moment",
-            )),
-        }
+        Ok(self.manager.leader_channel()?.map(NodeServiceClient::new))
     }
 
     fn manager_addrs(&self) -> Vec<String> {
@@ -99,15 +86,17 @@ impl NodeServiceImpl {
             tick.tick().await;
             let leader = self.manager.is_leader();
             if leader && !was_leader {
-                // New leadership: give every node a full grace period before judging it.
+                // New leadership: nothing remembered from an earlier term counts. Every node
+                // gets a full grace period from now before it is judged.
                 let now = Instant::now();
                 let ids: Vec<NodeId> = self
                     .manager
                     .store()
                     .read(|s| s.nodes.keys().cloned().collect());
                 let mut seen = self.last_seen.lock().expect("last_seen lock");
+                seen.clear();
                 for id in ids {
-                    seen.entry(id).or_insert(now);
+                    seen.insert(id, now);
                 }
             }
             was_leader = leader;
@@ -116,12 +105,16 @@ impl NodeServiceImpl {
             }
             let limit = HEARTBEAT_PERIOD * MISSED_HEARTBEATS;
             let stale: Vec<Node> = {
-                let seen = self.last_seen.lock().expect("last_seen lock");
+                let mut seen = self.last_seen.lock().expect("last_seen lock");
+                let now = Instant::now();
                 self.manager.store().read(|s| {
                     s.nodes
                         .values()
                         .filter(|n| n.status.state != NodeState::Down)
-                        .filter(|n| seen.get(&n.id).is_none_or(|t| t.elapsed() > limit))
+                        // A node this leader has not timed yet (it joined, or the store was
+                        // still catching up when leadership was won) starts its clock now:
+                        // it is never judged on a heartbeat this leader could not have seen.
+                        .filter(|n| seen.entry(n.id.clone()).or_insert(now).elapsed() > limit)
                         .cloned()
                         .collect()
                 })
@@ -150,6 +143,18 @@ impl NodeServiceImpl {
             }
         }
     }
+}
+
+/// At most `max` bytes of `s` (on a character boundary), marked when cut.
+fn truncate(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }
 
 /// Lifetime of node certificates (cluster setting, at least one hour).
@@ -241,7 +246,7 @@ impl NodeService for NodeServiceImpl {
         &self,
         req: Request<RenewRequest>,
     ) -> Result<Response<RenewResponse>, Status> {
-        let peer = crate::auth::peer(&req)?.ok_or_else(|| {
+        let peer = crate::auth::caller(&self.manager, &req)?.ok_or_else(|| {
             Status::unauthenticated("certificate renewal needs the node's current certificate")
         })?;
         crate::auth::require_node(&self.manager, &req, Some(&peer.node_id))?;
@@ -272,13 +277,17 @@ impl NodeService for NodeServiceImpl {
         &self,
         req: Request<ManagerPromoteRequest>,
     ) -> Result<Response<ManagerPromoteResponse>, Status> {
-        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
+        let caller = crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
         if let Some(mut leader) = self.leader_client()? {
-            return leader.promote_self(req.into_inner()).await;
+            let r = req.into_inner();
+            let id = r.node_id.clone();
+            return leader
+                .promote_self(crate::auth::on_behalf(r, caller.as_ref(), &id))
+                .await;
         }
         // An operator's `node promote` (the caller holds a manager certificate and the store
         // wants it to be a manager) needs no token; a node joining as a manager shows one.
-        let promoted_by_operator = crate::auth::peer(&req)?.is_none_or(|p| p.role == "manager")
+        let promoted_by_operator = caller.as_ref().is_none_or(|p| p.role == "manager")
             && self.manager.store().read(|s| {
                 s.nodes
                     .get(req.get_ref().node_id.as_str())
@@ -314,7 +323,7 @@ impl NodeService for NodeServiceImpl {
         &self,
         req: Request<HeartbeatRequest>,
     ) -> Result<Response<HeartbeatResponse>, Status> {
-        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
+        let caller = crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
         // A manager that was removed from Raft (demoted) knows no leader any more: point the
         // agent at the managers it last knew instead of failing, so the agent finds them.
         let voter = self.manager.voters().contains(&self.manager.raft_id());
@@ -337,7 +346,11 @@ impl NodeService for NodeServiceImpl {
             }));
         }
         if let Some(mut leader) = self.leader_client()? {
-            return leader.heartbeat(req.into_inner()).await;
+            let r = req.into_inner();
+            let id = r.node_id.clone();
+            return leader
+                .heartbeat(crate::auth::on_behalf(r, caller.as_ref(), &id))
+                .await;
         }
         let r = req.into_inner();
         let id = NodeId::new(r.node_id.clone());
@@ -361,10 +374,16 @@ impl NodeService for NodeServiceImpl {
             Some(wire::from_bytes("node description", &r.description)?)
         };
         let desc_changed = new_desc.as_ref().is_some_and(|d| *d != node.description);
-        if node.status.state != NodeState::Ready || desc_changed {
+        // A node that cannot run tasks stays down, with its own reason.
+        let (state, message) = if r.unavailable.is_empty() {
+            (NodeState::Ready, String::new())
+        } else {
+            (NodeState::Down, truncate(&r.unavailable, 1024))
+        };
+        if node.status.state != state || node.status.message != message || desc_changed {
             let mut n = node;
-            n.status.state = NodeState::Ready;
-            n.status.message = String::new();
+            n.status.state = state;
+            n.status.message = message;
             if let Some(d) = new_desc {
                 n.description = d;
             }

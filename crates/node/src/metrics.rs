@@ -55,6 +55,12 @@ pub fn render(node_id: &str, role: &str, manager: Option<&Manager>) -> String {
     out
 }
 
+/// First and longest pause after a failed accept.
+const ACCEPT_BACKOFF: (std::time::Duration, std::time::Duration) = (
+    std::time::Duration::from_millis(10),
+    std::time::Duration::from_secs(1),
+);
+
 /// Serves metrics on `addr` until the process ends.
 pub async fn serve(
     addr: String,
@@ -66,9 +72,21 @@ pub async fn serve(
         .await
         .map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: {e}"))?;
     tokio::spawn(async move {
+        let mut pause = ACCEPT_BACKOFF.0;
         loop {
-            let Ok((mut sock, _)) = listener.accept().await else {
-                continue;
+            let mut sock = match listener.accept().await {
+                Ok((sock, _)) => {
+                    pause = ACCEPT_BACKOFF.0;
+                    sock
+                }
+                Err(e) => {
+                    // Out of file descriptors (EMFILE) and the like: back off instead of
+                    // spinning on the error; connections wait in the backlog meanwhile.
+                    tracing::warn!(error = %e, pause_ms = pause.as_millis() as u64, "metrics: accept failed");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(ACCEPT_BACKOFF.1);
+                    continue;
+                }
             };
             let body = render(&node_id, &role, manager.as_ref());
             tokio::spawn(async move {

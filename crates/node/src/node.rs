@@ -198,7 +198,14 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             nodes.clone(),
             shutdown_rx.clone(),
         ));
-        tokio::spawn(nodes.run_monitor());
+        {
+            let nodes = nodes.clone();
+            swarm_manager::supervise::spawn(
+                "node monitor",
+                move || nodes.clone().run_monitor(),
+                shutdown_rx.clone(),
+            );
+        }
         if !id.complete {
             if id.pending_token.is_empty() && !id.promoting {
                 bootstrap(&m, &id, &description, &certs, &args).await?;
@@ -215,11 +222,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             node_down_grace: args.node_down_grace,
             ..Default::default()
         };
-        tokio::spawn(swarm_manager::orchestration::run(
-            m.clone(),
-            loop_cfg,
-            shutdown_rx.clone(),
-        ));
+        {
+            let (m, shutdown) = (m.clone(), shutdown_rx.clone());
+            swarm_manager::supervise::spawn(
+                "orchestration",
+                move || {
+                    swarm_manager::orchestration::run(m.clone(), loop_cfg.clone(), shutdown.clone())
+                },
+                shutdown_rx.clone(),
+            );
+        }
         tracing::info!(node = %id.node_id, addr = %id.advertise_addr, "manager running");
         manager = Some(m);
     } else {
@@ -240,16 +252,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.cert_renew_after,
         shutdown_rx.clone(),
     ));
-    let (role_tx, mut role_rx) = watch::channel((String::new(), 0u64));
-    let session = swarm_agent::session::Session {
-        node_id: id.node_id.clone(),
-        managers: managers.clone(),
-        description,
-        desired_role: Some(role_tx),
-    };
-    tasks.push(tokio::spawn(session.run(shutdown_rx.clone())));
     let db_dir = args.state_dir.join("agent").join("tasks");
     let mut local = None;
+    // A node whose runtime cannot open says so in every heartbeat: the managers keep it down
+    // with this reason, and its tasks go elsewhere.
+    let mut unavailable = String::new();
     if args.executor == "fake" {
         let exec = std::sync::Arc::new(swarm_agent::executor::FakeExecutor::default());
         tokio::spawn(swarm_agent::worker::run(
@@ -275,10 +282,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ));
             }
             Err(e) => {
-                tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks")
+                tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks");
+                unavailable = format!("container runtime unavailable: {e}");
             }
         }
     }
+    let (role_tx, mut role_rx) = watch::channel((String::new(), 0u64));
+    let session = swarm_agent::session::Session {
+        node_id: id.node_id.clone(),
+        managers: managers.clone(),
+        description,
+        desired_role: Some(role_tx),
+        unavailable,
+    };
+    tasks.push(tokio::spawn(session.run(shutdown_rx.clone())));
     if let Some(addr) = &args.metrics_addr {
         crate::metrics::serve(
             addr.clone(),

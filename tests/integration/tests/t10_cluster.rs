@@ -249,3 +249,56 @@ fn metrics_endpoint_reports_raft_and_store_state() {
     .unwrap();
     assert!(scrape().contains("swarm_store_objects{kind=\"service\"} 2"));
 }
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_seconds(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which may hold spaces) start at ") ".
+    let rest = &stat[stat.rfind(") ").unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap();
+    ticks
+        / nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+            .unwrap()
+            .unwrap() as f64
+}
+
+#[test]
+fn metrics_accept_backs_off_when_out_of_file_descriptors() {
+    init_tracing();
+    let port = swarm_testkit::free_port();
+    let mut c = Cluster::new();
+    c.extra_args = vec!["--metrics-addr".into(), format!("127.0.0.1:{port}")];
+    c.init().unwrap();
+    let pid = c.nodes[0].pid().expect("swarmd runs");
+
+    info!("phase: cap swarmd's open files at what it has open now, then connect");
+    let open = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+        + 2;
+    let st = std::process::Command::new("prlimit")
+        .args([
+            "--pid",
+            &pid.to_string(),
+            &format!("--nofile={open}:{open}"),
+        ])
+        .status()
+        .expect("prlimit (util-linux) is installed");
+    assert!(st.success());
+    let conns: Vec<std::net::TcpStream> = (0..20)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    assert!(!conns.is_empty(), "connections wait in the listen backlog");
+
+    info!("phase: accept fails with EMFILE; the loop must not spin on it");
+    let before = cpu_seconds(pid);
+    std::thread::sleep(Duration::from_secs(3));
+    let used = cpu_seconds(pid) - before;
+    assert!(
+        used < 1.0,
+        "swarmd burnt {used:.2} CPU-seconds in 3 s while accept failed (a spinning accept loop burns ~3)\n{}",
+        c.nodes[0].log_tail(20)
+    );
+    drop(conns);
+}

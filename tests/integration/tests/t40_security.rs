@@ -44,6 +44,17 @@ fn cluster_with_worker(extra: &[&str]) -> (Cluster, usize) {
     (c, w)
 }
 
+/// The node id in node `i`'s `node.json`.
+fn node_id_of(c: &Cluster, i: usize) -> String {
+    serde_json::from_str::<serde_json::Value>(
+        &std::fs::read_to_string(c.state_dir(i).join("node.json")).unwrap(),
+    )
+    .unwrap()["node_id"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 fn denied<T: std::fmt::Debug>(what: &str, r: Result<T, tonic::Status>) {
     match r {
         Err(s) if s.code() == Code::PermissionDenied => {}
@@ -150,7 +161,7 @@ fn worker_certificate_reaches_neither_control_nor_raft_and_plaintext_is_refused(
         let r = nodes
             .heartbeat(swarm_api::node::HeartbeatRequest {
                 node_id: "someoneelse".into(),
-                description: vec![],
+                ..Default::default()
             })
             .await;
         denied("heartbeat for another node", r);
@@ -158,7 +169,7 @@ fn worker_certificate_reaches_neither_control_nor_raft_and_plaintext_is_refused(
         nodes
             .heartbeat(swarm_api::node::HeartbeatRequest {
                 node_id: worker_id.clone(),
-                description: vec![],
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -478,4 +489,277 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
     assert!(!out.status.success(), "demote must be refused");
     assert!(err.contains("would lose quorum"), "{err}");
     assert_eq!(managers_of(&c, other_leader).len(), 3, "nothing changed");
+}
+
+#[test]
+fn node_rpcs_act_only_for_the_certificate_s_node_also_through_a_follower() {
+    init_tracing();
+    let mut c = swarm_integration::managers(3, &["--executor", "fake"]);
+    let leader = c.leader(0).expect("a leader");
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let token = c.token(0, "worker").unwrap();
+    let w = c.join(follower, &token).unwrap();
+    let wname = c.nodes[w].name.clone();
+    wait_until("worker ready", LONG, || {
+        let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).ok()?);
+        nodes
+            .iter()
+            .any(|n| n["Hostname"] == wname.as_str() && n["Status"] == "Ready")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    let worker_id = node_id_of(&c, w);
+    let other_id = node_id_of(&c, leader);
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "spread",
+            "--replicas",
+            "8",
+            "busybox",
+            "sleep",
+            "1d",
+        ],
+    )
+    .unwrap();
+    let ps = wait_until("8 tasks running on 4 nodes", LONG, || {
+        let t = json_lines(
+            &c.ctl(0, &["service", "ps", "spread", "--format", "json"])
+                .ok()?,
+        );
+        let running = t
+            .iter()
+            .filter(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Running")
+            })
+            .count();
+        (running == 8 && t.iter().any(|t| t["Node"] == wname.as_str())).then_some(t)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    drop(ps);
+    // Full task ids (tables truncate them) with their nodes, from the control API.
+    let all: Vec<swarm_types::Task> = rt().block_on(async {
+        let mut s = c
+            .client(0)
+            .await
+            .unwrap()
+            .list_tasks(swarm_api::control::ListRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        let mut out = Vec::new();
+        while let Some(page) = s.message().await.unwrap() {
+            for o in page.objects {
+                if let swarm_types::Object::Task(t) =
+                    swarm_api::wire::from_bytes("task", &o).unwrap()
+                {
+                    out.push(t);
+                }
+            }
+        }
+        out
+    });
+    let on_worker =
+        |t: &&swarm_types::Task| t.node_id.as_ref().map(|n| n.as_str()) == Some(worker_id.as_str());
+    let own_task = all.iter().find(on_worker).unwrap().id.to_string();
+    let foreign_task = all
+        .iter()
+        .find(|t| !on_worker(t) && t.node_id.is_some())
+        .unwrap()
+        .id
+        .to_string();
+
+    rt().block_on(async {
+        use swarm_api::dispatcher::dispatcher_client::DispatcherClient;
+        use swarm_api::dispatcher::*;
+        use swarm_api::node::node_service_client::NodeServiceClient;
+        use swarm_api::node::HeartbeatRequest;
+        let ch = swarm_api::tls::connect(&c.nodes[follower].addr, config_of(&c, w))
+            .await
+            .unwrap();
+
+        info!("phase: a worker's heartbeat through a follower reaches the leader on its behalf");
+        let mut nodes = NodeServiceClient::new(ch.clone());
+        nodes
+            .heartbeat(HeartbeatRequest {
+                node_id: worker_id.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("own heartbeat through a follower");
+        denied(
+            "heartbeat for another node through a follower",
+            nodes
+                .heartbeat(HeartbeatRequest {
+                    node_id: other_id.clone(),
+                    ..Default::default()
+                })
+                .await,
+        );
+
+        info!("phase: a worker may not claim to forward for another node");
+        let mut req = tonic::Request::new(HeartbeatRequest {
+            node_id: other_id.clone(),
+            ..Default::default()
+        });
+        req.metadata_mut()
+            .insert(swarm_api::tls::ON_BEHALF_OF, other_id.parse().unwrap());
+        denied("on-behalf-of from a worker", nodes.heartbeat(req).await);
+
+        info!("phase: a session streams only the certificate's own node");
+        let mut disp = DispatcherClient::new(ch.clone());
+        denied(
+            "session for another node",
+            disp.session(SessionRequest {
+                node_id: other_id.clone(),
+            })
+            .await,
+        );
+        let mut own = disp
+            .session(SessionRequest {
+                node_id: worker_id.clone(),
+            })
+            .await
+            .expect("own session")
+            .into_inner();
+        let first = own
+            .message()
+            .await
+            .expect("session message")
+            .expect("a message");
+        assert!(first.full, "a session starts with the full set");
+
+        info!("phase: a batch with a foreign task: that item is refused, the rest applies");
+        let status = |state: swarm_types::task::TaskState| {
+            swarm_api::wire::to_bytes(&swarm_types::objects::TaskStatus {
+                state,
+                message: "reported by a test".into(),
+                ..Default::default()
+            })
+        };
+        let resp = disp
+            .update_task_status(UpdateTaskStatusRequest {
+                node_id: worker_id.clone(),
+                updates: vec![
+                    TaskStatusUpdate {
+                        task_id: foreign_task.clone(),
+                        status: status(swarm_types::task::TaskState::Failed),
+                    },
+                    TaskStatusUpdate {
+                        task_id: own_task.clone(),
+                        status: status(swarm_types::task::TaskState::Running),
+                    },
+                    TaskStatusUpdate {
+                        task_id: "no-such-task".into(),
+                        status: b"not a status".to_vec(),
+                    },
+                ],
+            })
+            .await
+            .expect("a batch with bad items is answered, not refused whole")
+            .into_inner();
+        let mut refused: Vec<&str> = resp.rejected.iter().map(|r| r.task_id.as_str()).collect();
+        refused.sort();
+        let mut want = vec![foreign_task.as_str(), "no-such-task"];
+        want.sort();
+        assert_eq!(refused, want, "{:?}", resp.rejected);
+    });
+    let t = json_lines(
+        &c.ctl(0, &["service", "ps", "spread", "--format", "json"])
+            .unwrap(),
+    );
+    let foreign = t
+        .iter()
+        .find(|t| foreign_task.starts_with(t["ID"].as_str().unwrap_or("-")))
+        .unwrap();
+    assert!(
+        foreign["CurrentState"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with("Running"),
+        "a refused report changed nothing: {foreign}"
+    );
+}
+
+#[test]
+fn a_node_whose_runtime_cannot_open_is_down_with_the_reason_and_gets_no_tasks() {
+    init_tracing();
+    let mut c = Cluster::new();
+    c.extra_args = vec!["--executor".into(), "fake".into()];
+    c.init().unwrap();
+    let token = c.token(0, "worker").unwrap();
+
+    info!("phase: a worker whose image store is unusable (a file where its directory goes)");
+    let name = format!("n{}", c.nodes.len() + 1);
+    let state = c.dir.path().join(&name);
+    std::fs::create_dir_all(&state).unwrap();
+    std::fs::write(state.join("images"), "not a directory").unwrap();
+    let join = c.nodes[0].addr.clone();
+    // Only this node runs the real executor (and cannot open it).
+    c.extra_args.clear();
+    let w = c
+        .add_on(
+            &["--join".into(), join, "--token".into(), token],
+            None,
+            Vec::new(),
+        )
+        .unwrap();
+    assert_eq!(c.nodes[w].name, name);
+    let node = wait_until("the broken node is down with its reason", LONG, || {
+        let out = c.ctl(0, &["node", "inspect", &name]).ok()?;
+        let v: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let n = v.as_array()?.first()?.clone();
+        let msg = n["status"]["message"].as_str().unwrap_or("").to_string();
+        (n["status"]["state"] == "down" && msg.contains("container runtime unavailable"))
+            .then_some(n)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    info!(status = %node["status"], "broken node");
+    let ls = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).unwrap());
+    let row = ls.iter().find(|n| n["Hostname"] == name.as_str()).unwrap();
+    assert_eq!(row["Status"], "Down", "{row}");
+
+    info!("phase: its share of a service runs elsewhere");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "4",
+            "busybox",
+            "sleep",
+            "1d",
+        ],
+    )
+    .unwrap();
+    let t = wait_until("4 tasks running", LONG, || {
+        let t = json_lines(
+            &c.ctl(0, &["service", "ps", "web", "--format", "json"])
+                .ok()?,
+        );
+        (t.iter()
+            .filter(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Running")
+            })
+            .count()
+            == 4)
+            .then_some(t)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    assert!(
+        t.iter().all(|t| t["Node"] != name.as_str()),
+        "no task on the broken node: {t:?}"
+    );
 }

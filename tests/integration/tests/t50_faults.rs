@@ -283,3 +283,68 @@ fn manager_down_through_2000_writes_catches_up_by_snapshot() {
     );
     c.signal(lagging, Signal::SIGTERM);
 }
+
+#[test]
+fn watchers_of_a_follower_are_told_to_resync_when_it_installs_a_snapshot() {
+    init_tracing();
+    let c = managers(
+        3,
+        &[
+            "--raft-snapshot-interval",
+            "100",
+            "--raft-logs-to-keep",
+            "20",
+        ],
+    );
+    let leader = c.leader(0).unwrap();
+    let follower = (0..3).find(|i| *i != leader).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        info!("phase: watch the follower, then pause it");
+        let mut watch = c
+            .client(follower)
+            .await
+            .unwrap()
+            .watch(swarm_api::control::WatchRequest::default())
+            .await
+            .unwrap()
+            .into_inner();
+        c.signal(follower, Signal::SIGSTOP);
+
+        info!("phase: 400 writes while it sleeps; the leader compacts past it");
+        let mut client = c.client(leader).await.unwrap();
+        for k in 0..400 {
+            client
+                .create_service(CreateServiceRequest {
+                    spec: spec(&format!("w{k}")),
+                })
+                .await
+                .expect("write with 2 of 3 managers");
+        }
+        c.signal(follower, Signal::SIGCONT);
+
+        info!("phase: the follower catches up by snapshot and its watchers get a reset");
+        let got = tokio::time::timeout(LONG, async {
+            while let Some(ev) = watch.message().await.expect("watch stream") {
+                if ev.reset {
+                    return true;
+                }
+            }
+            false
+        })
+        .await;
+        assert_eq!(
+            got,
+            Ok(true),
+            "no reset event after a snapshot install\n{}",
+            c.dump()
+        );
+    });
+    wait_until("the follower serves all 400 services", LONG, || {
+        (service_names(&c, follower, true).ok()?.len() == 400).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+}
