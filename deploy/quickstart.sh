@@ -1,23 +1,62 @@
 #!/usr/bin/env bash
 # Local demo cluster: three managers on loopback (own state dirs, ports, sockets and cgroup
 # parents under $SWARM_DEMO_DIR), a busybox image on each, then a replicated service running
-# as real containers. Needs root (containers). `deploy/quickstart.sh down` stops it.
+# as real containers. Needs root (containers). Run it again to resume the same cluster;
+# `deploy/quickstart.sh down` stops exactly the daemons of this demo and cleans up after them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DIR=${SWARM_DEMO_DIR:-/tmp/swarm-demo}
 BIN=${SWARM_BIN_DIR:-target/debug}
+NODES="m1 m2 m3"
+
+# Pids of the swarmd processes serving $DIR/NAME, found by their command line (never by a pid
+# file alone, whose pid may have been reused; a daemon restarted by hand is found too).
+pids_of() {
+    local sd="$DIR/$1" p cmd
+    local -a found=()
+    for p in $(ls /proc | grep -E '^[0-9]+$'); do
+        [ -r "/proc/$p/cmdline" ] || continue
+        cmd=$(tr '\0' ' ' <"/proc/$p/cmdline" 2>/dev/null) || continue
+        case "$cmd" in
+            *swarmd\ *--state-dir\ "$sd"\ *) found+=("$p") ;;
+        esac
+    done
+    [ ${#found[@]} -gt 0 ] && printf '%s\n' "${found[@]}" | sort -u
+    return 0
+}
 
 down() {
-    # Remove the demo service first so its containers stop, then the daemons.
-    if [ -S "$DIR/m1/swarmd.sock" ]; then
-        "$BIN/swarmctl" -H "unix://$DIR/m1/swarmd.sock" service rm web >/dev/null 2>&1 && sleep 3 || true
+    local sock="$DIR/m1/swarmd.sock" n p left
+    # Remove the demo service first and wait for its containers to stop, then the daemons.
+    if [ -S "$sock" ] && "$BIN/swarmctl" -H "unix://$sock" service rm web >/dev/null 2>&1; then
+        for _ in $(seq 1 100); do
+            "$BIN/swarmctl" -H "unix://$sock" service ps web >/dev/null 2>&1 || break
+            sleep 0.2
+        done
     fi
-    for pidf in "$DIR"/*/swarmd.pid; do
-        [ -f "$pidf" ] || continue
-        kill "$(cat "$pidf")" 2>/dev/null || true
+    for n in $NODES; do
+        for p in $(pids_of "$n"); do kill -TERM "$p" 2>/dev/null || true; done
     done
-    sleep 1
-    echo "stopped; state kept in $DIR (rm -rf it to start over)"
+    for _ in $(seq 1 75); do
+        left=""
+        for n in $NODES; do left+=$(pids_of "$n"); done
+        [ -z "$left" ] && break
+        sleep 0.2
+    done
+    if [ -n "$left" ]; then
+        echo "swarmd did not stop on SIGTERM within 15 s (pids: $left); see $DIR/*.log" >&2
+        exit 1
+    fi
+    # Each node's cgroup parent (swarm-<first 12 characters of its node id>), once empty.
+    for n in $NODES; do
+        local id
+        id=$(sed -n 's/.*"node_id": *"\([a-z0-9]*\)".*/\1/p' "$DIR/$n/node.json" 2>/dev/null | head -c 12)
+        [ -n "$id" ] || continue
+        find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name "swarm-$id" 2>/dev/null |
+            while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+        rm -f "$DIR/$n/swarmd.pid"
+    done
+    echo "stopped; state kept in $DIR (run deploy/quickstart.sh again to resume, rm -rf it to start over)"
 }
 
 if [ "${1:-}" = "down" ]; then down; exit 0; fi
@@ -31,42 +70,59 @@ if [ ! -e /usr/share/doc/busybox-static ]; then
     apt-get update -qq && apt-get install -y -qq busybox-static >/dev/null
 fi
 if [ ! -x "$BIN/swarmd" ] || [ ! -x "$BIN/swarmctl" ]; then
-    echo "building swarmd and swarmctl ..."
+    echo "building swarmd and swarmctl into $BIN (a first build takes 5-10 minutes on 2 cores) ..."
     cargo build -q -p swarm-node -p swarm-cli
 fi
 mkdir -p "$DIR"
 start() { # name port [join args]
     local name=$1 port=$2; shift 2
+    if [ -n "$(pids_of "$name")" ]; then
+        echo "$name already runs (pid $(pids_of "$name" | tr '\n' ' '))"
+        return 0
+    fi
     mkdir -p "$DIR/$name"
     "$BIN/swarmd" --state-dir "$DIR/$name" --listen-addr "127.0.0.1:$port" --hostname "$name" "$@" \
         >>"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name/swarmd.pid"
 }
 ctl() { "$BIN/swarmctl" -H "unix://$DIR/m1/swarmd.sock" "$@"; }
+# Waits until NAME serves its socket; with `quorum`, until it also answers a linearizable read.
 wait_ready() {
-    for _ in $(seq 1 100); do
-        "$BIN/swarmctl" -H "unix://$DIR/$1/swarmd.sock" cluster inspect >/dev/null 2>&1 && return 0
+    local name=$1 check=(image ls)
+    [ "${2:-}" = quorum ] && check=(cluster inspect)
+    for _ in $(seq 1 150); do
+        "$BIN/swarmctl" -H "unix://$DIR/$name/swarmd.sock" "${check[@]}" >/dev/null 2>&1 && return 0
         sleep 0.2
     done
-    echo "$1 did not start; see $DIR/$1.log" >&2
+    echo "$name did not become ready; see $DIR/$name.log" >&2
     exit 1
 }
 
-start m1 4242
-wait_ready m1
-TOKEN=$(ctl cluster join-token manager -q)
-# A node with state resumes with the same command line; --join is ignored then.
-start m2 4243 --join 127.0.0.1:4242 --token "$TOKEN"
-start m3 4244 --join 127.0.0.1:4242 --token "$TOKEN"
-wait_ready m2
-wait_ready m3
-deploy/busybox-rootfs.sh "$DIR/busybox.tar"
-for n in m1 m2 m3; do
+if [ -f "$DIR/m1/node.json" ]; then
+    # Resume: every node with state starts with the same command line, all at once (one
+    # manager alone has no quorum to wait for).
+    echo "resuming the demo cluster in $DIR ..."
+    start m1 4242
+    start m2 4243
+    start m3 4244
+    for n in $NODES; do wait_ready "$n"; done
+    wait_ready m1 quorum
+else
+    start m1 4242
+    wait_ready m1 quorum
+    TOKEN=$(ctl cluster join-token manager -q)
+    start m2 4243 --join 127.0.0.1:4242 --token "$TOKEN"
+    start m3 4244 --join 127.0.0.1:4242 --token "$TOKEN"
+    wait_ready m2
+    wait_ready m3
+fi
+[ -f "$DIR/busybox.tar" ] || deploy/busybox-rootfs.sh "$DIR/busybox.tar"
+for n in $NODES; do
     "$BIN/swarmctl" -H "unix://$DIR/$n/swarmd.sock" image import "$DIR/busybox.tar" busybox:latest >/dev/null
 done
 ctl service inspect web >/dev/null 2>&1 ||
     ctl service create --name web --replicas 3 busybox httpd -f -p 8080 >/dev/null
-for _ in $(seq 1 50); do
+for _ in $(seq 1 100); do
     ctl service ls --format json | grep -q '"Replicas":"3/3"' && break
     sleep 0.2
 done

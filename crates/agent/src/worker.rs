@@ -712,6 +712,11 @@ pub async fn run<E: Executor>(
                         .filter(|k| !set.contains(*k))
                         .cloned()
                         .collect();
+                    tracing::info!(
+                        tasks = set.len(),
+                        dropped = gone.len(),
+                        "full assignment set applied"
+                    );
                     for k in gone {
                         if let Some(tx) = controllers.remove(&k) {
                             tx.send_replace(None);

@@ -77,12 +77,22 @@ pub enum WriteError {
         total: usize,
         needed: usize,
     },
-    /// A quorum answers, but the write did not commit in time (an election, or overload).
-    #[error("timed out after {ms} ms: {reachable} of {total} managers are reachable, but the write did not commit in time (a leader election or an overloaded leader); retry")]
+    /// A quorum answers, but no leader took the write in time (an election): nothing was
+    /// written.
+    #[error("timed out after {ms} ms: {reachable} of {total} managers are reachable, but no leader took the write in time (a leader election); nothing was written; retry")]
     Timeout {
         ms: u64,
         reachable: usize,
         total: usize,
+    },
+    /// The write was handed to Raft (or to the leader) but its commit was not confirmed in
+    /// time: it may still apply once a quorum is back. Never reported as "not applied".
+    #[error("outcome unknown: the write was proposed but not confirmed within {ms} ms ({reachable} of {total} managers reachable; a write needs {needed}); it may still apply once a quorum is back: check the current state before retrying")]
+    Unconfirmed {
+        ms: u64,
+        reachable: usize,
+        total: usize,
+        needed: usize,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -99,6 +109,8 @@ impl From<WriteError> for tonic::Status {
             WriteError::NoQuorum { .. } | WriteError::Timeout { .. } | WriteError::ShuttingDown => {
                 tonic::Status::unavailable(msg)
             }
+            // gRPC's code for "the operation may or may not have completed".
+            WriteError::Unconfirmed { .. } => tonic::Status::deadline_exceeded(msg),
             WriteError::Store(StoreError::NotFound { .. }) => tonic::Status::not_found(msg),
             WriteError::Store(StoreError::Exists { .. } | StoreError::NameConflict { .. }) => {
                 tonic::Status::already_exists(msg)
@@ -399,6 +411,27 @@ impl Manager {
         }
     }
 
+    /// The error for a write that was proposed (here or at the leader) and not confirmed.
+    fn unconfirmed(&self) -> WriteError {
+        let (reachable, total, needed) = match self.no_quorum() {
+            WriteError::NoQuorum {
+                reachable,
+                total,
+                needed,
+            } => (reachable, total, needed),
+            WriteError::Timeout {
+                reachable, total, ..
+            } => (reachable, total, total / 2 + 1),
+            _ => (0, 0, 0),
+        };
+        WriteError::Unconfirmed {
+            ms: self.inner.cfg.write_timeout.as_millis() as u64,
+            reachable,
+            total,
+            needed,
+        }
+    }
+
     /// The leader has heard from a quorum recently enough that a write can commit.
     fn leader_has_quorum(&self) -> bool {
         let rx = self.inner.raft.metrics();
@@ -422,14 +455,22 @@ impl Manager {
             batch.now_ms = now_ms();
         }
         let deadline = Instant::now() + self.inner.cfg.write_timeout;
+        // Whether the write may have reached a Raft log: then a failure is "outcome unknown",
+        // never "not applied".
+        let mut sent = false;
         loop {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
-                return Err(self.no_quorum());
+                return Err(if sent {
+                    self.unconfirmed()
+                } else {
+                    self.no_quorum()
+                });
             }
             match self.leader() {
                 Some((id, _)) if id == self.raft_id() => {
                     match self.propose(&batch, remaining).await {
+                        // Refused by Raft (not the leader any more): nothing appended.
                         Err(Retry::Again) => {}
                         Err(Retry::Fail(e)) => return Err(e),
                         Ok(v) => return v,
@@ -437,8 +478,11 @@ impl Manager {
                 }
                 Some((_, addr)) => match self.forward_write(&addr, &batch, remaining).await {
                     Ok(Ok(v)) => return Ok(v),
-                    // The leader moved or lost quorum: try again until the deadline.
-                    Ok(Err(WriteError::NoQuorum { .. } | WriteError::Timeout { .. })) | Err(_) => {}
+                    // The leader moved or lost quorum before proposing: nothing was written;
+                    // try again until the deadline.
+                    Ok(Err(WriteError::NoQuorum { .. } | WriteError::Timeout { .. })) => {}
+                    // No answer: the leader may have proposed it.
+                    Err(_) => sent = true,
                     Ok(Err(e)) => return Err(e),
                 },
                 None => {
@@ -488,8 +532,9 @@ impl Manager {
             return Err(Retry::Fail(WriteError::ShuttingDown));
         }
         match tokio::time::timeout(timeout, rx).await {
+            // Handed to Raft and not confirmed: it may still commit.
             Err(_) | Ok(Err(_)) | Ok(Ok(Err(ProposeError::Timeout))) => {
-                Err(Retry::Fail(self.no_quorum()))
+                Err(Retry::Fail(self.unconfirmed()))
             }
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(ProposeError::NotLeader))) => Err(Retry::Again),

@@ -92,6 +92,20 @@ impl Daemon {
             None => false,
         }
     }
+    /// Length of the daemon's log now: pass it to [`Daemon::log_since`] to see only what a
+    /// later phase logged (the log is appended to across restarts).
+    pub fn log_len(&self) -> usize {
+        std::fs::metadata(&self.log)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0)
+    }
+
+    /// What the daemon logged after `offset` (from [`Daemon::log_len`]).
+    pub fn log_since(&self, offset: usize) -> String {
+        let s = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(s.get(offset..).unwrap_or_default()).into_owned()
+    }
+
     /// Last lines of the daemon's log (for failure messages).
     pub fn log_tail(&self, n: usize) -> String {
         let s = std::fs::read_to_string(&self.log).unwrap_or_default();

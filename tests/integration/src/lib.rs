@@ -52,17 +52,27 @@ pub fn service_names(c: &Cluster, i: usize, stale: bool) -> anyhow::Result<Vec<S
 pub const LONG: Duration = Duration::from_secs(60);
 
 /// A rootfs tarball of busybox (from Debian's busybox-static) with `/etc/image-version`
-/// containing `marker`; built once per marker and test process.
+/// containing `marker`; built once per marker under the build's `target/test-images` (never
+/// in /tmp, where it would outlive the tests).
 pub fn busybox_tar(marker: &str) -> std::path::PathBuf {
-    // Tests of one process run concurrently: build each variant once, and atomically.
+    // Tests of one process run concurrently: build each variant once, and atomically (test
+    // processes running side by side each write their own partial file, then rename).
     static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _g = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-    let out =
-        std::env::temp_dir().join(format!("swarm-busybox-{marker}-{}.tar", std::process::id()));
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-images");
+    std::fs::create_dir_all(&dir).expect("create target/test-images");
+    let script =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/busybox-rootfs.sh");
+    // Keyed by the script's content too, so a changed script builds a new image.
+    let key = {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        std::fs::read(&script).unwrap_or_default().hash(&mut h);
+        h.finish()
+    };
+    let out = dir.join(format!("busybox-{marker}-{key:016x}.tar"));
     if !out.exists() {
-        let tmp = out.with_extension("tar.partial");
-        let script =
-            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/busybox-rootfs.sh");
+        let tmp = dir.join(format!("busybox-{marker}.{}.partial", std::process::id()));
         let st = std::process::Command::new(script)
             .arg(&tmp)
             .arg(marker)
@@ -78,9 +88,9 @@ pub fn busybox_tar(marker: &str) -> std::path::PathBuf {
 }
 
 /// Network-namespace hosts and a cluster on them: host 0 runs the first manager, the others
-/// join as workers. Every node has the busybox image. `None` (with the reason printed) when
-/// this machine cannot create network namespaces.
-pub fn hosts_cluster(n: usize, extra: &[&str]) -> Option<(swarm_testkit::netns::Hosts, Cluster)> {
+/// join as workers. Every node has the busybox image. Fails the test (never skips it) when
+/// this machine cannot create network namespaces: CI runs as root with iproute2 installed.
+pub fn hosts_cluster(n: usize, extra: &[&str]) -> (swarm_testkit::netns::Hosts, Cluster) {
     hosts_cluster_with(n, 1, extra)
 }
 
@@ -89,10 +99,9 @@ pub fn hosts_cluster_with(
     n: usize,
     managers: usize,
     extra: &[&str],
-) -> Option<(swarm_testkit::netns::Hosts, Cluster)> {
+) -> (swarm_testkit::netns::Hosts, Cluster) {
     if let Err(why) = swarm_testkit::netns::available() {
-        eprintln!("SKIP: {why}");
-        return None;
+        panic!("multi-host tests need network namespaces (root, iproute2, iptables): {why}");
     }
     let mut hosts = swarm_testkit::netns::Hosts::new().expect("create test bridge");
     for _ in 0..n {
@@ -117,7 +126,7 @@ pub fn hosts_cluster_with(
         (nodes.len() == n && nodes.iter().all(|v| v["Status"] == "Ready")).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
-    Some((hosts, c))
+    (hosts, c)
 }
 
 /// Waits until node `i` serves its control socket (workers have one too).

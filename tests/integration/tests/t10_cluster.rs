@@ -302,3 +302,113 @@ fn metrics_accept_backs_off_when_out_of_file_descriptors() {
     );
     drop(conns);
 }
+
+/// `service ls --format json` rows of node `i` by name: the Replicas column.
+fn replicas(c: &Cluster, i: usize, name: &str) -> Option<String> {
+    json_lines(&c.ctl(i, &["service", "ls", "--format", "json"]).ok()?)
+        .into_iter()
+        .find(|s| s["Name"] == name)
+        .map(|s| s["Replicas"].as_str().unwrap_or("").to_string())
+}
+
+#[test]
+fn one_manager_cluster_runs_services_and_keeps_them_across_a_restart() {
+    init_tracing();
+    let mut c = managers(1, &["--executor", "fake"]);
+    let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).unwrap());
+    assert_eq!(nodes.len(), 1);
+    assert_eq!(nodes[0]["ManagerStatus"], "Leader", "{nodes:?}");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "solo",
+            "--replicas",
+            "2",
+            "busybox",
+        ],
+    )
+    .unwrap();
+    wait_until("2/2 running", swarm_integration::LONG, || {
+        (replicas(&c, 0, "solo")? == "2/2").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: SIGKILL the only manager and start it again with the same command line");
+    c.kill(0);
+    c.restart(0).unwrap();
+    c.wait_ready(0).unwrap();
+    c.ctl(0, &["service", "scale", "solo=3"]).unwrap();
+    wait_until(
+        "3/3 running after the restart",
+        swarm_integration::LONG,
+        || (replicas(&c, 0, "solo")? == "3/3").then_some(()),
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+}
+
+#[test]
+fn five_managers_tolerate_two_failures_and_refuse_writes_at_three() {
+    init_tracing();
+    let mut c = managers(5, &["--executor", "fake"]);
+    let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).unwrap());
+    assert_eq!(nodes.len(), 5, "{nodes:?}");
+    assert_eq!(
+        nodes
+            .iter()
+            .filter(|n| n["ManagerStatus"] == "Leader")
+            .count(),
+        1,
+        "{nodes:?}"
+    );
+
+    info!("phase: kill the leader and one more manager; the other three go on");
+    let first = c.leader(0).expect("a leader");
+    let second = (0..5).find(|i| *i != first).unwrap();
+    c.kill(first);
+    c.kill(second);
+    let alive: Vec<usize> = (0..5).filter(|i| *i != first && *i != second).collect();
+    let via = alive[0];
+    wait_until(
+        "a write with 3 of 5 managers",
+        swarm_integration::LONG,
+        || {
+            c.ctl(
+                via,
+                &["service", "create", "--name", "three-of-five", "busybox"],
+            )
+            .ok()
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    for i in &alive {
+        assert!(service_names(&c, *i, false)
+            .unwrap()
+            .contains(&"three-of-five".to_string()));
+    }
+
+    info!("phase: a third failure loses quorum: writes fail, naming the count");
+    c.kill(alive[2]);
+    let err = wait_until(
+        "writes refused without quorum",
+        swarm_integration::LONG,
+        || {
+            c.ctl(via, &["service", "create", "--name", "lost", "busybox"])
+                .err()
+                .map(|e| e.to_string())
+                .filter(|e| e.contains("no quorum"))
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    assert!(err.contains("2 of 5"), "{err}");
+
+    info!("phase: one manager back restores quorum");
+    c.restart(first).unwrap();
+    wait_until("writes again with 3 of 5", swarm_integration::LONG, || {
+        c.ctl(via, &["service", "create", "--name", "back", "busybox"])
+            .ok()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+}

@@ -18,9 +18,7 @@ fn per_node(r: &[(String, String)]) -> HashMap<String, usize> {
 #[test]
 fn replicated_service_runs_spreads_heals_and_scales() {
     init_tracing();
-    let Some((_hosts, mut c)) = hosts_cluster(3, &["--node-down-grace", "1s"]) else {
-        return;
-    };
+    let (_hosts, mut c) = hosts_cluster(3, &["--node-down-grace", "1s"]);
     let marker = format!("{}", 86_400 + std::process::id() % 10_000);
     let cmd = format!("sleep {marker}");
 
@@ -79,9 +77,27 @@ fn replicated_service_runs_spreads_heals_and_scales() {
 
     info!("phase: restart a worker's agent alone → no container restarted");
     let before = pids_of(&cmd);
+    let on_n2 = running(&c, 0, "sleeper")
+        .iter()
+        .filter(|(_, node)| node == "n2")
+        .count();
+    assert!(on_n2 >= 1, "n2 runs a task");
+    let offset = c.nodes[1].log_len();
     c.restart(1).unwrap();
     swarm_integration::wait_socket(&c, 1);
-    std::thread::sleep(Duration::from_secs(3));
+    // The events that could disturb a container: re-adoption from the local task db, then
+    // the manager's full assignment set (anything missing from it would be stopped).
+    wait_until(
+        "n2 re-adopted its containers and applied its assignments",
+        LONG,
+        || {
+            let log = c.nodes[1].log_since(offset);
+            (log.matches("re-adopted running container").count() == on_n2
+                && log.contains("full assignment set applied"))
+            .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.nodes[1].log_tail(50)));
     assert_eq!(
         pids_of(&cmd),
         before,
@@ -151,9 +167,7 @@ fn replicated_service_runs_spreads_heals_and_scales() {
 #[test]
 fn global_services_constraints_and_missing_images() {
     init_tracing();
-    let Some((hosts, mut c)) = hosts_cluster(3, &[]) else {
-        return;
-    };
+    let (hosts, mut c) = hosts_cluster(3, &[]);
     let marker = format!("{}", 96_400 + std::process::id() % 10_000);
     let cmd = format!("sleep {marker}");
 

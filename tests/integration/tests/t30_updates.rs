@@ -11,14 +11,14 @@ use swarm_testkit::{wait_until, Cluster};
 use tracing::info;
 
 /// `salt` keeps the container command lines of concurrently running tests apart.
-fn setup(managers: usize, salt: u32) -> Option<(swarm_testkit::netns::Hosts, Cluster, String)> {
-    let (h, c) = hosts_cluster_with(3, managers, &[])?;
+fn setup(managers: usize, salt: u32) -> (swarm_testkit::netns::Hosts, Cluster, String) {
+    let (h, c) = hosts_cluster_with(3, managers, &[]);
     for i in 0..3 {
         import(&c, i, "busybox:v1", "v1");
         import(&c, i, "busybox:v2", "v2");
     }
     let marker = format!("{}", 76_400 + (std::process::id() % 10_000) * 10 + salt);
-    Some((h, c, marker))
+    (h, c, marker)
 }
 
 fn update_state(c: &Cluster, via: usize, svc: &str) -> (String, String) {
@@ -78,9 +78,7 @@ fn watch_update(
 #[test]
 fn rolling_update_stop_first_then_start_first() {
     init_tracing();
-    let Some((_h, c, marker)) = setup(1, 1) else {
-        return;
-    };
+    let (_h, c, marker) = setup(1, 1);
     let cmd = format!("sleep {marker}");
     create_v1(&c, &marker, &[]);
 
@@ -146,9 +144,7 @@ fn rolling_update_stop_first_then_start_first() {
 #[test]
 fn failing_update_rolls_back_and_unhealthy_update_pauses() {
     init_tracing();
-    let Some((_h, c, marker)) = setup(1, 2) else {
-        return;
-    };
+    let (_h, c, marker) = setup(1, 2);
     let cmd = format!("sleep {marker}");
     create_v1(&c, &marker, &["--restart-delay", "1s"]);
 
@@ -236,9 +232,7 @@ fn failing_update_rolls_back_and_unhealthy_update_pauses() {
 #[test]
 fn update_survives_leader_failure() {
     init_tracing();
-    let Some((_h, mut c, marker)) = setup(3, 3) else {
-        return;
-    };
+    let (_h, mut c, marker) = setup(3, 3);
     let cmd = format!("sleep {marker}");
     create_v1(&c, &marker, &[]);
     let leader = c.leader(0).expect("leader");

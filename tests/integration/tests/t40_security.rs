@@ -2,7 +2,6 @@
 //! renewal, admin client bundles and on-disk permissions.
 
 use std::os::unix::fs::PermissionsExt;
-use std::time::Duration;
 use swarm_api::control::control_client::ControlClient;
 use swarm_api::raft::raft_client::RaftClient;
 use swarm_integration::{init_tracing, json_lines, LONG};
@@ -252,7 +251,13 @@ fn certificates_renew_without_disturbing_tasks_and_removed_nodes_stay_out() {
         (now != first).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
-    std::thread::sleep(Duration::from_secs(3));
+    wait_until("the worker logged its renewal", LONG, || {
+        c.nodes[w]
+            .log_tail(400)
+            .contains("node certificate renewed")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
     let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).unwrap());
     assert!(nodes.iter().all(|n| n["Status"] == "Ready"), "{nodes:?}");
     let t = json_lines(
@@ -279,8 +284,15 @@ fn certificates_renew_without_disturbing_tasks_and_removed_nodes_stay_out() {
     let name = c.nodes[w].name.clone();
     c.ctl(0, &["node", "rm", "--force", &name]).unwrap();
     let cfg = config_of(&c, w);
+    let offset = c.nodes[w].log_len();
     c.restart(w).unwrap();
-    std::thread::sleep(Duration::from_secs(4));
+    wait_until("the removed node is told it was removed", LONG, || {
+        c.nodes[w]
+            .log_since(offset)
+            .contains("it was removed")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.nodes[w].log_tail(40)));
     let nodes = json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).unwrap());
     assert!(
         !nodes.iter().any(|n| n["Hostname"] == name.as_str()),
@@ -448,7 +460,10 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(500));
+    wait_until("the writer's first acknowledged write", LONG, || {
+        (!acked.lock().unwrap().is_empty()).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
     let leader = c.leader(1).expect("leader");
     let leader_name = c.nodes[leader].name.clone();
     c.ctl(1, &["node", "demote", &leader_name]).unwrap();
@@ -461,7 +476,11 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
         .then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, other_leader), c.dump()));
-    std::thread::sleep(Duration::from_secs(2));
+    let so_far = acked.lock().unwrap().len();
+    wait_until("writes acknowledged under the new leader", LONG, || {
+        (acked.lock().unwrap().len() >= so_far + 5).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     writer.join().unwrap();
     let acked = acked.lock().unwrap().clone();
@@ -479,7 +498,13 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, other_leader), c.dump()));
     c.kill(3);
-    std::thread::sleep(Duration::from_secs(2));
+    wait_until("the leader sees n4 unreachable", LONG, || {
+        managers_of(&c, other_leader)
+            .iter()
+            .any(|(n, st)| n == "n4" && st == "Unreachable")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:?}", managers_of(&c, other_leader)));
     let survivor = (1..3).find(|i| *i != other_leader).unwrap();
     let target = c.nodes[survivor].name.clone();
     let out = c

@@ -125,8 +125,18 @@ fn write_without_quorum_fails_fast_with_a_clear_error() {
         for i in (0..3).filter(|i| *i != survivor) {
             c.kill(i);
         }
-        // Let the survivor notice (heartbeats stop).
-        std::thread::sleep(Duration::from_millis(1500));
+        // The survivor has noticed when it reports both others unreachable.
+        wait_until("the survivor sees two managers unreachable", LONG, || {
+            let out = c
+                .ctl(survivor, &["node", "ls", "--stale", "--format", "json"])
+                .ok()?;
+            let unreachable = swarm_integration::json_lines(&out)
+                .iter()
+                .filter(|n| n["ManagerStatus"] == "Unreachable")
+                .count();
+            (unreachable == 2).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
         let start = Instant::now();
         let err = c
             .ctl(
@@ -137,8 +147,12 @@ fn write_without_quorum_fails_fast_with_a_clear_error() {
             .to_string();
         let took = start.elapsed();
         info!(?took, %err, "write refused");
+        // Refused before it reached a log ("no quorum"), or proposed by a leader that then
+        // found no quorum ("outcome unknown"): either way the count is named, and only the
+        // first may promise that nothing was written.
+        let certain = err.contains("no quorum: 1 of 3 managers reachable");
         assert!(
-            err.contains("no quorum: 1 of 3 managers reachable"),
+            certain || err.contains("outcome unknown") && err.contains("1 of 3 managers reachable"),
             "{err}"
         );
         assert!(
@@ -157,7 +171,7 @@ fn write_without_quorum_fails_fast_with_a_clear_error() {
         );
         assert!(
             !stale.contains(&"lost".to_string()),
-            "the refused write is not there"
+            "the refused write is not there (yet)"
         );
 
         info!("phase: bring the others back; writes work again");
@@ -178,9 +192,16 @@ fn write_without_quorum_fails_fast_with_a_clear_error() {
             .ok()
         })
         .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
-        assert!(!service_names(&c, survivor, false)
-            .unwrap()
-            .contains(&"lost".to_string()));
+        let names = service_names(&c, survivor, false).unwrap();
+        if certain {
+            assert!(
+                !names.contains(&"lost".to_string()),
+                "a write refused as not applied was applied: {err}"
+            );
+        } else if names.contains(&"lost".to_string()) {
+            info!("the unconfirmed write applied once quorum returned, as its error allowed");
+            c.ctl(survivor, &["service", "rm", "lost"]).unwrap();
+        }
     }
 }
 
