@@ -71,7 +71,7 @@ impl ManagerConfig {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, thiserror::Error)]
 #[serde(rename_all = "snake_case")]
 pub enum WriteError {
-    #[error("no quorum: {reachable} of {total} managers reachable; a write needs {needed}. Bring managers back online")]
+    #[error("no quorum: {reachable} of {total} managers reachable; {needed} are needed for a write or a linearizable read. Bring managers back online (or read with --stale)")]
     NoQuorum {
         reachable: usize,
         total: usize,
@@ -157,19 +157,57 @@ const MAX_BATCHES_PER_ENTRY: usize = 256;
 /// replicate within one heartbeat interval (see `raft::network`).
 const MAX_OPS_PER_ENTRY: usize = 1_000;
 
+/// Byte budget of one Raft entry for batches that carry large objects (services, whose specs
+/// may reach 256 KiB each and which keep up to 12 of them): such an entry still replicates in
+/// one append and stays far below the 16 MiB message limit. A single batch over the budget
+/// still goes alone.
+const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
+
+/// Encoded size of the large objects a batch writes (services and clusters); small objects
+/// count 0, so the hot path (task status reports) encodes nothing here.
+fn big_object_bytes(b: &WriteBatch) -> usize {
+    b.ops
+        .iter()
+        .map(|op| match op {
+            Op::Create(o @ (Object::Service(_) | Object::Cluster(_)))
+            | Op::Update(o @ (Object::Service(_) | Object::Cluster(_))) => {
+                serde_json::to_vec(o).map(|v| v.len()).unwrap_or(0)
+            }
+            _ => 0,
+        })
+        .sum()
+}
+
 /// Group commit: takes queued writes, proposes them as one entry, hands each its result.
 async fn coalesce(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Pending>, timeout: Duration) {
     let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    // A batch that did not fit the previous entry's byte budget opens the next one.
+    let mut next: Option<Pending> = None;
+    loop {
+        let first = match next.take() {
+            Some(p) => p,
+            None => match rx.recv().await {
+                Some(p) => p,
+                None => return,
+            },
+        };
         let Ok(permit) = permits.clone().acquire_owned().await else {
             return;
         };
         let weight = |b: &WriteBatch| b.ops.iter().map(Op::weight).sum::<usize>();
         let mut ops = weight(&first.batch);
+        let mut bytes = big_object_bytes(&first.batch);
         let mut group = vec![first];
         while group.len() < MAX_BATCHES_PER_ENTRY && ops < MAX_OPS_PER_ENTRY {
             match rx.try_recv() {
                 Ok(p) => {
+                    let b = big_object_bytes(&p.batch);
+                    if bytes + b > MAX_ENTRY_BYTES {
+                        // Starts the next entry instead.
+                        next = Some(p);
+                        break;
+                    }
+                    bytes += b;
                     ops += weight(&p.batch);
                     group.push(p);
                 }

@@ -331,7 +331,9 @@ impl Cluster {
     /// gRPC control client on node `i`'s socket.
     pub async fn client(&self, i: usize) -> anyhow::Result<ControlClient<Channel>> {
         let t = swarm_api::transport::Target::Unix(self.nodes[i].socket().display().to_string());
-        Ok(ControlClient::new(swarm_api::transport::connect(&t).await?))
+        Ok(ControlClient::new(swarm_api::transport::connect(&t).await?)
+            .max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES))
     }
 
     /// Index of the node `i` believes is the leader.

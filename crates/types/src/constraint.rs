@@ -24,7 +24,7 @@ pub struct Constraint {
 impl Constraint {
     pub fn parse(expr: &str) -> Result<Constraint, SpecError> {
         let err = |reason: &str| SpecError::Constraint {
-            expr: expr.to_string(),
+            expr: crate::limits::echo(expr),
             reason: reason.to_string(),
         };
         let (lhs, rhs, equal) = if let Some((l, r)) = expr.split_once("!=") {

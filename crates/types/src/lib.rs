@@ -7,6 +7,7 @@
 
 pub mod constraint;
 pub mod ids;
+pub mod limits;
 pub mod objects;
 pub mod orchestrator;
 pub mod scheduler;

@@ -239,6 +239,18 @@ pub enum SpecError {
     Health(&'static str),
     #[error("invalid update config: {0}")]
     Update(&'static str),
+    #[error("{what} is {size} bytes; the limit is {limit} bytes")]
+    TooLarge {
+        what: String,
+        size: usize,
+        limit: usize,
+    },
+    #[error("too many {what}: {count}; the limit is {limit}")]
+    TooMany {
+        what: String,
+        count: usize,
+        limit: usize,
+    },
 }
 
 /// Validates a service name the way docker does: 1-63 chars of `[a-zA-Z0-9-_.]`, starting with
@@ -246,7 +258,7 @@ pub enum SpecError {
 pub fn validate_name(name: &str) -> Result<(), SpecError> {
     let err = |reason| {
         Err(SpecError::Name {
-            name: name.to_string(),
+            name: crate::limits::echo(name),
             reason,
         })
     };
@@ -283,7 +295,7 @@ pub fn validate_image(image: &str) -> Result<(), SpecError> {
             .strip_prefix("sha256:")
             .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
         if !ok {
-            return Err(SpecError::Image(image.to_string()));
+            return Err(SpecError::Image(crate::limits::echo(image)));
         }
     }
     Ok(())
@@ -292,7 +304,7 @@ pub fn validate_image(image: &str) -> Result<(), SpecError> {
 pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), SpecError> {
     for k in labels.keys() {
         if k.is_empty() || k.contains('=') || k.chars().any(char::is_whitespace) {
-            return Err(SpecError::Label(k.clone()));
+            return Err(SpecError::Label(crate::limits::echo(k)));
         }
     }
     Ok(())
@@ -322,6 +334,7 @@ impl ServiceSpec {
     /// Checks everything that can be checked without looking at the cluster.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_name(&self.name)?;
+        crate::limits::check_service_spec(self)?;
         validate_labels(&self.labels)?;
         validate_labels(&self.task.container.labels)?;
         validate_image(&self.task.container.image)?;
@@ -345,7 +358,7 @@ impl ServiceSpec {
         for e in &self.task.container.env {
             match e.split_once('=') {
                 Some((k, _)) if !k.is_empty() => {}
-                _ => return Err(SpecError::Env(e.clone())),
+                _ => return Err(SpecError::Env(crate::limits::echo(e))),
             }
         }
         for c in &self.task.placement.constraints {
@@ -357,7 +370,7 @@ impl ServiceSpec {
                 .and_then(|l| l.strip_prefix("node.labels."))
                 .is_some_and(|l| !l.is_empty());
             if !ok {
-                return Err(SpecError::Preference(p.clone()));
+                return Err(SpecError::Preference(crate::limits::echo(p)));
             }
         }
         if let Some(h) = &self.task.container.healthcheck {

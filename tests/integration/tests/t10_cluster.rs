@@ -412,3 +412,100 @@ fn five_managers_tolerate_two_failures_and_refuse_writes_at_three() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 }
+
+#[test]
+fn oversized_input_is_refused_with_its_limit_and_lists_stay_within_the_message_limit() {
+    init_tracing();
+    let mut c = Cluster::new();
+    c.extra_args = vec!["--executor".into(), "fake".into()];
+    c.init().unwrap();
+
+    info!("phase: the CLI gets the limit, not its input echoed back");
+    let label = format!("big={}", "x".repeat(100 * 1024));
+    let out = c
+        .ctl_raw(
+            0,
+            &[
+                "service", "create", "--name", "big", "--label", &label, "busybox",
+            ],
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("the limit is 65536 bytes"), "{err}");
+    assert!(
+        err.len() < 1024,
+        "the error repeats the input: {} bytes",
+        err.len()
+    );
+    let mut args = vec!["service", "create", "--name", "wide"];
+    let envs: Vec<String> = (0..5)
+        .map(|i| format!("V{i}={}", "y".repeat(60 * 1024)))
+        .collect();
+    for e in &envs {
+        args.extend(["--env", e.as_str()]);
+    }
+    args.push("busybox");
+    let out = c.ctl_raw(0, &args).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("the limit is 262144 bytes"), "{err}");
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        use swarm_api::control::CreateServiceRequest;
+        let mut client = c.client(0).await.unwrap();
+        info!("phase: a 15 MiB label and a 1 MiB name through the API");
+        let mut spec = swarm_types::spec::ServiceSpec::replicated("huge", "busybox", 0);
+        spec.labels.insert("big".into(), "x".repeat(15 << 20));
+        let e = client
+            .create_service(CreateServiceRequest {
+                spec: swarm_api::wire::to_bytes(&spec),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().len() < 1024, "{} bytes", e.message().len());
+        let spec = swarm_types::spec::ServiceSpec::replicated(&"n".repeat(1 << 20), "busybox", 0);
+        let e = client
+            .create_service(CreateServiceRequest {
+                spec: swarm_api::wire::to_bytes(&spec),
+            })
+            .await
+            .unwrap_err();
+        assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+        assert!(e.message().len() < 1024, "{} bytes", e.message().len());
+
+        info!("phase: 90 services of ~200 KiB each (18 MiB): each within the limits");
+        let mut set = tokio::task::JoinSet::new();
+        for w in 0..9 {
+            let mut cl = client.clone();
+            set.spawn(async move {
+                for k in 0..10 {
+                    let mut spec = swarm_types::spec::ServiceSpec::replicated(
+                        &format!("fat{w}-{k}"),
+                        "busybox",
+                        0,
+                    );
+                    for i in 0..4 {
+                        spec.labels.insert(format!("l{i}"), "z".repeat(50 * 1024));
+                    }
+                    cl.create_service(CreateServiceRequest {
+                        spec: swarm_api::wire::to_bytes(&spec),
+                    })
+                    .await
+                    .expect("a spec under the limits is accepted");
+                }
+            });
+        }
+        while let Some(r) = set.join_next().await {
+            r.unwrap();
+        }
+    });
+    info!("phase: listing them all works (pages stay under the message limit)");
+    let names = service_names(&c, 0, false).unwrap();
+    assert_eq!(names.len(), 90, "{}", names.len());
+}
