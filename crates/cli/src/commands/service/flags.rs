@@ -126,24 +126,6 @@ impl ServiceFlags {
             || self.health_start_period.is_some()
     }
 
-    /// True when any flag of this set was given.
-    pub fn any(&self) -> bool {
-        self.any_health()
-            || self.no_healthcheck
-            || self.update_parallelism.is_some()
-            || self.update_delay.is_some()
-            || self.update_failure_action.is_some()
-            || self.update_monitor.is_some()
-            || self.update_max_failure_ratio.is_some()
-            || self.update_order.is_some()
-            || self.rollback_parallelism.is_some()
-            || self.rollback_delay.is_some()
-            || self.rollback_failure_action.is_some()
-            || self.rollback_monitor.is_some()
-            || self.rollback_max_failure_ratio.is_some()
-            || self.rollback_order.is_some()
-    }
-
     /// Applies the flags that were given to `spec` (a new one for create, the current one for
     /// update).
     pub fn apply(&self, spec: &mut ServiceSpec) -> anyhow::Result<()> {
@@ -375,8 +357,6 @@ mod tests {
         assert_eq!(s.rollback_config.monitor, Duration::from_secs(5));
         assert_eq!(s.rollback_config.delay, Duration::ZERO);
         s.validate().unwrap();
-        assert!(f.any());
-        assert!(!flags(&[]).unwrap().any());
     }
 
     #[test]
