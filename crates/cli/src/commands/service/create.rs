@@ -18,10 +18,12 @@ pub struct CreateArgs {
     #[arg(long, default_value = "replicated")]
     pub mode: String,
     /// Number of tasks (replicated), or of completions (replicated-job).
-    #[arg(long, value_parser = parse::replicas)]
+    // A negative count gets the value parser's message, not "unexpected argument".
+    #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
     pub replicas: Option<u64>,
     /// Maximum number of job tasks running at once (replicated-job only).
-    #[arg(long, value_parser = parse::replicas)]
+    // A negative count gets the value parser's message, not "unexpected argument".
+    #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
     pub max_concurrent: Option<u64>,
     /// Print only the service id (swarmctl does not follow convergence yet: it always
     /// returns once the service is created).

@@ -178,6 +178,10 @@ fn mode_flags_the_mode_does_not_use_are_refused() {
         let e = format!("{:#}", create_spec(args).unwrap_err());
         assert!(e.contains(says), "{args:?}: {e}");
     }
+    // A negative count is a bad value, not an unknown option.
+    let e = parse(&["create", "--replicas", "-1", "busybox"]).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::ValueValidation, "{e}");
+    assert!(e.to_string().contains("between 0"), "{e}");
     // And what they use is in the spec.
     let s = create_spec(&[
         "--mode",

@@ -34,7 +34,8 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub image: Option<String>,
     /// Number of tasks.
-    #[arg(long, value_parser = parse::replicas)]
+    // A negative count gets the value parser's message, not "unexpected argument".
+    #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
     pub replicas: Option<u64>,
     /// Service command args (replaces them).
     #[arg(long)]
