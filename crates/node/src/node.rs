@@ -249,7 +249,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tasks.push(tokio::spawn(session.run(shutdown_rx.clone())));
     let db_dir = args.state_dir.join("agent").join("tasks");
-    let mut local = None;
+    let mut images: Result<_, String> =
+        Err("it runs the fake executor (no containers, no images)".into());
     if args.executor == "fake" {
         let exec = std::sync::Arc::new(swarm_agent::executor::FakeExecutor::default());
         tokio::spawn(swarm_agent::worker::run(
@@ -264,7 +265,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let cgroup_parent = format!("swarm-{}", id.node_id.short());
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
             Ok(exec) => {
-                local = Some(swarm_agent::local::LocalService::new(exec.images()));
+                let node_images = exec.images();
+                // Leftovers of an earlier run (containers removed while swarmd was down).
+                node_images.collect_soon();
+                images = Ok(node_images);
                 let exec = std::sync::Arc::new(exec);
                 tokio::spawn(swarm_agent::worker::run(
                     id.node_id.clone(),
@@ -275,7 +279,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 ));
             }
             Err(e) => {
-                tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks")
+                tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks");
+                images = Err(format!("its container runtime is unavailable: {e}"));
             }
         }
     }
@@ -288,6 +293,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     }
+    // The node-local API answers on every node, so that a worker's socket can say what it is.
+    let local = swarm_agent::local::LocalService::new(
+        id.node_id.to_string(),
+        id.role.as_str(),
+        managers.clone(),
+        images,
+    );
     tasks.push(crate::server::serve_unix(
         &sock,
         manager.clone(),
