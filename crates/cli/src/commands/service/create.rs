@@ -25,8 +25,8 @@ pub struct CreateArgs {
     // A negative count gets the value parser's message, not "unexpected argument".
     #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
     pub max_concurrent: Option<u64>,
-    /// Print only the service id (swarmctl does not follow convergence yet: it always
-    /// returns once the service is created).
+    /// Print only the service id, without the stderr line on following its tasks (swarmctl
+    /// returns once the service is created; it does not wait for convergence yet).
     #[arg(short, long)]
     pub quiet: bool,
     /// Set environment variables (KEY=VALUE).
@@ -41,7 +41,7 @@ pub struct CreateArgs {
     /// Placement constraints (e.g. node.labels.zone==east).
     #[arg(long = "constraint")]
     pub constraints: Vec<String>,
-    /// Placement preferences (spread=node.labels.NAME).
+    /// Placement preferences (spread=node.labels.NAME; replicated services and jobs).
     #[arg(long = "placement-pref")]
     pub placement_prefs: Vec<String>,
     #[command(flatten)]

@@ -43,7 +43,8 @@ pub struct ServiceFlags {
     /// Failure rate to tolerate during an update (0 to 1) (default 0).
     #[arg(long, value_parser = parse_ratio)]
     pub update_max_failure_ratio: Option<f32>,
-    /// Update order ("start-first", "stop-first") (default "stop-first").
+    /// Update order ("start-first", "stop-first") (default "stop-first"); start-first needs a
+    /// replicated service.
     #[arg(long, value_parser = parse_order)]
     pub update_order: Option<UpdateOrder>,
 
@@ -62,7 +63,8 @@ pub struct ServiceFlags {
     /// Failure rate to tolerate during a rollback (0 to 1) (default 0).
     #[arg(long, value_parser = parse_ratio)]
     pub rollback_max_failure_ratio: Option<f32>,
-    /// Rollback order ("start-first", "stop-first") (default "stop-first").
+    /// Rollback order ("start-first", "stop-first") (default "stop-first"); start-first needs a
+    /// replicated service.
     #[arg(long, value_parser = parse_order)]
     pub rollback_order: Option<UpdateOrder>,
 }

@@ -117,7 +117,7 @@ pub struct TaskFlags {
     /// Time to wait before force killing a container (e.g. 10s).
     #[arg(long, value_parser = parse::duration)]
     pub stop_grace_period: Option<std::time::Duration>,
-    /// Maximum number of tasks per node (0 = unlimited).
+    /// Maximum number of tasks per node (0 = unlimited; replicated services and jobs).
     #[arg(long)]
     pub replicas_max_per_node: Option<u64>,
 }

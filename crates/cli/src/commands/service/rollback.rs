@@ -10,7 +10,8 @@ pub struct RollbackArgs {
     /// Spec version to return to (see `swarmctl service history`); default: the previous one.
     #[arg(long, value_name = "N")]
     pub to_version: Option<u64>,
-    /// Print only the service id.
+    /// Print only the service id (not the name as given, nor the stderr line on following
+    /// its tasks).
     #[arg(short, long)]
     pub quiet: bool,
     /// Service id, id prefix or name.

@@ -65,7 +65,8 @@ pub struct UpdateArgs {
     /// combined with it).
     #[arg(long, conflicts_with_all = CHANGES)]
     pub rollback: bool,
-    /// Print only the service id.
+    /// Print only the service id (not the name as given, nor the stderr line on following
+    /// its tasks).
     #[arg(short, long)]
     pub quiet: bool,
     #[command(flatten)]
