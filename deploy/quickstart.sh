@@ -65,7 +65,7 @@ for n in m1 m2 m3; do
     "$BIN/swarmctl" -H "unix://$DIR/$n/swarmd.sock" image import "$DIR/busybox.tar" busybox:latest >/dev/null
 done
 ctl service inspect web >/dev/null 2>&1 ||
-    ctl service create --name web --replicas 3 busybox httpd -f -p 8080 >/dev/null
+    ctl service create -q --name web --replicas 3 busybox httpd -f -p 8080 >/dev/null
 for _ in $(seq 1 50); do
     ctl service ls --format json | grep -q '"Replicas":"3/3"' && break
     sleep 0.2
