@@ -121,7 +121,7 @@ for n in $NODES; do
     "$BIN/swarmctl" -H "unix://$DIR/$n/swarmd.sock" image import "$DIR/busybox.tar" busybox:latest >/dev/null
 done
 ctl service inspect web >/dev/null 2>&1 ||
-    ctl service create --name web --replicas 3 busybox httpd -f -p 8080 >/dev/null
+    ctl service create -q --name web --replicas 3 busybox httpd -f -p 8080 >/dev/null
 for _ in $(seq 1 100); do
     ctl service ls --format json | grep -q '"Replicas":"3/3"' && break
     sleep 0.2

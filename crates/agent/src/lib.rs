@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod executor;
+pub mod images;
 pub mod join;
 pub mod local;
 pub mod runtime_exec;

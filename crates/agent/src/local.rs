@@ -1,23 +1,76 @@
-//! The node-local API on every node's control socket: image import and listing.
+//! The node-local API on every node's control socket (workers included): what this node is
+//! and which managers it knows, and its image store (import, list, remove, prune).
 
+use crate::images::{ImagesError, NodeImages, Removed};
+use crate::worker::Managers;
 use std::io::Write;
 use std::sync::Arc;
 use swarm_api::agent::agent_server::Agent;
 use swarm_api::agent::{
-    ImageInfo, ImportChunk, ImportResponse, ListImagesRequest, ListImagesResponse,
+    GcReport, ImageInfo, ImportChunk, ImportResponse, ListImagesRequest, ListImagesResponse,
+    NodeInfoRequest, NodeInfoResponse, PruneImagesRequest, PruneImagesResponse,
+    RemoveImagesRequest, RemoveImagesResponse,
 };
 use swarm_runtime::image::normalize_name;
-use swarm_runtime::{ImageConfig, ImageStore};
+use swarm_runtime::{ImageConfig, ImageError};
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct LocalService {
-    images: Arc<ImageStore>,
+    node_id: String,
+    role: String,
+    managers: Managers,
+    /// The image store, or why this node has none (runtime unavailable, fake executor).
+    images: Result<Arc<NodeImages>, String>,
 }
 
 impl LocalService {
-    pub fn new(images: Arc<ImageStore>) -> Self {
-        LocalService { images }
+    pub fn new(
+        node_id: String,
+        role: &str,
+        managers: Managers,
+        images: Result<Arc<NodeImages>, String>,
+    ) -> Self {
+        LocalService {
+            node_id,
+            role: role.to_string(),
+            managers,
+            images,
+        }
     }
+
+    fn images(&self) -> Result<&Arc<NodeImages>, Status> {
+        self.images.as_ref().map_err(|why| {
+            Status::failed_precondition(format!("this node has no image store: {why}"))
+        })
+    }
+}
+
+fn status_of(e: ImagesError) -> Status {
+    match e {
+        ImagesError::InUse { .. } => Status::failed_precondition(e.to_string()),
+        ImagesError::Image(ImageError::ImageNotFound { .. }) => Status::not_found(e.to_string()),
+        ImagesError::NoNames | ImagesError::TooMany(_) | ImagesError::NameTooLong(_) => {
+            Status::invalid_argument(e.to_string())
+        }
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn report(r: Removed) -> (Vec<ImageInfo>, Option<GcReport>) {
+    (
+        r.untagged
+            .into_iter()
+            .map(|(name, d)| ImageInfo {
+                name,
+                digest: d.to_string(),
+            })
+            .collect(),
+        Some(GcReport {
+            blobs_removed: r.gc.blobs_removed as u64,
+            layers_removed: r.gc.layers_removed as u64,
+            bytes_freed: r.gc.bytes_freed,
+        }),
+    )
 }
 
 #[tonic::async_trait]
@@ -26,9 +79,10 @@ impl Agent for LocalService {
         &self,
         req: Request<Streaming<ImportChunk>>,
     ) -> Result<Response<ImportResponse>, Status> {
+        let images = self.images()?.clone();
         let mut stream = req.into_inner();
         let mut name = String::new();
-        let mut tmp = tempfile_in(self.images.root())?;
+        let mut tmp = tempfile_in(images.store().root())?;
         while let Some(chunk) = stream.message().await? {
             if name.is_empty() {
                 name = chunk.name;
@@ -42,11 +96,13 @@ impl Agent for LocalService {
             ));
         }
         let name = normalize_name(&name);
-        let images = self.images.clone();
+        // No garbage collection between writing the blobs and tagging them.
+        let _shared = images.shared().await;
+        let store = images.store().clone();
         let n = name.clone();
         let digest = tokio::task::spawn_blocking(move || {
             let f = std::fs::File::open(tmp.path())?;
-            images
+            store
                 .import_rootfs_tar(f, &n, ImageConfig::default())
                 .map_err(|e| std::io::Error::other(e.to_string()))
         })
@@ -65,7 +121,8 @@ impl Agent for LocalService {
         _req: Request<ListImagesRequest>,
     ) -> Result<Response<ListImagesResponse>, Status> {
         let list = self
-            .images
+            .images()?
+            .store()
             .list()
             .map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(ListImagesResponse {
@@ -77,6 +134,46 @@ impl Agent for LocalService {
                 })
                 .collect(),
         }))
+    }
+
+    async fn node_info(
+        &self,
+        _req: Request<NodeInfoRequest>,
+    ) -> Result<Response<NodeInfoResponse>, Status> {
+        Ok(Response::new(NodeInfoResponse {
+            node_id: self.node_id.clone(),
+            role: self.role.clone(),
+            managers: self.managers.addrs(),
+        }))
+    }
+
+    async fn remove_images(
+        &self,
+        req: Request<RemoveImagesRequest>,
+    ) -> Result<Response<RemoveImagesResponse>, Status> {
+        let r = self
+            .images()?
+            .remove(req.into_inner().names)
+            .await
+            .map_err(status_of)?;
+        for (name, _) in &r.untagged {
+            tracing::info!(image = %name, "image removed");
+        }
+        let (untagged, gc) = report(r);
+        Ok(Response::new(RemoveImagesResponse { untagged, gc }))
+    }
+
+    async fn prune_images(
+        &self,
+        req: Request<PruneImagesRequest>,
+    ) -> Result<Response<PruneImagesResponse>, Status> {
+        let r = self
+            .images()?
+            .prune(req.into_inner().all)
+            .await
+            .map_err(status_of)?;
+        let (untagged, gc) = report(r);
+        Ok(Response::new(PruneImagesResponse { untagged, gc }))
     }
 }
 

@@ -3,6 +3,7 @@
 //! so every call runs on tokio's blocking pool.
 
 use crate::executor::{truncate_output, BoxFut, ContainerState, ExecError, Executor, Exit};
+use crate::images::{NodeImages, IMAGE_DIGEST_LABEL};
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +29,7 @@ fn from_image(h: &ImageHealthcheck) -> HealthCheck {
 
 pub struct RuntimeExecutor {
     runtime: Arc<Runtime>,
-    images: Arc<ImageStore>,
+    images: Arc<NodeImages>,
 }
 
 impl RuntimeExecutor {
@@ -40,13 +41,15 @@ impl RuntimeExecutor {
             cgroup_parent,
         ))
         .map_err(|e| e.to_string())?;
+        let runtime = Arc::new(runtime);
         Ok(RuntimeExecutor {
-            runtime: Arc::new(runtime),
-            images: Arc::new(images),
+            images: NodeImages::new(Arc::new(images), runtime.clone()),
+            runtime,
         })
     }
 
-    pub fn images(&self) -> Arc<ImageStore> {
+    /// The node's images (shared with the control socket's image commands).
+    pub fn images(&self) -> Arc<NodeImages> {
         self.images.clone()
     }
 
@@ -119,13 +122,21 @@ fn container_spec(images: &ImageStore, task: &Task) -> Result<ContainerSpec, Exe
         .insert("swarm.service.id".into(), task.service_id.to_string());
     spec.labels
         .insert("swarm.service.name".into(), task.service_name.clone());
+    // What `image rm` checks before removing an image.
+    spec.labels.insert(
+        IMAGE_DIGEST_LABEL.into(),
+        prepared.manifest_digest.to_string(),
+    );
     Ok(spec)
 }
 
 impl Executor for RuntimeExecutor {
     fn prepare<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Result<(), ExecError>> {
         Box::pin(async move {
-            let images = self.images.clone();
+            // From resolving the image until the container pins its layers, no image removal
+            // or garbage collection runs.
+            let _shared = self.images.shared().await;
+            let images = self.images.store().clone();
             let t = task.clone();
             let spec = tokio::task::spawn_blocking(move || container_spec(&images, &t))
                 .await
@@ -160,10 +171,16 @@ impl Executor for RuntimeExecutor {
     fn remove<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), ExecError>> {
         let id = id.to_string();
         Box::pin(async move {
-            match self.blocking(move |rt| rt.remove(&id, true)).await {
+            let res = match self.blocking(move |rt| rt.remove(&id, true)).await {
                 Err(ExecError::NotFound(_)) => Ok(()),
                 other => other,
+            };
+            if res.is_ok() {
+                // Layers only this container used (an image re-tagged or removed meanwhile)
+                // can go now.
+                self.images.collect_soon();
             }
+            res
         })
     }
     fn inspect<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Option<ContainerState>, ExecError>> {
@@ -217,7 +234,7 @@ impl Executor for RuntimeExecutor {
     fn image_healthcheck<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Option<HealthCheck>> {
         let name = normalize_name(&task.spec.container.image);
         Box::pin(async move {
-            let images = self.images.clone();
+            let images = self.images.store().clone();
             tokio::task::spawn_blocking(move || images.config(&name).ok())
                 .await
                 .ok()

@@ -2,7 +2,9 @@
 //!
 //! Every node certificate is issued by the cluster's root CA with CN = node id, OU = role
 //! (`manager`, `worker`, or `admin` for client bundles) and O = cluster id, and carries the
-//! DNS name [`SERVER_NAME`], which is what clients verify. Servers accept connections without a
+//! DNS name [`SERVER_NAME`], which is what clients verify, together with the OU: only managers
+//! serve the cluster's TCP API, so a client refuses a server whose certificate is not a
+//! manager's (a worker's key cannot pose as a manager). Servers accept connections without a
 //! client certificate (a joining node has none yet) and expose the verified peer identity to
 //! every RPC through [`TlsConnectInfo`]; each service then decides which roles it admits.
 //! A joining node knows only the CA's digest from its token: [`pinned_client_config`] accepts a
@@ -32,12 +34,77 @@ use tonic::transport::{Channel, Endpoint, Uri};
 /// DNS name in every node certificate; clients verify servers against it.
 pub const SERVER_NAME: &str = "swarm-node";
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum TlsError {
     #[error("invalid certificate or key: {0}")]
     Pem(String),
     #[error("tls setup: {0}")]
     Config(String),
+    /// The server's certificate chains to the cluster CA but is not a manager's.
+    #[error("the server presented a {role} certificate (node {node_id}), not a manager's: only managers serve the cluster API; connect to a manager's address")]
+    NotManager { node_id: String, role: String },
+}
+
+/// The role every server certificate must carry.
+const MANAGER_ROLE: &str = "manager";
+
+/// Refuses a (chain-verified) server certificate whose OU is not `manager`.
+fn require_manager(end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+    let (node_id, role) = match identity_of(end_entity.as_ref()) {
+        Some(p) if p.role == MANAGER_ROLE => return Ok(()),
+        Some(p) if p.role.is_empty() => (p.node_id, "role-less".to_string()),
+        Some(p) => (p.node_id, p.role),
+        None => ("?".to_string(), "unreadable".to_string()),
+    };
+    Err(rustls::Error::InvalidCertificate(
+        rustls::CertificateError::Other(rustls::OtherError(Arc::new(TlsError::NotManager {
+            node_id,
+            role,
+        }))),
+    ))
+}
+
+/// Server verification for clients of managers: the chain must lead to the cluster CA
+/// (webpki, name [`SERVER_NAME`]) and the certificate must be a manager's.
+#[derive(Debug)]
+struct ManagerServer {
+    inner: Arc<WebPkiServerVerifier>,
+}
+
+impl ServerCertVerifier for ManagerServer {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let ok =
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        require_manager(end_entity)?;
+        Ok(ok)
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
 }
 
 fn provider() -> Arc<CryptoProvider> {
@@ -199,19 +266,25 @@ pub fn server_config(certs: &NodeCerts) -> Result<Arc<ServerConfig>, TlsError> {
     Ok(Arc::new(cfg))
 }
 
-/// Client side with our certificate; servers verified against the cluster CA.
+/// Client side with our certificate; servers verified against the cluster CA and required to
+/// present a manager's certificate (every TCP server of a cluster is a manager).
 pub fn client_config(certs: &NodeCerts) -> Result<Arc<ClientConfig>, TlsError> {
+    let inner = WebPkiServerVerifier::builder_with_provider(certs.roots()?, provider())
+        .build()
+        .map_err(|e| TlsError::Config(e.to_string()))?;
     let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
-        .with_root_certificates(certs.roots()?)
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ManagerServer { inner }))
         .with_client_cert_resolver(Arc::new(certs.clone()));
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(cfg))
 }
 
 /// Client side for a joining node: no client certificate; the server must present a chain
-/// with a CA whose digest is `ca_digest` (from the join token) that signed its certificate.
+/// with a CA whose digest is `ca_digest` (from the join token) that signed its certificate,
+/// which must be a manager's.
 pub fn pinned_client_config(ca_digest: &str) -> Result<Arc<ClientConfig>, TlsError> {
     let mut cfg = ClientConfig::builder_with_provider(provider())
         .with_protocol_versions(&[&rustls::version::TLS13])
@@ -254,7 +327,9 @@ impl ServerCertVerifier for PinnedCa {
         let v = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), self.provider.clone())
             .build()
             .map_err(|e| rustls::Error::General(e.to_string()))?;
-        v.verify_server_cert(end_entity, &[], server_name, ocsp, now)
+        let ok = v.verify_server_cert(end_entity, &[], server_name, ocsp, now)?;
+        require_manager(end_entity)?;
+        Ok(ok)
     }
     fn verify_tls12_signature(
         &self,
@@ -415,10 +490,46 @@ fn connector(
             let name = ServerName::try_from(SERVER_NAME).expect("valid server name");
             let tls = tokio_rustls::TlsConnector::from(cfg)
                 .connect(name, tcp)
-                .await?;
+                .await
+                .map_err(unwrap_refusal)?;
             Ok(TokioIo::new(tls))
         }) as ConnectFuture
     })
+}
+
+/// Brings our own verification errors ([`TlsError::NotManager`]) to the surface of a
+/// handshake error, so that callers show them as written instead of rustls' debug form.
+fn unwrap_refusal(e: io::Error) -> io::Error {
+    let mine = e
+        .get_ref()
+        .and_then(|i| i.downcast_ref::<rustls::Error>())
+        .and_then(|r| match r {
+            rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+                o.0.downcast_ref::<TlsError>().cloned()
+            }
+            _ => None,
+        });
+    match mine {
+        Some(t) => io::Error::new(io::ErrorKind::PermissionDenied, t),
+        None => e,
+    }
+}
+
+/// The TLS failure behind a connection error, when that is what it was.
+pub(crate) fn tls_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+    let mut cur = Some(e);
+    while let Some(x) = cur {
+        if let Some(inner) = x.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
+            if let Some(t) = inner.downcast_ref::<TlsError>() {
+                return Some(t.to_string());
+            }
+            if let Some(r) = inner.downcast_ref::<rustls::Error>() {
+                return Some(r.to_string());
+            }
+        }
+        cur = x.source();
+    }
+    None
 }
 
 /// A TLS channel that connects on first use and reconnects after failures.
@@ -437,9 +548,15 @@ pub async fn connect(
     tls_endpoint(addr)?
         .connect_with_connector(connector(cfg))
         .await
-        .map_err(|e| crate::transport::TransportError::Connect {
-            addr: addr.to_string(),
-            reason: crate::transport::root_cause(&e),
+        .map_err(|e| match tls_failure(&e) {
+            Some(reason) => crate::transport::TransportError::Tls {
+                addr: addr.to_string(),
+                reason,
+            },
+            None => crate::transport::TransportError::Connect {
+                addr: addr.to_string(),
+                reason: crate::transport::root_cause(&e),
+            },
         })
 }
 
@@ -453,4 +570,123 @@ pub fn new_key_and_csr() -> Result<(String, String), TlsError> {
         .and_then(|c| c.pem())
         .map_err(|e| TlsError::Config(e.to_string()))?;
     Ok((key.serialize_pem(), csr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rcgen::{
+        BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
+    };
+
+    /// A cluster CA (PEM) and its issuer.
+    fn ca() -> (String, Issuer<'static, KeyPair>) {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        p.distinguished_name
+            .push(DnType::CommonName, "swarm-root-ca");
+        let pem = p.self_signed(&key).unwrap().pem();
+        (pem.clone(), Issuer::from_ca_cert_pem(&pem, key).unwrap())
+    }
+
+    /// A node certificate as the manager's CA issues it: CN node id, OU role, O cluster.
+    fn node_certs(ca_pem: &str, issuer: &Issuer<'_, KeyPair>, node: &str, role: &str) -> NodeCerts {
+        let key = KeyPair::generate().unwrap();
+        let mut p = CertificateParams::new(vec![SERVER_NAME.to_string()]).unwrap();
+        p.distinguished_name.push(DnType::CommonName, node);
+        p.distinguished_name
+            .push(DnType::OrganizationalUnitName, role);
+        p.distinguished_name.push(DnType::OrganizationName, "c1");
+        p.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        let cert = p.signed_by(&key, issuer).unwrap().pem();
+        NodeCerts::new(ca_pem, &cert, &key.serialize_pem()).unwrap()
+    }
+
+    /// Serves TLS handshakes with `server` certificates on a loopback port until dropped.
+    async fn tls_server(server: &NodeCerts) -> (String, tokio::task::JoinHandle<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let acceptor = tokio_rustls::TlsAcceptor::from(server_config(server).unwrap());
+        let h = tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut tls) = acceptor.accept(tcp).await {
+                        // Keep the connection open until the client is done.
+                        let _ = tokio::io::AsyncReadExt::read(&mut tls, &mut [0u8; 1]).await;
+                    }
+                });
+            }
+        });
+        (addr, h)
+    }
+
+    async fn handshake(addr: &str, cfg: Arc<ClientConfig>) -> io::Result<()> {
+        let tcp = TcpStream::connect(addr).await?;
+        let name = ServerName::try_from(SERVER_NAME).unwrap();
+        tokio_rustls::TlsConnector::from(cfg)
+            .connect(name, tcp)
+            .await
+            .map_err(unwrap_refusal)
+            .map(drop)
+    }
+
+    #[tokio::test]
+    async fn clients_refuse_a_server_with_a_worker_certificate() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (ca_pem, issuer) = ca();
+        let admin = node_certs(&ca_pem, &issuer, "admin-1", "admin");
+        let client = client_config(&admin).unwrap();
+
+        let manager = node_certs(&ca_pem, &issuer, "m1", "manager");
+        let (addr, h1) = tls_server(&manager).await;
+        handshake(&addr, client.clone())
+            .await
+            .expect("a manager's certificate is accepted");
+
+        // Same CA, valid chain and name: only the OU says this is not a manager.
+        for role in ["worker", "admin"] {
+            let other = node_certs(&ca_pem, &issuer, "w1", role);
+            let (addr, h) = tls_server(&other).await;
+            let e = handshake(&addr, client.clone()).await.unwrap_err();
+            assert_eq!(e.kind(), io::ErrorKind::PermissionDenied, "{e}");
+            let msg = e.to_string();
+            assert!(
+                msg.contains(&format!("presented a {role} certificate (node w1)"))
+                    && msg.contains("connect to a manager's address"),
+                "{msg}"
+            );
+            // Through a tonic channel the message survives as a TLS error.
+            let err = connect(&addr, client.clone())
+                .await
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.starts_with("tls handshake with") && err.contains("not a manager's"),
+                "{err}"
+            );
+            h.abort();
+        }
+
+        // A joining node (CA pinned by its token) refuses a worker as well.
+        let digest = swarm_types::token::ca_digest(certs_from_pem(&ca_pem).unwrap()[0].as_ref());
+        let worker = node_certs(&ca_pem, &issuer, "w2", "worker");
+        let (addr, h2) = tls_server(&worker).await;
+        let e = handshake(&addr, pinned_client_config(&digest).unwrap())
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("worker certificate"), "{e}");
+        handshake(
+            &tls_server(&manager).await.0,
+            pinned_client_config(&digest).unwrap(),
+        )
+        .await
+        .expect("a joining node accepts a manager");
+        h1.abort();
+        h2.abort();
+    }
 }

@@ -1,5 +1,5 @@
-//! gRPC transport: channels to managers over TCP or a unix socket. Kept in one place so mutual
-//! TLS slots in here without reshaping callers.
+//! gRPC transport: where a client connects ([`Target`]), plaintext channels (the unix socket;
+//! TCP only in tests) and the errors of connecting. Mutual TLS channels are in [`crate::tls`].
 
 use hyper_util::rt::TokioIo;
 use std::time::Duration;
@@ -11,6 +11,9 @@ pub enum TransportError {
     Address { addr: String, reason: String },
     #[error("cannot connect to {addr}: {reason}; is swarmd running there?")]
     Connect { addr: String, reason: String },
+    /// Something answered, but the TLS handshake failed (wrong cluster, not a manager, ...).
+    #[error("tls handshake with {addr} failed: {reason}")]
+    Tls { addr: String, reason: String },
 }
 
 /// Where a client connects: `unix:///path`, `tcp://host:port`, `http://host:port` or

@@ -1,6 +1,8 @@
 //! Connection to a manager's control API and small helpers around its calls.
 
 use anyhow::anyhow;
+use swarm_api::agent::agent_client::AgentClient;
+use swarm_api::agent::{NodeInfoRequest, NodeInfoResponse};
 use swarm_api::control::control_client::ControlClient;
 use swarm_api::control::{ListRequest, ObjectPage, StatusRequest, StatusResponse};
 use swarm_api::transport::{connect, Target};
@@ -74,16 +76,80 @@ impl Context {
     }
 }
 
-/// Turns a gRPC status into the server's message (already written for the operator).
+/// The server does not serve the call: a worker's control socket has no control API (or the
+/// server is of another version). `crate::run` turns it into a message that says which.
+#[derive(Debug)]
+pub struct NotServed;
+
+impl std::fmt::Display for NotServed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the server does not serve this call; is it a swarmd manager of version {}?",
+            swarm_api::VERSION
+        )
+    }
+}
+
+impl std::error::Error for NotServed {}
+
+/// Turns a gRPC status into the server's message (already written for the operator); a status
+/// without one still says what happened.
 pub fn status_err(s: tonic::Status) -> anyhow::Error {
     match s.code() {
+        tonic::Code::Unimplemented => anyhow::Error::new(NotServed),
         tonic::Code::Unavailable
             if s.message().contains("transport") || s.message().contains("connect") =>
         {
             anyhow!("cannot reach the manager: {}", s.message())
         }
+        code if s.message().trim().is_empty() => anyhow!(
+            "the server answered {code:?} without a message ({})",
+            code.description().to_lowercase()
+        ),
         _ => anyhow!("{}", s.message()),
     }
+}
+
+impl Context {
+    /// Explains a [`NotServed`] error: over the unix socket, asks the node what it is, so that
+    /// a worker's socket says it is a worker and which managers it knows. Other errors pass.
+    pub async fn explain(&self, e: anyhow::Error) -> anyhow::Error {
+        if e.downcast_ref::<NotServed>().is_none() || !matches!(self.target, Target::Unix(_)) {
+            return e;
+        }
+        let info = async {
+            let ch = self.channel().await.ok()?;
+            AgentClient::new(ch)
+                .node_info(NodeInfoRequest {})
+                .await
+                .ok()
+                .map(|r| r.into_inner())
+        }
+        .await;
+        match info {
+            Some(i) if i.role != "manager" => anyhow!("{}", worker_message(&i)),
+            _ => e,
+        }
+    }
+}
+
+/// What `swarmctl` says when pointed at a worker's socket.
+pub fn worker_message(i: &NodeInfoResponse) -> String {
+    let managers = if i.managers.is_empty() {
+        "it knows no manager address".to_string()
+    } else {
+        format!("managers it knows: {}", i.managers.join(", "))
+    };
+    let example = i
+        .managers
+        .first()
+        .map(String::as_str)
+        .unwrap_or("MANAGER:4242");
+    format!(
+        "this node ({}) is a {}: control commands need a manager; {managers}; run swarmctl on a manager, or here with `swarmctl -H tcp://{example} --tls-dir DIR ...` (DIR: an admin bundle from `swarmctl cluster ca client-bundle DIR` on a manager)",
+        i.node_id, i.role
+    )
 }
 
 pub fn decode_object(b: &[u8]) -> anyhow::Result<Object> {
@@ -99,4 +165,36 @@ pub async fn collect(mut s: tonic::Streaming<ObjectPage>) -> anyhow::Result<Vec<
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_status_without_a_message_still_says_what_happened() {
+        let e = status_err(tonic::Status::internal("")).to_string();
+        assert!(
+            e.starts_with("the server answered Internal without a message"),
+            "{e}"
+        );
+        let e = status_err(tonic::Status::unimplemented(""));
+        assert!(e.downcast_ref::<NotServed>().is_some());
+        assert!(e.to_string().contains("does not serve this call"), "{e}");
+        assert_eq!(
+            status_err(tonic::Status::not_found("service web not found")).to_string(),
+            "service web not found"
+        );
+    }
+
+    #[test]
+    fn the_worker_message_names_the_managers() {
+        let m = worker_message(&NodeInfoResponse {
+            node_id: "w1".into(),
+            role: "worker".into(),
+            managers: vec!["10.0.0.1:4242".into(), "10.0.0.2:4242".into()],
+        });
+        assert!(m.starts_with("this node (w1) is a worker: control commands need a manager; managers it knows: 10.0.0.1:4242, 10.0.0.2:4242;"), "{m}");
+        assert!(m.contains("-H tcp://10.0.0.1:4242 --tls-dir DIR"), "{m}");
+    }
 }

@@ -83,11 +83,15 @@ pub fn run_blocking(cli: Cli) -> std::process::ExitCode {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let mut ctx = client::Context::new(&cli.host, cli.stale)?;
     ctx.tls_dir = cli.tls_dir.clone();
-    match cli.command {
+    let res = match cli.command {
         Command::Service(c) => commands::service::run(&ctx, c).await,
         Command::Node(c) => commands::node::run(&ctx, c).await,
         Command::Cluster(c) => commands::cluster::run(&ctx, c).await,
         Command::Image(c) => commands::image::run(&ctx, c).await,
         Command::Version => commands::version(&ctx).await,
+    };
+    match res {
+        Err(e) => Err(ctx.explain(e).await),
+        ok => ok,
     }
 }

@@ -253,7 +253,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         shutdown_rx.clone(),
     ));
     let db_dir = args.state_dir.join("agent").join("tasks");
-    let mut local = None;
+    let mut images: Result<_, String> =
+        Err("it runs the fake executor (no containers, no images)".into());
     // A node whose runtime cannot open says so in every heartbeat: the managers keep it down
     // with this reason, and its tasks go elsewhere.
     let mut unavailable = String::new();
@@ -271,7 +272,10 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let cgroup_parent = format!("swarm-{}", id.node_id.short());
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
             Ok(exec) => {
-                local = Some(swarm_agent::local::LocalService::new(exec.images()));
+                let node_images = exec.images();
+                // Leftovers of an earlier run (containers removed while swarmd was down).
+                node_images.collect_soon();
+                images = Ok(node_images);
                 let exec = std::sync::Arc::new(exec);
                 tokio::spawn(swarm_agent::worker::run(
                     id.node_id.clone(),
@@ -284,6 +288,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             Err(e) => {
                 tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks");
                 unavailable = format!("container runtime unavailable: {e}");
+                images = Err(format!("its container runtime is unavailable: {e}"));
             }
         }
     }
@@ -305,6 +310,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         )
         .await?;
     }
+    // The node-local API answers on every node, so that a worker's socket can say what it is.
+    let local = swarm_agent::local::LocalService::new(
+        id.node_id.to_string(),
+        id.role.as_str(),
+        managers.clone(),
+        images,
+    );
     tasks.push(crate::server::serve_unix(
         &sock,
         manager.clone(),

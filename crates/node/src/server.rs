@@ -76,7 +76,7 @@ pub fn serve_tcp(
 pub fn serve_unix(
     path: &Path,
     manager: Option<Manager>,
-    local: Option<LocalService>,
+    local: LocalService,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     use std::os::unix::fs::PermissionsExt;
@@ -95,11 +95,11 @@ pub fn serve_unix(
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     });
-    let local = local.map(|l| AgentServer::new(l).max_decoding_message_size(MAX_MESSAGE_BYTES));
+    let local = AgentServer::new(local).max_decoding_message_size(MAX_MESSAGE_BYTES);
     Ok(tokio::spawn(async move {
         let res = tonic::transport::Server::builder()
             .add_optional_service(control)
-            .add_optional_service(local)
+            .add_service(local)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(listener),
                 wait_shutdown(shutdown),

@@ -1,95 +1,292 @@
-//! The runc-compatible command line: `swarm-runtime [--root DIR] COMMAND`, with `create`,
-//! `start`, `state`, `kill`, `delete`, `run` and `list` over OCI bundles. Exit codes: the
-//! container's for `run`, 0/1 otherwise; errors on stderr.
+//! The runc-compatible command line: `swarm-runtime [GLOBAL OPTIONS] COMMAND [OPTIONS]`, with
+//! `create`, `start`, `state`, `kill`, `delete`, `run` and `list` over OCI bundles. Exit codes:
+//! the container's for `run`, 0/1 otherwise; errors on stderr (and, with `--log`, as records
+//! in the log file, the way runc writes them for containerd).
+//!
+//! Every runc option is either implemented or refused with a message that says why: none is
+//! accepted and ignored.
 
+use std::fs::File;
+use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::runtime::{ContainerInfo, Runtime, RuntimeConfig, RuntimeError};
 
-const USAGE: &str = "usage: swarm-runtime [--root DIR] COMMAND
+const USAGE: &str = "usage: swarm-runtime [GLOBAL OPTIONS] COMMAND [OPTIONS]
+global options (before the command):
+  --root DIR               state directory (default /run/swarm-runtime)
+  --log FILE               write log records to FILE instead of stderr
+  --log-format text|json   format of log records (default text)
+  --debug                  also log debug records
 commands:
-  create <id> --bundle DIR [--pid-file FILE]
+  create [--bundle DIR] [--pid-file FILE] [--no-new-keyring] <id>
   start <id>
-  run <id> --bundle DIR [--detach]
+  run [--bundle DIR] [--pid-file FILE] [--no-new-keyring] [--detach] <id>
   state <id>
-  kill <id> [SIGNAL]
+  kill [--all] <id> [SIGNAL]
   delete [--force] <id>
-  list [--format table|json]";
+  list [--format table|json] [--quiet]
+not supported (refused): --systemd-cgroup, --criu, --console-socket, --no-pivot";
 
 /// Errors of argument parsing and command execution.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
     #[error("{0}\n{USAGE}")]
     Usage(String),
+    /// A runc option swarm-runtime refuses instead of ignoring.
+    #[error("{flag} is not supported: {why}")]
+    Unsupported {
+        flag: &'static str,
+        why: &'static str,
+    },
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Oci(#[from] crate::oci::OciError),
     #[error("unknown signal {0:?}")]
     Signal(String),
+    #[error("{path}: {source}")]
+    File {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-struct Args {
+/// Options before the command.
+#[derive(Debug, Clone, PartialEq)]
+struct Globals {
     root: PathBuf,
+    log: Option<PathBuf>,
+    log_json: bool,
+    debug: bool,
+}
+
+#[derive(Debug)]
+struct Args {
+    globals: Globals,
     cmd: String,
     positional: Vec<String>,
     bundle: Option<PathBuf>,
     pid_file: Option<PathBuf>,
     force: bool,
     detach: bool,
+    all: bool,
+    quiet: bool,
     format: String,
 }
 
-fn parse(argv: Vec<String>) -> Result<Args, CliError> {
-    let mut a = Args {
+fn unsupported(flag: &str) -> Option<CliError> {
+    let (flag, why) = match flag {
+        "--systemd-cgroup" => (
+            "--systemd-cgroup",
+            "swarm-runtime manages cgroups through cgroupfs itself; drop the flag (docker: --exec-opt native.cgroupdriver=cgroupfs)",
+        ),
+        "--criu" => (
+            "--criu",
+            "swarm-runtime has no checkpoint/restore",
+        ),
+        "--console-socket" => (
+            "--console-socket",
+            "swarm-runtime has no tty support yet; run the container without a terminal (\"terminal\": false, no --console-socket)",
+        ),
+        "--no-pivot" => (
+            "--no-pivot",
+            "swarm-runtime always enters the rootfs with pivot_root, which a ramdisk root cannot do; run containers from a disk-backed root",
+        ),
+        _ => return None,
+    };
+    Some(CliError::Unsupported { flag, why })
+}
+
+const GLOBAL_FLAGS: &[&str] = &["--root", "--log", "--log-format", "--debug"];
+
+/// Splits `--flag=value` into the flag and its inline value.
+fn split_flag(arg: &str) -> (String, Option<String>) {
+    match arg.split_once('=') {
+        Some((f, v)) if f.starts_with("--") => (f.to_string(), Some(v.to_string())),
+        _ => (arg.to_string(), None),
+    }
+}
+
+fn parse_globals(it: &mut std::vec::IntoIter<String>) -> Result<(Globals, String), CliError> {
+    let mut g = Globals {
         root: PathBuf::from("/run/swarm-runtime"),
-        cmd: String::new(),
+        log: None,
+        log_json: false,
+        debug: false,
+    };
+    while let Some(arg) = it.next() {
+        let (flag, inline) = split_flag(&arg);
+        let mut val = || match inline.clone() {
+            Some(v) => Ok(v),
+            None => it
+                .next()
+                .ok_or_else(|| CliError::Usage(format!("{flag} needs a value"))),
+        };
+        match flag.as_str() {
+            "--root" => g.root = val()?.into(),
+            "--log" => g.log = Some(val()?.into()),
+            "--log-format" => {
+                g.log_json = match val()?.as_str() {
+                    "text" => false,
+                    "json" => true,
+                    other => {
+                        return Err(CliError::Usage(format!(
+                            "invalid --log-format {other:?}: use text or json"
+                        )))
+                    }
+                }
+            }
+            "--debug" => g.debug = true,
+            "--help" | "-h" => return Err(CliError::Usage(String::new())),
+            f if f.starts_with('-') && f.len() > 1 => {
+                return Err(unsupported(f)
+                    .unwrap_or_else(|| CliError::Usage(format!("unknown global option {f}"))))
+            }
+            _ => return Ok((g, arg)),
+        }
+    }
+    Err(CliError::Usage("missing command".into()))
+}
+
+fn parse_command(
+    globals: Globals,
+    cmd: String,
+    it: std::vec::IntoIter<String>,
+) -> Result<Args, CliError> {
+    let mut a = Args {
+        globals,
+        cmd,
         positional: Vec::new(),
         bundle: None,
         pid_file: None,
         force: false,
         detach: false,
+        all: false,
+        quiet: false,
         format: "table".into(),
     };
-    let mut it = argv.into_iter();
-    let need = |it: &mut std::vec::IntoIter<String>, f: &str| {
-        it.next()
-            .ok_or_else(|| CliError::Usage(format!("{f} needs a value")))
-    };
+    let mut it = it;
+    let creates = matches!(a.cmd.as_str(), "create" | "run");
     while let Some(arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with('-') => (f.to_string(), Some(v.to_string())),
-            _ => (arg.clone(), None),
-        };
-        let val = |it: &mut std::vec::IntoIter<String>| match inline.clone() {
+        let (flag, inline) = split_flag(&arg);
+        let mut val = || match inline.clone() {
             Some(v) => Ok(v),
-            None => need(it, &flag),
+            None => it
+                .next()
+                .ok_or_else(|| CliError::Usage(format!("{flag} needs a value"))),
         };
-        match flag.as_str() {
-            "--root" => a.root = val(&mut it)?.into(),
-            "--bundle" | "-b" => a.bundle = Some(val(&mut it)?.into()),
-            "--pid-file" => a.pid_file = Some(val(&mut it)?.into()),
-            "--format" | "-f" if a.cmd == "list" => a.format = val(&mut it)?,
-            "--force" | "-f" => a.force = true,
-            "--detach" | "-d" => a.detach = true,
-            "--log" | "--log-format" | "--criu" | "--console-socket" => {
-                val(&mut it)?;
+        match (a.cmd.as_str(), flag.as_str()) {
+            (_, "--help" | "-h") => return Err(CliError::Usage(String::new())),
+            (_, "--") => {
+                a.positional.extend(it.by_ref());
             }
-            "--debug" | "--systemd-cgroup" | "--all" | "-a" | "--no-pivot" | "--no-new-keyring" => {
+            (_, "--bundle" | "-b") if creates => a.bundle = Some(val()?.into()),
+            (_, "--pid-file") if creates => a.pid_file = Some(val()?.into()),
+            // runc's default is a new session keyring; swarm-runtime never creates one (and
+            // its seccomp profile denies keyctl), so every container already runs as with
+            // this flag.
+            (_, "--no-new-keyring") if creates => {}
+            (_, f @ ("--console-socket" | "--no-pivot")) if creates => {
+                return Err(unsupported(f).expect("listed"))
             }
-            "--help" | "-h" => return Err(CliError::Usage(String::new())),
-            f if f.starts_with('-') && f.len() > 1 && a.cmd != "kill" => {
-                return Err(CliError::Usage(format!("unknown flag {f}")))
+            ("run", "--detach" | "-d") => a.detach = true,
+            ("delete", "--force" | "-f") => a.force = true,
+            ("kill", "--all" | "-a") => a.all = true,
+            ("list" | "ps", "--format" | "-f") => {
+                a.format = val()?;
+                if a.format != "table" && a.format != "json" {
+                    return Err(CliError::Usage(format!(
+                        "invalid --format {:?}: use table or json",
+                        a.format
+                    )));
+                }
             }
-            _ if a.cmd.is_empty() => a.cmd = arg,
+            ("list" | "ps", "--quiet" | "-q") => a.quiet = true,
+            (cmd, f) if f.starts_with('-') && f.len() > 1 => {
+                if GLOBAL_FLAGS.contains(&f) {
+                    return Err(CliError::Usage(format!(
+                        "{f} is a global option: put it before the command (swarm-runtime {f} ... {cmd})"
+                    )));
+                }
+                if let Some(e) = unsupported(f) {
+                    return Err(e);
+                }
+                return Err(CliError::Usage(format!("unknown option {f} for {cmd}")));
+            }
             _ => a.positional.push(arg),
         }
     }
-    if a.cmd.is_empty() {
-        return Err(CliError::Usage("missing command".into()));
-    }
     Ok(a)
+}
+
+#[cfg(test)]
+fn parse(argv: Vec<String>) -> Result<Args, CliError> {
+    let mut it = argv.into_iter();
+    let (g, cmd) = parse_globals(&mut it)?;
+    parse_command(g, cmd, it)
+}
+
+/// Log records, as runc writes them: to `--log FILE` (appended) or stderr, in logrus's text
+/// format or, with `--log-format json`, one JSON object a line (`level`, `msg`, `time`).
+struct Logger {
+    file: Option<File>,
+    json: bool,
+    debug: bool,
+}
+
+impl Logger {
+    fn open(g: &Globals) -> Result<Logger, CliError> {
+        let file = match &g.log {
+            Some(p) => Some(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(p)
+                    .map_err(|source| CliError::File {
+                        path: p.clone(),
+                        source,
+                    })?,
+            ),
+            None => None,
+        };
+        Ok(Logger {
+            file,
+            json: g.log_json,
+            debug: g.debug,
+        })
+    }
+
+    fn record(&self, level: &str, msg: &str) {
+        let time = crate::timefmt::rfc3339_now();
+        let line = if self.json {
+            serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string()
+        } else {
+            let q = |s: &str| serde_json::Value::from(s).to_string();
+            format!("time={} level={level} msg={}", q(&time), q(msg))
+        };
+        match &self.file {
+            Some(f) => {
+                let _ = writeln!(&*f, "{line}");
+            }
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn debug(&self, msg: impl FnOnce() -> String) {
+        if self.debug {
+            self.record("debug", &msg());
+        }
+    }
+
+    /// The error is printed on stderr by `main` in any case; the log gets a record when it is
+    /// a file (containerd reads the reason from there).
+    fn error(&self, msg: &str) {
+        if self.file.is_some() {
+            self.record("error", msg);
+        }
+    }
 }
 
 fn parse_signal(s: &str) -> Result<i32, CliError> {
@@ -135,7 +332,7 @@ fn id_arg(a: &Args) -> Result<String, CliError> {
 fn runtime(a: &Args) -> Result<Runtime, CliError> {
     let parent =
         std::env::var("SWARM_RUNTIME_CGROUP_PARENT").unwrap_or_else(|_| "swarm-runtime".into());
-    Ok(Runtime::new(RuntimeConfig::new(&a.root, parent))?)
+    Ok(Runtime::new(RuntimeConfig::new(&a.globals.root, parent))?)
 }
 
 fn create(rt: &Runtime, a: &Args, id: &str) -> Result<ContainerInfo, CliError> {
@@ -147,9 +344,31 @@ fn create(rt: &Runtime, a: &Args, id: &str) -> Result<ContainerInfo, CliError> {
     let spec = crate::oci::load_bundle(id, &bundle)?;
     let info = rt.create_with_bundle(spec, Some(bundle))?;
     if let Some(p) = &a.pid_file {
-        let _ = std::fs::write(p, info.pid.to_string());
+        if let Err(e) = write_pid_file(p, info.pid) {
+            // A caller that asked for the pid file cannot manage a container without it.
+            let _ = rt.remove(id, true);
+            return Err(e);
+        }
     }
     Ok(info)
+}
+
+/// Writes the init pid the way runc does: to a temporary file beside `p`, renamed into place,
+/// so a reader never sees a partial pid.
+fn write_pid_file(p: &std::path::Path, pid: i32) -> Result<(), CliError> {
+    let err = |source| CliError::File {
+        path: p.to_path_buf(),
+        source,
+    };
+    let name = p
+        .file_name()
+        .ok_or_else(|| err(std::io::Error::other("not a file name")))?;
+    let tmp = p.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    std::fs::write(&tmp, pid.to_string()).map_err(err)?;
+    std::fs::rename(&tmp, p).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        err(e)
+    })
 }
 
 fn run_cmd(a: Args) -> Result<i32, CliError> {
@@ -189,7 +408,11 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
         "kill" => {
             let id = id_arg(&a)?;
             let sig = parse_signal(a.positional.get(1).map_or("TERM", |s| s.as_str()))?;
-            runtime(&a)?.signal(&id, sig)?;
+            if a.all {
+                runtime(&a)?.signal_all(&id, sig)?;
+            } else {
+                runtime(&a)?.signal(&id, sig)?;
+            }
             Ok(0)
         }
         "delete" => {
@@ -202,7 +425,11 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
         }
         "list" | "ps" => {
             let list = runtime(&a)?.list()?;
-            if a.format == "json" {
+            if a.quiet {
+                for i in list {
+                    println!("{}", i.id);
+                }
+            } else if a.format == "json" {
                 let v: Vec<_> = list.iter().map(state_json).collect();
                 println!("{}", serde_json::to_string(&v).expect("json"));
             } else {
@@ -236,13 +463,36 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
 
 /// Entry point of the `swarm-runtime` binary (argv without the program name).
 pub fn main(argv: Vec<String>) -> i32 {
-    match parse(argv).and_then(run_cmd) {
-        Ok(code) => code,
-        Err(CliError::Usage(m)) if m.is_empty() => {
+    let mut it = argv.into_iter();
+    let (globals, cmd) = match parse_globals(&mut it) {
+        Ok(g) => g,
+        Err(e) => return fail(None, e),
+    };
+    let log = match Logger::open(&globals) {
+        Ok(l) => l,
+        Err(e) => return fail(None, e),
+    };
+    let rest: Vec<String> = it.collect();
+    log.debug(|| format!("{cmd} {}", rest.join(" ")));
+    match parse_command(globals, cmd, rest.into_iter()).and_then(run_cmd) {
+        Ok(code) => {
+            log.debug(|| format!("exit code {code}"));
+            code
+        }
+        Err(e) => fail(Some(&log), e),
+    }
+}
+
+fn fail(log: Option<&Logger>, e: CliError) -> i32 {
+    match e {
+        CliError::Usage(m) if m.is_empty() => {
             println!("{USAGE}");
             0
         }
-        Err(e) => {
+        e => {
+            if let Some(l) = log {
+                l.error(&e.to_string());
+            }
             eprintln!("swarm-runtime: {e}");
             1
         }
@@ -253,21 +503,165 @@ pub fn main(argv: Vec<String>) -> i32 {
 mod tests {
     use super::*;
 
+    fn args(v: &[&str]) -> Result<Args, CliError> {
+        parse(v.iter().map(|s| s.to_string()).collect())
+    }
+
     #[test]
     fn parses_runc_style_arguments() {
-        let a = parse(
-            ["--root", "/tmp/r", "run", "--bundle=/b", "c1"]
-                .map(String::from)
-                .to_vec(),
-        )
+        let a = args(&[
+            "--root",
+            "/tmp/r",
+            "--log",
+            "/tmp/l.json",
+            "--log-format=json",
+            "--debug",
+            "run",
+            "--bundle=/b",
+            "--pid-file",
+            "/p",
+            "--no-new-keyring",
+            "-d",
+            "c1",
+        ])
         .unwrap();
-        assert_eq!(a.root, PathBuf::from("/tmp/r"));
+        assert_eq!(
+            a.globals,
+            Globals {
+                root: "/tmp/r".into(),
+                log: Some("/tmp/l.json".into()),
+                log_json: true,
+                debug: true,
+            }
+        );
         assert_eq!((a.cmd.as_str(), a.positional[0].as_str()), ("run", "c1"));
         assert_eq!(a.bundle, Some(PathBuf::from("/b")));
-        let a = parse(["delete", "-f", "c1"].map(String::from).to_vec()).unwrap();
-        assert!(a.force);
+        assert_eq!(a.pid_file, Some(PathBuf::from("/p")));
+        assert!(a.detach);
+        assert!(args(&["delete", "-f", "c1"]).unwrap().force);
+        let a = args(&["kill", "--all", "c1", "KILL"]).unwrap();
+        assert!(a.all);
+        assert_eq!(a.positional, vec!["c1", "KILL"]);
+        let a = args(&["list", "-q", "--format", "json"]).unwrap();
+        assert!(a.quiet && a.format == "json");
         assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
         assert_eq!(parse_signal("term").unwrap(), 15);
         assert!(parse_signal("NOPE").is_err());
+    }
+
+    #[test]
+    fn runc_options_without_support_are_refused_not_ignored() {
+        for (argv, flag) in [
+            (
+                &["--systemd-cgroup", "create", "c1"][..],
+                "--systemd-cgroup",
+            ),
+            (&["--criu", "/usr/sbin/criu", "create", "c1"][..], "--criu"),
+            (
+                &["create", "--console-socket", "/s.sock", "c1"][..],
+                "--console-socket",
+            ),
+            (
+                &["run", "--console-socket=/s.sock", "c1"][..],
+                "--console-socket",
+            ),
+            (&["create", "--no-pivot", "c1"][..], "--no-pivot"),
+            (
+                &["create", "--systemd-cgroup", "c1"][..],
+                "--systemd-cgroup",
+            ),
+        ] {
+            match args(argv) {
+                Err(CliError::Unsupported { flag: f, why }) => {
+                    assert_eq!(f, flag, "{argv:?}");
+                    assert!(!why.is_empty());
+                }
+                other => panic!("{argv:?}: {other:?}"),
+            }
+        }
+        let e = args(&["create", "--console-socket", "/s", "c1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no tty support"), "{e}");
+    }
+
+    #[test]
+    fn options_are_checked_against_their_command() {
+        for (argv, says) in [
+            (
+                &["start", "--all", "c1"][..],
+                "unknown option --all for start",
+            ),
+            (&["kill", "-9", "c1"][..], "unknown option -9 for kill"),
+            (
+                &["delete", "--detach", "c1"][..],
+                "unknown option --detach for delete",
+            ),
+            (
+                &["state", "--pid-file", "/p", "c1"][..],
+                "unknown option --pid-file",
+            ),
+            (
+                &["create", "--preserve-fds", "2", "c1"][..],
+                "unknown option --preserve-fds",
+            ),
+            (
+                &["create", "--root", "/r", "c1"][..],
+                "--root is a global option",
+            ),
+            (&["--log-format", "xml", "list"][..], "use text or json"),
+            (
+                &["--rootless", "true", "list"][..],
+                "unknown global option --rootless",
+            ),
+            (&["list", "--format", "yaml"][..], "use table or json"),
+            (&["--root", "/r"][..], "missing command"),
+        ] {
+            let e = args(argv).unwrap_err().to_string();
+            assert!(e.contains(says), "{argv:?}: {e}");
+        }
+        // `--` ends the options.
+        assert_eq!(args(&["state", "--", "-c"]).unwrap().positional, vec!["-c"]);
+    }
+
+    #[test]
+    fn log_records_are_runc_shaped() {
+        let t = tempfile::tempdir().unwrap();
+        for json in [true, false] {
+            let p = t.path().join(format!("log-{json}"));
+            let g = Globals {
+                root: t.path().into(),
+                log: Some(p.clone()),
+                log_json: json,
+                debug: false,
+            };
+            let l = Logger::open(&g).unwrap();
+            l.debug(|| "not written without --debug".into());
+            l.error("container \"c1\" not found");
+            let text = std::fs::read_to_string(&p).unwrap();
+            assert_eq!(text.lines().count(), 1, "{text}");
+            if json {
+                let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+                assert_eq!(v["level"], "error");
+                assert_eq!(v["msg"], "container \"c1\" not found");
+                assert!(v["time"].as_str().unwrap().ends_with('Z'));
+            } else {
+                assert!(text.starts_with("time=\""), "{text}");
+                assert!(
+                    text.contains(r#"level=error msg="container \"c1\" not found""#),
+                    "{text}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn pid_file_is_written_whole_or_reported() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("init.pid");
+        write_pid_file(&p, 4242).unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "4242");
+        let e = write_pid_file(&t.path().join("no/such/dir/pid"), 1).unwrap_err();
+        assert!(matches!(e, CliError::File { .. }), "{e}");
     }
 }

@@ -505,6 +505,28 @@ impl Runtime {
         sys::pidfd_send_signal(pfd.as_raw_fd(), sig).map_err(ioe(&sd.init_state()))
     }
 
+    /// Sends a signal to every process of the container's cgroup (runc's `kill --all`), not
+    /// only to its init.
+    pub fn signal_all(&self, id: &str, sig: i32) -> Result<(), RuntimeError> {
+        let (sd, cfg) = self.existing(id)?;
+        if self.live_pid(&sd)?.is_none() {
+            return Err(RuntimeError::InvalidState {
+                id: id.into(),
+                status: ContainerStatus::Stopped,
+                hint: "there is no process to signal",
+            });
+        }
+        // Created, not started: only the init exists and it ignores catchable signals (as in
+        // `signal`).
+        let sig = if sd.fifo().exists() {
+            libc::SIGKILL
+        } else {
+            sig
+        };
+        self.cgroup(&cfg).kill_all(sig);
+        Ok(())
+    }
+
     /// SIGTERM, wait up to `grace`, then SIGKILL; returns the exit status.
     pub fn stop(&self, id: &str, grace: Duration) -> Result<ExitStatus, RuntimeError> {
         let info = self.inspect(id)?;
@@ -652,6 +674,16 @@ impl Runtime {
     pub fn stats(&self, id: &str) -> Result<ContainerStats, RuntimeError> {
         let (_, cfg) = self.existing(id)?;
         Ok(self.cgroup(&cfg).stats())
+    }
+
+    /// The image layers (overlay lower dirs) of one container, lowest first; empty for a
+    /// container on a plain directory.
+    pub fn lower_dirs(&self, id: &str) -> Result<Vec<PathBuf>, RuntimeError> {
+        let (_, cfg) = self.existing(id)?;
+        Ok(match cfg.spec.rootfs {
+            RootfsSpec::Layers { lower } => lower,
+            _ => Vec::new(),
+        })
     }
 
     /// Lower dirs used by existing containers (pass to `ImageStore::gc`).

@@ -74,3 +74,162 @@ fn run_state_kill_delete_over_a_bundle() {
         let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &parent).remove();
     }
 }
+
+/// runc options swarm-runtime does not support fail with a reason (no root needed: refused
+/// before anything is touched).
+#[test]
+fn unsupported_runc_options_are_refused_with_a_reason() {
+    let t = tempfile::tempdir().unwrap();
+    let root = t.path().join("state");
+    for (args, says) in [
+        (
+            &["create", "--console-socket", "/tmp/console.sock", "c1"][..],
+            "--console-socket is not supported: swarm-runtime has no tty support yet",
+        ),
+        (
+            &["--systemd-cgroup", "run", "c1"][..],
+            "--systemd-cgroup is not supported",
+        ),
+        (
+            &["run", "--no-pivot", "c1"][..],
+            "--no-pivot is not supported",
+        ),
+        (
+            &["--criu", "/bin/criu", "list"][..],
+            "--criu is not supported",
+        ),
+    ] {
+        let o = bin().arg("--root").arg(&root).args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(says), "{args:?}: {err}");
+    }
+    assert!(!root.join("containers/c1").exists(), "nothing was created");
+}
+
+/// `--log FILE --log-format json`: the error goes to the file as a runc-style record (that is
+/// where containerd reads it), and still to stderr.
+#[test]
+fn errors_are_logged_as_json_records_with_log_and_log_format() {
+    let t = tempfile::tempdir().unwrap();
+    let log = t.path().join("runtime.log");
+    let o = bin()
+        .arg("--root")
+        .arg(t.path().join("state"))
+        .arg("--log")
+        .arg(&log)
+        .args(["--log-format", "json", "state", "no-such-container"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no-such-container"));
+    let text = std::fs::read_to_string(&log).expect("the log file is written");
+    let rec: serde_json::Value = serde_json::from_str(text.lines().last().unwrap()).unwrap();
+    assert_eq!(rec["level"], "error", "{text}");
+    assert!(
+        rec["msg"].as_str().unwrap().contains("no-such-container"),
+        "{text}"
+    );
+    assert!(rec["time"].is_string(), "{text}");
+}
+
+/// `--pid-file` holds the init pid; `kill --all` reaches every process of the container's
+/// cgroup, not only its init.
+#[test]
+fn pid_file_and_kill_all() {
+    common::require_root_and_busybox();
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("bundle");
+    common::busybox_rootfs(&bundle.join("rootfs"));
+    std::fs::write(
+        bundle.join("config.json"),
+        r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["sh","-c","sleep 300 & sleep 300 & wait"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs","readonly":true},"hostname":"cli","linux":{"namespaces":[{"type":"pid"},{"type":"network"},{"type":"mount"}]}}"#,
+    )
+    .unwrap();
+    let root = t.path().join("state");
+    let root_s = root.to_str().unwrap();
+    let parent = format!("swarm-rt-cli-all-{}", std::process::id());
+    let pid_file = t.path().join("c3.pid");
+    // Removes the container and its cgroups even when an assertion fails.
+    struct Cleanup<'a>(&'a str, &'a str);
+    impl Drop for Cleanup<'_> {
+        fn drop(&mut self) {
+            let _ = bin()
+                .env("SWARM_RUNTIME_CGROUP_PARENT", self.1)
+                .args(["--root", self.0, "delete", "--force", "c3"])
+                .output();
+            if let Ok(h) = swarm_runtime::cgroup::detect() {
+                let _ = swarm_runtime::cgroup::Cgroup::new(h, "", self.1).remove();
+            }
+        }
+    }
+    let _cleanup = Cleanup(root_s, &parent);
+    let ok = |args: &[&str]| {
+        let o = bin()
+            .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
+            .args(["--root", root_s])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        String::from_utf8(o.stdout).unwrap()
+    };
+    let st = bin()
+        .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
+        .args([
+            "--root",
+            root_s,
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+        ])
+        .arg("--pid-file")
+        .arg(&pid_file)
+        .arg("c3")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let state: serde_json::Value = serde_json::from_str(&ok(&["state", "c3"])).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(&pid_file).unwrap(),
+        state["pid"].to_string(),
+        "the pid file holds the init pid"
+    );
+    ok(&["start", "c3"]);
+    let cg =
+        swarm_runtime::cgroup::Cgroup::new(swarm_runtime::cgroup::detect().unwrap(), &parent, "c3");
+    // init, sh and two sleeps
+    common::wait_until("4 processes", std::time::Duration::from_secs(10), || {
+        cg.pids().len() >= 4
+    });
+    let stopped = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .ok()
+            .and_then(|s| s.rsplit_once(") ").map(|(_, r)| r.starts_with('T')))
+            .unwrap_or(false)
+    };
+    ok(&["kill", "--all", "c3", "STOP"]);
+    common::wait_until(
+        "every process of the container stopped",
+        std::time::Duration::from_secs(10),
+        || cg.pids().iter().all(|p| stopped(*p)),
+    );
+    ok(&["kill", "--all", "c3", "KILL"]);
+    common::wait_until(
+        "container stopped",
+        std::time::Duration::from_secs(10),
+        || {
+            let s: serde_json::Value = serde_json::from_str(&ok(&["state", "c3"])).unwrap();
+            s["status"] == "stopped"
+        },
+    );
+    ok(&["delete", "c3"]);
+}

@@ -251,6 +251,13 @@ pub enum SpecError {
         count: usize,
         limit: usize,
     },
+    /// A setting the service's mode never reads: refused rather than silently dropped.
+    #[error("{what} does not apply to a {mode} service: {why}")]
+    NotForMode {
+        what: &'static str,
+        mode: &'static str,
+        why: &'static str,
+    },
 }
 
 /// Validates a service name the way docker does: 1-63 chars of `[a-zA-Z0-9-_.]`, starting with
@@ -284,8 +291,9 @@ pub fn validate_image(image: &str) -> Result<(), SpecError> {
     if image.is_empty() {
         return Err(SpecError::MissingImage);
     }
+    // A reference starts with a letter or digit: `-p` is an option that ended up here.
     let bad = image.chars().any(|c| c.is_whitespace() || c.is_control())
-        || image.starts_with([':', '@', '/'])
+        || !image.starts_with(|c: char| c.is_ascii_alphanumeric())
         || image.ends_with([':', '@', '/']);
     if bad {
         return Err(SpecError::Image(image.to_string()));
@@ -390,6 +398,7 @@ impl ServiceSpec {
                 ));
             }
         }
+        self.validate_for_mode()?;
         let r = &self.task.resources;
         if r.limits.nano_cpus < 0
             || r.limits.memory_bytes < 0
@@ -402,6 +411,51 @@ impl ServiceSpec {
             return Err(SpecError::Resources(
                 "memory limit must be at least 6MiB (a smaller one kills any process at start)",
             ));
+        }
+        Ok(())
+    }
+}
+
+impl ServiceSpec {
+    /// Settings the orchestrator ignores in this spec's mode are refused, so that no flag is
+    /// accepted and then dropped.
+    fn validate_for_mode(&self) -> Result<(), SpecError> {
+        let mode = self.mode.name();
+        let not = |what, why| Err(SpecError::NotForMode { what, mode, why });
+        let global = matches!(self.mode, ServiceMode::Global | ServiceMode::GlobalJob);
+        // A replicated job's new spec applies to the tasks started after it; running ones finish
+        // as they are. (A global job's tasks are replaced node by node like a global service's.)
+        let job = matches!(self.mode, ServiceMode::ReplicatedJob { .. });
+        if job
+            && (self.update_config != UpdateConfig::default()
+                || self.rollback_config != UpdateConfig::default())
+        {
+            return not(
+                "an update or rollback config",
+                "its tasks are never replaced by an update (a new spec applies to the tasks started after it); remove the --update-* and --rollback-* options",
+            );
+        }
+        if global {
+            if self.update_config.order == UpdateOrder::StartFirst
+                || self.rollback_config.order == UpdateOrder::StartFirst
+            {
+                return not(
+                    "the start-first update order",
+                    "it runs one task per node, and a node's new task starts only after its old one stopped; use --update-order stop-first (and --rollback-order stop-first)",
+                );
+            }
+            if self.task.placement.max_replicas_per_node != 0 {
+                return not(
+                    "a maximum of replicas per node",
+                    "it runs exactly one task on each eligible node; remove --replicas-max-per-node",
+                );
+            }
+            if !self.task.placement.preferences.is_empty() {
+                return not(
+                    "a placement preference",
+                    "it runs a task on every eligible node, there is nothing to spread; use --constraint to choose nodes",
+                );
+            }
         }
         Ok(())
     }
@@ -518,7 +572,15 @@ mod tests {
     #[test]
     fn bad_images_are_refused() {
         let mut s = spec("web");
-        for img in ["", "bad image", "x:", "x@sha256:123", ":tag"] {
+        for img in [
+            "",
+            "bad image",
+            "x:",
+            "x@sha256:123",
+            ":tag",
+            "-p",
+            "--publish",
+        ] {
             s.task.container.image = img.into();
             assert!(s.validate().is_err(), "{img}");
         }
@@ -548,5 +610,54 @@ mod tests {
         s.validate().unwrap();
         s.task.placement.preferences = vec!["spread=zone".into()];
         assert!(matches!(s.validate(), Err(SpecError::Preference(_))));
+    }
+
+    #[test]
+    fn settings_the_mode_ignores_are_refused() {
+        let with_mode = |mode: ServiceMode| {
+            let mut s = spec("svc");
+            s.mode = mode;
+            s
+        };
+        let job = ServiceMode::ReplicatedJob {
+            max_concurrent: 1,
+            total_completions: 3,
+        };
+        for mode in [ServiceMode::Global, ServiceMode::GlobalJob] {
+            let mut s = with_mode(mode.clone());
+            s.validate().unwrap();
+            s.update_config.order = UpdateOrder::StartFirst;
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("start-first") && e.contains("stop-first"), "{e}");
+            let mut s = with_mode(mode.clone());
+            s.task.placement.max_replicas_per_node = 2;
+            assert!(matches!(s.validate(), Err(SpecError::NotForMode { .. })));
+            let mut s = with_mode(mode.clone());
+            s.task.placement.preferences = vec!["spread=node.labels.zone".into()];
+            assert!(matches!(s.validate(), Err(SpecError::NotForMode { .. })));
+        }
+        let mut s = with_mode(ServiceMode::Global);
+        s.rollback_config.order = UpdateOrder::StartFirst;
+        assert!(matches!(s.validate(), Err(SpecError::NotForMode { .. })));
+        let mut s = with_mode(job.clone());
+        s.update_config.parallelism = 3;
+        let e = s.validate().unwrap_err().to_string();
+        assert!(e.contains("--update-*"), "{e}");
+        let mut s = with_mode(job.clone());
+        s.rollback_config.failure_action = FailureAction::Continue;
+        assert!(matches!(s.validate(), Err(SpecError::NotForMode { .. })));
+        // A global job's tasks are replaced like a global service's: update settings apply.
+        let mut s = with_mode(ServiceMode::GlobalJob);
+        s.update_config.parallelism = 3;
+        s.validate().unwrap();
+        // What the modes do read stays accepted.
+        let mut s = with_mode(ServiceMode::Replicated { replicas: 3 });
+        s.update_config.order = UpdateOrder::StartFirst;
+        s.task.placement.max_replicas_per_node = 1;
+        s.task.placement.preferences = vec!["spread=node.labels.zone".into()];
+        s.validate().unwrap();
+        let mut s = with_mode(job);
+        s.task.placement.max_replicas_per_node = 1;
+        s.validate().unwrap();
     }
 }

@@ -219,7 +219,7 @@ run_swarm() { # nodes [warm]
     sw_start "$nodes"
     if [ "${2:-}" = warm ]; then
         # One task per node unpacks the image's layer there (untimed).
-        ctl service create -d --name warmup --mode global busybox sleep 1d 0 >/dev/null
+        ctl service create -q --name warmup --mode global busybox sleep 1d 0 >/dev/null
         wait_for "warm-up service $nodes/$nodes" sw_replicas_of warmup "$nodes"
         ctl service rm warmup >/dev/null
         wait_for "warm-up containers gone" sw_cgroups_empty
@@ -227,13 +227,13 @@ run_swarm() { # nodes [warm]
     PEAK_DAEMON=0; PEAK_EXTRA=0; PEAK_EXTRA_N=0
     log "$VARIANT run $RUN: create $N1"
     t0=$(now)
-    ctl service create -d --name "$SVC" --replicas "$N1" busybox sleep 1d "$TAG" >/dev/null
+    ctl service create -q --name "$SVC" --replicas "$N1" busybox sleep 1d "$TAG" >/dev/null
     ON_POLL="" wait_for "service ls $N1/$N1" sw_replicas "$N1"
     record create "$(elapsed "$t0" "$(now)")"
     [ "$(nprocs)" -ge "$N1" ] || log "WARNING: $N1/$N1 shown but only $(nprocs) processes"
     log "$VARIANT run $RUN: scale to $N2"
     t0=$(now)
-    ctl service scale -d "$SVC=$N2" >/dev/null
+    ctl service scale "$SVC=$N2" >/dev/null
     ON_POLL=sw_mem_sample wait_for "service ls $N2/$N2" sw_replicas "$N2"
     record scale "$(elapsed "$t0" "$(now)")"
     ON_POLL=""

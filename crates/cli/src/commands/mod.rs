@@ -15,7 +15,7 @@ pub async fn version(ctx: &Context) -> anyhow::Result<()> {
             "Server:\n Version:\t{}\n Node ID:\t{}\n Cluster ID:\t{}",
             s.version, s.node_id, s.cluster_id
         ),
-        Err(e) => println!("Server:\n (not reachable: {e:#})"),
+        Err(e) => println!("Server:\n ({:#})", ctx.explain(e).await),
     }
     Ok(())
 }

@@ -268,6 +268,7 @@ pub struct PreparedImage {
 pub struct GcStats {
     pub blobs_removed: usize,
     pub layers_removed: usize,
+    /// Size of the removed blobs plus the files of the removed unpacked layers.
     pub bytes_freed: u64,
 }
 
@@ -724,6 +725,18 @@ impl ImageStore {
         })
     }
 
+    /// The directories `prepare` unpacks a manifest's layers into, lowest first, whether or not
+    /// they exist yet (nothing is unpacked).
+    pub fn layer_dirs(&self, manifest: &Digest) -> Result<Vec<PathBuf>, ImageError> {
+        let m = self.manifest(manifest)?;
+        let cf: ConfigFile = self.read_json(&m.config.digest)?;
+        Ok(m.layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| self.layer_dir_for(l, cf.rootfs.diff_ids.get(i)))
+            .collect())
+    }
+
     /// Directory holding the unpacked form of a layer.
     fn layer_dir_for(&self, layer: &Descriptor, diff_id: Option<&Digest>) -> PathBuf {
         let key = diff_id.unwrap_or(&layer.digest);
@@ -844,12 +857,26 @@ impl ImageStore {
         let ldir = self.root.join("layers");
         for e in fs::read_dir(&ldir).map_err(io_err(&ldir))?.flatten() {
             if !keep_layers.contains(&e.path()) {
+                stats.bytes_freed += disk_usage(&e.path());
                 fs::remove_dir_all(e.path()).map_err(io_err(e.path()))?;
                 stats.layers_removed += 1;
             }
         }
         Ok(stats)
     }
+}
+
+/// Bytes of the regular files under `p` (symlinks not followed); best effort.
+fn disk_usage(p: &Path) -> u64 {
+    let Ok(md) = fs::symlink_metadata(p) else {
+        return 0;
+    };
+    if !md.is_dir() {
+        return if md.is_file() { md.len() } else { 0 };
+    }
+    fs::read_dir(p)
+        .map(|rd| rd.flatten().map(|e| disk_usage(&e.path())).sum())
+        .unwrap_or(0)
 }
 
 struct HashWriter<'a>(&'a mut Sha256);

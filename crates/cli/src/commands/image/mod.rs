@@ -4,7 +4,9 @@ use crate::client::{status_err, Context};
 use crate::output::{self, Format};
 use clap::{Args, Subcommand};
 use swarm_api::agent::agent_client::AgentClient;
-use swarm_api::agent::{ImportChunk, ListImagesRequest};
+use swarm_api::agent::{
+    GcReport, ImageInfo, ImportChunk, ListImagesRequest, PruneImagesRequest, RemoveImagesRequest,
+};
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
@@ -13,6 +15,83 @@ pub enum ImageCmd {
     /// List the images of this node's store.
     #[command(alias = "list")]
     Ls(LsArgs),
+    /// Remove images from this node's store (refused while a container uses one); the data
+    /// nothing uses any more is deleted.
+    #[command(alias = "remove", alias = "rmi")]
+    Rm(RmArgs),
+    /// Delete unused data from this node's store: blobs of untagged images and unpacked layers
+    /// no image or container uses (with --all, also every image no container uses).
+    Prune(PruneArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Images to remove: NAME[:TAG] (or a manifest digest, for all of its tags).
+    #[arg(required = true, value_name = "IMAGE")]
+    pub names: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Also remove every image no container uses, not only unused data.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask for confirmation (asked only when stdin is a terminal).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// Docker's unit for reclaimed space (decimal: kB, MB, GB).
+fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b}B")
+    } else {
+        format!("{v:.3}{}", UNITS[u])
+            .replace(".000", "")
+            .to_string()
+    }
+}
+
+fn print_removed(untagged: &[ImageInfo], gc: Option<&GcReport>) {
+    for i in untagged {
+        println!("Untagged: {}", i.name);
+    }
+    let gc = gc.cloned().unwrap_or_default();
+    if gc.blobs_removed + gc.layers_removed > 0 {
+        println!(
+            "Deleted: {} blob{}, {} unpacked layer{}",
+            gc.blobs_removed,
+            if gc.blobs_removed == 1 { "" } else { "s" },
+            gc.layers_removed,
+            if gc.layers_removed == 1 { "" } else { "s" },
+        );
+    }
+    println!("Total reclaimed space: {}", human_bytes(gc.bytes_freed));
+}
+
+/// Docker's prune question, asked only of a person at a terminal.
+fn confirm(all: bool) -> anyhow::Result<bool> {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return Ok(true);
+    }
+    let what = if all {
+        "all images without at least one container using them"
+    } else {
+        "unused image data (untagged images, unused unpacked layers)"
+    };
+    print!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
+    std::io::stdout().flush()?;
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line)?;
+    Ok(matches!(line.trim(), "y" | "Y" | "yes"))
 }
 
 #[derive(Args, Debug)]
@@ -98,6 +177,38 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
                 )?;
             }
         }
+        ImageCmd::Rm(a) => {
+            let resp = client
+                .remove_images(RemoveImagesRequest { names: a.names })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print_removed(&resp.untagged, resp.gc.as_ref());
+        }
+        ImageCmd::Prune(a) => {
+            if !a.force && !confirm(a.all)? {
+                anyhow::bail!("prune cancelled: nothing removed");
+            }
+            let resp = client
+                .prune_images(PruneImagesRequest { all: a.all })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            print_removed(&resp.untagged, resp.gc.as_ref());
+        }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reclaimed_space_reads_like_docker() {
+        assert_eq!(human_bytes(0), "0B");
+        assert_eq!(human_bytes(999), "999B");
+        assert_eq!(human_bytes(1000), "1kB");
+        assert_eq!(human_bytes(2_345_678), "2.346MB");
+    }
 }

@@ -10,7 +10,6 @@ use swarm_api::control::CreateServiceRequest;
 use swarm_types::spec::{ContainerSpec, ServiceMode, ServiceSpec, TaskSpec};
 
 #[derive(Args, Debug)]
-#[command(trailing_var_arg = true)]
 pub struct CreateArgs {
     /// Service name.
     #[arg(long)]
@@ -18,12 +17,18 @@ pub struct CreateArgs {
     /// Service mode: replicated, global, replicated-job or global-job.
     #[arg(long, default_value = "replicated")]
     pub mode: String,
-    /// Number of tasks.
-    #[arg(long, value_parser = parse::replicas)]
+    /// Number of tasks (replicated), or of completions (replicated-job).
+    // A negative count gets the value parser's message, not "unexpected argument".
+    #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
     pub replicas: Option<u64>,
-    /// Maximum number of job tasks running at once (replicated-job).
-    #[arg(long, value_parser = parse::replicas)]
+    /// Maximum number of job tasks running at once (replicated-job only).
+    // A negative count gets the value parser's message, not "unexpected argument".
+    #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
     pub max_concurrent: Option<u64>,
+    /// Print only the service id, without the stderr line on following its tasks (swarmctl
+    /// returns once the service is created; it does not wait for convergence yet).
+    #[arg(short, long)]
+    pub quiet: bool,
     /// Set environment variables (KEY=VALUE).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
@@ -36,59 +41,80 @@ pub struct CreateArgs {
     /// Placement constraints (e.g. node.labels.zone==east).
     #[arg(long = "constraint")]
     pub constraints: Vec<String>,
-    /// Placement preferences (spread=node.labels.NAME).
+    /// Placement preferences (spread=node.labels.NAME; replicated services and jobs).
     #[arg(long = "placement-pref")]
     pub placement_prefs: Vec<String>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
     pub service: ServiceFlags,
-    /// Image, then the command and its arguments.
+    /// Image, then the command and its arguments. Options go before the image: everything
+    /// after it belongs to the container's command (`busybox ls -l`), and an option swarmctl
+    /// does not know is a usage error, never an image name.
     #[arg(
         required = true,
         value_name = "IMAGE [COMMAND] [ARG...]",
-        allow_hyphen_values = true
+        trailing_var_arg = true
     )]
     pub image_and_args: Vec<String>,
 }
 
-pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
-    let mut it = a.image_and_args.into_iter();
-    let image = it.next().unwrap_or_default();
-    let args: Vec<String> = it.collect();
-    let mode = match a.mode.as_str() {
+/// The service mode from `--mode`, `--replicas` and `--max-concurrent`; a flag the mode does
+/// not use is refused rather than dropped.
+fn mode_of(
+    mode: &str,
+    replicas: Option<u64>,
+    max_concurrent: Option<u64>,
+) -> anyhow::Result<ServiceMode> {
+    if max_concurrent.is_some() && mode != "replicated-job" {
+        bail!("--max-concurrent can only be used with --mode replicated-job (this is {mode})");
+    }
+    Ok(match mode {
         "replicated" => ServiceMode::Replicated {
-            replicas: a.replicas.unwrap_or(1),
+            replicas: replicas.unwrap_or(1),
         },
-        "global" => {
-            if a.replicas.is_some() {
-                bail!("--replicas can only be used with replicated mode");
-            }
-            ServiceMode::Global
-        }
         "replicated-job" => ServiceMode::ReplicatedJob {
-            max_concurrent: a.max_concurrent.unwrap_or(1),
-            total_completions: a.replicas.unwrap_or(1),
+            max_concurrent: max_concurrent.unwrap_or(1),
+            total_completions: replicas.unwrap_or(1),
         },
-        "global-job" => ServiceMode::GlobalJob,
+        "global" | "global-job" => {
+            if replicas.is_some() {
+                bail!(
+                    "--replicas can only be used with replicated or replicated-job mode: a {mode} service runs one task on every eligible node"
+                );
+            }
+            if mode == "global" {
+                ServiceMode::Global
+            } else {
+                ServiceMode::GlobalJob
+            }
+        }
         other => {
             bail!("invalid --mode {other:?}: use replicated, global, replicated-job or global-job")
         }
-    };
-    let name = a.name.unwrap_or_else(random_name);
+    })
+}
+
+/// The spec `service create` writes, validated: every flag given is either in it or refused.
+pub fn build(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
+    let mut it = a.image_and_args.iter().cloned();
+    let image = it.next().unwrap_or_default();
+    let args: Vec<String> = it.collect();
+    let mode = mode_of(&a.mode, a.replicas, a.max_concurrent)?;
+    let name = a.name.clone().unwrap_or_else(random_name);
     let mut task = TaskSpec {
         container: ContainerSpec {
             image,
             args,
-            env: a.env,
+            env: a.env.clone(),
             labels: parse::labels(&a.container_labels).map_err(anyhow::Error::msg)?,
             stop_grace_period: std::time::Duration::from_secs(10),
             ..Default::default()
         },
         ..Default::default()
     };
-    task.placement.constraints = a.constraints;
-    task.placement.preferences = a.placement_prefs;
+    task.placement.constraints = a.constraints.clone();
+    task.placement.preferences = a.placement_prefs.clone();
     a.task.apply(&mut task)?;
     let mut spec = ServiceSpec {
         name,
@@ -101,6 +127,11 @@ pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
     a.service.apply(&mut spec)?;
     // Validate locally first: the same check the manager runs, without a round trip.
     spec.validate()?;
+    Ok(spec)
+}
+
+pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
+    let spec = build(&a)?;
     let resp = ctx
         .control()
         .await?
@@ -111,6 +142,9 @@ pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
         .map_err(status_err)?;
     let obj = decode_object(&resp.get_ref().object)?;
     println!("{}", obj.id());
+    if !a.quiet {
+        super::follow_hint(&spec.name, "created");
+    }
     Ok(())
 }
 

@@ -43,7 +43,8 @@ pub struct ServiceFlags {
     /// Failure rate to tolerate during an update (0 to 1) (default 0).
     #[arg(long, value_parser = parse_ratio)]
     pub update_max_failure_ratio: Option<f32>,
-    /// Update order ("start-first", "stop-first") (default "stop-first").
+    /// Update order ("start-first", "stop-first") (default "stop-first"); start-first needs a
+    /// replicated service.
     #[arg(long, value_parser = parse_order)]
     pub update_order: Option<UpdateOrder>,
 
@@ -62,7 +63,8 @@ pub struct ServiceFlags {
     /// Failure rate to tolerate during a rollback (0 to 1) (default 0).
     #[arg(long, value_parser = parse_ratio)]
     pub rollback_max_failure_ratio: Option<f32>,
-    /// Rollback order ("start-first", "stop-first") (default "stop-first").
+    /// Rollback order ("start-first", "stop-first") (default "stop-first"); start-first needs a
+    /// replicated service.
     #[arg(long, value_parser = parse_order)]
     pub rollback_order: Option<UpdateOrder>,
 }
@@ -124,24 +126,6 @@ impl ServiceFlags {
             || self.health_timeout.is_some()
             || self.health_retries.is_some()
             || self.health_start_period.is_some()
-    }
-
-    /// True when any flag of this set was given.
-    pub fn any(&self) -> bool {
-        self.any_health()
-            || self.no_healthcheck
-            || self.update_parallelism.is_some()
-            || self.update_delay.is_some()
-            || self.update_failure_action.is_some()
-            || self.update_monitor.is_some()
-            || self.update_max_failure_ratio.is_some()
-            || self.update_order.is_some()
-            || self.rollback_parallelism.is_some()
-            || self.rollback_delay.is_some()
-            || self.rollback_failure_action.is_some()
-            || self.rollback_monitor.is_some()
-            || self.rollback_max_failure_ratio.is_some()
-            || self.rollback_order.is_some()
     }
 
     /// Applies the flags that were given to `spec` (a new one for create, the current one for
@@ -375,8 +359,6 @@ mod tests {
         assert_eq!(s.rollback_config.monitor, Duration::from_secs(5));
         assert_eq!(s.rollback_config.delay, Duration::ZERO);
         s.validate().unwrap();
-        assert!(f.any());
-        assert!(!flags(&[]).unwrap().any());
     }
 
     #[test]

@@ -58,6 +58,12 @@ pub async fn run(ctx: &Context, cmd: ServiceCmd) -> anyhow::Result<()> {
     }
 }
 
+/// The line `create`, `update`, `scale` and `rollback` print on stderr unless `-q`: the change
+/// is written, and the tasks converge on their own (swarmctl does not follow them yet).
+pub fn follow_hint(service: &str, what: &str) {
+    eprintln!("{service}: {what}; the tasks converge in the background: follow them with `swarmctl service ps {service}`");
+}
+
 /// Output flags shared by list commands.
 #[derive(Args, Debug, Clone)]
 pub struct ListOutput {
@@ -111,15 +117,9 @@ pub struct TaskFlags {
     /// Time to wait before force killing a container (e.g. 10s).
     #[arg(long, value_parser = parse::duration)]
     pub stop_grace_period: Option<std::time::Duration>,
-    /// Maximum number of tasks per node (0 = unlimited).
+    /// Maximum number of tasks per node (0 = unlimited; replicated services and jobs).
     #[arg(long)]
     pub replicas_max_per_node: Option<u64>,
-    /// Exit immediately instead of waiting for the service to converge.
-    #[arg(short, long)]
-    pub detach: bool,
-    /// Suppress progress output.
-    #[arg(short, long)]
-    pub quiet: bool,
 }
 
 fn parse_condition(s: &str) -> Result<RestartCondition, String> {
@@ -238,17 +238,4 @@ pub async fn get_service(ctx: &Context, reference: &str) -> anyhow::Result<Servi
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn split_command_honours_quotes() {
-        assert_eq!(
-            split_command(r#"sh -c "echo hi; sleep 1" 'a b'"#).unwrap(),
-            vec!["sh", "-c", "echo hi; sleep 1", "a b"]
-        );
-        assert_eq!(split_command("  ").unwrap(), Vec::<String>::new());
-        assert_eq!(split_command("''").unwrap(), vec![""]);
-        assert!(split_command("'open").is_err());
-    }
-}
+mod tests;

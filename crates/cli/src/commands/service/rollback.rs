@@ -10,10 +10,8 @@ pub struct RollbackArgs {
     /// Spec version to return to (see `swarmctl service history`); default: the previous one.
     #[arg(long, value_name = "N")]
     pub to_version: Option<u64>,
-    /// Exit immediately instead of waiting for the service to converge.
-    #[arg(short, long)]
-    pub detach: bool,
-    /// Suppress progress output.
+    /// Print only the service id (not the name as given, nor the stderr line on following
+    /// its tasks).
     #[arg(short, long)]
     pub quiet: bool,
     /// Service id, id prefix or name.
@@ -27,11 +25,17 @@ pub async fn run(ctx: &Context, a: RollbackArgs) -> anyhow::Result<()> {
             a.service
         );
     }
-    rollback(ctx, &a.service, a.to_version.unwrap_or(0)).await
+    rollback(ctx, &a.service, a.to_version.unwrap_or(0), a.quiet).await
 }
 
-/// Calls `RollbackService` and prints the service reference as docker does.
-pub async fn rollback(ctx: &Context, service: &str, to_version: u64) -> anyhow::Result<()> {
+/// Calls `RollbackService` and prints the service reference as docker does (the id with
+/// `quiet`).
+pub async fn rollback(
+    ctx: &Context,
+    service: &str,
+    to_version: u64,
+    quiet: bool,
+) -> anyhow::Result<()> {
     let resp = ctx
         .control()
         .await?
@@ -41,7 +45,16 @@ pub async fn rollback(ctx: &Context, service: &str, to_version: u64) -> anyhow::
         })
         .await
         .map_err(status_err)?;
-    decode_object(&resp.get_ref().object)?;
-    println!("{service}");
+    let obj = decode_object(&resp.get_ref().object)?;
+    if quiet {
+        println!("{}", obj.id());
+    } else {
+        println!("{service}");
+        let name = match &obj {
+            swarm_types::Object::Service(s) => s.spec.name.clone(),
+            _ => service.to_string(),
+        };
+        super::follow_hint(&name, "rolled back");
+    }
     Ok(())
 }

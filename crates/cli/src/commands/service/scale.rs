@@ -10,9 +10,6 @@ pub struct ScaleArgs {
     /// SERVICE=REPLICAS pairs.
     #[arg(required = true, value_name = "SERVICE=REPLICAS")]
     pub pairs: Vec<String>,
-    /// Exit immediately instead of waiting for the service to converge.
-    #[arg(short, long)]
-    pub detach: bool,
 }
 
 pub async fn run(ctx: &Context, a: ScaleArgs) -> anyhow::Result<()> {

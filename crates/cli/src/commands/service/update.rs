@@ -7,7 +7,26 @@ use crate::parse;
 use anyhow::bail;
 use clap::Args;
 use swarm_api::control::UpdateServiceRequest;
-use swarm_types::spec::ServiceMode;
+use swarm_types::spec::{ServiceMode, ServiceSpec};
+
+/// Every argument (or group of them) that changes the spec. `--rollback` restores the previous
+/// spec as it was, so clap refuses it together with any of these. `TaskFlags` and
+/// `ServiceFlags` are the groups clap derives for the flattened structs: a flag added there
+/// is covered without touching this list.
+const CHANGES: [&str; 12] = [
+    "image",
+    "replicas",
+    "args",
+    "env_add",
+    "env_rm",
+    "label_add",
+    "label_rm",
+    "constraint_add",
+    "constraint_rm",
+    "force",
+    "TaskFlags",
+    "ServiceFlags",
+];
 
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
@@ -15,7 +34,8 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub image: Option<String>,
     /// Number of tasks.
-    #[arg(long, value_parser = parse::replicas)]
+    // A negative count gets the value parser's message, not "unexpected argument".
+    #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
     pub replicas: Option<u64>,
     /// Service command args (replaces them).
     #[arg(long)]
@@ -41,9 +61,14 @@ pub struct UpdateArgs {
     /// Force the update even if no changes require it.
     #[arg(long)]
     pub force: bool,
-    /// Roll back to the previous specification.
-    #[arg(long)]
+    /// Roll back to the previous specification (as `service rollback`; no other change may be
+    /// combined with it).
+    #[arg(long, conflicts_with_all = CHANGES)]
     pub rollback: bool,
+    /// Print only the service id (not the name as given, nor the stderr line on following
+    /// its tasks).
+    #[arg(short, long)]
+    pub quiet: bool,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -52,27 +77,8 @@ pub struct UpdateArgs {
     pub service: String,
 }
 
-pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
-    if a.rollback {
-        // Docker's `service update --rollback`: the previous spec, other flags not combined.
-        let others = a.image.is_some()
-            || a.replicas.is_some()
-            || a.args.is_some()
-            || !a.env_add.is_empty()
-            || !a.env_rm.is_empty()
-            || !a.label_add.is_empty()
-            || !a.label_rm.is_empty()
-            || !a.constraint_add.is_empty()
-            || !a.constraint_rm.is_empty()
-            || a.force
-            || a.service_flags.any();
-        if others {
-            bail!("--rollback cannot be combined with other changes: it restores the previous spec as it was");
-        }
-        return super::rollback::rollback(ctx, &a.service, 0).await;
-    }
-    let svc = get_service(ctx, &a.service).await?;
-    let mut spec = svc.spec.clone();
+/// Applies the flags to the service's current spec (which is then validated).
+pub fn apply(a: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result<()> {
     let c = &mut spec.task.container;
     if let Some(i) = &a.image {
         c.image = i.clone();
@@ -118,11 +124,22 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
         }
     }
     a.task.apply(&mut spec.task)?;
-    a.service_flags.apply(&mut spec)?;
+    a.service_flags.apply(spec)?;
     if a.force {
         spec.task.force_update += 1;
     }
     spec.validate()?;
+    Ok(())
+}
+
+pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
+    if a.rollback {
+        // Docker's `service update --rollback`; clap has refused any other change with it.
+        return super::rollback::rollback(ctx, &a.service, 0, a.quiet).await;
+    }
+    let svc = get_service(ctx, &a.service).await?;
+    let mut spec = svc.spec.clone();
+    apply(&a, &mut spec)?;
     let resp = ctx
         .control()
         .await?
@@ -133,7 +150,13 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
         })
         .await
         .map_err(status_err)?;
-    decode_object(&resp.get_ref().object)?;
-    println!("{}", a.service);
+    let obj = decode_object(&resp.get_ref().object)?;
+    if a.quiet {
+        println!("{}", obj.id());
+    } else {
+        // Docker prints the reference as given.
+        println!("{}", a.service);
+        super::follow_hint(&spec.name, "updated");
+    }
     Ok(())
 }

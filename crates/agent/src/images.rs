@@ -1,0 +1,270 @@
+//! The node's image store as the agent manages it: removing images (refused while a container
+//! uses one), pruning, and garbage collection of the blobs and unpacked layers that no image
+//! and no container uses, run after every container removal.
+//!
+//! One gate orders these against everything that adds to the store or creates containers:
+//! imports and container creation hold it shared (from resolving the image until the
+//! container exists and so pins its layers), removal and collection hold it exclusively. A
+//! collection therefore never deletes a blob an import has written but not tagged yet, nor a
+//! layer a container is about to be created on.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use swarm_runtime::image::{normalize_name, Digest, GcStats};
+use swarm_runtime::{ContainerInfo, ImageError, ImageStore, Runtime, RuntimeError};
+
+/// Container label holding the manifest digest of the image the container was created from.
+pub const IMAGE_DIGEST_LABEL: &str = "swarm.image.digest";
+
+/// Most names one `image rm` takes, and the longest name (inputs have a size).
+const MAX_NAMES: usize = 1000;
+const MAX_NAME_LEN: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ImagesError {
+    #[error("image {name} is used by {users}; remove those tasks first (`swarmctl service rm`, or `service update --image` to another image), then remove the image")]
+    InUse { name: String, users: String },
+    #[error("no image given: pass NAME[:TAG] ...")]
+    NoNames,
+    #[error("too many images in one request ({0}; at most {MAX_NAMES})")]
+    TooMany(usize),
+    #[error("image name too long ({0} characters; at most {MAX_NAME_LEN})")]
+    NameTooLong(usize),
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("image store operation failed: {0}")]
+    Task(String),
+}
+
+/// What a removal or prune did: the tags removed and what the collection freed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Removed {
+    pub untagged: Vec<(String, Digest)>,
+    pub gc: GcStats,
+}
+
+pub struct NodeImages {
+    store: Arc<ImageStore>,
+    runtime: Arc<Runtime>,
+    gate: tokio::sync::RwLock<()>,
+    /// A collection is queued and has not started yet (further requests join it).
+    gc_queued: AtomicBool,
+}
+
+impl NodeImages {
+    pub fn new(store: Arc<ImageStore>, runtime: Arc<Runtime>) -> Arc<Self> {
+        Arc::new(NodeImages {
+            store,
+            runtime,
+            gate: tokio::sync::RwLock::new(()),
+            gc_queued: AtomicBool::new(false),
+        })
+    }
+
+    pub fn store(&self) -> &Arc<ImageStore> {
+        &self.store
+    }
+
+    /// Held by an import or a container creation for its whole duration.
+    pub async fn shared(&self) -> tokio::sync::RwLockReadGuard<'_, ()> {
+        self.gate.read().await
+    }
+
+    /// Removes the tags `names` (all or none), refusing an image that would lose its last tag
+    /// while a container uses it, then collects what nothing uses any more.
+    pub async fn remove(&self, names: Vec<String>) -> Result<Removed, ImagesError> {
+        if names.is_empty() {
+            return Err(ImagesError::NoNames);
+        }
+        if names.len() > MAX_NAMES {
+            return Err(ImagesError::TooMany(names.len()));
+        }
+        if let Some(n) = names.iter().find(|n| n.len() > MAX_NAME_LEN) {
+            return Err(ImagesError::NameTooLong(n.len()));
+        }
+        let _g = self.gate.write().await;
+        let (store, rt) = (self.store.clone(), self.runtime.clone());
+        blocking(move || remove_blocking(&store, &rt, &names)).await
+    }
+
+    /// Collects unused blobs and layers; with `all`, first removes every image no container
+    /// uses (docker's `image prune --all`).
+    pub async fn prune(&self, all: bool) -> Result<Removed, ImagesError> {
+        let _g = self.gate.write().await;
+        let (store, rt) = (self.store.clone(), self.runtime.clone());
+        blocking(move || {
+            let mut untagged = Vec::new();
+            if all {
+                let containers = rt.list()?;
+                for (name, d) in store.list()? {
+                    if users(&store, &rt, &d, &containers).is_empty() {
+                        store.untag(&name)?;
+                        untagged.push((name, d));
+                    }
+                }
+            }
+            Ok(Removed {
+                untagged,
+                gc: collect(&store, &rt)?,
+            })
+        })
+        .await
+    }
+
+    /// Collects unused blobs and layers now.
+    pub async fn collect(&self) -> Result<GcStats, ImagesError> {
+        let _g = self.gate.write().await;
+        let (store, rt) = (self.store.clone(), self.runtime.clone());
+        blocking(move || collect(&store, &rt)).await
+    }
+
+    /// Queues a collection in the background (after a container was removed). Requests made
+    /// while one is queued join it, so removing a thousand containers collects a few times,
+    /// not a thousand.
+    pub fn collect_soon(self: &Arc<Self>) {
+        if self.gc_queued.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let me = self.clone();
+        tokio::spawn(async move {
+            let _g = me.gate.write().await;
+            me.gc_queued.store(false, Ordering::SeqCst);
+            let (store, rt) = (me.store.clone(), me.runtime.clone());
+            match blocking(move || collect(&store, &rt)).await {
+                Ok(st) if st != GcStats::default() => tracing::info!(
+                    blobs = st.blobs_removed,
+                    layers = st.layers_removed,
+                    bytes = st.bytes_freed,
+                    "removed unused image data"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "image garbage collection failed"),
+            }
+        });
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ImagesError> + Send + 'static,
+) -> Result<T, ImagesError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ImagesError::Task(e.to_string()))?
+}
+
+/// Blobs and layers no tag and no existing container uses are deleted.
+fn collect(store: &ImageStore, rt: &Runtime) -> Result<GcStats, ImagesError> {
+    let mut in_use = std::collections::HashSet::new();
+    for c in rt.list()? {
+        match rt.lower_dirs(&c.id) {
+            Ok(l) => in_use.extend(l),
+            // Removed since the listing: it uses nothing any more.
+            Err(RuntimeError::NotFound { .. }) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(store.gc(&in_use)?)
+}
+
+/// The containers created from manifest `d`: by their label, or, for containers created
+/// before the label existed, by their layers.
+fn users<'a>(
+    store: &ImageStore,
+    rt: &Runtime,
+    d: &Digest,
+    containers: &'a [ContainerInfo],
+) -> Vec<&'a ContainerInfo> {
+    let mut layers: Option<Vec<PathBuf>> = None;
+    containers
+        .iter()
+        .filter(|c| match c.labels.get(IMAGE_DIGEST_LABEL) {
+            Some(label) => label == d.as_str(),
+            None => {
+                let l = layers.get_or_insert_with(|| store.layer_dirs(d).unwrap_or_default());
+                !l.is_empty() && rt.lower_dirs(&c.id).is_ok_and(|cl| cl == *l)
+            }
+        })
+        .collect()
+}
+
+/// "2 containers (task x of service web, ...)", at most five named.
+fn describe(users: &[&ContainerInfo]) -> String {
+    let mut names: Vec<String> = users
+        .iter()
+        .take(5)
+        .map(|c| {
+            match (
+                c.labels.get("swarm.task.id"),
+                c.labels.get("swarm.service.name"),
+            ) {
+                (Some(t), Some(s)) => format!("task {t} of service {s}"),
+                _ => format!("container {}", c.id),
+            }
+        })
+        .collect();
+    if users.len() > 5 {
+        names.push(format!("and {} more", users.len() - 5));
+    }
+    format!(
+        "{} container{} ({})",
+        users.len(),
+        if users.len() == 1 { "" } else { "s" },
+        names.join(", ")
+    )
+}
+
+fn remove_blocking(
+    store: &ImageStore,
+    rt: &Runtime,
+    names: &[String],
+) -> Result<Removed, ImagesError> {
+    let tags = store.list()?;
+    // The tags to remove: a name, or a manifest digest standing for all of its tags.
+    let mut plan: Vec<(String, Digest)> = Vec::new();
+    for n in names {
+        let found: Vec<(String, Digest)> = match Digest::parse(n) {
+            Ok(d) => tags.iter().filter(|(_, td)| *td == d).cloned().collect(),
+            Err(_) => {
+                let n = normalize_name(n);
+                tags.iter().filter(|(t, _)| *t == n).cloned().collect()
+            }
+        };
+        if found.is_empty() {
+            return Err(ImageError::ImageNotFound {
+                name: normalize_name(n),
+            }
+            .into());
+        }
+        for f in found {
+            if !plan.contains(&f) {
+                plan.push(f);
+            }
+        }
+    }
+    let containers = rt.list()?;
+    for (name, d) in &plan {
+        let keeps_a_tag = tags
+            .iter()
+            .any(|(t, td)| td == d && !plan.iter().any(|(p, _)| p == t));
+        if keeps_a_tag {
+            continue;
+        }
+        let u = users(store, rt, d, &containers);
+        if !u.is_empty() {
+            return Err(ImagesError::InUse {
+                name: name.clone(),
+                users: describe(&u),
+            });
+        }
+    }
+    for (name, _) in &plan {
+        store.untag(name)?;
+    }
+    Ok(Removed {
+        untagged: plan,
+        gc: collect(store, rt)?,
+    })
+}
