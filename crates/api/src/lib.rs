@@ -27,6 +27,15 @@ pub mod agent {
     tonic::include_proto!("swarm.agent");
 }
 
+/// Wall-clock time in unix milliseconds, as task statuses, write batches and spec histories
+/// carry it (0 if the clock is before 1970). The one clock read for those timestamps.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
 /// Version string reported by `swarmctl version` and `swarmd --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

@@ -68,10 +68,7 @@ pub fn human_duration(d: std::time::Duration) -> String {
 
 /// "3 seconds ago" for a unix-ms timestamp.
 pub fn ago(unix_ms: u64) -> String {
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+    let now = swarm_api::now_ms();
     format!(
         "{} ago",
         human_duration(std::time::Duration::from_millis(

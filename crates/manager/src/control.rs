@@ -38,13 +38,6 @@ impl ControlService {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 /// The cluster object as shown to clients: never includes the CA key.
 pub fn redact_cluster(mut c: Cluster) -> Cluster {
     c.root_ca.key_pem = String::new();
@@ -399,7 +392,7 @@ impl Control for ControlService {
                 spec.mode.name()
             )));
         }
-        if !svc.replace_spec(spec, now_ms(), false) {
+        if !svc.replace_spec(spec, swarm_api::now_ms(), false) {
             // Nothing changed: docker answers with the service as it is.
             return Ok(object_response(Object::Service(svc)));
         }
@@ -450,7 +443,7 @@ impl Control for ControlService {
                 "rolling back across a rename is not supported; rename the service back first",
             ));
         }
-        svc.replace_spec(target, now_ms(), true);
+        svc.replace_spec(target, swarm_api::now_ms(), true);
         let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
         Ok(object_response(out.remove(0)))
     }
@@ -485,7 +478,7 @@ impl Control for ControlService {
             spec.mode = ServiceMode::Replicated {
                 replicas: r.replicas,
             };
-            if !svc.replace_spec(spec, now_ms(), false) {
+            if !svc.replace_spec(spec, swarm_api::now_ms(), false) {
                 return Ok(object_response(Object::Service(svc)));
             }
             match self.write(vec![Op::Update(Object::Service(svc))]).await {

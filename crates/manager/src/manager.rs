@@ -268,13 +268,6 @@ pub struct Manager {
     inner: Arc<Inner>,
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 impl Manager {
     /// Opens the storage in `cfg.raft_dir` and starts the Raft node (not yet initialized when
     /// the directory is new).
@@ -490,7 +483,7 @@ impl Manager {
     pub async fn write(&self, batch: WriteBatch) -> Result<Vec<Object>, WriteError> {
         let mut batch = batch;
         if batch.now_ms == 0 {
-            batch.now_ms = now_ms();
+            batch.now_ms = swarm_api::now_ms();
         }
         let deadline = Instant::now() + self.inner.cfg.write_timeout;
         // Whether the write may have reached a Raft log: then a failure is "outcome unknown",

@@ -31,13 +31,6 @@ impl Default for LoopConfig {
     }
 }
 
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
-
 async fn write_all(manager: &Manager, ops: Vec<Op>) -> bool {
     let mut ok = true;
     // Service updates (update status) carry a version check; written alone, a conflict with an
@@ -88,7 +81,7 @@ pub async fn pass(
     only: Option<&std::collections::HashSet<swarm_types::ServiceId>>,
 ) -> bool {
     let ocfg = manager.store().read(|s| orchestrator::Config {
-        now_ms: now_ms(),
+        now_ms: swarm_api::now_ms(),
         node_down_grace_ms: cfg.node_down_grace.as_millis() as u64,
         task_history_limit: s
             .cluster()

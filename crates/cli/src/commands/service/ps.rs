@@ -221,10 +221,7 @@ mod tests {
     use swarm_types::{ServiceId, TaskId};
 
     fn task(state: TaskState, health: &str) -> Task {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as u64;
+        let now = swarm_api::now_ms();
         Task {
             id: TaskId::new("t1"),
             meta: Meta::default(),
