@@ -9,7 +9,7 @@
 use clap::Parser;
 use std::time::{Duration, Instant};
 use swarm_agent::executor::FakeExecutor;
-use swarm_agent::worker::ManagerSet;
+use swarm_agent::managers::ManagerSet;
 use swarm_api::control::{CreateServiceRequest, ListRequest, RemoveRequest};
 use swarm_cli::client::collect;
 use swarm_testkit::Cluster;

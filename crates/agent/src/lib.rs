@@ -3,12 +3,18 @@
 //! `Executor` (the native runtime, or a fake one for tests and benchmarks), reports task
 //! status, and keeps a local task database so that after a restart it re-adopts running
 //! containers instead of restarting them. Tasks keep running while no manager is reachable.
+//! It never writes cluster state except through the dispatcher and node RPCs.
 #![forbid(unsafe_code)]
 
+mod controller;
 pub mod executor;
+mod health;
 pub mod images;
 pub mod join;
 pub mod local;
+pub mod managers;
+pub mod reporter;
 pub mod runtime_exec;
 pub mod session;
+pub mod task_db;
 pub mod worker;

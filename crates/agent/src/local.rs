@@ -2,7 +2,7 @@
 //! and which managers it knows, and its image store (import, list, remove, prune).
 
 use crate::images::{ImagesError, NodeImages, Removed};
-use crate::worker::Managers;
+use crate::managers::Managers;
 use std::io::Write;
 use std::sync::Arc;
 use swarm_api::agent::agent_server::Agent;

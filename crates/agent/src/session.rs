@@ -11,7 +11,7 @@ use tokio::sync::watch;
 pub struct Session {
     pub node_id: NodeId,
     /// Shared with the worker: heartbeat answers refresh it.
-    pub managers: crate::worker::Managers,
+    pub managers: crate::managers::Managers,
     pub description: NodeDescription,
     /// Receives the role the cluster wants this node to have (and its raft id), from every
     /// heartbeat answer.

@@ -244,7 +244,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         addrs.retain(|m| *m != id.advertise_addr);
         addrs.insert(0, id.advertise_addr.clone());
     }
-    let managers = swarm_agent::worker::ManagerSet::with_tls(addrs, Some(client_tls.clone()));
+    let managers = swarm_agent::managers::ManagerSet::with_tls(addrs, Some(client_tls.clone()));
     tokio::spawn(renew_certificates(
         args.state_dir.clone(),
         node_certs.clone(),
@@ -378,7 +378,7 @@ async fn switch_role(
     id: &mut Identity,
     desired: &str,
     raft_id: u64,
-    managers: &swarm_agent::worker::Managers,
+    managers: &swarm_agent::managers::Managers,
 ) -> anyhow::Result<()> {
     let (cert_pem, key_pem) = renew_once(managers).await?;
     let der = swarm_api::tls::certs_from_pem(&cert_pem)?;
@@ -633,7 +633,7 @@ async fn promote(id: &Identity, tls: &std::sync::Arc<rustls::ClientConfig>) -> a
 async fn renew_certificates(
     state_dir: std::path::PathBuf,
     certs: swarm_api::tls::NodeCerts,
-    managers: swarm_agent::worker::Managers,
+    managers: swarm_agent::managers::Managers,
     renew_after: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -694,7 +694,9 @@ async fn renew_certificates(
     }
 }
 
-async fn renew_once(managers: &swarm_agent::worker::Managers) -> anyhow::Result<(String, String)> {
+async fn renew_once(
+    managers: &swarm_agent::managers::Managers,
+) -> anyhow::Result<(String, String)> {
     let (key_pem, csr) = swarm_api::tls::new_key_and_csr()?;
     let mut last = anyhow!("no manager known");
     for addr in managers.addrs() {

@@ -1,0 +1,73 @@
+//! The manager connection pool: the manager addresses this node knows (refreshed by heartbeat
+//! answers) and one reused gRPC channel per manager; callers fail over by index. It owns no
+//! session and sends no request itself.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Manager addresses shared by the heartbeat session, the worker and the status reporter,
+/// with one reused gRPC channel per manager.
+pub type Managers = Arc<ManagerSet>;
+
+#[derive(Default)]
+pub struct ManagerSet {
+    addrs: Mutex<Vec<String>>,
+    channels: Mutex<HashMap<String, tonic::transport::Channel>>,
+    /// TLS client configuration (the node's certificate); None = plaintext (tests only).
+    tls: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl ManagerSet {
+    pub fn new(addrs: Vec<String>) -> Managers {
+        Self::with_tls(addrs, None)
+    }
+    /// Managers reached over mutual TLS with the node's certificate.
+    pub fn with_tls(addrs: Vec<String>, tls: Option<Arc<rustls::ClientConfig>>) -> Managers {
+        Arc::new(ManagerSet {
+            addrs: Mutex::new(addrs),
+            channels: Mutex::default(),
+            tls,
+        })
+    }
+    pub fn addrs(&self) -> Vec<String> {
+        self.addrs.lock().expect("managers lock").clone()
+    }
+    pub fn set(&self, addrs: Vec<String>) {
+        *self.addrs.lock().expect("managers lock") = addrs;
+    }
+    /// The address to try for attempt `idx` (callers move on to the next one after a
+    /// failure); None while no manager is known.
+    pub fn pick(&self, idx: usize) -> Option<String> {
+        let addrs = self.addrs.lock().expect("managers lock");
+        (!addrs.is_empty()).then(|| addrs[idx % addrs.len()].clone())
+    }
+    /// A shared channel to `addr` (connects lazily, reconnects after failures).
+    pub fn channel(&self, addr: &str) -> Result<tonic::transport::Channel, String> {
+        let mut m = self.channels.lock().expect("channels lock");
+        if let Some(c) = m.get(addr) {
+            return Ok(c.clone());
+        }
+        let c = match &self.tls {
+            Some(cfg) => swarm_api::tls::lazy_channel(addr, cfg.clone()),
+            None => swarm_api::transport::lazy_channel(addr),
+        }
+        .map_err(|e| e.to_string())?;
+        m.insert(addr.to_string(), c.clone());
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_cycles_through_the_known_managers() {
+        let m = ManagerSet::new(vec![]);
+        assert_eq!(m.pick(0), None);
+        m.set(vec!["a:1".into(), "b:2".into()]);
+        assert_eq!(m.pick(0).as_deref(), Some("a:1"));
+        assert_eq!(m.pick(1).as_deref(), Some("b:2"));
+        assert_eq!(m.pick(2).as_deref(), Some("a:1"));
+    }
+}
