@@ -1,12 +1,18 @@
 //! Heartbeat session with the managers. The agent cycles through the known manager addresses;
-//! every answer refreshes that list so the agent follows managers joining and leaving.
+//! every answer refreshes that list so the agent follows managers joining and leaving, and
+//! says which role the cluster wants this node to have. It does not act on that role (the
+//! node does) and carries no task traffic (the worker does).
 
 use std::time::Duration;
 use swarm_api::node::node_service_client::NodeServiceClient;
 use swarm_api::node::HeartbeatRequest;
 use swarm_types::objects::NodeDescription;
+use swarm_types::spec::NodeRole;
 use swarm_types::NodeId;
 use tokio::sync::watch;
+
+/// The role the cluster wants this node to have, with its raft id (0 for workers).
+pub type DesiredRole = Option<(NodeRole, u64)>;
 
 pub struct Session {
     pub node_id: NodeId,
@@ -14,8 +20,8 @@ pub struct Session {
     pub managers: crate::managers::Managers,
     pub description: NodeDescription,
     /// Receives the role the cluster wants this node to have (and its raft id), from every
-    /// heartbeat answer.
-    pub desired_role: Option<watch::Sender<(String, u64)>>,
+    /// heartbeat answer; None while the cluster names none.
+    pub desired_role: Option<watch::Sender<DesiredRole>>,
     /// Why this node cannot run tasks (empty when it can); sent with every heartbeat, so the
     /// managers keep the node down and place its tasks elsewhere.
     pub unavailable: String,
@@ -36,7 +42,7 @@ impl Session {
                     if let Some(tx) = &self.desired_role {
                         tx.send_if_modified(|cur| {
                             let changed = *cur != role;
-                            *cur = role.clone();
+                            *cur = role;
                             changed
                         });
                     }
@@ -70,7 +76,7 @@ impl Session {
         &self,
         idx: usize,
         with_description: bool,
-    ) -> Result<(Duration, Vec<String>, (String, u64)), String> {
+    ) -> Result<(Duration, Vec<String>, DesiredRole), String> {
         let addr = self
             .managers
             .addrs()
@@ -97,7 +103,34 @@ impl Session {
         Ok((
             Duration::from_millis(resp.period_ms.clamp(100, 60_000)),
             resp.managers,
-            (resp.desired_role, resp.raft_id),
+            desired_role(&resp.desired_role, resp.raft_id),
         ))
+    }
+}
+
+/// A heartbeat answer's role: empty when the cluster names none.
+fn desired_role(role: &str, raft_id: u64) -> DesiredRole {
+    if role.is_empty() {
+        return None;
+    }
+    match role.parse() {
+        Ok(r) => Some((r, raft_id)),
+        Err(e) => {
+            tracing::warn!(error = %e, "heartbeat answer names an unknown role; ignored");
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_roles_become_typed() {
+        assert_eq!(desired_role("", 0), None);
+        assert_eq!(desired_role("manager", 7), Some((NodeRole::Manager, 7)));
+        assert_eq!(desired_role("worker", 0), Some((NodeRole::Worker, 0)));
+        assert_eq!(desired_role("admin", 0), None);
     }
 }

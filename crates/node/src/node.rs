@@ -292,7 +292,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    let (role_tx, mut role_rx) = watch::channel((String::new(), 0u64));
+    let (role_tx, mut role_rx) = watch::channel(None);
     let session = swarm_agent::session::Session {
         node_id: id.node_id.clone(),
         managers: managers.clone(),
@@ -337,16 +337,18 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 if changed.is_err() {
                     continue;
                 }
-                let (desired, raft_id) = role_rx.borrow().clone();
-                if desired.is_empty() || desired == id.role.as_str() {
+                let Some((desired, raft_id)) = *role_rx.borrow() else {
+                    continue;
+                };
+                if desired == id.role {
                     continue;
                 }
-                match switch_role(&args.state_dir, &mut id, &desired, raft_id, &managers).await {
+                match switch_role(&args.state_dir, &mut id, desired, raft_id, &managers).await {
                     Ok(()) => {
                         restart = true;
                         break;
                     }
-                    Err(e) => tracing::warn!(error = %e, "role change to {desired} failed; will retry"),
+                    Err(e) => tracing::warn!(error = %e, "role change to {} failed; will retry", desired.as_str()),
                 }
             }
         }
@@ -376,7 +378,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
 async fn switch_role(
     state_dir: &std::path::Path,
     id: &mut Identity,
-    desired: &str,
+    desired: NodeRole,
     raft_id: u64,
     managers: &swarm_agent::managers::Managers,
 ) -> anyhow::Result<()> {
@@ -387,8 +389,11 @@ async fn switch_role(
         .and_then(|c| swarm_api::tls::identity_of(c.as_ref()))
         .map(|p| p.role)
         .unwrap_or_default();
-    if got != desired {
-        bail!("the manager issued a {got} certificate, not {desired}; not switching yet");
+    if got != desired.as_str() {
+        bail!(
+            "the manager issued a {got} certificate, not {}; not switching yet",
+            desired.as_str()
+        );
     }
     let ca_pem = identity::load_certs(state_dir)?.ca_pem;
     identity::save_certs(
@@ -400,18 +405,17 @@ async fn switch_role(
         },
     )?;
     id.managers = managers.addrs();
-    if desired == "manager" {
-        id.role = NodeRole::Manager;
+    id.role = desired;
+    if desired == NodeRole::Manager {
         id.raft_id = raft_id;
         id.complete = false;
         id.promoting = true;
     } else {
-        id.role = NodeRole::Worker;
         id.complete = true;
         id.promoting = false;
     }
     identity::save(state_dir, id)?;
-    tracing::info!(role = desired, "role changed by the cluster");
+    tracing::info!(role = desired.as_str(), "role changed by the cluster");
     Ok(())
 }
 
@@ -558,11 +562,8 @@ async fn join(args: &Args, addr: &str, description: &NodeDescription) -> anyhow:
             key_pem: joined.key_pem,
         },
     )?;
-    let role = if resp.role == "manager" {
-        NodeRole::Manager
-    } else {
-        NodeRole::Worker
-    };
+    // The role travels as its wire spelling; anything but a manager joins as a worker.
+    let role: NodeRole = resp.role.parse().unwrap_or(NodeRole::Worker);
     let mut managers = resp.managers.clone();
     if !managers.contains(&addr.to_string()) {
         managers.push(addr.to_string());

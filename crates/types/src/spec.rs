@@ -478,6 +478,18 @@ impl NodeRole {
     }
 }
 
+/// The wire and certificate spelling (`as_str`) back to the role.
+impl std::str::FromStr for NodeRole {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "worker" => Ok(NodeRole::Worker),
+            "manager" => Ok(NodeRole::Manager),
+            _ => Err("invalid role: expected manager or worker".into()),
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Availability {
@@ -659,5 +671,14 @@ mod tests {
         let mut s = with_mode(job);
         s.task.placement.max_replicas_per_node = 1;
         s.validate().unwrap();
+    }
+
+    #[test]
+    fn roles_round_trip_through_their_wire_spelling() {
+        for r in [NodeRole::Worker, NodeRole::Manager] {
+            assert_eq!(r.as_str().parse::<NodeRole>(), Ok(r));
+        }
+        assert!("admin".parse::<NodeRole>().is_err());
+        assert!("".parse::<NodeRole>().is_err());
     }
 }
