@@ -1,5 +1,6 @@
 //! The node-local API on every node's control socket (workers included): what this node is
-//! and which managers it knows, and its image store (import, list, remove, prune).
+//! and which managers it knows, and its image store (import, list, remove, prune). It answers
+//! for this node only: it writes no cluster state and forwards nothing to a manager.
 
 use crate::images::{ImagesError, NodeImages, Removed};
 use crate::managers::Managers;
@@ -13,11 +14,13 @@ use swarm_api::agent::{
 };
 use swarm_runtime::image::normalize_name;
 use swarm_runtime::{ImageConfig, ImageError};
+use swarm_types::spec::NodeRole;
+use swarm_types::NodeId;
 use tonic::{Request, Response, Status, Streaming};
 
 pub struct LocalService {
-    node_id: String,
-    role: String,
+    node_id: NodeId,
+    role: NodeRole,
     managers: Managers,
     /// The image store, or why this node has none (runtime unavailable, fake executor).
     images: Result<Arc<NodeImages>, String>,
@@ -25,14 +28,14 @@ pub struct LocalService {
 
 impl LocalService {
     pub fn new(
-        node_id: String,
-        role: &str,
+        node_id: NodeId,
+        role: NodeRole,
         managers: Managers,
         images: Result<Arc<NodeImages>, String>,
     ) -> Self {
         LocalService {
             node_id,
-            role: role.to_string(),
+            role,
             managers,
             images,
         }
@@ -141,8 +144,8 @@ impl Agent for LocalService {
         _req: Request<NodeInfoRequest>,
     ) -> Result<Response<NodeInfoResponse>, Status> {
         Ok(Response::new(NodeInfoResponse {
-            node_id: self.node_id.clone(),
-            role: self.role.clone(),
+            node_id: self.node_id.to_string(),
+            role: self.role.as_str().into(),
             managers: self.managers.addrs(),
         }))
     }

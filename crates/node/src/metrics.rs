@@ -3,11 +3,14 @@
 
 use std::fmt::Write as _;
 use swarm_manager::Manager;
+use swarm_types::spec::NodeRole;
 use swarm_types::task::TaskState;
+use swarm_types::NodeId;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// Renders the current metrics.
-pub fn render(node_id: &str, role: &str, manager: Option<&Manager>) -> String {
+pub fn render(node_id: &NodeId, role: NodeRole, manager: Option<&Manager>) -> String {
+    let role = role.as_str();
     let mut out = String::new();
     let _ = writeln!(out, "# TYPE swarm_node_info gauge");
     let _ = writeln!(
@@ -64,8 +67,8 @@ const ACCEPT_BACKOFF: (std::time::Duration, std::time::Duration) = (
 /// Serves metrics on `addr` until the process ends.
 pub async fn serve(
     addr: String,
-    node_id: String,
-    role: String,
+    node_id: NodeId,
+    role: NodeRole,
     manager: Option<Manager>,
 ) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&addr)
@@ -88,7 +91,7 @@ pub async fn serve(
                     continue;
                 }
             };
-            let body = render(&node_id, &role, manager.as_ref());
+            let body = render(&node_id, role, manager.as_ref());
             tokio::spawn(async move {
                 let mut buf = [0u8; 1024];
                 let _ =

@@ -302,18 +302,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     };
     tasks.push(tokio::spawn(session.run(shutdown_rx.clone())));
     if let Some(addr) = &args.metrics_addr {
-        crate::metrics::serve(
-            addr.clone(),
-            id.node_id.to_string(),
-            id.role.as_str().to_string(),
-            manager.clone(),
-        )
-        .await?;
+        crate::metrics::serve(addr.clone(), id.node_id.clone(), id.role, manager.clone()).await?;
     }
     // The node-local API answers on every node, so that a worker's socket can say what it is.
     let local = swarm_agent::local::LocalService::new(
-        id.node_id.to_string(),
-        id.role.as_str(),
+        id.node_id.clone(),
+        id.role,
         managers.clone(),
         images,
     );
