@@ -1,4 +1,5 @@
 //! What the agent needs from a container engine, and a fake engine for tests and benchmarks.
+//! It speaks of containers only: task states and managers belong to the controller.
 
 use std::collections::HashMap;
 use std::future::Future;

@@ -1,5 +1,6 @@
 //! Joining a cluster: connect to a manager trusting only the CA named by the join token,
 //! present a certificate signing request, and receive the node's identity and certificate.
+//! It keeps nothing on disk: the node stores what it receives.
 
 use std::sync::Arc;
 use swarm_api::node::node_service_client::NodeServiceClient;
