@@ -5,16 +5,16 @@
 //! work the second time (idempotent), so a new leader simply runs it again.
 
 use crate::constraint::node_matches as node_matches_constraints;
-use crate::ids::{NodeId, ServiceId, TaskId};
-use crate::objects::{
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use swarm_types::ids::{NodeId, ServiceId, TaskId};
+use swarm_types::objects::{
     NodeState, Object, ObjectKind, Service, Task, TaskStatus, UpdateState, UpdateStatus,
 };
-use crate::spec::{
+use swarm_types::spec::{
     Availability, FailureAction, RestartCondition, ServiceMode, UpdateConfig, UpdateOrder,
 };
-use crate::store::{Op, StoreState};
-use crate::task::TaskState;
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use swarm_types::store::{Op, StoreState};
+use swarm_types::task::TaskState;
 
 /// Knobs of a reconciliation pass.
 #[derive(Clone, Debug)]
