@@ -3,20 +3,20 @@
 //! are linearizable unless the request says `stale`.
 
 use crate::manager::Manager;
-use crate::raft::storage::StoreEvent;
+use crate::store::StoreEvent;
 use std::pin::Pin;
 use swarm_api::control::control_server::Control;
 use swarm_api::control::*;
-use swarm_api::wire::{self, PAGE_SIZE};
-use swarm_types::objects::{Cluster, NodeState, ServiceStatus};
-use swarm_types::spec::{NodeRole, NodeSpec, ServiceMode, ServiceSpec};
+use swarm_api::wire;
+use swarm_types::objects::{Cluster, NodeState};
+use swarm_types::spec::{NodeSpec, ServiceMode, ServiceSpec};
 use swarm_types::store::{Op, StoreState, WriteBatch};
 use swarm_types::token::JoinToken;
 use swarm_types::{Node, Object, ObjectKind, Service, ServiceId};
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
-type PageStream = Pin<Box<dyn Stream<Item = Result<ObjectPage, Status>> + Send>>;
+use crate::pages::PageStream;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[derive(Clone)]
@@ -110,39 +110,7 @@ fn object_response(o: Object) -> Response<ObjectResponse> {
     })
 }
 
-fn pages(objects: Vec<Object>) -> Response<PageStream> {
-    let pages: Vec<Result<ObjectPage, Status>> = paginate(objects.iter().map(wire::to_bytes))
-        .into_iter()
-        .map(Ok)
-        .collect();
-    Response::new(Box::pin(tokio_stream::iter(pages)))
-}
-
-/// Encoded objects in pages of at most `PAGE_SIZE` objects and `PAGE_BYTES` bytes (an object
-/// larger than that travels alone): no page approaches the gRPC message limit, however large
-/// the objects (a service carries up to 12 specs of up to 256 KiB).
-fn paginate(encoded: impl Iterator<Item = Vec<u8>>) -> Vec<ObjectPage> {
-    let mut out = Vec::new();
-    let mut page = ObjectPage::default();
-    let mut bytes = 0usize;
-    for o in encoded {
-        if !page.objects.is_empty()
-            && (page.objects.len() >= PAGE_SIZE || bytes + o.len() > PAGE_BYTES)
-        {
-            out.push(std::mem::take(&mut page));
-            bytes = 0;
-        }
-        bytes += o.len();
-        page.objects.push(o);
-    }
-    if !page.objects.is_empty() {
-        out.push(page);
-    }
-    out
-}
-
-/// Byte budget of one list page (the gRPC limit is 16 MiB).
-const PAGE_BYTES: usize = 4 * 1024 * 1024;
+use crate::pages::pages;
 
 fn validate(spec: &ServiceSpec) -> Result<(), Status> {
     spec.validate()
@@ -150,91 +118,6 @@ fn validate(spec: &ServiceSpec) -> Result<(), Status> {
 }
 
 impl ControlService {
-    /// Promotion and demotion. Membership changes run on the leader, so a follower forwards
-    /// the request there.
-    async fn change_role(
-        &self,
-        mut node: Node,
-        spec: NodeSpec,
-    ) -> Result<Response<ObjectResponse>, Status> {
-        if self.manager.leader().is_some() {
-            if let Some(ch) = self.manager.leader_channel()? {
-                return swarm_api::control::control_client::ControlClient::new(ch)
-                    .update_node(UpdateNodeRequest {
-                        reference: node.id.to_string(),
-                        version: 0,
-                        spec: wire::to_bytes(&spec),
-                    })
-                    .await;
-            }
-        }
-        let name = node.description.hostname.clone();
-        match spec.role {
-            NodeRole::Manager => {
-                if node.status.state != NodeState::Ready {
-                    return Err(Status::failed_precondition(format!(
-                        "node {name} is not ready; a node is promoted while it runs"
-                    )));
-                }
-                if node.manager_status.is_none() {
-                    node.manager_status = Some(swarm_types::objects::ManagerStatus {
-                        raft_id: rand::random::<u64>() >> 1,
-                        addr: node.status.addr.clone(),
-                    });
-                }
-                node.spec = spec;
-                tracing::info!(node = %node.id, "promotion requested");
-            }
-            NodeRole::Worker => {
-                let voters = self.manager.voters();
-                let raft_id = node.manager_status.as_ref().map(|m| m.raft_id);
-                if let Some(rid) = raft_id.filter(|r| voters.contains(r)) {
-                    let remaining: Vec<u64> =
-                        voters.iter().copied().filter(|v| *v != rid).collect();
-                    if remaining.is_empty() {
-                        return Err(Status::failed_precondition(format!(
-                            "node {name} is the last manager; promote another node first"
-                        )));
-                    }
-                    let reachable = remaining
-                        .iter()
-                        .filter(|v| self.manager.is_reachable(**v))
-                        .count();
-                    let needed = remaining.len() / 2 + 1;
-                    if reachable < needed {
-                        return Err(Status::failed_precondition(format!(
-                            "demoting {name} would lose quorum: only {reachable} of the remaining {} managers are reachable and {needed} are needed; bring managers back first",
-                            remaining.len()
-                        )));
-                    }
-                    // Record the new role first, while this manager still has quorum (a
-                    // leader that removes itself steps down and could not write after), then
-                    // leave Raft.
-                    node.spec = spec;
-                    node.manager_status = None;
-                    let current =
-                        self.read(|s| s.nodes.get(node.id.as_str()).map(|n| n.meta.version));
-                    node.meta.version = current.unwrap_or(node.meta.version);
-                    let mut out = self.write(vec![Op::Update(Object::Node(node))]).await?;
-                    self.manager
-                        .remove_manager(rid)
-                        .await
-                        .map_err(|e| Status::unavailable(e.to_string()))?;
-                    tracing::info!(raft_id = rid, "manager demoted and removed from raft");
-                    return Ok(object_response(out.remove(0)));
-                }
-                node.spec = spec;
-                node.manager_status = None;
-                tracing::info!(node = %node.id, "demoted");
-            }
-        }
-        // Re-read the version: the membership change may have taken a while.
-        let current = self.read(|s| s.nodes.get(node.id.as_str()).map(|n| n.meta.version));
-        node.meta.version = current.unwrap_or(node.meta.version);
-        let mut out = self.write(vec![Op::Update(Object::Node(node))]).await?;
-        Ok(object_response(out.remove(0)))
-    }
-
     fn local_status(&self) -> StatusResponse {
         // Copy what is needed: the metrics borrow must not be held while other calls borrow.
         let (leader, term, commit_index, applied_index, snapshot_index, purged_index) = {
@@ -359,7 +242,7 @@ impl Control for ControlService {
     ) -> Result<Response<PageStream>, Status> {
         self.manager.read_barrier(req.get_ref().stale).await?;
         let objs = self.read(|s| {
-            let mut status = ServiceStatus::of_all(s);
+            let mut status = s.service_statuses();
             s.services
                 .values()
                 .map(|svc| {
@@ -561,7 +444,9 @@ impl Control for ControlService {
         self.manager.read_barrier(false).await?;
         let mut node = self.read(|s| find_node(s, &r.reference))?;
         if spec.role != node.spec.role {
-            return self.change_role(node, spec).await;
+            return Ok(object_response(
+                crate::membership::change_role(&self.manager, node, spec).await?,
+            ));
         }
         if r.version != 0 {
             node.meta.version = r.version;
@@ -718,26 +603,4 @@ impl Control for ControlService {
 /// Used by `node ls`: whether a node counts as ready.
 pub fn node_ready(n: &Node) -> bool {
     n.status.state == NodeState::Ready
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn sizes(pages: &[ObjectPage]) -> Vec<usize> {
-        pages.iter().map(|p| p.objects.len()).collect()
-    }
-
-    #[test]
-    fn pages_are_bounded_by_count_and_by_bytes() {
-        let small = (0..PAGE_SIZE * 2 + 1).map(|_| vec![0u8; 10]);
-        assert_eq!(sizes(&paginate(small)), vec![PAGE_SIZE, PAGE_SIZE, 1]);
-        // 3 MiB objects: one per page, since two would pass the 4 MiB budget.
-        let big = (0..3).map(|_| vec![0u8; 3 << 20]);
-        assert_eq!(sizes(&paginate(big)), vec![1, 1, 1]);
-        // An object larger than the budget still travels, alone.
-        let huge = [vec![0u8; 10], vec![0u8; PAGE_BYTES + 1], vec![0u8; 10]];
-        assert_eq!(sizes(&paginate(huge.into_iter())), vec![1, 1, 1]);
-        assert!(paginate(std::iter::empty()).is_empty());
-    }
 }

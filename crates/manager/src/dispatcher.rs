@@ -3,7 +3,7 @@
 //! manager from its replicated copy of the store; status writes go through Raft.
 
 use crate::manager::Manager;
-use crate::raft::storage::StoreEvent;
+use crate::store::StoreEvent;
 use std::collections::HashMap;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -326,12 +326,12 @@ mod tests {
             1,
         )
         .expect("service");
-        let cfg = swarm_types::orchestrator::Config {
+        let cfg = swarm_engine::orchestrator::Config {
             now_ms: 1,
             node_down_grace_ms: 1,
             task_history_limit: 1,
         };
-        swarm_types::orchestrator::reconcile(&st, &cfg)
+        swarm_engine::orchestrator::reconcile(&st, &cfg)
             .into_iter()
             .filter_map(|op| match op {
                 Op::Create(Object::Task(t)) => Some(t),

@@ -6,10 +6,14 @@ pub mod auth;
 pub mod ca;
 pub mod control;
 pub mod dispatcher;
+mod group_commit;
 pub mod manager;
+pub mod membership;
 pub mod nodes;
 pub mod orchestration;
+mod pages;
 pub mod raft;
+pub mod store;
 pub mod supervise;
 
 pub use manager::{Manager, ManagerConfig, WriteError};

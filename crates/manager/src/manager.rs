@@ -5,10 +5,12 @@
 //! through a read index (a follower asks the leader for it, then waits until it has applied
 //! that far) unless the caller asks for a stale read.
 
+use crate::group_commit::{coalesce, Pending, ProposeError};
 use crate::raft::network::Network;
-use crate::raft::storage::{self, SharedStore};
-use crate::raft::{Proposal, Raft, RaftId};
-use openraft::error::{ClientWriteError, RaftError};
+use crate::raft::storage;
+use crate::raft::{Raft, RaftId};
+use crate::store::SharedStore;
+use openraft::error::RaftError;
 use openraft::{BasicNode, ServerState};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -17,7 +19,7 @@ use std::time::{Duration, Instant};
 use swarm_api::raft::raft_client::RaftClient;
 use swarm_api::raft::{ForwardWriteRequest, ReadIndexRequest};
 use swarm_api::wire;
-use swarm_types::store::{Op, StoreError, WriteBatch};
+use swarm_types::store::{StoreError, WriteBatch};
 use swarm_types::{NodeId, Object};
 
 #[derive(Clone, Debug)]
@@ -130,136 +132,6 @@ struct Inner {
     network: Network,
     /// Writes waiting to be proposed by the coalescer (leader only).
     proposals: tokio::sync::mpsc::Sender<Pending>,
-}
-
-type Reply = tokio::sync::oneshot::Sender<Result<Result<Vec<Object>, WriteError>, ProposeError>>;
-
-struct Pending {
-    batch: WriteBatch,
-    reply: Reply,
-}
-
-/// Why a coalesced proposal did not produce a result for its batches.
-#[derive(Debug)]
-enum ProposeError {
-    /// Leadership moved: retry against the new leader.
-    NotLeader,
-    /// No commit within the timeout.
-    Timeout,
-    Fail(WriteError),
-}
-
-/// Proposals in flight at once; while they are, new writes queue up and go out together.
-const MAX_IN_FLIGHT: usize = 4;
-/// Most client batches in one Raft entry.
-const MAX_BATCHES_PER_ENTRY: usize = 256;
-/// Stop adding batches to an entry past this many ops: entries stay small enough to
-/// replicate within one heartbeat interval (see `raft::network`).
-const MAX_OPS_PER_ENTRY: usize = 1_000;
-
-/// Byte budget of one Raft entry for batches that carry large objects (services, whose specs
-/// may reach 256 KiB each and which keep up to 12 of them): such an entry still replicates in
-/// one append and stays far below the 16 MiB message limit. A single batch over the budget
-/// still goes alone.
-const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
-
-/// Encoded size of the large objects a batch writes (services and clusters); small objects
-/// count 0, so the hot path (task status reports) encodes nothing here.
-fn big_object_bytes(b: &WriteBatch) -> usize {
-    b.ops
-        .iter()
-        .map(|op| match op {
-            Op::Create(o @ (Object::Service(_) | Object::Cluster(_)))
-            | Op::Update(o @ (Object::Service(_) | Object::Cluster(_))) => {
-                serde_json::to_vec(o).map(|v| v.len()).unwrap_or(0)
-            }
-            _ => 0,
-        })
-        .sum()
-}
-
-/// Group commit: takes queued writes, proposes them as one entry, hands each its result.
-async fn coalesce(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Pending>, timeout: Duration) {
-    let permits = Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT));
-    // A batch that did not fit the previous entry's byte budget opens the next one.
-    let mut next: Option<Pending> = None;
-    loop {
-        let first = match next.take() {
-            Some(p) => p,
-            None => match rx.recv().await {
-                Some(p) => p,
-                None => return,
-            },
-        };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
-        let weight = |b: &WriteBatch| b.ops.iter().map(Op::weight).sum::<usize>();
-        let mut ops = weight(&first.batch);
-        let mut bytes = big_object_bytes(&first.batch);
-        let mut group = vec![first];
-        while group.len() < MAX_BATCHES_PER_ENTRY && ops < MAX_OPS_PER_ENTRY {
-            match rx.try_recv() {
-                Ok(p) => {
-                    let b = big_object_bytes(&p.batch);
-                    if bytes + b > MAX_ENTRY_BYTES {
-                        // Starts the next entry instead.
-                        next = Some(p);
-                        break;
-                    }
-                    bytes += b;
-                    ops += weight(&p.batch);
-                    group.push(p);
-                }
-                Err(_) => break,
-            }
-        }
-        let raft = raft.clone();
-        tokio::spawn(async move {
-            let (batches, replies): (Vec<WriteBatch>, Vec<Reply>) =
-                group.into_iter().map(|p| (p.batch, p.reply)).unzip();
-            let res = tokio::time::timeout(
-                timeout,
-                raft.client_write(Proposal {
-                    batches: Arc::new(batches),
-                }),
-            )
-            .await;
-            drop(permit);
-            match res {
-                Ok(Ok(resp)) => {
-                    let mut results = resp.data.results.into_iter();
-                    for r in replies {
-                        let out = match results.next() {
-                            Some(Ok(v)) => Ok(v),
-                            Some(Err(e)) => Err(WriteError::Store(e)),
-                            None => Ok(Vec::new()),
-                        };
-                        let _ = r.send(Ok(out));
-                    }
-                }
-                Ok(Err(e)) => {
-                    let err = || match &e {
-                        RaftError::APIError(ClientWriteError::ForwardToLeader(_)) => {
-                            ProposeError::NotLeader
-                        }
-                        RaftError::APIError(e) => {
-                            ProposeError::Fail(WriteError::Raft(e.to_string()))
-                        }
-                        RaftError::Fatal(_) => ProposeError::Fail(WriteError::ShuttingDown),
-                    };
-                    for r in replies {
-                        let _ = r.send(Err(err()));
-                    }
-                }
-                Err(_) => {
-                    for r in replies {
-                        let _ = r.send(Err(ProposeError::Timeout));
-                    }
-                }
-            }
-        });
-    }
 }
 
 /// Cheap to clone; all clones share one Raft node.
@@ -645,52 +517,6 @@ impl Manager {
             .await
             .map_err(|_| tonic::Status::deadline_exceeded("read index timed out"))??;
         Ok(resp.get_ref().index)
-    }
-
-    /// Adds a manager: as a learner first (caught up), then as a voter. Leader only.
-    pub async fn add_manager(&self, raft_id: RaftId, addr: &str) -> Result<(), WriteError> {
-        let raft = &self.inner.raft;
-        let m = raft.metrics().borrow().clone();
-        if m.membership_config
-            .membership()
-            .voter_ids()
-            .any(|v| v == raft_id)
-        {
-            return Ok(());
-        }
-        raft.add_learner(raft_id, BasicNode::new(addr), true)
-            .await
-            .map_err(|e| WriteError::Raft(format!("add learner: {e}")))?;
-        let mut voters: std::collections::BTreeSet<RaftId> = raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .collect();
-        voters.insert(raft_id);
-        raft.change_membership(voters, true)
-            .await
-            .map_err(|e| WriteError::Raft(format!("change membership: {e}")))?;
-        Ok(())
-    }
-
-    /// Removes a manager from the Raft membership (leader only). Removing the leader itself
-    /// makes it step down once the new membership is committed.
-    pub async fn remove_manager(&self, raft_id: RaftId) -> Result<(), WriteError> {
-        let raft = &self.inner.raft;
-        let voters: std::collections::BTreeSet<RaftId> = raft
-            .metrics()
-            .borrow()
-            .membership_config
-            .membership()
-            .voter_ids()
-            .filter(|v| *v != raft_id)
-            .collect();
-        raft.change_membership(voters, false)
-            .await
-            .map_err(|e| WriteError::Raft(format!("change membership: {e}")))?;
-        Ok(())
     }
 
     pub fn server_state(&self) -> ServerState {

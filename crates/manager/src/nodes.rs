@@ -308,8 +308,7 @@ impl NodeService for NodeServiceImpl {
             .manager_status
             .filter(|_| node.role == NodeRole::Manager || node.spec.role == NodeRole::Manager)
             .ok_or_else(|| Status::failed_precondition("node did not join as a manager"))?;
-        self.manager
-            .add_manager(ms.raft_id, &ms.addr)
+        crate::membership::add_manager(&self.manager, ms.raft_id, &ms.addr)
             .await
             .map_err(|e| match e {
                 WriteError::Raft(m) => Status::unavailable(m),

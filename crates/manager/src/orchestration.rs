@@ -6,7 +6,7 @@
 
 use crate::manager::Manager;
 use std::time::Duration;
-use swarm_types::orchestrator;
+use swarm_engine::orchestrator;
 use swarm_types::store::{Op, WriteBatch};
 use swarm_types::task::TaskState;
 use swarm_types::TaskId;
@@ -114,7 +114,7 @@ pub async fn pass(
         if pending.is_empty() {
             return Vec::new();
         }
-        let plan = swarm_types::scheduler::schedule(s, &pending);
+        let plan = swarm_engine::scheduler::schedule(s, &pending);
         let mut ops: Vec<Op> = plan
             .assignments
             .into_iter()
@@ -142,7 +142,7 @@ pub async fn pass(
 
 /// Runs until `shutdown` turns true.
 pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receiver<bool>) {
-    use crate::raft::storage::StoreEvent;
+    use crate::store::StoreEvent;
     use swarm_types::Object;
     let mut events = manager.store().subscribe();
     let mut metrics = manager.raft().metrics();

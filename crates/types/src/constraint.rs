@@ -1,7 +1,8 @@
-//! Placement constraint expressions (`node.labels.zone==east`, `node.role!=manager`), parsed
-//! once at spec validation and evaluated by the scheduler.
+//! Placement constraint expressions (`node.labels.zone==east`, `node.role!=manager`): their
+//! syntax, parsed once at spec validation. Evaluating them against nodes is the engine's
+//! (`swarm_engine::constraint`); this module knows no node.
 
-use crate::spec::SpecError;
+use crate::error::SpecError;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ConstraintKey {
@@ -78,59 +79,9 @@ impl Constraint {
     }
 }
 
-impl Constraint {
-    /// Evaluates the constraint against a node. A missing label fails `==` and passes `!=`.
-    pub fn matches(&self, node: &crate::objects::Node) -> bool {
-        let actual: Option<&str> = match &self.key {
-            ConstraintKey::NodeId => Some(node.id.as_str()),
-            ConstraintKey::NodeHostname => Some(node.description.hostname.as_str()),
-            ConstraintKey::NodeRole => Some(node.role.as_str()),
-            ConstraintKey::NodePlatformOs => Some(node.description.platform.os.as_str()),
-            ConstraintKey::NodePlatformArch => Some(node.description.platform.arch.as_str()),
-            ConstraintKey::NodeLabel(l) => node.spec.labels.get(l).map(String::as_str),
-            ConstraintKey::EngineLabel(l) => {
-                node.description.engine_labels.get(l).map(String::as_str)
-            }
-        };
-        match actual {
-            Some(v) => (v == self.value) == self.equal,
-            None => !self.equal,
-        }
-    }
-}
-
-/// Whether `node` satisfies every constraint expression (unparsable ones are not met).
-pub fn node_matches(node: &crate::objects::Node, exprs: &[String]) -> bool {
-    exprs
-        .iter()
-        .all(|e| Constraint::parse(e).is_ok_and(|c| c.matches(node)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn matches_node_attributes_and_missing_labels() {
-        let mut n = crate::objects::Node::default();
-        n.description.hostname = "h1".into();
-        n.spec.labels.insert("zone".into(), "east".into());
-        n.description
-            .engine_labels
-            .insert("disk".into(), "ssd".into());
-        assert!(node_matches(
-            &n,
-            &["node.labels.zone==east".into(), "node.hostname!=h2".into()]
-        ));
-        assert!(!node_matches(&n, &["node.labels.zone==west".into()]));
-        assert!(!node_matches(&n, &["node.labels.rack==1".into()]));
-        assert!(node_matches(&n, &["node.labels.rack!=1".into()]));
-        assert!(node_matches(
-            &n,
-            &["engine.labels.disk==ssd".into(), "node.role==worker".into()]
-        ));
-        assert!(!node_matches(&n, &["garbage".into()]));
-    }
 
     #[test]
     fn parses_keys_and_operators() {

@@ -6,11 +6,10 @@
 #![forbid(unsafe_code)]
 
 pub mod constraint;
+pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod objects;
-pub mod orchestrator;
-pub mod scheduler;
 pub mod spec;
 pub mod store;
 pub mod task;

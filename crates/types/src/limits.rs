@@ -1,9 +1,9 @@
 //! Size limits of what clients write, checked at the API before anything reaches Raft, so no
 //! object can grow a log entry, a snapshot chunk or a list page past what a follower or a
-//! client accepts. Also the rule that an error never echoes an unbounded input back. Pure:
-//! the callers (spec validation, the control API) decide when to check.
+//! client accepts; and the rule that an error never echoes an unbounded input back. Knows no
+//! spec: `ServiceSpec::validate` applies these to its fields.
 
-use crate::spec::{ServiceSpec, SpecError};
+use crate::error::SpecError;
 use std::collections::BTreeMap;
 
 /// A service spec, encoded as stored (JSON): Docker caps a config or secret at 500 KiB; a
@@ -26,7 +26,7 @@ pub fn echo(s: &str) -> String {
     }
 }
 
-fn too_large(what: String, size: usize, limit: usize) -> SpecError {
+pub(crate) fn too_large(what: String, size: usize, limit: usize) -> SpecError {
     SpecError::TooLarge { what, size, limit }
 }
 
@@ -58,33 +58,10 @@ pub fn check_labels(whose: &str, labels: &BTreeMap<String, String>) -> Result<()
     Ok(())
 }
 
-/// Every field of a service spec within its limit, and the whole spec within
-/// [`MAX_SPEC_BYTES`].
-pub fn check_service_spec(spec: &ServiceSpec) -> Result<(), SpecError> {
-    check_labels("service", &spec.labels)?;
-    let c = &spec.task.container;
-    check_labels("container", &c.labels)?;
-    for (what, list) in [("environment entry", &c.env), ("argument", &c.args)] {
-        if let Some(v) = list.iter().find(|v| v.len() > MAX_VALUE_BYTES) {
-            return Err(too_large(
-                format!("{what} {}", echo(v)),
-                v.len(),
-                MAX_VALUE_BYTES,
-            ));
-        }
-    }
-    let size = serde_json::to_vec(spec)
-        .map(|v| v.len())
-        .unwrap_or(usize::MAX);
-    if size > MAX_SPEC_BYTES {
-        return Err(too_large("the service spec".into(), size, MAX_SPEC_BYTES));
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::ServiceSpec;
 
     fn spec() -> ServiceSpec {
         ServiceSpec::replicated("web", "busybox", 1)

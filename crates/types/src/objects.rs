@@ -189,27 +189,6 @@ impl ServiceStatus {
             self.desired_tasks += 1;
         }
     }
-
-    /// Status of every service from one pass over the tasks.
-    pub fn of_all(state: &crate::store::StoreState) -> BTreeMap<ServiceId, ServiceStatus> {
-        let mut out: BTreeMap<ServiceId, ServiceStatus> = BTreeMap::new();
-        for t in state.tasks.values() {
-            if state.services.contains_key(&t.service_id) {
-                out.entry(t.service_id.clone()).or_default().count(t);
-            }
-        }
-        for (id, svc) in &state.services {
-            let st = out.entry(id.clone()).or_default();
-            match svc.spec.mode {
-                crate::spec::ServiceMode::Replicated { replicas } => st.desired_tasks = replicas,
-                crate::spec::ServiceMode::ReplicatedJob {
-                    total_completions, ..
-                } => st.desired_tasks = total_completions,
-                crate::spec::ServiceMode::Global | crate::spec::ServiceMode::GlobalJob => {}
-            }
-        }
-        out
-    }
 }
 
 impl Service {

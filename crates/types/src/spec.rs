@@ -212,60 +212,15 @@ pub struct ServiceSpec {
     pub rollback_config: UpdateConfig,
 }
 
-/// Why a spec was refused. Messages are written for the operator who typed the command.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SpecError {
-    #[error("invalid service name {name:?}: {reason}")]
-    Name { name: String, reason: &'static str },
-    #[error("service needs an image: pass one, e.g. `swarmctl service create --name web busybox:latest`")]
-    MissingImage,
-    #[error("invalid image reference {0:?}: it must look like NAME[:TAG] or NAME@sha256:DIGEST")]
-    Image(String),
-    #[error("invalid replica count {0}: it must be between 0 and {MAX_REPLICAS}")]
-    Replicas(u64),
-    #[error("invalid environment entry {0:?}: expected KEY=VALUE")]
-    Env(String),
-    #[error("invalid label key {0:?}: keys must be non-empty and contain no '=' or whitespace")]
-    Label(String),
-    #[error("invalid constraint {expr:?}: {reason}")]
-    Constraint { expr: String, reason: String },
-    #[error("invalid placement preference {0:?}: expected spread=node.labels.NAME")]
-    Preference(String),
-    #[error("invalid resources: {0}")]
-    Resources(&'static str),
-    #[error("invalid job: {0}")]
-    Job(&'static str),
-    #[error("invalid health check: {0}")]
-    Health(&'static str),
-    #[error("invalid update config: {0}")]
-    Update(&'static str),
-    #[error("{what} is {size} bytes; the limit is {limit} bytes")]
-    TooLarge {
-        what: String,
-        size: usize,
-        limit: usize,
-    },
-    #[error("too many {what}: {count}; the limit is {limit}")]
-    TooMany {
-        what: String,
-        count: usize,
-        limit: usize,
-    },
-    /// A setting the service's mode never reads: refused rather than silently dropped.
-    #[error("{what} does not apply to a {mode} service: {why}")]
-    NotForMode {
-        what: &'static str,
-        mode: &'static str,
-        why: &'static str,
-    },
-}
+pub use crate::error::SpecError;
+use crate::limits;
 
 /// Validates a service name the way docker does: 1-63 chars of `[a-zA-Z0-9-_.]`, starting with
 /// an alphanumeric character (it becomes a DNS name and part of container names).
 pub fn validate_name(name: &str) -> Result<(), SpecError> {
     let err = |reason| {
         Err(SpecError::Name {
-            name: crate::limits::echo(name),
+            name: limits::echo(name),
             reason,
         })
     };
@@ -303,7 +258,7 @@ pub fn validate_image(image: &str) -> Result<(), SpecError> {
             .strip_prefix("sha256:")
             .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
         if !ok {
-            return Err(SpecError::Image(crate::limits::echo(image)));
+            return Err(SpecError::Image(limits::echo(image)));
         }
     }
     Ok(())
@@ -312,7 +267,7 @@ pub fn validate_image(image: &str) -> Result<(), SpecError> {
 pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), SpecError> {
     for k in labels.keys() {
         if k.is_empty() || k.contains('=') || k.chars().any(char::is_whitespace) {
-            return Err(SpecError::Label(crate::limits::echo(k)));
+            return Err(SpecError::Label(limits::echo(k)));
         }
     }
     Ok(())
@@ -342,20 +297,26 @@ impl ServiceSpec {
     /// Checks everything that can be checked without looking at the cluster.
     pub fn validate(&self) -> Result<(), SpecError> {
         validate_name(&self.name)?;
-        crate::limits::check_service_spec(self)?;
+        self.check_limits()?;
         validate_labels(&self.labels)?;
         validate_labels(&self.task.container.labels)?;
         validate_image(&self.task.container.image)?;
         match self.mode {
             ServiceMode::Replicated { replicas } if replicas > MAX_REPLICAS => {
-                return Err(SpecError::Replicas(replicas))
+                return Err(SpecError::Replicas {
+                    count: replicas,
+                    limit: MAX_REPLICAS,
+                })
             }
             ServiceMode::ReplicatedJob {
                 max_concurrent,
                 total_completions,
             } => {
                 if total_completions > MAX_REPLICAS || max_concurrent > MAX_REPLICAS {
-                    return Err(SpecError::Replicas(total_completions.max(max_concurrent)));
+                    return Err(SpecError::Replicas {
+                        count: total_completions.max(max_concurrent),
+                        limit: MAX_REPLICAS,
+                    });
                 }
                 if max_concurrent == 0 && total_completions > 0 {
                     return Err(SpecError::Job("max-concurrent must be at least 1"));
@@ -366,7 +327,7 @@ impl ServiceSpec {
         for e in &self.task.container.env {
             match e.split_once('=') {
                 Some((k, _)) if !k.is_empty() => {}
-                _ => return Err(SpecError::Env(crate::limits::echo(e))),
+                _ => return Err(SpecError::Env(limits::echo(e))),
             }
         }
         for c in &self.task.placement.constraints {
@@ -378,7 +339,7 @@ impl ServiceSpec {
                 .and_then(|l| l.strip_prefix("node.labels."))
                 .is_some_and(|l| !l.is_empty());
             if !ok {
-                return Err(SpecError::Preference(crate::limits::echo(p)));
+                return Err(SpecError::Preference(limits::echo(p)));
             }
         }
         if let Some(h) = &self.task.container.healthcheck {
@@ -417,6 +378,35 @@ impl ServiceSpec {
 }
 
 impl ServiceSpec {
+    /// Every field of a service spec within its limit, and the whole spec within
+    /// [`limits::MAX_SPEC_BYTES`].
+    fn check_limits(&self) -> Result<(), SpecError> {
+        let spec = self;
+        limits::check_labels("service", &spec.labels)?;
+        let c = &spec.task.container;
+        limits::check_labels("container", &c.labels)?;
+        for (what, list) in [("environment entry", &c.env), ("argument", &c.args)] {
+            if let Some(v) = list.iter().find(|v| v.len() > limits::MAX_VALUE_BYTES) {
+                return Err(limits::too_large(
+                    format!("{what} {}", limits::echo(v)),
+                    v.len(),
+                    limits::MAX_VALUE_BYTES,
+                ));
+            }
+        }
+        let size = serde_json::to_vec(spec)
+            .map(|v| v.len())
+            .unwrap_or(usize::MAX);
+        if size > limits::MAX_SPEC_BYTES {
+            return Err(limits::too_large(
+                "the service spec".into(),
+                size,
+                limits::MAX_SPEC_BYTES,
+            ));
+        }
+        Ok(())
+    }
+
     /// Settings the orchestrator ignores in this spec's mode are refused, so that no flag is
     /// accepted and then dropped.
     fn validate_for_mode(&self) -> Result<(), SpecError> {
@@ -606,7 +596,13 @@ mod tests {
         s.mode = ServiceMode::Replicated {
             replicas: MAX_REPLICAS + 1,
         };
-        assert_eq!(s.validate(), Err(SpecError::Replicas(MAX_REPLICAS + 1)));
+        assert_eq!(
+            s.validate(),
+            Err(SpecError::Replicas {
+                count: MAX_REPLICAS + 1,
+                limit: MAX_REPLICAS
+            })
+        );
     }
 
     #[test]

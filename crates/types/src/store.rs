@@ -3,7 +3,7 @@
 //! the whole batch or none of it (optimistic concurrency on `meta.version`).
 
 use crate::ids::{NodeId, ServiceId, TaskId};
-use crate::objects::{Cluster, Node, Object, ObjectKind, Service, Task, TaskStatus};
+use crate::objects::{Cluster, Node, Object, ObjectKind, Service, ServiceStatus, Task, TaskStatus};
 use crate::task::TaskState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -184,6 +184,28 @@ pub struct StoreState {
 }
 
 impl StoreState {
+    /// Status of every service from one pass over the tasks.
+    pub fn service_statuses(&self) -> BTreeMap<ServiceId, ServiceStatus> {
+        let state = self;
+        let mut out: BTreeMap<ServiceId, ServiceStatus> = BTreeMap::new();
+        for t in state.tasks.values() {
+            if state.services.contains_key(&t.service_id) {
+                out.entry(t.service_id.clone()).or_default().count(t);
+            }
+        }
+        for (id, svc) in &state.services {
+            let st = out.entry(id.clone()).or_default();
+            match svc.spec.mode {
+                crate::spec::ServiceMode::Replicated { replicas } => st.desired_tasks = replicas,
+                crate::spec::ServiceMode::ReplicatedJob {
+                    total_completions, ..
+                } => st.desired_tasks = total_completions,
+                crate::spec::ServiceMode::Global | crate::spec::ServiceMode::GlobalJob => {}
+            }
+        }
+        out
+    }
+
     /// Rebuilds derived indexes (call after deserializing a snapshot).
     pub fn rebuild_indexes(&mut self) {
         self.service_names = self

@@ -504,7 +504,14 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
             .any(|(n, st)| n == "n4" && st == "Unreachable")
             .then_some(())
     })
-    .unwrap_or_else(|e| panic!("{e}\n{:?}", managers_of(&c, other_leader)));
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{:?}\n{:?}\n{}",
+            managers_of(&c, other_leader),
+            c.ctl(other_leader, &["node", "ls"]),
+            c.dump()
+        )
+    });
     let survivor = (1..3).find(|i| *i != other_leader).unwrap();
     let target = c.nodes[survivor].name.clone();
     let out = c

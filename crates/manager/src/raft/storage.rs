@@ -14,6 +14,7 @@
 #![allow(clippy::result_large_err)]
 
 use super::{LogId, RaftId, StorageError, TypeConfig, WriteOutcome};
+use crate::store::{SharedStore, StoreEvent};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
 use openraft::{
     AnyError, Entry, EntryPayload, LogState, RaftLogReader, RaftSnapshotBuilder, Snapshot,
@@ -23,9 +24,8 @@ use std::fmt::Debug;
 use std::io::Cursor;
 use std::ops::{Bound, RangeBounds};
 use std::path::Path;
-use std::sync::{Arc, RwLock};
-use swarm_types::store::{Change, StoreState};
-use tokio::sync::broadcast;
+use std::sync::Arc;
+use swarm_types::store::StoreState;
 
 type Membership = StoredMembership<RaftId, openraft::BasicNode>;
 type StoredSnapshot = (SnapshotMeta<RaftId, openraft::BasicNode>, Vec<u8>);
@@ -276,45 +276,6 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 // ---------------------------------------------------------------------------------------------
 // State machine
 
-/// A change feed item: an applied change, or "the whole state was replaced" (snapshot install).
-#[derive(Clone, Debug)]
-pub enum StoreEvent {
-    Change(Arc<Change>),
-    Reset,
-}
-
-struct SmInner {
-    state: StoreState,
-    last_applied: Option<LogId>,
-    membership: Membership,
-}
-
-/// The in-memory object store plus what Raft needs to know about it. Cloned handles share it.
-#[derive(Clone)]
-pub struct SharedStore {
-    inner: Arc<RwLock<SmInner>>,
-    events: broadcast::Sender<StoreEvent>,
-}
-
-impl SharedStore {
-    /// Reads the current state under a read lock.
-    pub fn read<R>(&self, f: impl FnOnce(&StoreState) -> R) -> R {
-        f(&self.inner.read().expect("store lock poisoned").state)
-    }
-    pub fn last_applied_index(&self) -> u64 {
-        self.inner
-            .read()
-            .expect("store lock poisoned")
-            .last_applied
-            .map(|l| l.index)
-            .unwrap_or(0)
-    }
-    /// Subscribes to applied changes.
-    pub fn subscribe(&self) -> broadcast::Receiver<StoreEvent> {
-        self.events.subscribe()
-    }
-}
-
 #[derive(serde::Serialize, serde::Deserialize)]
 struct SnapshotBody {
     state: StoreState,
@@ -332,18 +293,8 @@ impl StateMachine {
         let snap = db
             .open_tree("snapshot")
             .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
-        // Large enough that watchers (the dispatcher hub, the control loop, `swarmctl events`)
-        // ride out bursts of thousands of task changes without a full resync.
-        let (events, _) = broadcast::channel(65536);
         let mut sm = StateMachine {
-            shared: SharedStore {
-                inner: Arc::new(RwLock::new(SmInner {
-                    state: StoreState::default(),
-                    last_applied: None,
-                    membership: Membership::default(),
-                })),
-                events,
-            },
+            shared: SharedStore::new(),
             snap,
             db: db.clone(),
         };
@@ -380,7 +331,7 @@ impl StateMachine {
             .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
         let mut state = body.state;
         state.rebuild_indexes();
-        let mut inner = self.shared.inner.write().expect("store lock poisoned");
+        let mut inner = self.shared.write_applied();
         inner.state = state;
         inner.last_applied = meta.last_log_id;
         inner.membership = meta.last_membership.clone();
@@ -414,7 +365,7 @@ pub struct SnapshotBuilder {
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
         let (data, last_applied, membership) = {
-            let inner = self.shared.inner.read().expect("store lock poisoned");
+            let inner = self.shared.read_applied();
             let data = super::codec::encode(&SnapshotBody {
                 state: inner.state.clone(),
             })
@@ -442,7 +393,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     type SnapshotBuilder = SnapshotBuilder;
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, Membership), StorageError> {
-        let inner = self.shared.inner.read().expect("store lock poisoned");
+        let inner = self.shared.read_applied();
         Ok((inner.last_applied, inner.membership.clone()))
     }
 
@@ -454,7 +405,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut out = Vec::new();
         let mut changes = Vec::new();
         {
-            let mut inner = self.shared.inner.write().expect("store lock poisoned");
+            let mut inner = self.shared.write_applied();
             for entry in entries {
                 inner.last_applied = Some(entry.log_id);
                 match entry.payload {
@@ -490,7 +441,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         for c in changes {
             // No receivers is fine; lagging receivers see `Lagged` and resynchronize.
-            let _ = self.shared.events.send(StoreEvent::Change(Arc::new(c)));
+            self.shared.publish(StoreEvent::Change(Arc::new(c)));
         }
         Ok(out)
     }
@@ -515,7 +466,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let data = snapshot.into_inner();
         self.load(meta, &data)?;
         Self::persist_snapshot(&self.db, &self.snap, meta, &data).await?;
-        let _ = self.shared.events.send(StoreEvent::Reset);
+        self.shared.publish(StoreEvent::Reset);
         Ok(())
     }
 

@@ -1,8 +1,8 @@
 use super::*;
-use crate::objects::{NodeDescription, NodeStatus, Platform, TaskStatus};
-use crate::spec::{NodeRole, NodeSpec, Placement, ResourceRequirements, Resources};
 use proptest::prelude::*;
 use std::collections::BTreeMap;
+use swarm_types::objects::{NodeDescription, NodeStatus, Platform, TaskStatus};
+use swarm_types::spec::{NodeRole, NodeSpec, Placement, ResourceRequirements, Resources};
 
 const CORE: i64 = 1_000_000_000;
 const GIB: i64 = 1 << 30;

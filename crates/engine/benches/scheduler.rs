@@ -10,8 +10,8 @@
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
+use swarm_engine::scheduler::{schedule, SchedulePlan};
 use swarm_types::objects::{NodeDescription, NodeState, NodeStatus, Platform, TaskStatus};
-use swarm_types::scheduler::{schedule, SchedulePlan};
 use swarm_types::spec::{NodeRole, NodeSpec, TaskSpec};
 use swarm_types::store::StoreState;
 use swarm_types::task::TaskState;

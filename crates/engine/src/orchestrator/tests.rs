@@ -1,12 +1,12 @@
 use super::*;
-use crate::objects::UpdateState;
-use crate::objects::{Meta, Node, NodeStatus};
-use crate::spec::{
-    ContainerSpec, FailureAction, NodeRole, RestartPolicy, ServiceSpec, TaskSpec, UpdateOrder,
-};
-use crate::store::WriteBatch;
 use proptest::prelude::*;
 use std::time::Duration;
+use swarm_types::objects::UpdateState;
+use swarm_types::objects::{Meta, Node, NodeStatus};
+use swarm_types::spec::{
+    ContainerSpec, FailureAction, NodeRole, RestartPolicy, ServiceSpec, TaskSpec, UpdateOrder,
+};
+use swarm_types::store::WriteBatch;
 
 struct World {
     state: StoreState,
@@ -681,22 +681,21 @@ fn global_update_rolls_one_node_at_a_time() {
 
 #[test]
 fn service_status_counts_running_and_desired_tasks() {
-    use crate::objects::ServiceStatus;
     let mut w = three_nodes();
     let web = w.service("web", ServiceMode::Replicated { replicas: 4 });
     let agent = w.service("agent", ServiceMode::Global);
     w.reconcile();
-    let st = ServiceStatus::of_all(&w.state);
+    let st = w.state.service_statuses();
     assert_eq!((st[&web].running_tasks, st[&web].desired_tasks), (0, 4));
     assert_eq!((st[&agent].running_tasks, st[&agent].desired_tasks), (0, 3));
     w.run_all();
-    let st = ServiceStatus::of_all(&w.state);
+    let st = w.state.service_statuses();
     assert_eq!((st[&web].running_tasks, st[&web].desired_tasks), (4, 4));
     assert_eq!((st[&agent].running_tasks, st[&agent].desired_tasks), (3, 3));
     // Draining a node takes its global task out of both counts.
     w.set_node("b", |n| n.spec.availability = Availability::Drain);
     w.reconcile();
-    let st = ServiceStatus::of_all(&w.state);
+    let st = w.state.service_statuses();
     assert_eq!((st[&agent].running_tasks, st[&agent].desired_tasks), (2, 2));
 }
 
@@ -749,5 +748,102 @@ fn new_tasks_are_created_already_placed_when_nothing_is_released() {
         if let Op::Create(Object::Task(t)) = op {
             assert!(t.node_id.is_none() && t.status.state == TaskState::Pending);
         }
+    }
+}
+
+mod compact {
+    //! Compaction of the orchestrator's task creations (`swarm_types::store::compact`)
+    //! applies exactly like the creations it stands for.
+    use crate::orchestrator::{reconcile, Config};
+    use swarm_types::spec::ServiceSpec;
+    use swarm_types::store::{compact, Op, StoreError, StoreState, WriteBatch};
+    use swarm_types::{Object, Service, ServiceId};
+
+    fn service(id: &str, name: &str) -> Object {
+        Object::Service(Service {
+            status: None,
+            id: ServiceId::new(id),
+            meta: Default::default(),
+            spec: ServiceSpec::replicated(name, "busybox", 7),
+            previous_spec: None,
+            update_status: None,
+            spec_history: Vec::new(),
+            spec_version: 1,
+        })
+    }
+
+    fn with_services() -> StoreState {
+        let mut st = StoreState::default();
+        let ops = vec![service("a", "web"), service("b", "db")];
+        st.apply(
+            &WriteBatch {
+                ops: ops.into_iter().map(Op::Create).collect(),
+                now_ms: 1,
+            },
+            1,
+        )
+        .unwrap();
+        st
+    }
+
+    #[test]
+    fn compacted_creations_apply_exactly_like_the_originals() {
+        let st = with_services();
+        let cfg = Config {
+            now_ms: 5,
+            node_down_grace_ms: 1,
+            task_history_limit: 1,
+        };
+        let ops = reconcile(&st, &cfg);
+        assert_eq!(ops.len(), 14);
+        let small = compact(ops.clone());
+        // One batch per service, each standing for its seven tasks.
+        assert_eq!(small.len(), 2, "{small:?}");
+        assert_eq!(small.iter().map(Op::weight).sum::<usize>(), 14);
+        let (mut a, mut b) = (st.clone(), st.clone());
+        let ca = a.apply(&WriteBatch { ops, now_ms: 9 }, 2).unwrap();
+        let cb = b
+            .apply(
+                &WriteBatch {
+                    ops: small,
+                    now_ms: 9,
+                },
+                2,
+            )
+            .unwrap();
+        assert_eq!(a, b);
+        assert_eq!(ca, cb);
+    }
+
+    #[test]
+    fn a_taken_id_fails_the_whole_batch() {
+        let mut st = with_services();
+        let cfg = Config {
+            now_ms: 5,
+            node_down_grace_ms: 1,
+            task_history_limit: 1,
+        };
+        let ops = reconcile(&st, &cfg);
+        // Create the fourth task alone first: the batch then collides in its middle.
+        st.apply(
+            &WriteBatch {
+                ops: vec![ops[3].clone()],
+                now_ms: 9,
+            },
+            2,
+        )
+        .unwrap();
+        let before = st.clone();
+        let err = st
+            .apply(
+                &WriteBatch {
+                    ops: compact(ops),
+                    now_ms: 9,
+                },
+                3,
+            )
+            .unwrap_err();
+        assert!(matches!(err, StoreError::Exists { .. }), "{err}");
+        assert_eq!(st, before, "nothing of the failed batch stays");
     }
 }

@@ -31,15 +31,15 @@
 //! the same reason (computed once). Altogether `O(tasks in the store + pending · log nodes +
 //! groups · nodes)`, plus the number of branches per level for spread preferences.
 
-use crate::constraint::Constraint;
-use crate::ids::{NodeId, ServiceId, TaskId};
-use crate::objects::{Node, NodeState, Task};
-use crate::spec::{Availability, TaskSpec};
-use crate::store::StoreState;
-use crate::task::TaskState;
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
+use swarm_types::constraint::Constraint;
+use swarm_types::ids::{NodeId, ServiceId, TaskId};
+use swarm_types::objects::{Node, NodeState, Task};
+use swarm_types::spec::{Availability, TaskSpec};
+use swarm_types::store::StoreState;
+use swarm_types::task::TaskState;
 
 /// What the scheduler decided for a batch of pending tasks.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -352,9 +352,10 @@ fn parse_constraints(exprs: &[String]) -> Vec<Option<Constraint>> {
 
 /// Index of the first constraint `node` does not meet.
 fn first_unmet(constraints: &[Option<Constraint>], node: &Node) -> Option<usize> {
-    constraints
-        .iter()
-        .position(|c| !c.as_ref().is_some_and(|c| c.matches(node)))
+    constraints.iter().position(|c| {
+        !c.as_ref()
+            .is_some_and(|c| crate::constraint::matches(c, node))
+    })
 }
 
 /// Nodes (by index) that pass the filters that don't change during a plan: ready, active and
