@@ -322,13 +322,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!("shutting down");
+    // Containers keep running: nothing below stops them, and the next start re-adopts them.
+    tracing::info!("shutting down; containers keep running");
     let _ = shutdown_tx.send(true);
-    if let Some(m) = manager {
-        m.shutdown().await;
-    }
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    let graceful = async {
+        if let Some(m) = manager {
+            m.shutdown().await;
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown did not finish within {SHUTDOWN_GRACE:?}; exiting anyway (Raft state is durable)"
+        );
     }
     if restart {
         drop(_lock);
@@ -396,14 +407,28 @@ fn raise_fd_limit() {
     }
 }
 
+/// How long a stopping swarmd waits for its servers and Raft to close before it exits anyway.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// Resolves on the first SIGTERM or SIGINT. From then on, a second one exits the process at
+/// once (128 + signal), whatever the shutdown is doing.
 async fn wait_for_signal() {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
+    let first = tokio::select! {
+        _ = term.recv() => "SIGTERM",
+        _ = int.recv() => "SIGINT",
+    };
+    tracing::info!("{first} received; stopping (send it again to exit at once)");
+    tokio::spawn(async move {
+        let code = tokio::select! {
+            _ = term.recv() => 128 + 15,
+            _ = int.recv() => 128 + 2,
+        };
+        eprintln!("swarmd: second signal; exiting now");
+        std::process::exit(code);
+    });
 }
 
 /// First start of the first manager: a fresh identity, persisted before anything else so an
