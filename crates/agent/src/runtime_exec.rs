@@ -69,20 +69,29 @@ impl RuntimeExecutor {
         self.images.clone()
     }
 
-    /// One runtime call on the blocking pool (bounded by [`MAX_RUNTIME_CALLS`]).
-    async fn call<T: Send + 'static>(
+    /// Blocking work (runtime or image store) on the blocking pool, at most
+    /// [`MAX_RUNTIME_CALLS`] at a time.
+    async fn limited<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Runtime) -> Result<T, RuntimeError> + Send + 'static,
-    ) -> Result<Result<T, RuntimeError>, ExecError> {
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ExecError> {
         let _permit = self
             .calls
             .acquire()
             .await
             .map_err(|_| ExecError::Failed("runtime executor closed".into()))?;
-        let rt = self.runtime.clone();
-        tokio::task::spawn_blocking(move || f(&rt))
+        tokio::task::spawn_blocking(f)
             .await
             .map_err(|e| ExecError::Failed(format!("runtime call panicked: {e}")))
+    }
+
+    /// One runtime call (see [`RuntimeExecutor::limited`]).
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Runtime) -> Result<T, RuntimeError> + Send + 'static,
+    ) -> Result<Result<T, RuntimeError>, ExecError> {
+        let rt = self.runtime.clone();
+        self.limited(move || f(&rt)).await
     }
 
     async fn blocking<T: Send + 'static>(
@@ -270,9 +279,7 @@ impl Executor for RuntimeExecutor {
         Box::pin(async move {
             let images = self.images.clone();
             let t = task.clone();
-            let spec = tokio::task::spawn_blocking(move || container_spec(&images, &t))
-                .await
-                .map_err(|e| ExecError::Failed(e.to_string()))??;
+            let spec = self.limited(move || container_spec(&images, &t)).await??;
             self.blocking(move |rt| rt.create(spec).map(|_| ()))
                 .await
                 .map_err(|e| match e {
@@ -359,7 +366,7 @@ impl Executor for RuntimeExecutor {
         let name = normalize_name(&task.spec.container.image);
         Box::pin(async move {
             let images = self.images.clone();
-            tokio::task::spawn_blocking(move || images.config(&name).ok())
+            self.limited(move || images.config(&name).ok())
                 .await
                 .ok()
                 .flatten()
