@@ -316,7 +316,7 @@ fn container_init_inner(
     if let Some(w) = sync.take() {
         write_all_fd(w.as_raw_fd(), b"ok");
     }
-    {
+    let started = {
         let p = CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd())).expect("no NUL");
         // SAFETY: valid path; blocks until `start` opens the fifo for reading.
         let fd = unsafe { libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
@@ -326,11 +326,12 @@ fn container_init_inner(
         // SAFETY: we own fd.
         let f = unsafe { OwnedFd::from_raw_fd(fd) };
         write_all_fd(f.as_raw_fd(), b"1");
-    }
+        f
+    };
     drop(fifo);
     // From here on the container has run: whatever happens, its end is recorded before the
     // init exits, so that once the init is gone the record is there.
-    let rec = supervise(spec.stdio, &proc_, log_fd).unwrap_or_else(|e| ExitRecord {
+    let rec = supervise(spec.stdio, &proc_, log_fd, started).unwrap_or_else(|e| ExitRecord {
         code: Some(255),
         signal: None,
         finished: crate::timefmt::rfc3339_now(),
@@ -464,10 +465,14 @@ fn sigset(sigs: &[i32]) -> libc::sigset_t {
 }
 
 /// P1 after start: fork the workload, then be its init until it exits; returns how it ended.
+/// `started` is the write end of the start fifo: it is closed once the workload is forked and
+/// signals are being forwarded, which is when `start` returns (so that a signal sent right
+/// after `start` is neither lost nor finds no workload).
 fn supervise(
     stdio: StdioMode,
     p: &PreparedProcess,
     log_fd: Option<OwnedFd>,
+    started: OwnedFd,
 ) -> Result<ExitRecord, InitError> {
     let mut all: Vec<i32> = FORWARDED.to_vec();
     all.push(libc::SIGCHLD);
@@ -511,6 +516,7 @@ fn supervise(
         unsafe { libc::_exit(127) };
     }
     drop(err_w);
+    drop(started);
     let (mut out_r, mut errp_r) = (None, None);
     if let Some(((or, ow), (er, ew))) = pipes {
         drop(ow);

@@ -368,17 +368,28 @@ impl Runtime {
         let fifo = sd.fifo();
         let f = sys::openat(libc::AT_FDCWD, &fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0)
             .map_err(ioe(&fifo))?;
+        // The init writes one byte when it is released, and closes its end once the workload
+        // is forked and signals are forwarded: only then is the container started.
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut released = false;
         loop {
             if sys::poll_readable(f.as_raw_fd(), 100).map_err(ioe(&fifo))? {
                 let mut b = [0u8; 1];
                 // SAFETY: read one byte into a local buffer.
                 let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
                 if n == 1 {
+                    released = true;
+                    continue;
+                }
+                if n == 0 && released {
                     break;
                 }
             }
-            if sys::pidfd_exited(pidfd.as_raw_fd()).map_err(ioe(&fifo))? {
+            let exited = sys::pidfd_exited(pidfd.as_raw_fd()).map_err(ioe(&fifo))?;
+            if exited && released {
+                break; // it ran and already ended: started all the same
+            }
+            if exited {
                 return Err(RuntimeError::InvalidState {
                     id: id.into(),
                     status: ContainerStatus::Stopped,

@@ -95,6 +95,18 @@ fn killing_a_container_records_its_exit_not_a_lost_one() {
         (st.code, st.signal, st.error.as_deref()),
         (137, Some(libc::SIGKILL), None)
     );
+    tracing::info!("phase: SIGTERM right after start reaches the workload (not lost)");
+    h.rt().create(h.spec("prompt", "sleep 60")).unwrap();
+    h.rt().start("prompt").unwrap();
+    h.rt().signal("prompt", libc::SIGTERM).unwrap();
+    let st = h
+        .rt()
+        .wait("prompt", Some(Duration::from_secs(30)))
+        .unwrap();
+    assert_eq!(
+        (st.code, st.signal, st.error.as_deref()),
+        (128 + libc::SIGTERM, Some(libc::SIGTERM), None)
+    );
     tracing::info!("phase: a created, never started container killed → SIGKILL recorded");
     h.rt().create(h.spec("unstarted", "true")).unwrap();
     h.rt().signal("unstarted", libc::SIGTERM).unwrap();
