@@ -342,10 +342,12 @@ impl Executor for RuntimeExecutor {
                     ContainerStatus::Created => ContainerState::Created,
                     ContainerStatus::Running => ContainerState::Running,
                     ContainerStatus::Stopped => {
+                        // Stopped without an exit record: no init was ever reported (the
+                        // create did not finish); an init that ended has a record.
                         ContainerState::Exited(info.exit.as_ref().map(exit_of).unwrap_or(Exit {
                             code: 255,
                             oom_killed: false,
-                            error: Some("exit status lost".into()),
+                            error: Some("container never ran: its create did not finish".into()),
                         }))
                     }
                 })),
