@@ -1,13 +1,23 @@
 //! The executor over swarm's native runtime: images from the node's local image store,
-//! containers under the node's own state root and cgroup parent. The runtime API is blocking,
-//! so every call runs on tokio's blocking pool.
+//! containers under the node's own state root and cgroup parent.
+//!
+//! Nothing here holds a thread for longer than one short runtime call, however many containers
+//! run: the runtime API is blocking, so each call runs on tokio's blocking pool, at most
+//! [`MAX_RUNTIME_CALLS`] at a time; waiting for a container to exit is its init's pidfd in
+//! tokio's reactor (epoll); stop grace periods are timers; health-check execs are child
+//! processes reaped by tokio. A host's container count is bounded by memory and file
+//! descriptors (one pidfd per running container), not threads.
 
-use crate::executor::{truncate_output, BoxFut, ContainerState, ExecError, Executor, Exit};
+use crate::executor::{
+    truncate_output, BoxFut, ContainerState, ExecError, Executor, Exit, MAX_EXEC_OUTPUT,
+};
 use crate::images::{NodeImages, IMAGE_DIGEST_LABEL};
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 use swarm_runtime::image::{normalize_name, ImageHealthcheck};
+use swarm_runtime::runtime::KILL_WAIT;
 use swarm_runtime::spec::resolve_process;
 use swarm_runtime::{
     ContainerSpec, ContainerStatus, ExecSpec, ImageStore, ProcessOverrides, Resources, RootfsSpec,
@@ -15,6 +25,7 @@ use swarm_runtime::{
 };
 use swarm_types::spec::HealthCheck;
 use swarm_types::Task;
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 /// An image's docker `HEALTHCHECK` as the agent's health check type.
 fn from_image(h: &ImageHealthcheck) -> HealthCheck {
@@ -27,9 +38,16 @@ fn from_image(h: &ImageHealthcheck) -> HealthCheck {
     }
 }
 
+/// Runtime calls (create, start, signal, inspect, ...) in flight at once. Each occupies a
+/// blocking-pool thread while it runs; the bound keeps a burst of thousands of task
+/// transitions from growing the pool towards its 512 threads (and from thrashing the CPUs
+/// with concurrent container setups).
+pub const MAX_RUNTIME_CALLS: usize = 16;
+
 pub struct RuntimeExecutor {
     runtime: Arc<Runtime>,
     images: Arc<NodeImages>,
+    calls: Arc<tokio::sync::Semaphore>,
 }
 
 impl RuntimeExecutor {
@@ -45,6 +63,7 @@ impl RuntimeExecutor {
         Ok(RuntimeExecutor {
             images: NodeImages::new(Arc::new(images), runtime.clone()),
             runtime,
+            calls: Arc::new(tokio::sync::Semaphore::new(MAX_RUNTIME_CALLS)),
         })
     }
 
@@ -53,18 +72,151 @@ impl RuntimeExecutor {
         self.images.clone()
     }
 
+    /// Blocking work (runtime or image store) on the blocking pool, at most
+    /// [`MAX_RUNTIME_CALLS`] at a time.
+    async fn limited<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, ExecError> {
+        let _permit = self
+            .calls
+            .acquire()
+            .await
+            .map_err(|_| ExecError::Failed("runtime executor closed".into()))?;
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| ExecError::Failed(format!("runtime call panicked: {e}")))
+    }
+
+    /// One runtime call (see [`RuntimeExecutor::limited`]).
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Runtime) -> Result<T, RuntimeError> + Send + 'static,
+    ) -> Result<Result<T, RuntimeError>, ExecError> {
+        let rt = self.runtime.clone();
+        self.limited(move || f(&rt)).await
+    }
+
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce(&Runtime) -> Result<T, RuntimeError> + Send + 'static,
     ) -> Result<T, ExecError> {
-        let rt = self.runtime.clone();
-        tokio::task::spawn_blocking(move || f(&rt))
-            .await
-            .map_err(|e| ExecError::Failed(format!("runtime call panicked: {e}")))?
-            .map_err(|e| match e {
-                RuntimeError::NotFound { id } => ExecError::NotFound(id),
-                other => ExecError::Failed(other.to_string()),
-            })
+        self.call(f).await?.map_err(exec_error)
+    }
+
+    /// Resolves once the container's init has exited (immediately when it is not running):
+    /// its pidfd becomes readable then. Errors that say nothing about the container (a full
+    /// fd table, a failed /proc read on a loaded host) are retried, never taken for an exit.
+    async fn exited(&self, id: &str) -> Result<(), ExecError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let idc = id.to_string();
+            let e = match self.call(move |rt| rt.init_pidfd(&idc)).await? {
+                Ok(None) => return Ok(()),
+                Ok(Some(fd)) => match swarm_runtime::asyncwait::exited(fd).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => format!("cannot watch its pidfd: {e}"),
+                },
+                Err(e @ (RuntimeError::NotFound { .. } | RuntimeError::InvalidState { .. })) => {
+                    return Err(exec_error(e))
+                }
+                Err(e) => e.to_string(),
+            };
+            tracing::warn!(container = id, error = %e, ?backoff, "cannot wait for the container yet; retrying");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(10));
+        }
+    }
+
+    /// The exit status of a container whose init has exited; transient errors are retried.
+    async fn exit_status(&self, id: &str) -> Result<Exit, ExecError> {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let idc = id.to_string();
+            match self.call(move |rt| rt.exit_status(&idc)).await? {
+                Ok(st) => return Ok(exit_of(&st)),
+                Err(e @ (RuntimeError::NotFound { .. } | RuntimeError::InvalidState { .. })) => {
+                    return Err(exec_error(e))
+                }
+                Err(e) => {
+                    tracing::warn!(container = id, error = %e, ?backoff, "cannot read the exit status yet; retrying");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(10));
+                }
+            }
+        }
+    }
+
+    /// Runs `args` in container `id` as a child process reaped by tokio (no thread), output
+    /// capped at [`MAX_EXEC_OUTPUT`] per stream, killed after `timeout`.
+    async fn exec_async(
+        &self,
+        id: String,
+        args: Vec<String>,
+        timeout: Duration,
+    ) -> Result<(i32, String), ExecError> {
+        let spec = ExecSpec {
+            args,
+            timeout: Some(timeout),
+            ..Default::default()
+        };
+        let cmd = self.blocking(move |rt| rt.exec_command(&id, &spec)).await?;
+        let mut cmd = tokio::process::Command::from(cmd);
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        let mut child = cmd
+            .spawn()
+            .map_err(|e| ExecError::Failed(format!("cannot run the exec helper: {e}")))?;
+        let (out, err) = (child.stdout.take(), child.stderr.take());
+        let run = async {
+            let (o, e, st) = tokio::join!(read_capped(out), read_capped(err), child.wait());
+            (o, e, st)
+        };
+        match tokio::time::timeout(timeout, run).await {
+            Ok((o, e, st)) => {
+                use std::os::unix::process::ExitStatusExt;
+                let st = st.map_err(|e| ExecError::Failed(format!("exec helper: {e}")))?;
+                let code = st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0));
+                let mut text = String::from_utf8_lossy(&o).into_owned();
+                text.push_str(&String::from_utf8_lossy(&e));
+                Ok((code, truncate_output(text)))
+            }
+            Err(_) => {
+                // Killing the helper kills the command (parent-death signal) with it.
+                let _ = child.kill().await;
+                Ok((
+                    128 + libc::SIGKILL,
+                    format!("health check exceeded timeout ({timeout:?})"),
+                ))
+            }
+        }
+    }
+}
+
+fn exec_error(e: RuntimeError) -> ExecError {
+    match e {
+        RuntimeError::NotFound { id } => ExecError::NotFound(id),
+        other => ExecError::Failed(other.to_string()),
+    }
+}
+
+/// Reads a stream to its end, keeping the first [`MAX_EXEC_OUTPUT`] bytes (the rest is read
+/// and dropped, so the writer never blocks on a full pipe).
+async fn read_capped(r: Option<impl AsyncRead + Unpin>) -> Vec<u8> {
+    let Some(mut r) = r else {
+        return Vec::new();
+    };
+    let mut kept = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return kept,
+            Ok(n) => {
+                let room = MAX_EXEC_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+            }
+        }
     }
 }
 
@@ -138,9 +290,7 @@ impl Executor for RuntimeExecutor {
             let _shared = self.images.shared().await;
             let images = self.images.store().clone();
             let t = task.clone();
-            let spec = tokio::task::spawn_blocking(move || container_spec(&images, &t))
-                .await
-                .map_err(|e| ExecError::Failed(e.to_string()))??;
+            let spec = self.limited(move || container_spec(&images, &t)).await??;
             self.blocking(move |rt| rt.create(spec).map(|_| ()))
                 .await
                 .map_err(|e| match e {
@@ -154,18 +304,36 @@ impl Executor for RuntimeExecutor {
         Box::pin(async move { self.blocking(move |rt| rt.start(&id)).await })
     }
     fn wait<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Exit, ExecError>> {
-        let id = id.to_string();
         Box::pin(async move {
-            self.blocking(move |rt| rt.wait(&id, None))
-                .await
-                .map(|e| exit_of(&e))
+            self.exited(id).await?;
+            self.exit_status(id).await
         })
     }
     fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFut<'a, Result<(), ExecError>> {
-        let id = id.to_string();
         Box::pin(async move {
-            self.blocking(move |rt| rt.stop(&id, grace).map(|_| ()))
+            // SIGTERM to the init (which forwards it); a stopped container refuses it, and
+            // then the wait below returns at once.
+            let idc = id.to_string();
+            let _ = self.call(move |rt| rt.signal(&idc, libc::SIGTERM)).await?;
+            if let Ok(r) = tokio::time::timeout(grace, self.exited(id)).await {
+                return r;
+            }
+            let idc = id.to_string();
+            let _ = self.call(move |rt| rt.signal(&idc, libc::SIGKILL)).await?;
+            if let Ok(r) = tokio::time::timeout(KILL_WAIT, self.exited(id)).await {
+                return r;
+            }
+            tracing::warn!(
+                container = id,
+                "container init still running {KILL_WAIT:?} after its processes were killed; killing the init (its exit status is lost)"
+            );
+            let idc = id.to_string();
+            self.blocking(move |rt| rt.kill_init(&idc)).await?;
+            tokio::time::timeout(KILL_WAIT, self.exited(id))
                 .await
+                .map_err(|_| {
+                    ExecError::Failed(format!("container {id} did not exit after SIGKILL"))
+                })?
         })
     }
     fn remove<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), ExecError>> {
@@ -191,10 +359,12 @@ impl Executor for RuntimeExecutor {
                     ContainerStatus::Created => ContainerState::Created,
                     ContainerStatus::Running => ContainerState::Running,
                     ContainerStatus::Stopped => {
+                        // Stopped without an exit record: no init was ever reported (the
+                        // create did not finish); an init that ended has a record.
                         ContainerState::Exited(info.exit.as_ref().map(exit_of).unwrap_or(Exit {
                             code: 255,
                             oom_killed: false,
-                            error: Some("exit status lost".into()),
+                            error: Some("container never ran: its create did not finish".into()),
                         }))
                     }
                 })),
@@ -209,33 +379,13 @@ impl Executor for RuntimeExecutor {
         args: Vec<String>,
         timeout: Duration,
     ) -> BoxFut<'a, Result<(i32, String), ExecError>> {
-        let id = id.to_string();
-        Box::pin(async move {
-            let out = self
-                .blocking(move |rt| {
-                    rt.exec(
-                        &id,
-                        ExecSpec {
-                            args,
-                            timeout: Some(timeout),
-                            ..Default::default()
-                        },
-                    )
-                })
-                .await?;
-            let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
-            text.push_str(&String::from_utf8_lossy(&out.stderr));
-            if out.timed_out {
-                text = format!("health check exceeded timeout ({timeout:?})");
-            }
-            Ok((out.code, truncate_output(text)))
-        })
+        Box::pin(self.exec_async(id.to_string(), args, timeout))
     }
     fn image_healthcheck<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Option<HealthCheck>> {
         let name = normalize_name(&task.spec.container.image);
         Box::pin(async move {
             let images = self.images.store().clone();
-            tokio::task::spawn_blocking(move || images.config(&name).ok())
+            self.limited(move || images.config(&name).ok())
                 .await
                 .ok()
                 .flatten()

@@ -12,10 +12,18 @@ mod server;
 pub use args::Args;
 pub use node::run;
 
-/// Builds the tokio runtime and runs the daemon until SIGTERM/SIGINT.
+/// Builds the tokio runtime and runs the daemon until SIGTERM/SIGINT. Returns within a few
+/// seconds of the signal: containers are left running (the next start re-adopts them), and a
+/// runtime call still in flight on the blocking pool is not waited for beyond
+/// [`BLOCKING_GRACE`] (what it leaves behind is what a crash would, which re-adoption handles).
 pub fn run_blocking(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    rt.block_on(run(args))
+    let res = rt.block_on(run(args));
+    rt.shutdown_timeout(BLOCKING_GRACE);
+    res
 }
+
+/// How long an exiting swarmd waits for calls still running on tokio's blocking pool.
+pub const BLOCKING_GRACE: std::time::Duration = std::time::Duration::from_secs(1);

@@ -322,7 +322,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // then the node takes a certificate for the new role and restarts itself in it.
     // Containers keep running across the restart.
     let mut restart = false;
-    let signal = wait_for_signal();
+    let signal = Signals::install().first();
     tokio::pin!(signal);
     loop {
         tokio::select! {
@@ -347,13 +347,24 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
     }
-    tracing::info!("shutting down");
+    // Containers keep running: nothing below stops them, and the next start re-adopts them.
+    tracing::info!("shutting down; containers keep running");
     let _ = shutdown_tx.send(true);
-    if let Some(m) = manager {
-        m.shutdown().await;
-    }
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    let graceful = async {
+        if let Some(m) = manager {
+            m.shutdown().await;
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown did not finish within {SHUTDOWN_GRACE:?}; exiting anyway (Raft state is durable)"
+        );
     }
     if restart {
         drop(_lock);
@@ -423,13 +434,42 @@ fn raise_fd_limit() {
     }
 }
 
-async fn wait_for_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
-    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// How long a stopping swarmd waits for its servers and Raft to close before it exits anyway.
+pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+/// SIGTERM and SIGINT, caught from [`Signals::install`] on.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    /// Installs the handlers (within a tokio runtime).
+    fn install() -> Signals {
+        use tokio::signal::unix::{signal, SignalKind};
+        Signals {
+            term: signal(SignalKind::terminate()).expect("install SIGTERM handler"),
+            int: signal(SignalKind::interrupt()).expect("install SIGINT handler"),
+        }
+    }
+
+    /// Resolves on the first SIGTERM or SIGINT. From then on, a second one exits the process
+    /// at once (128 + signal), whatever the shutdown is doing.
+    async fn first(mut self) {
+        use nix::sys::signal::Signal;
+        let first = tokio::select! {
+            _ = self.term.recv() => "SIGTERM",
+            _ = self.int.recv() => "SIGINT",
+        };
+        tracing::info!("{first} received; stopping (send it again to exit at once)");
+        tokio::spawn(async move {
+            let code = tokio::select! {
+                _ = self.term.recv() => 128 + Signal::SIGTERM as i32,
+                _ = self.int.recv() => 128 + Signal::SIGINT as i32,
+            };
+            eprintln!("swarmd: second signal; exiting now");
+            std::process::exit(code);
+        });
     }
 }
 
@@ -705,4 +745,92 @@ async fn renew_once(
         }
     }
     Err(last)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::BufRead;
+
+    const CHILD: &str = "SWARMD_SIGNAL_TEST_CHILD";
+
+    /// In a child process (this test binary again): signals installed, then a shutdown that
+    /// never finishes after the first one.
+    fn child() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let signals = Signals::install();
+            println!("ready");
+            signals.first().await;
+            println!("stopping");
+            std::future::pending::<()>().await;
+        });
+    }
+
+    #[test]
+    fn second_signal_exits_at_once_while_shutdown_hangs() {
+        if std::env::var_os(CHILD).is_some() {
+            return child();
+        }
+        let child = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "node::tests::second_signal_exits_at_once_while_shutdown_hangs",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Killed on every way out of the test, a failed assertion included.
+        struct Reap(std::process::Child);
+        impl Drop for Reap {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let mut c = Reap(child);
+        let c = &mut c.0;
+        let (tx, lines) = std::sync::mpsc::channel();
+        let out = c.stdout.take().unwrap();
+        std::thread::spawn(move || {
+            for l in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                let _ = tx.send(l);
+            }
+        });
+        let expect = |what: &str| loop {
+            match lines.recv_timeout(Duration::from_secs(20)) {
+                Ok(l) if l.ends_with(what) => break,
+                Ok(_) => {}
+                Err(e) => panic!("child never printed {what:?}: {e}"),
+            }
+        };
+        let pid = nix::unistd::Pid::from_raw(c.id() as i32);
+        let term = nix::sys::signal::Signal::SIGTERM;
+        expect("ready");
+        nix::sys::signal::kill(pid, term).unwrap();
+        expect("stopping");
+        assert!(
+            c.try_wait().unwrap().is_none(),
+            "exited on the first signal"
+        );
+        nix::sys::signal::kill(pid, term).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(st) = c.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "still running 10 s after the second SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert_eq!(status.code(), Some(128 + term as i32));
+    }
 }

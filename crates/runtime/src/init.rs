@@ -205,27 +205,35 @@ fn create_p0(sd: &StateDir) -> Result<(), InitError> {
     drop(w);
     let mut msg = String::new();
     let _ = fs::File::from(r).read_to_string(&mut msg);
-    if msg == "ok" {
-        let st = InitState {
-            pid,
-            start_time: sys::process_start_time(pid).unwrap_or(0),
-        };
-        state::write_json(&sd.init_state(), &st)?;
-        Ok(())
+    let msg = if msg == "ok" {
+        // The start time identifies the init from now on (pid reuse): without it there is
+        // no container, rather than one that later looks dead.
+        match sys::proc_stat(pid) {
+            Ok(Some(st)) => {
+                let st = InitState {
+                    pid,
+                    start_time: st.start_time,
+                };
+                state::write_json(&sd.init_state(), &st)?;
+                return Ok(());
+            }
+            Ok(None) => String::new(),
+            Err(e) => format!("cannot read the start time of the container init: {e}"),
+        }
     } else {
-        // SAFETY: kill our own child.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        wait_status(pid);
-        let msg = msg.strip_prefix("err:").unwrap_or(&msg).to_string();
-        Err(InitError::Sys {
-            what: "container setup failed".into(),
-            source: io::Error::other(if msg.is_empty() {
-                "container init died during setup".to_string()
-            } else {
-                msg
-            }),
-        })
-    }
+        msg.strip_prefix("err:").unwrap_or(&msg).to_string()
+    };
+    // SAFETY: kill our own child.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_status(pid);
+    Err(InitError::Sys {
+        what: "container setup failed".into(),
+        source: io::Error::other(if msg.is_empty() {
+            "container init died during setup".to_string()
+        } else {
+            msg
+        }),
+    })
 }
 
 /// P1. Returns only on error (the caller reports it).
@@ -308,7 +316,7 @@ fn container_init_inner(
     if let Some(w) = sync.take() {
         write_all_fd(w.as_raw_fd(), b"ok");
     }
-    {
+    let started = {
         let p = CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd())).expect("no NUL");
         // SAFETY: valid path; blocks until `start` opens the fifo for reading.
         let fd = unsafe { libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
@@ -318,9 +326,20 @@ fn container_init_inner(
         // SAFETY: we own fd.
         let f = unsafe { OwnedFd::from_raw_fd(fd) };
         write_all_fd(f.as_raw_fd(), b"1");
-    }
+        f
+    };
     drop(fifo);
-    supervise(spec.stdio, &proc_, dir_fd, log_fd)
+    // From here on the container has run: whatever happens, its end is recorded before the
+    // init exits, so that once the init is gone the record is there.
+    let rec = supervise(spec.stdio, &proc_, log_fd, started).unwrap_or_else(|e| ExitRecord {
+        code: Some(255),
+        signal: None,
+        finished: crate::timefmt::rfc3339_now(),
+        oom_killed: false,
+        error: Some(format!("container init failed: {e}")),
+    });
+    write_exit(&dir_fd, &rec);
+    std::process::exit(0)
 }
 
 /// Everything P2 needs, resolved inside the container before "ready" so that errors (no such
@@ -445,13 +464,16 @@ fn sigset(sigs: &[i32]) -> libc::sigset_t {
     set
 }
 
-/// P1 after start: fork the workload, then be its init.
+/// P1 after start: fork the workload, then be its init until it exits; returns how it ended.
+/// `started` is the write end of the start fifo: it is closed once the workload is forked and
+/// signals are being forwarded, which is when `start` returns (so that a signal sent right
+/// after `start` is neither lost nor finds no workload).
 fn supervise(
     stdio: StdioMode,
     p: &PreparedProcess,
-    dir_fd: OwnedFd,
     log_fd: Option<OwnedFd>,
-) -> Result<Never, InitError> {
+    started: OwnedFd,
+) -> Result<ExitRecord, InitError> {
     let mut all: Vec<i32> = FORWARDED.to_vec();
     all.push(libc::SIGCHLD);
     let set = sigset(&all);
@@ -494,6 +516,7 @@ fn supervise(
         unsafe { libc::_exit(127) };
     }
     drop(err_w);
+    drop(started);
     let (mut out_r, mut errp_r) = (None, None);
     if let Some(((or, ow), (er, ew))) = pipes {
         drop(ow);
@@ -602,7 +625,7 @@ fn supervise(
         }
     }
     let st = status.unwrap_or(0);
-    let rec = if !exec_error.is_empty() {
+    Ok(if !exec_error.is_empty() {
         ExitRecord {
             code: Some(127),
             signal: None,
@@ -626,16 +649,19 @@ fn supervise(
             oom_killed: false,
             error: None,
         }
-    };
-    write_exit(&dir_fd, &rec);
-    std::process::exit(0)
+    })
 }
 
+/// Writes `exit.json` atomically and durably (write, fsync, rename, fsync the dir) before the
+/// init exits: the runtime relies on "init gone ⇒ record present or never coming". It is
+/// the only record the init writes; when it cannot (no space, the state dir removed), the
+/// runtime reports the exit status as lost.
 fn write_exit(dir: &OwnedFd, rec: &ExitRecord) {
     let body = serde_json::to_vec(rec).expect("exit record serializes");
     let tmp = CString::new("exit.json.tmp").expect("no NUL");
     let fin = CString::new("exit.json").expect("no NUL");
-    // SAFETY: *at calls relative to the state dir fd with constant names.
+    // SAFETY: *at calls relative to the state dir fd we own, with constant names; `fd` is
+    // closed once, by us.
     unsafe {
         let fd = libc::openat(
             dir.as_raw_fd(),
@@ -649,7 +675,9 @@ fn write_exit(dir: &OwnedFd, rec: &ExitRecord) {
         write_all_fd(fd, &body);
         libc::fsync(fd);
         libc::close(fd);
-        libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), fin.as_ptr());
+        if libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), fin.as_ptr()) == 0 {
+            libc::fsync(dir.as_raw_fd());
+        }
     }
 }
 

@@ -7,7 +7,8 @@
 //!   layer unpacking, garbage collection);
 //! - [`spec`]: the runtime-level container spec and the image-config merge rules;
 //! - [`runtime`]: the lifecycle API used by the agent (create, start, wait, signal, stop, remove,
-//!   exec, logs, list, stats, re-adoption);
+//!   exec, logs, list, stats, re-adoption); with feature `tokio`, `asyncwait` waits for any
+//!   number of containers on a pidfd each, without a thread each;
 //! - [`init`]: the re-exec'd init mode (`maybe_run_init`) that does all setup single-threaded;
 //! - [`cgroup`], [`caps`], [`seccomp`], [`mounts`]: the kernel-facing building blocks;
 //! - [`cli`]: the runc-compatible command line of the `swarm-runtime` binary.
@@ -16,6 +17,8 @@
 //! `// SAFETY:` comment.
 #![allow(unsafe_code)]
 
+#[cfg(feature = "tokio")]
+pub mod asyncwait;
 pub mod caps;
 pub mod cgroup;
 pub mod cli;

@@ -7,14 +7,19 @@
 //! - Containers are started only by spawning the helper binary (a sealed memfd copy, see
 //!   [`crate::selfexe`]) with `std::process::Command`: safe from a multi-threaded tokio process.
 //! - The init pid is always checked together with its start time, so a recycled pid is never
-//!   signalled.
+//!   signalled; whether the init runs is decided by its pidfd, never by a failed read of
+//!   `/proc` (which a loaded host turns into `EMFILE`).
+//! - Once the init is gone its exit record is on disk, or it never will be (the init writes it
+//!   before exiting): no clock decides a container's outcome. An init that died without
+//!   recording is reported as "exit status lost", explicitly.
 //! - Calls block (at most for the timeouts given); call them from `spawn_blocking` in async
-//!   code. The API knows nothing about tasks or services.
+//!   code. Nothing needs a thread per container: [`Runtime::init_pidfd`] gives a pidfd to wait
+//!   on with epoll. The API knows nothing about tasks or services.
 
 use std::collections::HashSet;
 use std::fs;
 use std::io::{self, Read};
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -26,7 +31,9 @@ use crate::init::{ExecRequest, INIT_ARG};
 use crate::logs::{self, LogEntry, LogError, LogFollower};
 use crate::selfexe::SealedExe;
 use crate::spec::{ContainerSpec, RootfsSpec, SpecError};
-use crate::state::{self, ExitRecord, InitState, StateDir, StateError, StoredConfig};
+use crate::state::{
+    self, ExitRecord, InitState, StateDir, StateError, StoredConfig, EXIT_STATUS_LOST,
+};
 use crate::sys;
 
 /// Errors of the lifecycle API.
@@ -58,6 +65,12 @@ pub enum RuntimeError {
     Helper { path: PathBuf, source: io::Error },
     #[error("timed out after {after:?} waiting for container {id:?}")]
     Timeout { id: String, after: Duration },
+    #[error("cannot tell whether the init (pid {pid}) of container {id:?} runs: {source}")]
+    InitProbe {
+        id: String,
+        pid: i32,
+        source: io::Error,
+    },
 }
 
 fn ioe(path: &Path) -> impl FnOnce(io::Error) -> RuntimeError + '_ {
@@ -119,6 +132,29 @@ pub struct ExitStatus {
     pub error: Option<String>,
 }
 
+/// The record for an init that is gone without having written one: the OOM killer's doing
+/// when the cgroup counted a kill, otherwise unknown — said so, never guessed.
+fn lost_exit(oom_killed: bool) -> ExitRecord {
+    let finished = crate::timefmt::rfc3339_now();
+    if oom_killed {
+        ExitRecord {
+            code: None,
+            signal: Some(libc::SIGKILL),
+            finished,
+            oom_killed,
+            error: None,
+        }
+    } else {
+        ExitRecord {
+            code: Some(255),
+            signal: None,
+            finished,
+            oom_killed,
+            error: Some(EXIT_STATUS_LOST.into()),
+        }
+    }
+}
+
 /// A container as seen by `list`/`inspect`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerInfo {
@@ -156,6 +192,22 @@ pub struct ExecOutput {
     pub stderr: Vec<u8>,
     pub timed_out: bool,
 }
+
+/// A container's init process as the kernel reports it.
+enum Init {
+    /// No `state.json`: the create helper has not reported an init (creating, or a failed
+    /// create).
+    Unknown,
+    /// Running, or created and waiting for `start`. The pidfd is that very process: it was
+    /// opened first and the start time checked afterwards.
+    Alive { pid: i32, pidfd: OwnedFd },
+    /// Exited (a zombie or reaped): whatever it wrote is on disk, and it writes nothing more.
+    Gone,
+}
+
+/// How long a stop waits for the init after killing the workload, and again after killing
+/// the init itself.
+pub const KILL_WAIT: Duration = Duration::from_secs(10);
 
 /// The runtime: one per state root.
 pub struct Runtime {
@@ -303,31 +355,51 @@ impl Runtime {
     pub fn start(&self, id: &str) -> Result<(), RuntimeError> {
         let (sd, _) = self.existing(id)?;
         let info = self.inspect(id)?;
-        if info.status != ContainerStatus::Created {
-            return Err(RuntimeError::InvalidState {
-                id: id.into(),
-                status: info.status,
-                hint: "only a created container can be started",
-            });
-        }
+        let pidfd = match self.init(&sd, id)? {
+            Init::Alive { pidfd, .. } if info.status == ContainerStatus::Created => pidfd,
+            _ => {
+                return Err(RuntimeError::InvalidState {
+                    id: id.into(),
+                    status: info.status,
+                    hint: "only a created container can be started",
+                })
+            }
+        };
         let fifo = sd.fifo();
         let f = sys::openat(libc::AT_FDCWD, &fifo, libc::O_RDONLY | libc::O_NONBLOCK, 0)
             .map_err(ioe(&fifo))?;
+        // The init writes one byte when it is released, and closes its end once the workload
+        // is forked and signals are forwarded: only then is the container started.
         let deadline = Instant::now() + Duration::from_secs(30);
+        let mut released = false;
         loop {
             if sys::poll_readable(f.as_raw_fd(), 100).map_err(ioe(&fifo))? {
                 let mut b = [0u8; 1];
                 // SAFETY: read one byte into a local buffer.
                 let n = unsafe { libc::read(f.as_raw_fd(), b.as_mut_ptr().cast(), 1) };
                 if n == 1 {
+                    released = true;
+                    continue;
+                }
+                if n == 0 && released {
                     break;
                 }
             }
-            if !sys::process_alive(info.pid) || Instant::now() > deadline {
+            let exited = sys::pidfd_exited(pidfd.as_raw_fd()).map_err(ioe(&fifo))?;
+            if exited && released {
+                break; // it ran and already ended: started all the same
+            }
+            if exited {
                 return Err(RuntimeError::InvalidState {
                     id: id.into(),
                     status: ContainerStatus::Stopped,
                     hint: "its init exited before start; remove it and create it again",
+                });
+            }
+            if Instant::now() > deadline {
+                return Err(RuntimeError::Timeout {
+                    id: id.into(),
+                    after: Duration::from_secs(30),
                 });
             }
         }
@@ -340,15 +412,45 @@ impl Runtime {
         Ok(state::read_json(&sd.init_state())?)
     }
 
-    /// The live init pid, if the init is still running (pid + start time match).
-    fn live_pid(&self, sd: &StateDir) -> Result<Option<i32>, RuntimeError> {
-        Ok(self.init_state(sd)?.and_then(|st| {
-            (sys::process_start_time(st.pid) == Some(st.start_time) && sys::process_alive(st.pid))
-                .then_some(st.pid)
-        }))
+    /// The container's init: alive (with a pidfd on it), gone, or not reported yet. The pidfd
+    /// is opened before the start time is compared, so it cannot point at a process that
+    /// reused the pid; a process is gone only when the kernel says so (`ESRCH`, no `/proc`
+    /// entry, a different start time, or a readable pidfd), never because a read failed.
+    fn init(&self, sd: &StateDir, id: &str) -> Result<Init, RuntimeError> {
+        let Some(st) = self.init_state(sd)? else {
+            return Ok(Init::Unknown);
+        };
+        let probe = |source| RuntimeError::InitProbe {
+            id: id.into(),
+            pid: st.pid,
+            source,
+        };
+        let pidfd = match sys::pidfd_open(st.pid) {
+            Ok(fd) => fd,
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return Ok(Init::Gone),
+            Err(e) => return Err(probe(e)),
+        };
+        match sys::proc_stat(st.pid).map_err(probe)? {
+            Some(ps) if ps.start_time == st.start_time => {}
+            // Reaped, or the pid now belongs to another process.
+            _ => return Ok(Init::Gone),
+        }
+        if sys::pidfd_exited(pidfd.as_raw_fd()).map_err(probe)? {
+            return Ok(Init::Gone);
+        }
+        Ok(Init::Alive { pid: st.pid, pidfd })
     }
 
-    fn exit_status(&self, rec: &ExitRecord, cg: &Cgroup) -> ExitStatus {
+    /// Records the exit of an init that is gone without having recorded it, unless a record
+    /// exists by now; returns the record that is on disk.
+    fn record_exit_once(&self, sd: &StateDir, rec: ExitRecord) -> Result<ExitRecord, RuntimeError> {
+        if state::write_json_new(&sd.exit(), &rec)? {
+            return Ok(rec);
+        }
+        Ok(state::read_json(&sd.exit())?.unwrap_or(rec))
+    }
+
+    fn to_exit_status(&self, rec: &ExitRecord, cg: &Cgroup) -> ExitStatus {
         let code = rec
             .code
             .unwrap_or_else(|| 128 + rec.signal.unwrap_or(libc::SIGKILL));
@@ -365,33 +467,30 @@ impl Runtime {
     pub fn inspect(&self, id: &str) -> Result<ContainerInfo, RuntimeError> {
         let (sd, cfg) = self.existing(id)?;
         let cg = self.cgroup(&cfg);
-        let pid = self.live_pid(&sd)?;
+        // The init first, then its record: a record missing after the init was seen gone can
+        // never appear any more (the init writes it before exiting).
+        let init = self.init(&sd, id)?;
         let exit: Option<ExitRecord> = state::read_json(&sd.exit())?;
-        let status = match (pid, &exit) {
-            (Some(_), None) if sd.fifo().exists() => ContainerStatus::Created,
-            (Some(_), None) => ContainerStatus::Running,
+        let pid = match &init {
+            Init::Alive { pid, .. } => *pid,
+            _ => 0,
+        };
+        let status = match (&init, &exit) {
+            (Init::Alive { .. }, None) if sd.fifo().exists() => ContainerStatus::Created,
+            (Init::Alive { .. }, None) => ContainerStatus::Running,
             _ => ContainerStatus::Stopped,
         };
-        let exit = match (status, exit) {
-            (ContainerStatus::Stopped, Some(r)) => Some(self.exit_status(&r, &cg)),
-            (ContainerStatus::Stopped, None) if self.init_state(&sd)?.is_some() => {
-                // The init itself was SIGKILLed (no exit.json): record that once.
-                let rec = ExitRecord {
-                    code: None,
-                    signal: Some(libc::SIGKILL),
-                    finished: crate::timefmt::rfc3339_now(),
-                    oom_killed: cg.oom_kills() > 0,
-                    error: None,
-                };
-                let _ = state::write_json(&sd.exit(), &rec);
-                Some(self.exit_status(&rec, &cg))
-            }
-            _ => None,
-        };
+        let exit = match (exit, &init) {
+            (Some(r), _) => Some(r),
+            (None, Init::Gone) => Some(self.record_exit_once(&sd, lost_exit(cg.oom_kills() > 0))?),
+            (None, _) => None,
+        }
+        .filter(|_| status == ContainerStatus::Stopped)
+        .map(|r| self.to_exit_status(&r, &cg));
         Ok(ContainerInfo {
             id: id.into(),
             status,
-            pid: pid.unwrap_or(0),
+            pid,
             created: cfg.created,
             bundle: cfg.bundle,
             rootfs: sd.rootfs(),
@@ -419,103 +518,104 @@ impl Runtime {
         Ok(out)
     }
 
-    /// Waits until the container stopped; `None` timeout waits forever.
+    /// Waits until the container stopped; `None` timeout waits forever. Blocks the calling
+    /// thread: code that waits for many containers uses [`Runtime::init_pidfd`] instead.
     pub fn wait(&self, id: &str, timeout: Option<Duration>) -> Result<ExitStatus, RuntimeError> {
         let (sd, _) = self.existing(id)?;
-        if let Some(pid) = self.live_pid(&sd)? {
-            let start = Instant::now();
-            match sys::pidfd_open(pid) {
-                Ok(pfd) => loop {
-                    let left = timeout.map(|t| t.saturating_sub(start.elapsed()));
-                    let ms = left.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
-                    let ready =
-                        sys::poll_readable(pfd.as_raw_fd(), ms).map_err(ioe(&sd.init_state()))?;
-                    if ready || !sys::process_alive(pid) {
-                        break;
-                    }
-                    if left.is_some_and(|d| d.is_zero()) {
-                        return Err(RuntimeError::Timeout {
-                            id: id.into(),
-                            after: timeout.unwrap_or_default(),
-                        });
-                    }
-                },
-                Err(_) => {
-                    while sys::process_alive(pid) {
-                        if timeout.is_some_and(|t| start.elapsed() > t) {
-                            return Err(RuntimeError::Timeout {
-                                id: id.into(),
-                                after: timeout.unwrap_or_default(),
-                            });
-                        }
-                        std::thread::sleep(Duration::from_millis(10));
-                    }
-                }
+        if let Init::Alive { pidfd, .. } = self.init(&sd, id)? {
+            let ms = timeout.map_or(-1, |d| d.as_millis().min(i32::MAX as u128) as i32);
+            if !sys::poll_readable(pidfd.as_raw_fd(), ms).map_err(ioe(&sd.init_state()))? {
+                return Err(RuntimeError::Timeout {
+                    id: id.into(),
+                    after: timeout.unwrap_or_default(),
+                });
             }
         }
-        // The init writes exit.json right before it exits; tolerate a short delay.
-        let deadline = Instant::now() + Duration::from_millis(500);
-        while !sd.exit().exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        self.inspect(id)?
-            .exit
-            .ok_or_else(|| RuntimeError::InvalidState {
-                id: id.into(),
-                status: ContainerStatus::Created,
-                hint: "it was never started",
-            })
+        self.exit_status(id)
     }
 
-    /// Host pid of the workload (inner pid 2, the init's child).
-    fn workload_pid(&self, cfg: &StoredConfig, init: i32) -> Option<i32> {
-        let cg = self.cgroup(cfg);
-        cg.pids().into_iter().filter(|p| *p != init).find(|p| {
-            fs::read_to_string(format!("/proc/{p}/status"))
-                .ok()
-                .and_then(|s| {
-                    s.lines()
-                        .find(|l| l.starts_with("NSpid:"))
-                        .map(|l| l.split_whitespace().last() == Some("2"))
-                })
-                .unwrap_or(false)
+    /// A pidfd on the container's init while it runs (or waits for `start`); `None` once it
+    /// is gone. The fd becomes readable when the init exits: register it with epoll (tokio's
+    /// `AsyncFd`) to wait for any number of containers without a thread each, then ask
+    /// [`Runtime::exit_status`], which answers at once.
+    pub fn init_pidfd(&self, id: &str) -> Result<Option<OwnedFd>, RuntimeError> {
+        let (sd, _) = self.existing(id)?;
+        Ok(match self.init(&sd, id)? {
+            Init::Alive { pidfd, .. } => Some(pidfd),
+            Init::Gone | Init::Unknown => None,
         })
     }
 
-    /// Sends a signal. SIGKILL goes to the workload directly (the init then records it);
-    /// other signals go to the init, which forwards them.
+    /// How a stopped container ended: what its init recorded, or an explicit "exit status
+    /// lost" record when the init died without recording (the same answer on every call).
+    /// An error while the container runs or when it never got an init.
+    pub fn exit_status(&self, id: &str) -> Result<ExitStatus, RuntimeError> {
+        let info = self.inspect(id)?;
+        info.exit.ok_or(RuntimeError::InvalidState {
+            id: id.into(),
+            status: info.status,
+            hint: if info.status == ContainerStatus::Stopped {
+                "it never had an init (its create failed or is still running)"
+            } else {
+                "it has not exited yet; wait for it first"
+            },
+        })
+    }
+
+    /// Sends a signal. SIGKILL goes to every process of the container but its init (the
+    /// workload and whatever it started; the init then records the workload's exit and
+    /// exits): killing the init itself would lose the exit status. Other signals go to the
+    /// init, which forwards them. A created, never started container's init is killed (it
+    /// ignores catchable signals) and that is recorded as its exit (SIGKILL).
     pub fn signal(&self, id: &str, sig: i32) -> Result<(), RuntimeError> {
         let (sd, cfg) = self.existing(id)?;
-        let Some(pid) = self.live_pid(&sd)? else {
+        let Init::Alive { pid, pidfd } = self.init(&sd, id)? else {
             return Err(RuntimeError::InvalidState {
                 id: id.into(),
                 status: ContainerStatus::Stopped,
                 hint: "there is no process to signal",
             });
         };
-        let (target, sig) = if sd.fifo().exists() {
-            // Created, not started: only the init exists and it ignores catchable signals.
-            (pid, libc::SIGKILL)
-        } else if sig == libc::SIGKILL {
-            (self.workload_pid(&cfg, pid).unwrap_or(pid), sig)
-        } else {
-            (pid, sig)
-        };
-        let pfd = sys::pidfd_open(target).map_err(ioe(&sd.init_state()))?;
-        sys::pidfd_send_signal(pfd.as_raw_fd(), sig).map_err(ioe(&sd.init_state()))
+        if sd.fifo().exists() {
+            sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL)
+                .map_err(ioe(&sd.init_state()))?;
+            // A SIGKILLed process always exits; after that nothing else records its end.
+            sys::poll_readable(pidfd.as_raw_fd(), -1).map_err(ioe(&sd.init_state()))?;
+            self.record_exit_once(
+                &sd,
+                ExitRecord {
+                    code: None,
+                    signal: Some(libc::SIGKILL),
+                    finished: crate::timefmt::rfc3339_now(),
+                    oom_killed: false,
+                    error: None,
+                },
+            )?;
+            return Ok(());
+        }
+        if sig != libc::SIGKILL {
+            return sys::pidfd_send_signal(pidfd.as_raw_fd(), sig).map_err(ioe(&sd.init_state()));
+        }
+        // No process besides the init: the workload is gone and the init is recording that.
+        for p in self.cgroup(&cfg).pids().into_iter().filter(|p| *p != pid) {
+            if let Ok(pfd) = sys::pidfd_open(p) {
+                let _ = sys::pidfd_send_signal(pfd.as_raw_fd(), libc::SIGKILL);
+            }
+        }
+        Ok(())
     }
 
     /// Sends a signal to every process of the container's cgroup (runc's `kill --all`), not
     /// only to its init.
     pub fn signal_all(&self, id: &str, sig: i32) -> Result<(), RuntimeError> {
         let (sd, cfg) = self.existing(id)?;
-        if self.live_pid(&sd)?.is_none() {
+        let Init::Alive { .. } = self.init(&sd, id)? else {
             return Err(RuntimeError::InvalidState {
                 id: id.into(),
                 status: ContainerStatus::Stopped,
                 hint: "there is no process to signal",
             });
-        }
+        };
         // Created, not started: only the init exists and it ignores catchable signals (as in
         // `signal`).
         let sig = if sd.fifo().exists() {
@@ -538,10 +638,28 @@ impl Runtime {
             Ok(s) => Ok(s),
             Err(RuntimeError::Timeout { .. }) => {
                 let _ = self.signal(id, libc::SIGKILL);
-                self.wait(id, Some(Duration::from_secs(10)))
+                match self.wait(id, Some(KILL_WAIT)) {
+                    Err(RuntimeError::Timeout { .. }) => {
+                        // The init itself does not finish: kill it (its exit status is lost).
+                        self.kill_init(id)?;
+                        self.wait(id, Some(KILL_WAIT))
+                    }
+                    other => other,
+                }
             }
             Err(e) => Err(e),
         }
+    }
+
+    /// SIGKILLs the container's init itself: the last resort for an init that does not
+    /// finish after its workload was killed. Its exit status is then lost.
+    pub fn kill_init(&self, id: &str) -> Result<(), RuntimeError> {
+        let (sd, _) = self.existing(id)?;
+        if let Init::Alive { pidfd, .. } = self.init(&sd, id)? {
+            sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL)
+                .map_err(ioe(&sd.init_state()))?;
+        }
+        Ok(())
     }
 
     /// Removes a stopped container (`force` kills a running one first): cgroup, state, logs.
@@ -550,12 +668,11 @@ impl Runtime {
         // The container's init records the exit status just before it exits itself: a
         // container reported stopped may still have its init for a moment. Give it that moment.
         if !force && self.inspect(id)?.status == ContainerStatus::Stopped {
-            let deadline = std::time::Instant::now() + Duration::from_secs(2);
-            while self.live_pid(&sd)?.is_some() && std::time::Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(10));
+            if let Init::Alive { pidfd, .. } = self.init(&sd, id)? {
+                let _ = sys::poll_readable(pidfd.as_raw_fd(), 2000);
             }
         }
-        if let Some(pid) = self.live_pid(&sd)? {
+        if let Init::Alive { pidfd, .. } = self.init(&sd, id)? {
             if !force {
                 return Err(RuntimeError::InvalidState {
                     id: id.into(),
@@ -563,10 +680,8 @@ impl Runtime {
                     hint: "stop it first or remove with force",
                 });
             }
-            if let Ok(pfd) = sys::pidfd_open(pid) {
-                let _ = sys::pidfd_send_signal(pfd.as_raw_fd(), libc::SIGKILL);
-            }
-            let _ = self.wait(id, Some(Duration::from_secs(10)));
+            let _ = sys::pidfd_send_signal(pidfd.as_raw_fd(), libc::SIGKILL);
+            let _ = sys::poll_readable(pidfd.as_raw_fd(), KILL_WAIT.as_millis() as i32);
         }
         self.cleanup(&sd, Some(&cfg))
     }
@@ -586,34 +701,48 @@ impl Runtime {
         }
     }
 
-    /// Runs a command inside a running container (for health checks) and collects its output.
-    pub fn exec(&self, id: &str, spec: ExecSpec) -> Result<ExecOutput, RuntimeError> {
+    /// The command that runs `spec` inside a running container: the helper joins the
+    /// container's namespaces and cgroup and exits with the command's status (126 when it
+    /// could not enter, 127 when the command could not run). Killing it kills the command.
+    /// Stdio is the caller's to set; `spec.timeout` is the caller's to enforce. Lets async
+    /// callers run it as a child they wait for without a thread ([`Runtime::exec`] blocks).
+    pub fn exec_command(&self, id: &str, spec: &ExecSpec) -> Result<Command, RuntimeError> {
         let (sd, _) = self.existing(id)?;
-        if self.inspect(id)?.status != ContainerStatus::Running {
+        let status = self.inspect(id)?.status;
+        if status != ContainerStatus::Running {
             return Err(RuntimeError::InvalidState {
                 id: id.into(),
-                status: self.inspect(id)?.status,
+                status,
                 hint: "exec needs a running container",
             });
         }
         let req = ExecRequest {
-            args: spec.args,
-            env: spec.env,
-            user: spec.user,
-            cwd: spec.cwd,
+            args: spec.args.clone(),
+            env: spec.env.clone(),
+            user: spec.user.clone(),
+            cwd: spec.cwd.clone(),
         };
         let helper = self.helper()?;
-        let mut child = Command::new(helper.exec_path())
-            .arg(INIT_ARG)
+        let mut cmd = Command::new(helper.exec_path());
+        cmd.arg(INIT_ARG)
             .arg("exec")
             .arg(&sd.dir)
             .arg(serde_json::to_string(&req).expect("exec request serializes"))
-            .stdin(Stdio::null())
+            .stdin(Stdio::null());
+        Ok(cmd)
+    }
+
+    /// Runs a command inside a running container and collects its output (blocking).
+    pub fn exec(&self, id: &str, spec: ExecSpec) -> Result<ExecOutput, RuntimeError> {
+        let (sd, _) = self.existing(id)?;
+        let helper = self.helper()?.exec_path();
+        let mut child = self
+            .exec_command(id, &spec)?
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .map_err(|source| RuntimeError::Helper {
-                path: helper.exec_path(),
+                path: helper,
                 source,
             })?;
         let mut out = child.stdout.take().expect("piped");

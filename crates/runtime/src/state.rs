@@ -41,7 +41,11 @@ pub struct InitState {
     pub start_time: u64,
 }
 
-/// Written by the container init (or the runtime, when the init was SIGKILLed).
+/// Written by the container init right before it exits (write, fsync, rename, fsync dir), so
+/// once the init is gone the record is there — or it never will be: then the runtime records
+/// either the SIGKILL it sent itself (a created container killed before start) or, for an
+/// init that died without writing it, an explicit "exit status lost" ([`EXIT_STATUS_LOST`]).
+/// The runtime's records never replace one that exists.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ExitRecord {
     pub code: Option<i32>,
@@ -52,6 +56,10 @@ pub struct ExitRecord {
     #[serde(default)]
     pub error: Option<String>,
 }
+
+/// The `error` of an exit record written for an init that ended without recording its exit.
+pub const EXIT_STATUS_LOST: &str =
+    "exit status lost: the container's init ended without recording it (killed from outside the runtime?)";
 
 /// Paths of one container's state dir.
 #[derive(Debug, Clone)]
@@ -107,6 +115,37 @@ pub fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<(), StateError> {
         path: path.to_path_buf(),
         source,
     })
+}
+
+/// Writes JSON durably unless `path` already exists: `Ok(false)` (and nothing written) when it
+/// does. For records that must never replace what another writer put there first.
+pub fn write_json_new<T: Serialize>(path: &Path, v: &T) -> Result<bool, StateError> {
+    use std::io::Write;
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("tmp.{}.{n}", std::process::id()));
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| StateError::Io { path, source }
+    };
+    let b = serde_json::to_vec(v).expect("state serializes");
+    let res = fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&b).and_then(|_| f.sync_all()))
+        .map_err(io_err(&tmp))
+        .and_then(|_| match crate::sys::rename_noreplace(&tmp, path) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(io_err(path)(e)),
+        });
+    if !matches!(res, Ok(true)) {
+        let _ = fs::remove_file(&tmp);
+    }
+    if res.as_ref().is_ok_and(|w| *w) {
+        if let Some(dir) = path.parent() {
+            crate::sys::fsync_dir(dir).map_err(io_err(dir))?;
+        }
+    }
+    res
 }
 
 /// Reads JSON; `Ok(None)` when the file does not exist.

@@ -266,6 +266,73 @@ pub fn process_start_time(pid: i32) -> Option<u64> {
     rest.split_whitespace().nth(19)?.parse().ok()
 }
 
+/// What `/proc/<pid>/stat` says about a process: its state letter and start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    /// `R`, `S`, `D`, `Z` (zombie: exited, not yet reaped), ...
+    pub state: u8,
+    /// Field 22, in clock ticks since boot.
+    pub start_time: u64,
+}
+
+/// Reads `/proc/<pid>/stat`. `Ok(None)` only when there is no such process (`ENOENT`,
+/// `ESRCH`); any other failure (`EMFILE`, `ENOMEM`, ...) is an error, never "not running":
+/// a loaded host must not turn into a dead container.
+pub fn proc_stat(pid: i32) -> io::Result<Option<ProcStat>> {
+    let s = match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::NotFound || e.raw_os_error() == Some(libc::ESRCH) => {
+            return Ok(None)
+        }
+        Err(e) => return Err(e),
+    };
+    let bad = || {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("unparsable /proc/{pid}/stat"),
+        )
+    };
+    let rest = s.get(s.rfind(')').ok_or_else(bad)? + 2..).ok_or_else(bad)?;
+    let mut fields = rest.split_whitespace();
+    let state = *fields
+        .next()
+        .and_then(|f| f.as_bytes().first())
+        .ok_or_else(bad)?;
+    let start_time = fields
+        .nth(18)
+        .and_then(|f| f.parse().ok())
+        .ok_or_else(bad)?;
+    Ok(Some(ProcStat { state, start_time }))
+}
+
+/// True when the process behind a pidfd has exited (the pidfd is readable from then on).
+pub fn pidfd_exited(pidfd: RawFd) -> io::Result<bool> {
+    poll_readable(pidfd, 0)
+}
+
+/// Makes a rename or file creation in `dir` durable.
+pub fn fsync_dir(dir: &Path) -> io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
+}
+
+/// `renameat2(RENAME_NOREPLACE)`: moves `from` to `to` unless `to` exists (`AlreadyExists`).
+pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
+    let a = cstr(from)?;
+    let b = cstr(to)?;
+    // SAFETY: two valid C strings relative to the current directory; integer flags.
+    check(unsafe {
+        libc::syscall(
+            libc::SYS_renameat2,
+            libc::AT_FDCWD,
+            a.as_ptr(),
+            libc::AT_FDCWD,
+            b.as_ptr(),
+            libc::RENAME_NOREPLACE,
+        )
+    })
+    .map(|_| ())
+}
+
 /// True when `pid` is alive and is not a zombie.
 pub fn process_alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

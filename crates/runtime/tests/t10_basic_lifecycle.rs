@@ -125,6 +125,11 @@ fn stop_honours_grace_period() {
         .unwrap();
     let took = t.elapsed();
     assert_eq!(st.code, 137, "{st:?}");
+    assert_eq!(
+        (st.signal, st.error),
+        (Some(libc::SIGKILL), None),
+        "the workload was killed, not its init"
+    );
     assert!(
         took >= Duration::from_millis(1500),
         "killed before the grace period: {took:?}"
