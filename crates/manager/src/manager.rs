@@ -704,6 +704,28 @@ impl Manager {
         self.inner.raft.metrics().borrow().state
     }
 
+    /// Resolves when this manager's Raft node stopped on its own (a fatal error such as a
+    /// log write that failed on a full disk), with the error; never resolves on a normal
+    /// shutdown. A manager in that state can neither vote, replicate nor apply again: the
+    /// process must exit so that its supervisor restarts it from its storage.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        let stopped =
+            rx.wait_for(|m| m.running_state.is_err())
+                .await
+                .map(|m| match &m.running_state {
+                    Err(openraft::error::Fatal::Stopped) | Ok(()) => None,
+                    Err(e) => Some(e.to_string()),
+                });
+        match stopped {
+            // A normal shutdown.
+            Ok(None) => std::future::pending().await,
+            Ok(Some(e)) => e,
+            // The metrics channel closed: the core is gone without a word.
+            Err(_) => "raft core exited".to_string(),
+        }
+    }
+
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
     }
