@@ -374,16 +374,33 @@ impl NodeService for NodeServiceImpl {
             Some(wire::from_bytes("node description", &r.description)?)
         };
         let desc_changed = new_desc.as_ref().is_some_and(|d| *d != node.description);
+        // The role the node's certificate was issued for (what `node.role` constraints match):
+        // after a promotion or demotion the node renews its certificate and restarts, and its
+        // heartbeats show the new role.
+        let cert_role = match caller.as_ref().map(|p| p.role.as_str()) {
+            Some("manager") => Some(NodeRole::Manager),
+            Some("worker") => Some(NodeRole::Worker),
+            _ => None,
+        }
+        .filter(|r| *r != node.role);
         // A node that cannot run tasks stays down, with its own reason.
         let (state, message) = if r.unavailable.is_empty() {
             (NodeState::Ready, String::new())
         } else {
             (NodeState::Down, truncate(&r.unavailable, 1024))
         };
-        if node.status.state != state || node.status.message != message || desc_changed {
+        if node.status.state != state
+            || node.status.message != message
+            || desc_changed
+            || cert_role.is_some()
+        {
             let mut n = node;
             n.status.state = state;
             n.status.message = message;
+            if let Some(r) = cert_role {
+                tracing::info!(node = %n.id, role = r.as_str(), "node now runs in its new role");
+                n.role = r;
+            }
             if let Some(d) = new_desc {
                 n.description = d;
             }
