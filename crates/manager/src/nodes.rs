@@ -250,6 +250,21 @@ impl NodeService for NodeServiceImpl {
             Status::unauthenticated("certificate renewal needs the node's current certificate")
         })?;
         crate::auth::require_node(&self.manager, &req, Some(&peer.node_id))?;
+        // The leader signs: the role comes from the store, and only the leader's is sure to
+        // be current. A manager removed from Raft while it was paused or cut off keeps a
+        // store that still calls it a manager, and the demoted node, which asks its own
+        // manager first, would get a manager certificate again and again and never switch.
+        if !self.manager.voters().contains(&self.manager.raft_id()) {
+            return Err(Status::unavailable(
+                "this manager is not a raft voter (removed or still joining): renew through another manager",
+            ));
+        }
+        if let Some(mut leader) = self.leader_client()? {
+            let r = req.into_inner();
+            return leader
+                .renew_certificate(crate::auth::on_behalf(r, Some(&peer), &peer.node_id))
+                .await;
+        }
         let (cluster, node) = self.manager.store().read(|s| {
             (
                 s.cluster().cloned(),
