@@ -1190,6 +1190,9 @@ impl Runner {
                 "chaos: ANOMALY in {} step {index} ({}); seed {}; reproduce with: {}",
                 rep.plan, rep.label, self.opts.seed, self.opts.repro
             );
+            for a in &rep.anomalies {
+                eprintln!("chaos: ANOMALY: {a}");
+            }
         }
         rep
     }
