@@ -39,8 +39,8 @@ pub struct Shared {
     pub stop: AtomicBool,
     /// Invariant violations seen by the sampler.
     pub violations: Mutex<Vec<String>>,
-    /// The largest wall-clock offset any daemon has now (widens the sampler's window).
-    pub clock_skew_secs: AtomicU64,
+    /// What the sampler saw that is allowed but worth telling (a transient surplus).
+    pub observations: Mutex<Vec<String>>,
 }
 
 impl Shared {
@@ -55,7 +55,7 @@ impl Shared {
             next_id: AtomicU64::new(1),
             stop: AtomicBool::new(false),
             violations: Mutex::default(),
-            clock_skew_secs: AtomicU64::new(0),
+            observations: Mutex::default(),
         })
     }
 
@@ -124,13 +124,19 @@ pub async fn connect(sock: &std::path::Path) -> Result<ControlClient<Channel>, S
         .max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES))
 }
 
-/// The spec a client writes for `v` (update pacing: one task at a time, half a second apart).
+/// The spec a client writes for `v` (update pacing: one task at a time).
 pub fn spec_for(key: &str, v: &Value, start_first: bool) -> ServiceSpec {
     let mut spec = ServiceSpec::replicated(key, "busybox:latest", v.replicas);
     spec.labels.insert(LABEL.into(), v.w.clone());
     spec.task.container.env.push(format!("{GEN_ENV}={}", v.gen));
     spec.task.container.stop_grace_period = Duration::from_secs(1);
-    spec.update_config.delay = Duration::from_millis(300);
+    // The step's own service updates slowly, so its rolling update is still in flight when
+    // the fault is healed.
+    spec.update_config.delay = if key.ends_with("-roll") {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_millis(300)
+    };
     spec.update_config.monitor = Duration::from_secs(1);
     if start_first {
         spec.update_config.order = UpdateOrder::StartFirst;
@@ -242,12 +248,21 @@ pub async fn client(shared: Arc<Shared>, me: usize, mut rng: Rng) {
     }
 }
 
-/// Samples every manager's copy of the services (`--stale`: one consistent snapshot per
-/// manager) and records when a service runs more tasks than its replicas allow: the most
-/// replicas any of its recent specs asked for, plus the update parallelism of a start-first
-/// update in progress.
+/// How long a service may stay above its replica count while a leader is there to fix it
+/// (a scale-down is acted on by the next control-loop pass, well within a second).
+pub const SURPLUS_GRACE: Duration = Duration::from_secs(5);
+
+/// Samples the services through the managers in turn (linearizable reads: only a cluster
+/// with a leader answers, and only a leader can remove a surplus) and records when a service
+/// runs more tasks than its replicas allow (plus the parallelism of a start-first update in
+/// progress) for longer than [`SURPLUS_GRACE`] of continuous sampling. A surplus seen once is
+/// kept as an observation: a scale-down is not applied in the same instant as the spec.
 pub async fn sampler(shared: Arc<Shared>) {
     let mut turn = 0usize;
+    // Service name → when the current stretch over the bound began.
+    let mut over_since: BTreeMap<String, Duration> = BTreeMap::new();
+    let mut reported: std::collections::BTreeSet<String> = Default::default();
+    let mut last_ok: Option<Duration> = None;
     while !shared.stop.load(Ordering::Relaxed) {
         tokio::time::sleep(Duration::from_millis(400)).await;
         let node = {
@@ -262,11 +277,11 @@ pub async fn sampler(shared: Arc<Shared>) {
         let Ok(mut c) = connect(&sock).await else {
             continue;
         };
-        let req = ListRequest {
-            stale: true,
-            ..Default::default()
-        };
-        let Ok(Ok(resp)) = tokio::time::timeout(Duration::from_secs(2), c.list_services(req)).await
+        let Ok(Ok(resp)) = tokio::time::timeout(
+            Duration::from_secs(2),
+            c.list_services(ListRequest::default()),
+        )
+        .await
         else {
             continue;
         };
@@ -279,35 +294,49 @@ pub async fn sampler(shared: Arc<Shared>) {
                 }
             }
         }
-        let wall_ms = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_millis() as u64)
-            .unwrap_or(0);
-        let skew_ms = shared.clock_skew_secs.load(Ordering::Relaxed) * 1000;
+        let now = shared.now();
+        // A gap in the samples (no leader, or slow answers) restarts every stretch.
+        if last_ok.is_none_or(|t| now.saturating_sub(t) > Duration::from_secs(2)) {
+            over_since.clear();
+        }
+        last_ok = Some(now);
+        let mut still = BTreeMap::new();
         for s in services {
-            if let Some(v) = over_replicas(&s, wall_ms, 20_000 + skew_ms) {
-                let at = shared.now();
+            let Some(v) = over_replicas(&s, 0, 0) else {
+                continue;
+            };
+            let since = *over_since.get(&s.spec.name).unwrap_or(&now);
+            still.insert(s.spec.name.clone(), since);
+            if since == now {
+                shared.observations.lock().expect("observations lock").push(format!(
+                    "[{:9.3}] {name}: service {} runs {v} (transient unless it lasts {SURPLUS_GRACE:?})",
+                    now.as_secs_f64(),
+                    s.spec.name
+                ));
+            }
+            if now.saturating_sub(since) >= SURPLUS_GRACE && reported.insert(s.spec.name.clone()) {
                 let tasks = task_lines(&mut c, &s.spec.name).await;
                 shared
                     .violations
                     .lock()
                     .expect("violations lock")
                     .push(format!(
-                        "[{:9.3}] {name}'s copy: service {} runs {v}; update {:?}; its tasks in that copy now:\n    {}",
-                        at.as_secs_f64(),
+                        "[{:9.3}] service {} has run {v} for {:.1}s with a leader answering (read via {name}); update {:?}; its tasks:\n    {}",
+                        now.as_secs_f64(),
                         s.spec.name,
+                        now.saturating_sub(since).as_secs_f64(),
                         s.update_status.as_ref().map(|u| (u.state, &u.message)),
                         tasks.join("\n    ")
                     ));
             }
         }
+        over_since = still;
     }
 }
 
-/// A service's tasks as one line each (for an anomaly's evidence), from `c`'s own copy.
+/// A service's tasks as one line each (for an anomaly's evidence).
 async fn task_lines(c: &mut Client, service: &str) -> Vec<String> {
     let req = ListRequest {
-        stale: true,
         service: service.to_string(),
         ..Default::default()
     };
