@@ -247,6 +247,9 @@ pub struct StepReport {
     pub max_gap: Duration,
     pub writes_ok: usize,
     pub writes_failed: usize,
+    /// Of the failed writes, those refused for lack of a leader or quorum, or by a manager
+    /// that was down (the rest are conflicts, "already exists", "not found").
+    pub writes_refused: usize,
     pub writes_unknown: usize,
     pub reads_ok: usize,
     /// Cut-off worker: fault to the replacement of its task.
@@ -335,7 +338,58 @@ impl Report {
                 ));
             }
         }
+        out.push_str(&self.by_fault());
         out.push_str(&format!("histories: {:?}\n", self.history_files));
+        out
+    }
+
+    /// Numbers per cluster size and fault (steps with and without an update or scale
+    /// together): how many ran, failover median and worst (fault to the first acknowledged
+    /// write that began after it), longest window without an acknowledged write, writes
+    /// refused (certainly not applied) and with unknown outcome, anomalies.
+    pub fn by_fault(&self) -> String {
+        let mut groups: BTreeMap<(String, String), Vec<&StepReport>> = BTreeMap::new();
+        for s in self.steps.iter().filter(|s| s.skipped.is_none()) {
+            let fault = s.label.split('+').next().unwrap_or_default().to_string();
+            groups.entry((s.plan.clone(), fault)).or_default().push(s);
+        }
+        let mut out = format!(
+            "\nper fault:\n{:<6} {:<24} {:>5} {:>10} {:>10} {:>11} {:>8} {:>8} {:>9} {:>9}\n",
+            "plan",
+            "fault",
+            "steps",
+            "fo-median",
+            "fo-worst",
+            "gap-worst",
+            "refused",
+            "unknown",
+            "acked",
+            "anomalies"
+        );
+        for ((plan, fault), steps) in &groups {
+            let mut fo: Vec<Duration> = steps.iter().filter_map(|s| s.failover).collect();
+            fo.sort();
+            let med = fo.get(fo.len() / 2).copied();
+            let worst = fo.last().copied();
+            let gap = steps.iter().map(|s| s.max_gap).max().unwrap_or_default();
+            let f = |d: Option<Duration>| {
+                d.map(|d| format!("{:.2}s", d.as_secs_f64()))
+                    .unwrap_or_else(|| "-".into())
+            };
+            out.push_str(&format!(
+                "{:<6} {:<24} {:>5} {:>10} {:>10} {:>11} {:>8} {:>8} {:>9} {:>9}\n",
+                plan,
+                fault,
+                steps.len(),
+                f(med),
+                f(worst),
+                format!("{:.2}s", gap.as_secs_f64()),
+                steps.iter().map(|s| s.writes_refused).sum::<usize>(),
+                steps.iter().map(|s| s.writes_unknown).sum::<usize>(),
+                steps.iter().map(|s| s.writes_ok).sum::<usize>(),
+                steps.iter().map(|s| s.anomalies.len()).sum::<usize>(),
+            ));
+        }
         out
     }
 }
@@ -1227,6 +1281,13 @@ impl Runner {
         rep.writes_failed = writes
             .iter()
             .filter(|o| matches!(o.outcome, Outcome::Fail(_)))
+            .count();
+        rep.writes_refused = writes
+            .iter()
+            .filter(|o| {
+                matches!(&o.outcome, Outcome::Fail(e)
+                    if e.starts_with("Unavailable") || e.starts_with("connect:"))
+            })
             .count();
         rep.writes_unknown = writes
             .iter()
