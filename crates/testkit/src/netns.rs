@@ -68,7 +68,11 @@ impl Hosts {
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
         let first = (std::process::id() * 7 + seq * 13) % 500;
         let mut claimed = None;
-        let order = (501..=511).chain((0..500).map(|k| (first + k) % 500 + 1));
+        // Rotated by the sequence number, so that a process's next cluster takes another
+        // subnet while the kernel still tears down the last one's namespaces.
+        let order = (0..11)
+            .map(|k| 501 + (seq + k) % 11)
+            .chain((0..500).map(|k| (first + k) % 500 + 1));
         for subnet in order {
             let bridge = format!("swbr{subnet}");
             if sh(&["ip", "link", "add", &bridge, "type", "bridge"]).is_ok() {
@@ -120,6 +124,9 @@ impl Hosts {
         // run's leftover.
         let _ = sh(&["ip", "netns", "del", &name]);
         sh(&["ip", "netns", "add", &name])?;
+        // Likewise a veth of that name: a deleted namespace is torn down by the kernel later
+        // (sockets of its killed daemons can hold it for a while), and its veth with it.
+        let _ = sh(&["ip", "link", "del", &veth]);
         self.names.push(name.clone());
         sh(&[
             "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,
