@@ -96,7 +96,8 @@ pub enum WriteError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("manager is shutting down")]
+    /// The write never reached Raft.
+    #[error("manager is shutting down; nothing was written")]
     ShuttingDown,
     #[error("raft: {0}")]
     Raft(String),
@@ -146,6 +147,8 @@ enum ProposeError {
     NotLeader,
     /// No commit within the timeout.
     Timeout,
+    /// Raft stopped with the proposal in hand: it may still commit elsewhere.
+    Unknown,
     Fail(WriteError),
 }
 
@@ -246,7 +249,10 @@ async fn coalesce(raft: Raft, mut rx: tokio::sync::mpsc::Receiver<Pending>, time
                         RaftError::APIError(e) => {
                             ProposeError::Fail(WriteError::Raft(e.to_string()))
                         }
-                        RaftError::Fatal(_) => ProposeError::Fail(WriteError::ShuttingDown),
+                        // The core died (e.g. its log write failed on a full disk) after the
+                        // entry may have been appended and replicated: a new leader can still
+                        // commit it, so the outcome is unknown, never "not applied".
+                        RaftError::Fatal(_) => ProposeError::Unknown,
                     };
                     for r in replies {
                         let _ = r.send(Err(err()));
@@ -571,7 +577,10 @@ impl Manager {
         }
         match tokio::time::timeout(timeout, rx).await {
             // Handed to Raft and not confirmed: it may still commit.
-            Err(_) | Ok(Err(_)) | Ok(Ok(Err(ProposeError::Timeout))) => {
+            Err(_)
+            | Ok(Err(_))
+            | Ok(Ok(Err(ProposeError::Timeout)))
+            | Ok(Ok(Err(ProposeError::Unknown))) => {
                 Err(Retry::Fail(self.unconfirmed()))
             }
             Ok(Ok(Ok(v))) => Ok(v),
