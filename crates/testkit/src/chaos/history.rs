@@ -173,13 +173,11 @@ pub fn classify(status: &tonic::Status, read: bool) -> Outcome {
         | Code::PermissionDenied
         | Code::ResourceExhausted => Outcome::Fail(msg),
         // The manager's promises: "no quorum …" and "… nothing was written" were refused before
-        // reaching a log; "no leader elected yet" was never sent. Any other unavailability
-        // (a connection that broke mid-call) may have applied.
+        // reaching a log. Any other unavailability (a connection that broke mid-call) may have
+        // applied.
         Code::Unavailable
             if status.message().starts_with("no quorum")
-                || status.message().contains("nothing was written")
-                || status.message().starts_with("no leader elected yet")
-                || status.message().starts_with("manager is shutting down") =>
+                || status.message().contains("nothing was written") =>
         {
             Outcome::Fail(msg)
         }

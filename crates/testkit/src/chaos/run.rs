@@ -247,8 +247,8 @@ pub struct StepReport {
     pub max_gap: Duration,
     pub writes_ok: usize,
     pub writes_failed: usize,
-    /// Of the failed writes, those refused for lack of a leader or quorum, or by a manager
-    /// that was down (the rest are conflicts, "already exists", "not found").
+    /// Of the failed writes, those a manager refused for lack of a leader or quorum (the rest
+    /// are conflicts, "already exists", "not found", or a manager that was down).
     pub writes_refused: usize,
     pub writes_unknown: usize,
     pub reads_ok: usize,
@@ -999,7 +999,6 @@ impl Runner {
         }
         let keys = [format!("s{index}-a"), format!("s{index}-b")];
         let roll = format!("s{index}-roll");
-        let step_t0 = self.now();
         for k in &keys {
             let v = Value {
                 w: format!("init-{k}"),
@@ -1035,6 +1034,8 @@ impl Runner {
         };
         let canary_ids_before = self.all_canary_ids().unwrap_or_default();
         *self.shared.keys.lock().expect("keys lock") = keys.to_vec();
+        // Gaps are measured from here: the clients write from now on.
+        let step_t0 = self.now();
         std::thread::sleep(Duration::from_millis(1500));
 
         info!(step = index, fault = ?step.fault, "chaos: phase: inject");
@@ -1284,10 +1285,7 @@ impl Runner {
             .count();
         rep.writes_refused = writes
             .iter()
-            .filter(|o| {
-                matches!(&o.outcome, Outcome::Fail(e)
-                    if e.starts_with("Unavailable") || e.starts_with("connect:"))
-            })
+            .filter(|o| matches!(&o.outcome, Outcome::Fail(e) if e.starts_with("Unavailable")))
             .count();
         rep.writes_unknown = writes
             .iter()
