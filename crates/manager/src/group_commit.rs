@@ -26,6 +26,8 @@ pub(crate) enum ProposeError {
     NotLeader,
     /// No commit within the timeout.
     Timeout,
+    /// Raft stopped with the proposal in hand: it may still commit elsewhere.
+    Unknown,
     Fail(WriteError),
 }
 
@@ -130,7 +132,10 @@ pub(crate) async fn coalesce(
                         RaftError::APIError(e) => {
                             ProposeError::Fail(WriteError::Raft(e.to_string()))
                         }
-                        RaftError::Fatal(_) => ProposeError::Fail(WriteError::ShuttingDown),
+                        // The core died (e.g. its log write failed on a full disk) after the
+                        // entry may have been appended and replicated: a new leader can still
+                        // commit it, so the outcome is unknown, never "not applied".
+                        RaftError::Fatal(_) => ProposeError::Unknown,
                     };
                     for r in replies {
                         let _ = r.send(Err(err()));

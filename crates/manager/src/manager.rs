@@ -98,7 +98,8 @@ pub enum WriteError {
     },
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("manager is shutting down")]
+    /// The write never reached Raft.
+    #[error("manager is shutting down; nothing was written")]
     ShuttingDown,
     #[error("raft: {0}")]
     Raft(String),
@@ -436,9 +437,10 @@ impl Manager {
         }
         match tokio::time::timeout(timeout, rx).await {
             // Handed to Raft and not confirmed: it may still commit.
-            Err(_) | Ok(Err(_)) | Ok(Ok(Err(ProposeError::Timeout))) => {
-                Err(Retry::Fail(self.unconfirmed()))
-            }
+            Err(_)
+            | Ok(Err(_))
+            | Ok(Ok(Err(ProposeError::Timeout)))
+            | Ok(Ok(Err(ProposeError::Unknown))) => Err(Retry::Fail(self.unconfirmed())),
             Ok(Ok(Ok(v))) => Ok(v),
             Ok(Ok(Err(ProposeError::NotLeader))) => Err(Retry::Again),
             Ok(Ok(Err(ProposeError::Fail(e)))) => Err(Retry::Fail(e)),
@@ -521,6 +523,28 @@ impl Manager {
 
     pub fn server_state(&self) -> ServerState {
         self.inner.raft.metrics().borrow().state
+    }
+
+    /// Resolves when this manager's Raft node stopped on its own (a fatal error such as a
+    /// log write that failed on a full disk), with the error; never resolves on a normal
+    /// shutdown. A manager in that state can neither vote, replicate nor apply again: the
+    /// process must exit so that its supervisor restarts it from its storage.
+    pub async fn fatal(&self) -> String {
+        let mut rx = self.inner.raft.metrics();
+        let stopped =
+            rx.wait_for(|m| m.running_state.is_err())
+                .await
+                .map(|m| match &m.running_state {
+                    Err(openraft::error::Fatal::Stopped) | Ok(()) => None,
+                    Err(e) => Some(e.to_string()),
+                });
+        match stopped {
+            // A normal shutdown.
+            Ok(None) => std::future::pending().await,
+            Ok(Some(e)) => e,
+            // The metrics channel closed: the core is gone without a word.
+            Err(_) => "raft core exited".to_string(),
+        }
     }
 
     pub async fn shutdown(&self) {

@@ -250,6 +250,21 @@ impl NodeService for NodeServiceImpl {
             Status::unauthenticated("certificate renewal needs the node's current certificate")
         })?;
         crate::auth::require_node(&self.manager, &req, Some(&peer.node_id))?;
+        // The leader signs: the role comes from the store, and only the leader's is sure to
+        // be current. A manager removed from Raft while it was paused or cut off keeps a
+        // store that still calls it a manager, and the demoted node, which asks its own
+        // manager first, would get a manager certificate again and again and never switch.
+        if !self.manager.voters().contains(&self.manager.raft_id()) {
+            return Err(Status::unavailable(
+                "this manager is not a raft voter (removed or still joining): renew through another manager",
+            ));
+        }
+        if let Some(mut leader) = self.leader_client()? {
+            let r = req.into_inner();
+            return leader
+                .renew_certificate(crate::auth::on_behalf(r, Some(&peer), &peer.node_id))
+                .await;
+        }
         let (cluster, node) = self.manager.store().read(|s| {
             (
                 s.cluster().cloned(),
@@ -373,16 +388,33 @@ impl NodeService for NodeServiceImpl {
             Some(wire::from_bytes("node description", &r.description)?)
         };
         let desc_changed = new_desc.as_ref().is_some_and(|d| *d != node.description);
+        // The role the node's certificate was issued for (what `node.role` constraints match):
+        // after a promotion or demotion the node renews its certificate and restarts, and its
+        // heartbeats show the new role.
+        let cert_role = match caller.as_ref().map(|p| p.role.as_str()) {
+            Some("manager") => Some(NodeRole::Manager),
+            Some("worker") => Some(NodeRole::Worker),
+            _ => None,
+        }
+        .filter(|r| *r != node.role);
         // A node that cannot run tasks stays down, with its own reason.
         let (state, message) = if r.unavailable.is_empty() {
             (NodeState::Ready, String::new())
         } else {
             (NodeState::Down, truncate(&r.unavailable, 1024))
         };
-        if node.status.state != state || node.status.message != message || desc_changed {
+        if node.status.state != state
+            || node.status.message != message
+            || desc_changed
+            || cert_role.is_some()
+        {
             let mut n = node;
             n.status.state = state;
             n.status.message = message;
+            if let Some(r) = cert_role {
+                tracing::info!(node = %n.id, role = r.as_str(), "node now runs in its new role");
+                n.role = r;
+            }
             if let Some(d) = new_desc {
                 n.description = d;
             }

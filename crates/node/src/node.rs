@@ -322,11 +322,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // then the node takes a certificate for the new role and restarts itself in it.
     // Containers keep running across the restart.
     let mut restart = false;
+    let mut fatal = None;
     let signal = Signals::install().first();
     tokio::pin!(signal);
+    let raft_stopped = {
+        let m = manager.clone();
+        async move {
+            match m {
+                Some(m) => m.fatal().await,
+                None => std::future::pending().await,
+            }
+        }
+    };
+    tokio::pin!(raft_stopped);
     loop {
         tokio::select! {
             _ = &mut signal => break,
+            // Fail-stop: a manager whose Raft node died (its storage failed) would otherwise
+            // linger, answering RPCs and never applying, even after the cause is gone.
+            e = &mut raft_stopped => {
+                tracing::error!(error = %e, "raft stopped on a fatal error; exiting so that a supervisor restarts this manager from its storage");
+                fatal = Some(e);
+                break;
+            }
             changed = role_rx.changed() => {
                 if changed.is_err() {
                     continue;
@@ -365,6 +383,9 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::warn!(
             "shutdown did not finish within {SHUTDOWN_GRACE:?}; exiting anyway (Raft state is durable)"
         );
+    }
+    if let Some(e) = fatal {
+        bail!("raft stopped: {e}");
     }
     if restart {
         drop(_lock);

@@ -4,6 +4,7 @@
 //! fails.
 #![forbid(unsafe_code)]
 
+pub mod chaos;
 pub mod netns;
 
 use anyhow::{anyhow, bail, Context as _};
@@ -74,6 +75,8 @@ pub struct Daemon {
     pub log: PathBuf,
     /// Runs the daemon under this prefix (e.g. `nsenter --net=...`).
     pub prefix: Vec<String>,
+    /// Extra environment of the daemon (e.g. a per-process fake clock); kept across restarts.
+    pub env: Vec<(String, String)>,
 }
 
 impl Daemon {
@@ -120,6 +123,8 @@ pub struct Cluster {
     pub nodes: Vec<Daemon>,
     /// Extra flags every daemon gets.
     pub extra_args: Vec<String>,
+    /// Environment the next added daemon gets (then cleared).
+    pub next_env: Vec<(String, String)>,
 }
 
 impl Default for Cluster {
@@ -137,6 +142,7 @@ impl Cluster {
                 .expect("tempdir"),
             nodes: Vec::new(),
             extra_args: Vec::new(),
+            next_env: Vec::new(),
         }
     }
 
@@ -155,6 +161,7 @@ impl Cluster {
         };
         let child = cmd
             .args(&d.args)
+            .envs(d.env.iter().map(|(k, v)| (k, v)))
             .env("RUST_BACKTRACE", "1")
             .stdin(Stdio::null())
             .stdout(log.try_clone()?)
@@ -163,6 +170,11 @@ impl Cluster {
             .context("spawn swarmd")?;
         d.child = Some(child);
         Ok(())
+    }
+
+    /// State dir the next added daemon will get (so a test can mount something there first).
+    pub fn next_state_dir(&self) -> PathBuf {
+        self.dir.path().join(format!("n{}", self.nodes.len() + 1))
     }
 
     fn add(&mut self, extra: &[String]) -> anyhow::Result<usize> {
@@ -179,7 +191,7 @@ impl Cluster {
     ) -> anyhow::Result<usize> {
         let idx = self.nodes.len();
         let name = format!("n{}", idx + 1);
-        let state_dir = self.dir.path().join(&name);
+        let state_dir = self.next_state_dir();
         let addr = match ip {
             Some(ip) => format!("{ip}:4242"),
             None => format!("127.0.0.1:{}", free_port()),
@@ -211,6 +223,7 @@ impl Cluster {
             child: None,
             log,
             prefix,
+            env: self.next_env.drain(..).collect(),
         });
         self.spawn(idx)?;
         Ok(idx)

@@ -59,12 +59,30 @@ pub struct Hosts {
 impl Hosts {
     /// Creates the bridge; add hosts with [`Hosts::add`].
     pub fn new() -> anyhow::Result<Hosts> {
-        // A /24 per test (process id + sequence) inside 198.18.0.0/15.
+        // A /24 per test inside 198.18.0.0/15, claimed by creating its bridge: `ip link add`
+        // fails when the bridge exists, so two tests (of this process or of others running
+        // side by side) never share a subnet, and nobody deletes a bridge in use. A bridge
+        // left by a crashed run only takes its subnet out of the rotation.
+        // Subnets 501..=511 first: older copies of this helper pick only 1..=500 (and delete
+        // whatever bridge is in their way), so those are safe from them.
         let seq = SEQ.fetch_add(1, Ordering::SeqCst);
-        let subnet = (std::process::id() * 7 + seq * 13) % 500 + 1;
-        let bridge = format!("swbr{subnet}");
-        let _ = sh(&["ip", "link", "del", &bridge]);
-        sh(&["ip", "link", "add", &bridge, "type", "bridge"])?;
+        let first = (std::process::id() * 7 + seq * 13) % 500;
+        let mut claimed = None;
+        // Rotated by the sequence number, so that a process's next cluster takes another
+        // subnet while the kernel still tears down the last one's namespaces.
+        let order = (0..11)
+            .map(|k| 501 + (seq + k) % 11)
+            .chain((0..500).map(|k| (first + k) % 500 + 1));
+        for subnet in order {
+            let bridge = format!("swbr{subnet}");
+            if sh(&["ip", "link", "add", &bridge, "type", "bridge"]).is_ok() {
+                claimed = Some((subnet, bridge));
+                break;
+            }
+        }
+        let Some((subnet, bridge)) = claimed else {
+            bail!("no free test subnet: bridges swbr1..swbr511 all exist; delete stale ones (`ip link del swbrN`)");
+        };
         let mut h = Hosts {
             bridge: bridge.clone(),
             names: Vec::new(),
@@ -102,8 +120,13 @@ impl Hosts {
         let ip = self.ip(i as u32 + 1);
         let veth = format!("sw{}v{}", self.subnet, i + 1);
         let peer = format!("sw{}p{}", self.subnet, i + 1);
+        // This process owns the subnet's bridge, so a namespace of that name is a crashed
+        // run's leftover.
         let _ = sh(&["ip", "netns", "del", &name]);
         sh(&["ip", "netns", "add", &name])?;
+        // Likewise a veth of that name: a deleted namespace is torn down by the kernel later
+        // (sockets of its killed daemons can hold it for a while), and its veth with it.
+        let _ = sh(&["ip", "link", "del", &veth]);
         self.names.push(name.clone());
         sh(&[
             "ip", "link", "add", &veth, "type", "veth", "peer", "name", &peer,

@@ -369,3 +369,46 @@ fn watchers_of_a_follower_are_told_to_resync_when_it_installs_a_snapshot() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 }
+
+/// Regression (chaos suite, DemotePromote): a manager demoted while it is paused is removed
+/// from Raft before its own store learns the new role. It must still become a worker when it
+/// wakes up: its certificate renewal is signed by the leader, not by its own stale manager
+/// (which kept issuing manager certificates, so the node never switched), and `node.role`
+/// then says worker.
+#[test]
+fn manager_demoted_while_paused_becomes_a_worker_when_it_wakes() {
+    init_tracing();
+    let c = managers(3, &[]);
+    let leader = c.leader(0).expect("a leader");
+    for round in 0..2 {
+        let f = (0..3).find(|i| *i != leader).unwrap();
+        let name = c.nodes[f].name.clone();
+        info!(round, %name, "phase: pause a follower and demote it");
+        c.signal(f, Signal::SIGSTOP);
+        let out = c.ctl(leader, &["node", "demote", &name]);
+        c.signal(f, Signal::SIGCONT);
+        out.unwrap_or_else(|e| panic!("demote {name}: {e}\n{}", c.dump()));
+
+        info!(round, %name, "phase: it wakes up and runs as a worker");
+        wait_until(&format!("{name} runs as a worker"), LONG, || {
+            let v: serde_json::Value =
+                serde_json::from_str(&c.ctl(leader, &["node", "inspect", &name]).ok()?).ok()?;
+            (v[0]["role"] == "worker"
+                && v[0]["manager_status"].is_null()
+                && v[0]["status"]["state"] == "ready")
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+        info!(round, %name, "phase: promote it back; it is a voter again");
+        c.ctl(leader, &["node", "promote", &name]).unwrap();
+        wait_until(&format!("{name} is a reachable manager"), LONG, || {
+            let out = c.ctl(leader, &["node", "ls", "--format", "json"]).ok()?;
+            swarm_integration::json_lines(&out)
+                .iter()
+                .any(|v| v["Hostname"] == name.as_str() && v["ManagerStatus"] == "Reachable")
+                .then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    }
+}
