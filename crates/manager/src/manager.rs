@@ -133,6 +133,9 @@ struct Inner {
     network: Network,
     /// Writes waiting to be proposed by the coalescer (leader only).
     proposals: tokio::sync::mpsc::Sender<Pending>,
+    /// (term, last log index when this process first served a read as leader in that term):
+    /// no read of the term is answered below it. See `read_index_as_leader`.
+    read_floor: std::sync::Mutex<(u64, u64)>,
 }
 
 /// Cheap to clone; all clones share one Raft node.
@@ -187,6 +190,7 @@ impl Manager {
                 store,
                 network,
                 proposals,
+                read_floor: std::sync::Mutex::new((0, 0)),
             }),
         })
     }
@@ -471,9 +475,29 @@ impl Manager {
         if !self.leader_has_quorum() {
             return Err(self.no_quorum().into());
         }
+        // openraft restores a restarted leader that kept its (committed) vote as leader in the
+        // same term, and its read index is max(first log of the term, commit index). The
+        // commit index it restarted with may predate writes it acknowledged before the crash
+        // (it is saved unflushed), and the term's first log is older still: reads would miss
+        // acknowledged writes until the next commit. So the first read this process serves
+        // as leader in a term records the last log index, and no read of the term is answered
+        // below it: everything in the log then is committed and applied first. Afterwards it
+        // costs nothing (the commit index has passed it).
+        let floor = {
+            let (term, last) = {
+                let rx = self.inner.raft.metrics();
+                let m = rx.borrow();
+                (m.current_term, m.last_log_index.unwrap_or(0))
+            };
+            let mut f = self.inner.read_floor.lock().expect("read floor lock");
+            if f.0 != term {
+                *f = (term, last);
+            }
+            f.1
+        };
         let fut = self.inner.raft.get_read_log_id();
         match tokio::time::timeout(self.inner.cfg.write_timeout, fut).await {
-            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0)),
+            Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0).max(floor)),
             Ok(Err(e)) => Err(tonic::Status::unavailable(format!("not the leader: {e}"))),
             Err(_) => Err(self.no_quorum().into()),
         }
