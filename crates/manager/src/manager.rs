@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use swarm_api::raft::raft_client::RaftClient;
 use swarm_api::raft::{ForwardWriteRequest, ReadIndexRequest};
 use swarm_api::wire;
-use swarm_types::store::{StoreError, WriteBatch};
+use swarm_types::store::{Op, StoreError, WriteBatch};
 use swarm_types::{NodeId, Object};
 
 #[derive(Clone, Debug)]
@@ -60,8 +60,8 @@ impl ManagerConfig {
             advertise_addr,
             raft_dir,
             heartbeat_ms: 100,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_min_ms: 500,
+            election_timeout_max_ms: 1000,
             snapshot_interval: 10_000,
             logs_to_keep: 1_000,
             write_timeout: Duration::from_millis(1800),
@@ -182,7 +182,11 @@ impl Manager {
             .await
             .map_err(|e| StartError(format!("start raft: {e}")))?;
         let (proposals, rx) = tokio::sync::mpsc::channel(8192);
-        tokio::spawn(coalesce(raft.clone(), rx, cfg.write_timeout));
+        tokio::spawn(coalesce(
+            raft.clone(),
+            rx,
+            cfg.write_timeout + OVERLOAD_PATIENCE,
+        ));
         Ok(Manager {
             inner: Arc::new(Inner {
                 cfg,
@@ -362,12 +366,22 @@ impl Manager {
         if batch.now_ms == 0 {
             batch.now_ms = swarm_api::now_ms();
         }
-        let deadline = Instant::now() + self.inner.cfg.write_timeout;
+        let started = Instant::now();
+        let mut deadline = started + self.inner.cfg.write_timeout;
         // Whether the write may have reached a Raft log: then a failure is "outcome unknown",
         // never "not applied".
         let mut sent = false;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let mut remaining = deadline.saturating_duration_since(Instant::now());
+            // An election on an overloaded host takes longer than `write_timeout`; while a
+            // quorum of managers is reachable the write waits for the next leader.
+            if remaining.is_zero()
+                && started.elapsed() < OVERLOAD_PATIENCE
+                && matches!(self.no_quorum(), WriteError::Timeout { .. })
+            {
+                deadline = Instant::now() + PATIENCE_STEP;
+                remaining = PATIENCE_STEP;
+            }
             if remaining.is_zero() {
                 return Err(if sent {
                     self.unconfirmed()
@@ -391,6 +405,11 @@ impl Manager {
                     Ok(Err(WriteError::NoQuorum { .. } | WriteError::Timeout { .. })) => {}
                     // No answer: the leader may have proposed it.
                     Err(_) => sent = true,
+                    // Refused now, but an earlier attempt may have applied: a retry must not
+                    // report its own write as a conflict (or a removal as "not found").
+                    Ok(Err(e @ WriteError::Store(_))) if sent => {
+                        return self.after_unknown_attempt(&batch, e).await
+                    }
                     Ok(Err(e)) => return Err(e),
                 },
                 None => {
@@ -400,6 +419,29 @@ impl Manager {
                 }
             }
             tokio::time::sleep(Duration::from_millis(50).min(remaining)).await;
+        }
+    }
+
+    /// A retry was refused by the store after an earlier attempt whose outcome is unknown.
+    /// If the store (read linearizably) holds exactly what the batch writes, that earlier
+    /// attempt applied: success. A removal that now finds nothing may have been ours: the
+    /// outcome stays unknown. Anything else is a real refusal.
+    async fn after_unknown_attempt(
+        &self,
+        batch: &WriteBatch,
+        refused: WriteError,
+    ) -> Result<Vec<Object>, WriteError> {
+        if self.read_barrier(false).await.is_err() {
+            return Err(self.unconfirmed());
+        }
+        if let Some(stored) = self.store().read(|s| s.holds_effect_of(batch)) {
+            tracing::info!("a retried write found its own earlier attempt applied");
+            return Ok(stored);
+        }
+        let removal = batch.ops.iter().any(|op| matches!(op, Op::Delete { .. }));
+        match refused {
+            WriteError::Store(StoreError::NotFound { .. }) if removal => Err(self.unconfirmed()),
+            e => Err(e),
         }
     }
 
@@ -439,7 +481,19 @@ impl Manager {
         if self.inner.proposals.send(pending).await.is_err() {
             return Err(Retry::Fail(WriteError::ShuttingDown));
         }
-        match tokio::time::timeout(timeout, rx).await {
+        let mut rx = rx;
+        let started = Instant::now();
+        let answer = loop {
+            let wait = timeout.saturating_sub(started.elapsed()).max(PATIENCE_STEP);
+            match tokio::time::timeout(wait, &mut rx).await {
+                Ok(a) => break Ok(a),
+                // Overload slows writes down but does not fail them: while a quorum keeps
+                // acknowledging, the proposal is still on its way.
+                Err(_) if started.elapsed() < OVERLOAD_PATIENCE && self.leader_has_quorum() => {}
+                Err(e) => break Err(e),
+            }
+        };
+        match answer {
             // Handed to Raft and not confirmed: it may still commit.
             Err(_)
             | Ok(Err(_))
@@ -463,10 +517,27 @@ impl Manager {
         let mut req = tonic::Request::new(ForwardWriteRequest {
             batch: wire::to_bytes(batch),
         });
-        req.set_timeout(timeout);
-        let resp = tokio::time::timeout(timeout, client.forward_write(req))
-            .await
-            .map_err(|_| tonic::Status::deadline_exceeded("forwarded write timed out"))??;
+        // The leader answers within its own patience (see `propose`); this side waits as long
+        // as the leader keeps contacting it, and `timeout` once it has gone quiet.
+        req.set_timeout(OVERLOAD_PATIENCE + timeout);
+        let leader = self.leader().map(|(id, _)| id);
+        let started = Instant::now();
+        let call = client.forward_write(req);
+        tokio::pin!(call);
+        let resp = loop {
+            let wait = timeout.saturating_sub(started.elapsed()).max(PATIENCE_STEP);
+            match tokio::time::timeout(wait, &mut call).await {
+                Ok(r) => break r?,
+                Err(_)
+                    if started.elapsed() < OVERLOAD_PATIENCE
+                        && leader.is_some_and(|l| self.is_reachable(l)) => {}
+                Err(_) => {
+                    return Err(tonic::Status::deadline_exceeded(
+                        "forwarded write timed out",
+                    ))
+                }
+            }
+        };
         wire::from_bytes("write result", &resp.get_ref().result)
     }
 
@@ -575,6 +646,14 @@ impl Manager {
         let _ = self.inner.raft.shutdown().await;
     }
 }
+
+/// How long a write handed to Raft keeps waiting past `write_timeout` while a quorum is
+/// still acknowledging the leader: overload (a starved CPU, a burst of clients) makes writes
+/// slow, and a slow write is not a failed one. Without a quorum the write still fails after
+/// `write_timeout`.
+const OVERLOAD_PATIENCE: Duration = Duration::from_secs(10);
+/// How often a patient wait re-checks that the quorum is still there.
+const PATIENCE_STEP: Duration = Duration::from_millis(200);
 
 enum Retry {
     Again,

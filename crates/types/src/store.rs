@@ -3,7 +3,9 @@
 //! the whole batch or none of it (optimistic concurrency on `meta.version`).
 
 use crate::ids::{NodeId, ServiceId, TaskId};
-use crate::objects::{Cluster, Node, Object, ObjectKind, Service, ServiceStatus, Task, TaskStatus};
+use crate::objects::{
+    Cluster, Meta, Node, Object, ObjectKind, Service, ServiceStatus, Task, TaskStatus,
+};
 use crate::task::TaskState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -232,6 +234,37 @@ impl StoreState {
             ObjectKind::Service => self.services.get(id).cloned().map(Object::Service),
             ObjectKind::Task => self.tasks.get(id).cloned().map(Object::Task),
         }
+    }
+
+    /// Whether this state already holds what `batch` writes: every op creates, replaces or
+    /// puts an object that is stored with exactly that content (its meta aside). Used when a
+    /// write is retried after an attempt whose outcome is unknown: a retry refused with
+    /// "already exists" or "out of sequence" may be refused because of its own first
+    /// attempt. Returns the objects as stored (one for a single-op batch, as a write does),
+    /// or `None` when any op is not visibly applied or is of a kind that cannot be told apart.
+    pub fn holds_effect_of(&self, batch: &WriteBatch) -> Option<Vec<Object>> {
+        let bare = |o: &Object| {
+            let mut o = o.clone();
+            o.clear_derived();
+            *o.meta_mut() = Meta::default();
+            o
+        };
+        let mut stored = Vec::with_capacity(batch.ops.len());
+        for op in &batch.ops {
+            let (Op::Create(o) | Op::Update(o) | Op::Put(o)) = op else {
+                return None;
+            };
+            let cur = self.get(o.kind(), o.id())?;
+            if bare(&cur) != bare(o) {
+                return None;
+            }
+            stored.push(cur);
+        }
+        Some(if stored.len() == 1 {
+            stored
+        } else {
+            Vec::new()
+        })
     }
 
     pub fn count(&self) -> usize {

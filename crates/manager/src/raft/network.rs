@@ -112,7 +112,32 @@ pub struct PeerClient {
     addr: String,
     client: Option<RaftClient<Channel>>,
     reach: Reachability,
+    /// The append still on its way to this peer (see `append_entries`).
+    in_flight: Option<InFlight>,
 }
+
+type AppendResult =
+    Result<AppendEntriesResponse<RaftId>, RPCError<RaftId, BasicNode, RaftError<RaftId>>>;
+
+/// An append sent to a peer whose caller stopped waiting (openraft's one-heartbeat timeout):
+/// the request keeps going, and the next append to that peer waits for it first.
+struct InFlight {
+    /// (vote, prev_log_id, last log id sent): equal keys are the same request.
+    key: AppendKey,
+    task: tokio::task::JoinHandle<AppendResult>,
+}
+
+type AppendKey = (
+    openraft::Vote<RaftId>,
+    Option<openraft::LogId<RaftId>>,
+    Option<openraft::LogId<RaftId>>,
+);
+
+/// How long one append may take before the peer counts as unreachable. openraft gives up on
+/// an append after one heartbeat interval; on a loaded host a follower's append (decode,
+/// write, fsync) takes longer than that, and an append that is dropped and resent from the
+/// start can never finish. The request outlives openraft's timeout instead, up to this.
+const APPEND_LIFETIME: Duration = Duration::from_secs(2);
 
 impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerClient;
@@ -127,6 +152,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
                     .max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
             }),
             reach: self.reachability.clone(),
+            in_flight: None,
         }
     }
 }
@@ -162,41 +188,71 @@ impl PeerClient {
         Resp: serde::de::DeserializeOwned,
         E: std::error::Error + serde::de::DeserializeOwned,
     {
-        let unreachable = |m: String| RPCError::Unreachable(Unreachable::new(&Msg(m)));
-        let Some(client) = self.client.as_mut() else {
+        let Some(client) = self.client.clone() else {
             return Err(unreachable(format!("invalid peer address {:?}", self.addr)));
         };
-        let mut request = tonic::Request::new(RaftPayload { data });
-        request.set_timeout(timeout);
-        let fut = async {
-            match kind {
-                "append" => client.append_entries(request).await,
-                "vote" => client.vote(request).await,
-                _ => client.install_snapshot(request).await,
-            }
-        };
-        let res = tokio::time::timeout(timeout, fut).await;
-        let resp = match res {
-            Err(_) => {
-                self.reach.record(self.target, false);
-                return Err(unreachable(format!("{kind} to {} timed out", self.addr)));
-            }
-            Ok(Err(status)) => {
-                self.reach.record(self.target, false);
-                return Err(unreachable(format!(
-                    "{kind} to {}: {}",
-                    self.addr,
-                    status.message()
-                )));
-            }
-            Ok(Ok(r)) => r.into_inner(),
-        };
-        self.reach.record(self.target, true);
-        let decoded: Result<Resp, RaftError<RaftId, E>> = super::codec::decode(&resp.data)
-            .map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        decoded
-            .map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(self.target, e)))
+        send(
+            client,
+            self.reach.clone(),
+            self.target,
+            self.addr.clone(),
+            kind,
+            data,
+            timeout,
+        )
+        .await
     }
+}
+
+fn unreachable<E: std::error::Error>(
+    m: String,
+) -> RPCError<RaftId, BasicNode, RaftError<RaftId, E>> {
+    RPCError::Unreachable(Unreachable::new(&Msg(m)))
+}
+
+/// One RPC to a peer, its outcome recorded in `reach`. Owns everything it needs, so that an
+/// append can run on after its caller stopped waiting.
+async fn send<Resp, E>(
+    mut client: RaftClient<Channel>,
+    reach: Reachability,
+    target: RaftId,
+    addr: String,
+    kind: &'static str,
+    data: Vec<u8>,
+    timeout: Duration,
+) -> Result<Resp, RPCError<RaftId, BasicNode, RaftError<RaftId, E>>>
+where
+    Resp: serde::de::DeserializeOwned,
+    E: std::error::Error + serde::de::DeserializeOwned,
+{
+    let mut request = tonic::Request::new(RaftPayload { data });
+    request.set_timeout(timeout);
+    let fut = async {
+        match kind {
+            "append" => client.append_entries(request).await,
+            "vote" => client.vote(request).await,
+            _ => client.install_snapshot(request).await,
+        }
+    };
+    let res = tokio::time::timeout(timeout, fut).await;
+    let resp = match res {
+        Err(_) => {
+            reach.record(target, false);
+            return Err(unreachable(format!("{kind} to {addr} timed out")));
+        }
+        Ok(Err(status)) => {
+            reach.record(target, false);
+            return Err(unreachable(format!(
+                "{kind} to {addr}: {}",
+                status.message()
+            )));
+        }
+        Ok(Ok(r)) => r.into_inner(),
+    };
+    reach.record(target, true);
+    let decoded: Result<Resp, RaftError<RaftId, E>> =
+        super::codec::decode(&resp.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+    decoded.map_err(|e| RPCError::RemoteError(openraft::error::RemoteError::new(target, e)))
 }
 
 impl RaftNetwork<TypeConfig> for PeerClient {
@@ -220,12 +276,41 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             data = super::codec::encode(&rpc).map_err(network)?;
         }
         let last = rpc.entries.last().map(|e| e.log_id);
-        match self.call_encoded("append", data, option.hard_ttl()).await? {
-            AppendEntriesResponse::Success if partial => {
-                Ok(AppendEntriesResponse::PartialSuccess(last))
+        let key: AppendKey = (rpc.vote, rpc.prev_log_id, last);
+        // One append in flight per peer. An earlier one that its caller gave up on is
+        // awaited first (awaiting a `JoinHandle` by reference is cancel-safe: when openraft
+        // drops this future, the request still runs and the next call finds it here).
+        if let Some(f) = self.in_flight.as_mut() {
+            let res = (&mut f.task).await;
+            let f = self.in_flight.take().expect("in-flight append");
+            if f.key == key {
+                return joined(res, partial, last);
             }
-            r => Ok(r),
+            // The same starting point, now with more entries: what the earlier request
+            // matched is progress openraft can continue from.
+            if let (true, Ok(Ok(AppendEntriesResponse::Success))) = (
+                f.key.0 == key.0 && f.key.1 == key.1 && f.key.2.is_some() && f.key.2 < key.2,
+                &res,
+            ) {
+                return Ok(AppendEntriesResponse::PartialSuccess(f.key.2));
+            }
         }
+        let Some(client) = self.client.clone() else {
+            return Err(unreachable(format!("invalid peer address {:?}", self.addr)));
+        };
+        let task = tokio::spawn(send(
+            client,
+            self.reach.clone(),
+            self.target,
+            self.addr.clone(),
+            "append",
+            data,
+            APPEND_LIFETIME.max(option.hard_ttl()),
+        ));
+        let f = self.in_flight.insert(InFlight { key, task });
+        let res = (&mut f.task).await;
+        self.in_flight = None;
+        joined(res, partial, last)
     }
 
     async fn install_snapshot(
@@ -245,6 +330,21 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<RaftId>, RPCError<RaftId, BasicNode, RaftError<RaftId>>> {
         self.call("vote", &rpc, option.hard_ttl()).await
+    }
+}
+
+/// The answer of an append task, with a cut-short append's success reported as partial.
+fn joined(
+    res: Result<AppendResult, tokio::task::JoinError>,
+    partial: bool,
+    last: Option<openraft::LogId<RaftId>>,
+) -> AppendResult {
+    match res {
+        Ok(Ok(AppendEntriesResponse::Success)) if partial => {
+            Ok(AppendEntriesResponse::PartialSuccess(last))
+        }
+        Ok(r) => r,
+        Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
     }
 }
 

@@ -239,3 +239,37 @@ fn task_ops_only_move_forward() {
         .unwrap()
         .is_empty());
 }
+
+#[test]
+fn a_retry_recognises_its_own_applied_write_and_nothing_else() {
+    let mut s = StoreState::default();
+    let create = batch(vec![Op::Create(service("a", "web", 0))]);
+    s.apply(&create, 3).unwrap();
+    // The retry of the create is refused, but the store holds exactly what it wrote.
+    assert!(s.apply(&create, 4).is_err());
+    let held = s.holds_effect_of(&create).expect("own create recognised");
+    assert_eq!(held[0].meta().version, 3);
+    // An update based on version 3 applied; its retry (still based on 3) is out of sequence
+    // but recognised.
+    let mut changed = service("a", "web", 3);
+    if let Object::Service(svc) = &mut changed {
+        svc.spec.labels.insert("k".into(), "v".into());
+    }
+    let update = batch(vec![Op::Update(changed.clone())]);
+    s.apply(&update, 5).unwrap();
+    assert!(s.apply(&update, 6).is_err());
+    assert!(s.holds_effect_of(&update).is_some());
+    // Someone else's content under the same id is not ours.
+    assert!(s.holds_effect_of(&create).is_none());
+    // Nor is an absent object, or an op whose effect cannot be told apart.
+    assert!(s
+        .holds_effect_of(&batch(vec![Op::Create(service("b", "api", 0))]))
+        .is_none());
+    assert!(s
+        .holds_effect_of(&batch(vec![Op::Delete {
+            kind: ObjectKind::Service,
+            id: "zz".into(),
+            version: None
+        }]))
+        .is_none());
+}

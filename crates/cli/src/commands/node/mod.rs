@@ -61,21 +61,49 @@ pub async fn get_node(ctx: &Context, reference: &str) -> anyhow::Result<Node> {
     }
 }
 
-/// Writes `spec` as the node's new spec, based on the version `node` was read at (a
-/// concurrent change is refused rather than overwritten).
-pub async fn update_spec(
+/// What a change to a node's spec decided: write it, or nothing to do (with the message).
+pub enum Change {
+    Write,
+    Unchanged(String),
+}
+
+/// Reads the node, lets `change` edit its spec and writes it based on the version it read. A
+/// concurrent write to the node (its heartbeat recording a role or address, another
+/// operator) makes the write fail as "out of sequence"; then the node is read again and
+/// `change` applied to the fresh spec, so nothing written in between is overwritten and the
+/// operator does not see a conflict with the cluster's own bookkeeping.
+pub async fn change_spec(
     ctx: &Context,
-    node: &Node,
-    spec: &swarm_types::spec::NodeSpec,
-) -> anyhow::Result<()> {
-    ctx.control()
-        .await?
-        .update_node(swarm_api::control::UpdateNodeRequest {
-            reference: node.id.to_string(),
-            version: node.meta.version,
-            spec: swarm_api::wire::to_bytes(spec),
-        })
-        .await
-        .map_err(status_err)?;
-    Ok(())
+    reference: &str,
+    mut change: impl FnMut(&mut swarm_types::spec::NodeSpec) -> anyhow::Result<Change>,
+) -> anyhow::Result<Change> {
+    const ATTEMPTS: usize = 5;
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let node = get_node(ctx, reference).await?;
+        let mut spec = node.spec.clone();
+        if let Change::Unchanged(m) = change(&mut spec)? {
+            return Ok(Change::Unchanged(m));
+        }
+        let res = ctx
+            .control()
+            .await?
+            .update_node(swarm_api::control::UpdateNodeRequest {
+                reference: node.id.to_string(),
+                version: node.meta.version,
+                spec: swarm_api::wire::to_bytes(&spec),
+            })
+            .await;
+        match res {
+            Ok(_) => return Ok(Change::Write),
+            Err(s) if attempt < ATTEMPTS && is_version_conflict(&s) => continue,
+            Err(s) => return Err(status_err(s)),
+        }
+    }
+}
+
+/// The store refused a write based on an older version of the object.
+fn is_version_conflict(s: &tonic::Status) -> bool {
+    s.code() == tonic::Code::FailedPrecondition && s.message().contains("out of sequence")
 }

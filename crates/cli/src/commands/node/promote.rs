@@ -3,7 +3,7 @@
 //! demotion removes a manager from Raft (a leader steps down first). A demotion that would
 //! lose quorum is refused.
 
-use super::{get_node, update_spec};
+use super::{change_spec, Change};
 use crate::client::Context;
 use clap::Args;
 use swarm_types::spec::NodeRole;
@@ -19,14 +19,21 @@ pub async fn run(ctx: &Context, a: RoleArgs, role: NodeRole) -> anyhow::Result<(
     let mut failed = false;
     for n in &a.nodes {
         let res = async {
-            let node = get_node(ctx, n).await?;
-            if node.spec.role == role {
-                println!("Node {n} is already a {}", role.as_str());
+            let change = change_spec(ctx, n, |spec| {
+                if spec.role == role {
+                    return Ok(Change::Unchanged(format!(
+                        "Node {n} is already a {}",
+                        role.as_str()
+                    )));
+                }
+                spec.role = role;
+                Ok(Change::Write)
+            })
+            .await?;
+            if let Change::Unchanged(m) = change {
+                println!("{m}");
                 return anyhow::Ok(());
             }
-            let mut spec = node.spec.clone();
-            spec.role = role;
-            update_spec(ctx, &node, &spec).await?;
             match role {
                 NodeRole::Manager => println!("Node {n} promoted to a manager in the cluster."),
                 NodeRole::Worker => println!("Manager {n} demoted in the cluster."),

@@ -1,6 +1,6 @@
 //! `swarmctl node update [--availability active|pause|drain] [--label-add k=v] [--label-rm k] NODE`
 
-use super::{get_node, update_spec};
+use super::{change_spec, Change};
 use crate::client::Context;
 use crate::parse;
 use clap::Args;
@@ -25,21 +25,22 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
     if a.availability.is_none() && a.label_add.is_empty() && a.label_rm.is_empty() {
         anyhow::bail!("nothing to update: pass --availability, --label-add or --label-rm");
     }
-    let node = get_node(ctx, &a.node).await?;
-    let mut spec = node.spec.clone();
-    if let Some(av) = a.availability {
-        spec.availability = av;
-    }
-    for k in &a.label_rm {
-        if spec.labels.remove(k).is_none() {
-            anyhow::bail!("label {k:?} does not exist on node {}", a.node);
+    change_spec(ctx, &a.node, |spec| {
+        if let Some(av) = a.availability {
+            spec.availability = av;
         }
-    }
-    for l in &a.label_add {
-        let (k, v) = parse::key_value(l).map_err(anyhow::Error::msg)?;
-        spec.labels.insert(k, v);
-    }
-    update_spec(ctx, &node, &spec).await?;
+        for k in &a.label_rm {
+            if spec.labels.remove(k).is_none() {
+                anyhow::bail!("label {k:?} does not exist on node {}", a.node);
+            }
+        }
+        for l in &a.label_add {
+            let (k, v) = parse::key_value(l).map_err(anyhow::Error::msg)?;
+            spec.labels.insert(k, v);
+        }
+        Ok(Change::Write)
+    })
+    .await?;
     println!("{}", a.node);
     Ok(())
 }
