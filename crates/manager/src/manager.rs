@@ -520,25 +520,33 @@ impl Manager {
         // The leader answers within its own patience (see `propose`); this side waits as long
         // as the leader keeps contacting it, and `timeout` once it has gone quiet.
         req.set_timeout(OVERLOAD_PATIENCE + timeout);
+        let resp = self
+            .await_leader(timeout, client.forward_write(req))
+            .await
+            .ok_or_else(|| tonic::Status::deadline_exceeded("forwarded write timed out"))??;
+        wire::from_bytes("write result", &resp.get_ref().result)
+    }
+
+    /// Waits for the leader's answer to `call`: `timeout`, and longer (up to the overload
+    /// patience) while the leader keeps contacting this manager. `None` when given up.
+    async fn await_leader<F: std::future::Future>(
+        &self,
+        timeout: Duration,
+        call: F,
+    ) -> Option<F::Output> {
         let leader = self.leader().map(|(id, _)| id);
         let started = Instant::now();
-        let call = client.forward_write(req);
         tokio::pin!(call);
-        let resp = loop {
+        loop {
             let wait = timeout.saturating_sub(started.elapsed()).max(PATIENCE_STEP);
             match tokio::time::timeout(wait, &mut call).await {
-                Ok(r) => break r?,
+                Ok(r) => return Some(r),
                 Err(_)
                     if started.elapsed() < OVERLOAD_PATIENCE
                         && leader.is_some_and(|l| self.is_reachable(l)) => {}
-                Err(_) => {
-                    return Err(tonic::Status::deadline_exceeded(
-                        "forwarded write timed out",
-                    ))
-                }
+                Err(_) => return None,
             }
-        };
-        wire::from_bytes("write result", &resp.get_ref().result)
+        }
     }
 
     /// On the leader: the index a linearizable read must wait for.
@@ -569,8 +577,23 @@ impl Manager {
         let fut = self.inner.raft.get_read_log_id();
         match tokio::time::timeout(self.inner.cfg.write_timeout, fut).await {
             Ok(Ok((read, _applied))) => Ok(read.map(|l| l.index).unwrap_or(0).max(floor)),
-            Ok(Err(e)) => Err(tonic::Status::unavailable(format!("not the leader: {e}"))),
-            Err(_) => Err(self.no_quorum().into()),
+            Ok(Err(RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(
+                e,
+            )))) => Err(tonic::Status::unavailable(format!("not the leader: {e}"))),
+            // openraft confirms leadership with one round of heartbeats bounded by the
+            // heartbeat interval; on an overloaded host that round does not finish in time
+            // although the followers are there. Confirm through the log instead: an empty
+            // write commits only with a quorum in this leader's term, and once it is applied
+            // everything committed before the read began is applied too.
+            _ => {
+                self.write_as_leader(WriteBatch {
+                    ops: Vec::new(),
+                    now_ms: swarm_api::now_ms(),
+                })
+                .await?;
+                let applied = self.inner.raft.metrics().borrow().last_applied;
+                Ok(applied.map(|l| l.index).unwrap_or(0).max(floor))
+            }
         }
     }
 
@@ -580,9 +603,19 @@ impl Manager {
         if stale {
             return Ok(());
         }
-        let deadline = Instant::now() + self.inner.cfg.write_timeout;
+        let started = Instant::now();
+        let mut deadline = started + self.inner.cfg.write_timeout;
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
+            let mut remaining = deadline.saturating_duration_since(Instant::now());
+            // As for writes: overload (or an election on an overloaded host) delays a read
+            // while a quorum is reachable; it fails only when no quorum is.
+            if remaining.is_zero()
+                && started.elapsed() < OVERLOAD_PATIENCE
+                && matches!(self.no_quorum(), WriteError::Timeout { .. })
+            {
+                deadline = Instant::now() + PATIENCE_STEP;
+                remaining = PATIENCE_STEP;
+            }
             if remaining.is_zero() {
                 return Err(self.no_quorum());
             }
@@ -609,10 +642,11 @@ impl Manager {
     async fn remote_read_index(&self, addr: &str, timeout: Duration) -> Result<u64, tonic::Status> {
         let ch = self.channel_to(addr)?;
         let mut req = tonic::Request::new(ReadIndexRequest {});
-        req.set_timeout(timeout);
-        let resp = tokio::time::timeout(timeout, RaftClient::new(ch).read_index(req))
+        req.set_timeout(OVERLOAD_PATIENCE + timeout);
+        let resp = self
+            .await_leader(timeout, RaftClient::new(ch).read_index(req))
             .await
-            .map_err(|_| tonic::Status::deadline_exceeded("read index timed out"))??;
+            .ok_or_else(|| tonic::Status::deadline_exceeded("read index timed out"))??;
         Ok(resp.get_ref().index)
     }
 
