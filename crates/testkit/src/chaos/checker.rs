@@ -251,11 +251,18 @@ pub fn lost_writes(ops: &[&Op]) -> Vec<String> {
             continue;
         };
         for a in writes.iter().filter(|a| a.end < r.start) {
-            // Which write produced what the read saw (by its unique id)?
-            let producer = ops.iter().find(|o| match (&o.input, seen) {
-                (Input::Create(v) | Input::Update(v), Some(s)) => v.w == s.w,
-                _ => false,
-            });
+            // Which write produced what the read saw (by its id)? Ids are unique per write,
+            // but a harness retry may resend one: a write that certainly failed produced
+            // nothing, and of several the latest that began before the read counts.
+            let producer = ops
+                .iter()
+                .filter(|o| match (&o.input, seen) {
+                    (Input::Create(v) | Input::Update(v), Some(s)) => {
+                        v.w == s.w && !matches!(o.outcome, Outcome::Fail(_)) && o.start < r.end
+                    }
+                    _ => false,
+                })
+                .max_by_key(|o| o.end);
             let older = match (seen, producer) {
                 // Absent: every removal that returned before `a` began.
                 (None, _) => {
@@ -323,6 +330,35 @@ mod tests {
     fn check(h: &[Op]) -> Result<usize, NotLinearizable> {
         let r: Vec<&Op> = h.iter().collect();
         check_key("k", &r)
+    }
+
+    #[test]
+    fn a_retried_write_with_the_same_value_is_not_a_lost_write() {
+        // Soak seed 1806 step 38: a create refused ("no quorum"), the same create retried and
+        // acknowledged, then read. The failed first attempt was taken as the producer of what
+        // the read saw, so the acknowledged retry looked lost.
+        let h = vec![
+            op(
+                1,
+                Input::Create(v("a", 1)),
+                0,
+                10,
+                Outcome::Fail("no quorum".into()),
+            ),
+            op(2, Input::Create(v("a", 1)), 20, 30, ok()),
+            op(3, Input::Read, 40, 41, saw(Some(v("a", 1)))),
+        ];
+        let r: Vec<&Op> = h.iter().collect();
+        assert!(lost_writes(&r).is_empty(), "{:?}", lost_writes(&r));
+        assert!(check(&h).is_ok());
+        // A real loss is still caught: an update acknowledged, then the create's value read.
+        let h = vec![
+            op(1, Input::Create(v("a", 1)), 0, 10, ok()),
+            op(2, Input::Update(v("b", 1)), 20, 30, ok()),
+            op(3, Input::Read, 40, 41, saw(Some(v("a", 1)))),
+        ];
+        let r: Vec<&Op> = h.iter().collect();
+        assert_eq!(lost_writes(&r).len(), 1);
     }
 
     #[test]

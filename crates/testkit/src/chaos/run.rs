@@ -949,9 +949,27 @@ impl Runner {
     /// service is there).
     fn exec_until_ok(&mut self, key: &str, input: Input, timeout: Duration) -> Result<Op, String> {
         let start = Instant::now();
+        let mut attempt = 0;
         loop {
+            attempt += 1;
             let m = self.random_manager();
-            let op = self.exec(m, key, input.clone());
+            // Every write carries its own id, retries too: the checker tells writes apart by
+            // it (a read of a retried value must not be credited to a failed attempt).
+            let this = match &input {
+                Input::Create(v) | Input::Update(v) if attempt > 1 => {
+                    let v = Value {
+                        w: format!("{}#{attempt}", v.w),
+                        ..v.clone()
+                    };
+                    if matches!(input, Input::Create(_)) {
+                        Input::Create(v)
+                    } else {
+                        Input::Update(v)
+                    }
+                }
+                i => i.clone(),
+            };
+            let op = self.exec(m, key, this);
             match &op.outcome {
                 Outcome::Ok(_) => return Ok(op),
                 Outcome::Fail(e) if e.contains("AlreadyExists") => return Ok(op),
