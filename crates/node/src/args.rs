@@ -48,7 +48,7 @@ pub struct Args {
     pub raft_heartbeat_ms: u64,
     /// Minimum Raft election timeout in milliseconds (the maximum is twice this). Failover
     /// takes about one to two of these after a leader dies.
-    #[arg(long, default_value_t = 500)]
+    #[arg(long, default_value_t = 300)]
     pub raft_election_timeout_ms: u64,
     /// Take a Raft snapshot (and compact the log) after this many entries.
     #[arg(long, default_value_t = 10_000)]
