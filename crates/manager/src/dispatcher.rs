@@ -330,6 +330,7 @@ mod tests {
             now_ms: 1,
             node_down_grace_ms: 1,
             task_history_limit: 1,
+            running_since: Default::default(),
         };
         swarm_engine::orchestrator::reconcile(&st, &cfg)
             .into_iter()

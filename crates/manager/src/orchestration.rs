@@ -73,15 +73,64 @@ async fn write_all(manager: &Manager, ops: Vec<Op>) -> bool {
     ok
 }
 
+/// When this leader first saw each task of a rolling update running, on its monotonic
+/// clock: update pacing and completion are measured from these, never from timestamps that
+/// agents (or this leader, before its clock was stepped) wrote. Starts empty on every
+/// leadership: a new leader watches a running replacement for the full monitor period again.
+#[derive(Default)]
+pub struct RunningSince(std::collections::HashMap<TaskId, std::time::Instant>);
+
+impl RunningSince {
+    /// Records the running tasks of services in a rolling update, forgets the rest, and
+    /// returns the times on the `now_ms` time line.
+    fn observe(
+        &mut self,
+        s: &swarm_types::store::StoreState,
+        now_ms: u64,
+    ) -> std::collections::HashMap<TaskId, u64> {
+        let updating: std::collections::HashSet<&swarm_types::ServiceId> = s
+            .services
+            .values()
+            .filter(|svc| {
+                svc.update_status
+                    .as_ref()
+                    .is_some_and(|u| u.state.is_active())
+            })
+            .map(|svc| &svc.id)
+            .collect();
+        let mut live = std::collections::HashSet::new();
+        if !updating.is_empty() {
+            let now = std::time::Instant::now();
+            for t in s.tasks.values() {
+                if t.status.state == TaskState::Running && updating.contains(&t.service_id) {
+                    self.0.entry(t.id.clone()).or_insert(now);
+                    live.insert(t.id.clone());
+                }
+            }
+        }
+        self.0.retain(|id, _| live.contains(id));
+        self.0
+            .iter()
+            .map(|(id, at)| {
+                let ago = at.elapsed().as_millis() as u64;
+                (id.clone(), now_ms.saturating_sub(ago))
+            })
+            .collect()
+    }
+}
+
 /// One pass: orchestrate (the services in `only`, or all), then schedule what is pending.
 /// Returns whether anything was written.
 pub async fn pass(
     manager: &Manager,
     cfg: &LoopConfig,
+    seen: &mut RunningSince,
     only: Option<&std::collections::HashSet<swarm_types::ServiceId>>,
 ) -> bool {
+    let now_ms = swarm_api::now_ms();
     let ocfg = manager.store().read(|s| orchestrator::Config {
-        now_ms: swarm_api::now_ms(),
+        running_since: std::sync::Arc::new(seen.observe(s, now_ms)),
+        now_ms,
         node_down_grace_ms: cfg.node_down_grace.as_millis() as u64,
         task_history_limit: s
             .cluster()
@@ -153,6 +202,7 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
     let mut progressed: std::collections::HashSet<swarm_types::ServiceId> = Default::default();
     let mut full = true;
     let mut last_full = tokio::time::Instant::now();
+    let mut seen = RunningSince::default();
     loop {
         if *shutdown.borrow() {
             return;
@@ -165,6 +215,7 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
             }
             events = events.resubscribe();
             full = true;
+            seen = RunningSince::default();
             continue;
         }
         if !progressed.is_empty() {
@@ -186,10 +237,10 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
             });
         }
         if full || last_full.elapsed() >= cfg.tick {
-            pass(&manager, &cfg, None).await;
+            pass(&manager, &cfg, &mut seen, None).await;
             last_full = tokio::time::Instant::now();
         } else if !dirty.is_empty() {
-            pass(&manager, &cfg, Some(&dirty)).await;
+            pass(&manager, &cfg, &mut seen, Some(&dirty)).await;
         }
         dirty.clear();
         full = false;

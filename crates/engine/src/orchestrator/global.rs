@@ -87,7 +87,7 @@ pub(super) fn reconcile_global(
         .as_ref()
         .is_some_and(|s| s.state.is_paused());
     if !dirty.is_empty() && !paused {
-        let p = UpdateProgress::of(svc, tasks);
+        let p = UpdateProgress::of(svc, tasks, cfg);
         if failure_action(state, svc, &p, live_on.len(), now, ops) {
             return;
         }

@@ -24,6 +24,12 @@ pub struct Config {
     pub node_down_grace_ms: u64,
     /// Terminal tasks kept per slot (replicated) or per node (global).
     pub task_history_limit: usize,
+    /// When the leader itself first saw each running task of an update running, on the
+    /// `now_ms` time line (the caller converts from its monotonic clock at each pass).
+    /// Update pacing and completion use these instead of the agents' status timestamps: a
+    /// timestamp written while some clock was ahead would otherwise hold an update still
+    /// until that clock's time comes. A running task missing here counts as seen now.
+    pub running_since: std::sync::Arc<std::collections::HashMap<swarm_types::TaskId, u64>>,
 }
 
 impl Default for Config {
@@ -32,6 +38,7 @@ impl Default for Config {
             now_ms: 0,
             node_down_grace_ms: 2_000,
             task_history_limit: 5,
+            running_since: Default::default(),
         }
     }
 }

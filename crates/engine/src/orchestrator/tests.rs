@@ -12,6 +12,11 @@ struct World {
     state: StoreState,
     index: u64,
     now: u64,
+    /// What a leader running passes all along saw: each task running since it said so,
+    /// or since now when its timestamp lies ahead of the leader's clock.
+    seen: std::collections::HashMap<swarm_types::TaskId, u64>,
+    /// How far ahead of the leader the agents' clocks are when they report running.
+    agents_ahead_ms: u64,
 }
 
 impl World {
@@ -20,6 +25,8 @@ impl World {
             state: StoreState::default(),
             index: 0,
             now: 1_000_000,
+            seen: Default::default(),
+            agents_ahead_ms: 0,
         }
     }
     fn apply(&mut self, ops: Vec<Op>) {
@@ -97,12 +104,20 @@ impl World {
         self.apply(vec![Op::Put(Object::Service(s))]);
     }
     fn reconcile(&mut self) -> usize {
+        for t in self.state.tasks.values() {
+            if t.status.state == TaskState::Running {
+                self.seen
+                    .entry(t.id.clone())
+                    .or_insert(t.status.timestamp.min(self.now));
+            }
+        }
         let ops = reconcile(
             &self.state,
             &Config {
                 now_ms: self.now,
                 node_down_grace_ms: 1000,
                 task_history_limit: 2,
+                running_since: std::sync::Arc::new(self.seen.clone()),
             },
         );
         let n = ops.len();
@@ -139,7 +154,17 @@ impl World {
             .filter(|t| {
                 t.status.state == TaskState::Assigned && t.desired_state == TaskState::Running
             })
-            .map(|t| status(t, TaskState::Running))
+            .map(|t| match self.agents_ahead_ms {
+                0 => status(t, TaskState::Running),
+                ahead => Op::TaskStatus {
+                    id: t.id.clone(),
+                    status: TaskStatus {
+                        state: TaskState::Running,
+                        timestamp: self.now + ahead,
+                        ..Default::default()
+                    },
+                },
+            })
             .collect();
         self.apply(ops);
         // The agent stops what should no longer run.
@@ -535,6 +560,25 @@ fn stop_first_update_keeps_enough_running_and_updates_each_slot_once() {
 }
 
 #[test]
+fn an_update_completes_on_the_leader_s_time_even_when_agents_clocks_are_ahead() {
+    // RELIABILITY.md finding 6: replacements reported running by nodes whose clocks were
+    // 90 s ahead held the update "updating", every task running, until the leader's clock
+    // reached those timestamps.
+    let mut w = three_nodes();
+    let s = six_running(&mut w);
+    w.agents_ahead_ms = 90_000;
+    w.update_service(&s, |sp| {
+        sp.task.container.image = "busybox:2".into();
+        sp.update_config.parallelism = 2;
+    });
+    // Three batches, each then the 5 s monitor: well under 90 s of the leader's time.
+    drive(&mut w, &s, 25);
+    assert_eq!(w.running(&s), 6);
+    let st = w.state.services[&s].update_status.clone().unwrap();
+    assert_eq!(st.state, UpdateState::Completed, "{st:?}");
+}
+
+#[test]
 fn start_first_update_never_exceeds_replicas_plus_parallelism() {
     let mut w = three_nodes();
     let s = six_running(&mut w);
@@ -707,6 +751,7 @@ fn new_tasks_are_created_already_placed_when_nothing_is_released() {
         now_ms: w.now,
         node_down_grace_ms: 1000,
         task_history_limit: 2,
+        running_since: Default::default(),
     };
     let ops = reconcile_and_place(&w.state, &cfg, None);
     assert_eq!(ops.len(), 6);
@@ -793,6 +838,7 @@ mod compact {
             now_ms: 5,
             node_down_grace_ms: 1,
             task_history_limit: 1,
+            running_since: Default::default(),
         };
         let ops = reconcile(&st, &cfg);
         assert_eq!(ops.len(), 14);
@@ -822,6 +868,7 @@ mod compact {
             now_ms: 5,
             node_down_grace_ms: 1,
             task_history_limit: 1,
+            running_since: Default::default(),
         };
         let ops = reconcile(&st, &cfg);
         // Create the fourth task alone first: the batch then collides in its middle.

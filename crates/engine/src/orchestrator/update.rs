@@ -11,12 +11,12 @@ pub(super) struct UpdateProgress<'a> {
     pub(super) updated: Vec<&'a Task>,
     /// Of those, live ones that do not run yet.
     pub(super) starting: usize,
-    /// When the most recent of them reported running (0: none yet).
+    /// When the leader saw the most recent of them running (0: none yet).
     pub(super) last_running: u64,
 }
 
 impl<'a> UpdateProgress<'a> {
-    pub(super) fn of(svc: &'a Service, tasks: &[&'a Task]) -> Self {
+    pub(super) fn of(svc: &'a Service, tasks: &[&'a Task], cfg: &Config) -> Self {
         let status = svc.update_status.as_ref();
         let rolling_back = status.is_some_and(|s| s.state.is_rollback());
         // A rollback is paced by the rollback config of the spec rolled back from.
@@ -41,7 +41,7 @@ impl<'a> UpdateProgress<'a> {
         let last_running = updated
             .iter()
             .filter(|t| t.status.state == TaskState::Running)
-            .map(|t| t.status.timestamp)
+            .map(|t| cfg.running_since.get(&t.id).copied().unwrap_or(cfg.now_ms))
             .max()
             .unwrap_or(0);
         UpdateProgress {
@@ -185,7 +185,7 @@ pub(super) fn rolling_update(
         }
         _ => {}
     }
-    let p = UpdateProgress::of(svc, tasks);
+    let p = UpdateProgress::of(svc, tasks, cfg);
     if failure_action(state, svc, &p, kept.len(), now, ops) {
         return;
     }
