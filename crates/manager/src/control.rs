@@ -231,7 +231,13 @@ impl Control for ControlService {
     ) -> Result<Response<ObjectResponse>, Status> {
         let r = req.into_inner();
         self.manager.read_barrier(r.stale).await?;
-        let s = self.read(|s| find_service(s, &r.reference))?;
+        // With its task counts, as in lists (what `--detach=false` follows).
+        let s = self.read(|s| {
+            find_service(s, &r.reference).map(|mut svc| {
+                svc.status = s.service_statuses().remove(&svc.id);
+                svc
+            })
+        })?;
         Ok(object_response(Object::Service(s)))
     }
 

@@ -275,3 +275,105 @@ fn update_survives_leader_failure() {
     info!(?per_slot, "v2 tasks per slot");
     assert_eq!(per_slot.len(), 6);
 }
+
+/// `swarmctl` under `timeout`: a follow that never ends fails the test instead of hanging it.
+fn ctl_bounded(c: &Cluster, args: &[&str]) -> std::process::Output {
+    std::process::Command::new("timeout")
+        .arg("180")
+        .arg(swarm_testkit::bin("swarmctl"))
+        .arg("-H")
+        .arg(c.nodes[0].host())
+        .args(args)
+        .output()
+        .expect("run swarmctl")
+}
+
+#[test]
+fn detach_false_follows_convergence_and_exits_1_on_a_rolled_back_update() {
+    init_tracing();
+    let (_h, c, marker) = setup(1, 3);
+    info!("phase: create --detach=false waits until every task runs, then verifies");
+    let out = ctl_bounded(
+        &c,
+        &[
+            "service",
+            "create",
+            "--detach=false",
+            "--name",
+            "conv",
+            "--replicas",
+            "3",
+            "--update-monitor",
+            "1s",
+            "--restart-delay",
+            "1s",
+            "busybox:v1",
+            "sleep",
+            &marker,
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    for want in [
+        "overall progress: 3 out of 3 tasks",
+        "1/3: running",
+        "verify: Waiting 1 seconds to verify that tasks are stable...",
+        "verify: Service conv converged",
+    ] {
+        assert!(stdout.contains(want), "{want:?} missing from:\n{stdout}");
+    }
+    assert_eq!(
+        running(&c, 0, "conv").len(),
+        3,
+        "it returned only once converged"
+    );
+
+    info!("phase: update --detach=false to a crashing command: rolled back, exit status 1");
+    let out = ctl_bounded(
+        &c,
+        &[
+            "service",
+            "update",
+            "--detach=false",
+            "--image",
+            "busybox:v2",
+            "--args",
+            "sh -c 'exit 1'",
+            "--update-failure-action",
+            "rollback",
+            "--update-monitor",
+            "2s",
+            "conv",
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("rollback: update failed, rolling back: task"),
+        "the rollback is shown as such:\n{stdout}"
+    );
+    assert!(
+        stderr.contains("conv: update rolled back: task")
+            && !stderr.contains("update rolled back: update rolled back"),
+        "why, once:\n{stderr}"
+    );
+
+    info!("phase: scale --detach=false");
+    let out = ctl_bounded(&c, &["service", "scale", "--detach=false", "conv=1"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("overall progress: 1 out of 1 tasks"),
+        "{stdout}"
+    );
+    // Without a terminal and without --detach=false, commands return at once (scripts).
+    let out = ctl_bounded(&c, &["service", "scale", "conv=2"]);
+    assert!(out.status.success());
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("overall progress"));
+}

@@ -334,6 +334,8 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 }
 
 /// The answer of an append task, with a cut-short append's success reported as partial.
+// The result type is openraft's (`RaftNetwork::append_entries`), large error and all.
+#[allow(clippy::result_large_err)]
 fn joined(
     res: Result<AppendResult, tokio::task::JoinError>,
     partial: bool,

@@ -352,7 +352,7 @@ mod tests {
         assert!(lost_writes(&r).is_empty(), "{:?}", lost_writes(&r));
         assert!(check(&h).is_ok());
         // A real loss is still caught: an update acknowledged, then the create's value read.
-        let h = vec![
+        let h = [
             op(1, Input::Create(v("a", 1)), 0, 10, ok()),
             op(2, Input::Update(v("b", 1)), 20, 30, ok()),
             op(3, Input::Read, 40, 41, saw(Some(v("a", 1)))),

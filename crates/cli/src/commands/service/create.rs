@@ -25,10 +25,11 @@ pub struct CreateArgs {
     // A negative count gets the value parser's message, not "unexpected argument".
     #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
     pub max_concurrent: Option<u64>,
-    /// Print only the service id, without the stderr line on following its tasks (swarmctl
-    /// returns once the service is created; it does not wait for convergence yet).
+    /// Print only the service id (and do not follow convergence unless `--detach=false`).
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub detach: super::converge::DetachFlag,
     /// Set environment variables (KEY=VALUE).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
@@ -142,10 +143,15 @@ pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
         .map_err(status_err)?;
     let obj = decode_object(&resp.get_ref().object)?;
     println!("{}", obj.id());
-    if !a.quiet {
-        super::follow_hint(&spec.name, "created");
-    }
-    Ok(())
+    super::after_write(
+        ctx,
+        &obj,
+        &a.detach,
+        a.quiet,
+        super::converge::Operation::Create,
+        "created",
+    )
+    .await
 }
 
 /// Docker-style `adjective_name` for services created without `--name`.

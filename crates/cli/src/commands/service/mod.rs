@@ -1,5 +1,6 @@
 //! `swarmctl service ...`
 
+mod converge;
 mod create;
 mod flags;
 mod history;
@@ -61,7 +62,29 @@ pub async fn run(ctx: &Context, cmd: ServiceCmd) -> anyhow::Result<()> {
 /// The line `create`, `update`, `scale` and `rollback` print on stderr unless `-q`: the change
 /// is written, and the tasks converge on their own (swarmctl does not follow them yet).
 pub fn follow_hint(service: &str, what: &str) {
-    eprintln!("{service}: {what}; the tasks converge in the background: follow them with `swarmctl service ps {service}`");
+    eprintln!("{service}: {what}; the tasks converge in the background: follow them with `swarmctl service ps {service}` (or pass --detach=false)");
+}
+
+/// After a write: follow convergence (see `converge::DetachFlag`), or print the hint.
+async fn after_write(
+    ctx: &Context,
+    obj: &swarm_types::Object,
+    detach: &converge::DetachFlag,
+    quiet: bool,
+    op: converge::Operation,
+    what: &str,
+) -> anyhow::Result<()> {
+    let swarm_types::Object::Service(svc) = obj else {
+        anyhow::bail!("server returned something other than a service");
+    };
+    if detach.follow(quiet) {
+        converge::follow(ctx, svc, op).await
+    } else {
+        if !quiet {
+            follow_hint(&svc.spec.name, what);
+        }
+        Ok(())
+    }
 }
 
 /// Output flags shared by list commands.

@@ -45,8 +45,19 @@ pub async fn run(ctx: &Context, a: PsArgs) -> anyhow::Result<()> {
 pub fn paused_line(svc: &swarm_types::Service) -> Option<String> {
     let u = svc.update_status.as_ref()?;
     match u.state {
-        UpdateState::Paused => Some(format!("update paused: {}", u.message)),
-        UpdateState::RollbackPaused => Some(format!("rollback paused: {}", u.message)),
+        // The manager's message already names the state: not "update paused: update paused: …".
+        UpdateState::Paused => Some(format!(
+            "update paused: {}",
+            u.message
+                .strip_prefix("update paused: ")
+                .unwrap_or(&u.message)
+        )),
+        UpdateState::RollbackPaused => Some(format!(
+            "rollback paused: {}",
+            u.message
+                .strip_prefix("rollback paused: ")
+                .unwrap_or(&u.message)
+        )),
         _ => None,
     }
 }

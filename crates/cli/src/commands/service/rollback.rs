@@ -14,6 +14,8 @@ pub struct RollbackArgs {
     /// its tasks).
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub detach: super::converge::DetachFlag,
     /// Service id, id prefix or name.
     pub service: String,
 }
@@ -25,7 +27,14 @@ pub async fn run(ctx: &Context, a: RollbackArgs) -> anyhow::Result<()> {
             a.service
         );
     }
-    rollback(ctx, &a.service, a.to_version.unwrap_or(0), a.quiet).await
+    rollback(
+        ctx,
+        &a.service,
+        a.to_version.unwrap_or(0),
+        a.quiet,
+        &a.detach,
+    )
+    .await
 }
 
 /// Calls `RollbackService` and prints the service reference as docker does (the id with
@@ -35,6 +44,7 @@ pub async fn rollback(
     service: &str,
     to_version: u64,
     quiet: bool,
+    detach: &super::converge::DetachFlag,
 ) -> anyhow::Result<()> {
     let resp = ctx
         .control()
@@ -50,11 +60,14 @@ pub async fn rollback(
         println!("{}", obj.id());
     } else {
         println!("{service}");
-        let name = match &obj {
-            swarm_types::Object::Service(s) => s.spec.name.clone(),
-            _ => service.to_string(),
-        };
-        super::follow_hint(&name, "rolled back");
     }
-    Ok(())
+    super::after_write(
+        ctx,
+        &obj,
+        detach,
+        quiet,
+        super::converge::Operation::Rollback,
+        "rolled back",
+    )
+    .await
 }

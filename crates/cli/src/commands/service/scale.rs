@@ -1,6 +1,6 @@
 //! `swarmctl service scale SERVICE=REPLICAS...`
 
-use crate::client::{status_err, Context};
+use crate::client::{decode_object, status_err, Context};
 use crate::parse;
 use clap::Args;
 use swarm_api::control::ScaleServiceRequest;
@@ -10,6 +10,8 @@ pub struct ScaleArgs {
     /// SERVICE=REPLICAS pairs.
     #[arg(required = true, value_name = "SERVICE=REPLICAS")]
     pub pairs: Vec<String>,
+    #[command(flatten)]
+    pub detach: super::converge::DetachFlag,
 }
 
 pub async fn run(ctx: &Context, a: ScaleArgs) -> anyhow::Result<()> {
@@ -24,6 +26,7 @@ pub async fn run(ctx: &Context, a: ScaleArgs) -> anyhow::Result<()> {
     }
     let mut c = ctx.control().await?;
     let mut failed = false;
+    let mut scaled = Vec::new();
     for (name, n) in parsed {
         match c
             .scale_service(ScaleServiceRequest {
@@ -32,9 +35,30 @@ pub async fn run(ctx: &Context, a: ScaleArgs) -> anyhow::Result<()> {
             })
             .await
         {
-            Ok(_) => println!("{name} scaled to {n}"),
+            Ok(r) => {
+                println!("{name} scaled to {n}");
+                scaled.push(decode_object(&r.get_ref().object)?);
+            }
             Err(e) => {
                 eprintln!("swarmctl: {name}: {:#}", status_err(e));
+                failed = true;
+            }
+        }
+    }
+    // Then follow each (as docker does, one after the other).
+    if a.detach.follow(false) {
+        for obj in &scaled {
+            if let Err(e) = super::after_write(
+                ctx,
+                obj,
+                &a.detach,
+                false,
+                super::converge::Operation::Scale,
+                "scaled",
+            )
+            .await
+            {
+                eprintln!("swarmctl: {e:#}");
                 failed = true;
             }
         }

@@ -65,8 +65,8 @@ fn an_unknown_option_before_the_image_is_a_usage_error_naming_it() {
             &["update", "--publish-add", "80", "web"][..],
             "--publish-add",
         ),
-        (&["scale", "-d", "web=2"][..], "-d"),
-        (&["rollback", "--detach", "web"][..], "--detach"),
+        (&["scale", "-x", "web=2"][..], "-x"),
+        (&["rollback", "--detached", "web"][..], "--detached"),
     ] {
         let e = usage_error(args);
         assert_eq!(e.kind(), ErrorKind::UnknownArgument, "{args:?}: {e}");
@@ -89,18 +89,39 @@ fn everything_after_the_image_is_the_containers_command() {
 }
 
 #[test]
-fn detach_is_gone_and_quiet_is_parsed_where_it_prints_the_id() {
-    for args in [
-        &["create", "-d", "busybox"][..],
-        &["update", "--detach", "web"][..],
-        &["rollback", "-d", "web"][..],
+fn detach_takes_docker_s_forms_and_quiet_is_parsed_where_it_prints_the_id() {
+    for (args, want) in [
+        (&["create", "-d", "busybox"][..], Some(true)),
+        (&["create", "--detach=false", "busybox"][..], Some(false)),
+        (&["create", "--detach=true", "busybox"][..], Some(true)),
+        (&["create", "busybox"][..], None),
     ] {
-        assert_eq!(
-            usage_error(args).kind(),
-            ErrorKind::UnknownArgument,
-            "{args:?}"
-        );
+        match parse(args).unwrap() {
+            ServiceCmd::Create(a) => assert_eq!(a.detach.detach, want, "{args:?}"),
+            other => panic!("{other:?}"),
+        }
     }
+    match parse(&["update", "--detach=false", "--image", "busybox:2", "web"]).unwrap() {
+        ServiceCmd::Update(a) => assert!(a.detach.follow(true), "--detach=false follows"),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["rollback", "-d", "web"]).unwrap() {
+        ServiceCmd::Rollback(a) => assert!(!a.detach.follow(false)),
+        other => panic!("{other:?}"),
+    }
+    match parse(&["scale", "--detach=false", "web=2"]).unwrap() {
+        ServiceCmd::Scale(a) => assert!(a.detach.follow(false)),
+        other => panic!("{other:?}"),
+    }
+    // `-d` takes no value: the next word stays an argument.
+    match parse(&["create", "-d", "--name", "x", "busybox"]).unwrap() {
+        ServiceCmd::Create(a) => assert_eq!(a.name.as_deref(), Some("x")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        usage_error(&["create", "--detach=maybe", "busybox"]).kind(),
+        ErrorKind::InvalidValue
+    );
     match parse(&["create", "-q", "busybox"]).unwrap() {
         ServiceCmd::Create(a) => assert!(a.quiet),
         other => panic!("{other:?}"),

@@ -70,6 +70,8 @@ pub struct UpdateArgs {
     #[arg(short, long)]
     pub quiet: bool,
     #[command(flatten)]
+    pub detach: super::converge::DetachFlag,
+    #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
     pub service_flags: ServiceFlags,
@@ -135,7 +137,7 @@ pub fn apply(a: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result<()> {
 pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
     if a.rollback {
         // Docker's `service update --rollback`; clap has refused any other change with it.
-        return super::rollback::rollback(ctx, &a.service, 0, a.quiet).await;
+        return super::rollback::rollback(ctx, &a.service, 0, a.quiet, &a.detach).await;
     }
     let svc = get_service(ctx, &a.service).await?;
     let mut spec = svc.spec.clone();
@@ -156,7 +158,14 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
     } else {
         // Docker prints the reference as given.
         println!("{}", a.service);
-        super::follow_hint(&spec.name, "updated");
     }
-    Ok(())
+    super::after_write(
+        ctx,
+        &obj,
+        &a.detach,
+        a.quiet,
+        super::converge::Operation::Update,
+        "updated",
+    )
+    .await
 }

@@ -1,0 +1,397 @@
+//! Following a service until it converges, as `docker service create|update|scale|rollback`
+//! do: overall progress, one line per task slot (up to 20), a verify window, and an exit
+//! status that says whether it converged (0) or failed / was rolled back (1).
+//!
+//! Output is plain lines, printed when something changes, on stdout (progress) and stderr
+//! (the verdict of a failure). Ctrl-C stops watching, never the operation.
+
+use crate::client::Context;
+use clap::Args;
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
+use std::time::{Duration, Instant};
+use swarm_types::objects::{UpdateState, UpdateStatus};
+use swarm_types::spec::ServiceMode;
+use swarm_types::task::TaskState;
+use swarm_types::{Service, Task};
+
+/// Slots shown one per line; above this only the overall progress is printed (as docker).
+const MAX_TASK_LINES: usize = 20;
+/// How often the service and its tasks are read while following.
+const POLL: Duration = Duration::from_millis(300);
+
+/// `-d/--detach`, shared by the commands that change a service.
+#[derive(Args, Debug, Clone, Default)]
+pub struct DetachFlag {
+    /// Exit immediately instead of waiting for the service to converge. Without the flag
+    /// swarmctl follows convergence when its output is a terminal; `--detach=false` follows
+    /// it anywhere (scripts), `--detach` never does.
+    #[arg(short = 'd', long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub detach: Option<bool>,
+}
+
+impl DetachFlag {
+    /// Whether to follow convergence (see the flag's help). `quiet` prints only the id, so
+    /// it follows only when asked to with `--detach=false`.
+    pub fn follow(&self, quiet: bool) -> bool {
+        match self.detach {
+            Some(d) => !d,
+            None => !quiet && std::io::stdout().is_terminal(),
+        }
+    }
+}
+
+/// What the command did, which decides what "converged" means.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Operation {
+    Create,
+    Update,
+    Scale,
+    Rollback,
+}
+
+/// Where a service stands, read from the service and its tasks (pure, unit-tested).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Snapshot {
+    /// Tasks running the current spec, and how many are wanted.
+    pub done: u64,
+    pub total: u64,
+    /// One line per slot (replicated) or node (global), in order: `1/3: running`.
+    pub lines: Vec<String>,
+    pub verdict: Verdict,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Still converging.
+    Converging,
+    /// Everything runs the current spec; stable once the verify window passes.
+    Converged,
+    /// The operation ended without converging: the message says how.
+    Failed(String),
+}
+
+/// The update this command started: any update status other than `baseline` (the one the
+/// service had right after the write).
+fn ours<'a>(svc: &'a Service, baseline: &Option<UpdateStatus>) -> Option<&'a UpdateStatus> {
+    let u = svc.update_status.as_ref()?;
+    match baseline {
+        Some(b) if b.started_at == u.started_at && b.state == u.state => None,
+        _ => Some(u),
+    }
+}
+
+/// Reads where `svc` stands after `op`.
+pub fn snapshot(
+    svc: &Service,
+    tasks: &[Task],
+    op: Operation,
+    baseline: &Option<UpdateStatus>,
+) -> Snapshot {
+    let global = matches!(svc.spec.mode, ServiceMode::Global | ServiceMode::GlobalJob);
+    let job = matches!(
+        svc.spec.mode,
+        ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob
+    );
+    // The newest task of each slot (replicated) or node (global).
+    let mut newest: BTreeMap<String, &Task> = BTreeMap::new();
+    for t in tasks.iter().filter(|t| t.service_id == svc.id) {
+        let key = if global {
+            t.node_id
+                .as_ref()
+                .map(|n| n.to_string())
+                .unwrap_or_default()
+        } else {
+            format!("{:09}", t.slot)
+        };
+        match newest.get(&key) {
+            Some(o) if o.meta.created_at > t.meta.created_at => {}
+            _ => {
+                newest.insert(key, t);
+            }
+        }
+    }
+    let status = svc.status.clone().unwrap_or_default();
+    let total = status.desired_tasks;
+    let current = |t: &Task| t.spec == svc.spec.task;
+    let done = if job {
+        status.completed_tasks
+    } else {
+        newest
+            .values()
+            .filter(|t| {
+                current(t)
+                    && t.desired_state == TaskState::Running
+                    && t.status.state == TaskState::Running
+            })
+            .count() as u64
+    };
+    let mut lines = Vec::new();
+    if total as usize <= MAX_TASK_LINES {
+        for (key, t) in &newest {
+            if t.desired_state > TaskState::Running && !job {
+                continue;
+            }
+            let label = if global {
+                key.chars().take(12).collect::<String>()
+            } else {
+                format!("{}/{}", t.slot, total)
+            };
+            let mut line = format!("{label}: {}", t.status.state.as_str());
+            if !t.status.err.is_empty() {
+                line.push_str(&format!("  {}", t.status.err));
+            }
+            lines.push(line);
+        }
+    }
+    let update = ours(svc, baseline);
+    let verdict = match (op, update.map(|u| (u.state, u.message.as_str()))) {
+        (Operation::Rollback, Some((UpdateState::RollbackPaused, m))) => Verdict::Failed(format!(
+            "rollback paused: {}",
+            strip(m, "rollback paused: ")
+        )),
+        (_, Some((UpdateState::Paused, m))) => {
+            Verdict::Failed(format!("update paused: {}", strip(m, "update paused: ")))
+        }
+        (Operation::Update | Operation::Scale | Operation::Create, Some((s, _)))
+            if s.is_rollback() && !s.is_active() =>
+        {
+            Verdict::Failed("update rolled back".into())
+        }
+        (_, Some((s, _))) if s.is_active() => Verdict::Converging,
+        _ if job && done >= total => Verdict::Converged,
+        _ if !job
+            && done == total
+            && newest
+                .values()
+                .filter(|t| t.desired_state == TaskState::Running)
+                .count() as u64
+                == total =>
+        {
+            Verdict::Converged
+        }
+        _ => Verdict::Converging,
+    };
+    Snapshot {
+        done,
+        total,
+        lines,
+        verdict,
+    }
+}
+
+fn strip<'a>(m: &'a str, prefix: &str) -> &'a str {
+    m.strip_prefix(prefix).unwrap_or(m)
+}
+
+/// Follows `service` until it converges (Ok) or the operation fails (Err, exit status 1).
+pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::Result<()> {
+    let name = service.spec.name.clone();
+    // The status the write left: an update it started is active, and ours to follow; any
+    // other (an earlier update's outcome) is what a new status must differ from.
+    let baseline = service
+        .update_status
+        .clone()
+        .filter(|u| !u.state.is_active());
+    let verify = service.spec.update_config.monitor;
+    let watch = async {
+        let mut printed: Vec<String> = Vec::new();
+        let mut last_overall = None;
+        let mut stable_since: Option<Instant> = None;
+        let mut rollback_reason: Option<String> = None;
+        loop {
+            let svc = super::get_service(ctx, &name).await?;
+            let tasks = super::ps::list(ctx, &name, "").await?;
+            let s = snapshot(&svc, &tasks, op, &baseline);
+            if last_overall != Some((s.done, s.total)) {
+                let what = if matches!(
+                    svc.spec.mode,
+                    ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob
+                ) {
+                    "completed"
+                } else {
+                    "tasks"
+                };
+                println!("overall progress: {} out of {} {what}", s.done, s.total);
+                last_overall = Some((s.done, s.total));
+            }
+            for l in &s.lines {
+                if !printed.contains(l) {
+                    println!("{l}");
+                }
+            }
+            printed = s.lines.clone();
+            if let Some(u) = ours(&svc, &baseline) {
+                if u.state == UpdateState::RollbackStarted
+                    && rollback_reason.is_none()
+                    && op != Operation::Rollback
+                {
+                    let why = strip(&u.message, "update rolled back: ").to_string();
+                    println!("rollback: update failed, rolling back: {why}");
+                    rollback_reason = Some(why);
+                }
+            }
+            match s.verdict {
+                Verdict::Failed(why) => match &rollback_reason {
+                    Some(r) if why == "update rolled back" => {
+                        anyhow::bail!("{name}: update rolled back: {r}")
+                    }
+                    _ => anyhow::bail!("{name}: {why}"),
+                },
+                Verdict::Converged => match stable_since {
+                    None if !verify.is_zero() => {
+                        println!(
+                            "verify: Waiting {} seconds to verify that tasks are stable...",
+                            verify.as_secs_f64().ceil() as u64
+                        );
+                        stable_since = Some(Instant::now());
+                    }
+                    Some(t) if t.elapsed() < verify => {}
+                    _ => {
+                        println!("verify: Service {name} converged");
+                        return anyhow::Ok(());
+                    }
+                },
+                Verdict::Converging => stable_since = None,
+            }
+            tokio::time::sleep(POLL).await;
+        }
+    };
+    tokio::select! {
+        r = watch => r,
+        _ = tokio::signal::ctrl_c() => {
+            eprintln!(
+                "Operation continuing in background.\nFollow it with `swarmctl service ps {name}`, or watch it again with `swarmctl service update --detach=false {name}` (an update without changes)."
+            );
+            std::process::exit(130);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_types::ids::{NodeId, ServiceId, TaskId};
+    use swarm_types::objects::{ServiceStatus, TaskStatus};
+    use swarm_types::spec::{ContainerSpec, ServiceSpec, TaskSpec};
+
+    fn svc(replicas: u64, running: u64) -> Service {
+        Service {
+            id: ServiceId::new("s1"),
+            meta: Default::default(),
+            spec: ServiceSpec {
+                name: "web".into(),
+                labels: Default::default(),
+                task: TaskSpec {
+                    container: ContainerSpec {
+                        image: "busybox:2".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+                mode: ServiceMode::Replicated { replicas },
+                update_config: Default::default(),
+                rollback_config: Default::default(),
+            },
+            previous_spec: None,
+            update_status: None,
+            spec_history: Vec::new(),
+            spec_version: 1,
+            status: Some(ServiceStatus {
+                running_tasks: running,
+                desired_tasks: replicas,
+                completed_tasks: 0,
+            }),
+        }
+    }
+
+    fn task(s: &Service, slot: u64, state: TaskState, err: &str, created: u64) -> Task {
+        Task {
+            id: TaskId::new(format!("t{slot}-{created}")),
+            meta: swarm_types::objects::Meta {
+                created_at: created,
+                ..Default::default()
+            },
+            service_id: s.id.clone(),
+            slot,
+            node_id: Some(NodeId::new("n1")),
+            service_name: "web".into(),
+            spec_version: 1,
+            spec: s.spec.task.clone(),
+            desired_state: TaskState::Running,
+            status: TaskStatus {
+                state,
+                err: err.into(),
+                ..Default::default()
+            },
+            restarts: 0,
+        }
+    }
+
+    #[test]
+    fn progress_counts_running_tasks_of_the_current_spec_per_slot() {
+        let s = svc(3, 1);
+        let mut old = task(&s, 2, TaskState::Running, "", 1);
+        old.spec.container.image = "busybox:1".into();
+        let tasks = vec![
+            task(&s, 1, TaskState::Running, "", 5),
+            old,
+            task(&s, 3, TaskState::Rejected, "no such image: web:2", 5),
+        ];
+        let snap = snapshot(&s, &tasks, Operation::Create, &None);
+        assert_eq!((snap.done, snap.total), (1, 3));
+        assert_eq!(
+            snap.lines,
+            vec![
+                "1/3: running".to_string(),
+                "2/3: running".to_string(),
+                "3/3: rejected  no such image: web:2".to_string(),
+            ]
+        );
+        assert_eq!(snap.verdict, Verdict::Converging);
+        let done: Vec<Task> = (1..=3)
+            .map(|i| task(&s, i, TaskState::Running, "", 9))
+            .collect();
+        assert_eq!(
+            snapshot(&s, &done, Operation::Create, &None).verdict,
+            Verdict::Converged
+        );
+    }
+
+    #[test]
+    fn an_update_that_rolled_back_or_paused_fails_and_says_why_once() {
+        let mut s = svc(1, 1);
+        let tasks = vec![task(&s, 1, TaskState::Running, "", 9)];
+        s.update_status = Some(UpdateStatus {
+            state: UpdateState::RollbackCompleted,
+            started_at: 7,
+            completed_at: 9,
+            message: "rollback: update failed: task exited with code 1".into(),
+        });
+        assert_eq!(
+            snapshot(&s, &tasks, Operation::Update, &None).verdict,
+            Verdict::Failed("update rolled back".into())
+        );
+        // The same status before the command (an older update) is not this command's.
+        let before = s.update_status.clone();
+        assert_eq!(
+            snapshot(&s, &tasks, Operation::Update, &before).verdict,
+            Verdict::Converged
+        );
+        // A rollback command succeeds with its rollback completed.
+        assert_eq!(
+            snapshot(&s, &tasks, Operation::Rollback, &None).verdict,
+            Verdict::Converged
+        );
+        s.update_status = Some(UpdateStatus {
+            state: UpdateState::Paused,
+            started_at: 7,
+            completed_at: 0,
+            message: "update paused: task 3 failed".into(),
+        });
+        assert_eq!(
+            snapshot(&s, &tasks, Operation::Update, &None).verdict,
+            Verdict::Failed("update paused: task 3 failed".into())
+        );
+    }
+}
