@@ -232,6 +232,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 shutdown_rx.clone(),
             );
         }
+        tasks.push(
+            crate::registry::start(
+                &args,
+                &id,
+                &description.hostname,
+                client_tls.clone(),
+                m.clone(),
+                shutdown_rx.clone(),
+            )
+            .await?,
+        );
         tracing::info!(node = %id.node_id, addr = %id.advertise_addr, "manager running");
         manager = Some(m);
     } else {
@@ -271,7 +282,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // Each swarmd gets its own cgroup parent, so several can share a host.
         let cgroup_parent = format!("swarm-{}", id.node_id.short());
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
-            Ok(exec) => {
+            Ok(mut exec) => {
+                match swarm_agent::pull::Puller::new(
+                    exec.images().store().clone(),
+                    managers.clone(),
+                    args.insecure_registries.clone(),
+                ) {
+                    Ok(p) => exec.set_puller(p),
+                    Err(e) => tracing::error!(error = %e, "image puller unavailable: tasks need imported images"),
+                }
                 let node_images = exec.images();
                 // Leftovers of an earlier run (containers removed while swarmd was down).
                 node_images.collect_soon();

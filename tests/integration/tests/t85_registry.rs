@@ -1,0 +1,341 @@
+//! The cluster registry (issue 13) against clients nobody here wrote: Debian's skopeo pushes
+//! an OCI layout into a manager's registry and copies it back byte for byte; curl shows the
+//! refusals (malformed, huge, unknown blobs, digest mismatch, path traversal, no credentials)
+//! store nothing. On three netns hosts: an image pushed once runs on every host, survives the
+//! SIGKILL of the manager that took the push, a corrupt blob on disk is refetched from a
+//! peer, and a missing tag rejects the task with the registry's error.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use swarm_integration::{busybox_tar, hosts_cluster_with, init_tracing, json_lines, managers, tasks, LONG};
+use swarm_testkit::{wait_until, Cluster};
+use tracing::info;
+
+fn sha(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// An OCI image layout at `dir` with one image tagged `tag`: the busybox rootfs (variant
+/// `marker`) as one uncompressed layer. Returns the manifest digest.
+fn oci_layout(dir: &Path, marker: &str, tag: &str) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let d = sha(b);
+        std::fs::write(blobs.join(&d[7..]), b).unwrap();
+        (d, b.len())
+    };
+    let layer = std::fs::read(busybox_tar(marker)).unwrap();
+    let (ld, ls) = put(&layer);
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [ld]},
+    });
+    let (cd, cs) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}],
+    });
+    let (md, ms) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    md
+}
+
+/// A skopeo cert dir with the cluster CA and an admin client certificate (mutual TLS).
+fn cert_dir(c: &Cluster, i: usize, root: &Path, with_client: bool) -> PathBuf {
+    let bundle = root.join(format!("bundle-{i}-{with_client}"));
+    c.ctl(i, &["cluster", "ca", "client-bundle", bundle.to_str().unwrap()])
+        .unwrap();
+    let dir = root.join(format!("certs-{i}-{with_client}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(bundle.join("ca.pem"), dir.join("ca.crt")).unwrap();
+    if with_client {
+        std::fs::copy(bundle.join("cert.pem"), dir.join("client.cert")).unwrap();
+        std::fs::copy(bundle.join("key.pem"), dir.join("client.key")).unwrap();
+    }
+    dir
+}
+
+fn run(prefix: &[String], args: &[&str]) -> std::process::Output {
+    let mut cmd = if prefix.is_empty() {
+        Command::new(args[0])
+    } else {
+        let mut c = Command::new(&prefix[0]);
+        c.args(&prefix[1..]).arg(args[0]);
+        c
+    };
+    cmd.args(&args[1..]).output().expect("run a client")
+}
+
+fn ok(prefix: &[String], args: &[&str]) -> String {
+    let o = run(prefix, args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// curl against the registry: (status, headers+body).
+fn curl(ca: &Path, auth: Option<&str>, args: &[&str]) -> (u16, String) {
+    let mut a: Vec<String> = vec![
+        "curl".into(),
+        "-sS".into(),
+        "--path-as-is".into(),
+        "--cacert".into(),
+        ca.display().to_string(),
+        "-i".into(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+    ];
+    if let Some(t) = auth {
+        a.extend(["-u".into(), format!("token:{t}")]);
+    }
+    a.extend(args.iter().map(|s| s.to_string()));
+    let o = Command::new(&a[0]).args(&a[1..]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn registry_blobs(state_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(state_dir.join("registry/blobs/sha256"))
+        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn skopeo_round_trip_and_refusals() {
+    init_tracing();
+    let c = managers(1, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = c.nodes[0].registry.clone();
+    let src = tmp.path().join("src");
+    let md = oci_layout(&src, "v1", "v1");
+    wait_until("registry serving", LONG, || {
+        let ca = cert_dir(&c, 0, tmp.path(), false);
+        (curl(&ca.join("ca.crt"), None, &[&format!("https://{reg}/v2/")]).0 == 401).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: anonymous access is refused; a pull token cannot push");
+    let certs = cert_dir(&c, 0, tmp.path(), false);
+    let ca = certs.join("ca.crt");
+    let (code, out) = curl(&ca, None, &[&format!("https://{reg}/v2/_catalog")]);
+    assert_eq!(code, 401, "{out}");
+    assert!(out.to_lowercase().contains("www-authenticate: basic"), "{out}");
+    let push = c.ctl(0, &["registry", "login-token", "--push", "--expires", "1h"]).unwrap();
+    let push = push.trim();
+    let pull = c.ctl(0, &["registry", "login-token", "--pull"]).unwrap();
+    let pull = pull.trim();
+    let (code, out) = curl(&ca, Some(pull), &["-X", "POST", &format!("https://{reg}/v2/x/blobs/uploads/")]);
+    assert_eq!(code, 403, "{out}");
+    assert!(out.contains("DENIED"), "{out}");
+    let (code, out) = curl(&ca, Some("swreg1.forged.token"), &[&format!("https://{reg}/v2/_catalog")]);
+    assert_eq!(code, 401, "{out}");
+
+    info!("phase: skopeo pushes the OCI layout (login token) and copies it back (client certificate)");
+    let dest = format!("docker://{reg}/test/busybox:v1");
+    ok(&[], &[
+        "skopeo", "copy", "--preserve-digests", "--dest-cert-dir", certs.to_str().unwrap(),
+        "--dest-creds", &format!("u:{push}"), &format!("oci:{}:v1", src.display()), &dest,
+    ]);
+    let mtls = cert_dir(&c, 0, tmp.path(), true);
+    let back = tmp.path().join("back");
+    ok(&[], &[
+        "skopeo", "copy", "--preserve-digests", "--src-cert-dir", mtls.to_str().unwrap(),
+        &dest, &format!("oci:{}:v1", back.display()),
+    ]);
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"][0]["digest"], md, "same manifest digest after the round trip");
+    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap().flatten() {
+        let copy = back.join("blobs/sha256").join(e.file_name());
+        assert_eq!(std::fs::read(e.path()).unwrap(), std::fs::read(&copy).unwrap(), "blob {:?} byte-identical", e.file_name());
+    }
+    let inspect = ok(&[], &["skopeo", "inspect", "--raw", "--cert-dir", mtls.to_str().unwrap(), &dest]);
+    assert_eq!(sha(inspect.as_bytes()), md);
+
+    info!("phase: tags, pagination, catalog");
+    let manifest = std::fs::read(src.join("blobs/sha256").join(&md[7..])).unwrap();
+    let mf = tmp.path().join("manifest.json");
+    std::fs::write(&mf, &manifest).unwrap();
+    let ct = "content-type: application/vnd.oci.image.manifest.v1+json";
+    for t in ["v2", "v3"] {
+        let (code, out) = curl(&ca, Some(push), &["-X", "PUT", "-H", ct, "--data-binary", &format!("@{}", mf.display()), &format!("https://{reg}/v2/test/busybox/manifests/{t}")]);
+        assert_eq!(code, 201, "{out}");
+        assert!(out.contains(&md), "{out}");
+    }
+    let (code, out) = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/test/busybox/tags/list?n=2")]);
+    assert_eq!(code, 200, "{out}");
+    assert!(out.contains(r#""tags":["v1","v2"]"#), "{out}");
+    assert!(out.to_lowercase().contains("link: </v2/test/busybox/tags/list?n=2&last=v2>; rel=\"next\""), "{out}");
+    let (_, out) = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/test/busybox/tags/list?n=2&last=v2")]);
+    assert!(out.contains(r#""tags":["v3"]"#) && !out.to_lowercase().contains("link:"), "{out}");
+    let (_, out) = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/test/busybox/manifests/v3"), "-X", "DELETE"]);
+    assert!(out.contains("403") || out.contains("DENIED"), "a pull token cannot delete: {out}");
+    let (code, out) = curl(&ca, Some(push), &["-X", "DELETE", &format!("https://{reg}/v2/test/busybox/manifests/v3")]);
+    assert_eq!(code, 202, "{out}");
+    let (code, _) = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/test/busybox/manifests/v3")]);
+    assert_eq!(code, 404);
+    let (code, out) = curl(&ca, Some(pull), &["-r", "0-9", &format!("https://{reg}/v2/test/busybox/blobs/{}", sha(&std::fs::read(busybox_tar("v1")).unwrap()))]);
+    assert_eq!(code, 206, "{out}");
+    assert!(out.to_lowercase().contains("content-range: bytes 0-9/"), "{out}");
+
+    info!("phase: refusals store nothing");
+    let blobs_before = registry_blobs(c.state_dir(0));
+    let catalog = || curl(&ca, Some(pull), &[&format!("https://{reg}/v2/_catalog")]).1;
+    let before = catalog();
+    assert!(before.contains(r#""repositories":["test/busybox"]"#), "{before}");
+    let put_manifest = |name: &str, reference: &str, body_file: &Path| {
+        curl(&ca, Some(push), &["-X", "PUT", "-H", ct, "--data-binary", &format!("@{}", body_file.display()), &format!("https://{reg}/v2/{name}/manifests/{reference}")])
+    };
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, b"{\"schemaVersion\":2,\"config\":").unwrap();
+    let (code, out) = put_manifest("refused/one", "v1", &bad);
+    assert_eq!(code, 400, "malformed: {out}");
+    assert!(out.contains("MANIFEST_INVALID"), "{out}");
+    let unknown = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(b"nope"), "size": 4},
+        "layers": [],
+    });
+    std::fs::write(&bad, unknown.to_string()).unwrap();
+    let (code, out) = put_manifest("refused/two", "v1", &bad);
+    assert_eq!(code, 400, "unknown blob: {out}");
+    assert!(out.contains("MANIFEST_BLOB_UNKNOWN"), "{out}");
+    let huge = tmp.path().join("huge.json");
+    let filler = "x".repeat(5 * 1024 * 1024);
+    std::fs::write(&huge, format!(r#"{{"schemaVersion":2,"annotations":{{"a":"{filler}"}}}}"#)).unwrap();
+    let (code, out) = put_manifest("refused/three", "v1", &huge);
+    assert_eq!(code, 413, "huge: {out}");
+    let (code, out) = put_manifest("refused/four", &sha(b"other"), &mf);
+    assert_eq!(code, 400, "manifest digest mismatch: {out}");
+    assert!(out.contains("DIGEST_INVALID"), "{out}");
+    let wrong = sha(b"not the content");
+    let data = tmp.path().join("data.bin");
+    std::fs::write(&data, b"some content").unwrap();
+    let (code, out) = curl(&ca, Some(push), &["-X", "POST", "-H", "content-type: application/octet-stream", "--data-binary", &format!("@{}", data.display()), &format!("https://{reg}/v2/refused/five/blobs/uploads/?digest={wrong}")]);
+    assert_eq!(code, 400, "blob digest mismatch: {out}");
+    assert!(out.contains("DIGEST_INVALID"), "{out}");
+    let (code, _) = curl(&ca, Some(pull), &["-I", &format!("https://{reg}/v2/refused/five/blobs/{wrong}")]);
+    assert_eq!(code, 404);
+    for path in [
+        "/v2/../../etc/manifests/latest",
+        "/v2/a/../../b/manifests/latest",
+        "/v2/..%2f..%2fetc/manifests/latest",
+        "/v2/UPPER/manifests/latest",
+    ] {
+        let (code, out) = put_manifest(path.trim_start_matches("/v2/").trim_end_matches("/manifests/latest"), "latest", &mf);
+        assert_eq!(code, 400, "{path}: {out}");
+        assert!(out.contains("NAME_INVALID"), "{path}: {out}");
+    }
+    let (code, out) = curl(&ca, Some(push), &["-X", "PUT", "-H", ct, "--data-binary", &format!("@{}", mf.display()), &format!("https://{reg}/v2/a/b/manifests/..%2f..%2fx")]);
+    assert_eq!(code, 400, "tag traversal: {out}");
+    assert_eq!(catalog(), before, "no repository was created by a refused request");
+    assert_eq!(registry_blobs(c.state_dir(0)), blobs_before, "no blob was stored by a refused request");
+    assert!(std::fs::read_dir(c.state_dir(0).join("registry/tmp")).unwrap().next().is_none(), "no temporary file left behind");
+}
+
+/// Hosts: three managers. The test pushes to host 0's registry from inside host 0.
+#[test]
+fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs() {
+    init_tracing();
+    let (mut hosts, mut c) = hosts_cluster_with(3, 3, &["--node-down-grace", "2s"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let md = oci_layout(&src, "v85", "v1");
+    let certs = cert_dir(&c, 0, tmp.path(), true);
+    let p0 = hosts.exec_prefix(0);
+    let reg0 = c.nodes[0].registry.clone();
+    wait_until("three registry endpoints", LONG, || {
+        let eps = (0..3).filter(|i| std::fs::metadata(c.state_dir(*i).join("registry/blobs")).is_ok()).count();
+        (eps == 3).then_some(())
+    })
+    .unwrap();
+
+    info!("phase: push once to host 0; the blobs are on at least two managers when skopeo returns");
+    wait_until("push", LONG, || {
+        let o = run(&p0, &["skopeo", "copy", "--preserve-digests", "--dest-cert-dir", certs.to_str().unwrap(), &format!("oci:{}:v1", src.display()), &format!("docker://{reg0}/app/busybox:v1")]);
+        if !o.status.success() {
+            info!("push not yet: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        o.status.success().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    let layer = sha(&std::fs::read(busybox_tar("v85")).unwrap());
+    let holders = (0..3)
+        .filter(|i| c.state_dir(*i).join("registry/blobs/sha256").join(&layer[7..]).is_file())
+        .count();
+    assert!(holders >= 2, "the layer is on {holders} managers right after the push");
+
+    info!("phase: a 6-replica service of the pushed image runs on every host (each agent pulled)");
+    c.ctl(0, &["service", "create", "--name", "app", "--replicas", "6", "app/busybox:v1", "sleep", "3600"]).unwrap();
+    wait_until("6 running on 3 hosts", LONG, || {
+        let r = swarm_integration::running(&c, 0, "app");
+        let nodes: std::collections::BTreeSet<_> = r.iter().map(|(_, n)| n.clone()).collect();
+        (r.len() == 6 && nodes.len() == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "app"), c.dump()));
+    for i in 0..3 {
+        let ls = c.ctl(i, &["image", "ls"]).unwrap();
+        assert!(ls.contains("app/busybox"), "n{} has the pulled image: {ls}", i + 1);
+    }
+
+    info!("phase: SIGKILL the manager that took the push; a new host still pulls");
+    c.kill(0);
+    let token = c.token(1, "worker").unwrap();
+    let h = hosts.add().unwrap();
+    let w = c.join_on(&hosts, h, 1, &token).unwrap();
+    swarm_integration::wait_socket(&c, w);
+    c.ctl(1, &["service", "create", "--name", "late", "--constraint", "node.hostname==n4", "app/busybox:v1", "sleep", "3600"]).unwrap();
+    wait_until("the new host runs the image", LONG, || {
+        (swarm_integration::running(&c, 1, "late").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 1, "late"), c.dump()));
+
+    info!("phase: a blob corrupted on one manager's disk is detected and fetched again from a peer");
+    let corrupt = c.state_dir(1).join("registry/blobs/sha256").join(&layer[7..]);
+    let len = std::fs::metadata(&corrupt).unwrap().len();
+    std::fs::write(&corrupt, vec![0u8; len as usize]).unwrap();
+    let reg1 = c.nodes[1].registry.clone();
+    let out_dir = tmp.path().join("back");
+    ok(&hosts.exec_prefix(1), &["skopeo", "copy", "--preserve-digests", "--src-cert-dir", certs.to_str().unwrap(), &format!("docker://{reg1}/app/busybox:v1"), &format!("oci:{}:v1", out_dir.display())]);
+    assert_eq!(
+        std::fs::read(out_dir.join("blobs/sha256").join(&layer[7..])).unwrap(),
+        std::fs::read(busybox_tar("v85")).unwrap(),
+        "the copy served is the good one"
+    );
+    assert_eq!(sha(&std::fs::read(&corrupt).unwrap()), layer, "the manager's own copy was replaced");
+    assert!(c.nodes[1].log_tail(2000).contains("corrupt on disk"), "the corruption was logged");
+    let _ = md;
+
+    info!("phase: a missing tag rejects the task with the registry's error");
+    c.ctl(1, &["service", "create", "--name", "missing", "app/busybox:nope", "sleep", "3600"]).unwrap();
+    let err = wait_until("the task is rejected", LONG, || {
+        tasks(&c, 1, "missing")
+            .into_iter()
+            .find(|t| t["CurrentState"].as_str().unwrap_or("").starts_with("Rejected"))
+            .map(|t| t["Error"].as_str().unwrap_or("").to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 1, "missing"), c.dump()));
+    info!("rejected with: {err}");
+    assert!(err.contains("MANIFEST_UNKNOWN") && err.contains("app/busybox:nope"), "{err}");
+    let _ = json_lines("");
+}
