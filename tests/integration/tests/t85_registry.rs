@@ -55,10 +55,12 @@ fn oci_layout(dir: &Path, marker: &str, tag: &str) -> String {
 
 /// A skopeo cert dir with the cluster CA and an admin client certificate (mutual TLS).
 fn cert_dir(c: &Cluster, i: usize, root: &Path, with_client: bool) -> PathBuf {
-    let bundle = root.join(format!("bundle-{i}-{with_client}"));
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bundle = root.join(format!("bundle-{i}-{n}"));
     c.ctl(i, &["cluster", "ca", "client-bundle", bundle.to_str().unwrap()])
         .unwrap();
-    let dir = root.join(format!("certs-{i}-{with_client}"));
+    let dir = root.join(format!("certs-{i}-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(bundle.join("ca.pem"), dir.join("ca.crt")).unwrap();
     if with_client {
@@ -128,14 +130,13 @@ fn skopeo_round_trip_and_refusals() {
     let reg = c.nodes[0].registry.clone();
     let src = tmp.path().join("src");
     let md = oci_layout(&src, "v1", "v1");
+    let certs = cert_dir(&c, 0, tmp.path(), false);
     wait_until("registry serving", LONG, || {
-        let ca = cert_dir(&c, 0, tmp.path(), false);
-        (curl(&ca.join("ca.crt"), None, &[&format!("https://{reg}/v2/")]).0 == 401).then_some(())
+        (curl(&certs.join("ca.crt"), None, &[&format!("https://{reg}/v2/")]).0 == 401).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 
     info!("phase: anonymous access is refused; a pull token cannot push");
-    let certs = cert_dir(&c, 0, tmp.path(), false);
     let ca = certs.join("ca.crt");
     let (code, out) = curl(&ca, None, &[&format!("https://{reg}/v2/_catalog")]);
     assert_eq!(code, 401, "{out}");
@@ -200,7 +201,10 @@ fn skopeo_round_trip_and_refusals() {
 
     info!("phase: refusals store nothing");
     let blobs_before = registry_blobs(c.state_dir(0));
-    let catalog = || curl(&ca, Some(pull), &[&format!("https://{reg}/v2/_catalog")]).1;
+    let catalog = || {
+        let out = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/_catalog")]).1;
+        out.rsplit("\r\n\r\n").next().unwrap_or_default().to_string()
+    };
     let before = catalog();
     assert!(before.contains(r#""repositories":["test/busybox"]"#), "{before}");
     let put_manifest = |name: &str, reference: &str, body_file: &Path| {

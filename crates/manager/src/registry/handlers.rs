@@ -7,7 +7,7 @@ use super::access::{self, Caller};
 use super::{empty, full, RBody, RegErr, Registry};
 use bytes::Bytes;
 use http_body_util::BodyExt;
-use hyper::body::{Body, Incoming};
+use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use std::collections::HashMap;
 use std::path::Path;
@@ -30,11 +30,40 @@ const DEFAULT_PAGE: usize = 1000;
 
 type Res = Result<Response<RBody>, RegErr>;
 
+/// A request whose body a handler takes when it reads it; what is left untaken when the
+/// answer is an error is drained first, so the client reads the answer instead of a reset.
+type Req = Request<BodySlot>;
+
+pub(super) struct BodySlot(std::sync::Mutex<Option<Incoming>>);
+
+impl BodySlot {
+    fn take(&self) -> Result<Incoming, RegErr> {
+        self.0
+            .lock()
+            .expect("body lock")
+            .take()
+            .ok_or_else(|| RegErr::unavailable("request body already read"))
+    }
+}
+
+/// Reads and drops what is left of a body (bounded by [`DRAIN_LIMIT`]).
+async fn drain(mut body: Incoming) {
+    let mut seen = 0usize;
+    while let Some(Ok(frame)) = body.frame().await {
+        if let Ok(d) = frame.into_data() {
+            seen += d.len();
+            if seen > DRAIN_LIMIT {
+                return;
+            }
+        }
+    }
+}
+
 fn err(status: StatusCode, code: &'static str, msg: impl Into<String>) -> RegErr {
     RegErr::new(status, code, msg)
 }
 
-fn query(req: &Request<Incoming>) -> HashMap<String, String> {
+fn query(req: &Req) -> HashMap<String, String> {
     req.uri()
         .query()
         .map(|q| {
@@ -73,7 +102,7 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-fn header<'a>(req: &'a Request<Incoming>, name: &str) -> Option<&'a str> {
+fn header<'a>(req: &'a Req, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -127,7 +156,14 @@ pub(super) async fn handle(
 ) -> Response<RBody> {
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let res = dispatch(reg, req, info).await;
+    let (parts, body) = req.into_parts();
+    let req = Request::from_parts(parts, BodySlot(std::sync::Mutex::new(Some(body))));
+    let res = dispatch(reg, &req, info).await;
+    if res.is_err() {
+        if let Ok(rest) = req.body().take() {
+            drain(rest).await;
+        }
+    }
     let mut resp = res.unwrap_or_else(|e| {
         if e.status.is_client_error() {
             tracing::info!(%method, %path, code = e.code, message = %e.message, "registry: refused");
@@ -136,6 +172,10 @@ pub(super) async fn handle(
         }
         e.response()
     });
+    if method == Method::HEAD {
+        // Headers only (an error's JSON body would break HTTP/2 framing of a HEAD answer).
+        *resp.body_mut() = empty();
+    }
     resp.headers_mut().insert(
         "docker-distribution-api-version",
         hyper::header::HeaderValue::from_static("registry/2.0"),
@@ -143,14 +183,14 @@ pub(super) async fn handle(
     resp
 }
 
-async fn dispatch(reg: &Registry, req: Request<Incoming>, info: &TlsConnectInfo) -> Res {
+async fn dispatch(reg: &Registry, req: &Req, info: &TlsConnectInfo) -> Res {
     let Some((root, cluster_id)) = reg.ca() else {
         return Err(RegErr::unavailable("the cluster is not initialized yet"));
     };
     let store = reg.manager().store().clone();
     let caller = access::identify(
         info.peer.as_ref(),
-        header(&req, "authorization"),
+        header(req, "authorization"),
         &cluster_id,
         &root.key_pem,
         swarm_api::now_ms() / 1000,
@@ -281,7 +321,7 @@ fn check_digest(d: &str) -> Result<(), RegErr> {
 /// `n` and `last` of a list request, and the page of `all` (sorted) they select, plus the
 /// `Link` header for the next page.
 fn page(
-    req: &Request<Incoming>,
+    req: &Req,
     all: Vec<String>,
     base: &str,
 ) -> Result<(Vec<String>, Option<String>), RegErr> {
@@ -317,7 +357,7 @@ fn json_response(v: serde_json::Value, link: Option<String>) -> Res {
     Ok(r.body(full(v.to_string())).expect("valid response"))
 }
 
-fn catalog(reg: &Registry, req: &Request<Incoming>) -> Res {
+fn catalog(reg: &Registry, req: &Req) -> Res {
     let all: Vec<String> = reg
         .manager()
         .store()
@@ -326,7 +366,7 @@ fn catalog(reg: &Registry, req: &Request<Incoming>) -> Res {
     json_response(serde_json::json!({ "repositories": items }), link)
 }
 
-async fn tags(reg: &Registry, req: &Request<Incoming>, name: &str) -> Res {
+async fn tags(reg: &Registry, req: &Req, name: &str) -> Res {
     let Some(repo) = repo(reg, name).await? else {
         return Err(name_unknown(name));
     };
@@ -416,18 +456,31 @@ async fn get_manifest(reg: &Registry, name: &str, reference: &str, head: bool) -
         .expect("valid response"))
 }
 
-/// Reads a request body up to `limit` bytes; `Err(true)` when it is larger.
-async fn read_limited(body: Incoming, limit: usize) -> Result<Bytes, Result<(), String>> {
-    if body.size_hint().lower() > limit as u64 {
+/// Reads a request body up to `limit` bytes; `Err(Ok(()))` when it is larger. A larger body
+/// is still read (and dropped, up to [`DRAIN_LIMIT`]) so the client gets the answer instead
+/// of a reset stream.
+async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, Result<(), String>> {
+    let mut buf = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Err(e.to_string()))?;
+        if let Ok(data) = frame.into_data() {
+            seen += data.len();
+            if seen <= limit {
+                buf.extend_from_slice(&data);
+            } else if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    }
+    if seen > limit {
         return Err(Ok(()));
     }
-    let limited = http_body_util::Limited::new(body, limit);
-    match limited.collect().await {
-        Ok(c) => Ok(c.to_bytes()),
-        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(Ok(())),
-        Err(e) => Err(Err(e.to_string())),
-    }
+    Ok(buf.freeze())
 }
+
+/// How much of an oversized manifest body is read and dropped before answering.
+const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
 /// What a manifest references, from its JSON: (media type, blobs, child manifests, subject).
 fn parse_manifest(
@@ -506,7 +559,7 @@ fn parse_manifest(
     Ok((media_type, blobs, children, subject))
 }
 
-async fn put_manifest(reg: &Registry, req: Request<Incoming>, name: &str, reference: &str) -> Res {
+async fn put_manifest(reg: &Registry, req: &Req, name: &str, reference: &str) -> Res {
     let is_digest = valid_digest(reference);
     if !is_digest && !valid_tag(reference) {
         return Err(err(
@@ -515,8 +568,8 @@ async fn put_manifest(reg: &Registry, req: Request<Incoming>, name: &str, refere
             format!("invalid tag {reference:?}: use letters, digits, _ . - (at most 128, not starting with . or -)"),
         ));
     }
-    let content_type = header(&req, "content-type").map(str::to_string);
-    let bytes = match read_limited(req.into_body(), MAX_MANIFEST_BYTES).await {
+    let content_type = header(req, "content-type").map(str::to_string);
+    let bytes = match read_limited(req.body().take()?, MAX_MANIFEST_BYTES).await {
         Ok(b) => b,
         Err(Ok(())) => {
             return Err(err(
@@ -774,7 +827,7 @@ fn blob_unknown(d: &str) -> RegErr {
     )
 }
 
-async fn get_blob(reg: &Registry, req: &Request<Incoming>, d: &str, head: bool) -> Res {
+async fn get_blob(reg: &Registry, req: &Req, d: &str, head: bool) -> Res {
     if head {
         // Existence only (a full check happens on GET); a blob a peer has counts.
         if reg.inner.blobs.size(d).is_none() && !reg.ensure_local(d).await? {
@@ -786,7 +839,7 @@ async fn get_blob(reg: &Registry, req: &Request<Incoming>, d: &str, head: bool) 
     serve_file(&reg.inner.blobs.path(d), d, header(req, "range"), head).await
 }
 
-async fn internal_get(reg: &Registry, req: &Request<Incoming>, d: &str, head: bool) -> Res {
+async fn internal_get(reg: &Registry, req: &Req, d: &str, head: bool) -> Res {
     // Only this manager's verified copy: peers never forward to each other.
     let ok = reg
         .inner
@@ -800,7 +853,7 @@ async fn internal_get(reg: &Registry, req: &Request<Incoming>, d: &str, head: bo
     serve_file(&reg.inner.blobs.path(d), d, header(req, "range"), head).await
 }
 
-async fn internal_put(reg: &Registry, req: Request<Incoming>, d: &str) -> Res {
+async fn internal_put(reg: &Registry, req: &Req, d: &str) -> Res {
     if !reg
         .inner
         .blobs
@@ -809,7 +862,7 @@ async fn internal_put(reg: &Registry, req: Request<Incoming>, d: &str) -> Res {
         .map_err(|e| RegErr::unavailable(e.to_string()))?
     {
         let tmp = reg.inner.blobs.tmp_path();
-        write_body(&tmp, req.into_body(), false).await?;
+        write_body(&tmp, req.body().take()?, false).await?;
         commit(reg, &tmp, d).await?;
     }
     Ok(Response::builder()
@@ -895,7 +948,7 @@ async fn finish(reg: &Registry, file: &Path, name: &str, d: &str) -> Res {
     Ok(blob_created(name, d))
 }
 
-async fn upload(reg: &Registry, req: Request<Incoming>, name: &str, id: &str) -> Res {
+async fn upload(reg: &Registry, req: &Req, name: &str, id: &str) -> Res {
     let q = query(&req);
     let m = req.method().clone();
     if id.is_empty() {
@@ -912,7 +965,7 @@ async fn upload(reg: &Registry, req: Request<Incoming>, name: &str, id: &str) ->
             // Monolithic upload in one POST.
             check_digest(d)?;
             let tmp = reg.inner.blobs.tmp_path();
-            write_body(&tmp, req.into_body(), false).await?;
+            write_body(&tmp, req.body().take()?, false).await?;
             return finish(reg, &tmp, name, d).await;
         }
         let id = new_upload_id();
@@ -952,7 +1005,7 @@ async fn upload(reg: &Registry, req: Request<Incoming>, name: &str, id: &str) ->
                 .expect("valid response"))
         }
         Method::PATCH | Method::PUT => {
-            if let Some(cr) = header(&req, "content-range") {
+            if let Some(cr) = header(req, "content-range") {
                 let start = cr
                     .trim()
                     .trim_start_matches("bytes")
@@ -976,11 +1029,11 @@ async fn upload(reg: &Registry, req: Request<Incoming>, name: &str, id: &str) ->
                     return Err(err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "finishing an upload needs ?digest="));
                 };
                 check_digest(&d)?;
-                write_body(&path, req.into_body(), true).await?;
+                write_body(&path, req.body().take()?, true).await?;
                 forget();
                 return finish(reg, &path, name, &d).await;
             }
-            let size = write_body(&path, req.into_body(), true).await?;
+            let size = write_body(&path, req.body().take()?, true).await?;
             Ok(upload_status(name, id, size, StatusCode::ACCEPTED))
         }
         _ => Err(unsupported()),
