@@ -91,7 +91,9 @@ fn arch() -> &'static str {
 fn is_loopback(host: &str) -> bool {
     let h = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
     let h = h.trim_start_matches('[').trim_end_matches(']');
-    h == "localhost" || h.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 impl Puller {
@@ -157,10 +159,35 @@ impl Puller {
         fut.await
     }
 
-    async fn pull(&self, name: &str) -> Result<(), String> {
-        let r = ImageRef::parse(name)?;
-        let started = std::time::Instant::now();
-        let targets: Vec<(reqwest::Client, String)> = match &r.registry {
+    /// Pulls `image` now (even when present: its tag may have moved), sharing a pull in
+    /// flight. Returns the manifest digest now tagged.
+    pub async fn pull_now(self: &Arc<Self>, image: &str) -> Result<String, String> {
+        let name = normalize_name(image);
+        let fut = {
+            let mut m = self.inflight.lock().expect("inflight lock");
+            m.entry(name.clone())
+                .or_insert_with(|| {
+                    let (me, n) = (self.clone(), name.clone());
+                    async move {
+                        let r = me.pull(&n).await;
+                        me.inflight.lock().expect("inflight lock").remove(&n);
+                        r
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        fut.await?;
+        self.images
+            .resolve(&name)
+            .map(|d| d.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Where an image reference's registry is: (client, base URL) per address to try.
+    fn targets(&self, r: &ImageRef) -> Result<Vec<(reqwest::Client, String)>, String> {
+        Ok(match &r.registry {
             None => {
                 let client = self.cluster.clone().ok_or(
                     "this node has no certificate (plaintext test setup): it cannot use the cluster registry",
@@ -177,7 +204,13 @@ impl Puller {
                 vec![(self.public.clone(), format!("http://{h}"))]
             }
             Some(h) => vec![(self.public.clone(), format!("https://{h}"))],
-        };
+        })
+    }
+
+    async fn pull(&self, name: &str) -> Result<(), String> {
+        let r = ImageRef::parse(name)?;
+        let started = std::time::Instant::now();
+        let targets = self.targets(&r)?;
         let mut errors = Vec::new();
         for (client, base) in targets {
             match self.pull_from(&client, &base, &r, name).await {
@@ -235,7 +268,9 @@ impl Puller {
             }
             return Ok(resp);
         }
-        Err(PullError::Registry("the registry refused the token it issued".into()))
+        Err(PullError::Registry(
+            "the registry refused the token it issued".into(),
+        ))
     }
 
     /// Pulls `r` from `base` into the store and tags it `name`; returns the bytes downloaded.
@@ -252,14 +287,18 @@ impl Puller {
             .manifest(client, base, repo, &r.reference, &mut token)
             .await?;
         let parse = |b: &[u8]| {
-            serde_json::from_slice::<serde_json::Value>(b)
-                .map_err(|e| PullError::Registry(format!("the registry sent an invalid manifest: {e}")))
+            serde_json::from_slice::<serde_json::Value>(b).map_err(|e| {
+                PullError::Registry(format!("the registry sent an invalid manifest: {e}"))
+            })
         };
         let mut v = parse(&bytes)?;
         if media_type.is_empty() {
             media_type = v["mediaType"].as_str().unwrap_or_default().to_string();
         }
-        if media_type.contains("index") || media_type.contains("manifest.list") || v.get("manifests").is_some() {
+        if media_type.contains("index")
+            || media_type.contains("manifest.list")
+            || v.get("manifests").is_some()
+        {
             let list = v["manifests"].as_array().cloned().unwrap_or_default();
             let pick = list
                 .iter()
@@ -349,7 +388,9 @@ impl Puller {
             .await
             .map_err(|e| PullError::Transport(chain(&e)))?;
         if bytes.len() > swarm_types::registry::MAX_MANIFEST_BYTES {
-            return Err(PullError::Registry(format!("{repo}:{reference}: manifest larger than 4 MiB")));
+            return Err(PullError::Registry(format!(
+                "{repo}:{reference}: manifest larger than 4 MiB"
+            )));
         }
         let actual = Digest::of(&bytes);
         let expected = if reference.starts_with("sha256:") {
@@ -395,6 +436,96 @@ impl Puller {
                     PullError::Transport(format!("blob {d}: {m}"))
                 }
             })
+    }
+}
+
+impl Puller {
+    /// Pushes the local image `name` as `target` (blobs the registry lacks, then the
+    /// manifest). Returns (manifest digest, blobs uploaded).
+    pub async fn push(&self, name: &str, target: &str) -> Result<(String, u32), String> {
+        let r = ImageRef::parse(&normalize_name(target))?;
+        if r.is_digest() {
+            return Err(format!("push to a tag, not a digest: {target}"));
+        }
+        let images = self.images.clone();
+        let n = normalize_name(name);
+        let (md, bytes, media_type, blobs) = tokio::task::spawn_blocking(move || {
+            let md = images.resolve(&n).map_err(|e| e.to_string())?;
+            let bytes = images.read_blob(&md).map_err(|e| e.to_string())?;
+            let m = images.manifest(&md).map_err(|e| e.to_string())?;
+            let blobs: Vec<(Digest, u64)> = std::iter::once(&m.config)
+                .chain(m.layers.iter())
+                .map(|d| (d.digest.clone(), d.size))
+                .collect();
+            Ok::<_, String>((md, bytes, m.media_type, blobs))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let media_type =
+            media_type.unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+        let mut errors = Vec::new();
+        for (client, base) in self.targets(&r)? {
+            match self.push_to(&client, &base, &r, &bytes, &media_type, &blobs).await {
+                Ok(uploaded) => return Ok((md.to_string(), uploaded)),
+                Err(PullError::Registry(m)) => return Err(m),
+                Err(PullError::Transport(m)) => errors.push(format!("{base}: {m}")),
+            }
+        }
+        Err(format!("no registry reachable: {}", errors.join("; ")))
+    }
+
+    async fn push_to(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        r: &ImageRef,
+        manifest: &[u8],
+        media_type: &str,
+        blobs: &[(Digest, u64)],
+    ) -> Result<u32, PullError> {
+        let repo = &r.repository;
+        let send = |req: reqwest::RequestBuilder| async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| PullError::Transport(chain(&e)))?;
+            if resp.status().is_success() {
+                Ok(resp)
+            } else {
+                Err(registry_error(resp).await)
+            }
+        };
+        let mut uploaded = 0;
+        for (d, _) in blobs {
+            let head = client
+                .head(format!("{base}/v2/{repo}/blobs/{d}"))
+                .send()
+                .await
+                .map_err(|e| PullError::Transport(chain(&e)))?;
+            if head.status().is_success() {
+                continue;
+            }
+            let f = tokio::fs::File::open(self.images.blob_path(d))
+                .await
+                .map_err(|e| PullError::Registry(format!("blob {d}: {e}")))?;
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+            send(
+                client
+                    .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+                    .header("content-type", "application/octet-stream")
+                    .body(body),
+            )
+            .await?;
+            uploaded += 1;
+        }
+        send(
+            client
+                .put(format!("{base}/v2/{repo}/manifests/{}", r.reference))
+                .header("content-type", media_type)
+                .body(manifest.to_vec()),
+        )
+        .await?;
+        Ok(uploaded)
     }
 }
 

@@ -80,14 +80,15 @@ pub fn issue_with_names(
             .map_err(|e| CaError(format!("{e}")))?,
     )];
     for n in extra_names {
-        p.subject_alt_names.push(match n.parse::<std::net::IpAddr>() {
-            Ok(ip) => SanType::IpAddress(ip),
-            Err(_) => SanType::DnsName(
-                n.as_str()
-                    .try_into()
-                    .map_err(|e| CaError(format!("name {n:?}: {e}")))?,
-            ),
-        });
+        p.subject_alt_names
+            .push(match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    n.as_str()
+                        .try_into()
+                        .map_err(|e| CaError(format!("name {n:?}: {e}")))?,
+                ),
+            });
     }
     p.is_ca = IsCa::NoCa;
     p.key_usages = vec![

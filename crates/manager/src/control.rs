@@ -539,11 +539,17 @@ impl Control for ControlService {
         }
         let ttl = std::time::Duration::from_secs(r.expires_secs);
         let token = crate::registry::login_token(&self.manager, scope, ttl)?;
-        tracing::info!(scope = scope.as_str(), secs = r.expires_secs, "registry login token issued");
-        Ok(Response::new(swarm_api::control::RegistryLoginTokenResponse {
-            token,
-            expires_at: swarm_api::now_ms() / 1000 + r.expires_secs,
-        }))
+        tracing::info!(
+            scope = scope.as_str(),
+            secs = r.expires_secs,
+            "registry login token issued"
+        );
+        Ok(Response::new(
+            swarm_api::control::RegistryLoginTokenResponse {
+                token,
+                expires_at: swarm_api::now_ms() / 1000 + r.expires_secs,
+            },
+        ))
     }
 
     async fn remove_node(&self, req: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {

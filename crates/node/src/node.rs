@@ -269,6 +269,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // A node whose runtime cannot open says so in every heartbeat: the managers keep it down
     // with this reason, and its tasks go elsewhere.
     let mut unavailable = String::new();
+    let mut puller = None;
     if args.executor == "fake" {
         let exec = std::sync::Arc::new(swarm_agent::executor::FakeExecutor::default());
         tokio::spawn(swarm_agent::worker::run(
@@ -288,8 +289,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     managers.clone(),
                     args.insecure_registries.clone(),
                 ) {
-                    Ok(p) => exec.set_puller(p),
-                    Err(e) => tracing::error!(error = %e, "image puller unavailable: tasks need imported images"),
+                    Ok(p) => {
+                        exec.set_puller(p.clone());
+                        puller = Some(p);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "image puller unavailable: tasks need imported images")
+                    }
                 }
                 let node_images = exec.images();
                 // Leftovers of an earlier run (containers removed while swarmd was down).
@@ -329,7 +335,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         id.role,
         managers.clone(),
         images,
-    );
+    )
+    .with_puller(puller);
     tasks.push(crate::server::serve_unix(
         &sock,
         manager.clone(),

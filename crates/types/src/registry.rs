@@ -123,7 +123,9 @@ pub fn valid_tag(t: &str) -> bool {
 /// Whether `d` is a sha256 digest we accept: `sha256:` and 64 lowercase hex digits.
 pub fn valid_digest(d: &str) -> bool {
     d.strip_prefix("sha256:").is_some_and(|h| {
-        h.len() == 64 && h.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+        h.len() == 64
+            && h.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
     })
 }
 
@@ -210,7 +212,9 @@ mod tests {
     #[test]
     fn tags_and_digests() {
         assert!(valid_tag("latest") && valid_tag("v1.2_3-x") && valid_tag("_x"));
-        assert!(!valid_tag("") && !valid_tag(".x") && !valid_tag("a/b") && !valid_tag(&"a".repeat(129)));
+        assert!(
+            !valid_tag("") && !valid_tag(".x") && !valid_tag("a/b") && !valid_tag(&"a".repeat(129))
+        );
         assert!(valid_digest(&format!("sha256:{}", "a".repeat(64))));
         assert!(!valid_digest(&format!("sha256:{}", "A".repeat(64))));
         assert!(!valid_digest("sha256:abc"));
@@ -220,9 +224,15 @@ mod tests {
     #[test]
     fn references() {
         let r = ImageRef::parse("busybox").unwrap();
-        assert_eq!((r.registry, r.repository.as_str(), r.reference.as_str()), (None, "busybox", "latest"));
+        assert_eq!(
+            (r.registry, r.repository.as_str(), r.reference.as_str()),
+            (None, "busybox", "latest")
+        );
         let r = ImageRef::parse("team/app:v2").unwrap();
-        assert_eq!((r.registry, r.repository.as_str(), r.reference.as_str()), (None, "team/app", "v2"));
+        assert_eq!(
+            (r.registry, r.repository.as_str(), r.reference.as_str()),
+            (None, "team/app", "v2")
+        );
         let r = ImageRef::parse("127.0.0.1:5000/app:v2").unwrap();
         assert_eq!(r.registry.as_deref(), Some("127.0.0.1:5000"));
         assert_eq!((r.repository.as_str(), r.reference.as_str()), ("app", "v2"));

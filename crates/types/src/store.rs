@@ -237,11 +237,7 @@ impl StoreState {
             ObjectKind::Node => self.nodes.get(id).cloned().map(Object::Node),
             ObjectKind::Service => self.services.get(id).cloned().map(Object::Service),
             ObjectKind::Task => self.tasks.get(id).cloned().map(Object::Task),
-            ObjectKind::Repository => self
-                .repositories
-                .get(id)
-                .cloned()
-                .map(Object::Repository),
+            ObjectKind::Repository => self.repositories.get(id).cloned().map(Object::Repository),
             ObjectKind::RegistryEndpoint => self
                 .registry_endpoints
                 .get(id)

@@ -8,7 +8,9 @@
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use swarm_integration::{busybox_tar, hosts_cluster_with, init_tracing, json_lines, managers, tasks, LONG};
+use swarm_integration::{
+    busybox_tar, hosts_cluster_with, init_tracing, json_lines, managers, tasks, LONG,
+};
 use swarm_testkit::{wait_until, Cluster};
 use tracing::info;
 
@@ -58,8 +60,11 @@ fn cert_dir(c: &Cluster, i: usize, root: &Path, with_client: bool) -> PathBuf {
     static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let bundle = root.join(format!("bundle-{i}-{n}"));
-    c.ctl(i, &["cluster", "ca", "client-bundle", bundle.to_str().unwrap()])
-        .unwrap();
+    c.ctl(
+        i,
+        &["cluster", "ca", "client-bundle", bundle.to_str().unwrap()],
+    )
+    .unwrap();
     let dir = root.join(format!("certs-{i}-{n}"));
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::copy(bundle.join("ca.pem"), dir.join("ca.crt")).unwrap();
@@ -116,7 +121,11 @@ fn curl(ca: &Path, auth: Option<&str>, args: &[&str]) -> (u16, String) {
 
 fn registry_blobs(state_dir: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(state_dir.join("registry/blobs/sha256"))
-        .map(|rd| rd.flatten().map(|e| e.file_name().to_string_lossy().to_string()).collect())
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
         .unwrap_or_default();
     v.sort();
     v
@@ -132,7 +141,13 @@ fn skopeo_round_trip_and_refusals() {
     let md = oci_layout(&src, "v1", "v1");
     let certs = cert_dir(&c, 0, tmp.path(), false);
     wait_until("registry serving", LONG, || {
-        (curl(&certs.join("ca.crt"), None, &[&format!("https://{reg}/v2/")]).0 == 401).then_some(())
+        (curl(
+            &certs.join("ca.crt"),
+            None,
+            &[&format!("https://{reg}/v2/")],
+        )
+        .0 == 401)
+            .then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 
@@ -140,37 +155,91 @@ fn skopeo_round_trip_and_refusals() {
     let ca = certs.join("ca.crt");
     let (code, out) = curl(&ca, None, &[&format!("https://{reg}/v2/_catalog")]);
     assert_eq!(code, 401, "{out}");
-    assert!(out.to_lowercase().contains("www-authenticate: basic"), "{out}");
-    let push = c.ctl(0, &["registry", "login-token", "--push", "--expires", "1h"]).unwrap();
+    assert!(
+        out.to_lowercase().contains("www-authenticate: basic"),
+        "{out}"
+    );
+    let push = c
+        .ctl(0, &["registry", "login-token", "--push", "--expires", "1h"])
+        .unwrap();
     let push = push.trim();
     let pull = c.ctl(0, &["registry", "login-token", "--pull"]).unwrap();
     let pull = pull.trim();
-    let (code, out) = curl(&ca, Some(pull), &["-X", "POST", &format!("https://{reg}/v2/x/blobs/uploads/")]);
+    let (code, out) = curl(
+        &ca,
+        Some(pull),
+        &["-X", "POST", &format!("https://{reg}/v2/x/blobs/uploads/")],
+    );
     assert_eq!(code, 403, "{out}");
     assert!(out.contains("DENIED"), "{out}");
-    let (code, out) = curl(&ca, Some("swreg1.forged.token"), &[&format!("https://{reg}/v2/_catalog")]);
+    let (code, out) = curl(
+        &ca,
+        Some("swreg1.forged.token"),
+        &[&format!("https://{reg}/v2/_catalog")],
+    );
     assert_eq!(code, 401, "{out}");
 
-    info!("phase: skopeo pushes the OCI layout (login token) and copies it back (client certificate)");
+    info!(
+        "phase: skopeo pushes the OCI layout (login token) and copies it back (client certificate)"
+    );
     let dest = format!("docker://{reg}/test/busybox:v1");
-    ok(&[], &[
-        "skopeo", "copy", "--preserve-digests", "--dest-cert-dir", certs.to_str().unwrap(),
-        "--dest-creds", &format!("u:{push}"), &format!("oci:{}:v1", src.display()), &dest,
-    ]);
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--dest-cert-dir",
+            certs.to_str().unwrap(),
+            "--dest-creds",
+            &format!("u:{push}"),
+            &format!("oci:{}:v1", src.display()),
+            &dest,
+        ],
+    );
     let mtls = cert_dir(&c, 0, tmp.path(), true);
     let back = tmp.path().join("back");
-    ok(&[], &[
-        "skopeo", "copy", "--preserve-digests", "--src-cert-dir", mtls.to_str().unwrap(),
-        &dest, &format!("oci:{}:v1", back.display()),
-    ]);
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--src-cert-dir",
+            mtls.to_str().unwrap(),
+            &dest,
+            &format!("oci:{}:v1", back.display()),
+        ],
+    );
     let idx: serde_json::Value =
         serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
-    assert_eq!(idx["manifests"][0]["digest"], md, "same manifest digest after the round trip");
-    for e in std::fs::read_dir(src.join("blobs/sha256")).unwrap().flatten() {
+    assert_eq!(
+        idx["manifests"][0]["digest"], md,
+        "same manifest digest after the round trip"
+    );
+    for e in std::fs::read_dir(src.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
         let copy = back.join("blobs/sha256").join(e.file_name());
-        assert_eq!(std::fs::read(e.path()).unwrap(), std::fs::read(&copy).unwrap(), "blob {:?} byte-identical", e.file_name());
+        assert_eq!(
+            std::fs::read(e.path()).unwrap(),
+            std::fs::read(&copy).unwrap(),
+            "blob {:?} byte-identical",
+            e.file_name()
+        );
     }
-    let inspect = ok(&[], &["skopeo", "inspect", "--raw", "--cert-dir", mtls.to_str().unwrap(), &dest]);
+    let inspect = ok(
+        &[],
+        &[
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--cert-dir",
+            mtls.to_str().unwrap(),
+            &dest,
+        ],
+    );
     assert_eq!(sha(inspect.as_bytes()), md);
 
     info!("phase: tags, pagination, catalog");
@@ -179,36 +248,120 @@ fn skopeo_round_trip_and_refusals() {
     std::fs::write(&mf, &manifest).unwrap();
     let ct = "content-type: application/vnd.oci.image.manifest.v1+json";
     for t in ["v2", "v3"] {
-        let (code, out) = curl(&ca, Some(push), &["-X", "PUT", "-H", ct, "--data-binary", &format!("@{}", mf.display()), &format!("https://{reg}/v2/test/busybox/manifests/{t}")]);
+        let (code, out) = curl(
+            &ca,
+            Some(push),
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                ct,
+                "--data-binary",
+                &format!("@{}", mf.display()),
+                &format!("https://{reg}/v2/test/busybox/manifests/{t}"),
+            ],
+        );
         assert_eq!(code, 201, "{out}");
         assert!(out.contains(&md), "{out}");
     }
-    let (code, out) = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/test/busybox/tags/list?n=2")]);
+    let (code, out) = curl(
+        &ca,
+        Some(pull),
+        &[&format!("https://{reg}/v2/test/busybox/tags/list?n=2")],
+    );
     assert_eq!(code, 200, "{out}");
     assert!(out.contains(r#""tags":["v1","v2"]"#), "{out}");
-    assert!(out.to_lowercase().contains("link: </v2/test/busybox/tags/list?n=2&last=v2>; rel=\"next\""), "{out}");
-    let (_, out) = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/test/busybox/tags/list?n=2&last=v2")]);
-    assert!(out.contains(r#""tags":["v3"]"#) && !out.to_lowercase().contains("link:"), "{out}");
-    let (_, out) = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/test/busybox/manifests/v3"), "-X", "DELETE"]);
-    assert!(out.contains("403") || out.contains("DENIED"), "a pull token cannot delete: {out}");
-    let (code, out) = curl(&ca, Some(push), &["-X", "DELETE", &format!("https://{reg}/v2/test/busybox/manifests/v3")]);
+    assert!(
+        out.to_lowercase()
+            .contains("link: </v2/test/busybox/tags/list?n=2&last=v2>; rel=\"next\""),
+        "{out}"
+    );
+    let (_, out) = curl(
+        &ca,
+        Some(pull),
+        &[&format!(
+            "https://{reg}/v2/test/busybox/tags/list?n=2&last=v2"
+        )],
+    );
+    assert!(
+        out.contains(r#""tags":["v3"]"#) && !out.to_lowercase().contains("link:"),
+        "{out}"
+    );
+    let (_, out) = curl(
+        &ca,
+        Some(pull),
+        &[
+            &format!("https://{reg}/v2/test/busybox/manifests/v3"),
+            "-X",
+            "DELETE",
+        ],
+    );
+    assert!(
+        out.contains("403") || out.contains("DENIED"),
+        "a pull token cannot delete: {out}"
+    );
+    let (code, out) = curl(
+        &ca,
+        Some(push),
+        &[
+            "-X",
+            "DELETE",
+            &format!("https://{reg}/v2/test/busybox/manifests/v3"),
+        ],
+    );
     assert_eq!(code, 202, "{out}");
-    let (code, _) = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/test/busybox/manifests/v3")]);
+    let (code, _) = curl(
+        &ca,
+        Some(pull),
+        &[&format!("https://{reg}/v2/test/busybox/manifests/v3")],
+    );
     assert_eq!(code, 404);
-    let (code, out) = curl(&ca, Some(pull), &["-r", "0-9", &format!("https://{reg}/v2/test/busybox/blobs/{}", sha(&std::fs::read(busybox_tar("v1")).unwrap()))]);
+    let (code, out) = curl(
+        &ca,
+        Some(pull),
+        &[
+            "-r",
+            "0-9",
+            &format!(
+                "https://{reg}/v2/test/busybox/blobs/{}",
+                sha(&std::fs::read(busybox_tar("v1")).unwrap())
+            ),
+        ],
+    );
     assert_eq!(code, 206, "{out}");
-    assert!(out.to_lowercase().contains("content-range: bytes 0-9/"), "{out}");
+    assert!(
+        out.to_lowercase().contains("content-range: bytes 0-9/"),
+        "{out}"
+    );
 
     info!("phase: refusals store nothing");
     let blobs_before = registry_blobs(c.state_dir(0));
     let catalog = || {
         let out = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/_catalog")]).1;
-        out.rsplit("\r\n\r\n").next().unwrap_or_default().to_string()
+        out.rsplit("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .to_string()
     };
     let before = catalog();
-    assert!(before.contains(r#""repositories":["test/busybox"]"#), "{before}");
+    assert!(
+        before.contains(r#""repositories":["test/busybox"]"#),
+        "{before}"
+    );
     let put_manifest = |name: &str, reference: &str, body_file: &Path| {
-        curl(&ca, Some(push), &["-X", "PUT", "-H", ct, "--data-binary", &format!("@{}", body_file.display()), &format!("https://{reg}/v2/{name}/manifests/{reference}")])
+        curl(
+            &ca,
+            Some(push),
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                ct,
+                "--data-binary",
+                &format!("@{}", body_file.display()),
+                &format!("https://{reg}/v2/{name}/manifests/{reference}"),
+            ],
+        )
     };
     let bad = tmp.path().join("bad.json");
     std::fs::write(&bad, b"{\"schemaVersion\":2,\"config\":").unwrap();
@@ -226,7 +379,11 @@ fn skopeo_round_trip_and_refusals() {
     assert!(out.contains("MANIFEST_BLOB_UNKNOWN"), "{out}");
     let huge = tmp.path().join("huge.json");
     let filler = "x".repeat(5 * 1024 * 1024);
-    std::fs::write(&huge, format!(r#"{{"schemaVersion":2,"annotations":{{"a":"{filler}"}}}}"#)).unwrap();
+    std::fs::write(
+        &huge,
+        format!(r#"{{"schemaVersion":2,"annotations":{{"a":"{filler}"}}}}"#),
+    )
+    .unwrap();
     let (code, out) = put_manifest("refused/three", "v1", &huge);
     assert_eq!(code, 413, "huge: {out}");
     let (code, out) = put_manifest("refused/four", &sha(b"other"), &mf);
@@ -235,10 +392,29 @@ fn skopeo_round_trip_and_refusals() {
     let wrong = sha(b"not the content");
     let data = tmp.path().join("data.bin");
     std::fs::write(&data, b"some content").unwrap();
-    let (code, out) = curl(&ca, Some(push), &["-X", "POST", "-H", "content-type: application/octet-stream", "--data-binary", &format!("@{}", data.display()), &format!("https://{reg}/v2/refused/five/blobs/uploads/?digest={wrong}")]);
+    let (code, out) = curl(
+        &ca,
+        Some(push),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", data.display()),
+            &format!("https://{reg}/v2/refused/five/blobs/uploads/?digest={wrong}"),
+        ],
+    );
     assert_eq!(code, 400, "blob digest mismatch: {out}");
     assert!(out.contains("DIGEST_INVALID"), "{out}");
-    let (code, _) = curl(&ca, Some(pull), &["-I", &format!("https://{reg}/v2/refused/five/blobs/{wrong}")]);
+    let (code, _) = curl(
+        &ca,
+        Some(pull),
+        &[
+            "-I",
+            &format!("https://{reg}/v2/refused/five/blobs/{wrong}"),
+        ],
+    );
     assert_eq!(code, 404);
     for path in [
         "/v2/../../etc/manifests/latest",
@@ -246,15 +422,63 @@ fn skopeo_round_trip_and_refusals() {
         "/v2/..%2f..%2fetc/manifests/latest",
         "/v2/UPPER/manifests/latest",
     ] {
-        let (code, out) = put_manifest(path.trim_start_matches("/v2/").trim_end_matches("/manifests/latest"), "latest", &mf);
+        let (code, out) = put_manifest(
+            path.trim_start_matches("/v2/")
+                .trim_end_matches("/manifests/latest"),
+            "latest",
+            &mf,
+        );
         assert_eq!(code, 400, "{path}: {out}");
         assert!(out.contains("NAME_INVALID"), "{path}: {out}");
     }
-    let (code, out) = curl(&ca, Some(push), &["-X", "PUT", "-H", ct, "--data-binary", &format!("@{}", mf.display()), &format!("https://{reg}/v2/a/b/manifests/..%2f..%2fx")]);
+    let (code, out) = curl(
+        &ca,
+        Some(push),
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            ct,
+            "--data-binary",
+            &format!("@{}", mf.display()),
+            &format!("https://{reg}/v2/a/b/manifests/..%2f..%2fx"),
+        ],
+    );
     assert_eq!(code, 400, "tag traversal: {out}");
-    assert_eq!(catalog(), before, "no repository was created by a refused request");
-    assert_eq!(registry_blobs(c.state_dir(0)), blobs_before, "no blob was stored by a refused request");
-    assert!(std::fs::read_dir(c.state_dir(0).join("registry/tmp")).unwrap().next().is_none(), "no temporary file left behind");
+    assert_eq!(
+        catalog(),
+        before,
+        "no repository was created by a refused request"
+    );
+    assert_eq!(
+        registry_blobs(c.state_dir(0)),
+        blobs_before,
+        "no blob was stored by a refused request"
+    );
+    assert!(
+        std::fs::read_dir(c.state_dir(0).join("registry/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no temporary file left behind"
+    );
+
+    info!("phase: swarmctl image push from the node's store, image pull back into it");
+    swarm_integration::import(&c, 0, "mine/bb:v1", "v1");
+    let out = c.ctl(0, &["image", "push", "mine/bb:v1"]).unwrap();
+    // The layer is the rootfs skopeo pushed above (same bytes): only the config is new.
+    assert!(out.contains("pushed (1 blobs uploaded)"), "{out}");
+    let pushed = out.lines().find_map(|l| l.strip_prefix("Digest: ")).unwrap().to_string();
+    assert!(catalog().contains("mine/bb"), "{}", catalog());
+    let out = c.ctl(0, &["image", "push", "mine/bb:v1", "mine/bb:v2"]).unwrap();
+    assert!(out.contains("pushed (0 blobs uploaded)"), "blobs already there: {out}");
+    c.ctl(0, &["image", "rm", "mine/bb:v1"]).unwrap();
+    let out = c.ctl(0, &["image", "pull", "mine/bb:v2"]).unwrap();
+    assert!(out.contains(&pushed), "pulled the pushed manifest: {out}");
+    assert!(c.ctl(0, &["image", "ls"]).unwrap().contains("mine/bb"));
+    let o = c.ctl_raw(0, &["image", "pull", "mine/bb:absent"]).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("MANIFEST_UNKNOWN"), "{err}");
 }
 
 /// Hosts: three managers. The test pushes to host 0's registry from inside host 0.
@@ -269,14 +493,27 @@ fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs()
     let p0 = hosts.exec_prefix(0);
     let reg0 = c.nodes[0].registry.clone();
     wait_until("three registry endpoints", LONG, || {
-        let eps = (0..3).filter(|i| std::fs::metadata(c.state_dir(*i).join("registry/blobs")).is_ok()).count();
+        let eps = (0..3)
+            .filter(|i| std::fs::metadata(c.state_dir(*i).join("registry/blobs")).is_ok())
+            .count();
         (eps == 3).then_some(())
     })
     .unwrap();
 
     info!("phase: push once to host 0; the blobs are on at least two managers when skopeo returns");
     wait_until("push", LONG, || {
-        let o = run(&p0, &["skopeo", "copy", "--preserve-digests", "--dest-cert-dir", certs.to_str().unwrap(), &format!("oci:{}:v1", src.display()), &format!("docker://{reg0}/app/busybox:v1")]);
+        let o = run(
+            &p0,
+            &[
+                "skopeo",
+                "copy",
+                "--preserve-digests",
+                "--dest-cert-dir",
+                certs.to_str().unwrap(),
+                &format!("oci:{}:v1", src.display()),
+                &format!("docker://{reg0}/app/busybox:v1"),
+            ],
+        );
         if !o.status.success() {
             info!("push not yet: {}", String::from_utf8_lossy(&o.stderr));
         }
@@ -285,12 +522,34 @@ fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs()
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
     let layer = sha(&std::fs::read(busybox_tar("v85")).unwrap());
     let holders = (0..3)
-        .filter(|i| c.state_dir(*i).join("registry/blobs/sha256").join(&layer[7..]).is_file())
+        .filter(|i| {
+            c.state_dir(*i)
+                .join("registry/blobs/sha256")
+                .join(&layer[7..])
+                .is_file()
+        })
         .count();
-    assert!(holders >= 2, "the layer is on {holders} managers right after the push");
+    assert!(
+        holders >= 2,
+        "the layer is on {holders} managers right after the push"
+    );
 
     info!("phase: a 6-replica service of the pushed image runs on every host (each agent pulled)");
-    c.ctl(0, &["service", "create", "--name", "app", "--replicas", "6", "app/busybox:v1", "sleep", "3600"]).unwrap();
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "app",
+            "--replicas",
+            "6",
+            "app/busybox:v1",
+            "sleep",
+            "3600",
+        ],
+    )
+    .unwrap();
     wait_until("6 running on 3 hosts", LONG, || {
         let r = swarm_integration::running(&c, 0, "app");
         let nodes: std::collections::BTreeSet<_> = r.iter().map(|(_, n)| n.clone()).collect();
@@ -299,7 +558,11 @@ fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs()
     .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "app"), c.dump()));
     for i in 0..3 {
         let ls = c.ctl(i, &["image", "ls"]).unwrap();
-        assert!(ls.contains("app/busybox"), "n{} has the pulled image: {ls}", i + 1);
+        assert!(
+            ls.contains("app/busybox"),
+            "n{} has the pulled image: {ls}",
+            i + 1
+        );
     }
 
     info!("phase: SIGKILL the manager that took the push; a new host still pulls");
@@ -308,38 +571,95 @@ fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs()
     let h = hosts.add().unwrap();
     let w = c.join_on(&hosts, h, 1, &token).unwrap();
     swarm_integration::wait_socket(&c, w);
-    c.ctl(1, &["service", "create", "--name", "late", "--constraint", "node.hostname==n4", "app/busybox:v1", "sleep", "3600"]).unwrap();
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "late",
+            "--constraint",
+            "node.hostname==n4",
+            "app/busybox:v1",
+            "sleep",
+            "3600",
+        ],
+    )
+    .unwrap();
     wait_until("the new host runs the image", LONG, || {
         (swarm_integration::running(&c, 1, "late").len() == 1).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 1, "late"), c.dump()));
 
-    info!("phase: a blob corrupted on one manager's disk is detected and fetched again from a peer");
-    let corrupt = c.state_dir(1).join("registry/blobs/sha256").join(&layer[7..]);
+    info!(
+        "phase: a blob corrupted on one manager's disk is detected and fetched again from a peer"
+    );
+    let corrupt = c
+        .state_dir(1)
+        .join("registry/blobs/sha256")
+        .join(&layer[7..]);
     let len = std::fs::metadata(&corrupt).unwrap().len();
     std::fs::write(&corrupt, vec![0u8; len as usize]).unwrap();
     let reg1 = c.nodes[1].registry.clone();
     let out_dir = tmp.path().join("back");
-    ok(&hosts.exec_prefix(1), &["skopeo", "copy", "--preserve-digests", "--src-cert-dir", certs.to_str().unwrap(), &format!("docker://{reg1}/app/busybox:v1"), &format!("oci:{}:v1", out_dir.display())]);
+    ok(
+        &hosts.exec_prefix(1),
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--src-cert-dir",
+            certs.to_str().unwrap(),
+            &format!("docker://{reg1}/app/busybox:v1"),
+            &format!("oci:{}:v1", out_dir.display()),
+        ],
+    );
     assert_eq!(
         std::fs::read(out_dir.join("blobs/sha256").join(&layer[7..])).unwrap(),
         std::fs::read(busybox_tar("v85")).unwrap(),
         "the copy served is the good one"
     );
-    assert_eq!(sha(&std::fs::read(&corrupt).unwrap()), layer, "the manager's own copy was replaced");
-    assert!(c.nodes[1].log_tail(2000).contains("corrupt on disk"), "the corruption was logged");
+    assert_eq!(
+        sha(&std::fs::read(&corrupt).unwrap()),
+        layer,
+        "the manager's own copy was replaced"
+    );
+    assert!(
+        c.nodes[1].log_tail(2000).contains("corrupt on disk"),
+        "the corruption was logged"
+    );
     let _ = md;
 
     info!("phase: a missing tag rejects the task with the registry's error");
-    c.ctl(1, &["service", "create", "--name", "missing", "app/busybox:nope", "sleep", "3600"]).unwrap();
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "missing",
+            "app/busybox:nope",
+            "sleep",
+            "3600",
+        ],
+    )
+    .unwrap();
     let err = wait_until("the task is rejected", LONG, || {
         tasks(&c, 1, "missing")
             .into_iter()
-            .find(|t| t["CurrentState"].as_str().unwrap_or("").starts_with("Rejected"))
+            .find(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Rejected")
+            })
             .map(|t| t["Error"].as_str().unwrap_or("").to_string())
     })
     .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 1, "missing"), c.dump()));
     info!("rejected with: {err}");
-    assert!(err.contains("MANIFEST_UNKNOWN") && err.contains("app/busybox:nope"), "{err}");
+    assert!(
+        err.contains("MANIFEST_UNKNOWN") && err.contains("app/busybox:nope"),
+        "{err}"
+    );
     let _ = json_lines("");
 }

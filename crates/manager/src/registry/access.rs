@@ -74,14 +74,18 @@ pub fn verify(ca_key_pem: &str, cluster_id: &str, token: &str, now: u64) -> Resu
     let (Some(PREFIX), Some(body), Some(tag), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
     else {
-        return Err("not a swarm registry token (get one with `swarmctl registry login-token`)".into());
+        return Err(
+            "not a swarm registry token (get one with `swarmctl registry login-token`)".into(),
+        );
     };
     let tag = URL_SAFE_NO_PAD
         .decode(tag)
         .map_err(|_| "malformed token signature".to_string())?;
     mac(ca_key_pem, body.as_bytes())
         .verify_slice(&tag)
-        .map_err(|_| "token signature does not verify: it was not issued by this cluster".to_string())?;
+        .map_err(|_| {
+            "token signature does not verify: it was not issued by this cluster".to_string()
+        })?;
     let claims: Claims = URL_SAFE_NO_PAD
         .decode(body)
         .ok()
@@ -143,7 +147,10 @@ pub fn identify(
         match p.role.as_str() {
             "admin" => return Ok(Caller::Admin),
             "manager" | "worker" if !node_exists(&p.node_id) => {
-                return Err(format!("node {} is not a member of this cluster", p.node_id))
+                return Err(format!(
+                    "node {} is not a member of this cluster",
+                    p.node_id
+                ))
             }
             "manager" => return Ok(Caller::Manager),
             "worker" => return Ok(Caller::Worker),
@@ -162,9 +169,13 @@ pub fn identify(
             .map_err(|_| "malformed basic authorization".to_string())?;
         let s = String::from_utf8(raw).map_err(|_| "malformed basic authorization".to_string())?;
         // Any user name; the password is the token.
-        s.split_once(':').map(|(_, p)| p.to_string()).unwrap_or_default()
+        s.split_once(':')
+            .map(|(_, p)| p.to_string())
+            .unwrap_or_default()
     } else {
-        return Err(format!("unsupported authorization scheme {kind:?}: use Basic or Bearer"));
+        return Err(format!(
+            "unsupported authorization scheme {kind:?}: use Basic or Bearer"
+        ));
     };
     verify(ca_key_pem, cluster_id, &token, now).map(Caller::Token)
 }
@@ -177,9 +188,15 @@ mod tests {
     fn tokens_verify_scope_expiry_and_signer() {
         let t = issue("KEY", "c1", Scope::Push, 1000, 60);
         assert_eq!(verify("KEY", "c1", &t, 1000), Ok(Scope::Push));
-        assert!(verify("KEY", "c1", &t, 1060).unwrap_err().contains("expired"));
-        assert!(verify("OTHER", "c1", &t, 1000).unwrap_err().contains("not issued"));
-        assert!(verify("KEY", "c2", &t, 1000).unwrap_err().contains("another cluster"));
+        assert!(verify("KEY", "c1", &t, 1060)
+            .unwrap_err()
+            .contains("expired"));
+        assert!(verify("OTHER", "c1", &t, 1000)
+            .unwrap_err()
+            .contains("not issued"));
+        assert!(verify("KEY", "c2", &t, 1000)
+            .unwrap_err()
+            .contains("another cluster"));
         // Changing the claims (scope) breaks the signature.
         let p = issue("KEY", "c1", Scope::Pull, 1000, 60);
         let forged = format!(
@@ -204,13 +221,19 @@ mod tests {
             identify(None, Some(&format!("Bearer {t}")), "c", "K", 20, yes),
             Ok(Caller::Token(Scope::Pull))
         );
-        assert_eq!(identify(None, None, "c", "K", 20, yes), Ok(Caller::Anonymous));
+        assert_eq!(
+            identify(None, None, "c", "K", 20, yes),
+            Ok(Caller::Anonymous)
+        );
         let w = PeerIdentity {
             node_id: "n1".into(),
             role: "worker".into(),
             cluster_id: "c".into(),
         };
-        assert_eq!(identify(Some(&w), None, "c", "K", 20, yes), Ok(Caller::Worker));
+        assert_eq!(
+            identify(Some(&w), None, "c", "K", 20, yes),
+            Ok(Caller::Worker)
+        );
         assert!(identify(Some(&w), None, "c", "K", 20, |_| false).is_err());
         assert!(!Caller::Worker.can_push() && Caller::Worker.can_pull(false));
         assert!(!Caller::Token(Scope::Pull).can_push());

@@ -22,7 +22,9 @@ pub struct BlobStore {
 
 #[derive(Debug, thiserror::Error)]
 pub enum CommitError {
-    #[error("digest mismatch: the uploaded content hashes to {actual} ({size} bytes), not {expected}")]
+    #[error(
+        "digest mismatch: the uploaded content hashes to {actual} ({size} bytes), not {expected}"
+    )]
     Mismatch {
         expected: String,
         actual: String,

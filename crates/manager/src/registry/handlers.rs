@@ -138,7 +138,10 @@ fn route(path: &str) -> Option<Route> {
         return Some(Route::Upload(rest[..i].into(), id.into()));
     }
     for (sep, f) in [
-        ("/manifests/", Route::Manifest as fn(String, String) -> Route),
+        (
+            "/manifests/",
+            Route::Manifest as fn(String, String) -> Route,
+        ),
         ("/blobs/", Route::Blob),
         ("/referrers/", Route::Referrers),
     ] {
@@ -194,14 +197,23 @@ async fn dispatch(reg: &Registry, req: &Req, info: &TlsConnectInfo) -> Res {
         &cluster_id,
         &root.key_pem,
         swarm_api::now_ms() / 1000,
-        |id| store.read(|s| s.nodes.contains_key(&swarm_types::NodeId::new(id.to_string()))),
+        |id| {
+            store.read(|s| {
+                s.nodes
+                    .contains_key(&swarm_types::NodeId::new(id.to_string()))
+            })
+        },
     )
     .map_err(|m| RegErr {
         challenge: true,
         ..err(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", m)
     })?;
     let Some(r) = route(req.uri().path()) else {
-        return Err(err(StatusCode::NOT_FOUND, "NOT_FOUND", "no such registry route"));
+        return Err(err(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            "no such registry route",
+        ));
     };
     let anonymous_pull = reg.inner.cfg.anonymous_pull;
     let write = !matches!(*req.method(), Method::GET | Method::HEAD);
@@ -223,7 +235,10 @@ async fn dispatch(reg: &Registry, req: &Req, info: &TlsConnectInfo) -> Res {
             err(
                 StatusCode::FORBIDDEN,
                 "DENIED",
-                format!("{caller:?} may not {} here", if write { "push" } else { "pull" }),
+                format!(
+                    "{caller:?} may not {} here",
+                    if write { "push" } else { "pull" }
+                ),
             )
         };
         if matches!(r, Route::Internal(_)) {
@@ -320,15 +335,15 @@ fn check_digest(d: &str) -> Result<(), RegErr> {
 
 /// `n` and `last` of a list request, and the page of `all` (sorted) they select, plus the
 /// `Link` header for the next page.
-fn page(
-    req: &Req,
-    all: Vec<String>,
-    base: &str,
-) -> Result<(Vec<String>, Option<String>), RegErr> {
+fn page(req: &Req, all: Vec<String>, base: &str) -> Result<(Vec<String>, Option<String>), RegErr> {
     let q = query(req);
     let n = match q.get("n") {
         Some(v) => v.parse::<usize>().map_err(|_| {
-            err(StatusCode::BAD_REQUEST, "PAGINATION_NUMBER_INVALID", format!("invalid n {v:?}"))
+            err(
+                StatusCode::BAD_REQUEST,
+                "PAGINATION_NUMBER_INVALID",
+                format!("invalid n {v:?}"),
+            )
         })?,
         None => DEFAULT_PAGE,
     }
@@ -389,7 +404,11 @@ fn name_unknown(name: &str) -> RegErr {
 /// The repository from this manager's store; on a miss, after a read barrier (the write may
 /// have been acknowledged by another manager a moment ago).
 async fn repo(reg: &Registry, name: &str) -> Result<Option<Repository>, RegErr> {
-    let get = || reg.manager().store().read(|s| s.repositories.get(name).cloned());
+    let get = || {
+        reg.manager()
+            .store()
+            .read(|s| s.repositories.get(name).cloned())
+    };
     if let Some(r) = get() {
         return Ok(Some(r));
     }
@@ -579,10 +598,17 @@ async fn put_manifest(reg: &Registry, req: &Req, name: &str, reference: &str) ->
             ))
         }
         Err(Err(e)) => {
-            return Err(err(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", format!("reading the manifest: {e}")))
+            return Err(err(
+                StatusCode::BAD_REQUEST,
+                "MANIFEST_INVALID",
+                format!("reading the manifest: {e}"),
+            ))
         }
     };
-    let digest = format!("sha256:{}", hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes)));
+    let digest = format!(
+        "sha256:{}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&bytes))
+    );
     if is_digest && digest != reference {
         return Err(err(
             StatusCode::BAD_REQUEST,
@@ -590,10 +616,13 @@ async fn put_manifest(reg: &Registry, req: &Req, name: &str, reference: &str) ->
             format!("the manifest's digest is {digest}, not {reference}"),
         ));
     }
-    let (media_type, blobs, children, subject) =
-        parse_manifest(&bytes, content_type.as_deref())?;
+    let (media_type, blobs, children, subject) = parse_manifest(&bytes, content_type.as_deref())?;
     let content = String::from_utf8(bytes.to_vec()).map_err(|_| {
-        err(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", "manifest is not UTF-8")
+        err(
+            StatusCode::BAD_REQUEST,
+            "MANIFEST_INVALID",
+            "manifest is not UTF-8",
+        )
     })?;
     for b in &blobs {
         if !reg.ensure_local(b).await? {
@@ -673,7 +702,13 @@ async fn update_repo(
             (Some(_), false) => Op::Update(Object::Repository(repo)),
             (None, _) => Op::Create(Object::Repository(repo)),
         };
-        match m.write(WriteBatch { ops: vec![op], now_ms: 0 }).await {
+        match m
+            .write(WriteBatch {
+                ops: vec![op],
+                now_ms: 0,
+            })
+            .await
+        {
             Ok(objs) => {
                 // Read-your-writes on this manager: wait until it applied the write.
                 let index = objs.first().map(|o| o.meta().version).unwrap_or(0);
@@ -683,12 +718,18 @@ async fn update_repo(
                 return Ok(());
             }
             Err(crate::WriteError::Store(
-                StoreError::VersionMismatch { .. } | StoreError::Exists { .. } | StoreError::NotFound { .. },
+                StoreError::VersionMismatch { .. }
+                | StoreError::Exists { .. }
+                | StoreError::NotFound { .. },
             )) if Instant::now() < deadline => {
                 // Someone else wrote the repository meanwhile: read it again.
                 let _ = m.read_barrier(false).await;
             }
-            Err(e) => return Err(RegErr::unavailable(format!("writing repository {name}: {e}"))),
+            Err(e) => {
+                return Err(RegErr::unavailable(format!(
+                    "writing repository {name}: {e}"
+                )))
+            }
         }
     }
 }
@@ -748,7 +789,8 @@ async fn referrers(reg: &Registry, name: &str, digest: &str) -> Res {
             desc
         })
         .collect();
-    let body = serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
+    let body =
+        serde_json::json!({"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": manifests});
     Ok(Response::builder()
         .header("content-type", OCI_INDEX)
         .body(full(body.to_string()))
@@ -770,7 +812,10 @@ fn parse_range(h: &str, size: u64) -> Option<(u64, u64)> {
             (size.checked_sub(n.min(size))?, size.checked_sub(1)?)
         }
         (a, "") => (a.parse().ok()?, size.checked_sub(1)?),
-        (a, b) => (a.parse().ok()?, b.parse::<u64>().ok()?.min(size.checked_sub(1)?)),
+        (a, b) => (
+            a.parse().ok()?,
+            b.parse::<u64>().ok()?.min(size.checked_sub(1)?),
+        ),
     };
     (start <= end && end < size).then_some((start, end))
 }
@@ -884,7 +929,11 @@ async fn write_body(path: &Path, mut body: Incoming, append: bool) -> Result<u64
         .map_err(io)?;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            err(StatusCode::BAD_REQUEST, "BLOB_UPLOAD_INVALID", format!("reading the upload: {e}"))
+            err(
+                StatusCode::BAD_REQUEST,
+                "BLOB_UPLOAD_INVALID",
+                format!("reading the upload: {e}"),
+            )
         })?;
         if let Ok(data) = frame.into_data() {
             f.write_all(&data).await.map_err(io)?;
@@ -981,7 +1030,14 @@ async fn upload(reg: &Registry, req: &Req, name: &str, id: &str) -> Res {
         return Ok(upload_status(name, &id, 0, StatusCode::ACCEPTED));
     }
     let known = id.bytes().all(|c| c.is_ascii_hexdigit())
-        && reg.inner.uploads.lock().expect("uploads lock").get(id).map(String::as_str) == Some(name);
+        && reg
+            .inner
+            .uploads
+            .lock()
+            .expect("uploads lock")
+            .get(id)
+            .map(String::as_str)
+            == Some(name);
     if !known {
         return Err(err(
             StatusCode::NOT_FOUND,
@@ -990,7 +1046,10 @@ async fn upload(reg: &Registry, req: &Req, name: &str, id: &str) -> Res {
         ));
     }
     let path = reg.inner.blobs.upload_path(id);
-    let size = tokio::fs::metadata(&path).await.map(|m| m.len()).unwrap_or(0);
+    let size = tokio::fs::metadata(&path)
+        .await
+        .map(|m| m.len())
+        .unwrap_or(0);
     let forget = || {
         reg.inner.uploads.lock().expect("uploads lock").remove(id);
     };
@@ -1026,7 +1085,11 @@ async fn upload(reg: &Registry, req: &Req, name: &str, id: &str) -> Res {
             let digest = q.get("digest").cloned();
             if put {
                 let Some(d) = digest else {
-                    return Err(err(StatusCode::BAD_REQUEST, "DIGEST_INVALID", "finishing an upload needs ?digest="));
+                    return Err(err(
+                        StatusCode::BAD_REQUEST,
+                        "DIGEST_INVALID",
+                        "finishing an upload needs ?digest=",
+                    ));
                 };
                 check_digest(&d)?;
                 write_body(&path, req.body().take()?, true).await?;
@@ -1050,10 +1113,18 @@ mod tests {
         assert!(matches!(route("/v2/"), Some(Route::Base)));
         assert!(matches!(route("/v2/_catalog"), Some(Route::Catalog)));
         assert!(matches!(route("/v2/a/b/tags/list"), Some(Route::Tags(n)) if n == "a/b"));
-        assert!(matches!(route(&format!("/v2/a/blobs/x/blobs/{d}")), Some(Route::Blob(n, x)) if n == "a/blobs/x" && x == d));
-        assert!(matches!(route("/v2/a/manifests/v1"), Some(Route::Manifest(n, r)) if n == "a" && r == "v1"));
-        assert!(matches!(route("/v2/a/blobs/uploads/"), Some(Route::Upload(n, i)) if n == "a" && i.is_empty()));
-        assert!(matches!(route("/v2/a/blobs/uploads/abc"), Some(Route::Upload(n, i)) if n == "a" && i == "abc"));
+        assert!(
+            matches!(route(&format!("/v2/a/blobs/x/blobs/{d}")), Some(Route::Blob(n, x)) if n == "a/blobs/x" && x == d)
+        );
+        assert!(
+            matches!(route("/v2/a/manifests/v1"), Some(Route::Manifest(n, r)) if n == "a" && r == "v1")
+        );
+        assert!(
+            matches!(route("/v2/a/blobs/uploads/"), Some(Route::Upload(n, i)) if n == "a" && i.is_empty())
+        );
+        assert!(
+            matches!(route("/v2/a/blobs/uploads/abc"), Some(Route::Upload(n, i)) if n == "a" && i == "abc")
+        );
         assert!(route("/other").is_none());
     }
 
@@ -1071,14 +1142,21 @@ mod tests {
     #[test]
     fn manifests_are_parsed_strictly() {
         let d = format!("sha256:{}", "a".repeat(64));
-        let m = format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{d}","size":1}},"layers":[{{"digest":"{d}","size":1}}]}}"#);
+        let m = format!(
+            r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"{d}","size":1}},"layers":[{{"digest":"{d}","size":1}}]}}"#
+        );
         let (mt, blobs, children, _) = parse_manifest(m.as_bytes(), None).unwrap();
-        assert_eq!((mt.as_str(), blobs.len(), children.len()), (OCI_MANIFEST, 1, 0));
+        assert_eq!(
+            (mt.as_str(), blobs.len(), children.len()),
+            (OCI_MANIFEST, 1, 0)
+        );
         for bad in [
             "not json".to_string(),
             "[]".into(),
             r#"{"schemaVersion":1}"#.into(),
-            format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"sha256:zz"}},"layers":[]}}"#),
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","config":{{"digest":"sha256:zz"}},"layers":[]}}"#
+            ),
             format!(r#"{{"schemaVersion":2,"mediaType":"{OCI_MANIFEST}","layers":[]}}"#),
             r#"{"schemaVersion":2,"mediaType":"text/plain"}"#.into(),
         ] {

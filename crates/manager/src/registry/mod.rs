@@ -241,11 +241,13 @@ impl Registry {
             roots.add(c).map_err(|e| e.to_string())?;
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier =
-            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
-                .allow_unauthenticated()
-                .build()
-                .map_err(|e| e.to_string())?;
+        let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .allow_unauthenticated()
+        .build()
+        .map_err(|e| e.to_string())?;
         let mut cfg = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
@@ -279,7 +281,9 @@ impl Registry {
             };
             match self.manager().write(batch).await {
                 Ok(_) => return,
-                Err(e) => tracing::debug!(error = %e, "registry: publishing the endpoint; retrying"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "registry: publishing the endpoint; retrying")
+                }
             }
             tokio::select! {
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
@@ -297,7 +301,10 @@ pub fn login_token(
 ) -> Result<String, tonic::Status> {
     let (key, cid) = m
         .store()
-        .read(|s| s.cluster().map(|c| (c.root_ca.key_pem.clone(), c.id.to_string())))
+        .read(|s| {
+            s.cluster()
+                .map(|c| (c.root_ca.key_pem.clone(), c.id.to_string()))
+        })
         .ok_or_else(|| tonic::Status::unavailable("the cluster is not initialized yet"))?;
     let now = swarm_api::now_ms() / 1000;
     Ok(access::issue(&key, &cid, scope, now, ttl.as_secs()))

@@ -80,7 +80,11 @@ impl Registry {
         if r.status().is_success() {
             Ok(())
         } else {
-            Err(format!("{} {}", r.status(), r.text().await.unwrap_or_default()))
+            Err(format!(
+                "{} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ))
         }
     }
 
@@ -109,7 +113,9 @@ impl Registry {
                     break;
                 }
                 Ok(false) => {}
-                Err(e) => tracing::warn!(peer = %p, %digest, error = %e, "registry: fetching a blob from a peer failed"),
+                Err(e) => {
+                    tracing::warn!(peer = %p, %digest, error = %e, "registry: fetching a blob from a peer failed")
+                }
             }
         }
         self.inner
@@ -132,7 +138,11 @@ impl Registry {
             return Ok(false);
         }
         if !r.status().is_success() {
-            return Err(format!("{} {}", r.status(), r.text().await.unwrap_or_default()));
+            return Err(format!(
+                "{} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            ));
         }
         let tmp = self.inner.blobs.tmp_path();
         let mut f = tokio::fs::File::create(&tmp)
