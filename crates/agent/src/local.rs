@@ -107,7 +107,9 @@ impl Agent for LocalService {
             .await
             .map_err(|e| Status::failed_precondition(format!("pull {name}: {e}")))?;
         tracing::info!(image = %name, %digest, "image pulled (image pull)");
-        Ok(Response::new(swarm_api::agent::PullImageResponse { digest }))
+        Ok(Response::new(swarm_api::agent::PullImageResponse {
+            digest,
+        }))
     }
 
     async fn push_image(
@@ -122,12 +124,14 @@ impl Agent for LocalService {
         };
         let puller = self.puller()?;
         let _shared = self.images()?.shared().await;
-        let (digest, uploaded) = puller
-            .push(&r.name, &target)
-            .await
-            .map_err(|e| Status::failed_precondition(format!("push {} as {target}: {e}", r.name)))?;
+        let (digest, uploaded) = puller.push(&r.name, &target).await.map_err(|e| {
+            Status::failed_precondition(format!("push {} as {target}: {e}", r.name))
+        })?;
         tracing::info!(image = %r.name, %target, %digest, uploaded, "image pushed");
-        Ok(Response::new(swarm_api::agent::PushImageResponse { digest, uploaded }))
+        Ok(Response::new(swarm_api::agent::PushImageResponse {
+            digest,
+            uploaded,
+        }))
     }
 
     async fn import_image(

@@ -465,7 +465,10 @@ impl Puller {
             media_type.unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
         let mut errors = Vec::new();
         for (client, base) in self.targets(&r)? {
-            match self.push_to(&client, &base, &r, &bytes, &media_type, &blobs).await {
+            match self
+                .push_to(&client, &base, &r, &bytes, &media_type, &blobs)
+                .await
+            {
                 Ok(uploaded) => return Ok((md.to_string(), uploaded)),
                 Err(PullError::Registry(m)) => return Err(m),
                 Err(PullError::Transport(m)) => errors.push(format!("{base}: {m}")),

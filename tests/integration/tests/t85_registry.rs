@@ -468,17 +468,29 @@ fn skopeo_round_trip_and_refusals() {
     let out = c.ctl(0, &["image", "push", "mine/bb:v1"]).unwrap();
     // The layer is the rootfs skopeo pushed above (same bytes): only the config is new.
     assert!(out.contains("pushed (1 blobs uploaded)"), "{out}");
-    let pushed = out.lines().find_map(|l| l.strip_prefix("Digest: ")).unwrap().to_string();
+    let pushed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .unwrap()
+        .to_string();
     assert!(catalog().contains("mine/bb"), "{}", catalog());
-    let out = c.ctl(0, &["image", "push", "mine/bb:v1", "mine/bb:v2"]).unwrap();
-    assert!(out.contains("pushed (0 blobs uploaded)"), "blobs already there: {out}");
+    let out = c
+        .ctl(0, &["image", "push", "mine/bb:v1", "mine/bb:v2"])
+        .unwrap();
+    assert!(
+        out.contains("pushed (0 blobs uploaded)"),
+        "blobs already there: {out}"
+    );
     c.ctl(0, &["image", "rm", "mine/bb:v1"]).unwrap();
     let out = c.ctl(0, &["image", "pull", "mine/bb:v2"]).unwrap();
     assert!(out.contains(&pushed), "pulled the pushed manifest: {out}");
     assert!(c.ctl(0, &["image", "ls"]).unwrap().contains("mine/bb"));
     let o = c.ctl_raw(0, &["image", "pull", "mine/bb:absent"]).unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("MANIFEST_UNKNOWN"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("MANIFEST_UNKNOWN"),
+        "{err}"
+    );
 }
 
 /// Hosts: three managers. The test pushes to host 0's registry from inside host 0.

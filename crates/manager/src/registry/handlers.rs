@@ -263,10 +263,10 @@ async fn dispatch(reg: &Registry, req: &Req, info: &TlsConnectInfo) -> Res {
             .header("content-type", "application/json")
             .body(full("{}"))
             .expect("valid response")),
-        Route::Catalog if m == Method::GET => catalog(reg, &req),
+        Route::Catalog if m == Method::GET => catalog(reg, req),
         Route::Tags(n) if m == Method::GET => {
             name_ok(&n)?;
-            tags(reg, &req, &n).await
+            tags(reg, req, &n).await
         }
         Route::Manifest(n, r) => {
             name_ok(&n)?;
@@ -281,7 +281,7 @@ async fn dispatch(reg: &Registry, req: &Req, info: &TlsConnectInfo) -> Res {
             name_ok(&n)?;
             check_digest(&d)?;
             match m {
-                Method::GET | Method::HEAD => get_blob(reg, &req, &d, m == Method::HEAD).await,
+                Method::GET | Method::HEAD => get_blob(reg, req, &d, m == Method::HEAD).await,
                 Method::DELETE => Err(err(
                     StatusCode::METHOD_NOT_ALLOWED,
                     "UNSUPPORTED",
@@ -302,7 +302,7 @@ async fn dispatch(reg: &Registry, req: &Req, info: &TlsConnectInfo) -> Res {
         Route::Internal(d) => {
             check_digest(&d)?;
             match m {
-                Method::GET | Method::HEAD => internal_get(reg, &req, &d, m == Method::HEAD).await,
+                Method::GET | Method::HEAD => internal_get(reg, req, &d, m == Method::HEAD).await,
                 Method::PUT => internal_put(reg, req, &d).await,
                 _ => Err(unsupported()),
             }
@@ -501,11 +501,11 @@ async fn read_limited(mut body: Incoming, limit: usize) -> Result<Bytes, Result<
 /// How much of an oversized manifest body is read and dropped before answering.
 const DRAIN_LIMIT: usize = 64 * 1024 * 1024;
 
+/// (media type, blobs, child manifests, subject).
+type ParsedManifest = (String, Vec<String>, Vec<String>, Option<String>);
+
 /// What a manifest references, from its JSON: (media type, blobs, child manifests, subject).
-fn parse_manifest(
-    bytes: &[u8],
-    content_type: Option<&str>,
-) -> Result<(String, Vec<String>, Vec<String>, Option<String>), RegErr> {
+fn parse_manifest(bytes: &[u8], content_type: Option<&str>) -> Result<ParsedManifest, RegErr> {
     let invalid = |m: String| err(StatusCode::BAD_REQUEST, "MANIFEST_INVALID", m);
     let v: serde_json::Value = serde_json::from_slice(bytes)
         .map_err(|e| invalid(format!("manifest is not valid JSON: {e}")))?;
@@ -998,7 +998,7 @@ async fn finish(reg: &Registry, file: &Path, name: &str, d: &str) -> Res {
 }
 
 async fn upload(reg: &Registry, req: &Req, name: &str, id: &str) -> Res {
-    let q = query(&req);
+    let q = query(req);
     let m = req.method().clone();
     if id.is_empty() {
         if m != Method::POST {
