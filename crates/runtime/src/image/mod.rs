@@ -282,6 +282,10 @@ pub fn normalize_name(name: &str) -> String {
     }
 }
 
+/// Layers unpacked by this process (tests check that a layer is unpacked once).
+#[cfg(test)]
+pub(crate) static UNPACKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
 /// Content-addressed image store rooted at a directory.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -851,6 +855,8 @@ impl ImageStore {
             }
             return Err(e);
         }
+        #[cfg(test)]
+        UNPACKED.lock().expect("unpacked lock").push(dst.clone());
         match fs::rename(&tmp, &dst) {
             Ok(()) => Ok(dst),
             Err(_) if dst.is_dir() => {
