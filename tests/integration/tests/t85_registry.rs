@@ -675,3 +675,124 @@ fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs()
     );
     let _ = json_lines("");
 }
+
+/// Removes what the Docker test put on this machine, even when it fails.
+struct DockerCleanup {
+    certs_d: PathBuf,
+    images: Vec<String>,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        for i in &self.images {
+            let _ = Command::new("docker").args(["rmi", "-f", i]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.certs_d);
+    }
+}
+
+/// Docker's engine on this machine pushes to and pulls from the cluster registry with a
+/// login token (`docker login`), trusting the cluster CA through /etc/docker/certs.d.
+#[test]
+fn docker_push_and_pull_with_a_login_token() {
+    init_tracing();
+    let c = managers(1, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = c.nodes[0].registry.clone();
+    let certs = cert_dir(&c, 0, tmp.path(), false);
+    let certs_d = PathBuf::from("/etc/docker/certs.d").join(&reg);
+    let image = format!("{reg}/t85-{}/busybox:v1", std::process::id());
+    let _cleanup = DockerCleanup {
+        certs_d: certs_d.clone(),
+        images: vec![image.clone()],
+    };
+    std::fs::create_dir_all(&certs_d).unwrap();
+    std::fs::copy(certs.join("ca.crt"), certs_d.join("ca.crt")).unwrap();
+    wait_until("registry serving", LONG, || {
+        (curl(
+            &certs.join("ca.crt"),
+            None,
+            &[&format!("https://{reg}/v2/")],
+        )
+        .0 == 401)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    let config = tmp.path().join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let cfg = config.to_str().unwrap();
+    let token = c
+        .ctl(
+            0,
+            &["registry", "login-token", "--push", "--expires", "10m"],
+        )
+        .unwrap();
+
+    info!("phase: docker login with the token, import, push");
+    let mut login = Command::new("docker")
+        .args([
+            "--config",
+            cfg,
+            "login",
+            &reg,
+            "-u",
+            "swarm",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.trim().as_bytes())
+        .unwrap();
+    let o = login.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(
+        &[],
+        &[
+            "docker",
+            "--config",
+            cfg,
+            "import",
+            busybox_tar("v1").to_str().unwrap(),
+            &image,
+        ],
+    );
+    let push = ok(&[], &["docker", "--config", cfg, "push", &image]);
+    info!("docker push: {push}");
+    let digest = push
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .expect("docker push prints the digest")
+        .to_string();
+
+    info!("phase: remove it locally, pull it back by tag and by digest");
+    ok(&[], &["docker", "rmi", "-f", &image]);
+    ok(&[], &["docker", "--config", cfg, "pull", &image]);
+    let by_digest = format!("{}@{digest}", image.rsplit_once(':').unwrap().0);
+    let pulled = ok(&[], &["docker", "--config", cfg, "pull", &by_digest]);
+    assert!(pulled.contains(&digest), "{pulled}");
+    let inspect = ok(
+        &[],
+        &[
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &image,
+        ],
+    );
+    assert!(inspect.contains(&digest), "{inspect}");
+    let _ = ok(&[], &["docker", "--config", cfg, "logout", &reg]);
+}
