@@ -796,3 +796,86 @@ fn docker_push_and_pull_with_a_login_token() {
     assert!(inspect.contains(&digest), "{inspect}");
     let _ = ok(&[], &["docker", "--config", cfg, "logout", &reg]);
 }
+
+/// A process killed when the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An agent pulls an image named by another registry: Debian's `docker-registry` (the
+/// reference implementation) serving plain HTTP on loopback.
+#[test]
+fn agents_pull_from_debians_docker_registry_on_loopback() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = swarm_testkit::free_port();
+    let config = tmp.path().join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(tmp.path().join("registry.log")).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("run docker-registry (Debian package docker-registry)");
+    let _registry = Killed(child);
+    wait_until("docker-registry serving", LONG, || {
+        let o = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/v2/")])
+            .output()
+            .ok()?;
+        o.status.success().then_some(())
+    })
+    .unwrap();
+    let src = tmp.path().join("src");
+    let md = oci_layout(&src, "v1", "v1");
+    let image = format!("127.0.0.1:{port}/ext/busybox:v1");
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{image}"),
+        ],
+    );
+
+    info!("phase: a service of that image runs; the agent pulled it over HTTP from loopback");
+    let c = managers(1, &[]);
+    c.ctl(
+        0,
+        &[
+            "service", "create", "--name", "ext", &image, "sleep", "3600",
+        ],
+    )
+    .unwrap();
+    wait_until("the service runs", LONG, || {
+        (swarm_integration::running(&c, 0, "ext").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "ext"), c.dump()));
+    let ls = c.ctl(0, &["image", "ls"]).unwrap();
+    assert!(
+        ls.contains(&format!("127.0.0.1:{port}/ext/busybox")),
+        "{ls}"
+    );
+    let out = c.ctl(0, &["image", "pull", &image]).unwrap();
+    assert!(
+        out.contains(&md),
+        "the pulled manifest is the one pushed: {out}"
+    );
+}

@@ -47,10 +47,13 @@ impl BlobStore {
         for d in ["blobs/sha256", "uploads", "tmp"] {
             std::fs::create_dir_all(root.join(d))?;
         }
-        // Leftovers of an interrupted run.
-        if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
+        // Leftovers of an interrupted run: partial copies, and uploads whose state (kept in
+        // memory) died with the process.
+        for d in ["tmp", "uploads"] {
+            if let Ok(rd) = std::fs::read_dir(root.join(d)) {
+                for e in rd.flatten() {
+                    let _ = std::fs::remove_file(e.path());
+                }
             }
         }
         Ok(BlobStore {

@@ -102,8 +102,23 @@ impl Registry {
                 .clone()
         };
         let _g = lock.lock().await;
-        if self.inner.blobs.verified(digest).await.map_err(io)? {
-            return Ok(true);
+        let forget = || {
+            self.inner
+                .fetching
+                .lock()
+                .expect("fetching lock")
+                .remove(digest);
+        };
+        match self.inner.blobs.verified(digest).await {
+            Ok(true) => {
+                forget();
+                return Ok(true);
+            }
+            Ok(false) => {}
+            Err(e) => {
+                forget();
+                return Err(io(e));
+            }
         }
         let mut found = false;
         for p in self.peers() {
@@ -118,11 +133,7 @@ impl Registry {
                 }
             }
         }
-        self.inner
-            .fetching
-            .lock()
-            .expect("fetching lock")
-            .remove(digest);
+        forget();
         Ok(found)
     }
 
