@@ -21,6 +21,11 @@ fn sha(b: &[u8]) -> String {
 /// An OCI image layout at `dir` with one image tagged `tag`: the busybox rootfs (variant
 /// `marker`) as one uncompressed layer. Returns the manifest digest.
 fn oci_layout(dir: &Path, marker: &str, tag: &str) -> String {
+    oci_layout_with(dir, marker, tag, &[])
+}
+
+/// Like [`oci_layout`], with more (uncompressed tar) layers on top of the busybox one.
+fn oci_layout_with(dir: &Path, marker: &str, tag: &str, extra: &[PathBuf]) -> String {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |b: &[u8]| {
@@ -30,17 +35,28 @@ fn oci_layout(dir: &Path, marker: &str, tag: &str) -> String {
     };
     let layer = std::fs::read(busybox_tar(marker)).unwrap();
     let (ld, ls) = put(&layer);
+    let mut more = Vec::new();
+    for e in extra {
+        more.push(put(&std::fs::read(e).unwrap()));
+    }
+    let diff_ids: Vec<String> = std::iter::once(ld.clone())
+        .chain(more.iter().map(|(d, _)| d.clone()))
+        .collect();
+    let layers: Vec<serde_json::Value> = std::iter::once((ld.clone(), ls))
+        .chain(more.iter().cloned())
+        .map(|(d, s)| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s}))
+        .collect();
     let config = serde_json::json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
-        "rootfs": {"type": "layers", "diff_ids": [ld]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
     });
     let (cd, cs) = put(config.to_string().as_bytes());
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
         "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
-        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": ld, "size": ls}],
+        "layers": layers,
     });
     let (md, ms) = put(manifest.to_string().as_bytes());
     let index = serde_json::json!({
@@ -877,5 +893,169 @@ fn agents_pull_from_debians_docker_registry_on_loopback() {
     assert!(
         out.contains(&md),
         "the pulled manifest is the one pushed: {out}"
+    );
+}
+
+/// Peak VmRSS (kB) of `pid` sampled until `stop` is set.
+fn sample_rss(pid: u32, stop: &std::sync::atomic::AtomicBool) -> u64 {
+    let mut peak = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    peak
+}
+
+/// Benchmark (BENCHMARKS.md, `deploy/bench/registry_pull.sh`): a 200 MB image pulled by three
+/// netns hosts at once from the cluster registry, against `docker pull` of the same image from
+/// Debian's docker-registry on loopback.
+#[test]
+#[ignore = "benchmark: deploy/bench/registry_pull.sh"]
+fn bench_registry_pull_200mb() {
+    init_tracing();
+    let mb: u64 = std::env::var("BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    ok(
+        &[],
+        &[
+            "sh",
+            "-c",
+            &format!("head -c {}M /dev/urandom > {}/data", mb, big.display()),
+        ],
+    );
+    let layer = tmp.path().join("big.tar");
+    ok(
+        &[],
+        &[
+            "tar",
+            "-C",
+            big.to_str().unwrap(),
+            "-cf",
+            layer.to_str().unwrap(),
+            "data",
+        ],
+    );
+    let src = tmp.path().join("src");
+    oci_layout_with(&src, "bench", "v1", std::slice::from_ref(&layer));
+    let (hosts, c) = hosts_cluster_with(3, 3, &["--log-level", "info"]);
+    let certs = cert_dir(&c, 0, tmp.path(), true);
+    let reg0 = c.nodes[0].registry.clone();
+    let t = std::time::Instant::now();
+    wait_until("push", LONG, || {
+        run(
+            &hosts.exec_prefix(0),
+            &[
+                "skopeo",
+                "copy",
+                "--dest-cert-dir",
+                certs.to_str().unwrap(),
+                &format!("oci:{}:v1", src.display()),
+                &format!("docker://{reg0}/bench/big:v1"),
+            ],
+        )
+        .status
+        .success()
+        .then_some(())
+    })
+    .unwrap();
+    let push_s = t.elapsed().as_secs_f64();
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let pids: Vec<u32> = (0..3).map(|i| c.nodes[i].pid().unwrap()).collect();
+    let (secs, rss) = std::thread::scope(|sc| {
+        let samplers: Vec<_> = pids
+            .iter()
+            .map(|p| {
+                let stop = &stop;
+                sc.spawn(move || sample_rss(*p, stop))
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        let pulls: Vec<_> = (0..3)
+            .map(|i| {
+                let c = &c;
+                sc.spawn(move || {
+                    let o = c.ctl(i, &["image", "pull", "bench/big:v1"]);
+                    (o, t.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        let secs: Vec<f64> = pulls
+            .into_iter()
+            .map(|h| {
+                let (o, s) = h.join().unwrap();
+                o.unwrap();
+                s
+            })
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let rss: Vec<u64> = samplers.into_iter().map(|h| h.join().unwrap()).collect();
+        (secs, rss)
+    });
+    let total = secs.iter().cloned().fold(0.0, f64::max);
+    let size_mb = (std::fs::metadata(&layer).unwrap().len()
+        + std::fs::metadata(busybox_tar("bench")).unwrap().len()) as f64
+        / 1e6;
+
+    // Docker's engine pulling the same image from Debian's docker-registry on loopback.
+    let port = swarm_testkit::free_port();
+    let config = tmp.path().join("registry.yml");
+    std::fs::write(&config, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", tmp.path().join("data").display())).unwrap();
+    let _registry = Killed(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("docker-registry", LONG, || {
+        Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/v2/")])
+            .output()
+            .ok()?
+            .status
+            .success()
+            .then_some(())
+    })
+    .unwrap();
+    let image = format!("127.0.0.1:{port}/bench/big:v1");
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{image}"),
+        ],
+    );
+    let _cleanup = DockerCleanup {
+        certs_d: tmp.path().join("none"),
+        images: vec![image.clone()],
+    };
+    let t = std::time::Instant::now();
+    ok(&[], &["docker", "pull", &image]);
+    let docker_s = t.elapsed().as_secs_f64();
+    println!(
+        "BENCH image {size_mb:.1} MB; push (skopeo, host 0) {push_s:.2}s; 3 hosts pulling at once: {:.2}s/{:.2}s/{:.2}s, all done {total:.2}s = {:.1} MB/s per host, {:.1} MB/s total; swarmd peak RSS during the pulls (MB): {:.0}/{:.0}/{:.0}; docker pull from docker-registry (one engine, loopback): {docker_s:.2}s = {:.1} MB/s",
+        secs[0], secs[1], secs[2],
+        size_mb / total, 3.0 * size_mb / total,
+        rss[0] as f64 / 1024.0, rss[1] as f64 / 1024.0, rss[2] as f64 / 1024.0,
+        size_mb / docker_s,
     );
 }
