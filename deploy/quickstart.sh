@@ -81,7 +81,9 @@ start() { # name port [join args]
         return 0
     fi
     mkdir -p "$DIR/$name"
-    "$BIN/swarmd" --state-dir "$DIR/$name" --listen-addr "127.0.0.1:$port" --hostname "$name" "$@" \
+    # Each manager's cluster registry on the gRPC port + 1000 (5242, 5243, 5244).
+    "$BIN/swarmd" --state-dir "$DIR/$name" --listen-addr "127.0.0.1:$port" \
+        --registry-addr "127.0.0.1:$((port + 1000))" --hostname "$name" "$@" \
         >>"$DIR/$name.log" 2>&1 &
     echo $! >"$DIR/$name/swarmd.pid"
 }

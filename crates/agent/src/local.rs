@@ -24,6 +24,8 @@ pub struct LocalService {
     managers: Managers,
     /// The image store, or why this node has none (runtime unavailable, fake executor).
     images: Result<Arc<NodeImages>, String>,
+    /// Registry client for `image pull|push` (None without an image store).
+    puller: Option<Arc<crate::pull::Puller>>,
 }
 
 impl LocalService {
@@ -38,7 +40,21 @@ impl LocalService {
             role,
             managers,
             images,
+            puller: None,
         }
+    }
+
+    /// Serves `image pull|push` with this registry client.
+    pub fn with_puller(mut self, p: Option<Arc<crate::pull::Puller>>) -> Self {
+        self.puller = p;
+        self
+    }
+
+    fn puller(&self) -> Result<&Arc<crate::pull::Puller>, Status> {
+        self.images()?;
+        self.puller.as_ref().ok_or_else(|| {
+            Status::failed_precondition("this node has no registry client (see its log)")
+        })
     }
 
     fn images(&self) -> Result<&Arc<NodeImages>, Status> {
@@ -78,6 +94,46 @@ fn report(r: Removed) -> (Vec<ImageInfo>, Option<GcReport>) {
 
 #[tonic::async_trait]
 impl Agent for LocalService {
+    async fn pull_image(
+        &self,
+        req: Request<swarm_api::agent::PullImageRequest>,
+    ) -> Result<Response<swarm_api::agent::PullImageResponse>, Status> {
+        let name = req.into_inner().name;
+        let puller = self.puller()?;
+        // No collection removes what the pull has stored before it is tagged.
+        let _shared = self.images()?.shared().await;
+        let digest = puller
+            .pull_now(&name)
+            .await
+            .map_err(|e| Status::failed_precondition(format!("pull {name}: {e}")))?;
+        tracing::info!(image = %name, %digest, "image pulled (image pull)");
+        Ok(Response::new(swarm_api::agent::PullImageResponse {
+            digest,
+        }))
+    }
+
+    async fn push_image(
+        &self,
+        req: Request<swarm_api::agent::PushImageRequest>,
+    ) -> Result<Response<swarm_api::agent::PushImageResponse>, Status> {
+        let r = req.into_inner();
+        let target = if r.target.is_empty() {
+            r.name.clone()
+        } else {
+            r.target.clone()
+        };
+        let puller = self.puller()?;
+        let _shared = self.images()?.shared().await;
+        let (digest, uploaded) = puller.push(&r.name, &target).await.map_err(|e| {
+            Status::failed_precondition(format!("push {} as {target}: {e}", r.name))
+        })?;
+        tracing::info!(image = %r.name, %target, %digest, uploaded, "image pushed");
+        Ok(Response::new(swarm_api::agent::PushImageResponse {
+            digest,
+            uploaded,
+        }))
+    }
+
     async fn import_image(
         &self,
         req: Request<Streaming<ImportChunk>>,

@@ -15,6 +15,8 @@ pub struct ManagerSet {
     channels: Mutex<HashMap<String, tonic::transport::Channel>>,
     /// TLS client configuration (the node's certificate); None = plaintext (tests only).
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The managers' cluster registry addresses (from heartbeat answers).
+    registries: Mutex<Vec<String>>,
 }
 
 impl ManagerSet {
@@ -27,6 +29,7 @@ impl ManagerSet {
             addrs: Mutex::new(addrs),
             channels: Mutex::default(),
             tls,
+            registries: Mutex::default(),
         })
     }
     pub fn addrs(&self) -> Vec<String> {
@@ -34,6 +37,17 @@ impl ManagerSet {
     }
     pub fn set(&self, addrs: Vec<String>) {
         *self.addrs.lock().expect("managers lock") = addrs;
+    }
+    /// The cluster registry addresses the managers last announced.
+    pub fn registries(&self) -> Vec<String> {
+        self.registries.lock().expect("registries lock").clone()
+    }
+    pub fn set_registries(&self, addrs: Vec<String>) {
+        *self.registries.lock().expect("registries lock") = addrs;
+    }
+    /// The node's TLS client configuration (None on plaintext test setups).
+    pub fn tls(&self) -> Option<Arc<rustls::ClientConfig>> {
+        self.tls.clone()
     }
     /// The address to try for attempt `idx` (callers move on to the next one after a
     /// failure); None while no manager is known.

@@ -48,6 +48,8 @@ pub struct RuntimeExecutor {
     runtime: Arc<Runtime>,
     images: Arc<NodeImages>,
     calls: Arc<tokio::sync::Semaphore>,
+    /// Pulls images a task needs and the node lacks (None: local images only).
+    puller: Option<Arc<crate::pull::Puller>>,
 }
 
 impl RuntimeExecutor {
@@ -64,7 +66,13 @@ impl RuntimeExecutor {
             images: NodeImages::new(Arc::new(images), runtime.clone()),
             runtime,
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_RUNTIME_CALLS)),
+            puller: None,
         })
+    }
+
+    /// Pull missing images from registries before creating containers.
+    pub fn set_puller(&mut self, puller: Arc<crate::pull::Puller>) {
+        self.puller = Some(puller);
     }
 
     /// The node's images (shared with the control socket's image commands).
@@ -288,6 +296,12 @@ impl Executor for RuntimeExecutor {
             // From resolving the image until the container pins its layers, no image removal
             // or garbage collection runs.
             let _shared = self.images.shared().await;
+            if let Some(p) = &self.puller {
+                let image = &task.spec.container.image;
+                p.ensure(image).await.map_err(|e| {
+                    ExecError::Rejected(format!("pulling image {image} failed: {e}"))
+                })?;
+            }
             let images = self.images.store().clone();
             let t = task.clone();
             let spec = self.limited(move || container_spec(&images, &t)).await??;

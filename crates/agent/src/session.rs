@@ -100,6 +100,9 @@ impl Session {
             .map_err(|_| "timed out".to_string())?
             .map_err(|s| s.message().to_string())?
             .into_inner();
+        if !resp.registries.is_empty() {
+            self.managers.set_registries(resp.registries.clone());
+        }
         Ok((
             Duration::from_millis(resp.period_ms.clamp(100, 60_000)),
             resp.managers,

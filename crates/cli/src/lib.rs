@@ -54,6 +54,9 @@ pub enum Command {
     /// Manage images of the local node.
     #[command(subcommand)]
     Image(commands::image::ImageCmd),
+    /// Access to the cluster registry.
+    #[command(subcommand)]
+    Registry(commands::registry::RegistryCmd),
     /// Show client and server versions.
     Version,
 }
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(c) => commands::node::run(&ctx, c).await,
         Command::Cluster(c) => commands::cluster::run(&ctx, c).await,
         Command::Image(c) => commands::image::run(&ctx, c).await,
+        Command::Registry(c) => commands::registry::run(&ctx, c).await,
         Command::Version => commands::version(&ctx).await,
     };
     match res {

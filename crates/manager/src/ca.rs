@@ -44,6 +44,21 @@ pub fn issue(
     cluster_id: &str,
     expiry: std::time::Duration,
 ) -> Result<String, CaError> {
+    issue_with_names(root, csr_pem, common_name, role, cluster_id, expiry, &[])
+}
+
+/// Like [`issue`], with extra subject alternative names (IP addresses or DNS names) besides
+/// [`swarm_api::tls::SERVER_NAME`]: the registry's server certificate names the addresses
+/// Docker and skopeo connect to.
+pub fn issue_with_names(
+    root: &RootCa,
+    csr_pem: &str,
+    common_name: &str,
+    role: &str,
+    cluster_id: &str,
+    expiry: std::time::Duration,
+    extra_names: &[String],
+) -> Result<String, CaError> {
     use rcgen::{
         CertificateSigningRequestParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
         Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
@@ -64,6 +79,17 @@ pub fn issue(
             .try_into()
             .map_err(|e| CaError(format!("{e}")))?,
     )];
+    for n in extra_names {
+        p.subject_alt_names
+            .push(match n.parse::<std::net::IpAddr>() {
+                Ok(ip) => SanType::IpAddress(ip),
+                Err(_) => SanType::DnsName(
+                    n.as_str()
+                        .try_into()
+                        .map_err(|e| CaError(format!("name {n:?}: {e}")))?,
+                ),
+            });
+    }
     p.is_ca = IsCa::NoCa;
     p.key_usages = vec![
         KeyUsagePurpose::DigitalSignature,

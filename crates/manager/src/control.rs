@@ -523,6 +523,41 @@ impl Control for ControlService {
         }))
     }
 
+    async fn registry_login_token(
+        &self,
+        req: Request<swarm_api::control::RegistryLoginTokenRequest>,
+    ) -> Result<Response<swarm_api::control::RegistryLoginTokenResponse>, Status> {
+        self.manager.read_barrier(false).await?;
+        let r = req.into_inner();
+        let scope = match r.scope.as_str() {
+            "pull" => crate::registry::access::Scope::Pull,
+            "push" => crate::registry::access::Scope::Push,
+            other => {
+                return Err(Status::invalid_argument(format!(
+                    "invalid scope {other:?}: use pull or push"
+                )))
+            }
+        };
+        if r.expires_secs == 0 || r.expires_secs > 366 * 24 * 3600 {
+            return Err(Status::invalid_argument(
+                "the token lifetime must be between 1 second and 366 days",
+            ));
+        }
+        let ttl = std::time::Duration::from_secs(r.expires_secs);
+        let token = crate::registry::login_token(&self.manager, scope, ttl)?;
+        tracing::info!(
+            scope = scope.as_str(),
+            secs = r.expires_secs,
+            "registry login token issued"
+        );
+        Ok(Response::new(
+            swarm_api::control::RegistryLoginTokenResponse {
+                token,
+                expires_at: swarm_api::now_ms() / 1000 + r.expires_secs,
+            },
+        ))
+    }
+
     async fn remove_node(&self, req: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {
         let r = req.into_inner();
         self.manager.read_barrier(false).await?;

@@ -13,6 +13,7 @@ pub mod nodes;
 pub mod orchestration;
 mod pages;
 pub mod raft;
+pub mod registry;
 pub mod store;
 pub mod supervise;
 

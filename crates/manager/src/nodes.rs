@@ -52,6 +52,25 @@ impl NodeServiceImpl {
             .collect()
     }
 
+    /// The cluster registry addresses of the managers still in the cluster (the answering
+    /// manager's own last: agents spread their pulls over the others first).
+    fn registry_addrs(&self) -> Vec<String> {
+        let me = self.manager.config().node_id.clone();
+        let mut v: Vec<(bool, String)> = self.manager.store().read(|s| {
+            s.registry_endpoints
+                .values()
+                .filter(|e| {
+                    s.nodes
+                        .get(&NodeId::new(e.id.clone()))
+                        .is_some_and(|n| n.manager_status.is_some())
+                })
+                .map(|e| (e.id != me.as_str(), e.addr.clone()))
+                .collect()
+        });
+        v.sort();
+        v.into_iter().map(|(_, a)| a).collect()
+    }
+
     /// Checks a join token against the cluster; returns the role it grants.
     fn check_token(&self, token: &str) -> Result<NodeRole, Status> {
         let t = JoinToken::parse(token).map_err(|e| Status::invalid_argument(e.to_string()))?;
@@ -357,6 +376,7 @@ impl NodeService for NodeServiceImpl {
                     .collect(),
                 desired_role: String::new(),
                 raft_id: 0,
+                registries: self.registry_addrs(),
             }));
         }
         if let Some(mut leader) = self.leader_client()? {
@@ -442,6 +462,7 @@ impl NodeService for NodeServiceImpl {
             managers: self.manager_addrs(),
             desired_role: desired_role.as_str().into(),
             raft_id,
+            registries: self.registry_addrs(),
         }))
     }
 }

@@ -70,4 +70,14 @@ pub struct Args {
     /// Log entries kept behind the last snapshot.
     #[arg(long, default_value_t = 1_000)]
     pub raft_logs_to_keep: u64,
+    /// Address the cluster registry (OCI Distribution API over HTTPS) listens on (managers).
+    #[arg(long, default_value = "0.0.0.0:4243")]
+    pub registry_addr: String,
+    /// Serve registry pulls to clients without a certificate or token.
+    #[arg(long)]
+    pub registry_anonymous_pull: bool,
+    /// A registry `HOST:PORT` the agent may pull from over plain HTTP (repeatable); other
+    /// registries are reached over HTTPS only (loopback registries may use HTTP).
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure_registries: Vec<String>,
 }

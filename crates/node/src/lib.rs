@@ -7,6 +7,7 @@ mod args;
 mod identity;
 mod metrics;
 mod node;
+mod registry;
 mod server;
 
 pub use args::Args;

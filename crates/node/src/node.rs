@@ -232,6 +232,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 shutdown_rx.clone(),
             );
         }
+        tasks.push(
+            crate::registry::start(
+                &args,
+                &id,
+                &description.hostname,
+                client_tls.clone(),
+                m.clone(),
+                shutdown_rx.clone(),
+            )
+            .await?,
+        );
         tracing::info!(node = %id.node_id, addr = %id.advertise_addr, "manager running");
         manager = Some(m);
     } else {
@@ -258,6 +269,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // A node whose runtime cannot open says so in every heartbeat: the managers keep it down
     // with this reason, and its tasks go elsewhere.
     let mut unavailable = String::new();
+    let mut puller = None;
     if args.executor == "fake" {
         let exec = std::sync::Arc::new(swarm_agent::executor::FakeExecutor::default());
         tokio::spawn(swarm_agent::worker::run(
@@ -271,7 +283,20 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         // Each swarmd gets its own cgroup parent, so several can share a host.
         let cgroup_parent = format!("swarm-{}", id.node_id.short());
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
-            Ok(exec) => {
+            Ok(mut exec) => {
+                match swarm_agent::pull::Puller::new(
+                    exec.images().store().clone(),
+                    managers.clone(),
+                    args.insecure_registries.clone(),
+                ) {
+                    Ok(p) => {
+                        exec.set_puller(p.clone());
+                        puller = Some(p);
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "image puller unavailable: tasks need imported images")
+                    }
+                }
                 let node_images = exec.images();
                 // Leftovers of an earlier run (containers removed while swarmd was down).
                 node_images.collect_soon();
@@ -310,7 +335,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         id.role,
         managers.clone(),
         images,
-    );
+    )
+    .with_puller(puller);
     tasks.push(crate::server::serve_unix(
         &sock,
         manager.clone(),

@@ -77,6 +77,8 @@ pub struct Daemon {
     pub prefix: Vec<String>,
     /// Extra environment of the daemon (e.g. a per-process fake clock); kept across restarts.
     pub env: Vec<(String, String)>,
+    /// The cluster registry address it serves on when it is a manager (`--registry-addr`).
+    pub registry: String,
 }
 
 impl Daemon {
@@ -204,6 +206,24 @@ impl Cluster {
             "--hostname".into(),
             name.clone(),
         ];
+        // Every daemon gets its own registry port (several managers share loopback).
+        let given = self
+            .extra_args
+            .iter()
+            .chain(extra)
+            .position(|a| a == "--registry-addr");
+        let all: Vec<&String> = self.extra_args.iter().chain(extra).collect();
+        let registry = match given.and_then(|i| all.get(i + 1)) {
+            Some(r) => r.to_string(),
+            None => {
+                let r = match ip {
+                    Some(ip) => format!("{ip}:4243"),
+                    None => format!("127.0.0.1:{}", free_port()),
+                };
+                args.extend(["--registry-addr".to_string(), r.clone()]);
+                r
+            }
+        };
         if !self
             .extra_args
             .iter()
@@ -224,6 +244,7 @@ impl Cluster {
             log,
             prefix,
             env: self.next_env.drain(..).collect(),
+            registry,
         });
         self.spawn(idx)?;
         Ok(idx)

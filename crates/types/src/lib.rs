@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod limits;
 pub mod objects;
+pub mod registry;
 pub mod spec;
 pub mod store;
 pub mod task;

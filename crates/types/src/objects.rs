@@ -23,14 +23,20 @@ pub enum ObjectKind {
     Node,
     Service,
     Task,
+    /// A repository of the cluster registry (`registry.rs`).
+    Repository,
+    /// A manager's registry address.
+    RegistryEndpoint,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [
+    pub const ALL: [ObjectKind; 6] = [
         ObjectKind::Cluster,
         ObjectKind::Node,
         ObjectKind::Service,
         ObjectKind::Task,
+        ObjectKind::Repository,
+        ObjectKind::RegistryEndpoint,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +44,8 @@ impl ObjectKind {
             ObjectKind::Node => "node",
             ObjectKind::Service => "service",
             ObjectKind::Task => "task",
+            ObjectKind::Repository => "repository",
+            ObjectKind::RegistryEndpoint => "registry endpoint",
         }
     }
 }
@@ -367,6 +375,8 @@ pub enum Object {
     Node(Node),
     Service(Service),
     Task(Task),
+    Repository(crate::registry::Repository),
+    RegistryEndpoint(crate::registry::RegistryEndpoint),
 }
 
 impl Object {
@@ -383,6 +393,8 @@ impl Object {
             Object::Node(_) => ObjectKind::Node,
             Object::Service(_) => ObjectKind::Service,
             Object::Task(_) => ObjectKind::Task,
+            Object::Repository(_) => ObjectKind::Repository,
+            Object::RegistryEndpoint(_) => ObjectKind::RegistryEndpoint,
         }
     }
     pub fn id(&self) -> &str {
@@ -391,6 +403,8 @@ impl Object {
             Object::Node(o) => o.id.as_str(),
             Object::Service(o) => o.id.as_str(),
             Object::Task(o) => o.id.as_str(),
+            Object::Repository(o) => o.id.as_str(),
+            Object::RegistryEndpoint(o) => o.id.as_str(),
         }
     }
     pub fn meta(&self) -> &Meta {
@@ -399,6 +413,8 @@ impl Object {
             Object::Node(o) => &o.meta,
             Object::Service(o) => &o.meta,
             Object::Task(o) => &o.meta,
+            Object::Repository(o) => &o.meta,
+            Object::RegistryEndpoint(o) => &o.meta,
         }
     }
     pub fn meta_mut(&mut self) -> &mut Meta {
@@ -407,6 +423,8 @@ impl Object {
             Object::Node(o) => &mut o.meta,
             Object::Service(o) => &mut o.meta,
             Object::Task(o) => &mut o.meta,
+            Object::Repository(o) => &mut o.meta,
+            Object::RegistryEndpoint(o) => &mut o.meta,
         }
     }
 }

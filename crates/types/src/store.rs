@@ -180,6 +180,12 @@ pub struct StoreState {
     pub nodes: BTreeMap<NodeId, Node>,
     pub services: BTreeMap<ServiceId, Service>,
     pub tasks: BTreeMap<TaskId, Task>,
+    /// Cluster registry repositories by name.
+    #[serde(default)]
+    pub repositories: BTreeMap<String, crate::registry::Repository>,
+    /// Registry endpoints by manager node id.
+    #[serde(default)]
+    pub registry_endpoints: BTreeMap<String, crate::registry::RegistryEndpoint>,
     /// Service name → id; derived, rebuilt after deserialization.
     #[serde(skip)]
     service_names: BTreeMap<String, ServiceId>,
@@ -233,6 +239,12 @@ impl StoreState {
             ObjectKind::Node => self.nodes.get(id).cloned().map(Object::Node),
             ObjectKind::Service => self.services.get(id).cloned().map(Object::Service),
             ObjectKind::Task => self.tasks.get(id).cloned().map(Object::Task),
+            ObjectKind::Repository => self.repositories.get(id).cloned().map(Object::Repository),
+            ObjectKind::RegistryEndpoint => self
+                .registry_endpoints
+                .get(id)
+                .cloned()
+                .map(Object::RegistryEndpoint),
         }
     }
 
@@ -268,7 +280,12 @@ impl StoreState {
     }
 
     pub fn count(&self) -> usize {
-        self.clusters.len() + self.nodes.len() + self.services.len() + self.tasks.len()
+        self.clusters.len()
+            + self.nodes.len()
+            + self.services.len()
+            + self.tasks.len()
+            + self.repositories.len()
+            + self.registry_endpoints.len()
     }
 
     fn insert(&mut self, obj: Object) -> Option<Object> {
@@ -289,6 +306,14 @@ impl StoreState {
                 old.map(Object::Service)
             }
             Object::Task(o) => self.tasks.insert(o.id.clone(), o).map(Object::Task),
+            Object::Repository(o) => self
+                .repositories
+                .insert(o.id.clone(), o)
+                .map(Object::Repository),
+            Object::RegistryEndpoint(o) => self
+                .registry_endpoints
+                .insert(o.id.clone(), o)
+                .map(Object::RegistryEndpoint),
         }
     }
 
@@ -304,6 +329,11 @@ impl StoreState {
                 Some(Object::Service(s))
             }
             ObjectKind::Task => self.tasks.remove(id).map(Object::Task),
+            ObjectKind::Repository => self.repositories.remove(id).map(Object::Repository),
+            ObjectKind::RegistryEndpoint => self
+                .registry_endpoints
+                .remove(id)
+                .map(Object::RegistryEndpoint),
         }
     }
 

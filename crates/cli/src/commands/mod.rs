@@ -3,6 +3,7 @@
 pub mod cluster;
 pub mod image;
 pub mod node;
+pub mod registry;
 pub mod service;
 
 use crate::client::Context;

@@ -282,6 +282,10 @@ pub fn normalize_name(name: &str) -> String {
     }
 }
 
+/// Layers unpacked by this process (tests check that a layer is unpacked once).
+#[cfg(test)]
+pub(crate) static UNPACKED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
 /// Content-addressed image store rooted at a directory.
 #[derive(Debug, Clone)]
 pub struct ImageStore {
@@ -752,6 +756,47 @@ impl ImageStore {
         if dst.is_dir() {
             return Ok(dst);
         }
+        // Once per layer: concurrent preparations of a fresh image (50 tasks starting at once)
+        // wait for the first unpack instead of each unpacking the layer and keeping one.
+        let lock_path = self.root.join("tmp").join(format!(
+            "unpack-{}.lock",
+            dst.file_name().and_then(|n| n.to_str()).unwrap_or("layer")
+        ));
+        let _unpacking = self.lock_file(&lock_path)?;
+        if dst.is_dir() {
+            return Ok(dst);
+        }
+        let res = self.unpack_layer_locked(layer, diff_id, &dst);
+        // The next preparation finds the directory (or, after a failure, tries again).
+        let _ = fs::remove_file(&lock_path);
+        res
+    }
+
+    /// Holds an exclusive flock on `p` (created if needed) until the guard drops.
+    fn lock_file(&self, p: &Path) -> Result<Lock, ImageError> {
+        let f = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(p)
+            .map_err(io_err(p))?;
+        // SAFETY: flock on an fd we own.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(ImageError::Io {
+                path: p.to_path_buf(),
+                source: io::Error::last_os_error(),
+            });
+        }
+        Ok(Lock(f))
+    }
+
+    fn unpack_layer_locked(
+        &self,
+        layer: &Descriptor,
+        diff_id: Option<&Digest>,
+        dst: &Path,
+    ) -> Result<PathBuf, ImageError> {
+        let dst = dst.to_path_buf();
         // Unique per call: concurrent preparations in one process (the agent starts many
         // tasks of a fresh image at once) must not unpack into the same directory.
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -810,6 +855,8 @@ impl ImageStore {
             }
             return Err(e);
         }
+        #[cfg(test)]
+        UNPACKED.lock().expect("unpacked lock").push(dst.clone());
         match fs::rename(&tmp, &dst) {
             Ok(()) => Ok(dst),
             Err(_) if dst.is_dir() => {

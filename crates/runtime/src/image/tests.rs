@@ -361,3 +361,46 @@ fn concurrent_prepares_of_a_fresh_image_all_succeed() {
         assert!(p.layers[0].join("bin/hello").is_file());
     }
 }
+
+#[test]
+fn a_fresh_layer_is_unpacked_once_however_many_prepare_it() {
+    // 50 tasks of a freshly imported image used to unpack its layer 50 times (issue 13).
+    let names: Vec<String> = (0..2000).map(|i| format!("f/{i:04}")).collect();
+    let mut entries: Vec<(&str, tar::EntryType, &[u8], Option<&str>)> =
+        vec![("f/", tar::EntryType::Directory, b"", None)];
+    for n in &names {
+        entries.push((n.as_str(), tar::EntryType::Regular, &[7u8; 512], None));
+    }
+    let t = tempfile::tempdir().unwrap();
+    let s = ImageStore::open(t.path()).unwrap();
+    s.import_rootfs_tar(
+        Cursor::new(tar_with(&entries)),
+        "many",
+        ImageConfig::default(),
+    )
+    .unwrap();
+    let start = std::sync::Barrier::new(8);
+    let results: Vec<_> = std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..8)
+            .map(|_| {
+                sc.spawn(|| {
+                    start.wait();
+                    s.prepare("many")
+                })
+            })
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let dst = results[0].as_ref().unwrap().layers[0].clone();
+    for r in &results {
+        assert_eq!(r.as_ref().unwrap().layers[0], dst);
+    }
+    assert!(dst.join("f/1999").is_file());
+    let n = UNPACKED
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|p| **p == dst)
+        .count();
+    assert_eq!(n, 1, "the layer was unpacked {n} times");
+}

@@ -22,6 +22,21 @@ pub enum ImageCmd {
     /// Delete unused data from this node's store: blobs of untagged images and unpacked layers
     /// no image or container uses (with --all, also every image no container uses).
     Prune(PruneArgs),
+    /// Pull an image into this node's store: NAME[:TAG] from the cluster registry, or
+    /// HOST[:PORT]/NAME[:TAG] from that registry.
+    Pull {
+        /// Image reference.
+        name: String,
+    },
+    /// Push an image of this node's store to the cluster registry (as NAME, or as TARGET,
+    /// which may name another registry). Needs a manager's node (workers may only pull);
+    /// elsewhere use skopeo or docker with `swarmctl registry login-token --push`.
+    Push {
+        /// Local image.
+        name: String,
+        /// Reference to push it as (default: NAME).
+        target: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -116,6 +131,30 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
     let ch = ctx.channel().await?;
     let mut client = AgentClient::new(ch).max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES);
     match cmd {
+        ImageCmd::Pull { name } => {
+            let r = client
+                .pull_image(swarm_api::agent::PullImageRequest { name: name.clone() })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            println!("{name}: pulled\nDigest: {}", r.digest);
+        }
+        ImageCmd::Push { name, target } => {
+            let r = client
+                .push_image(swarm_api::agent::PushImageRequest {
+                    name: name.clone(),
+                    target: target.clone().unwrap_or_default(),
+                })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            println!(
+                "{}: pushed ({} blobs uploaded)\nDigest: {}",
+                target.as_deref().unwrap_or(&name),
+                r.uploaded,
+                r.digest
+            );
+        }
         ImageCmd::Import(a) => {
             if a.name.trim().is_empty() || a.name.contains(char::is_whitespace) {
                 anyhow::bail!("invalid image name {:?}: expected NAME[:TAG]", a.name);

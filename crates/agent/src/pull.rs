@@ -1,0 +1,593 @@
+//! Pulling images into the node's store before a task starts. An image reference without a
+//! registry host means the cluster registry (the managers' `--registry-addr`, learned from
+//! heartbeat answers), reached over mutual TLS with the node's certificate; a reference naming
+//! a registry goes there, over HTTPS, or plain HTTP for loopback registries and those given as
+//! `swarmd --insecure-registry HOST:PORT`. Anonymous bearer tokens are fetched when a registry
+//! asks for one (Docker's token flow).
+//!
+//! Each image is pulled once per host however many tasks want it: concurrent callers share
+//! one pull (`inflight`). Layers download in parallel (at most [`PARALLEL_BLOBS`]), each
+//! streamed into the store through its digest check, so a bad byte fails the pull and nothing
+//! unverified is kept. Unpacking happens later, once per layer (`ImageStore::prepare`).
+//!
+//! Hand-written over reqwest rather than `oci-client`: we need the node's own TLS
+//! configuration (client certificate, cluster CA, manager-only server check) and streaming
+//! straight into our verifying image store; the protocol part (manifest negotiation, blob GET,
+//! anonymous token) is a few small functions.
+
+use crate::managers::Managers;
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::{StreamExt, TryStreamExt};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use swarm_runtime::image::{normalize_name, Digest, ImageStore};
+use swarm_types::registry::ImageRef;
+
+/// Blobs downloaded at once per pull.
+pub const PARALLEL_BLOBS: usize = 4;
+
+const ACCEPT: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+type PullFuture = Shared<BoxFuture<'static, Result<(), String>>>;
+
+pub struct Puller {
+    images: Arc<ImageStore>,
+    managers: Managers,
+    insecure: Vec<String>,
+    /// The cluster registry: the node certificate, the cluster CA.
+    cluster: Option<reqwest::Client>,
+    /// Other registries over HTTPS (system roots) or HTTP.
+    public: reqwest::Client,
+    inflight: Mutex<HashMap<String, PullFuture>>,
+}
+
+/// Why a pull from one registry address failed.
+enum PullError {
+    /// The registry answered with an error: final, it is the answer.
+    Registry(String),
+    /// Could not talk to it: another manager's registry may do.
+    Transport(String),
+}
+
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+fn system_roots() -> rustls::RootCertStore {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    for f in [
+        "/etc/ssl/certs/ca-certificates.crt",
+        "/etc/pki/tls/certs/ca-bundle.crt",
+    ] {
+        if let Ok(pem) = std::fs::read(f) {
+            for c in CertificateDer::pem_slice_iter(&pem).flatten() {
+                let _ = roots.add(c);
+            }
+            break;
+        }
+    }
+    roots
+}
+
+/// The OCI architecture name of this host.
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "arm" => "arm",
+        other => other,
+    }
+}
+
+fn is_loopback(host: &str) -> bool {
+    let h = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
+    let h = h.trim_start_matches('[').trim_end_matches(']');
+    h == "localhost"
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+impl Puller {
+    pub fn new(
+        images: Arc<ImageStore>,
+        managers: Managers,
+        insecure: Vec<String>,
+    ) -> Result<Arc<Puller>, String> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let cluster = match managers.tls() {
+            Some(cfg) => Some(
+                reqwest::Client::builder()
+                    .use_preconfigured_tls((*cfg).clone())
+                    .connect_timeout(Duration::from_secs(3))
+                    .build()
+                    .map_err(|e| format!("registry client: {e}"))?,
+            ),
+            None => None,
+        };
+        let mut public_tls = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| e.to_string())?
+            .with_root_certificates(system_roots())
+            .with_no_client_auth();
+        public_tls.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        let public = reqwest::Client::builder()
+            .use_preconfigured_tls(public_tls)
+            .connect_timeout(Duration::from_secs(5))
+            .build()
+            .map_err(|e| format!("registry client: {e}"))?;
+        Ok(Arc::new(Puller {
+            images,
+            managers,
+            insecure,
+            cluster,
+            public,
+            inflight: Mutex::default(),
+        }))
+    }
+
+    /// Makes sure `image` is in the node's store, pulling it when missing. Concurrent calls
+    /// for one image share a single pull.
+    pub async fn ensure(self: &Arc<Self>, image: &str) -> Result<(), String> {
+        let name = normalize_name(image);
+        if self.images.resolve(&name).is_ok() {
+            return Ok(());
+        }
+        let fut = {
+            let mut m = self.inflight.lock().expect("inflight lock");
+            m.entry(name.clone())
+                .or_insert_with(|| {
+                    let (me, n) = (self.clone(), name.clone());
+                    async move {
+                        let r = me.pull(&n).await;
+                        me.inflight.lock().expect("inflight lock").remove(&n);
+                        r
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        fut.await
+    }
+
+    /// Pulls `image` now (even when present: its tag may have moved), sharing a pull in
+    /// flight. Returns the manifest digest now tagged.
+    pub async fn pull_now(self: &Arc<Self>, image: &str) -> Result<String, String> {
+        let name = normalize_name(image);
+        let fut = {
+            let mut m = self.inflight.lock().expect("inflight lock");
+            m.entry(name.clone())
+                .or_insert_with(|| {
+                    let (me, n) = (self.clone(), name.clone());
+                    async move {
+                        let r = me.pull(&n).await;
+                        me.inflight.lock().expect("inflight lock").remove(&n);
+                        r
+                    }
+                    .boxed()
+                    .shared()
+                })
+                .clone()
+        };
+        fut.await?;
+        self.images
+            .resolve(&name)
+            .map(|d| d.to_string())
+            .map_err(|e| e.to_string())
+    }
+
+    /// Where an image reference's registry is: (client, base URL) per address to try.
+    fn targets(&self, r: &ImageRef) -> Result<Vec<(reqwest::Client, String)>, String> {
+        Ok(match &r.registry {
+            None => {
+                let client = self.cluster.clone().ok_or(
+                    "this node has no certificate (plaintext test setup): it cannot use the cluster registry",
+                )?;
+                let regs = self.managers.registries();
+                if regs.is_empty() {
+                    return Err("no cluster registry is known yet (the managers announce theirs in heartbeat answers); import the image with `swarmctl image import` or retry".into());
+                }
+                regs.into_iter()
+                    .map(|a| (client.clone(), format!("https://{a}")))
+                    .collect()
+            }
+            Some(h) if self.insecure.iter().any(|i| i == h) || is_loopback(h) => {
+                vec![(self.public.clone(), format!("http://{h}"))]
+            }
+            Some(h) => vec![(self.public.clone(), format!("https://{h}"))],
+        })
+    }
+
+    async fn pull(&self, name: &str) -> Result<(), String> {
+        let r = ImageRef::parse(name)?;
+        let started = std::time::Instant::now();
+        let targets = self.targets(&r)?;
+        let mut errors = Vec::new();
+        for (client, base) in targets {
+            match self.pull_from(&client, &base, &r, name).await {
+                Ok(bytes) => {
+                    tracing::info!(image = %name, registry = %base, bytes, ms = started.elapsed().as_millis() as u64, "image pulled");
+                    return Ok(());
+                }
+                Err(PullError::Registry(m)) => return Err(m),
+                Err(PullError::Transport(m)) => {
+                    tracing::warn!(image = %name, registry = %base, error = %m, "pull failed; trying the next registry");
+                    errors.push(format!("{base}: {m}"));
+                }
+            }
+        }
+        Err(format!("no registry reachable: {}", errors.join("; ")))
+    }
+
+    /// GET with the anonymous-token dance when the registry asks for a bearer token.
+    async fn get(
+        &self,
+        client: &reqwest::Client,
+        url: &str,
+        accept: Option<&str>,
+        token: &mut Option<String>,
+    ) -> Result<reqwest::Response, PullError> {
+        for _ in 0..2 {
+            let mut req = client.get(url);
+            if let Some(a) = accept {
+                req = req.header("accept", a);
+            }
+            if let Some(t) = token.as_ref() {
+                req = req.bearer_auth(t);
+            }
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| PullError::Transport(chain(&e)))?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
+                let challenge = resp
+                    .headers()
+                    .get("www-authenticate")
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .to_string();
+                match anonymous_token(client, &challenge).await {
+                    Some(t) => {
+                        *token = Some(t);
+                        continue;
+                    }
+                    None => return Err(registry_error(resp).await),
+                }
+            }
+            if !resp.status().is_success() {
+                return Err(registry_error(resp).await);
+            }
+            return Ok(resp);
+        }
+        Err(PullError::Registry(
+            "the registry refused the token it issued".into(),
+        ))
+    }
+
+    /// Pulls `r` from `base` into the store and tags it `name`; returns the bytes downloaded.
+    async fn pull_from(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        r: &ImageRef,
+        name: &str,
+    ) -> Result<u64, PullError> {
+        let repo = &r.repository;
+        let mut token = None;
+        let (mut bytes, mut media_type) = self
+            .manifest(client, base, repo, &r.reference, &mut token)
+            .await?;
+        let parse = |b: &[u8]| {
+            serde_json::from_slice::<serde_json::Value>(b).map_err(|e| {
+                PullError::Registry(format!("the registry sent an invalid manifest: {e}"))
+            })
+        };
+        let mut v = parse(&bytes)?;
+        if media_type.is_empty() {
+            media_type = v["mediaType"].as_str().unwrap_or_default().to_string();
+        }
+        if media_type.contains("index")
+            || media_type.contains("manifest.list")
+            || v.get("manifests").is_some()
+        {
+            let list = v["manifests"].as_array().cloned().unwrap_or_default();
+            let pick = list
+                .iter()
+                .find(|m| {
+                    m["platform"]["os"].as_str() == Some("linux")
+                        && m["platform"]["architecture"].as_str() == Some(arch())
+                })
+                .or(if list.len() == 1 { list.first() } else { None })
+                .ok_or_else(|| {
+                    PullError::Registry(format!(
+                        "{name} has no image for linux/{} (index of {} manifests)",
+                        arch(),
+                        list.len()
+                    ))
+                })?;
+            let d = pick["digest"].as_str().unwrap_or_default().to_string();
+            let (b, _) = self.manifest(client, base, repo, &d, &mut token).await?;
+            bytes = b;
+            v = parse(&bytes)?;
+        }
+        let mut blobs: Vec<(Digest, Option<u64>)> = Vec::new();
+        for desc in std::iter::once(&v["config"]).chain(
+            v["layers"]
+                .as_array()
+                .map(|a| a.iter().collect::<Vec<_>>())
+                .unwrap_or_default(),
+        ) {
+            let d = desc["digest"]
+                .as_str()
+                .and_then(|d| Digest::parse(d).ok())
+                .ok_or_else(|| {
+                    PullError::Registry(format!("{name}: manifest has a missing or invalid digest"))
+                })?;
+            blobs.push((d, desc["size"].as_u64()));
+        }
+        let missing: Vec<_> = blobs
+            .into_iter()
+            .filter(|(d, _)| !self.images.has_blob(d))
+            .collect();
+        let total: u64 = futures::stream::iter(missing.into_iter().map(|(d, size)| {
+            let token = token.clone();
+            async move { self.blob(client, base, repo, d, size, token).await }
+        }))
+        .buffer_unordered(PARALLEL_BLOBS)
+        .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
+        .await?;
+        let images = self.images.clone();
+        let n = name.to_string();
+        tokio::task::spawn_blocking(move || -> Result<(), String> {
+            let d = images.put_blob(&bytes).map_err(|e| e.to_string())?;
+            images.tag(&n, &d).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| PullError::Registry(e.to_string()))?
+        .map_err(|e| PullError::Registry(format!("storing {name}: {e}")))?;
+        Ok(total)
+    }
+
+    /// A manifest by tag or digest, verified against the digest asked for or announced.
+    async fn manifest(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        repo: &str,
+        reference: &str,
+        token: &mut Option<String>,
+    ) -> Result<(Vec<u8>, String), PullError> {
+        let url = format!("{base}/v2/{repo}/manifests/{reference}");
+        let resp = self.get(client, &url, Some(ACCEPT), token).await?;
+        let media_type = resp
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        let announced = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let bytes = resp
+            .bytes()
+            .await
+            .map_err(|e| PullError::Transport(chain(&e)))?;
+        if bytes.len() > swarm_types::registry::MAX_MANIFEST_BYTES {
+            return Err(PullError::Registry(format!(
+                "{repo}:{reference}: manifest larger than 4 MiB"
+            )));
+        }
+        let actual = Digest::of(&bytes);
+        let expected = if reference.starts_with("sha256:") {
+            Some(reference.to_string())
+        } else {
+            announced
+        };
+        if let Some(e) = expected {
+            if actual.as_str() != e {
+                return Err(PullError::Registry(format!(
+                    "{repo}:{reference}: manifest digest mismatch: got {actual}, expected {e}"
+                )));
+            }
+        }
+        Ok((bytes.to_vec(), media_type))
+    }
+
+    /// Streams one blob into the store through its digest (and size) check.
+    async fn blob(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        repo: &str,
+        d: Digest,
+        size: Option<u64>,
+        mut token: Option<String>,
+    ) -> Result<u64, PullError> {
+        let url = format!("{base}/v2/{repo}/blobs/{d}");
+        let resp = self.get(client, &url, None, &mut token).await?;
+        let stream = resp.bytes_stream().map_err(std::io::Error::other);
+        let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
+        let images = self.images.clone();
+        let d2 = d.clone();
+        tokio::task::spawn_blocking(move || images.put_blob_reader(reader, Some((&d2, size))))
+            .await
+            .map_err(|e| PullError::Transport(e.to_string()))?
+            .map(|(_, n)| n)
+            .map_err(|e| {
+                let m = e.to_string();
+                if m.contains("digest") {
+                    PullError::Registry(format!("blob {d}: {m}"))
+                } else {
+                    PullError::Transport(format!("blob {d}: {m}"))
+                }
+            })
+    }
+}
+
+impl Puller {
+    /// Pushes the local image `name` as `target` (blobs the registry lacks, then the
+    /// manifest). Returns (manifest digest, blobs uploaded).
+    pub async fn push(&self, name: &str, target: &str) -> Result<(String, u32), String> {
+        let r = ImageRef::parse(&normalize_name(target))?;
+        if r.is_digest() {
+            return Err(format!("push to a tag, not a digest: {target}"));
+        }
+        let images = self.images.clone();
+        let n = normalize_name(name);
+        let (md, bytes, media_type, blobs) = tokio::task::spawn_blocking(move || {
+            let md = images.resolve(&n).map_err(|e| e.to_string())?;
+            let bytes = images.read_blob(&md).map_err(|e| e.to_string())?;
+            let m = images.manifest(&md).map_err(|e| e.to_string())?;
+            let blobs: Vec<(Digest, u64)> = std::iter::once(&m.config)
+                .chain(m.layers.iter())
+                .map(|d| (d.digest.clone(), d.size))
+                .collect();
+            Ok::<_, String>((md, bytes, m.media_type, blobs))
+        })
+        .await
+        .map_err(|e| e.to_string())??;
+        let media_type =
+            media_type.unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".into());
+        let mut errors = Vec::new();
+        for (client, base) in self.targets(&r)? {
+            match self
+                .push_to(&client, &base, &r, &bytes, &media_type, &blobs)
+                .await
+            {
+                Ok(uploaded) => return Ok((md.to_string(), uploaded)),
+                Err(PullError::Registry(m)) => return Err(m),
+                Err(PullError::Transport(m)) => errors.push(format!("{base}: {m}")),
+            }
+        }
+        Err(format!("no registry reachable: {}", errors.join("; ")))
+    }
+
+    async fn push_to(
+        &self,
+        client: &reqwest::Client,
+        base: &str,
+        r: &ImageRef,
+        manifest: &[u8],
+        media_type: &str,
+        blobs: &[(Digest, u64)],
+    ) -> Result<u32, PullError> {
+        let repo = &r.repository;
+        let send = |req: reqwest::RequestBuilder| async move {
+            let resp = req
+                .send()
+                .await
+                .map_err(|e| PullError::Transport(chain(&e)))?;
+            if resp.status().is_success() {
+                Ok(resp)
+            } else {
+                Err(registry_error(resp).await)
+            }
+        };
+        let mut uploaded = 0;
+        for (d, _) in blobs {
+            let head = client
+                .head(format!("{base}/v2/{repo}/blobs/{d}"))
+                .send()
+                .await
+                .map_err(|e| PullError::Transport(chain(&e)))?;
+            if head.status().is_success() {
+                continue;
+            }
+            let f = tokio::fs::File::open(self.images.blob_path(d))
+                .await
+                .map_err(|e| PullError::Registry(format!("blob {d}: {e}")))?;
+            let body = reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(f));
+            send(
+                client
+                    .post(format!("{base}/v2/{repo}/blobs/uploads/?digest={d}"))
+                    .header("content-type", "application/octet-stream")
+                    .body(body),
+            )
+            .await?;
+            uploaded += 1;
+        }
+        send(
+            client
+                .put(format!("{base}/v2/{repo}/manifests/{}", r.reference))
+                .header("content-type", media_type)
+                .body(manifest.to_vec()),
+        )
+        .await?;
+        Ok(uploaded)
+    }
+}
+
+/// The registry's own error: the codes and messages of an OCI error body, else the status.
+async fn registry_error(resp: reqwest::Response) -> PullError {
+    let status = resp.status();
+    let url = resp.url().to_string();
+    let body = resp.text().await.unwrap_or_default();
+    let msgs: Vec<String> = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["errors"].as_array().cloned())
+        .unwrap_or_default()
+        .iter()
+        .map(|e| {
+            format!(
+                "{}: {}",
+                e["code"].as_str().unwrap_or("?"),
+                e["message"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    let detail = if msgs.is_empty() {
+        body.chars().take(200).collect::<String>()
+    } else {
+        msgs.join("; ")
+    };
+    let m = format!("registry answered {status} for {url}: {detail}");
+    if status.is_server_error() {
+        PullError::Transport(m)
+    } else {
+        PullError::Registry(m)
+    }
+}
+
+/// Docker's token flow, anonymously: `Bearer realm=...,service=...,scope=...`.
+async fn anonymous_token(client: &reqwest::Client, challenge: &str) -> Option<String> {
+    let rest = challenge.strip_prefix("Bearer ")?;
+    let mut params: HashMap<String, String> = HashMap::new();
+    for part in rest.split(',') {
+        let (k, v) = part.split_once('=')?;
+        params.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
+    }
+    let realm = params.remove("realm")?;
+    let resp = client.get(&realm).query(&params).send().await.ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.ok()?).ok()?;
+    v["token"]
+        .as_str()
+        .or(v["access_token"].as_str())
+        .map(str::to_string)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn loopback_hosts() {
+        assert!(super::is_loopback("127.0.0.1:5000"));
+        assert!(super::is_loopback("localhost:5000"));
+        assert!(super::is_loopback("[::1]:5000"));
+        assert!(!super::is_loopback("198.18.0.2:5000"));
+        assert!(!super::is_loopback("registry.example:443"));
+    }
+}

@@ -1,0 +1,1061 @@
+//! The cluster registry (issue 13) against clients nobody here wrote: Debian's skopeo pushes
+//! an OCI layout into a manager's registry and copies it back byte for byte; curl shows the
+//! refusals (malformed, huge, unknown blobs, digest mismatch, path traversal, no credentials)
+//! store nothing. On three netns hosts: an image pushed once runs on every host, survives the
+//! SIGKILL of the manager that took the push, a corrupt blob on disk is refetched from a
+//! peer, and a missing tag rejects the task with the registry's error.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use swarm_integration::{
+    busybox_tar, hosts_cluster_with, init_tracing, json_lines, managers, tasks, LONG,
+};
+use swarm_testkit::{wait_until, Cluster};
+use tracing::info;
+
+fn sha(b: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(b)))
+}
+
+/// An OCI image layout at `dir` with one image tagged `tag`: the busybox rootfs (variant
+/// `marker`) as one uncompressed layer. Returns the manifest digest.
+fn oci_layout(dir: &Path, marker: &str, tag: &str) -> String {
+    oci_layout_with(dir, marker, tag, &[])
+}
+
+/// Like [`oci_layout`], with more (uncompressed tar) layers on top of the busybox one.
+fn oci_layout_with(dir: &Path, marker: &str, tag: &str, extra: &[PathBuf]) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let put = |b: &[u8]| {
+        let d = sha(b);
+        std::fs::write(blobs.join(&d[7..]), b).unwrap();
+        (d, b.len())
+    };
+    let layer = std::fs::read(busybox_tar(marker)).unwrap();
+    let (ld, ls) = put(&layer);
+    let mut more = Vec::new();
+    for e in extra {
+        more.push(put(&std::fs::read(e).unwrap()));
+    }
+    let diff_ids: Vec<String> = std::iter::once(ld.clone())
+        .chain(more.iter().map(|(d, _)| d.clone()))
+        .collect();
+    let layers: Vec<serde_json::Value> = std::iter::once((ld.clone(), ls))
+        .chain(more.iter().cloned())
+        .map(|(d, s)| serde_json::json!({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": d, "size": s}))
+        .collect();
+    let config = serde_json::json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": ["sh"], "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": diff_ids},
+    });
+    let (cd, cs) = put(config.to_string().as_bytes());
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd, "size": cs},
+        "layers": layers,
+    });
+    let (md, ms) = put(manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": tag},
+        }],
+    });
+    std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
+    std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    md
+}
+
+/// A skopeo cert dir with the cluster CA and an admin client certificate (mutual TLS).
+fn cert_dir(c: &Cluster, i: usize, root: &Path, with_client: bool) -> PathBuf {
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let bundle = root.join(format!("bundle-{i}-{n}"));
+    c.ctl(
+        i,
+        &["cluster", "ca", "client-bundle", bundle.to_str().unwrap()],
+    )
+    .unwrap();
+    let dir = root.join(format!("certs-{i}-{n}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(bundle.join("ca.pem"), dir.join("ca.crt")).unwrap();
+    if with_client {
+        std::fs::copy(bundle.join("cert.pem"), dir.join("client.cert")).unwrap();
+        std::fs::copy(bundle.join("key.pem"), dir.join("client.key")).unwrap();
+    }
+    dir
+}
+
+fn run(prefix: &[String], args: &[&str]) -> std::process::Output {
+    let mut cmd = if prefix.is_empty() {
+        Command::new(args[0])
+    } else {
+        let mut c = Command::new(&prefix[0]);
+        c.args(&prefix[1..]).arg(args[0]);
+        c
+    };
+    cmd.args(&args[1..]).output().expect("run a client")
+}
+
+fn ok(prefix: &[String], args: &[&str]) -> String {
+    let o = run(prefix, args);
+    assert!(
+        o.status.success(),
+        "{args:?} failed: {}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).to_string()
+}
+
+/// curl against the registry: (status, headers+body).
+fn curl(ca: &Path, auth: Option<&str>, args: &[&str]) -> (u16, String) {
+    let mut a: Vec<String> = vec![
+        "curl".into(),
+        "-sS".into(),
+        "--path-as-is".into(),
+        "--cacert".into(),
+        ca.display().to_string(),
+        "-i".into(),
+        "-w".into(),
+        "\n%{http_code}".into(),
+    ];
+    if let Some(t) = auth {
+        a.extend(["-u".into(), format!("token:{t}")]);
+    }
+    a.extend(args.iter().map(|s| s.to_string()));
+    let o = Command::new(&a[0]).args(&a[1..]).output().unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let (body, code) = out.rsplit_once('\n').unwrap_or(("", "0"));
+    (code.trim().parse().unwrap_or(0), body.to_string())
+}
+
+fn registry_blobs(state_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(state_dir.join("registry/blobs/sha256"))
+        .map(|rd| {
+            rd.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+#[test]
+fn skopeo_round_trip_and_refusals() {
+    init_tracing();
+    let c = managers(1, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = c.nodes[0].registry.clone();
+    let src = tmp.path().join("src");
+    let md = oci_layout(&src, "v1", "v1");
+    let certs = cert_dir(&c, 0, tmp.path(), false);
+    wait_until("registry serving", LONG, || {
+        (curl(
+            &certs.join("ca.crt"),
+            None,
+            &[&format!("https://{reg}/v2/")],
+        )
+        .0 == 401)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: anonymous access is refused; a pull token cannot push");
+    let ca = certs.join("ca.crt");
+    let (code, out) = curl(&ca, None, &[&format!("https://{reg}/v2/_catalog")]);
+    assert_eq!(code, 401, "{out}");
+    assert!(
+        out.to_lowercase().contains("www-authenticate: basic"),
+        "{out}"
+    );
+    let push = c
+        .ctl(0, &["registry", "login-token", "--push", "--expires", "1h"])
+        .unwrap();
+    let push = push.trim();
+    let pull = c.ctl(0, &["registry", "login-token", "--pull"]).unwrap();
+    let pull = pull.trim();
+    let (code, out) = curl(
+        &ca,
+        Some(pull),
+        &["-X", "POST", &format!("https://{reg}/v2/x/blobs/uploads/")],
+    );
+    assert_eq!(code, 403, "{out}");
+    assert!(out.contains("DENIED"), "{out}");
+    let (code, out) = curl(
+        &ca,
+        Some("swreg1.forged.token"),
+        &[&format!("https://{reg}/v2/_catalog")],
+    );
+    assert_eq!(code, 401, "{out}");
+
+    info!(
+        "phase: skopeo pushes the OCI layout (login token) and copies it back (client certificate)"
+    );
+    let dest = format!("docker://{reg}/test/busybox:v1");
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--dest-cert-dir",
+            certs.to_str().unwrap(),
+            "--dest-creds",
+            &format!("u:{push}"),
+            &format!("oci:{}:v1", src.display()),
+            &dest,
+        ],
+    );
+    let mtls = cert_dir(&c, 0, tmp.path(), true);
+    let back = tmp.path().join("back");
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--src-cert-dir",
+            mtls.to_str().unwrap(),
+            &dest,
+            &format!("oci:{}:v1", back.display()),
+        ],
+    );
+    let idx: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(back.join("index.json")).unwrap()).unwrap();
+    assert_eq!(
+        idx["manifests"][0]["digest"], md,
+        "same manifest digest after the round trip"
+    );
+    for e in std::fs::read_dir(src.join("blobs/sha256"))
+        .unwrap()
+        .flatten()
+    {
+        let copy = back.join("blobs/sha256").join(e.file_name());
+        assert_eq!(
+            std::fs::read(e.path()).unwrap(),
+            std::fs::read(&copy).unwrap(),
+            "blob {:?} byte-identical",
+            e.file_name()
+        );
+    }
+    let inspect = ok(
+        &[],
+        &[
+            "skopeo",
+            "inspect",
+            "--raw",
+            "--cert-dir",
+            mtls.to_str().unwrap(),
+            &dest,
+        ],
+    );
+    assert_eq!(sha(inspect.as_bytes()), md);
+
+    info!("phase: tags, pagination, catalog");
+    let manifest = std::fs::read(src.join("blobs/sha256").join(&md[7..])).unwrap();
+    let mf = tmp.path().join("manifest.json");
+    std::fs::write(&mf, &manifest).unwrap();
+    let ct = "content-type: application/vnd.oci.image.manifest.v1+json";
+    for t in ["v2", "v3"] {
+        let (code, out) = curl(
+            &ca,
+            Some(push),
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                ct,
+                "--data-binary",
+                &format!("@{}", mf.display()),
+                &format!("https://{reg}/v2/test/busybox/manifests/{t}"),
+            ],
+        );
+        assert_eq!(code, 201, "{out}");
+        assert!(out.contains(&md), "{out}");
+    }
+    let (code, out) = curl(
+        &ca,
+        Some(pull),
+        &[&format!("https://{reg}/v2/test/busybox/tags/list?n=2")],
+    );
+    assert_eq!(code, 200, "{out}");
+    assert!(out.contains(r#""tags":["v1","v2"]"#), "{out}");
+    assert!(
+        out.to_lowercase()
+            .contains("link: </v2/test/busybox/tags/list?n=2&last=v2>; rel=\"next\""),
+        "{out}"
+    );
+    let (_, out) = curl(
+        &ca,
+        Some(pull),
+        &[&format!(
+            "https://{reg}/v2/test/busybox/tags/list?n=2&last=v2"
+        )],
+    );
+    assert!(
+        out.contains(r#""tags":["v3"]"#) && !out.to_lowercase().contains("link:"),
+        "{out}"
+    );
+    let (_, out) = curl(
+        &ca,
+        Some(pull),
+        &[
+            &format!("https://{reg}/v2/test/busybox/manifests/v3"),
+            "-X",
+            "DELETE",
+        ],
+    );
+    assert!(
+        out.contains("403") || out.contains("DENIED"),
+        "a pull token cannot delete: {out}"
+    );
+    let (code, out) = curl(
+        &ca,
+        Some(push),
+        &[
+            "-X",
+            "DELETE",
+            &format!("https://{reg}/v2/test/busybox/manifests/v3"),
+        ],
+    );
+    assert_eq!(code, 202, "{out}");
+    let (code, _) = curl(
+        &ca,
+        Some(pull),
+        &[&format!("https://{reg}/v2/test/busybox/manifests/v3")],
+    );
+    assert_eq!(code, 404);
+    let (code, out) = curl(
+        &ca,
+        Some(pull),
+        &[
+            "-r",
+            "0-9",
+            &format!(
+                "https://{reg}/v2/test/busybox/blobs/{}",
+                sha(&std::fs::read(busybox_tar("v1")).unwrap())
+            ),
+        ],
+    );
+    assert_eq!(code, 206, "{out}");
+    assert!(
+        out.to_lowercase().contains("content-range: bytes 0-9/"),
+        "{out}"
+    );
+
+    info!("phase: refusals store nothing");
+    let blobs_before = registry_blobs(c.state_dir(0));
+    let catalog = || {
+        let out = curl(&ca, Some(pull), &[&format!("https://{reg}/v2/_catalog")]).1;
+        out.rsplit("\r\n\r\n")
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    let before = catalog();
+    assert!(
+        before.contains(r#""repositories":["test/busybox"]"#),
+        "{before}"
+    );
+    let put_manifest = |name: &str, reference: &str, body_file: &Path| {
+        curl(
+            &ca,
+            Some(push),
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                ct,
+                "--data-binary",
+                &format!("@{}", body_file.display()),
+                &format!("https://{reg}/v2/{name}/manifests/{reference}"),
+            ],
+        )
+    };
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, b"{\"schemaVersion\":2,\"config\":").unwrap();
+    let (code, out) = put_manifest("refused/one", "v1", &bad);
+    assert_eq!(code, 400, "malformed: {out}");
+    assert!(out.contains("MANIFEST_INVALID"), "{out}");
+    let unknown = serde_json::json!({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(b"nope"), "size": 4},
+        "layers": [],
+    });
+    std::fs::write(&bad, unknown.to_string()).unwrap();
+    let (code, out) = put_manifest("refused/two", "v1", &bad);
+    assert_eq!(code, 400, "unknown blob: {out}");
+    assert!(out.contains("MANIFEST_BLOB_UNKNOWN"), "{out}");
+    let huge = tmp.path().join("huge.json");
+    let filler = "x".repeat(5 * 1024 * 1024);
+    std::fs::write(
+        &huge,
+        format!(r#"{{"schemaVersion":2,"annotations":{{"a":"{filler}"}}}}"#),
+    )
+    .unwrap();
+    let (code, out) = put_manifest("refused/three", "v1", &huge);
+    assert_eq!(code, 413, "huge: {out}");
+    let (code, out) = put_manifest("refused/four", &sha(b"other"), &mf);
+    assert_eq!(code, 400, "manifest digest mismatch: {out}");
+    assert!(out.contains("DIGEST_INVALID"), "{out}");
+    let wrong = sha(b"not the content");
+    let data = tmp.path().join("data.bin");
+    std::fs::write(&data, b"some content").unwrap();
+    let (code, out) = curl(
+        &ca,
+        Some(push),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", data.display()),
+            &format!("https://{reg}/v2/refused/five/blobs/uploads/?digest={wrong}"),
+        ],
+    );
+    assert_eq!(code, 400, "blob digest mismatch: {out}");
+    assert!(out.contains("DIGEST_INVALID"), "{out}");
+    let (code, _) = curl(
+        &ca,
+        Some(pull),
+        &[
+            "-I",
+            &format!("https://{reg}/v2/refused/five/blobs/{wrong}"),
+        ],
+    );
+    assert_eq!(code, 404);
+    for path in [
+        "/v2/../../etc/manifests/latest",
+        "/v2/a/../../b/manifests/latest",
+        "/v2/..%2f..%2fetc/manifests/latest",
+        "/v2/UPPER/manifests/latest",
+    ] {
+        let (code, out) = put_manifest(
+            path.trim_start_matches("/v2/")
+                .trim_end_matches("/manifests/latest"),
+            "latest",
+            &mf,
+        );
+        assert_eq!(code, 400, "{path}: {out}");
+        assert!(out.contains("NAME_INVALID"), "{path}: {out}");
+    }
+    let (code, out) = curl(
+        &ca,
+        Some(push),
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            ct,
+            "--data-binary",
+            &format!("@{}", mf.display()),
+            &format!("https://{reg}/v2/a/b/manifests/..%2f..%2fx"),
+        ],
+    );
+    assert_eq!(code, 400, "tag traversal: {out}");
+    assert_eq!(
+        catalog(),
+        before,
+        "no repository was created by a refused request"
+    );
+    assert_eq!(
+        registry_blobs(c.state_dir(0)),
+        blobs_before,
+        "no blob was stored by a refused request"
+    );
+    assert!(
+        std::fs::read_dir(c.state_dir(0).join("registry/tmp"))
+            .unwrap()
+            .next()
+            .is_none(),
+        "no temporary file left behind"
+    );
+
+    info!("phase: swarmctl image push from the node's store, image pull back into it");
+    swarm_integration::import(&c, 0, "mine/bb:v1", "v1");
+    let out = c.ctl(0, &["image", "push", "mine/bb:v1"]).unwrap();
+    // The layer is the rootfs skopeo pushed above (same bytes): only the config is new.
+    assert!(out.contains("pushed (1 blobs uploaded)"), "{out}");
+    let pushed = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Digest: "))
+        .unwrap()
+        .to_string();
+    assert!(catalog().contains("mine/bb"), "{}", catalog());
+    let out = c
+        .ctl(0, &["image", "push", "mine/bb:v1", "mine/bb:v2"])
+        .unwrap();
+    assert!(
+        out.contains("pushed (0 blobs uploaded)"),
+        "blobs already there: {out}"
+    );
+    c.ctl(0, &["image", "rm", "mine/bb:v1"]).unwrap();
+    let out = c.ctl(0, &["image", "pull", "mine/bb:v2"]).unwrap();
+    assert!(out.contains(&pushed), "pulled the pushed manifest: {out}");
+    assert!(c.ctl(0, &["image", "ls"]).unwrap().contains("mine/bb"));
+    let o = c.ctl_raw(0, &["image", "pull", "mine/bb:absent"]).unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        !o.status.success() && err.contains("MANIFEST_UNKNOWN"),
+        "{err}"
+    );
+}
+
+/// Hosts: three managers. The test pushes to host 0's registry from inside host 0.
+#[test]
+fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs() {
+    init_tracing();
+    let (mut hosts, mut c) = hosts_cluster_with(3, 3, &["--node-down-grace", "2s"]);
+    let tmp = tempfile::tempdir().unwrap();
+    let src = tmp.path().join("src");
+    let md = oci_layout(&src, "v85", "v1");
+    let certs = cert_dir(&c, 0, tmp.path(), true);
+    let p0 = hosts.exec_prefix(0);
+    let reg0 = c.nodes[0].registry.clone();
+    wait_until("three registry endpoints", LONG, || {
+        let eps = (0..3)
+            .filter(|i| std::fs::metadata(c.state_dir(*i).join("registry/blobs")).is_ok())
+            .count();
+        (eps == 3).then_some(())
+    })
+    .unwrap();
+
+    info!("phase: push once to host 0; the blobs are on at least two managers when skopeo returns");
+    wait_until("push", LONG, || {
+        let o = run(
+            &p0,
+            &[
+                "skopeo",
+                "copy",
+                "--preserve-digests",
+                "--dest-cert-dir",
+                certs.to_str().unwrap(),
+                &format!("oci:{}:v1", src.display()),
+                &format!("docker://{reg0}/app/busybox:v1"),
+            ],
+        );
+        if !o.status.success() {
+            info!("push not yet: {}", String::from_utf8_lossy(&o.stderr));
+        }
+        o.status.success().then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    let layer = sha(&std::fs::read(busybox_tar("v85")).unwrap());
+    let holders = (0..3)
+        .filter(|i| {
+            c.state_dir(*i)
+                .join("registry/blobs/sha256")
+                .join(&layer[7..])
+                .is_file()
+        })
+        .count();
+    assert!(
+        holders >= 2,
+        "the layer is on {holders} managers right after the push"
+    );
+
+    info!("phase: a 6-replica service of the pushed image runs on every host (each agent pulled)");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "app",
+            "--replicas",
+            "6",
+            "app/busybox:v1",
+            "sleep",
+            "3600",
+        ],
+    )
+    .unwrap();
+    wait_until("6 running on 3 hosts", LONG, || {
+        let r = swarm_integration::running(&c, 0, "app");
+        let nodes: std::collections::BTreeSet<_> = r.iter().map(|(_, n)| n.clone()).collect();
+        (r.len() == 6 && nodes.len() == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "app"), c.dump()));
+    for i in 0..3 {
+        let ls = c.ctl(i, &["image", "ls"]).unwrap();
+        assert!(
+            ls.contains("app/busybox"),
+            "n{} has the pulled image: {ls}",
+            i + 1
+        );
+    }
+
+    info!("phase: SIGKILL the manager that took the push; a new host still pulls");
+    c.kill(0);
+    let token = c.token(1, "worker").unwrap();
+    let h = hosts.add().unwrap();
+    let w = c.join_on(&hosts, h, 1, &token).unwrap();
+    swarm_integration::wait_socket(&c, w);
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "late",
+            "--constraint",
+            "node.hostname==n4",
+            "app/busybox:v1",
+            "sleep",
+            "3600",
+        ],
+    )
+    .unwrap();
+    wait_until("the new host runs the image", LONG, || {
+        (swarm_integration::running(&c, 1, "late").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 1, "late"), c.dump()));
+
+    info!(
+        "phase: a blob corrupted on one manager's disk is detected and fetched again from a peer"
+    );
+    let corrupt = c
+        .state_dir(1)
+        .join("registry/blobs/sha256")
+        .join(&layer[7..]);
+    let len = std::fs::metadata(&corrupt).unwrap().len();
+    std::fs::write(&corrupt, vec![0u8; len as usize]).unwrap();
+    let reg1 = c.nodes[1].registry.clone();
+    let out_dir = tmp.path().join("back");
+    ok(
+        &hosts.exec_prefix(1),
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--src-cert-dir",
+            certs.to_str().unwrap(),
+            &format!("docker://{reg1}/app/busybox:v1"),
+            &format!("oci:{}:v1", out_dir.display()),
+        ],
+    );
+    assert_eq!(
+        std::fs::read(out_dir.join("blobs/sha256").join(&layer[7..])).unwrap(),
+        std::fs::read(busybox_tar("v85")).unwrap(),
+        "the copy served is the good one"
+    );
+    assert_eq!(
+        sha(&std::fs::read(&corrupt).unwrap()),
+        layer,
+        "the manager's own copy was replaced"
+    );
+    assert!(
+        c.nodes[1].log_tail(2000).contains("corrupt on disk"),
+        "the corruption was logged"
+    );
+    let _ = md;
+
+    info!("phase: a missing tag rejects the task with the registry's error");
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "missing",
+            "app/busybox:nope",
+            "sleep",
+            "3600",
+        ],
+    )
+    .unwrap();
+    let err = wait_until("the task is rejected", LONG, || {
+        tasks(&c, 1, "missing")
+            .into_iter()
+            .find(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .unwrap_or("")
+                    .starts_with("Rejected")
+            })
+            .map(|t| t["Error"].as_str().unwrap_or("").to_string())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 1, "missing"), c.dump()));
+    info!("rejected with: {err}");
+    assert!(
+        err.contains("MANIFEST_UNKNOWN") && err.contains("app/busybox:nope"),
+        "{err}"
+    );
+    let _ = json_lines("");
+}
+
+/// Removes what the Docker test put on this machine, even when it fails.
+struct DockerCleanup {
+    certs_d: PathBuf,
+    images: Vec<String>,
+}
+
+impl Drop for DockerCleanup {
+    fn drop(&mut self) {
+        for i in &self.images {
+            let _ = Command::new("docker").args(["rmi", "-f", i]).output();
+        }
+        let _ = std::fs::remove_dir_all(&self.certs_d);
+    }
+}
+
+/// Docker's engine on this machine pushes to and pulls from the cluster registry with a
+/// login token (`docker login`), trusting the cluster CA through /etc/docker/certs.d.
+#[test]
+fn docker_push_and_pull_with_a_login_token() {
+    init_tracing();
+    let c = managers(1, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = c.nodes[0].registry.clone();
+    let certs = cert_dir(&c, 0, tmp.path(), false);
+    let certs_d = PathBuf::from("/etc/docker/certs.d").join(&reg);
+    let image = format!("{reg}/t85-{}/busybox:v1", std::process::id());
+    let _cleanup = DockerCleanup {
+        certs_d: certs_d.clone(),
+        images: vec![image.clone()],
+    };
+    std::fs::create_dir_all(&certs_d).unwrap();
+    std::fs::copy(certs.join("ca.crt"), certs_d.join("ca.crt")).unwrap();
+    wait_until("registry serving", LONG, || {
+        (curl(
+            &certs.join("ca.crt"),
+            None,
+            &[&format!("https://{reg}/v2/")],
+        )
+        .0 == 401)
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    let config = tmp.path().join("docker-config");
+    std::fs::create_dir_all(&config).unwrap();
+    let cfg = config.to_str().unwrap();
+    let token = c
+        .ctl(
+            0,
+            &["registry", "login-token", "--push", "--expires", "10m"],
+        )
+        .unwrap();
+
+    info!("phase: docker login with the token, import, push");
+    let mut login = Command::new("docker")
+        .args([
+            "--config",
+            cfg,
+            "login",
+            &reg,
+            "-u",
+            "swarm",
+            "--password-stdin",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write as _;
+    login
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(token.trim().as_bytes())
+        .unwrap();
+    let o = login.wait_with_output().unwrap();
+    assert!(
+        o.status.success(),
+        "docker login: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    ok(
+        &[],
+        &[
+            "docker",
+            "--config",
+            cfg,
+            "import",
+            busybox_tar("v1").to_str().unwrap(),
+            &image,
+        ],
+    );
+    let push = ok(&[], &["docker", "--config", cfg, "push", &image]);
+    info!("docker push: {push}");
+    let digest = push
+        .split_whitespace()
+        .find(|w| w.starts_with("sha256:"))
+        .expect("docker push prints the digest")
+        .to_string();
+
+    info!("phase: remove it locally, pull it back by tag and by digest");
+    ok(&[], &["docker", "rmi", "-f", &image]);
+    ok(&[], &["docker", "--config", cfg, "pull", &image]);
+    let by_digest = format!("{}@{digest}", image.rsplit_once(':').unwrap().0);
+    let pulled = ok(&[], &["docker", "--config", cfg, "pull", &by_digest]);
+    assert!(pulled.contains(&digest), "{pulled}");
+    let inspect = ok(
+        &[],
+        &[
+            "docker",
+            "image",
+            "inspect",
+            "--format",
+            "{{json .RepoDigests}}",
+            &image,
+        ],
+    );
+    assert!(inspect.contains(&digest), "{inspect}");
+    let _ = ok(&[], &["docker", "--config", cfg, "logout", &reg]);
+}
+
+/// A process killed when the test ends.
+struct Killed(std::process::Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// An agent pulls an image named by another registry: Debian's `docker-registry` (the
+/// reference implementation) serving plain HTTP on loopback.
+#[test]
+fn agents_pull_from_debians_docker_registry_on_loopback() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = swarm_testkit::free_port();
+    let config = tmp.path().join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            tmp.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(tmp.path().join("registry.log")).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("run docker-registry (Debian package docker-registry)");
+    let _registry = Killed(child);
+    wait_until("docker-registry serving", LONG, || {
+        let o = Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/v2/")])
+            .output()
+            .ok()?;
+        o.status.success().then_some(())
+    })
+    .unwrap();
+    let src = tmp.path().join("src");
+    let md = oci_layout(&src, "v1", "v1");
+    let image = format!("127.0.0.1:{port}/ext/busybox:v1");
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{image}"),
+        ],
+    );
+
+    info!("phase: a service of that image runs; the agent pulled it over HTTP from loopback");
+    let c = managers(1, &[]);
+    c.ctl(
+        0,
+        &[
+            "service", "create", "--name", "ext", &image, "sleep", "3600",
+        ],
+    )
+    .unwrap();
+    wait_until("the service runs", LONG, || {
+        (swarm_integration::running(&c, 0, "ext").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "ext"), c.dump()));
+    let ls = c.ctl(0, &["image", "ls"]).unwrap();
+    assert!(
+        ls.contains(&format!("127.0.0.1:{port}/ext/busybox")),
+        "{ls}"
+    );
+    let out = c.ctl(0, &["image", "pull", &image]).unwrap();
+    assert!(
+        out.contains(&md),
+        "the pulled manifest is the one pushed: {out}"
+    );
+}
+
+/// Peak VmRSS (kB) of `pid` sampled until `stop` is set.
+fn sample_rss(pid: u32, stop: &std::sync::atomic::AtomicBool) -> u64 {
+    let mut peak = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            if let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            {
+                peak = peak.max(kb);
+            }
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    peak
+}
+
+/// Benchmark (BENCHMARKS.md, `deploy/bench/registry_pull.sh`): a 200 MB image pulled by three
+/// netns hosts at once from the cluster registry, against `docker pull` of the same image from
+/// Debian's docker-registry on loopback.
+#[test]
+#[ignore = "benchmark: deploy/bench/registry_pull.sh"]
+fn bench_registry_pull_200mb() {
+    init_tracing();
+    let mb: u64 = std::env::var("BENCH_MB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let tmp = tempfile::tempdir().unwrap();
+    let big = tmp.path().join("big");
+    std::fs::create_dir_all(&big).unwrap();
+    ok(
+        &[],
+        &[
+            "sh",
+            "-c",
+            &format!("head -c {}M /dev/urandom > {}/data", mb, big.display()),
+        ],
+    );
+    let layer = tmp.path().join("big.tar");
+    ok(
+        &[],
+        &[
+            "tar",
+            "-C",
+            big.to_str().unwrap(),
+            "-cf",
+            layer.to_str().unwrap(),
+            "data",
+        ],
+    );
+    let src = tmp.path().join("src");
+    oci_layout_with(&src, "bench", "v1", std::slice::from_ref(&layer));
+    let (hosts, c) = hosts_cluster_with(3, 3, &["--log-level", "info"]);
+    let certs = cert_dir(&c, 0, tmp.path(), true);
+    let reg0 = c.nodes[0].registry.clone();
+    let t = std::time::Instant::now();
+    wait_until("push", LONG, || {
+        run(
+            &hosts.exec_prefix(0),
+            &[
+                "skopeo",
+                "copy",
+                "--dest-cert-dir",
+                certs.to_str().unwrap(),
+                &format!("oci:{}:v1", src.display()),
+                &format!("docker://{reg0}/bench/big:v1"),
+            ],
+        )
+        .status
+        .success()
+        .then_some(())
+    })
+    .unwrap();
+    let push_s = t.elapsed().as_secs_f64();
+
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let pids: Vec<u32> = (0..3).map(|i| c.nodes[i].pid().unwrap()).collect();
+    let (secs, rss) = std::thread::scope(|sc| {
+        let samplers: Vec<_> = pids
+            .iter()
+            .map(|p| {
+                let stop = &stop;
+                sc.spawn(move || sample_rss(*p, stop))
+            })
+            .collect();
+        let t = std::time::Instant::now();
+        let pulls: Vec<_> = (0..3)
+            .map(|i| {
+                let c = &c;
+                sc.spawn(move || {
+                    let o = c.ctl(i, &["image", "pull", "bench/big:v1"]);
+                    (o, t.elapsed().as_secs_f64())
+                })
+            })
+            .collect();
+        let secs: Vec<f64> = pulls
+            .into_iter()
+            .map(|h| {
+                let (o, s) = h.join().unwrap();
+                o.unwrap();
+                s
+            })
+            .collect();
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let rss: Vec<u64> = samplers.into_iter().map(|h| h.join().unwrap()).collect();
+        (secs, rss)
+    });
+    let total = secs.iter().cloned().fold(0.0, f64::max);
+    let size_mb = (std::fs::metadata(&layer).unwrap().len()
+        + std::fs::metadata(busybox_tar("bench")).unwrap().len()) as f64
+        / 1e6;
+
+    // Docker's engine pulling the same image from Debian's docker-registry on loopback.
+    let port = swarm_testkit::free_port();
+    let config = tmp.path().join("registry.yml");
+    std::fs::write(&config, format!("version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n", tmp.path().join("data").display())).unwrap();
+    let _registry = Killed(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_until("docker-registry", LONG, || {
+        Command::new("curl")
+            .args(["-sf", &format!("http://127.0.0.1:{port}/v2/")])
+            .output()
+            .ok()?
+            .status
+            .success()
+            .then_some(())
+    })
+    .unwrap();
+    let image = format!("127.0.0.1:{port}/bench/big:v1");
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--dest-tls-verify=false",
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{image}"),
+        ],
+    );
+    let _cleanup = DockerCleanup {
+        certs_d: tmp.path().join("none"),
+        images: vec![image.clone()],
+    };
+    let t = std::time::Instant::now();
+    ok(&[], &["docker", "pull", &image]);
+    let docker_s = t.elapsed().as_secs_f64();
+    println!(
+        "BENCH image {size_mb:.1} MB; push (skopeo, host 0) {push_s:.2}s; 3 hosts pulling at once: {:.2}s/{:.2}s/{:.2}s, all done {total:.2}s = {:.1} MB/s per host, {:.1} MB/s total; swarmd peak RSS during the pulls (MB): {:.0}/{:.0}/{:.0}; docker pull from docker-registry (one engine, loopback): {docker_s:.2}s = {:.1} MB/s",
+        secs[0], secs[1], secs[2],
+        size_mb / total, 3.0 * size_mb / total,
+        rss[0] as f64 / 1024.0, rss[1] as f64 / 1024.0, rss[2] as f64 / 1024.0,
+        size_mb / docker_s,
+    );
+}
