@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::logs::{LineWriter, Stream};
+use crate::options::ContainerOptions;
 use crate::spec::{self, NetworkMode, ProcessSpec, ResolvedUser, StdioMode};
 use crate::state::{self, ExitRecord, InitState, StateDir, StoredConfig};
 use crate::{caps, mounts, seccomp, sys};
@@ -264,6 +265,12 @@ fn container_init_inner(
     }
     // SAFETY: setsid has no arguments.
     unsafe { libc::setsid() };
+    // Namespaced sysctls (checked by the spec): /proc/sys answers for the namespaces of the
+    // writer, which are the container's from here on.
+    for (k, v) in &spec.options.sysctls {
+        let path = crate::options::sysctl_path(k);
+        fs::write(&path, v).map_err(sys_err(format!("set sysctl {k}={v}")))?;
+    }
     sys::mount(
         None,
         Path::new("/"),
@@ -311,7 +318,7 @@ fn container_init_inner(
     if spec.readonly_rootfs {
         mounts::readonly_root()?;
     }
-    let proc_ = prepare_process(&spec.process, &hostname)?;
+    let proc_ = prepare_process(&spec.process, &spec.options, &hostname)?;
     // Ready: tell P0, then wait for `start`.
     if let Some(w) = sync.take() {
         write_all_fd(w.as_raw_fd(), b"ok");
@@ -350,12 +357,64 @@ struct PreparedProcess {
     envp: Vec<CString>,
     cwd: String,
     user: ResolvedUser,
+    /// Bounding (and, for root, effective/permitted) capabilities.
+    caps: u64,
+    /// `(RLIMIT_*, soft, hard)`.
+    rlimits: Vec<(u32, u64, u64)>,
+    oom_score_adj: i32,
+    tty: bool,
 }
 
-fn prepare_process(p: &ProcessSpec, hostname: &str) -> Result<PreparedProcess, InitError> {
+/// Resolves supplementary groups (names or gids) against the container's /etc/group.
+fn resolve_groups(names: &[String], group: &str) -> Result<Vec<u32>, InitError> {
+    let mut out = Vec::new();
+    for g in names {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    InitError::Spec(spec::SpecError::InvalidUser {
+                        user: g.clone(),
+                        reason: format!("no group {g:?} in the container's /etc/group"),
+                    })
+                })?,
+        };
+        out.push(gid);
+    }
+    Ok(out)
+}
+
+fn prepare_process(
+    p: &ProcessSpec,
+    opts: &ContainerOptions,
+    hostname: &str,
+) -> Result<PreparedProcess, InitError> {
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
-    let user = spec::resolve_user(&spec::parse_user(&p.user)?, &passwd, &group)?;
+    let mut user = spec::resolve_user(&spec::parse_user(&p.user)?, &passwd, &group)?;
+    for g in resolve_groups(&opts.additional_groups, &group)? {
+        if !user.additional_gids.contains(&g) {
+            user.additional_gids.push(g);
+        }
+    }
+    let caps = opts
+        .capability_mask()
+        .map_err(|e| InitError::Spec(e.into()))?;
+    let rlimits = opts
+        .rlimits
+        .iter()
+        .map(|r| {
+            crate::options::rlimit_resource(&r.name)
+                .map(|res| (res, r.soft, r.hard))
+                .ok_or_else(|| {
+                    InitError::Spec(crate::options::OptionsError::Rlimit(r.name.clone()).into())
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut env = p.env.clone();
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.push(format!("HOSTNAME={hostname}"));
@@ -385,6 +444,10 @@ fn prepare_process(p: &ProcessSpec, hostname: &str) -> Result<PreparedProcess, I
         envp: env.iter().map(|a| c(a)).collect::<Result<_, _>>()?,
         cwd: cwd.display().to_string(),
         user,
+        caps,
+        rlimits,
+        oom_score_adj: opts.oom_score_adj.unwrap_or(0),
+        tty: opts.tty,
     })
 }
 
@@ -412,6 +475,35 @@ pub fn find_executable(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf
         .map(|d| Path::new(d).join(name))
         .find(|p| is_exec(p))
         .ok_or(InitError::NotFound { name: name.into() })
+}
+
+/// A new pty from the container's devpts (`/dev/ptmx`): (master, slave).
+fn open_pty() -> Result<(OwnedFd, OwnedFd), InitError> {
+    // SAFETY: posix_openpt with flags only.
+    let m = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if m < 0 {
+        return Err(last("open /dev/ptmx"));
+    }
+    // SAFETY: fresh fd we own.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    // SAFETY: master is a valid pty master fd.
+    if unsafe { libc::grantpt(master.as_raw_fd()) } != 0
+        || unsafe { libc::unlockpt(master.as_raw_fd()) } != 0
+    {
+        return Err(last("unlock pty"));
+    }
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: buffer of the given length.
+    if unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) } != 0 {
+        return Err(last("ptsname"));
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated path.
+    let s = unsafe { libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if s < 0 {
+        return Err(last("open pty slave"));
+    }
+    // SAFETY: fresh fd we own.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(s) }))
 }
 
 fn loopback_up() -> io::Result<()> {
@@ -486,9 +578,15 @@ fn supervise(
     }
     // SAFETY: fresh fd.
     let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
-    let pipes = match stdio {
-        StdioMode::Log => Some((pipe()?, pipe()?)),
-        StdioMode::Inherit => None,
+    // With a tty the workload's stdio is the slave of a pty from the container's own devpts,
+    // and the master is read like the stdout pipe (a terminal merges both streams).
+    let tty = match (stdio, p.tty) {
+        (StdioMode::Log, true) => Some(open_pty()?),
+        _ => None,
+    };
+    let pipes = match (stdio, &tty) {
+        (StdioMode::Log, None) => Some((pipe()?, pipe()?)),
+        _ => None,
     };
     let (err_r, err_w) = pipe()?;
     let child = fork()?;
@@ -497,6 +595,16 @@ fn supervise(
         // SAFETY: empty mask; the workload must not inherit our blocked signals.
         let empty = sigset(&[]);
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+        if let Some((_, slave)) = &tty {
+            // SAFETY: new session, the pty slave as controlling terminal and stdio.
+            unsafe {
+                libc::setsid();
+                libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0);
+                libc::dup2(slave.as_raw_fd(), 0);
+                libc::dup2(slave.as_raw_fd(), 1);
+                libc::dup2(slave.as_raw_fd(), 2);
+            }
+        }
         if let Some(((_, out_w), (_, errp_w))) = &pipes {
             let null = CString::new("/dev/null").expect("no NUL");
             // SAFETY: dup2 onto stdio of fds we own; open of a constant path.
@@ -509,7 +617,6 @@ fn supervise(
                 libc::dup2(errp_w.as_raw_fd(), 2);
             }
         }
-        let _ = fs::write("/proc/self/oom_score_adj", "0");
         let e = exec_workload(p, err_w.as_raw_fd());
         write_all_fd(err_w.as_raw_fd(), e.to_string().as_bytes());
         // SAFETY: leave the forked child without unwinding.
@@ -523,6 +630,10 @@ fn supervise(
         drop(ew);
         out_r = Some(or);
         errp_r = Some(er);
+    }
+    if let Some((master, slave)) = tty {
+        drop(slave);
+        out_r = Some(master);
     }
     let mut exec_error = String::new();
     let _ = fs::File::from(err_r).read_to_string(&mut exec_error);
@@ -684,7 +795,18 @@ fn write_exit(dir: &OwnedFd, rec: &ExitRecord) {
 /// P2/E1: drop privileges and exec. Returns only on error.
 fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
     let r = (|| -> Result<Never, InitError> {
-        let mask = caps::default_mask();
+        let _ = fs::write("/proc/self/oom_score_adj", p.oom_score_adj.to_string());
+        for (res, soft, hard) in &p.rlimits {
+            let lim = libc::rlimit {
+                rlim_cur: *soft as libc::rlim_t,
+                rlim_max: *hard as libc::rlim_t,
+            };
+            // SAFETY: setrlimit with a valid struct; still root with every capability here.
+            if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
+                return Err(last(&format!("setrlimit {res}")));
+            }
+        }
+        let mask = p.caps;
         caps::drop_bounding(mask).map_err(sys_err("drop capability bounding set"))?;
         caps::clear_ambient().map_err(sys_err("clear ambient capabilities"))?;
         let gids: Vec<libc::gid_t> = p.user.additional_gids.clone();
@@ -784,7 +906,7 @@ fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError> {
         .hostname
         .clone()
         .unwrap_or_else(|| cfg.spec.id.chars().take(12).collect());
-    let prepared = prepare_process(&proc_, &hostname)?;
+    let prepared = prepare_process(&proc_, &cfg.spec.options, &hostname)?;
     let (err_r, err_w) = pipe()?;
     let child = fork()?;
     if child == 0 {

@@ -303,11 +303,12 @@ impl Runtime {
 
     fn create_inner(
         &self,
-        spec: ContainerSpec,
+        mut spec: ContainerSpec,
         bundle: Option<PathBuf>,
         sd: &StateDir,
     ) -> Result<ContainerInfo, RuntimeError> {
         let id = spec.id.clone();
+        write_etc_files(&mut spec, &sd.dir)?;
         let cg = Cgroup::new(self.hierarchy.clone(), &self.cfg.cgroup_parent, &id);
         cg.create(&spec.resources)?;
         for d in [sd.rootfs()]
@@ -827,3 +828,31 @@ impl Runtime {
         Ok(set)
     }
 }
+
+/// Writes the container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` into its state
+/// dir and bind-mounts them (read-write, as Docker does) before any user mount, so that a
+/// user mount on one of these paths still wins.
+fn write_etc_files(spec: &mut ContainerSpec, dir: &Path) -> Result<(), RuntimeError> {
+    let Some(files) = spec.options.etc_files.clone() else {
+        return Ok(());
+    };
+    let mut binds = Vec::new();
+    for (name, body) in [
+        ("hosts", &files.hosts),
+        ("hostname", &files.hostname),
+        ("resolv.conf", &files.resolv_conf),
+    ] {
+        let p = dir.join(name);
+        fs::write(&p, body).map_err(ioe(&p))?;
+        binds.push(crate::spec::MountSpec::Bind {
+            source: p,
+            destination: Path::new("/etc").join(name),
+            readonly: false,
+            propagation: Default::default(),
+            copy_up: false,
+        });
+    }
+    spec.mounts.splice(0..0, binds);
+    Ok(())
+}
+
