@@ -54,6 +54,9 @@ pub enum Command {
     /// Manage images of the local node.
     #[command(subcommand)]
     Image(commands::image::ImageCmd),
+    /// Manage volumes of the local node.
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCmd),
     /// Show client and server versions.
     Version,
 }
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(c) => commands::node::run(&ctx, c).await,
         Command::Cluster(c) => commands::cluster::run(&ctx, c).await,
         Command::Image(c) => commands::image::run(&ctx, c).await,
+        Command::Volume(c) => commands::volume::run(&ctx, c).await,
         Command::Version => commands::version(&ctx).await,
     };
     match res {

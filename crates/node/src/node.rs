@@ -258,6 +258,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // A node whose runtime cannot open says so in every heartbeat: the managers keep it down
     // with this reason, and its tasks go elsewhere.
     let mut unavailable = String::new();
+    let mut volumes: Result<_, String> =
+        Err("it runs the fake executor (no containers, no volumes)".into());
     if args.executor == "fake" {
         let exec = std::sync::Arc::new(swarm_agent::executor::FakeExecutor::default());
         tokio::spawn(swarm_agent::worker::run(
@@ -272,6 +274,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let cgroup_parent = format!("swarm-{}", id.node_id.short());
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
             Ok(exec) => {
+                volumes = Ok(exec.volumes());
                 let node_images = exec.images();
                 // Leftovers of an earlier run (containers removed while swarmd was down).
                 node_images.collect_soon();
@@ -289,6 +292,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks");
                 unavailable = format!("container runtime unavailable: {e}");
                 images = Err(format!("its container runtime is unavailable: {e}"));
+                volumes = Err(format!("its container runtime is unavailable: {e}"));
             }
         }
     }
@@ -310,7 +314,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         id.role,
         managers.clone(),
         images,
-    );
+    )
+    .with_volumes(volumes);
     tasks.push(crate::server::serve_unix(
         &sock,
         manager.clone(),

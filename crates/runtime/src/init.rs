@@ -498,7 +498,12 @@ fn open_pty() -> Result<(OwnedFd, OwnedFd), InitError> {
         return Err(last("ptsname"));
     }
     // SAFETY: ptsname_r wrote a NUL-terminated path.
-    let s = unsafe { libc::open(name.as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let s = unsafe {
+        libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
     if s < 0 {
         return Err(last("open pty slave"));
     }
@@ -532,17 +537,26 @@ fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-/// Signals P1 forwards to the workload.
-const FORWARDED: &[i32] = &[
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGCONT,
-];
+/// Signals P1 forwards to the workload: every catchable one (so that any stop signal a
+/// service names reaches it), except SIGCHLD (the init's own) and the synchronous fault
+/// signals, which must keep killing the init itself if it faults.
+fn forwarded() -> Vec<i32> {
+    const NOT: &[i32] = &[
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGCHLD,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGSEGV,
+        libc::SIGSYS,
+    ];
+    (1..=31)
+        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+        .filter(|s| !NOT.contains(s))
+        .collect()
+}
 
 fn sigset(sigs: &[i32]) -> libc::sigset_t {
     // SAFETY: sigemptyset initializes the set.
@@ -566,7 +580,7 @@ fn supervise(
     log_fd: Option<OwnedFd>,
     started: OwnedFd,
 ) -> Result<ExitRecord, InitError> {
-    let mut all: Vec<i32> = FORWARDED.to_vec();
+    let mut all: Vec<i32> = forwarded();
     all.push(libc::SIGCHLD);
     let set = sigset(&all);
     // SAFETY: valid set; blocks signals so that signalfd receives them.

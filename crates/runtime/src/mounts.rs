@@ -828,9 +828,16 @@ mod tests {
         );
         assert!(matches!(
             &ops[bind],
-            MountOp::Bind { readonly: true, propagation: Some(Propagation::Rslave), kind: TargetKind::Dir, .. }
+            MountOp::Bind {
+                readonly: true,
+                propagation: Some(Propagation::Rslave),
+                kind: TargetKind::Dir,
+                ..
+            }
         ));
-        assert!(ops.contains(&MountOp::Confine { path: "/run".into() }));
+        assert!(ops.contains(&MountOp::Confine {
+            path: "/run".into()
+        }));
     }
 
     #[test]

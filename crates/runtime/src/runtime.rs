@@ -855,4 +855,3 @@ fn write_etc_files(spec: &mut ContainerSpec, dir: &Path) -> Result<(), RuntimeEr
     spec.mounts.splice(0..0, binds);
     Ok(())
 }
-

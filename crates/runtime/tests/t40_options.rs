@@ -28,7 +28,11 @@ fn a_mount_target_leaving_the_rootfs_through_a_symlink_is_refused() {
     let rootfs = tmp.path().join("rootfs");
     busybox_rootfs(&rootfs);
     // Followed on the host, ../../../.. from the rootfs reaches `/`, then the host dir.
-    let climb = format!("{}{}", "../".repeat(32), host.display().to_string().trim_start_matches('/'));
+    let climb = format!(
+        "{}{}",
+        "../".repeat(32),
+        host.display().to_string().trim_start_matches('/')
+    );
     std::os::unix::fs::symlink(&climb, rootfs.join("evil")).unwrap();
     std::os::unix::fs::symlink("/srv", rootfs.join("inside")).unwrap();
     std::fs::create_dir(rootfs.join("srv")).unwrap();
@@ -49,7 +53,10 @@ fn a_mount_target_leaving_the_rootfs_through_a_symlink_is_refused() {
     });
     let e = h.rt().create(s).unwrap_err().to_string();
     assert!(e.contains("/evil/x is refused"), "{e}");
-    assert!(e.contains("leads out of the container's root filesystem"), "{e}");
+    assert!(
+        e.contains("leads out of the container's root filesystem"),
+        "{e}"
+    );
     assert!(!host.join("x").exists(), "nothing created on the host");
 
     let src = tmp.path().join("bindsrc");
@@ -198,7 +205,10 @@ fn process_knobs_reach_the_workload() {
 #[test]
 fn cap_drop_all_takes_chown_away() {
     let h = Harness::new();
-    let mut s = h.spec("nocaps", "chown 1:1 /tmp && echo CHOWNED; grep CapBnd /proc/self/status");
+    let mut s = h.spec(
+        "nocaps",
+        "chown 1:1 /tmp && echo CHOWNED; grep CapBnd /proc/self/status",
+    );
     s.options.cap_drop = vec!["ALL".into()];
     let (_, out) = run(&h, s);
     assert!(!out.contains("CHOWNED"), "{out}");

@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod image;
 pub mod node;
 pub mod service;
+pub mod volume;
 
 use crate::client::Context;
 

@@ -1,5 +1,6 @@
 //! `swarmctl service ...`
 
+mod container_flags;
 mod create;
 mod flags;
 mod history;
