@@ -820,7 +820,9 @@ fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
                 return Err(last(&format!("setrlimit {res}")));
             }
         }
-        let mask = p.caps;
+        // Only what this process still holds: capset refuses anything else (a kernel's
+        // unknown bits, capabilities the host withheld from us).
+        let mask = p.caps & caps::bounding_set();
         caps::drop_bounding(mask).map_err(sys_err("drop capability bounding set"))?;
         caps::clear_ambient().map_err(sys_err("clear ambient capabilities"))?;
         let gids: Vec<libc::gid_t> = p.user.additional_gids.clone();

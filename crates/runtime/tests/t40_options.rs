@@ -216,6 +216,18 @@ fn cap_drop_all_takes_chown_away() {
 }
 
 #[test]
+fn cap_add_all_gives_every_capability_this_kernel_knows() {
+    let h = Harness::new();
+    let mut s = h.spec("allcaps", "grep CapEff /proc/self/status");
+    s.options.cap_add = vec!["ALL".into()];
+    s.options.cap_drop = vec!["CHOWN".into()];
+    let (code, out) = run(&h, s);
+    assert_eq!(code, 0, "{out}");
+    let want = swarm_runtime::caps::bounding_set() & !1;
+    assert!(out.contains(&format!("CapEff:\t{want:016x}")), "{out}");
+}
+
+#[test]
 fn tty_gives_the_workload_a_terminal() {
     let h = Harness::new();
     let mut s = h.spec("tty", "tty; [ -t 0 ] && [ -t 1 ] && echo IS-A-TTY");

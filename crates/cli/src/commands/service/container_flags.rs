@@ -3,7 +3,6 @@
 //! `--stop-signal`, `--oom-score-adj`, `--limit-pids`, `--tty`; on update the list flags
 //! become `--X-add` / `--X-rm`).
 
-use crate::parse;
 use clap::Args;
 use swarm_types::container::{Mount, Ulimit};
 use swarm_types::spec::ContainerSpec;
@@ -17,7 +16,10 @@ fn ulimit(s: &str) -> Result<Ulimit, String> {
 }
 
 fn sysctl(s: &str) -> Result<(String, String), String> {
-    parse::key_value(s).map_err(|_| format!("invalid sysctl {s:?}: expected NAME=VALUE"))
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("invalid sysctl {s:?}: expected NAME=VALUE")),
+    }
 }
 
 #[derive(Args, Debug, Clone, Default)]
