@@ -58,7 +58,9 @@ fn a_named_volume_outlives_its_tasks_and_is_managed_per_node() {
         format!("t65-etc-{}", std::process::id()),
     );
 
-    info!("phase: a service writes into a named volume; a second volume is populated from the image");
+    info!(
+        "phase: a service writes into a named volume; a second volume is populated from the image"
+    );
     c.ctl(
         0,
         &[
@@ -88,7 +90,10 @@ fn a_named_volume_outlives_its_tasks_and_is_managed_per_node() {
         "the image's /etc was copied into the new volume"
     );
     assert!(
-        !sd.join("volumes").join(&data).join("_data/image-version").exists(),
+        !sd.join("volumes")
+            .join(&data)
+            .join("_data/image-version")
+            .exists(),
         "/data was empty in the image: nothing copied"
     );
 
@@ -106,24 +111,39 @@ fn a_named_volume_outlives_its_tasks_and_is_managed_per_node() {
     info!("phase: volume ls and inspect; removal refused while in use");
     let ls = json_lines(&c.ctl(0, &["volume", "ls", "--format", "json"]).unwrap());
     let names: Vec<&str> = ls.iter().filter_map(|v| v["Name"].as_str()).collect();
-    assert!(names.contains(&data.as_str()) && names.contains(&etc.as_str()), "{ls:?}");
+    assert!(
+        names.contains(&data.as_str()) && names.contains(&etc.as_str()),
+        "{ls:?}"
+    );
     let insp: serde_json::Value =
         serde_json::from_str(&c.ctl(0, &["volume", "inspect", &data]).unwrap()).unwrap();
     assert_eq!(insp[0]["Driver"], "local");
     assert_eq!(insp[0]["Labels"]["team"], "t65");
     // The replaced task's container (stopped, kept until the task is reaped) still counts,
     // as a stopped container does in Docker.
-    assert!(insp[0]["UsageData"]["RefCount"].as_u64() >= Some(1), "{insp}");
+    assert!(
+        insp[0]["UsageData"]["RefCount"].as_u64() >= Some(1),
+        "{insp}"
+    );
     assert_eq!(
         insp[0]["Mountpoint"].as_str().unwrap(),
-        sd.join("volumes").join(&data).join("_data").to_str().unwrap()
+        sd.join("volumes")
+            .join(&data)
+            .join("_data")
+            .to_str()
+            .unwrap()
     );
     let o = c.ctl_raw(0, &["volume", "rm", &data]).unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains(&format!("volume {data} is in use by")), "{err}");
+    assert!(
+        err.contains(&format!("volume {data} is in use by")),
+        "{err}"
+    );
     assert!(starts.exists());
-    let o = c.ctl_raw(0, &["volume", "ls", "--node", "nosuchnode"]).unwrap();
+    let o = c
+        .ctl_raw(0, &["volume", "ls", "--node", "nosuchnode"])
+        .unwrap();
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("volumes are local to each node"), "{err}");
     let me = c.ctl(0, &["volume", "ls", "-q", "--node", "self"]).unwrap();
@@ -186,7 +206,9 @@ fn binds_tmpfs_and_process_flags_do_what_they_say() {
         ],
     )
     .unwrap();
-    let r = read_when(&out.join("result"), "the knobs report", |s| s.contains("DONE"));
+    let r = read_when(&out.join("result"), "the knobs report", |s| {
+        s.contains("DONE")
+    });
     info!("report:\n{r}");
     for want in [
         "RO-OK",
@@ -223,7 +245,9 @@ fn binds_tmpfs_and_process_flags_do_what_they_say() {
         ],
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let r = read_when(&out.join("result2"), "the second report", |s| s.contains("DONE"));
+    let r = read_when(&out.join("result2"), "the second report", |s| {
+        s.contains("DONE")
+    });
     assert!(r.contains("CHOWN-DENIED"), "CHOWN dropped explicitly:\n{r}");
     assert!(r.contains("PING-OK"), "NET_RAW kept:\n{r}");
 
@@ -289,7 +313,11 @@ fn binds_tmpfs_and_process_flags_do_what_they_say() {
 
     info!("phase: bad flags are refused before anything is written");
     for (flag, val, want) in [
-        ("--mount", "type=volume,target=/x,volume-driver=nfs", "only the local driver"),
+        (
+            "--mount",
+            "type=volume,source=v,target=/x,volume-driver=nfs",
+            "only the local driver",
+        ),
         ("--sysctl", "kernel.panic=1", "not namespaced"),
         ("--cap-add", "FLY", "unknown capability"),
         ("--ulimit", "nofile=2:1", "above the hard limit"),
