@@ -269,7 +269,8 @@ impl Mount {
                     }
                 }
                 let o = &self.volume_options;
-                if !o.is_empty() && !(o.contains_key("type") && o.contains_key("device")) {
+                let complete = o.contains_key("type") && o.contains_key("device");
+                if !o.is_empty() && !complete {
                     return Err(bad(
                         &me,
                         "volume-opt needs both type and device (e.g. volume-opt=type=tmpfs,volume-opt=device=tmpfs,volume-opt=o=size=64m)",
