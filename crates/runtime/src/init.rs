@@ -346,7 +346,14 @@ fn container_init_inner(
         error: Some(format!("container init failed: {e}")),
     });
     write_exit(&dir_fd, &rec);
-    std::process::exit(0)
+    // The init's own status is the workload's (128 + signal when it was killed), for
+    // callers that reap the init themselves, as containerd's runc shim does: that is how a
+    // container's exit status reaches Docker.
+    std::process::exit(
+        rec.code
+            .unwrap_or_else(|| 128 + rec.signal.unwrap_or(0))
+            .clamp(0, 255),
+    )
 }
 
 /// Everything P2 needs, resolved inside the container before "ready" so that errors (no such

@@ -310,10 +310,7 @@ mod tests {
             ..Default::default()
         };
         o.validate(NetworkMode::None).unwrap();
-        assert_eq!(
-            rlimit_resource("RLIMIT_NOFILE"),
-            Some(libc::RLIMIT_NOFILE)
-        );
+        assert_eq!(rlimit_resource("RLIMIT_NOFILE"), Some(libc::RLIMIT_NOFILE));
         o.rlimits[0].soft = 30;
         assert!(matches!(
             o.validate(NetworkMode::None),
