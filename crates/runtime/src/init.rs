@@ -81,6 +81,10 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub user: Option<String>,
     pub cwd: Option<String>,
+    /// Detached (runc's `exec --detach --pid-file`): write the command's host pid here once
+    /// it runs and exit without waiting; the caller (a subreaper) reaps it.
+    #[serde(default)]
+    pub detach_pid_file: Option<PathBuf>,
 }
 
 /// Call first thing in `main` of any binary that hosts the runtime (swarmd, swarm-runtime):
@@ -813,6 +817,33 @@ fn write_exit(dir: &OwnedFd, rec: &ExitRecord) {
     }
 }
 
+/// Writes `pid` to `name` in directory `dir` through a temporary file renamed into place.
+fn write_pid_at(dir: RawFd, name: &Path, pid: libc::pid_t) -> io::Result<()> {
+    let mut tmp = name.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp_c = sys::cstr(Path::new(&tmp))?;
+    let fin = sys::cstr(name)?;
+    // SAFETY: *at calls on a directory fd we hold with valid C strings; the fd we open is
+    // closed once, by us.
+    unsafe {
+        let fd = libc::openat(
+            dir,
+            tmp_c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        write_all_fd(fd, pid.to_string().as_bytes());
+        libc::close(fd);
+        if libc::renameat(dir, tmp_c.as_ptr(), dir, fin.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// P2/E1: drop privileges and exec. Returns only on error.
 fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
     let r = (|| -> Result<Never, InitError> {
@@ -897,6 +928,23 @@ fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError> {
         return Err(InitError::NotRunning);
     }
     sys::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
+    // The pid file is a host path: its directory is opened before entering the container's
+    // mount namespace.
+    let pid_dir = match &req.detach_pid_file {
+        Some(pf) => {
+            let dir = pf.parent().filter(|d| !d.as_os_str().is_empty());
+            Some(
+                sys::openat(
+                    libc::AT_FDCWD,
+                    dir.unwrap_or(Path::new(".")),
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    0,
+                )
+                .map_err(sys_err(format!("open the directory of {}", pf.display())))?,
+            )
+        }
+        None => None,
+    };
     join_cgroup(&cfg.cgroup_dirs)?;
     let mut nsfds = Vec::new();
     for ns in ["cgroup", "ipc", "uts", "net", "pid", "mnt"] {
@@ -933,7 +981,9 @@ fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError> {
     let (err_r, err_w) = pipe()?;
     let child = fork()?;
     if child == 0 {
-        let _ = sys::set_parent_death_signal(libc::SIGKILL);
+        if req.detach_pid_file.is_none() {
+            let _ = sys::set_parent_death_signal(libc::SIGKILL);
+        }
         let e = exec_workload(&prepared, err_w.as_raw_fd());
         write_all_fd(err_w.as_raw_fd(), e.to_string().as_bytes());
         // SAFETY: leave the forked child without unwinding.
@@ -941,7 +991,20 @@ fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError> {
     }
     drop(err_w);
     let mut msg = String::new();
+    // Returns once the command has exec'd (the pipe is close-on-exec) or failed to.
     let _ = fs::File::from(err_r).read_to_string(&mut msg);
+    if let Some(pf) = &req.detach_pid_file {
+        if !msg.is_empty() {
+            wait_status(child);
+            eprintln!("swarm-runtime exec: {msg}");
+            return Ok(127);
+        }
+        let name = pf.file_name().unwrap_or_default();
+        let dir = pid_dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+        write_pid_at(dir, Path::new(name), child)
+            .map_err(sys_err(format!("write pid file {}", pf.display())))?;
+        return Ok(0);
+    }
     let st = wait_status(child).unwrap_or(0);
     if !msg.is_empty() {
         eprintln!("swarm-runtime exec: {msg}");

@@ -182,6 +182,9 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     /// Kill the command after this long (exit code 137 then).
     pub timeout: Option<Duration>,
+    /// Detached exec: the helper writes the command's host pid here and exits once the
+    /// command runs; whoever spawned the helper (a subreaper) reaps the command.
+    pub detach_pid_file: Option<PathBuf>,
 }
 
 /// Result of [`Runtime::exec`].
@@ -608,6 +611,12 @@ impl Runtime {
 
     /// Sends a signal to every process of the container's cgroup (runc's `kill --all`), not
     /// only to its init.
+    /// Host pids of every process in the container's cgroup (runc's `ps`).
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>, RuntimeError> {
+        let (_, cfg) = self.existing(id)?;
+        Ok(self.cgroup(&cfg).pids())
+    }
+
     pub fn signal_all(&self, id: &str, sig: i32) -> Result<(), RuntimeError> {
         let (sd, cfg) = self.existing(id)?;
         let Init::Alive { .. } = self.init(&sd, id)? else {
@@ -722,6 +731,7 @@ impl Runtime {
             env: spec.env.clone(),
             user: spec.user.clone(),
             cwd: spec.cwd.clone(),
+            detach_pid_file: spec.detach_pid_file.clone(),
         };
         let helper = self.helper()?;
         let mut cmd = Command::new(helper.exec_path());

@@ -2,9 +2,10 @@
 //! data root, exec root, socket, empty config, no bridge, no iptables) with
 //! `--add-runtime swarm=target/debug/swarm-runtime`, so the machine's own daemon is untouched.
 //! Checked: `docker run --runtime swarm` runs the command, its output and exit status reach
-//! Docker (as with runc on the same daemon), and `docker stop` stops a detached container.
-//! Not yet supported by swarm-runtime (refused with a clear error, not checked here): exec,
-//! pause/resume, ps, update, `-t`.
+//! Docker (as with runc on the same daemon); `docker exec` (exit status, stdin, user,
+//! detached) and `docker top`; `docker stop` stops a detached container. Not yet supported by
+//! swarm-runtime (refused with a clear error): `-t` (no console socket), pause/resume,
+//! update, events, features.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -155,6 +156,60 @@ fn docker_runs_containers_on_swarm_runtime() {
             .to_string()
     };
     assert_eq!(state("{{.State.Running}}"), "true");
+
+    info!("phase: docker exec (exit status, stdin, user, detached) and docker top");
+    let o = d.docker(&[
+        "exec",
+        "t90-detached",
+        "sh",
+        "-c",
+        "echo exec $(cat /etc/image-version) $(id -u); exit 3",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "exec v1 0");
+    let o = d.docker(&["exec", "-u", "1000", "t90-detached", "id", "-u"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "1000");
+    let mut child = Command::new("docker")
+        .arg("-H")
+        .arg(format!("unix://{}", d.dir.join("docker.sock").display()))
+        .args(["exec", "-i", "t90-detached", "cat"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"through stdin\n").unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "through stdin");
+    let o = d.docker(&["exec", "-d", "t90-detached", "sleep", "4321"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    wait_until(
+        "the detached exec shows in docker top",
+        Duration::from_secs(20),
+        || {
+            let top =
+                String::from_utf8_lossy(&d.docker(&["top", "t90-detached"]).stdout).to_string();
+            (top.contains("sleep 4321") && top.contains("sleep 1000")).then_some(())
+        },
+    )
+    .unwrap();
+    let o = d.docker(&["exec", "-t", "t90-detached", "true"]);
+    // With -t, docker prints the daemon's error on stdout or stderr.
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert_ne!(o.status.code(), Some(0));
+    assert!(
+        both.contains("no terminal yet"),
+        "a tty exec is refused clearly: {both}"
+    );
+
     let o = d.docker(&["stop", "-t", "5", "t90-detached"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(state("{{.State.Running}}"), "false");
