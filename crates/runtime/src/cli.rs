@@ -719,6 +719,35 @@ mod tests {
     }
 
     #[test]
+    fn exec_takes_runc_shim_options_and_a_command_after_the_id() {
+        let a = args(&[
+            "exec",
+            "--process",
+            "/b/p.json",
+            "--detach",
+            "--pid-file",
+            "/b/pid",
+            "c1",
+        ])
+        .unwrap();
+        assert_eq!(a.process, Some(PathBuf::from("/b/p.json")));
+        assert!(a.detach);
+        assert_eq!(a.pid_file, Some(PathBuf::from("/b/pid")));
+        assert_eq!(a.positional, vec!["c1"]);
+        // Options of the command are the command's.
+        let a = args(&["exec", "c1", "ls", "-l", "--all"]).unwrap();
+        assert_eq!(a.positional, vec!["c1", "ls", "-l", "--all"]);
+        for argv in [
+            &["exec", "--tty", "c1", "sh"][..],
+            &["exec", "--console-socket", "/s", "c1"][..],
+        ] {
+            let e = args(argv).unwrap_err().to_string();
+            assert!(e.contains("no terminal yet"), "{argv:?}: {e}");
+        }
+        assert!(args(&["ps", "--format", "json", "c1"]).is_ok());
+    }
+
+    #[test]
     fn log_records_are_runc_shaped() {
         let t = tempfile::tempdir().unwrap();
         for json in [true, false] {
