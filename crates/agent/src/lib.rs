@@ -6,6 +6,7 @@
 //! It never writes cluster state except through the dispatcher and node RPCs.
 #![forbid(unsafe_code)]
 
+mod container_config;
 mod controller;
 pub mod executor;
 mod health;
@@ -18,4 +19,5 @@ pub mod reporter;
 pub mod runtime_exec;
 pub mod session;
 pub mod task_db;
+pub mod volumes;
 pub mod worker;

@@ -4,13 +4,16 @@
 
 use crate::images::{ImagesError, NodeImages, Removed};
 use crate::managers::Managers;
+use crate::volumes::{VolumeError, VolumeInfo, Volumes};
 use std::io::Write;
 use std::sync::Arc;
 use swarm_api::agent::agent_server::Agent;
 use swarm_api::agent::{
-    GcReport, ImageInfo, ImportChunk, ImportResponse, ListImagesRequest, ListImagesResponse,
-    NodeInfoRequest, NodeInfoResponse, PruneImagesRequest, PruneImagesResponse,
-    RemoveImagesRequest, RemoveImagesResponse,
+    GcReport, ImageInfo, ImportChunk, ImportResponse, InspectVolumesRequest,
+    InspectVolumesResponse, ListImagesRequest, ListImagesResponse, ListVolumesRequest,
+    ListVolumesResponse, NodeInfoRequest, NodeInfoResponse, PruneImagesRequest,
+    PruneImagesResponse, PruneVolumesRequest, PruneVolumesResponse, RemoveImagesRequest,
+    RemoveImagesResponse, RemoveVolumesRequest, RemoveVolumesResponse,
 };
 use swarm_runtime::image::normalize_name;
 use swarm_runtime::{ImageConfig, ImageError};
@@ -26,6 +29,8 @@ pub struct LocalService {
     images: Result<Arc<NodeImages>, String>,
     /// Registry client for `image pull|push` (None without an image store).
     puller: Option<Arc<crate::pull::Puller>>,
+    /// The node's volumes (absent like the image store).
+    volumes: Result<Arc<Volumes>, String>,
 }
 
 impl LocalService {
@@ -41,6 +46,7 @@ impl LocalService {
             managers,
             images,
             puller: None,
+            volumes: Err("it has no volume store".into()),
         }
     }
 
@@ -55,6 +61,18 @@ impl LocalService {
         self.puller.as_ref().ok_or_else(|| {
             Status::failed_precondition("this node has no registry client (see its log)")
         })
+    }
+
+    /// The node's volumes, served next to its images.
+    pub fn with_volumes(mut self, volumes: Result<Arc<Volumes>, String>) -> Self {
+        self.volumes = volumes;
+        self
+    }
+
+    fn volumes(&self) -> Result<&Arc<Volumes>, Status> {
+        self.volumes
+            .as_ref()
+            .map_err(|why| Status::failed_precondition(format!("this node has no volumes: {why}")))
     }
 
     fn images(&self) -> Result<&Arc<NodeImages>, Status> {
@@ -73,6 +91,46 @@ fn status_of(e: ImagesError) -> Status {
         }
         other => Status::internal(other.to_string()),
     }
+}
+
+fn volume_status(e: VolumeError) -> Status {
+    match e {
+        VolumeError::NotFound(_) => Status::not_found(e.to_string()),
+        VolumeError::InUse { .. } => Status::failed_precondition(e.to_string()),
+        VolumeError::Invalid(_) => Status::invalid_argument(e.to_string()),
+        other => Status::internal(other.to_string()),
+    }
+}
+
+fn volume_info(v: VolumeInfo) -> swarm_api::agent::VolumeInfo {
+    swarm_api::agent::VolumeInfo {
+        name: v.meta.name,
+        driver: v.meta.driver,
+        mountpoint: v.mountpoint.display().to_string(),
+        created_at: v.meta.created_at,
+        labels: v.meta.labels.into_iter().collect(),
+        options: v.meta.options.into_iter().collect(),
+        used_by: v.used_by,
+    }
+}
+
+/// Most names one volume request may carry.
+const MAX_VOLUME_NAMES: usize = 1000;
+
+fn check_names(names: &[String]) -> Result<(), Status> {
+    if names.len() > MAX_VOLUME_NAMES {
+        return Err(Status::invalid_argument(format!(
+            "too many volume names: {} (at most {MAX_VOLUME_NAMES})",
+            names.len()
+        )));
+    }
+    if let Some(n) = names.iter().find(|n| n.len() > 64) {
+        return Err(Status::invalid_argument(format!(
+            "volume name of {} bytes: names are at most 64 characters",
+            n.len()
+        )));
+    }
+    Ok(())
 }
 
 fn report(r: Removed) -> (Vec<ImageInfo>, Option<GcReport>) {
@@ -131,6 +189,57 @@ impl Agent for LocalService {
         Ok(Response::new(swarm_api::agent::PushImageResponse {
             digest,
             uploaded,
+        }))
+    }
+
+    async fn list_volumes(
+        &self,
+        _req: Request<ListVolumesRequest>,
+    ) -> Result<Response<ListVolumesResponse>, Status> {
+        let v = self.volumes()?.clone();
+        let list = tokio::task::spawn_blocking(move || v.list())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(volume_status)?;
+        Ok(Response::new(ListVolumesResponse {
+            volumes: list.into_iter().map(volume_info).collect(),
+        }))
+    }
+
+    async fn inspect_volumes(
+        &self,
+        req: Request<InspectVolumesRequest>,
+    ) -> Result<Response<InspectVolumesResponse>, Status> {
+        let names = req.into_inner().names;
+        check_names(&names)?;
+        let v = self.volumes()?.clone();
+        let list = tokio::task::spawn_blocking(move || v.inspect(&names))
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(volume_status)?;
+        Ok(Response::new(InspectVolumesResponse {
+            volumes: list.into_iter().map(volume_info).collect(),
+        }))
+    }
+
+    async fn remove_volumes(
+        &self,
+        req: Request<RemoveVolumesRequest>,
+    ) -> Result<Response<RemoveVolumesResponse>, Status> {
+        let names = req.into_inner().names;
+        check_names(&names)?;
+        let removed = self.volumes()?.remove(names).await.map_err(volume_status)?;
+        Ok(Response::new(RemoveVolumesResponse { removed }))
+    }
+
+    async fn prune_volumes(
+        &self,
+        _req: Request<PruneVolumesRequest>,
+    ) -> Result<Response<PruneVolumesResponse>, Status> {
+        let (removed, bytes_freed) = self.volumes()?.prune().await.map_err(volume_status)?;
+        Ok(Response::new(PruneVolumesResponse {
+            removed,
+            bytes_freed,
         }))
     }
 

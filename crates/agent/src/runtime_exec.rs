@@ -47,6 +47,7 @@ pub const MAX_RUNTIME_CALLS: usize = 16;
 pub struct RuntimeExecutor {
     runtime: Arc<Runtime>,
     images: Arc<NodeImages>,
+    volumes: Arc<crate::volumes::Volumes>,
     calls: Arc<tokio::sync::Semaphore>,
     /// Pulls images a task needs and the node lacks (None: local images only).
     puller: Option<Arc<crate::pull::Puller>>,
@@ -64,6 +65,7 @@ impl RuntimeExecutor {
         let runtime = Arc::new(runtime);
         Ok(RuntimeExecutor {
             images: NodeImages::new(Arc::new(images), runtime.clone()),
+            volumes: crate::volumes::Volumes::new(state_dir, runtime.clone()),
             runtime,
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_RUNTIME_CALLS)),
             puller: None,
@@ -78,6 +80,11 @@ impl RuntimeExecutor {
     /// The node's images (shared with the control socket's image commands).
     pub fn images(&self) -> Arc<NodeImages> {
         self.images.clone()
+    }
+
+    /// The node's volumes (shared with the control socket's volume commands).
+    pub fn volumes(&self) -> Arc<crate::volumes::Volumes> {
+        self.volumes.clone()
     }
 
     /// Blocking work (runtime or image store) on the blocking pool, at most
@@ -237,7 +244,11 @@ fn exit_of(e: &swarm_runtime::ExitStatus) -> Exit {
 }
 
 /// Builds the runtime spec of a task from its image and the task's overrides.
-fn container_spec(images: &ImageStore, task: &Task) -> Result<ContainerSpec, ExecError> {
+fn container_spec(
+    images: &ImageStore,
+    volumes: &crate::volumes::Volumes,
+    task: &Task,
+) -> Result<ContainerSpec, ExecError> {
     let c = &task.spec.container;
     let name = normalize_name(&c.image);
     let prepared = images.prepare(&name).map_err(|e| {
@@ -287,6 +298,7 @@ fn container_spec(images: &ImageStore, task: &Task) -> Result<ContainerSpec, Exe
         IMAGE_DIGEST_LABEL.into(),
         prepared.manifest_digest.to_string(),
     );
+    crate::container_config::apply(&mut spec, task, volumes)?;
     Ok(spec)
 }
 
@@ -302,9 +314,14 @@ impl Executor for RuntimeExecutor {
                     ExecError::Rejected(format!("pulling image {image} failed: {e}"))
                 })?;
             }
+            // Likewise no volume removal between creating a volume and the container using it.
+            let _volumes = self.volumes.shared().await;
             let images = self.images.store().clone();
+            let volumes = self.volumes.clone();
             let t = task.clone();
-            let spec = self.limited(move || container_spec(&images, &t)).await??;
+            let spec = self
+                .limited(move || container_spec(&images, &volumes, &t))
+                .await??;
             self.blocking(move |rt| rt.create(spec).map(|_| ()))
                 .await
                 .map_err(|e| match e {
@@ -325,10 +342,22 @@ impl Executor for RuntimeExecutor {
     }
     fn stop<'a>(&'a self, id: &'a str, grace: Duration) -> BoxFut<'a, Result<(), ExecError>> {
         Box::pin(async move {
-            // SIGTERM to the init (which forwards it); a stopped container refuses it, and
+            // The stop signal (SIGTERM unless the task says otherwise) to the init (which
+            // forwards it); a stopped container refuses it, and
             // then the wait below returns at once.
             let idc = id.to_string();
-            let _ = self.call(move |rt| rt.signal(&idc, libc::SIGTERM)).await?;
+            let sig = self
+                .call(move |rt| rt.inspect(&idc))
+                .await?
+                .ok()
+                .and_then(|i| {
+                    i.labels
+                        .get(crate::container_config::STOP_SIGNAL_LABEL)
+                        .and_then(|s| s.parse::<i32>().ok())
+                })
+                .unwrap_or(libc::SIGTERM);
+            let idc = id.to_string();
+            let _ = self.call(move |rt| rt.signal(&idc, sig)).await?;
             if let Ok(r) = tokio::time::timeout(grace, self.exited(id)).await {
                 return r;
             }

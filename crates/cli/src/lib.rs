@@ -57,6 +57,9 @@ pub enum Command {
     /// Access to the cluster registry.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCmd),
+    /// Manage volumes of the local node.
+    #[command(subcommand)]
+    Volume(commands::volume::VolumeCmd),
     /// Show client and server versions.
     Version,
 }
@@ -92,6 +95,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Cluster(c) => commands::cluster::run(&ctx, c).await,
         Command::Image(c) => commands::image::run(&ctx, c).await,
         Command::Registry(c) => commands::registry::run(&ctx, c).await,
+        Command::Volume(c) => commands::volume::run(&ctx, c).await,
         Command::Version => commands::version(&ctx).await,
     };
     match res {

@@ -270,6 +270,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     // with this reason, and its tasks go elsewhere.
     let mut unavailable = String::new();
     let mut puller = None;
+    let mut volumes: Result<_, String> =
+        Err("it runs the fake executor (no containers, no volumes)".into());
     if args.executor == "fake" {
         let exec = std::sync::Arc::new(swarm_agent::executor::FakeExecutor::default());
         tokio::spawn(swarm_agent::worker::run(
@@ -284,6 +286,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let cgroup_parent = format!("swarm-{}", id.node_id.short());
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
             Ok(mut exec) => {
+                volumes = Ok(exec.volumes());
                 match swarm_agent::pull::Puller::new(
                     exec.images().store().clone(),
                     managers.clone(),
@@ -314,6 +317,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks");
                 unavailable = format!("container runtime unavailable: {e}");
                 images = Err(format!("its container runtime is unavailable: {e}"));
+                volumes = Err(format!("its container runtime is unavailable: {e}"));
             }
         }
     }
@@ -336,7 +340,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         managers.clone(),
         images,
     )
-    .with_puller(puller);
+    .with_puller(puller)
+    .with_volumes(volumes);
     tasks.push(crate::server::serve_unix(
         &sock,
         manager.clone(),

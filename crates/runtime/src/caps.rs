@@ -87,6 +87,20 @@ pub fn last_cap() -> u32 {
         .unwrap_or(40)
 }
 
+/// The calling thread's bounding set: what it can still give a workload (`ALL` means these,
+/// as with Docker in a restricted host).
+pub fn bounding_set() -> u64 {
+    (0..=last_cap().min(63)).fold(0, |m, cap| {
+        // SAFETY: prctl with integer arguments.
+        let r = unsafe { libc::prctl(libc::PR_CAPBSET_READ, cap as libc::c_ulong, 0, 0, 0) };
+        if r == 1 {
+            m | (1u64 << cap)
+        } else {
+            m
+        }
+    })
+}
+
 /// Drops every capability not in `keep` from the bounding set (needs CAP_SETPCAP).
 pub fn drop_bounding(keep: u64) -> io::Result<()> {
     for cap in 0..=last_cap() {

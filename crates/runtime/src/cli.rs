@@ -27,7 +27,9 @@ commands:
   kill [--all] <id> [SIGNAL]
   delete [--force] <id>
   list [--format table|json] [--quiet]
-not supported (refused): --systemd-cgroup, --criu, --console-socket, --no-pivot";
+  exec [--process FILE] [--detach] [--pid-file FILE] <id> [COMMAND...]
+  ps [--format table|json] <id>
+not supported (refused): --systemd-cgroup, --criu, --console-socket, --no-pivot, exec --tty";
 
 /// Errors of argument parsing and command execution.
 #[derive(Debug, thiserror::Error)]
@@ -74,6 +76,7 @@ struct Args {
     all: bool,
     quiet: bool,
     format: String,
+    process: Option<PathBuf>,
 }
 
 fn unsupported(flag: &str) -> Option<CliError> {
@@ -166,10 +169,18 @@ fn parse_command(
         all: false,
         quiet: false,
         format: "table".into(),
+        process: None,
     };
     let mut it = it;
     let creates = matches!(a.cmd.as_str(), "create" | "run");
+    let exec = a.cmd == "exec";
     while let Some(arg) = it.next() {
+        // exec: everything after the id is the command.
+        if exec && !a.positional.is_empty() {
+            a.positional.push(arg);
+            a.positional.extend(it.by_ref());
+            break;
+        }
         let (flag, inline) = split_flag(&arg);
         let mut val = || match inline.clone() {
             Some(v) => Ok(v),
@@ -191,7 +202,15 @@ fn parse_command(
             (_, f @ ("--console-socket" | "--no-pivot")) if creates => {
                 return Err(unsupported(f).expect("listed"))
             }
-            ("run", "--detach" | "-d") => a.detach = true,
+            ("run" | "exec", "--detach" | "-d") => a.detach = true,
+            ("exec", "--pid-file") => a.pid_file = Some(val()?.into()),
+            ("exec", "--process" | "-p") => a.process = Some(val()?.into()),
+            ("exec", "--console-socket" | "--tty" | "-t") => {
+                return Err(CliError::Unsupported {
+                    flag: "exec --tty/--console-socket",
+                    why: "swarm-runtime execs have no terminal yet; run the command without a tty",
+                })
+            }
             ("delete", "--force" | "-f") => a.force = true,
             ("kill", "--all" | "-a") => a.all = true,
             ("list" | "ps", "--format" | "-f") => {
@@ -423,7 +442,53 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
                 r => r.map(|_| 0).map_err(Into::into),
             }
         }
-        "list" | "ps" => {
+        "ps" => {
+            let pids = runtime(&a)?.pids(&id_arg(&a)?)?;
+            if a.format == "json" {
+                println!("{}", serde_json::to_string(&pids).expect("json"));
+            } else {
+                println!("PID");
+                for p in pids {
+                    println!("{p}");
+                }
+            }
+            Ok(0)
+        }
+        "exec" => {
+            let id = id_arg(&a)?;
+            let mut spec = match &a.process {
+                Some(p) => exec_process(p)?,
+                None => crate::runtime::ExecSpec {
+                    args: a.positional[1..].to_vec(),
+                    ..Default::default()
+                },
+            };
+            if spec.args.is_empty() {
+                return Err(CliError::Usage(
+                    "exec needs a command or --process FILE".into(),
+                ));
+            }
+            if a.detach {
+                spec.detach_pid_file = Some(a.pid_file.clone().ok_or_else(|| {
+                    CliError::Usage("exec --detach needs --pid-file FILE".into())
+                })?);
+            } else if a.pid_file.is_some() {
+                return Err(CliError::Usage(
+                    "exec --pid-file is only written with --detach".into(),
+                ));
+            }
+            // The runtime holds the helper's memfd: it lives until the helper has run.
+            let rt = runtime(&a)?;
+            let mut cmd = rt.exec_command(&id, &spec)?;
+            cmd.stdin(std::process::Stdio::inherit());
+            let st = cmd.status().map_err(|source| CliError::File {
+                path: PathBuf::from("exec helper"),
+                source,
+            })?;
+            use std::os::unix::process::ExitStatusExt;
+            Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+        }
+        "list" => {
             let list = runtime(&a)?.list()?;
             if a.quiet {
                 for i in list {
@@ -459,6 +524,35 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
+}
+
+/// An OCI `process.json` (runc's `exec --process`) as an exec: args, env, cwd and numeric
+/// user; a terminal is refused.
+fn exec_process(p: &std::path::Path) -> Result<crate::runtime::ExecSpec, CliError> {
+    let body = std::fs::read(p).map_err(|source| CliError::File {
+        path: p.to_path_buf(),
+        source,
+    })?;
+    let proc_: oci_spec::runtime::Process =
+        serde_json::from_slice(&body).map_err(|e| CliError::File {
+            path: p.to_path_buf(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+    if proc_.terminal().unwrap_or(false) {
+        return Err(CliError::Unsupported {
+            flag: "exec with \"terminal\": true",
+            why: "swarm-runtime execs have no terminal yet; run the command without a tty",
+        });
+    }
+    let u = proc_.user();
+    let cwd = proc_.cwd().display().to_string();
+    Ok(crate::runtime::ExecSpec {
+        args: proc_.args().clone().unwrap_or_default(),
+        env: proc_.env().clone().unwrap_or_default(),
+        user: Some(format!("{}:{}", u.uid(), u.gid())),
+        cwd: (!cwd.is_empty()).then_some(cwd),
+        ..Default::default()
+    })
 }
 
 /// Entry point of the `swarm-runtime` binary (argv without the program name).
@@ -622,6 +716,35 @@ mod tests {
         }
         // `--` ends the options.
         assert_eq!(args(&["state", "--", "-c"]).unwrap().positional, vec!["-c"]);
+    }
+
+    #[test]
+    fn exec_takes_runc_shim_options_and_a_command_after_the_id() {
+        let a = args(&[
+            "exec",
+            "--process",
+            "/b/p.json",
+            "--detach",
+            "--pid-file",
+            "/b/pid",
+            "c1",
+        ])
+        .unwrap();
+        assert_eq!(a.process, Some(PathBuf::from("/b/p.json")));
+        assert!(a.detach);
+        assert_eq!(a.pid_file, Some(PathBuf::from("/b/pid")));
+        assert_eq!(a.positional, vec!["c1"]);
+        // Options of the command are the command's.
+        let a = args(&["exec", "c1", "ls", "-l", "--all"]).unwrap();
+        assert_eq!(a.positional, vec!["c1", "ls", "-l", "--all"]);
+        for argv in [
+            &["exec", "--tty", "c1", "sh"][..],
+            &["exec", "--console-socket", "/s", "c1"][..],
+        ] {
+            let e = args(argv).unwrap_err().to_string();
+            assert!(e.contains("no terminal yet"), "{argv:?}: {e}");
+        }
+        assert!(args(&["ps", "--format", "json", "c1"]).is_ok());
     }
 
     #[test]

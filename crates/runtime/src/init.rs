@@ -31,6 +31,7 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::logs::{LineWriter, Stream};
+use crate::options::ContainerOptions;
 use crate::spec::{self, NetworkMode, ProcessSpec, ResolvedUser, StdioMode};
 use crate::state::{self, ExitRecord, InitState, StateDir, StoredConfig};
 use crate::{caps, mounts, seccomp, sys};
@@ -80,6 +81,10 @@ pub struct ExecRequest {
     pub env: Vec<String>,
     pub user: Option<String>,
     pub cwd: Option<String>,
+    /// Detached (runc's `exec --detach --pid-file`): write the command's host pid here once
+    /// it runs and exit without waiting; the caller (a subreaper) reaps it.
+    #[serde(default)]
+    pub detach_pid_file: Option<PathBuf>,
 }
 
 /// Call first thing in `main` of any binary that hosts the runtime (swarmd, swarm-runtime):
@@ -264,6 +269,12 @@ fn container_init_inner(
     }
     // SAFETY: setsid has no arguments.
     unsafe { libc::setsid() };
+    // Namespaced sysctls (checked by the spec): /proc/sys answers for the namespaces of the
+    // writer, which are the container's from here on.
+    for (k, v) in &spec.options.sysctls {
+        let path = crate::options::sysctl_path(k);
+        fs::write(&path, v).map_err(sys_err(format!("set sysctl {k}={v}")))?;
+    }
     sys::mount(
         None,
         Path::new("/"),
@@ -311,7 +322,7 @@ fn container_init_inner(
     if spec.readonly_rootfs {
         mounts::readonly_root()?;
     }
-    let proc_ = prepare_process(&spec.process, &hostname)?;
+    let proc_ = prepare_process(&spec.process, &spec.options, &hostname)?;
     // Ready: tell P0, then wait for `start`.
     if let Some(w) = sync.take() {
         write_all_fd(w.as_raw_fd(), b"ok");
@@ -339,7 +350,14 @@ fn container_init_inner(
         error: Some(format!("container init failed: {e}")),
     });
     write_exit(&dir_fd, &rec);
-    std::process::exit(0)
+    // The init's own status is the workload's (128 + signal when it was killed), for
+    // callers that reap the init themselves, as containerd's runc shim does: that is how a
+    // container's exit status reaches Docker.
+    std::process::exit(
+        rec.code
+            .unwrap_or_else(|| 128 + rec.signal.unwrap_or(0))
+            .clamp(0, 255),
+    )
 }
 
 /// Everything P2 needs, resolved inside the container before "ready" so that errors (no such
@@ -350,12 +368,64 @@ struct PreparedProcess {
     envp: Vec<CString>,
     cwd: String,
     user: ResolvedUser,
+    /// Bounding (and, for root, effective/permitted) capabilities.
+    caps: u64,
+    /// `(RLIMIT_*, soft, hard)`.
+    rlimits: Vec<(u32, u64, u64)>,
+    oom_score_adj: i32,
+    tty: bool,
 }
 
-fn prepare_process(p: &ProcessSpec, hostname: &str) -> Result<PreparedProcess, InitError> {
+/// Resolves supplementary groups (names or gids) against the container's /etc/group.
+fn resolve_groups(names: &[String], group: &str) -> Result<Vec<u32>, InitError> {
+    let mut out = Vec::new();
+    for g in names {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    InitError::Spec(spec::SpecError::InvalidUser {
+                        user: g.clone(),
+                        reason: format!("no group {g:?} in the container's /etc/group"),
+                    })
+                })?,
+        };
+        out.push(gid);
+    }
+    Ok(out)
+}
+
+fn prepare_process(
+    p: &ProcessSpec,
+    opts: &ContainerOptions,
+    hostname: &str,
+) -> Result<PreparedProcess, InitError> {
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
-    let user = spec::resolve_user(&spec::parse_user(&p.user)?, &passwd, &group)?;
+    let mut user = spec::resolve_user(&spec::parse_user(&p.user)?, &passwd, &group)?;
+    for g in resolve_groups(&opts.additional_groups, &group)? {
+        if !user.additional_gids.contains(&g) {
+            user.additional_gids.push(g);
+        }
+    }
+    let caps = opts
+        .capability_mask()
+        .map_err(|e| InitError::Spec(e.into()))?;
+    let rlimits = opts
+        .rlimits
+        .iter()
+        .map(|r| {
+            crate::options::rlimit_resource(&r.name)
+                .map(|res| (res, r.soft, r.hard))
+                .ok_or_else(|| {
+                    InitError::Spec(crate::options::OptionsError::Rlimit(r.name.clone()).into())
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let mut env = p.env.clone();
     if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
         env.push(format!("HOSTNAME={hostname}"));
@@ -385,6 +455,10 @@ fn prepare_process(p: &ProcessSpec, hostname: &str) -> Result<PreparedProcess, I
         envp: env.iter().map(|a| c(a)).collect::<Result<_, _>>()?,
         cwd: cwd.display().to_string(),
         user,
+        caps,
+        rlimits,
+        oom_score_adj: opts.oom_score_adj.unwrap_or(0),
+        tty: opts.tty,
     })
 }
 
@@ -414,6 +488,40 @@ pub fn find_executable(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf
         .ok_or(InitError::NotFound { name: name.into() })
 }
 
+/// A new pty from the container's devpts (`/dev/ptmx`): (master, slave).
+fn open_pty() -> Result<(OwnedFd, OwnedFd), InitError> {
+    // SAFETY: posix_openpt with flags only.
+    let m = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if m < 0 {
+        return Err(last("open /dev/ptmx"));
+    }
+    // SAFETY: fresh fd we own.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    // SAFETY: master is a valid pty master fd.
+    if unsafe { libc::grantpt(master.as_raw_fd()) } != 0
+        || unsafe { libc::unlockpt(master.as_raw_fd()) } != 0
+    {
+        return Err(last("unlock pty"));
+    }
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: buffer of the given length.
+    if unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) } != 0 {
+        return Err(last("ptsname"));
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated path.
+    let s = unsafe {
+        libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if s < 0 {
+        return Err(last("open pty slave"));
+    }
+    // SAFETY: fresh fd we own.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(s) }))
+}
+
 fn loopback_up() -> io::Result<()> {
     // SAFETY: plain socket creation.
     let s = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
@@ -440,17 +548,26 @@ fn loopback_up() -> io::Result<()> {
     Ok(())
 }
 
-/// Signals P1 forwards to the workload.
-const FORWARDED: &[i32] = &[
-    libc::SIGTERM,
-    libc::SIGINT,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-    libc::SIGWINCH,
-    libc::SIGCONT,
-];
+/// Signals P1 forwards to the workload: every catchable one (so that any stop signal a
+/// service names reaches it), except SIGCHLD (the init's own) and the synchronous fault
+/// signals, which must keep killing the init itself if it faults.
+fn forwarded() -> Vec<i32> {
+    const NOT: &[i32] = &[
+        libc::SIGKILL,
+        libc::SIGSTOP,
+        libc::SIGCHLD,
+        libc::SIGILL,
+        libc::SIGTRAP,
+        libc::SIGBUS,
+        libc::SIGFPE,
+        libc::SIGSEGV,
+        libc::SIGSYS,
+    ];
+    (1..=31)
+        .chain(libc::SIGRTMIN()..=libc::SIGRTMAX())
+        .filter(|s| !NOT.contains(s))
+        .collect()
+}
 
 fn sigset(sigs: &[i32]) -> libc::sigset_t {
     // SAFETY: sigemptyset initializes the set.
@@ -474,7 +591,7 @@ fn supervise(
     log_fd: Option<OwnedFd>,
     started: OwnedFd,
 ) -> Result<ExitRecord, InitError> {
-    let mut all: Vec<i32> = FORWARDED.to_vec();
+    let mut all: Vec<i32> = forwarded();
     all.push(libc::SIGCHLD);
     let set = sigset(&all);
     // SAFETY: valid set; blocks signals so that signalfd receives them.
@@ -486,9 +603,15 @@ fn supervise(
     }
     // SAFETY: fresh fd.
     let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
-    let pipes = match stdio {
-        StdioMode::Log => Some((pipe()?, pipe()?)),
-        StdioMode::Inherit => None,
+    // With a tty the workload's stdio is the slave of a pty from the container's own devpts,
+    // and the master is read like the stdout pipe (a terminal merges both streams).
+    let tty = match (stdio, p.tty) {
+        (StdioMode::Log, true) => Some(open_pty()?),
+        _ => None,
+    };
+    let pipes = match (stdio, &tty) {
+        (StdioMode::Log, None) => Some((pipe()?, pipe()?)),
+        _ => None,
     };
     let (err_r, err_w) = pipe()?;
     let child = fork()?;
@@ -497,6 +620,16 @@ fn supervise(
         // SAFETY: empty mask; the workload must not inherit our blocked signals.
         let empty = sigset(&[]);
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
+        if let Some((_, slave)) = &tty {
+            // SAFETY: new session, the pty slave as controlling terminal and stdio.
+            unsafe {
+                libc::setsid();
+                libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0);
+                libc::dup2(slave.as_raw_fd(), 0);
+                libc::dup2(slave.as_raw_fd(), 1);
+                libc::dup2(slave.as_raw_fd(), 2);
+            }
+        }
         if let Some(((_, out_w), (_, errp_w))) = &pipes {
             let null = CString::new("/dev/null").expect("no NUL");
             // SAFETY: dup2 onto stdio of fds we own; open of a constant path.
@@ -509,7 +642,6 @@ fn supervise(
                 libc::dup2(errp_w.as_raw_fd(), 2);
             }
         }
-        let _ = fs::write("/proc/self/oom_score_adj", "0");
         let e = exec_workload(p, err_w.as_raw_fd());
         write_all_fd(err_w.as_raw_fd(), e.to_string().as_bytes());
         // SAFETY: leave the forked child without unwinding.
@@ -523,6 +655,10 @@ fn supervise(
         drop(ew);
         out_r = Some(or);
         errp_r = Some(er);
+    }
+    if let Some((master, slave)) = tty {
+        drop(slave);
+        out_r = Some(master);
     }
     let mut exec_error = String::new();
     let _ = fs::File::from(err_r).read_to_string(&mut exec_error);
@@ -681,10 +817,50 @@ fn write_exit(dir: &OwnedFd, rec: &ExitRecord) {
     }
 }
 
+/// Writes `pid` to `name` in directory `dir` through a temporary file renamed into place.
+fn write_pid_at(dir: RawFd, name: &Path, pid: libc::pid_t) -> io::Result<()> {
+    let mut tmp = name.as_os_str().to_os_string();
+    tmp.push(".tmp");
+    let tmp_c = sys::cstr(Path::new(&tmp))?;
+    let fin = sys::cstr(name)?;
+    // SAFETY: *at calls on a directory fd we hold with valid C strings; the fd we open is
+    // closed once, by us.
+    unsafe {
+        let fd = libc::openat(
+            dir,
+            tmp_c.as_ptr(),
+            libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC | libc::O_CLOEXEC,
+            0o644,
+        );
+        if fd < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        write_all_fd(fd, pid.to_string().as_bytes());
+        libc::close(fd);
+        if libc::renameat(dir, tmp_c.as_ptr(), dir, fin.as_ptr()) != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
 /// P2/E1: drop privileges and exec. Returns only on error.
 fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
     let r = (|| -> Result<Never, InitError> {
-        let mask = caps::default_mask();
+        let _ = fs::write("/proc/self/oom_score_adj", p.oom_score_adj.to_string());
+        for (res, soft, hard) in &p.rlimits {
+            let lim = libc::rlimit {
+                rlim_cur: *soft as libc::rlim_t,
+                rlim_max: *hard as libc::rlim_t,
+            };
+            // SAFETY: setrlimit with a valid struct; still root with every capability here.
+            if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
+                return Err(last(&format!("setrlimit {res}")));
+            }
+        }
+        // Only what this process still holds: capset refuses anything else (a kernel's
+        // unknown bits, capabilities the host withheld from us).
+        let mask = p.caps & caps::bounding_set();
         caps::drop_bounding(mask).map_err(sys_err("drop capability bounding set"))?;
         caps::clear_ambient().map_err(sys_err("clear ambient capabilities"))?;
         let gids: Vec<libc::gid_t> = p.user.additional_gids.clone();
@@ -752,6 +928,23 @@ fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError> {
         return Err(InitError::NotRunning);
     }
     sys::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
+    // The pid file is a host path: its directory is opened before entering the container's
+    // mount namespace.
+    let pid_dir = match &req.detach_pid_file {
+        Some(pf) => {
+            let dir = pf.parent().filter(|d| !d.as_os_str().is_empty());
+            Some(
+                sys::openat(
+                    libc::AT_FDCWD,
+                    dir.unwrap_or(Path::new(".")),
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    0,
+                )
+                .map_err(sys_err(format!("open the directory of {}", pf.display())))?,
+            )
+        }
+        None => None,
+    };
     join_cgroup(&cfg.cgroup_dirs)?;
     let mut nsfds = Vec::new();
     for ns in ["cgroup", "ipc", "uts", "net", "pid", "mnt"] {
@@ -784,11 +977,13 @@ fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError> {
         .hostname
         .clone()
         .unwrap_or_else(|| cfg.spec.id.chars().take(12).collect());
-    let prepared = prepare_process(&proc_, &hostname)?;
+    let prepared = prepare_process(&proc_, &cfg.spec.options, &hostname)?;
     let (err_r, err_w) = pipe()?;
     let child = fork()?;
     if child == 0 {
-        let _ = sys::set_parent_death_signal(libc::SIGKILL);
+        if req.detach_pid_file.is_none() {
+            let _ = sys::set_parent_death_signal(libc::SIGKILL);
+        }
         let e = exec_workload(&prepared, err_w.as_raw_fd());
         write_all_fd(err_w.as_raw_fd(), e.to_string().as_bytes());
         // SAFETY: leave the forked child without unwinding.
@@ -796,7 +991,20 @@ fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError> {
     }
     drop(err_w);
     let mut msg = String::new();
+    // Returns once the command has exec'd (the pipe is close-on-exec) or failed to.
     let _ = fs::File::from(err_r).read_to_string(&mut msg);
+    if let Some(pf) = &req.detach_pid_file {
+        if !msg.is_empty() {
+            wait_status(child);
+            eprintln!("swarm-runtime exec: {msg}");
+            return Ok(127);
+        }
+        let name = pf.file_name().unwrap_or_default();
+        let dir = pid_dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+        write_pid_at(dir, Path::new(name), child)
+            .map_err(sys_err(format!("write pid file {}", pf.display())))?;
+        return Ok(0);
+    }
     let st = wait_status(child).unwrap_or(0);
     if !msg.is_empty() {
         eprintln!("swarm-runtime exec: {msg}");

@@ -27,6 +27,7 @@ pub mod init;
 pub mod logs;
 pub mod mounts;
 pub mod oci;
+pub mod options;
 pub mod runtime;
 pub mod seccomp;
 pub mod selfexe;

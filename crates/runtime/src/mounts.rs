@@ -12,7 +12,7 @@ use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 
-use crate::spec::{ContainerSpec, MountSpec, RootfsSpec};
+use crate::spec::{ContainerSpec, MountSpec, Propagation, RootfsSpec};
 use crate::sys;
 
 /// Errors of mount setup.
@@ -26,6 +26,14 @@ pub enum MountError {
     },
     #[error("cannot prepare mount target {target} inside the rootfs: {source}")]
     Target { target: PathBuf, source: io::Error },
+    #[error("mount target {target} is refused: {reason}")]
+    Escape { target: PathBuf, reason: String },
+    #[error("cannot copy the image's content at {target} into {source_dir}: {source}")]
+    CopyUp {
+        target: PathBuf,
+        source_dir: PathBuf,
+        source: io::Error,
+    },
 }
 
 /// Docker's masked paths.
@@ -84,7 +92,15 @@ pub enum MountOp {
         kind: TargetKind,
         readonly: bool,
         flags: libc::c_ulong,
+        /// Propagation set on the new mount (user mounts; the default mounts keep the
+        /// namespace's).
+        propagation: Option<Propagation>,
+        /// Populate an empty source directory from the rootfs' content at the target first.
+        copy_up: bool,
     },
+    /// Refuse a user mount target whose path leaves the rootfs through a symlink (see
+    /// [`confine`]).
+    Confine { path: PathBuf },
     /// Create a symlink inside the container.
     Symlink { target: String, link: PathBuf },
     /// Hide a path: /dev/null over files, a read-only tmpfs over directories.
@@ -119,6 +135,8 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             kind: TargetKind::File,
             readonly: false,
             flags: NOSUID | NOEXEC,
+            propagation: None,
+            copy_up: false,
         });
     }
     ops.extend([
@@ -164,11 +182,16 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
         });
     }
     for m in &spec.mounts {
+        ops.push(MountOp::Confine {
+            path: m.destination().to_path_buf(),
+        });
         match m {
             MountSpec::Bind {
                 source,
                 destination,
                 readonly,
+                propagation,
+                copy_up,
             } => ops.push(MountOp::Bind {
                 source: source.clone(),
                 target: destination.clone(),
@@ -179,6 +202,8 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
                 },
                 readonly: *readonly,
                 flags: NOSUID | NODEV,
+                propagation: Some(*propagation),
+                copy_up: *copy_up,
             }),
             MountSpec::Tmpfs {
                 destination,
@@ -414,15 +439,32 @@ fn apply_one(root: RawFd, op: &MountOp) -> Result<(), MountError> {
             )
             .map_err(merr(fstype, target))?;
         }
+        MountOp::Confine { path } => {
+            confine(path, &mut |p| readlink_in_root(root, p)).map_err(|reason| {
+                MountError::Escape {
+                    target: path.clone(),
+                    reason,
+                }
+            })?;
+        }
         MountOp::Bind {
             source,
             target,
             kind,
             readonly,
             flags,
+            propagation,
+            copy_up,
         } => {
             let fd = ensure_target(root, target, *kind).map_err(terr(target))?;
             let fp = fd_path(&fd);
+            if *copy_up && *kind == TargetKind::Dir {
+                copy_up_into(&fp, source).map_err(|e| MountError::CopyUp {
+                    target: target.clone(),
+                    source_dir: source.clone(),
+                    source: e,
+                })?;
+            }
             sys::mount(Some(source), &fp, None, libc::MS_BIND | libc::MS_REC, None)
                 .map_err(merr("bind", target))?;
             // Re-resolve: the path now shows the new mount.
@@ -436,6 +478,11 @@ fn apply_one(root: RawFd, op: &MountOp) -> Result<(), MountError> {
                 None,
             )
             .map_err(merr("bind remount", target))?;
+            if let Some(p) = propagation {
+                let fd3 = open_in_root(root, target, libc::O_PATH).map_err(terr(target))?;
+                sys::mount(None, &fd_path(&fd3), None, p.flags(), None)
+                    .map_err(merr("bind propagation", target))?;
+            }
         }
         MountOp::Symlink { target, link } => {
             let parent = link.parent().unwrap_or(Path::new("/"));
@@ -511,6 +558,147 @@ fn apply_one(root: RawFd, op: &MountOp) -> Result<(), MountError> {
     Ok(())
 }
 
+/// The target of `path` when it is a symlink inside the rootfs (`None` when it is not one or
+/// does not exist). `path` has no symlink in its parent components (see [`confine`]).
+fn readlink_in_root(root: RawFd, path: &Path) -> Option<PathBuf> {
+    use std::os::unix::ffi::OsStrExt;
+    let parent = path.parent()?;
+    let name = path.file_name()?;
+    let pfd = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY).ok()?;
+    let c = sys::cstr(Path::new(name)).ok()?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize];
+    // SAFETY: valid C string, dir fd and buffer of the given length.
+    let n = unsafe {
+        libc::readlinkat(
+            pfd.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return None;
+    }
+    buf.truncate(n as usize);
+    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&buf)))
+}
+
+/// Most symlinks followed while confining one path (the kernel's own limit).
+const MAX_SYMLINKS: usize = 40;
+
+/// Resolves a container path component by component, following symlinks (`readlink` gives
+/// the target of a path whose parents are already resolved, `None` when it is no symlink),
+/// and refuses a path that leaves the rootfs: a symlink whose relative target climbs above
+/// the root (`../../..`), which followed on the host would point outside the container.
+/// Absolute symlink targets are container paths (they restart at the container's root, as
+/// Docker and runc resolve them). Returns the resolved path or the reason for refusing.
+pub fn confine(
+    path: &Path,
+    readlink: &mut dyn FnMut(&Path) -> Option<PathBuf>,
+) -> Result<PathBuf, String> {
+    use std::collections::VecDeque;
+    use std::path::Component;
+    let mut todo: VecDeque<std::ffi::OsString> = VecDeque::new();
+    let push_front = |todo: &mut VecDeque<std::ffi::OsString>, p: &Path| {
+        let mut parts: Vec<std::ffi::OsString> = Vec::new();
+        for c in p.components() {
+            match c {
+                Component::Normal(n) => parts.push(n.to_os_string()),
+                Component::ParentDir => parts.push("..".into()),
+                _ => {}
+            }
+        }
+        for part in parts.into_iter().rev() {
+            todo.push_front(part);
+        }
+    };
+    push_front(&mut todo, path);
+    let mut cur = PathBuf::from("/");
+    let mut followed = 0;
+    let mut via: Option<(PathBuf, PathBuf)> = None;
+    while let Some(part) = todo.pop_front() {
+        if part == ".." {
+            if cur == Path::new("/") {
+                let how = match &via {
+                    Some((link, t)) => format!(
+                        "the symlink {} -> {} leads out of the container's root filesystem",
+                        link.display(),
+                        t.display()
+                    ),
+                    None => "it leads out of the container's root filesystem".into(),
+                };
+                return Err(how);
+            }
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&part);
+        match readlink(&next) {
+            Some(t) => {
+                followed += 1;
+                if followed > MAX_SYMLINKS {
+                    return Err(format!("too many levels of symlinks at {}", next.display()));
+                }
+                if t.is_absolute() {
+                    cur = PathBuf::from("/");
+                }
+                push_front(&mut todo, &t);
+                via = Some((next, t));
+            }
+            None => cur = next,
+        }
+    }
+    Ok(cur)
+}
+
+/// Copies the directory tree at `from` into `to` when `to` is an empty directory (Docker's
+/// population of a new volume from the image): modes and owners kept, symlinks copied as
+/// symlinks, device nodes, sockets and fifos skipped.
+fn copy_up_into(from: &Path, to: &Path) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if std::fs::read_dir(to)?.next().is_some() {
+        return Ok(());
+    }
+    // `from` is a /proc/self/fd magic link to the resolved target: follow it.
+    let meta = std::fs::metadata(from)?;
+    if !meta.is_dir() {
+        return Ok(());
+    }
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))?;
+    copy_tree(from, to, 0)
+}
+
+fn copy_tree(from: &Path, to: &Path, depth: usize) -> io::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    if depth > 256 {
+        return Err(io::Error::other("directory tree deeper than 256 levels"));
+    }
+    for e in std::fs::read_dir(from)? {
+        let e = e?;
+        let src = e.path();
+        let dst = to.join(e.file_name());
+        let m = std::fs::symlink_metadata(&src)?;
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            std::os::unix::fs::symlink(std::fs::read_link(&src)?, &dst)?;
+            std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))?;
+            continue;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&dst)?;
+            copy_tree(&src, &dst, depth + 1)?;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst)?;
+        } else {
+            continue;
+        }
+        // Owner first: chown clears set-id bits, which the mode then restores.
+        std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))?;
+        std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
+    }
+    Ok(())
+}
+
 fn unsafe_zeroed_stat() -> libc::stat {
     // SAFETY: an all-zero stat is a valid value of this plain C struct.
     unsafe { std::mem::zeroed() }
@@ -576,6 +764,80 @@ mod tests {
             mode: None,
         });
         s
+    }
+
+    /// A fake rootfs: symlinks by container path.
+    fn links(l: &[(&str, &str)]) -> impl FnMut(&Path) -> Option<PathBuf> {
+        let m: std::collections::HashMap<PathBuf, PathBuf> = l
+            .iter()
+            .map(|(a, b)| (PathBuf::from(a), PathBuf::from(b)))
+            .collect();
+        move |p: &Path| m.get(p).cloned()
+    }
+
+    #[test]
+    fn confine_follows_symlinks_inside_and_refuses_escapes() {
+        let mut l = links(&[
+            ("/var/run", "/run"),
+            ("/data", "srv/data"),
+            ("/evil", "../../../../etc"),
+            ("/srv/up", "../../x"),
+            ("/loop", "/loop"),
+            ("/a/b", "../../../host"),
+        ]);
+        assert_eq!(
+            confine(Path::new("/var/run/x.sock"), &mut l).unwrap(),
+            PathBuf::from("/run/x.sock")
+        );
+        assert_eq!(
+            confine(Path::new("/data/db"), &mut l).unwrap(),
+            PathBuf::from("/srv/data/db")
+        );
+        let e = confine(Path::new("/evil/passwd"), &mut l).unwrap_err();
+        assert!(e.contains("/evil -> ../../../../etc"), "{e}");
+        assert!(confine(Path::new("/srv/up"), &mut l).is_err());
+        assert!(confine(Path::new("/a/b/c"), &mut l).is_err());
+        let e = confine(Path::new("/loop/x"), &mut l).unwrap_err();
+        assert!(e.contains("too many levels"), "{e}");
+        assert_eq!(
+            confine(Path::new("/plain/dir"), &mut l).unwrap(),
+            PathBuf::from("/plain/dir")
+        );
+    }
+
+    #[test]
+    fn user_mounts_are_confined_and_keep_their_propagation() {
+        let mut s = spec();
+        s.mounts.push(MountSpec::Bind {
+            source: "/".into(),
+            destination: "/host".into(),
+            readonly: true,
+            propagation: Propagation::Rslave,
+            copy_up: false,
+        });
+        let ops = plan(&s);
+        let bind = ops
+            .iter()
+            .position(|o| matches!(o, MountOp::Bind { target, .. } if target == Path::new("/host")))
+            .unwrap();
+        assert_eq!(
+            ops[bind - 1],
+            MountOp::Confine {
+                path: "/host".into()
+            }
+        );
+        assert!(matches!(
+            &ops[bind],
+            MountOp::Bind {
+                readonly: true,
+                propagation: Some(Propagation::Rslave),
+                kind: TargetKind::Dir,
+                ..
+            }
+        ));
+        assert!(ops.contains(&MountOp::Confine {
+            path: "/run".into()
+        }));
     }
 
     #[test]

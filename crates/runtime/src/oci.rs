@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 
 use crate::spec::{
-    ContainerSpec, MountSpec, NetworkMode, ProcessSpec, Resources, RootfsSpec, StdioMode,
+    ContainerSpec, MountSpec, NetworkMode, ProcessSpec, Propagation, Resources, RootfsSpec,
+    StdioMode,
 };
 
 /// Errors of bundle loading.
@@ -98,10 +99,25 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
             }),
             _ if opts.iter().any(|o| o == "bind" || o == "rbind") => {
                 if let Some(src) = m.source() {
+                    let propagation = opts
+                        .iter()
+                        .rev()
+                        .find_map(|o| match o.as_str() {
+                            "private" => Some(Propagation::Private),
+                            "rprivate" => Some(Propagation::Rprivate),
+                            "shared" => Some(Propagation::Shared),
+                            "rshared" => Some(Propagation::Rshared),
+                            "slave" => Some(Propagation::Slave),
+                            "rslave" => Some(Propagation::Rslave),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
                     cs.mounts.push(MountSpec::Bind {
                         source: src.clone(),
                         destination: dest,
                         readonly: opts.iter().any(|o| o == "ro"),
+                        propagation,
+                        copy_up: false,
                     });
                 }
             }

@@ -182,6 +182,9 @@ pub struct ExecSpec {
     pub cwd: Option<String>,
     /// Kill the command after this long (exit code 137 then).
     pub timeout: Option<Duration>,
+    /// Detached exec: the helper writes the command's host pid here and exits once the
+    /// command runs; whoever spawned the helper (a subreaper) reaps the command.
+    pub detach_pid_file: Option<PathBuf>,
 }
 
 /// Result of [`Runtime::exec`].
@@ -303,11 +306,12 @@ impl Runtime {
 
     fn create_inner(
         &self,
-        spec: ContainerSpec,
+        mut spec: ContainerSpec,
         bundle: Option<PathBuf>,
         sd: &StateDir,
     ) -> Result<ContainerInfo, RuntimeError> {
         let id = spec.id.clone();
+        write_etc_files(&mut spec, &sd.dir)?;
         let cg = Cgroup::new(self.hierarchy.clone(), &self.cfg.cgroup_parent, &id);
         cg.create(&spec.resources)?;
         for d in [sd.rootfs()]
@@ -607,6 +611,12 @@ impl Runtime {
 
     /// Sends a signal to every process of the container's cgroup (runc's `kill --all`), not
     /// only to its init.
+    /// Host pids of every process in the container's cgroup (runc's `ps`).
+    pub fn pids(&self, id: &str) -> Result<Vec<i32>, RuntimeError> {
+        let (_, cfg) = self.existing(id)?;
+        Ok(self.cgroup(&cfg).pids())
+    }
+
     pub fn signal_all(&self, id: &str, sig: i32) -> Result<(), RuntimeError> {
         let (sd, cfg) = self.existing(id)?;
         let Init::Alive { .. } = self.init(&sd, id)? else {
@@ -721,6 +731,7 @@ impl Runtime {
             env: spec.env.clone(),
             user: spec.user.clone(),
             cwd: spec.cwd.clone(),
+            detach_pid_file: spec.detach_pid_file.clone(),
         };
         let helper = self.helper()?;
         let mut cmd = Command::new(helper.exec_path());
@@ -826,4 +837,31 @@ impl Runtime {
         }
         Ok(set)
     }
+}
+
+/// Writes the container's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf` into its state
+/// dir and bind-mounts them (read-write, as Docker does) before any user mount, so that a
+/// user mount on one of these paths still wins.
+fn write_etc_files(spec: &mut ContainerSpec, dir: &Path) -> Result<(), RuntimeError> {
+    let Some(files) = spec.options.etc_files.clone() else {
+        return Ok(());
+    };
+    let mut binds = Vec::new();
+    for (name, body) in [
+        ("hosts", &files.hosts),
+        ("hostname", &files.hostname),
+        ("resolv.conf", &files.resolv_conf),
+    ] {
+        let p = dir.join(name);
+        fs::write(&p, body).map_err(ioe(&p))?;
+        binds.push(crate::spec::MountSpec::Bind {
+            source: p,
+            destination: Path::new("/etc").join(name),
+            readonly: false,
+            propagation: Default::default(),
+            copy_up: false,
+        });
+    }
+    spec.mounts.splice(0..0, binds);
+    Ok(())
 }

@@ -30,6 +30,10 @@ pub enum SpecError {
     InvalidUser { user: String, reason: String },
     #[error("invalid environment entry {entry:?}: expected KEY=VALUE")]
     InvalidEnv { entry: String },
+    #[error(transparent)]
+    Options(#[from] crate::options::OptionsError),
+    #[error("bind source {path:?} does not exist on this host: create it first (bind sources are never created implicitly)")]
+    MissingBindSource { path: String },
 }
 
 /// Where the container's root filesystem comes from.
@@ -64,6 +68,33 @@ pub enum StdioMode {
     Inherit,
 }
 
+/// Mount propagation of a bind mount (Docker's `bind-propagation`; default `rprivate`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Propagation {
+    Private,
+    #[default]
+    Rprivate,
+    Shared,
+    Rshared,
+    Slave,
+    Rslave,
+}
+
+impl Propagation {
+    /// The `mount(2)` flags that set this propagation.
+    pub fn flags(self) -> libc::c_ulong {
+        match self {
+            Propagation::Private => libc::MS_PRIVATE,
+            Propagation::Rprivate => libc::MS_PRIVATE | libc::MS_REC,
+            Propagation::Shared => libc::MS_SHARED,
+            Propagation::Rshared => libc::MS_SHARED | libc::MS_REC,
+            Propagation::Slave => libc::MS_SLAVE,
+            Propagation::Rslave => libc::MS_SLAVE | libc::MS_REC,
+        }
+    }
+}
+
 /// An extra mount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "type")]
@@ -72,6 +103,12 @@ pub enum MountSpec {
         source: PathBuf,
         destination: PathBuf,
         readonly: bool,
+        #[serde(default)]
+        propagation: Propagation,
+        /// When the source is an empty directory, first copy what the rootfs holds at the
+        /// destination into it (Docker's volume population; `volume-nocopy` turns it off).
+        #[serde(default)]
+        copy_up: bool,
     },
     Tmpfs {
         destination: PathBuf,
@@ -152,6 +189,9 @@ pub struct ContainerSpec {
     /// Free-form labels, stored with the container (e.g. the agent's task id).
     #[serde(default)]
     pub labels: std::collections::BTreeMap<String, String>,
+    /// Capabilities, ulimits, sysctls, groups, oom score, tty, /etc files.
+    #[serde(default)]
+    pub options: crate::options::ContainerOptions,
 }
 
 impl ContainerSpec {
@@ -168,6 +208,7 @@ impl ContainerSpec {
             stdio: StdioMode::Log,
             readonly_rootfs: false,
             labels: Default::default(),
+            options: Default::default(),
         }
     }
 
@@ -184,6 +225,7 @@ impl ContainerSpec {
             }
         }
         parse_user(&self.process.user)?;
+        self.options.validate(self.network)?;
         for m in &self.mounts {
             let d = m.destination().to_string_lossy().to_string();
             clean_container_path(&d).ok_or(SpecError::InvalidPath {
@@ -194,6 +236,11 @@ impl ContainerSpec {
                 if !source.is_absolute() {
                     return Err(SpecError::InvalidPath {
                         what: "bind source",
+                        path: source.display().to_string(),
+                    });
+                }
+                if std::fs::metadata(source).is_err() {
+                    return Err(SpecError::MissingBindSource {
                         path: source.display().to_string(),
                     });
                 }

@@ -40,6 +40,12 @@ pub enum SpecError {
         count: usize,
         limit: usize,
     },
+    #[error("invalid mount {mount:?}: {reason}")]
+    Mount { mount: String, reason: String },
+    #[error("invalid ulimit {ulimit:?}: {reason}")]
+    Ulimit { ulimit: String, reason: String },
+    #[error("invalid {what}: {reason}")]
+    ContainerOption { what: String, reason: String },
     /// A setting the service's mode never reads: refused rather than silently dropped.
     #[error("{what} does not apply to a {mode} service: {why}")]
     NotForMode {

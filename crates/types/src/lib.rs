@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod constraint;
+pub mod container;
 pub mod error;
 pub mod ids;
 pub mod limits;

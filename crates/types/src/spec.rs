@@ -108,6 +108,12 @@ pub struct ContainerSpec {
     /// Health check; `None` uses the image's, `Some` with test `["NONE"]` disables it.
     #[serde(default)]
     pub healthcheck: Option<HealthCheck>,
+    /// Bind mounts, node-local volumes and tmpfs (`--mount`).
+    #[serde(default)]
+    pub mounts: Vec<crate::container::Mount>,
+    /// Process and kernel knobs (`--ulimit`, `--cap-add`, `--read-only`, ...).
+    #[serde(default)]
+    pub options: crate::container::ContainerOptions,
 }
 
 /// A health check run by exec inside the container (docker's HEALTHCHECK semantics).
@@ -333,6 +339,8 @@ impl ServiceSpec {
         for c in &self.task.placement.constraints {
             Constraint::parse(c)?;
         }
+        crate::container::validate_mounts(&self.task.container.mounts)?;
+        self.task.container.options.validate()?;
         for p in &self.task.placement.preferences {
             let ok = p
                 .strip_prefix("spread=")

@@ -5,6 +5,7 @@ pub mod image;
 pub mod node;
 pub mod registry;
 pub mod service;
+pub mod volume;
 
 use crate::client::Context;
 

@@ -13,7 +13,7 @@ use swarm_runtime::{ImageConfig, ImageStore, Runtime, RuntimeConfig};
 pub const BUSYBOX: &str = "/bin/busybox";
 const APPLETS: &[&str] = &[
     "sh", "true", "false", "sleep", "cat", "ls", "id", "echo", "env", "pwd", "grep", "head", "tr",
-    "seq", "hostname", "touch", "mkdir", "wc", "dd", "kill", "ps",
+    "seq", "hostname", "touch", "mkdir", "wc", "dd", "kill", "ps", "chown", "stat", "tty", "mount",
 ];
 
 /// Fails (not skips) when busybox-static is missing: CI must install it.

@@ -57,7 +57,7 @@ pub struct PruneArgs {
 }
 
 /// Docker's unit for reclaimed space (decimal: kB, MB, GB).
-fn human_bytes(b: u64) -> String {
+pub fn human_bytes(b: u64) -> String {
     const UNITS: [&str; 5] = ["B", "kB", "MB", "GB", "TB"];
     let mut v = b as f64;
     let mut u = 0;

@@ -49,6 +49,8 @@ pub struct CreateArgs {
     pub task: TaskFlags,
     #[command(flatten)]
     pub service: ServiceFlags,
+    #[command(flatten)]
+    pub container: super::container_flags::CreateContainerFlags,
     /// Image, then the command and its arguments. Options go before the image: everything
     /// after it belongs to the container's command (`busybox ls -l`), and an option swarmctl
     /// does not know is a usage error, never an image name.
@@ -117,6 +119,7 @@ pub fn build(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
     task.placement.constraints = a.constraints.clone();
     task.placement.preferences = a.placement_prefs.clone();
     a.task.apply(&mut task)?;
+    a.container.apply(&mut task.container);
     let mut spec = ServiceSpec {
         name,
         labels: parse::labels(&a.labels).map_err(anyhow::Error::msg)?,

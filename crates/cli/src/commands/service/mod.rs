@@ -1,6 +1,7 @@
 //! `swarmctl service ...`
 
 mod converge;
+mod container_flags;
 mod create;
 mod flags;
 mod history;

@@ -13,7 +13,7 @@ use swarm_types::spec::{ServiceMode, ServiceSpec};
 /// spec as it was, so clap refuses it together with any of these. `TaskFlags` and
 /// `ServiceFlags` are the groups clap derives for the flattened structs: a flag added there
 /// is covered without touching this list.
-const CHANGES: [&str; 12] = [
+const CHANGES: [&str; 13] = [
     "image",
     "replicas",
     "args",
@@ -26,6 +26,7 @@ const CHANGES: [&str; 12] = [
     "force",
     "TaskFlags",
     "ServiceFlags",
+    "UpdateContainerFlags",
 ];
 
 #[derive(Args, Debug)]
@@ -75,6 +76,8 @@ pub struct UpdateArgs {
     pub task: TaskFlags,
     #[command(flatten)]
     pub service_flags: ServiceFlags,
+    #[command(flatten)]
+    pub container: super::container_flags::UpdateContainerFlags,
     /// Service id, id prefix or name.
     pub service: String,
 }
@@ -126,6 +129,7 @@ pub fn apply(a: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result<()> {
         }
     }
     a.task.apply(&mut spec.task)?;
+    a.container.apply(&mut spec.task.container);
     a.service_flags.apply(spec)?;
     if a.force {
         spec.task.force_update += 1;
