@@ -9,6 +9,7 @@ pub mod constraint;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod network;
 pub mod objects;
 pub mod spec;
 pub mod store;
@@ -16,5 +17,6 @@ pub mod task;
 pub mod token;
 pub mod util;
 
-pub use ids::{ClusterId, NodeId, ServiceId, TaskId};
+pub use ids::{ClusterId, NetworkId, NodeId, ServiceId, TaskId};
+pub use network::Network;
 pub use objects::{Cluster, Meta, Node, Object, ObjectKind, Service, Task};

@@ -1,4 +1,4 @@
-//! The replicated objects: Cluster, Node, Service, Task. Every object carries `Meta`, whose
+//! The replicated objects: Cluster, Node, Service, Task, Network (in `network.rs`). Every object carries `Meta`, whose
 //! `version` is the Raft log index of its last write (used for optimistic concurrency).
 
 use crate::ids::{ClusterId, NodeId, ServiceId, TaskId};
@@ -23,14 +23,16 @@ pub enum ObjectKind {
     Node,
     Service,
     Task,
+    Network,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 4] = [
+    pub const ALL: [ObjectKind; 5] = [
         ObjectKind::Cluster,
         ObjectKind::Node,
         ObjectKind::Service,
         ObjectKind::Task,
+        ObjectKind::Network,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -38,6 +40,7 @@ impl ObjectKind {
             ObjectKind::Node => "node",
             ObjectKind::Service => "service",
             ObjectKind::Task => "task",
+            ObjectKind::Network => "network",
         }
     }
 }
@@ -63,6 +66,13 @@ pub struct ClusterSpec {
     /// How many old tasks to keep per slot.
     pub task_history_limit: u64,
     pub node_cert_expiry_secs: u64,
+    /// Where network subnets come from (`swarmd --default-addr-pool`); empty = 10.0.0.0/8.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_addr_pool: Vec<crate::network::Ipv4Net>,
+    /// Prefix length of the subnets carved from the pools (`--default-addr-pool-mask-len`);
+    /// 0 = 24.
+    #[serde(default)]
+    pub subnet_size: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -327,6 +337,10 @@ pub struct Task {
     /// How many times this slot was restarted after the task before it died.
     #[serde(default)]
     pub restarts: u64,
+    /// The task's address on each network of its spec, allocated by the leader when the task
+    /// is created (written with it through Raft).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::network::NetworkAttachment>,
 }
 
 impl Task {
@@ -367,6 +381,7 @@ pub enum Object {
     Node(Node),
     Service(Service),
     Task(Task),
+    Network(crate::network::Network),
 }
 
 impl Object {
@@ -383,6 +398,7 @@ impl Object {
             Object::Node(_) => ObjectKind::Node,
             Object::Service(_) => ObjectKind::Service,
             Object::Task(_) => ObjectKind::Task,
+            Object::Network(_) => ObjectKind::Network,
         }
     }
     pub fn id(&self) -> &str {
@@ -391,6 +407,7 @@ impl Object {
             Object::Node(o) => o.id.as_str(),
             Object::Service(o) => o.id.as_str(),
             Object::Task(o) => o.id.as_str(),
+            Object::Network(o) => o.id.as_str(),
         }
     }
     pub fn meta(&self) -> &Meta {
@@ -399,6 +416,7 @@ impl Object {
             Object::Node(o) => &o.meta,
             Object::Service(o) => &o.meta,
             Object::Task(o) => &o.meta,
+            Object::Network(o) => &o.meta,
         }
     }
     pub fn meta_mut(&mut self) -> &mut Meta {
@@ -407,6 +425,7 @@ impl Object {
             Object::Node(o) => &mut o.meta,
             Object::Service(o) => &mut o.meta,
             Object::Task(o) => &mut o.meta,
+            Object::Network(o) => &mut o.meta,
         }
     }
 }

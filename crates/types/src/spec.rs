@@ -198,6 +198,9 @@ pub struct TaskSpec {
     pub placement: Placement,
     /// Bumped by `service update --force` so that tasks are replaced without a spec change.
     pub force_update: u64,
+    /// Networks the tasks attach to (`--network`); targets are network ids once stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::network::NetworkAttachmentConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -360,6 +363,7 @@ impl ServiceSpec {
             }
         }
         self.validate_for_mode()?;
+        crate::network::validate_attachments(&self.task.networks)?;
         let r = &self.task.resources;
         if r.limits.nano_cpus < 0
             || r.limits.memory_bytes < 0
