@@ -51,6 +51,9 @@ pub enum Command {
     /// Manage the cluster.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCmd),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(commands::network::NetworkCmd),
     /// Manage images of the local node.
     #[command(subcommand)]
     Image(commands::image::ImageCmd),
@@ -88,6 +91,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Node(c) => commands::node::run(&ctx, c).await,
         Command::Cluster(c) => commands::cluster::run(&ctx, c).await,
         Command::Image(c) => commands::image::run(&ctx, c).await,
+        Command::Network(c) => commands::network::run(&ctx, c).await,
         Command::Version => commands::version(&ctx).await,
     };
     match res {

@@ -144,6 +144,7 @@ fn manager_config(args: &Args, id: &Identity) -> ManagerConfig {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args);
+    args.check_addr_pools().map_err(|e| anyhow!(e))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_fd_limit();
     let _lock = lock_state_dir(&args.state_dir)?;
@@ -565,6 +566,8 @@ async fn bootstrap(
             name: "default".into(),
             task_history_limit: 5,
             node_cert_expiry_secs: args.cert_expiry.as_secs().max(3600),
+            default_addr_pool: args.default_addr_pool.clone(),
+            subnet_size: args.default_addr_pool_mask_len,
         },
         join_tokens: JoinTokens {
             worker: JoinToken::generate(&root_ca.digest).to_string(),

@@ -239,6 +239,7 @@ mod tests {
                 ..Default::default()
             },
             restarts: 0,
+            networks: Vec::new(),
         }
     }
 
