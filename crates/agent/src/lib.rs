@@ -13,6 +13,7 @@ pub mod images;
 pub mod join;
 pub mod local;
 pub mod managers;
+pub mod network;
 pub mod reporter;
 pub mod runtime_exec;
 pub mod session;

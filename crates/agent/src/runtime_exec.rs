@@ -48,6 +48,8 @@ pub struct RuntimeExecutor {
     runtime: Arc<Runtime>,
     images: Arc<NodeImages>,
     calls: Arc<tokio::sync::Semaphore>,
+    /// Plumbs task networks between create and start (`network/`); none: no networking.
+    net: Option<Arc<crate::network::DataPlane>>,
 }
 
 impl RuntimeExecutor {
@@ -64,7 +66,14 @@ impl RuntimeExecutor {
             images: NodeImages::new(Arc::new(images), runtime.clone()),
             runtime,
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_RUNTIME_CALLS)),
+            net: None,
         })
+    }
+
+    /// Gives task containers their networks through `dp`.
+    pub fn with_network(mut self, dp: Arc<crate::network::DataPlane>) -> Self {
+        self.net = Some(dp);
+        self
     }
 
     /// The node's images (shared with the control socket's image commands).
@@ -291,12 +300,25 @@ impl Executor for RuntimeExecutor {
             let images = self.images.store().clone();
             let t = task.clone();
             let spec = self.limited(move || container_spec(&images, &t)).await??;
-            self.blocking(move |rt| rt.create(spec).map(|_| ()))
+            let info = self
+                .blocking(move |rt| rt.create(spec))
                 .await
                 .map_err(|e| match e {
                     ExecError::Failed(m) => ExecError::Rejected(m),
                     other => other,
-                })
+                })?;
+            if let (Some(dp), false) = (&self.net, task.networks.is_empty()) {
+                // Between create and start: the container's namespace exists, its program
+                // has not run yet.
+                let (dp, t, pid) = (dp.clone(), task.clone(), info.pid);
+                let res = self.limited(move || dp.attach(&t, pid)).await?;
+                if let Err(e) = res {
+                    let id = info.id.clone();
+                    let _ = self.call(move |rt| rt.remove(&id, true)).await;
+                    return Err(ExecError::Failed(format!("network setup failed: {e}")));
+                }
+            }
+            Ok(())
         })
     }
     fn start<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), ExecError>> {
@@ -347,6 +369,13 @@ impl Executor for RuntimeExecutor {
                 // Layers only this container used (an image re-tagged or removed meanwhile)
                 // can go now.
                 self.images.collect_soon();
+                if let Some(dp) = &self.net {
+                    // Its veths went with its namespace; a bridge nobody uses goes now.
+                    let dp = dp.clone();
+                    if let Ok(Err(e)) = self.limited(move || dp.collect()).await {
+                        tracing::warn!(error = %e, "network cleanup failed");
+                    }
+                }
             }
             res
         })

@@ -273,11 +273,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         let cgroup_parent = format!("swarm-{}", id.node_id.short());
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
             Ok(exec) => {
+                let net = std::sync::Arc::new(swarm_agent::network::DataPlane::new(
+                    id.node_id.as_str(),
+                    swarm_manager::dispatcher::host_ip(&id.advertise_addr),
+                ));
+                // Bridges of containers removed while swarmd was down; the ruleset of the
+                // networks still in use.
+                let n = net.clone();
+                match tokio::task::spawn_blocking(move || n.collect()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "network cleanup at start failed"),
+                    Err(e) => tracing::warn!(error = %e, "network cleanup at start panicked"),
+                    Ok(Ok(())) => {}
+                }
                 let node_images = exec.images();
                 // Leftovers of an earlier run (containers removed while swarmd was down).
                 node_images.collect_soon();
                 images = Ok(node_images);
-                let exec = std::sync::Arc::new(exec);
+                let exec = std::sync::Arc::new(exec.with_network(net.clone()));
+                tokio::spawn(swarm_agent::network::peers::run(
+                    id.node_id.clone(),
+                    net,
+                    managers.clone(),
+                    shutdown_rx.clone(),
+                ));
                 tokio::spawn(swarm_agent::worker::run(
                     id.node_id.clone(),
                     db_dir,
