@@ -101,6 +101,36 @@ impl<'de> Deserialize<'de> for Ipv4Net {
     }
 }
 
+/// IPv4 addresses travel as strings in every encoding: std's serde writes them as strings to
+/// JSON but as 4-tuples to binary formats, and the MessagePack of the Raft log could not read
+/// those back.
+mod addr_str {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::net::Ipv4Addr;
+    pub fn serialize<S: Serializer>(a: &Ipv4Addr, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(a)
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Ipv4Addr, D::Error> {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+    pub mod opt {
+        use super::*;
+        pub fn serialize<S: Serializer>(a: &Option<Ipv4Addr>, s: S) -> Result<S::Ok, S::Error> {
+            match a {
+                Some(a) => s.collect_str(a),
+                None => s.serialize_none(),
+            }
+        }
+        pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
+            Option::<String>::deserialize(d)?
+                .map(|v| v.parse().map_err(serde::de::Error::custom))
+                .transpose()
+        }
+    }
+}
+
 /// How a network is realised on the hosts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
@@ -141,7 +171,7 @@ impl FromStr for NetworkDriver {
 pub struct IpamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<Ipv4Net>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "addr_str::opt")]
     pub gateway: Option<Ipv4Addr>,
     /// Task addresses come from this part of the subnet only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,6 +265,7 @@ pub struct Network {
     pub meta: Meta,
     pub spec: NetworkSpec,
     pub subnet: Ipv4Net,
+    #[serde(with = "addr_str")]
     pub gateway: Ipv4Addr,
     /// Task addresses are taken from here (the subnet unless `--ip-range` narrowed it).
     pub ip_range: Ipv4Net,
@@ -260,6 +291,7 @@ pub struct NetworkAttachment {
     pub driver: NetworkDriver,
     /// The task's address with the subnet's prefix length (`10.0.1.5/24`).
     pub address: Ipv4Net,
+    #[serde(with = "addr_str")]
     pub gateway: Ipv4Addr,
     pub vni: u32,
     #[serde(default)]

@@ -108,8 +108,9 @@ impl DataPlane {
             return Ok(());
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let links = sys::links()?;
         for att in &task.networks {
-            self.ensure_network(&mut st, att)?;
+            self.ensure_network(&mut st, &links, att)?;
         }
         self.load_rules(&mut st)?;
         let mut host = String::new();
@@ -119,7 +120,7 @@ impl DataPlane {
             let mtu = Self::mtu(att);
             let veth = self.veth_name(task.id.as_str(), i);
             let eth = format!("eth{i}");
-            if sys::link_exists(&veth) {
+            if sys::has(&links, &veth) {
                 // A retried prepare: the old pair goes with its old container.
                 writeln!(host, "link del {veth}").ok();
             }
@@ -149,11 +150,16 @@ impl DataPlane {
 
     /// Creates the network's bridge (with the gateway address) and, for an overlay, its VXLAN
     /// device, unless they exist.
-    fn ensure_network(&self, st: &mut State, att: &NetworkAttachment) -> Result<(), NetError> {
+    fn ensure_network(
+        &self,
+        st: &mut State,
+        links: &[sys::Link],
+        att: &NetworkAttachment,
+    ) -> Result<(), NetError> {
         let br = self.bridge_name(att.vni);
         let mtu = Self::mtu(att);
         let mut cmds = String::new();
-        if !sys::link_exists(&br) {
+        if !sys::has(links, &br) {
             writeln!(cmds, "link add {br} mtu {mtu} type bridge").ok();
         }
         let gw = swarm_types::network::Ipv4Net::new(att.gateway, att.address.prefix);
@@ -168,7 +174,7 @@ impl DataPlane {
         writeln!(cmds, "link set {br} up").ok();
         if att.driver == NetworkDriver::Overlay {
             let vx = self.vxlan_name(att.vni);
-            if !sys::link_exists(&vx) {
+            if !sys::has(links, &vx) {
                 let local = self.local.ok_or_else(|| {
                     NetError::Config("overlay networks need the node's advertise address (--advertise-addr IP:PORT)".into())
                 })?;
@@ -196,7 +202,7 @@ impl DataPlane {
         if fresh && att.driver == NetworkDriver::Overlay {
             // Peers that arrived before this host had the network.
             st.installed.remove(&att.vni);
-            self.sync_vni(st, att.vni)?;
+            self.sync_vni(st, true, att.vni)?;
         }
         Ok(())
     }
@@ -216,9 +222,11 @@ impl DataPlane {
             .chain(st.installed.keys())
             .copied()
             .collect();
+        let links = sys::links()?;
         let mut first_err = None;
         for vni in vnis {
-            if let Err(e) = self.sync_vni(&mut st, vni) {
+            let present = sys::has(&links, &self.vxlan_name(vni));
+            if let Err(e) = self.sync_vni(&mut st, present, vni) {
                 first_err.get_or_insert(e);
             }
         }
@@ -226,9 +234,9 @@ impl DataPlane {
     }
 
     /// FDB and neighbour entries of one VXLAN device = the peers of its network.
-    fn sync_vni(&self, st: &mut State, vni: u32) -> Result<(), NetError> {
+    fn sync_vni(&self, st: &mut State, present: bool, vni: u32) -> Result<(), NetError> {
         let vx = self.vxlan_name(vni);
-        if !sys::link_exists(&vx) {
+        if !present {
             st.installed.remove(&vni);
             return Ok(());
         }
@@ -262,39 +270,41 @@ impl DataPlane {
     pub fn collect(&self) -> Result<(), NetError> {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let prefix = format!("sb{}-", self.tag);
+        let links = sys::links()?;
         let mut cmds = String::new();
-        for br in sys::links_with_prefix(&prefix)? {
-            let ports = sys::bridge_ports(&br)?;
-            let vx = br.replacen("sb", "sv", 1);
-            if ports.iter().all(|p| *p == vx) {
-                if sys::link_exists(&vx) {
+        for br in links.iter().filter(|l| l.name.starts_with(&prefix)) {
+            let vx = br.name.replacen("sb", "sv", 1);
+            let used = links
+                .iter()
+                .any(|l| l.master.as_deref() == Some(br.name.as_str()) && l.name != vx);
+            let vni = br
+                .name
+                .strip_prefix(&prefix)
+                .and_then(|v| u32::from_str_radix(v, 16).ok());
+            if !used {
+                if sys::has(&links, &vx) {
                     writeln!(cmds, "link del {vx}").ok();
                 }
-                writeln!(cmds, "link del {br}").ok();
-                if let Some(vni) = br
-                    .strip_prefix(&prefix)
-                    .and_then(|v| u32::from_str_radix(v, 16).ok())
-                {
+                writeln!(cmds, "link del {}", br.name).ok();
+                if let Some(vni) = vni {
                     st.nets.remove(&vni);
                     st.installed.remove(&vni);
                 }
-            } else if let Some(vni) = br
-                .strip_prefix(&prefix)
-                .and_then(|v| u32::from_str_radix(v, 16).ok())
-            {
+            } else if let Some(vni) = vni {
                 // A bridge found at start: keep it in the ruleset.
                 if let std::collections::btree_map::Entry::Vacant(e) = st.nets.entry(vni) {
-                    if let Some((subnet, internal)) = sys::bridge_meta(&self.tag, &br) {
+                    if let Some((subnet, internal)) = sys::bridge_meta(&self.tag, br) {
                         e.insert(LocalNet { subnet, internal });
                     }
                 }
             }
         }
         // Stray VXLAN devices (a bridge removed by hand).
-        for vx in sys::links_with_prefix(&format!("sv{}-", self.tag))? {
-            let br = vx.replacen("sv", "sb", 1);
-            if !sys::link_exists(&br) && !cmds.contains(&format!("link del {vx}\n")) {
-                writeln!(cmds, "link del {vx}").ok();
+        let vprefix = format!("sv{}-", self.tag);
+        for vx in links.iter().filter(|l| l.name.starts_with(&vprefix)) {
+            let br = vx.name.replacen("sv", "sb", 1);
+            if !sys::has(&links, &br) {
+                writeln!(cmds, "link del {}", vx.name).ok();
             }
         }
         sys::ip_batch_force(&cmds)?;

@@ -127,34 +127,38 @@ pub fn nft(rules: &str) -> Result<(), NetError> {
     run(c, "nft", rules).map(|_| ())
 }
 
-pub fn link_exists(name: &str) -> bool {
-    std::path::Path::new("/sys/class/net").join(name).exists()
+/// A network interface of this namespace (read through netlink by `ip -j link show`: the
+/// daemon may run in a network namespace whose devices its `/sys` does not show).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Link {
+    pub name: String,
+    pub master: Option<String>,
+    pub alias: Option<String>,
 }
 
-pub fn links_with_prefix(prefix: &str) -> Result<Vec<String>, NetError> {
-    let dir = std::fs::read_dir("/sys/class/net").map_err(|source| NetError::Io {
-        path: "/sys/class/net".into(),
-        source,
-    })?;
-    let mut out: Vec<String> = dir
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().into_string().ok())
-        .filter(|n| n.starts_with(prefix))
-        .collect();
-    out.sort();
-    Ok(out)
+pub fn links() -> Result<Vec<Link>, NetError> {
+    let mut c = Command::new("ip");
+    c.args(["-j", "link", "show"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&run(c, "ip", "")?).map_err(|e| NetError::Command {
+            cmd: "ip -j link show".into(),
+            msg: format!("unreadable output: {e}"),
+        })?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|l| {
+            Some(Link {
+                name: l["ifname"].as_str()?.to_string(),
+                master: l["master"].as_str().map(String::from),
+                alias: l["ifalias"].as_str().map(String::from),
+            })
+        })
+        .collect())
 }
 
-pub fn bridge_ports(br: &str) -> Result<Vec<String>, NetError> {
-    let path = format!("/sys/class/net/{br}/brif");
-    match std::fs::read_dir(&path) {
-        Ok(d) => Ok(d
-            .filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .collect()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
-        Err(source) => Err(NetError::Io { path, source }),
-    }
+pub fn has(links: &[Link], name: &str) -> bool {
+    links.iter().any(|l| l.name == name)
 }
 
 /// The alias a bridge carries: `swarm-<tag> <subnet> internal|external`.
@@ -165,8 +169,8 @@ pub fn bridge_alias(tag: &str, subnet: Ipv4Net, internal: bool) -> String {
     )
 }
 
-pub fn bridge_meta(tag: &str, br: &str) -> Option<(Ipv4Net, bool)> {
-    let alias = std::fs::read_to_string(format!("/sys/class/net/{br}/ifalias")).ok()?;
+pub fn bridge_meta(tag: &str, link: &Link) -> Option<(Ipv4Net, bool)> {
+    let alias = link.alias.as_deref()?;
     let rest = alias.trim().strip_prefix(&format!("swarm-{tag}:"))?;
     let (subnet, kind) = rest.rsplit_once(':')?;
     Some((subnet.parse().ok()?, kind == "internal"))
