@@ -311,7 +311,9 @@ impl Executor for RuntimeExecutor {
                 // Between create and start: the container's namespace exists, its program
                 // has not run yet.
                 let (dp, t, pid) = (dp.clone(), task.clone(), info.pid);
+                let t0 = std::time::Instant::now();
                 let res = self.limited(move || dp.attach(&t, pid)).await?;
+                tracing::debug!(task = %task.id, elapsed = ?t0.elapsed(), "network setup");
                 if let Err(e) = res {
                     let id = info.id.clone();
                     let _ = self.call(move |rt| rt.remove(&id, true)).await;

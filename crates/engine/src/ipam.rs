@@ -169,8 +169,7 @@ impl<'a> Addresses<'a> {
             let reserved = addr == net.subnet.network()
                 || addr == net.subnet.broadcast()
                 || addr == net.gateway;
-            if reserved || given.contains(&addr) || state.address_holder(&net.id, addr).is_some()
-            {
+            if reserved || given.contains(&addr) || state.address_holder(&net.id, addr).is_some() {
                 continue;
             }
             given.insert(addr);

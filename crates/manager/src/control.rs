@@ -575,10 +575,7 @@ impl Control for ControlService {
         self.do_list_networks(req.into_inner()).await
     }
 
-    async fn remove_network(
-        &self,
-        req: Request<RemoveRequest>,
-    ) -> Result<Response<Empty>, Status> {
+    async fn remove_network(&self, req: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {
         self.do_remove_network(req.into_inner()).await
     }
 

@@ -171,7 +171,11 @@ impl FromStr for NetworkDriver {
 pub struct IpamSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub subnet: Option<Ipv4Net>,
-    #[serde(default, skip_serializing_if = "Option::is_none", with = "addr_str::opt")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "addr_str::opt"
+    )]
     pub gateway: Option<Ipv4Addr>,
     /// Task addresses come from this part of the subnet only.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -4,11 +4,11 @@
 
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
 use crate::network::{Network, NetworkAttachment};
-use std::net::Ipv4Addr;
 use crate::objects::{Cluster, Node, Object, ObjectKind, Service, ServiceStatus, Task, TaskStatus};
 use crate::task::TaskState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 /// One change requested by a write.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -173,7 +173,11 @@ pub enum StoreError {
         id: String,
     },
     #[error("{kind} {id} is in use by {by}")]
-    InUse { kind: String, id: String, by: String },
+    InUse {
+        kind: String,
+        id: String,
+        by: String,
+    },
     #[error("{0}")]
     Conflict(String),
     #[error("update out of sequence: {kind} {id} is at version {actual}, the update was based on version {expected}; read it again and retry")]
@@ -265,7 +269,13 @@ impl StoreState {
     pub fn services_using(&self, net: &NetworkId) -> Vec<String> {
         self.services
             .values()
-            .filter(|s| s.spec.task.networks.iter().any(|a| a.target == net.as_str()))
+            .filter(|s| {
+                s.spec
+                    .task
+                    .networks
+                    .iter()
+                    .any(|a| a.target == net.as_str())
+            })
             .map(|s| s.spec.name.clone())
             .collect()
     }
@@ -668,6 +678,6 @@ impl StoreState {
 }
 
 #[cfg(test)]
-mod tests;
-#[cfg(test)]
 mod network_tests;
+#[cfg(test)]
+mod tests;

@@ -64,7 +64,13 @@ fn node_leftovers(ns: &str, tag: &str) -> Vec<String> {
         .output()
         .expect("ip link");
     for l in String::from_utf8_lossy(&links.stdout).lines() {
-        let name = l.split(": ").nth(1).unwrap_or("").split('@').next().unwrap_or("");
+        let name = l
+            .split(": ")
+            .nth(1)
+            .unwrap_or("")
+            .split('@')
+            .next()
+            .unwrap_or("");
         if name.starts_with(&format!("sb{tag}"))
             || name.starts_with(&format!("sv{tag}"))
             || name.starts_with(&format!("se{tag}"))
@@ -73,7 +79,13 @@ fn node_leftovers(ns: &str, tag: &str) -> Vec<String> {
         }
     }
     let tables = Command::new("nsenter")
-        .args([&format!("--net=/var/run/netns/{ns}"), "--", "nft", "list", "tables"])
+        .args([
+            &format!("--net=/var/run/netns/{ns}"),
+            "--",
+            "nft",
+            "list",
+            "tables",
+        ])
         .output()
         .expect("nft list tables");
     for l in String::from_utf8_lossy(&tables.stdout).lines() {
@@ -100,15 +112,46 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
         .collect();
 
     info!("phase: networks are created with the subnets asked for");
-    c.ctl(0, &["network", "create", "-d", "overlay", "--subnet", "10.77.1.0/24", "ov"])
-        .unwrap();
     c.ctl(
         0,
-        &["network", "create", "-d", "overlay", "--subnet", "10.77.2.0/24", "--internal", "inner"],
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.77.1.0/24",
+            "ov",
+        ],
     )
     .unwrap();
-    c.ctl(0, &["network", "create", "-d", "overlay", "--subnet", "10.77.3.0/24", "other"])
-        .unwrap();
+    c.ctl(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.77.2.0/24",
+            "--internal",
+            "inner",
+        ],
+    )
+    .unwrap();
+    c.ctl(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.77.3.0/24",
+            "other",
+        ],
+    )
+    .unwrap();
     let ls = json_lines(&c.ctl(0, &["network", "ls", "--format", "json"]).unwrap());
     assert_eq!(ls.len(), 3, "{ls:?}");
 
@@ -116,13 +159,28 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
     c.ctl(
         0,
         &[
-            "service", "create", "--name", "web", "--replicas", "2", "--replicas-max-per-node", "1",
-            "--network", "ov", "busybox", "sleep", "3801",
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "2",
+            "--replicas-max-per-node",
+            "1",
+            "--network",
+            "ov",
+            "busybox",
+            "sleep",
+            "3801",
         ],
     )
     .unwrap();
     let (web, web_nodes) = wait_tasks(&c, "web", "sleep 3801", 2);
-    assert_eq!(web_nodes.len(), 2, "the two tasks run on two hosts: {web_nodes:?}");
+    assert_eq!(
+        web_nodes.len(),
+        2,
+        "the two tasks run on two hosts: {web_nodes:?}"
+    );
     let addrs: Vec<String> = web
         .iter()
         .map(|p| eth0_addr(*p).unwrap_or_else(|| panic!("task container {p} has no eth0 address")))
@@ -132,8 +190,10 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
         assert!(a.starts_with("10.77.1."), "{a} is on the overlay's subnet");
     }
     fn reach(c: &Cluster, from: i32, to: &str, what: &str) {
-        wait_until(what, Duration::from_secs(30), || ping(from, to).0.then_some(()))
-            .unwrap_or_else(|e| panic!("{e}: {}\n{}", ping(from, to).1, c.dump()));
+        wait_until(what, Duration::from_secs(30), || {
+            ping(from, to).0.then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", ping(from, to).1, c.dump()));
     }
     reach(&c, web[0], &addrs[1], "task 1 pings task 2 across hosts");
     reach(&c, web[1], &addrs[0], "task 2 pings task 1 across hosts");
@@ -143,12 +203,27 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
         let ip = &hosts.ips[0];
         format!("{}.254", &ip[..ip.rfind('.').unwrap()])
     };
-    reach(&c, web[0], &outside, "a task on a normal network reaches the outside");
+    reach(
+        &c,
+        web[0],
+        &outside,
+        "a task on a normal network reaches the outside",
+    );
 
     info!("phase: a task on an internal network cannot leave it");
     c.ctl(
         0,
-        &["service", "create", "--name", "inner", "--network", "inner", "busybox", "sleep", "3802"],
+        &[
+            "service",
+            "create",
+            "--name",
+            "inner",
+            "--network",
+            "inner",
+            "busybox",
+            "sleep",
+            "3802",
+        ],
     )
     .unwrap();
     let (inner, _) = wait_tasks(&c, "inner", "sleep 3802", 1);
@@ -161,8 +236,17 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
     c.ctl(
         0,
         &[
-            "service", "create", "--name", "iso", "--mode", "global", "--network", "other", "busybox",
-            "sleep", "3803",
+            "service",
+            "create",
+            "--name",
+            "iso",
+            "--mode",
+            "global",
+            "--network",
+            "other",
+            "busybox",
+            "sleep",
+            "3803",
         ],
     )
     .unwrap();
@@ -170,29 +254,57 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
     for p in &iso {
         for a in &addrs {
             let (ok, out) = ping(*p, a);
-            assert!(!ok, "a task on network other reached {a} on network ov: {out}");
+            assert!(
+                !ok,
+                "a task on network other reached {a} on network ov: {out}"
+            );
         }
     }
 
     info!("phase: removing a network in use is refused, naming the service");
     let out = c.ctl_raw(0, &["network", "rm", "ov"]).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("in use by service web"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("in use by service web"),
+        "{err}"
+    );
 
     info!("phase: every swarmd killed and restarted: same containers, still connected");
     for i in 0..3 {
         c.restart(i).unwrap();
     }
     swarm_integration::wait_socket(&c, 0);
-    reach(&c, web[0], &addrs[1], "task 1 pings task 2 after the restarts");
-    reach(&c, web[1], &addrs[0], "task 2 pings task 1 after the restarts");
-    assert_eq!(pids_of("sleep 3801"), web, "the containers were not restarted");
+    reach(
+        &c,
+        web[0],
+        &addrs[1],
+        "task 1 pings task 2 after the restarts",
+    );
+    reach(
+        &c,
+        web[1],
+        &addrs[0],
+        "task 2 pings task 1 after the restarts",
+    );
+    assert_eq!(
+        pids_of("sleep 3801"),
+        web,
+        "the containers were not restarted"
+    );
     // A task created after the restart joins the same overlay and reaches the old ones.
     c.ctl(0, &["service", "scale", "web=3"]).unwrap();
     let (web3, _) = wait_tasks(&c, "web", "sleep 3801", 3);
-    let new = *web3.iter().find(|p| !web.contains(p)).expect("a new container");
+    let new = *web3
+        .iter()
+        .find(|p| !web.contains(p))
+        .expect("a new container");
     for a in &addrs {
-        reach(&c, new, a, "a task started after the restarts reaches the old ones");
+        reach(
+            &c,
+            new,
+            a,
+            "a task started after the restarts reaches the old ones",
+        );
     }
 
     info!("phase: once a host's tasks are gone, nothing the node installed is left");
@@ -217,9 +329,11 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
         .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", node_leftovers(ns, tag), c.dump()));
     }
     for n in ["ov", "inner", "other"] {
-        wait_until(&format!("network {n} removable"), Duration::from_secs(30), || {
-            c.ctl(0, &["network", "rm", n]).ok()
-        })
+        wait_until(
+            &format!("network {n} removable"),
+            Duration::from_secs(30),
+            || c.ctl(0, &["network", "rm", n]).ok(),
+        )
         .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
     }
     assert!(json_lines(&c.ctl(0, &["network", "ls", "--format", "json"]).unwrap()).is_empty());

@@ -255,8 +255,18 @@ impl DataPlane {
         }
         for p in want.difference(&have) {
             let mac = mac_string(p.mac);
-            writeln!(bridge, "fdb replace {mac} dev {vx} dst {} self permanent", p.host).ok();
-            writeln!(ip, "neigh replace {} lladdr {mac} dev {vx} nud permanent", p.addr).ok();
+            writeln!(
+                bridge,
+                "fdb replace {mac} dev {vx} dst {} self permanent",
+                p.host
+            )
+            .ok();
+            writeln!(
+                ip,
+                "neigh replace {} lladdr {mac} dev {vx} nud permanent",
+                p.addr
+            )
+            .ok();
         }
         sys::bridge_batch(&bridge)?;
         sys::ip_batch_force(&ip)?;

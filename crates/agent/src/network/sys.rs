@@ -14,10 +14,7 @@ pub enum NetError {
     #[error("{cmd} failed: {msg}")]
     Command { cmd: String, msg: String },
     #[error("cannot run {cmd}: {source} (is it installed?)")]
-    Spawn {
-        cmd: String,
-        source: std::io::Error,
-    },
+    Spawn { cmd: String, source: std::io::Error },
     #[error("{0}")]
     Config(String),
     #[error("{path}: {source}")]
@@ -94,7 +91,9 @@ pub fn ip_batch_force(cmds: &str) -> Result<(), NetError> {
     match run(c, "ip", cmds) {
         Err(NetError::Command { msg, .. })
             if msg.lines().all(|l| {
-                l.contains("No such") || l.contains("Cannot find") || l.starts_with("Command failed")
+                l.contains("No such")
+                    || l.contains("Cannot find")
+                    || l.starts_with("Command failed")
             }) =>
         {
             Ok(())
@@ -112,7 +111,9 @@ pub fn bridge_batch(cmds: &str) -> Result<(), NetError> {
     match run(c, "bridge", cmds) {
         Err(NetError::Command { msg, .. })
             if msg.lines().all(|l| {
-                l.contains("No such") || l.contains("Cannot find") || l.starts_with("Command failed")
+                l.contains("No such")
+                    || l.contains("Cannot find")
+                    || l.starts_with("Command failed")
             }) =>
         {
             Ok(())
@@ -250,7 +251,16 @@ pub fn docker_forward_rules(tag: &str, on: bool) {
     let comment = format!("swarm-{tag}");
     let pattern = format!("sb{tag}-+");
     for dir in ["-i", "-o"] {
-        let rule = [dir, &pattern, "-m", "comment", "--comment", &comment, "-j", "ACCEPT"];
+        let rule = [
+            dir,
+            &pattern,
+            "-m",
+            "comment",
+            "--comment",
+            &comment,
+            "-j",
+            "ACCEPT",
+        ];
         let present = Command::new("iptables")
             .args(["-w", "-C", "FORWARD"])
             .args(rule)

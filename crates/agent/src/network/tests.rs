@@ -36,8 +36,13 @@ fn the_ruleset_isolates_networks_keeps_internal_ones_in_and_masquerades_the_rest
     let dp = DataPlane::new("abcdefghij", None);
     let r = ruleset("abcde", &nets, |v| dp.bridge_name(v));
     assert!(r.starts_with("table inet swarm-abcde\ndelete table inet swarm-abcde\n"));
-    assert!(r.contains("iifname \"sbabcde-1001\" oifname \"sbabcde-*\" oifname != \"sbabcde-1001\" drop"));
+    assert!(r.contains(
+        "iifname \"sbabcde-1001\" oifname \"sbabcde-*\" oifname != \"sbabcde-1001\" drop"
+    ));
     assert!(r.contains("iifname \"sbabcde-1002\" oifname != \"sbabcde-1002\" drop"));
     assert!(r.contains("ip saddr 10.0.1.0/24 oifname != \"sbabcde-1001\""));
-    assert!(!r.contains("ip saddr 10.0.2.0/24"), "internal networks are not masqueraded");
+    assert!(
+        !r.contains("ip saddr 10.0.2.0/24"),
+        "internal networks are not masqueraded"
+    );
 }

@@ -32,14 +32,16 @@ fn create_network(s: &mut StoreState, name: &str, subnet: Option<&str>) -> Netwo
 }
 
 fn new_task(id: &str, nets: &[&str]) -> Op {
-    let mut spec = swarm_types::spec::TaskSpec::default();
-    spec.networks = nets
-        .iter()
-        .map(|n| NetworkAttachmentConfig {
-            target: n.to_string(),
-            aliases: vec![],
-        })
-        .collect();
+    let spec = swarm_types::spec::TaskSpec {
+        networks: nets
+            .iter()
+            .map(|n| NetworkAttachmentConfig {
+                target: n.to_string(),
+                aliases: vec![],
+            })
+            .collect(),
+        ..Default::default()
+    };
     Op::Create(Object::Task(Task {
         id: TaskId::new(id),
         meta: Default::default(),
@@ -65,7 +67,11 @@ fn check_invariants(s: &StoreState) {
     for t in s.tasks.values() {
         for a in &t.networks {
             let net = &s.networks[&a.network_id];
-            assert!(net.ip_range.contains(a.address.addr), "{} outside", a.address);
+            assert!(
+                net.ip_range.contains(a.address.addr),
+                "{} outside",
+                a.address
+            );
             assert_ne!(a.address.addr, net.gateway);
             assert_ne!(a.address.addr, net.subnet.network());
             assert_ne!(a.address.addr, net.subnet.broadcast());
@@ -96,7 +102,11 @@ fn subnets_come_from_the_pool_in_order_and_skip_taken_ones() {
     let big = create_network(&mut s, "big", Some("10.1.0.0/16"));
     assert_eq!(big.ip_range, big.subnet);
     let e = new_network(&s, NetworkId::new("x"), spec("x", Some("10.1.2.0/24"))).unwrap_err();
-    assert!(e.to_string().contains("overlaps subnet 10.1.0.0/16 of network big"), "{e}");
+    assert!(
+        e.to_string()
+            .contains("overlaps subnet 10.1.0.0/16 of network big"),
+        "{e}"
+    );
 }
 
 #[test]
@@ -109,7 +119,10 @@ fn a_full_pool_says_so() {
     );
     let taken: Vec<Ipv4Net> = vec!["10.9.0.0/23".parse().unwrap()];
     let e = free_subnet(&pools, 24, &taken).unwrap_err().to_string();
-    assert!(e.contains("no free /24 subnet") && e.contains("10.9.0.0/23"), "{e}");
+    assert!(
+        e.contains("no free /24 subnet") && e.contains("10.9.0.0/23"),
+        "{e}"
+    );
     assert!(free_subnet(&pools, 16, &[]).is_err());
 }
 
@@ -117,7 +130,9 @@ fn a_full_pool_says_so() {
 fn five_hundred_tasks_on_a_slash_16_get_distinct_addresses() {
     let mut s = StoreState::default();
     create_network(&mut s, "big", Some("10.20.0.0/16"));
-    let mut ops: Vec<Op> = (0..500).map(|i| new_task(&format!("t{i}"), &["big"])).collect();
+    let mut ops: Vec<Op> = (0..500)
+        .map(|i| new_task(&format!("t{i}"), &["big"]))
+        .collect();
     attach_new_tasks(&s, &mut ops);
     apply(&mut s, swarm_types::store::compact(ops));
     assert_eq!(s.tasks.len(), 500);
@@ -136,10 +151,16 @@ fn a_full_network_rejects_the_task_with_the_reason() {
     assert_eq!(t1.networks[0].address.to_string(), "10.30.0.2/30");
     let t2 = &s.tasks[&TaskId::new("t2")];
     assert_eq!(t2.status.state, TaskState::Rejected);
-    assert!(t2.status.err.contains("no free address on network tiny"), "{}", t2.status.err);
+    assert!(
+        t2.status.err.contains("no free address on network tiny"),
+        "{}",
+        t2.status.err
+    );
     let mut ops = vec![new_task("t3", &["gone"])];
     attach_new_tasks(&s, &mut ops);
-    let Op::Create(Object::Task(t3)) = &ops[0] else { unreachable!() };
+    let Op::Create(Object::Task(t3)) = &ops[0] else {
+        unreachable!()
+    };
     assert!(t3.status.err.contains("network gone not found"));
 }
 
@@ -174,7 +195,7 @@ proptest! {
                     let mut ops: Vec<Op> = (0..n)
                         .map(|_| {
                             next += 1;
-                            let nets: &[&str] = if next % 2 == 0 { &["a", "b"] } else { &["a"] };
+                            let nets: &[&str] = if next.is_multiple_of(2) { &["a", "b"] } else { &["a"] };
                             new_task(&format!("t{next}"), nets)
                         })
                         .collect();

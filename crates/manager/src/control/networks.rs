@@ -5,7 +5,9 @@
 
 use super::{object_response, pages, resolve, ControlService};
 use crate::pages::PageStream;
-use swarm_api::control::{CreateNetworkRequest, Empty, GetRequest, ListRequest, ObjectResponse, RemoveRequest};
+use swarm_api::control::{
+    CreateNetworkRequest, Empty, GetRequest, ListRequest, ObjectResponse, RemoveRequest,
+};
 use swarm_api::wire;
 use swarm_engine::ipam;
 use swarm_types::network::{Network, NetworkSpec};
@@ -40,7 +42,12 @@ pub(super) fn resolve_attachments(s: &StoreState, spec: &mut ServiceSpec) -> Res
         })?;
         a.target = net.id.to_string();
     }
-    let mut ids: Vec<&str> = spec.task.networks.iter().map(|a| a.target.as_str()).collect();
+    let mut ids: Vec<&str> = spec
+        .task
+        .networks
+        .iter()
+        .map(|a| a.target.as_str())
+        .collect();
     ids.sort_unstable();
     if ids.windows(2).any(|w| w[0] == w[1]) {
         return Err(Status::invalid_argument(

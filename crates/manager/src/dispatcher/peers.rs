@@ -98,7 +98,8 @@ pub fn stream(manager: Manager, node: NodeId) -> PeersStream {
                             break;
                         }
                     }
-                    Ok(StoreEvent::Reset) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
+                    Ok(StoreEvent::Reset)
+                    | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
                 }
             }

@@ -99,24 +99,39 @@ fn an_address_is_held_by_one_task_until_that_task_is_gone() {
         1,
     )
     .unwrap();
-    s.apply(&batch(vec![Op::Create(task_on("t1", "n", "10.0.1.2/24"))]), 2)
-        .unwrap();
+    s.apply(
+        &batch(vec![Op::Create(task_on("t1", "n", "10.0.1.2/24"))]),
+        2,
+    )
+    .unwrap();
     let e = s
-        .apply(&batch(vec![Op::Create(task_on("t2", "n", "10.0.1.2/24"))]), 3)
+        .apply(
+            &batch(vec![Op::Create(task_on("t2", "n", "10.0.1.2/24"))]),
+            3,
+        )
         .unwrap_err();
     assert!(e.to_string().contains("held by task t1"), "{e}");
     // Outside the subnet, or on a network that does not exist.
     assert!(s
-        .apply(&batch(vec![Op::Create(task_on("t2", "n", "10.0.2.2/24"))]), 3)
+        .apply(
+            &batch(vec![Op::Create(task_on("t2", "n", "10.0.2.2/24"))]),
+            3
+        )
         .is_err());
     assert!(s
-        .apply(&batch(vec![Op::Create(task_on("t2", "x", "10.0.1.3/24"))]), 3)
+        .apply(
+            &batch(vec![Op::Create(task_on("t2", "x", "10.0.1.3/24"))]),
+            3
+        )
         .is_err());
     // A snapshot restored elsewhere knows the holder too.
     let mut copy: StoreState = serde_json::from_slice(&serde_json::to_vec(&s).unwrap()).unwrap();
     copy.rebuild_indexes();
     assert!(copy
-        .apply(&batch(vec![Op::Create(task_on("t2", "n", "10.0.1.2/24"))]), 3)
+        .apply(
+            &batch(vec![Op::Create(task_on("t2", "n", "10.0.1.2/24"))]),
+            3
+        )
         .is_err());
     // The network cannot go while a task holds an address on it.
     let e = s
@@ -139,8 +154,11 @@ fn an_address_is_held_by_one_task_until_that_task_is_gone() {
         4,
     )
     .unwrap();
-    s.apply(&batch(vec![Op::Create(task_on("t2", "n", "10.0.1.2/24"))]), 5)
-        .unwrap();
+    s.apply(
+        &batch(vec![Op::Create(task_on("t2", "n", "10.0.1.2/24"))]),
+        5,
+    )
+    .unwrap();
     assert_eq!(
         s.address_holder(&NetworkId::new("n"), Ipv4Addr::new(10, 0, 1, 2)),
         Some(&TaskId::new("t2"))

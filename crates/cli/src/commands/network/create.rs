@@ -39,7 +39,7 @@ pub struct CreateArgs {
 
 /// The spec `network create` sends, validated locally first.
 pub fn build(a: &CreateArgs) -> anyhow::Result<NetworkSpec> {
-    for o in &a.opts {
+    if let Some(o) = a.opts.first() {
         let (k, _) = parse::key_value(o).map_err(anyhow::Error::msg)?;
         match k.as_str() {
             "encrypted" => bail!(

@@ -107,8 +107,12 @@ mod tests {
         let a = parse_attachment("name=back,alias=db,alias=pg").unwrap();
         assert_eq!(a.target, "back");
         assert_eq!(a.aliases, vec!["db", "pg"]);
-        assert!(parse_attachment("alias=db").unwrap_err().contains("names no network"));
-        assert!(parse_attachment("name=a,colour=red").unwrap_err().contains("unknown"));
+        assert!(parse_attachment("alias=db")
+            .unwrap_err()
+            .contains("names no network"));
+        assert!(parse_attachment("name=a,colour=red")
+            .unwrap_err()
+            .contains("unknown"));
         assert!(parse_attachment("name=a,ip=10.0.0.3").is_err());
         assert!(parse_attachment("").is_err());
     }
