@@ -6,10 +6,11 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::Ipv4Addr;
-use swarm_types::network::{Ipv4Net, Network, NetworkAttachment, NetworkSpec};
+use swarm_types::network::{Ipv4Net, NetworkAttachment, NetworkSpec};
 use swarm_types::objects::Object;
 use swarm_types::store::{Op, StoreState};
 use swarm_types::task::TaskState;
+use swarm_types::Network;
 use swarm_types::{NetworkId, Task};
 
 /// Docker's default pool and subnet size.

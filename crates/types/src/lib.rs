@@ -18,5 +18,4 @@ pub mod token;
 pub mod util;
 
 pub use ids::{ClusterId, NetworkId, NodeId, ServiceId, TaskId};
-pub use network::Network;
-pub use objects::{Cluster, Meta, Node, Object, ObjectKind, Service, Task};
+pub use objects::{Cluster, Meta, Network, Node, Object, ObjectKind, Service, Task};

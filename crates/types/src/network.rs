@@ -1,12 +1,12 @@
-//! Networks: the `Network` object (a named IPv4 subnet that tasks attach to, host-local
-//! `bridge` or cluster-wide `overlay`), its spec and validation, IPv4 prefixes, and what a task
-//! carries about each network it is attached to (its address and everything a node needs to
-//! plumb it without reading the store).
+//! Networks: the spec of a `Network` (a named IPv4 subnet that tasks attach to, host-local
+//! `bridge` or cluster-wide `overlay`; the object itself is in `objects.rs`) and its
+//! validation, IPv4 prefixes, and what a task carries about each network it is attached to
+//! (its address and everything a node needs to plumb it without reading the store). Imports
+//! `spec` (name and label rules), never `objects`.
 
 use crate::error::SpecError;
 use crate::ids::NetworkId;
 use crate::limits;
-use crate::objects::Meta;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -104,7 +104,7 @@ impl<'de> Deserialize<'de> for Ipv4Net {
 /// IPv4 addresses travel as strings in every encoding: std's serde writes them as strings to
 /// JSON but as 4-tuples to binary formats, and the MessagePack of the Raft log could not read
 /// those back.
-mod addr_str {
+pub(crate) mod addr_str {
     use serde::{Deserialize, Deserializer, Serializer};
     use std::net::Ipv4Addr;
     pub fn serialize<S: Serializer>(a: &Ipv4Addr, s: S) -> Result<S::Ok, S::Error> {
@@ -204,8 +204,6 @@ pub struct NetworkSpec {
 pub const MAX_PREFIX_LEN: u8 = 30;
 /// The largest: a /8 holds 16 million tasks, far more than a cluster runs.
 pub const MIN_PREFIX_LEN: u8 = 8;
-/// Networks a task may attach to.
-pub const MAX_TASK_NETWORKS: usize = 16;
 
 impl NetworkSpec {
     /// Checks everything that can be checked without looking at the cluster.
@@ -261,31 +259,6 @@ impl NetworkSpec {
     }
 }
 
-/// A network of the cluster. The subnet, gateway and VXLAN id are decided when it is
-/// created (from its spec or the cluster's address pools) and never change.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Network {
-    pub id: NetworkId,
-    pub meta: Meta,
-    pub spec: NetworkSpec,
-    pub subnet: Ipv4Net,
-    #[serde(with = "addr_str")]
-    pub gateway: Ipv4Addr,
-    /// Task addresses are taken from here (the subnet unless `--ip-range` narrowed it).
-    pub ip_range: Ipv4Net,
-    /// VXLAN network identifier (overlay), unique in the cluster.
-    pub vni: u32,
-}
-
-/// A service's request to be attached to a network (`--network name=X,alias=Y`). `target` is
-/// what the operator typed; the control API stores the network's id.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct NetworkAttachmentConfig {
-    pub target: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub aliases: Vec<String>,
-}
-
 /// A task's place on one network: its address, and the network's settings a node needs to
 /// plumb it (copied from the `Network` when the address is allocated, as SwarmKit does).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -321,51 +294,10 @@ pub fn mac_string(m: [u8; 6]) -> String {
         .join(":")
 }
 
-/// Checks a service's network attachments: each a known form, no network twice, aliases
-/// valid names.
-pub fn validate_attachments(list: &[NetworkAttachmentConfig]) -> Result<(), SpecError> {
-    if list.len() > MAX_TASK_NETWORKS {
-        return Err(SpecError::TooMany {
-            what: "networks".into(),
-            count: list.len(),
-            limit: MAX_TASK_NETWORKS,
-        });
-    }
-    let mut seen = std::collections::BTreeSet::new();
-    for a in list {
-        if a.target.is_empty() {
-            return Err(SpecError::Network(
-                "a network attachment needs a network name or id".into(),
-            ));
-        }
-        if a.target.len() > 63 {
-            return Err(SpecError::Network(format!(
-                "network reference {:?} is longer than 63 characters",
-                limits::echo(&a.target)
-            )));
-        }
-        if !seen.insert(a.target.as_str()) {
-            return Err(SpecError::Network(format!(
-                "network {} is attached twice; give it once (with all its aliases)",
-                a.target
-            )));
-        }
-        for al in &a.aliases {
-            crate::spec::validate_name(al).map_err(|_| {
-                SpecError::Network(format!(
-                    "invalid alias {:?} on network {}: 1-63 letters, digits, '-', '_' or '.'",
-                    limits::echo(al),
-                    a.target
-                ))
-            })?;
-        }
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::{validate_attachments, NetworkAttachmentConfig};
 
     fn spec(subnet: Option<&str>, gw: Option<&str>, range: Option<&str>) -> NetworkSpec {
         NetworkSpec {

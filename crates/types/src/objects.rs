@@ -1,7 +1,7 @@
 //! The replicated objects: Cluster, Node, Service, Task, Network (in `network.rs`). Every object carries `Meta`, whose
 //! `version` is the Raft log index of its last write (used for optimistic concurrency).
 
-use crate::ids::{ClusterId, NodeId, ServiceId, TaskId};
+use crate::ids::{ClusterId, NetworkId, NodeId, ServiceId, TaskId};
 use crate::spec::{NodeRole, NodeSpec, ServiceSpec, TaskSpec};
 use crate::task::TaskState;
 use serde::{Deserialize, Serialize};
@@ -371,6 +371,22 @@ impl TaskStatus {
     }
 }
 
+/// A network of the cluster. The subnet, gateway and VXLAN id are decided when it is
+/// created (from its spec or the cluster's address pools) and never change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: NetworkId,
+    pub meta: Meta,
+    pub spec: crate::network::NetworkSpec,
+    pub subnet: crate::network::Ipv4Net,
+    #[serde(with = "crate::network::addr_str")]
+    pub gateway: std::net::Ipv4Addr,
+    /// Task addresses are taken from here (the subnet unless `--ip-range` narrowed it).
+    pub ip_range: crate::network::Ipv4Net,
+    /// VXLAN network identifier (overlay), unique in the cluster.
+    pub vni: u32,
+}
+
 /// Any object of the store, as carried by writes and change events.
 // Objects are moved rarely and never stored in bulk as `Object`; boxing would only add noise.
 #[allow(clippy::large_enum_variant)]
@@ -381,7 +397,7 @@ pub enum Object {
     Node(Node),
     Service(Service),
     Task(Task),
-    Network(crate::network::Network),
+    Network(Network),
 }
 
 impl Object {

@@ -3,7 +3,8 @@
 //! the whole batch or none of it (optimistic concurrency on `meta.version`).
 
 use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
-use crate::network::{Network, NetworkAttachment};
+use crate::network::NetworkAttachment;
+use crate::objects::Network;
 use crate::objects::{Cluster, Node, Object, ObjectKind, Service, ServiceStatus, Task, TaskStatus};
 use crate::task::TaskState;
 use serde::{Deserialize, Serialize};

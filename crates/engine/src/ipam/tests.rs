@@ -1,8 +1,9 @@
 use super::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;
-use swarm_types::network::{IpamSpec, NetworkAttachmentConfig, NetworkDriver};
+use swarm_types::network::{IpamSpec, NetworkDriver};
 use swarm_types::objects::TaskStatus;
+use swarm_types::spec::NetworkAttachmentConfig;
 use swarm_types::store::WriteBatch;
 use swarm_types::{ObjectKind, ServiceId, TaskId};
 

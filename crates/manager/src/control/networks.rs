@@ -10,9 +10,10 @@ use swarm_api::control::{
 };
 use swarm_api::wire;
 use swarm_engine::ipam;
-use swarm_types::network::{Network, NetworkSpec};
+use swarm_types::network::NetworkSpec;
 use swarm_types::spec::ServiceSpec;
 use swarm_types::store::{Op, StoreState};
+use swarm_types::Network;
 use swarm_types::{NetworkId, Object, ObjectKind};
 use tonic::{Response, Status};
 

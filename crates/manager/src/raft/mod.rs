@@ -75,8 +75,9 @@ pub type StorageError = openraft::StorageError<RaftId>;
 
 #[cfg(test)]
 mod codec_tests {
-    use swarm_types::network::{IpamSpec, Network, NetworkDriver, NetworkSpec};
+    use swarm_types::network::{IpamSpec, NetworkDriver, NetworkSpec};
     use swarm_types::store::{Op, WriteBatch};
+    use swarm_types::Network;
     use swarm_types::{NetworkId, Object};
 
     /// Networks (addresses, prefixes) survive the log's binary encoding.

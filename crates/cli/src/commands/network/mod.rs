@@ -8,7 +8,7 @@ mod rm;
 use crate::client::{decode_object, status_err, Context};
 use clap::Subcommand;
 use swarm_api::control::GetRequest;
-use swarm_types::network::NetworkAttachmentConfig;
+use swarm_types::spec::NetworkAttachmentConfig;
 use swarm_types::{Network, Object};
 
 #[derive(Subcommand, Debug)]

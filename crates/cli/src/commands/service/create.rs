@@ -46,7 +46,7 @@ pub struct CreateArgs {
     pub placement_prefs: Vec<String>,
     /// Attach to a network: NAME or name=NAME,alias=ALIAS (repeatable).
     #[arg(long = "network", value_parser = crate::commands::network::parse_attachment)]
-    pub networks: Vec<swarm_types::network::NetworkAttachmentConfig>,
+    pub networks: Vec<swarm_types::spec::NetworkAttachmentConfig>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
