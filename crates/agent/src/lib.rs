@@ -14,6 +14,7 @@ pub mod images;
 pub mod join;
 pub mod local;
 pub mod managers;
+pub mod network;
 pub mod pull;
 pub mod reporter;
 pub mod runtime_exec;

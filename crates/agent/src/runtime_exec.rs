@@ -51,6 +51,8 @@ pub struct RuntimeExecutor {
     calls: Arc<tokio::sync::Semaphore>,
     /// Pulls images a task needs and the node lacks (None: local images only).
     puller: Option<Arc<crate::pull::Puller>>,
+    /// Plumbs task networks between create and start (`network/`); none: no networking.
+    net: Option<Arc<crate::network::DataPlane>>,
 }
 
 impl RuntimeExecutor {
@@ -69,12 +71,19 @@ impl RuntimeExecutor {
             runtime,
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_RUNTIME_CALLS)),
             puller: None,
+            net: None,
         })
     }
 
     /// Pull missing images from registries before creating containers.
     pub fn set_puller(&mut self, puller: Arc<crate::pull::Puller>) {
         self.puller = Some(puller);
+    }
+
+    /// Gives task containers their networks through `dp`.
+    pub fn with_network(mut self, dp: Arc<crate::network::DataPlane>) -> Self {
+        self.net = Some(dp);
+        self
     }
 
     /// The node's images (shared with the control socket's image commands).
@@ -322,12 +331,27 @@ impl Executor for RuntimeExecutor {
             let spec = self
                 .limited(move || container_spec(&images, &volumes, &t))
                 .await??;
-            self.blocking(move |rt| rt.create(spec).map(|_| ()))
+            let info = self
+                .blocking(move |rt| rt.create(spec))
                 .await
                 .map_err(|e| match e {
                     ExecError::Failed(m) => ExecError::Rejected(m),
                     other => other,
-                })
+                })?;
+            if let (Some(dp), false) = (&self.net, task.networks.is_empty()) {
+                // Between create and start: the container's namespace exists, its program
+                // has not run yet.
+                let (dp, t, pid) = (dp.clone(), task.clone(), info.pid);
+                let t0 = std::time::Instant::now();
+                let res = self.limited(move || dp.attach(&t, pid)).await?;
+                tracing::debug!(task = %task.id, elapsed = ?t0.elapsed(), "network setup");
+                if let Err(e) = res {
+                    let id = info.id.clone();
+                    let _ = self.call(move |rt| rt.remove(&id, true)).await;
+                    return Err(ExecError::Failed(format!("network setup failed: {e}")));
+                }
+            }
+            Ok(())
         })
     }
     fn start<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), ExecError>> {
@@ -390,6 +414,13 @@ impl Executor for RuntimeExecutor {
                 // Layers only this container used (an image re-tagged or removed meanwhile)
                 // can go now.
                 self.images.collect_soon();
+                if let Some(dp) = &self.net {
+                    // Its veths went with its namespace; a bridge nobody uses goes now.
+                    let dp = dp.clone();
+                    if let Ok(Err(e)) = self.limited(move || dp.collect()).await {
+                        tracing::warn!(error = %e, "network cleanup failed");
+                    }
+                }
             }
             res
         })

@@ -65,6 +65,7 @@ mod tests {
             desired_state: TaskState::Running,
             status: TaskStatus::default(),
             restarts: 0,
+            networks: Vec::new(),
         }
     }
 

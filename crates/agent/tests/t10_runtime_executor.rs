@@ -141,6 +141,7 @@ fn task(id: &str, args: &[&str]) -> Task {
         desired_state: TaskState::Running,
         status: TaskStatus::default(),
         restarts: 0,
+        networks: Vec::new(),
     }
 }
 

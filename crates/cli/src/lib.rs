@@ -51,6 +51,9 @@ pub enum Command {
     /// Manage the cluster.
     #[command(subcommand)]
     Cluster(commands::cluster::ClusterCmd),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(commands::network::NetworkCmd),
     /// Manage images of the local node.
     #[command(subcommand)]
     Image(commands::image::ImageCmd),
@@ -96,6 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Image(c) => commands::image::run(&ctx, c).await,
         Command::Registry(c) => commands::registry::run(&ctx, c).await,
         Command::Volume(c) => commands::volume::run(&ctx, c).await,
+        Command::Network(c) => commands::network::run(&ctx, c).await,
         Command::Version => commands::version(&ctx).await,
     };
     match res {

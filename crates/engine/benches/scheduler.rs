@@ -174,6 +174,7 @@ fn pending_task(id: String, service: usize, spec: &TaskSpec) -> Task {
             ..Default::default()
         },
         restarts: 0,
+        networks: Vec::new(),
     }
 }
 

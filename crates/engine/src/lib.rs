@@ -10,5 +10,6 @@
 #![forbid(unsafe_code)]
 
 pub mod constraint;
+pub mod ipam;
 pub mod orchestrator;
 pub mod scheduler;

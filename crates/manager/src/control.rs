@@ -17,6 +17,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::pages::PageStream;
+mod networks;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[derive(Clone)]
@@ -208,8 +209,12 @@ impl Control for ControlService {
         &self,
         req: Request<CreateServiceRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
-        let spec: ServiceSpec = wire::from_bytes("service spec", &req.get_ref().spec)?;
+        let mut spec: ServiceSpec = wire::from_bytes("service spec", &req.get_ref().spec)?;
         validate(&spec)?;
+        if !spec.task.networks.is_empty() {
+            self.manager.read_barrier(false).await?;
+            self.read(|s| networks::resolve_attachments(s, &mut spec))?;
+        }
         let svc = Service {
             id: ServiceId::generate(),
             meta: Default::default(),
@@ -266,9 +271,10 @@ impl Control for ControlService {
         req: Request<UpdateServiceRequest>,
     ) -> Result<Response<ObjectResponse>, Status> {
         let r = req.into_inner();
-        let spec: ServiceSpec = wire::from_bytes("service spec", &r.spec)?;
+        let mut spec: ServiceSpec = wire::from_bytes("service spec", &r.spec)?;
         validate(&spec)?;
         self.manager.read_barrier(false).await?;
+        self.read(|s| networks::resolve_attachments(s, &mut spec))?;
         let mut svc = self.read(|s| find_service(s, &r.reference))?;
         if r.version != 0 {
             svc.meta.version = r.version;
@@ -586,6 +592,32 @@ impl Control for ControlService {
         .await?;
         tracing::info!(node = %node.id, "node removed");
         Ok(Response::new(Empty {}))
+    }
+
+    async fn create_network(
+        &self,
+        req: Request<CreateNetworkRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        self.do_create_network(req.into_inner()).await
+    }
+
+    async fn get_network(
+        &self,
+        req: Request<GetRequest>,
+    ) -> Result<Response<ObjectResponse>, Status> {
+        self.do_get_network(req.into_inner()).await
+    }
+
+    type ListNetworksStream = PageStream;
+    async fn list_networks(
+        &self,
+        req: Request<ListRequest>,
+    ) -> Result<Response<PageStream>, Status> {
+        self.do_list_networks(req.into_inner()).await
+    }
+
+    async fn remove_network(&self, req: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {
+        self.do_remove_network(req.into_inner()).await
     }
 
     type WatchStream = WatchStream;

@@ -22,6 +22,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+mod peers;
+pub use peers::host_ip;
+
 type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
 
 /// Most tasks in one session message (keeps messages far below the gRPC limit).
@@ -244,6 +247,16 @@ impl Dispatcher for DispatcherService {
         Ok(Response::new(Box::pin(
             tokio_stream::wrappers::ReceiverStream::new(out),
         )))
+    }
+
+    type NetworkPeersStream = peers::PeersStream;
+    async fn network_peers(
+        &self,
+        req: Request<swarm_api::dispatcher::NetworkPeersRequest>,
+    ) -> Result<Response<peers::PeersStream>, Status> {
+        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
+        let node = NodeId::new(req.into_inner().node_id);
+        Ok(Response::new(peers::stream(self.manager.clone(), node)))
     }
 
     async fn update_task_status(

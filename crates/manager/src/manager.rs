@@ -121,6 +121,9 @@ impl From<WriteError> for tonic::Status {
             WriteError::Store(StoreError::VersionMismatch { .. }) => {
                 tonic::Status::failed_precondition(msg)
             }
+            WriteError::Store(StoreError::InUse { .. } | StoreError::Conflict(_)) => {
+                tonic::Status::failed_precondition(msg)
+            }
             WriteError::Raft(_) => tonic::Status::internal(msg),
         }
     }

@@ -80,4 +80,49 @@ pub struct Args {
     /// registries are reached over HTTPS only (loopback registries may use HTTP).
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
     pub insecure_registries: Vec<String>,
+    /// Address pool that network subnets are taken from (new cluster only; repeatable;
+    /// default 10.0.0.0/8).
+    #[arg(long = "default-addr-pool", value_name = "CIDR", value_parser = parse_pool)]
+    pub default_addr_pool: Vec<swarm_types::network::Ipv4Net>,
+    /// Prefix length of the subnets taken from the address pools (new cluster only); a
+    /// network created with --subnet may be larger.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u8).range(8..=30))]
+    pub default_addr_pool_mask_len: u8,
+}
+
+fn parse_pool(s: &str) -> Result<swarm_types::network::Ipv4Net, String> {
+    let n: swarm_types::network::Ipv4Net = s.parse()?;
+    if n.addr != n.network() {
+        return Err(format!(
+            "{n} has host bits set; did you mean {}?",
+            n.trunc()
+        ));
+    }
+    if n.prefix < 8 {
+        return Err(format!("{n} is larger than a /8"));
+    }
+    Ok(n)
+}
+
+impl Args {
+    /// Address pool settings that contradict each other or the way the node starts.
+    pub fn check_addr_pools(&self) -> Result<(), String> {
+        if self.join.is_some()
+            && (!self.default_addr_pool.is_empty() || self.default_addr_pool_mask_len != 24)
+        {
+            return Err("--default-addr-pool and --default-addr-pool-mask-len apply when a new cluster is created; a joining node uses its cluster's pools".into());
+        }
+        for (i, p) in self.default_addr_pool.iter().enumerate() {
+            if self.default_addr_pool_mask_len < p.prefix {
+                return Err(format!(
+                    "--default-addr-pool-mask-len {} is larger than the pool {p}: subnets must fit in their pool",
+                    self.default_addr_pool_mask_len
+                ));
+            }
+            if let Some(q) = self.default_addr_pool[..i].iter().find(|q| q.overlaps(p)) {
+                return Err(format!("address pools {q} and {p} overlap"));
+            }
+        }
+        Ok(())
+    }
 }

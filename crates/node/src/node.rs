@@ -144,6 +144,7 @@ fn manager_config(args: &Args, id: &Identity) -> ManagerConfig {
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args);
+    args.check_addr_pools().map_err(|e| anyhow!(e))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_fd_limit();
     let _lock = lock_state_dir(&args.state_dir)?;
@@ -300,11 +301,29 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                         tracing::error!(error = %e, "image puller unavailable: tasks need imported images")
                     }
                 }
+                let net = std::sync::Arc::new(swarm_agent::network::DataPlane::new(
+                    id.node_id.as_str(),
+                    swarm_manager::dispatcher::host_ip(&id.advertise_addr),
+                ));
+                // Bridges of containers removed while swarmd was down; the ruleset of the
+                // networks still in use.
+                let n = net.clone();
+                match tokio::task::spawn_blocking(move || n.collect()).await {
+                    Ok(Err(e)) => tracing::warn!(error = %e, "network cleanup at start failed"),
+                    Err(e) => tracing::warn!(error = %e, "network cleanup at start panicked"),
+                    Ok(Ok(())) => {}
+                }
                 let node_images = exec.images();
                 // Leftovers of an earlier run (containers removed while swarmd was down).
                 node_images.collect_soon();
                 images = Ok(node_images);
-                let exec = std::sync::Arc::new(exec);
+                let exec = std::sync::Arc::new(exec.with_network(net.clone()));
+                tokio::spawn(swarm_agent::network::peers::run(
+                    id.node_id.clone(),
+                    net,
+                    managers.clone(),
+                    shutdown_rx.clone(),
+                ));
                 tokio::spawn(swarm_agent::worker::run(
                     id.node_id.clone(),
                     db_dir,
@@ -596,6 +615,8 @@ async fn bootstrap(
             name: "default".into(),
             task_history_limit: 5,
             node_cert_expiry_secs: args.cert_expiry.as_secs().max(3600),
+            default_addr_pool: args.default_addr_pool.clone(),
+            subnet_size: args.default_addr_pool_mask_len,
         },
         join_tokens: JoinTokens {
             worker: JoinToken::generate(&root_ca.digest).to_string(),

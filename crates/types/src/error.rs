@@ -22,6 +22,9 @@ pub enum SpecError {
     Preference(String),
     #[error("invalid resources: {0}")]
     Resources(&'static str),
+    /// A network spec or attachment (the message says what and how to fix it).
+    #[error("{0}")]
+    Network(String),
     #[error("invalid job: {0}")]
     Job(&'static str),
     #[error("invalid health check: {0}")]

@@ -65,6 +65,10 @@ id_type!(
     /// Identity of the cluster (certificate O field).
     ClusterId
 );
+id_type!(
+    /// Identity of a network.
+    NetworkId
+);
 
 #[cfg(test)]
 mod tests {

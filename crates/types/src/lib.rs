@@ -10,6 +10,7 @@ pub mod container;
 pub mod error;
 pub mod ids;
 pub mod limits;
+pub mod network;
 pub mod objects;
 pub mod registry;
 pub mod spec;
@@ -18,5 +19,5 @@ pub mod task;
 pub mod token;
 pub mod util;
 
-pub use ids::{ClusterId, NodeId, ServiceId, TaskId};
-pub use objects::{Cluster, Meta, Node, Object, ObjectKind, Service, Task};
+pub use ids::{ClusterId, NetworkId, NodeId, ServiceId, TaskId};
+pub use objects::{Cluster, Meta, Network, Node, Object, ObjectKind, Service, Task};

@@ -1,7 +1,7 @@
-//! The replicated objects: Cluster, Node, Service, Task. Every object carries `Meta`, whose
+//! The replicated objects: Cluster, Node, Service, Task, Network (in `network.rs`). Every object carries `Meta`, whose
 //! `version` is the Raft log index of its last write (used for optimistic concurrency).
 
-use crate::ids::{ClusterId, NodeId, ServiceId, TaskId};
+use crate::ids::{ClusterId, NetworkId, NodeId, ServiceId, TaskId};
 use crate::spec::{NodeRole, NodeSpec, ServiceSpec, TaskSpec};
 use crate::task::TaskState;
 use serde::{Deserialize, Serialize};
@@ -27,16 +27,18 @@ pub enum ObjectKind {
     Repository,
     /// A manager's registry address.
     RegistryEndpoint,
+    Network,
 }
 
 impl ObjectKind {
-    pub const ALL: [ObjectKind; 6] = [
+    pub const ALL: [ObjectKind; 7] = [
         ObjectKind::Cluster,
         ObjectKind::Node,
         ObjectKind::Service,
         ObjectKind::Task,
         ObjectKind::Repository,
         ObjectKind::RegistryEndpoint,
+        ObjectKind::Network,
     ];
     pub fn as_str(self) -> &'static str {
         match self {
@@ -46,6 +48,7 @@ impl ObjectKind {
             ObjectKind::Task => "task",
             ObjectKind::Repository => "repository",
             ObjectKind::RegistryEndpoint => "registry endpoint",
+            ObjectKind::Network => "network",
         }
     }
 }
@@ -71,6 +74,13 @@ pub struct ClusterSpec {
     /// How many old tasks to keep per slot.
     pub task_history_limit: u64,
     pub node_cert_expiry_secs: u64,
+    /// Where network subnets come from (`swarmd --default-addr-pool`); empty = 10.0.0.0/8.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub default_addr_pool: Vec<crate::network::Ipv4Net>,
+    /// Prefix length of the subnets carved from the pools (`--default-addr-pool-mask-len`);
+    /// 0 = 24.
+    #[serde(default)]
+    pub subnet_size: u8,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -335,6 +345,10 @@ pub struct Task {
     /// How many times this slot was restarted after the task before it died.
     #[serde(default)]
     pub restarts: u64,
+    /// The task's address on each network of its spec, allocated by the leader when the task
+    /// is created (written with it through Raft).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<crate::network::NetworkAttachment>,
 }
 
 impl Task {
@@ -365,6 +379,22 @@ impl TaskStatus {
     }
 }
 
+/// A network of the cluster. The subnet, gateway and VXLAN id are decided when it is
+/// created (from its spec or the cluster's address pools) and never change.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Network {
+    pub id: NetworkId,
+    pub meta: Meta,
+    pub spec: crate::network::NetworkSpec,
+    pub subnet: crate::network::Ipv4Net,
+    #[serde(with = "crate::network::addr_str")]
+    pub gateway: std::net::Ipv4Addr,
+    /// Task addresses are taken from here (the subnet unless `--ip-range` narrowed it).
+    pub ip_range: crate::network::Ipv4Net,
+    /// VXLAN network identifier (overlay), unique in the cluster.
+    pub vni: u32,
+}
+
 /// Any object of the store, as carried by writes and change events.
 // Objects are moved rarely and never stored in bulk as `Object`; boxing would only add noise.
 #[allow(clippy::large_enum_variant)]
@@ -377,6 +407,7 @@ pub enum Object {
     Task(Task),
     Repository(crate::registry::Repository),
     RegistryEndpoint(crate::registry::RegistryEndpoint),
+    Network(Network),
 }
 
 impl Object {
@@ -395,6 +426,7 @@ impl Object {
             Object::Task(_) => ObjectKind::Task,
             Object::Repository(_) => ObjectKind::Repository,
             Object::RegistryEndpoint(_) => ObjectKind::RegistryEndpoint,
+            Object::Network(_) => ObjectKind::Network,
         }
     }
     pub fn id(&self) -> &str {
@@ -405,6 +437,7 @@ impl Object {
             Object::Task(o) => o.id.as_str(),
             Object::Repository(o) => o.id.as_str(),
             Object::RegistryEndpoint(o) => o.id.as_str(),
+            Object::Network(o) => o.id.as_str(),
         }
     }
     pub fn meta(&self) -> &Meta {
@@ -415,6 +448,7 @@ impl Object {
             Object::Task(o) => &o.meta,
             Object::Repository(o) => &o.meta,
             Object::RegistryEndpoint(o) => &o.meta,
+            Object::Network(o) => &o.meta,
         }
     }
     pub fn meta_mut(&mut self) -> &mut Meta {
@@ -425,6 +459,7 @@ impl Object {
             Object::Task(o) => &mut o.meta,
             Object::Repository(o) => &mut o.meta,
             Object::RegistryEndpoint(o) => &mut o.meta,
+            Object::Network(o) => &mut o.meta,
         }
     }
 }

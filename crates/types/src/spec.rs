@@ -204,6 +204,9 @@ pub struct TaskSpec {
     pub placement: Placement,
     /// Bumped by `service update --force` so that tasks are replaced without a spec change.
     pub force_update: u64,
+    /// Networks the tasks attach to (`--network`); targets are network ids once stored.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachmentConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -219,6 +222,61 @@ pub struct ServiceSpec {
 }
 
 pub use crate::error::SpecError;
+
+/// Networks a task may attach to.
+pub const MAX_TASK_NETWORKS: usize = 16;
+
+/// A service's request to be attached to a network (`--network name=X,alias=Y`). `target` is
+/// what the operator typed; the control API stores the network's id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct NetworkAttachmentConfig {
+    pub target: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub aliases: Vec<String>,
+}
+
+/// Checks a service's network attachments: each a known form, no network twice, aliases
+/// valid names.
+pub fn validate_attachments(list: &[NetworkAttachmentConfig]) -> Result<(), SpecError> {
+    if list.len() > MAX_TASK_NETWORKS {
+        return Err(SpecError::TooMany {
+            what: "networks".into(),
+            count: list.len(),
+            limit: MAX_TASK_NETWORKS,
+        });
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for a in list {
+        if a.target.is_empty() {
+            return Err(SpecError::Network(
+                "a network attachment needs a network name or id".into(),
+            ));
+        }
+        if a.target.len() > 63 {
+            return Err(SpecError::Network(format!(
+                "network reference {:?} is longer than 63 characters",
+                limits::echo(&a.target)
+            )));
+        }
+        if !seen.insert(a.target.as_str()) {
+            return Err(SpecError::Network(format!(
+                "network {} is attached twice; give it once (with all its aliases)",
+                a.target
+            )));
+        }
+        for al in &a.aliases {
+            validate_name(al).map_err(|_| {
+                SpecError::Network(format!(
+                    "invalid alias {:?} on network {}: 1-63 letters, digits, '-', '_' or '.'",
+                    limits::echo(al),
+                    a.target
+                ))
+            })?;
+        }
+    }
+    Ok(())
+}
+
 use crate::limits;
 
 /// Validates a service name the way docker does: 1-63 chars of `[a-zA-Z0-9-_.]`, starting with
@@ -368,6 +426,7 @@ impl ServiceSpec {
             }
         }
         self.validate_for_mode()?;
+        validate_attachments(&self.task.networks)?;
         let r = &self.task.resources;
         if r.limits.nano_cpus < 0
             || r.limits.memory_bytes < 0

@@ -2,13 +2,15 @@
 //! `WriteBatch`es; every manager applies them through `StoreState::apply`, which either applies
 //! the whole batch or none of it (optimistic concurrency on `meta.version`).
 
-use crate::ids::{NodeId, ServiceId, TaskId};
+use crate::ids::{NetworkId, NodeId, ServiceId, TaskId};
+use crate::network::NetworkAttachment;
 use crate::objects::{
-    Cluster, Meta, Node, Object, ObjectKind, Service, ServiceStatus, Task, TaskStatus,
+    Cluster, Meta, Network, Node, Object, ObjectKind, Service, ServiceStatus, Task, TaskStatus,
 };
 use crate::task::TaskState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
 
 /// One change requested by a write.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -54,6 +56,9 @@ pub struct TaskItem {
     pub node_id: Option<NodeId>,
     pub restarts: u64,
     pub status: TaskStatus,
+    /// The task's own network addresses (the template's are ignored).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub networks: Vec<NetworkAttachment>,
 }
 
 impl TaskBatch {
@@ -64,6 +69,7 @@ impl TaskBatch {
         t.node_id = item.node_id.clone();
         t.restarts = item.restarts;
         t.status = item.status.clone();
+        t.networks = item.networks.clone();
         t
     }
 }
@@ -94,6 +100,7 @@ pub fn compact(ops: Vec<Op>) -> Vec<Op> {
             node_id: t.node_id.clone(),
             restarts: t.restarts,
             status: t.status.clone(),
+            networks: t.networks.clone(),
         };
         if let Some(Op::CreateTasks(b)) = out.last_mut() {
             let tp = &b.template;
@@ -108,8 +115,10 @@ pub fn compact(ops: Vec<Op>) -> Vec<Op> {
                 continue;
             }
         }
+        let mut template = t;
+        template.networks.clear();
         out.push(Op::CreateTasks(TaskBatch {
-            template: t,
+            template,
             items: vec![item],
         }));
     }
@@ -165,6 +174,14 @@ pub enum StoreError {
         name: String,
         id: String,
     },
+    #[error("{kind} {id} is in use by {by}")]
+    InUse {
+        kind: String,
+        id: String,
+        by: String,
+    },
+    #[error("{0}")]
+    Conflict(String),
     #[error("update out of sequence: {kind} {id} is at version {actual}, the update was based on version {expected}; read it again and retry")]
     VersionMismatch {
         kind: String,
@@ -186,9 +203,14 @@ pub struct StoreState {
     /// Registry endpoints by manager node id.
     #[serde(default)]
     pub registry_endpoints: BTreeMap<String, crate::registry::RegistryEndpoint>,
+    #[serde(default)]
+    pub networks: BTreeMap<NetworkId, Network>,
     /// Service name → id; derived, rebuilt after deserialization.
     #[serde(skip)]
     service_names: BTreeMap<String, ServiceId>,
+    /// (network, address) → the task holding it; derived, rebuilt after deserialization.
+    #[serde(skip)]
+    addresses: BTreeMap<(NetworkId, Ipv4Addr), TaskId>,
 }
 
 impl StoreState {
@@ -221,6 +243,49 @@ impl StoreState {
             .values()
             .map(|s| (s.spec.name.clone(), s.id.clone()))
             .collect();
+        self.addresses = self
+            .tasks
+            .values()
+            .flat_map(|t| {
+                t.networks
+                    .iter()
+                    .map(|a| ((a.network_id.clone(), a.address.addr), t.id.clone()))
+            })
+            .collect();
+    }
+
+    /// The task holding `addr` on network `net`, if any.
+    pub fn address_holder(&self, net: &NetworkId, addr: Ipv4Addr) -> Option<&TaskId> {
+        self.addresses.get(&(net.clone(), addr))
+    }
+
+    /// Every address held on `net`, with its task.
+    pub fn addresses_on<'a>(
+        &'a self,
+        net: &'a NetworkId,
+    ) -> impl Iterator<Item = (Ipv4Addr, &'a TaskId)> + 'a {
+        self.addresses
+            .range((net.clone(), Ipv4Addr::UNSPECIFIED)..=(net.clone(), Ipv4Addr::BROADCAST))
+            .map(|((_, a), t)| (*a, t))
+    }
+
+    pub fn network_by_name(&self, name: &str) -> Option<&Network> {
+        self.networks.values().find(|n| n.spec.name == name)
+    }
+
+    /// Names of the services whose spec attaches to `net`.
+    pub fn services_using(&self, net: &NetworkId) -> Vec<String> {
+        self.services
+            .values()
+            .filter(|s| {
+                s.spec
+                    .task
+                    .networks
+                    .iter()
+                    .any(|a| a.target == net.as_str())
+            })
+            .map(|s| s.spec.name.clone())
+            .collect()
     }
 
     pub fn service_by_name(&self, name: &str) -> Option<&Service> {
@@ -245,6 +310,7 @@ impl StoreState {
                 .get(id)
                 .cloned()
                 .map(Object::RegistryEndpoint),
+            ObjectKind::Network => self.networks.get(id).cloned().map(Object::Network),
         }
     }
 
@@ -286,6 +352,24 @@ impl StoreState {
             + self.tasks.len()
             + self.repositories.len()
             + self.registry_endpoints.len()
+            + self.networks.len()
+    }
+
+    fn index_task(&mut self, old: Option<&Task>, new: Option<&Task>) {
+        if let Some(o) = old {
+            for a in &o.networks {
+                let k = (a.network_id.clone(), a.address.addr);
+                if self.addresses.get(&k) == Some(&o.id) {
+                    self.addresses.remove(&k);
+                }
+            }
+        }
+        if let Some(n) = new {
+            for a in &n.networks {
+                self.addresses
+                    .insert((a.network_id.clone(), a.address.addr), n.id.clone());
+            }
+        }
     }
 
     fn insert(&mut self, obj: Object) -> Option<Object> {
@@ -305,7 +389,12 @@ impl StoreState {
                 self.service_names.insert(o.spec.name.clone(), o.id.clone());
                 old.map(Object::Service)
             }
-            Object::Task(o) => self.tasks.insert(o.id.clone(), o).map(Object::Task),
+            Object::Task(o) => {
+                let old = self.tasks.insert(o.id.clone(), o.clone());
+                self.index_task(old.as_ref(), Some(&o));
+                old.map(Object::Task)
+            }
+            Object::Network(o) => self.networks.insert(o.id.clone(), o).map(Object::Network),
             Object::Repository(o) => self
                 .repositories
                 .insert(o.id.clone(), o)
@@ -328,12 +417,74 @@ impl StoreState {
                 }
                 Some(Object::Service(s))
             }
-            ObjectKind::Task => self.tasks.remove(id).map(Object::Task),
+            ObjectKind::Task => {
+                let t = self.tasks.remove(id)?;
+                self.index_task(Some(&t), None);
+                Some(Object::Task(t))
+            }
+            ObjectKind::Network => self.networks.remove(id).map(Object::Network),
             ObjectKind::Repository => self.repositories.remove(id).map(Object::Repository),
             ObjectKind::RegistryEndpoint => self
                 .registry_endpoints
                 .remove(id)
                 .map(Object::RegistryEndpoint),
+        }
+    }
+
+    /// Store-level network rules: network names, subnets and VXLAN ids are unique, and no
+    /// two tasks hold one address on one network (whoever computed the write).
+    fn check_network_rules(&self, obj: &Object) -> Result<(), StoreError> {
+        match obj {
+            Object::Network(n) => {
+                for o in self.networks.values().filter(|o| o.id != n.id) {
+                    if o.spec.name == n.spec.name {
+                        return Err(StoreError::NameConflict {
+                            kind: "network".into(),
+                            name: n.spec.name.clone(),
+                            id: o.id.to_string(),
+                        });
+                    }
+                    if o.subnet.overlaps(&n.subnet) {
+                        return Err(StoreError::Conflict(format!(
+                            "subnet {} overlaps subnet {} of network {}; choose another --subnet",
+                            n.subnet, o.subnet, o.spec.name
+                        )));
+                    }
+                    if o.vni == n.vni {
+                        return Err(StoreError::Conflict(format!(
+                            "VXLAN id {} is already used by network {}",
+                            n.vni, o.spec.name
+                        )));
+                    }
+                }
+                Ok(())
+            }
+            Object::Task(t) => {
+                for a in &t.networks {
+                    let Some(net) = self.networks.get(&a.network_id) else {
+                        return Err(StoreError::NotFound {
+                            kind: "network".into(),
+                            id: a.network_id.to_string(),
+                        });
+                    };
+                    if !net.subnet.contains(a.address.addr) {
+                        return Err(StoreError::Conflict(format!(
+                            "address {} of task {} is outside network {}'s subnet {}",
+                            a.address, t.id, net.spec.name, net.subnet
+                        )));
+                    }
+                    if let Some(other) = self.address_holder(&a.network_id, a.address.addr) {
+                        if *other != t.id {
+                            return Err(StoreError::Conflict(format!(
+                                "address {} on network {} is held by task {other}",
+                                a.address.addr, net.spec.name
+                            )));
+                        }
+                    }
+                }
+                Ok(())
+            }
+            _ => Ok(()),
         }
     }
 
@@ -366,6 +517,7 @@ impl StoreState {
                     });
                 }
                 self.check_name(obj)?;
+                self.check_network_rules(obj)?;
                 let mut obj = obj.clone();
                 obj.clear_derived();
                 let m = obj.meta_mut();
@@ -399,6 +551,7 @@ impl StoreState {
                     }
                 };
                 self.check_name(obj)?;
+                self.check_network_rules(obj)?;
                 let mut obj = obj.clone();
                 obj.clear_derived();
                 let m = obj.meta_mut();
@@ -456,6 +609,21 @@ impl StoreState {
                             id: id.clone(),
                             expected: *v,
                             actual: cur.meta().version,
+                        });
+                    }
+                }
+                if let Object::Network(n) = &cur {
+                    let mut by = self.services_using(&n.id);
+                    if by.is_empty() {
+                        if let Some((_, t)) = self.addresses_on(&n.id).next() {
+                            by.push(format!("task {t}"));
+                        }
+                    }
+                    if !by.is_empty() {
+                        return Err(StoreError::InUse {
+                            kind: "network".into(),
+                            id: n.spec.name.clone(),
+                            by: by.join(", "),
                         });
                     }
                 }
@@ -569,5 +737,7 @@ impl StoreState {
     }
 }
 
+#[cfg(test)]
+mod network_tests;
 #[cfg(test)]
 mod tests;

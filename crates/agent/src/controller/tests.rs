@@ -36,6 +36,7 @@ fn task(id: &str, check: Option<HealthCheck>) -> Task {
         desired_state: TaskState::Running,
         status: TaskStatus::default(),
         restarts: 0,
+        networks: Vec::new(),
     }
 }
 

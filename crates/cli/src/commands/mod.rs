@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod image;
+pub mod network;
 pub mod node;
 pub mod registry;
 pub mod service;

@@ -71,6 +71,7 @@ fn new_task(svc: &Service, slot: u64, node: Option<&NodeId>, restarts: u64, now:
             ..Default::default()
         },
         restarts,
+        networks: Vec::new(),
     }
 }
 
@@ -116,6 +117,8 @@ pub fn reconcile_and_place(
     only: Option<&HashSet<ServiceId>>,
 ) -> Vec<Op> {
     let mut ops = reconcile_some(state, cfg, only);
+    // New tasks get their network addresses with their creation (one Raft write).
+    crate::ipam::attach_new_tasks(state, &mut ops);
     let releases = ops
         .iter()
         .any(|op| matches!(op, Op::TaskDesired { .. } | Op::Delete { .. }));

@@ -77,6 +77,7 @@ fn task(id: &str, service: &str, spec: &TaskSpec, on: Option<&str>) -> Task {
         spec: spec.clone(),
         desired_state: TaskState::Running,
         restarts: 0,
+        networks: Vec::new(),
         status: TaskStatus {
             state: if on.is_some() {
                 TaskState::Running

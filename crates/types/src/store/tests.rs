@@ -164,6 +164,7 @@ fn task(id: &str) -> Object {
             ..Default::default()
         },
         restarts: 0,
+        networks: Vec::new(),
     })
 }
 

@@ -325,6 +325,7 @@ mod tests {
                 ..Default::default()
             },
             restarts: 0,
+            networks: Default::default(),
         }
     }
 

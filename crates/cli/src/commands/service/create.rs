@@ -45,6 +45,9 @@ pub struct CreateArgs {
     /// Placement preferences (spread=node.labels.NAME; replicated services and jobs).
     #[arg(long = "placement-pref")]
     pub placement_prefs: Vec<String>,
+    /// Attach to a network: NAME or name=NAME,alias=ALIAS (repeatable).
+    #[arg(long = "network", value_parser = crate::commands::network::parse_attachment)]
+    pub networks: Vec<swarm_types::spec::NetworkAttachmentConfig>,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -118,6 +121,7 @@ pub fn build(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
     };
     task.placement.constraints = a.constraints.clone();
     task.placement.preferences = a.placement_prefs.clone();
+    task.networks = a.networks.clone();
     a.task.apply(&mut task)?;
     a.container.apply(&mut task.container);
     let mut spec = ServiceSpec {

@@ -1,7 +1,7 @@
 //! `swarmctl service ...`
 
-mod converge;
 mod container_flags;
+mod converge;
 mod create;
 mod flags;
 mod history;

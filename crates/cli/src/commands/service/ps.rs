@@ -250,6 +250,7 @@ mod tests {
                 ..Default::default()
             },
             restarts: 0,
+            networks: Vec::new(),
         }
     }
 

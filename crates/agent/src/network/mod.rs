@@ -1,0 +1,382 @@
+//! The node's data plane: each task container gets a veth pair from its own network namespace
+//! into a Linux bridge per network on this host (`sb<tag>-<vni>`), with its address, MAC
+//! (derived from the address), gateway and default route configured inside before the
+//! container starts. An overlay network adds a kernel VXLAN device (`sv<tag>-<vni>`, no
+//! learning, ARP proxy) to its bridge, whose forwarding and neighbour entries for the tasks on
+//! other hosts come from the managers (`peers.rs`, derived from the store; no gossip). One
+//! nftables table per node (`inet swarm-<tag>`) isolates the networks from each other, keeps
+//! `--internal` networks from leaving and masquerades the others' outbound traffic.
+//!
+//! `<tag>` is the first 5 characters of the node id: every link, table and iptables rule this
+//! node installs carries it, so several `swarmd` share one machine and each finds and removes
+//! only its own. What is installed is read back from the kernel (`/sys/class/net`), never only
+//! remembered: after an agent restart the running containers keep their interfaces (their
+//! namespaces hold them) and the bridges are adopted as they are.
+//!
+//! Changes go through `ip -batch` and `nft -f` (see ARCHITECTURE.md, "Decisions": one process
+//! per namespace per container, measured in BENCHMARKS.md).
+
+pub mod peers;
+mod sys;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::net::Ipv4Addr;
+use std::sync::Mutex;
+use swarm_types::network::{mac_string, NetworkAttachment, NetworkDriver};
+use swarm_types::Task;
+pub use sys::NetError;
+
+/// The Linux default; an overlay's interfaces lose the VXLAN overhead (50 bytes) from it.
+pub const MTU: u32 = 1500;
+pub const VXLAN_OVERHEAD: u32 = 50;
+/// IANA's VXLAN port (Docker's `--data-path-port` default).
+pub const VXLAN_PORT: u16 = 4789;
+
+/// A remote task on an overlay network: where its MAC lives.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Peer {
+    pub vni: u32,
+    pub addr: Ipv4Addr,
+    pub mac: [u8; 6],
+    /// The address of the host running it (VXLAN destination).
+    pub host: Ipv4Addr,
+}
+
+/// What one network looks like on this host (kept for the nftables ruleset).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct LocalNet {
+    subnet: swarm_types::network::Ipv4Net,
+    internal: bool,
+}
+
+pub struct DataPlane {
+    tag: String,
+    /// This host's address for VXLAN (the node's advertise address).
+    local: Option<Ipv4Addr>,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// By VNI: the networks with a bridge on this host.
+    nets: BTreeMap<u32, LocalNet>,
+    /// The latest peer set from the managers, by VNI.
+    peers: BTreeMap<u32, BTreeSet<Peer>>,
+    /// What was installed on each VXLAN device (to remove what went away).
+    installed: BTreeMap<u32, BTreeSet<Peer>>,
+    /// The ruleset last loaded.
+    ruleset: String,
+}
+
+impl DataPlane {
+    /// `node_id`'s data plane; `local` is the address other hosts reach this one on.
+    pub fn new(node_id: &str, local: Option<Ipv4Addr>) -> DataPlane {
+        DataPlane {
+            tag: node_id.chars().take(5).collect(),
+            local,
+            state: Mutex::new(State::default()),
+        }
+    }
+
+    pub fn tag(&self) -> &str {
+        &self.tag
+    }
+
+    pub fn bridge_name(&self, vni: u32) -> String {
+        format!("sb{}-{vni:x}", self.tag)
+    }
+    pub fn vxlan_name(&self, vni: u32) -> String {
+        format!("sv{}-{vni:x}", self.tag)
+    }
+    /// Host side of a task's veth on its `i`th network.
+    pub fn veth_name(&self, task: &str, i: usize) -> String {
+        format!("se{}{}{i:x}", self.tag, &task[..task.len().min(6)])
+    }
+
+    fn mtu(att: &NetworkAttachment) -> u32 {
+        match att.driver {
+            NetworkDriver::Overlay => MTU - VXLAN_OVERHEAD,
+            NetworkDriver::Bridge => MTU,
+        }
+    }
+
+    /// Plumbs the task's networks into the created (not yet started) container whose init
+    /// has host pid `pid`. Idempotent per network; a task without networks costs nothing.
+    pub fn attach(&self, task: &Task, pid: i32) -> Result<(), NetError> {
+        if task.networks.is_empty() {
+            return Ok(());
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let links = sys::links()?;
+        for att in &task.networks {
+            self.ensure_network(&mut st, &links, att)?;
+        }
+        self.load_rules(&mut st)?;
+        let mut host = String::new();
+        let mut inside = String::new();
+        let mut routed = false;
+        for (i, att) in task.networks.iter().enumerate() {
+            let mtu = Self::mtu(att);
+            let veth = self.veth_name(task.id.as_str(), i);
+            let eth = format!("eth{i}");
+            if sys::has(&links, &veth) {
+                // A retried prepare: the old pair goes with its old container.
+                writeln!(host, "link del {veth}").ok();
+            }
+            writeln!(
+                host,
+                "link add {veth} mtu {mtu} type veth peer name {eth} mtu {mtu} netns {pid}"
+            )
+            .ok();
+            writeln!(
+                host,
+                "link set {veth} master {} up",
+                self.bridge_name(att.vni)
+            )
+            .ok();
+            writeln!(inside, "link set {eth} address {}", mac_string(att.mac())).ok();
+            writeln!(inside, "addr add {} dev {eth}", att.address).ok();
+            writeln!(inside, "link set {eth} up").ok();
+            if !att.internal && !routed {
+                writeln!(inside, "route add default via {} dev {eth}", att.gateway).ok();
+                routed = true;
+            }
+        }
+        sys::ip_batch(None, &host)?;
+        sys::ip_batch(Some(pid), &inside)?;
+        Ok(())
+    }
+
+    /// Creates the network's bridge (with the gateway address) and, for an overlay, its VXLAN
+    /// device, unless they exist.
+    fn ensure_network(
+        &self,
+        st: &mut State,
+        links: &[sys::Link],
+        att: &NetworkAttachment,
+    ) -> Result<(), NetError> {
+        let br = self.bridge_name(att.vni);
+        let mtu = Self::mtu(att);
+        let mut cmds = String::new();
+        if !sys::has(links, &br) {
+            writeln!(cmds, "link add {br} mtu {mtu} type bridge").ok();
+        }
+        let gw = swarm_types::network::Ipv4Net::new(att.gateway, att.address.prefix);
+        writeln!(cmds, "addr replace {gw} dev {br}").ok();
+        // What the ruleset needs to know about the network after an agent restart.
+        writeln!(
+            cmds,
+            "link set {br} alias {}",
+            sys::bridge_alias(&self.tag, att.address.trunc(), att.internal)
+        )
+        .ok();
+        writeln!(cmds, "link set {br} up").ok();
+        if att.driver == NetworkDriver::Overlay {
+            let vx = self.vxlan_name(att.vni);
+            if !sys::has(links, &vx) {
+                let local = self.local.ok_or_else(|| {
+                    NetError::Config("overlay networks need the node's advertise address (--advertise-addr IP:PORT)".into())
+                })?;
+                writeln!(
+                    cmds,
+                    "link add {vx} mtu {mtu} type vxlan id {} local {local} dstport {VXLAN_PORT} nolearning proxy",
+                    att.vni
+                )
+                .ok();
+            }
+            writeln!(cmds, "link set {vx} master {br} up").ok();
+        }
+        sys::ip_batch(None, &cmds)?;
+        sys::enable_forwarding()?;
+        let fresh = st
+            .nets
+            .insert(
+                att.vni,
+                LocalNet {
+                    subnet: att.address.trunc(),
+                    internal: att.internal,
+                },
+            )
+            .is_none();
+        if fresh && att.driver == NetworkDriver::Overlay {
+            // Peers that arrived before this host had the network.
+            st.installed.remove(&att.vni);
+            self.sync_vni(st, true, att.vni)?;
+        }
+        Ok(())
+    }
+
+    /// Replaces the set of remote tasks (every overlay network) and updates the VXLAN devices
+    /// present on this host.
+    pub fn set_peers(&self, peers: Vec<Peer>) -> Result<(), NetError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let mut by: BTreeMap<u32, BTreeSet<Peer>> = BTreeMap::new();
+        for p in peers {
+            by.entry(p.vni).or_default().insert(p);
+        }
+        st.peers = by;
+        let vnis: BTreeSet<u32> = st
+            .peers
+            .keys()
+            .chain(st.installed.keys())
+            .copied()
+            .collect();
+        let links = sys::links()?;
+        let mut first_err = None;
+        for vni in vnis {
+            let present = sys::has(&links, &self.vxlan_name(vni));
+            if let Err(e) = self.sync_vni(&mut st, present, vni) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// FDB and neighbour entries of one VXLAN device = the peers of its network.
+    fn sync_vni(&self, st: &mut State, present: bool, vni: u32) -> Result<(), NetError> {
+        let vx = self.vxlan_name(vni);
+        if !present {
+            st.installed.remove(&vni);
+            return Ok(());
+        }
+        let want = st.peers.get(&vni).cloned().unwrap_or_default();
+        let have = match st.installed.get(&vni) {
+            Some(h) => h.clone(),
+            // Not installed by this process: whatever the kernel holds (an agent restart).
+            None => sys::vxlan_entries(&vx, vni)?,
+        };
+        let mut ip = String::new();
+        let mut bridge = String::new();
+        for p in have.difference(&want) {
+            let mac = mac_string(p.mac);
+            writeln!(bridge, "fdb del {mac} dev {vx} self").ok();
+            writeln!(ip, "neigh del {} dev {vx}", p.addr).ok();
+        }
+        for p in want.difference(&have) {
+            let mac = mac_string(p.mac);
+            writeln!(
+                bridge,
+                "fdb replace {mac} dev {vx} dst {} self permanent",
+                p.host
+            )
+            .ok();
+            writeln!(
+                ip,
+                "neigh replace {} lladdr {mac} dev {vx} nud permanent",
+                p.addr
+            )
+            .ok();
+        }
+        sys::bridge_batch(&bridge)?;
+        sys::ip_batch_force(&ip)?;
+        st.installed.insert(vni, want);
+        Ok(())
+    }
+
+    /// Removes the bridges (and VXLAN devices) no container uses any more; with none left,
+    /// also the node's nftables table and iptables rules. Called after a container is removed
+    /// and when the agent starts.
+    pub fn collect(&self) -> Result<(), NetError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let prefix = format!("sb{}-", self.tag);
+        let links = sys::links()?;
+        let mut cmds = String::new();
+        for br in links.iter().filter(|l| l.name.starts_with(&prefix)) {
+            let vx = br.name.replacen("sb", "sv", 1);
+            let used = links
+                .iter()
+                .any(|l| l.master.as_deref() == Some(br.name.as_str()) && l.name != vx);
+            let vni = br
+                .name
+                .strip_prefix(&prefix)
+                .and_then(|v| u32::from_str_radix(v, 16).ok());
+            if !used {
+                if sys::has(&links, &vx) {
+                    writeln!(cmds, "link del {vx}").ok();
+                }
+                writeln!(cmds, "link del {}", br.name).ok();
+                if let Some(vni) = vni {
+                    st.nets.remove(&vni);
+                    st.installed.remove(&vni);
+                }
+            } else if let Some(vni) = vni {
+                // A bridge found at start: keep it in the ruleset.
+                if let std::collections::btree_map::Entry::Vacant(e) = st.nets.entry(vni) {
+                    if let Some((subnet, internal)) = sys::bridge_meta(&self.tag, br) {
+                        e.insert(LocalNet { subnet, internal });
+                    }
+                }
+            }
+        }
+        // Stray VXLAN devices (a bridge removed by hand).
+        let vprefix = format!("sv{}-", self.tag);
+        for vx in links.iter().filter(|l| l.name.starts_with(&vprefix)) {
+            let br = vx.name.replacen("sv", "sb", 1);
+            if !sys::has(&links, &br) {
+                writeln!(cmds, "link del {}", vx.name).ok();
+            }
+        }
+        sys::ip_batch_force(&cmds)?;
+        self.load_rules(&mut st)
+    }
+
+    /// Loads the node's nftables table for the networks on this host (atomically replacing
+    /// the previous one), or deletes it when there are none.
+    fn load_rules(&self, st: &mut State) -> Result<(), NetError> {
+        let table = format!("swarm-{}", self.tag);
+        let rules = if st.nets.is_empty() {
+            String::new()
+        } else {
+            ruleset(&self.tag, &st.nets, |vni| self.bridge_name(vni))
+        };
+        if rules == st.ruleset {
+            return Ok(());
+        }
+        if rules.is_empty() {
+            sys::nft(&format!("table inet {table}\ndelete table inet {table}\n"))?;
+            sys::docker_forward_rules(&self.tag, false);
+        } else {
+            sys::nft(&rules)?;
+            sys::docker_forward_rules(&self.tag, true);
+        }
+        st.ruleset = rules;
+        Ok(())
+    }
+}
+
+/// The node's nftables table: a network's traffic stays on its bridge unless it is routed
+/// out (masqueraded) through a non-bridge interface; internal networks never leave; nothing
+/// from outside opens a connection into a task.
+fn ruleset(tag: &str, nets: &BTreeMap<u32, LocalNet>, bridge: impl Fn(u32) -> String) -> String {
+    let table = format!("swarm-{tag}");
+    let ours = format!("sb{tag}-*");
+    let mut fwd = String::new();
+    let mut nat = String::new();
+    for (vni, n) in nets {
+        let br = bridge(*vni);
+        // No traffic between two of this node's networks.
+        writeln!(
+            fwd,
+            "    iifname \"{br}\" oifname \"{ours}\" oifname != \"{br}\" drop"
+        )
+        .ok();
+        if n.internal {
+            writeln!(fwd, "    iifname \"{br}\" oifname != \"{br}\" drop").ok();
+            writeln!(fwd, "    oifname \"{br}\" iifname != \"{br}\" drop").ok();
+        } else {
+            writeln!(
+                nat,
+                "    ip saddr {} oifname != \"{br}\" oifname != \"{ours}\" masquerade",
+                n.subnet
+            )
+            .ok();
+        }
+    }
+    format!(
+        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain forward {{\n    type filter hook forward priority filter - 1; policy accept;\n{fwd}    iifname != \"{ours}\" oifname \"{ours}\" ct state established,related accept\n    iifname != \"{ours}\" oifname \"{ours}\" drop\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{nat}  }}\n}}\n"
+    )
+}
+
+#[cfg(test)]
+mod tests;

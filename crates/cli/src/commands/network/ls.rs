@@ -1,0 +1,87 @@
+//! `swarmctl network ls`: docker's columns (`NETWORK ID NAME DRIVER SCOPE`) and JSON keys.
+
+use crate::client::{collect, status_err, Context};
+use crate::commands::service::ListOutput;
+use crate::output::{self, Format};
+use clap::Args;
+use serde_json::json;
+use swarm_types::{Network, Object};
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    #[command(flatten)]
+    pub out: ListOutput,
+}
+
+/// Docker's scope of a network: overlay networks span the swarm, bridge ones a host.
+pub fn scope(n: &Network) -> &'static str {
+    match n.spec.driver {
+        swarm_types::network::NetworkDriver::Overlay => "swarm",
+        swarm_types::network::NetworkDriver::Bridge => "local",
+    }
+}
+
+pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
+    let mut c = ctx.control().await?;
+    let mut nets: Vec<Network> = collect(
+        c.list_networks(ctx.list_request())
+            .await
+            .map_err(status_err)?
+            .into_inner(),
+    )
+    .await?
+    .into_iter()
+    .filter_map(|o| match o {
+        Object::Network(n) => Some(n),
+        _ => None,
+    })
+    .collect();
+    nets.sort_by(|a, b| (&a.spec.name, &a.id).cmp(&(&b.spec.name, &b.id)));
+    if a.out.quiet {
+        for n in &nets {
+            println!("{}", n.id.short());
+        }
+        return Ok(());
+    }
+    match a.out.format {
+        Format::Json => output::json_lines(
+            &nets
+                .iter()
+                .map(|n| {
+                    let labels = n
+                        .spec
+                        .labels
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v}"))
+                        .collect::<Vec<_>>()
+                        .join(",");
+                    json!({
+                        "CreatedAt": crate::commands::network::inspect::created(n),
+                        "Driver": n.spec.driver.as_str(),
+                        "ID": n.id.short(),
+                        "IPv6": "false",
+                        "Internal": n.spec.internal.to_string(),
+                        "Labels": labels,
+                        "Name": n.spec.name,
+                        "Scope": scope(n),
+                    })
+                })
+                .collect::<Vec<_>>(),
+        )?,
+        Format::Table => output::table(
+            &["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
+            &nets
+                .iter()
+                .map(|n| {
+                    vec![
+                        n.id.short().to_string(),
+                        n.spec.name.clone(),
+                        n.spec.driver.as_str().to_string(),
+                        scope(n).to_string(),
+                    ]
+                })
+                .collect::<Vec<_>>(),
+        )?,
+    }
+    Ok(())
+}
