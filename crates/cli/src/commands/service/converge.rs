@@ -180,6 +180,24 @@ pub fn snapshot(
     }
 }
 
+/// Why an update that was rolled back failed, from its newest failed task (one that runs a
+/// spec other than the service's, now rolled-back, one).
+fn failed_update_task(svc: &Service, tasks: &[Task]) -> Option<String> {
+    let t = tasks
+        .iter()
+        .filter(|t| {
+            t.spec != svc.spec.task
+                && matches!(t.status.state, TaskState::Failed | TaskState::Rejected)
+        })
+        .max_by_key(|t| t.status.timestamp)?;
+    let err = if t.status.err.is_empty() {
+        &t.status.message
+    } else {
+        &t.status.err
+    };
+    Some(format!("task {} failed: {err}", t.id.short()))
+}
+
 fn strip<'a>(m: &'a str, prefix: &str) -> &'a str {
     m.strip_prefix(prefix).unwrap_or(m)
 }
@@ -222,11 +240,15 @@ pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::
             }
             printed = s.lines.clone();
             if let Some(u) = ours(&svc, &baseline) {
-                if u.state == UpdateState::RollbackStarted
-                    && rollback_reason.is_none()
-                    && op != Operation::Rollback
-                {
-                    let why = strip(&u.message, "update rolled back: ").to_string();
+                if u.state.is_rollback() && rollback_reason.is_none() && op != Operation::Rollback {
+                    // A quick rollback may be over before it is seen: its message then says
+                    // only "rollback completed", and the failed task says why.
+                    let why = match u.message.strip_prefix("update rolled back: ") {
+                        Some(w) => w.to_string(),
+                        None => {
+                            failed_update_task(&svc, &tasks).unwrap_or_else(|| u.message.clone())
+                        }
+                    };
                     println!("rollback: update failed, rolling back: {why}");
                     rollback_reason = Some(why);
                 }
@@ -357,6 +379,20 @@ mod tests {
             snapshot(&s, &done, Operation::Create, &None).verdict,
             Verdict::Converged
         );
+    }
+
+    #[test]
+    fn a_rollback_seen_only_once_complete_still_names_the_failed_task() {
+        let s = svc(1, 1);
+        let mut failed = task(&s, 1, TaskState::Failed, "task: non-zero exit (1)", 5);
+        failed.spec.container.image = "busybox:3".into();
+        let running = task(&s, 1, TaskState::Running, "", 9);
+        let why = failed_update_task(&s, &[running.clone(), failed.clone()]).unwrap();
+        assert!(
+            why.starts_with("task ") && why.ends_with("failed: task: non-zero exit (1)"),
+            "{why}"
+        );
+        assert_eq!(failed_update_task(&s, &[running]), None);
     }
 
     #[test]
