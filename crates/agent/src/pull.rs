@@ -141,11 +141,16 @@ impl Puller {
         if self.images.resolve(&name).is_ok() {
             return Ok(());
         }
+        self.shared_pull(&name).await
+    }
+
+    /// Joins the pull of `name` in flight, or starts it: one pull per image per host.
+    async fn shared_pull(self: &Arc<Self>, name: &str) -> Result<(), String> {
         let fut = {
             let mut m = self.inflight.lock().expect("inflight lock");
-            m.entry(name.clone())
+            m.entry(name.to_string())
                 .or_insert_with(|| {
-                    let (me, n) = (self.clone(), name.clone());
+                    let (me, n) = (self.clone(), name.to_string());
                     async move {
                         let r = me.pull(&n).await;
                         me.inflight.lock().expect("inflight lock").remove(&n);
@@ -163,22 +168,7 @@ impl Puller {
     /// flight. Returns the manifest digest now tagged.
     pub async fn pull_now(self: &Arc<Self>, image: &str) -> Result<String, String> {
         let name = normalize_name(image);
-        let fut = {
-            let mut m = self.inflight.lock().expect("inflight lock");
-            m.entry(name.clone())
-                .or_insert_with(|| {
-                    let (me, n) = (self.clone(), name.clone());
-                    async move {
-                        let r = me.pull(&n).await;
-                        me.inflight.lock().expect("inflight lock").remove(&n);
-                        r
-                    }
-                    .boxed()
-                    .shared()
-                })
-                .clone()
-        };
-        fut.await?;
+        self.shared_pull(&name).await?;
         self.images
             .resolve(&name)
             .map(|d| d.to_string())

@@ -239,7 +239,7 @@ impl Control for ControlService {
         // With its task counts, as in lists (what `--detach=false` follows).
         let s = self.read(|s| {
             find_service(s, &r.reference).map(|mut svc| {
-                svc.status = s.service_statuses().remove(&svc.id);
+                svc.status = s.service_status(&svc.id);
                 svc
             })
         })?;

@@ -224,16 +224,20 @@ impl StoreState {
             }
         }
         for (id, svc) in &state.services {
-            let st = out.entry(id.clone()).or_default();
-            match svc.spec.mode {
-                crate::spec::ServiceMode::Replicated { replicas } => st.desired_tasks = replicas,
-                crate::spec::ServiceMode::ReplicatedJob {
-                    total_completions, ..
-                } => st.desired_tasks = total_completions,
-                crate::spec::ServiceMode::Global | crate::spec::ServiceMode::GlobalJob => {}
-            }
+            desired(svc, out.entry(id.clone()).or_default());
         }
         out
+    }
+
+    /// `service_statuses` for one service (what a single read shows), without a map of all.
+    pub fn service_status(&self, id: &ServiceId) -> Option<ServiceStatus> {
+        let svc = self.services.get(id)?;
+        let mut st = ServiceStatus::default();
+        for t in self.tasks.values().filter(|t| &t.service_id == id) {
+            st.count(t);
+        }
+        desired(svc, &mut st);
+        Some(st)
     }
 
     /// Rebuilds derived indexes (call after deserializing a snapshot).
@@ -741,3 +745,15 @@ impl StoreState {
 mod network_tests;
 #[cfg(test)]
 mod tests;
+
+/// The replicas (replicated) or completions (jobs) a service wants; global services count
+/// their live tasks (already in `st`).
+fn desired(svc: &Service, st: &mut ServiceStatus) {
+    match svc.spec.mode {
+        crate::spec::ServiceMode::Replicated { replicas } => st.desired_tasks = replicas,
+        crate::spec::ServiceMode::ReplicatedJob {
+            total_completions, ..
+        } => st.desired_tasks = total_completions,
+        crate::spec::ServiceMode::Global | crate::spec::ServiceMode::GlobalJob => {}
+    }
+}

@@ -83,32 +83,23 @@ pub fn ip_batch(pid: Option<i32>, cmds: &str) -> Result<(), NetError> {
 
 /// `ip -force -batch -`: every line is tried (removals of what may already be gone).
 pub fn ip_batch_force(cmds: &str) -> Result<(), NetError> {
-    if cmds.is_empty() {
-        return Ok(());
-    }
-    let mut c = Command::new("ip");
-    c.args(["-force", "-batch", "-"]);
-    match run(c, "ip", cmds) {
-        Err(NetError::Command { msg, .. })
-            if msg.lines().all(|l| {
-                l.contains("No such")
-                    || l.contains("Cannot find")
-                    || l.starts_with("Command failed")
-            }) =>
-        {
-            Ok(())
-        }
-        r => r.map(|_| ()),
-    }
+    force_batch("ip", cmds)
 }
 
+/// `bridge -force -batch -`, as `ip_batch_force`.
 pub fn bridge_batch(cmds: &str) -> Result<(), NetError> {
+    force_batch("bridge", cmds)
+}
+
+/// `<tool> -force -batch -`: every line is tried; failures that only say something is
+/// already gone are not errors.
+fn force_batch(tool: &'static str, cmds: &str) -> Result<(), NetError> {
     if cmds.is_empty() {
         return Ok(());
     }
-    let mut c = Command::new("bridge");
+    let mut c = Command::new(tool);
     c.args(["-force", "-batch", "-"]);
-    match run(c, "bridge", cmds) {
+    match run(c, tool, cmds) {
         Err(NetError::Command { msg, .. })
             if msg.lines().all(|l| {
                 l.contains("No such")

@@ -196,7 +196,7 @@ impl Net {
             return Ok(Err(Unsupported {
                 fault: "slow link",
                 reason: format!(
-                    "tc tbf is not available: {}",
+                    "tc tbf is not available ({}); this kernel lacks sch_tbf (CONFIG_NET_SCH_TBF)",
                     String::from_utf8_lossy(&out.stderr).trim()
                 ),
             }));
@@ -334,7 +334,7 @@ fn cgroup_cpu_root() -> Result<(PathBuf, bool), Unsupported> {
     }
     Err(Unsupported {
         fault: "cpu starvation",
-        reason: "no cgroup cpu controller (neither /sys/fs/cgroup/cpu nor cgroup v2 with cpu)"
+        reason: "this kernel lacks a cgroup cpu controller (neither /sys/fs/cgroup/cpu nor cgroup v2 with cpu)"
             .into(),
     })
 }
