@@ -402,7 +402,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let Some((desired, raft_id)) = *role_rx.borrow() else {
                     continue;
                 };
-                if desired == id.role {
+                // Same role and same Raft identity: nothing to do. A manager that was
+                // removed from Raft and promoted again before it ever ran as a worker (demoted
+                // while paused, then promoted) keeps its manager role but gets a new Raft id:
+                // it must rejoin under that id, or nobody adds it back to the membership.
+                let rejoin = desired == NodeRole::Manager && raft_id != 0 && raft_id != id.raft_id;
+                if desired == id.role && !rejoin {
                     continue;
                 }
                 match switch_role(&args.state_dir, &mut id, desired, raft_id, &managers).await {

@@ -413,6 +413,44 @@ fn manager_demoted_while_paused_becomes_a_worker_when_it_wakes() {
     }
 }
 
+/// Regression (CI, 2026-12-02): a manager demoted and promoted again before it ever ran as a
+/// worker keeps its manager certificate, but the leader removed its old Raft id and gave the
+/// node a new one. It must rejoin under the new id; it used to see "desired role = manager =
+/// my role", do nothing, and stay out of the membership for good.
+#[test]
+fn manager_demoted_and_promoted_while_paused_rejoins_raft() {
+    init_tracing();
+    let c = managers(3, &[]);
+    let leader = c.leader(0).expect("a leader");
+    let f = (0..3).find(|i| *i != leader).unwrap();
+    let name = c.nodes[f].name.clone();
+    info!(%name, "phase: pause a follower, demote it and promote it back while it sleeps");
+    c.signal(f, Signal::SIGSTOP);
+    let demoted = c.ctl(leader, &["node", "demote", &name]);
+    let promoted = c.ctl(leader, &["node", "promote", &name]);
+    c.signal(f, Signal::SIGCONT);
+    demoted.unwrap_or_else(|e| panic!("demote {name}: {e}\n{}", c.dump()));
+    promoted.unwrap_or_else(|e| panic!("promote {name}: {e}\n{}", c.dump()));
+
+    info!(%name, "phase: it wakes up and rejoins Raft under its new id");
+    wait_until(&format!("{name} is a reachable manager"), LONG, || {
+        let out = c.ctl(leader, &["node", "ls", "--format", "json"]).ok()?;
+        swarm_integration::json_lines(&out)
+            .iter()
+            .any(|v| v["Hostname"] == name.as_str() && v["ManagerStatus"] == "Reachable")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    // A write through the rejoined manager commits: it is a working member, not a stray.
+    c.ctl(
+        f,
+        &[
+            "service", "create", "-d", "--name", "after", "busybox", "sleep", "1d",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("write through {name}: {e}\n{}", c.dump()));
+}
+
 /// Regression (chaos suite, TotalRestart, seed 7): every manager SIGKILLed right after an
 /// acknowledged write. The leader comes back leading in the same term (openraft restores it
 /// at once) with a commit index that may predate the write (it is saved without a flush), and
