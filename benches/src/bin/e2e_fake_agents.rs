@@ -278,6 +278,7 @@ fn main() -> anyhow::Result<()> {
                 .await?
                 .create_service(CreateServiceRequest {
                     spec: swarm_api::wire::to_bytes(&spec),
+                    ..Default::default()
                 })
                 .await?;
             let deadline = start + Duration::from_secs(300);

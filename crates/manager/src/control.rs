@@ -108,7 +108,41 @@ fn find_node(s: &StoreState, r: &str) -> Result<Node, Status> {
 fn object_response(o: Object) -> Response<ObjectResponse> {
     Response::new(ObjectResponse {
         object: wire::to_bytes(&redact(o)),
+        warnings: Vec::new(),
     })
+}
+
+/// Pins the service's image tag to the manifest digest the cluster registry holds for it
+/// (Docker's `--resolve-image`), so every node runs the same bytes even if the tag moves
+/// later. `current` is the image before an update (for `changed`). An image that cannot be
+/// pinned keeps its tag, with a warning the client prints.
+fn pin_image(
+    s: &StoreState,
+    spec: &mut ServiceSpec,
+    mode: &str,
+    current: Option<&str>,
+) -> Result<Vec<String>, Status> {
+    use swarm_types::registry::{pin_image, ResolveImage};
+    let mode = ResolveImage::parse(mode).map_err(Status::invalid_argument)?;
+    let image = &mut spec.task.container.image;
+    let skip = match mode {
+        ResolveImage::Never => true,
+        ResolveImage::Changed => current == Some(image.as_str()),
+        ResolveImage::Always => false,
+    };
+    if skip {
+        return Ok(Vec::new());
+    }
+    match pin_image(|name| s.repositories.get(name), image) {
+        Ok(Some(pinned)) => {
+            *image = pinned;
+            Ok(Vec::new())
+        }
+        Ok(None) => Ok(Vec::new()),
+        Err(why) => Ok(vec![format!(
+            "image {image} could not be pinned to a digest ({why}); each node uses the tag {image} as it finds it, so nodes may run different versions of the image"
+        )]),
+    }
 }
 
 use crate::pages::pages;
@@ -215,6 +249,11 @@ impl Control for ControlService {
             self.manager.read_barrier(false).await?;
             self.read(|s| networks::resolve_attachments(s, &mut spec))?;
         }
+        // Without a read barrier (creates are the hot path): a push acknowledged moments ago
+        // by another manager may not be applied here yet, and then the tag is used unpinned,
+        // with the warning saying so.
+        let warnings =
+            self.read(|s| pin_image(s, &mut spec, &req.get_ref().resolve_image, None))?;
         let svc = Service {
             id: ServiceId::generate(),
             meta: Default::default(),
@@ -227,7 +266,9 @@ impl Control for ControlService {
         };
         let mut out = self.write(vec![Op::Create(Object::Service(svc))]).await?;
         tracing::info!(service = %out[0].id(), "service created");
-        Ok(object_response(out.remove(0)))
+        let mut resp = object_response(out.remove(0));
+        resp.get_mut().warnings = warnings;
+        Ok(resp)
     }
 
     async fn get_service(
@@ -276,6 +317,8 @@ impl Control for ControlService {
         self.manager.read_barrier(false).await?;
         self.read(|s| networks::resolve_attachments(s, &mut spec))?;
         let mut svc = self.read(|s| find_service(s, &r.reference))?;
+        let current = svc.spec.task.container.image.clone();
+        let warnings = self.read(|s| pin_image(s, &mut spec, &r.resolve_image, Some(&current)))?;
         if r.version != 0 {
             svc.meta.version = r.version;
         }
@@ -289,10 +332,14 @@ impl Control for ControlService {
         }
         if !svc.replace_spec(spec, swarm_api::now_ms(), false) {
             // Nothing changed: docker answers with the service as it is.
-            return Ok(object_response(Object::Service(svc)));
+            let mut resp = object_response(Object::Service(svc));
+            resp.get_mut().warnings = warnings;
+            return Ok(resp);
         }
         let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
-        Ok(object_response(out.remove(0)))
+        let mut resp = object_response(out.remove(0));
+        resp.get_mut().warnings = warnings;
+        Ok(resp)
     }
 
     async fn rollback_service(

@@ -191,6 +191,69 @@ impl ImageRef {
     }
 }
 
+/// How `service create|update` pins an image tag to a manifest digest (Docker's
+/// `--resolve-image`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResolveImage {
+    /// Resolve the tag at every create and update.
+    Always,
+    /// Resolve only when the image reference changes.
+    Changed,
+    /// Never: every node uses the tag as it finds it.
+    Never,
+}
+
+impl ResolveImage {
+    /// Parses the flag's value; empty means Docker's default, `always`.
+    pub fn parse(s: &str) -> Result<ResolveImage, String> {
+        match s {
+            "" | "always" => Ok(ResolveImage::Always),
+            "changed" => Ok(ResolveImage::Changed),
+            "never" => Ok(ResolveImage::Never),
+            other => Err(format!(
+                "invalid --resolve-image {other:?}: use always, changed or never"
+            )),
+        }
+    }
+}
+
+/// The image reference as shown in lists: a pinned `name:tag@sha256:…` shows as `name:tag`
+/// (as Docker does); a reference by digest alone keeps its digest.
+pub fn display_image(image: &str) -> &str {
+    match image.split_once('@') {
+        Some((named, _)) if named.rsplit('/').next().is_some_and(|l| l.contains(':')) => named,
+        _ => image,
+    }
+}
+
+/// Resolves `image` to `name:tag@digest` from the cluster registry's replicated repositories.
+/// `Ok(None)`: nothing to do (already pinned by digest). `Err`: why it cannot be pinned (an
+/// external registry, or a tag the cluster registry does not hold, e.g. an image imported on
+/// the nodes); the caller keeps the tag and warns, as Docker does.
+pub fn pin_image<'a>(
+    repos: impl Fn(&str) -> Option<&'a Repository>,
+    image: &str,
+) -> Result<Option<String>, String> {
+    let r = ImageRef::parse(image)?;
+    if r.is_digest() {
+        return Ok(None);
+    }
+    if let Some(host) = &r.registry {
+        return Err(format!(
+            "{host} is not the cluster registry; managers resolve only images of the cluster registry"
+        ));
+    }
+    let digest = repos(&r.repository)
+        .and_then(|repo| repo.tags.get(&r.reference))
+        .ok_or_else(|| {
+            format!(
+                "the cluster registry has no {}:{} (push it with `swarmctl image push`)",
+                r.repository, r.reference
+            )
+        })?;
+    Ok(Some(format!("{}:{}@{digest}", r.repository, r.reference)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -243,5 +306,57 @@ mod tests {
         assert!(ImageRef::parse("App").is_err());
         assert!(ImageRef::parse("a/../b").is_err());
         assert!(ImageRef::parse("a@sha256:zz").is_err());
+    }
+
+    #[test]
+    fn images_pin_to_the_cluster_registry_digest() {
+        let d = format!("sha256:{}", "c".repeat(64));
+        let mut repo = Repository {
+            id: "team/web".into(),
+            ..Default::default()
+        };
+        repo.tags.insert("v2".into(), d.clone());
+        let repos = |n: &str| (n == "team/web").then_some(&repo);
+        assert_eq!(
+            pin_image(repos, "team/web:v2").unwrap(),
+            Some(format!("team/web:v2@{d}"))
+        );
+        // Already pinned: left as it is.
+        assert_eq!(pin_image(repos, &format!("team/web:v2@{d}")).unwrap(), None);
+        assert_eq!(pin_image(repos, &format!("team/web@{d}")).unwrap(), None);
+        // No such tag, no such repository, another registry: a reason, no pin.
+        assert!(pin_image(repos, "team/web:v3")
+            .unwrap_err()
+            .contains("no team/web:v3"));
+        assert!(pin_image(repos, "busybox")
+            .unwrap_err()
+            .contains("no busybox:latest"));
+        assert!(pin_image(repos, "example.com/web:v2")
+            .unwrap_err()
+            .contains("not the cluster registry"));
+        assert!(pin_image(repos, "Bad").is_err());
+    }
+
+    #[test]
+    fn pinned_images_display_by_tag() {
+        let d = format!("sha256:{}", "c".repeat(64));
+        assert_eq!(display_image(&format!("web:2@{d}")), "web:2");
+        assert_eq!(
+            display_image(&format!("host:5000/web:2@{d}")),
+            "host:5000/web:2"
+        );
+        assert_eq!(
+            display_image(&format!("host:5000/web@{d}")),
+            format!("host:5000/web@{d}")
+        );
+        assert_eq!(display_image("web"), "web");
+        assert_eq!(ResolveImage::parse("").unwrap(), ResolveImage::Always);
+        assert_eq!(
+            ResolveImage::parse("changed").unwrap(),
+            ResolveImage::Changed
+        );
+        assert!(ResolveImage::parse("sometimes")
+            .unwrap_err()
+            .contains("always, changed or never"));
     }
 }

@@ -464,6 +464,7 @@ fn oversized_input_is_refused_with_its_limit_and_lists_stay_within_the_message_l
         let e = client
             .create_service(CreateServiceRequest {
                 spec: swarm_api::wire::to_bytes(&spec),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -473,6 +474,7 @@ fn oversized_input_is_refused_with_its_limit_and_lists_stay_within_the_message_l
         let e = client
             .create_service(CreateServiceRequest {
                 spec: swarm_api::wire::to_bytes(&spec),
+                ..Default::default()
             })
             .await
             .unwrap_err();
@@ -495,6 +497,7 @@ fn oversized_input_is_refused_with_its_limit_and_lists_stay_within_the_message_l
                     }
                     cl.create_service(CreateServiceRequest {
                         spec: swarm_api::wire::to_bytes(&spec),
+                        ..Default::default()
                     })
                     .await
                     .expect("a spec under the limits is accepted");

@@ -246,6 +246,7 @@ fn manager_down_through_2000_writes_catches_up_by_snapshot() {
                 for k in 0..125 {
                     cl.create_service(CreateServiceRequest {
                         spec: spec(&format!("s{w}-{k}")),
+                        ..Default::default()
                     })
                     .await
                     .expect("write");
@@ -341,6 +342,7 @@ fn watchers_of_a_follower_are_told_to_resync_when_it_installs_a_snapshot() {
             client
                 .create_service(CreateServiceRequest {
                     spec: spec(&format!("w{k}")),
+                    ..Default::default()
                 })
                 .await
                 .expect("write with 2 of 3 managers");

@@ -510,6 +510,178 @@ fn skopeo_round_trip_and_refusals() {
 }
 
 /// Hosts: three managers. The test pushes to host 0's registry from inside host 0.
+/// `--resolve-image` (Docker's flag): a service of a cluster-registry tag is pinned to the
+/// manifest digest at create, keeps it when the tag moves (also through `update --force`), is
+/// re-pinned when `--image` is given again, and is left unpinned with `never`. An image the
+/// registry does not hold (imported on the nodes) stays a tag, with a warning.
+#[test]
+fn service_images_are_pinned_to_the_pushed_digest() {
+    init_tracing();
+    let c = managers(1, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = c.nodes[0].registry.clone();
+    let certs = cert_dir(&c, 0, tmp.path(), true);
+    let push = |marker: &str| {
+        let src = tmp.path().join(marker);
+        let md = oci_layout(&src, marker, "v1");
+        wait_until("push", LONG, || {
+            let o = run(
+                &[],
+                &[
+                    "skopeo",
+                    "copy",
+                    "--preserve-digests",
+                    "--dest-cert-dir",
+                    certs.to_str().unwrap(),
+                    &format!("oci:{}:v1", src.display()),
+                    &format!("docker://{reg}/pin/app:v1"),
+                ],
+            );
+            if !o.status.success() {
+                info!("push not yet: {}", String::from_utf8_lossy(&o.stderr));
+            }
+            o.status.success().then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+        md
+    };
+    let image_of = |name: &str| -> String {
+        let v: serde_json::Value =
+            serde_json::from_str(&c.ctl(0, &["service", "inspect", name]).unwrap()).unwrap();
+        v[0]["spec"]["task"]["container"]["image"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+
+    info!("phase: create pins the tag to the pushed digest; the task runs it");
+    let md1 = push("pin1");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "-d",
+            "--name",
+            "pin",
+            "pin/app:v1",
+            "sleep",
+            "3600",
+        ],
+    )
+    .unwrap();
+    assert_eq!(image_of("pin"), format!("pin/app:v1@{md1}"));
+    wait_until("the pinned service runs", LONG, || {
+        (swarm_integration::running(&c, 0, "pin").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "pin"), c.dump()));
+    let ls = c.ctl(0, &["service", "ls"]).unwrap();
+    assert!(
+        ls.contains("pin/app:v1") && !ls.contains(&md1),
+        "lists show the tag, not the digest: {ls}"
+    );
+
+    info!("phase: the tag moves; the service keeps its digest, also through --force");
+    let md2 = push("pin2");
+    assert_ne!(md1, md2);
+    c.ctl(0, &["service", "update", "-d", "--force", "pin"])
+        .unwrap();
+    assert_eq!(image_of("pin"), format!("pin/app:v1@{md1}"));
+
+    info!("phase: --image again re-resolves the tag, and the new bytes run");
+    c.ctl(
+        0,
+        &["service", "update", "-d", "--image", "pin/app:v1", "pin"],
+    )
+    .unwrap();
+    assert_eq!(image_of("pin"), format!("pin/app:v1@{md2}"));
+    wait_until("a task of the new digest runs", LONG, || {
+        let ts = tasks(&c, 0, "pin");
+        ts.iter()
+            .any(|t| {
+                t["DesiredState"] == "Running"
+                    && t["CurrentState"]
+                        .as_str()
+                        .is_some_and(|s| s.starts_with("Running"))
+                    && t["ID"].is_string()
+            })
+            .then_some(())?;
+        let out = c.ctl(0, &["image", "ls", "--format", "json"]).ok()?;
+        json_lines(&out)
+            .iter()
+            .any(|i| i["Digest"] == md2.as_str())
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "pin"), c.dump()));
+
+    info!("phase: --resolve-image never and changed leave the reference as given");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "update",
+            "-d",
+            "--resolve-image",
+            "never",
+            "--image",
+            "pin/app:v1",
+            "pin",
+        ],
+    )
+    .unwrap();
+    assert_eq!(image_of("pin"), "pin/app:v1");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "update",
+            "-d",
+            "--resolve-image",
+            "changed",
+            "--force",
+            "pin",
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        image_of("pin"),
+        "pin/app:v1",
+        "unchanged image, not resolved"
+    );
+
+    info!("phase: an image the registry lacks stays a tag, with a warning");
+    let out = c
+        .ctl_raw(
+            0,
+            &[
+                "service", "create", "-d", "--name", "local", "busybox", "sleep", "1",
+            ],
+        )
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("warning: image busybox could not be pinned")
+            && err.contains("no busybox:latest"),
+        "{err}"
+    );
+    assert_eq!(image_of("local"), "busybox");
+    let out = c
+        .ctl_raw(
+            0,
+            &[
+                "service",
+                "create",
+                "-d",
+                "--resolve-image",
+                "sometimes",
+                "busybox",
+            ],
+        )
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
+
 #[test]
 fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs() {
     init_tracing();

@@ -606,6 +606,16 @@ impl ImageStore {
                 return Ok(d);
             }
         }
+        // A reference pinned to a manifest digest (`name:tag@sha256:…`) is that manifest,
+        // whatever this store calls it.
+        if let Some(d) = name
+            .rsplit_once('@')
+            .and_then(|(_, d)| Digest::parse(d).ok())
+        {
+            if self.has_blob(&d) && self.manifest(&d).is_ok() {
+                return Ok(d);
+            }
+        }
         let n = normalize_name(name);
         self.list()?
             .into_iter()

@@ -292,6 +292,7 @@ async fn run_writes(
                 }
                 let req = CreateServiceRequest {
                     spec: spec_bytes(&format!("{prefix}-{i}"), replicas),
+                    ..Default::default()
                 };
                 let t0 = Instant::now();
                 match tokio::time::timeout(timeout, client.create_service(req)).await {
@@ -539,6 +540,7 @@ async fn first_write_after(
                     let mut c = targets[attempts % targets.len()].clone();
                     let req = CreateServiceRequest {
                         spec: spec_bytes(&format!("{prefix}-{attempts}"), replicas),
+                        ..Default::default()
                     };
                     attempts += 1;
                     set.spawn(async move {

@@ -876,7 +876,11 @@ impl Runner {
             self.with_manager(move |mut c| {
                 let b = b.clone();
                 Box::pin(async move {
-                    c.create_service(CreateServiceRequest { spec: b }).await?;
+                    c.create_service(CreateServiceRequest {
+                        spec: b,
+                        ..Default::default()
+                    })
+                    .await?;
                     Ok(())
                 })
             })?;

@@ -163,6 +163,7 @@ async fn call(sock: &std::path::Path, key: &str, input: &Input) -> Outcome {
         Input::Create(v) => c
             .create_service(CreateServiceRequest {
                 spec: swarm_api::wire::to_bytes(&spec_for(key, v, false)),
+                ..Default::default()
             })
             .await
             .map(|_| None),
@@ -171,6 +172,7 @@ async fn call(sock: &std::path::Path, key: &str, input: &Input) -> Outcome {
                 reference: key.to_string(),
                 version: 0,
                 spec: swarm_api::wire::to_bytes(&spec_for(key, v, v.gen.ends_with("-sf"))),
+                ..Default::default()
             })
             .await
             .map(|_| None),

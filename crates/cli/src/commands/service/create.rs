@@ -30,6 +30,11 @@ pub struct CreateArgs {
     pub quiet: bool,
     #[command(flatten)]
     pub detach: super::converge::DetachFlag,
+    /// Pin the image tag to the manifest digest the cluster registry holds for it, so every
+    /// node runs the same image even if the tag moves: always, changed (only when the image
+    /// changes) or never.
+    #[arg(long = "resolve-image", default_value = "always", value_parser = ["always", "changed", "never"])]
+    pub resolve_image: String,
     /// Set environment variables (KEY=VALUE).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
@@ -145,9 +150,11 @@ pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
         .await?
         .create_service(CreateServiceRequest {
             spec: swarm_api::wire::to_bytes(&spec),
+            resolve_image: a.resolve_image.clone(),
         })
         .await
         .map_err(status_err)?;
+    super::print_warnings(&resp.get_ref().warnings);
     let obj = decode_object(&resp.get_ref().object)?;
     println!("{}", obj.id());
     super::after_write(

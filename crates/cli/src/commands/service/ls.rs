@@ -67,7 +67,7 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
                 s.spec.name.clone(),
                 s.spec.mode.name().to_string(),
                 replicas(s),
-                s.spec.task.container.image.clone(),
+                swarm_types::registry::display_image(&s.spec.task.container.image).to_string(),
                 s.update_status
                     .as_ref()
                     .map(|u| u.state.as_str().to_string())

@@ -263,3 +263,10 @@ pub async fn get_service(ctx: &Context, reference: &str) -> anyhow::Result<Servi
 
 #[cfg(test)]
 mod tests;
+
+/// Warnings a manager attached to a successful answer, on stderr as Docker prints them.
+pub fn print_warnings(warnings: &[String]) {
+    for w in warnings {
+        eprintln!("warning: {w}");
+    }
+}

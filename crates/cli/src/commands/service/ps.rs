@@ -194,7 +194,7 @@ pub async fn print_tasks(
             [
                 t.id.short().to_string(),
                 name,
-                t.spec.container.image.clone(),
+                swarm_types::registry::display_image(&t.spec.container.image).to_string(),
                 node,
                 output::title(t.desired_state.as_str()),
                 current,

@@ -34,6 +34,11 @@ pub struct UpdateArgs {
     /// Service image.
     #[arg(long)]
     pub image: Option<String>,
+    /// Pin the image tag to the manifest digest the cluster registry holds for it, so every
+    /// node runs the same image even if the tag moves: always, changed (only when the image
+    /// changes) or never.
+    #[arg(long = "resolve-image", default_value = "always", value_parser = ["always", "changed", "never"])]
+    pub resolve_image: String,
     /// Number of tasks.
     // A negative count gets the value parser's message, not "unexpected argument".
     #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
@@ -153,9 +158,11 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
             reference: svc.id.to_string(),
             version: svc.meta.version,
             spec: swarm_api::wire::to_bytes(&spec),
+            resolve_image: a.resolve_image.clone(),
         })
         .await
         .map_err(status_err)?;
+    super::print_warnings(&resp.get_ref().warnings);
     let obj = decode_object(&resp.get_ref().object)?;
     if a.quiet {
         println!("{}", obj.id());
