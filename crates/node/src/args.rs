@@ -76,6 +76,13 @@ pub struct Args {
     /// Serve registry pulls to clients without a certificate or token.
     #[arg(long)]
     pub registry_anonymous_pull: bool,
+    /// How often a manager deletes registry blobs no manifest references (0s: never).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub registry_gc_interval: std::time::Duration,
+    /// Unreferenced blobs written or used more recently than this are kept (uploads in
+    /// flight: blobs are pushed before the manifest that references them).
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub registry_gc_grace: std::time::Duration,
     /// A registry `HOST:PORT` the agent may pull from over plain HTTP (repeatable); other
     /// registries are reached over HTTPS only (loopback registries may use HTTP).
     #[arg(long = "insecure-registry", value_name = "HOST:PORT")]

@@ -56,6 +56,10 @@ pub async fn start(
         anonymous_pull: args.registry_anonymous_pull,
         node_tls,
         cert_names: names,
+        gc: swarm_manager::registry::gc::GcConfig {
+            interval: args.registry_gc_interval,
+            grace: args.registry_gc_grace,
+        },
     };
     swarm_manager::registry::Registry::start(cfg, manager, shutdown)
         .await

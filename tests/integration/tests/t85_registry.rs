@@ -682,6 +682,111 @@ fn service_images_are_pinned_to_the_pushed_digest() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
+/// Garbage collection: deleting a manifest makes the blobs only it referenced collectable;
+/// blobs another manifest uses stay and still pull; an unreferenced blob just uploaded (a push
+/// in flight) is kept for the grace period, then removed.
+#[test]
+fn registry_collects_blobs_no_manifest_references() {
+    init_tracing();
+    let c = managers(
+        1,
+        &["--registry-gc-interval", "1s", "--registry-gc-grace", "4s"],
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = c.nodes[0].registry.clone();
+    let certs = cert_dir(&c, 0, tmp.path(), true);
+    let ca = certs.join("ca.crt");
+    let push = |marker: &str, tag: &str| {
+        let src = tmp.path().join(marker);
+        let md = oci_layout(&src, marker, tag);
+        wait_until("push", LONG, || {
+            let o = run(
+                &[],
+                &[
+                    "skopeo",
+                    "copy",
+                    "--preserve-digests",
+                    "--dest-cert-dir",
+                    certs.to_str().unwrap(),
+                    &format!("oci:{}:{tag}", src.display()),
+                    &format!("docker://{reg}/gc/app:{tag}"),
+                ],
+            );
+            if !o.status.success() {
+                info!("push not yet: {}", String::from_utf8_lossy(&o.stderr));
+            }
+            o.status.success().then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+        md
+    };
+    let layer = |marker: &str| sha(&std::fs::read(busybox_tar(marker)).unwrap())[7..].to_string();
+    let on_disk = |hex: &str| registry_blobs(c.state_dir(0)).iter().any(|b| b == hex);
+
+    info!("phase: two images pushed; both stay past the grace period while referenced");
+    push("gca", "a");
+    let mb = push("gcb", "b");
+    let (la, lb) = (layer("gca"), layer("gcb"));
+    std::thread::sleep(std::time::Duration::from_secs(6));
+    assert!(
+        on_disk(&la) && on_disk(&lb),
+        "{:?}",
+        registry_blobs(c.state_dir(0))
+    );
+
+    info!("phase: an unreferenced upload is spared for the grace period, then collected");
+    let token = c
+        .ctl(0, &["registry", "login-token", "--push"])
+        .unwrap()
+        .trim()
+        .to_string();
+    let stray = tmp.path().join("stray");
+    std::fs::write(&stray, b"a blob no manifest will ever reference").unwrap();
+    let sd = sha(&std::fs::read(&stray).unwrap());
+    let (code, out) = curl(
+        &ca,
+        Some(&token),
+        &[
+            "-X",
+            "POST",
+            "-H",
+            "content-type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", stray.display()),
+            &format!("https://{reg}/v2/gc/app/blobs/uploads/?digest={sd}"),
+        ],
+    );
+    assert_eq!(code, 201, "{out}");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(
+        on_disk(&sd[7..]),
+        "a fresh upload must survive the grace period"
+    );
+    wait_until("the stray blob is collected", LONG, || {
+        (!on_disk(&sd[7..])).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: deleting image b's manifest frees its layer; image a is untouched");
+    let (code, out) = curl(
+        &ca,
+        Some(&token),
+        &[
+            "-X",
+            "DELETE",
+            &format!("https://{reg}/v2/gc/app/manifests/{mb}"),
+        ],
+    );
+    assert_eq!(code, 202, "{out}");
+    wait_until("b's layer is collected", LONG, || {
+        (!on_disk(&lb)).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    assert!(on_disk(&la), "a's layer is still referenced");
+    let out = c.ctl(0, &["image", "pull", "gc/app:a"]).unwrap();
+    info!("pulled after collection: {out}");
+}
+
 #[test]
 fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs() {
     init_tracing();

@@ -82,6 +82,23 @@ impl BlobStore {
             .join(format!("blob-{}-{n}", std::process::id()))
     }
 
+    /// Every blob on disk: (digest, last modified, size).
+    pub fn list(&self) -> io::Result<Vec<(String, SystemTime, u64)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(self.root.join("blobs/sha256"))? {
+            let e = e?;
+            let d = format!("sha256:{}", e.file_name().to_string_lossy());
+            if !valid_digest(&d) {
+                continue;
+            }
+            let md = e.metadata()?;
+            if md.is_file() {
+                out.push((d, md.modified()?, md.len()));
+            }
+        }
+        Ok(out)
+    }
+
     /// Size of a blob present on disk (not verified).
     pub fn size(&self, digest: &str) -> Option<u64> {
         std::fs::metadata(self.path(digest))

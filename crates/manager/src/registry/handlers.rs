@@ -881,6 +881,8 @@ async fn get_blob(reg: &Registry, req: &Req, d: &str, head: bool) -> Res {
     } else if !reg.ensure_local(d).await? {
         return Err(blob_unknown(d));
     }
+    // A client that found the blob may push a manifest using it next: spare it meanwhile.
+    reg.touch(d);
     serve_file(&reg.inner.blobs.path(d), d, header(req, "range"), head).await
 }
 
@@ -945,7 +947,10 @@ async fn write_body(path: &Path, mut body: Incoming, append: bool) -> Result<u64
 
 async fn commit(reg: &Registry, tmp: &Path, d: &str) -> Result<(), RegErr> {
     match reg.inner.blobs.commit(tmp, d).await {
-        Ok(_) => Ok(()),
+        Ok(_) => {
+            reg.touch(d);
+            Ok(())
+        }
         Err(e @ super::blobs::CommitError::Mismatch { .. }) => Err(err(
             StatusCode::BAD_REQUEST,
             "DIGEST_INVALID",

@@ -17,6 +17,7 @@
 
 pub mod access;
 pub mod blobs;
+pub mod gc;
 mod handlers;
 mod peers;
 
@@ -54,6 +55,8 @@ pub struct RegistryConfig {
     pub node_tls: Arc<rustls::ClientConfig>,
     /// Extra names for the server certificate (IP addresses, host names).
     pub cert_names: Vec<String>,
+    /// Blob garbage collection (`--registry-gc-interval`, `--registry-gc-grace`).
+    pub gc: gc::GcConfig,
 }
 
 #[derive(Clone)]
@@ -67,6 +70,8 @@ struct Inner {
     blobs: BlobStore,
     /// Upload id → repository (uploads in progress; their bytes are in `uploads/<id>`).
     uploads: Mutex<HashMap<String, String>>,
+    /// Blobs clients used lately (found, mounted, uploaded): spared by collection.
+    used: Mutex<HashMap<String, std::time::Instant>>,
     /// One fetch from peers at a time per digest.
     fetching: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
     client: reqwest::Client,
@@ -145,6 +150,7 @@ impl Registry {
                 manager,
                 blobs,
                 uploads: Mutex::default(),
+                used: Mutex::default(),
                 fetching: Mutex::default(),
                 client,
             }),
@@ -182,6 +188,10 @@ impl Registry {
             }
         };
         tokio::spawn(self.clone().publish_endpoint(shutdown.clone()));
+        tokio::spawn(
+            self.clone()
+                .collect_periodically(self.inner.cfg.gc, shutdown.clone()),
+        );
         tracing::info!(addr = %self.inner.cfg.listen_addr, advertise = %self.inner.cfg.advertise_addr, "registry serving");
         let mut incoming = swarm_api::tls::incoming(listener, tls);
         use tokio_stream::StreamExt;

@@ -93,6 +93,7 @@ impl Registry {
     pub(super) async fn ensure_local(&self, digest: &str) -> Result<bool, RegErr> {
         let io = |e: std::io::Error| RegErr::unavailable(format!("blob store: {e}"));
         if self.inner.blobs.verified(digest).await.map_err(io)? {
+            self.touch(digest);
             return Ok(true);
         }
         let lock = {
