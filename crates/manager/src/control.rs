@@ -18,6 +18,7 @@ use tonic::{Request, Response, Status};
 
 use crate::pages::PageStream;
 mod networks;
+mod registry;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
 
 #[derive(Clone)]
@@ -665,6 +666,21 @@ impl Control for ControlService {
 
     async fn remove_network(&self, req: Request<RemoveRequest>) -> Result<Response<Empty>, Status> {
         self.do_remove_network(req.into_inner()).await
+    }
+
+    type ListRepositoriesStream = PageStream;
+    async fn list_repositories(
+        &self,
+        req: Request<ListRequest>,
+    ) -> Result<Response<PageStream>, Status> {
+        self.do_list_repositories(req.into_inner()).await
+    }
+
+    async fn remove_image_reference(
+        &self,
+        req: Request<RemoveRequest>,
+    ) -> Result<Response<Empty>, Status> {
+        self.do_remove_image_reference(req.into_inner()).await
     }
 
     type WatchStream = WatchStream;

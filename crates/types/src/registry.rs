@@ -31,6 +31,17 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// Removes a tag, or a manifest by digest with every tag naming it; whether it was here.
+    pub fn remove_reference(&mut self, reference: &str) -> bool {
+        if valid_digest(reference) {
+            let had = self.manifests.remove(reference).is_some();
+            self.tags.retain(|_, d| d != reference);
+            had
+        } else {
+            self.tags.remove(reference).is_some()
+        }
+    }
+
     /// Total manifest bytes held.
     pub fn manifest_bytes(&self) -> usize {
         self.manifests.values().map(|m| m.content.len()).sum()

@@ -767,17 +767,32 @@ fn registry_collects_blobs_no_manifest_references() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 
-    info!("phase: deleting image b's manifest frees its layer; image a is untouched");
-    let (code, out) = curl(
-        &ca,
-        Some(&token),
-        &[
-            "-X",
-            "DELETE",
-            &format!("https://{reg}/v2/gc/app/manifests/{mb}"),
-        ],
-    );
-    assert_eq!(code, 202, "{out}");
+    info!("phase: registry ls shows both tags; rm of an absent tag says so");
+    let ls = c.ctl(0, &["registry", "ls", "--format", "json"]).unwrap();
+    let tags: Vec<String> = json_lines(&ls)
+        .iter()
+        .map(|v| {
+            format!(
+                "{}:{}",
+                v["Repository"].as_str().unwrap(),
+                v["Tag"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(tags, ["gc/app:a", "gc/app:b"], "{ls}");
+    let err = c
+        .ctl(0, &["registry", "rm", "gc/app:nope"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("has no gc/app:nope"), "{err}");
+
+    info!("phase: removing image b's manifest frees its layer; image a is untouched");
+    let out = c
+        .ctl(0, &["registry", "rm", &format!("gc/app@{mb}")])
+        .unwrap();
+    assert!(out.contains("Deleted: gc/app@"), "{out}");
+    let ls = c.ctl(0, &["registry", "ls", "-q"]).unwrap();
+    assert_eq!(ls.trim(), "gc/app:a", "the tag b went with its manifest");
     wait_until("b's layer is collected", LONG, || {
         (!on_disk(&lb)).then_some(())
     })

@@ -641,7 +641,7 @@ async fn put_manifest(reg: &Registry, req: &Req, name: &str, reference: &str) ->
         subject: subject.clone(),
     };
     let tag = (!is_digest).then(|| reference.to_string());
-    update_repo(reg, name, |r| {
+    update_repo(reg.manager(), name, |r| {
         for c in &children {
             if !r.manifests.contains_key(c) {
                 return Err(err(
@@ -677,12 +677,11 @@ async fn put_manifest(reg: &Registry, req: &Req, name: &str, reference: &str) ->
 
 /// Read-modify-write of a repository through Raft (optimistic concurrency, retried on
 /// conflicts). `f` returns whether it changed anything; a repository left empty is deleted.
-async fn update_repo(
-    reg: &Registry,
+pub(crate) async fn update_repo(
+    m: &crate::Manager,
     name: &str,
     f: impl Fn(&mut Repository) -> Result<bool, RegErr>,
 ) -> Result<(), RegErr> {
-    let m = reg.manager();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let current = m.store().read(|s| s.repositories.get(name).cloned());
@@ -738,16 +737,9 @@ async fn delete_manifest(reg: &Registry, name: &str, reference: &str) -> Res {
     if repo(reg, name).await?.is_none() {
         return Err(name_unknown(name));
     }
-    let is_digest = valid_digest(reference);
     let missing = std::sync::atomic::AtomicBool::new(false);
-    update_repo(reg, name, |r| {
-        let found = if is_digest {
-            let had = r.manifests.remove(reference).is_some();
-            r.tags.retain(|_, d| d != reference);
-            had
-        } else {
-            r.tags.remove(reference).is_some()
-        };
+    update_repo(reg.manager(), name, |r| {
+        let found = r.remove_reference(reference);
         missing.store(!found, std::sync::atomic::Ordering::Relaxed);
         Ok(found)
     })
