@@ -163,7 +163,24 @@ impl<E: Executor> Controller<E> {
             .report(tid, TaskState::Accepted, "accepted", "", None);
         self.report
             .report(tid, TaskState::Preparing, "preparing", "", None);
-        match self.exec.prepare(&t).await {
+        // While preparing (an image pull may take minutes), say how far it got every second.
+        let prepare = self.exec.prepare(&t);
+        tokio::pin!(prepare);
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        let mut told = String::new();
+        let prepared = loop {
+            tokio::select! {
+                r = &mut prepare => break r,
+                _ = tick.tick() => {
+                    if let Some(p) = self.exec.progress(&t).filter(|p| *p != told) {
+                        self.report.report(tid, TaskState::Preparing, &p, "", None);
+                        told = p;
+                    }
+                }
+            }
+        };
+        match prepared {
             Ok(()) => {
                 self.report
                     .report(tid, TaskState::Ready, "prepared", "", None);

@@ -113,6 +113,11 @@ pub enum ContainerState {
 pub trait Executor: Send + Sync + 'static {
     /// Creates the task's container (image resolved locally); not started.
     fn prepare<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Result<(), ExecError>>;
+    /// While `prepare` runs: how far it got, for the task's status (e.g. "pulling image:
+    /// 12 MB of 212 MB"); None when there is nothing to tell.
+    fn progress(&self, _task: &Task) -> Option<String> {
+        None
+    }
     fn start<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), ExecError>>;
     /// Resolves when the container has exited.
     fn wait<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Exit, ExecError>>;
@@ -143,7 +148,14 @@ pub struct FakeExecutor {
     /// Images this fake node "has" (None = every image).
     pub images: Option<Vec<String>>,
     fake_health: Arc<Mutex<FakeHealth>>,
+    /// Slow "pulls": image → the progress notes `prepare` goes through, one per step.
+    fake_pulls: Arc<Mutex<HashMap<String, FakePull>>>,
+    /// Task id → the note of the pull under way.
+    pulling: Arc<Mutex<HashMap<String, String>>>,
 }
+
+/// A slow fake pull: the progress notes, one per step, and the time of a step.
+type FakePull = (Vec<String>, Duration);
 
 #[derive(Default)]
 struct FakeHealth {
@@ -184,6 +196,14 @@ impl FakeExecutor {
             .image_checks
             .insert(image.to_string(), hc);
     }
+    /// Makes `prepare` of tasks of `image` take `steps.len() × step`, reporting each step as
+    /// its progress (as a slow image pull would).
+    pub fn set_image_pull(&self, image: &str, steps: Vec<String>, step: Duration) {
+        self.fake_pulls
+            .lock()
+            .expect("fake lock")
+            .insert(image.to_string(), (steps, step));
+    }
     /// How many execs ran so far.
     pub fn exec_count(&self) -> usize {
         self.fake_health.lock().expect("fake lock").execs
@@ -212,8 +232,35 @@ impl FakeExecutor {
 }
 
 impl Executor for FakeExecutor {
+    fn progress(&self, task: &Task) -> Option<String> {
+        self.pulling
+            .lock()
+            .expect("fake lock")
+            .get(task.id.as_str())
+            .cloned()
+    }
+
     fn prepare<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Result<(), ExecError>> {
         Box::pin(async move {
+            let pull = self
+                .fake_pulls
+                .lock()
+                .expect("fake lock")
+                .get(&task.spec.container.image)
+                .cloned();
+            if let Some((steps, step)) = pull {
+                for note in steps {
+                    self.pulling
+                        .lock()
+                        .expect("fake lock")
+                        .insert(task.id.to_string(), note);
+                    tokio::time::sleep(step).await;
+                }
+                self.pulling
+                    .lock()
+                    .expect("fake lock")
+                    .remove(task.id.as_str());
+            }
             if let Some(imgs) = &self.images {
                 if !imgs.contains(&task.spec.container.image) {
                     return Err(ExecError::Rejected(format!(

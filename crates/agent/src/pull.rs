@@ -19,6 +19,7 @@ use crate::managers::Managers;
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use swarm_runtime::image::{normalize_name, Digest, ImageStore};
@@ -40,6 +41,23 @@ pub struct Puller {
     /// Other registries over HTTPS (system roots) or HTTP.
     public: reqwest::Client,
     inflight: Mutex<HashMap<String, PullFuture>>,
+    /// Pulls downloading layers: image name → (bytes received, bytes to receive).
+    progress: Mutex<HashMap<String, (Arc<AtomicU64>, u64)>>,
+}
+
+/// Decimal units as Docker prints sizes (kB, MB, GB).
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [&str; 4] = ["kB", "MB", "GB", "TB"];
+    if b < 1000 {
+        return format!("{b} B");
+    }
+    let mut v = b as f64 / 1000.0;
+    let mut u = 0;
+    while v >= 1000.0 && u < UNITS.len() - 1 {
+        v /= 1000.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
 }
 
 /// Why a pull from one registry address failed.
@@ -131,6 +149,7 @@ impl Puller {
             cluster,
             public,
             inflight: Mutex::default(),
+            progress: Mutex::default(),
         }))
     }
 
@@ -173,6 +192,19 @@ impl Puller {
             .resolve(&name)
             .map(|d| d.to_string())
             .map_err(|e| e.to_string())
+    }
+
+    /// How far the pull of `image` got while its layers download: "pulling image: 12.0 MB
+    /// of 212.3 MB". None when no download of it is under way.
+    pub fn progress(&self, image: &str) -> Option<String> {
+        let name = normalize_name(image);
+        let m = self.progress.lock().expect("progress lock");
+        let (done, total) = m.get(&name)?;
+        Some(format!(
+            "pulling image: {} of {}",
+            human_bytes(done.load(Ordering::Relaxed).min(*total)),
+            human_bytes(*total)
+        ))
     }
 
     /// Where an image reference's registry is: (client, base URL) per address to try.
@@ -328,13 +360,21 @@ impl Puller {
             .into_iter()
             .filter(|(d, _)| !self.images.has_blob(d))
             .collect();
-        let total: u64 = futures::stream::iter(missing.into_iter().map(|(d, size)| {
-            let token = token.clone();
-            async move { self.blob(client, base, repo, d, size, token).await }
+        let done = Arc::new(AtomicU64::new(0));
+        let expected: u64 = missing.iter().filter_map(|(_, s)| *s).sum();
+        self.progress
+            .lock()
+            .expect("progress lock")
+            .insert(name.to_string(), (done.clone(), expected));
+        let downloaded = futures::stream::iter(missing.into_iter().map(|(d, size)| {
+            let (token, done) = (token.clone(), done.clone());
+            async move { self.blob(client, base, repo, d, size, token, done).await }
         }))
         .buffer_unordered(PARALLEL_BLOBS)
         .try_fold(0u64, |acc, n| async move { Ok(acc + n) })
-        .await?;
+        .await;
+        self.progress.lock().expect("progress lock").remove(name);
+        let total = downloaded?;
         let images = self.images.clone();
         let n = name.to_string();
         tokio::task::spawn_blocking(move || -> Result<(), String> {
@@ -398,7 +438,9 @@ impl Puller {
         Ok((bytes.to_vec(), media_type))
     }
 
-    /// Streams one blob into the store through its digest (and size) check.
+    /// Streams one blob into the store through its digest (and size) check, counting the
+    /// bytes received into `done`.
+    #[allow(clippy::too_many_arguments)]
     async fn blob(
         &self,
         client: &reqwest::Client,
@@ -407,10 +449,16 @@ impl Puller {
         d: Digest,
         size: Option<u64>,
         mut token: Option<String>,
+        done: Arc<AtomicU64>,
     ) -> Result<u64, PullError> {
         let url = format!("{base}/v2/{repo}/blobs/{d}");
         let resp = self.get(client, &url, None, &mut token).await?;
-        let stream = resp.bytes_stream().map_err(std::io::Error::other);
+        let stream = resp
+            .bytes_stream()
+            .inspect_ok(move |chunk| {
+                done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
+            })
+            .map_err(std::io::Error::other);
         let reader = tokio_util::io::SyncIoBridge::new(tokio_util::io::StreamReader::new(stream));
         let images = self.images.clone();
         let d2 = d.clone();
@@ -572,6 +620,14 @@ async fn anonymous_token(client: &reqwest::Client, challenge: &str) -> Option<St
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn sizes_read_like_docker() {
+        assert_eq!(super::human_bytes(999), "999 B");
+        assert_eq!(super::human_bytes(12_345_678), "12.3 MB");
+        assert_eq!(super::human_bytes(212_000_000), "212.0 MB");
+        assert_eq!(super::human_bytes(3_500_000_000), "3.5 GB");
+    }
+
     #[test]
     fn loopback_hosts() {
         assert!(super::is_loopback("127.0.0.1:5000"));

@@ -312,6 +312,10 @@ fn container_spec(
 }
 
 impl Executor for RuntimeExecutor {
+    fn progress(&self, task: &Task) -> Option<String> {
+        self.puller.as_ref()?.progress(&task.spec.container.image)
+    }
+
     fn prepare<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Result<(), ExecError>> {
         Box::pin(async move {
             // From resolving the image until the container pins its layers, no image removal

@@ -576,11 +576,19 @@ impl StoreState {
             }
             Op::TaskStatus { id, status } => Ok(self.task_change(id, index, now, true, |t| {
                 let forward = t.status.state.can_advance_to(status.state);
-                let pending_note = t.status.state == status.state
-                    && t.status.state <= TaskState::Pending
+                // A note on the same state: why a task is still pending, or how far its
+                // image pull got while preparing. A preparing note keeps the time the task
+                // entered the state (`service ps` shows how long it has been preparing).
+                let note = t.status.state == status.state
+                    && (t.status.state <= TaskState::Pending
+                        || t.status.state == TaskState::Preparing)
                     && t.status.message != status.message;
-                if forward || pending_note {
+                if forward || note {
+                    let since = t.status.timestamp;
                     t.status = status.clone();
+                    if note && status.state == TaskState::Preparing {
+                        t.status.timestamp = since;
+                    }
                     true
                 } else {
                     false

@@ -243,3 +243,28 @@ async fn agent_shutdown_leaves_container_running_and_stops_probes() {
         .unwrap();
     assert_eq!(fake.running(), 1);
 }
+
+#[tokio::test]
+async fn a_slow_image_pull_reports_its_progress_while_preparing() {
+    let fake = FakeExecutor::default();
+    let notes: Vec<String> = ["1.0 MB of 3.0 MB", "2.0 MB of 3.0 MB"]
+        .iter()
+        .map(|p| format!("pulling image: {p}"))
+        .collect();
+    fake.set_image_pull(IMAGE, notes.clone(), Duration::from_millis(1300));
+    let mut h = Harness::start(&fake, task("t1", None));
+    for note in &notes {
+        h.until(note, |s| {
+            s.state == TaskState::Preparing && s.message == *note
+        })
+        .await;
+    }
+    h.until("running", |s| s.state == TaskState::Running).await;
+    let told: Vec<&str> = h
+        .seen
+        .iter()
+        .filter(|s| s.message.starts_with("pulling"))
+        .map(|s| s.message.as_str())
+        .collect();
+    assert_eq!(told, notes, "each note once, in order");
+}

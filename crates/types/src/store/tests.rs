@@ -242,6 +242,65 @@ fn task_ops_only_move_forward() {
 }
 
 #[test]
+fn preparing_notes_update_the_message_and_keep_the_time_the_state_began() {
+    let mut s = StoreState::default();
+    s.apply(&batch(vec![Op::Create(task("t"))]), 1).unwrap();
+    let id = TaskId::new("t");
+    let st = |state, message: &str, timestamp| Op::TaskStatus {
+        id: id.clone(),
+        status: TaskStatus {
+            state,
+            message: message.into(),
+            timestamp,
+            ..Default::default()
+        },
+    };
+    s.apply(&batch(vec![st(TaskState::Preparing, "preparing", 100)]), 2)
+        .unwrap();
+    let ch = s
+        .apply(
+            &batch(vec![st(
+                TaskState::Preparing,
+                "pulling image: 1 MB of 2 MB",
+                200,
+            )]),
+            3,
+        )
+        .unwrap();
+    assert_eq!(ch.len(), 1);
+    let t = &s.tasks[&id];
+    assert_eq!(t.status.message, "pulling image: 1 MB of 2 MB");
+    assert_eq!(t.status.timestamp, 100, "preparing since the state began");
+    // The same note again changes nothing; the next state takes its own time.
+    assert!(s
+        .apply(
+            &batch(vec![st(
+                TaskState::Preparing,
+                "pulling image: 1 MB of 2 MB",
+                300
+            )]),
+            4
+        )
+        .unwrap()
+        .is_empty());
+    s.apply(&batch(vec![st(TaskState::Ready, "prepared", 400)]), 5)
+        .unwrap();
+    assert_eq!(s.tasks[&id].status.timestamp, 400);
+    // A late progress note after the task moved on is ignored.
+    assert!(s
+        .apply(
+            &batch(vec![st(
+                TaskState::Preparing,
+                "pulling image: 2 MB of 2 MB",
+                500
+            )]),
+            6
+        )
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
 fn a_retry_recognises_its_own_applied_write_and_nothing_else() {
     let mut s = StoreState::default();
     let create = batch(vec![Op::Create(service("a", "web", 0))]);

@@ -70,6 +70,12 @@ pub fn current_state(t: &Task) -> String {
         output::title(t.status.state.as_str()),
         output::ago(t.status.timestamp.max(t.meta.created_at))
     );
+    // How far an image pull got (the agent's note while preparing).
+    if t.status.state == swarm_types::task::TaskState::Preparing
+        && t.status.message.starts_with("pulling image")
+    {
+        return format!("{base} ({})", t.status.message);
+    }
     match t.status.health.as_str() {
         "" => base,
         "starting" => format!("{base} (health: starting)"),
@@ -271,6 +277,12 @@ mod tests {
         assert_eq!(
             current_state(&task(TaskState::Failed, "unhealthy")),
             "Failed 5 seconds ago (unhealthy)"
+        );
+        let mut pulling = task(TaskState::Preparing, "");
+        pulling.status.message = "pulling image: 12.3 MB of 212.0 MB".into();
+        assert_eq!(
+            current_state(&pulling),
+            "Preparing 5 seconds ago (pulling image: 12.3 MB of 212.0 MB)"
         );
     }
 
