@@ -60,6 +60,14 @@ pub fn human_bytes(b: u64) -> String {
     format!("{v:.1} {}", UNITS[u])
 }
 
+/// How a pull authenticates: the service's credentials, and the Authorization header in use
+/// once the registry asked for one.
+#[derive(Clone, Default)]
+struct Creds {
+    basic: Option<String>,
+    header: Option<String>,
+}
+
 /// Why a pull from one registry address failed.
 enum PullError {
     /// The registry answered with an error: final, it is the answer.
@@ -155,23 +163,25 @@ impl Puller {
 
     /// Makes sure `image` is in the node's store, pulling it when missing. Concurrent calls
     /// for one image share a single pull.
-    pub async fn ensure(self: &Arc<Self>, image: &str) -> Result<(), String> {
+    /// `auth`: the service's registry credentials (`--with-registry-auth`), base64 of
+    /// `user:password`, sent to a registry that asks for them.
+    pub async fn ensure(self: &Arc<Self>, image: &str, auth: Option<&str>) -> Result<(), String> {
         let name = normalize_name(image);
         if self.images.resolve(&name).is_ok() {
             return Ok(());
         }
-        self.shared_pull(&name).await
+        self.shared_pull(&name, auth.map(str::to_string)).await
     }
 
     /// Joins the pull of `name` in flight, or starts it: one pull per image per host.
-    async fn shared_pull(self: &Arc<Self>, name: &str) -> Result<(), String> {
+    async fn shared_pull(self: &Arc<Self>, name: &str, auth: Option<String>) -> Result<(), String> {
         let fut = {
             let mut m = self.inflight.lock().expect("inflight lock");
             m.entry(name.to_string())
                 .or_insert_with(|| {
                     let (me, n) = (self.clone(), name.to_string());
                     async move {
-                        let r = me.pull(&n).await;
+                        let r = me.pull(&n, auth).await;
                         me.inflight.lock().expect("inflight lock").remove(&n);
                         r
                     }
@@ -187,7 +197,7 @@ impl Puller {
     /// flight. Returns the manifest digest now tagged.
     pub async fn pull_now(self: &Arc<Self>, image: &str) -> Result<String, String> {
         let name = normalize_name(image);
-        self.shared_pull(&name).await?;
+        self.shared_pull(&name, None).await?;
         self.images
             .resolve(&name)
             .map(|d| d.to_string())
@@ -229,13 +239,19 @@ impl Puller {
         })
     }
 
-    async fn pull(&self, name: &str) -> Result<(), String> {
+    async fn pull(&self, name: &str, auth: Option<String>) -> Result<(), String> {
         let r = ImageRef::parse(name)?;
         let started = std::time::Instant::now();
         let targets = self.targets(&r)?;
         let mut errors = Vec::new();
         for (client, base) in targets {
-            match self.pull_from(&client, &base, &r, name).await {
+            // The cluster registry knows the node by its certificate; credentials are for
+            // the registry the image names.
+            let creds = Creds {
+                basic: auth.clone().filter(|_| r.registry.is_some()),
+                header: None,
+            };
+            match self.pull_from(&client, &base, &r, name, creds).await {
                 Ok(bytes) => {
                     tracing::info!(image = %name, registry = %base, bytes, ms = started.elapsed().as_millis() as u64, "image pulled");
                     return Ok(());
@@ -250,36 +266,52 @@ impl Puller {
         Err(format!("no registry reachable: {}", errors.join("; ")))
     }
 
-    /// GET with the anonymous-token dance when the registry asks for a bearer token.
+    /// GET, answering the registry's challenge: basic auth with the service's credentials,
+    /// or Docker's token flow (with those credentials, or anonymously).
     async fn get(
         &self,
         client: &reqwest::Client,
         url: &str,
         accept: Option<&str>,
-        token: &mut Option<String>,
+        token: &mut Creds,
     ) -> Result<reqwest::Response, PullError> {
         for _ in 0..2 {
             let mut req = client.get(url);
             if let Some(a) = accept {
                 req = req.header("accept", a);
             }
-            if let Some(t) = token.as_ref() {
-                req = req.bearer_auth(t);
+            if let Some(h) = token.header.as_ref() {
+                req = req.header("authorization", h);
             }
             let resp = req
                 .send()
                 .await
                 .map_err(|e| PullError::Transport(chain(&e)))?;
-            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && token.is_none() {
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED && token.header.is_none() {
                 let challenge = resp
                     .headers()
                     .get("www-authenticate")
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or_default()
                     .to_string();
-                match anonymous_token(client, &challenge).await {
+                if challenge.to_ascii_lowercase().starts_with("basic") {
+                    match &token.basic {
+                        Some(b) => {
+                            token.header = Some(format!("Basic {b}"));
+                            continue;
+                        }
+                        None => {
+                            let e = registry_error(resp).await;
+                            return Err(match e {
+                                PullError::Registry(m) => PullError::Registry(format!("{m} (the registry wants credentials: create or update the service with --with-registry-auth after docker login)")),
+                                other => other,
+                            });
+                        }
+                    }
+                }
+                match bearer_token(client, &challenge, token.basic.as_deref()).await {
                     Some(t) => {
-                        *token = Some(t);
+                        token.header = Some(format!("Bearer {t}"));
                         continue;
                     }
                     None => return Err(registry_error(resp).await),
@@ -291,7 +323,8 @@ impl Puller {
             return Ok(resp);
         }
         Err(PullError::Registry(
-            "the registry refused the token it issued".into(),
+            "the registry refused the credentials (check the service's --with-registry-auth login)"
+                .into(),
         ))
     }
 
@@ -302,9 +335,10 @@ impl Puller {
         base: &str,
         r: &ImageRef,
         name: &str,
+        creds: Creds,
     ) -> Result<u64, PullError> {
         let repo = &r.repository;
-        let mut token = None;
+        let mut token = creds;
         let (mut bytes, mut media_type) = self
             .manifest(client, base, repo, &r.reference, &mut token)
             .await?;
@@ -394,7 +428,7 @@ impl Puller {
         base: &str,
         repo: &str,
         reference: &str,
-        token: &mut Option<String>,
+        token: &mut Creds,
     ) -> Result<(Vec<u8>, String), PullError> {
         let url = format!("{base}/v2/{repo}/manifests/{reference}");
         let resp = self.get(client, &url, Some(ACCEPT), token).await?;
@@ -448,7 +482,7 @@ impl Puller {
         repo: &str,
         d: Digest,
         size: Option<u64>,
-        mut token: Option<String>,
+        mut token: Creds,
         done: Arc<AtomicU64>,
     ) -> Result<u64, PullError> {
         let url = format!("{base}/v2/{repo}/blobs/{d}");
@@ -601,8 +635,13 @@ async fn registry_error(resp: reqwest::Response) -> PullError {
     }
 }
 
-/// Docker's token flow, anonymously: `Bearer realm=...,service=...,scope=...`.
-async fn anonymous_token(client: &reqwest::Client, challenge: &str) -> Option<String> {
+/// Docker's token flow: `Bearer realm=...,service=...,scope=...`, with basic credentials
+/// when the service has them, else anonymously.
+async fn bearer_token(
+    client: &reqwest::Client,
+    challenge: &str,
+    basic: Option<&str>,
+) -> Option<String> {
     let rest = challenge.strip_prefix("Bearer ")?;
     let mut params: HashMap<String, String> = HashMap::new();
     for part in rest.split(',') {
@@ -610,7 +649,11 @@ async fn anonymous_token(client: &reqwest::Client, challenge: &str) -> Option<St
         params.insert(k.trim().to_string(), v.trim().trim_matches('"').to_string());
     }
     let realm = params.remove("realm")?;
-    let resp = client.get(&realm).query(&params).send().await.ok()?;
+    let mut req = client.get(&realm).query(&params);
+    if let Some(b) = basic {
+        req = req.header("authorization", format!("Basic {b}"));
+    }
+    let resp = req.send().await.ok()?;
     let v: serde_json::Value = serde_json::from_slice(&resp.bytes().await.ok()?).ok()?;
     v["token"]
         .as_str()

@@ -323,9 +323,12 @@ impl Executor for RuntimeExecutor {
             let _shared = self.images.shared().await;
             if let Some(p) = &self.puller {
                 let image = &task.spec.container.image;
-                p.ensure(image).await.map_err(|e| {
-                    ExecError::Rejected(format!("pulling image {image} failed: {e}"))
-                })?;
+                let auth = &task.spec.container.registry_auth.clear;
+                p.ensure(image, (!auth.is_empty()).then_some(auth.as_str()))
+                    .await
+                    .map_err(|e| {
+                        ExecError::Rejected(format!("pulling image {image} failed: {e}"))
+                    })?;
             }
             // Likewise no volume removal between creating a volume and the container using it.
             let _volumes = self.volumes.shared().await;

@@ -21,10 +21,19 @@ impl TaskDb {
     }
     /// Writes atomically (temp file + rename); a failure is logged, not returned: the task
     /// runs on, it only would not be re-adopted after a restart.
+    /// Saves a task, without its registry credentials: they stay in memory only (the
+    /// dispatcher sends them again with every assignment set).
     pub fn save(&self, t: &Task) {
         let p = self.path(t.id.as_str());
         let tmp = p.with_extension("tmp");
-        let res = std::fs::write(&tmp, wire::to_bytes(t)).and_then(|_| std::fs::rename(&tmp, &p));
+        let bytes = if t.spec.container.registry_auth.is_empty() {
+            wire::to_bytes(t)
+        } else {
+            let mut t = t.clone();
+            t.spec.container.registry_auth = Default::default();
+            wire::to_bytes(&t)
+        };
+        let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &p));
         if let Err(e) = res {
             tracing::warn!(task = %t.id, error = %e, "cannot save task to the local task db");
         }

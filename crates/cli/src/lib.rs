@@ -5,6 +5,7 @@
 
 pub mod client;
 pub mod commands;
+pub mod docker_auth;
 pub mod output;
 pub mod parse;
 

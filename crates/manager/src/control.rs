@@ -47,10 +47,48 @@ pub fn redact_cluster(mut c: Cluster) -> Cluster {
 }
 
 fn redact(o: Object) -> Object {
+    use crate::registry::seal::{redact as redact_auth, redact_spec};
     match o {
         Object::Cluster(c) => Object::Cluster(redact_cluster(c)),
+        // Registry credentials: clients see that they exist, never their bytes.
+        Object::Service(mut s) => {
+            redact_spec(&mut s.spec);
+            s.previous_spec.iter_mut().for_each(redact_spec);
+            s.spec_history
+                .iter_mut()
+                .for_each(|v| redact_spec(&mut v.spec));
+            Object::Service(s)
+        }
+        Object::Task(mut t) => {
+            redact_auth(&mut t.spec.container.registry_auth);
+            Object::Task(t)
+        }
         other => other,
     }
+}
+
+/// Seals the registry credentials a client sent with `spec` (`--with-registry-auth`);
+/// `current` is the service's spec before an update.
+fn seal_auth(
+    s: &StoreState,
+    spec: &mut ServiceSpec,
+    current: Option<&ServiceSpec>,
+) -> Result<(), Status> {
+    let auth = &spec.task.container.registry_auth;
+    let has_current = current.is_some_and(|c| !c.task.container.registry_auth.is_empty());
+    if auth.is_empty() && !has_current {
+        return Ok(());
+    }
+    let key = s
+        .cluster()
+        .map(|c| c.root_ca.key_pem.clone())
+        .filter(|k| !k.is_empty())
+        .ok_or_else(|| {
+            Status::failed_precondition(
+                "this cluster has no CA key to seal registry credentials with",
+            )
+        })?;
+    crate::registry::seal::seal_spec(&key, spec, current).map_err(Status::invalid_argument)
 }
 
 /// Resolves a reference among `(id, name)` pairs: exact id, then exact name, then unique id
@@ -255,6 +293,7 @@ impl Control for ControlService {
         // with the warning saying so.
         let warnings =
             self.read(|s| pin_image(s, &mut spec, &req.get_ref().resolve_image, None))?;
+        self.read(|s| seal_auth(s, &mut spec, None))?;
         let svc = Service {
             id: ServiceId::generate(),
             meta: Default::default(),
@@ -294,7 +333,7 @@ impl Control for ControlService {
         req: Request<ListRequest>,
     ) -> Result<Response<PageStream>, Status> {
         self.manager.read_barrier(req.get_ref().stale).await?;
-        let objs = self.read(|s| {
+        let objs: Vec<Object> = self.read(|s| {
             let mut status = s.service_statuses();
             s.services
                 .values()
@@ -305,7 +344,7 @@ impl Control for ControlService {
                 })
                 .collect()
         });
-        Ok(pages(objs))
+        Ok(pages(objs.into_iter().map(redact).collect()))
     }
 
     async fn update_service(
@@ -320,6 +359,7 @@ impl Control for ControlService {
         let mut svc = self.read(|s| find_service(s, &r.reference))?;
         let current = svc.spec.task.container.image.clone();
         let warnings = self.read(|s| pin_image(s, &mut spec, &r.resolve_image, Some(&current)))?;
+        self.read(|s| seal_auth(s, &mut spec, Some(&svc.spec)))?;
         if r.version != 0 {
             svc.meta.version = r.version;
         }
@@ -453,7 +493,7 @@ impl Control for ControlService {
     async fn list_tasks(&self, req: Request<ListRequest>) -> Result<Response<PageStream>, Status> {
         let r = req.into_inner();
         self.manager.read_barrier(r.stale).await?;
-        let objs = self.read(|s| -> Result<Vec<Object>, Status> {
+        let objs: Vec<Object> = self.read(|s| -> Result<Vec<Object>, Status> {
             let svc = if r.service.is_empty() {
                 None
             } else {
@@ -475,7 +515,7 @@ impl Control for ControlService {
                 .map(Object::Task)
                 .collect())
         })?;
-        Ok(pages(objs))
+        Ok(pages(objs.into_iter().map(redact).collect()))
     }
 
     async fn get_node(&self, req: Request<GetRequest>) -> Result<Response<ObjectResponse>, Status> {
@@ -488,8 +528,9 @@ impl Control for ControlService {
     type ListNodesStream = PageStream;
     async fn list_nodes(&self, req: Request<ListRequest>) -> Result<Response<PageStream>, Status> {
         self.manager.read_barrier(req.get_ref().stale).await?;
-        let objs = self.read(|s| s.nodes.values().cloned().map(Object::Node).collect());
-        Ok(pages(objs))
+        let objs: Vec<Object> =
+            self.read(|s| s.nodes.values().cloned().map(Object::Node).collect());
+        Ok(pages(objs.into_iter().map(redact).collect()))
     }
 
     async fn update_node(

@@ -126,6 +126,34 @@ fn tasks_of(manager: &Manager, node: &NodeId) -> Vec<Task> {
     })
 }
 
+/// Opens the sealed registry credentials of tasks bound for their node: the only place they
+/// leave the managers in clear (over the node's mutual-TLS session).
+fn open_credentials(manager: &Manager, tasks: &mut [Task]) {
+    if tasks
+        .iter()
+        .all(|t| t.spec.container.registry_auth.sealed.is_empty())
+    {
+        return;
+    }
+    let key = manager
+        .store()
+        .read(|s| s.cluster().map(|c| c.root_ca.key_pem.clone()))
+        .unwrap_or_default();
+    for t in tasks {
+        let auth = &mut t.spec.container.registry_auth;
+        if auth.sealed.is_empty() {
+            continue;
+        }
+        match crate::registry::seal::open(&key, &auth.sealed) {
+            Ok(clear) => auth.clear = clear,
+            Err(e) => {
+                tracing::warn!(task = %t.id, error = %e, "registry credentials of a task cannot be opened; its node pulls without them")
+            }
+        }
+        auth.sealed.clear();
+    }
+}
+
 fn messages(full: bool, tasks: &[Task], removed: Vec<String>) -> Vec<SessionMessage> {
     let mut out: Vec<SessionMessage> = tasks
         .chunks(TASKS_PER_MESSAGE)
@@ -179,7 +207,9 @@ impl Dispatcher for DispatcherService {
             loop {
                 if send_full || overflow.swap(false, Ordering::SeqCst) {
                     send_full = false;
-                    for m in messages(true, &tasks_of(&manager, &node), Vec::new()) {
+                    let mut all = tasks_of(&manager, &node);
+                    open_credentials(&manager, &mut all);
+                    for m in messages(true, &all, Vec::new()) {
                         if tx.send(Ok(m)).await.is_err() {
                             return;
                         }
@@ -237,6 +267,7 @@ impl Dispatcher for DispatcherService {
                         None => removed.push(id.to_string()),
                     }
                 }
+                open_credentials(&manager, &mut tasks);
                 for m in messages(false, &tasks, removed) {
                     if tx.send(Ok(m)).await.is_err() {
                         return;

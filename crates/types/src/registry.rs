@@ -202,6 +202,39 @@ impl ImageRef {
     }
 }
 
+/// What `sealed` reads in answers to clients: the credentials exist, their bytes are not
+/// shown. A spec sent back with it keeps the credentials the service has.
+pub const SEALED_MARKER: &str = "(sealed)";
+
+/// Credentials a node uses to pull a service's image from another registry
+/// (`--with-registry-auth`). `clear` is Docker's `auth` of `config.json` (base64 of
+/// `user:password`); the client sends it, the manager seals it into `sealed` (encrypted under
+/// a key only managers hold) and clears it before the spec is stored, and the dispatcher
+/// opens it again only into the assignment of a node that runs the task. Debug output never
+/// shows either.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RegistryAuth {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub clear: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sealed: String,
+}
+
+impl RegistryAuth {
+    pub fn is_empty(&self) -> bool {
+        self.clear.is_empty() && self.sealed.is_empty()
+    }
+}
+
+impl std::fmt::Debug for RegistryAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RegistryAuth")
+            .field("clear", &(!self.clear.is_empty()).then_some("***"))
+            .field("sealed", &(!self.sealed.is_empty()).then_some("***"))
+            .finish()
+    }
+}
+
 /// How `service create|update` pins an image tag to a manifest digest (Docker's
 /// `--resolve-image`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -114,6 +114,13 @@ pub struct ContainerSpec {
     /// Process and kernel knobs (`--ulimit`, `--cap-add`, `--read-only`, ...).
     #[serde(default)]
     pub options: crate::container::ContainerOptions,
+    /// Credentials for the image's registry (`--with-registry-auth`): sealed by the managers,
+    /// in clear only in the assignments sent to the nodes that run the task.
+    #[serde(
+        default,
+        skip_serializing_if = "crate::registry::RegistryAuth::is_empty"
+    )]
+    pub registry_auth: crate::registry::RegistryAuth,
 }
 
 /// A health check run by exec inside the container (docker's HEALTHCHECK semantics).

@@ -1188,6 +1188,188 @@ fn agents_pull_from_debians_docker_registry_on_loopback() {
     );
 }
 
+/// `--with-registry-auth`: an image in a registry that wants a login (Debian's
+/// docker-registry with htpasswd) is refused without credentials, with a hint, and runs with
+/// the credentials `docker login` left in config.json. They never show in `service inspect`,
+/// `service ps` or the agent's task database, and an update keeps them.
+#[test]
+fn private_registry_credentials_reach_only_the_pull() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = swarm_testkit::free_port();
+    let hash = Command::new("python3")
+        .args([
+            "-W",
+            "ignore",
+            "-c",
+            "import crypt; print(crypt.crypt('s3cret', crypt.mksalt(crypt.METHOD_BLOWFISH)))",
+        ])
+        .output()
+        .expect("python3 makes the bcrypt hash");
+    let hash = String::from_utf8_lossy(&hash.stdout).trim().to_string();
+    assert!(hash.starts_with("$2"), "bcrypt hash: {hash:?}");
+    std::fs::write(tmp.path().join("htpasswd"), format!("alice:{hash}\n")).unwrap();
+    let config = tmp.path().join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\nauth:\n  htpasswd:\n    realm: test\n    path: {}\n",
+            tmp.path().join("data").display(),
+            tmp.path().join("htpasswd").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(tmp.path().join("registry.log")).unwrap();
+    let child = Command::new("docker-registry")
+        .arg("serve")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .expect("run docker-registry (Debian package docker-registry)");
+    let _registry = Killed(child);
+    wait_until("docker-registry asks for a login", LONG, || {
+        let o = Command::new("curl")
+            .args([
+                "-s",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://127.0.0.1:{port}/v2/"),
+            ])
+            .output()
+            .ok()?;
+        (String::from_utf8_lossy(&o.stdout) == "401").then_some(())
+    })
+    .unwrap();
+    let src = tmp.path().join("src");
+    oci_layout(&src, "priv", "v1");
+    let image = format!("127.0.0.1:{port}/priv/busybox:v1");
+    ok(
+        &[],
+        &[
+            "skopeo",
+            "copy",
+            "--preserve-digests",
+            "--dest-tls-verify=false",
+            "--dest-creds",
+            "alice:s3cret",
+            &format!("oci:{}:v1", src.display()),
+            &format!("docker://{image}"),
+        ],
+    );
+    // What `docker login 127.0.0.1:PORT` leaves behind.
+    let auth = "YWxpY2U6czNjcmV0"; // base64("alice:s3cret")
+    let docker_config = tmp.path().join("docker");
+    std::fs::create_dir_all(&docker_config).unwrap();
+    std::fs::write(
+        docker_config.join("config.json"),
+        serde_json::json!({"auths": {format!("127.0.0.1:{port}"): {"auth": auth}}}).to_string(),
+    )
+    .unwrap();
+
+    let c = managers(1, &[]);
+    let ctl = |args: &[&str]| {
+        let o = Command::new(swarm_testkit::bin("swarmctl"))
+            .env("DOCKER_CONFIG", &docker_config)
+            .arg("-H")
+            .arg(c.nodes[0].host())
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).to_string() + &String::from_utf8_lossy(&o.stderr),
+        )
+    };
+
+    info!("phase: without credentials the pull is refused, and the error says what to do");
+    let (okay, out) = ctl(&[
+        "service", "create", "-d", "--name", "nologin", &image, "sleep", "3600",
+    ]);
+    assert!(okay, "{out}");
+    wait_until("the task is rejected", LONG, || {
+        tasks(&c, 0, "nologin")
+            .iter()
+            .find(|t| {
+                t["Error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("--with-registry-auth"))
+            })
+            .cloned()
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "nologin"), c.dump()));
+    ctl(&["service", "rm", "nologin"]);
+
+    info!("phase: with --with-registry-auth the node logs in and runs it");
+    let (okay, out) = ctl(&[
+        "service",
+        "create",
+        "-d",
+        "--with-registry-auth",
+        "--name",
+        "priv",
+        &image,
+        "sleep",
+        "3600",
+    ]);
+    assert!(okay, "{out}");
+    wait_until("the private image runs", LONG, || {
+        (swarm_integration::running(&c, 0, "priv").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "priv"), c.dump()));
+
+    info!("phase: the credentials show nowhere a client or the node's disk can see");
+    let (_, inspect) = ctl(&["service", "inspect", "priv"]);
+    assert!(
+        inspect.contains("(sealed)") && !inspect.contains(auth),
+        "{inspect}"
+    );
+    let (_, ps) = ctl(&["service", "ps", "--format", "json", "priv"]);
+    assert!(!ps.contains(auth), "{ps}");
+    let db = c.state_dir(0).join("agent/tasks");
+    for e in std::fs::read_dir(&db).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        assert!(
+            !text.contains(auth),
+            "{} holds the credentials",
+            e.path().display()
+        );
+    }
+
+    info!("phase: updates without the flag keep them: the node pulls again after losing the image");
+    let (okay, out) = ctl(&["service", "update", "-d", "--replicas", "0", "priv"]);
+    assert!(okay, "{out}");
+    wait_until("the image is unused and removed", LONG, || {
+        let (okay, _) = ctl(&["image", "rm", &image]);
+        okay.then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "priv"), c.dump()));
+    let (okay, out) = ctl(&[
+        "service",
+        "update",
+        "-d",
+        "--replicas",
+        "1",
+        "--force",
+        "priv",
+    ]);
+    assert!(okay, "{out}");
+    let (_, inspect) = ctl(&["service", "inspect", "priv"]);
+    assert!(inspect.contains("(sealed)"), "{inspect}");
+    wait_until("the task runs again after a fresh pull", LONG, || {
+        (swarm_integration::running(&c, 0, "priv").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "priv"), c.dump()));
+    let (_, images) = ctl(&["image", "ls"]);
+    assert!(images.contains("priv/busybox"), "pulled again: {images}");
+
+    info!("phase: the flag for an image of the cluster registry is refused");
+    let (okay, out) = ctl(&["service", "create", "-d", "--with-registry-auth", "busybox"]);
+    assert!(!okay && out.contains("cluster registry"), "{out}");
+}
+
 /// Peak VmRSS (kB) of `pid` sampled until `stop` is set.
 fn sample_rss(pid: u32, stop: &std::sync::atomic::AtomicBool) -> u64 {
     let mut peak = 0;

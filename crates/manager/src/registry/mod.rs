@@ -19,6 +19,7 @@ pub mod access;
 pub mod blobs;
 pub mod gc;
 mod handlers;
+pub mod seal;
 pub(crate) use handlers::update_repo;
 mod peers;
 

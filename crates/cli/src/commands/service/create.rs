@@ -35,6 +35,10 @@ pub struct CreateArgs {
     /// changes) or never.
     #[arg(long = "resolve-image", default_value = "always", value_parser = ["always", "changed", "never"])]
     pub resolve_image: String,
+    /// Send the credentials `docker login` stored for the image's registry to the managers,
+    /// which seal them and hand them only to the nodes that run the service's tasks.
+    #[arg(long)]
+    pub with_registry_auth: bool,
     /// Set environment variables (KEY=VALUE).
     #[arg(short = 'e', long = "env")]
     pub env: Vec<String>,
@@ -144,7 +148,11 @@ pub fn build(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
 }
 
 pub async fn run(ctx: &Context, a: CreateArgs) -> anyhow::Result<()> {
-    let spec = build(&a)?;
+    let mut spec = build(&a)?;
+    if a.with_registry_auth {
+        spec.task.container.registry_auth.clear =
+            crate::docker_auth::for_image(&spec.task.container.image)?;
+    }
     let resp = ctx
         .control()
         .await?

@@ -13,8 +13,9 @@ use swarm_types::spec::{ServiceMode, ServiceSpec};
 /// spec as it was, so clap refuses it together with any of these. `TaskFlags` and
 /// `ServiceFlags` are the groups clap derives for the flattened structs: a flag added there
 /// is covered without touching this list.
-const CHANGES: [&str; 13] = [
+const CHANGES: [&str; 14] = [
     "image",
+    "with_registry_auth",
     "replicas",
     "args",
     "env_add",
@@ -39,6 +40,10 @@ pub struct UpdateArgs {
     /// changes) or never.
     #[arg(long = "resolve-image", default_value = "always", value_parser = ["always", "changed", "never"])]
     pub resolve_image: String,
+    /// Send the credentials `docker login` stored for the image's registry to the managers,
+    /// which seal them and hand them only to the nodes that run the service's tasks.
+    #[arg(long)]
+    pub with_registry_auth: bool,
     /// Number of tasks.
     // A negative count gets the value parser's message, not "unexpected argument".
     #[arg(long, value_parser = parse::replicas, allow_negative_numbers = true)]
@@ -151,6 +156,10 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
     let svc = get_service(ctx, &a.service).await?;
     let mut spec = svc.spec.clone();
     apply(&a, &mut spec)?;
+    if a.with_registry_auth {
+        spec.task.container.registry_auth.clear =
+            crate::docker_auth::for_image(&spec.task.container.image)?;
+    }
     let resp = ctx
         .control()
         .await?
