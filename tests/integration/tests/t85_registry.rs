@@ -1370,6 +1370,110 @@ fn private_registry_credentials_reach_only_the_pull() {
     assert!(!okay && out.contains("cluster registry"), "{out}");
 }
 
+/// A chunked upload survives the manager's restart: the client asks where it stands and
+/// resumes from that offset (the Distribution spec's resumable upload).
+#[test]
+fn a_chunked_upload_resumes_after_the_manager_restarts() {
+    init_tracing();
+    let mut c = managers(1, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let reg = c.nodes[0].registry.clone();
+    let certs = cert_dir(&c, 0, tmp.path(), false);
+    let ca = certs.join("ca.crt");
+    let token = c
+        .ctl(0, &["registry", "login-token", "--push"])
+        .unwrap()
+        .trim()
+        .to_string();
+    let serving = |c: &Cluster| {
+        wait_until("registry serving", LONG, || {
+            (curl(&ca, Some(&token), &[&format!("https://{reg}/v2/")]).0 == 200).then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    };
+    serving(&c);
+    let blob: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let digest = sha(&blob);
+    let (a, b) = blob.split_at(120_000);
+    let (fa, fb) = (tmp.path().join("a"), tmp.path().join("b"));
+    std::fs::write(&fa, a).unwrap();
+    std::fs::write(&fb, b).unwrap();
+    let location = |out: &str| {
+        out.lines()
+            .find_map(|l| {
+                l.to_ascii_lowercase()
+                    .starts_with("location:")
+                    .then(|| l[9..].trim().to_string())
+            })
+            .unwrap_or_else(|| panic!("no location in {out}"))
+    };
+
+    info!("phase: start an upload and send its first chunk");
+    let (code, out) = curl(
+        &ca,
+        Some(&token),
+        &[
+            "-X",
+            "POST",
+            &format!("https://{reg}/v2/up/app/blobs/uploads/"),
+        ],
+    );
+    assert_eq!(code, 202, "{out}");
+    let loc = location(&out);
+    let (code, out) = curl(
+        &ca,
+        Some(&token),
+        &[
+            "-X",
+            "PATCH",
+            "-H",
+            "content-type: application/octet-stream",
+            "-H",
+            &format!("content-range: 0-{}", a.len() - 1),
+            "--data-binary",
+            &format!("@{}", fa.display()),
+            &format!("https://{reg}{loc}"),
+        ],
+    );
+    assert_eq!(code, 202, "{out}");
+
+    info!("phase: the manager restarts; the upload is still there, at the same offset");
+    c.restart(0).unwrap();
+    serving(&c);
+    let (code, out) = curl(&ca, Some(&token), &[&format!("https://{reg}{loc}")]);
+    assert_eq!(code, 204, "{out}");
+    assert!(
+        out.to_ascii_lowercase()
+            .contains(&format!("range: 0-{}", a.len() - 1)),
+        "{out}"
+    );
+
+    info!("phase: the rest resumes from there and the blob is complete and verified");
+    let (code, out) = curl(
+        &ca,
+        Some(&token),
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "content-type: application/octet-stream",
+            "-H",
+            &format!("content-range: {}-{}", a.len(), blob.len() - 1),
+            "--data-binary",
+            &format!("@{}", fb.display()),
+            &format!("https://{reg}{loc}?digest={digest}"),
+        ],
+    );
+    assert_eq!(code, 201, "{out}");
+    let (code, out) = curl(
+        &ca,
+        Some(&token),
+        &["-I", &format!("https://{reg}/v2/up/app/blobs/{digest}")],
+    );
+    assert_eq!(code, 200, "{out}");
+    assert!(registry_blobs(c.state_dir(0)).contains(&digest[7..].to_string()));
+}
+
 /// Peak VmRSS (kB) of `pid` sampled until `stop` is set.
 fn sample_rss(pid: u32, stop: &std::sync::atomic::AtomicBool) -> u64 {
     let mut peak = 0;

@@ -47,13 +47,11 @@ impl BlobStore {
         for d in ["blobs/sha256", "uploads", "tmp"] {
             std::fs::create_dir_all(root.join(d))?;
         }
-        // Leftovers of an interrupted run: partial copies, and uploads whose state (kept in
-        // memory) died with the process.
-        for d in ["tmp", "uploads"] {
-            if let Ok(rd) = std::fs::read_dir(root.join(d)) {
-                for e in rd.flatten() {
-                    let _ = std::fs::remove_file(e.path());
-                }
+        // Leftovers of an interrupted run: partial copies. Uploads in progress survive a
+        // restart (`uploads()`); their clients resume from the size on disk.
+        if let Ok(rd) = std::fs::read_dir(root.join("tmp")) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
             }
         }
         Ok(BlobStore {
@@ -71,6 +69,53 @@ impl BlobStore {
 
     pub fn upload_path(&self, id: &str) -> PathBuf {
         self.root.join("uploads").join(id)
+    }
+
+    /// Starts an upload: its (empty) data file and the repository it is for, on disk so that
+    /// the upload can be resumed after a restart.
+    pub fn begin_upload(&self, id: &str, repo: &str) -> io::Result<()> {
+        std::fs::File::create(self.upload_path(id))?;
+        let meta = self.upload_path(id).with_extension("repo");
+        std::fs::write(&meta, repo)
+    }
+
+    /// Forgets an upload (finished, cancelled or abandoned): its files go.
+    pub fn end_upload(&self, id: &str) {
+        let _ = std::fs::remove_file(self.upload_path(id));
+        let _ = std::fs::remove_file(self.upload_path(id).with_extension("repo"));
+    }
+
+    /// Uploads in progress on disk: (upload id, repository). Files of an upload that lost
+    /// its other half are removed.
+    pub fn uploads(&self) -> Vec<(String, String)> {
+        let dir = self.root.join("uploads");
+        let mut out = Vec::new();
+        let Ok(rd) = std::fs::read_dir(&dir) else {
+            return out;
+        };
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            let (id, is_meta) = match name.strip_suffix(".repo") {
+                Some(id) => (id.to_string(), true),
+                None => (name.clone(), false),
+            };
+            let valid = !id.is_empty() && id.bytes().all(|c| c.is_ascii_hexdigit());
+            let other = if is_meta {
+                dir.join(&id)
+            } else {
+                dir.join(format!("{id}.repo"))
+            };
+            if !valid || !other.is_file() {
+                let _ = std::fs::remove_file(e.path());
+                continue;
+            }
+            if is_meta {
+                if let Ok(repo) = std::fs::read_to_string(e.path()) {
+                    out.push((id, repo));
+                }
+            }
+        }
+        out
     }
 
     /// A fresh temporary file path (same filesystem as the blobs, for rename).
@@ -172,5 +217,45 @@ impl BlobStore {
             }
         }
         Ok(size)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uploads_in_progress_survive_a_reopen_and_orphans_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        store.begin_upload("ab12", "team/app").unwrap();
+        std::fs::write(store.upload_path("ab12"), b"first chunk").unwrap();
+        store.begin_upload("cd34", "other").unwrap();
+        store.end_upload("cd34");
+        // Half of an upload (a crash between the two files), and a stray name.
+        std::fs::write(dir.path().join("uploads/ef56"), b"x").unwrap();
+        std::fs::write(dir.path().join("uploads/../uploads/not-hex.repo"), b"x").unwrap();
+        std::fs::write(dir.path().join("tmp/blob-1-1"), b"partial").unwrap();
+
+        let store = BlobStore::open(dir.path()).unwrap();
+        assert_eq!(
+            store.uploads(),
+            vec![("ab12".to_string(), "team/app".to_string())]
+        );
+        assert_eq!(
+            std::fs::read(store.upload_path("ab12")).unwrap(),
+            b"first chunk"
+        );
+        let mut left: Vec<String> = std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["ab12", "ab12.repo"]);
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 }

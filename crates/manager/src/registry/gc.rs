@@ -136,7 +136,7 @@ impl Registry {
         };
         for id in stale {
             self.inner.uploads.lock().expect("uploads lock").remove(&id);
-            let _ = tokio::fs::remove_file(self.inner.blobs.upload_path(&id)).await;
+            self.inner.blobs.end_upload(&id);
             stats.uploads_removed += 1;
         }
         Ok(stats)

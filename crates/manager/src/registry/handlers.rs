@@ -1015,9 +1015,9 @@ async fn upload(reg: &Registry, req: &Req, name: &str, id: &str) -> Res {
             return finish(reg, &tmp, name, d).await;
         }
         let id = new_upload_id();
-        let path = reg.inner.blobs.upload_path(&id);
-        tokio::fs::File::create(&path)
-            .await
+        reg.inner
+            .blobs
+            .begin_upload(&id, name)
             .map_err(|e| RegErr::unavailable(format!("creating the upload: {e}")))?;
         reg.inner
             .uploads
@@ -1039,7 +1039,7 @@ async fn upload(reg: &Registry, req: &Req, name: &str, id: &str) -> Res {
         return Err(err(
             StatusCode::NOT_FOUND,
             "BLOB_UPLOAD_UNKNOWN",
-            format!("upload {id} is not in progress in {name} (it finished, was cancelled, or the manager restarted); start a new upload"),
+            format!("upload {id} is not in progress in {name} (it finished or was cancelled, or it was started on another manager); start a new upload"),
         ));
     }
     let path = reg.inner.blobs.upload_path(id);
@@ -1049,6 +1049,7 @@ async fn upload(reg: &Registry, req: &Req, name: &str, id: &str) -> Res {
         .unwrap_or(0);
     let forget = || {
         reg.inner.uploads.lock().expect("uploads lock").remove(id);
+        let _ = std::fs::remove_file(path.with_extension("repo"));
     };
     match m {
         Method::GET => Ok(upload_status(name, id, size, StatusCode::NO_CONTENT)),

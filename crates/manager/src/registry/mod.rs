@@ -146,12 +146,13 @@ impl Registry {
             .connect_timeout(Duration::from_secs(3))
             .build()
             .map_err(|e| format!("registry: peer client: {e}"))?;
+        let uploads = blobs.uploads().into_iter().collect();
         let reg = Registry {
             inner: Arc::new(Inner {
                 cfg,
                 manager,
                 blobs,
-                uploads: Mutex::default(),
+                uploads: Mutex::new(uploads),
                 used: Mutex::default(),
                 fetching: Mutex::default(),
                 client,
