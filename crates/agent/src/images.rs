@@ -52,6 +52,9 @@ pub struct NodeImages {
     gate: tokio::sync::RwLock<()>,
     /// A collection is queued and has not started yet (further requests join it).
     gc_queued: AtomicBool,
+    /// Manifest digest → when a container was last created from it (or, for an image no
+    /// container used since this agent started, when the keep policy first saw it).
+    last_used: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
 
 impl NodeImages {
@@ -61,6 +64,7 @@ impl NodeImages {
             runtime,
             gate: tokio::sync::RwLock::new(()),
             gc_queued: AtomicBool::new(false),
+            last_used: Default::default(),
         })
     }
 
@@ -119,6 +123,90 @@ impl NodeImages {
         let _g = self.gate.write().await;
         let (store, rt) = (self.store.clone(), self.runtime.clone());
         blocking(move || collect(&store, &rt)).await
+    }
+
+    /// Notes that a container was just created from manifest `digest` (the keep policy
+    /// counts unused time from here).
+    pub fn mark_used(&self, digest: &str) {
+        self.last_used
+            .lock()
+            .expect("last_used lock")
+            .insert(digest.to_string(), std::time::Instant::now());
+    }
+
+    /// The keep policy (`swarmd --image-keep-unused`): removes the images no container uses
+    /// and none was created from for `keep`, then collects their data. Images in use count as
+    /// used now; an image first seen by this pass (imported, pulled, or present when the
+    /// agent started) starts its unused time now, so nothing goes without a full `keep`.
+    pub async fn expire_unused(&self, keep: std::time::Duration) -> Result<Removed, ImagesError> {
+        let _g = self.gate.write().await;
+        let (store, rt) = (self.store.clone(), self.runtime.clone());
+        let now = std::time::Instant::now();
+        let mut last_used = self.last_used.lock().expect("last_used lock").clone();
+        let (removed, seen) = blocking(move || {
+            let containers = rt.list()?;
+            let mut untagged = Vec::new();
+            let mut seen = std::collections::HashMap::new();
+            for (name, d) in store.list()? {
+                let used = !users(&store, &rt, &d, &containers).is_empty();
+                let since = last_used.entry(d.to_string()).or_insert(now);
+                if used {
+                    *since = now;
+                }
+                if !used && now.duration_since(*since) >= keep {
+                    store.untag(&name)?;
+                    untagged.push((name, d));
+                } else {
+                    seen.insert(d.to_string(), *since);
+                }
+            }
+            let gc = if untagged.is_empty() {
+                GcStats::default()
+            } else {
+                collect(&store, &rt)?
+            };
+            Ok((Removed { untagged, gc }, seen))
+        })
+        .await?;
+        // Forget images that are gone; keep marks made meanwhile (newer than this pass).
+        let mut m = self.last_used.lock().expect("last_used lock");
+        m.retain(|d, at| seen.contains_key(d) || *at > now);
+        for (d, at) in seen {
+            let e = m.entry(d).or_insert(at);
+            *e = (*e).max(at);
+        }
+        Ok(removed)
+    }
+
+    /// Runs the keep policy every `keep / 4` (between 1 s and 1 h) until shutdown; a zero
+    /// `keep` disables it.
+    pub async fn expire_periodically(
+        self: Arc<Self>,
+        keep: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        if keep.is_zero() {
+            return;
+        }
+        let every = (keep / 4).clamp(
+            std::time::Duration::from_secs(1),
+            std::time::Duration::from_secs(3600),
+        );
+        loop {
+            match self.expire_unused(keep).await {
+                Ok(r) if !r.untagged.is_empty() => tracing::info!(
+                    images = ?r.untagged.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                    bytes = r.gc.bytes_freed,
+                    "removed images unused for {keep:?} (--image-keep-unused)"
+                ),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "image keep policy failed; will retry"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+        }
     }
 
     /// Queues a collection in the background (after a container was removed). Requests made

@@ -338,6 +338,9 @@ impl Executor for RuntimeExecutor {
             let spec = self
                 .limited(move || container_spec(&images, &volumes, &t))
                 .await??;
+            if let Some(d) = spec.labels.get(IMAGE_DIGEST_LABEL) {
+                self.images.mark_used(d);
+            }
             let info = self
                 .blocking(move |rt| rt.create(spec))
                 .await

@@ -76,6 +76,10 @@ pub struct Args {
     /// Serve registry pulls to clients without a certificate or token.
     #[arg(long)]
     pub registry_anonymous_pull: bool,
+    /// Remove images no container uses and none was created from for this long (their data
+    /// too); 0s keeps every image until `swarmctl image rm` or `image prune`.
+    #[arg(long, default_value = "24h", value_parser = humantime::parse_duration)]
+    pub image_keep_unused: std::time::Duration,
     /// How often a manager deletes registry blobs no manifest references (0s: never).
     #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
     pub registry_gc_interval: std::time::Duration,

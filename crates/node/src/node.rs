@@ -316,6 +316,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let node_images = exec.images();
                 // Leftovers of an earlier run (containers removed while swarmd was down).
                 node_images.collect_soon();
+                tokio::spawn(
+                    node_images
+                        .clone()
+                        .expire_periodically(args.image_keep_unused, shutdown_rx.clone()),
+                );
                 images = Ok(node_images);
                 let exec = std::sync::Arc::new(exec.with_network(net.clone()));
                 tokio::spawn(swarm_agent::network::peers::run(

@@ -140,3 +140,41 @@ fn images_in_use_stay_and_unused_data_is_collected() {
     assert!(image_names(&c, 0).is_empty());
     assert_eq!(blob_count(&sd), 0, "no blob left");
 }
+
+/// The keep policy (`swarmd --image-keep-unused`): an image no container uses goes once it
+/// has been unused for the whole period, with its data; an image a running task uses stays.
+#[test]
+fn images_unused_for_the_keep_period_are_removed() {
+    init_tracing();
+    let c = managers(1, &["--image-keep-unused", "4s"]);
+    import(&c, 0, "kept:1", "keep1");
+    import(&c, 0, "dropped:1", "drop1");
+    c.ctl(
+        0,
+        &[
+            "service", "create", "-d", "--name", "k", "kept:1", "sleep", "3600",
+        ],
+    )
+    .unwrap();
+    wait_until("the service runs", LONG, || {
+        (running(&c, 0, "k").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:#?}\n{}", tasks(&c, 0, "k"), c.dump()));
+    let blobs_before = blob_count(c.state_dir(0));
+
+    info!("phase: the unused image stays for the keep period");
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert!(image_names(&c, 0).contains(&"dropped:1".to_string()));
+
+    info!("phase: then it goes, data included; the one in use stays");
+    wait_until("the unused image is removed", LONG, || {
+        (!image_names(&c, 0).contains(&"dropped:1".to_string())).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    assert!(image_names(&c, 0).contains(&"kept:1".to_string()));
+    assert!(
+        blob_count(c.state_dir(0)) < blobs_before,
+        "its blobs were collected"
+    );
+    assert_eq!(running(&c, 0, "k").len(), 1);
+}
