@@ -119,8 +119,13 @@ else
     wait_ready m3
 fi
 [ -f "$DIR/busybox.tar" ] || deploy/busybox-rootfs.sh "$DIR/busybox.tar"
-for n in $NODES; do
-    "$BIN/swarmctl" -H "unix://$DIR/$n/swarmd.sock" image import "$DIR/busybox.tar" busybox:latest >/dev/null
+# The image goes in once: imported on m1 and pushed to the cluster registry, from which every
+# node pulls it (and the service is pinned to its digest).
+"$BIN/swarmctl" -H "unix://$DIR/m1/swarmd.sock" image import "$DIR/busybox.tar" busybox:latest >/dev/null
+for i in $(seq 1 50); do
+    "$BIN/swarmctl" -H "unix://$DIR/m1/swarmd.sock" image push busybox:latest >/dev/null 2>"$DIR/push.err" && break
+    [ "$i" = 50 ] && { cat "$DIR/push.err" >&2; exit 1; }
+    sleep 0.2
 done
 ctl service inspect web >/dev/null 2>&1 ||
     ctl service create -q --name web --replicas 3 busybox httpd -f -p 8080 >/dev/null
