@@ -356,3 +356,37 @@ fn remove_blocking(
         gc: collect(store, rt)?,
     })
 }
+
+/// Docker's `image inspect` document for `name` (a tag or a manifest digest) of `store`:
+/// `Id` (the config digest, as Docker shows it), `RepoTags`, `Manifest`, `Created`,
+/// `Architecture`, `Os`, `Config`, `RootFS`, `Size` (compressed layer bytes).
+pub fn inspect(store: &ImageStore, name: &str) -> Result<String, tonic::Status> {
+    let d = store.resolve(name).map_err(|e| {
+        tonic::Status::not_found(format!("{e}; swarmctl image ls lists this node's images"))
+    })?;
+    let internal = |e: ImageError| tonic::Status::internal(e.to_string());
+    let manifest = store.manifest(&d).map_err(internal)?;
+    let config: serde_json::Value =
+        serde_json::from_slice(&store.read_blob(&manifest.config.digest).map_err(internal)?)
+            .map_err(|e| tonic::Status::internal(format!("image config: {e}")))?;
+    let tags: Vec<String> = store
+        .list()
+        .map_err(internal)?
+        .into_iter()
+        .filter(|(_, x)| *x == d)
+        .map(|(n, _)| n)
+        .collect();
+    let doc = serde_json::json!({
+        "Id": manifest.config.digest.to_string(),
+        "RepoTags": tags,
+        "Manifest": d.to_string(),
+        "Created": config["created"],
+        "Architecture": config["architecture"],
+        "Os": config["os"],
+        "Config": config["config"],
+        "RootFS": config["rootfs"],
+        "Size": manifest.layers.iter().map(|l| l.size).sum::<u64>(),
+        "Layers": manifest.layers.iter().map(|l| l.digest.to_string()).collect::<Vec<_>>(),
+    });
+    Ok(doc.to_string())
+}

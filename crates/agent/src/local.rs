@@ -9,11 +9,12 @@ use std::io::Write;
 use std::sync::Arc;
 use swarm_api::agent::agent_server::Agent;
 use swarm_api::agent::{
-    GcReport, ImageInfo, ImportChunk, ImportResponse, InspectVolumesRequest,
-    InspectVolumesResponse, ListImagesRequest, ListImagesResponse, ListVolumesRequest,
-    ListVolumesResponse, NodeInfoRequest, NodeInfoResponse, PruneImagesRequest,
+    GcReport, ImageInfo, ImportChunk, ImportResponse, InspectImagesRequest, InspectImagesResponse,
+    InspectVolumesRequest, InspectVolumesResponse, ListImagesRequest, ListImagesResponse,
+    ListVolumesRequest, ListVolumesResponse, NodeInfoRequest, NodeInfoResponse, PruneImagesRequest,
     PruneImagesResponse, PruneVolumesRequest, PruneVolumesResponse, RemoveImagesRequest,
-    RemoveImagesResponse, RemoveVolumesRequest, RemoveVolumesResponse,
+    RemoveImagesResponse, RemoveVolumesRequest, RemoveVolumesResponse, TagImageRequest,
+    TagImageResponse,
 };
 use swarm_runtime::image::normalize_name;
 use swarm_runtime::{ImageConfig, ImageError};
@@ -302,6 +303,58 @@ impl Agent for LocalService {
                 })
                 .collect(),
         }))
+    }
+
+    async fn inspect_images(
+        &self,
+        req: Request<InspectImagesRequest>,
+    ) -> Result<Response<InspectImagesResponse>, Status> {
+        let names = req.into_inner().names;
+        if names.is_empty() || names.len() > 1000 {
+            return Err(Status::invalid_argument(
+                "pass between 1 and 1000 image names",
+            ));
+        }
+        let store = self.images()?.store().clone();
+        let images = tokio::task::spawn_blocking(move || {
+            names
+                .iter()
+                .map(|n| crate::images::inspect(&store, n))
+                .collect::<Result<Vec<_>, _>>()
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(InspectImagesResponse { images }))
+    }
+
+    async fn tag_image(
+        &self,
+        req: Request<TagImageRequest>,
+    ) -> Result<Response<TagImageResponse>, Status> {
+        let r = req.into_inner();
+        let target = normalize_name(&r.target);
+        let parsed = swarm_types::registry::ImageRef::parse(&target)
+            .map_err(|e| Status::invalid_argument(format!("target: {e}")))?;
+        if parsed.is_digest() {
+            return Err(Status::invalid_argument(format!(
+                "target {:?} names a digest; a tag is NAME[:TAG]",
+                r.target
+            )));
+        }
+        let store = self.images()?.store().clone();
+        let _g = self.images()?.shared().await;
+        let digest = tokio::task::spawn_blocking(move || -> Result<String, Status> {
+            let d = store.resolve(&r.source).map_err(|e| {
+                Status::not_found(format!("{e}; swarmctl image ls lists this node's images"))
+            })?;
+            store
+                .tag(&target, &d)
+                .map_err(|e| Status::internal(e.to_string()))?;
+            Ok(d.to_string())
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))??;
+        Ok(Response::new(TagImageResponse { digest }))
     }
 
     async fn node_info(

@@ -178,3 +178,54 @@ fn images_unused_for_the_keep_period_are_removed() {
     );
     assert_eq!(running(&c, 0, "k").len(), 1);
 }
+
+/// `image tag` and `image inspect` on the node's store: a second name for the same manifest,
+/// Docker's inspect keys, and clear errors for unknown images and bad names.
+#[test]
+fn images_are_tagged_and_inspected() {
+    init_tracing();
+    let c = managers(1, &[]);
+    import(&c, 0, "orig:1", "tag1");
+    c.ctl(0, &["image", "tag", "orig:1", "team/copy:v2"])
+        .unwrap();
+    let out = c.ctl(0, &["image", "inspect", "team/copy:v2"]).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let tags: Vec<&str> = v[0]["RepoTags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t.as_str())
+        .collect();
+    assert!(
+        tags.contains(&"orig:1") && tags.contains(&"team/copy:v2"),
+        "{out}"
+    );
+    assert!(v[0]["Id"].as_str().unwrap().starts_with("sha256:"), "{out}");
+    assert!(
+        v[0]["Manifest"].as_str().unwrap().starts_with("sha256:"),
+        "{out}"
+    );
+    assert_eq!(v[0]["RootFS"]["type"], "layers", "{out}");
+    assert!(v[0]["Size"].as_u64().unwrap() > 0, "{out}");
+    // By manifest digest, as services pin it.
+    let by_digest = c
+        .ctl(0, &["image", "inspect", v[0]["Manifest"].as_str().unwrap()])
+        .unwrap();
+    assert!(by_digest.contains("team/copy:v2"), "{by_digest}");
+
+    let err = c
+        .ctl(0, &["image", "inspect", "nope:1"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope:1") && err.contains("image ls"), "{err}");
+    let err = c
+        .ctl(0, &["image", "tag", "nope:1", "x:1"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nope:1"), "{err}");
+    let err = c
+        .ctl(0, &["image", "tag", "orig:1", "Bad Name"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("target"), "{err}");
+}

@@ -37,6 +37,21 @@ pub enum ImageCmd {
         /// Reference to push it as (default: NAME).
         target: Option<String>,
     },
+    /// Show images of this node's store as JSON (Docker's keys: Id, RepoTags, Config, RootFS,
+    /// Size; Manifest is the manifest digest services pin to).
+    Inspect {
+        /// NAME[:TAG] or manifest digest.
+        #[arg(required = true, value_name = "IMAGE")]
+        names: Vec<String>,
+    },
+    /// Give an image of this node's store another name (e.g. before `image push` to a
+    /// repository of the cluster registry).
+    Tag {
+        /// Existing image: NAME[:TAG] or manifest digest.
+        source: String,
+        /// New name: NAME[:TAG].
+        target: String,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -154,6 +169,25 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
                 r.uploaded,
                 r.digest
             );
+        }
+        ImageCmd::Inspect { names } => {
+            let r = client
+                .inspect_images(swarm_api::agent::InspectImagesRequest { names })
+                .await
+                .map_err(status_err)?
+                .into_inner();
+            let docs = r
+                .images
+                .iter()
+                .map(|d| serde_json::from_str(d))
+                .collect::<Result<Vec<serde_json::Value>, _>>()?;
+            println!("{}", serde_json::to_string_pretty(&docs)?);
+        }
+        ImageCmd::Tag { source, target } => {
+            client
+                .tag_image(swarm_api::agent::TagImageRequest { source, target })
+                .await
+                .map_err(status_err)?;
         }
         ImageCmd::Import(a) => {
             if a.name.trim().is_empty() || a.name.contains(char::is_whitespace) {
