@@ -186,6 +186,17 @@ impl<E: Executor> Controller<E> {
                     .report(tid, TaskState::Ready, "prepared", "", None);
                 Phase::Created
             }
+            Err(ExecError::RejectedHere(m)) => {
+                tracing::warn!(error = %m, "task rejected for a reason of this node");
+                self.report.report(
+                    tid,
+                    TaskState::Rejected,
+                    swarm_types::objects::NODE_LOCAL_REJECTION,
+                    &m,
+                    None,
+                );
+                Phase::Done
+            }
             Err(ExecError::Rejected(m)) => {
                 tracing::warn!(error = %m, "task rejected");
                 self.report

@@ -86,6 +86,11 @@ pub enum ExecError {
     /// The task cannot run on this node (bad image, bad spec): the task is rejected.
     #[error("{0}")]
     Rejected(String),
+    /// The task cannot run on this node for a reason of the node (registry unreachable from
+    /// here, disk, runtime): rejected, and its replacement goes to another node if one can
+    /// take it.
+    #[error("{0}")]
+    RejectedHere(String),
     /// Something failed while running it.
     #[error("{0}")]
     Failed(String),

@@ -25,6 +25,19 @@ use std::time::Duration;
 use swarm_runtime::image::{normalize_name, Digest, ImageStore};
 use swarm_types::registry::ImageRef;
 
+/// How a pull error begins when no registry could be reached from this node.
+pub const UNREACHABLE: &str = "no registry reachable";
+
+/// Whether a pull error is this node's (no registry reachable from here, nothing learned of
+/// the cluster registry yet, the image store failing), as opposed to the registry's answer
+/// (no such image, refused credentials, a bad manifest), which any node would get.
+pub fn is_node_local(err: &str) -> bool {
+    err.starts_with(UNREACHABLE) || err.starts_with(STORING) || err.starts_with(NO_CLUSTER_REGISTRY)
+}
+
+const STORING: &str = "storing ";
+const NO_CLUSTER_REGISTRY: &str = "no cluster registry is known yet";
+
 /// Blobs downloaded at once per pull.
 pub const PARALLEL_BLOBS: usize = 4;
 
@@ -226,7 +239,7 @@ impl Puller {
                 )?;
                 let regs = self.managers.registries();
                 if regs.is_empty() {
-                    return Err("no cluster registry is known yet (the managers announce theirs in heartbeat answers); import the image with `swarmctl image import` or retry".into());
+                    return Err(format!("{NO_CLUSTER_REGISTRY} (the managers announce theirs in heartbeat answers); import the image with `swarmctl image import` or retry"));
                 }
                 regs.into_iter()
                     .map(|a| (client.clone(), format!("https://{a}")))
@@ -263,7 +276,7 @@ impl Puller {
                 }
             }
         }
-        Err(format!("no registry reachable: {}", errors.join("; ")))
+        Err(format!("{UNREACHABLE}: {}", errors.join("; ")))
     }
 
     /// GET, answering the registry's challenge: basic auth with the service's credentials,
@@ -417,7 +430,7 @@ impl Puller {
         })
         .await
         .map_err(|e| PullError::Registry(e.to_string()))?
-        .map_err(|e| PullError::Registry(format!("storing {name}: {e}")))?;
+        .map_err(|e| PullError::Registry(format!("{STORING}{name}: {e}")))?;
         Ok(total)
     }
 
@@ -663,6 +676,22 @@ async fn bearer_token(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn node_local_pull_errors() {
+        use super::is_node_local;
+        assert!(is_node_local(
+            "no registry reachable: https://a: connection refused"
+        ));
+        assert!(is_node_local("storing web:1: No space left on device"));
+        assert!(is_node_local(
+            "no cluster registry is known yet (the managers ...)"
+        ));
+        assert!(!is_node_local(
+            "registry answered 404 Not Found for https://a/v2/x/manifests/1: MANIFEST_UNKNOWN"
+        ));
+        assert!(!is_node_local("registry answered 401 Unauthorized for ..."));
+    }
+
     #[test]
     fn sizes_read_like_docker() {
         assert_eq!(super::human_bytes(999), "999 B");

@@ -327,7 +327,12 @@ impl Executor for RuntimeExecutor {
                 p.ensure(image, (!auth.is_empty()).then_some(auth.as_str()))
                     .await
                     .map_err(|e| {
-                        ExecError::Rejected(format!("pulling image {image} failed: {e}"))
+                        let m = format!("pulling image {image} failed: {e}");
+                        if crate::pull::is_node_local(&e) {
+                            ExecError::RejectedHere(m)
+                        } else {
+                            ExecError::Rejected(m)
+                        }
                     })?;
             }
             // Likewise no volume removal between creating a volume and the container using it.
@@ -345,7 +350,8 @@ impl Executor for RuntimeExecutor {
                 .blocking(move |rt| rt.create(spec))
                 .await
                 .map_err(|e| match e {
-                    ExecError::Failed(m) => ExecError::Rejected(m),
+                    // The runtime of this node could not create it.
+                    ExecError::Failed(m) => ExecError::RejectedHere(m),
                     other => other,
                 })?;
             if let (Some(dp), false) = (&self.net, task.networks.is_empty()) {

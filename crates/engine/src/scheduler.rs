@@ -198,10 +198,19 @@ struct ServiceGroups<'a> {
     groups: Vec<Group<'a>>,
     /// Node index of each task of the service already counted as load.
     load_on: Vec<u32>,
+    /// Nodes that rejected a task of the service for a reason of their own (see
+    /// `NODE_LOCAL_REJECTION`): tried last.
+    avoid: Vec<u32>,
 }
 
-/// Heap key: fewest tasks of the service, then fewest tasks, then lowest node id (nodes are
-/// indexed in id order).
+/// Added to an avoided node's count of the service's tasks in the heap key, so it is picked
+/// only when no other node can take the task (its real count still drives spreading and the
+/// per-node maximum).
+const AVOIDED: u32 = 1 << 24;
+
+/// Heap key: fewest tasks of the service (plus [`AVOIDED`] on nodes that rejected one of
+/// them for their own reason), then fewest tasks, then lowest node id (nodes are indexed in id
+/// order).
 type Candidate = Reverse<(u32, u32, u32)>;
 
 /// A branch of the spread-preference tree. Without preferences the tree is a single leaf.
@@ -225,7 +234,13 @@ struct Tree {
 
 impl Tree {
     /// `levels[i][n]` is the value id of node `n` for the i-th spread label (see `label_values`).
-    fn build(load: &Load<'_>, eligible: &[u32], levels: &[&[u32]], service_count: &[u32]) -> Tree {
+    fn build(
+        load: &Load<'_>,
+        eligible: &[u32],
+        levels: &[&[u32]],
+        service_count: &[u32],
+        penalty: &[u32],
+    ) -> Tree {
         let new_branch = |parent| Branch {
             count: 0,
             alive: 0,
@@ -239,7 +254,10 @@ impl Tree {
             let root = &mut branches[0];
             root.heap = eligible
                 .iter()
-                .map(|&n| Reverse((service_count[n as usize], load.total[n as usize], n)))
+                .map(|&n| {
+                    let i = n as usize;
+                    Reverse((service_count[i] + penalty[i], load.total[i], n))
+                })
                 .collect();
             root.alive = eligible.len() as u32;
             root.count = eligible
@@ -267,9 +285,11 @@ impl Tree {
                 branches[b].count += u64::from(sc);
                 branches[b].alive += 1;
             }
-            branches[b]
-                .heap
-                .push(Reverse((sc, load.total[n as usize], n)));
+            branches[b].heap.push(Reverse((
+                sc + penalty[n as usize],
+                load.total[n as usize],
+                n,
+            )));
             leaf_of[n as usize] = b;
         }
         for b in &mut branches {
@@ -333,11 +353,13 @@ impl Tree {
     }
 
     /// Records that the node `n` (just returned by `pick`) took a task.
-    fn placed(&mut self, load: &Load<'_>, n: usize, service_count: &[u32]) {
+    fn placed(&mut self, load: &Load<'_>, n: usize, service_count: &[u32], penalty: &[u32]) {
         let leaf = self.leaf_of[n];
-        self.branches[leaf]
-            .heap
-            .push(Reverse((service_count[n], load.total[n], n as u32)));
+        self.branches[leaf].heap.push(Reverse((
+            service_count[n] + penalty[n],
+            load.total[n],
+            n as u32,
+        )));
         self.add_count(leaf);
     }
 }
@@ -422,6 +444,7 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
     };
     let mut found: Vec<Option<&Task>> = vec![None; pending.len()];
     let mut load_by_service: FastMap<&ServiceId, Vec<u32>> = FastMap::default();
+    let mut avoid_by_service: FastMap<&ServiceId, Vec<u32>> = FastMap::default();
     for t in state.tasks.values() {
         let Some(node_id) = &t.node_id else {
             if let Some(&i) = position.get(t.id.as_str()) {
@@ -430,6 +453,13 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
             continue;
         };
         if !counts_as_load(t) {
+            if t.status.state == TaskState::Rejected
+                && t.status.message == swarm_types::objects::NODE_LOCAL_REJECTION
+            {
+                if let Some(&n) = node_index.get(node_id.as_str()) {
+                    avoid_by_service.entry(&t.service_id).or_default().push(n);
+                }
+            }
             continue;
         }
         let Some(&n) = node_index.get(node_id.as_str()) else {
@@ -465,6 +495,9 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
             services.push(ServiceGroups {
                 groups: Vec::new(),
                 load_on: load_by_service.remove(&task.service_id).unwrap_or_default(),
+                avoid: avoid_by_service
+                    .remove(&task.service_id)
+                    .unwrap_or_default(),
             });
             services.len() - 1
         });
@@ -480,6 +513,7 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
     let base: Vec<Option<Refusal>> = load.nodes.iter().map(|n| node_refusal(n)).collect();
 
     let mut service_count = vec![0u32; load.nodes.len()];
+    let mut penalty = vec![0u32; load.nodes.len()];
     // Nodes passing filters 1, 2 and 4, per constraint set: services mostly share a few sets
     // (often none), so the constraints run once per set rather than once per group. Bounded so
     // that thousands of distinct sets don't hold a node list each.
@@ -491,6 +525,10 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
         service_count.iter_mut().for_each(|c| *c = 0);
         for &n in &service.load_on {
             service_count[n as usize] += 1;
+        }
+        // Set for this service only, and cleared after it (not a pass over every node).
+        for &n in &service.avoid {
+            penalty[n as usize] = AVOIDED;
         }
         for group in &service.groups {
             let placement = &group.spec.placement;
@@ -522,7 +560,7 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
                 memory: r.memory_bytes.max(0),
                 max_per_node: placement.max_replicas_per_node,
             };
-            let mut tree = Tree::build(&load, eligible, &levels, &service_count);
+            let mut tree = Tree::build(&load, eligible, &levels, &service_count, &penalty);
             for (k, &task) in group.tasks.iter().enumerate() {
                 let Some(n) = tree.pick(&load, needs, &service_count) else {
                     let reason = unplaced_reason(
@@ -543,10 +581,13 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
                 load.total[n] += 1;
                 load.cpu[n] = load.cpu[n].saturating_add(needs.cpu);
                 load.memory[n] = load.memory[n].saturating_add(needs.memory);
-                tree.placed(&load, n, &service_count);
+                tree.placed(&load, n, &service_count, &penalty);
                 plan.assignments
                     .push((task.clone(), load.nodes[n].id.clone()));
             }
+        }
+        for &n in &service.avoid {
+            penalty[n as usize] = 0;
         }
     }
     plan

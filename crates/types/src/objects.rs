@@ -310,6 +310,12 @@ pub struct UpdateStatus {
     pub message: String,
 }
 
+/// `TaskStatus.message` of a task its node rejected for a reason of that node (its registry
+/// unreachable from there, its disk, its runtime), not of the task: the scheduler places the
+/// replacement on another node when it can. Other rejections (the registry has no such image,
+/// refused credentials, a bad spec) would fail anywhere, so they do not steer placement.
+pub const NODE_LOCAL_REJECTION: &str = "rejected by this node";
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TaskStatus {
     pub state: TaskState,

@@ -783,3 +783,50 @@ proptest! {
         prop_assert_eq!(schedule(&s, &pending), plan);
     }
 }
+
+#[test]
+fn a_node_that_rejected_a_task_for_its_own_reason_is_tried_last() {
+    let rejected = |id: &str, on: &str, message: &str| {
+        let mut t = task(id, "web", &spec(), Some(on));
+        t.status.state = TaskState::Rejected;
+        t.status.message = message.into();
+        t
+    };
+    // Node a could not reach the registry: the replacement goes to b although a sorts first.
+    let (s, ids) = cluster(
+        vec![node("a"), node("b")],
+        vec![rejected(
+            "r1",
+            "a",
+            swarm_types::objects::NODE_LOCAL_REJECTION,
+        )],
+        "web",
+        &spec(),
+        1,
+    );
+    assert_eq!(chosen(&schedule(&s, &ids)), ["b"]);
+    // A rejection any node would get (the registry has no such image) does not steer.
+    let (s, ids) = cluster(
+        vec![node("a"), node("b")],
+        vec![rejected("r1", "a", "preparing failed")],
+        "web",
+        &spec(),
+        1,
+    );
+    assert_eq!(chosen(&schedule(&s, &ids)), ["a"]);
+    // Only the service's own rejections count, and an avoided node still takes tasks when
+    // nothing else can: 3 tasks over a (avoided) and b with at most 2 per node.
+    let mut other = rejected("r2", "b", swarm_types::objects::NODE_LOCAL_REJECTION);
+    other.service_id = ServiceId::new("api");
+    let (s, ids) = cluster(
+        vec![node("a"), node("b")],
+        vec![
+            rejected("r1", "a", swarm_types::objects::NODE_LOCAL_REJECTION),
+            other,
+        ],
+        "web",
+        &placed(&[], &[], 2),
+        3,
+    );
+    assert_eq!(chosen(&schedule(&s, &ids)), ["b", "b", "a"]);
+}
