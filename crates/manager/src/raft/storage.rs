@@ -57,14 +57,70 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
 /// appended: by the state machine to apply it and, on the leader, once per follower to
 /// replicate it; decoding it from sled each time was the leader's largest single cost when
 /// thousands of tasks were created at once. Entries share their payload, so a hit is cheap.
+///
+/// Bounded by entries and by the ops they hold: a count alone let 512 entries of up to
+/// 1,000 objects each (group commit) keep hundreds of MiB of tasks alive long after they
+/// were applied and replicated — manager RSS grew round after round of the same 10,000-task
+/// benchmark until the cache was full (issue 17).
 const CACHED_ENTRIES: usize = 512;
+/// Most ops (objects) the cached entries may hold together: room for the burst of a
+/// 10,000-task service while it is applied and replicated.
+const CACHED_OPS: usize = 16_384;
+
+/// Ops an entry carries (what its decoded form costs, roughly).
+fn entry_ops(e: &Entry<TypeConfig>) -> usize {
+    match &e.payload {
+        openraft::EntryPayload::Normal(r) => r
+            .batches
+            .iter()
+            .map(|b| b.ops.iter().map(|o| o.weight()).sum::<usize>())
+            .sum::<usize>()
+            .max(1),
+        _ => 1,
+    }
+}
+
+/// The decoded recent entries, with the ops they hold.
+#[derive(Default)]
+struct Cache {
+    entries: std::collections::BTreeMap<u64, (Entry<TypeConfig>, usize)>,
+    ops: usize,
+}
+
+impl Cache {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.ops = 0;
+    }
+
+    fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|i, _| keep(*i));
+        self.ops = self.entries.values().map(|(_, n)| n).sum();
+    }
+
+    fn insert(&mut self, e: Entry<TypeConfig>) {
+        let n = entry_ops(&e);
+        if let Some((_, old)) = self.entries.insert(e.log_id.index, (e, n)) {
+            self.ops -= old;
+        }
+        self.ops += n;
+        // The newest entry always stays (it is about to be applied and replicated).
+        while self.entries.len() > 1
+            && (self.entries.len() > CACHED_ENTRIES || self.ops > CACHED_OPS)
+        {
+            if let Some((_, (_, n))) = self.entries.pop_first() {
+                self.ops -= n;
+            }
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct LogStore {
     db: sled::Db,
     log: sled::Tree,
     meta: sled::Tree,
-    cache: Arc<std::sync::Mutex<std::collections::BTreeMap<u64, Entry<TypeConfig>>>>,
+    cache: Arc<std::sync::Mutex<Cache>>,
 }
 
 impl LogStore {
@@ -80,12 +136,18 @@ impl LogStore {
     /// The entries of `[start, end)` if the cache holds all of them.
     fn cached(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
         let cache = self.cache.lock().expect("log cache lock");
-        let first = *cache.keys().next()?;
-        let last = *cache.keys().next_back()?;
+        let first = *cache.entries.keys().next()?;
+        let last = *cache.entries.keys().next_back()?;
         if start < first || end > last + 1 || start >= end {
             return None;
         }
-        Some(cache.range(start..end).map(|(_, e)| e.clone()).collect())
+        Some(
+            cache
+                .entries
+                .range(start..end)
+                .map(|(_, (e, _))| e.clone())
+                .collect(),
+        )
     }
 
     fn get_meta<T: serde::de::DeserializeOwned>(
@@ -220,16 +282,14 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut cache = self.cache.lock().expect("log cache lock");
             // Only contiguous runs: a gap would make `cached` answer for entries it lacks.
-            if let (Some(first), Some(&last)) = (appended.first(), cache.keys().next_back()) {
+            if let (Some(first), Some(&last)) = (appended.first(), cache.entries.keys().next_back())
+            {
                 if first.log_id.index != last + 1 {
                     cache.clear();
                 }
             }
             for e in appended {
-                cache.insert(e.log_id.index, e);
-            }
-            while cache.len() > CACHED_ENTRIES {
-                cache.pop_first();
+                cache.insert(e);
             }
         }
         // Durable before acknowledged: one flush per appended batch.
@@ -242,7 +302,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.cache
             .lock()
             .expect("log cache lock")
-            .retain(|i, _| *i < log_id.index);
+            .retain(|i| i < log_id.index);
         let mut batch = sled::Batch::default();
         for k in self.log.range(key(log_id.index)..).keys() {
             batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
@@ -261,7 +321,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         self.cache
             .lock()
             .expect("log cache lock")
-            .retain(|i, _| *i > log_id.index);
+            .retain(|i| i > log_id.index);
         let mut batch = sled::Batch::default();
         for k in self.log.range(..=key(log_id.index)).keys() {
             batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
@@ -499,6 +559,56 @@ mod tests {
             let (log, sm) = open(&db)?;
             Ok((dir, log, sm))
         }
+    }
+
+    fn entry(index: u64, ops: usize) -> Entry<TypeConfig> {
+        use swarm_types::store::{Op, WriteBatch};
+        let batch = WriteBatch {
+            ops: (0..ops)
+                .map(|i| Op::TaskDesired {
+                    id: swarm_types::TaskId::new(format!("t-{index}-{i}")),
+                    desired: swarm_types::task::TaskState::Shutdown,
+                })
+                .collect(),
+            now_ms: 0,
+        };
+        Entry {
+            log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+            payload: openraft::EntryPayload::Normal(super::super::Proposal {
+                batches: Arc::new(vec![batch]),
+            }),
+        }
+    }
+
+    #[test]
+    fn the_entry_cache_is_bounded_by_the_ops_it_holds() {
+        let mut c = Cache::default();
+        // Big group-committed entries: the ops bound evicts long before the count bound.
+        for i in 1..=40 {
+            c.insert(entry(i, 1_000));
+        }
+        assert_eq!(c.ops, CACHED_OPS / 1_000 * 1_000);
+        assert_eq!(c.entries.len(), CACHED_OPS / 1_000);
+        assert_eq!(
+            *c.entries.keys().next_back().unwrap(),
+            40,
+            "the newest stays"
+        );
+        // Small entries: the count bound.
+        let mut c = Cache::default();
+        for i in 1..=(CACHED_ENTRIES as u64 + 10) {
+            c.insert(entry(i, 1));
+        }
+        assert_eq!(c.entries.len(), CACHED_ENTRIES);
+        assert_eq!(c.ops, CACHED_ENTRIES);
+        // One entry larger than the whole budget is still kept (until the next one).
+        let mut c = Cache::default();
+        c.insert(entry(1, CACHED_OPS + 5));
+        assert_eq!(c.entries.len(), 1);
+        c.insert(entry(2, 10));
+        assert_eq!((c.entries.len(), c.ops), (1, 10));
+        c.retain(|i| i < 2);
+        assert_eq!((c.entries.len(), c.ops), (0, 0));
     }
 
     #[test]
