@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -141,6 +142,11 @@ pub trait Executor: Send + Sync + 'static {
     ) -> BoxFut<'a, Result<(i32, String), ExecError>>;
     /// The health check declared by the task's image (docker `HEALTHCHECK`), if any.
     fn image_healthcheck<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Option<HealthCheck>>;
+    /// Where the container of task `id` logs (Docker's json-file lines), if this engine
+    /// keeps logs; the file may not exist (no such container).
+    fn log_path(&self, _id: &str) -> Option<PathBuf> {
+        None
+    }
 }
 
 /// An in-memory engine: containers "run" until stopped (or until `exit` is called on them).

@@ -13,6 +13,7 @@ mod health;
 pub mod images;
 pub mod join;
 pub mod local;
+pub mod logs;
 pub mod managers;
 pub mod network;
 pub mod pull;

@@ -471,6 +471,9 @@ impl Executor for RuntimeExecutor {
     ) -> BoxFut<'a, Result<(i32, String), ExecError>> {
         Box::pin(self.exec_async(id.to_string(), args, timeout))
     }
+    fn log_path(&self, id: &str) -> Option<std::path::PathBuf> {
+        self.runtime.log_path(id).ok()
+    }
     fn image_healthcheck<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Option<HealthCheck>> {
         let name = normalize_name(&task.spec.container.image);
         Box::pin(async move {

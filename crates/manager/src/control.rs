@@ -17,6 +17,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::pages::PageStream;
+mod logs;
 mod networks;
 mod registry;
 type WatchStream = Pin<Box<dyn Stream<Item = Result<WatchEvent, Status>> + Send>>;
@@ -722,6 +723,14 @@ impl Control for ControlService {
         req: Request<RemoveRequest>,
     ) -> Result<Response<Empty>, Status> {
         self.do_remove_image_reference(req.into_inner()).await
+    }
+
+    type ServiceLogsStream = logs::LogsStream;
+    async fn service_logs(
+        &self,
+        req: Request<ServiceLogsRequest>,
+    ) -> Result<Response<logs::LogsStream>, Status> {
+        self.do_service_logs(req.into_inner()).await
     }
 
     type WatchStream = WatchStream;

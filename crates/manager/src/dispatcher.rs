@@ -22,7 +22,9 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+mod logs;
 mod peers;
+pub use logs::{node_name, task_name};
 pub use peers::host_ip;
 
 type SessionStream = Pin<Box<dyn Stream<Item = Result<SessionMessage, Status>> + Send>>;
@@ -288,6 +290,30 @@ impl Dispatcher for DispatcherService {
         crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
         let node = NodeId::new(req.into_inner().node_id);
         Ok(Response::new(peers::stream(self.manager.clone(), node)))
+    }
+
+    type LogSubscriptionsStream = logs::SubscriptionStream;
+    async fn log_subscriptions(
+        &self,
+        req: Request<swarm_api::dispatcher::LogSubscriptionsRequest>,
+    ) -> Result<Response<logs::SubscriptionStream>, Status> {
+        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
+        let node = NodeId::new(req.into_inner().node_id);
+        Ok(Response::new(logs::subscriptions(
+            self.manager.clone(),
+            node,
+        )?))
+    }
+
+    async fn publish_logs(
+        &self,
+        req: Request<tonic::Streaming<swarm_api::dispatcher::PublishLogsMessage>>,
+    ) -> Result<Response<swarm_api::dispatcher::PublishLogsResponse>, Status> {
+        // The node's identity comes from its certificate; every message must name it.
+        let caller = crate::auth::require_node(&self.manager, &req, None)?;
+        let node = caller.map(|p| NodeId::new(p.node_id));
+        let r = logs::publish(&self.manager, node, req.into_inner()).await?;
+        Ok(Response::new(r))
     }
 
     async fn update_task_status(

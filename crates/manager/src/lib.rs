@@ -7,6 +7,7 @@ pub mod ca;
 pub mod control;
 pub mod dispatcher;
 mod group_commit;
+pub mod logs;
 pub mod manager;
 pub mod membership;
 pub mod nodes;

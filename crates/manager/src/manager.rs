@@ -139,6 +139,8 @@ struct Inner {
     /// (term, last log index when this process first served a read as leader in that term):
     /// no read of the term is answered below it. See `read_index_as_leader`.
     read_floor: std::sync::Mutex<(u64, u64)>,
+    /// Log subscriptions and node log channels (used while this manager leads).
+    logs: Arc<crate::logs::LogBroker>,
 }
 
 /// Cheap to clone; all clones share one Raft node.
@@ -190,6 +192,12 @@ impl Manager {
             rx,
             cfg.write_timeout + OVERLOAD_PATIENCE,
         ));
+        let logs = Arc::new(crate::logs::LogBroker::default());
+        tokio::spawn(drop_logs_when_not_leading(
+            raft.clone(),
+            cfg.raft_id,
+            Arc::downgrade(&logs),
+        ));
         Ok(Manager {
             inner: Arc::new(Inner {
                 cfg,
@@ -198,6 +206,7 @@ impl Manager {
                 network,
                 proposals,
                 read_floor: std::sync::Mutex::new((0, 0)),
+                logs,
             }),
         })
     }
@@ -207,6 +216,10 @@ impl Manager {
     }
     pub fn store(&self) -> &SharedStore {
         &self.inner.store
+    }
+    /// The log broker (meaningful on the leader).
+    pub fn logs(&self) -> &crate::logs::LogBroker {
+        &self.inner.logs
     }
     pub fn config(&self) -> &ManagerConfig {
         &self.inner.cfg
@@ -701,3 +714,24 @@ enum Retry {
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StartError(pub String);
+
+/// Empties the log broker whenever this manager stops leading, so agents and readers move to
+/// the new leader. Ends with the manager.
+async fn drop_logs_when_not_leading(
+    raft: Raft,
+    me: RaftId,
+    logs: std::sync::Weak<crate::logs::LogBroker>,
+) {
+    let mut rx = raft.metrics();
+    loop {
+        let leading = rx.borrow_and_update().current_leader == Some(me);
+        let Some(b) = logs.upgrade() else { return };
+        if !leading && !b.is_idle() {
+            b.clear("this manager no longer leads the cluster; reconnect to the new leader");
+        }
+        drop(b);
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}

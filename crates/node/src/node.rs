@@ -329,6 +329,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                     managers.clone(),
                     shutdown_rx.clone(),
                 ));
+                tokio::spawn(swarm_agent::logs::run(
+                    id.node_id.clone(),
+                    db_dir.clone(),
+                    exec.clone(),
+                    managers.clone(),
+                    shutdown_rx.clone(),
+                ));
                 tokio::spawn(swarm_agent::worker::run(
                     id.node_id.clone(),
                     db_dir,

@@ -793,6 +793,11 @@ impl Runtime {
         })
     }
 
+    /// The json-file log of container `id` (it may not exist).
+    pub fn log_path(&self, id: &str) -> Result<PathBuf, RuntimeError> {
+        Ok(self.state_dir(id)?.log())
+    }
+
     /// Log entries so far (last `tail` when given).
     pub fn logs(&self, id: &str, tail: Option<usize>) -> Result<Vec<LogEntry>, RuntimeError> {
         let (sd, _) = self.existing(id)?;

@@ -6,6 +6,7 @@ mod create;
 mod flags;
 mod history;
 mod inspect;
+mod logs;
 mod ls;
 mod ps;
 pub use ps::{list as ps_list, print_tasks as ps_print};
@@ -44,6 +45,8 @@ pub enum ServiceCmd {
     Rollback(rollback::RollbackArgs),
     /// Show the kept versions of a service's spec and what changed between them.
     History(history::HistoryArgs),
+    /// Fetch the logs of a service or task (from every node, through the managers).
+    Logs(logs::LogsArgs),
 }
 
 pub async fn run(ctx: &Context, cmd: ServiceCmd) -> anyhow::Result<()> {
@@ -57,6 +60,7 @@ pub async fn run(ctx: &Context, cmd: ServiceCmd) -> anyhow::Result<()> {
         ServiceCmd::Ps(a) => ps::run(ctx, a).await,
         ServiceCmd::Rollback(a) => rollback::run(ctx, a).await,
         ServiceCmd::History(a) => history::run(ctx, a).await,
+        ServiceCmd::Logs(a) => logs::run(ctx, a).await,
     }
 }
 

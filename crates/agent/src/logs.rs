@@ -1,0 +1,411 @@
+//! The node's side of `service logs`: keeps a log channel open to the leader
+//! (`Dispatcher.LogSubscriptions`, trying the known managers until one leads) and, for each
+//! subscription, reads the json-file logs of the matching local containers and publishes
+//! their lines (`Dispatcher.PublishLogs`). With follow, it keeps reading what the containers
+//! write and picks up tasks of the service that start later, until the subscription closes.
+
+use crate::executor::Executor;
+use crate::managers::Managers;
+use crate::task_db::TaskDb;
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use swarm_api::dispatcher::dispatcher_client::DispatcherClient;
+use swarm_api::dispatcher::{
+    LogLine, LogOptions, LogSubscription, LogSubscriptionsRequest, PublishLogsMessage,
+};
+use swarm_runtime::logs::{LogEntry, Stream};
+use swarm_types::NodeId;
+use tokio::sync::{mpsc, watch};
+
+/// Lines per published message (a message stays far below the gRPC limit: lines are at most
+/// 16 KiB).
+const LINES_PER_MESSAGE: usize = 128;
+/// How often a followed log is read again.
+const FOLLOW_POLL: Duration = Duration::from_millis(200);
+/// How often a followed service is checked for new local tasks.
+const TASKS_POLL: Duration = Duration::from_secs(1);
+
+/// Runs until `shutdown`.
+pub async fn run<E: Executor>(
+    node: NodeId,
+    db_dir: PathBuf,
+    exec: Arc<E>,
+    managers: Managers,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let db = match TaskDb::open(db_dir) {
+        Ok(db) => db,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot open the local task db; no logs will be served");
+            return;
+        }
+    };
+    let mut idx = 0usize;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(addr) = managers.pick(idx) else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let Ok(ch) = managers.channel(&addr) else {
+            idx += 1;
+            continue;
+        };
+        let mut client = DispatcherClient::new(ch)
+            .max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
+            .max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES);
+        let open = client.log_subscriptions(LogSubscriptionsRequest {
+            node_id: node.to_string(),
+        });
+        let mut subs = match tokio::time::timeout(Duration::from_secs(5), open).await {
+            Ok(Ok(s)) => s.into_inner(),
+            _ => {
+                // Not the leader (or unreachable): the next manager.
+                idx += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        tracing::debug!(manager = %addr, "log channel open");
+        // One publishing stream per log channel, to the same manager.
+        let (pub_tx, pub_rx) = mpsc::channel::<PublishLogsMessage>(16);
+        let mut publisher = client.clone();
+        let publishing = tokio::spawn(async move {
+            let _ = publisher
+                .publish_logs(tokio_stream::wrappers::ReceiverStream::new(pub_rx))
+                .await;
+        });
+        let mut readers: HashMap<String, tokio::task::JoinHandle<()>> = HashMap::new();
+        loop {
+            let m = tokio::select! {
+                m = subs.message() => m,
+                _ = shutdown.changed() => break,
+            };
+            let Ok(Some(sub)) = m else { break };
+            readers.retain(|_, h| !h.is_finished());
+            if sub.close {
+                if let Some(h) = readers.remove(&sub.id) {
+                    h.abort();
+                }
+                continue;
+            }
+            let reader = serve(
+                node.clone(),
+                sub.clone(),
+                exec.clone(),
+                db.clone(),
+                pub_tx.clone(),
+            );
+            if let Some(old) = readers.insert(sub.id, tokio::spawn(reader)) {
+                old.abort();
+            }
+        }
+        for (_, h) in readers {
+            h.abort();
+        }
+        drop(pub_tx);
+        publishing.abort();
+        idx += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Reads and publishes the lines of one subscription.
+async fn serve<E: Executor>(
+    node: NodeId,
+    sub: LogSubscription,
+    exec: Arc<E>,
+    db: TaskDb,
+    out: mpsc::Sender<PublishLogsMessage>,
+) {
+    let opts = sub.options.clone().unwrap_or_default();
+    let local_tasks = || -> Vec<String> {
+        let mut ids = sub.task_ids.clone();
+        if !sub.service_id.is_empty() {
+            ids.extend(
+                db.load_all()
+                    .into_iter()
+                    .filter(|t| t.service_id.as_str() == sub.service_id)
+                    .map(|t| t.id.to_string()),
+            );
+        }
+        ids.sort();
+        ids.dedup();
+        ids
+    };
+    let publish = |lines: Vec<LogLine>, close: bool, error: String| PublishLogsMessage {
+        node_id: node.to_string(),
+        subscription_id: sub.id.clone(),
+        lines,
+        close,
+        error,
+    };
+    // What is there now, each task's tail, oldest task first by its first line.
+    let mut open: HashMap<String, LogFile> = HashMap::new();
+    let mut first = Vec::new();
+    let mut errors = Vec::new();
+    for id in local_tasks() {
+        let Some(path) = exec.log_path(&id) else {
+            continue;
+        };
+        let mut f = LogFile::new(path);
+        match f.read_new() {
+            Ok(Some(entries)) => {
+                first.extend(
+                    select(entries, &opts, true)
+                        .into_iter()
+                        .map(|e| line(&id, e)),
+                );
+                open.insert(id, f);
+            }
+            Ok(None) => {} // no container (any more) for this task on this node
+            Err(e) => errors.push(format!("cannot read the log of task {id}: {e}")),
+        }
+    }
+    first.sort_by(|a, b| a.time.cmp(&b.time));
+    for chunk in chunks(first) {
+        if out
+            .send(publish(chunk, false, String::new()))
+            .await
+            .is_err()
+        {
+            return;
+        }
+    }
+    for e in errors {
+        if out.send(publish(Vec::new(), false, e)).await.is_err() {
+            return;
+        }
+    }
+    if !opts.follow {
+        let _ = out.send(publish(Vec::new(), true, String::new())).await;
+        return;
+    }
+    let mut last_scan = tokio::time::Instant::now();
+    loop {
+        tokio::time::sleep(FOLLOW_POLL).await;
+        if !sub.service_id.is_empty() && last_scan.elapsed() >= TASKS_POLL {
+            last_scan = tokio::time::Instant::now();
+            for id in local_tasks() {
+                if open.contains_key(&id) {
+                    continue;
+                }
+                if let Some(path) = exec.log_path(&id) {
+                    // A task that started after the subscription: all its lines.
+                    open.insert(id, LogFile::new(path));
+                }
+            }
+        }
+        let mut lines = Vec::new();
+        let mut gone = Vec::new();
+        for (id, f) in open.iter_mut() {
+            match f.read_new() {
+                Ok(Some(entries)) => lines.extend(
+                    select(entries, &opts, false)
+                        .into_iter()
+                        .map(|e| line(id, e)),
+                ),
+                // The container was removed: nothing more will come.
+                Ok(None) if f.seen => gone.push(id.clone()),
+                Ok(None) => {}
+                Err(e) => {
+                    tracing::debug!(task = %id, error = %e, "log read failed");
+                    gone.push(id.clone());
+                }
+            }
+        }
+        for id in gone {
+            open.remove(&id);
+        }
+        lines.sort_by(|a, b| a.time.cmp(&b.time));
+        for chunk in chunks(lines) {
+            if out
+                .send(publish(chunk, false, String::new()))
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
+        if out.is_closed() {
+            return;
+        }
+    }
+}
+
+fn line(task: &str, e: LogEntry) -> LogLine {
+    LogLine {
+        task_id: task.to_string(),
+        time: e.time,
+        stream: match e.stream {
+            Stream::Stdout => "stdout",
+            Stream::Stderr => "stderr",
+        }
+        .to_string(),
+        data: e.log.into_bytes(),
+    }
+}
+
+fn chunks(mut v: Vec<LogLine>) -> Vec<Vec<LogLine>> {
+    let mut out = Vec::new();
+    while v.len() > LINES_PER_MESSAGE {
+        let rest = v.split_off(LINES_PER_MESSAGE);
+        out.push(std::mem::replace(&mut v, rest));
+    }
+    if !v.is_empty() {
+        out.push(v);
+    }
+    out
+}
+
+/// The entries a reader asked for: within since/until, and (for what was there when it
+/// subscribed) the last `tail`.
+fn select(mut v: Vec<LogEntry>, o: &LogOptions, initial: bool) -> Vec<LogEntry> {
+    v.retain(|e| {
+        (o.since.is_empty() || e.time >= o.since) && (o.until.is_empty() || e.time <= o.until)
+    });
+    if initial && o.tail >= 0 {
+        let skip = v.len().saturating_sub(o.tail as usize);
+        v.drain(..skip);
+    }
+    v
+}
+
+/// A container's json-file log read incrementally: complete lines only, from where the last
+/// read stopped.
+struct LogFile {
+    path: PathBuf,
+    offset: u64,
+    /// Whether the file existed at some read (its disappearance then means removal).
+    seen: bool,
+}
+
+impl LogFile {
+    fn new(path: PathBuf) -> Self {
+        LogFile {
+            path,
+            offset: 0,
+            seen: false,
+        }
+    }
+
+    /// New complete entries; None when the file does not exist.
+    fn read_new(&mut self) -> std::io::Result<Option<Vec<LogEntry>>> {
+        let mut f = match std::fs::File::open(&self.path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        self.seen = true;
+        f.seek(SeekFrom::Start(self.offset))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            return Ok(Some(Vec::new()));
+        };
+        self.offset += end as u64 + 1;
+        Ok(Some(parse(&buf[..=end])))
+    }
+}
+
+fn parse(b: &[u8]) -> Vec<LogEntry> {
+    b.split(|c| *c == b'\n')
+        .filter(|l| !l.is_empty())
+        .filter_map(|l| serde_json::from_slice(l).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn entry(time: &str, log: &str) -> String {
+        serde_json::to_string(&LogEntry {
+            time: time.into(),
+            stream: Stream::Stdout,
+            log: log.into(),
+        })
+        .unwrap()
+            + "\n"
+    }
+
+    #[test]
+    fn a_log_is_read_in_complete_lines_from_where_it_stopped() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("container.log");
+        let mut f = LogFile::new(p.clone());
+        assert!(f.read_new().unwrap().is_none());
+        assert!(!f.seen);
+        let mut w = std::fs::File::create(&p).unwrap();
+        let a = entry("2026-12-03T00:00:01.000000000Z", "a\n");
+        let b = entry("2026-12-03T00:00:02.000000000Z", "b\n");
+        w.write_all(a.as_bytes()).unwrap();
+        // Half of the next line: not returned until it is complete.
+        w.write_all(&b.as_bytes()[..10]).unwrap();
+        let got = f.read_new().unwrap().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].log, "a\n");
+        w.write_all(&b.as_bytes()[10..]).unwrap();
+        let got = f.read_new().unwrap().unwrap();
+        assert_eq!(got.len(), 1);
+        assert_eq!(got[0].log, "b\n");
+        assert!(f.read_new().unwrap().unwrap().is_empty());
+        std::fs::remove_file(&p).unwrap();
+        assert!(f.read_new().unwrap().is_none());
+        assert!(f.seen);
+    }
+
+    #[test]
+    fn since_until_and_tail_select_like_docker() {
+        let v: Vec<LogEntry> = (1..=5)
+            .map(|i| LogEntry {
+                time: format!("2026-12-03T00:00:0{i}.000000000Z"),
+                stream: Stream::Stdout,
+                log: format!("{i}\n"),
+            })
+            .collect();
+        let o = |since: &str, until: &str, tail: i64| LogOptions {
+            since: since.into(),
+            until: until.into(),
+            tail,
+            follow: false,
+        };
+        let logs = |v: Vec<LogEntry>| v.into_iter().map(|e| e.log).collect::<String>();
+        assert_eq!(
+            logs(select(v.clone(), &o("", "", -1), true)),
+            "1\n2\n3\n4\n5\n"
+        );
+        assert_eq!(logs(select(v.clone(), &o("", "", 2), true)), "4\n5\n");
+        assert_eq!(logs(select(v.clone(), &o("", "", 0), true)), "");
+        // Tail applies to what was there, not to lines that come while following.
+        assert_eq!(logs(select(v.clone(), &o("", "", 0), false)).len(), 10);
+        assert_eq!(
+            logs(select(
+                v.clone(),
+                &o(
+                    "2026-12-03T00:00:02.000000000Z",
+                    "2026-12-03T00:00:04.000000000Z",
+                    -1
+                ),
+                true
+            )),
+            "2\n3\n4\n"
+        );
+    }
+
+    #[test]
+    fn lines_are_published_in_bounded_messages() {
+        let v: Vec<LogLine> = (0..300).map(|_| LogLine::default()).collect();
+        let c = chunks(v);
+        assert_eq!(
+            c.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![128, 128, 44]
+        );
+    }
+}
