@@ -64,6 +64,8 @@ pub enum Command {
     /// Manage volumes of the local node.
     #[command(subcommand)]
     Volume(commands::volume::VolumeCmd),
+    /// Get real-time events from the cluster (services, nodes, tasks, networks).
+    Events(commands::events::EventsArgs),
     /// Show client and server versions.
     Version,
 }
@@ -101,6 +103,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Registry(c) => commands::registry::run(&ctx, c).await,
         Command::Volume(c) => commands::volume::run(&ctx, c).await,
         Command::Network(c) => commands::network::run(&ctx, c).await,
+        Command::Events(a) => commands::events::run(&ctx, a).await,
         Command::Version => commands::version(&ctx).await,
     };
     match res {

@@ -110,3 +110,43 @@ mod tests {
         assert!(key_value("=x").is_err());
     }
 }
+
+/// A point in time as Docker's `--since`/`--until` take it: RFC 3339, a Unix timestamp, or a
+/// duration before now (`10m`).
+pub fn time(s: &str) -> Result<std::time::SystemTime, String> {
+    time_at(s, std::time::SystemTime::now())
+}
+
+pub fn time_at(s: &str, now: std::time::SystemTime) -> Result<std::time::SystemTime, String> {
+    use std::time::{Duration, SystemTime};
+    let s = s.trim();
+    if let Ok(t) = humantime::parse_rfc3339_weak(s) {
+        return Ok(t);
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        if !secs.is_finite() || secs < 0.0 {
+            return Err(format!("{s:?} is not a Unix timestamp"));
+        }
+        return Ok(SystemTime::UNIX_EPOCH + Duration::from_secs_f64(secs));
+    }
+    if let Ok(d) = humantime::parse_duration(s) {
+        return now
+            .checked_sub(d)
+            .ok_or_else(|| format!("{s:?} reaches before 1970"));
+    }
+    Err(format!(
+        "{s:?} is not a time: use RFC 3339 (2026-12-03T10:00:00Z), a Unix timestamp (1796292000), or a duration before now (10m, 2h)"
+    ))
+}
+
+#[cfg(test)]
+mod time_tests {
+    #[test]
+    fn a_duration_counts_back_from_now() {
+        let now = humantime::parse_rfc3339("2026-12-03T10:00:00Z").unwrap();
+        assert_eq!(
+            super::time_at("10m", now).unwrap(),
+            humantime::parse_rfc3339("2026-12-03T09:50:00Z").unwrap()
+        );
+    }
+}

@@ -17,6 +17,7 @@ use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
 use crate::pages::PageStream;
+mod events;
 mod logs;
 mod networks;
 mod registry;
@@ -723,6 +724,14 @@ impl Control for ControlService {
         req: Request<RemoveRequest>,
     ) -> Result<Response<Empty>, Status> {
         self.do_remove_image_reference(req.into_inner()).await
+    }
+
+    type EventsStream = events::EventsStream;
+    async fn events(
+        &self,
+        req: Request<EventsRequest>,
+    ) -> Result<Response<events::EventsStream>, Status> {
+        self.do_events(req.into_inner()).await
     }
 
     type ServiceLogsStream = logs::LogsStream;

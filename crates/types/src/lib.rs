@@ -8,6 +8,7 @@
 pub mod constraint;
 pub mod container;
 pub mod error;
+pub mod events;
 pub mod ids;
 pub mod limits;
 pub mod network;

@@ -640,6 +640,9 @@ impl StoreState {
                     }
                 }
                 self.remove(*kind, id);
+                // The removed object's last update is its removal (event times).
+                let mut cur = cur;
+                cur.meta_mut().updated_at = now;
                 Ok(Some(Change {
                     index,
                     action: Action::Deleted,

@@ -2,6 +2,8 @@
 //! containers: lines written by tasks on two hosts come back through the managers with
 //! Docker's prefix; `--tail` and `--no-task-ids` shape them; `-f` keeps streaming through a
 //! leader kill and picks up a task that starts later; an unknown service is a clear error.
+//! `events` sees service and node changes and resumes across a restart of its manager
+//! without missing or repeating an event.
 
 use std::collections::BTreeSet;
 use std::io::Read;
@@ -164,5 +166,158 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
     }
     let _ = follow.kill();
     let _ = follow.wait();
+    let _ = std::fs::remove_file(&file);
+}
+
+/// An event as `events --format json` prints it: (type, action, name, state, cursor).
+type Seen = (String, String, String, String, (u64, u64));
+
+/// Events seen by a `swarmctl events --format json` child.
+fn events_in(file: &std::path::Path) -> Vec<Seen> {
+    read_file(file)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|v| {
+            (
+                v["Type"].as_str().unwrap_or("").to_string(),
+                v["Action"].as_str().unwrap_or("").to_string(),
+                v["Actor"]["Attributes"]["name"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                v["Actor"]["Attributes"]["state"]
+                    .as_str()
+                    .unwrap_or("")
+                    .to_string(),
+                (
+                    v["index"].as_u64().unwrap_or(0),
+                    v["seq"].as_u64().unwrap_or(0),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn events_resume_across_a_manager_restart_without_missing_or_repeating() {
+    init_tracing();
+    let mut c = swarm_integration::managers(3, &[]);
+    let file = c.next_state_dir().with_extension("events.out");
+    let spawn_events = |c: &swarm_testkit::Cluster| {
+        Command::new(bin("swarmctl"))
+            .arg("-H")
+            .arg(c.nodes[1].host())
+            .args([
+                "events",
+                "--format",
+                "json",
+                "--filter",
+                "type=service",
+                "--filter",
+                "type=node",
+            ])
+            .stdout(std::fs::File::create(&file).unwrap())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut ev = spawn_events(&c);
+    let has = |kind: &str, action: &str, name: &str| {
+        events_in(&file)
+            .iter()
+            .any(|e| e.0 == kind && e.1 == action && e.2 == name)
+    };
+    // The reader is attached once it reports the first service it sees.
+    wait_until("events stream a service create", LONG, || {
+        let _ = c.ctl(0, &["service", "rm", "ev0"]);
+        c.ctl(
+            0,
+            &[
+                "service",
+                "create",
+                "--name",
+                "ev0",
+                "--detach",
+                "busybox:latest",
+            ],
+        )
+        .ok()?;
+        has("service", "create", "ev0").then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: an update and a remove are events");
+    c.ctl(
+        0,
+        &["service", "update", "--env-add", "A=1", "--detach", "ev0"],
+    )
+    .unwrap();
+    c.ctl(0, &["service", "rm", "ev0"]).unwrap();
+    wait_until("update and remove events", LONG, || {
+        (has("service", "update", "ev0") && has("service", "remove", "ev0")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: the manager the reader uses restarts; what happened meanwhile still comes");
+    c.stop(1);
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "ev1",
+            "--detach",
+            "busybox:latest",
+        ],
+    )
+    .unwrap();
+    c.restart(1).unwrap();
+    wait_until("the event written while the manager was down", LONG, || {
+        has("service", "create", "ev1").then_some(())
+    })
+    .unwrap_or_else(|e| {
+        let _ = ev.kill();
+        let mut err = String::new();
+        let _ = ev.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("{e}\nevents stderr: {err}\n{}", c.dump())
+    });
+
+    info!("phase: a node going down is an event");
+    let gone = c.nodes[2].name.clone();
+    c.kill(2);
+    wait_until("node down event", LONG, || {
+        events_in(&file)
+            .iter()
+            .any(|e| e.0 == "node" && e.2 == gone && e.3 == "down")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    // No event was printed twice across the reconnect.
+    let all = events_in(&file);
+    let cursors: BTreeSet<(u64, u64)> = all.iter().map(|e| e.4).collect();
+    assert_eq!(cursors.len(), all.len(), "an event came twice: {all:?}");
+    let _ = ev.kill();
+    let _ = ev.wait();
+
+    info!("phase: --since replays the history, --until ends the stream");
+    let out = c
+        .ctl(
+            0,
+            &[
+                "events", "--since", "10m", "--until", "0s", "--filter", "name=ev1",
+            ],
+        )
+        .unwrap();
+    assert!(
+        out.lines()
+            .any(|l| l.contains(" service create ") && l.contains("name=ev1")),
+        "{out}"
+    );
+    let e = c
+        .ctl(0, &["events", "--filter", "type=volume", "--until", "0s"])
+        .unwrap_err();
+    assert!(e.to_string().contains("unknown event type"), "{e}");
     let _ = std::fs::remove_file(&file);
 }
