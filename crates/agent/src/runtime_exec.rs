@@ -261,9 +261,12 @@ fn container_spec(
     let c = &task.spec.container;
     let name = normalize_name(&c.image);
     let prepared = images.prepare(&name).map_err(|e| {
-        ExecError::Rejected(format!(
-            "image {name} is not available on this node: {e}; import it with `swarmctl image import`"
-        ))
+        ExecError::Rejected(match e {
+            swarm_runtime::ImageError::ImageNotFound { .. } => format!(
+                "image {name} is not on this node: push it to a registry the nodes pull from (swarmctl image push), or import it on the node (swarmctl image import)"
+            ),
+            e => format!("image {name} cannot be used on this node: {e}"),
+        })
     })?;
     let overrides = ProcessOverrides {
         entrypoint: (!c.command.is_empty()).then(|| c.command.clone()),

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod docker_auth;
 pub mod output;
 pub mod parse;
+pub mod template;
 
 use clap::{Parser, Subcommand};
 

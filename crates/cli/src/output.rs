@@ -9,6 +9,9 @@ pub enum Format {
     #[default]
     Table,
     Json,
+    /// A Go-template-like line per object (`{{.Name}} {{.Replicas}}`); `table …` adds a
+    /// header and aligns the columns.
+    Template(crate::template::Template),
 }
 
 impl std::str::FromStr for Format {
@@ -17,8 +20,39 @@ impl std::str::FromStr for Format {
         match s {
             "table" | "" => Ok(Format::Table),
             "json" | "{{json .}}" => Ok(Format::Json),
-            other => Err(format!("unsupported format {other:?}: use table or json")),
+            t if t.contains("{{") => crate::template::Template::parse(t).map(Format::Template),
+            other => Err(format!(
+                "unsupported format {other:?}: use table, json, or a template such as '{{{{.Name}}}}\\t{{{{.Image}}}}'"
+            )),
         }
+    }
+}
+
+/// Prints objects as JSON lines or through a template (the two structured formats).
+pub fn structured(f: &Format, objs: &[serde_json::Value]) -> anyhow::Result<()> {
+    match f {
+        Format::Template(t) => {
+            let lines = objs
+                .iter()
+                .map(|o| t.render(o))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if t.table {
+                let mut tw = tabwriter::TabWriter::new(std::io::stdout()).padding(3);
+                writeln!(tw, "{}", t.header())?;
+                for l in lines {
+                    writeln!(tw, "{l}")?;
+                }
+                tw.flush()?;
+            } else {
+                let mut out = std::io::stdout().lock();
+                for l in lines {
+                    writeln!(out, "{l}")?;
+                }
+            }
+            Ok(())
+        }
+        _ => Ok(json_lines(objs)?),
     }
 }
 
@@ -98,5 +132,92 @@ mod tests {
         assert_eq!(human_duration(Duration::from_secs(600)), "10 minutes");
         assert_eq!(human_duration(Duration::from_secs(3 * 3600)), "3 hours");
         assert_eq!(title("ready"), "Ready");
+    }
+}
+
+/// `--filter KEY=VALUE` flags of a list: a value of a key matches when any of that key's
+/// values matches; all keys must match (Docker's rule).
+#[derive(Debug, Default)]
+pub struct Filters {
+    pairs: Vec<(String, String)>,
+}
+
+impl Filters {
+    /// Parses the flags, refusing keys this list does not filter on.
+    pub fn parse(raw: &[String], allowed: &[&str]) -> anyhow::Result<Filters> {
+        let mut pairs = Vec::new();
+        for f in raw {
+            let (k, v) = f.split_once('=').ok_or_else(|| {
+                anyhow::anyhow!(
+                    "filter {f:?} is not KEY=VALUE; this list filters on {}",
+                    allowed.join(", ")
+                )
+            })?;
+            if !allowed.contains(&k) {
+                anyhow::bail!(
+                    "unknown filter {k:?}; this list filters on {}",
+                    allowed.join(", ")
+                );
+            }
+            pairs.push((k.to_string(), v.to_string()));
+        }
+        Ok(Filters { pairs })
+    }
+
+    /// Whether an object passes: `m(key, value)` says whether it matches one pair.
+    pub fn keep(&self, m: impl Fn(&str, &str) -> bool) -> bool {
+        let mut keys: Vec<&str> = self.pairs.iter().map(|(k, _)| k.as_str()).collect();
+        keys.dedup();
+        keys.iter().all(|k| {
+            self.pairs
+                .iter()
+                .filter(|(pk, _)| pk == k)
+                .any(|(_, v)| m(k, v))
+        })
+    }
+}
+
+/// `label=KEY` or `label=KEY=VALUE` against a label map.
+pub fn label_matches(labels: &std::collections::BTreeMap<String, String>, f: &str) -> bool {
+    match f.split_once('=') {
+        Some((k, v)) => labels.get(k).is_some_and(|x| x == v),
+        None => labels.contains_key(f),
+    }
+}
+
+/// Docker's `Ellipsis`: at most `max` characters, the last one `…` when cut.
+pub fn ellipsis(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        return s.to_string();
+    }
+    let mut out: String = s.chars().take(max.saturating_sub(1)).collect();
+    out.push('…');
+    out
+}
+
+#[cfg(test)]
+mod filter_tests {
+    use super::*;
+
+    #[test]
+    fn filters_or_within_a_key_and_across_keys() {
+        let f = Filters::parse(
+            &["name=a".into(), "name=b".into(), "mode=global".into()],
+            &["name", "mode"],
+        )
+        .unwrap();
+        assert!(f.keep(|k, v| (k == "name" && v == "b") || (k == "mode" && v == "global")));
+        assert!(!f.keep(|k, v| k == "name" && v == "b"));
+        assert!(Filters::parse(&["color=red".into()], &["name"])
+            .unwrap_err()
+            .to_string()
+            .contains("filters on name"));
+        assert!(Filters::parse(&["name".into()], &["name"]).is_err());
+        let labels = [("env".to_string(), "prod".to_string())].into();
+        assert!(label_matches(&labels, "env"));
+        assert!(label_matches(&labels, "env=prod"));
+        assert!(!label_matches(&labels, "env=dev"));
+        assert_eq!(ellipsis("abcdef", 4), "abc…");
+        assert_eq!(ellipsis("abc", 4), "abc");
     }
 }

@@ -216,7 +216,7 @@ fn global_services_constraints_and_missing_images() {
     let reason = wait_until("a not-placed reason", LONG, || {
         let t = tasks(&c, 0, "picky");
         let t = t.first()?;
-        let s = c.ctl(0, &["service", "ps", "picky"]).ok()?;
+        let s = c.ctl(0, &["service", "ps", "--no-trunc", "picky"]).ok()?;
         (t["CurrentState"].as_str()?.starts_with("Pending") && s.contains("constraint"))
             .then_some(s)
     })

@@ -219,7 +219,7 @@ fn failing_update_rolls_back_and_unhealthy_update_pauses() {
         )
     });
     assert!(msg.contains("unhealthy"), "{msg}");
-    let ps = c.ctl(0, &["service", "ps", "web"]).unwrap();
+    let ps = c.ctl(0, &["service", "ps", "--no-trunc", "web"]).unwrap();
     assert!(ps.contains("unhealthy"), "service ps shows why: {ps}");
     let ls = json_lines(&c.ctl(0, &["service", "ls", "--format", "json"]).unwrap());
     assert_eq!(ls[0]["UpdateStatus"], "paused");

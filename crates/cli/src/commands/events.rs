@@ -87,6 +87,18 @@ fn json(e: &Event) -> serde_json::Value {
     })
 }
 
+/// An error retrying cannot fix (a template that names a missing field).
+#[derive(Debug)]
+struct Fatal(String);
+
+impl std::fmt::Display for Fatal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Fatal {}
+
 pub async fn run(ctx: &Context, a: EventsArgs) -> anyhow::Result<()> {
     let base = request(&a)?;
     // Where to resume after a lost connection: set by the first message, then by each event.
@@ -103,6 +115,9 @@ pub async fn run(ctx: &Context, a: EventsArgs) -> anyhow::Result<()> {
             Ok(()) => return Ok(()),
             Err(e) => e,
         };
+        if err.downcast_ref::<Fatal>().is_some() {
+            return Err(err);
+        }
         if let Some(s) = err.downcast_ref::<tonic::Status>() {
             if s.code() == tonic::Code::InvalidArgument {
                 return Err(status_err(s.clone()));
@@ -138,7 +153,8 @@ async fn stream(
         *cursor = Some((e.cursor.index, e.cursor.seq));
         match format {
             Format::Json => println!("{}", json(&e)),
-            _ => println!("{}", line(&e)),
+            Format::Template(t) => println!("{}", t.render(&json(&e)).map_err(Fatal)?),
+            Format::Table => println!("{}", line(&e)),
         }
     }
     Ok(())

@@ -137,7 +137,7 @@ pub struct LsArgs {
     /// Only display names.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table or json.
+    /// Output format: table, json, or a template ('{{.Name}}\t{{.ID}}'; 'table …' adds a header).
     #[arg(long, default_value = "table")]
     pub format: Format,
 }
@@ -231,8 +231,9 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
                 for i in &resp.images {
                     println!("{}", i.name);
                 }
-            } else if a.format == Format::Json {
-                output::json_lines(
+            } else if a.format != Format::Table {
+                output::structured(
+                    &a.format,
                     &resp
                         .images
                         .iter()

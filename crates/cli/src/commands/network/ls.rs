@@ -37,14 +37,24 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
     })
     .collect();
     nets.sort_by(|a, b| (&a.spec.name, &a.id).cmp(&(&b.spec.name, &b.id)));
+    let filters = output::Filters::parse(&a.out.filters, &["id", "name", "label", "driver"])?;
+    nets.retain(|n| {
+        filters.keep(|k, v| match k {
+            "id" => n.id.as_str().starts_with(v),
+            "name" => n.spec.name.starts_with(v),
+            "label" => output::label_matches(&n.spec.labels, v),
+            _ => n.spec.driver.as_str() == v,
+        })
+    });
     if a.out.quiet {
         for n in &nets {
             println!("{}", n.id.short());
         }
         return Ok(());
     }
-    match a.out.format {
-        Format::Json => output::json_lines(
+    match &a.out.format {
+        f @ (Format::Json | Format::Template(_)) => output::structured(
+            f,
             &nets
                 .iter()
                 .map(|n| {

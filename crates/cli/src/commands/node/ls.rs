@@ -31,6 +31,21 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
     })
     .collect();
     nodes.sort_by(|a, b| (&a.description.hostname, &a.id).cmp(&(&b.description.hostname, &b.id)));
+    let filters = output::Filters::parse(
+        &a.out.filters,
+        &["id", "name", "role", "membership", "label", "node.label"],
+    )?;
+    nodes.retain(|n| {
+        filters.keep(|k, v| match k {
+            "id" => n.id.as_str().starts_with(v),
+            "name" => n.description.hostname.starts_with(v),
+            "role" => n.spec.role.as_str() == v,
+            // A node is a member once it joined (there is no pending acceptance).
+            "membership" => v == "accepted",
+            "label" => output::label_matches(&n.description.engine_labels, v),
+            _ => output::label_matches(&n.spec.labels, v),
+        })
+    });
     if a.out.quiet {
         for n in &nodes {
             println!("{}", n.id);
@@ -60,8 +75,9 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    match a.out.format {
-        Format::Json => output::json_lines(
+    match &a.out.format {
+        f @ (Format::Json | Format::Template(_)) => output::structured(
+            f,
             &rows
                 .iter()
                 .map(|r| json!({"ID": r.0, "Hostname": r.1, "Status": r.2, "Availability": r.3, "ManagerStatus": r.4, "Self": r.5, "EngineVersion": r.6}))

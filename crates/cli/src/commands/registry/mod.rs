@@ -105,8 +105,9 @@ pub async fn run(ctx: &Context, cmd: RegistryCmd) -> anyhow::Result<()> {
                 }
                 return Ok(());
             }
-            match a.out.format {
-                Format::Json => output::json_lines(
+            match &a.out.format {
+                f @ (Format::Json | Format::Template(_)) => output::structured(
+            f,
                     &rows
                         .iter()
                         .map(|(repo, tag, d)| {

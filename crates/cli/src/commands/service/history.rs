@@ -10,7 +10,7 @@ use swarm_types::spec::{ServiceMode, ServiceSpec};
 
 #[derive(Args, Debug)]
 pub struct HistoryArgs {
-    /// Output format: table or json.
+    /// Output format: table, json, or a template ('{{.Name}}\t{{.ID}}'; 'table …' adds a header).
     #[arg(long, default_value = "table")]
     pub format: Format,
     /// Service id, id prefix or name.
@@ -102,8 +102,9 @@ pub async fn run(ctx: &Context, a: HistoryArgs) -> anyhow::Result<()> {
             change_summary(&v.spec, next),
         ]);
     }
-    match a.format {
-        Format::Json => output::json_lines(
+    match &a.format {
+        f @ (Format::Json | Format::Template(_)) => output::structured(
+            f,
             &rows
                 .iter()
                 .map(|r| json!({"Version": r[0], "Replaced": r[1], "Image": r[2], "Changes": r[3]}))

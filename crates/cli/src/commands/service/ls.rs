@@ -32,8 +32,13 @@ pub fn update_note(svc: &Service) -> Option<&'static str> {
     svc.update_status
         .as_ref()
         .map(|u| u.state)
-        .filter(|s| !matches!(s, UpdateState::Completed | UpdateState::RollbackCompleted))
-        .map(UpdateState::as_str)
+        .and_then(|s| match s {
+            UpdateState::Updating => Some("updating"),
+            UpdateState::Paused => Some("update paused"),
+            UpdateState::RollbackStarted => Some("rolling back"),
+            UpdateState::RollbackPaused => Some("rollback paused"),
+            UpdateState::Completed | UpdateState::RollbackCompleted => None,
+        })
 }
 
 pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
@@ -53,6 +58,15 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         })
         .collect();
     services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+    let filters = output::Filters::parse(&a.out.filters, &["id", "name", "label", "mode"])?;
+    services.retain(|s| {
+        filters.keep(|k, v| match k {
+            "id" => s.id.as_str().starts_with(v),
+            "name" => s.spec.name.starts_with(v),
+            "label" => output::label_matches(&s.spec.labels, v),
+            _ => s.spec.mode.name() == v,
+        })
+    });
     if a.out.quiet {
         for s in &services {
             println!("{}", s.id);
@@ -63,7 +77,11 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         .iter()
         .map(|s| {
             (
-                s.id.short().to_string(),
+                if a.out.no_trunc {
+                    s.id.to_string()
+                } else {
+                    s.id.short().to_string()
+                },
                 s.spec.name.clone(),
                 s.spec.mode.name().to_string(),
                 replicas(s),
@@ -75,8 +93,9 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    match a.out.format {
-        Format::Json => output::json_lines(
+    match &a.out.format {
+        f @ (Format::Json | Format::Template(_)) => output::structured(
+            f,
             &rows
                 .iter()
                 .map(|r| json!({"ID": r.0, "Name": r.1, "Mode": r.2, "Replicas": r.3, "Image": r.4, "Ports": "", "UpdateStatus": r.5}))

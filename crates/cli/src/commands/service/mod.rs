@@ -8,6 +8,8 @@ mod history;
 mod inspect;
 mod logs;
 mod ls;
+mod pretty;
+pub use pretty::{bytes, print as print_aligned};
 mod ps;
 pub use ps::{list as ps_list, print_tasks as ps_print};
 mod rm;
@@ -98,7 +100,15 @@ pub struct ListOutput {
     /// Only display IDs.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table or json.
+    /// Filter output (KEY=VALUE; repeat a key for alternatives). Keys: service ls: id, name,
+    /// label, mode; service/node ps: id, name, node, desired-state; node ls: id, name, role,
+    /// membership, label, node.label; network ls: id, name, label, driver.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Do not truncate output (full ids, whole error messages).
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format: table, json, or a template ('{{.Name}}\t{{.ID}}'; 'table …' adds a header).
     #[arg(long, default_value = "table")]
     pub format: Format,
 }

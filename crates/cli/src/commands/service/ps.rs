@@ -9,6 +9,9 @@ use swarm_api::control::ListRequest;
 use swarm_types::objects::UpdateState;
 use swarm_types::{Object, Task};
 
+/// Width of the ERROR column (Docker's `maxErrLength`).
+const ERROR_WIDTH: usize = 30;
+
 #[derive(Args, Debug)]
 pub struct PsArgs {
     /// Service ids, id prefixes or names.
@@ -124,12 +127,6 @@ pub async fn print_tasks(
                 std::cmp::Reverse(b.meta.created_at),
             ))
     });
-    if out.quiet {
-        for t in &tasks {
-            println!("{}", t.id);
-        }
-        return Ok(());
-    }
     let mut c = ctx.control().await?;
     let mut names: HashMap<String, String> = HashMap::new();
     for o in collect(
@@ -157,6 +154,37 @@ pub async fn print_tasks(
             hosts.insert(n.id.to_string(), n.description.hostname);
         }
     }
+    let filters = output::Filters::parse(&out.filters, &["id", "name", "node", "desired-state"])?;
+    let task_name = |t: &Task| {
+        let svc = names
+            .get(t.service_id.as_str())
+            .cloned()
+            .unwrap_or_else(|| t.service_id.to_string());
+        if t.slot > 0 {
+            format!("{svc}.{}", t.slot)
+        } else {
+            format!(
+                "{svc}.{}",
+                t.node_id.as_ref().map(|n| n.as_str()).unwrap_or("")
+            )
+        }
+    };
+    tasks.retain(|t| {
+        filters.keep(|k, v| match k {
+            "id" => t.id.as_str().starts_with(v),
+            "name" => task_name(t).starts_with(v),
+            "node" => t.node_id.as_ref().is_some_and(|n| {
+                n.as_str().starts_with(v) || hosts.get(n.as_str()).is_some_and(|h| h == v)
+            }),
+            _ => t.desired_state.as_str() == v,
+        })
+    });
+    if out.quiet {
+        for t in &tasks {
+            println!("{}", t.id);
+        }
+        return Ok(());
+    }
     let mut seen_slots = std::collections::HashSet::new();
     let rows: Vec<[String; 7]> = tasks
         .iter()
@@ -167,18 +195,7 @@ pub async fn print_tasks(
                 if t.slot == 0 { t.node_id.clone() } else { None },
             );
             let history = !seen_slots.insert(key);
-            let svc = names
-                .get(t.service_id.as_str())
-                .cloned()
-                .unwrap_or_else(|| t.service_id.to_string());
-            let name = if t.slot > 0 {
-                format!("{svc}.{}", t.slot)
-            } else {
-                format!(
-                    "{svc}.{}",
-                    t.node_id.as_ref().map(|n| n.as_str()).unwrap_or("")
-                )
-            };
+            let name = task_name(t);
             // Docker marks earlier attempts of a slot like this.
             let name = if history {
                 format!(" \\_ {name}")
@@ -198,7 +215,11 @@ pub async fn print_tasks(
             let current = current_state(t);
             let err = t.status.err.clone();
             [
-                t.id.short().to_string(),
+                if out.no_trunc {
+                    t.id.to_string()
+                } else {
+                    t.id.short().to_string()
+                },
                 name,
                 swarm_types::registry::display_image(&t.spec.container.image).to_string(),
                 node,
@@ -208,8 +229,9 @@ pub async fn print_tasks(
             ]
         })
         .collect();
-    match out.format {
-        Format::Json => output::json_lines(
+    match &out.format {
+        f @ (Format::Json | Format::Template(_)) => output::structured(
+            f,
             &rows
                 .iter()
                 .map(|r| json!({"ID": r[0], "Name": r[1], "Image": r[2], "Node": r[3], "DesiredState": r[4], "CurrentState": r[5], "Error": r[6], "Ports": ""}))
@@ -221,6 +243,11 @@ pub async fn print_tasks(
                 .into_iter()
                 .map(|r| {
                     let mut v = r.to_vec();
+                    // Docker cuts errors to 30 characters unless --no-trunc (JSON and
+                    // templates keep them whole: scripts read them).
+                    if !out.no_trunc {
+                        v[6] = output::ellipsis(&v[6], ERROR_WIDTH);
+                    }
                     v.push(String::new());
                     v
                 })
@@ -307,7 +334,7 @@ mod tests {
             paused_line(&svc).unwrap(),
             "update paused: task web.2 on node-3 failed: task: non-zero exit (1)"
         );
-        assert_eq!(super::super::ls::update_note(&svc), Some("paused"));
+        assert_eq!(super::super::ls::update_note(&svc), Some("update paused"));
         st.state = UpdateState::RollbackPaused;
         svc.update_status = Some(st.clone());
         assert!(paused_line(&svc).unwrap().starts_with("rollback paused: "));

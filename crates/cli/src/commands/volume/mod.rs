@@ -41,7 +41,7 @@ pub struct LsArgs {
     /// Only display volume names.
     #[arg(short, long)]
     pub quiet: bool,
-    /// Output format: table or json.
+    /// Output format: table, json, or a template ('{{.Name}}\t{{.ID}}'; 'table …' adds a header).
     #[arg(long, default_value = "table")]
     pub format: Format,
 }
@@ -145,8 +145,9 @@ pub async fn run(ctx: &Context, cmd: VolumeCmd) -> anyhow::Result<()> {
                 for v in &vols {
                     println!("{}", v.name);
                 }
-            } else if a.format == Format::Json {
-                output::json_lines(
+            } else if a.format != Format::Table {
+                output::structured(
+                    &a.format,
                     &vols
                         .iter()
                         .map(|v| {
