@@ -69,9 +69,16 @@ pub enum Command {
     Events(commands::events::EventsArgs),
     /// Show client and server versions.
     Version,
+    /// Print a shell completion script: `source <(swarmctl completion bash)`, or write it to
+    /// your shell's completion directory.
+    Completion {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
-/// Runs a command; errors go to stderr and give a non-zero exit code.
+/// Runs a command; errors go to stderr. Exit status: 0 success, 1 the command failed (or a
+/// followed service did not converge), 2 the command line was wrong (clap's usage errors).
 pub fn run_blocking(cli: Cli) -> std::process::ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -94,6 +101,18 @@ pub fn run_blocking(cli: Cli) -> std::process::ExitCode {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Completion { shell } = cli.command {
+        use clap::CommandFactory;
+        use std::io::Write;
+        // Into memory first: the generator panics on a closed pipe (`| head`).
+        let mut script = Vec::new();
+        clap_complete::generate(shell, &mut Cli::command(), "swarmctl", &mut script);
+        let mut out = std::io::stdout().lock();
+        return match out.write_all(&script).and_then(|()| out.flush()) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+            r => Ok(r?),
+        };
+    }
     let mut ctx = client::Context::new(&cli.host, cli.stale)?;
     ctx.tls_dir = cli.tls_dir.clone();
     let res = match cli.command {
@@ -106,6 +125,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Network(c) => commands::network::run(&ctx, c).await,
         Command::Events(a) => commands::events::run(&ctx, a).await,
         Command::Version => commands::version(&ctx).await,
+        Command::Completion { .. } => unreachable!("handled above"),
     };
     match res {
         Err(e) => Err(ctx.explain(e).await),

@@ -112,16 +112,41 @@ fn resolve<'a, T>(
         return Ok(t);
     }
     let matches: Vec<_> = items
+        .clone()
         .filter(|(id, _, _)| id.starts_with(reference))
         .collect();
     match matches.len() {
         1 => Ok(matches[0].2),
-        0 => Err(Status::not_found(format!("{kind} {reference} not found"))),
+        0 => {
+            let near = items
+                .map(|(_, name, _)| (edit_distance(name, reference), name))
+                .filter(|(d, name)| !name.is_empty() && *d <= 2 && *d < reference.len())
+                .min();
+            Err(Status::not_found(match near {
+                Some((_, name)) => format!("{kind} {reference} not found; did you mean {name}?"),
+                None => format!("{kind} {reference} not found"),
+            }))
+        }
         _ => Err(Status::invalid_argument(format!(
             "{kind} reference {reference:?} is ambiguous: it matches {}; use more characters of the id",
             matches.iter().map(|m| m.0).collect::<Vec<_>>().join(", ")
         ))),
     }
+}
+
+/// Levenshtein distance (names are short: the quadratic table is fine).
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
 }
 
 fn find_service(s: &StoreState, r: &str) -> Result<Service, Status> {
@@ -798,4 +823,24 @@ impl Control for ControlService {
 /// Used by `node ls`: whether a node counts as ready.
 pub fn node_ready(n: &Node) -> bool {
     n.status.state == NodeState::Ready
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_near_miss_name_is_suggested() {
+        let items = [("id1", "web", &1), ("id2", "worker", &2)];
+        let e = resolve("service", "wbe", items.iter().map(|(a, b, c)| (*a, *b, *c))).unwrap_err();
+        assert_eq!(e.message(), "service wbe not found; did you mean web?");
+        let e = resolve(
+            "service",
+            "zzzzzz",
+            items.iter().map(|(a, b, c)| (*a, *b, *c)),
+        )
+        .unwrap_err();
+        assert_eq!(e.message(), "service zzzzzz not found");
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+    }
 }
