@@ -68,6 +68,11 @@ impl NodeImages {
         })
     }
 
+    /// The container runtime the images serve.
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
     pub fn store(&self) -> &Arc<ImageStore> {
         &self.store
     }

@@ -233,6 +233,59 @@ impl Agent for LocalService {
         Ok(Response::new(RemoveVolumesResponse { removed }))
     }
 
+    type ContainerLogsStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<swarm_api::dispatcher::LogLine, Status>> + Send>,
+    >;
+    async fn container_logs(
+        &self,
+        req: Request<swarm_api::agent::ContainerLogsRequest>,
+    ) -> Result<Response<Self::ContainerLogsStream>, Status> {
+        let r = req.into_inner();
+        let runtime = self
+            .images()
+            .map_err(|_| {
+                Status::failed_precondition("this node runs no containers (no container runtime)")
+            })?
+            .runtime()
+            .clone();
+        if r.id.is_empty() {
+            return Err(Status::invalid_argument(
+                "name a container (a task id or a prefix of one)",
+            ));
+        }
+        let rt = runtime.clone();
+        let all = tokio::task::spawn_blocking(move || rt.list())
+            .await
+            .map_err(|e| Status::internal(e.to_string()))?
+            .map_err(|e| Status::internal(e.to_string()))?;
+        let ids: Vec<String> = all
+            .into_iter()
+            .map(|c| c.id)
+            .filter(|id| id.starts_with(&r.id))
+            .collect();
+        let id = match ids.as_slice() {
+            [one] => one.clone(),
+            [] => {
+                return Err(Status::not_found(format!(
+                    "no container {} on this node (containers are named after their task id: see `swarmctl node ps`)",
+                    r.id
+                )))
+            }
+            many => {
+                return Err(Status::invalid_argument(format!(
+                    "{} matches {} containers: {}; use more characters",
+                    r.id,
+                    many.len(),
+                    many.join(", ")
+                )))
+            }
+        };
+        let rx = crate::logs::container_logs(runtime, id, r.options.unwrap_or_default());
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
     async fn prune_volumes(
         &self,
         _req: Request<PruneVolumesRequest>,

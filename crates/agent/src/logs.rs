@@ -238,7 +238,7 @@ async fn serve<E: Executor>(
     }
 }
 
-fn line(task: &str, e: LogEntry) -> LogLine {
+pub(crate) fn line(task: &str, e: LogEntry) -> LogLine {
     LogLine {
         task_id: task.to_string(),
         time: e.time,
@@ -265,7 +265,7 @@ fn chunks(mut v: Vec<LogLine>) -> Vec<Vec<LogLine>> {
 
 /// The entries a reader asked for: within since/until, and (for what was there when it
 /// subscribed) the last `tail`.
-fn select(mut v: Vec<LogEntry>, o: &LogOptions, initial: bool) -> Vec<LogEntry> {
+pub(crate) fn select(mut v: Vec<LogEntry>, o: &LogOptions, initial: bool) -> Vec<LogEntry> {
     v.retain(|e| {
         (o.since.is_empty() || e.time >= o.since) && (o.until.is_empty() || e.time <= o.until)
     });
@@ -278,7 +278,7 @@ fn select(mut v: Vec<LogEntry>, o: &LogOptions, initial: bool) -> Vec<LogEntry> 
 
 /// A container's json-file log read incrementally: complete lines only, from where the last
 /// read stopped.
-struct LogFile {
+pub(crate) struct LogFile {
     path: PathBuf,
     offset: u64,
     /// Whether the file existed at some read (its disappearance then means removal).
@@ -286,7 +286,7 @@ struct LogFile {
 }
 
 impl LogFile {
-    fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         LogFile {
             path,
             offset: 0,
@@ -295,7 +295,7 @@ impl LogFile {
     }
 
     /// New complete entries; None when the file does not exist.
-    fn read_new(&mut self) -> std::io::Result<Option<Vec<LogEntry>>> {
+    pub(crate) fn read_new(&mut self) -> std::io::Result<Option<Vec<LogEntry>>> {
         let mut f = match std::fs::File::open(&self.path) {
             Ok(f) => f,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -408,4 +408,54 @@ mod tests {
             vec![128, 128, 44]
         );
     }
+}
+
+/// `Agent.ContainerLogs`: one local container's lines (following until it stops, or until the
+/// reader goes).
+pub fn container_logs(
+    runtime: Arc<swarm_runtime::Runtime>,
+    id: String,
+    opts: LogOptions,
+) -> mpsc::Receiver<Result<LogLine, tonic::Status>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let Ok(path) = runtime.log_path(&id) else {
+            return;
+        };
+        let mut f = LogFile::new(path);
+        let mut initial = true;
+        loop {
+            let running = runtime
+                .inspect(&id)
+                .map(|c| c.status == swarm_runtime::ContainerStatus::Running)
+                .unwrap_or(false);
+            let entries = match f.read_new() {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(tonic::Status::internal(format!(
+                            "cannot read the log of {id}: {e}"
+                        ))))
+                        .await;
+                    return;
+                }
+            };
+            for e in select(entries, &opts, initial) {
+                if tx.send(Ok(line(&id, e))).await.is_err() {
+                    return;
+                }
+            }
+            initial = false;
+            // Without follow, or once the container stopped and its log is drained: done.
+            if !opts.follow || !running {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    rx
 }

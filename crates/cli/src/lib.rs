@@ -62,6 +62,9 @@ pub enum Command {
     /// Access to the cluster registry.
     #[command(subcommand)]
     Registry(commands::registry::RegistryCmd),
+    /// Containers of the local node (`container logs`).
+    #[command(subcommand)]
+    Container(commands::container::ContainerCmd),
     /// Manage volumes of the local node.
     #[command(subcommand)]
     Volume(commands::volume::VolumeCmd),
@@ -124,6 +127,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Volume(c) => commands::volume::run(&ctx, c).await,
         Command::Network(c) => commands::network::run(&ctx, c).await,
         Command::Events(a) => commands::events::run(&ctx, a).await,
+        Command::Container(c) => commands::container::run(&ctx, c).await,
         Command::Version => commands::version(&ctx).await,
         Command::Completion { .. } => unreachable!("handled above"),
     };

@@ -103,6 +103,38 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
         );
     }
 
+    info!("phase: container logs on the node that runs the task, without the managers");
+    let t = swarm_integration::tasks(&c, 0, "talk")
+        .into_iter()
+        .find(|t| t["DesiredState"] == "Running")
+        .unwrap();
+    let node = c
+        .nodes
+        .iter()
+        .position(|n| n.name == t["Node"].as_str().unwrap())
+        .unwrap();
+    let id = t["ID"].as_str().unwrap();
+    // The task writes two lines every 0.2 s: soon there are more than four.
+    let both = wait_until("four lines of the container", LONG, || {
+        let o = c
+            .ctl_raw(node, &["container", "logs", "--tail", "4", id])
+            .ok()?;
+        let both = format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        );
+        (o.status.success() && both.lines().count() == 4).then_some(both)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    assert!(
+        both.lines()
+            .all(|l| l.starts_with("tick ") || l.starts_with("oops ")),
+        "{both}"
+    );
+    let e = c.ctl(node, &["container", "logs", "zzzz"]).unwrap_err();
+    assert!(e.to_string().contains("no container zzzz"), "{e}");
+
     let e = c.ctl(follower, &["service", "logs", "nope"]).unwrap_err();
     assert!(e.to_string().contains("not found"), "{e}");
 

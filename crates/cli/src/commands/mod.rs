@@ -1,6 +1,7 @@
 //! One module per noun, one file per verb (`service/create.rs`, ...).
 
 pub mod cluster;
+pub mod container;
 pub mod events;
 pub mod image;
 pub mod network;

@@ -44,7 +44,7 @@ pub struct LogsArgs {
     pub target: String,
 }
 
-fn parse_tail(s: &str) -> Result<i64, String> {
+pub fn parse_tail(s: &str) -> Result<i64, String> {
     if s == "all" {
         return Ok(-1);
     }
@@ -54,7 +54,7 @@ fn parse_tail(s: &str) -> Result<i64, String> {
 }
 
 /// A time as the managers compare it: RFC 3339 UTC with nanoseconds.
-fn parse_time(s: &str) -> Result<String, String> {
+pub fn parse_time(s: &str) -> Result<String, String> {
     crate::parse::time(s).map(|t| humantime::format_rfc3339_nanos(t).to_string())
 }
 

@@ -7,6 +7,7 @@ mod flags;
 mod history;
 mod inspect;
 mod logs;
+pub use logs::{parse_tail, parse_time as parse_log_time};
 mod ls;
 mod pretty;
 pub use pretty::{bytes, print as print_aligned};
