@@ -320,6 +320,56 @@ fn parse(b: &[u8]) -> Vec<LogEntry> {
         .collect()
 }
 
+/// `Agent.ContainerLogs`: one local container's lines (following until it stops, or until the
+/// reader goes).
+pub fn container_logs(
+    runtime: Arc<swarm_runtime::Runtime>,
+    id: String,
+    opts: LogOptions,
+) -> mpsc::Receiver<Result<LogLine, tonic::Status>> {
+    let (tx, rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        let Ok(path) = runtime.log_path(&id) else {
+            return;
+        };
+        let mut f = LogFile::new(path);
+        let mut initial = true;
+        loop {
+            let running = runtime
+                .inspect(&id)
+                .map(|c| c.status == swarm_runtime::ContainerStatus::Running)
+                .unwrap_or(false);
+            let entries = match f.read_new() {
+                Ok(Some(e)) => e,
+                Ok(None) => return,
+                Err(e) => {
+                    let _ = tx
+                        .send(Err(tonic::Status::internal(format!(
+                            "cannot read the log of {id}: {e}"
+                        ))))
+                        .await;
+                    return;
+                }
+            };
+            for e in select(entries, &opts, initial) {
+                if tx.send(Ok(line(&id, e))).await.is_err() {
+                    return;
+                }
+            }
+            initial = false;
+            // Without follow, or once the container stopped and its log is drained: done.
+            if !opts.follow || !running {
+                return;
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(FOLLOW_POLL) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    rx
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -408,54 +458,4 @@ mod tests {
             vec![128, 128, 44]
         );
     }
-}
-
-/// `Agent.ContainerLogs`: one local container's lines (following until it stops, or until the
-/// reader goes).
-pub fn container_logs(
-    runtime: Arc<swarm_runtime::Runtime>,
-    id: String,
-    opts: LogOptions,
-) -> mpsc::Receiver<Result<LogLine, tonic::Status>> {
-    let (tx, rx) = mpsc::channel(64);
-    tokio::spawn(async move {
-        let Ok(path) = runtime.log_path(&id) else {
-            return;
-        };
-        let mut f = LogFile::new(path);
-        let mut initial = true;
-        loop {
-            let running = runtime
-                .inspect(&id)
-                .map(|c| c.status == swarm_runtime::ContainerStatus::Running)
-                .unwrap_or(false);
-            let entries = match f.read_new() {
-                Ok(Some(e)) => e,
-                Ok(None) => return,
-                Err(e) => {
-                    let _ = tx
-                        .send(Err(tonic::Status::internal(format!(
-                            "cannot read the log of {id}: {e}"
-                        ))))
-                        .await;
-                    return;
-                }
-            };
-            for e in select(entries, &opts, initial) {
-                if tx.send(Ok(line(&id, e))).await.is_err() {
-                    return;
-                }
-            }
-            initial = false;
-            // Without follow, or once the container stopped and its log is drained: done.
-            if !opts.follow || !running {
-                return;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep(FOLLOW_POLL) => {}
-                _ = tx.closed() => return,
-            }
-        }
-    });
-    rx
 }
