@@ -128,9 +128,27 @@ fn replicated_service_runs_spreads_heals_and_scales() {
     assert!(took < Duration::from_secs(10), "rescheduling took {took:?}");
     assert_eq!(per_node(&r).len(), 2);
 
-    info!("phase: drain n2 → its tasks move to n1");
-    c.ctl(0, &["node", "update", "--availability", "drain", "n2"])
+    info!("phase: drain n2 (following it) → its tasks move to n1");
+    let out = c
+        .ctl(
+            0,
+            &[
+                "node",
+                "update",
+                "--availability",
+                "drain",
+                "--detach=false",
+                "n2",
+            ],
+        )
         .unwrap();
+    assert!(out.contains("n2: drained"), "{out}");
+    // When the command returns, nothing runs on n2 any more.
+    assert!(
+        running(&c, 0, "sleeper").iter().all(|(_, n)| n != "n2"),
+        "{:?}",
+        tasks(&c, 0, "sleeper")
+    );
     wait_until("all on n1", LONG, || {
         let r = running(&c, 0, "sleeper");
         (r.len() == 3 && r.iter().all(|(_, n)| n == "n1")).then_some(())

@@ -19,6 +19,8 @@ pub struct UpdateArgs {
     pub label_rm: Vec<String>,
     /// Node id, id prefix or hostname.
     pub node: String,
+    #[command(flatten)]
+    pub detach: crate::commands::service::DetachFlag,
 }
 
 pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
@@ -42,5 +44,42 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
     })
     .await?;
     println!("{}", a.node);
+    if a.availability == Some(Availability::Drain) && a.detach.follow(false) {
+        let node = super::get_node(ctx, &a.node).await?;
+        follow_drain(ctx, node.id.as_str(), &a.node).await?;
+    }
     Ok(())
+}
+
+/// Tasks of the node that have not stopped yet.
+fn remaining(tasks: &[swarm_types::Task]) -> usize {
+    tasks
+        .iter()
+        .filter(|t| !t.status.state.is_terminal())
+        .count()
+}
+
+/// Watches a drained node until its tasks have stopped (they are rescheduled elsewhere by
+/// the orchestrator). Ctrl-C stops watching, not the drain.
+async fn follow_drain(ctx: &Context, id: &str, name: &str) -> anyhow::Result<()> {
+    let mut last = None;
+    loop {
+        let tasks = crate::commands::service::ps_list(ctx, "", id).await?;
+        let n = remaining(&tasks);
+        if last != Some(n) {
+            if n == 0 {
+                println!("{name}: drained (no task runs on it)");
+                return Ok(());
+            }
+            println!("{name}: draining, {n} task(s) still stopping");
+            last = Some(n);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(std::time::Duration::from_millis(300)) => {}
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("stopped watching; {name} keeps draining: follow it with `swarmctl node ps {name}`");
+                return Ok(());
+            }
+        }
+    }
 }

@@ -2,6 +2,7 @@
 
 mod container_flags;
 mod converge;
+pub use converge::DetachFlag;
 mod create;
 mod flags;
 mod history;
