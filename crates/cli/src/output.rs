@@ -30,6 +30,15 @@ impl std::str::FromStr for Format {
 
 /// Prints objects as JSON lines or through a template (the two structured formats).
 pub fn structured(f: &Format, objs: &[serde_json::Value]) -> anyhow::Result<()> {
+    structured_to(&mut std::io::stdout(), f, objs)
+}
+
+/// [`structured`] into any writer.
+pub fn structured_to(
+    w: &mut dyn Write,
+    f: &Format,
+    objs: &[serde_json::Value],
+) -> anyhow::Result<()> {
     match f {
         Format::Template(t) => {
             let lines = objs
@@ -38,27 +47,36 @@ pub fn structured(f: &Format, objs: &[serde_json::Value]) -> anyhow::Result<()> 
                 .collect::<Result<Vec<_>, _>>()
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             if t.table {
-                let mut tw = tabwriter::TabWriter::new(std::io::stdout()).padding(3);
+                let mut tw = tabwriter::TabWriter::new(w).padding(3);
                 writeln!(tw, "{}", t.header())?;
                 for l in lines {
                     writeln!(tw, "{l}")?;
                 }
                 tw.flush()?;
             } else {
-                let mut out = std::io::stdout().lock();
                 for l in lines {
-                    writeln!(out, "{l}")?;
+                    writeln!(w, "{l}")?;
                 }
             }
             Ok(())
         }
-        _ => Ok(json_lines(objs)?),
+        _ => {
+            for o in objs {
+                writeln!(w, "{o}")?;
+            }
+            Ok(())
+        }
     }
 }
 
 /// Prints rows as a table with docker's alignment.
 pub fn table(header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
-    let mut tw = tabwriter::TabWriter::new(std::io::stdout()).padding(3);
+    table_to(&mut std::io::stdout(), header, rows)
+}
+
+/// [`table`] into any writer (tests render tables into memory).
+pub fn table_to(w: &mut dyn Write, header: &[&str], rows: &[Vec<String>]) -> std::io::Result<()> {
+    let mut tw = tabwriter::TabWriter::new(w).padding(3);
     writeln!(tw, "{}", header.join("\t"))?;
     for r in rows {
         writeln!(tw, "{}", r.join("\t"))?;

@@ -58,7 +58,19 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         })
         .collect();
     services.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-    let filters = output::Filters::parse(&a.out.filters, &["id", "name", "label", "mode"])?;
+    let services = select(services, &a.out)?;
+    if a.out.quiet {
+        for s in &services {
+            println!("{}", s.id);
+        }
+        return Ok(());
+    }
+    render(&mut std::io::stdout(), &services, &a.out)
+}
+
+/// The services `--filter` keeps.
+pub fn select(mut services: Vec<Service>, out: &ListOutput) -> anyhow::Result<Vec<Service>> {
+    let filters = output::Filters::parse(&out.filters, &["id", "name", "label", "mode"])?;
     services.retain(|s| {
         filters.keep(|k, v| match k {
             "id" => s.id.as_str().starts_with(v),
@@ -67,17 +79,20 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
             _ => s.spec.mode.name() == v,
         })
     });
-    if a.out.quiet {
-        for s in &services {
-            println!("{}", s.id);
-        }
-        return Ok(());
-    }
+    Ok(services)
+}
+
+/// The list as `service ls` prints it (tests render it into memory).
+pub fn render(
+    w: &mut dyn std::io::Write,
+    services: &[Service],
+    out: &ListOutput,
+) -> anyhow::Result<()> {
     let rows: Vec<(String, String, String, String, String, String)> = services
         .iter()
         .map(|s| {
             (
-                if a.out.no_trunc {
+                if out.no_trunc {
                     s.id.to_string()
                 } else {
                     s.id.short().to_string()
@@ -93,19 +108,21 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
             )
         })
         .collect();
-    match &a.out.format {
-        f @ (Format::Json | Format::Template(_)) => output::structured(
+    match &out.format {
+        f @ (Format::Json | Format::Template(_)) => output::structured_to(
+            w,
             f,
             &rows
                 .iter()
                 .map(|r| json!({"ID": r.0, "Name": r.1, "Mode": r.2, "Replicas": r.3, "Image": r.4, "Ports": "", "UpdateStatus": r.5}))
                 .collect::<Vec<_>>(),
         )?,
-        Format::Table => output::table(
+        Format::Table => output::table_to(
+            w,
             &["ID", "NAME", "MODE", "REPLICAS", "IMAGE", "PORTS"],
             &rows
                 .into_iter()
-                .zip(&services)
+                .zip(services)
                 .map(|(r, s)| {
                     let replicas = match update_note(s) {
                         Some(n) => format!("{} ({n})", r.3),

@@ -13,6 +13,8 @@ mod ls;
 mod pretty;
 pub use pretty::{bytes, print as print_aligned};
 mod ps;
+#[cfg(test)]
+mod render_tests;
 pub use ps::{list as ps_list, print_tasks as ps_print};
 mod rm;
 mod rollback;

@@ -154,6 +154,18 @@ pub async fn print_tasks(
             hosts.insert(n.id.to_string(), n.description.hostname);
         }
     }
+    render_tasks(&mut std::io::stdout(), tasks, &names, &hosts, out)
+}
+
+/// The task table of `service ps` / `node ps`, given service names and node hostnames by id
+/// (tests render it into memory).
+pub fn render_tasks(
+    w: &mut dyn std::io::Write,
+    mut tasks: Vec<Task>,
+    names: &HashMap<String, String>,
+    hosts: &HashMap<String, String>,
+    out: &super::ListOutput,
+) -> anyhow::Result<()> {
     let filters = output::Filters::parse(&out.filters, &["id", "name", "node", "desired-state"])?;
     let task_name = |t: &Task| {
         let svc = names
@@ -181,7 +193,7 @@ pub async fn print_tasks(
     });
     if out.quiet {
         for t in &tasks {
-            println!("{}", t.id);
+            writeln!(w, "{}", t.id)?;
         }
         return Ok(());
     }
@@ -230,14 +242,16 @@ pub async fn print_tasks(
         })
         .collect();
     match &out.format {
-        f @ (Format::Json | Format::Template(_)) => output::structured(
+        f @ (Format::Json | Format::Template(_)) => output::structured_to(
+            w,
             f,
             &rows
                 .iter()
                 .map(|r| json!({"ID": r[0], "Name": r[1], "Image": r[2], "Node": r[3], "DesiredState": r[4], "CurrentState": r[5], "Error": r[6], "Ports": ""}))
                 .collect::<Vec<_>>(),
         )?,
-        Format::Table => output::table(
+        Format::Table => output::table_to(
+            w,
             &["ID", "NAME", "IMAGE", "NODE", "DESIRED STATE", "CURRENT STATE", "ERROR", "PORTS"],
             &rows
                 .into_iter()
