@@ -3,7 +3,6 @@
 
 use super::converge::{snapshot, Operation};
 use super::ListOutput;
-use crate::output::Format;
 use std::collections::HashMap;
 use swarm_types::ids::{NodeId, ServiceId, TaskId};
 use swarm_types::objects::{Meta, ServiceStatus, TaskStatus, UpdateState, UpdateStatus};
