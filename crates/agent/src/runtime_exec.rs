@@ -362,8 +362,16 @@ impl Executor for RuntimeExecutor {
                 // has not run yet.
                 let (dp, t, pid) = (dp.clone(), task.clone(), info.pid);
                 let t0 = std::time::Instant::now();
-                let res = self.limited(move || dp.attach(&t, pid)).await?;
-                tracing::debug!(task = %task.id, elapsed = ?t0.elapsed(), "network setup");
+                let (res, work) = self
+                    .limited(move || {
+                        let t1 = std::time::Instant::now();
+                        let r = dp.attach(&t, pid);
+                        (r, t1.elapsed())
+                    })
+                    .await?;
+                // elapsed: what the task start waited; work: the setup itself (without the
+                // wait for a free runtime slot).
+                tracing::debug!(task = %task.id, elapsed = ?t0.elapsed(), work = ?work, "network setup");
                 if let Err(e) = res {
                     let id = info.id.clone();
                     let _ = self.call(move |rt| rt.remove(&id, true)).await;

@@ -338,3 +338,257 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
     }
     assert!(json_lines(&c.ctl(0, &["network", "ls", "--format", "json"]).unwrap()).is_empty());
 }
+
+/// The daemon log without its colour escapes.
+fn strip_ansi(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut it = s.chars();
+    while let Some(c) = it.next() {
+        if c == '\u{1b}' {
+            for d in it.by_ref() {
+                if d.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// `iperf3` from `from_ns` (a `nsenter --net=` target) to `addr`: Gbit/s received.
+fn iperf(server_ns: &str, from_ns: &str, addr: &str) -> f64 {
+    let mut server = Command::new("nsenter")
+        .args([
+            &format!("--net={server_ns}"),
+            "--",
+            "iperf3",
+            "-s",
+            "-1",
+            "-p",
+            "5201",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start iperf3 server (apt-get install iperf3)");
+    std::thread::sleep(Duration::from_millis(500));
+    let out = Command::new("nsenter")
+        .args([
+            &format!("--net={from_ns}"),
+            "--",
+            "iperf3",
+            "-c",
+            addr,
+            "-p",
+            "5201",
+            "-t",
+            "5",
+            "-J",
+        ])
+        .output()
+        .expect("run iperf3 client");
+    let _ = server.kill();
+    let _ = server.wait();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("iperf3 json: {e}: {}", String::from_utf8_lossy(&out.stdout)));
+    v["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no throughput in {v}"))
+        / 1e9
+}
+
+/// busybox ping, 200 echoes 10 ms apart: (min, avg, max) round trip in ms.
+fn rtt(from_ns: &str, addr: &str) -> (f64, f64, f64) {
+    let out = Command::new("nsenter")
+        .args([
+            &format!("--net={from_ns}"),
+            "--",
+            "busybox",
+            "ping",
+            "-q",
+            "-c",
+            "200",
+            "-i",
+            "0.01",
+            addr,
+        ])
+        .output()
+        .expect("run ping");
+    let s = String::from_utf8_lossy(&out.stdout);
+    let line = s
+        .lines()
+        .find(|l| l.contains("min/avg/max"))
+        .unwrap_or_else(|| panic!("no ping summary: {s}"));
+    let nums: Vec<f64> = line
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .trim()
+        .trim_end_matches(" ms")
+        .split('/')
+        .map(|x| x.parse().unwrap())
+        .collect();
+    (nums[0], nums[1], nums[2])
+}
+
+/// Throughput and latency container to container on one host (bridge network) and across
+/// hosts (VXLAN overlay), against the veth + bridge path between the two host namespaces that
+/// the overlay itself runs over; and the time the agent's network setup adds to a task start.
+/// Run with `deploy/bench/network.sh` (needs iperf3).
+#[test]
+#[ignore = "benchmark: deploy/bench/network.sh"]
+fn bench_network_throughput_latency_and_setup_time() {
+    init_tracing();
+    let (hosts, c) = hosts_cluster(2, &[]);
+    for (driver, subnet, name) in [
+        ("bridge", "10.78.1.0/24", "br"),
+        ("overlay", "10.78.2.0/24", "ov"),
+    ] {
+        c.ctl(
+            0,
+            &["network", "create", "-d", driver, "--subnet", subnet, name],
+        )
+        .unwrap();
+    }
+    let place = |name: &str, node: &str, net: &str, marker: &str| {
+        c.ctl(
+            0,
+            &[
+                "service",
+                "create",
+                "--name",
+                name,
+                "--detach",
+                "--constraint",
+                &format!("node.hostname=={node}"),
+                "--network",
+                net,
+                "busybox",
+                "sleep",
+                marker,
+            ],
+        )
+        .unwrap();
+    };
+    place("b1", "n1", "br", "3901");
+    place("b2", "n1", "br", "3902");
+    place("o1", "n1", "ov", "3903");
+    place("o2", "n2", "ov", "3904");
+    let pid = |marker: &str, svc: &str| wait_tasks(&c, svc, &format!("sleep {marker}"), 1).0[0];
+    let (b1, b2, o1, o2) = (
+        pid("3901", "b1"),
+        pid("3902", "b2"),
+        pid("3903", "o1"),
+        pid("3904", "o2"),
+    );
+    let ns = |p: i32| format!("/proc/{p}/ns/net");
+    let host_ns = |i: usize| format!("/var/run/netns/{}", hosts.names[i]);
+    let b2_addr = eth0_addr(b2).unwrap();
+    let o2_addr = eth0_addr(o2).unwrap();
+    // The overlay path must work before it is measured.
+    wait_until("o1 reaches o2", LONG, || ping(o1, &o2_addr).0.then_some(()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    wait_until("b1 reaches b2", LONG, || ping(b1, &b2_addr).0.then_some(()))
+        .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    let mut rows = Vec::new();
+    for (what, server, client, addr) in [
+        (
+            "host n1 → host n2 (veth + test bridge, the path VXLAN runs over)",
+            host_ns(1),
+            host_ns(0),
+            hosts.ips[1].clone(),
+        ),
+        (
+            "task → task, same host, bridge network",
+            ns(b2),
+            ns(b1),
+            b2_addr.clone(),
+        ),
+        (
+            "task → task, across hosts, overlay (VXLAN)",
+            ns(o2),
+            ns(o1),
+            o2_addr.clone(),
+        ),
+    ] {
+        let gbps = iperf(&server, &client, &addr);
+        let (min, avg, max) = rtt(&client, &addr);
+        println!("{what}: {gbps:.2} Gbit/s, rtt min/avg/max {min:.3}/{avg:.3}/{max:.3} ms");
+        rows.push(format!(
+            "| {what} | {gbps:.2} | {min:.3} / {avg:.3} / {max:.3} |"
+        ));
+    }
+
+    // The agent logs the time of each container's network setup (between create and start).
+    let setup_times = |text: &str| -> Vec<f64> {
+        let log = strip_ansi(text);
+        let mut v: Vec<f64> = log
+            .lines()
+            .filter(|l| l.contains("network setup"))
+            .filter_map(|l| {
+                let v = l.split("elapsed=").nth(1)?.split_whitespace().next()?;
+                if let Some(x) = v.strip_suffix("ms") {
+                    x.parse::<f64>().ok()
+                } else if let Some(x) = v.strip_suffix("µs") {
+                    x.parse::<f64>().ok().map(|u| u / 1000.0)
+                } else {
+                    v.strip_suffix('s')?.parse::<f64>().ok().map(|s| s * 1000.0)
+                }
+            })
+            .collect();
+        v.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        v
+    };
+    let first: Vec<f64> = c
+        .nodes
+        .iter()
+        .flat_map(|n| setup_times(&n.log_since(0)))
+        .collect();
+    // Ten more tasks on a network that already exists on the host: the steady-state cost.
+    let mark = c.nodes[0].log_len();
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "many",
+            "--detach",
+            "--replicas",
+            "10",
+            "--constraint",
+            "node.hostname==n1",
+            "--network",
+            "br",
+            "busybox",
+            "sleep",
+            "3905",
+        ],
+    )
+    .unwrap();
+    wait_tasks(&c, "many", "sleep 3905", 10);
+    let setup_ms = setup_times(&c.nodes[0].log_since(mark));
+    let work_ms = setup_times(
+        &strip_ansi(&c.nodes[0].log_since(mark))
+            .replace("elapsed=", "waited=")
+            .replace("work=", "elapsed="),
+    );
+    println!("\nnetwork setup, first containers of each network on a host (ms): {first:?}");
+    println!("\n| path | throughput Gbit/s | rtt ms min / avg / max |\n|---|---:|---|");
+    for r in rows {
+        println!("{r}");
+    }
+    println!(
+        "network setup, 10 more containers on an existing bridge network (ms): median {:.1}, {:?}",
+        setup_ms.get(setup_ms.len() / 2).copied().unwrap_or(0.0),
+        setup_ms
+    );
+    println!(
+        "  of which the setup itself (without waiting for a runtime slot): median {:.1}, {:?}",
+        work_ms.get(work_ms.len() / 2).copied().unwrap_or(0.0),
+        work_ms
+    );
+}

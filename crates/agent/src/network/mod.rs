@@ -110,7 +110,13 @@ impl DataPlane {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let links = sys::links()?;
         for att in &task.networks {
-            self.ensure_network(&mut st, &links, att)?;
+            // A network this process already set up (and whose bridge still exists) is
+            // not configured again for every container: one `ip` run less per task.
+            let known =
+                st.nets.contains_key(&att.vni) && sys::has(&links, &self.bridge_name(att.vni));
+            if !known {
+                self.ensure_network(&mut st, &links, att)?;
+            }
         }
         self.load_rules(&mut st)?;
         let mut host = String::new();
@@ -144,6 +150,9 @@ impl DataPlane {
             }
         }
         sys::ip_batch(None, &host)?;
+        // Inside the container's own namespace: nothing another container's setup touches,
+        // so other tasks' setups need not wait for it.
+        drop(st);
         sys::ip_batch(Some(pid), &inside)?;
         Ok(())
     }
