@@ -444,13 +444,22 @@ fn manager_demoted_and_promoted_while_paused_rejoins_raft() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
     // A write through the rejoined manager commits: it is a working member, not a stray.
-    c.ctl(
-        f,
-        &[
-            "service", "create", "-d", "--name", "after", "busybox", "sleep", "1d",
-        ],
-    )
-    .unwrap_or_else(|e| panic!("write through {name}: {e}\n{}", c.dump()));
+    // (The leader may list it as reachable a moment before its restart in the manager role
+    // has bound its control socket again: retry until the socket answers.)
+    wait_until(&format!("a write through {name}"), LONG, || {
+        c.ctl(
+            f,
+            &[
+                "service", "create", "-d", "--name", "after", "busybox", "sleep", "1d",
+            ],
+        )
+        .ok()
+        .or_else(|| {
+            // A retry after a create that did commit finds the service.
+            c.ctl(f, &["service", "inspect", "after"]).ok()
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 }
 
 /// Regression (chaos suite, TotalRestart, seed 7): every manager SIGKILLed right after an
