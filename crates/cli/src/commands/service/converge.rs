@@ -58,7 +58,18 @@ pub struct Snapshot {
     pub total: u64,
     /// One line per slot (replicated) or node (global), in order: `1/3: running`.
     pub lines: Vec<String>,
+    /// The same slots, for the bars on a terminal.
+    pub slots: Vec<Slot>,
     pub verdict: Verdict,
+}
+
+/// One task slot (replicated) or node (global) as the display shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Slot {
+    /// `1/3`, or the node for a global service.
+    pub label: String,
+    pub state: TaskState,
+    pub err: String,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,6 +138,7 @@ pub fn snapshot(
             .count() as u64
     };
     let mut lines = Vec::new();
+    let mut slots = Vec::new();
     if total as usize <= MAX_TASK_LINES {
         for (key, t) in &newest {
             if t.desired_state > TaskState::Running && !job {
@@ -142,6 +154,11 @@ pub fn snapshot(
                 line.push_str(&format!("  {}", t.status.err));
             }
             lines.push(line);
+            slots.push(Slot {
+                label,
+                state: t.status.state,
+                err: t.status.err.clone(),
+            });
         }
     }
     let update = ours(svc, baseline);
@@ -176,6 +193,7 @@ pub fn snapshot(
         done,
         total,
         lines,
+        slots,
         verdict,
     }
 }
@@ -202,6 +220,65 @@ fn strip<'a>(m: &'a str, prefix: &str) -> &'a str {
     m.strip_prefix(prefix).unwrap_or(m)
 }
 
+/// Where convergence is shown: bars on a terminal (as docker draws them), plain lines
+/// printed when something changes elsewhere.
+enum Display {
+    Plain {
+        printed: Vec<String>,
+        last_overall: Option<(u64, u64)>,
+    },
+    Bars(super::converge_bars::Bars),
+}
+
+impl Display {
+    fn new() -> Self {
+        if std::io::stdout().is_terminal() {
+            Display::Bars(super::converge_bars::Bars::new(
+                indicatif::ProgressDrawTarget::stdout(),
+            ))
+        } else {
+            Display::Plain {
+                printed: Vec::new(),
+                last_overall: None,
+            }
+        }
+    }
+
+    fn show(&mut self, s: &Snapshot, what: &str) {
+        match self {
+            Display::Bars(b) => b.show(s, what),
+            Display::Plain {
+                printed,
+                last_overall,
+            } => {
+                if *last_overall != Some((s.done, s.total)) {
+                    println!("overall progress: {} out of {} {what}", s.done, s.total);
+                    *last_overall = Some((s.done, s.total));
+                }
+                for l in &s.lines {
+                    if !printed.contains(l) {
+                        println!("{l}");
+                    }
+                }
+                *printed = s.lines.clone();
+            }
+        }
+    }
+
+    fn say(&self, line: &str) {
+        match self {
+            Display::Bars(b) => b.say(line),
+            Display::Plain { .. } => println!("{line}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Display::Bars(b) = self {
+            b.finish();
+        }
+    }
+}
+
 /// Follows `service` until it converges (Ok) or the operation fails (Err, exit status 1).
 pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::Result<()> {
     let name = service.spec.name.clone();
@@ -212,33 +289,23 @@ pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::
         .clone()
         .filter(|u| !u.state.is_active());
     let verify = service.spec.update_config.monitor;
+    let mut display = Display::new();
     let watch = async {
-        let mut printed: Vec<String> = Vec::new();
-        let mut last_overall = None;
         let mut stable_since: Option<Instant> = None;
         let mut rollback_reason: Option<String> = None;
         loop {
             let svc = super::get_service(ctx, &name).await?;
             let tasks = super::ps::list(ctx, &name, "").await?;
             let s = snapshot(&svc, &tasks, op, &baseline);
-            if last_overall != Some((s.done, s.total)) {
-                let what = if matches!(
-                    svc.spec.mode,
-                    ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob
-                ) {
-                    "completed"
-                } else {
-                    "tasks"
-                };
-                println!("overall progress: {} out of {} {what}", s.done, s.total);
-                last_overall = Some((s.done, s.total));
-            }
-            for l in &s.lines {
-                if !printed.contains(l) {
-                    println!("{l}");
-                }
-            }
-            printed = s.lines.clone();
+            let what = if matches!(
+                svc.spec.mode,
+                ServiceMode::ReplicatedJob { .. } | ServiceMode::GlobalJob
+            ) {
+                "completed"
+            } else {
+                "tasks"
+            };
+            display.show(&s, what);
             if let Some(u) = ours(&svc, &baseline) {
                 if u.state.is_rollback() && rollback_reason.is_none() && op != Operation::Rollback {
                     // A quick rollback may be over before it is seen: its message then says
@@ -249,7 +316,7 @@ pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::
                             failed_update_task(&svc, &tasks).unwrap_or_else(|| u.message.clone())
                         }
                     };
-                    println!("rollback: update failed, rolling back: {why}");
+                    display.say(&format!("rollback: update failed, rolling back: {why}"));
                     rollback_reason = Some(why);
                 }
             }
@@ -262,15 +329,15 @@ pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::
                 },
                 Verdict::Converged => match stable_since {
                     None if !verify.is_zero() => {
-                        println!(
+                        display.say(&format!(
                             "verify: Waiting {} seconds to verify that tasks are stable...",
                             verify.as_secs_f64().ceil() as u64
-                        );
+                        ));
                         stable_since = Some(Instant::now());
                     }
                     Some(t) if t.elapsed() < verify => {}
                     _ => {
-                        println!("verify: Service {name} converged");
+                        display.say(&format!("verify: Service {name} converged"));
                         return anyhow::Ok(());
                     }
                 },
@@ -279,7 +346,7 @@ pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::
             tokio::time::sleep(POLL).await;
         }
     };
-    tokio::select! {
+    let res = tokio::select! {
         r = watch => r,
         _ = tokio::signal::ctrl_c() => {
             eprintln!(
@@ -287,7 +354,9 @@ pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::
             );
             std::process::exit(130);
         }
-    }
+    };
+    display.finish();
+    res
 }
 
 #[cfg(test)]

@@ -2,6 +2,7 @@
 
 mod container_flags;
 mod converge;
+mod converge_bars;
 pub use converge::DetachFlag;
 mod create;
 mod flags;

@@ -242,3 +242,60 @@ fn convergence_display_in_progress_failed_and_rolled_back() {
     all.push_str(&progress(&svc, &failing, Operation::Update));
     insta::assert_snapshot!(all);
 }
+
+/// The bars a terminal shows, drawn into an in-memory terminal.
+fn bars_screen(steps: &[(&Service, Vec<Task>, Operation, Option<&str>)]) -> String {
+    use indicatif::{InMemoryTerm, ProgressDrawTarget};
+    let term = InMemoryTerm::new(16, 100);
+    let mut bars = super::converge_bars::Bars::new(ProgressDrawTarget::term_like_with_hz(
+        Box::new(term.clone()),
+        200,
+    ));
+    for (svc, tasks, op, say) in steps {
+        bars.show(&snapshot(svc, tasks, *op, &None), "tasks");
+        if let Some(line) = say {
+            bars.say(line);
+        }
+        // Draws are rate-limited: let the next one through.
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    bars.finish();
+    term.contents()
+}
+
+#[test]
+fn convergence_bars_on_a_terminal() {
+    let svc = service("s1", "web", "web:2", 3, 1);
+    let starting = vec![
+        task(&svc, "a", 1, "n1", TaskState::Running, ""),
+        task(&svc, "b", 2, "n2", TaskState::Preparing, ""),
+        task(&svc, "c", 3, "n1", TaskState::Pending, ""),
+    ];
+    let mut failing = vec![
+        task(&svc, "a", 1, "n1", TaskState::Running, ""),
+        task(
+            &svc,
+            "b",
+            2,
+            "n2",
+            TaskState::Failed,
+            "task: non-zero exit (1)",
+        ),
+        task(&svc, "c", 3, "n1", TaskState::Running, ""),
+    ];
+    failing[1].desired_state = TaskState::Running;
+    insta::assert_snapshot!(
+        "converging",
+        bars_screen(&[(&svc, starting.clone(), Operation::Create, None)])
+    );
+    let screen = bars_screen(&[
+        (&svc, starting, Operation::Create, None),
+        (
+            &svc,
+            failing,
+            Operation::Update,
+            Some("rollback: update failed, rolling back: task b failed: task: non-zero exit (1)"),
+        ),
+    ]);
+    insta::assert_snapshot!(screen);
+}
