@@ -80,6 +80,34 @@ pub enum Command {
     },
 }
 
+/// The command line: `Cli`'s, with the global options listed once, in the top-level help.
+/// Every subcommand still accepts them (as Docker users type `service ls --stale`), through
+/// hidden copies that stop clap from repeating them in each subcommand's help.
+pub fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let globals: Vec<clap::Arg> = cmd
+        .get_arguments()
+        .filter(|a| a.is_global_set())
+        .map(|a| a.clone().hide(true))
+        .collect();
+    fn hide_in(mut sc: clap::Command, globals: &[clap::Arg]) -> clap::Command {
+        for a in globals {
+            sc = sc.arg(a.clone());
+        }
+        sc.mut_subcommands(|c| hide_in(c, globals))
+    }
+    cmd.mut_subcommands(|sc| hide_in(sc, &globals))
+        .after_help("Global options (-H, --stale, --tls-dir) go before or after the command.")
+}
+
+/// Parses the process's arguments with [`command`] (usage errors exit 2, like clap's).
+pub fn parse_args() -> Cli {
+    use clap::FromArgMatches;
+    let m = command().get_matches();
+    Cli::from_arg_matches(&m).unwrap_or_else(|e| e.exit())
+}
+
 /// Runs a command; errors go to stderr. Exit status: 0 success, 1 the command failed (or a
 /// followed service did not converge), 2 the command line was wrong (clap's usage errors).
 pub fn run_blocking(cli: Cli) -> std::process::ExitCode {
@@ -134,5 +162,38 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     match res {
         Err(e) => Err(ctx.explain(e).await),
         ok => ok,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::FromArgMatches;
+
+    #[test]
+    fn global_options_are_listed_once_and_accepted_everywhere() {
+        let mut top = super::command();
+        let help = top.render_help().to_string();
+        assert!(help.contains("--host"), "{help}");
+        let mut ls = super::command();
+        let ls = ls
+            .find_subcommand_mut("service")
+            .unwrap()
+            .find_subcommand_mut("ls")
+            .unwrap();
+        let sub_help = ls.render_help().to_string();
+        assert!(!sub_help.contains("--host"), "{sub_help}");
+        let m = super::command()
+            .try_get_matches_from([
+                "swarmctl",
+                "service",
+                "ls",
+                "--stale",
+                "-H",
+                "unix:///x.sock",
+            ])
+            .unwrap();
+        let cli = super::Cli::from_arg_matches(&m).unwrap();
+        assert!(cli.stale);
+        assert_eq!(cli.host, "unix:///x.sock");
     }
 }

@@ -1,5 +1,4 @@
 //! `swarmctl`: parses the command line and hands over to `swarm_cli::run`.
-use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     // Like other command-line tools, end quietly when the reader of our output goes away
@@ -9,6 +8,6 @@ fn main() -> std::process::ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = swarm_cli::Cli::parse();
+    let cli = swarm_cli::parse_args();
     swarm_cli::run_blocking(cli)
 }
