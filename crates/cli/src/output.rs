@@ -195,6 +195,32 @@ impl Filters {
     }
 }
 
+/// Docker's `reference` filter: a prefix, or a pattern where `*` matches any run of
+/// characters.
+pub fn pattern_matches(pattern: &str, s: &str) -> bool {
+    if !pattern.contains('*') {
+        return s.starts_with(pattern);
+    }
+    let parts: Vec<&str> = pattern.split('*').collect();
+    let mut rest = s;
+    for (i, p) in parts.iter().enumerate() {
+        if i == 0 {
+            match rest.strip_prefix(p) {
+                Some(r) => rest = r,
+                None => return false,
+            }
+        } else if i == parts.len() - 1 {
+            return p.is_empty() || rest.ends_with(p);
+        } else {
+            match rest.find(p) {
+                Some(at) => rest = &rest[at + p.len()..],
+                None => return false,
+            }
+        }
+    }
+    true
+}
+
 /// `label=KEY` or `label=KEY=VALUE` against a label map.
 pub fn label_matches(labels: &std::collections::BTreeMap<String, String>, f: &str) -> bool {
     match f.split_once('=') {
@@ -236,6 +262,10 @@ mod filter_tests {
         assert!(label_matches(&labels, "env=prod"));
         assert!(!label_matches(&labels, "env=dev"));
         assert_eq!(ellipsis("abcdef", 4), "abc…");
+        assert!(pattern_matches("busy", "busybox:latest"));
+        assert!(pattern_matches("*:latest", "busybox:latest"));
+        assert!(pattern_matches("b*x:*", "busybox:v1"));
+        assert!(!pattern_matches("*:v2", "busybox:v1"));
         assert_eq!(ellipsis("abc", 4), "abc");
     }
 }

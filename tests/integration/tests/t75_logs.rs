@@ -62,6 +62,61 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 
+    info!("phase: filters, templates and --pretty through the real binaries");
+    let names = c
+        .ctl(
+            0,
+            &[
+                "service",
+                "ls",
+                "--filter",
+                "name=ta",
+                "--format",
+                "{{.Name}} {{.Mode}}",
+            ],
+        )
+        .unwrap();
+    assert_eq!(names.trim(), "talk replicated");
+    assert!(c
+        .ctl(0, &["service", "ls", "--filter", "name=zz", "-q"])
+        .unwrap()
+        .trim()
+        .is_empty());
+    let ps = c
+        .ctl(
+            0,
+            &[
+                "service",
+                "ps",
+                "talk",
+                "--filter",
+                "desired-state=running",
+                "-q",
+            ],
+        )
+        .unwrap();
+    assert_eq!(ps.lines().count(), 2, "{ps}");
+    let managers = c
+        .ctl(0, &["node", "ls", "--filter", "role=manager", "-q"])
+        .unwrap();
+    assert_eq!(managers.lines().count(), 3, "{managers}");
+    let e = c
+        .ctl(0, &["node", "ls", "--filter", "colour=blue"])
+        .unwrap_err();
+    assert!(e.to_string().contains("filters on id, name, role"), "{e}");
+    let pretty = c
+        .ctl(0, &["service", "inspect", "--pretty", "talk"])
+        .unwrap();
+    assert!(
+        pretty.contains("Service Mode: Replicated") && pretty.contains(" Replicas:"),
+        "{pretty}"
+    );
+    let pretty = c.ctl(0, &["node", "inspect", "--pretty", "self"]).unwrap();
+    assert!(
+        pretty.contains("Manager Status:") && pretty.contains("Engine Version:"),
+        "{pretty}"
+    );
+
     info!("phase: one-shot logs from both hosts, through any manager");
     let leader = c.leader(0).expect("a leader");
     let follower = (0..3).find(|i| *i != leader).unwrap();

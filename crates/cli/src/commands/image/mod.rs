@@ -137,6 +137,9 @@ pub struct LsArgs {
     /// Only display names.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Filter output: reference=NAME (a prefix, or a pattern with `*`), digest=PREFIX.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
     /// Output format: table, json, or a template ('{{.Name}}\t{{.ID}}'; 'table …' adds a header).
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -227,6 +230,17 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status_err)?
                 .into_inner();
+            let filters = output::Filters::parse(&a.filters, &["reference", "digest"])?;
+            let mut resp = resp;
+            resp.images.retain(|i| {
+                filters.keep(|k, v| match k {
+                    "reference" => output::pattern_matches(v, &i.name),
+                    _ => {
+                        i.digest.starts_with(v)
+                            || i.digest.trim_start_matches("sha256:").starts_with(v)
+                    }
+                })
+            });
             if a.quiet {
                 for i in &resp.images {
                     println!("{}", i.name);

@@ -94,7 +94,16 @@ pub async fn run(ctx: &Context, cmd: RegistryCmd) -> anyhow::Result<()> {
                 );
             }
             repos.sort_by(|x, y| x.id.cmp(&y.id));
-            let rows = rows(&repos);
+            let filters = output::Filters::parse(&a.out.filters, &["name", "tag", "dangling"])?;
+            let mut rows = rows(&repos);
+            rows.retain(|(repo, tag, _)| {
+                filters.keep(|k, v| match k {
+                    "name" => repo.starts_with(v),
+                    "tag" => tag == v,
+                    // Manifests no tag points to.
+                    _ => (tag == "<none>") == (v == "true"),
+                })
+            });
             if a.out.quiet {
                 for (repo, tag, d) in &rows {
                     if tag == "<none>" {

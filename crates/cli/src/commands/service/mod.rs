@@ -107,7 +107,8 @@ pub struct ListOutput {
     pub quiet: bool,
     /// Filter output (KEY=VALUE; repeat a key for alternatives). Keys: service ls: id, name,
     /// label, mode; service/node ps: id, name, node, desired-state; node ls: id, name, role,
-    /// membership, label, node.label; network ls: id, name, label, driver.
+    /// membership, label, node.label; network ls: id, name, label, driver; registry ls: name,
+    /// tag, dangling.
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
     /// Do not truncate output (full ids, whole error messages).

@@ -41,6 +41,10 @@ pub struct LsArgs {
     /// Only display volume names.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Filter output: name=PREFIX, label=KEY[=VALUE], driver=local, dangling=true|false
+    /// (no container uses it).
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
     /// Output format: table, json, or a template ('{{.Name}}\t{{.ID}}'; 'table …' adds a header).
     #[arg(long, default_value = "table")]
     pub format: Format,
@@ -141,6 +145,23 @@ pub async fn run(ctx: &Context, cmd: VolumeCmd) -> anyhow::Result<()> {
                 .map_err(status_err)?
                 .into_inner()
                 .volumes;
+            let filters =
+                output::Filters::parse(&a.filters, &["name", "label", "driver", "dangling"])?;
+            let vols: Vec<_> = vols
+                .into_iter()
+                .filter(|v| {
+                    filters.keep(|k, f| match k {
+                        "name" => v.name.starts_with(f),
+                        "label" => {
+                            let labels: std::collections::BTreeMap<String, String> =
+                                v.labels.clone().into_iter().collect();
+                            output::label_matches(&labels, f)
+                        }
+                        "driver" => v.driver == f,
+                        _ => v.used_by.is_empty() == (f == "true"),
+                    })
+                })
+                .collect();
             if a.quiet {
                 for v in &vols {
                     println!("{}", v.name);
