@@ -52,8 +52,18 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    match &a.out.format {
-        f @ (Format::Json | Format::Template(_)) => output::structured(
+    render(&mut std::io::stdout(), &nets, &a.out)
+}
+
+/// What `network ls` prints (tests render it into memory).
+pub fn render(
+    w: &mut dyn std::io::Write,
+    nets: &[Network],
+    out: &ListOutput,
+) -> anyhow::Result<()> {
+    match &out.format {
+        f @ (Format::Json | Format::Template(_)) => output::structured_to(
+            w,
             f,
             &nets
                 .iter()
@@ -78,7 +88,8 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
                 })
                 .collect::<Vec<_>>(),
         )?,
-        Format::Table => output::table(
+        Format::Table => output::table_to(
+            w,
             &["NETWORK ID", "NAME", "DRIVER", "SCOPE"],
             &nets
                 .iter()
@@ -94,4 +105,67 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         )?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn net(
+        id: &str,
+        name: &str,
+        driver: swarm_types::network::NetworkDriver,
+        internal: bool,
+    ) -> Network {
+        Network {
+            id: swarm_types::NetworkId::new(id),
+            meta: Default::default(),
+            spec: swarm_types::network::NetworkSpec {
+                name: name.into(),
+                labels: [("team".to_string(), "a".to_string())].into(),
+                driver,
+                ipam: Default::default(),
+                attachable: false,
+                internal,
+            },
+            subnet: "10.0.1.0/24".parse().unwrap(),
+            gateway: "10.0.1.1".parse().unwrap(),
+            ip_range: "10.0.1.0/24".parse().unwrap(),
+            vni: 4097,
+        }
+    }
+
+    #[test]
+    fn network_ls_table_and_template() {
+        use swarm_types::network::NetworkDriver;
+        let nets = vec![
+            net(
+                "backend000000000000000001",
+                "backend",
+                NetworkDriver::Overlay,
+                true,
+            ),
+            net(
+                "local00000000000000000002",
+                "local",
+                NetworkDriver::Bridge,
+                false,
+            ),
+        ];
+        let mut all = Vec::new();
+        for f in [
+            "table",
+            "{{.Name}} {{.Driver}} {{.Scope}} internal={{.Internal}}",
+        ] {
+            let out = ListOutput {
+                quiet: false,
+                filters: Vec::new(),
+                no_trunc: false,
+                format: f.parse().unwrap(),
+            };
+            render(&mut all, &nets, &out).unwrap();
+            all.push(b'\n');
+        }
+        insta::assert_snapshot!(String::from_utf8(all).unwrap());
+    }
 }

@@ -57,6 +57,24 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         .iter()
         .map(|m| (m.node_id.as_str(), m.status.as_str()))
         .collect();
+    render(
+        &mut std::io::stdout(),
+        &nodes,
+        &mgr,
+        &status.node_id,
+        &a.out,
+    )
+}
+
+/// The table (or JSON / template lines) of `node ls`: `mgr` gives each manager's raft status,
+/// `me` the node serving the request (marked `*`). Tests render it into memory.
+pub fn render(
+    w: &mut dyn std::io::Write,
+    nodes: &[Node],
+    mgr: &HashMap<&str, &str>,
+    me: &str,
+    out: &ListOutput,
+) -> anyhow::Result<()> {
     let rows: Vec<(String, String, String, String, String, bool, String)> = nodes
         .iter()
         .map(|n| {
@@ -70,20 +88,22 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
                 output::title(n.status.state.as_str()),
                 output::title(n.spec.availability.as_str()),
                 ms,
-                n.id.as_str() == status.node_id,
+                n.id.as_str() == me,
                 n.description.version.clone(),
             )
         })
         .collect();
-    match &a.out.format {
-        f @ (Format::Json | Format::Template(_)) => output::structured(
+    match &out.format {
+        f @ (Format::Json | Format::Template(_)) => output::structured_to(
+            w,
             f,
             &rows
                 .iter()
                 .map(|r| json!({"ID": r.0, "Hostname": r.1, "Status": r.2, "Availability": r.3, "ManagerStatus": r.4, "Self": r.5, "EngineVersion": r.6}))
                 .collect::<Vec<_>>(),
         )?,
-        Format::Table => output::table(
+        Format::Table => output::table_to(
+            w,
             &["ID", "HOSTNAME", "STATUS", "AVAILABILITY", "MANAGER STATUS", "ENGINE VERSION"],
             &rows
                 .into_iter()
@@ -95,4 +115,71 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
         )?,
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use swarm_types::objects::{ManagerStatus, NodeState};
+    use swarm_types::spec::{Availability, NodeRole};
+
+    fn node(id: &str, host: &str, role: NodeRole, state: NodeState, av: Availability) -> Node {
+        let mut n = Node {
+            id: swarm_types::NodeId::new(id),
+            role,
+            ..Default::default()
+        };
+        n.description.hostname = host.into();
+        n.description.version = "0.1.0".into();
+        n.spec.role = role;
+        n.spec.availability = av;
+        n.status.state = state;
+        if role == NodeRole::Manager {
+            n.manager_status = Some(ManagerStatus {
+                raft_id: 1,
+                addr: format!("{host}:4242"),
+            });
+        }
+        n
+    }
+
+    #[test]
+    fn node_ls_table_and_json() {
+        let nodes = vec![
+            node(
+                "aaaa1111",
+                "m1",
+                NodeRole::Manager,
+                NodeState::Ready,
+                Availability::Active,
+            ),
+            node(
+                "bbbb2222",
+                "m2",
+                NodeRole::Manager,
+                NodeState::Down,
+                Availability::Active,
+            ),
+            node(
+                "cccc3333",
+                "w1",
+                NodeRole::Worker,
+                NodeState::Ready,
+                Availability::Drain,
+            ),
+        ];
+        let mgr: HashMap<&str, &str> = [("aaaa1111", "leader"), ("bbbb2222", "unreachable")].into();
+        let mut all = Vec::new();
+        for f in ["table", "json", "table {{.Hostname}}\\t{{.ManagerStatus}}"] {
+            let out = ListOutput {
+                quiet: false,
+                filters: Vec::new(),
+                no_trunc: false,
+                format: f.parse().unwrap(),
+            };
+            render(&mut all, &nodes, &mgr, "aaaa1111", &out).unwrap();
+            all.push(b'\n');
+        }
+        insta::assert_snapshot!(String::from_utf8(all).unwrap());
+    }
 }
