@@ -1,6 +1,7 @@
 //! `service logs` end to end on three network-namespace hosts (all managers) with real
-//! containers: lines written by tasks on two hosts come back through the managers with
-//! Docker's prefix; `--tail` and `--no-task-ids` shape them; `-f` keeps streaming through a
+//! containers: lines written by tasks on every host come back through the managers with
+//! Docker's prefix (one task per host); `--tail` and `--no-task-ids` shape them; a host that
+//! is down is named on stderr while the others' lines still come; `-f` keeps streaming through a
 //! leader kill and picks up a task that starts later; an unknown service is a clear error.
 //! `events` sees service and node changes and resumes across a restart of its manager
 //! without missing or repeating an event.
@@ -46,7 +47,7 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
             "--name",
             "talk",
             "--replicas",
-            "2",
+            "3",
             "--detach",
             "busybox:latest",
             "sh",
@@ -55,10 +56,10 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
         ],
     )
     .unwrap();
-    wait_until("2 talk tasks running on 2 hosts", LONG, || {
+    wait_until("3 talk tasks running, one per host", LONG, || {
         let r = running(&c, 0, "talk");
         let hosts: BTreeSet<_> = r.iter().map(|t| t.1.clone()).collect();
-        (r.len() == 2 && hosts.len() == 2).then_some(())
+        (r.len() == 3 && hosts.len() == 3).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 
@@ -95,7 +96,7 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
             ],
         )
         .unwrap();
-    assert_eq!(ps.lines().count(), 2, "{ps}");
+    assert_eq!(ps.lines().count(), 3, "{ps}");
     let managers = c
         .ctl(0, &["node", "ls", "--filter", "role=manager", "-q"])
         .unwrap();
@@ -124,7 +125,7 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
         let o = c.ctl_raw(follower, &["service", "logs", "talk"]).ok()?;
         let out = String::from_utf8_lossy(&o.stdout).into_owned();
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
-        (o.status.success() && sources(&out).len() == 2 && sources(&err).len() == 2)
+        (o.status.success() && sources(&out).len() == 3 && sources(&err).len() == 3)
             .then_some((out, err))
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
@@ -150,10 +151,10 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_eq!(out.lines().count(), 2, "one line per task:\n{out}");
+    assert_eq!(out.lines().count(), 3, "one line per task:\n{out}");
     for (task, _) in sources(&out) {
         assert!(
-            task == "talk.1" || task == "talk.2",
+            ["talk.1", "talk.2", "talk.3"].contains(&task.as_str()),
             "no task id with --no-task-ids: {task}"
         );
     }
@@ -204,7 +205,7 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
         .spawn()
         .unwrap();
     wait_until("follow streams both tasks", LONG, || {
-        (sources(&read_file(&file)).len() == 2).then_some(())
+        (sources(&read_file(&file)).len() == 3).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
     c.kill(leader);
@@ -227,15 +228,28 @@ fn service_logs_come_from_every_host_and_follow_survives_a_leader_kill() {
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 
+    info!("phase: a host that is down is named on stderr; the others' lines still come");
+    let down = c.nodes[leader].name.clone();
+    wait_until("a warning naming the killed host", LONG, || {
+        let o = c.ctl_raw(alive[0], &["service", "logs", "talk"]).ok()?;
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        (o.status.success()
+            && err.contains(&format!("node {down} is down or not connected"))
+            && sources(&out).iter().any(|(_, n)| survivors.contains(n)))
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
     info!("phase: a task that starts later is picked up");
     let before = sources(&read_file(&file));
-    c.ctl(alive[0], &["service", "scale", "talk=4", "--detach"])
+    c.ctl(alive[0], &["service", "scale", "talk=5", "--detach"])
         .unwrap();
     wait_until("a new task's lines in the follow stream", LONG, || {
         let now = sources(&read_file(&file));
         now.iter()
             .any(|s| {
-                !before.contains(s) && (s.0.starts_with("talk.3") || s.0.starts_with("talk.4"))
+                !before.contains(s) && (s.0.starts_with("talk.4") || s.0.starts_with("talk.5"))
             })
             .then_some(())
     })
