@@ -100,6 +100,7 @@ pub fn apply(
     ro.additional_groups = o.groups.clone();
     ro.oom_score_adj = (o.oom_score_adj != 0).then_some(o.oom_score_adj as i32);
     ro.tty = o.tty;
+    (ro.log_max_size, ro.log_max_files) = o.log_rotation();
     let hostname = spec.hostname.clone().unwrap_or_default();
     ro.etc_files = Some(EtcFiles {
         hosts: HOSTS.into(),

@@ -168,6 +168,7 @@ async fn serve<E: Executor>(
         }
     }
     first.sort_by(|a, b| a.time.cmp(&b.time));
+    tracing::debug!(sub = %sub.id, tasks = open.len(), lines = first.len(), errors = errors.len(), "log subscription served");
     for chunk in chunks(first) {
         if out
             .send(publish(chunk, false, String::new()))
@@ -277,12 +278,15 @@ pub(crate) fn select(mut v: Vec<LogEntry>, o: &LogOptions, initial: bool) -> Vec
 }
 
 /// A container's json-file log read incrementally: complete lines only, from where the last
-/// read stopped.
+/// read stopped. The first read also takes the rotated files (oldest first); when the file is
+/// rotated (`container.log` renamed to `.1`), the rest of the old one is read before the new.
 pub(crate) struct LogFile {
     path: PathBuf,
     offset: u64,
     /// Whether the file existed at some read (its disappearance then means removal).
     seen: bool,
+    /// Inode of the file `offset` is in.
+    ino: Option<u64>,
 }
 
 impl LogFile {
@@ -291,25 +295,87 @@ impl LogFile {
             path,
             offset: 0,
             seen: false,
+            ino: None,
         }
+    }
+
+    /// Complete entries of `p` from `offset`; the new offset.
+    fn read_from(p: &std::path::Path, offset: u64) -> std::io::Result<(Vec<LogEntry>, u64)> {
+        let mut f = std::fs::File::open(p)?;
+        f.seek(SeekFrom::Start(offset))?;
+        let mut buf = Vec::new();
+        f.read_to_end(&mut buf)?;
+        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
+            return Ok((Vec::new(), offset));
+        };
+        Ok((parse(&buf[..=end]), offset + end as u64 + 1))
     }
 
     /// New complete entries; None when the file does not exist.
     pub(crate) fn read_new(&mut self) -> std::io::Result<Option<Vec<LogEntry>>> {
-        let mut f = match std::fs::File::open(&self.path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        use std::os::unix::fs::MetadataExt;
+        let rotated_one = PathBuf::from(format!("{}.1", self.path.display()));
+        let meta = match std::fs::metadata(&self.path) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                // Between the init's rename to `.1` and its new file, the name is missing
+                // for a moment: that is a rotation, not a removed container.
+                if !rotated_one.exists() {
+                    return Ok(None);
+                }
+                let mut out = Vec::new();
+                if !self.seen {
+                    for old in swarm_runtime::logs::rotated(&self.path) {
+                        if let Ok((v, _)) = Self::read_from(&old, 0) {
+                            out.extend(v);
+                        }
+                    }
+                } else if std::fs::metadata(&rotated_one).is_ok_and(|m| Some(m.ino()) == self.ino) {
+                    if let Ok((v, _)) = Self::read_from(&rotated_one, self.offset) {
+                        out.extend(v);
+                    }
+                }
+                self.seen = true;
+                self.ino = None;
+                self.offset = 0;
+                return Ok(Some(out));
+            }
             Err(e) => return Err(e),
         };
+        let mut out = Vec::new();
+        if !self.seen {
+            for old in swarm_runtime::logs::rotated(&self.path) {
+                if let Ok((v, _)) = Self::read_from(&old, 0) {
+                    out.extend(v);
+                }
+            }
+        } else if self.ino.is_some_and(|i| i != meta.ino()) {
+            // Rotated since the last read: the rest of the old file is now `.1`.
+            let same = std::fs::metadata(&rotated_one).is_ok_and(|m| Some(m.ino()) == self.ino);
+            if same {
+                if let Ok((v, _)) = Self::read_from(&rotated_one, self.offset) {
+                    out.extend(v);
+                }
+            }
+            self.offset = 0;
+        } else if self.ino.is_none() && self.seen {
+            // Read last in the middle of a rotation: this is the new file, from its start.
+            self.offset = 0;
+        } else if meta.len() < self.offset {
+            // Emptied in place (one file kept).
+            self.offset = 0;
+        }
         self.seen = true;
-        f.seek(SeekFrom::Start(self.offset))?;
-        let mut buf = Vec::new();
-        f.read_to_end(&mut buf)?;
-        let Some(end) = buf.iter().rposition(|b| *b == b'\n') else {
-            return Ok(Some(Vec::new()));
+        self.ino = Some(meta.ino());
+        let (v, off) = match Self::read_from(&self.path, self.offset) {
+            Ok(r) => r,
+            // Rotated away between the two calls: the next read takes it from `.1`.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Some(out)),
+            Err(e) => return Err(e),
         };
-        self.offset += end as u64 + 1;
-        Ok(Some(parse(&buf[..=end])))
+        self.offset = off;
+        out.extend(v);
+        Ok(Some(out))
     }
 }
 
@@ -409,6 +475,40 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         assert!(f.read_new().unwrap().is_none());
         assert!(f.seen);
+    }
+
+    #[test]
+    fn a_followed_log_loses_nothing_across_a_rotation() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("container.log");
+        let old = dir.path().join("container.log.2");
+        let one = dir.path().join("container.log.1");
+        // History: .2 then .1 then the current file, read oldest first on the first read.
+        std::fs::write(&old, entry("2026-12-03T00:00:01.000000000Z", "a\n")).unwrap();
+        std::fs::write(&one, entry("2026-12-03T00:00:02.000000000Z", "b\n")).unwrap();
+        std::fs::write(&p, entry("2026-12-03T00:00:03.000000000Z", "c\n")).unwrap();
+        let mut f = LogFile::new(p.clone());
+        let logs = |v: Vec<LogEntry>| v.into_iter().map(|e| e.log).collect::<String>();
+        assert_eq!(logs(f.read_new().unwrap().unwrap()), "a\nb\nc\n");
+        // A line lands, then the file rotates (as the init does) before the next read, and
+        // another line goes to the new file.
+        let mut w = std::fs::OpenOptions::new().append(true).open(&p).unwrap();
+        w.write_all(entry("2026-12-03T00:00:04.000000000Z", "d\n").as_bytes())
+            .unwrap();
+        std::fs::rename(&one, &old).unwrap();
+        std::fs::rename(&p, &one).unwrap();
+        std::fs::write(
+            &p,
+            entry("2026-12-03T00:00:05.000000000Z", "e, a longer line\n"),
+        )
+        .unwrap();
+        assert_eq!(
+            logs(f.read_new().unwrap().unwrap()),
+            "d\ne, a longer line\n"
+        );
+        // Emptied in place (max-file=1): reading restarts at the top.
+        std::fs::write(&p, entry("2026-12-03T00:00:06.000000000Z", "f\n")).unwrap();
+        assert_eq!(logs(f.read_new().unwrap().unwrap()), "f\n");
     }
 
     #[test]

@@ -342,7 +342,15 @@ fn container_init_inner(
     drop(fifo);
     // From here on the container has run: whatever happens, its end is recorded before the
     // init exits, so that once the init is gone the record is there.
-    let rec = supervise(spec.stdio, &proc_, log_fd, started).unwrap_or_else(|e| ExitRecord {
+    let log = log_fd.map(|fd| {
+        crate::logs::RotatingLog::new(
+            fs::File::from(fd),
+            dir_fd.as_raw_fd(),
+            spec.options.log_max_size,
+            spec.options.log_max_files,
+        )
+    });
+    let rec = supervise(spec.stdio, &proc_, log, started).unwrap_or_else(|e| ExitRecord {
         code: Some(255),
         signal: None,
         finished: crate::timefmt::rfc3339_now(),
@@ -588,7 +596,7 @@ fn sigset(sigs: &[i32]) -> libc::sigset_t {
 fn supervise(
     stdio: StdioMode,
     p: &PreparedProcess,
-    log_fd: Option<OwnedFd>,
+    log: Option<crate::logs::RotatingLog>,
     started: OwnedFd,
 ) -> Result<ExitRecord, InitError> {
     let mut all: Vec<i32> = forwarded();
@@ -662,7 +670,7 @@ fn supervise(
     }
     let mut exec_error = String::new();
     let _ = fs::File::from(err_r).read_to_string(&mut exec_error);
-    let mut log = log_fd.map(fs::File::from);
+    let mut log = log;
     let mut writers = [
         LineWriter::new(Stream::Stdout),
         LineWriter::new(Stream::Stderr),

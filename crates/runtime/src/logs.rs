@@ -86,6 +86,100 @@ impl LineWriter {
     }
 }
 
+/// The log's file name in the container's state dir; rotated files add `.1`, `.2`, …
+pub const LOG_FILE: &str = "container.log";
+
+/// Rotated files (`container.log.N … .1`) that exist next to `path`, oldest first.
+pub fn rotated(path: &Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for i in 1..=100 {
+        let p = PathBuf::from(format!("{}.{i}", path.display()));
+        if !p.exists() {
+            break;
+        }
+        v.push(p);
+    }
+    v.reverse();
+    v
+}
+
+/// What the container init appends to: `container.log`, rotated by size like Docker's
+/// json-file (`max-size`, `max-file`): `container.log` becomes `.1`, `.1` becomes `.2`, …, and
+/// the oldest beyond `max_files - 1` is overwritten. With one file the log is emptied instead.
+/// Works on the state dir's fd: the init runs inside the container's root by then.
+pub struct RotatingLog {
+    file: File,
+    dir: std::os::fd::RawFd,
+    written: u64,
+    max_size: u64,
+    max_files: u32,
+}
+
+impl RotatingLog {
+    /// `dir`: the state dir, open for the lifetime of this writer.
+    pub fn new(file: File, dir: std::os::fd::RawFd, max_size: u64, max_files: u32) -> Self {
+        let written = file.metadata().map(|m| m.len()).unwrap_or(0);
+        RotatingLog {
+            file,
+            dir,
+            written,
+            max_size,
+            max_files: max_files.max(1),
+        }
+    }
+
+    fn rotate(&mut self) -> io::Result<()> {
+        if self.max_files <= 1 {
+            // O_APPEND: the next write lands at the new end, 0.
+            self.file.set_len(0)?;
+        } else {
+            let name = |i: u32| {
+                if i == 0 {
+                    LOG_FILE.to_string()
+                } else {
+                    format!("{LOG_FILE}.{i}")
+                }
+            };
+            for i in (0..self.max_files - 1).rev() {
+                let from = std::ffi::CString::new(name(i)).expect("no NUL");
+                let to = std::ffi::CString::new(name(i + 1)).expect("no NUL");
+                // SAFETY: two valid NUL-terminated names relative to an open directory fd.
+                let r = unsafe { libc::renameat(self.dir, from.as_ptr(), self.dir, to.as_ptr()) };
+                if r != 0 {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::NotFound {
+                        return Err(e);
+                    }
+                }
+            }
+            let fd = crate::sys::openat(
+                self.dir,
+                Path::new(LOG_FILE),
+                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT | libc::O_TRUNC,
+                0o640,
+            )?;
+            self.file = File::from(fd);
+        }
+        self.written = 0;
+        Ok(())
+    }
+}
+
+impl Write for RotatingLog {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.max_size > 0 && self.written > 0 && self.written + buf.len() as u64 > self.max_size
+        {
+            self.rotate()?;
+        }
+        let n = self.file.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
+}
+
 fn parse_lines(text: &str) -> Vec<LogEntry> {
     text.lines()
         .filter_map(|l| serde_json::from_str(l).ok())
@@ -95,6 +189,12 @@ fn parse_lines(text: &str) -> Vec<LogEntry> {
 /// Reads the whole log, keeping the last `tail` entries when given.
 pub fn read_log(path: &Path, tail: Option<usize>) -> Result<Vec<LogEntry>, LogError> {
     let mut s = String::new();
+    for old in rotated(path) {
+        // A rotated file that went away meanwhile has nothing to add.
+        if let Ok(mut f) = File::open(&old) {
+            let _ = f.read_to_string(&mut s);
+        }
+    }
     match File::open(path) {
         Ok(mut f) => {
             f.read_to_string(&mut s).map_err(|source| LogError::Io {
@@ -205,6 +305,56 @@ impl Iterator for LogFollower {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_log_rotates_by_size_and_keeps_max_files() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let d = File::open(dir.path()).unwrap();
+        let path = dir.path().join(LOG_FILE);
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut log = RotatingLog::new(f, d.as_raw_fd(), 100, 3);
+        let mut w = LineWriter::new(Stream::Stdout);
+        for i in 0..40 {
+            w.feed(format!("line {i}\n").as_bytes(), &mut log).unwrap();
+        }
+        // Every file stays within max-size (a line is never split), at most three exist.
+        for p in [
+            path.clone(),
+            dir.path().join("container.log.1"),
+            dir.path().join("container.log.2"),
+        ] {
+            assert!(
+                std::fs::metadata(&p).unwrap().len() <= 100,
+                "{}",
+                p.display()
+            );
+        }
+        assert!(!dir.path().join("container.log.3").exists());
+        // The newest lines are all there, in order, across the files.
+        let all = read_log(&path, None).unwrap();
+        assert_eq!(all.last().unwrap().log, "line 39\n");
+        let n: Vec<usize> = all
+            .iter()
+            .map(|e| e.log.trim().trim_start_matches("line ").parse().unwrap())
+            .collect();
+        assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
+        assert!(n.len() < 40, "old lines were dropped");
+        // One file: emptied instead of rotated.
+        let f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap();
+        let mut one = RotatingLog::new(f, d.as_raw_fd(), 100, 1);
+        for i in 0..10 {
+            w.feed(format!("again {i}\n").as_bytes(), &mut one).unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() <= 100);
+    }
 
     #[test]
     fn splits_lines_and_long_lines() {

@@ -102,6 +102,11 @@ pub struct ContainerOptions {
     pub tty: bool,
     /// Per-container `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`.
     pub etc_files: Option<EtcFiles>,
+    /// Rotate `container.log` when it reaches this many bytes (0 = never).
+    pub log_max_size: u64,
+    /// Log files kept when rotating, the current one included (0 or 1: the log is emptied
+    /// instead of rotated).
+    pub log_max_files: u32,
 }
 
 fn cap_set(names: &[String]) -> Result<(bool, u64), OptionsError> {

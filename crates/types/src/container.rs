@@ -541,14 +541,88 @@ pub struct ContainerOptions {
     pub pids_limit: i64,
     /// Give the workload a pseudo-terminal (its output is logged as stdout).
     pub tty: bool,
+    /// `--log-driver`: only `json-file` (the default, also when empty).
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub log_driver: String,
+    /// `--log-opt`: `max-size` (e.g. 10m; default unlimited, as Docker's json-file) and
+    /// `max-file` (files kept, with max-size; default 1).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub log_opts: BTreeMap<String, String>,
 }
 
 impl ContainerOptions {
+    /// Log rotation: (bytes per file, 0 = unlimited; files kept, at least 1). Call after
+    /// [`ContainerOptions::validate`].
+    pub fn log_rotation(&self) -> (u64, u32) {
+        let size = self
+            .log_opts
+            .get("max-size")
+            .and_then(|v| parse_size(v))
+            .unwrap_or(0);
+        let files = self
+            .log_opts
+            .get("max-file")
+            .and_then(|v| v.parse::<u32>().ok())
+            .unwrap_or(1)
+            .max(1);
+        (size, files)
+    }
+
     pub fn validate(&self) -> Result<(), SpecError> {
         let opt = |what: &str, reason: String| SpecError::ContainerOption {
             what: what.to_string(),
             reason,
         };
+        if !matches!(self.log_driver.as_str(), "" | "json-file") {
+            return Err(opt(
+                "--log-driver",
+                format!(
+                    "{:?} is not available: containers log to json-file (read them with swarmctl service logs)",
+                    limits::echo(&self.log_driver)
+                ),
+            ));
+        }
+        for (k, v) in &self.log_opts {
+            match k.as_str() {
+                "max-size" => {
+                    if parse_size(v).is_none_or(|n| n < 1024) {
+                        return Err(opt(
+                            "--log-opt max-size",
+                            format!(
+                                "{:?} is not a size of at least 1k (such as 10m)",
+                                limits::echo(v)
+                            ),
+                        ));
+                    }
+                }
+                "max-file" => {
+                    if v.parse::<u32>().ok().is_none_or(|n| n == 0 || n > 100) {
+                        return Err(opt(
+                            "--log-opt max-file",
+                            format!(
+                                "{:?} is not a number of files from 1 to 100",
+                                limits::echo(v)
+                            ),
+                        ));
+                    }
+                    if !self.log_opts.contains_key("max-size") {
+                        return Err(opt(
+                            "--log-opt max-file",
+                            "needs max-size (files rotate when they reach it)".into(),
+                        ));
+                    }
+                }
+                other => {
+                    return Err(opt(
+                        "--log-opt",
+                        format!(
+                            "unknown option {:?}: json-file takes max-size and max-file",
+                            limits::echo(other)
+                        ),
+                    ))
+                }
+            }
+        }
         for (what, n) in [
             ("ulimits", self.ulimits.len()),
             ("sysctls", self.sysctls.len()),

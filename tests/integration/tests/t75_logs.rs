@@ -422,3 +422,129 @@ fn events_resume_across_a_manager_restart_without_missing_or_repeating() {
     assert!(e.to_string().contains("unknown event type"), "{e}");
     let _ = std::fs::remove_file(&file);
 }
+
+#[test]
+fn container_logs_rotate_by_size_and_stay_readable() {
+    init_tracing();
+    let c = swarm_integration::managers(1, &[]);
+    swarm_integration::import(&c, 0, "busybox:latest", "v1");
+
+    info!("phase: log options Docker's json-file does not take are refused");
+    for (args, want) in [
+        (vec!["--log-driver", "syslog"], "is not available"),
+        (vec!["--log-opt", "max-file=2"], "needs max-size"),
+        (vec!["--log-opt", "compress=true"], "unknown option"),
+        (vec!["--log-opt", "max-size=12"], "at least 1k"),
+    ] {
+        let mut a = vec!["service", "create", "--name", "bad", "--detach"];
+        a.extend(args);
+        a.extend(["busybox:latest", "true"]);
+        let e = c.ctl(0, &a).unwrap_err();
+        assert!(e.to_string().contains(want), "{a:?}: {e}");
+    }
+
+    info!("phase: a chatty task keeps at most two files of about 2 KiB");
+    let script = "i=0; while true; do echo \"line $i\"; i=$((i+1)); done";
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "chatty",
+            "--detach",
+            "--log-opt",
+            "max-size=2k",
+            "--log-opt",
+            "max-file=2",
+            "busybox:latest",
+            "sh",
+            "-c",
+            script,
+        ],
+    )
+    .unwrap();
+    let t = wait_until("the chatty task runs", LONG, || {
+        swarm_integration::tasks(&c, 0, "chatty")
+            .into_iter()
+            .find(|t| {
+                t["CurrentState"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("Running"))
+            })
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    let id = swarm_integration::tasks(&c, 0, "chatty")
+        .into_iter()
+        .find(|x| x["ID"] == t["ID"])
+        .unwrap();
+    let short = id["ID"].as_str().unwrap().to_string();
+    let dir = std::fs::read_dir(c.state_dir(0).join("containers/containers"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with(&short))
+        })
+        .expect("the task's container dir");
+    let log = dir.join("container.log");
+    wait_until("a rotated file", LONG, || {
+        dir.join("container.log.1").exists().then_some(())
+    })
+    .unwrap();
+    // Let it write many times the limit.
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    for p in [log.clone(), dir.join("container.log.1")] {
+        let n = std::fs::metadata(&p).map(|m| m.len()).unwrap_or(0);
+        assert!(n <= 2048, "{} is {n} bytes", p.display());
+    }
+    assert!(
+        !dir.join("container.log.2").exists(),
+        "max-file=2 keeps two files"
+    );
+
+    // The node's own reader sees the same lines (through its agent, no manager).
+    let cl = c
+        .ctl(
+            0,
+            &[
+                "container",
+                "logs",
+                "--tail",
+                "2",
+                dir.file_name().unwrap().to_str().unwrap(),
+            ],
+        )
+        .unwrap();
+    assert_eq!(cl.lines().count(), 2, "{cl}");
+    info!("phase: service logs reads across the rotated files, newest last");
+    let o = c
+        .ctl_raw(0, &["service", "logs", "--raw", "--tail", "5", "chatty"])
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert!(
+        o.status.success() && !out.is_empty(),
+        "{out}\nstderr: {}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        c.dump()
+    );
+    let n: Vec<u64> = out
+        .lines()
+        .map(|l| l.trim_start_matches("line ").parse().unwrap())
+        .collect();
+    assert_eq!(n.len(), 5, "{out}");
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "{n:?}");
+    assert!(n[0] > 100, "the newest lines: {n:?}");
+    let all = c.ctl(0, &["service", "logs", "--raw", "chatty"]).unwrap();
+    let all: Vec<u64> = all
+        .lines()
+        .map(|l| l.trim_start_matches("line ").parse().unwrap())
+        .collect();
+    assert!(
+        all.windows(2).all(|w| w[1] == w[0] + 1),
+        "the kept lines are contiguous across the two files"
+    );
+    assert!(all[0] > 0, "the oldest lines were rotated away");
+}

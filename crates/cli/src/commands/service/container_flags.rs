@@ -18,7 +18,7 @@ fn ulimit(s: &str) -> Result<Ulimit, String> {
 fn sysctl(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(format!("invalid sysctl {s:?}: expected NAME=VALUE")),
+        _ => Err(format!("invalid value {s:?}: expected NAME=VALUE")),
     }
 }
 
@@ -60,6 +60,12 @@ pub struct CreateContainerFlags {
     /// Allocate a pseudo-TTY (the output is logged as stdout).
     #[arg(short = 't', long)]
     pub tty: bool,
+    /// Logging driver for the containers: json-file (the only one; the default).
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Logging driver options: max-size=SIZE (rotate at, e.g. 10m), max-file=N (files kept).
+    #[arg(long = "log-opt", value_parser = sysctl, value_name = "KEY=VALUE")]
+    pub log_opts: Vec<(String, String)>,
 }
 
 impl CreateContainerFlags {
@@ -76,6 +82,8 @@ impl CreateContainerFlags {
         o.oom_score_adj = self.oom_score_adj.unwrap_or(0);
         o.pids_limit = self.limit_pids.unwrap_or(0);
         o.tty = self.tty;
+        o.log_driver = self.log_driver.clone().unwrap_or_default();
+        o.log_opts = self.log_opts.iter().cloned().collect();
     }
 }
 
@@ -127,6 +135,12 @@ pub struct UpdateContainerFlags {
     /// Allocate a pseudo-TTY (--tty=false to undo).
     #[arg(short = 't', long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub tty: Option<bool>,
+    /// Logging driver for the containers: json-file (the only one).
+    #[arg(long)]
+    pub log_driver: Option<String>,
+    /// Logging driver options, replacing the current ones: max-size=SIZE, max-file=N.
+    #[arg(long = "log-opt", value_parser = sysctl, value_name = "KEY=VALUE")]
+    pub log_opts: Vec<(String, String)>,
 }
 
 fn cap_key(c: &str) -> String {
@@ -195,6 +209,12 @@ impl UpdateContainerFlags {
         }
         if let Some(v) = self.tty {
             o.tty = v;
+        }
+        if let Some(v) = &self.log_driver {
+            o.log_driver = v.clone();
+        }
+        if !self.log_opts.is_empty() {
+            o.log_opts = self.log_opts.iter().cloned().collect();
         }
     }
 }
