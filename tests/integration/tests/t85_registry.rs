@@ -580,6 +580,11 @@ fn service_images_are_pinned_to_the_pushed_digest() {
         ls.contains("pin/app:v1") && !ls.contains(&md1),
         "lists show the tag, not the digest: {ls}"
     );
+    let ps = c.ctl(0, &["service", "ps", "--no-trunc", "pin"]).unwrap();
+    assert!(
+        ps.contains(&format!("pin/app:v1@{md1}")),
+        "service ps --no-trunc shows the pinned digest: {ps}"
+    );
 
     info!("phase: the tag moves; the service keeps its digest, also through --force");
     let md2 = push("pin2");

@@ -23,9 +23,10 @@ const POLL: Duration = Duration::from_millis(300);
 /// `-d/--detach`, shared by the commands that change a service.
 #[derive(Args, Debug, Clone, Default)]
 pub struct DetachFlag {
-    /// Exit immediately instead of waiting for the service to converge. Without the flag
-    /// swarmctl follows convergence when its output is a terminal; `--detach=false` follows
-    /// it anywhere (scripts), `--detach` never does.
+    /// Exit immediately instead of following the change until it is done (the service's
+    /// tasks converged; for `node update --availability drain`, the node's tasks stopped).
+    /// Without the flag swarmctl follows when its output is a terminal; `--detach=false`
+    /// follows anywhere (scripts), `--detach` never does.
     #[arg(short = 'd', long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
     pub detach: Option<bool>,
 }

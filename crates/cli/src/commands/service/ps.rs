@@ -233,7 +233,12 @@ pub fn render_tasks(
                     t.id.short().to_string()
                 },
                 name,
-                swarm_types::registry::display_image(&t.spec.container.image).to_string(),
+                // The pinned digest with --no-trunc, as docker service ps shows it.
+                if out.no_trunc {
+                    t.spec.container.image.clone()
+                } else {
+                    swarm_types::registry::display_image(&t.spec.container.image).to_string()
+                },
                 node,
                 output::title(t.desired_state.as_str()),
                 current,

@@ -132,7 +132,9 @@ fn service_ls_formats_and_filters() {
 }
 
 fn ps(o: &ListOutput) -> String {
-    let web = &services()[1];
+    let mut web = services()[1].clone();
+    web.spec.task.container.image = "registry:4243/web:1@sha256:00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff".into();
+    let web = &web;
     let tasks = vec![
         task(
             web,
