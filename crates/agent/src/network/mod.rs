@@ -108,28 +108,29 @@ impl DataPlane {
             return Ok(());
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let links = sys::links()?;
-        for att in &task.networks {
-            // A network this process already set up (and whose bridge still exists) is
-            // not configured again for every container: one `ip` run less per task.
-            let known =
-                st.nets.contains_key(&att.vni) && sys::has(&links, &self.bridge_name(att.vni));
-            if !known {
-                self.ensure_network(&mut st, &links, att)?;
+        // A network this process already set up is not configured (nor its links listed)
+        // again for every container: two `ip` runs less per task. If its bridge went away
+        // behind our back, the plumbing below fails and forgets it, so the retry sets it up.
+        if task.networks.iter().any(|a| !st.nets.contains_key(&a.vni)) {
+            let links = sys::links()?;
+            for att in &task.networks {
+                let known =
+                    st.nets.contains_key(&att.vni) && sys::has(&links, &self.bridge_name(att.vni));
+                if !known {
+                    self.ensure_network(&mut st, &links, att)?;
+                }
             }
         }
         self.load_rules(&mut st)?;
         let mut host = String::new();
+        let mut leftovers = String::new();
         let mut inside = String::new();
         let mut routed = false;
         for (i, att) in task.networks.iter().enumerate() {
             let mtu = Self::mtu(att);
             let veth = self.veth_name(task.id.as_str(), i);
             let eth = format!("eth{i}");
-            if sys::has(&links, &veth) {
-                // A retried prepare: the old pair goes with its old container.
-                writeln!(host, "link del {veth}").ok();
-            }
+            writeln!(leftovers, "link del {veth}").ok();
             writeln!(
                 host,
                 "link add {veth} mtu {mtu} type veth peer name {eth} mtu {mtu} netns {pid}"
@@ -149,7 +150,20 @@ impl DataPlane {
                 routed = true;
             }
         }
-        sys::ip_batch(None, &host)?;
+        let plumbed = match sys::ip_batch(None, &host) {
+            // A retried prepare left the pair of its old container: it goes, then again.
+            Err(e) if e.to_string().contains("File exists") => {
+                sys::ip_batch_force(&leftovers).and_then(|()| sys::ip_batch(None, &host))
+            }
+            r => r,
+        };
+        if let Err(e) = plumbed {
+            // Perhaps a bridge went away behind our back: the retry sets the networks up.
+            for att in &task.networks {
+                st.nets.remove(&att.vni);
+            }
+            return Err(e);
+        }
         // Inside the container's own namespace: nothing another container's setup touches,
         // so other tasks' setups need not wait for it.
         drop(st);
