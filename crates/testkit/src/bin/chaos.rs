@@ -162,6 +162,13 @@ fn main() -> anyhow::Result<()> {
         report.skipped().len(),
         started.elapsed().as_secs_f64()
     );
+    if !report.skipped().is_empty() && std::env::var_os("CI").is_some() {
+        anyhow::bail!(
+            "{} step(s) skipped, so they checked nothing: {:?}",
+            report.skipped().len(),
+            report.skipped()
+        );
+    }
     if report.anomalies() > 0 {
         anyhow::bail!(
             "{} anomalies (seed {seed}); reproduce with: {}",
