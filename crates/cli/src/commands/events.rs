@@ -23,7 +23,8 @@ pub struct EventsArgs {
     /// event=create|update|remove. Repeat a key for alternatives.
     #[arg(short, long = "filter", value_name = "KEY=VALUE")]
     pub filters: Vec<String>,
-    /// Output format: table (one line per event) or json (one object per line).
+    /// Output format: table (one line per event), json (one object per line), or a template
+    /// over the JSON's fields ('{{.Type}} {{.Action}} {{.Actor.Attributes.name}}').
     #[arg(long, default_value = "table")]
     pub format: Format,
 }

@@ -48,7 +48,14 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
     });
     if a.out.quiet {
         for n in &nets {
-            println!("{}", n.id.short());
+            println!(
+                "{}",
+                if a.out.no_trunc {
+                    n.id.as_str()
+                } else {
+                    n.id.short()
+                }
+            );
         }
         return Ok(());
     }
@@ -78,7 +85,7 @@ pub fn render(
                     json!({
                         "CreatedAt": crate::commands::network::inspect::created(n),
                         "Driver": n.spec.driver.as_str(),
-                        "ID": n.id.short(),
+                        "ID": if out.no_trunc { n.id.as_str() } else { n.id.short() },
                         "IPv6": "false",
                         "Internal": n.spec.internal.to_string(),
                         "Labels": labels,
@@ -95,7 +102,11 @@ pub fn render(
                 .iter()
                 .map(|n| {
                     vec![
-                        n.id.short().to_string(),
+                        if out.no_trunc {
+                            n.id.to_string()
+                        } else {
+                            n.id.short().to_string()
+                        },
                         n.spec.name.clone(),
                         n.spec.driver.as_str().to_string(),
                         scope(n).to_string(),

@@ -363,38 +363,11 @@ pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::
 #[cfg(test)]
 mod tests {
     use super::*;
-    use swarm_types::ids::{NodeId, ServiceId, TaskId};
-    use swarm_types::objects::{ServiceStatus, TaskStatus};
-    use swarm_types::spec::{ContainerSpec, ServiceSpec, TaskSpec};
+    use swarm_types::ids::{NodeId, TaskId};
+    use swarm_types::objects::TaskStatus;
 
     fn svc(replicas: u64, running: u64) -> Service {
-        Service {
-            id: ServiceId::new("s1"),
-            meta: Default::default(),
-            spec: ServiceSpec {
-                name: "web".into(),
-                labels: Default::default(),
-                task: TaskSpec {
-                    container: ContainerSpec {
-                        image: "busybox:2".into(),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-                mode: ServiceMode::Replicated { replicas },
-                update_config: Default::default(),
-                rollback_config: Default::default(),
-            },
-            previous_spec: None,
-            update_status: None,
-            spec_history: Vec::new(),
-            spec_version: 1,
-            status: Some(ServiceStatus {
-                running_tasks: running,
-                desired_tasks: replicas,
-                completed_tasks: 0,
-            }),
-        }
+        super::super::render_tests::service("s1", "web", "busybox:2", replicas, running)
     }
 
     fn task(s: &Service, slot: u64, state: TaskState, err: &str, created: u64) -> Task {

@@ -211,22 +211,18 @@ mod tests {
 
     fn service() -> Service {
         use swarm_types::spec::*;
-        let mut spec = ServiceSpec {
-            name: "web".into(),
-            labels: [("tier".to_string(), "front".to_string())].into(),
-            task: TaskSpec {
-                container: ContainerSpec {
-                    image: "registry:4243/web:2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into(),
-                    args: vec!["serve".into(), "--port=80".into()],
-                    env: vec!["A=1".into()],
-                    ..Default::default()
-                },
-                ..Default::default()
-            },
-            mode: ServiceMode::Replicated { replicas: 3 },
-            update_config: Default::default(),
-            rollback_config: Default::default(),
-        };
+        let mut svc = super::super::render_tests::service(
+            "svc1",
+            "web",
+            "registry:4243/web:2@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            3,
+            0,
+        );
+        svc.status = None;
+        let spec = &mut svc.spec;
+        spec.labels.insert("tier".into(), "front".into());
+        spec.task.container.args = vec!["serve".into(), "--port=80".into()];
+        spec.task.container.env = vec!["A=1".into()];
         spec.task.placement.constraints = vec!["node.role==worker".into()];
         spec.task.resources.limits.nano_cpus = 500_000_000;
         spec.task.resources.limits.memory_bytes = 64 << 20;
@@ -234,16 +230,7 @@ mod tests {
             target: "n1".into(),
             aliases: vec![],
         }];
-        Service {
-            id: swarm_types::ServiceId::new("svc1"),
-            meta: Default::default(),
-            spec,
-            previous_spec: None,
-            update_status: None,
-            spec_history: Vec::new(),
-            spec_version: 1,
-            status: None,
-        }
+        svc
     }
 
     /// The whole view after alignment, as an operator reads it.

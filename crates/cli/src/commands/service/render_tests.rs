@@ -12,7 +12,8 @@ use swarm_types::{Service, Task};
 
 const HOUR_MS: u64 = 3_600_000;
 
-fn service(id: &str, name: &str, image: &str, replicas: u64, running: u64) -> Service {
+/// A replicated service for the CLI's tests (also used by `converge` and `pretty` tests).
+pub(crate) fn service(id: &str, name: &str, image: &str, replicas: u64, running: u64) -> Service {
     Service {
         id: ServiceId::new(id),
         meta: Default::default(),
