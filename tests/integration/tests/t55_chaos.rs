@@ -1,6 +1,6 @@
 //! The fault suite's fixed-seed CI profile (issue 18): a 3-manager and a 5-manager cluster
 //! with 2 workers each (network-namespace hosts, fake executor) go through every fault —
-//! leader SIGKILL, pause, isolation, one-way partition, packet loss, latency, full disk, CPU
+//! leader SIGKILL, pause, isolation, one-way partition, packet loss, full disk, CPU
 //! starvation, clock jump, a cut-off worker, quorum loss, demote/promote, total restart, a
 //! minority kill and a minority partition — several with a rolling update and a scale change
 //! in flight, under a concurrent client workload. Fails on any anomaly: a history that is not
@@ -9,6 +9,7 @@
 //! timeout + grace (or surplus left after heal), a cluster that does not recover. The failure
 //! message has the seed, the command that repeats the run, and the history.
 //!
+//! Leader latency (sch_netem) has its own ignored test: this machine's kernel lacks netem.
 //! `CHAOS_SEED=N` runs it with another seed; `target/debug/chaos` is the same suite as a
 //! program (`--soak 1h` for releases).
 
@@ -19,6 +20,23 @@ const SEED: u64 = 20_261_202;
 
 #[test]
 fn chaos_ci_profile_finds_no_anomaly() {
+    profile(run::ci_plans(), "chaos_ci_profile_finds_no_anomaly --");
+}
+
+/// Leader latency needs sch_netem, which the CI machine's kernel does not have: ignored (so
+/// cargo counts it as such) rather than passing with the step skipped. Where the kernel has
+/// it: `cargo test -p swarm-integration --test t55_chaos -- --ignored`.
+#[test]
+#[ignore = "needs the kernel's sch_netem (CONFIG_NET_SCH_NETEM); run with --ignored where present"]
+fn chaos_latency_fault_finds_no_anomaly() {
+    profile(
+        run::netem_plans(),
+        "chaos_latency_fault_finds_no_anomaly -- --ignored",
+    );
+}
+
+/// Runs `plans` and fails on any anomaly; a skipped step fails in CI (it checked nothing).
+fn profile(plans: Vec<run::Plan>, test: &str) {
     swarm_integration::init_tracing();
     let seed = std::env::var("CHAOS_SEED")
         .ok()
@@ -27,12 +45,12 @@ fn chaos_ci_profile_finds_no_anomaly() {
     let out = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/chaos");
     let opts = Options {
         seed,
-        plans: run::ci_plans(),
+        plans,
         out_dir: out,
         clients: 3,
         node_down_grace: std::time::Duration::from_secs(3),
         repro: format!(
-            "CHAOS_SEED={seed} cargo test -p swarm-integration --test t55_chaos -- --nocapture   (or: target/debug/chaos --seed {seed})"
+            "CHAOS_SEED={seed} cargo test -p swarm-integration --test t55_chaos {test} --nocapture   (or: target/debug/chaos --seed {seed})"
         ),
     };
     info!(seed, "phase: chaos CI profile");

@@ -142,7 +142,9 @@ fn main() -> anyhow::Result<()> {
             })
             .collect()
     } else {
-        run::ci_plans()
+        let mut p = run::ci_plans();
+        p.extend(run::netem_plans());
+        p
     };
     let opts = Options {
         seed,

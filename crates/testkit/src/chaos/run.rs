@@ -174,11 +174,24 @@ pub struct Options {
 }
 
 /// The fixed-seed profile CI runs (about 4 minutes on two cores).
+/// The faults that need the kernel's `sch_netem` for delay (CONFIG_NET_SCH_NETEM), which
+/// the CI machine's kernel lacks: their own profile, so that a test can be marked ignored
+/// (counted as such) instead of passing with a skipped step.
+pub fn netem_plans() -> Vec<Plan> {
+    vec![Plan {
+        managers: 3,
+        workers: 2,
+        steps: vec![Step::new(Fault::LatencyLeader, false, false)],
+        random_for: None,
+    }]
+}
+
+/// The fixed CI profile: every fault but the `netem_plans` ones.
 pub fn ci_plans() -> Vec<Plan> {
     use Fault::{
         ClockJumpLeader, CpuStarveLeader, CutWorker, DemotePromote, DiskFull, IsolateLeader,
-        KillLeader, KillMinority, LatencyLeader, LossLeader, OneWayLeaderOut,
-        PartitionLeaderMinority, PauseLeader, QuorumLoss, TotalRestart,
+        KillLeader, KillMinority, LossLeader, OneWayLeaderOut, PartitionLeaderMinority,
+        PauseLeader, QuorumLoss, TotalRestart,
     };
     vec![
         Plan {
@@ -190,7 +203,6 @@ pub fn ci_plans() -> Vec<Plan> {
                 Step::new(IsolateLeader, true, true),
                 Step::new(OneWayLeaderOut, false, false),
                 Step::new(LossLeader, true, false),
-                Step::new(LatencyLeader, false, false),
                 Step::new(DiskFull, true, false),
                 Step::new(CpuStarveLeader, false, true),
                 // With a rolling update across the jump: updates are paced on the leader's
