@@ -158,6 +158,7 @@ impl<'a> Addresses<'a> {
             let start = state
                 .addresses_on(&net.id)
                 .map(|(a, _)| u32::from(a))
+                .chain(state.vips_on(&net.id).map(u32::from))
                 .filter(|a| (first..=last).contains(a))
                 .max()
                 .map_or(first, |a| a.wrapping_add(1));
@@ -170,7 +171,11 @@ impl<'a> Addresses<'a> {
             let reserved = addr == net.subnet.network()
                 || addr == net.subnet.broadcast()
                 || addr == net.gateway;
-            if reserved || given.contains(&addr) || state.address_holder(&net.id, addr).is_some() {
+            if reserved
+                || given.contains(&addr)
+                || state.address_holder(&net.id, addr).is_some()
+                || state.vip_holder(&net.id, addr).is_some()
+            {
                 continue;
             }
             given.insert(addr);

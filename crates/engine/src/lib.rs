@@ -10,6 +10,7 @@
 #![forbid(unsafe_code)]
 
 pub mod constraint;
+pub mod endpoint;
 pub mod ipam;
 pub mod orchestrator;
 pub mod scheduler;

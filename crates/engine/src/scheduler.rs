@@ -10,6 +10,8 @@
 //!    reserves (`insufficient cpu`, `insufficient memory`; a reservation of 0 always fits)
 //! 4. constraints (`constraint node.labels.zone==east not met`)
 //! 5. max replicas per node (`max replicas per node (2) reached`)
+//! 6. host ports: a host-mode published port another task on the node holds
+//!    (`host port 8080/tcp in use`)
 //!
 //! Among the nodes that pass, the scheduler follows the spread preferences (a tree of label
 //! values: at each level the branch with the fewest tasks of the service), then picks the node
@@ -35,6 +37,7 @@ use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 use swarm_types::constraint::Constraint;
+use swarm_types::endpoint::{PortConfig, Protocol};
 use swarm_types::ids::{NodeId, ServiceId, TaskId};
 use swarm_types::objects::{Node, NodeState, Task};
 use swarm_types::spec::{Availability, TaskSpec};
@@ -136,6 +139,7 @@ enum Refusal {
     /// Index into the group's constraints.
     Constraint(usize),
     MaxReplicas,
+    HostPort,
 }
 
 /// Filters 1 and 2, which depend on the node only.
@@ -159,19 +163,32 @@ struct Load<'a> {
     total: Vec<u32>,
     cpu: Vec<i64>,
     memory: Vec<i64>,
+    /// Host-mode ports held per node (empty unless some task holds one).
+    ports: Vec<Vec<(u16, Protocol)>>,
 }
 
 /// What one task of a group needs from a node (filters 3 and 5).
 #[derive(Clone, Copy)]
-struct Needs {
+struct Needs<'p> {
     cpu: i64,
     memory: i64,
     /// 0 = unlimited.
     max_per_node: u64,
+    host_ports: &'p [PortConfig],
 }
 
 impl Load<'_> {
-    /// Filters 3 and 5. `service_count` is the number of tasks of the task's service on `n`.
+    fn hold_ports(&mut self, n: usize, ports: &[PortConfig]) {
+        if ports.is_empty() {
+            return;
+        }
+        if self.ports.is_empty() {
+            self.ports = vec![Vec::new(); self.nodes.len()];
+        }
+        self.ports[n].extend(ports.iter().map(|p| (p.published, p.protocol)));
+    }
+
+    /// Filters 3, 5 and 6. `service_count` is the number of tasks of the task's service on `n`.
     fn dynamic_refusal(&self, n: usize, needs: Needs, service_count: u32) -> Option<Refusal> {
         let d = &self.nodes[n].description;
         if needs.cpu > 0 && d.nano_cpus.saturating_sub(self.cpu[n]) < needs.cpu {
@@ -182,6 +199,14 @@ impl Load<'_> {
         }
         if needs.max_per_node > 0 && u64::from(service_count) >= needs.max_per_node {
             return Some(Refusal::MaxReplicas);
+        }
+        if !self.ports.is_empty()
+            && needs
+                .host_ports
+                .iter()
+                .any(|p| self.ports[n].contains(&(p.published, p.protocol)))
+        {
+            return Some(Refusal::HostPort);
         }
         None
     }
@@ -440,6 +465,7 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
         total: vec![0; nodes.len()],
         cpu: vec![0; nodes.len()],
         memory: vec![0; nodes.len()],
+        ports: Vec::new(),
         nodes,
     };
     let mut found: Vec<Option<&Task>> = vec![None; pending.len()];
@@ -469,6 +495,7 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
         load.total[i] += 1;
         load.cpu[i] = load.cpu[i].saturating_add(r.nano_cpus.max(0));
         load.memory[i] = load.memory[i].saturating_add(r.memory_bytes.max(0));
+        load.hold_ports(i, &t.spec.host_ports);
         load_by_service.entry(&t.service_id).or_default().push(n);
     }
 
@@ -559,6 +586,7 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
                 cpu: r.nano_cpus.max(0),
                 memory: r.memory_bytes.max(0),
                 max_per_node: placement.max_replicas_per_node,
+                host_ports: &group.spec.host_ports,
             };
             let mut tree = Tree::build(&load, eligible, &levels, &service_count, &penalty);
             for (k, &task) in group.tasks.iter().enumerate() {
@@ -581,6 +609,7 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
                 load.total[n] += 1;
                 load.cpu[n] = load.cpu[n].saturating_add(needs.cpu);
                 load.memory[n] = load.memory[n].saturating_add(needs.memory);
+                load.hold_ports(n, needs.host_ports);
                 tree.placed(&load, n, &service_count, &penalty);
                 plan.assignments
                     .push((task.clone(), load.nodes[n].id.clone()));
@@ -634,6 +663,14 @@ fn unplaced_reason(
             Refusal::Constraint(i) => format!("constraint {} not met", constraints[i].trim()),
             Refusal::MaxReplicas => {
                 format!("max replicas per node ({}) reached", needs.max_per_node)
+            }
+            Refusal::HostPort => {
+                let ports: Vec<String> = needs
+                    .host_ports
+                    .iter()
+                    .map(|p| format!("{}/{}", p.published, p.protocol.as_str()))
+                    .collect();
+                format!("host port {} in use", ports.join(", "))
             }
         };
         *by_text.entry(text).or_default() += c;

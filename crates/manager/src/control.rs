@@ -328,6 +328,7 @@ impl Control for ControlService {
             previous_spec: None,
             update_status: None,
             spec_history: Vec::new(),
+            endpoint: Default::default(),
             spec_version: 1,
             status: None,
         };

@@ -384,6 +384,7 @@ mod tests {
             previous_spec: None,
             update_status: None,
             spec_history: Vec::new(),
+            endpoint: Default::default(),
             spec_version: 1,
             status: None,
         };

@@ -25,6 +25,9 @@ pub enum SpecError {
     /// A network spec or attachment (the message says what and how to fix it).
     #[error("{0}")]
     Network(String),
+    /// A service's endpoint: published ports, endpoint mode.
+    #[error("{0}")]
+    Endpoint(String),
     #[error("invalid job: {0}")]
     Job(&'static str),
     #[error("invalid health check: {0}")]

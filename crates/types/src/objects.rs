@@ -174,10 +174,47 @@ pub struct Service {
     /// Version number of `spec` in the history sequence (1 = as created).
     #[serde(default)]
     pub spec_version: u64,
+    /// What the leader allocated for `spec.endpoint` (virtual IPs, published ports).
+    #[serde(default, skip_serializing_if = "Endpoint::is_empty")]
+    pub endpoint: Endpoint,
     /// Task counts, filled in when services are listed (Docker's `ServiceStatus`); never
     /// stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<ServiceStatus>,
+}
+
+/// A service's virtual IP on one network.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VirtualIp {
+    pub network_id: NetworkId,
+    /// With the network's prefix length (`10.0.1.2/24`), as Docker shows it.
+    pub addr: crate::network::Ipv4Net,
+}
+
+/// What the leader allocated for a service's endpoint spec.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The spec these were allocated for.
+    #[serde(default)]
+    pub spec: crate::endpoint::EndpointSpec,
+    /// The published ports, with every `published` filled in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ports: Vec<crate::endpoint::PortConfig>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub virtual_ips: Vec<VirtualIp>,
+}
+
+impl Endpoint {
+    pub fn is_empty(&self) -> bool {
+        *self == Endpoint::default()
+    }
+
+    pub fn vip_on(&self, net: &NetworkId) -> Option<std::net::Ipv4Addr> {
+        self.virtual_ips
+            .iter()
+            .find(|v| v.network_id == *net)
+            .map(|v| v.addr.addr)
+    }
 }
 
 /// How many of a service's tasks run, computed from the store when services are listed, so

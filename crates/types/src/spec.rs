@@ -2,6 +2,7 @@
 //! validation. A spec that fails validation is refused before anything is written.
 
 use crate::constraint::Constraint;
+use crate::endpoint::EndpointSpec;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -214,6 +215,11 @@ pub struct TaskSpec {
     /// Networks the tasks attach to (`--network`); targets are network ids once stored.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub networks: Vec<NetworkAttachmentConfig>,
+    /// The service's host-mode published ports (derived from its endpoint spec by the
+    /// control API): a task holds them on its node, so the scheduler keeps two tasks that
+    /// need one host port apart, and changing them replaces the tasks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub host_ports: Vec<crate::endpoint::PortConfig>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -226,6 +232,9 @@ pub struct ServiceSpec {
     pub update_config: UpdateConfig,
     #[serde(default)]
     pub rollback_config: UpdateConfig,
+    /// How the service is reached: virtual IP or DNS round robin, published ports.
+    #[serde(default, skip_serializing_if = "EndpointSpec::is_default")]
+    pub endpoint: EndpointSpec,
 }
 
 pub use crate::error::SpecError;
@@ -362,6 +371,7 @@ impl ServiceSpec {
             mode: ServiceMode::Replicated { replicas },
             update_config: UpdateConfig::default(),
             rollback_config: UpdateConfig::default(),
+            endpoint: EndpointSpec::default(),
         }
     }
 
@@ -405,6 +415,7 @@ impl ServiceSpec {
             Constraint::parse(c)?;
         }
         crate::container::validate_mounts(&self.task.container.mounts)?;
+        self.endpoint.validate()?;
         self.task.container.options.validate()?;
         for p in &self.task.placement.preferences {
             let ok = p
@@ -626,6 +637,7 @@ mod tests {
             mode: ServiceMode::Replicated { replicas: 1 },
             update_config: Default::default(),
             rollback_config: Default::default(),
+            endpoint: Default::default(),
         }
     }
 

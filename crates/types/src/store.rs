@@ -211,6 +211,9 @@ pub struct StoreState {
     /// (network, address) → the task holding it; derived, rebuilt after deserialization.
     #[serde(skip)]
     addresses: BTreeMap<(NetworkId, Ipv4Addr), TaskId>,
+    /// (network, virtual IP) → the service holding it; derived like `addresses`.
+    #[serde(skip)]
+    vips: BTreeMap<(NetworkId, Ipv4Addr), ServiceId>,
 }
 
 impl StoreState {
@@ -256,6 +259,45 @@ impl StoreState {
                     .map(|a| ((a.network_id.clone(), a.address.addr), t.id.clone()))
             })
             .collect();
+        self.vips = self
+            .services
+            .values()
+            .flat_map(|s| {
+                s.endpoint
+                    .virtual_ips
+                    .iter()
+                    .map(|v| ((v.network_id.clone(), v.addr.addr), s.id.clone()))
+            })
+            .collect();
+    }
+
+    /// The service whose virtual IP `addr` is on network `net`, if any.
+    pub fn vip_holder(&self, net: &NetworkId, addr: Ipv4Addr) -> Option<&ServiceId> {
+        self.vips.get(&(net.clone(), addr))
+    }
+
+    /// Every virtual IP on `net`.
+    pub fn vips_on<'a>(&'a self, net: &'a NetworkId) -> impl Iterator<Item = Ipv4Addr> + 'a {
+        self.vips
+            .range((net.clone(), Ipv4Addr::UNSPECIFIED)..=(net.clone(), Ipv4Addr::BROADCAST))
+            .map(|((_, a), _)| *a)
+    }
+
+    fn index_service(&mut self, old: Option<&Service>, new: Option<&Service>) {
+        if let Some(o) = old {
+            for v in &o.endpoint.virtual_ips {
+                let k = (v.network_id.clone(), v.addr.addr);
+                if self.vips.get(&k) == Some(&o.id) {
+                    self.vips.remove(&k);
+                }
+            }
+        }
+        if let Some(n) = new {
+            for v in &n.endpoint.virtual_ips {
+                self.vips
+                    .insert((v.network_id.clone(), v.addr.addr), n.id.clone());
+            }
+        }
     }
 
     /// The task holding `addr` on network `net`, if any.
@@ -391,6 +433,7 @@ impl StoreState {
                     }
                 }
                 self.service_names.insert(o.spec.name.clone(), o.id.clone());
+                self.index_service(old.as_ref(), Some(&o));
                 old.map(Object::Service)
             }
             Object::Task(o) => {
@@ -419,6 +462,7 @@ impl StoreState {
                 if self.service_names.get(&s.spec.name) == Some(&s.id) {
                     self.service_names.remove(&s.spec.name);
                 }
+                self.index_service(Some(&s), None);
                 Some(Object::Service(s))
             }
             ObjectKind::Task => {
@@ -485,11 +529,74 @@ impl StoreState {
                             )));
                         }
                     }
+                    if let Some(svc) = self.vip_holder(&a.network_id, a.address.addr) {
+                        return Err(StoreError::Conflict(format!(
+                            "address {} on network {} is the virtual IP of service {svc}",
+                            a.address.addr, net.spec.name
+                        )));
+                    }
                 }
                 Ok(())
             }
+            Object::Service(s) => self.check_endpoint(s),
             _ => Ok(()),
         }
+    }
+
+    /// A service's virtual IPs are on its networks and held by nobody else; its ingress
+    /// ports (which every host binds) are published by no other service, and none of its
+    /// host-mode ports is another service's ingress port.
+    fn check_endpoint(&self, s: &Service) -> Result<(), StoreError> {
+        use crate::endpoint::PublishMode;
+        for v in &s.endpoint.virtual_ips {
+            let Some(net) = self.networks.get(&v.network_id) else {
+                return Err(StoreError::NotFound {
+                    kind: "network".into(),
+                    id: v.network_id.to_string(),
+                });
+            };
+            if !net.subnet.contains(v.addr.addr) {
+                return Err(StoreError::Conflict(format!(
+                    "virtual IP {} of service {} is outside network {}'s subnet {}",
+                    v.addr, s.spec.name, net.spec.name, net.subnet
+                )));
+            }
+            if let Some(t) = self.address_holder(&v.network_id, v.addr.addr) {
+                return Err(StoreError::Conflict(format!(
+                    "address {} on network {} is held by task {t}",
+                    v.addr.addr, net.spec.name
+                )));
+            }
+            if let Some(o) = self.vip_holder(&v.network_id, v.addr.addr) {
+                if *o != s.id {
+                    return Err(StoreError::Conflict(format!(
+                        "address {} on network {} is the virtual IP of service {o}",
+                        v.addr.addr, net.spec.name
+                    )));
+                }
+            }
+        }
+        if s.endpoint.ports.is_empty() {
+            return Ok(());
+        }
+        for o in self.services.values().filter(|o| o.id != s.id) {
+            for p in &s.endpoint.ports {
+                let clash = o.endpoint.ports.iter().any(|q| {
+                    q.published == p.published
+                        && q.protocol == p.protocol
+                        && (q.mode == PublishMode::Ingress || p.mode == PublishMode::Ingress)
+                });
+                if clash {
+                    return Err(StoreError::Conflict(format!(
+                        "port {}/{} is already published by service {}; choose another published port",
+                        p.published,
+                        p.protocol.as_str(),
+                        o.spec.name
+                    )));
+                }
+            }
+        }
+        Ok(())
     }
 
     fn check_name(&self, obj: &Object) -> Result<(), StoreError> {

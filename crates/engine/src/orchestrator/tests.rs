@@ -81,10 +81,12 @@ impl World {
                 mode,
                 update_config: Default::default(),
                 rollback_config: Default::default(),
+                endpoint: Default::default(),
             },
             previous_spec: None,
             update_status: None,
             spec_history: Vec::new(),
+            endpoint: Default::default(),
             spec_version: 1,
         };
         self.apply(vec![Op::Put(Object::Service(s))]);
@@ -813,6 +815,7 @@ mod compact {
             previous_spec: None,
             update_status: None,
             spec_history: Vec::new(),
+            endpoint: Default::default(),
             spec_version: 1,
         })
     }

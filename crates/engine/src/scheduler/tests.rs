@@ -376,6 +376,48 @@ fn unplaced_reason_groups_nodes_by_first_failing_filter() {
     );
 }
 
+fn publishing(port: u16) -> TaskSpec {
+    TaskSpec {
+        host_ports: vec![swarm_types::endpoint::PortConfig {
+            published: port,
+            target: 80,
+            mode: swarm_types::endpoint::PublishMode::Host,
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+#[test]
+fn a_host_port_is_held_once_per_node() {
+    // Another service holds 8080 on a; web needs 8080 for 3 tasks on 3 nodes.
+    let load = vec![task("o0", "other", &publishing(8080), Some("a"))];
+    let (s, ids) = cluster(
+        vec![node("a"), node("b"), node("c")],
+        load,
+        "web",
+        &publishing(8080),
+        3,
+    );
+    let plan = schedule(&s, &ids);
+    assert_eq!(per_node(&plan), BTreeMap::from([("b", 1), ("c", 1)]));
+    assert_eq!(
+        plan.unplaced,
+        vec![(
+            ids[2].clone(),
+            "no suitable node (3 nodes: host port 8080/tcp in use)".to_string()
+        )]
+    );
+    // Another port, or a stopped holder, does not stand in the way.
+    let mut gone = task("o0", "other", &publishing(8080), Some("a"));
+    gone.desired_state = TaskState::Shutdown;
+    let (s, ids) = cluster(vec![node("a")], vec![gone], "web", &publishing(8080), 1);
+    assert_eq!(chosen(&schedule(&s, &ids)), ["a"]);
+    let load = vec![task("o0", "other", &publishing(9090), Some("a"))];
+    let (s, ids) = cluster(vec![node("a")], load, "web", &publishing(8080), 1);
+    assert_eq!(chosen(&schedule(&s, &ids)), ["a"]);
+}
+
 #[test]
 fn max_replicas_per_node() {
     let load = vec![task("w0", "web", &spec(), Some("a"))];

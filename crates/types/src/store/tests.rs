@@ -26,10 +26,12 @@ fn service(id: &str, name: &str, version: u64) -> Object {
             mode: ServiceMode::Replicated { replicas: 1 },
             update_config: Default::default(),
             rollback_config: Default::default(),
+            endpoint: Default::default(),
         },
         previous_spec: None,
         update_status: None,
         spec_history: Vec::new(),
+        endpoint: Default::default(),
         spec_version: 1,
     })
 }

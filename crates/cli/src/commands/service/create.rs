@@ -140,6 +140,7 @@ pub fn build(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         mode,
         update_config: Default::default(),
         rollback_config: Default::default(),
+        endpoint: Default::default(),
     };
     a.service.apply(&mut spec)?;
     // Validate locally first: the same check the manager runs, without a round trip.

@@ -257,6 +257,7 @@ mod tests {
             mode: swarm_types::spec::ServiceMode::Replicated { replicas: 1 },
             update_config: Default::default(),
             rollback_config: Default::default(),
+            endpoint: Default::default(),
         };
         s.task.container.image = "busybox:1".into();
         s

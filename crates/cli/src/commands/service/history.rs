@@ -130,6 +130,7 @@ mod tests {
             mode: ServiceMode::Replicated { replicas: 3 },
             update_config: Default::default(),
             rollback_config: Default::default(),
+            endpoint: Default::default(),
         };
         s.task.container.image = "busybox:1".into();
         s

@@ -30,10 +30,12 @@ pub(crate) fn service(id: &str, name: &str, image: &str, replicas: u64, running:
             mode: ServiceMode::Replicated { replicas },
             update_config: Default::default(),
             rollback_config: Default::default(),
+            endpoint: Default::default(),
         },
         previous_spec: None,
         update_status: None,
         spec_history: Vec::new(),
+        endpoint: Default::default(),
         spec_version: 1,
         status: Some(ServiceStatus {
             running_tasks: running,
