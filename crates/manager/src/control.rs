@@ -213,6 +213,25 @@ fn pin_image(
 
 use crate::pages::pages;
 
+/// The host-mode ports a task holds on its node, from the service's endpoint spec (so the
+/// scheduler sees them and a change to them replaces the tasks).
+fn derive_host_ports(spec: &mut ServiceSpec) {
+    spec.task.host_ports = spec
+        .endpoint
+        .ports
+        .iter()
+        .filter(|p| p.mode == swarm_types::endpoint::PublishMode::Host)
+        .cloned()
+        .collect();
+}
+
+/// Virtual IPs and picked ports for the service's (new) spec, keeping what it holds.
+fn allocate_endpoint(s: &StoreState, svc: &mut Service) -> Result<(), Status> {
+    svc.endpoint = swarm_engine::endpoint::allocate(s, &svc.id, &svc.spec, &svc.endpoint)
+        .map_err(Status::failed_precondition)?;
+    Ok(())
+}
+
 fn validate(spec: &ServiceSpec) -> Result<(), Status> {
     spec.validate()
         .map_err(|e| Status::invalid_argument(e.to_string()))
@@ -311,8 +330,10 @@ impl Control for ControlService {
     ) -> Result<Response<ObjectResponse>, Status> {
         let mut spec: ServiceSpec = wire::from_bytes("service spec", &req.get_ref().spec)?;
         validate(&spec)?;
-        if !spec.task.networks.is_empty() {
+        derive_host_ports(&mut spec);
+        if !spec.task.networks.is_empty() || !spec.endpoint.ports.is_empty() {
             self.manager.read_barrier(false).await?;
+            self.attach_ingress(&mut spec).await?;
             self.read(|s| networks::resolve_attachments(s, &mut spec))?;
         }
         // Without a read barrier (creates are the hot path): a push acknowledged moments ago
@@ -321,7 +342,7 @@ impl Control for ControlService {
         let warnings =
             self.read(|s| pin_image(s, &mut spec, &req.get_ref().resolve_image, None))?;
         self.read(|s| seal_auth(s, &mut spec, None))?;
-        let svc = Service {
+        let mut svc = Service {
             id: ServiceId::generate(),
             meta: Default::default(),
             spec,
@@ -332,6 +353,7 @@ impl Control for ControlService {
             spec_version: 1,
             status: None,
         };
+        self.read(|s| allocate_endpoint(s, &mut svc))?;
         let mut out = self.write(vec![Op::Create(Object::Service(svc))]).await?;
         tracing::info!(service = %out[0].id(), "service created");
         let mut resp = object_response(out.remove(0));
@@ -382,7 +404,9 @@ impl Control for ControlService {
         let r = req.into_inner();
         let mut spec: ServiceSpec = wire::from_bytes("service spec", &r.spec)?;
         validate(&spec)?;
+        derive_host_ports(&mut spec);
         self.manager.read_barrier(false).await?;
+        self.attach_ingress(&mut spec).await?;
         self.read(|s| networks::resolve_attachments(s, &mut spec))?;
         let mut svc = self.read(|s| find_service(s, &r.reference))?;
         let current = svc.spec.task.container.image.clone();
@@ -405,6 +429,7 @@ impl Control for ControlService {
             resp.get_mut().warnings = warnings;
             return Ok(resp);
         }
+        self.read(|s| allocate_endpoint(s, &mut svc))?;
         let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
         let mut resp = object_response(out.remove(0));
         resp.get_mut().warnings = warnings;
@@ -455,6 +480,7 @@ impl Control for ControlService {
             ));
         }
         svc.replace_spec(target, swarm_api::now_ms(), true);
+        self.read(|s| allocate_endpoint(s, &mut svc))?;
         let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
         Ok(object_response(out.remove(0)))
     }

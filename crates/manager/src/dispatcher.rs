@@ -22,6 +22,7 @@ use tokio::sync::broadcast::error::RecvError;
 use tokio_stream::Stream;
 use tonic::{Request, Response, Status};
 
+mod discovery;
 mod logs;
 mod peers;
 pub use logs::{node_name, task_name};
@@ -290,6 +291,16 @@ impl Dispatcher for DispatcherService {
         crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
         let node = NodeId::new(req.into_inner().node_id);
         Ok(Response::new(peers::stream(self.manager.clone(), node)))
+    }
+
+    type DiscoveryStream = discovery::DiscoveryStream;
+    async fn discovery(
+        &self,
+        req: Request<swarm_api::dispatcher::DiscoveryRequest>,
+    ) -> Result<Response<discovery::DiscoveryStream>, Status> {
+        crate::auth::require_node(&self.manager, &req, Some(&req.get_ref().node_id))?;
+        let node = NodeId::new(req.into_inner().node_id);
+        Ok(Response::new(discovery::stream(self.manager.clone(), node)))
     }
 
     type LogSubscriptionsStream = logs::SubscriptionStream;

@@ -7,6 +7,7 @@
 
 pub mod constraint;
 pub mod container;
+pub mod discovery;
 pub mod endpoint;
 pub mod error;
 pub mod events;

@@ -135,6 +135,11 @@ pub(super) fn failure_action(
             let mut s = svc.clone();
             let prev = s.previous_spec.clone().expect("checked");
             s.replace_spec(prev, now, true);
+            // The old spec's ports and networks: its endpoint as it was, where still free
+            // (otherwise the current one stays; an operator's rollback says why).
+            if let Ok(e) = crate::endpoint::allocate(state, &s.id, &s.spec, &s.endpoint) {
+                s.endpoint = e;
+            }
             if let Some(st) = s.update_status.as_mut() {
                 st.message = format!("update rolled back: {why}");
             }

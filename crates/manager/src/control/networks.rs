@@ -58,7 +58,50 @@ pub(super) fn resolve_attachments(s: &StoreState, spec: &mut ServiceSpec) -> Res
     Ok(())
 }
 
+/// The network a service that publishes ports without choosing a network is attached to
+/// (Docker's `ingress`), created on first use.
+pub const INGRESS: &str = "ingress";
+
 impl ControlService {
+    /// Attaches a service that publishes ports but names no network to [`INGRESS`], creating
+    /// that overlay network if the cluster has none yet: its tasks need an address the
+    /// routing mesh can reach.
+    pub(super) async fn attach_ingress(&self, spec: &mut ServiceSpec) -> Result<(), Status> {
+        if spec.endpoint.ports.is_empty() || !spec.task.networks.is_empty() {
+            return Ok(());
+        }
+        if self.read(|s| s.network_by_name(INGRESS).is_none()) {
+            let net = NetworkSpec {
+                name: INGRESS.into(),
+                labels: Default::default(),
+                driver: swarm_types::network::NetworkDriver::Overlay,
+                ipam: Default::default(),
+                attachable: false,
+                internal: false,
+            };
+            let req = CreateNetworkRequest {
+                spec: wire::to_bytes(&net),
+            };
+            match self.do_create_network(req).await {
+                Ok(_) => {}
+                Err(e) if e.code() == tonic::Code::AlreadyExists => {}
+                Err(e) => {
+                    return Err(Status::new(
+                        e.code(),
+                        format!("creating the ingress network for the published ports: {}", e.message()),
+                    ))
+                }
+            }
+        }
+        spec.task
+            .networks
+            .push(swarm_types::spec::NetworkAttachmentConfig {
+                target: INGRESS.into(),
+                aliases: vec![],
+            });
+        Ok(())
+    }
+
     pub(super) async fn do_create_network(
         &self,
         req: CreateNetworkRequest,

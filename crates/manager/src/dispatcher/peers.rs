@@ -18,13 +18,7 @@ use tonic::Status;
 
 pub type PeersStream = Pin<Box<dyn Stream<Item = Result<NetworkPeersMessage, Status>> + Send>>;
 
-/// The host part of a node's address (`IP:PORT` or `IP`).
-pub fn host_ip(addr: &str) -> Option<Ipv4Addr> {
-    addr.parse::<std::net::SocketAddrV4>()
-        .map(|a| *a.ip())
-        .ok()
-        .or_else(|| addr.parse().ok())
-}
+pub use swarm_types::discovery::host_ip;
 
 /// The peer set of `node`, sorted (so equal sets compare equal).
 pub fn peers_of(s: &StoreState, node: &NodeId) -> Vec<(u32, Ipv4Addr, Ipv4Addr)> {
@@ -58,46 +52,60 @@ pub fn peers_of(s: &StoreState, node: &NodeId) -> Vec<(u32, Ipv4Addr, Ipv4Addr)>
 }
 
 pub fn stream(manager: Manager, node: NodeId) -> PeersStream {
+    derived(
+        manager,
+        move |s| peers_of(s, &node),
+        |c| match &c.object {
+            Object::Task(t) => !c.status_only && !t.networks.is_empty(),
+            Object::Node(_) => true,
+            _ => false,
+        },
+        |now| NetworkPeersMessage {
+            peers: now
+                .iter()
+                .map(|(vni, addr, host)| NetworkPeer {
+                    vni: *vni,
+                    addr: addr.to_string(),
+                    host: host.to_string(),
+                })
+                .collect(),
+        },
+    )
+}
+
+/// A stream of a set derived from the store by `compute`: sent whole at the start and again
+/// whenever it differs from the last one sent, recomputed after a change `relevant` says can
+/// move it (after a 20 ms settle, so a burst of changes costs one computation).
+pub fn derived<T, M>(
+    manager: Manager,
+    compute: impl Fn(&StoreState) -> T + Send + 'static,
+    relevant: impl Fn(&swarm_types::store::Change) -> bool + Send + 'static,
+    message: impl Fn(&T) -> M + Send + 'static,
+) -> Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>
+where
+    T: PartialEq + Send + 'static,
+    M: Send + 'static,
+{
     let (tx, out) = tokio::sync::mpsc::channel(4);
     let mut rx = manager.store().subscribe();
     tokio::spawn(async move {
-        let mut last: Option<Vec<(u32, Ipv4Addr, Ipv4Addr)>> = None;
+        let mut last: Option<T> = None;
         loop {
-            let now = manager.store().read(|s| peers_of(s, &node));
+            let now = manager.store().read(&compute);
             if last.as_ref() != Some(&now) {
-                let msg = NetworkPeersMessage {
-                    peers: now
-                        .iter()
-                        .map(|(vni, addr, host)| NetworkPeer {
-                            vni: *vni,
-                            addr: addr.to_string(),
-                            host: host.to_string(),
-                        })
-                        .collect(),
-                };
-                if tx.send(Ok(msg)).await.is_err() {
+                if tx.send(Ok(message(&now))).await.is_err() {
                     return;
                 }
                 last = Some(now);
             }
-            // Wait for a change that can move the set (a task placed, created or deleted, a
-            // node's address), then let a burst settle.
             loop {
                 let ev = tokio::select! {
                     ev = rx.recv() => ev,
                     _ = tx.closed() => return,
                 };
                 match ev {
-                    Ok(StoreEvent::Change(c)) => {
-                        let relevant = match &c.object {
-                            Object::Task(t) => !c.status_only && !t.networks.is_empty(),
-                            Object::Node(_) => true,
-                            _ => false,
-                        };
-                        if relevant {
-                            break;
-                        }
-                    }
+                    Ok(StoreEvent::Change(c)) if relevant(&c) => break,
+                    Ok(StoreEvent::Change(_)) => {}
                     Ok(StoreEvent::Reset)
                     | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
