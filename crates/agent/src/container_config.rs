@@ -30,6 +30,38 @@ fn propagation(s: &str) -> Propagation {
     }
 }
 
+/// Docker's `/etc/hosts`, plus the task's own address (on its first network) under its
+/// hostname.
+fn hosts_file(task: &Task, hostname: &str) -> String {
+    let mut h = HOSTS.to_string();
+    if let (Some(a), false) = (task.networks.first(), hostname.is_empty()) {
+        h.push_str(&format!("{}\t{hostname}\n", a.address.addr));
+    }
+    h
+}
+
+/// A task on a network asks the node's DNS server on its first network's gateway (service
+/// names, then the host's resolvers); without a network, the host's resolvers directly.
+fn resolv_conf(task: &Task) -> String {
+    match task.networks.first() {
+        Some(a) => {
+            let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+            let search: Vec<&str> = host
+                .lines()
+                .filter(|l| l.starts_with("search ") || l.starts_with("domain "))
+                .collect();
+            let mut out = format!("nameserver {}\n", a.gateway);
+            for l in search {
+                out.push_str(l);
+                out.push('\n');
+            }
+            out.push_str("options ndots:0\n");
+            out
+        }
+        None => std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+    }
+}
+
 /// Adds the task's mounts and knobs to `spec` (hostname already set). Volumes are created
 /// here; the caller holds [`Volumes::shared`] until the container exists. Blocking.
 pub fn apply(
@@ -103,10 +135,9 @@ pub fn apply(
     (ro.log_max_size, ro.log_max_files) = o.log_rotation();
     let hostname = spec.hostname.clone().unwrap_or_default();
     ro.etc_files = Some(EtcFiles {
-        hosts: HOSTS.into(),
+        hosts: hosts_file(task, &hostname),
         hostname: format!("{hostname}\n"),
-        // The host's for now; the networking layer will give containers their own DNS.
-        resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        resolv_conf: resolv_conf(task),
     });
     spec.readonly_rootfs = o.read_only;
     if o.pids_limit > 0 {

@@ -39,7 +39,13 @@ pub(crate) struct Controller<E: Executor> {
     /// The task's `(meta.version, desired_state)` as last saved in the task db: saved again
     /// only when the manager changed the task, not on every phase step.
     saved: (u64, TaskState),
+    /// The task has network addresses: it drains before it stops.
+    on_network: bool,
 }
+
+/// How long a task on a network keeps running after it was asked to stop, so that every
+/// host has dropped it from DNS and service addresses before it gets its stop signal.
+pub(crate) const DRAIN: std::time::Duration = std::time::Duration::from_millis(500);
 
 impl<E: Executor> Controller<E> {
     /// Runs until the task is gone from the assignment set (or marked for removal) and its
@@ -62,6 +68,7 @@ impl<E: Executor> Controller<E> {
             tid: first.id.clone(),
             id: first.id.to_string(),
             saved: (first.meta.version, first.desired_state),
+            on_network: !first.networks.is_empty(),
         };
         let mut phase = c.adopt(&first).await;
         loop {
@@ -276,6 +283,12 @@ impl<E: Executor> Controller<E> {
             if !stopping && self.rx.borrow().as_ref().is_none_or(stop_wanted) {
                 stopping = true;
                 probe = None;
+                if self.on_network {
+                    // Every host drops the task from DNS answers and service addresses as
+                    // soon as the store says it is to stop; new connections stop arriving
+                    // before the stop signal does.
+                    tokio::time::sleep(DRAIN).await;
+                }
                 self.stop_container().await;
             }
             let probing = probe.is_some();

@@ -85,3 +85,52 @@ mod tests {
         assert_eq!(m.pick(2).as_deref(), Some("a:1"));
     }
 }
+
+/// Follows a server stream that any manager serves, failing over between managers: `open`
+/// starts it on a channel (given 5 s), `handle` takes each message. After the stream ends
+/// or fails, the next manager is tried. Runs until `shutdown`.
+pub async fn follow<M, O, OF, H, HF>(
+    managers: &Managers,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+    open: O,
+    mut handle: H,
+) where
+    O: Fn(tonic::transport::Channel) -> OF,
+    OF: std::future::Future<Output = Result<tonic::Streaming<M>, tonic::Status>>,
+    H: FnMut(M) -> HF,
+    HF: std::future::Future<Output = ()>,
+{
+    use std::time::Duration;
+    let mut idx = 0usize;
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        let Some(addr) = managers.pick(idx) else {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        };
+        let started = match managers.channel(&addr) {
+            Ok(ch) => tokio::time::timeout(Duration::from_secs(5), open(ch)).await,
+            Err(_) => Ok(Err(tonic::Status::unavailable("no channel"))),
+        };
+        let mut stream = match started {
+            Ok(Ok(s)) => s,
+            _ => {
+                idx += 1;
+                tokio::time::sleep(Duration::from_millis(300)).await;
+                continue;
+            }
+        };
+        loop {
+            let msg = tokio::select! {
+                m = stream.message() => m,
+                _ = shutdown.changed() => return,
+            };
+            let Ok(Some(m)) = msg else { break };
+            handle(m).await;
+        }
+        idx += 1;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}

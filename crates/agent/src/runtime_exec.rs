@@ -432,11 +432,15 @@ impl Executor for RuntimeExecutor {
     }
     fn remove<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), ExecError>> {
         let id = id.to_string();
+        let idc = id.clone();
         Box::pin(async move {
             let res = match self.blocking(move |rt| rt.remove(&id, true)).await {
                 Err(ExecError::NotFound(_)) => Ok(()),
                 other => other,
             };
+            if let (true, Some(dp)) = (res.is_ok(), &self.net) {
+                dp.forget(&idc);
+            }
             if res.is_ok() {
                 // Layers only this container used (an image re-tagged or removed meanwhile)
                 // can go now.
@@ -458,7 +462,15 @@ impl Executor for RuntimeExecutor {
             match self.blocking(move |rt| rt.inspect(&id)).await {
                 Ok(info) => Ok(Some(match info.status {
                     ContainerStatus::Created => ContainerState::Created,
-                    ContainerStatus::Running => ContainerState::Running,
+                    ContainerStatus::Running => {
+                        if let Some(dp) = &self.net {
+                            // A container found at start: its service-address rules follow
+                            // the views from now on.
+                            let (dp, id, pid) = (dp.clone(), info.id.clone(), info.pid);
+                            let _ = self.limited(move || dp.adopt(&id, pid)).await;
+                        }
+                        ContainerState::Running
+                    }
                     ContainerStatus::Stopped => {
                         // Stopped without an exit record: no init was ever reported (the
                         // create did not finish); an init that ended has a record.

@@ -15,11 +15,11 @@ fn swarmctl(args: &[&str]) -> std::process::Output {
 #[test]
 fn unknown_option_before_the_image_exits_2_naming_it() {
     let o = swarmctl(&[
-        "service", "create", "--name", "pub", "-p", "8080:80", "busybox", "httpd",
+        "service", "create", "--name", "pub", "-z", "8080:80", "busybox", "httpd",
     ]);
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
-    assert!(err.contains("unexpected argument '-p'"), "{err}");
+    assert!(err.contains("unexpected argument '-z'"), "{err}");
     assert!(
         !err.contains("cannot connect"),
         "refused before connecting: {err}"

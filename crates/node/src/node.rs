@@ -325,6 +325,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 let exec = std::sync::Arc::new(exec.with_network(net.clone()));
                 tokio::spawn(swarm_agent::network::peers::run(
                     id.node_id.clone(),
+                    net.clone(),
+                    managers.clone(),
+                    shutdown_rx.clone(),
+                ));
+                tokio::spawn(swarm_agent::network::discovery::run(
+                    id.node_id.clone(),
                     net,
                     managers.clone(),
                     shutdown_rx.clone(),

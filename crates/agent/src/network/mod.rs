@@ -16,15 +16,19 @@
 //! Changes go through `ip -batch` and `nft -f` (see ARCHITECTURE.md, "Decisions": one process
 //! per namespace per container, measured in BENCHMARKS.md).
 
+pub mod discovery;
+pub mod dns;
+pub mod lb;
 pub mod peers;
 mod sys;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::net::Ipv4Addr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use swarm_types::discovery::View;
 use swarm_types::network::{mac_string, NetworkAttachment, NetworkDriver};
-use swarm_types::Task;
+use swarm_types::{NodeId, Task};
 pub use sys::NetError;
 
 /// The Linux default; an overlay's interfaces lose the VXLAN overhead (50 bytes) from it.
@@ -48,13 +52,27 @@ pub struct Peer {
 struct LocalNet {
     subnet: swarm_types::network::Ipv4Net,
     internal: bool,
+    /// Where the network's DNS server listens (unknown for a bridge adopted from an older
+    /// agent until a task sets the network up again).
+    gateway: Option<Ipv4Addr>,
+}
+
+/// A task container this agent plumbed or re-adopted.
+struct Container {
+    pid: i32,
+    /// Its networks' VXLAN ids (from the view, for a re-adopted one).
+    vnis: Option<BTreeSet<u32>>,
+    /// The service-address rules loaded in its namespace.
+    loaded: String,
 }
 
 pub struct DataPlane {
+    node: NodeId,
     tag: String,
     /// This host's address for VXLAN (the node's advertise address).
     local: Option<Ipv4Addr>,
     state: Mutex<State>,
+    changed: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -67,15 +85,109 @@ struct State {
     installed: BTreeMap<u32, BTreeSet<Peer>>,
     /// The ruleset last loaded.
     ruleset: String,
+    /// The managers' latest discovery view.
+    view: Arc<View>,
+    /// By task id.
+    containers: BTreeMap<String, Container>,
 }
 
 impl DataPlane {
     /// `node_id`'s data plane; `local` is the address other hosts reach this one on.
     pub fn new(node_id: &str, local: Option<Ipv4Addr>) -> DataPlane {
         DataPlane {
+            node: NodeId::new(node_id),
             tag: node_id.chars().take(5).collect(),
             local,
             state: Mutex::new(State::default()),
+            changed: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Woken when a network appears on this host or goes (the DNS server follows).
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
+    }
+
+    /// Each local network's gateway (where its DNS server listens) → its VXLAN id.
+    pub fn gateways(&self) -> BTreeMap<Ipv4Addr, u32> {
+        let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.nets
+            .iter()
+            .filter_map(|(vni, n)| Some((n.gateway?, *vni)))
+            .collect()
+    }
+
+    /// Installs a new discovery view: the published-port rules of this host and the
+    /// virtual-IP rules of every container whose set changed.
+    pub fn set_view(&self, view: Arc<View>) -> Result<(), NetError> {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.view = view;
+        let mut first_err = self.load_rules(&mut st).err();
+        let ids: Vec<String> = st.containers.keys().cloned().collect();
+        for id in ids {
+            if let Err(e) = self.sync_container(&mut st, &id) {
+                first_err.get_or_insert(e);
+            }
+        }
+        first_err.map_or(Ok(()), Err)
+    }
+
+    /// Records a running container found at start (its namespace keeps its interfaces and
+    /// rules; the next view refreshes the rules).
+    pub fn adopt(&self, task_id: &str, pid: i32) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.containers.entry(task_id.to_string()).or_insert(Container {
+            pid,
+            vnis: None,
+            loaded: String::new(),
+        });
+        if let Err(e) = self.sync_container(&mut st, task_id) {
+            tracing::warn!(task = task_id, error = %e, "service address rules not loaded");
+        }
+    }
+
+    /// Forgets a removed container.
+    pub fn forget(&self, task_id: &str) {
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        st.containers.remove(task_id);
+    }
+
+    /// Loads the container's virtual-IP rules if they differ from what it has.
+    fn sync_container(&self, st: &mut State, id: &str) -> Result<(), NetError> {
+        let view = st.view.clone();
+        let Some(c) = st.containers.get_mut(id) else {
+            return Ok(());
+        };
+        let vnis = match &c.vnis {
+            Some(v) => v.clone(),
+            None => match view.tasks.iter().find(|t| t.id.as_str() == id) {
+                Some(t) => t.addrs.iter().map(|a| a.vni).collect(),
+                None => return Ok(()),
+            },
+        };
+        let want = lb::container_rules(&view, &vnis);
+        if want == c.loaded {
+            return Ok(());
+        }
+        let text = if want.is_empty() {
+            format!(
+                "table ip {t}\ndelete table ip {t}\n",
+                t = lb::CONTAINER_TABLE
+            )
+        } else {
+            want.clone()
+        };
+        match sys::nft_in(c.pid, &text) {
+            Ok(()) => {
+                c.loaded = want;
+                Ok(())
+            }
+            // The container is gone (its pid with it): nothing to keep in step.
+            Err(_) if !std::path::Path::new(&format!("/proc/{}/ns/net", c.pid)).exists() => {
+                st.containers.remove(id);
+                Ok(())
+            }
+            Err(e) => Err(e),
         }
     }
 
@@ -164,10 +276,23 @@ impl DataPlane {
             }
             return Err(e);
         }
+        let vnis: BTreeSet<u32> = task.networks.iter().map(|a| a.vni).collect();
+        let rules = lb::container_rules(&st.view, &vnis);
+        st.containers.insert(
+            task.id.to_string(),
+            Container {
+                pid,
+                vnis: Some(vnis),
+                loaded: rules.clone(),
+            },
+        );
         // Inside the container's own namespace: nothing another container's setup touches,
         // so other tasks' setups need not wait for it.
         drop(st);
         sys::ip_batch(Some(pid), &inside)?;
+        if !rules.is_empty() {
+            sys::nft_in(pid, &rules)?;
+        }
         Ok(())
     }
 
@@ -191,7 +316,7 @@ impl DataPlane {
         writeln!(
             cmds,
             "link set {br} alias {}",
-            sys::bridge_alias(&self.tag, att.address.trunc(), att.internal)
+            sys::bridge_alias(&self.tag, att.address.trunc(), att.internal, att.gateway)
         )
         .ok();
         writeln!(cmds, "link set {br} up").ok();
@@ -219,9 +344,13 @@ impl DataPlane {
                 LocalNet {
                     subnet: att.address.trunc(),
                     internal: att.internal,
+                    gateway: Some(att.gateway),
                 },
             )
             .is_none();
+        if fresh {
+            self.changed.notify_one();
+        }
         if fresh && att.driver == NetworkDriver::Overlay {
             // Peers that arrived before this host had the network.
             st.installed.remove(&att.vni);
@@ -322,12 +451,18 @@ impl DataPlane {
                 if let Some(vni) = vni {
                     st.nets.remove(&vni);
                     st.installed.remove(&vni);
+                    self.changed.notify_one();
                 }
             } else if let Some(vni) = vni {
                 // A bridge found at start: keep it in the ruleset.
                 if let std::collections::btree_map::Entry::Vacant(e) = st.nets.entry(vni) {
-                    if let Some((subnet, internal)) = sys::bridge_meta(&self.tag, br) {
-                        e.insert(LocalNet { subnet, internal });
+                    if let Some((subnet, internal, gateway)) = sys::bridge_meta(&self.tag, br) {
+                        e.insert(LocalNet {
+                            subnet,
+                            internal,
+                            gateway,
+                        });
+                        self.changed.notify_one();
                     }
                 }
             }
@@ -348,10 +483,11 @@ impl DataPlane {
     /// the previous one), or deletes it when there are none.
     fn load_rules(&self, st: &mut State) -> Result<(), NetError> {
         let table = format!("swarm-{}", self.tag);
-        let rules = if st.nets.is_empty() {
+        let ports = lb::port_rules(&st.view, &self.node, self.local);
+        let rules = if st.nets.is_empty() && ports.0.is_empty() && ports.1.is_empty() {
             String::new()
         } else {
-            ruleset(&self.tag, &st.nets, |vni| self.bridge_name(vni))
+            ruleset(&self.tag, &st.nets, &ports, |vni| self.bridge_name(vni))
         };
         if rules == st.ruleset {
             return Ok(());
@@ -360,6 +496,10 @@ impl DataPlane {
             sys::nft(&format!("table inet {table}\ndelete table inet {table}\n"))?;
             sys::docker_forward_rules(&self.tag, false);
         } else {
+            if !ports.0.is_empty() {
+                // Ingress connections go on to other hosts.
+                sys::enable_forwarding()?;
+            }
             sys::nft(&rules)?;
             sys::docker_forward_rules(&self.tag, true);
         }
@@ -370,8 +510,14 @@ impl DataPlane {
 
 /// The node's nftables table: a network's traffic stays on its bridge unless it is routed
 /// out (masqueraded) through a non-bridge interface; internal networks never leave; nothing
-/// from outside opens a connection into a task.
-fn ruleset(tag: &str, nets: &BTreeMap<u32, LocalNet>, bridge: impl Fn(u32) -> String) -> String {
+/// from outside opens a connection into a task except through a published port (`ports`:
+/// the prerouting and output rules of `lb::port_rules`).
+fn ruleset(
+    tag: &str,
+    nets: &BTreeMap<u32, LocalNet>,
+    ports: &(String, String),
+    bridge: impl Fn(u32) -> String,
+) -> String {
     let table = format!("swarm-{tag}");
     let ours = format!("sb{tag}-*");
     let mut fwd = String::new();
@@ -396,8 +542,10 @@ fn ruleset(tag: &str, nets: &BTreeMap<u32, LocalNet>, bridge: impl Fn(u32) -> St
             .ok();
         }
     }
+    let (pre, out) = ports;
+    let mark = lb::MESH_MARK;
     format!(
-        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain forward {{\n    type filter hook forward priority filter - 1; policy accept;\n{fwd}    iifname != \"{ours}\" oifname \"{ours}\" ct state established,related accept\n    iifname != \"{ours}\" oifname \"{ours}\" drop\n  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n{nat}  }}\n}}\n"
+        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain forward {{\n    type filter hook forward priority filter - 1; policy accept;\n{fwd}    iifname != \"{ours}\" oifname \"{ours}\" ct state established,related accept\n    iifname != \"{ours}\" oifname \"{ours}\" ct status dnat accept\n    iifname != \"{ours}\" oifname \"{ours}\" drop\n  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority dstnat; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    meta mark {mark:#x} oifname != \"{ours}\" masquerade\n{nat}  }}\n}}\n"
     )
 }
 

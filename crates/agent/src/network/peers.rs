@@ -4,7 +4,6 @@
 use super::{DataPlane, Peer};
 use crate::managers::Managers;
 use std::sync::Arc;
-use std::time::Duration;
 use swarm_api::dispatcher::dispatcher_client::DispatcherClient;
 use swarm_api::dispatcher::{NetworkPeersMessage, NetworkPeersRequest};
 use swarm_types::NodeId;
@@ -31,44 +30,22 @@ pub async fn run(
     node: NodeId,
     dp: Arc<DataPlane>,
     managers: Managers,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) {
-    let mut idx = 0usize;
-    loop {
-        if *shutdown.borrow() {
-            return;
-        }
-        let Some(addr) = managers.pick(idx) else {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-            continue;
-        };
-        let open = async {
-            let ch = managers.channel(&addr)?;
+    let open = |ch| {
+        let node = node.to_string();
+        async move {
             DispatcherClient::new(ch)
                 .max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
-                .network_peers(NetworkPeersRequest {
-                    node_id: node.to_string(),
-                })
+                .network_peers(NetworkPeersRequest { node_id: node })
                 .await
                 .map(|r| r.into_inner())
-                .map_err(|s| s.message().to_string())
-        };
-        let mut stream = match tokio::time::timeout(Duration::from_secs(5), open).await {
-            Ok(Ok(s)) => s,
-            _ => {
-                idx += 1;
-                tokio::time::sleep(Duration::from_millis(300)).await;
-                continue;
-            }
-        };
-        loop {
-            let msg = tokio::select! {
-                m = stream.message() => m,
-                _ = shutdown.changed() => return,
-            };
-            let Ok(Some(m)) = msg else { break };
+        }
+    };
+    let handle = |m: NetworkPeersMessage| {
+        let d = dp.clone();
+        async move {
             let peers = decode(&m);
-            let d = dp.clone();
             let n = peers.len();
             match tokio::task::spawn_blocking(move || d.set_peers(peers)).await {
                 Ok(Ok(())) => tracing::debug!(peers = n, "overlay peers installed"),
@@ -76,7 +53,6 @@ pub async fn run(
                 Err(e) => tracing::warn!(error = %e, "overlay peer installation panicked"),
             }
         }
-        idx += 1;
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    };
+    crate::managers::follow(&managers, shutdown, open, handle).await
 }

@@ -119,6 +119,14 @@ pub fn nft(rules: &str) -> Result<(), NetError> {
     run(c, "nft", rules).map(|_| ())
 }
 
+/// `nft -f -` in the network namespace of process `pid`.
+pub fn nft_in(pid: i32, rules: &str) -> Result<(), NetError> {
+    let mut c = Command::new("nsenter");
+    c.arg(format!("--net=/proc/{pid}/ns/net"))
+        .args(["nft", "-f", "-"]);
+    run(c, "nft", rules).map(|_| ())
+}
+
 /// A network interface of this namespace (read through netlink by `ip -j link show`: the
 /// daemon may run in a network namespace whose devices its `/sys` does not show).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -154,18 +162,22 @@ pub fn has(links: &[Link], name: &str) -> bool {
 }
 
 /// The alias a bridge carries: `swarm-<tag> <subnet> internal|external`.
-pub fn bridge_alias(tag: &str, subnet: Ipv4Net, internal: bool) -> String {
+pub fn bridge_alias(tag: &str, subnet: Ipv4Net, internal: bool, gateway: Ipv4Addr) -> String {
     format!(
-        "swarm-{tag}:{subnet}:{}",
+        "swarm-{tag}:{subnet}:{}:{gateway}",
         if internal { "internal" } else { "external" }
     )
 }
 
-pub fn bridge_meta(tag: &str, link: &Link) -> Option<(Ipv4Net, bool)> {
+/// Subnet, internal and gateway (absent from an older agent's alias) of one of our bridges.
+pub fn bridge_meta(tag: &str, link: &Link) -> Option<(Ipv4Net, bool, Option<Ipv4Addr>)> {
     let alias = link.alias.as_deref()?;
     let rest = alias.trim().strip_prefix(&format!("swarm-{tag}:"))?;
-    let (subnet, kind) = rest.rsplit_once(':')?;
-    Some((subnet.parse().ok()?, kind == "internal"))
+    let mut parts = rest.split(':');
+    let subnet = parts.next()?.parse().ok()?;
+    let internal = parts.next()? == "internal";
+    let gateway = parts.next().and_then(|g| g.parse().ok());
+    Some((subnet, internal, gateway))
 }
 
 fn parse_mac(s: &str) -> Option<[u8; 6]> {

@@ -24,6 +24,7 @@ fn the_ruleset_isolates_networks_keeps_internal_ones_in_and_masquerades_the_rest
         LocalNet {
             subnet: "10.0.1.0/24".parse().unwrap(),
             internal: false,
+            gateway: None,
         },
     );
     nets.insert(
@@ -31,10 +32,11 @@ fn the_ruleset_isolates_networks_keeps_internal_ones_in_and_masquerades_the_rest
         LocalNet {
             subnet: "10.0.2.0/24".parse().unwrap(),
             internal: true,
+            gateway: None,
         },
     );
     let dp = DataPlane::new("abcdefghij", None);
-    let r = ruleset("abcde", &nets, |v| dp.bridge_name(v));
+    let r = ruleset("abcde", &nets, &Default::default(), |v| dp.bridge_name(v));
     assert!(r.starts_with("table inet swarm-abcde\ndelete table inet swarm-abcde\n"));
     assert!(r.contains(
         "iifname \"sbabcde-1001\" oifname \"sbabcde-*\" oifname != \"sbabcde-1001\" drop"

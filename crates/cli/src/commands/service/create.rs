@@ -57,6 +57,16 @@ pub struct CreateArgs {
     /// Attach to a network: NAME or name=NAME,alias=ALIAS (repeatable).
     #[arg(long = "network", value_parser = crate::commands::network::parse_attachment)]
     pub networks: Vec<swarm_types::spec::NetworkAttachmentConfig>,
+    /// Publish a port on every host (routing mesh): [PUBLISHED:]TARGET[/PROTOCOL], or
+    /// published=P,target=T,protocol=tcp|udp,mode=ingress|host,traffic=cluster|local
+    /// (repeatable). Without PUBLISHED a port from 30000-32767 is picked. traffic=local: only
+    /// hosts running a task answer, and the task sees the client's address.
+    #[arg(short = 'p', long = "publish", value_parser = super::ports::parse_publish)]
+    pub publish: Vec<swarm_types::endpoint::PortConfig>,
+    /// How the service is reached: vip (one virtual IP per network, balanced over its
+    /// tasks) or dnsrr (its name resolves to every task's address).
+    #[arg(long = "endpoint-mode", default_value = "vip", value_parser = ["vip", "dnsrr"])]
+    pub endpoint_mode: String,
     #[command(flatten)]
     pub task: TaskFlags,
     #[command(flatten)]
@@ -140,7 +150,10 @@ pub fn build(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
         mode,
         update_config: Default::default(),
         rollback_config: Default::default(),
-        endpoint: Default::default(),
+        endpoint: swarm_types::endpoint::EndpointSpec {
+            mode: swarm_types::endpoint::EndpointMode::parse(&a.endpoint_mode)?,
+            ports: a.publish.clone(),
+        },
     };
     a.service.apply(&mut spec)?;
     // Validate locally first: the same check the manager runs, without a round trip.

@@ -83,6 +83,16 @@ pub fn select(mut services: Vec<Service>, out: &ListOutput) -> anyhow::Result<Ve
 }
 
 /// The list as `service ls` prints it (tests render it into memory).
+/// Docker's PORTS column: `*:8080->80/tcp, 30000->53/udp` (the ports as allocated).
+pub fn ports(s: &Service) -> String {
+    s.endpoint
+        .ports
+        .iter()
+        .map(|p| p.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn render(
     w: &mut dyn std::io::Write,
     services: &[Service],
@@ -114,7 +124,8 @@ pub fn render(
             f,
             &rows
                 .iter()
-                .map(|r| json!({"ID": r.0, "Name": r.1, "Mode": r.2, "Replicas": r.3, "Image": r.4, "Ports": "", "UpdateStatus": r.5}))
+                .zip(services)
+                .map(|(r, s)| json!({"ID": r.0, "Name": r.1, "Mode": r.2, "Replicas": r.3, "Image": r.4, "Ports": ports(s), "UpdateStatus": r.5}))
                 .collect::<Vec<_>>(),
         )?,
         Format::Table => output::table_to(
@@ -128,7 +139,7 @@ pub fn render(
                         Some(n) => format!("{} ({n})", r.3),
                         None => r.3,
                     };
-                    vec![r.0, r.1, r.2, replicas, r.4, String::new()]
+                    vec![r.0, r.1, r.2, replicas, r.4, ports(s)]
                 })
                 .collect::<Vec<_>>(),
         )?,

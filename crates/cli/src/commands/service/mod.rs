@@ -11,6 +11,7 @@ mod inspect;
 mod logs;
 pub use logs::{parse_tail, parse_time as parse_log_time};
 mod ls;
+mod ports;
 mod pretty;
 pub use pretty::{bytes, print as print_aligned};
 mod ps;

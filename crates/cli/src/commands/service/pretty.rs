@@ -193,8 +193,31 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
             .collect();
         let _ = writeln!(out, "Networks:\t{}", names.join(" "));
     }
-    // No "Endpoint Mode": services have no VIP or DNS round robin yet (service discovery is
-    // not built), and the view does not claim one.
+    let _ = writeln!(out, "Endpoint Mode:\t{}", s.endpoint.mode.as_str());
+    if !svc.endpoint.virtual_ips.is_empty() {
+        let _ = writeln!(out, "Virtual IPs:");
+        for v in &svc.endpoint.virtual_ips {
+            let _ = writeln!(out, " {}:\t{}", network_names(v.network_id.as_str()), v.addr);
+        }
+    }
+    if !svc.endpoint.ports.is_empty() {
+        let _ = writeln!(out, "Ports:");
+        for p in &svc.endpoint.ports {
+            let _ = writeln!(
+                out,
+                " PublishedPort = {}\n  Protocol = {}\n  TargetPort = {}\n  PublishMode = {}{}",
+                p.published,
+                p.protocol.as_str(),
+                p.target,
+                p.mode.as_str(),
+                if p.traffic == swarm_types::endpoint::TrafficPolicy::Local {
+                    "\n  Traffic = local"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     out
 }
 
@@ -231,6 +254,20 @@ mod tests {
             target: "n1".into(),
             aliases: vec![],
         }];
+        let port = swarm_types::endpoint::PortConfig {
+            published: 8080,
+            target: 80,
+            ..Default::default()
+        };
+        spec.endpoint.ports = vec![port.clone()];
+        svc.endpoint = swarm_types::objects::Endpoint {
+            spec: spec.endpoint.clone(),
+            ports: vec![port],
+            virtual_ips: vec![swarm_types::objects::VirtualIp {
+                network_id: swarm_types::NetworkId::new("n1"),
+                addr: "10.0.1.2/24".parse().unwrap(),
+            }],
+        };
         svc
     }
 

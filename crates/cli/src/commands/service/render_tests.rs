@@ -100,10 +100,23 @@ fn services() -> Vec<Service> {
         message: "update rolled back: task api.2 failed".into(),
     });
     rolling.spec.labels.insert("tier".into(), "back".into());
-    vec![
-        rolling,
-        service("webservice00000000000000", "web", "busybox:latest", 3, 3),
-    ]
+    let mut web = service("webservice00000000000000", "web", "busybox:latest", 3, 3);
+    use swarm_types::endpoint::{PortConfig, Protocol, PublishMode};
+    web.endpoint.ports = vec![
+        PortConfig {
+            published: 8080,
+            target: 80,
+            ..Default::default()
+        },
+        PortConfig {
+            published: 5353,
+            target: 53,
+            protocol: Protocol::Udp,
+            mode: PublishMode::Host,
+            ..Default::default()
+        },
+    ];
+    vec![rolling, web]
 }
 
 fn ls(o: &ListOutput) -> String {

@@ -45,26 +45,20 @@ fn split_command_honours_quotes() {
 
 #[test]
 fn an_unknown_option_before_the_image_is_a_usage_error_naming_it() {
-    // The command from the issue: `-p` was taken as the image.
+    // An unknown option was once taken as the image.
     for (args, named) in [
         (
             &[
-                "create", "--name", "pub", "-p", "8080:80", "busybox", "httpd",
+                "create", "--name", "pub", "-z", "8080:80", "busybox", "httpd",
             ][..],
-            "-p",
+            "-z",
         ),
-        (
-            &["create", "--publish", "8080:80", "busybox"][..],
-            "--publish",
-        ),
+        (&["create", "--secret", "s", "busybox"][..], "--secret"),
         (
             &["create", "--name", "x", "--no-such-flag", "busybox"][..],
             "--no-such-flag",
         ),
-        (
-            &["update", "--publish-add", "80", "web"][..],
-            "--publish-add",
-        ),
+        (&["update", "--secret-add", "s", "web"][..], "--secret-add"),
         (&["scale", "-x", "web=2"][..], "-x"),
         (&["rollback", "--detached", "web"][..], "--detached"),
     ] {
@@ -262,7 +256,7 @@ fn update_refuses_what_the_services_mode_ignores() {
         };
         let mut spec = ServiceSpec::replicated("svc", "busybox", 1);
         spec.mode = mode;
-        update::apply(&a, &mut spec).map(|_| spec)
+        update::apply(&a, &mut spec, &[]).map(|_| spec)
     };
     let e = update(&["--update-order", "start-first"], ServiceMode::Global).unwrap_err();
     assert!(e.to_string().contains("start-first"), "{e}");

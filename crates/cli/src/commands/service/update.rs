@@ -13,8 +13,11 @@ use swarm_types::spec::{ServiceMode, ServiceSpec};
 /// spec as it was, so clap refuses it together with any of these. `TaskFlags` and
 /// `ServiceFlags` are the groups clap derives for the flattened structs: a flag added there
 /// is covered without touching this list.
-const CHANGES: [&str; 14] = [
+const CHANGES: [&str; 17] = [
     "image",
+    "publish_add",
+    "publish_rm",
+    "endpoint_mode",
     "with_registry_auth",
     "replicas",
     "args",
@@ -69,6 +72,16 @@ pub struct UpdateArgs {
     /// Remove a constraint.
     #[arg(long = "constraint-rm")]
     pub constraint_rm: Vec<String>,
+    /// Publish a port (as `service create --publish`), or change how a published port is
+    /// published.
+    #[arg(long = "publish-add", value_parser = super::ports::parse_publish)]
+    pub publish_add: Vec<swarm_types::endpoint::PortConfig>,
+    /// Stop publishing a port: PUBLISHED[/PROTOCOL] (the number `service ls` shows).
+    #[arg(long = "publish-rm", value_parser = super::ports::parse_publish_rm)]
+    pub publish_rm: Vec<(u16, swarm_types::endpoint::Protocol)>,
+    /// vip or dnsrr (see `service create --endpoint-mode`).
+    #[arg(long = "endpoint-mode", value_parser = ["vip", "dnsrr"])]
+    pub endpoint_mode: Option<String>,
     /// Force the update even if no changes require it.
     #[arg(long)]
     pub force: bool,
@@ -92,8 +105,43 @@ pub struct UpdateArgs {
     pub service: String,
 }
 
-/// Applies the flags to the service's current spec (which is then validated).
-pub fn apply(a: &UpdateArgs, spec: &mut ServiceSpec) -> anyhow::Result<()> {
+/// Applies the flags to the service's current spec (which is then validated); `allocated`
+/// are the published ports the cluster holds for it (in the spec's order), so
+/// `--publish-rm` finds a port published without a number by the number it got.
+pub fn apply(
+    a: &UpdateArgs,
+    spec: &mut ServiceSpec,
+    allocated: &[swarm_types::endpoint::PortConfig],
+) -> anyhow::Result<()> {
+    let ports = &mut spec.endpoint.ports;
+    for rm in &a.publish_rm {
+        let before = ports.len();
+        let mut i = 0;
+        ports.retain(|p| {
+            let got = allocated.get(i).filter(|q| q.target == p.target && q.protocol == p.protocol);
+            i += 1;
+            !(super::ports::matches_rm(p, *rm) || got.is_some_and(|q| super::ports::matches_rm(q, *rm)))
+        });
+        if ports.len() == before {
+            bail!(
+                "--publish-rm {}/{}: service {} does not publish that port",
+                rm.0,
+                rm.1.as_str(),
+                spec.name
+            );
+        }
+    }
+    for add in &a.publish_add {
+        ports.retain(|p| {
+            !(p.protocol == add.protocol
+                && ((add.published != 0 && p.published == add.published)
+                    || (add.published == 0 && p.published == 0 && p.target == add.target)))
+        });
+        ports.push(add.clone());
+    }
+    if let Some(m) = &a.endpoint_mode {
+        spec.endpoint.mode = swarm_types::endpoint::EndpointMode::parse(m)?;
+    }
     let c = &mut spec.task.container;
     if let Some(i) = &a.image {
         c.image = i.clone();
@@ -155,7 +203,7 @@ pub async fn run(ctx: &Context, a: UpdateArgs) -> anyhow::Result<()> {
     }
     let svc = get_service(ctx, &a.service).await?;
     let mut spec = svc.spec.clone();
-    apply(&a, &mut spec)?;
+    apply(&a, &mut spec, &svc.endpoint.ports)?;
     if a.with_registry_auth {
         spec.task.container.registry_auth.clear =
             crate::docker_auth::for_image(&spec.task.container.image)?;

@@ -1,0 +1,447 @@
+//! The embedded DNS server: one UDP socket per network on this host, on the network's gateway
+//! address, port 53 (containers on networks get `nameserver <gateway>` in their
+//! `/etc/resolv.conf`). Answers come from the discovery view the managers stream (so a task
+//! that stops leaves the answers as soon as the view says so, everywhere):
+//!
+//! - `SERVICE` and its network aliases → the service's virtual IP on the network, or every
+//!   serving task's address with `--endpoint-mode dnsrr`;
+//! - `tasks.SERVICE` → every serving task's address;
+//! - `SERVICE.SLOT.TASKID` (a task's name) → that task's address;
+//!
+//! on the networks the asking container shares with the service. Everything else goes to the
+//! host's own resolvers (from its `/etc/resolv.conf`) and their answer goes back unchanged.
+//! Records have TTL 0: resolvers in containers never keep an answer the view has dropped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+use swarm_types::discovery::View;
+use swarm_types::endpoint::EndpointMode;
+use tokio::net::UdpSocket;
+use tokio::sync::watch;
+
+const TYPE_A: u16 = 1;
+const TYPE_ANY: u16 = 255;
+const CLASS_IN: u16 = 1;
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// The one question of a query.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Query {
+    pub id: u16,
+    /// Lowercase, without the trailing dot.
+    pub name: String,
+    pub qtype: u16,
+    pub qclass: u16,
+    /// Where the question ends in the packet.
+    end: usize,
+}
+
+/// Parses a standard query with one question (anything else is `None`: forwarded or dropped).
+pub fn parse_query(b: &[u8]) -> Option<Query> {
+    if b.len() < 12 {
+        return None;
+    }
+    let flags = u16::from_be_bytes([b[2], b[3]]);
+    let qr = flags >> 15;
+    let opcode = (flags >> 11) & 0xf;
+    let qdcount = u16::from_be_bytes([b[4], b[5]]);
+    if qr != 0 || opcode != 0 || qdcount != 1 {
+        return None;
+    }
+    let mut i = 12;
+    let mut labels: Vec<String> = Vec::new();
+    loop {
+        let len = *b.get(i)? as usize;
+        i += 1;
+        if len == 0 {
+            break;
+        }
+        // No compression in a question; labels are at most 63 bytes.
+        if len > 63 {
+            return None;
+        }
+        let label = b.get(i..i + len)?;
+        labels.push(String::from_utf8_lossy(label).to_ascii_lowercase());
+        i += len;
+        if i > 12 + 255 {
+            return None;
+        }
+    }
+    let qtype = u16::from_be_bytes([*b.get(i)?, *b.get(i + 1)?]);
+    let qclass = u16::from_be_bytes([*b.get(i + 2)?, *b.get(i + 3)?]);
+    Some(Query {
+        id: u16::from_be_bytes([b[0], b[1]]),
+        name: labels.join("."),
+        qtype,
+        qclass,
+        end: i + 4,
+    })
+}
+
+/// The answer to `q` (asked in `req`): `addrs` as A records for an A (or ANY) question, no
+/// records (but no error: the name exists) for other types; `rcode` 3 for a name we own that
+/// does not exist, 2 for a failure.
+pub fn response(req: &[u8], q: &Query, addrs: &[Ipv4Addr], rcode: u8) -> Vec<u8> {
+    let rd = req[2] & 0x01;
+    let answers: &[Ipv4Addr] = if rcode == 0 && q.qclass == CLASS_IN && matches!(q.qtype, TYPE_A | TYPE_ANY) {
+        addrs
+    } else {
+        &[]
+    };
+    let mut out = Vec::with_capacity(q.end + answers.len() * 16);
+    out.extend_from_slice(&q.id.to_be_bytes());
+    // QR, AA, RD copied; RA; rcode.
+    out.push(0x84 | rd);
+    out.push(0x80 | (rcode & 0xf));
+    out.extend_from_slice(&1u16.to_be_bytes());
+    out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&req[12..q.end]);
+    for a in answers {
+        // A pointer to the question's name.
+        out.extend_from_slice(&[0xc0, 0x0c]);
+        out.extend_from_slice(&TYPE_A.to_be_bytes());
+        out.extend_from_slice(&CLASS_IN.to_be_bytes());
+        out.extend_from_slice(&0u32.to_be_bytes());
+        out.extend_from_slice(&4u16.to_be_bytes());
+        out.extend_from_slice(&a.octets());
+    }
+    out
+}
+
+/// The addresses `name` stands for, for a container on the networks `vnis`; `None` when the
+/// name is not the cluster's (forward it).
+pub fn lookup(view: &View, name: &str, vnis: &BTreeSet<u32>) -> Option<Vec<Ipv4Addr>> {
+    let serving_on = |svc: &swarm_types::ServiceId| -> Vec<Ipv4Addr> {
+        let mut v: Vec<Ipv4Addr> = view
+            .tasks
+            .iter()
+            .filter(|t| t.serving && t.service_id == *svc)
+            .flat_map(|t| t.addrs.iter().filter(|a| vnis.contains(&a.vni)))
+            .map(|a| a.addr.addr)
+            .collect();
+        v.sort();
+        v.dedup();
+        v
+    };
+    let shares = |s: &swarm_types::discovery::ServiceView| {
+        s.vips.iter().any(|(v, _)| vnis.contains(v))
+            || view
+                .tasks
+                .iter()
+                .any(|t| t.service_id == s.id && t.addrs.iter().any(|a| vnis.contains(&a.vni)))
+            || s.aliases.iter().any(|(v, _)| vnis.contains(v))
+    };
+    let service_answer = |s: &swarm_types::discovery::ServiceView| match s.mode {
+        EndpointMode::Vip => {
+            let mut v: Vec<Ipv4Addr> = s
+                .vips
+                .iter()
+                .filter(|(n, _)| vnis.contains(n))
+                .map(|(_, a)| *a)
+                .collect();
+            v.sort();
+            v
+        }
+        EndpointMode::Dnsrr => serving_on(&s.id),
+    };
+    if let Some(rest) = name.strip_prefix("tasks.") {
+        if let Some(s) = view.services.iter().find(|s| s.name == rest && shares(s)) {
+            return Some(serving_on(&s.id));
+        }
+    }
+    if let Some(s) = view.services.iter().find(|s| s.name == name && shares(s)) {
+        return Some(service_answer(s));
+    }
+    if let Some(s) = view
+        .services
+        .iter()
+        .find(|s| s.aliases.iter().any(|(v, a)| vnis.contains(v) && a == name))
+    {
+        return Some(service_answer(s));
+    }
+    // SERVICE.SLOT.TASKID
+    let mut parts = name.splitn(3, '.');
+    if let (Some(svc), Some(slot), Some(id)) = (parts.next(), parts.next(), parts.next()) {
+        if let Some(s) = view.services.iter().find(|s| s.name == svc) {
+            if let Some(t) = view.tasks.iter().find(|t| {
+                t.service_id == s.id && t.slot.to_string() == slot && t.id.as_str() == id
+            }) {
+                return Some(
+                    t.addrs
+                        .iter()
+                        .filter(|a| vnis.contains(&a.vni))
+                        .map(|a| a.addr.addr)
+                        .collect(),
+                );
+            }
+        }
+    }
+    None
+}
+
+/// The networks of the container with address `src` on network `vni` (all of them, so a
+/// container on two networks resolves services on either).
+fn client_networks(view: &View, vni: u32, src: Ipv4Addr) -> BTreeSet<u32> {
+    let mut out: BTreeSet<u32> = view
+        .tasks
+        .iter()
+        .find(|t| t.addrs.iter().any(|a| a.vni == vni && a.addr.addr == src))
+        .map(|t| t.addrs.iter().map(|a| a.vni).collect())
+        .unwrap_or_default();
+    out.insert(vni);
+    out
+}
+
+/// The host's resolvers (from `/etc/resolv.conf`; Docker's fallback when there are none).
+pub fn upstream_servers(resolv_conf: &str) -> Vec<SocketAddr> {
+    resolv_conf
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("nameserver"))
+        .filter_map(|a| a.trim().parse::<std::net::IpAddr>().ok())
+        .map(|ip| SocketAddr::new(ip, 53))
+        .collect()
+}
+
+/// The sockets of this host's networks, each served by its own task.
+pub struct Dns {
+    view: watch::Receiver<Arc<View>>,
+    upstream: Arc<Vec<SocketAddr>>,
+    /// By gateway address: (VXLAN id, the task serving it).
+    servers: std::sync::Mutex<BTreeMap<Ipv4Addr, (u32, tokio::task::JoinHandle<()>)>>,
+}
+
+impl Dns {
+    pub fn new(view: watch::Receiver<Arc<View>>) -> Dns {
+        let conf = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        Dns {
+            view,
+            upstream: Arc::new(upstream_servers(&conf)),
+            servers: Default::default(),
+        }
+    }
+
+    /// Serves exactly the networks `gateways` (gateway → VXLAN id): binds the new ones, stops
+    /// the gone ones. A socket that cannot be bound is tried again on the next call.
+    pub async fn sync(&self, gateways: &BTreeMap<Ipv4Addr, u32>) {
+        let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        servers.retain(|gw, (vni, task)| {
+            let keep = gateways.get(gw) == Some(vni) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for (gw, vni) in gateways {
+            if servers.contains_key(gw) {
+                continue;
+            }
+            let sock = match std::net::UdpSocket::bind((*gw, 53))
+                .and_then(|s| s.set_nonblocking(true).map(|()| s))
+                .and_then(UdpSocket::from_std)
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(gateway = %gw, error = %e, "DNS server not started on this network");
+                    continue;
+                }
+            };
+            let task = tokio::spawn(serve(
+                Arc::new(sock),
+                *vni,
+                self.view.clone(),
+                self.upstream.clone(),
+            ));
+            servers.insert(*gw, (*vni, task));
+        }
+    }
+}
+
+impl Drop for Dns {
+    fn drop(&mut self) {
+        let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
+        for (_, task) in servers.values() {
+            task.abort();
+        }
+    }
+}
+
+async fn serve(
+    sock: Arc<UdpSocket>,
+    vni: u32,
+    view: watch::Receiver<Arc<View>>,
+    upstream: Arc<Vec<SocketAddr>>,
+) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let (n, from) = match sock.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS receive failed");
+                continue;
+            }
+        };
+        let req = &buf[..n];
+        let Some(q) = parse_query(req) else {
+            continue;
+        };
+        let src = match from.ip() {
+            std::net::IpAddr::V4(a) => a,
+            std::net::IpAddr::V6(_) => continue,
+        };
+        let answer = {
+            let v = view.borrow();
+            let nets = client_networks(&v, vni, src);
+            lookup(&v, &q.name, &nets)
+        };
+        match answer {
+            Some(addrs) => {
+                let _ = sock.send_to(&response(req, &q, &addrs, 0), from).await;
+            }
+            None => {
+                let (req, sock, upstream) = (req.to_vec(), sock.clone(), upstream.clone());
+                tokio::spawn(async move {
+                    let out = forward(&req, &upstream)
+                        .await
+                        .unwrap_or_else(|| response(&req, &q, &[], 2));
+                    let _ = sock.send_to(&out, from).await;
+                });
+            }
+        }
+    }
+}
+
+/// Asks the host's resolvers in turn; their first answer.
+async fn forward(req: &[u8], upstream: &[SocketAddr]) -> Option<Vec<u8>> {
+    for server in upstream {
+        let bind: SocketAddr = if server.is_ipv4() {
+            (Ipv4Addr::UNSPECIFIED, 0).into()
+        } else {
+            (std::net::Ipv6Addr::UNSPECIFIED, 0).into()
+        };
+        let Ok(s) = UdpSocket::bind(bind).await else {
+            continue;
+        };
+        if s.send_to(req, server).await.is_err() {
+            continue;
+        }
+        let mut buf = vec![0u8; 4096];
+        if let Ok(Ok((n, _))) = tokio::time::timeout(FORWARD_TIMEOUT, s.recv_from(&mut buf)).await {
+            buf.truncate(n);
+            return Some(buf);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use swarm_types::discovery::{ServiceView, TaskAddr, TaskView};
+    use swarm_types::network::Ipv4Net;
+    use swarm_types::{NetworkId, NodeId, ServiceId, TaskId};
+
+    fn query(name: &str, qtype: u16) -> Vec<u8> {
+        let mut b = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+        for l in name.split('.') {
+            b.push(l.len() as u8);
+            b.extend_from_slice(l.as_bytes());
+        }
+        b.push(0);
+        b.extend_from_slice(&qtype.to_be_bytes());
+        b.extend_from_slice(&1u16.to_be_bytes());
+        b
+    }
+
+    fn view() -> View {
+        let t = |id: &str, slot, addr: [u8; 4], serving| TaskView {
+            id: TaskId::new(id),
+            service_id: ServiceId::new("s1"),
+            slot,
+            node_id: NodeId::new("n"),
+            host: None,
+            addrs: vec![TaskAddr {
+                vni: 7,
+                network_id: NetworkId::new("net"),
+                addr: Ipv4Net::new(addr.into(), 24),
+            }],
+            serving,
+        };
+        View {
+            services: vec![ServiceView {
+                id: ServiceId::new("s1"),
+                name: "web".into(),
+                mode: EndpointMode::Vip,
+                vips: vec![(7, Ipv4Addr::new(10, 0, 0, 2))],
+                ports: vec![],
+                aliases: vec![(7, "www".into())],
+            }],
+            tasks: vec![
+                t("t1", 1, [10, 0, 0, 5], true),
+                t("t2", 2, [10, 0, 0, 6], true),
+                t("t3", 3, [10, 0, 0, 7], false),
+            ],
+            hosts: vec![],
+        }
+    }
+
+    #[test]
+    fn names_resolve_from_the_view() {
+        let v = view();
+        let on = BTreeSet::from([7]);
+        let a = |n: [u8; 4]| Ipv4Addr::from(n);
+        assert_eq!(lookup(&v, "web", &on), Some(vec![a([10, 0, 0, 2])]));
+        assert_eq!(lookup(&v, "www", &on), Some(vec![a([10, 0, 0, 2])]));
+        assert_eq!(
+            lookup(&v, "tasks.web", &on),
+            Some(vec![a([10, 0, 0, 5]), a([10, 0, 0, 6])])
+        );
+        assert_eq!(lookup(&v, "web.1.t1", &on), Some(vec![a([10, 0, 0, 5])]));
+        assert_eq!(lookup(&v, "example.com", &on), None);
+        // Not on the service's network: not ours.
+        assert_eq!(lookup(&v, "web", &BTreeSet::from([8])), None);
+        let mut rr = v.clone();
+        rr.services[0].mode = EndpointMode::Dnsrr;
+        assert_eq!(
+            lookup(&rr, "web", &on),
+            Some(vec![a([10, 0, 0, 5]), a([10, 0, 0, 6])])
+        );
+    }
+
+    #[test]
+    fn answers_are_well_formed() {
+        let req = query("Web", TYPE_A);
+        let q = parse_query(&req).unwrap();
+        assert_eq!(q.name, "web");
+        let r = response(&req, &q, &[Ipv4Addr::new(10, 0, 0, 2)], 0);
+        assert_eq!(&r[0..2], &[0x12, 0x34]);
+        assert_eq!(r[2] & 0x80, 0x80, "a response");
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "one answer");
+        assert_eq!(&r[r.len() - 4..], &[10, 0, 0, 2]);
+        // AAAA for a known name: no records, no error.
+        let req = query("web", 28);
+        let q = parse_query(&req).unwrap();
+        let r = response(&req, &q, &[Ipv4Addr::new(10, 0, 0, 2)], 0);
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0);
+        assert_eq!(r[3] & 0xf, 0);
+    }
+
+    #[test]
+    fn upstreams_come_from_resolv_conf() {
+        let s = upstream_servers("# x\nnameserver 198.18.0.53\nsearch a\nnameserver ::1\n");
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0], "198.18.0.53:53".parse().unwrap());
+    }
+
+    proptest! {
+        #[test]
+        fn parsing_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300)) {
+            if let Some(q) = parse_query(&b) {
+                let _ = response(&b, &q, &[Ipv4Addr::LOCALHOST], 0);
+            }
+        }
+    }
+}
