@@ -388,6 +388,10 @@ impl Executor for RuntimeExecutor {
     fn wait<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<Exit, ExecError>> {
         Box::pin(async move {
             self.exited(id).await?;
+            if let Some(dp) = &self.net {
+                let (dp, idc) = (dp.clone(), id.to_string());
+                let _ = self.limited(move || dp.forget(&idc)).await;
+            }
             self.exit_status(id).await
         })
     }

@@ -33,12 +33,15 @@ pub fn allocate(
                 .get(c.target.as_str())
                 .or_else(|| state.network_by_name(&c.target))
                 .ok_or_else(|| format!("network {} not found", c.target))?;
-            let kept = prev
-                .vip_on(&net.id)
-                .filter(|a| net.ip_range.contains(*a) || net.subnet.contains(*a));
+            // Kept unless someone else holds it now (a retry after the store refused it).
+            let kept = prev.vip_on(&net.id).filter(|a| {
+                net.subnet.contains(*a)
+                    && state.address_holder(&net.id, *a).is_none()
+                    && state.vip_holder(&net.id, *a).is_none_or(|h| h == id)
+            });
             let addr = match kept {
                 Some(a) => a,
-                None => alloc.allocate(net).ok_or_else(|| {
+                None => alloc.allocate_vip(net).ok_or_else(|| {
                     format!(
                         "no free address on network {} ({}) for the service's virtual IP; use a larger subnet",
                         net.spec.name, net.ip_range
@@ -94,6 +97,7 @@ pub fn allocate(
             let again = reusable.iter().position(|q| {
                 q.target == p.target
                     && q.protocol == p.protocol
+                    && !taken.contains(&(q.published, q.protocol))
                     && !explicit.contains(&(q.published, q.protocol))
                     && !used.contains(&(q.published, q.protocol))
             });

@@ -158,7 +158,6 @@ impl<'a> Addresses<'a> {
             let start = state
                 .addresses_on(&net.id)
                 .map(|(a, _)| u32::from(a))
-                .chain(state.vips_on(&net.id).map(u32::from))
                 .filter(|a| (first..=last).contains(a))
                 .max()
                 .map_or(first, |a| a.wrapping_add(1));
@@ -180,6 +179,39 @@ impl<'a> Addresses<'a> {
             }
             given.insert(addr);
             *cursor = a.wrapping_add(1);
+            return Some(addr);
+        }
+        None
+    }
+}
+
+impl Addresses<'_> {
+    /// A free address for a service's virtual IP, searched from the top of the range down:
+    /// tasks are handed addresses from the bottom up, so a VIP chosen by the control API and
+    /// a task address chosen by the control loop at the same moment rarely meet (and when
+    /// they do, the store refuses the second write and the caller chooses again).
+    pub fn allocate_vip(&mut self, net: &Network) -> Option<Ipv4Addr> {
+        let state = self.state;
+        let range = net.ip_range;
+        let (first, last) = (u32::from(range.network()), u32::from(range.broadcast()));
+        let given = &mut self
+            .pass
+            .entry(net.id.clone())
+            .or_insert_with(|| (BTreeSet::new(), first))
+            .0;
+        for a in (first..=last).rev() {
+            let addr = Ipv4Addr::from(a);
+            let reserved = addr == net.subnet.network()
+                || addr == net.subnet.broadcast()
+                || addr == net.gateway;
+            if reserved
+                || given.contains(&addr)
+                || state.address_holder(&net.id, addr).is_some()
+                || state.vip_holder(&net.id, addr).is_some()
+            {
+                continue;
+            }
+            given.insert(addr);
             return Some(addr);
         }
         None

@@ -225,6 +225,34 @@ fn derive_host_ports(spec: &mut ServiceSpec) {
         .collect();
 }
 
+impl ControlService {
+    /// Writes a service created or changed by the operator with its endpoint allocated. The
+    /// control loop may hand a task the address just chosen for a VIP (or another client a
+    /// port) before this write lands: the store refuses the write, and the choice is made
+    /// again on the new state.
+    async fn write_service(
+        &self,
+        mut svc: Service,
+        op: fn(Object) -> Op,
+    ) -> Result<Vec<Object>, Status> {
+        let mut attempt = 0;
+        loop {
+            self.read(|s| allocate_endpoint(s, &mut svc))?;
+            match self.write(vec![op(Object::Service(svc.clone()))]).await {
+                Err(e)
+                    if attempt < 5
+                        && e.code() == tonic::Code::FailedPrecondition
+                        && (e.message().contains(" is held by task ")
+                            || e.message().contains(" is the virtual IP of service ")) =>
+                {
+                    attempt += 1;
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
 /// Virtual IPs and picked ports for the service's (new) spec, keeping what it holds.
 fn allocate_endpoint(s: &StoreState, svc: &mut Service) -> Result<(), Status> {
     svc.endpoint = swarm_engine::endpoint::allocate(s, &svc.id, &svc.spec, &svc.endpoint)
@@ -353,8 +381,7 @@ impl Control for ControlService {
             spec_version: 1,
             status: None,
         };
-        self.read(|s| allocate_endpoint(s, &mut svc))?;
-        let mut out = self.write(vec![Op::Create(Object::Service(svc))]).await?;
+        let mut out = self.write_service(svc, Op::Create).await?;
         tracing::info!(service = %out[0].id(), "service created");
         let mut resp = object_response(out.remove(0));
         resp.get_mut().warnings = warnings;
@@ -429,8 +456,7 @@ impl Control for ControlService {
             resp.get_mut().warnings = warnings;
             return Ok(resp);
         }
-        self.read(|s| allocate_endpoint(s, &mut svc))?;
-        let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
+        let mut out = self.write_service(svc, Op::Update).await?;
         let mut resp = object_response(out.remove(0));
         resp.get_mut().warnings = warnings;
         Ok(resp)
@@ -480,8 +506,7 @@ impl Control for ControlService {
             ));
         }
         svc.replace_spec(target, swarm_api::now_ms(), true);
-        self.read(|s| allocate_endpoint(s, &mut svc))?;
-        let mut out = self.write(vec![Op::Update(Object::Service(svc))]).await?;
+        let mut out = self.write_service(svc, Op::Update).await?;
         Ok(object_response(out.remove(0)))
     }
 

@@ -47,6 +47,9 @@ pub struct TaskView {
     /// Running (healthy, where it has a check) and meant to keep running: in DNS answers and
     /// behind VIPs. A task asked to stop leaves before it gets its stop signal.
     pub serving: bool,
+    /// Its container runs (also while it drains before its stop): a connection another host
+    /// already sent here may still go to it.
+    pub running: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -160,6 +163,7 @@ pub fn view_of(s: &StoreState, node: &NodeId) -> View {
                 })
                 .collect(),
             serving: serve,
+            running: t.status.state == TaskState::Running,
         });
     }
     let mut hosts: Vec<Ipv4Addr> = s

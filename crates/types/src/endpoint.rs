@@ -12,7 +12,9 @@ pub const DYNAMIC_PORTS: std::ops::RangeInclusive<u16> = 30000..=32767;
 /// Ports one service may publish.
 pub const MAX_PORTS: usize = 64;
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum EndpointMode {
     /// One virtual IP per network, balanced over the running tasks.
@@ -40,7 +42,9 @@ impl EndpointMode {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum Protocol {
     #[default]
@@ -57,7 +61,9 @@ impl Protocol {
     }
 }
 
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum PublishMode {
     /// Every host of the cluster answers on the port (the routing mesh).
@@ -77,7 +83,9 @@ impl PublishMode {
 }
 
 /// Which hosts answer on an ingress port and where they send the traffic.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum TrafficPolicy {
     /// Every host answers and spreads over all tasks (the client's address is replaced by
@@ -204,16 +212,28 @@ mod tests {
     fn validation_refuses_what_cannot_work() {
         let spec = |mode, ports| EndpointSpec { mode, ports };
         let bad = [
-            (spec(EndpointMode::Vip, vec![port(8080, 0, PublishMode::Ingress)]), "target"),
-            (spec(EndpointMode::Vip, vec![port(0, 80, PublishMode::Host)]), "host mode"),
             (
-                spec(EndpointMode::Dnsrr, vec![port(8080, 80, PublishMode::Ingress)]),
+                spec(EndpointMode::Vip, vec![port(8080, 0, PublishMode::Ingress)]),
+                "target",
+            ),
+            (
+                spec(EndpointMode::Vip, vec![port(0, 80, PublishMode::Host)]),
+                "host mode",
+            ),
+            (
+                spec(
+                    EndpointMode::Dnsrr,
+                    vec![port(8080, 80, PublishMode::Ingress)],
+                ),
                 "virtual IP",
             ),
             (
                 spec(
                     EndpointMode::Vip,
-                    vec![port(8080, 80, PublishMode::Ingress), port(8080, 81, PublishMode::Host)],
+                    vec![
+                        port(8080, 80, PublishMode::Ingress),
+                        port(8080, 81, PublishMode::Host),
+                    ],
                 ),
                 "twice",
             ),
@@ -224,9 +244,12 @@ mod tests {
         }
         let mut udp = port(8080, 80, PublishMode::Ingress);
         udp.protocol = Protocol::Udp;
-        spec(EndpointMode::Vip, vec![port(8080, 80, PublishMode::Ingress), udp])
-            .validate()
-            .unwrap();
+        spec(
+            EndpointMode::Vip,
+            vec![port(8080, 80, PublishMode::Ingress), udp],
+        )
+        .validate()
+        .unwrap();
         spec(EndpointMode::Dnsrr, vec![port(8080, 80, PublishMode::Host)])
             .validate()
             .unwrap();
@@ -234,7 +257,13 @@ mod tests {
 
     #[test]
     fn ports_print_as_docker_does() {
-        assert_eq!(port(8080, 80, PublishMode::Ingress).to_string(), "*:8080->80/tcp");
-        assert_eq!(port(8080, 80, PublishMode::Host).to_string(), "8080->80/tcp");
+        assert_eq!(
+            port(8080, 80, PublishMode::Ingress).to_string(),
+            "*:8080->80/tcp"
+        );
+        assert_eq!(
+            port(8080, 80, PublishMode::Host).to_string(),
+            "8080->80/tcp"
+        );
     }
 }

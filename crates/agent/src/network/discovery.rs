@@ -57,13 +57,17 @@ pub async fn run(
                 }
             };
             let view = Arc::new(view);
-            let _ = view_tx.send(view.clone());
             let n = (view.services.len(), view.tasks.len());
-            match tokio::task::spawn_blocking(move || dp.set_view(view)).await {
-                Ok(Ok(())) => tracing::debug!(services = n.0, tasks = n.1, "discovery view installed"),
+            let v = view.clone();
+            match tokio::task::spawn_blocking(move || dp.set_view(v)).await {
+                Ok(Ok(())) => {
+                    tracing::debug!(services = n.0, tasks = n.1, "discovery view installed")
+                }
                 Ok(Err(e)) => tracing::warn!(error = %e, "discovery view not fully installed"),
                 Err(e) => tracing::warn!(error = %e, "discovery view installation panicked"),
             }
+            // DNS answers after the addresses they name are balanced.
+            let _ = view_tx.send(view);
         }
     };
     crate::managers::follow(&managers, shutdown, open, handle).await;

@@ -85,11 +85,12 @@ pub fn parse_query(b: &[u8]) -> Option<Query> {
 /// does not exist, 2 for a failure.
 pub fn response(req: &[u8], q: &Query, addrs: &[Ipv4Addr], rcode: u8) -> Vec<u8> {
     let rd = req[2] & 0x01;
-    let answers: &[Ipv4Addr] = if rcode == 0 && q.qclass == CLASS_IN && matches!(q.qtype, TYPE_A | TYPE_ANY) {
-        addrs
-    } else {
-        &[]
-    };
+    let answers: &[Ipv4Addr] =
+        if rcode == 0 && q.qclass == CLASS_IN && matches!(q.qtype, TYPE_A | TYPE_ANY) {
+            addrs
+        } else {
+            &[]
+        };
     let mut out = Vec::with_capacity(q.end + answers.len() * 16);
     out.extend_from_slice(&q.id.to_be_bytes());
     // QR, AA, RD copied; RA; rcode.
@@ -166,9 +167,11 @@ pub fn lookup(view: &View, name: &str, vnis: &BTreeSet<u32>) -> Option<Vec<Ipv4A
     let mut parts = name.splitn(3, '.');
     if let (Some(svc), Some(slot), Some(id)) = (parts.next(), parts.next(), parts.next()) {
         if let Some(s) = view.services.iter().find(|s| s.name == svc) {
-            if let Some(t) = view.tasks.iter().find(|t| {
-                t.service_id == s.id && t.slot.to_string() == slot && t.id.as_str() == id
-            }) {
+            if let Some(t) = view
+                .tasks
+                .iter()
+                .find(|t| t.service_id == s.id && t.slot.to_string() == slot && t.id.as_str() == id)
+            {
                 return Some(
                     t.addrs
                         .iter()
@@ -369,6 +372,7 @@ mod tests {
                 addr: Ipv4Net::new(addr.into(), 24),
             }],
             serving,
+            running: serving,
         };
         View {
             services: vec![ServiceView {

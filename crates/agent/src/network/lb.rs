@@ -59,7 +59,11 @@ pub fn container_rules(view: &View, vnis: &BTreeSet<u32>) -> String {
                 .collect();
             to.sort();
             if to.is_empty() {
-                writeln!(refuse, "    ip daddr {vip} meta l4proto tcp reject with tcp reset").ok();
+                writeln!(
+                    refuse,
+                    "    ip daddr {vip} meta l4proto tcp reject with tcp reset"
+                )
+                .ok();
                 writeln!(refuse, "    ip daddr {vip} reject").ok();
             } else {
                 let to: Vec<String> = to.iter().map(|a| a.to_string()).collect();
@@ -77,7 +81,14 @@ pub fn container_rules(view: &View, vnis: &BTreeSet<u32>) -> String {
 }
 
 /// Rules for the published ports, for the node's table: (prerouting, output) chain bodies.
-pub fn port_rules(view: &View, me: &NodeId, my_host: Option<Ipv4Addr>) -> (String, String) {
+/// `live`: the ids of this host's task containers that run now (what this host knows before
+/// the managers' view says it).
+pub fn port_rules(
+    view: &View,
+    me: &NodeId,
+    my_host: Option<Ipv4Addr>,
+    live: &BTreeSet<String>,
+) -> (String, String) {
     let mut pre = String::new();
     let mut out = String::new();
     let others: Vec<String> = view
@@ -90,32 +101,49 @@ pub fn port_rules(view: &View, me: &NodeId, my_host: Option<Ipv4Addr>) -> (Strin
         for p in &svc.ports {
             let mut local = Vec::new();
             let mut remote = Vec::new();
-            for t in view
-                .tasks
-                .iter()
-                .filter(|t| t.serving && t.service_id == svc.id)
-            {
+            // For connections another host already balanced: this host's task containers that
+            // run now, including ones the view does not call serving yet (another host's view
+            // may be a moment ahead of this one's); draining ones (asked to stop) only when
+            // there is nothing else, since they are about to get their stop signal.
+            let mut running = Vec::new();
+            let mut draining = Vec::new();
+            for t in view.tasks.iter().filter(|t| t.service_id == svc.id) {
                 if t.node_id == *me {
                     if let Some(a) = t.addrs.first() {
-                        local.push(format!("{} . {}", a.addr.addr, p.target));
+                        let to = format!("{} . {}", a.addr.addr, p.target);
+                        if live.contains(t.id.as_str()) {
+                            if t.running && !t.serving {
+                                draining.push(to.clone());
+                            } else {
+                                running.push(to.clone());
+                            }
+                        }
+                        if t.serving {
+                            local.push(to);
+                        }
                     }
-                } else if let Some(h) = t.host {
+                } else if let (true, Some(h)) = (t.serving, t.host) {
                     remote.push(format!("{h} . {}", p.published));
                 }
             }
+            if running.is_empty() {
+                running = draining;
+            }
             local.sort();
             remote.sort();
+            running.sort();
             let m = match_port(p);
             match (p.mode, p.traffic) {
                 (PublishMode::Ingress, TrafficPolicy::Cluster) => {
-                    if !local.is_empty() && !others.is_empty() {
-                        writeln!(
-                            pre,
-                            "    ip saddr {{ {} }} {m} dnat ip to {}",
-                            others.join(", "),
-                            spread(&local)
-                        )
-                        .ok();
+                    // Balanced by another host already: this host's tasks only, and with none
+                    // the connection is refused here (never sent on, so it cannot loop).
+                    if !others.is_empty() {
+                        let action = if running.is_empty() {
+                            "accept".to_string()
+                        } else {
+                            format!("dnat ip to {}", spread(&running))
+                        };
+                        writeln!(pre, "    ip saddr {{ {} }} {m} {action}", others.join(", ")).ok();
                     }
                     let all: Vec<String> = local.iter().chain(remote.iter()).cloned().collect();
                     if !all.is_empty() {
@@ -172,6 +200,7 @@ mod tests {
                 addr: Ipv4Net::new(addr.into(), 24),
             }],
             serving,
+            running: serving,
         }
     }
 
@@ -199,7 +228,9 @@ mod tests {
         let v = view(vec![]);
         let r = container_rules(&v, &BTreeSet::from([4097]));
         assert!(
-            r.contains("ip daddr 10.0.0.2 dnat to numgen random mod 2 map { 0 : 10.0.0.5, 1 : 10.0.0.6 }"),
+            r.contains(
+                "ip daddr 10.0.0.2 dnat to numgen random mod 2 map { 0 : 10.0.0.5, 1 : 10.0.0.6 }"
+            ),
             "{r}"
         );
         // Not on the network: nothing.
@@ -221,28 +252,68 @@ mod tests {
             traffic: TrafficPolicy::Cluster,
         };
         let v = view(vec![p.clone()]);
-        let (pre, out) = port_rules(&v, &NodeId::new("n1"), Some([198, 18, 0, 1].into()));
+        let all = BTreeSet::from(["a".to_string(), "b".to_string(), "c".to_string()]);
+        let (pre, out) = port_rules(&v, &NodeId::new("n1"), Some([198, 18, 0, 1].into()), &all);
         assert!(pre.contains("ip saddr { 198.18.0.2 } fib daddr type local tcp dport 8080 dnat ip to 10.0.0.5:80"), "{pre}");
-        assert!(pre.contains("dnat ip to numgen random mod 2 map { 0 : 10.0.0.5 . 80, 1 : 198.18.0.2 . 8080 }"), "{pre}");
+        assert!(
+            pre.contains(
+                "dnat ip to numgen random mod 2 map { 0 : 10.0.0.5 . 80, 1 : 198.18.0.2 . 8080 }"
+            ),
+            "{pre}"
+        );
         assert!(!out.contains("saddr"), "{out}");
-        // A host without a task forwards everything.
-        let (pre, _) = port_rules(&v, &NodeId::new("n3"), Some([198, 18, 0, 3].into()));
+        // A host without a task forwards everything, except what another host sent.
+        let (pre, _) = port_rules(&v, &NodeId::new("n3"), Some([198, 18, 0, 3].into()), &all);
         assert!(pre.contains("198.18.0.1 . 8080"), "{pre}");
+        assert!(
+            pre.contains(
+                "ip saddr { 198.18.0.1, 198.18.0.2 } fib daddr type local tcp dport 8080 accept"
+            ),
+            "{pre}"
+        );
+        // A draining task still takes what another host sent, while its container runs.
+        let mut draining = v.clone();
+        draining.tasks[0].serving = false;
+        let gone = port_rules(
+            &draining,
+            &NodeId::new("n1"),
+            Some([198, 18, 0, 1].into()),
+            &BTreeSet::new(),
+        )
+        .0;
+        assert!(
+            gone.contains("ip saddr { 198.18.0.2 } fib daddr type local tcp dport 8080 accept"),
+            "{gone}"
+        );
+        let (pre, _) = port_rules(
+            &draining,
+            &NodeId::new("n1"),
+            Some([198, 18, 0, 1].into()),
+            &all,
+        );
+        assert!(pre.contains("ip saddr { 198.18.0.2 } fib daddr type local tcp dport 8080 dnat ip to 10.0.0.5:80"), "{pre}");
+        assert!(
+            pre.contains("meta mark set 0x53570001 dnat ip to 198.18.0.2:8080"),
+            "{pre}"
+        );
         // traffic=local: only local tasks, nothing where there is none.
         let v = view(vec![PortConfig {
             traffic: TrafficPolicy::Local,
             ..p.clone()
         }]);
-        let (pre, _) = port_rules(&v, &NodeId::new("n1"), None);
-        assert_eq!(pre, "    fib daddr type local tcp dport 8080 dnat ip to 10.0.0.5:80\n");
-        assert_eq!(port_rules(&v, &NodeId::new("n3"), None).0, "");
+        let (pre, _) = port_rules(&v, &NodeId::new("n1"), None, &all);
+        assert_eq!(
+            pre,
+            "    fib daddr type local tcp dport 8080 dnat ip to 10.0.0.5:80\n"
+        );
+        assert_eq!(port_rules(&v, &NodeId::new("n3"), None, &all).0, "");
         // Host mode: the local task only.
         let v = view(vec![PortConfig {
             mode: PublishMode::Host,
             ..p
         }]);
-        assert_eq!(port_rules(&v, &NodeId::new("n3"), None).0, "");
-        assert!(port_rules(&v, &NodeId::new("n2"), None)
+        assert_eq!(port_rules(&v, &NodeId::new("n3"), None, &all).0, "");
+        assert!(port_rules(&v, &NodeId::new("n2"), None, &all)
             .0
             .contains("dnat ip to 10.0.0.6:80"));
     }

@@ -136,20 +136,27 @@ impl DataPlane {
     /// rules; the next view refreshes the rules).
     pub fn adopt(&self, task_id: &str, pid: i32) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.containers.entry(task_id.to_string()).or_insert(Container {
-            pid,
-            vnis: None,
-            loaded: String::new(),
-        });
+        st.containers
+            .entry(task_id.to_string())
+            .or_insert(Container {
+                pid,
+                vnis: None,
+                loaded: String::new(),
+            });
         if let Err(e) = self.sync_container(&mut st, task_id) {
             tracing::warn!(task = task_id, error = %e, "service address rules not loaded");
         }
     }
 
-    /// Forgets a removed container.
+    /// Forgets a container that exited (or was removed): published ports stop sending
+    /// connections to it at once, without waiting for the managers' view.
     pub fn forget(&self, task_id: &str) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.containers.remove(task_id);
+        if st.containers.remove(task_id).is_some() {
+            if let Err(e) = self.load_rules(&mut st) {
+                tracing::warn!(error = %e, "published-port rules not updated");
+            }
+        }
     }
 
     /// Loads the container's virtual-IP rules if they differ from what it has.
@@ -286,6 +293,7 @@ impl DataPlane {
                 loaded: rules.clone(),
             },
         );
+        self.load_rules(&mut st)?;
         // Inside the container's own namespace: nothing another container's setup touches,
         // so other tasks' setups need not wait for it.
         drop(st);
@@ -483,7 +491,13 @@ impl DataPlane {
     /// the previous one), or deletes it when there are none.
     fn load_rules(&self, st: &mut State) -> Result<(), NetError> {
         let table = format!("swarm-{}", self.tag);
-        let ports = lb::port_rules(&st.view, &self.node, self.local);
+        let live: BTreeSet<String> = st
+            .containers
+            .iter()
+            .filter(|(_, c)| std::path::Path::new(&format!("/proc/{}", c.pid)).exists())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let ports = lb::port_rules(&st.view, &self.node, self.local, &live);
         let rules = if st.nets.is_empty() && ports.0.is_empty() && ports.1.is_empty() {
             String::new()
         } else {
@@ -545,7 +559,7 @@ fn ruleset(
     let (pre, out) = ports;
     let mark = lb::MESH_MARK;
     format!(
-        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain forward {{\n    type filter hook forward priority filter - 1; policy accept;\n{fwd}    iifname != \"{ours}\" oifname \"{ours}\" ct state established,related accept\n    iifname != \"{ours}\" oifname \"{ours}\" ct status dnat accept\n    iifname != \"{ours}\" oifname \"{ours}\" drop\n  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority dstnat; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    meta mark {mark:#x} oifname != \"{ours}\" masquerade\n{nat}  }}\n}}\n"
+        "table inet {table}\ndelete table inet {table}\ntable inet {table} {{\n  chain forward {{\n    type filter hook forward priority filter - 1; policy accept;\n{fwd}    iifname != \"{ours}\" oifname \"{ours}\" ct state established,related accept\n    iifname != \"{ours}\" oifname \"{ours}\" ct status dnat accept\n    iifname != \"{ours}\" oifname \"{ours}\" drop\n  }}\n  chain prerouting {{\n    type nat hook prerouting priority dstnat; policy accept;\n{pre}  }}\n  chain output {{\n    type nat hook output priority -100; policy accept;\n{out}  }}\n  chain postrouting {{\n    type nat hook postrouting priority srcnat; policy accept;\n    meta mark {mark:#x} oifname != \"{ours}\" masquerade\n{nat}  }}\n}}\n"
     )
 }
 

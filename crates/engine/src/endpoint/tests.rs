@@ -27,7 +27,14 @@ fn store_with_network() -> StoreState {
 
 fn apply(s: &mut StoreState, op: Op) {
     let index = s.count() as u64 + 100;
-    s.apply(&WriteBatch { ops: vec![op], now_ms: 1 }, index).unwrap();
+    s.apply(
+        &WriteBatch {
+            ops: vec![op],
+            now_ms: 1,
+        },
+        index,
+    )
+    .unwrap();
 }
 
 fn service(name: &str, ports: Vec<PortConfig>) -> ServiceSpec {

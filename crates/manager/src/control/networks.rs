@@ -88,7 +88,10 @@ impl ControlService {
                 Err(e) => {
                     return Err(Status::new(
                         e.code(),
-                        format!("creating the ingress network for the published ports: {}", e.message()),
+                        format!(
+                            "creating the ingress network for the published ports: {}",
+                            e.message()
+                        ),
                     ))
                 }
             }

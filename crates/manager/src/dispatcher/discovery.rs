@@ -12,8 +12,7 @@ use swarm_types::{NodeId, Object};
 use tokio_stream::Stream;
 use tonic::Status;
 
-pub type DiscoveryStream =
-    Pin<Box<dyn Stream<Item = Result<DiscoveryMessage, Status>> + Send>>;
+pub type DiscoveryStream = Pin<Box<dyn Stream<Item = Result<DiscoveryMessage, Status>> + Send>>;
 
 pub fn stream(manager: Manager, node: NodeId) -> DiscoveryStream {
     derived(

@@ -7,7 +7,9 @@ use swarm_types::endpoint::{PortConfig, Protocol, PublishMode, TrafficPolicy};
 fn port_number(what: &str, v: &str) -> Result<u16, String> {
     match v.trim().parse::<u16>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("invalid {what} port {v:?}: expected a number from 1 to 65535")),
+        _ => Err(format!(
+            "invalid {what} port {v:?}: expected a number from 1 to 65535"
+        )),
     }
 }
 
@@ -106,7 +108,10 @@ mod tests {
     #[test]
     fn both_syntaxes_parse() {
         let p = parse_publish("8080:80").unwrap();
-        assert_eq!((p.published, p.target, p.protocol), (8080, 80, Protocol::Tcp));
+        assert_eq!(
+            (p.published, p.target, p.protocol),
+            (8080, 80, Protocol::Tcp)
+        );
         let p = parse_publish("53:53/udp").unwrap();
         assert_eq!(p.protocol, Protocol::Udp);
         let p = parse_publish("80").unwrap();

@@ -197,7 +197,12 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
     if !svc.endpoint.virtual_ips.is_empty() {
         let _ = writeln!(out, "Virtual IPs:");
         for v in &svc.endpoint.virtual_ips {
-            let _ = writeln!(out, " {}:\t{}", network_names(v.network_id.as_str()), v.addr);
+            let _ = writeln!(
+                out,
+                " {}:\t{}",
+                network_names(v.network_id.as_str()),
+                v.addr
+            );
         }
     }
     if !svc.endpoint.ports.is_empty() {

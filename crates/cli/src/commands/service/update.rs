@@ -118,9 +118,12 @@ pub fn apply(
         let before = ports.len();
         let mut i = 0;
         ports.retain(|p| {
-            let got = allocated.get(i).filter(|q| q.target == p.target && q.protocol == p.protocol);
+            let got = allocated
+                .get(i)
+                .filter(|q| q.target == p.target && q.protocol == p.protocol);
             i += 1;
-            !(super::ports::matches_rm(p, *rm) || got.is_some_and(|q| super::ports::matches_rm(q, *rm)))
+            !(super::ports::matches_rm(p, *rm)
+                || got.is_some_and(|q| super::ports::matches_rm(q, *rm)))
         });
         if ports.len() == before {
             bail!(
