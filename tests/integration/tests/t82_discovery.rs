@@ -410,3 +410,183 @@ fn services_resolve_balance_and_publish_ports_across_hosts() {
     drop(c);
     drop(hosts);
 }
+
+/// `ab` (apache2-utils) against `url` from the network namespace at `netns` (a path, or the
+/// test's own with `None`): (requests/s, p50 ms, p99 ms, failed).
+fn ab(netns: Option<&str>, url: &str, n: usize, conc: usize) -> (f64, f64, f64, u64) {
+    let mut c = Command::new("nsenter");
+    if let Some(ns) = netns {
+        c.arg(format!("--net={ns}"));
+    }
+    let out = c
+        .args([
+            "--",
+            "ab",
+            "-q",
+            "-n",
+            &n.to_string(),
+            "-c",
+            &conc.to_string(),
+            url,
+        ])
+        .output()
+        .expect("run ab (apt-get install apache2-utils)");
+    let text = String::from_utf8_lossy(&out.stdout);
+    let field = |prefix: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(prefix))
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {prefix:?} in ab's output:\n{text}\n{}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    };
+    (
+        field("Requests per second:"),
+        field("50%"),
+        field("99%"),
+        field("Failed requests:") as u64,
+    )
+}
+
+/// Requests/s and latency straight to a task, through a VIP and through the routing mesh, and
+/// how long a scaled-away task stays in DNS. Run with `deploy/bench/discovery.sh`.
+#[test]
+#[ignore = "benchmark: deploy/bench/discovery.sh"]
+fn bench_routing_mesh_and_vip_against_a_task_directly() {
+    init_tracing();
+    let (hosts, c) = hosts_cluster(3, &[]);
+    c.ctl(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.79.1.0/24",
+            "front",
+        ],
+    )
+    .unwrap();
+    let web = web_cmd(80).replace("-vv ", "");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "web",
+            "--replicas",
+            "3",
+            "--replicas-max-per-node",
+            "1",
+            "--network",
+            "front",
+            "-p",
+            "8080:80",
+            "busybox",
+            "sh",
+            "-c",
+            &web,
+        ],
+    )
+    .unwrap();
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "client",
+            "--network",
+            "front",
+            "--constraint",
+            "node.hostname==n1",
+            "busybox",
+            "sleep",
+            "3911",
+        ],
+    )
+    .unwrap();
+    wait_running(&c, "web", 3);
+    wait_running(&c, "client", 1);
+    let client = wait_until("client", LONG, || pids_of("sleep 3911").first().copied()).unwrap();
+    let svc = service_json(&c, "web");
+    let vip = svc["endpoint"]["virtual_ips"][0]["addr"]
+        .as_str()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    wait_until("tasks.web", LONG, || {
+        (resolve(client, "tasks.web").len() == 3).then_some(())
+    })
+    .unwrap();
+    // The replica on n1, the client's host: straight there, no translation.
+    let direct = wait_until("the local replica's address", LONG, || {
+        resolve(client, "tasks.web")
+            .into_iter()
+            .find(|a| get(Some(client), &format!("http://{a}/")).is_ok())
+    })
+    .unwrap();
+    let client_ns = format!("/proc/{client}/ns/net");
+    let host1 = format!("http://{}:8080/", hosts.ips[0]);
+    wait_until("mesh", LONG, || get(None, &host1).ok()).unwrap();
+    let (n, conc) = (20_000, 16);
+    println!("| path | requests/s | p50 ms | p99 ms | failed |");
+    println!("|---|---|---|---|---|");
+    for round in 0..2 {
+        for (what, ns, url) in [
+            (
+                "straight to a task (container → task)",
+                Some(client_ns.as_str()),
+                format!("http://{direct}/"),
+            ),
+            (
+                "virtual IP (container → VIP → any task)",
+                Some(client_ns.as_str()),
+                format!("http://{vip}/"),
+            ),
+            (
+                "routing mesh (outside → host 1:8080 → any task)",
+                None,
+                host1.clone(),
+            ),
+        ] {
+            let (rps, p50, p99, failed) = ab(ns, &url, n, conc);
+            println!(
+                "| {what} (round {}) | {rps:.0} | {p50} | {p99} | {failed} |",
+                round + 1
+            );
+        }
+    }
+    // How long a scaled-away task stays in DNS: from the scale request to the answer without
+    // it, seen from the client on n1.
+    let mut gone = Vec::new();
+    for k in 0..5 {
+        let to = if k % 2 == 0 { "2" } else { "3" };
+        let want = to.parse::<usize>().unwrap();
+        let t0 = Instant::now();
+        c.ctl(0, &["service", "scale", &format!("web={to}"), "--detach"])
+            .unwrap();
+        if want == 2 {
+            wait_until("DNS follows", LONG, || {
+                (resolve(client, "tasks.web").len() == 2).then_some(())
+            })
+            .unwrap();
+            gone.push(t0.elapsed());
+        } else {
+            wait_running(&c, "web", 3);
+            wait_until("DNS follows", LONG, || {
+                (resolve(client, "tasks.web").len() == 3).then_some(())
+            })
+            .unwrap();
+        }
+    }
+    println!("scale 3 → 2, request to the task gone from tasks.web: {gone:?}");
+}
