@@ -71,21 +71,6 @@ impl ManagerSet {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn pick_cycles_through_the_known_managers() {
-        let m = ManagerSet::new(vec![]);
-        assert_eq!(m.pick(0), None);
-        m.set(vec!["a:1".into(), "b:2".into()]);
-        assert_eq!(m.pick(0).as_deref(), Some("a:1"));
-        assert_eq!(m.pick(1).as_deref(), Some("b:2"));
-        assert_eq!(m.pick(2).as_deref(), Some("a:1"));
-    }
-}
-
 /// Follows a server stream that any manager serves, failing over between managers: `open`
 /// starts it on a channel (given 5 s), `handle` takes each message. After the stream ends
 /// or fails, the next manager is tried. Runs until `shutdown`.
@@ -132,5 +117,20 @@ pub async fn follow<M, O, OF, H, HF>(
         }
         idx += 1;
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pick_cycles_through_the_known_managers() {
+        let m = ManagerSet::new(vec![]);
+        assert_eq!(m.pick(0), None);
+        m.set(vec!["a:1".into(), "b:2".into()]);
+        assert_eq!(m.pick(0).as_deref(), Some("a:1"));
+        assert_eq!(m.pick(1).as_deref(), Some("b:2"));
+        assert_eq!(m.pick(2).as_deref(), Some("a:1"));
     }
 }

@@ -370,7 +370,7 @@ impl Control for ControlService {
         let warnings =
             self.read(|s| pin_image(s, &mut spec, &req.get_ref().resolve_image, None))?;
         self.read(|s| seal_auth(s, &mut spec, None))?;
-        let mut svc = Service {
+        let svc = Service {
             id: ServiceId::generate(),
             meta: Default::default(),
             spec,

@@ -440,6 +440,43 @@ mod tests {
         assert_eq!(s[0], "198.18.0.53:53".parse().unwrap());
     }
 
+    #[tokio::test]
+    async fn the_server_answers_cluster_names_and_forwards_the_rest() {
+        // A fake upstream resolver that answers every query with its own marker.
+        let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let up_addr = upstream.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut buf = [0u8; 512];
+            while let Ok((n, from)) = upstream.recv_from(&mut buf).await {
+                let mut reply = buf[..n].to_vec();
+                reply.extend_from_slice(b"UPSTREAM");
+                let _ = upstream.send_to(&reply, from).await;
+            }
+        });
+        let server = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let addr = server.local_addr().unwrap();
+        let (_tx, rx) = watch::channel(Arc::new(view()));
+        let task = tokio::spawn(serve(server, 7, rx, Arc::new(vec![up_addr])));
+        let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let ask = |name: &'static str| {
+            let client = &client;
+            async move {
+                client.send_to(&query(name, TYPE_A), addr).await.unwrap();
+                let mut buf = [0u8; 512];
+                let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+                    .await
+                    .expect("an answer")
+                    .unwrap();
+                buf[..n].to_vec()
+            }
+        };
+        let r = ask("web").await;
+        assert_eq!(&r[r.len() - 4..], &[10, 0, 0, 2], "the VIP");
+        let r = ask("example.com").await;
+        assert!(r.ends_with(b"UPSTREAM"), "forwarded: {r:?}");
+        task.abort();
+    }
+
     proptest! {
         #[test]
         fn parsing_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300)) {

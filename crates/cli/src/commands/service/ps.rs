@@ -198,7 +198,7 @@ pub fn render_tasks(
         return Ok(());
     }
     let mut seen_slots = std::collections::HashSet::new();
-    let rows: Vec<[String; 7]> = tasks
+    let rows: Vec<[String; 8]> = tasks
         .iter()
         .map(|t| {
             let key = (
@@ -243,6 +243,13 @@ pub fn render_tasks(
                 output::title(t.desired_state.as_str()),
                 current,
                 err,
+                // Host-mode ports, as Docker's PORTS shows them per task.
+                t.spec
+                    .host_ports
+                    .iter()
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ]
         })
         .collect();
@@ -252,7 +259,7 @@ pub fn render_tasks(
             f,
             &rows
                 .iter()
-                .map(|r| json!({"ID": r[0], "Name": r[1], "Image": r[2], "Node": r[3], "DesiredState": r[4], "CurrentState": r[5], "Error": r[6], "Ports": ""}))
+                .map(|r| json!({"ID": r[0], "Name": r[1], "Image": r[2], "Node": r[3], "DesiredState": r[4], "CurrentState": r[5], "Error": r[6], "Ports": r[7]}))
                 .collect::<Vec<_>>(),
         )?,
         Format::Table => output::table_to(
@@ -267,7 +274,6 @@ pub fn render_tasks(
                     if !out.no_trunc {
                         v[6] = output::ellipsis(&v[6], ERROR_WIDTH);
                     }
-                    v.push(String::new());
                     v
                 })
                 .collect::<Vec<_>>(),
