@@ -144,7 +144,13 @@ pub fn lookup(view: &View, name: &str, vnis: &BTreeSet<u32>) -> Option<Vec<Ipv4A
                 .map(|(_, a)| *a)
                 .collect();
             v.sort();
-            v
+            if v.is_empty() {
+                // A service written before it had an endpoint (no VIP allocated until its
+                // spec changes): its tasks, as dnsrr.
+                serving_on(&s.id)
+            } else {
+                v
+            }
         }
         EndpointMode::Dnsrr => serving_on(&s.id),
     };
