@@ -167,14 +167,7 @@ impl<'a> Addresses<'a> {
         for i in 0..span {
             let a = first + ((u64::from(cursor.wrapping_sub(first)) + i) % span) as u32;
             let addr = Ipv4Addr::from(a);
-            let reserved = addr == net.subnet.network()
-                || addr == net.subnet.broadcast()
-                || addr == net.gateway;
-            if reserved
-                || given.contains(&addr)
-                || state.address_holder(&net.id, addr).is_some()
-                || state.vip_holder(&net.id, addr).is_some()
-            {
+            if !free(state, net, given, addr) {
                 continue;
             }
             given.insert(addr);
@@ -183,6 +176,17 @@ impl<'a> Addresses<'a> {
         }
         None
     }
+}
+
+/// Neither the network's own (network, broadcast, gateway) nor held by a task, a VIP or
+/// this pass.
+fn free(state: &StoreState, net: &Network, given: &BTreeSet<Ipv4Addr>, addr: Ipv4Addr) -> bool {
+    let reserved =
+        addr == net.subnet.network() || addr == net.subnet.broadcast() || addr == net.gateway;
+    !(reserved
+        || given.contains(&addr)
+        || state.address_holder(&net.id, addr).is_some()
+        || state.vip_holder(&net.id, addr).is_some())
 }
 
 impl Addresses<'_> {
@@ -201,14 +205,7 @@ impl Addresses<'_> {
             .0;
         for a in (first..=last).rev() {
             let addr = Ipv4Addr::from(a);
-            let reserved = addr == net.subnet.network()
-                || addr == net.subnet.broadcast()
-                || addr == net.gateway;
-            if reserved
-                || given.contains(&addr)
-                || state.address_holder(&net.id, addr).is_some()
-                || state.vip_holder(&net.id, addr).is_some()
-            {
+            if !free(state, net, given, addr) {
                 continue;
             }
             given.insert(addr);

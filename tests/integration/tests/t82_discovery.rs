@@ -99,6 +99,71 @@ fn wait_running(c: &Cluster, service: &str, n: usize) -> Vec<(String, String)> {
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()))
 }
 
+/// Creates the overlay `front` on `subnet`, `web` (3 replicas, one per host, published on
+/// 8080, running `cmd`, with `web_args`) and a `client` sleeping `marker` (with
+/// `client_args`); waits until all run. Returns the client's pid and web's VIP.
+fn web_and_client(
+    c: &Cluster,
+    subnet: &str,
+    web_args: &[&str],
+    cmd: &str,
+    client_args: &[&str],
+    marker: &str,
+) -> (i32, String) {
+    c.ctl(
+        0,
+        &[
+            "network", "create", "-d", "overlay", "--subnet", subnet, "front",
+        ],
+    )
+    .unwrap();
+    let mut args = vec![
+        "service",
+        "create",
+        "--name",
+        "web",
+        "--replicas",
+        "3",
+        "--replicas-max-per-node",
+        "1",
+        "--network",
+        "front",
+        "-p",
+        "8080:80",
+    ];
+    args.extend_from_slice(web_args);
+    args.extend_from_slice(&["busybox", "sh", "-c", cmd]);
+    c.ctl(0, &args).unwrap();
+    let mut args = vec![
+        "service",
+        "create",
+        "--name",
+        "client",
+        "--network",
+        "front",
+    ];
+    args.extend_from_slice(client_args);
+    args.extend_from_slice(&["busybox", "sleep", marker]);
+    c.ctl(0, &args).unwrap();
+    let web_tasks = wait_running(c, "web", 3);
+    let nodes: BTreeSet<&String> = web_tasks.iter().map(|t| &t.1).collect();
+    assert_eq!(nodes.len(), 3, "one replica per host: {web_tasks:?}");
+    wait_running(c, "client", 1);
+    let client = wait_until("the client container", LONG, || {
+        pids_of(&format!("sleep {marker}")).first().copied()
+    })
+    .unwrap();
+    let svc = service_json(c, "web");
+    let vip = svc["endpoint"]["virtual_ips"][0]["addr"]
+        .as_str()
+        .unwrap_or_else(|| panic!("web has a virtual IP: {svc}"))
+        .split('/')
+        .next()
+        .unwrap()
+        .to_string();
+    (client, vip)
+}
+
 #[test]
 fn services_resolve_balance_and_publish_ports_across_hosts() {
     init_tracing();
@@ -106,81 +171,15 @@ fn services_resolve_balance_and_publish_ports_across_hosts() {
     for i in 0..3 {
         import(&c, i, "busybox:v2", "v2");
     }
-    c.ctl(
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--subnet",
-            "10.78.1.0/24",
-            "front",
-        ],
-    )
-    .unwrap();
-
     info!("phase: three web replicas on three hosts, published on 8080, and a client");
-    let web = web_cmd(80);
-    c.ctl(
-        0,
-        &[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "3",
-            "--replicas-max-per-node",
-            "1",
-            "--network",
-            "front",
-            "-p",
-            "8080:80",
-            "--update-parallelism",
-            "1",
-            "--update-delay",
-            "1s",
-            "busybox",
-            "sh",
-            "-c",
-            &web,
-        ],
-    )
-    .unwrap();
-    c.ctl(
-        0,
-        &[
-            "service",
-            "create",
-            "--name",
-            "client",
-            "--network",
-            "front",
-            "busybox",
-            "sleep",
-            "3901",
-        ],
-    )
-    .unwrap();
-    let web_tasks = wait_running(&c, "web", 3);
-    let nodes: BTreeSet<&String> = web_tasks.iter().map(|t| &t.1).collect();
-    assert_eq!(nodes.len(), 3, "one replica per host: {web_tasks:?}");
-    wait_running(&c, "client", 1);
-    let client = wait_until("the client container", LONG, || {
-        pids_of("sleep 3901").first().copied()
-    })
-    .unwrap();
-
-    let svc = service_json(&c, "web");
-    let vip = svc["Endpoint"]["VirtualIPs"][0]["Addr"]
-        .as_str()
-        .or_else(|| svc["endpoint"]["virtual_ips"][0]["addr"].as_str())
-        .unwrap_or_else(|| panic!("web has a virtual IP: {svc}"))
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let (client, vip) = web_and_client(
+        &c,
+        "10.78.1.0/24",
+        &["--update-parallelism", "1", "--update-delay", "1s"],
+        &web_cmd(80),
+        &[],
+        "3901",
+    );
     assert!(
         vip.starts_with("10.78.1."),
         "the VIP is on the network: {vip}"
@@ -459,70 +458,15 @@ fn ab(netns: Option<&str>, url: &str, n: usize, conc: usize) -> (f64, f64, f64, 
 fn bench_routing_mesh_and_vip_against_a_task_directly() {
     init_tracing();
     let (hosts, c) = hosts_cluster(3, &[]);
-    c.ctl(
-        0,
-        &[
-            "network",
-            "create",
-            "-d",
-            "overlay",
-            "--subnet",
-            "10.79.1.0/24",
-            "front",
-        ],
-    )
-    .unwrap();
     let web = web_cmd(80).replace("-vv ", "");
-    c.ctl(
-        0,
-        &[
-            "service",
-            "create",
-            "--name",
-            "web",
-            "--replicas",
-            "3",
-            "--replicas-max-per-node",
-            "1",
-            "--network",
-            "front",
-            "-p",
-            "8080:80",
-            "busybox",
-            "sh",
-            "-c",
-            &web,
-        ],
-    )
-    .unwrap();
-    c.ctl(
-        0,
-        &[
-            "service",
-            "create",
-            "--name",
-            "client",
-            "--network",
-            "front",
-            "--constraint",
-            "node.hostname==n1",
-            "busybox",
-            "sleep",
-            "3911",
-        ],
-    )
-    .unwrap();
-    wait_running(&c, "web", 3);
-    wait_running(&c, "client", 1);
-    let client = wait_until("client", LONG, || pids_of("sleep 3911").first().copied()).unwrap();
-    let svc = service_json(&c, "web");
-    let vip = svc["endpoint"]["virtual_ips"][0]["addr"]
-        .as_str()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let (client, vip) = web_and_client(
+        &c,
+        "10.79.1.0/24",
+        &[],
+        &web,
+        &["--constraint", "node.hostname==n1"],
+        "3911",
+    );
     wait_until("tasks.web", LONG, || {
         (resolve(client, "tasks.web").len() == 3).then_some(())
     })

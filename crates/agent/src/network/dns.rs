@@ -469,10 +469,11 @@ mod tests {
             async move {
                 client.send_to(&query(name, TYPE_A), addr).await.unwrap();
                 let mut buf = [0u8; 512];
-                let (n, _) = tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
-                    .await
-                    .expect("an answer")
-                    .unwrap();
+                let (n, _) =
+                    tokio::time::timeout(Duration::from_secs(5), client.recv_from(&mut buf))
+                        .await
+                        .expect("an answer")
+                        .unwrap();
                 buf[..n].to_vec()
             }
         };
