@@ -301,7 +301,10 @@ impl LogFile {
 
     /// Complete entries of `p` from `offset`; the new offset.
     fn read_from(p: &std::path::Path, offset: u64) -> std::io::Result<(Vec<LogEntry>, u64)> {
-        let mut f = std::fs::File::open(p)?;
+        Self::read_file(std::fs::File::open(p)?, offset)
+    }
+
+    fn read_file(mut f: std::fs::File, offset: u64) -> std::io::Result<(Vec<LogEntry>, u64)> {
         f.seek(SeekFrom::Start(offset))?;
         let mut buf = Vec::new();
         f.read_to_end(&mut buf)?;
@@ -344,11 +347,7 @@ impl LogFile {
         };
         let mut out = Vec::new();
         if !self.seen {
-            for old in swarm_runtime::logs::rotated(&self.path) {
-                if let Ok((v, _)) = Self::read_from(&old, 0) {
-                    out.extend(v);
-                }
-            }
+            return self.first_read();
         } else if self.ino.is_some_and(|i| i != meta.ino()) {
             // Rotated since the last read: the rest of the old file is now `.1`.
             let same = std::fs::metadata(&rotated_one).is_ok_and(|m| Some(m.ino()) == self.ino);
@@ -375,6 +374,71 @@ impl LogFile {
         };
         self.offset = off;
         out.extend(v);
+        Ok(Some(out))
+    }
+}
+
+impl LogFile {
+    /// The first read: every rotated file, oldest first, then the current one. All are
+    /// opened before anything is read, oldest first, and the set is taken only if no
+    /// rotation happened meanwhile (every rotation renames the current file to `.1`, so `.1`
+    /// still being the file opened as `.1` proves it); otherwise it is opened again. A log
+    /// that rotates faster than that falls back to reading what the names show.
+    fn first_read(&mut self) -> std::io::Result<Option<Vec<LogEntry>>> {
+        use std::os::unix::fs::MetadataExt;
+        let one = PathBuf::from(format!("{}.1", self.path.display()));
+        let ino_of = |p: &std::path::Path| std::fs::metadata(p).ok().map(|m| m.ino());
+        for _ in 0..100 {
+            let mut files = Vec::new();
+            let mut complete = true;
+            for old in swarm_runtime::logs::rotated(&self.path) {
+                match std::fs::File::open(&old) {
+                    Ok(f) => files.push(f),
+                    Err(_) => complete = false,
+                }
+            }
+            let one_ino = files
+                .last()
+                .and_then(|f| f.metadata().ok())
+                .map(|m| m.ino());
+            let cur = match std::fs::File::open(&self.path) {
+                Ok(f) => f,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if !complete || ino_of(&one) != one_ino {
+                continue;
+            }
+            let cur_ino = cur.metadata()?.ino();
+            let mut out = Vec::new();
+            for f in files {
+                if let Ok((v, _)) = Self::read_file(f, 0) {
+                    out.extend(v);
+                }
+            }
+            let (v, off) = Self::read_file(cur, 0)?;
+            out.extend(v);
+            self.seen = true;
+            self.ino = Some(cur_ino);
+            self.offset = off;
+            return Ok(Some(out));
+        }
+        // Rotating too fast to catch still: what the names show now.
+        let mut out = Vec::new();
+        for old in swarm_runtime::logs::rotated(&self.path) {
+            if let Ok((v, _)) = Self::read_from(&old, 0) {
+                out.extend(v);
+            }
+        }
+        self.seen = true;
+        self.ino = ino_of(&self.path);
+        match Self::read_from(&self.path, 0) {
+            Ok((v, off)) => {
+                out.extend(v);
+                self.offset = off;
+            }
+            Err(_) => self.offset = 0,
+        }
         Ok(Some(out))
     }
 }
