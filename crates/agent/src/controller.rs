@@ -315,6 +315,12 @@ impl<E: Executor> Controller<E> {
                     next_probe = Some(Instant::now() + m.interval());
                     if let Some(out) = self.judge_probe(m, r).await {
                         tracing::warn!(output = %out, "container is unhealthy; stopping it");
+                        if self.on_network {
+                            // Failed first, so every host drops it from DNS, VIPs and ports
+                            // (the exit code is not known yet), then stopped after the drain.
+                            self.report_unhealthy(&out, None);
+                            tokio::time::sleep(DRAIN).await;
+                        }
                         unhealthy = Some(out);
                         stopping = true;
                         self.stop_container().await;
@@ -358,6 +364,17 @@ impl<E: Executor> Controller<E> {
         }
     }
 
+    fn report_unhealthy(&self, out: &str, exit_code: Option<i32>) {
+        self.report.report_health(
+            &self.tid,
+            TaskState::Failed,
+            "unhealthy container",
+            &format!("task: unhealthy container: {out}"),
+            exit_code,
+            "unhealthy",
+        );
+    }
+
     /// Stops the container with the task's grace period.
     async fn stop_container(&self) {
         let grace = grace_of(self.rx.borrow().as_ref());
@@ -370,14 +387,7 @@ impl<E: Executor> Controller<E> {
     /// asked, or an exit of its own.
     fn ended(&self, exit: Exit, stopping: bool, unhealthy: Option<String>) -> Phase {
         if let Some(out) = unhealthy {
-            self.report.report_health(
-                &self.tid,
-                TaskState::Failed,
-                "unhealthy container",
-                &format!("task: unhealthy container: {out}"),
-                Some(exit.code),
-                "unhealthy",
-            );
+            self.report_unhealthy(&out, Some(exit.code));
             Phase::Done
         } else if stopping {
             self.report.report(

@@ -2,7 +2,8 @@
 //! client task resolves `web` (its virtual IP) and `tasks.web` (every replica) through the
 //! node's DNS server, and requests to the VIP reach every replica; a published port answers
 //! on every host's address (the routing mesh) and spreads over the replicas; scaling down
-//! takes the stopped task out of DNS; host-mode ports answer only where a task runs;
+//! takes the stopped task out of DNS; scaling 1 → 5 spreads requests over all five;
+//! host-mode ports answer only where a task runs;
 //! `traffic=local` keeps the client's address; and a rolling update under steady load
 //! through the mesh fails no request.
 
@@ -312,6 +313,42 @@ fn services_resolve_balance_and_publish_ports_across_hosts() {
     let (by, failed) = spread(Some(client), &format!("http://{vip}/"), 40);
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(by.len(), 2, "two replicas behind the VIP: {by:?}");
+
+    info!("phase: scaling 1 → 5 spreads the requests to the VIP over all five");
+    let many = web_cmd(80);
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "many",
+            "--network",
+            "front",
+            "busybox",
+            "sh",
+            "-c",
+            &many,
+        ],
+    )
+    .unwrap();
+    wait_running(&c, "many", 1);
+    let many_vip = wait_until("many resolves", LONG, || {
+        resolve(client, "many").into_iter().next()
+    })
+    .unwrap();
+    let (by, failed) = spread(Some(client), &format!("http://{many_vip}/"), 20);
+    assert!(failed.is_empty() && by.len() == 1, "{by:?} {failed:?}");
+    c.ctl(0, &["service", "scale", "many=5"]).unwrap();
+    wait_running(&c, "many", 5);
+    wait_until("tasks.many lists five", LONG, || {
+        (resolve(client, "tasks.many").len() == 5).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}", resolve(client, "tasks.many")));
+    let (by, failed) = spread(Some(client), &format!("http://{many_vip}/"), 200);
+    info!(?by, "responders after scaling to 5");
+    assert!(failed.is_empty(), "{failed:?}");
+    assert_eq!(by.len(), 5, "all five replicas answer: {by:?}");
 
     info!("phase: a host-mode port answers only where its task runs");
     let hm = web_cmd(81);

@@ -143,6 +143,36 @@ async fn becoming_unhealthy_later_fails_the_task() {
 }
 
 #[tokio::test]
+async fn an_unhealthy_task_on_a_network_is_failed_before_it_is_stopped() {
+    let fake = FakeExecutor::default();
+    let mut t = task("t1", Some(hc(20, 2, 0)));
+    t.networks = vec![swarm_types::network::NetworkAttachment {
+        network_id: swarm_types::NetworkId::new("n"),
+        network_name: "front".into(),
+        driver: swarm_types::network::NetworkDriver::Overlay,
+        address: "10.0.0.5/24".parse().unwrap(),
+        gateway: "10.0.0.1".parse().unwrap(),
+        vni: 4097,
+        internal: false,
+        aliases: vec![],
+    }];
+    let mut h = Harness::start(&fake, t);
+    h.until("running", |s| s.state == TaskState::Running).await;
+    fake.set_exec_code("t1", 7);
+    let s = h.until("failed", |s| s.state.is_terminal()).await;
+    assert_eq!(
+        (s.state, s.health.as_str()),
+        (TaskState::Failed, "unhealthy")
+    );
+    // Reported while its container still runs (it drains first): every host drops it from
+    // DNS and the balancing before it gets its stop signal.
+    assert_eq!(fake.running(), 1, "failed before it was stopped");
+    assert_eq!(s.exit_code, None);
+    tokio::time::sleep(DRAIN + Duration::from_millis(300)).await;
+    assert_eq!(fake.running(), 0, "then stopped");
+}
+
+#[tokio::test]
 async fn failures_during_start_period_do_not_count() {
     let fake = FakeExecutor::default();
     fake.set_exec_code("t1", 1);
