@@ -4,8 +4,9 @@
 //! on every host's address (the routing mesh) and spreads over the replicas; scaling down
 //! takes the stopped task out of DNS; scaling 1 → 5 spreads requests over all five;
 //! host-mode ports answer only where a task runs;
-//! `traffic=local` keeps the client's address; and a rolling update under steady load
-//! through the mesh fails no request.
+//! `traffic=local` keeps the client's address; a rolling update under steady load through
+//! the mesh fails no request; and after the workers' `swarmd` are killed and restarted, DNS,
+//! the VIP and the mesh answer as before.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -168,7 +169,7 @@ fn web_and_client(
 #[test]
 fn services_resolve_balance_and_publish_ports_across_hosts() {
     init_tracing();
-    let (hosts, c) = hosts_cluster(3, &[]);
+    let (hosts, mut c) = hosts_cluster(3, &[]);
     for i in 0..3 {
         import(&c, i, "busybox:v2", "v2");
     }
@@ -301,6 +302,30 @@ fn services_resolve_balance_and_publish_ports_across_hosts() {
         errors.lock().unwrap()
     );
 
+    info!("phase: after the workers' swarmd are killed and restarted, nothing is stale");
+    for i in [1, 2] {
+        c.restart(i).unwrap();
+    }
+    // The containers kept running; the agents adopt them, their DNS servers come back on
+    // the adopted bridges and the ports and VIP rules are reloaded from the first view.
+    wait_until("tasks.web answers three after the restarts", LONG, || {
+        (resolve(client, "tasks.web").len() == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", resolve(client, "tasks.web"), c.dump()));
+    let mesh2 = format!("http://{}:8080/", hosts.ips[1]);
+    wait_until("host 2's published port answers again", LONG, || {
+        let (by, failed) = spread(None, &mesh2, 60);
+        (failed.is_empty() && by.len() == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", spread(None, &mesh2, 10), c.dump()));
+    let (by, failed) = spread(Some(client), &format!("http://{vip}/"), 60);
+    assert!(failed.is_empty(), "the VIP after the restarts: {failed:?}");
+    assert_eq!(
+        by.len(),
+        3,
+        "every replica behind the VIP after the restarts: {by:?}"
+    );
+
     info!("phase: a task scaled away leaves DNS");
     c.ctl(0, &["service", "scale", "web=2", "--detach"])
         .unwrap();
@@ -333,18 +358,30 @@ fn services_resolve_balance_and_publish_ports_across_hosts() {
     )
     .unwrap();
     wait_running(&c, "many", 1);
+    info!("many runs");
     let many_vip = wait_until("many resolves", LONG, || {
         resolve(client, "many").into_iter().next()
     })
     .unwrap();
+    // The client's host balances the VIP once its view has the task running.
+    wait_until("many's VIP answers", LONG, || {
+        get(Some(client), &format!("http://{many_vip}/")).ok()
+    })
+    .unwrap();
     let (by, failed) = spread(Some(client), &format!("http://{many_vip}/"), 20);
     assert!(failed.is_empty() && by.len() == 1, "{by:?} {failed:?}");
-    c.ctl(0, &["service", "scale", "many=5"]).unwrap();
+    c.ctl(0, &["service", "scale", "many=5", "--detach"]).unwrap();
     wait_running(&c, "many", 5);
+    info!("five run");
+    let t0 = Instant::now();
     wait_until("tasks.many lists five", LONG, || {
         (resolve(client, "tasks.many").len() == 5).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}: {:?}", resolve(client, "tasks.many")));
+    info!(elapsed = ?t0.elapsed(), "tasks.many lists five");
+    if t0.elapsed() > Duration::from_secs(5) {
+        eprintln!("SLOW DNS\n{}", c.dump());
+    }
     let (by, failed) = spread(Some(client), &format!("http://{many_vip}/"), 200);
     info!(?by, "responders after scaling to 5");
     assert!(failed.is_empty(), "{failed:?}");
