@@ -370,7 +370,8 @@ fn services_resolve_balance_and_publish_ports_across_hosts() {
     .unwrap();
     let (by, failed) = spread(Some(client), &format!("http://{many_vip}/"), 20);
     assert!(failed.is_empty() && by.len() == 1, "{by:?} {failed:?}");
-    c.ctl(0, &["service", "scale", "many=5", "--detach"]).unwrap();
+    c.ctl(0, &["service", "scale", "many=5", "--detach"])
+        .unwrap();
     wait_running(&c, "many", 5);
     info!("five run");
     let t0 = Instant::now();
