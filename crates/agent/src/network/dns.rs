@@ -305,6 +305,7 @@ async fn serve(
             let nets = client_networks(&v, vni, src);
             lookup(&v, &q.name, &nets)
         };
+        tracing::debug!(name = %q.name, from = %src, answers = ?answer.as_ref().map(|a| a.len()), "dns query");
         match answer {
             Some(addrs) => {
                 let _ = sock.send_to(&response(req, &q, &addrs, 0), from).await;

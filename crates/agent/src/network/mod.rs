@@ -136,6 +136,7 @@ impl DataPlane {
     /// rules; the next view refreshes the rules).
     pub fn adopt(&self, task_id: &str, pid: i32) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let fresh = !st.containers.contains_key(task_id);
         st.containers
             .entry(task_id.to_string())
             .or_insert(Container {
@@ -145,6 +146,13 @@ impl DataPlane {
             });
         if let Err(e) = self.sync_container(&mut st, task_id) {
             tracing::warn!(task = task_id, error = %e, "service address rules not loaded");
+        }
+        // Connections other hosts balanced here may go to it again (the view may have
+        // arrived before the container was found).
+        if fresh {
+            if let Err(e) = self.load_rules(&mut st) {
+                tracing::warn!(error = %e, "published-port rules not updated");
+            }
         }
     }
 
