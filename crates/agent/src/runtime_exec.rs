@@ -443,7 +443,8 @@ impl Executor for RuntimeExecutor {
                 other => other,
             };
             if let (true, Some(dp)) = (res.is_ok(), &self.net) {
-                dp.forget(&idc);
+                let dp = dp.clone();
+                let _ = self.limited(move || dp.forget(&idc)).await;
             }
             if res.is_ok() {
                 // Layers only this container used (an image re-tagged or removed meanwhile)

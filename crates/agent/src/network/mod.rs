@@ -327,6 +327,17 @@ impl DataPlane {
             writeln!(cmds, "link add {br} mtu {mtu} type bridge").ok();
         }
         let gw = swarm_types::network::Ipv4Net::new(att.gateway, att.address.prefix);
+        // A fixed MAC (from the gateway address, as a task's is from its own): a bridge
+        // without one takes the lowest of its ports' MACs, so a container joining would change
+        // the gateway's MAC under the others' ARP caches (their traffic to the gateway — DNS,
+        // the way out — is lost until those entries expire, about 30 s).
+        let o = att.gateway.octets();
+        writeln!(
+            cmds,
+            "link set {br} address {}",
+            mac_string([0x02, 0x42, o[0], o[1], o[2], o[3]])
+        )
+        .ok();
         writeln!(cmds, "addr replace {gw} dev {br}").ok();
         // What the ruleset needs to know about the network after an agent restart.
         writeln!(
