@@ -25,6 +25,12 @@ const TYPE_A: u16 = 1;
 const TYPE_ANY: u16 = 255;
 const CLASS_IN: u16 = 1;
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(3);
+/// The largest answer over UDP for a client that did not say it takes more (no EDNS).
+pub const UDP_LIMIT: usize = 512;
+/// A DNS message over TCP.
+const TCP_LIMIT: usize = 65_535;
+/// An idle TCP client is dropped after this.
+const TCP_IDLE: Duration = Duration::from_secs(10);
 
 /// The one question of a query.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -83,7 +89,7 @@ pub fn parse_query(b: &[u8]) -> Option<Query> {
 /// The answer to `q` (asked in `req`): `addrs` as A records for an A (or ANY) question, no
 /// records (but no error: the name exists) for other types; `rcode` 3 for a name we own that
 /// does not exist, 2 for a failure.
-pub fn response(req: &[u8], q: &Query, addrs: &[Ipv4Addr], rcode: u8) -> Vec<u8> {
+pub fn response(req: &[u8], q: &Query, addrs: &[Ipv4Addr], rcode: u8, limit: usize) -> Vec<u8> {
     let rd = req[2] & 0x01;
     let answers: &[Ipv4Addr] =
         if rcode == 0 && q.qclass == CLASS_IN && matches!(q.qtype, TYPE_A | TYPE_ANY) {
@@ -91,10 +97,15 @@ pub fn response(req: &[u8], q: &Query, addrs: &[Ipv4Addr], rcode: u8) -> Vec<u8>
         } else {
             &[]
         };
+    // What fits in `limit` bytes (512 over UDP without EDNS); the rest is left out with the
+    // TC bit set, and the client asks again over TCP.
+    let fit = (limit.saturating_sub(q.end) / 16).min(answers.len());
+    let truncated = fit < answers.len();
+    let answers = &answers[..fit];
     let mut out = Vec::with_capacity(q.end + answers.len() * 16);
     out.extend_from_slice(&q.id.to_be_bytes());
-    // QR, AA, RD copied; RA; rcode.
-    out.push(0x84 | rd);
+    // QR, AA, TC when cut, RD copied; RA; rcode.
+    out.push(0x84 | if truncated { 0x02 } else { 0 } | rd);
     out.push(0x80 | (rcode & 0xf));
     out.extend_from_slice(&1u16.to_be_bytes());
     out.extend_from_slice(&(answers.len() as u16).to_be_bytes());
@@ -214,12 +225,15 @@ pub fn upstream_servers(resolv_conf: &str) -> Vec<SocketAddr> {
         .collect()
 }
 
+/// The tasks serving one network: UDP and TCP.
+type Servers = [tokio::task::JoinHandle<()>; 2];
+
 /// The sockets of this host's networks, each served by its own task.
 pub struct Dns {
     view: watch::Receiver<Arc<View>>,
     upstream: Arc<Vec<SocketAddr>>,
-    /// By gateway address: (VXLAN id, the task serving it).
-    servers: std::sync::Mutex<BTreeMap<Ipv4Addr, (u32, tokio::task::JoinHandle<()>)>>,
+    /// By gateway address: (VXLAN id, the tasks serving it over UDP and TCP).
+    servers: std::sync::Mutex<BTreeMap<Ipv4Addr, (u32, Servers)>>,
 }
 
 impl Dns {
@@ -236,10 +250,10 @@ impl Dns {
     /// the gone ones. A socket that cannot be bound is tried again on the next call.
     pub async fn sync(&self, gateways: &BTreeMap<Ipv4Addr, u32>) {
         let mut servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        servers.retain(|gw, (vni, task)| {
-            let keep = gateways.get(gw) == Some(vni) && !task.is_finished();
+        servers.retain(|gw, (vni, tasks)| {
+            let keep = gateways.get(gw) == Some(vni) && !tasks.iter().any(|t| t.is_finished());
             if !keep {
-                task.abort();
+                tasks.iter().for_each(|t| t.abort());
             }
             keep
         });
@@ -247,23 +261,31 @@ impl Dns {
             if servers.contains_key(gw) {
                 continue;
             }
-            let sock = match std::net::UdpSocket::bind((*gw, 53))
+            let bound = std::net::UdpSocket::bind((*gw, 53))
                 .and_then(|s| s.set_nonblocking(true).map(|()| s))
                 .and_then(UdpSocket::from_std)
-            {
+                .and_then(|u| {
+                    let t = std::net::TcpListener::bind((*gw, 53))?;
+                    t.set_nonblocking(true)?;
+                    Ok((u, tokio::net::TcpListener::from_std(t)?))
+                });
+            let (udp, tcp) = match bound {
                 Ok(s) => s,
                 Err(e) => {
                     tracing::warn!(gateway = %gw, error = %e, "DNS server not started on this network");
                     continue;
                 }
             };
-            let task = tokio::spawn(serve(
-                Arc::new(sock),
-                *vni,
-                self.view.clone(),
-                self.upstream.clone(),
-            ));
-            servers.insert(*gw, (*vni, task));
+            let resolver = Resolver {
+                vni: *vni,
+                view: self.view.clone(),
+                upstream: self.upstream.clone(),
+            };
+            let tasks = [
+                tokio::spawn(serve(Arc::new(udp), resolver.clone())),
+                tokio::spawn(serve_tcp(tcp, resolver)),
+            ];
+            servers.insert(*gw, (*vni, tasks));
         }
     }
 }
@@ -271,18 +293,41 @@ impl Dns {
 impl Drop for Dns {
     fn drop(&mut self) {
         let servers = self.servers.lock().unwrap_or_else(|e| e.into_inner());
-        for (_, task) in servers.values() {
-            task.abort();
+        for (_, tasks) in servers.values() {
+            tasks.iter().for_each(|t| t.abort());
         }
     }
 }
 
-async fn serve(
-    sock: Arc<UdpSocket>,
+/// What one network's server answers from.
+#[derive(Clone)]
+struct Resolver {
     vni: u32,
     view: watch::Receiver<Arc<View>>,
     upstream: Arc<Vec<SocketAddr>>,
-) {
+}
+
+impl Resolver {
+    /// The answer to one query from `src` (`limit`: the transport's size), or `None` for a
+    /// message that is not a standard query (dropped, as resolvers do).
+    async fn answer(&self, req: &[u8], src: Ipv4Addr, limit: usize) -> Option<Vec<u8>> {
+        let q = parse_query(req)?;
+        let answer = {
+            let v = self.view.borrow();
+            let nets = client_networks(&v, self.vni, src);
+            lookup(&v, &q.name, &nets)
+        };
+        tracing::debug!(name = %q.name, from = %src, answers = ?answer.as_ref().map(|a| a.len()), "dns query");
+        Some(match answer {
+            Some(addrs) => response(req, &q, &addrs, 0, limit),
+            None => forward(req, &self.upstream)
+                .await
+                .unwrap_or_else(|| response(req, &q, &[], 2, limit)),
+        })
+    }
+}
+
+async fn serve(sock: Arc<UdpSocket>, r: Resolver) {
     let mut buf = vec![0u8; 4096];
     loop {
         let (n, from) = match sock.recv_from(&mut buf).await {
@@ -292,34 +337,52 @@ async fn serve(
                 continue;
             }
         };
-        let req = &buf[..n];
-        let Some(q) = parse_query(req) else {
+        let std::net::IpAddr::V4(src) = from.ip() else {
             continue;
         };
-        let src = match from.ip() {
-            std::net::IpAddr::V4(a) => a,
-            std::net::IpAddr::V6(_) => continue,
-        };
-        let answer = {
-            let v = view.borrow();
-            let nets = client_networks(&v, vni, src);
-            lookup(&v, &q.name, &nets)
-        };
-        tracing::debug!(name = %q.name, from = %src, answers = ?answer.as_ref().map(|a| a.len()), "dns query");
-        match answer {
-            Some(addrs) => {
-                let _ = sock.send_to(&response(req, &q, &addrs, 0), from).await;
+        let (req, sock, r) = (buf[..n].to_vec(), sock.clone(), r.clone());
+        // Each query on its own: a forwarded one waits for the host's resolvers.
+        tokio::spawn(async move {
+            if let Some(out) = r.answer(&req, src, UDP_LIMIT).await {
+                let _ = sock.send_to(&out, from).await;
             }
-            None => {
-                let (req, sock, upstream) = (req.to_vec(), sock.clone(), upstream.clone());
-                tokio::spawn(async move {
-                    let out = forward(&req, &upstream)
-                        .await
-                        .unwrap_or_else(|| response(&req, &q, &[], 2));
-                    let _ = sock.send_to(&out, from).await;
-                });
+        });
+    }
+}
+
+/// DNS over TCP (RFC 7766: two length bytes before each message), for answers that did not
+/// fit a UDP datagram.
+async fn serve_tcp(listener: tokio::net::TcpListener, r: Resolver) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    loop {
+        let Ok((mut conn, from)) = listener.accept().await else {
+            continue;
+        };
+        let std::net::IpAddr::V4(src) = from.ip() else {
+            continue;
+        };
+        let r = r.clone();
+        tokio::spawn(async move {
+            loop {
+                let mut len = [0u8; 2];
+                match tokio::time::timeout(TCP_IDLE, conn.read_exact(&mut len)).await {
+                    Ok(Ok(_)) => {}
+                    _ => return,
+                }
+                let mut req = vec![0u8; usize::from(u16::from_be_bytes(len))];
+                if conn.read_exact(&mut req).await.is_err() {
+                    return;
+                }
+                let Some(out) = r.answer(&req, src, TCP_LIMIT).await else {
+                    return;
+                };
+                let mut msg = (out.len() as u16).to_be_bytes().to_vec();
+                msg.extend_from_slice(&out);
+                if conn.write_all(&msg).await.is_err() {
+                    return;
+                }
             }
-        }
+        });
     }
 }
 
@@ -427,7 +490,7 @@ mod tests {
         let req = query("Web", TYPE_A);
         let q = parse_query(&req).unwrap();
         assert_eq!(q.name, "web");
-        let r = response(&req, &q, &[Ipv4Addr::new(10, 0, 0, 2)], 0);
+        let r = response(&req, &q, &[Ipv4Addr::new(10, 0, 0, 2)], 0, UDP_LIMIT);
         assert_eq!(&r[0..2], &[0x12, 0x34]);
         assert_eq!(r[2] & 0x80, 0x80, "a response");
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1, "one answer");
@@ -435,7 +498,7 @@ mod tests {
         // AAAA for a known name: no records, no error.
         let req = query("web", 28);
         let q = parse_query(&req).unwrap();
-        let r = response(&req, &q, &[Ipv4Addr::new(10, 0, 0, 2)], 0);
+        let r = response(&req, &q, &[Ipv4Addr::new(10, 0, 0, 2)], 0, UDP_LIMIT);
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 0);
         assert_eq!(r[3] & 0xf, 0);
     }
@@ -463,7 +526,12 @@ mod tests {
         let server = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
         let addr = server.local_addr().unwrap();
         let (_tx, rx) = watch::channel(Arc::new(view()));
-        let task = tokio::spawn(serve(server, 7, rx, Arc::new(vec![up_addr])));
+        let r = Resolver {
+            vni: 7,
+            view: rx,
+            upstream: Arc::new(vec![up_addr]),
+        };
+        let task = tokio::spawn(serve(server, r));
         let client = UdpSocket::bind("127.0.0.1:0").await.unwrap();
         let ask = |name: &'static str| {
             let client = &client;
@@ -485,11 +553,68 @@ mod tests {
         task.abort();
     }
 
+    /// A view where `web` runs `n` replicas.
+    fn big(n: u32) -> View {
+        let mut v = view();
+        let t = v.tasks[0].clone();
+        v.tasks = (0..n)
+            .map(|i| {
+                let mut t = t.clone();
+                t.id = TaskId::new(format!("t{i}"));
+                t.addrs[0].addr = Ipv4Net::new(Ipv4Addr::from(0x0a00_1000 + i), 16);
+                t
+            })
+            .collect();
+        v
+    }
+
+    #[test]
+    fn an_answer_too_large_for_udp_is_cut_and_flagged() {
+        let v = big(100);
+        let addrs = lookup(&v, "tasks.web", &BTreeSet::from([7])).unwrap();
+        assert_eq!(addrs.len(), 100);
+        let req = query("tasks.web", TYPE_A);
+        let q = parse_query(&req).unwrap();
+        let r = response(&req, &q, &addrs, 0, UDP_LIMIT);
+        assert!(r.len() <= UDP_LIMIT, "{} bytes", r.len());
+        assert_eq!(r[2] & 0x02, 0x02, "TC set");
+        let r = response(&req, &q, &addrs, 0, TCP_LIMIT);
+        assert_eq!(r[2] & 0x02, 0, "whole over TCP");
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 100);
+    }
+
+    #[tokio::test]
+    async fn tcp_queries_get_whole_answers() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (_tx, rx) = watch::channel(Arc::new(big(100)));
+        let r = Resolver {
+            vni: 7,
+            view: rx,
+            upstream: Arc::new(vec![]),
+        };
+        let task = tokio::spawn(serve_tcp(listener, r));
+        let mut c = tokio::net::TcpStream::connect(addr).await.unwrap();
+        for _ in 0..2 {
+            let q = query("tasks.web", TYPE_A);
+            let mut msg = (q.len() as u16).to_be_bytes().to_vec();
+            msg.extend_from_slice(&q);
+            c.write_all(&msg).await.unwrap();
+            let mut len = [0u8; 2];
+            c.read_exact(&mut len).await.unwrap();
+            let mut out = vec![0u8; usize::from(u16::from_be_bytes(len))];
+            c.read_exact(&mut out).await.unwrap();
+            assert_eq!(u16::from_be_bytes([out[6], out[7]]), 100, "all 100 records");
+        }
+        task.abort();
+    }
+
     proptest! {
         #[test]
         fn parsing_never_panics(b in proptest::collection::vec(any::<u8>(), 0..300)) {
             if let Some(q) = parse_query(&b) {
-                let _ = response(&b, &q, &[Ipv4Addr::LOCALHOST], 0);
+                let _ = response(&b, &q, &[Ipv4Addr::LOCALHOST], 0, UDP_LIMIT);
             }
         }
     }
