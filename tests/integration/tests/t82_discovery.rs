@@ -3,6 +3,7 @@
 //! node's DNS server, and requests to the VIP reach every replica; a published port answers
 //! on every host's address (the routing mesh) and spreads over the replicas; scaling down
 //! takes the stopped task out of DNS; scaling 1 → 5 spreads requests over all five;
+//! switching to dnsrr drops the VIP;
 //! host-mode ports answer only where a task runs;
 //! `traffic=local` keeps the client's address; a rolling update under steady load through
 //! the mesh fails no request; and after the workers' `swarmd` are killed and restarted, DNS,
@@ -384,6 +385,33 @@ fn services_resolve_balance_and_publish_ports_across_hosts() {
     info!(?by, "responders after scaling to 5");
     assert!(failed.is_empty(), "{failed:?}");
     assert_eq!(by.len(), 5, "all five replicas answer: {by:?}");
+
+    info!("phase: switching to dnsrr drops the VIP: the name resolves to the tasks");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "update",
+            "--endpoint-mode",
+            "dnsrr",
+            "--detach",
+            "many",
+        ],
+    )
+    .unwrap();
+    let tasks_many = resolve(client, "tasks.many");
+    wait_until("many resolves to its five tasks", LONG, || {
+        (resolve(client, "many") == tasks_many).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}: {:?} vs {tasks_many:?}", resolve(client, "many")));
+    let svc = service_json(&c, "many");
+    assert!(
+        svc["endpoint"]["virtual_ips"]
+            .as_array()
+            .is_none_or(|v| v.is_empty()),
+        "no VIP is kept in dnsrr mode: {}",
+        svc["endpoint"]
+    );
 
     info!("phase: a host-mode port answers only where its task runs");
     let hm = web_cmd(81);
