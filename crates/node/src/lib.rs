@@ -3,6 +3,7 @@
 //! between creating a cluster, joining one and resuming from the state dir.
 #![forbid(unsafe_code)]
 
+mod agent;
 mod args;
 mod identity;
 mod metrics;

@@ -264,100 +264,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         args.cert_renew_after,
         shutdown_rx.clone(),
     ));
-    let db_dir = args.state_dir.join("agent").join("tasks");
-    let mut images: Result<_, String> =
-        Err("it runs the fake executor (no containers, no images)".into());
-    // A node whose runtime cannot open says so in every heartbeat: the managers keep it down
-    // with this reason, and its tasks go elsewhere.
-    let mut unavailable = String::new();
-    let mut puller = None;
-    let mut volumes: Result<_, String> =
-        Err("it runs the fake executor (no containers, no volumes)".into());
-    if args.executor == "fake" {
-        let exec = std::sync::Arc::new(swarm_agent::executor::FakeExecutor::default());
-        tokio::spawn(swarm_agent::worker::run(
-            id.node_id.clone(),
-            db_dir,
-            exec,
-            managers.clone(),
-            shutdown_rx.clone(),
-        ));
-    } else {
-        // Each swarmd gets its own cgroup parent, so several can share a host.
-        let cgroup_parent = format!("swarm-{}", id.node_id.short());
-        match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
-            Ok(mut exec) => {
-                volumes = Ok(exec.volumes());
-                match swarm_agent::pull::Puller::new(
-                    exec.images().store().clone(),
-                    managers.clone(),
-                    args.insecure_registries.clone(),
-                ) {
-                    Ok(p) => {
-                        exec.set_puller(p.clone());
-                        puller = Some(p);
-                    }
-                    Err(e) => {
-                        tracing::error!(error = %e, "image puller unavailable: tasks need imported images")
-                    }
-                }
-                let net = std::sync::Arc::new(swarm_agent::network::DataPlane::new(
-                    id.node_id.as_str(),
-                    swarm_manager::dispatcher::host_ip(&id.advertise_addr),
-                ));
-                // Bridges of containers removed while swarmd was down; the ruleset of the
-                // networks still in use.
-                let n = net.clone();
-                match tokio::task::spawn_blocking(move || n.collect()).await {
-                    Ok(Err(e)) => tracing::warn!(error = %e, "network cleanup at start failed"),
-                    Err(e) => tracing::warn!(error = %e, "network cleanup at start panicked"),
-                    Ok(Ok(())) => {}
-                }
-                let node_images = exec.images();
-                // Leftovers of an earlier run (containers removed while swarmd was down).
-                node_images.collect_soon();
-                tokio::spawn(
-                    node_images
-                        .clone()
-                        .expire_periodically(args.image_keep_unused, shutdown_rx.clone()),
-                );
-                images = Ok(node_images);
-                let exec = std::sync::Arc::new(exec.with_network(net.clone()));
-                tokio::spawn(swarm_agent::network::peers::run(
-                    id.node_id.clone(),
-                    net.clone(),
-                    managers.clone(),
-                    shutdown_rx.clone(),
-                ));
-                tokio::spawn(swarm_agent::network::discovery::run(
-                    id.node_id.clone(),
-                    net,
-                    managers.clone(),
-                    shutdown_rx.clone(),
-                ));
-                tokio::spawn(swarm_agent::logs::run(
-                    id.node_id.clone(),
-                    db_dir.clone(),
-                    exec.clone(),
-                    managers.clone(),
-                    shutdown_rx.clone(),
-                ));
-                tokio::spawn(swarm_agent::worker::run(
-                    id.node_id.clone(),
-                    db_dir,
-                    exec,
-                    managers.clone(),
-                    shutdown_rx.clone(),
-                ));
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "container runtime unavailable: this node cannot run tasks");
-                unavailable = format!("container runtime unavailable: {e}");
-                images = Err(format!("its container runtime is unavailable: {e}"));
-                volumes = Err(format!("its container runtime is unavailable: {e}"));
-            }
-        }
-    }
+    let crate::agent::Parts {
+        images,
+        volumes,
+        puller,
+        unavailable,
+    } = crate::agent::start(&args, &id, &managers, &shutdown_rx).await;
     let (role_tx, mut role_rx) = watch::channel(None);
     let session = swarm_agent::session::Session {
         node_id: id.node_id.clone(),
