@@ -27,14 +27,44 @@ pub const MISSED_HEARTBEATS: u32 = 3;
 #[derive(Clone)]
 pub struct NodeServiceImpl {
     manager: Manager,
-    last_seen: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    liveness: Arc<Mutex<Liveness>>,
+}
+
+/// The leader's clock of each node's last heartbeat. Only heartbeats this leader received
+/// count: a new leadership starts every node's clock afresh (issue 18, bug 1: a leader that
+/// judged nodes by a table from an earlier term, or counted a node missing from it as stale,
+/// marked healthy nodes down ~1 s after winning).
+#[derive(Debug, Default)]
+pub struct Liveness {
+    seen: HashMap<NodeId, Instant>,
+}
+
+impl Liveness {
+    /// Leadership won at `now`: every node known to the store gets a full period from now.
+    pub fn lead(&mut self, now: Instant, nodes: impl IntoIterator<Item = NodeId>) {
+        self.seen.clear();
+        self.seen.extend(nodes.into_iter().map(|id| (id, now)));
+    }
+
+    /// A heartbeat of `id` at `now`.
+    pub fn heard(&mut self, id: NodeId, now: Instant) {
+        self.seen.insert(id, now);
+    }
+
+    /// Whether `id` has been silent for longer than `limit` at `now`. A node this leader has
+    /// not timed yet (it joined, or the store was still catching up when leadership was won)
+    /// starts its clock now: it is never judged on a heartbeat this leader could not have seen.
+    pub fn silent(&mut self, id: &NodeId, now: Instant, limit: Duration) -> bool {
+        let since = *self.seen.entry(id.clone()).or_insert(now);
+        now.saturating_duration_since(since) > limit
+    }
 }
 
 impl NodeServiceImpl {
     pub fn new(manager: Manager) -> Self {
         NodeServiceImpl {
             manager,
-            last_seen: Arc::default(),
+            liveness: Arc::default(),
         }
     }
 
@@ -112,11 +142,7 @@ impl NodeServiceImpl {
                     .manager
                     .store()
                     .read(|s| s.nodes.keys().cloned().collect());
-                let mut seen = self.last_seen.lock().expect("last_seen lock");
-                seen.clear();
-                for id in ids {
-                    seen.insert(id, now);
-                }
+                self.liveness.lock().expect("liveness lock").lead(now, ids);
             }
             was_leader = leader;
             if !leader {
@@ -124,16 +150,13 @@ impl NodeServiceImpl {
             }
             let limit = HEARTBEAT_PERIOD * MISSED_HEARTBEATS;
             let stale: Vec<Node> = {
-                let mut seen = self.last_seen.lock().expect("last_seen lock");
+                let mut live = self.liveness.lock().expect("liveness lock");
                 let now = Instant::now();
                 self.manager.store().read(|s| {
                     s.nodes
                         .values()
                         .filter(|n| n.status.state != NodeState::Down)
-                        // A node this leader has not timed yet (it joined, or the store was
-                        // still catching up when leadership was won) starts its clock now:
-                        // it is never judged on a heartbeat this leader could not have seen.
-                        .filter(|n| seen.entry(n.id.clone()).or_insert(now).elapsed() > limit)
+                        .filter(|n| live.silent(&n.id, now, limit))
                         .cloned()
                         .collect()
                 })
@@ -398,10 +421,10 @@ impl NodeService for NodeServiceImpl {
                     r.node_id
                 ))
             })?;
-        self.last_seen
+        self.liveness
             .lock()
-            .expect("last_seen lock")
-            .insert(id, Instant::now());
+            .expect("liveness lock")
+            .heard(id.clone(), Instant::now());
         let new_desc: Option<NodeDescription> = if r.description.is_empty() {
             None
         } else {
@@ -464,5 +487,66 @@ impl NodeService for NodeServiceImpl {
             raft_id,
             registries: self.registry_addrs(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod liveness_tests {
+    use super::Liveness;
+    use std::time::{Duration, Instant};
+    use swarm_types::NodeId;
+
+    const LIMIT: Duration = Duration::from_secs(6);
+
+    fn id(s: &str) -> NodeId {
+        NodeId::new(s)
+    }
+
+    #[test]
+    fn a_new_leadership_gives_every_node_a_full_period_whatever_an_earlier_term_saw() {
+        let t0 = Instant::now();
+        let mut l = Liveness::default();
+        // An earlier term heard `a` long ago (this manager then lost and regained leadership,
+        // or was killed as leader and restarted).
+        l.heard(id("a"), t0);
+        let won = t0 + Duration::from_secs(60);
+        l.lead(won, [id("a"), id("b")]);
+        for n in ["a", "b"] {
+            assert!(
+                !l.silent(&id(n), won + Duration::from_secs(1), LIMIT),
+                "{n}"
+            );
+            assert!(
+                !l.silent(&id(n), won + LIMIT, LIMIT),
+                "{n} at exactly the limit"
+            );
+            assert!(l.silent(&id(n), won + LIMIT + Duration::from_millis(1), LIMIT));
+        }
+    }
+
+    #[test]
+    fn a_node_the_leader_never_timed_starts_its_clock_when_first_judged() {
+        let t0 = Instant::now();
+        let mut l = Liveness::default();
+        l.lead(t0, []);
+        // The store caught up after leadership was won: `late` was never in the table.
+        let first = t0 + Duration::from_secs(30);
+        assert!(!l.silent(&id("late"), first, LIMIT));
+        assert!(!l.silent(&id("late"), first + LIMIT, LIMIT));
+        assert!(l.silent(&id("late"), first + LIMIT + Duration::from_secs(1), LIMIT));
+    }
+
+    #[test]
+    fn heartbeats_keep_a_node_alive_and_silence_past_the_limit_is_judged() {
+        let t0 = Instant::now();
+        let mut l = Liveness::default();
+        l.lead(t0, [id("a")]);
+        for s in 1..=20 {
+            let now = t0 + Duration::from_secs(2 * s);
+            l.heard(id("a"), now);
+            assert!(!l.silent(&id("a"), now + Duration::from_secs(1), LIMIT));
+        }
+        let last = t0 + Duration::from_secs(40);
+        assert!(l.silent(&id("a"), last + Duration::from_secs(7), LIMIT));
     }
 }
