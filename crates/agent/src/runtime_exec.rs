@@ -216,6 +216,68 @@ impl RuntimeExecutor {
             }
         }
     }
+
+    /// Pulls the image, creates the container and plumbs `task`'s networks into it.
+    async fn prepare_on(&self, task: &Task) -> Result<(), ExecError> {
+        // From resolving the image until the container pins its layers, no image removal
+        // or garbage collection runs.
+        let _shared = self.images.shared().await;
+        if let Some(p) = &self.puller {
+            let image = &task.spec.container.image;
+            let auth = &task.spec.container.registry_auth.clear;
+            p.ensure(image, (!auth.is_empty()).then_some(auth.as_str()))
+                .await
+                .map_err(|e| {
+                    let m = format!("pulling image {image} failed: {e}");
+                    if crate::pull::is_node_local(&e) {
+                        ExecError::RejectedHere(m)
+                    } else {
+                        ExecError::Rejected(m)
+                    }
+                })?;
+        }
+        // Likewise no volume removal between creating a volume and the container using it.
+        let _volumes = self.volumes.shared().await;
+        let images = self.images.store().clone();
+        let volumes = self.volumes.clone();
+        let t = task.clone();
+        let spec = self
+            .limited(move || container_spec(&images, &volumes, &t))
+            .await??;
+        if let Some(d) = spec.labels.get(IMAGE_DIGEST_LABEL) {
+            self.images.mark_used(d);
+        }
+        let info = self
+            .blocking(move |rt| rt.create(spec))
+            .await
+            .map_err(|e| match e {
+                // The runtime of this node could not create it.
+                ExecError::Failed(m) => ExecError::RejectedHere(m),
+                other => other,
+            })?;
+        if let (Some(dp), false) = (&self.net, task.networks.is_empty()) {
+            // Between create and start: the container's namespace exists, its program
+            // has not run yet.
+            let (dp, t, pid) = (dp.clone(), task.clone(), info.pid);
+            let t0 = std::time::Instant::now();
+            let (res, work) = self
+                .limited(move || {
+                    let t1 = std::time::Instant::now();
+                    let r = dp.attach(&t, pid);
+                    (r, t1.elapsed())
+                })
+                .await?;
+            // elapsed: what the task start waited; work: the setup itself (without the
+            // wait for a free runtime slot).
+            tracing::debug!(task = %task.id, elapsed = ?t0.elapsed(), work = ?work, "network setup");
+            if let Err(e) = res {
+                let id = info.id.clone();
+                let _ = self.call(move |rt| rt.remove(&id, true)).await;
+                return Err(ExecError::Failed(format!("network setup failed: {e}")));
+            }
+        }
+        Ok(())
+    }
 }
 
 fn exec_error(e: RuntimeError) -> ExecError {
@@ -321,64 +383,28 @@ impl Executor for RuntimeExecutor {
 
     fn prepare<'a>(&'a self, task: &'a Task) -> BoxFut<'a, Result<(), ExecError>> {
         Box::pin(async move {
-            // From resolving the image until the container pins its layers, no image removal
-            // or garbage collection runs.
-            let _shared = self.images.shared().await;
-            if let Some(p) = &self.puller {
-                let image = &task.spec.container.image;
-                let auth = &task.spec.container.registry_auth.clear;
-                p.ensure(image, (!auth.is_empty()).then_some(auth.as_str()))
-                    .await
-                    .map_err(|e| {
-                        let m = format!("pulling image {image} failed: {e}");
-                        if crate::pull::is_node_local(&e) {
-                            ExecError::RejectedHere(m)
-                        } else {
-                            ExecError::Rejected(m)
-                        }
-                    })?;
+            let Some(dp) = self
+                .net
+                .clone()
+                .filter(|_| task.networks.is_empty() && !task.spec.network_none)
+            else {
+                return self.prepare_on(task).await;
+            };
+            // A task without networks: an address on the node's default bridge, held until
+            // the container goes (or this prepare fails).
+            let (d, id) = (dp.clone(), task.id.to_string());
+            let att = self
+                .limited(move || d.default_attachment(&id))
+                .await?
+                .map_err(|e| ExecError::RejectedHere(format!("default bridge: {e}")))?;
+            let mut t = task.clone();
+            t.networks.extend(att);
+            let res = self.prepare_on(&t).await;
+            if res.is_err() {
+                let id = task.id.to_string();
+                let _ = self.limited(move || dp.forget(&id)).await;
             }
-            // Likewise no volume removal between creating a volume and the container using it.
-            let _volumes = self.volumes.shared().await;
-            let images = self.images.store().clone();
-            let volumes = self.volumes.clone();
-            let t = task.clone();
-            let spec = self
-                .limited(move || container_spec(&images, &volumes, &t))
-                .await??;
-            if let Some(d) = spec.labels.get(IMAGE_DIGEST_LABEL) {
-                self.images.mark_used(d);
-            }
-            let info = self
-                .blocking(move |rt| rt.create(spec))
-                .await
-                .map_err(|e| match e {
-                    // The runtime of this node could not create it.
-                    ExecError::Failed(m) => ExecError::RejectedHere(m),
-                    other => other,
-                })?;
-            if let (Some(dp), false) = (&self.net, task.networks.is_empty()) {
-                // Between create and start: the container's namespace exists, its program
-                // has not run yet.
-                let (dp, t, pid) = (dp.clone(), task.clone(), info.pid);
-                let t0 = std::time::Instant::now();
-                let (res, work) = self
-                    .limited(move || {
-                        let t1 = std::time::Instant::now();
-                        let r = dp.attach(&t, pid);
-                        (r, t1.elapsed())
-                    })
-                    .await?;
-                // elapsed: what the task start waited; work: the setup itself (without the
-                // wait for a free runtime slot).
-                tracing::debug!(task = %task.id, elapsed = ?t0.elapsed(), work = ?work, "network setup");
-                if let Err(e) = res {
-                    let id = info.id.clone();
-                    let _ = self.call(move |rt| rt.remove(&id, true)).await;
-                    return Err(ExecError::Failed(format!("network setup failed: {e}")));
-                }
-            }
-            Ok(())
+            res
         })
     }
     fn start<'a>(&'a self, id: &'a str) -> BoxFut<'a, Result<(), ExecError>> {

@@ -358,6 +358,7 @@ impl Control for ControlService {
     ) -> Result<Response<ObjectResponse>, Status> {
         let mut spec: ServiceSpec = wire::from_bytes("service spec", &req.get_ref().spec)?;
         validate(&spec)?;
+        spec.task.fold_predefined_networks();
         derive_host_ports(&mut spec);
         if !spec.task.networks.is_empty() || !spec.endpoint.ports.is_empty() {
             self.manager.read_barrier(false).await?;
@@ -431,6 +432,7 @@ impl Control for ControlService {
         let r = req.into_inner();
         let mut spec: ServiceSpec = wire::from_bytes("service spec", &r.spec)?;
         validate(&spec)?;
+        spec.task.fold_predefined_networks();
         derive_host_ports(&mut spec);
         self.manager.read_barrier(false).await?;
         self.attach_ingress(&mut spec).await?;

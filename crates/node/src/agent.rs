@@ -65,10 +65,13 @@ pub(crate) async fn start(
                         tracing::error!(error = %e, "image puller unavailable: tasks need imported images")
                     }
                 }
-                let net = std::sync::Arc::new(swarm_agent::network::DataPlane::new(
-                    id.node_id.as_str(),
-                    swarm_manager::dispatcher::host_ip(&id.advertise_addr),
-                ));
+                let net = std::sync::Arc::new(
+                    swarm_agent::network::DataPlane::new(
+                        id.node_id.as_str(),
+                        swarm_manager::dispatcher::host_ip(&id.advertise_addr),
+                    )
+                    .with_default_bridge(),
+                );
                 // Bridges of containers removed while swarmd was down; the ruleset of the
                 // networks still in use.
                 let n = net.clone();

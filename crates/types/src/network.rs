@@ -215,6 +215,12 @@ impl NetworkSpec {
             }
             e => e,
         })?;
+        if crate::spec::PREDEFINED_NETWORKS.contains(&self.name.as_str()) {
+            return net(format!(
+                "network name {} is reserved (Docker's predefined networks none, bridge and host: `--network {}` on a service means that, not a cluster network); choose another name",
+                self.name, self.name
+            ));
+        }
         limits::check_labels("network", &self.labels)?;
         crate::spec::validate_labels(&self.labels)?;
         let ipam = &self.ipam;
@@ -311,6 +317,16 @@ mod tests {
             },
             attachable: false,
             internal: false,
+        }
+    }
+
+    #[test]
+    fn predefined_names_are_reserved() {
+        for n in ["none", "bridge", "host"] {
+            let mut s = spec(None, None, None);
+            s.name = n.into();
+            let e = s.validate().unwrap_err().to_string();
+            assert!(e.contains("is reserved"), "{e}");
         }
     }
 

@@ -220,6 +220,26 @@ pub struct TaskSpec {
     /// need one host port apart, and changing them replaces the tasks.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub host_ports: Vec<crate::endpoint::PortConfig>,
+    /// `--network none`: the task's container has only a loopback interface. Without it, a
+    /// task with no `networks` gets an address on its node's default bridge (outbound NAT).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_none: bool,
+}
+
+/// Docker's predefined network names, which are not cluster networks: `none` (no network),
+/// `bridge` (the node's default bridge, what a task without networks gets) and `host`.
+pub const PREDEFINED_NETWORKS: [&str; 3] = ["none", "bridge", "host"];
+
+impl TaskSpec {
+    /// Folds the predefined network names ([`validate_attachments`] has checked them) into
+    /// the spec: `none` sets [`TaskSpec::network_none`], `bridge` is the default.
+    pub fn fold_predefined_networks(&mut self) {
+        if self.networks.iter().any(|a| a.target == "none") {
+            self.network_none = true;
+        }
+        self.networks
+            .retain(|a| a.target != "none" && a.target != "bridge");
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -263,6 +283,7 @@ pub fn validate_attachments(list: &[NetworkAttachmentConfig]) -> Result<(), Spec
     }
     let mut seen = std::collections::BTreeSet::new();
     for a in list {
+        check_predefined(a, list.len())?;
         if a.target.is_empty() {
             return Err(SpecError::Network(
                 "a network attachment needs a network name or id".into(),
@@ -294,6 +315,28 @@ pub fn validate_attachments(list: &[NetworkAttachmentConfig]) -> Result<(), Spec
 }
 
 use crate::limits;
+
+/// `none` and `bridge` stand alone (a task is on the node's bridge, or on nothing, or on
+/// cluster networks); `host` networking is not offered.
+fn check_predefined(a: &NetworkAttachmentConfig, count: usize) -> Result<(), SpecError> {
+    let t = a.target.as_str();
+    if t == "host" {
+        return Err(SpecError::Network(
+            "host networking is not supported: without --network a task gets its node's default bridge, with --network NAME a cluster network, with --network none no network".into(),
+        ));
+    }
+    if PREDEFINED_NETWORKS.contains(&t) && count > 1 {
+        return Err(SpecError::Network(format!(
+            "--network {t} cannot be combined with other networks; give it alone"
+        )));
+    }
+    if PREDEFINED_NETWORKS.contains(&t) && !a.aliases.is_empty() {
+        return Err(SpecError::Network(format!(
+            "network {t} takes no aliases (names resolve only on cluster networks)"
+        )));
+    }
+    Ok(())
+}
 
 /// Validates a service name the way docker does: 1-63 chars of `[a-zA-Z0-9-_.]`, starting with
 /// an alphanumeric character (it becomes a DNS name and part of container names).
@@ -445,6 +488,17 @@ impl ServiceSpec {
         }
         self.validate_for_mode()?;
         validate_attachments(&self.task.networks)?;
+        let none = self.task.network_none || self.task.networks.iter().any(|a| a.target == "none");
+        if none && !self.task.networks.iter().all(|a| a.target == "none") {
+            return Err(SpecError::Network(
+                "--network none cannot be combined with other networks; give it alone".into(),
+            ));
+        }
+        if none && !self.endpoint.ports.is_empty() {
+            return Err(SpecError::Network(
+                "published ports need a network: remove --network none (or the ports)".into(),
+            ));
+        }
         let r = &self.task.resources;
         if r.limits.nano_cpus < 0
             || r.limits.memory_bytes < 0
@@ -639,6 +693,47 @@ mod tests {
             rollback_config: Default::default(),
             endpoint: Default::default(),
         }
+    }
+
+    #[test]
+    fn predefined_networks_stand_alone_and_fold_into_the_spec() {
+        let att = |t: &str| NetworkAttachmentConfig {
+            target: t.into(),
+            aliases: vec![],
+        };
+        let with = |nets: &[&str]| {
+            let mut s = spec("web");
+            s.task.networks = nets.iter().map(|t| att(t)).collect();
+            s
+        };
+        let err = |s: ServiceSpec| s.validate().unwrap_err().to_string();
+        assert!(err(with(&["host"])).contains("host networking is not supported"));
+        assert!(err(with(&["none", "ov"])).contains("--network none cannot be combined"));
+        assert!(err(with(&["ov", "bridge"])).contains("--network bridge cannot be combined"));
+        let mut aliased = with(&["bridge"]);
+        aliased.task.networks[0].aliases = vec!["db".into()];
+        assert!(err(aliased).contains("takes no aliases"));
+        let mut published = with(&["none"]);
+        published.endpoint.ports = vec![crate::endpoint::PortConfig {
+            target: 80,
+            ..Default::default()
+        }];
+        assert!(err(published).contains("published ports need a network"));
+        let mut flagged = with(&["ov"]);
+        flagged.task.network_none = true;
+        assert!(err(flagged).contains("--network none cannot be combined"));
+
+        let mut none = with(&["none"]);
+        none.validate().unwrap();
+        none.task.fold_predefined_networks();
+        assert!(none.task.network_none && none.task.networks.is_empty());
+        let mut bridge = with(&["bridge"]);
+        bridge.validate().unwrap();
+        bridge.task.fold_predefined_networks();
+        assert!(!bridge.task.network_none && bridge.task.networks.is_empty());
+        let mut ov = with(&["ov"]);
+        ov.task.fold_predefined_networks();
+        assert_eq!(ov.task.networks, vec![att("ov")]);
     }
 
     #[test]

@@ -4,6 +4,9 @@
 //! networks are isolated from each other; connectivity survives killing and restarting every
 //! `swarmd`; removing a network in use is refused naming the service; and once a host's tasks
 //! are gone, nothing the node installed (links, nftables table) is left in its namespace.
+//! Tasks without `--network` get their node's default bridge (an address, NAT outside,
+//! isolated from cluster networks, addresses kept across restarts); `--network none` only
+//! loopback.
 
 use std::collections::BTreeSet;
 use std::process::Command;
@@ -337,6 +340,236 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
         .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
     }
     assert!(json_lines(&c.ctl(0, &["network", "ls", "--format", "json"]).unwrap()).is_empty());
+}
+
+/// The addresses the node's default bridge handed out inside host namespace `ns`: what each
+/// task's host-side veth carries in its alias (`swarm-addr:ADDR:TASK`).
+fn bridge_addrs(ns: &str) -> Vec<String> {
+    let out = Command::new("ip")
+        .args(["-n", ns, "-j", "link", "show"])
+        .output()
+        .expect("ip link");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    v.as_array()
+        .into_iter()
+        .flatten()
+        // Ports of a default bridge (`sb<tag>-0`); veths on cluster networks carry the alias too.
+        .filter(|l| l["master"].as_str().is_some_and(|m| m.ends_with("-0")))
+        .filter_map(|l| {
+            let alias = l["ifalias"].as_str()?.strip_prefix("swarm-addr:")?;
+            Some(alias.split(':').next()?.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn tasks_without_a_network_get_their_node_s_default_bridge() {
+    init_tracing();
+    let (hosts, mut c) = hosts_cluster(2, &[]);
+    let outside = {
+        let ip = &hosts.ips[0];
+        format!("{}.254", &ip[..ip.rfind('.').unwrap()])
+    };
+
+    info!(
+        "phase: a task without --network has an address on its node's bridge and reaches outside"
+    );
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "plain",
+            "--replicas",
+            "3",
+            "busybox",
+            "sleep",
+            "3811",
+        ],
+    )
+    .unwrap();
+    let (plain, _) = wait_tasks(&c, "plain", "sleep 3811", 3);
+    for p in &plain {
+        let a = eth0_addr(*p).unwrap_or_else(|| panic!("task container {p} has no eth0 address"));
+        assert!(
+            a.starts_with("172.") || a.starts_with("192.168."),
+            "{a} is in Docker's default bridge pools"
+        );
+        wait_until(
+            "a task on the default bridge reaches the outside",
+            Duration::from_secs(30),
+            || ping(*p, &outside).0.then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", ping(*p, &outside).1, c.dump()));
+        let (_, resolv) = in_netns(*p, &["cat", &format!("/proc/{p}/root/etc/resolv.conf")]);
+        assert!(
+            resolv.contains("nameserver 172.") || resolv.contains("nameserver 192.168."),
+            "{resolv}"
+        );
+    }
+
+    info!("phase: --network none gives only a loopback interface");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "lonely",
+            "--network",
+            "none",
+            "busybox",
+            "sleep",
+            "3812",
+        ],
+    )
+    .unwrap();
+    let (lonely, _) = wait_tasks(&c, "lonely", "sleep 3812", 1);
+    let (ok, links) = in_netns(lonely[0], &["ip", "-o", "link", "show"]);
+    assert!(
+        ok && links.lines().count() == 1 && links.contains("lo:"),
+        "{links}"
+    );
+    let pretty = c
+        .ctl(0, &["service", "inspect", "--pretty", "lonely"])
+        .unwrap();
+    assert!(
+        pretty.contains("Networks:") && pretty.contains("none"),
+        "{pretty}"
+    );
+
+    info!("phase: the default bridge is isolated from cluster networks");
+    c.ctl(
+        0,
+        &[
+            "network",
+            "create",
+            "-d",
+            "overlay",
+            "--subnet",
+            "10.78.1.0/24",
+            "ov",
+        ],
+    )
+    .unwrap();
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "ov",
+            "--mode",
+            "global",
+            "--network",
+            "ov",
+            "busybox",
+            "sleep",
+            "3813",
+        ],
+    )
+    .unwrap();
+    let (ov, _) = wait_tasks(&c, "ov", "sleep 3813", 2);
+    for o in &ov {
+        let a = eth0_addr(*o).expect("overlay task address");
+        for p in &plain {
+            let (ok, out) = ping(*p, &a);
+            assert!(
+                !ok,
+                "a default-bridge task reached {a} on network ov: {out}"
+            );
+        }
+    }
+
+    info!("phase: the names of the predefined networks are refused for cluster networks");
+    let out = c.ctl_raw(0, &["network", "create", "bridge"]).unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("reserved"), "{err}");
+    let out = c
+        .ctl_raw(
+            0,
+            &[
+                "service",
+                "create",
+                "--network",
+                "host",
+                "busybox",
+                "sleep",
+                "1",
+            ],
+        )
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("host networking"),
+        "{err}"
+    );
+
+    info!("phase: every swarmd restarted: same addresses; new tasks get addresses nobody holds");
+    for i in 0..2 {
+        c.restart(i).unwrap();
+    }
+    swarm_integration::wait_socket(&c, 0);
+    assert_eq!(
+        pids_of("sleep 3811"),
+        plain,
+        "the containers were not restarted"
+    );
+    c.ctl(0, &["service", "scale", "plain=6"]).unwrap();
+    let (plain6, _) = wait_tasks(&c, "plain", "sleep 3811", 6);
+    let mut total = 0;
+    for ns in &hosts.names {
+        let addrs = bridge_addrs(ns);
+        let distinct: BTreeSet<&String> = addrs.iter().collect();
+        assert_eq!(
+            distinct.len(),
+            addrs.len(),
+            "host {ns} handed out one address twice: {addrs:?}"
+        );
+        total += addrs.len();
+    }
+    assert_eq!(total, 6, "one default-bridge address per task");
+    for p in &plain6 {
+        wait_until(
+            "every task reaches the outside after the restarts",
+            Duration::from_secs(30),
+            || ping(*p, &outside).0.then_some(()),
+        )
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", ping(*p, &outside).1, c.dump()));
+    }
+
+    info!("phase: once the tasks are gone, the default bridge and its rules are gone");
+    let tags: Vec<(String, String)> =
+        json_lines(&c.ctl(0, &["node", "ls", "--format", "json"]).unwrap())
+            .iter()
+            .map(|n| {
+                (
+                    n["Hostname"].as_str().unwrap().to_string(),
+                    n["ID"].as_str().unwrap().trim_end_matches(" *")[..5].to_string(),
+                )
+            })
+            .collect();
+    for s in ["plain", "lonely", "ov"] {
+        c.ctl(0, &["service", "rm", s]).unwrap();
+    }
+    wait_until("containers gone", LONG, || {
+        (pids_of("sleep 3811").is_empty()
+            && pids_of("sleep 3812").is_empty()
+            && pids_of("sleep 3813").is_empty())
+        .then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    for (i, ns) in hosts.names.iter().enumerate() {
+        let (_, tag) = tags
+            .iter()
+            .find(|(h, _)| *h == format!("n{}", i + 1))
+            .expect("node of host");
+        wait_until(&format!("host {ns} clean"), Duration::from_secs(20), || {
+            node_leftovers(ns, tag).is_empty().then_some(())
+        })
+        .unwrap_or_else(|e| panic!("{e}: {:?}\n{}", node_leftovers(ns, tag), c.dump()));
+    }
 }
 
 /// The daemon log without its colour escapes.

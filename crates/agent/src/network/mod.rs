@@ -16,6 +16,7 @@
 //! Changes go through `ip -batch` and `nft -f` (see ARCHITECTURE.md, "Decisions": one process
 //! per namespace per container, measured in BENCHMARKS.md).
 
+pub mod bridge;
 pub mod discovery;
 pub mod dns;
 pub mod lb;
@@ -73,6 +74,8 @@ pub struct DataPlane {
     local: Option<Ipv4Addr>,
     state: Mutex<State>,
     changed: tokio::sync::Notify,
+    /// Whether a task without networks gets the node's default bridge (`bridge.rs`).
+    default_bridge: bool,
 }
 
 #[derive(Default)]
@@ -89,6 +92,8 @@ struct State {
     view: Arc<View>,
     /// By task id.
     containers: BTreeMap<String, Container>,
+    /// The default bridge, once set up or found on this host.
+    bridge: Option<bridge::Local>,
 }
 
 impl DataPlane {
@@ -100,7 +105,90 @@ impl DataPlane {
             local,
             state: Mutex::new(State::default()),
             changed: tokio::sync::Notify::new(),
+            default_bridge: false,
         }
+    }
+
+    /// Tasks without networks get an address on the node's default bridge.
+    pub fn with_default_bridge(mut self) -> DataPlane {
+        self.default_bridge = true;
+        self
+    }
+
+    /// The attachment to the node's default bridge of a task without networks (`None` when
+    /// this data plane gives none): an address held for `task_id` until [`DataPlane::forget`].
+    /// Sets the bridge up, or finds it after a restart, on first use.
+    pub fn default_attachment(&self, task_id: &str) -> Result<Option<NetworkAttachment>, NetError> {
+        if !self.default_bridge {
+            return Ok(None);
+        }
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if st.bridge.is_none() || !st.nets.contains_key(&bridge::VNI) {
+            let links = sys::links()?;
+            let local = match self.found_default_bridge(&links) {
+                Some(l) => l,
+                None => self.create_default_bridge(&mut st)?,
+            };
+            st.nets.entry(bridge::VNI).or_insert(LocalNet {
+                subnet: local.subnet,
+                internal: false,
+                gateway: Some(local.gateway),
+            });
+            st.bridge = Some(local);
+        }
+        let Some(local) = st.bridge.as_mut() else {
+            return Ok(None);
+        };
+        let addr = local.address_for(task_id).ok_or_else(|| {
+            NetError::Config(format!(
+                "the node's default bridge ({}) has no free address: remove stopped tasks or give services a cluster network (--network)",
+                local.subnet
+            ))
+        })?;
+        Ok(Some(local.attachment(addr)))
+    }
+
+    /// The default bridge as the kernel holds it (after an agent restart): its subnet from
+    /// the bridge's alias, the addresses in use from its ports' aliases.
+    fn found_default_bridge(&self, links: &[sys::Link]) -> Option<bridge::Local> {
+        let br = self.bridge_name(bridge::VNI);
+        let link = links.iter().find(|l| l.name == br)?;
+        let (subnet, _, _) = sys::bridge_meta(&self.tag, link)?;
+        let mut local = bridge::Local::new(subnet);
+        for l in links
+            .iter()
+            .filter(|l| l.master.as_deref() == Some(br.as_str()))
+        {
+            if let Some((a, task)) = l.alias.as_deref().and_then(bridge::parse_veth_alias) {
+                local.used.insert(a, task);
+            }
+        }
+        Some(local)
+    }
+
+    /// Chooses a subnet no route of the host covers and creates the bridge, holding the
+    /// machine's lock so another `swarmd` here cannot choose the same one meanwhile.
+    fn create_default_bridge(&self, st: &mut State) -> Result<bridge::Local, NetError> {
+        let io = |source| NetError::Io {
+            path: bridge::LOCK_FILE.into(),
+            source,
+        };
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(bridge::LOCK_FILE)
+            .map_err(io)?;
+        lock.lock().map_err(io)?;
+        let subnet = bridge::choose_subnet(&sys::routes()?).ok_or_else(|| {
+            NetError::Config(
+                "no subnet is free for the node's default bridge: routes of this host cover all of 172.17.0.0/16-172.31.0.0/16 and 192.168.0.0/16".into(),
+            )
+        })?;
+        let local = bridge::Local::new(subnet);
+        let links = sys::links()?;
+        self.ensure_network(st, &links, &local.attachment(local.gateway))?;
+        Ok(local)
     }
 
     /// Woken when a network appears on this host or goes (the DNS server follows).
@@ -160,6 +248,9 @@ impl DataPlane {
     /// connections to it at once, without waiting for the managers' view.
     pub fn forget(&self, task_id: &str) {
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(b) = st.bridge.as_mut() {
+            b.release(task_id);
+        }
         if st.containers.remove(task_id).is_some() {
             if let Err(e) = self.load_rules(&mut st) {
                 tracing::warn!(error = %e, "published-port rules not updated");
@@ -263,10 +354,13 @@ impl DataPlane {
                 "link add {veth} mtu {mtu} type veth peer name {eth} mtu {mtu} netns {pid}"
             )
             .ok();
+            // The address on the host side too: the default bridge's addresses are read back
+            // from there after a restart.
             writeln!(
                 host,
-                "link set {veth} master {} up",
-                self.bridge_name(att.vni)
+                "link set {veth} master {} alias {} up",
+                self.bridge_name(att.vni),
+                bridge::veth_alias(att.address.addr, task.id.as_str())
             )
             .ok();
             writeln!(inside, "link set {eth} address {}", mac_string(att.mac())).ok();
@@ -476,6 +570,9 @@ impl DataPlane {
                 }
                 writeln!(cmds, "link del {}", br.name).ok();
                 if let Some(vni) = vni {
+                    if vni == bridge::VNI {
+                        st.bridge = None;
+                    }
                     st.nets.remove(&vni);
                     st.installed.remove(&vni);
                     self.changed.notify_one();

@@ -285,3 +285,27 @@ pub fn docker_forward_rules(tag: &str, on: bool) {
         }
     }
 }
+
+/// The destinations of every IPv4 route of this namespace, in every table (the default route
+/// excluded; a local address counts as its /32).
+pub fn routes() -> Result<Vec<Ipv4Net>, NetError> {
+    let mut c = Command::new("ip");
+    c.args(["-j", "-4", "route", "show", "table", "all"]);
+    let v: serde_json::Value =
+        serde_json::from_str(&run(c, "ip", "")?).map_err(|e| NetError::Command {
+            cmd: "ip -j -4 route show table all".into(),
+            msg: format!("unreadable output: {e}"),
+        })?;
+    Ok(v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| {
+            let dst = r["dst"].as_str()?;
+            if dst.contains('/') {
+                dst.parse().ok()
+            } else {
+                dst.parse().ok().map(|a| Ipv4Net::new(a, 32))
+            }
+        })
+        .collect())
+}

@@ -54,7 +54,8 @@ pub struct CreateArgs {
     /// Placement preferences (spread=node.labels.NAME; replicated services and jobs).
     #[arg(long = "placement-pref")]
     pub placement_prefs: Vec<String>,
-    /// Attach to a network: NAME or name=NAME,alias=ALIAS (repeatable).
+    /// Attach to a network: NAME or name=NAME,alias=ALIAS (repeatable). Without it, tasks get
+    /// their node's default bridge (outbound access through NAT); `none` gives only loopback.
     #[arg(long = "network", value_parser = crate::commands::network::parse_attachment)]
     pub networks: Vec<swarm_types::spec::NetworkAttachmentConfig>,
     /// Publish a port on every host (routing mesh): [PUBLISHED:]TARGET[/PROTOCOL], or

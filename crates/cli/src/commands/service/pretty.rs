@@ -192,6 +192,10 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
             .map(|n| network_names(&n.target))
             .collect();
         let _ = writeln!(out, "Networks:\t{}", names.join(" "));
+    } else if s.task.network_none {
+        let _ = writeln!(out, "Networks:\tnone");
+    } else {
+        let _ = writeln!(out, "Networks:\tbridge (each node's default)");
     }
     let _ = writeln!(out, "Endpoint Mode:\t{}", s.endpoint.mode.as_str());
     if !svc.endpoint.virtual_ips.is_empty() {
