@@ -1,0 +1,35 @@
+//! The front end of `swarmctl image build`: everything about a build that can be decided
+//! from text alone.
+//!
+//! - [`dockerfile`]: parses a Dockerfile into typed instructions (parser directives,
+//!   continuations, heredocs, flags, JSON and shell forms), groups them into stages and
+//!   computes which stages a `--target` needs.
+//! - [`shell`]: Docker's variable substitution (`$VAR`, `${VAR:-default}`, quotes, escapes)
+//!   that the builder applies to the instructions that expand variables.
+//! - [`ignore`]: the `.dockerignore` matcher a build-context walker asks which paths to
+//!   leave out and which directories it may skip.
+//!
+//! Invariant: this crate does no IO and never panics on input. Every function is a
+//! deterministic function of its arguments; inputs are bounded (see the `MAX_*` constants)
+//! and an error never echoes more than a short snippet of the input back.
+#![forbid(unsafe_code)]
+
+pub mod dockerfile;
+pub mod ignore;
+pub mod shell;
+
+pub use dockerfile::{parse, Dockerfile, Error, ErrorKind, Instruction, Node};
+pub use ignore::{IgnoreError, IgnoreMatcher};
+pub use shell::{expand, expand_words, ExpandError, Lexer};
+
+/// Shortens a piece of input quoted in an error message, so an error never echoes an
+/// unbounded input back.
+pub(crate) fn snippet(text: &str) -> String {
+    const MAX_CHARS: usize = 48;
+    if text.chars().count() <= MAX_CHARS {
+        return text.to_string();
+    }
+    let mut short: String = text.chars().take(MAX_CHARS).collect();
+    short.push('…');
+    short
+}
