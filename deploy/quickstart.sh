@@ -54,6 +54,17 @@ down() {
         [ -n "$id" ] || continue
         find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name "swarm-$id" 2>/dev/null |
             while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
+        # Its default bridge and nftables table, when its last container went as it stopped
+        # (the agent removes them itself when it sees the container go, or at its next start).
+        local tag=${id:0:5} l
+        for l in $(ip -o link show 2>/dev/null | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^sb$tag-"); do
+            ip link show master "$l" 2>/dev/null | grep -q . || ip link del "$l" 2>/dev/null || true
+        done
+        if ! ip -o link show 2>/dev/null | grep -q " sb$tag-"; then
+            nft delete table inet "swarm-$tag" 2>/dev/null || true
+            while iptables -w -D FORWARD -i "sb$tag-+" -m comment --comment "swarm-$tag" -j ACCEPT 2>/dev/null; do :; done
+            while iptables -w -D FORWARD -o "sb$tag-+" -m comment --comment "swarm-$tag" -j ACCEPT 2>/dev/null; do :; done
+        fi
         rm -f "$DIR/$n/swarmd.pid"
     done
     echo "stopped; state kept in $DIR (run deploy/quickstart.sh again to resume, rm -rf it to start over)"
