@@ -343,3 +343,58 @@ pub fn process_alive(pid: i32) -> bool {
         Err(_) => false,
     }
 }
+
+/// An extended attribute of `path` itself (symlinks not followed); `None` when it has none
+/// of that name.
+pub fn lgetxattr(path: &Path, name: &str) -> io::Result<Option<Vec<u8>>> {
+    let p = cstr(path)?;
+    let n = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        // SAFETY: valid strings and a buffer of the given length.
+        let r = unsafe {
+            libc::lgetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                buf.as_mut_ptr() as *mut libc::c_void,
+                buf.len(),
+            )
+        };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(Some(buf));
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENODATA) | Some(libc::ENOTSUP) => return Ok(None),
+            Some(libc::ERANGE) if buf.len() < 1 << 16 => buf.resize(buf.len() * 4, 0),
+            _ => return Err(e),
+        }
+    }
+}
+
+/// The names of `path`'s extended attributes (symlinks not followed).
+pub fn llistxattr(path: &Path) -> io::Result<Vec<String>> {
+    let p = cstr(path)?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        // SAFETY: a valid string and a buffer of the given length.
+        let r = unsafe {
+            libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+        };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf
+                .split(|b| *b == 0)
+                .filter(|n| !n.is_empty())
+                .map(|n| String::from_utf8_lossy(n).into_owned())
+                .collect());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            Some(libc::ENOTSUP) => return Ok(Vec::new()),
+            Some(libc::ERANGE) if buf.len() < 1 << 20 => buf.resize(buf.len() * 4, 0),
+            _ => return Err(e),
+        }
+    }
+}

@@ -15,6 +15,7 @@
 //! only appears complete (it is unpacked into `tmp/` and renamed); tags live only in `index.json`.
 
 pub mod archive;
+pub mod diff;
 pub mod unpack;
 
 use std::collections::{BTreeMap, HashSet};
