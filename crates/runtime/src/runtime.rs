@@ -821,6 +821,14 @@ impl Runtime {
         Ok(self.cgroup(&cfg).stats())
     }
 
+    /// The overlay upper directory of a container on image layers: everything it wrote,
+    /// replaced and deleted (`image::diff::write_layer` turns it into a layer); `None` for a
+    /// container on a plain directory.
+    pub fn upper_dir(&self, id: &str) -> Result<Option<PathBuf>, RuntimeError> {
+        let (sd, cfg) = self.existing(id)?;
+        Ok(matches!(cfg.spec.rootfs, RootfsSpec::Layers { .. }).then(|| sd.upper()))
+    }
+
     /// The image layers (overlay lower dirs) of one container, lowest first; empty for a
     /// container on a plain directory.
     pub fn lower_dirs(&self, id: &str) -> Result<Vec<PathBuf>, RuntimeError> {

@@ -15,6 +15,7 @@
 //! only appears complete (it is unpacked into `tmp/` and renamed); tags live only in `index.json`.
 
 pub mod archive;
+pub mod commit;
 pub mod diff;
 pub mod unpack;
 
@@ -254,6 +255,8 @@ struct ConfigFile {
     config: Option<ImageConfig>,
     #[serde(default)]
     rootfs: RootFs,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    history: Vec<commit::History>,
 }
 
 /// A resolved image ready to run: its config and its unpacked layers, lowest first.
@@ -676,6 +679,7 @@ impl ImageStore {
                 kind: "layers".into(),
                 diff_ids: vec![diff_id],
             },
+            history: Vec::new(),
         };
         let cbytes = serde_json::to_vec(&cf).expect("config serializes");
         let cdig = self.put_blob(&cbytes)?;
