@@ -1,5 +1,5 @@
-//! The front end of `swarmctl image build`: everything about a build that can be decided
-//! from text alone.
+//! `swarmctl image build`: the front end, everything about a build that can be decided from
+//! text alone, and the builder that runs it on a node.
 //!
 //! - [`dockerfile`]: parses a Dockerfile into typed instructions (parser directives,
 //!   continuations, heredocs, flags, JSON and shell forms), groups them into stages and
@@ -8,12 +8,15 @@
 //!   that the builder applies to the instructions that expand variables.
 //! - [`ignore`]: the `.dockerignore` matcher a build-context walker asks which paths to
 //!   leave out and which directories it may skip.
+//! - [`builder`]: runs a Dockerfile's stages with this node's runtime and image store (the
+//!   only module that does IO).
 //!
-//! Invariant: this crate does no IO and never panics on input. Every function is a
+//! Invariant: outside [`builder`], this crate does no IO and never panics on input. Every function is a
 //! deterministic function of its arguments; inputs are bounded (see the `MAX_*` constants)
 //! and an error never echoes more than a short snippet of the input back.
 #![forbid(unsafe_code)]
 
+pub mod builder;
 pub mod dockerfile;
 pub mod ignore;
 pub mod shell;

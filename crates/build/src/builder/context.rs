@@ -1,0 +1,354 @@
+//! COPY and ADD of plain files from the build context: the sources (globs with Go's
+//! `filepath.Match` rules, `.dockerignore` applied, never outside the context) written as a
+//! layer at the destination, owned by root unless `--chown`, with `--chmod`. Parent
+//! directories the layer needs carry the attributes they have in the image (a layer entry for
+//! `/tmp` must not turn its 1777 into 0755), or 0755 root when the image has none.
+
+use super::*;
+use crate::dockerfile::{Source, Transfer};
+use crate::ignore::IgnoreMatcher;
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::MetadataExt;
+use std::path::Component;
+
+/// One entry of the layer: where it goes in the image and where it comes from.
+enum Item {
+    Path { src: PathBuf, dest: String },
+    Data { bytes: Vec<u8>, dest: String },
+}
+
+struct Owner {
+    uid: u64,
+    gid: u64,
+    mode: Option<u32>,
+}
+
+impl Builder<'_> {
+    pub(super) fn copy(
+        &self,
+        (df, node): (&Dockerfile, &Node),
+        req: &Request,
+        cur: &mut Current,
+        t: &Transfer,
+        x: &dyn Fn(&str) -> Result<String, BuildError>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), BuildError> {
+        let fail = |m: String| step_err(df, node, m);
+        let owner = owner(t, x).map_err(fail)?;
+        let mut dest = x(&t.dest)?;
+        if !dest.starts_with('/') {
+            let wd = cur.config.working_dir.clone().unwrap_or_else(|| "/".into());
+            dest = format!("{}/{dest}", wd.trim_end_matches('/'));
+        }
+        let ignore = context_ignore(&req.context).map_err(fail)?;
+        let mut items = Vec::new();
+        for s in &t.sources {
+            match s {
+                Source::Heredoc(h) => items.push(Item::Data {
+                    bytes: h.content.as_bytes().to_vec(),
+                    dest: h.name.clone(),
+                }),
+                Source::Path(p) => {
+                    for src in sources(&req.context, &x(p)?, &ignore).map_err(fail)? {
+                        items.push(Item::Path {
+                            dest: src
+                                .file_name()
+                                .map(|n| n.to_string_lossy().into_owned())
+                                .unwrap_or_default(),
+                            src,
+                        });
+                    }
+                }
+            }
+        }
+        if items.is_empty() {
+            return Err(fail(format!(
+                "no source files were specified or matched in the build context {}",
+                req.context.display()
+            )));
+        }
+        let into_dir = dest.ends_with('/')
+            || items.len() > 1
+            || items
+                .iter()
+                .any(|i| matches!(i, Item::Path { src, .. } if src.is_dir()));
+        let dest = dest.trim_end_matches('/').to_string();
+        let layer = self.dir.join(format!("copy-{}.tar", std::process::id()));
+        let lower = match &cur.image {
+            Some(d) => self.store.prepare(d.as_str())?.layers,
+            None => Vec::new(),
+        };
+        let io = |source| BuildError::Io {
+            path: layer.clone(),
+            source,
+        };
+        let mut tb = tar::Builder::new(fs::File::create(&layer).map_err(io)?);
+        let mut w = LayerWriter {
+            tar: &mut tb,
+            ignore: &ignore,
+            context: &req.context,
+            owner: &owner,
+        };
+        w.parents(&dest, into_dir, &lower).map_err(io)?;
+        for item in &items {
+            w.item(item, &dest, into_dir).map_err(io)?;
+        }
+        tb.into_inner().map_err(io)?;
+        let digest = file_digest(&layer).map_err(io)?;
+        let key = cache_key(cur, node.original.trim(), &digest);
+        let created_by = node.original.trim().to_string();
+        let res = self.commit(cur, Some(&layer), &created_by, &key, req);
+        let _ = fs::remove_file(&layer);
+        if res? {
+            out(Event::Cached);
+        }
+        Ok(())
+    }
+}
+
+/// `--chown` (numeric `uid[:gid]`) and `--chmod` (octal).
+fn owner(t: &Transfer, x: &dyn Fn(&str) -> Result<String, BuildError>) -> Result<Owner, String> {
+    let (mut uid, mut gid) = (0, 0);
+    if let Some(c) = &t.chown {
+        let c = x(c).map_err(|e| e.to_string())?;
+        let (u, g) = c.split_once(':').unwrap_or((&c, &c));
+        match (u.parse::<u64>(), g.parse::<u64>()) {
+            (Ok(u), Ok(g)) => (uid, gid) = (u, g),
+            _ => {
+                return Err(format!(
+                    "--chown={c}: this builder takes numeric ids (uid[:gid]) only so far"
+                ))
+            }
+        }
+    }
+    let mode = match &t.chmod {
+        Some(m) => Some(
+            u32::from_str_radix(m, 8)
+                .ok()
+                .filter(|m| *m <= 0o7777)
+                .ok_or_else(|| format!("--chmod={m}: expected an octal mode like 0644"))?,
+        ),
+        None => None,
+    };
+    Ok(Owner { uid, gid, mode })
+}
+
+/// The context's `.dockerignore` (none: nothing excluded).
+fn context_ignore(context: &Path) -> Result<IgnoreMatcher, String> {
+    match fs::read_to_string(context.join(".dockerignore")) {
+        Ok(s) => IgnoreMatcher::parse(&s).map_err(|e| e.to_string()),
+        Err(_) => Ok(IgnoreMatcher::default()),
+    }
+}
+
+/// A source path cleaned and kept inside the context (`..` may not leave it).
+fn clean(p: &str) -> Result<PathBuf, String> {
+    let mut out = PathBuf::new();
+    for c in Path::new(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            // The guard pops: a `..` that has nothing left to pop leaves the context.
+            Component::ParentDir if !out.pop() => {
+                return Err(format!("{p} is outside the build context"));
+            }
+            _ => {}
+        }
+    }
+    Ok(out)
+}
+
+/// The context paths source `p` names: itself, or what its glob matches (top-most matches).
+fn sources(context: &Path, p: &str, ignore: &IgnoreMatcher) -> Result<Vec<PathBuf>, String> {
+    let rel = clean(p)?;
+    let rel_s = rel.to_string_lossy().into_owned();
+    if !p.contains(['*', '?', '[']) {
+        let full = context.join(&rel);
+        let real = full
+            .canonicalize()
+            .map_err(|_| format!("{p}: not found in the build context"))?;
+        let root = context.canonicalize().map_err(|e| e.to_string())?;
+        if !real.starts_with(&root) {
+            return Err(format!("{p} points outside the build context"));
+        }
+        if !rel_s.is_empty() && ignore.excluded(&rel_s) {
+            return Err(format!("{p}: excluded by .dockerignore"));
+        }
+        return Ok(vec![full]);
+    }
+    let glob = IgnoreMatcher::from_patterns([rel_s.as_str()]).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    walk(context, Path::new(""), &mut |r, _| {
+        let s = r.to_string_lossy();
+        if ignore.excluded(&s) {
+            return false;
+        }
+        if glob.excluded(&s) {
+            out.push(context.join(r));
+            return false;
+        }
+        true
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+/// Visits `root/rel`'s entries in name order; `f` says whether to descend into a directory.
+fn walk(
+    root: &Path,
+    rel: &Path,
+    f: &mut dyn FnMut(&Path, &fs::Metadata) -> bool,
+) -> std::io::Result<()> {
+    let mut names: Vec<_> = fs::read_dir(root.join(rel))?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for n in names {
+        let r = rel.join(n);
+        let md = fs::symlink_metadata(root.join(&r))?;
+        if f(&r, &md) && md.is_dir() {
+            walk(root, &r, f)?;
+        }
+    }
+    Ok(())
+}
+
+fn file_digest(p: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(p)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+}
+
+struct LayerWriter<'a> {
+    tar: &'a mut tar::Builder<fs::File>,
+    ignore: &'a IgnoreMatcher,
+    context: &'a Path,
+    owner: &'a Owner,
+}
+
+impl LayerWriter<'_> {
+    /// The directories above the destination, with the image's attributes where it has them.
+    fn parents(&mut self, dest: &str, into_dir: bool, lower: &[PathBuf]) -> std::io::Result<()> {
+        let path = Path::new(dest.trim_start_matches('/'));
+        let mut dirs: Vec<&Path> = path.ancestors().skip(1).collect();
+        dirs.pop(); // the root itself
+        dirs.reverse();
+        if into_dir && !path.as_os_str().is_empty() {
+            dirs.push(path);
+        }
+        for d in dirs {
+            let mut h = tar::Header::new_gnu();
+            h.set_entry_type(tar::EntryType::Directory);
+            h.set_size(0);
+            match lower
+                .iter()
+                .rev()
+                .find_map(|l| fs::symlink_metadata(l.join(d)).ok())
+            {
+                Some(md) if md.is_dir() => {
+                    h.set_mode(md.mode() & 0o7777);
+                    h.set_uid(md.uid().into());
+                    h.set_gid(md.gid().into());
+                    h.set_mtime(md.mtime().max(0) as u64);
+                }
+                _ => {
+                    h.set_mode(0o755);
+                    h.set_uid(self.owner.uid);
+                    h.set_gid(self.owner.gid);
+                }
+            }
+            self.tar
+                .append_data(&mut h, format!("{}/", d.display()), std::io::empty())?;
+        }
+        Ok(())
+    }
+
+    fn item(&mut self, item: &Item, dest: &str, into_dir: bool) -> std::io::Result<()> {
+        let d = dest.trim_start_matches('/');
+        match item {
+            Item::Data { bytes, dest: name } => {
+                let at = if into_dir {
+                    format!("{d}/{name}")
+                } else {
+                    d.to_string()
+                };
+                let mut h = self.header(None, 0o644);
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(bytes.len() as u64);
+                self.tar.append_data(&mut h, at, &bytes[..])
+            }
+            Item::Path { src, dest: name } => {
+                let md = fs::metadata(src)?;
+                if md.is_dir() {
+                    let rel = src
+                        .strip_prefix(self.context)
+                        .unwrap_or(Path::new(""))
+                        .to_path_buf();
+                    return self.dir(src, &rel, d);
+                }
+                let at = if into_dir {
+                    format!("{d}/{name}")
+                } else {
+                    d.to_string()
+                };
+                self.entry(src, &at, &md)
+            }
+        }
+    }
+
+    /// The contents of context directory `src` (context-relative `rel`) under `at`.
+    fn dir(&mut self, src: &Path, rel: &Path, at: &str) -> std::io::Result<()> {
+        let mut entries = Vec::new();
+        walk(src, Path::new(""), &mut |r, md| {
+            let in_ctx = rel.join(r);
+            if self.ignore.excluded(&in_ctx.to_string_lossy()) {
+                return false;
+            }
+            entries.push((r.to_path_buf(), md.clone()));
+            true
+        })?;
+        for (r, md) in entries {
+            self.entry(&src.join(&r), &format!("{at}/{}", r.display()), &md)?;
+        }
+        Ok(())
+    }
+
+    fn entry(&mut self, src: &Path, at: &str, md: &fs::Metadata) -> std::io::Result<()> {
+        let mut h = self.header(Some(md), md.mode() & 0o7777);
+        let ft = md.file_type();
+        if ft.is_symlink() {
+            h.set_entry_type(tar::EntryType::Symlink);
+            return self.tar.append_link(&mut h, at, fs::read_link(src)?);
+        }
+        if ft.is_dir() {
+            h.set_entry_type(tar::EntryType::Directory);
+            return self
+                .tar
+                .append_data(&mut h, format!("{at}/"), std::io::empty());
+        }
+        if !ft.is_file() {
+            return Ok(()); // devices, sockets and FIFOs of a context are not copied
+        }
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(md.len());
+        self.tar.append_data(&mut h, at, fs::File::open(src)?)
+    }
+
+    fn header(&self, md: Option<&fs::Metadata>, mode: u32) -> tar::Header {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(self.owner.mode.unwrap_or(mode));
+        h.set_uid(self.owner.uid);
+        h.set_gid(self.owner.gid);
+        h.set_mtime(md.map(|m| m.mtime().max(0) as u64).unwrap_or(0));
+        h.set_size(0);
+        h
+    }
+}

@@ -1,0 +1,268 @@
+//! The builder: runs a parsed Dockerfile on this node. Each stage a `--target` needs is built
+//! in order; each instruction either changes the image config (ENV, LABEL, WORKDIR, USER, CMD,
+//! ENTRYPOINT, EXPOSE, VOLUME, STOPSIGNAL, SHELL, HEALTHCHECK) or adds a layer (RUN: a
+//! container of our runtime whose overlay upper directory becomes the layer; COPY/ADD: the
+//! files from the context written as a layer), and every step is committed as an image on top
+//! of the previous one (`ImageStore::commit`), as `docker build` does.
+//!
+//! Cache: each step's result is remembered under a key made of the parent image, the
+//! instruction with its variables expanded, the build arguments a RUN sees, and for COPY/ADD
+//! the digest of the layer its inputs make. A rebuild with nothing changed gives the same image
+//! digest; a change to one COPY input rebuilds from that step on.
+//!
+//! Not yet: `RUN --mount`, RUN heredocs, `COPY --from`, ADD of URLs and archives, ONBUILD,
+//! user and group names in `--chown` (numeric ids work), a network in RUN (containers have
+//! only loopback), and stages built concurrently. Each is refused with an error naming it.
+
+mod context;
+mod steps;
+
+use crate::dockerfile::{self, Base, Dockerfile, Instruction, Node, Stages};
+use sha2::{Digest as _, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use swarm_runtime::image::Digest;
+use swarm_runtime::{ImageConfig, ImageError, ImageStore, Runtime};
+
+/// What to build.
+#[derive(Debug, Clone, Default)]
+pub struct Request {
+    /// The build context, unpacked.
+    pub context: PathBuf,
+    /// The Dockerfile's text and the name errors give it.
+    pub dockerfile: String,
+    pub dockerfile_name: String,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub tags: Vec<String>,
+    pub no_cache: bool,
+    /// `--label`: added to the final image.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What the builder tells as it goes (`docker build`'s plain progress).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    Step {
+        n: usize,
+        total: usize,
+        text: String,
+    },
+    Cached,
+    Output(String),
+    Done {
+        digest: String,
+    },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BuildError {
+    #[error("{0}")]
+    Parse(#[from] dockerfile::Error),
+    #[error("{0}")]
+    Target(#[from] dockerfile::TargetError),
+    #[error("{file}:{line}: {message}")]
+    Step {
+        file: String,
+        line: usize,
+        message: String,
+    },
+    #[error("{0}")]
+    Image(#[from] ImageError),
+    #[error("{0}")]
+    Runtime(#[from] swarm_runtime::RuntimeError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// A builder over this node's runtime and image store.
+pub struct Builder<'a> {
+    pub rt: &'a Runtime,
+    pub store: &'a ImageStore,
+    /// Where step results are remembered (key → image digest) and layers are staged.
+    pub dir: PathBuf,
+}
+
+/// The image a stage has built so far.
+#[derive(Debug, Clone, Default)]
+struct Current {
+    /// `None` before anything is committed on `FROM scratch`.
+    image: Option<Digest>,
+    config: ImageConfig,
+    /// Build arguments declared in this stage, with their values.
+    args: BTreeMap<String, String>,
+    /// Whether CMD was set in this stage (ENTRYPOINT resets an inherited one).
+    cmd_set: bool,
+}
+
+impl Builder<'_> {
+    /// Builds `req`; returns the final image's manifest digest, tagged with every `-t`.
+    pub fn build(&self, req: &Request, out: &mut dyn FnMut(Event)) -> Result<Digest, BuildError> {
+        std::fs::create_dir_all(self.dir.join("cache")).map_err(|source| BuildError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        let df = dockerfile::parse(&req.dockerfile, &req.dockerfile_name)?;
+        let stages = Stages::analyze(&df, &|k| req.build_args.get(k).cloned())?;
+        let order = stages.needed_for(req.target.as_deref())?;
+        // A stage's nodes are the instructions after its FROM; the FROM is a step too.
+        let total: usize = order
+            .iter()
+            .map(|i| stages.stages[*i].nodes.len() + 1)
+            .sum();
+        let mut built: BTreeMap<usize, Current> = BTreeMap::new();
+        let mut n = 0;
+        for &i in &order {
+            let stage = &stages.stages[i];
+            let from = &df.nodes[stage.nodes.start - 1];
+            n += 1;
+            out(Event::Step {
+                n,
+                total,
+                text: from.original.trim().to_string(),
+            });
+            let mut cur = self.base(&stage.base, &built, &df, from)?;
+            cur.args.clear();
+            for node in &df.nodes[stage.nodes.clone()] {
+                n += 1;
+                out(Event::Step {
+                    n,
+                    total,
+                    text: node.original.trim().to_string(),
+                });
+                self.step(&df, node, req, &mut cur, out)?;
+            }
+            built.insert(i, cur);
+        }
+        let last = order
+            .last()
+            .and_then(|i| built.remove(i))
+            .unwrap_or_default();
+        let digest = self.finish(last, req)?;
+        out(Event::Done {
+            digest: digest.to_string(),
+        });
+        Ok(digest)
+    }
+
+    /// The image a stage starts from.
+    fn base(
+        &self,
+        base: &Base,
+        built: &BTreeMap<usize, Current>,
+        df: &Dockerfile,
+        from: &Node,
+    ) -> Result<Current, BuildError> {
+        match base {
+            Base::Scratch => Ok(Current::default()),
+            Base::Stage(j) => Ok(built.get(j).cloned().unwrap_or_default()),
+            Base::Image(name) => {
+                let d = self.store.resolve(name).map_err(|e| match e {
+                    ImageError::ImageNotFound { name } => step_err(
+                        df,
+                        from,
+                        format!("image {name} is not on this node: import it (swarmctl image import) or push it to the cluster registry and pull it here"),
+                    ),
+                    e => e.into(),
+                })?;
+                Ok(Current {
+                    config: self.store.config(d.as_str())?,
+                    image: Some(d),
+                    ..Default::default()
+                })
+            }
+        }
+    }
+
+    /// The final image: `--label`s added, tagged.
+    fn finish(&self, mut cur: Current, req: &Request) -> Result<Digest, BuildError> {
+        if !req.labels.is_empty() || cur.image.is_none() {
+            cur.config.labels.extend(req.labels.clone());
+            let key = cache_key(&cur, "LABEL --label", &format!("{:?}", req.labels));
+            self.commit(&mut cur, None, "LABEL (--label)", &key, req)?;
+        }
+        let d = cur.image.expect("committed above");
+        for t in &req.tags {
+            self.store
+                .tag(&swarm_runtime::image::normalize_name(t), &d)?;
+        }
+        Ok(d)
+    }
+
+    /// Commits a step (reusing the cached result of `key` unless `--no-cache`).
+    fn commit(
+        &self,
+        cur: &mut Current,
+        layer: Option<&Path>,
+        created_by: &str,
+        key: &str,
+        req: &Request,
+    ) -> Result<bool, BuildError> {
+        if let Some(d) = self.cached(key, req) {
+            cur.config = self.store.config(d.as_str())?;
+            cur.image = Some(d);
+            return Ok(true);
+        }
+        let parent = cur.image.as_ref().map(|d| d.to_string());
+        let d = self.store.commit(
+            &swarm_runtime::image::commit::Step {
+                parent: parent.as_deref(),
+                layer,
+                config: cur.config.clone(),
+                created_by: created_by.to_string(),
+            },
+            None,
+        )?;
+        let path = self.dir.join("cache").join(key);
+        std::fs::write(&path, d.as_str()).map_err(|source| BuildError::Io { path, source })?;
+        cur.image = Some(d);
+        Ok(false)
+    }
+
+    fn cached(&self, key: &str, req: &Request) -> Option<Digest> {
+        if req.no_cache {
+            return None;
+        }
+        let s = std::fs::read_to_string(self.dir.join("cache").join(key)).ok()?;
+        let d = Digest::parse(s.trim()).ok()?;
+        self.store.manifest(&d).is_ok().then_some(d)
+    }
+}
+
+/// A step's cache key: the parent image, the instruction, and what else decides its result.
+fn cache_key(cur: &Current, instruction: &str, inputs: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(cur.image.as_ref().map(|d| d.as_str()).unwrap_or("scratch"));
+    h.update([0]);
+    h.update(instruction);
+    h.update([0]);
+    h.update(inputs);
+    h.update([0]);
+    // The config the step starts from (a config-only step's result depends on it).
+    h.update(serde_json::to_vec(&cur.config).unwrap_or_default());
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn step_err(df: &Dockerfile, node: &Node, message: String) -> BuildError {
+    BuildError::Step {
+        file: df.file.clone(),
+        line: node.line,
+        message,
+    }
+}
+
+impl Instruction {
+    /// Whether the builder refuses it today (and why).
+    fn unsupported(&self) -> Option<&'static str> {
+        match self {
+            Instruction::Onbuild(_) => Some("ONBUILD is not supported by this builder yet"),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

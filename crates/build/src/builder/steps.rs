@@ -1,0 +1,316 @@
+//! One instruction of a stage: config changes, RUN in a container, COPY/ADD from the context.
+
+use super::*;
+use crate::dockerfile::{CommandLine, Healthcheck, KeyValue, Source};
+use crate::shell::Lexer;
+use std::time::Duration;
+use swarm_runtime::image::diff::write_layer;
+use swarm_runtime::spec::{resolve_process, ProcessOverrides, RootfsSpec};
+use swarm_runtime::ContainerSpec;
+
+/// How long one RUN may take.
+const RUN_TIMEOUT: Duration = Duration::from_secs(3600);
+
+impl Builder<'_> {
+    pub(super) fn step(
+        &self,
+        df: &Dockerfile,
+        node: &Node,
+        req: &Request,
+        cur: &mut Current,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), BuildError> {
+        let ins = &node.instruction;
+        if let Some(why) = ins.unsupported() {
+            return Err(step_err(df, node, why.into()));
+        }
+        let lexer = Lexer::new(df.directives.escape);
+        let vars = variables(cur);
+        let x = |w: &str| -> Result<String, BuildError> {
+            lexer
+                .expand(w, |k| vars.get(k).cloned())
+                .map_err(|e| step_err(df, node, e.to_string()))
+        };
+        let c = &mut cur.config;
+        match ins {
+            Instruction::Arg(decls) => {
+                for d in decls {
+                    let value = match (req.build_args.get(&d.name), &d.default) {
+                        (Some(v), _) => Some(v.clone()),
+                        (None, Some(def)) => Some(x(def)?),
+                        (None, None) => global_default(df, &d.name, &lexer),
+                    };
+                    if let Some(v) = value {
+                        cur.args.insert(d.name.clone(), v);
+                    }
+                }
+                return Ok(());
+            }
+            Instruction::Maintainer(_) => return Ok(()),
+            Instruction::Env(kvs) => {
+                for (k, v) in expand_pairs(kvs, &x)? {
+                    c.env.retain(|e| e.split('=').next() != Some(k.as_str()));
+                    c.env.push(format!("{k}={v}"));
+                }
+            }
+            Instruction::Label(kvs) => c.labels.extend(expand_pairs(kvs, &x)?),
+            Instruction::Workdir(p) => {
+                let p = x(p)?;
+                let base = c.working_dir.clone().unwrap_or_else(|| "/".into());
+                c.working_dir = Some(if p.starts_with('/') {
+                    p
+                } else {
+                    format!("{}/{p}", base.trim_end_matches('/'))
+                });
+            }
+            Instruction::User(u) => c.user = Some(x(u)?),
+            Instruction::Cmd(cl) => {
+                c.cmd = Some(argv(cl, c));
+                cur.cmd_set = true;
+            }
+            Instruction::Entrypoint(cl) => {
+                c.entrypoint = Some(argv(cl, c));
+                if !cur.cmd_set {
+                    c.cmd = None;
+                }
+            }
+            Instruction::Expose(ports) => {
+                for p in ports {
+                    let p = x(p)?;
+                    let p = if p.contains('/') {
+                        p
+                    } else {
+                        format!("{p}/tcp")
+                    };
+                    c.exposed_ports.insert(p, serde_json::json!({}));
+                }
+            }
+            Instruction::Volume(vs) => {
+                for v in vs {
+                    c.volumes.insert(x(v)?, serde_json::json!({}));
+                }
+            }
+            Instruction::StopSignal(s) => c.stop_signal = Some(x(s)?),
+            Instruction::Shell(v) => c.shell = Some(v.clone()),
+            Instruction::Healthcheck(h) => c.healthcheck = Some(healthcheck(h)),
+            Instruction::Run(r) => return self.run(df, node, req, cur, r, out),
+            Instruction::Copy(cp) => {
+                if cp.from.is_some() {
+                    return Err(step_err(df, node, "COPY --from is not supported by this builder yet: copy from the build context, or build the other stage as its own image".into()));
+                }
+                return self.copy((df, node), req, cur, &cp.transfer, &x, out);
+            }
+            Instruction::Add(a) => {
+                let remote =
+                    a.transfer.sources.iter().any(
+                        |s| matches!(s, Source::Path(p) if p.contains("://") || is_archive(p)),
+                    );
+                if remote || a.checksum.is_some() {
+                    return Err(step_err(df, node, "ADD of URLs and archives is not supported by this builder yet: fetch or unpack them in a RUN step, or COPY plain files".into()));
+                }
+                return self.copy((df, node), req, cur, &a.transfer, &x, out);
+            }
+            Instruction::From(_) | Instruction::Onbuild(_) => {}
+        }
+        let key = cache_key(cur, node.original.trim(), "");
+        self.commit(cur, None, node.original.trim(), &key, req)
+            .map(|hit| {
+                if hit {
+                    out(Event::Cached)
+                }
+            })
+    }
+
+    /// RUN: the command in a container of the current image; its changes become the layer.
+    fn run(
+        &self,
+        df: &Dockerfile,
+        node: &Node,
+        req: &Request,
+        cur: &mut Current,
+        r: &crate::dockerfile::RunArgs,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), BuildError> {
+        if !r.mounts.is_empty() || !r.heredocs.is_empty() {
+            return Err(step_err(
+                df,
+                node,
+                "RUN --mount and RUN heredocs are not supported by this builder yet".into(),
+            ));
+        }
+        if r.network == Some(crate::dockerfile::Network::Host) {
+            return Err(step_err(
+                df,
+                node,
+                "RUN --network=host is not allowed".into(),
+            ));
+        }
+        let args = argv(&r.command, &cur.config);
+        // Build arguments reach RUN as environment variables (ENV wins; not kept in the image).
+        let env: Vec<String> = cur
+            .args
+            .iter()
+            .filter(|(k, _)| {
+                !cur.config
+                    .env
+                    .iter()
+                    .any(|e| e.split('=').next() == Some(k.as_str()))
+            })
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let key = cache_key(cur, node.original.trim(), &format!("{args:?}{env:?}"));
+        if let Some(d) = self.cached(&key, req) {
+            cur.image = Some(d);
+            out(Event::Cached);
+            return Ok(());
+        }
+        let lower = match &cur.image {
+            Some(d) => self.store.prepare(d.as_str())?.layers,
+            None => Vec::new(),
+        };
+        if lower.is_empty() {
+            return Err(step_err(
+                df,
+                node,
+                "RUN needs an image with a shell or a program to run (FROM scratch has none yet)"
+                    .into(),
+            ));
+        }
+        let id = format!("build-{}", &key[..16]);
+        let _ = self.rt.remove(&id, true);
+        let o = ProcessOverrides {
+            entrypoint: Some(args.clone()),
+            cmd: Some(Vec::new()),
+            env,
+            ..Default::default()
+        };
+        let process =
+            resolve_process(&cur.config, &o).map_err(|e| step_err(df, node, e.to_string()))?;
+        let spec = ContainerSpec::new(&id, RootfsSpec::Layers { lower }, process);
+        let res = self.run_container(&id, spec, out);
+        let layer = self.dir.join(format!("{id}.tar"));
+        let res = res.and_then(|code| {
+            if code != 0 {
+                return Err(step_err(
+                    df,
+                    node,
+                    format!("the command {args:?} returned a non-zero code: {code}"),
+                ));
+            }
+            let upper = self.rt.upper_dir(&id)?.expect("a container on layers");
+            let f = std::fs::File::create(&layer).map_err(|source| BuildError::Io {
+                path: layer.clone(),
+                source,
+            })?;
+            write_layer(&upper, f).map_err(|e| step_err(df, node, e.to_string()))?;
+            Ok(())
+        });
+        let _ = self.rt.remove(&id, true);
+        let res = res.and_then(|()| {
+            self.commit(
+                cur,
+                Some(&layer),
+                &format!("RUN {}", node.original.trim()[3..].trim()),
+                &key,
+                req,
+            )
+        });
+        let _ = std::fs::remove_file(&layer);
+        res.map(|_| ())
+    }
+
+    /// Runs a build container to its end; its output goes to `out`. Returns its exit code.
+    fn run_container(
+        &self,
+        id: &str,
+        spec: ContainerSpec,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<i32, BuildError> {
+        self.rt.create(spec)?;
+        self.rt.start(id)?;
+        let status = self.rt.wait(id, Some(RUN_TIMEOUT))?;
+        for e in self.rt.logs(id, None)? {
+            out(Event::Output(e.log));
+        }
+        Ok(status.code)
+    }
+}
+
+/// The variables a word sees: the stage's build arguments, then ENV (which wins).
+fn variables(cur: &Current) -> BTreeMap<String, String> {
+    let mut v = cur.args.clone();
+    for e in &cur.config.env {
+        if let Some((k, val)) = e.split_once('=') {
+            v.insert(k.to_string(), val.to_string());
+        }
+    }
+    v
+}
+
+/// A global ARG's default (an ARG without a value inside a stage takes it).
+fn global_default(df: &Dockerfile, name: &str, lexer: &Lexer) -> Option<String> {
+    df.nodes
+        .iter()
+        .take_while(|n| !matches!(n.instruction, Instruction::From(_)))
+        .filter_map(|n| match &n.instruction {
+            Instruction::Arg(d) => Some(d),
+            _ => None,
+        })
+        .flatten()
+        .filter(|d| d.name == name)
+        .filter_map(|d| d.default.as_ref())
+        .last()
+        .and_then(|d| lexer.expand(d, |_| None).ok())
+}
+
+fn expand_pairs(
+    kvs: &[KeyValue],
+    x: &dyn Fn(&str) -> Result<String, BuildError>,
+) -> Result<Vec<(String, String)>, BuildError> {
+    kvs.iter()
+        .map(|kv| Ok((x(&kv.key)?, x(&kv.value)?)))
+        .collect()
+}
+
+/// Shell form runs through the image's SHELL (default `/bin/sh -c`).
+fn argv(cl: &CommandLine, c: &ImageConfig) -> Vec<String> {
+    match cl {
+        CommandLine::Exec(v) => v.clone(),
+        CommandLine::Shell(s) => {
+            let mut v = c
+                .shell
+                .clone()
+                .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+fn healthcheck(h: &Healthcheck) -> swarm_runtime::image::ImageHealthcheck {
+    let ns = |d: Option<Duration>| d.map(|d| d.as_nanos() as u64).unwrap_or(0);
+    match h {
+        Healthcheck::None => swarm_runtime::image::ImageHealthcheck {
+            test: vec!["NONE".into()],
+            ..Default::default()
+        },
+        Healthcheck::Cmd(hc) => swarm_runtime::image::ImageHealthcheck {
+            test: match &hc.command {
+                CommandLine::Exec(v) => std::iter::once("CMD".to_string())
+                    .chain(v.iter().cloned())
+                    .collect(),
+                CommandLine::Shell(s) => vec!["CMD-SHELL".into(), s.clone()],
+            },
+            interval: ns(hc.interval),
+            timeout: ns(hc.timeout),
+            start_period: ns(hc.start_period),
+            retries: hc.retries.map(u64::from).unwrap_or(0),
+        },
+    }
+}
+
+fn is_archive(p: &str) -> bool {
+    [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar.zst"]
+        .iter()
+        .any(|e| p.ends_with(e))
+}

@@ -1,0 +1,266 @@
+//! Builds on real containers (root, busybox-static, the `swarm-runtime` binary built beside
+//! the tests, as `scripts/test` does): instructions, the context rules, the cache, and errors.
+
+use super::*;
+use std::fs;
+use std::time::Duration;
+use swarm_runtime::spec::{resolve_process, ProcessOverrides, RootfsSpec};
+use swarm_runtime::{ContainerSpec, RuntimeConfig};
+
+struct Env {
+    rt: Runtime,
+    store: ImageStore,
+    dir: tempfile::TempDir,
+    cgroup: String,
+}
+
+impl Drop for Env {
+    fn drop(&mut self) {
+        for c in self.rt.list().unwrap_or_default() {
+            let _ = self.rt.remove(&c.id, true);
+        }
+        if let Ok(h) = swarm_runtime::cgroup::detect() {
+            let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &self.cgroup).remove();
+        }
+    }
+}
+
+/// A runtime and an image store holding `busybox:test` (Debian's busybox-static).
+fn env() -> Env {
+    assert_eq!(euid(), 0, "builds need root (CI runs as root)");
+    let helper = std::env::current_exe()
+        .unwrap()
+        .parent()
+        .and_then(|d| d.parent())
+        .map(|d| d.join("swarm-runtime"))
+        .unwrap();
+    assert!(
+        helper.exists(),
+        "{} is missing: build the binaries first (cargo build --workspace --bins; scripts/test does)",
+        helper.display()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let rootfs = dir.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("bin")).unwrap();
+    fs::create_dir_all(rootfs.join("etc")).unwrap();
+    fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+        .expect("busybox-static must be installed (CI installs it)");
+    for t in ["sh", "ls", "cat", "echo", "rm", "pwd", "test", "mkdir"] {
+        std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(t)).unwrap();
+    }
+    fs::write(rootfs.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.append_dir_all(".", &rootfs).unwrap();
+    let store = ImageStore::open(dir.path().join("images")).unwrap();
+    store
+        .import_rootfs_tar(
+            &b.into_inner().unwrap()[..],
+            "busybox:test",
+            Default::default(),
+        )
+        .unwrap();
+    let cgroup = format!("swarm-build-test-{}", std::process::id());
+    let mut cfg = RuntimeConfig::new(dir.path().join("state"), cgroup.clone());
+    cfg.helper_binary = Some(helper);
+    let rt = Runtime::new(cfg).unwrap();
+    Env {
+        rt,
+        store,
+        dir,
+        cgroup,
+    }
+}
+
+/// The effective uid, from /proc (this crate has no unsafe code).
+fn euid() -> u32 {
+    let status = fs::read_to_string("/proc/self/status").unwrap();
+    let uids = status.lines().find(|l| l.starts_with("Uid:")).unwrap();
+    uids.split_whitespace().nth(2).unwrap().parse().unwrap()
+}
+
+impl Env {
+    fn builder(&self) -> Builder<'_> {
+        Builder {
+            rt: &self.rt,
+            store: &self.store,
+            dir: self.dir.path().join("build"),
+        }
+    }
+
+    fn context(&self, files: &[(&str, &str)]) -> PathBuf {
+        let c = self.dir.path().join("context");
+        let _ = fs::remove_dir_all(&c);
+        for (p, body) in files {
+            let p = c.join(p);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, body).unwrap();
+        }
+        c
+    }
+
+    fn build(
+        &self,
+        context: &Path,
+        dockerfile: &str,
+        args: &[(&str, &str)],
+    ) -> (Result<Digest, BuildError>, Vec<Event>) {
+        let mut events = Vec::new();
+        let req = Request {
+            context: context.to_path_buf(),
+            dockerfile: dockerfile.into(),
+            dockerfile_name: "Dockerfile".into(),
+            build_args: args
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            tags: vec!["app:1".into()],
+            ..Default::default()
+        };
+        let r = self.builder().build(&req, &mut |e| events.push(e));
+        (r, events)
+    }
+
+    /// Runs `sh -c script` in a container of `image` with the image's config; its output.
+    fn run(&self, image: &str, script: &str) -> String {
+        let p = self.store.prepare(image).unwrap();
+        let o = ProcessOverrides {
+            entrypoint: Some(vec!["sh".into(), "-c".into(), script.into()]),
+            cmd: Some(vec![]),
+            ..Default::default()
+        };
+        let spec = ContainerSpec::new(
+            "check",
+            RootfsSpec::Layers { lower: p.layers },
+            resolve_process(&p.config, &o).unwrap(),
+        );
+        self.rt.create(spec).unwrap();
+        self.rt.start("check").unwrap();
+        self.rt
+            .wait("check", Some(Duration::from_secs(30)))
+            .unwrap();
+        let out: String = self
+            .rt
+            .logs("check", None)
+            .unwrap()
+            .into_iter()
+            .map(|e| e.log)
+            .collect();
+        self.rt.remove("check", true).unwrap();
+        out
+    }
+}
+
+const DOCKERFILE: &str = r#"ARG BASE=busybox:test
+FROM ${BASE} AS base
+ARG GREETING=hello
+ENV APP=/app
+WORKDIR $APP
+COPY data.txt sub/ ./
+RUN echo "$GREETING from run" > run.txt && rm /bin/ls
+COPY --chmod=0600 <<EOF /app/here.txt
+inline
+EOF
+EXPOSE 8080
+LABEL stage=one
+CMD ["cat", "/app/run.txt"]
+"#;
+
+fn files(data: &str) -> Vec<(&'static str, String)> {
+    vec![
+        ("data.txt", data.to_string()),
+        ("sub/a.txt", "from sub\n".into()),
+        ("secret.txt", "never copied\n".into()),
+        (".dockerignore", "secret.txt\n".into()),
+    ]
+}
+
+fn ctx(e: &Env, data: &str) -> PathBuf {
+    let f = files(data);
+    let v: Vec<(&str, &str)> = f.iter().map(|(p, b)| (*p, b.as_str())).collect();
+    e.context(&v)
+}
+
+fn cached(events: &[Event]) -> usize {
+    events.iter().filter(|e| **e == Event::Cached).count()
+}
+
+#[test]
+fn a_dockerfile_builds_an_image_that_runs_with_what_its_steps_left() {
+    let e = env();
+    let c = ctx(&e, "data one\n");
+    let (d1, events) = e.build(&c, DOCKERFILE, &[]);
+    let d1 = d1.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    assert!(
+        events.contains(&Event::Step {
+            n: 1,
+            total: 10,
+            text: "FROM ${BASE} AS base".into()
+        }),
+        "{events:?}"
+    );
+    let out = e.run("app:1", "pwd; cat run.txt data.txt a.txt here.txt; ls /bin/ls 2>/dev/null || echo ls-gone; test -e secret.txt || echo no-secret; echo $APP");
+    assert_eq!(
+        out,
+        "/app\nhello from run\ndata one\nfrom sub\ninline\nls-gone\nno-secret\n/app\n"
+    );
+    let cfg = e.store.config("app:1").unwrap();
+    assert_eq!(
+        cfg.cmd,
+        Some(vec!["cat".to_string(), "/app/run.txt".into()])
+    );
+    assert!(cfg.exposed_ports.contains_key("8080/tcp"), "{cfg:?}");
+    assert_eq!(cfg.labels.get("stage").map(String::as_str), Some("one"));
+    assert_eq!(cfg.working_dir.as_deref(), Some("/app"));
+    assert!(
+        !cfg.env.iter().any(|v| v.starts_with("GREETING")),
+        "build args stay out of the image: {cfg:?}"
+    );
+
+    // Nothing changed: every step after FROM from the cache, the same image.
+    let (d2, events) = e.build(&c, DOCKERFILE, &[]);
+    assert_eq!(d2.unwrap(), d1);
+    assert_eq!(
+        cached(&events),
+        8,
+        "ENV WORKDIR COPY RUN COPY EXPOSE LABEL CMD: {events:?}"
+    );
+
+    // One COPY input changed: the steps before it cached, it and the rest rebuilt.
+    let c = ctx(&e, "data two\n");
+    let (d3, events) = e.build(&c, DOCKERFILE, &[]);
+    let d3 = d3.unwrap();
+    assert_ne!(d3, d1);
+    assert_eq!(cached(&events), 2, "ENV and WORKDIR only: {events:?}");
+    assert_eq!(e.run("app:1", "cat data.txt"), "data two\n");
+
+    // A build argument reaches RUN.
+    let (_, _) = e.build(&c, DOCKERFILE, &[("GREETING", "hi")]);
+    assert_eq!(e.run("app:1", "cat run.txt"), "hi from run\n");
+}
+
+#[test]
+fn bad_steps_say_where_and_why() {
+    let e = env();
+    let c = ctx(&e, "x\n");
+    let cases = [
+        ("FROM busybox:test\nRUN false\n", "Dockerfile:2: the command [\"/bin/sh\", \"-c\", \"false\"] returned a non-zero code: 1"),
+        ("FROM busybox:test\nCOPY ../outside /x\n", "Dockerfile:2: ../outside is outside the build context"),
+        ("FROM busybox:test\nCOPY secret.txt /x\n", "Dockerfile:2: secret.txt: excluded by .dockerignore"),
+        ("FROM busybox:test\nCOPY nothing-*.txt /x/\n", "Dockerfile:2: no source files were specified or matched"),
+        ("FROM nosuch:1\n", "Dockerfile:1: image nosuch:1 is not on this node"),
+        ("FROM busybox:test\nCOPY --from=base /a /b\n", "COPY --from is not supported by this builder yet"),
+    ];
+    for (df, want) in cases {
+        let (r, events) = e.build(&c, df, &[]);
+        let err = r.expect_err(df).to_string();
+        assert!(
+            err.contains(want),
+            "{df:?}:\n got  {err}\n want {want}\n{events:?}"
+        );
+    }
+    assert!(
+        e.rt.list().unwrap().is_empty(),
+        "a failed RUN leaves no container"
+    );
+}
