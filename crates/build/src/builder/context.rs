@@ -74,7 +74,11 @@ impl Builder<'_> {
                 .iter()
                 .any(|i| matches!(i, Item::Path { src, .. } if src.is_dir()));
         let dest = dest.trim_end_matches('/').to_string();
-        let layer = self.dir.join(format!("copy-{}.tar", std::process::id()));
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let layer = self
+            .dir
+            .join(format!("copy-{}-{seq}.tar", std::process::id()));
         let lower = match &cur.image {
             Some(d) => self.store.prepare(d.as_str())?.layers,
             None => Vec::new(),

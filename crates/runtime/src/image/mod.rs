@@ -200,6 +200,29 @@ pub struct ImageConfig {
         skip_serializing_if = "Option::is_none"
     )]
     pub healthcheck: Option<ImageHealthcheck>,
+    #[serde(rename = "Labels", default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// `"80/tcp": {}` as Docker writes them.
+    #[serde(
+        rename = "ExposedPorts",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub exposed_ports: BTreeMap<String, serde_json::Value>,
+    #[serde(
+        rename = "Volumes",
+        default,
+        skip_serializing_if = "BTreeMap::is_empty"
+    )]
+    pub volumes: BTreeMap<String, serde_json::Value>,
+    #[serde(
+        rename = "StopSignal",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stop_signal: Option<String>,
+    #[serde(rename = "Shell", default, skip_serializing_if = "Option::is_none")]
+    pub shell: Option<Vec<String>>,
 }
 
 /// The `Healthcheck` of a docker image config; durations in nanoseconds, 0 = default.
