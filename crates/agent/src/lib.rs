@@ -8,6 +8,7 @@
 
 mod container_config;
 mod controller;
+pub mod build;
 pub mod executor;
 mod health;
 pub mod images;

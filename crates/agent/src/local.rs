@@ -32,6 +32,8 @@ pub struct LocalService {
     puller: Option<Arc<crate::pull::Puller>>,
     /// The node's volumes (absent like the image store).
     volumes: Result<Arc<Volumes>, String>,
+    /// Image builds (with the image store).
+    builds: Option<Arc<crate::build::Builds>>,
 }
 
 impl LocalService {
@@ -41,11 +43,16 @@ impl LocalService {
         managers: Managers,
         images: Result<Arc<NodeImages>, String>,
     ) -> Self {
+        let builds = images
+            .as_ref()
+            .ok()
+            .map(|i| Arc::new(crate::build::Builds::new(i.clone(), node_id.short())));
         LocalService {
             node_id,
             role,
             managers,
             images,
+            builds,
             puller: None,
             volumes: Err("it has no volume store".into()),
         }
@@ -231,6 +238,30 @@ impl Agent for LocalService {
         check_names(&names)?;
         let removed = self.volumes()?.remove(names).await.map_err(volume_status)?;
         Ok(Response::new(RemoveVolumesResponse { removed }))
+    }
+
+    type BuildImageStream = std::pin::Pin<
+        Box<dyn tokio_stream::Stream<Item = Result<swarm_api::agent::BuildEvent, Status>> + Send>,
+    >;
+    async fn build_image(
+        &self,
+        req: Request<Streaming<swarm_api::agent::BuildChunk>>,
+    ) -> Result<Response<Self::BuildImageStream>, Status> {
+        self.images()?;
+        let builds = self
+            .builds
+            .clone()
+            .ok_or_else(|| Status::failed_precondition("this node has no image store"))?;
+        let (tx, rx) = tokio::sync::mpsc::channel(256);
+        let stream = req.into_inner();
+        tokio::spawn(async move {
+            if let Err(e) = builds.run(stream, tx.clone()).await {
+                let _ = tx.send(Err(e)).await;
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
     }
 
     type ContainerLogsStream = std::pin::Pin<

@@ -3,6 +3,8 @@
 use crate::client::{status_err, Context};
 use crate::output::{self, Format};
 use clap::{Args, Subcommand};
+
+mod build;
 use swarm_api::agent::agent_client::AgentClient;
 use swarm_api::agent::{
     GcReport, ImageInfo, ImportChunk, ListImagesRequest, PruneImagesRequest, RemoveImagesRequest,
@@ -10,6 +12,9 @@ use swarm_api::agent::{
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
+    /// Build an image from a Dockerfile on this node (docker build): the context directory is
+    /// sent to the node behind the socket and built into its image store.
+    Build(build::BuildArgs),
     /// Import a rootfs tarball (docker import semantics) as NAME:TAG into this node's store.
     Import(ImportArgs),
     /// List the images of this node's store.
@@ -192,6 +197,7 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status_err)?;
         }
+        ImageCmd::Build(a) => build::run(&mut client, a).await?,
         ImageCmd::Import(a) => {
             if a.name.trim().is_empty() || a.name.contains(char::is_whitespace) {
                 anyhow::bail!("invalid image name {:?}: expected NAME[:TAG]", a.name);

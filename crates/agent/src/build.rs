@@ -1,0 +1,214 @@
+//! `swarmctl image build` on this node: the context tar from the CLI is unpacked into a
+//! scratch directory and built by `swarm_build::builder` with a runtime of its own (build
+//! containers live under `<state>/build/containers` with cgroup parent `swarm-<node>-build`,
+//! apart from task containers, so the agent never mistakes one for a task's); progress
+//! streams back as it happens.
+
+use crate::images::NodeImages;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use swarm_api::agent::{BuildChunk, BuildEvent, BuildOptions};
+use swarm_build::builder::{Builder, Event, Request};
+use swarm_runtime::{Runtime, RuntimeConfig};
+use tonic::{Status, Streaming};
+
+/// The node's builder: a runtime for build containers, created on first use.
+pub struct Builds {
+    images: Arc<NodeImages>,
+    dir: PathBuf,
+    cgroup_parent: String,
+    runtime: Mutex<Option<Arc<Runtime>>>,
+}
+
+impl Builds {
+    pub fn new(images: Arc<NodeImages>, node_short: &str) -> Builds {
+        let dir = images
+            .store()
+            .root()
+            .parent()
+            .unwrap_or(Path::new("/"))
+            .join("build");
+        Builds {
+            images,
+            dir,
+            cgroup_parent: format!("swarm-{node_short}-build"),
+            runtime: Mutex::new(None),
+        }
+    }
+
+    fn runtime(&self) -> Result<Arc<Runtime>, Status> {
+        let mut rt = self.runtime.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = rt.as_ref() {
+            return Ok(r.clone());
+        }
+        let cfg = RuntimeConfig::new(self.dir.join("containers"), self.cgroup_parent.clone());
+        let r = Arc::new(Runtime::new(cfg).map_err(|e| {
+            Status::failed_precondition(format!("this node cannot run build containers: {e}"))
+        })?);
+        // Containers of a build interrupted by a restart.
+        for c in r.list().unwrap_or_default() {
+            let _ = r.remove(&c.id, true);
+        }
+        *rt = Some(r.clone());
+        Ok(r)
+    }
+
+    /// Receives the context, then builds it; events go to `tx` as they happen.
+    pub async fn run(
+        self: Arc<Self>,
+        mut stream: Streaming<BuildChunk>,
+        tx: tokio::sync::mpsc::Sender<Result<BuildEvent, Status>>,
+    ) -> Result<(), Status> {
+        let runtime = self.runtime()?;
+        let scratch = tempdir_in(&self.dir)?;
+        let tar = scratch.0.join("context.tar");
+        let mut opts: Option<BuildOptions> = None;
+        {
+            use std::io::Write;
+            let mut f = std::fs::File::create(&tar).map_err(internal)?;
+            while let Some(chunk) = stream.message().await? {
+                if opts.is_none() {
+                    opts = chunk.options;
+                }
+                f.write_all(&chunk.data).map_err(internal)?;
+            }
+        }
+        let opts = opts.ok_or_else(|| Status::invalid_argument("build options missing"))?;
+        let context = scratch.0.join("context");
+        let req = request(&context, &opts)?;
+        let images = self.images.clone();
+        // No image garbage collection while a build commits and tags.
+        let _shared = self.images.shared().await;
+        let dir = self.dir.clone();
+        let (etx, erx) = std::sync::mpsc::channel::<BuildEvent>();
+        let forward = {
+            let tx = tx.clone();
+            tokio::task::spawn_blocking(move || {
+                while let Ok(e) = erx.recv() {
+                    if tx.blocking_send(Ok(e)).is_err() {
+                        break;
+                    }
+                }
+            })
+        };
+        let result = tokio::task::spawn_blocking(move || -> Result<String, Status> {
+            unpack_context(&tar, &context)?;
+            let req = read_dockerfile(req)?;
+            let b = Builder {
+                rt: &runtime,
+                store: images.store(),
+                dir,
+            };
+            let d = b
+                .build(&req, &mut |e| {
+                    let _ = etx.send(event(e));
+                })
+                .map_err(|e| Status::failed_precondition(e.to_string()))?;
+            Ok(d.to_string())
+        })
+        .await
+        .map_err(|e| Status::internal(format!("build panicked: {e}")))?;
+        let _ = forward.await;
+        drop(scratch);
+        match result {
+            Ok(d) => {
+                tracing::info!(image = %d, tags = ?opts.tags, "image built");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+}
+
+fn event(e: Event) -> BuildEvent {
+    match e {
+        Event::Step { n, total, text } => BuildEvent {
+            step: format!("Step {n}/{total} : {text}"),
+            ..Default::default()
+        },
+        Event::Cached => BuildEvent {
+            cached: true,
+            ..Default::default()
+        },
+        Event::Output(o) => BuildEvent {
+            output: o,
+            ..Default::default()
+        },
+        Event::Done { digest } => BuildEvent {
+            digest,
+            ..Default::default()
+        },
+    }
+}
+
+fn request(context: &Path, o: &BuildOptions) -> Result<Request, Status> {
+    let file = if o.dockerfile.is_empty() {
+        "Dockerfile".to_string()
+    } else {
+        o.dockerfile.clone()
+    };
+    if file.starts_with('/') || file.split('/').any(|c| c == "..") {
+        return Err(Status::invalid_argument(format!(
+            "the Dockerfile {file} must be inside the build context (a relative path without ..)"
+        )));
+    }
+    Ok(Request {
+        context: context.to_path_buf(),
+        dockerfile: String::new(),
+        dockerfile_name: file,
+        build_args: o.build_args.clone().into_iter().collect(),
+        target: (!o.target.is_empty()).then(|| o.target.clone()),
+        tags: o.tags.clone(),
+        no_cache: o.no_cache,
+        labels: o.labels.clone().into_iter().collect(),
+    })
+}
+
+/// The Dockerfile's text, read from the unpacked context.
+fn read_dockerfile(mut req: Request) -> Result<Request, Status> {
+    let p = req.context.join(&req.dockerfile_name);
+    req.dockerfile = std::fs::read_to_string(&p).map_err(|e| {
+        Status::invalid_argument(format!(
+            "cannot read {} from the build context: {e}",
+            req.dockerfile_name
+        ))
+    })?;
+    Ok(req)
+}
+
+/// Unpacks the context tar (no absolute paths, no `..`, nothing through a symlink: the tar
+/// crate refuses those); owners are not kept (COPY sets them).
+fn unpack_context(tar: &Path, dest: &Path) -> Result<(), Status> {
+    std::fs::create_dir_all(dest).map_err(internal)?;
+    let f = std::fs::File::open(tar).map_err(internal)?;
+    let mut a = tar::Archive::new(f);
+    a.set_preserve_permissions(true);
+    a.set_preserve_ownerships(false);
+    a.set_unpack_xattrs(false);
+    a.set_overwrite(true);
+    a.unpack(dest)
+        .map_err(|e| Status::invalid_argument(format!("the build context is not a valid tar: {e}")))
+}
+
+fn internal(e: std::io::Error) -> Status {
+    Status::internal(e.to_string())
+}
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempdir_in(dir: &Path) -> Result<TempDir, Status> {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    let p = dir.join(format!("ctx-{}-{nanos}", std::process::id()));
+    std::fs::create_dir_all(&p).map_err(internal)?;
+    Ok(TempDir(p))
+}
