@@ -45,10 +45,11 @@ impl Builds {
         let r = Arc::new(Runtime::new(cfg).map_err(|e| {
             Status::failed_precondition(format!("this node cannot run build containers: {e}"))
         })?);
-        // Containers of a build interrupted by a restart.
+        // Containers and `COPY --from` views of a build interrupted by a restart.
         for c in r.list().unwrap_or_default() {
             let _ = r.remove(&c.id, true);
         }
+        swarm_build::builder::RootView::clean_stale(&self.dir);
         *rt = Some(r.clone());
         Ok(r)
     }

@@ -6,9 +6,9 @@
 //! It never writes cluster state except through the dispatcher and node RPCs.
 #![forbid(unsafe_code)]
 
+pub mod build;
 mod container_config;
 mod controller;
-pub mod build;
 pub mod executor;
 mod health;
 pub mod images;

@@ -30,18 +30,48 @@ impl Builder<'_> {
         (df, node): (&Dockerfile, &Node),
         req: &Request,
         cur: &mut Current,
-        t: &Transfer,
+        // The sources and destination, and `--from` (its name and image) if given.
+        (t, from): (&Transfer, Option<(&str, Option<&Digest>)>),
         x: &dyn Fn(&str) -> Result<String, BuildError>,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), BuildError> {
         let fail = |m: String| step_err(df, node, m);
+        if !t.exclude.is_empty() {
+            return Err(fail("COPY/ADD --exclude is not supported by this builder yet: list the sources, or exclude them in .dockerignore".into()));
+        }
         let owner = owner(t, x).map_err(fail)?;
         let mut dest = x(&t.dest)?;
         if !dest.starts_with('/') {
             let wd = cur.config.working_dir.clone().unwrap_or_else(|| "/".into());
             dest = format!("{}/{dest}", wd.trim_end_matches('/'));
         }
-        let ignore = context_ignore(&req.context).map_err(fail)?;
+        // Where the sources come from: the context (with .dockerignore), or the filesystem
+        // of an earlier stage or an image (`--from`, nothing ignored).
+        let view;
+        let (root, ignore, origin) = match from {
+            None => (
+                req.context.clone(),
+                context_ignore(&req.context).map_err(fail)?,
+                Origin::Context,
+            ),
+            Some((name, image)) => {
+                let layers = match image {
+                    Some(d) => self.store.prepare(d.as_str())?.layers,
+                    None => Vec::new(),
+                };
+                view = view::RootView::open(&layers, &self.dir).map_err(|e| {
+                    fail(format!("cannot mount the filesystem of --from={name}: {e}"))
+                })?;
+                (
+                    view.path().to_path_buf(),
+                    IgnoreMatcher::default(),
+                    Origin::From(name),
+                )
+            }
+        };
+        let root = root
+            .canonicalize()
+            .map_err(|e| fail(format!("{}: {e}", root.display())))?;
         let mut items = Vec::new();
         for s in &t.sources {
             match s {
@@ -50,22 +80,15 @@ impl Builder<'_> {
                     dest: h.name.clone(),
                 }),
                 Source::Path(p) => {
-                    for src in sources(&req.context, &x(p)?, &ignore).map_err(fail)? {
-                        items.push(Item::Path {
-                            dest: src
-                                .file_name()
-                                .map(|n| n.to_string_lossy().into_owned())
-                                .unwrap_or_default(),
-                            src,
-                        });
+                    for (src, name) in sources(&root, &x(p)?, &ignore, &origin).map_err(fail)? {
+                        items.push(Item::Path { dest: name, src });
                     }
                 }
             }
         }
         if items.is_empty() {
             return Err(fail(format!(
-                "no source files were specified or matched in the build context {}",
-                req.context.display()
+                "no source files were specified or matched in {origin}"
             )));
         }
         let into_dir = dest.ends_with('/')
@@ -91,7 +114,7 @@ impl Builder<'_> {
         let mut w = LayerWriter {
             tar: &mut tb,
             ignore: &ignore,
-            context: &req.context,
+            context: &root,
             owner: &owner,
         };
         w.parents(&dest, into_dir, &lower).map_err(io)?;
@@ -146,15 +169,30 @@ fn context_ignore(context: &Path) -> Result<IgnoreMatcher, String> {
     }
 }
 
-/// A source path cleaned and kept inside the context (`..` may not leave it).
-fn clean(p: &str) -> Result<PathBuf, String> {
+/// Where COPY/ADD sources are read from, as errors name it.
+enum Origin<'a> {
+    Context,
+    From(&'a str),
+}
+
+impl std::fmt::Display for Origin<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Context => f.write_str("the build context"),
+            Origin::From(n) => write!(f, "--from={n}"),
+        }
+    }
+}
+
+/// A source path cleaned and kept inside its root (`..` may not leave it).
+fn clean(p: &str, origin: &Origin) -> Result<PathBuf, String> {
     let mut out = PathBuf::new();
     for c in Path::new(p).components() {
         match c {
             Component::Normal(n) => out.push(n),
-            // The guard pops: a `..` that has nothing left to pop leaves the context.
+            // The guard pops: a `..` that has nothing left to pop leaves the root.
             Component::ParentDir if !out.pop() => {
-                return Err(format!("{p} is outside the build context"));
+                return Err(format!("{p} is outside {origin}"));
             }
             _ => {}
         }
@@ -162,39 +200,100 @@ fn clean(p: &str) -> Result<PathBuf, String> {
     Ok(out)
 }
 
-/// The context paths source `p` names: itself, or what its glob matches (top-most matches).
-fn sources(context: &Path, p: &str, ignore: &IgnoreMatcher) -> Result<Vec<PathBuf>, String> {
-    let rel = clean(p)?;
-    let rel_s = rel.to_string_lossy().into_owned();
-    if !p.contains(['*', '?', '[']) {
-        let full = context.join(&rel);
-        let real = full
-            .canonicalize()
-            .map_err(|_| format!("{p}: not found in the build context"))?;
-        let root = context.canonicalize().map_err(|e| e.to_string())?;
-        if !real.starts_with(&root) {
-            return Err(format!("{p} points outside the build context"));
+/// How many symbolic links one source path may go through.
+const MAX_LINKS: usize = 40;
+
+/// `rel` under `root` with every symbolic link on the way followed *inside* `root`: an
+/// absolute target starts again at `root`, and `..` stops at `root` (as Docker resolves
+/// COPY sources in a context or a stage's filesystem), so no link reaches a host file.
+pub(super) fn resolve_in(root: &Path, rel: &Path) -> std::io::Result<PathBuf> {
+    let mut todo: Vec<std::ffi::OsString> = rel
+        .components()
+        .rev()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect();
+    let mut cur = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            cur.pop();
+            continue;
         }
+        let next = cur.join(&c);
+        match fs::symlink_metadata(root.join(&next)) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > MAX_LINKS {
+                    return Err(std::io::Error::other(format!(
+                        "{}: too many levels of symbolic links",
+                        rel.display()
+                    )));
+                }
+                let target = fs::read_link(root.join(&next))?;
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                for t in target.components().rev() {
+                    match t {
+                        Component::Normal(n) => todo.push(n.to_os_string()),
+                        Component::ParentDir => todo.push("..".into()),
+                        _ => {}
+                    }
+                }
+            }
+            Ok(_) => cur = next,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(root.join(cur))
+}
+
+/// The files source `p` names under `root`: itself, or what its glob matches (top-most
+/// matches), each with symbolic links resolved inside `root` and the name it is copied as.
+fn sources(
+    root: &Path,
+    p: &str,
+    ignore: &IgnoreMatcher,
+    origin: &Origin,
+) -> Result<Vec<(PathBuf, String)>, String> {
+    let rel = clean(p, origin)?;
+    let rel_s = rel.to_string_lossy().into_owned();
+    let named = |r: &Path| {
+        let real = resolve_in(root, r).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!("{p}: not found in {origin}"),
+            _ => format!("{p}: {e}"),
+        })?;
+        let name = r
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Ok::<_, String>((real, name))
+    };
+    if !p.contains(['*', '?', '[']) {
         if !rel_s.is_empty() && ignore.excluded(&rel_s) {
             return Err(format!("{p}: excluded by .dockerignore"));
         }
-        return Ok(vec![full]);
+        return Ok(vec![named(&rel)?]);
     }
     let glob = IgnoreMatcher::from_patterns([rel_s.as_str()]).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    walk(context, Path::new(""), &mut |r, _| {
+    let mut matched = Vec::new();
+    walk(root, Path::new(""), &mut |r, _| {
         let s = r.to_string_lossy();
         if ignore.excluded(&s) {
             return false;
         }
         if glob.excluded(&s) {
-            out.push(context.join(r));
+            matched.push(r.to_path_buf());
             return false;
         }
         true
     })
     .map_err(|e| e.to_string())?;
-    Ok(out)
+    matched.iter().map(|r| named(r)).collect()
 }
 
 /// Visits `root/rel`'s entries in name order; `f` says whether to descend into a directory.

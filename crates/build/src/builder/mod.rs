@@ -10,12 +10,20 @@
 //! the digest of the layer its inputs make. A rebuild with nothing changed gives the same image
 //! digest; a change to one COPY input rebuilds from that step on.
 //!
-//! Not yet: `RUN --mount`, RUN heredocs, `COPY --from`, ADD of URLs and archives, ONBUILD,
-//! user and group names in `--chown` (numeric ids work), a network in RUN (containers have
-//! only loopback), and stages built concurrently. Each is refused with an error naming it.
+//! `COPY --from` reads an earlier stage's image or an image of this node's store through a
+//! read-only view of its filesystem ([`view::RootView`]); symbolic links in a source path
+//! resolve inside the context or that filesystem, never to a host file.
+//!
+//! Not yet: `RUN --mount`, RUN heredocs, ADD of URLs and archives, `COPY --parents` and
+//! `--exclude`, ONBUILD, user and group names in `--chown` (numeric ids work), a network in
+//! RUN (containers have only loopback), and stages built concurrently (they are built one
+//! after the other). Each refused part is refused with an error naming it.
 
 mod context;
 mod steps;
+mod view;
+
+pub use view::RootView;
 
 use crate::dockerfile::{self, Base, Dockerfile, Instruction, Node, Stages};
 use sha2::{Digest as _, Sha256};
@@ -78,6 +86,36 @@ pub enum BuildError {
     },
 }
 
+/// The stages built so far, for `COPY --from`.
+struct Earlier<'a> {
+    stages: &'a Stages,
+    built: &'a BTreeMap<usize, Current>,
+}
+
+impl Earlier<'_> {
+    /// The image `--from=reference` reads: an earlier stage (by name or index; `None` for
+    /// a stage on `scratch` that committed nothing) or an image of this node's store.
+    fn image(&self, store: &ImageStore, reference: &str) -> Result<Option<Digest>, String> {
+        let stage = match reference.parse::<usize>() {
+            Ok(i) => Some(i),
+            Err(_) => self.stages.by_name(reference),
+        };
+        if let Some(i) = stage {
+            return match self.built.get(&i) {
+                Some(c) => Ok(c.image.clone()),
+                None => Err(format!("--from={reference}: that stage has not been built")),
+            };
+        }
+        let name = swarm_runtime::image::normalize_name(reference);
+        store.resolve(&name).map(Some).map_err(|e| match e {
+            ImageError::ImageNotFound { .. } => format!(
+                "--from={reference}: no stage has that name and the image {name} is not on this node: import it (swarmctl image import) or pull it here"
+            ),
+            e => format!("--from={reference}: {e}"),
+        })
+    }
+}
+
 /// A builder over this node's runtime and image store.
 pub struct Builder<'a> {
     pub rt: &'a Runtime,
@@ -133,7 +171,11 @@ impl Builder<'_> {
                     total,
                     text: node.original.trim().to_string(),
                 });
-                self.step(&df, node, req, &mut cur, out)?;
+                let earlier = Earlier {
+                    stages: &stages,
+                    built: &built,
+                };
+                self.step(&df, node, req, &mut cur, &earlier, out)?;
             }
             built.insert(i, cur);
         }

@@ -18,6 +18,7 @@ impl Builder<'_> {
         node: &Node,
         req: &Request,
         cur: &mut Current,
+        earlier: &Earlier,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), BuildError> {
         let ins = &node.instruction;
@@ -95,10 +96,20 @@ impl Builder<'_> {
             Instruction::Healthcheck(h) => c.healthcheck = Some(healthcheck(h)),
             Instruction::Run(r) => return self.run(df, node, req, cur, r, out),
             Instruction::Copy(cp) => {
-                if cp.from.is_some() {
-                    return Err(step_err(df, node, "COPY --from is not supported by this builder yet: copy from the build context, or build the other stage as its own image".into()));
+                if cp.parents {
+                    return Err(step_err(df, node, "COPY --parents is not supported by this builder yet: copy each directory to its own destination".into()));
                 }
-                return self.copy((df, node), req, cur, &cp.transfer, &x, out);
+                let from = match &cp.from {
+                    Some(f) => Some((
+                        f.as_str(),
+                        earlier
+                            .image(self.store, f)
+                            .map_err(|m| step_err(df, node, m))?,
+                    )),
+                    None => None,
+                };
+                let from = from.as_ref().map(|(f, d)| (*f, d.as_ref()));
+                return self.copy((df, node), req, cur, (&cp.transfer, from), &x, out);
             }
             Instruction::Add(a) => {
                 let remote =
@@ -108,7 +119,7 @@ impl Builder<'_> {
                 if remote || a.checksum.is_some() {
                     return Err(step_err(df, node, "ADD of URLs and archives is not supported by this builder yet: fetch or unpack them in a RUN step, or COPY plain files".into()));
                 }
-                return self.copy((df, node), req, cur, &a.transfer, &x, out);
+                return self.copy((df, node), req, cur, (&a.transfer, None), &x, out);
             }
             Instruction::From(_) | Instruction::Onbuild(_) => {}
         }

@@ -249,7 +249,11 @@ fn bad_steps_say_where_and_why() {
         ("FROM busybox:test\nCOPY secret.txt /x\n", "Dockerfile:2: secret.txt: excluded by .dockerignore"),
         ("FROM busybox:test\nCOPY nothing-*.txt /x/\n", "Dockerfile:2: no source files were specified or matched"),
         ("FROM nosuch:1\n", "Dockerfile:1: image nosuch:1 is not on this node"),
-        ("FROM busybox:test\nCOPY --from=base /a /b\n", "COPY --from is not supported by this builder yet"),
+        ("FROM busybox:test AS base\nFROM busybox:test\nCOPY --from=base /nothing /b\n", "Dockerfile:3: /nothing: not found in --from=base"),
+        ("FROM busybox:test\nCOPY --from=nosuch:2 /a /b\n", "Dockerfile:2: --from=nosuch:2: no stage has that name and the image nosuch:2 is not on this node"),
+        ("FROM busybox:test AS base\nFROM busybox:test\nCOPY --from=base ../../etc/x /b\n", "Dockerfile:3: ../../etc/x is outside --from=base"),
+        ("FROM busybox:test\nCOPY --parents a/x /b/\n", "Dockerfile:2: COPY --parents is not supported"),
+        ("FROM busybox:test\nCOPY --exclude=*.md . /b/\n", "Dockerfile:2: COPY/ADD --exclude is not supported"),
     ];
     for (df, want) in cases {
         let (r, events) = e.build(&c, df, &[]);
@@ -262,5 +266,69 @@ fn bad_steps_say_where_and_why() {
     assert!(
         e.rt.list().unwrap().is_empty(),
         "a failed RUN leaves no container"
+    );
+}
+
+const MULTI_STAGE: &str = r#"FROM busybox:test AS tools
+RUN mkdir -p /out/deep && echo built > /out/deep/made.txt && ln -s /out/deep/made.txt /out/link
+FROM scratch AS empty
+FROM busybox:test
+COPY --from=tools /out/deep/made.txt /app/
+COPY --from=0 /out/link /app/via-link
+COPY --from=tools /out /copied
+COPY --from=busybox:test /etc/passwd /app/passwd
+USER 1000
+"#;
+
+#[test]
+fn copy_from_reads_an_earlier_stage_or_an_image_and_follows_links_inside_it() {
+    let e = env();
+    let c = e.context(&[("x", "x\n")]);
+    let (d1, events) = e.build(&c, MULTI_STAGE, &[]);
+    let d1 = d1.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    let out = e.run(
+        "app:1",
+        "cat /app/made.txt /app/via-link /copied/deep/made.txt; busybox readlink /copied/link; busybox head -c 4 /app/passwd; echo; busybox id -u",
+    );
+    assert_eq!(out, "built\nbuilt\nbuilt\n/out/deep/made.txt\nroot\n1000\n");
+    // The stage's files are read from a view that is gone after the build.
+    let left: Vec<_> = fs::read_dir(e.dir.path().join("build"))
+        .unwrap()
+        .flatten()
+        .filter(|f| f.file_name().to_string_lossy().starts_with("view-"))
+        .collect();
+    assert!(left.is_empty(), "views left behind: {left:?}");
+    let (d2, events) = e.build(&c, MULTI_STAGE, &[]);
+    assert_eq!(d2.unwrap(), d1, "an unchanged multi-stage build is cached");
+    assert_eq!(cached(&events), 6, "{events:?}");
+}
+
+#[test]
+fn links_in_the_context_resolve_inside_it_never_to_host_files() {
+    let e = env();
+    let c = e.context(&[
+        ("inside.txt", "inside\n"),
+        ("etc/passwd", "context passwd\n"),
+    ]);
+    std::os::unix::fs::symlink("/etc/passwd", c.join("abs-link")).unwrap();
+    std::os::unix::fs::symlink("../../../../../etc/passwd", c.join("up-link")).unwrap();
+    std::os::unix::fs::symlink("inside.txt", c.join("rel-link")).unwrap();
+    std::os::unix::fs::symlink("/nothing/here", c.join("dangling")).unwrap();
+    let df = "FROM busybox:test\nCOPY abs-link up-link rel-link /got/\nCOPY *-link /glob/\n";
+    let (r, events) = e.build(&c, df, &[]);
+    r.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    let out = e.run(
+        "app:1",
+        "cat /got/abs-link /got/up-link /got/rel-link /glob/abs-link",
+    );
+    assert_eq!(
+        out,
+        "context passwd\ncontext passwd\ninside\ncontext passwd\n"
+    );
+    let (r, _) = e.build(&c, "FROM busybox:test\nCOPY dangling /x\n", &[]);
+    let err = r.unwrap_err().to_string();
+    assert!(
+        err.contains("dangling: not found in the build context"),
+        "{err}"
     );
 }

@@ -133,7 +133,10 @@ fn check_platform(p: Option<&str>) -> anyhow::Result<()> {
 /// The Dockerfile's path relative to the context.
 fn dockerfile_in_context(context: &Path, file: Option<&Path>) -> anyhow::Result<String> {
     if !context.is_dir() {
-        anyhow::bail!("{}: the build context must be a directory", context.display());
+        anyhow::bail!(
+            "{}: the build context must be a directory",
+            context.display()
+        );
     }
     let Some(f) = file else {
         return Ok("Dockerfile".into());
