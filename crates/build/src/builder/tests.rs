@@ -60,7 +60,11 @@ fn env() -> Env {
             Default::default(),
         )
         .unwrap();
-    let cgroup = format!("swarm-build-test-{}", std::process::id());
+    // One cgroup per test: tests run side by side, and dropping an Env removes its cgroup
+    // (killing what runs in it).
+    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let cgroup = format!("swarm-build-test-{}-{seq}", std::process::id());
     let mut cfg = RuntimeConfig::new(dir.path().join("state"), cgroup.clone());
     cfg.helper_binary = Some(helper);
     let rt = Runtime::new(cfg).unwrap();
