@@ -2,6 +2,8 @@
 //! holds what they share.
 #![forbid(unsafe_code)]
 
+pub mod docker;
+
 use std::time::Duration;
 use swarm_testkit::Cluster;
 

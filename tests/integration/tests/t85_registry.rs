@@ -8,6 +8,7 @@
 use sha2::{Digest, Sha256};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use swarm_integration::docker::{cert_dir, DockerLogin};
 use swarm_integration::{
     busybox_tar, hosts_cluster_with, init_tracing, json_lines, managers, tasks, LONG,
 };
@@ -69,26 +70,6 @@ fn oci_layout_with(dir: &Path, marker: &str, tag: &str, extra: &[PathBuf]) -> St
     std::fs::write(dir.join("index.json"), index.to_string()).unwrap();
     std::fs::write(dir.join("oci-layout"), r#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
     md
-}
-
-/// A skopeo cert dir with the cluster CA and an admin client certificate (mutual TLS).
-fn cert_dir(c: &Cluster, i: usize, root: &Path, with_client: bool) -> PathBuf {
-    static SEQ: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
-    let n = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let bundle = root.join(format!("bundle-{i}-{n}"));
-    c.ctl(
-        i,
-        &["cluster", "ca", "client-bundle", bundle.to_str().unwrap()],
-    )
-    .unwrap();
-    let dir = root.join(format!("certs-{i}-{n}"));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(bundle.join("ca.pem"), dir.join("ca.crt")).unwrap();
-    if with_client {
-        std::fs::copy(bundle.join("cert.pem"), dir.join("client.cert")).unwrap();
-        std::fs::copy(bundle.join("key.pem"), dir.join("client.key")).unwrap();
-    }
-    dir
 }
 
 fn run(prefix: &[String], args: &[&str]) -> std::process::Output {
@@ -989,21 +970,6 @@ fn three_hosts_pull_once_survive_the_pushing_manager_and_refetch_corrupt_blobs()
     let _ = json_lines("");
 }
 
-/// Removes what the Docker test put on this machine, even when it fails.
-struct DockerCleanup {
-    certs_d: PathBuf,
-    images: Vec<String>,
-}
-
-impl Drop for DockerCleanup {
-    fn drop(&mut self) {
-        for i in &self.images {
-            let _ = Command::new("docker").args(["rmi", "-f", i]).output();
-        }
-        let _ = std::fs::remove_dir_all(&self.certs_d);
-    }
-}
-
 /// Docker's engine on this machine pushes to and pulls from the cluster registry with a
 /// login token (`docker login`), trusting the cluster CA through /etc/docker/certs.d.
 #[test]
@@ -1013,14 +979,6 @@ fn docker_push_and_pull_with_a_login_token() {
     let tmp = tempfile::tempdir().unwrap();
     let reg = c.nodes[0].registry.clone();
     let certs = cert_dir(&c, 0, tmp.path(), false);
-    let certs_d = PathBuf::from("/etc/docker/certs.d").join(&reg);
-    let image = format!("{reg}/t85-{}/busybox:v1", std::process::id());
-    let _cleanup = DockerCleanup {
-        certs_d: certs_d.clone(),
-        images: vec![image.clone()],
-    };
-    std::fs::create_dir_all(&certs_d).unwrap();
-    std::fs::copy(certs.join("ca.crt"), certs_d.join("ca.crt")).unwrap();
     wait_until("registry serving", LONG, || {
         (curl(
             &certs.join("ca.crt"),
@@ -1031,57 +989,13 @@ fn docker_push_and_pull_with_a_login_token() {
             .then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
-    let config = tmp.path().join("docker-config");
-    std::fs::create_dir_all(&config).unwrap();
-    let cfg = config.to_str().unwrap();
-    let token = c
-        .ctl(
-            0,
-            &["registry", "login-token", "--push", "--expires", "10m"],
-        )
-        .unwrap();
 
     info!("phase: docker login with the token, import, push");
-    let mut login = Command::new("docker")
-        .args([
-            "--config",
-            cfg,
-            "login",
-            &reg,
-            "-u",
-            "swarm",
-            "--password-stdin",
-        ])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write as _;
-    login
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(token.trim().as_bytes())
-        .unwrap();
-    let o = login.wait_with_output().unwrap();
-    assert!(
-        o.status.success(),
-        "docker login: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-    ok(
-        &[],
-        &[
-            "docker",
-            "--config",
-            cfg,
-            "import",
-            busybox_tar("v1").to_str().unwrap(),
-            &image,
-        ],
-    );
-    let push = ok(&[], &["docker", "--config", cfg, "push", &image]);
+    let mut d = DockerLogin::new(&c, 0, tmp.path(), true);
+    let image = format!("{reg}/t85-{}/busybox:v1", std::process::id());
+    d.images.push(image.clone());
+    d.docker(&["import", busybox_tar("v1").to_str().unwrap(), &image]);
+    let push = d.docker(&["push", &image]);
     info!("docker push: {push}");
     let digest = push
         .split_whitespace()
@@ -1090,24 +1004,19 @@ fn docker_push_and_pull_with_a_login_token() {
         .to_string();
 
     info!("phase: remove it locally, pull it back by tag and by digest");
-    ok(&[], &["docker", "rmi", "-f", &image]);
-    ok(&[], &["docker", "--config", cfg, "pull", &image]);
+    d.docker(&["rmi", "-f", &image]);
+    d.docker(&["pull", &image]);
     let by_digest = format!("{}@{digest}", image.rsplit_once(':').unwrap().0);
-    let pulled = ok(&[], &["docker", "--config", cfg, "pull", &by_digest]);
+    let pulled = d.docker(&["pull", &by_digest]);
     assert!(pulled.contains(&digest), "{pulled}");
-    let inspect = ok(
-        &[],
-        &[
-            "docker",
-            "image",
-            "inspect",
-            "--format",
-            "{{json .RepoDigests}}",
-            &image,
-        ],
-    );
+    let inspect = d.docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{json .RepoDigests}}",
+        &image,
+    ]);
     assert!(inspect.contains(&digest), "{inspect}");
-    let _ = ok(&[], &["docker", "--config", cfg, "logout", &reg]);
 }
 
 /// A process killed when the test ends.
@@ -1627,10 +1536,13 @@ fn bench_registry_pull_200mb() {
             &format!("docker://{image}"),
         ],
     );
-    let _cleanup = DockerCleanup {
-        certs_d: tmp.path().join("none"),
-        images: vec![image.clone()],
-    };
+    struct Rmi(String);
+    impl Drop for Rmi {
+        fn drop(&mut self) {
+            let _ = Command::new("docker").args(["rmi", "-f", &self.0]).output();
+        }
+    }
+    let _cleanup = Rmi(image.clone());
     let t = std::time::Instant::now();
     ok(&[], &["docker", "pull", &image]);
     let docker_s = t.elapsed().as_secs_f64();

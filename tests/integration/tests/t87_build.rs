@@ -1,0 +1,332 @@
+//! `swarmctl image build` (issue 19) through the real binaries: a multi-stage Dockerfile over
+//! the busybox base (COPY --from, ARG, ENV, USER, WORKDIR, HEALTHCHECK, .dockerignore) is
+//! built on a manager, pushed to the cluster registry and runs as a 3-replica service on three
+//! netns hosts; an unchanged rebuild is fully cached, a changed COPY input rebuilds from that
+//! step on; hostile contexts are refused. Docker's engine on this machine pulls the image we
+//! built and runs it with the same CMD, ENV, USER and WORKDIR.
+
+use std::path::Path;
+use swarm_integration::docker::DockerLogin;
+use swarm_integration::{
+    hosts_cluster, import, init_tracing, managers, running, wait_socket, LONG,
+};
+use swarm_testkit::wait_until;
+use tracing::info;
+
+const DOCKERFILE: &str = r#"ARG BASE=busybox:latest
+FROM ${BASE} AS build
+ARG VERSION=0
+WORKDIR /src
+COPY app.sh ./
+RUN mkdir -p /out && sed "s/@VERSION@/$VERSION/" app.sh > /out/app.sh && chmod 755 /out/app.sh
+FROM ${BASE}
+ENV GREETING=hello
+WORKDIR /app
+COPY --from=build /out/app.sh /app/app.sh
+COPY data/ /app/data/
+USER 1000
+HEALTHCHECK --interval=1s --timeout=3s CMD test -x /app/app.sh
+CMD ["/app/app.sh"]
+"#;
+
+const APP: &str = "#!/bin/sh\necho \"$GREETING v@VERSION@ as $(id -u) in $(pwd): $(ls /app/data | tr '\\n' ' ')$(cat /app/data/keep.txt)\"\nexec sleep 3600\n";
+
+/// Cacheable steps of DOCKERFILE (everything but FROM and ARG): 3 in the first stage, 7 in
+/// the second.
+const CACHEABLE: usize = 10;
+
+fn context(dir: &Path, keep: &str) {
+    std::fs::create_dir_all(dir.join("data")).unwrap();
+    std::fs::write(dir.join("Dockerfile"), DOCKERFILE).unwrap();
+    std::fs::write(dir.join("app.sh"), APP).unwrap();
+    std::fs::write(dir.join("data/keep.txt"), keep).unwrap();
+    std::fs::write(dir.join("data/skip.log"), "never in the image\n").unwrap();
+    std::fs::write(dir.join(".dockerignore"), "data/*.log\n").unwrap();
+}
+
+/// The digest `Successfully built …` names, and how many steps came from the cache.
+fn built(out: &str) -> (String, usize) {
+    let digest = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Successfully built "))
+        .unwrap_or_else(|| panic!("no digest in the build output:\n{out}"))
+        .trim()
+        .to_string();
+    (digest, out.matches("---> Using cache").count())
+}
+
+#[test]
+fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_cache() {
+    init_tracing();
+    let (_hosts, c) = hosts_cluster(3, &[]);
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    context(&ctx, "one");
+    let ctx_s = ctx.to_str().unwrap();
+
+    info!("phase: build on the manager and push to the cluster registry");
+    let out = c
+        .ctl(
+            0,
+            &[
+                "image",
+                "build",
+                "-t",
+                "app:1",
+                "--build-arg",
+                "VERSION=7",
+                "--push",
+                ctx_s,
+            ],
+        )
+        .unwrap_or_else(|e| panic!("build: {e}\n{}", c.dump()));
+    info!("build output:\n{out}");
+    let (d1, hits) = built(&out);
+    assert_eq!(hits, 0, "a first build has nothing cached:\n{out}");
+    assert!(out.contains("Step 1/13 : FROM ${BASE} AS build"), "{out}");
+    assert!(out.contains("app:1: pushed"), "{out}");
+
+    info!("phase: a 3-replica service of it, one task per host");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "app",
+            "--replicas",
+            "3",
+            "--replicas-max-per-node",
+            "1",
+            "app:1",
+        ],
+    )
+    .unwrap();
+    let on = wait_until("3 healthy tasks on 3 hosts", LONG, || {
+        let r = running(&c, 0, "app");
+        let mut nodes: Vec<String> = r.iter().map(|(_, n)| n.clone()).collect();
+        nodes.sort();
+        nodes.dedup();
+        (r.len() == 3 && nodes.len() == 3).then_some(nodes)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    info!("running on {on:?}");
+    let logs = wait_until("three greetings in the logs", LONG, || {
+        let l = c.ctl(0, &["service", "logs", "app"]).ok()?;
+        (l.matches("hello v7 as 1000 in /app: keep.txt one").count() == 3).then_some(l)
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    assert!(!logs.contains("skip.log"), ".dockerignore: {logs}");
+    let ps = c.ctl(0, &["service", "ps", "app"]).unwrap();
+    assert_eq!(
+        ps.matches("(healthy)").count(),
+        3,
+        "HEALTHCHECK runs:\n{ps}"
+    );
+
+    info!("phase: nothing changed: every step from the cache, the same image");
+    let out = c
+        .ctl(
+            0,
+            &[
+                "image",
+                "build",
+                "-t",
+                "app:1",
+                "--build-arg",
+                "VERSION=7",
+                ctx_s,
+            ],
+        )
+        .unwrap();
+    let (d2, hits) = built(&out);
+    assert_eq!(d2, d1, "{out}");
+    assert_eq!(hits, CACHEABLE, "{out}");
+
+    info!("phase: one COPY input changed: rebuilt from that step on");
+    std::fs::write(ctx.join("data/keep.txt"), "two").unwrap();
+    let out = c
+        .ctl(
+            0,
+            &[
+                "image",
+                "build",
+                "-t",
+                "app:2",
+                "--build-arg",
+                "VERSION=7",
+                "--push",
+                ctx_s,
+            ],
+        )
+        .unwrap();
+    let (d3, hits) = built(&out);
+    assert_ne!(d3, d1);
+    // The first stage (3) and ENV, WORKDIR, COPY --from of the second.
+    assert_eq!(hits, 6, "{out}");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "update",
+            "--image",
+            "app:2",
+            "--detach=false",
+            "app",
+        ],
+    )
+    .unwrap_or_else(|e| panic!("update: {e}\n{}", c.dump()));
+    wait_until("the new version's greeting from every host", LONG, || {
+        let l = c.ctl(0, &["service", "logs", "app"]).ok()?;
+        (l.matches("keep.txt two").count() == 3).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: hostile contexts are refused");
+    let evil = tmp.path().join("evil");
+    std::fs::create_dir_all(&evil).unwrap();
+    std::os::unix::fs::symlink("/etc/shadow", evil.join("shadow")).unwrap();
+    let cases: [(&str, &str); 3] = [
+        (
+            "FROM busybox:latest\nCOPY ../../../etc/shadow /x\n",
+            "Dockerfile:2: ../../../etc/shadow is outside the build context",
+        ),
+        // The link resolves inside the context, where there is no /etc/shadow.
+        (
+            "FROM busybox:latest\nCOPY shadow /x\n",
+            "Dockerfile:2: shadow: not found in the build context",
+        ),
+        (
+            "FROM busybox:latest\nRUN --network=host true\n",
+            "Dockerfile:2: RUN --network=host is not allowed",
+        ),
+    ];
+    for (df, want) in cases {
+        std::fs::write(evil.join("Dockerfile"), df).unwrap();
+        let err = c
+            .ctl(
+                0,
+                &["image", "build", "-t", "evil:1", evil.to_str().unwrap()],
+            )
+            .expect_err(df)
+            .to_string();
+        assert!(err.contains(want), "{df:?}:\n got  {err}\n want {want}");
+    }
+    let err = c
+        .ctl(
+            0,
+            &[
+                "image",
+                "build",
+                "-f",
+                "/etc/passwd",
+                evil.to_str().unwrap(),
+            ],
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("the Dockerfile must be inside the build context"),
+        "{err}"
+    );
+    let images = c.ctl(0, &["image", "ls"]).unwrap();
+    assert!(
+        !images.contains("evil"),
+        "a refused build tags nothing:\n{images}"
+    );
+}
+
+/// Docker's engine pulls what we built from the cluster registry and runs it as we do.
+#[test]
+fn docker_runs_the_image_we_built() {
+    init_tracing();
+    let c = managers(1, &[]);
+    wait_socket(&c, 0);
+    import(&c, 0, "busybox:latest", "v1");
+    let tmp = tempfile::tempdir().unwrap();
+    let ctx = tmp.path().join("ctx");
+    context(&ctx, "docker");
+    let repo = format!("t87-{}/app:1", std::process::id());
+    let out = c
+        .ctl(
+            0,
+            &[
+                "image",
+                "build",
+                "-t",
+                &repo,
+                "--build-arg",
+                "VERSION=3",
+                "--push",
+                ctx.to_str().unwrap(),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("build: {e}\n{}", c.dump()));
+    let (digest, _) = built(&out);
+
+    let mut d = DockerLogin::new(&c, 0, tmp.path(), false);
+    let image = format!("{}/{repo}", d.registry);
+    d.images.push(image.clone());
+    let pulled = d.docker(&["pull", &image]);
+    assert!(
+        pulled.contains(&digest),
+        "Docker pulls our manifest as it is:\n{pulled}"
+    );
+    let config = d.docker(&["image", "inspect", "--format", "{{json .Config}}", &image]);
+    let config: serde_json::Value = serde_json::from_str(config.trim()).unwrap();
+    assert_eq!(config["User"], "1000", "{config}");
+    assert_eq!(config["WorkingDir"], "/app", "{config}");
+    assert_eq!(
+        config["Cmd"],
+        serde_json::json!(["/app/app.sh"]),
+        "{config}"
+    );
+    assert!(
+        config["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "GREETING=hello"),
+        "{config}"
+    );
+    assert_eq!(
+        config["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "test -x /app/app.sh"]),
+        "{config}"
+    );
+    // The image's own CMD, as our service runs it: the same greeting.
+    let name = format!("t87-{}", std::process::id());
+    let _rm = RmContainer(name.clone());
+    d.docker(&["run", "-d", "--name", &name, "--network", "none", &image]);
+    wait_until("Docker's container greets", LONG, || {
+        let o = std::process::Command::new("docker")
+            .args(["logs", &name])
+            .output()
+            .ok()?;
+        let out = String::from_utf8_lossy(&o.stdout).into_owned();
+        out.contains("hello v3 as 1000 in /app: keep.txt docker")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| {
+        let o = std::process::Command::new("docker")
+            .args(["logs", &name])
+            .output()
+            .unwrap();
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    });
+}
+
+/// Removes a Docker container when the test ends.
+struct RmContainer(String);
+
+impl Drop for RmContainer {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["rm", "-f", &self.0])
+            .output();
+    }
+}
