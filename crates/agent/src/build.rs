@@ -67,9 +67,17 @@ impl Builds {
         {
             use std::io::Write;
             let mut f = std::fs::File::create(&tar).map_err(internal)?;
+            let mut received: u64 = 0;
             while let Some(chunk) = stream.message().await? {
                 if opts.is_none() {
                     opts = chunk.options;
+                }
+                received += chunk.data.len() as u64;
+                if received > swarm_build::MAX_CONTEXT_BYTES {
+                    return Err(Status::resource_exhausted(format!(
+                        "the build context is larger than {} bytes, the most a node accepts: leave out what the build does not need with a .dockerignore",
+                        swarm_build::MAX_CONTEXT_BYTES
+                    )));
                 }
                 f.write_all(&chunk.data).map_err(internal)?;
             }

@@ -25,6 +25,10 @@ pub use dockerfile::{parse, Dockerfile, Error, ErrorKind, Instruction, Node};
 pub use ignore::{IgnoreError, IgnoreMatcher};
 pub use shell::{expand, expand_words, ExpandError, Lexer};
 
+/// The largest build context a node accepts (the tar the CLI sends): 2 GiB. The CLI refuses
+/// a bigger one before sending it; the node stops reading a stream that goes past it.
+pub const MAX_CONTEXT_BYTES: u64 = 2 << 30;
+
 /// Shortens a piece of input quoted in an error message, so an error never echoes an
 /// unbounded input back.
 pub(crate) fn snippet(text: &str) -> String {

@@ -6,7 +6,6 @@ use crate::client::status_err;
 use clap::Args;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use swarm_api::agent::agent_client::AgentClient;
 use swarm_api::agent::{BuildChunk, BuildOptions};
 use swarm_build::IgnoreMatcher;
 
@@ -42,14 +41,22 @@ pub struct BuildArgs {
     /// Push every tag to the cluster registry after the build.
     #[arg(long)]
     pub push: bool,
+    /// The node that builds (id or id prefix): it must be the node behind the control
+    /// socket (-H), whose image store receives the image; default: that node.
+    #[arg(long)]
+    pub node: Option<String>,
 }
 
-pub async fn run(
-    client: &mut AgentClient<tonic::transport::Channel>,
-    a: BuildArgs,
-) -> anyhow::Result<()> {
+pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<()> {
     check_platform(a.platform.as_deref())?;
     let dockerfile = dockerfile_in_context(&a.context, a.file.as_deref())?;
+    let mut client = crate::commands::volume::local_client(
+        ctx,
+        a.node.as_deref(),
+        "a build runs on the node whose image store receives the image",
+        "image build",
+    )
+    .await?;
     let options = BuildOptions {
         dockerfile: dockerfile.clone(),
         tags: a.tags.clone(),
@@ -58,36 +65,48 @@ pub async fn run(
         no_cache: a.no_cache,
         labels: pairs(&a.labels, "--label", false)?,
     };
-    let tar = context_tar(&a.context, &dockerfile)?;
-    eprintln!("Sending build context to the node: {}", size(tar.len()));
-    let mut chunks: Vec<BuildChunk> = tar
-        .chunks(1 << 20)
-        .map(|c| BuildChunk {
-            options: None,
-            data: c.to_vec(),
-        })
-        .collect();
-    if chunks.is_empty() {
-        chunks.push(BuildChunk::default());
+    let tar = ContextTar::write(&a.context, &dockerfile)?;
+    let len = tar.len()?;
+    if len > swarm_build::MAX_CONTEXT_BYTES {
+        anyhow::bail!(
+            "the build context {} is {} after .dockerignore, more than a node accepts ({}): leave out what the build does not need with a .dockerignore",
+            a.context.display(),
+            size(len),
+            size(swarm_build::MAX_CONTEXT_BYTES)
+        );
     }
-    chunks[0].options = Some(options);
+    eprintln!("Sending build context to the node: {}", size(len));
+    let chunks = tar.chunks(options)?;
     let mut events = client
-        .build_image(tokio_stream::iter(chunks))
+        .build_image(chunks)
         .await
         .map_err(status_err)?
         .into_inner();
     let mut digest = String::new();
+    // Each step's time: from its line to the next step's (or the end).
+    let mut step: Option<(std::time::Instant, bool)> = None;
+    let done = |s: Option<(std::time::Instant, bool)>| {
+        if let Some((t, false)) = s {
+            println!(" ---> done in {:.2}s", t.elapsed().as_secs_f64());
+        }
+    };
     while let Some(e) = events.message().await.map_err(status_err)? {
         if !e.step.is_empty() {
+            done(step.take());
             println!("{}", e.step);
+            step = Some((std::time::Instant::now(), false));
         }
         if e.cached {
             println!(" ---> Using cache");
+            if let Some(s) = step.as_mut() {
+                s.1 = true;
+            }
         }
         if !e.output.is_empty() {
             print!("{}", e.output);
         }
         if !e.digest.is_empty() {
+            done(step.take());
             digest = e.digest;
         }
     }
@@ -174,25 +193,101 @@ fn pairs(list: &[String], flag: &str, from_env: bool) -> anyhow::Result<HashMap<
     Ok(out)
 }
 
-/// The context as a tar: what `.dockerignore` excludes is left out (the Dockerfile and the
-/// `.dockerignore` itself always go); symlinks travel as symlinks.
-fn context_tar(context: &Path, dockerfile: &str) -> anyhow::Result<Vec<u8>> {
-    let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
-        Ok(s) => IgnoreMatcher::parse(&s)?,
-        Err(_) => IgnoreMatcher::default(),
-    };
-    let mut b = tar::Builder::new(Vec::new());
-    b.follow_symlinks(false);
-    add_dir(&mut b, context, Path::new(""), &ignore, dockerfile)?;
-    Ok(b.into_inner()?)
+/// The context as a tar in a temporary file (removed on drop): what `.dockerignore` excludes
+/// is left out (the Dockerfile and the `.dockerignore` itself always go); symlinks travel as
+/// symlinks.
+struct ContextTar {
+    path: PathBuf,
 }
 
+impl ContextTar {
+    fn write(context: &Path, dockerfile: &str) -> anyhow::Result<ContextTar> {
+        let ignore = match std::fs::read_to_string(context.join(".dockerignore")) {
+            Ok(s) => IgnoreMatcher::parse(&s)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", context.join(".dockerignore").display()))?,
+            Err(_) => IgnoreMatcher::default(),
+        };
+        let path = std::env::temp_dir().join(format!(
+            "swarmctl-context-{}-{}.tar",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos())
+                .unwrap_or(0)
+        ));
+        let t = ContextTar { path };
+        let f = std::fs::File::create(&t.path)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", t.path.display()))?;
+        let mut b = tar::Builder::new(std::io::BufWriter::new(f));
+        b.follow_symlinks(false);
+        let mut budget = swarm_build::MAX_CONTEXT_BYTES;
+        add_dir(
+            &mut b,
+            context,
+            Path::new(""),
+            &ignore,
+            dockerfile,
+            &mut budget,
+        )?;
+        b.into_inner()?.into_inner().map_err(|e| e.into_error())?;
+        Ok(t)
+    }
+
+    fn len(&self) -> anyhow::Result<u64> {
+        Ok(std::fs::metadata(&self.path)?.len())
+    }
+
+    /// The stream of chunks to send: the options in the first one, 1 MiB of the tar each.
+    fn chunks(
+        &self,
+        options: BuildOptions,
+    ) -> anyhow::Result<impl tokio_stream::Stream<Item = BuildChunk> + Send + 'static> {
+        use std::io::Read;
+        let mut f = std::fs::File::open(&self.path)?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<BuildChunk>(4);
+        std::thread::spawn(move || {
+            let mut options = Some(options);
+            loop {
+                let mut buf = vec![0u8; 1 << 20];
+                let n = match f.read(&mut buf) {
+                    Ok(n) => n,
+                    Err(_) => break,
+                };
+                buf.truncate(n);
+                let first = options.take();
+                if n == 0 && first.is_none() {
+                    break;
+                }
+                if tx
+                    .blocking_send(BuildChunk {
+                        options: first,
+                        data: buf,
+                    })
+                    .is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx))
+    }
+}
+
+impl Drop for ContextTar {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Adds `root/rel`'s entries; `budget` is what is left of the context size limit (file
+/// contents), so a huge context is refused before it is all written.
 fn add_dir(
-    b: &mut tar::Builder<Vec<u8>>,
+    b: &mut tar::Builder<std::io::BufWriter<std::fs::File>>,
     root: &Path,
     rel: &Path,
     ignore: &IgnoreMatcher,
     dockerfile: &str,
+    budget: &mut u64,
 ) -> anyhow::Result<()> {
     let mut names: Vec<_> = std::fs::read_dir(root.join(rel))?
         .map(|e| e.map(|e| e.file_name()))
@@ -205,21 +300,28 @@ fn add_dir(
         let md = std::fs::symlink_metadata(root.join(&r))?;
         if ignore.excluded(&s) && !always {
             if md.is_dir() && !ignore.can_skip_dir(&s) {
-                add_dir(b, root, &r, ignore, dockerfile)?;
+                add_dir(b, root, &r, ignore, dockerfile, budget)?;
             }
             continue;
         }
         if md.is_dir() {
             b.append_dir(&r, root.join(&r))?;
-            add_dir(b, root, &r, ignore, dockerfile)?;
+            add_dir(b, root, &r, ignore, dockerfile, budget)?;
         } else if md.is_file() || md.file_type().is_symlink() {
+            *budget = budget.checked_sub(md.len()).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "the build context {} is more than a node accepts ({}): leave out what the build does not need with a .dockerignore",
+                    root.display(),
+                    size(swarm_build::MAX_CONTEXT_BYTES)
+                )
+            })?;
             b.append_path_with_name(root.join(&r), &r)?;
         }
     }
     Ok(())
 }
 
-fn size(n: usize) -> String {
+fn size(n: u64) -> String {
     if n < 1 << 20 {
         format!("{:.1}kB", n as f64 / 1000.0)
     } else {

@@ -197,7 +197,7 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status_err)?;
         }
-        ImageCmd::Build(a) => build::run(&mut client, a).await?,
+        ImageCmd::Build(a) => build::run(ctx, a).await?,
         ImageCmd::Import(a) => {
             if a.name.trim().is_empty() || a.name.contains(char::is_whitespace) {
                 anyhow::bail!("invalid image name {:?}: expected NAME[:TAG]", a.name);

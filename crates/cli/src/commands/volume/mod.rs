@@ -79,18 +79,35 @@ pub struct PruneArgs {
 
 /// A client for the node's volumes, after checking `--node` names that node.
 async fn client(ctx: &Context, node: &NodeArg) -> anyhow::Result<AgentClient<Channel>> {
+    local_client(
+        ctx,
+        node.node.as_deref(),
+        "volumes are local to each node",
+        "volume",
+    )
+    .await
+}
+
+/// A client of the node-local API behind the socket, after checking that `--node` (when
+/// given) names that node: `why` says why it must, `cmd` is the command to repeat there.
+pub(crate) async fn local_client(
+    ctx: &Context,
+    node: Option<&str>,
+    why: &str,
+    cmd: &str,
+) -> anyhow::Result<AgentClient<Channel>> {
     let ch = ctx.channel().await?;
     let mut c = AgentClient::new(ch).max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES);
-    if let Some(want) = &node.node {
+    if let Some(want) = node {
         let me = c
             .node_info(NodeInfoRequest {})
             .await
             .map_err(status_err)?
             .into_inner();
-        let ok = want == "self" || (!want.is_empty() && me.node_id.starts_with(want.as_str()));
+        let ok = want == "self" || (!want.is_empty() && me.node_id.starts_with(want));
         if !ok {
             anyhow::bail!(
-                "node {want} is not the node behind this control socket ({}): volumes are local to each node; run this command against that node's socket (swarmctl -H unix://<its state dir>/swarmd.sock volume ...)",
+                "node {want} is not the node behind this control socket ({}): {why}; run this command against that node's socket (swarmctl -H unix://<its state dir>/swarmd.sock {cmd} ...)",
                 me.node_id
             );
         }
