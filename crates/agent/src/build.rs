@@ -5,6 +5,7 @@
 //! streams back as it happens.
 
 use crate::images::NodeImages;
+use crate::pull::Puller;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use swarm_api::agent::{BuildChunk, BuildEvent, BuildOptions};
@@ -15,13 +16,16 @@ use tonic::{Status, Streaming};
 /// The node's builder: a runtime for build containers, created on first use.
 pub struct Builds {
     images: Arc<NodeImages>,
+    /// Pulls the images a build starts from when the node lacks them (None: only local
+    /// images can be used).
+    puller: Option<Arc<Puller>>,
     dir: PathBuf,
     cgroup_parent: String,
     runtime: Mutex<Option<Arc<Runtime>>>,
 }
 
 impl Builds {
-    pub fn new(images: Arc<NodeImages>, node_short: &str) -> Builds {
+    pub fn new(images: Arc<NodeImages>, node_short: &str, puller: Option<Arc<Puller>>) -> Builds {
         let dir = images
             .store()
             .root()
@@ -30,6 +34,7 @@ impl Builds {
             .join("build");
         Builds {
             images,
+            puller,
             dir,
             cgroup_parent: format!("swarm-{node_short}-build"),
             runtime: Mutex::new(None),
@@ -85,9 +90,19 @@ impl Builds {
         let opts = opts.ok_or_else(|| Status::invalid_argument("build options missing"))?;
         let context = scratch.0.join("context");
         let req = request(&context, &opts)?;
+        let req = {
+            let (tar, context) = (tar.clone(), context.clone());
+            tokio::task::spawn_blocking(move || {
+                unpack_context(&tar, &context)?;
+                read_dockerfile(req)
+            })
+            .await
+            .map_err(|e| Status::internal(format!("unpacking the context panicked: {e}")))??
+        };
         let images = self.images.clone();
-        // No image garbage collection while a build commits and tags.
+        // No image garbage collection while a build pulls, commits and tags.
         let _shared = self.images.shared().await;
+        self.pull_bases(&req, opts.pull, &tx).await?;
         let dir = self.dir.clone();
         let (etx, erx) = std::sync::mpsc::channel::<BuildEvent>();
         let forward = {
@@ -101,8 +116,6 @@ impl Builds {
             })
         };
         let result = tokio::task::spawn_blocking(move || -> Result<String, Status> {
-            unpack_context(&tar, &context)?;
-            let req = read_dockerfile(req)?;
             let b = Builder {
                 rt: &runtime,
                 store: images.store(),
@@ -126,6 +139,49 @@ impl Builds {
             }
             Err(e) => Err(e),
         }
+    }
+}
+
+impl Builds {
+    /// Pulls the images the build starts from (FROM and `COPY --from` of an image) that this
+    /// node lacks, or all of them with `--pull`, through the node's registry client.
+    async fn pull_bases(
+        &self,
+        req: &Request,
+        always: bool,
+        tx: &tokio::sync::mpsc::Sender<Result<BuildEvent, Status>>,
+    ) -> Result<(), Status> {
+        // A Dockerfile that does not parse is reported by the build itself, with its line.
+        let Ok(images) = swarm_build::builder::base_images(req) else {
+            return Ok(());
+        };
+        for name in images {
+            let name = swarm_runtime::image::normalize_name(&name);
+            let present = self.images.store().resolve(&name).is_ok();
+            if present && !always {
+                continue;
+            }
+            let Some(p) = &self.puller else {
+                if present {
+                    continue;
+                }
+                return Err(Status::failed_precondition(format!(
+                    "image {name} is not on this node and this node has no registry client: import it (swarmctl image import)"
+                )));
+            };
+            let _ = tx
+                .send(Ok(BuildEvent {
+                    output: format!("Pulling {name}\n"),
+                    ..Default::default()
+                }))
+                .await;
+            let d = p
+                .pull_now(&name)
+                .await
+                .map_err(|e| Status::failed_precondition(format!("pull {name}: {e}")))?;
+            tracing::info!(image = %name, digest = %d, "image pulled for a build");
+        }
+        Ok(())
     }
 }
 

@@ -46,7 +46,7 @@ impl LocalService {
         let builds = images
             .as_ref()
             .ok()
-            .map(|i| Arc::new(crate::build::Builds::new(i.clone(), node_id.short())));
+            .map(|i| Arc::new(crate::build::Builds::new(i.clone(), node_id.short(), None)));
         LocalService {
             node_id,
             role,
@@ -60,6 +60,14 @@ impl LocalService {
 
     /// Serves `image pull|push` with this registry client.
     pub fn with_puller(mut self, p: Option<Arc<crate::pull::Puller>>) -> Self {
+        // Builds pull the images their FROM lines name through it too.
+        if let Ok(i) = &self.images {
+            self.builds = Some(Arc::new(crate::build::Builds::new(
+                i.clone(),
+                self.node_id.short(),
+                p.clone(),
+            )));
+        }
         self.puller = p;
         self
     }

@@ -1,8 +1,9 @@
 //! `swarmctl image build` (issue 19) through the real binaries: a multi-stage Dockerfile over
 //! the busybox base (COPY --from, ARG, ENV, USER, WORKDIR, HEALTHCHECK, .dockerignore) is
 //! built on a manager, pushed to the cluster registry and runs as a 3-replica service on three
-//! netns hosts; an unchanged rebuild is fully cached, a changed COPY input rebuilds from that
-//! step on; hostile contexts are refused. Docker's engine on this machine pulls the image we
+//! netns hosts; a worker's build pulls its FROM image from the registry; an unchanged rebuild
+//! is fully cached, a changed COPY input rebuilds from that step on; hostile contexts are
+//! refused. Docker's engine on this machine pulls the image we
 //! built and runs it with the same CMD, ENV, USER and WORKDIR.
 
 use std::path::Path;
@@ -85,6 +86,33 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     assert_eq!(hits, 0, "a first build has nothing cached:\n{out}");
     assert!(out.contains("Step 1/13 : FROM ${BASE} AS build"), "{out}");
     assert!(out.contains("app:1: pushed"), "{out}");
+
+    info!("phase: a worker builds FROM that image: its build pulls it from the registry");
+    let derived = tmp.path().join("derived");
+    std::fs::create_dir_all(&derived).unwrap();
+    std::fs::write(
+        derived.join("Dockerfile"),
+        "FROM app:1\nUSER 0\nRUN test -x /app/app.sh && echo derived > /app/derived.txt\n",
+    )
+    .unwrap();
+    let out = c
+        .ctl(
+            2,
+            &[
+                "image",
+                "build",
+                "-t",
+                "derived:1",
+                derived.to_str().unwrap(),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("build on a worker: {e}\n{}", c.dump()));
+    assert!(out.contains("Pulling app:1"), "{out}");
+    let images = c.ctl(2, &["image", "ls"]).unwrap();
+    assert!(
+        images.contains(&d1) && images.contains("derived:1"),
+        "{images}"
+    );
 
     info!("phase: a 3-replica service of it, one task per host");
     c.ctl(

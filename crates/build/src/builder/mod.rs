@@ -116,6 +116,27 @@ impl Earlier<'_> {
     }
 }
 
+/// The images (not stages, not `scratch`) a build of `req` starts from: the FROM images and
+/// `COPY --from` images of the stages its target needs, in order, once each.
+pub fn base_images(req: &Request) -> Result<Vec<String>, BuildError> {
+    let df = dockerfile::parse(&req.dockerfile, &req.dockerfile_name)?;
+    let stages = Stages::analyze(&df, &|k| req.build_args.get(k).cloned())?;
+    let mut out: Vec<String> = Vec::new();
+    for i in stages.needed_for(req.target.as_deref())? {
+        let s = &stages.stages[i];
+        let base = match &s.base {
+            Base::Image(name) => Some(name.clone()),
+            _ => None,
+        };
+        for name in base.into_iter().chain(s.images.iter().cloned()) {
+            if !out.contains(&name) {
+                out.push(name);
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// A builder over this node's runtime and image store.
 pub struct Builder<'a> {
     pub rt: &'a Runtime,

@@ -29,6 +29,10 @@ pub struct BuildArgs {
     /// Run every step, even the ones the cache has.
     #[arg(long)]
     pub no_cache: bool,
+    /// Pull the images the build starts from even when the node has them (a moved tag is
+    /// seen); without it only missing ones are pulled.
+    #[arg(long)]
+    pub pull: bool,
     /// A label for the image: KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -64,6 +68,7 @@ pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<(
         target: a.target.clone().unwrap_or_default(),
         no_cache: a.no_cache,
         labels: pairs(&a.labels, "--label", false)?,
+        pull: a.pull,
     };
     let tar = ContextTar::write(&a.context, &dockerfile)?;
     let len = tar.len()?;
