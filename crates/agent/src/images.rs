@@ -44,6 +44,8 @@ pub enum ImagesError {
 pub struct Removed {
     pub untagged: Vec<(String, Digest)>,
     pub gc: GcStats,
+    /// Build cache entries forgotten (`image prune --build-cache`).
+    pub build_cache: usize,
 }
 
 pub struct NodeImages {
@@ -100,11 +102,12 @@ impl NodeImages {
     }
 
     /// Collects unused blobs and layers; with `all`, first removes every image no container
-    /// uses (docker's `image prune --all`).
-    pub async fn prune(&self, all: bool) -> Result<Removed, ImagesError> {
+    /// uses (docker's `image prune --all`); with `build_cache`, first forgets the build cache.
+    pub async fn prune(&self, all: bool, build_cache: bool) -> Result<Removed, ImagesError> {
         let _g = self.gate.write().await;
         let (store, rt) = (self.store.clone(), self.runtime.clone());
         blocking(move || {
+            let build_cache = if build_cache { store.cache_clear()? } else { 0 };
             let mut untagged = Vec::new();
             if all {
                 let containers = rt.list()?;
@@ -118,6 +121,7 @@ impl NodeImages {
             Ok(Removed {
                 untagged,
                 gc: collect(&store, &rt)?,
+                build_cache,
             })
         })
         .await
@@ -170,7 +174,14 @@ impl NodeImages {
             } else {
                 collect(&store, &rt)?
             };
-            Ok((Removed { untagged, gc }, seen))
+            Ok((
+                Removed {
+                    untagged,
+                    gc,
+                    build_cache: 0,
+                },
+                seen,
+            ))
         })
         .await?;
         // Forget images that are gone; keep marks made meanwhile (newer than this pass).
@@ -359,6 +370,7 @@ fn remove_blocking(
     Ok(Removed {
         untagged: plan,
         gc: collect(store, rt)?,
+        build_cache: 0,
     })
 }
 

@@ -480,13 +480,19 @@ impl Agent for LocalService {
         &self,
         req: Request<PruneImagesRequest>,
     ) -> Result<Response<PruneImagesResponse>, Status> {
+        let req = req.into_inner();
         let r = self
             .images()?
-            .prune(req.into_inner().all)
+            .prune(req.all, req.build_cache)
             .await
             .map_err(status_of)?;
+        let build_cache_entries = r.build_cache as u32;
         let (untagged, gc) = report(r);
-        Ok(Response::new(PruneImagesResponse { untagged, gc }))
+        Ok(Response::new(PruneImagesResponse {
+            untagged,
+            gc,
+            build_cache_entries,
+        }))
     }
 }
 

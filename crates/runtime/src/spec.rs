@@ -491,6 +491,7 @@ mod tests {
             cmd: Some(vec!["serve".into()]),
             working_dir: Some("/srv".into()),
             healthcheck: None,
+            ..Default::default()
         }
     }
 

@@ -210,6 +210,29 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
 
+    info!("phase: the cache outlives garbage collection, until prune --build-cache");
+    let pruned = c.ctl(0, &["image", "prune", "-f"]).unwrap();
+    info!("prune: {pruned}");
+    let again = [
+        "image",
+        "build",
+        "-t",
+        "app:2",
+        "--build-arg",
+        "VERSION=7",
+        ctx_s,
+    ];
+    let out = c.ctl(0, &again).unwrap();
+    assert_eq!(built(&out), (d3.clone(), CACHEABLE), "{out}");
+    let pruned = c
+        .ctl(0, &["image", "prune", "-f", "--build-cache"])
+        .unwrap();
+    assert!(pruned.contains("steps forgotten"), "{pruned}");
+    assert!(!pruned.contains("Build cache: 0 "), "{pruned}");
+    let out = c.ctl(0, &again).unwrap();
+    let (_, hits) = built(&out);
+    assert_eq!(hits, 0, "nothing cached after prune --build-cache:\n{out}");
+
     info!("phase: hostile contexts are refused");
     let evil = tmp.path().join("evil");
     std::fs::create_dir_all(&evil).unwrap();

@@ -5,9 +5,10 @@
 //! files from the context written as a layer), and every step is committed as an image on top
 //! of the previous one (`ImageStore::commit`), as `docker build` does.
 //!
-//! Cache: each step's result is remembered under a key made of the parent image, the
-//! instruction with its variables expanded, the build arguments a RUN sees, and for COPY/ADD
-//! the digest of the layer its inputs make. A rebuild with nothing changed gives the same image
+//! Cache: each step's result is remembered in the image store's build cache (which keeps it
+//! from garbage collection) under a key made of the parent image, the instruction with its
+//! variables expanded, the build arguments a RUN sees, and for COPY/ADD the digest of the
+//! layer its inputs make. A rebuild with nothing changed gives the same image
 //! digest; a change to one COPY input rebuilds from that step on.
 //!
 //! `COPY --from` reads an earlier stage's image or an image of this node's store through a
@@ -141,7 +142,7 @@ pub fn base_images(req: &Request) -> Result<Vec<String>, BuildError> {
 pub struct Builder<'a> {
     pub rt: &'a Runtime,
     pub store: &'a ImageStore,
-    /// Where step results are remembered (key → image digest) and layers are staged.
+    /// Where layers and `COPY --from` views are staged.
     pub dir: PathBuf,
 }
 
@@ -160,7 +161,7 @@ struct Current {
 impl Builder<'_> {
     /// Builds `req`; returns the final image's manifest digest, tagged with every `-t`.
     pub fn build(&self, req: &Request, out: &mut dyn FnMut(Event)) -> Result<Digest, BuildError> {
-        std::fs::create_dir_all(self.dir.join("cache")).map_err(|source| BuildError::Io {
+        std::fs::create_dir_all(&self.dir).map_err(|source| BuildError::Io {
             path: self.dir.clone(),
             source,
         })?;
@@ -279,8 +280,7 @@ impl Builder<'_> {
             },
             None,
         )?;
-        let path = self.dir.join("cache").join(key);
-        std::fs::write(&path, d.as_str()).map_err(|source| BuildError::Io { path, source })?;
+        self.store.cache_put(key, &d)?;
         cur.image = Some(d);
         Ok(false)
     }
@@ -289,9 +289,7 @@ impl Builder<'_> {
         if req.no_cache {
             return None;
         }
-        let s = std::fs::read_to_string(self.dir.join("cache").join(key)).ok()?;
-        let d = Digest::parse(s.trim()).ok()?;
-        self.store.manifest(&d).is_ok().then_some(d)
+        self.store.cache_get(key)
     }
 }
 

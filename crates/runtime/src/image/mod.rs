@@ -15,6 +15,7 @@
 //! only appears complete (it is unpacked into `tmp/` and renamed); tags live only in `index.json`.
 
 pub mod archive;
+mod cache;
 pub mod commit;
 pub mod diff;
 pub mod unpack;
@@ -909,16 +910,21 @@ impl ImageStore {
         }
     }
 
-    /// Removes blobs unreachable from any tag and unpacked layers that are neither reachable nor
-    /// in `in_use` (lower dirs of existing containers).
+    /// Removes blobs unreachable from any tag or build cache entry and unpacked layers that
+    /// are neither reachable nor in `in_use` (lower dirs of existing containers).
     pub fn gc(&self, in_use: &HashSet<PathBuf>) -> Result<GcStats, ImageError> {
         let _l = self.lock()?;
         let idx = self.index()?;
         let mut keep_blobs: HashSet<String> = HashSet::new();
         let mut keep_layers: HashSet<PathBuf> = in_use.clone();
-        for md in &idx.manifests {
-            keep_blobs.insert(md.digest.hex().to_string());
-            let Ok(m) = self.manifest(&md.digest) else {
+        let roots = idx
+            .manifests
+            .iter()
+            .map(|md| md.digest.clone())
+            .chain(self.cache_roots());
+        for digest in roots {
+            keep_blobs.insert(digest.hex().to_string());
+            let Ok(m) = self.manifest(&digest) else {
                 continue;
             };
             keep_blobs.insert(m.config.digest.hex().to_string());

@@ -404,3 +404,24 @@ fn a_fresh_layer_is_unpacked_once_however_many_prepare_it() {
         .count();
     assert_eq!(n, 1, "the layer was unpacked {n} times");
 }
+
+#[test]
+fn a_build_cache_entry_keeps_an_untagged_image_until_the_cache_is_cleared() {
+    let t = tempfile::tempdir().unwrap();
+    let s = ImageStore::open(t.path().join("s")).unwrap();
+    let md = s
+        .import_rootfs_tar(Cursor::new(rootfs_tar()), "step:1", ImageConfig::default())
+        .unwrap();
+    let key = "ab".repeat(32);
+    assert_eq!(s.cache_get(&key), None);
+    s.cache_put(&key, &md).unwrap();
+    assert!(s.cache_put("../escape", &md).is_err(), "keys are hex only");
+    s.untag("step:1").unwrap();
+    assert_eq!(s.gc(&HashSet::new()).unwrap(), GcStats::default());
+    assert_eq!(s.cache_get(&key), Some(md.clone()));
+    assert!(s.list().unwrap().is_empty(), "a cache entry is not a tag");
+    assert_eq!(s.cache_clear().unwrap(), 1);
+    let st = s.gc(&HashSet::new()).unwrap();
+    assert_eq!(st.blobs_removed, 3, "manifest, config and layer");
+    assert_eq!(s.cache_get(&key), None);
+}

@@ -71,6 +71,10 @@ pub struct PruneArgs {
     /// Also remove every image no container uses, not only unused data.
     #[arg(short, long)]
     pub all: bool,
+    /// Also forget the build cache: the step images `image build` keeps so that a rebuild
+    /// reuses them (the next build runs every step).
+    #[arg(long)]
+    pub build_cache: bool,
     /// Do not ask for confirmation (asked only when stdin is a terminal).
     #[arg(short, long)]
     pub force: bool,
@@ -112,7 +116,7 @@ fn print_removed(untagged: &[ImageInfo], gc: Option<&GcReport>) {
 }
 
 /// Docker's prune question, asked only of a person at a terminal.
-fn confirm(all: bool) -> anyhow::Result<bool> {
+fn confirm(all: bool, build_cache: bool) -> anyhow::Result<bool> {
     use std::io::{BufRead, IsTerminal, Write};
     if !std::io::stdin().is_terminal() {
         return Ok(true);
@@ -121,6 +125,11 @@ fn confirm(all: bool) -> anyhow::Result<bool> {
         "all images without at least one container using them"
     } else {
         "unused image data (untagged images, unused unpacked layers)"
+    };
+    let what = if build_cache {
+        format!("{what} and the build cache")
+    } else {
+        what.to_string()
     };
     print!("WARNING! This will remove {what}.\nAre you sure you want to continue? [y/N] ");
     std::io::stdout().flush()?;
@@ -280,14 +289,28 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
             print_removed(&resp.untagged, resp.gc.as_ref());
         }
         ImageCmd::Prune(a) => {
-            if !a.force && !confirm(a.all)? {
+            if !a.force && !confirm(a.all, a.build_cache)? {
                 anyhow::bail!("prune cancelled: nothing removed");
             }
             let resp = client
-                .prune_images(PruneImagesRequest { all: a.all })
+                .prune_images(PruneImagesRequest {
+                    all: a.all,
+                    build_cache: a.build_cache,
+                })
                 .await
                 .map_err(status_err)?
                 .into_inner();
+            if a.build_cache {
+                println!(
+                    "Build cache: {} step{} forgotten",
+                    resp.build_cache_entries,
+                    if resp.build_cache_entries == 1 {
+                        ""
+                    } else {
+                        "s"
+                    }
+                );
+            }
             print_removed(&resp.untagged, resp.gc.as_ref());
         }
     }
