@@ -13,14 +13,37 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Component;
 
 /// One entry of the layer: where it goes in the image and where it comes from.
+/// What a COPY or ADD copies.
+pub(super) struct Sources<'a> {
+    /// The sources and the destination.
+    pub t: &'a Transfer,
+    /// `--from`: its name and image (`None`: a stage on scratch with nothing in it).
+    pub from: Option<(&'a str, Option<&'a Digest>)>,
+    /// ADD: local tar archives (plain or gzip) are unpacked at the destination.
+    pub unpack: bool,
+}
+
 enum Item {
-    Path { src: PathBuf, dest: String },
-    Data { bytes: Vec<u8>, dest: String },
+    Path {
+        src: PathBuf,
+        dest: String,
+    },
+    Data {
+        bytes: Vec<u8>,
+        dest: String,
+    },
+    /// A tar archive whose entries go under the destination.
+    Archive {
+        src: PathBuf,
+        gzip: bool,
+    },
 }
 
 struct Owner {
     uid: u64,
     gid: u64,
+    /// `--chown` was given (archive entries keep their own owners otherwise).
+    chown: bool,
     mode: Option<u32>,
 }
 
@@ -30,8 +53,7 @@ impl Builder<'_> {
         (df, node): (&Dockerfile, &Node),
         req: &Request,
         cur: &mut Current,
-        // The sources and destination, and `--from` (its name and image) if given.
-        (t, from): (&Transfer, Option<(&str, Option<&Digest>)>),
+        Sources { t, from, unpack }: Sources<'_>,
         x: &dyn Fn(&str) -> Result<String, BuildError>,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), BuildError> {
@@ -81,7 +103,14 @@ impl Builder<'_> {
                 }),
                 Source::Path(p) => {
                     for (src, name) in sources(&root, &x(p)?, &ignore, &origin).map_err(fail)? {
-                        items.push(Item::Path { dest: name, src });
+                        let archive = match unpack && src.is_file() {
+                            true => archive_kind(&src).map_err(|e| fail(format!("{p}: {e}")))?,
+                            false => None,
+                        };
+                        items.push(match archive {
+                            Some(gzip) => Item::Archive { src, gzip },
+                            None => Item::Path { dest: name, src },
+                        });
                     }
                 }
             }
@@ -93,9 +122,11 @@ impl Builder<'_> {
         }
         let into_dir = dest.ends_with('/')
             || items.len() > 1
-            || items
-                .iter()
-                .any(|i| matches!(i, Item::Path { src, .. } if src.is_dir()));
+            || items.iter().any(|i| match i {
+                Item::Path { src, .. } => src.is_dir(),
+                Item::Archive { .. } => true,
+                Item::Data { .. } => false,
+            });
         let dest = dest.trim_end_matches('/').to_string();
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -158,7 +189,45 @@ fn owner(t: &Transfer, x: &dyn Fn(&str) -> Result<String, BuildError>) -> Result
         ),
         None => None,
     };
-    Ok(Owner { uid, gid, mode })
+    Ok(Owner {
+        uid,
+        gid,
+        chown: t.chown.is_some(),
+        mode,
+    })
+}
+
+/// Whether a file ADD would unpack: `Some(false)` a plain tar, `Some(true)` a gzip'd one,
+/// `None` anything else (copied as a file). Other compressions are refused by name.
+fn archive_kind(p: &Path) -> Result<Option<bool>, String> {
+    let mut head = [0u8; 512];
+    let mut f = fs::File::open(p).map_err(|e| e.to_string())?;
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+    let h = &head[..n];
+    if h.starts_with(&[0x1f, 0x8b]) {
+        return Ok(Some(true));
+    }
+    if h.len() >= 262 && &h[257..262] == b"ustar" {
+        return Ok(Some(false));
+    }
+    let other = [
+        (&b"BZh"[..], "bzip2"),
+        (&[0xfd, b'7', b'z', b'X', b'Z', 0][..], "xz"),
+        (&[0x28, 0xb5, 0x2f, 0xfd][..], "zstd"),
+    ];
+    match other.iter().find(|(m, _)| h.starts_with(m)) {
+        Some((_, name)) => Err(format!(
+            "a {name}-compressed archive: this builder unpacks plain and gzip tar archives only so far (recompress it, or ADD --unpack=false and unpack it in a RUN step)"
+        )),
+        None => Ok(None),
+    }
 }
 
 /// The context's `.dockerignore` (none: nothing excluded).
@@ -173,6 +242,8 @@ fn context_ignore(context: &Path) -> Result<IgnoreMatcher, String> {
 enum Origin<'a> {
     Context,
     From(&'a str),
+    /// Entries of an archive ADD unpacks.
+    Archive,
 }
 
 impl std::fmt::Display for Origin<'_> {
@@ -180,6 +251,7 @@ impl std::fmt::Display for Origin<'_> {
         match self {
             Origin::Context => f.write_str("the build context"),
             Origin::From(n) => write!(f, "--from={n}"),
+            Origin::Archive => f.write_str("the archive's destination"),
         }
     }
 }
@@ -388,6 +460,7 @@ impl LayerWriter<'_> {
                 h.set_size(bytes.len() as u64);
                 self.tar.append_data(&mut h, at, &bytes[..])
             }
+            Item::Archive { src, gzip } => self.archive(src, *gzip, d),
             Item::Path { src, dest: name } => {
                 let md = fs::metadata(src)?;
                 if md.is_dir() {
@@ -420,6 +493,69 @@ impl LayerWriter<'_> {
         })?;
         for (r, md) in entries {
             self.entry(&src.join(&r), &format!("{at}/{}", r.display()), &md)?;
+        }
+        Ok(())
+    }
+
+    /// The entries of a tar archive (plain or gzip) under `at`, with their modes and (unless
+    /// `--chown`) owners; a path or hard link that would leave `at` is refused.
+    fn archive(&mut self, src: &Path, gzip: bool, at: &str) -> std::io::Result<()> {
+        let f = std::io::BufReader::new(fs::File::open(src)?);
+        let r: Box<dyn Read> = if gzip {
+            Box::new(flate2::read::GzDecoder::new(f))
+        } else {
+            Box::new(f)
+        };
+        let mut a = tar::Archive::new(r);
+        let inside = |p: &Path| -> std::io::Result<String> {
+            let rel = clean(&p.to_string_lossy(), &Origin::Archive).map_err(|e| {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{}: {e}", src.display()),
+                )
+            })?;
+            Ok(if at.is_empty() {
+                rel.display().to_string()
+            } else {
+                format!("{at}/{}", rel.display())
+            })
+        };
+        for e in a.entries()? {
+            let mut e = e?;
+            let path = e.path()?.into_owned();
+            if path.components().all(|c| matches!(c, Component::CurDir)) {
+                continue; // the archive's "./"
+            }
+            let to = inside(&path)?;
+            let mut h = e.header().clone();
+            if self.owner.chown {
+                h.set_uid(self.owner.uid);
+                h.set_gid(self.owner.gid);
+            }
+            match h.entry_type() {
+                tar::EntryType::Directory => {
+                    self.tar
+                        .append_data(&mut h, format!("{to}/"), std::io::empty())?
+                }
+                tar::EntryType::Symlink => {
+                    let target = e.link_name()?.unwrap_or_default().into_owned();
+                    self.tar.append_link(&mut h, &to, target)?
+                }
+                tar::EntryType::Link => {
+                    let target = e.link_name()?.unwrap_or_default().into_owned();
+                    let target = inside(&target)?;
+                    self.tar.append_link(&mut h, &to, target)?
+                }
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    self.tar.append_data(&mut h, &to, &mut e)?
+                }
+                // Devices and FIFOs need privileges a layer carries fine; GNU/PAX headers are
+                // read by `entries()`; anything else is left out as Docker's untar does.
+                tar::EntryType::Char | tar::EntryType::Block | tar::EntryType::Fifo => {
+                    self.tar.append_data(&mut h, &to, std::io::empty())?
+                }
+                _ => {}
+            }
         }
         Ok(())
     }

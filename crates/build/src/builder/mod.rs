@@ -15,7 +15,9 @@
 //! read-only view of its filesystem ([`view::RootView`]); symbolic links in a source path
 //! resolve inside the context or that filesystem, never to a host file.
 //!
-//! Not yet: `RUN --mount`, RUN heredocs, ADD of URLs and archives, `COPY --parents` and
+//! ADD unpacks local tar archives (plain or gzip; bzip2, xz and zstd are refused by name).
+//!
+//! Not yet: `RUN --mount`, RUN heredocs, ADD of URLs, `COPY --parents` and
 //! `--exclude`, ONBUILD, user and group names in `--chown` (numeric ids work), a network in
 //! RUN (containers have only loopback), and stages built concurrently (they are built one
 //! after the other). Each refused part is refused with an error naming it.

@@ -1,5 +1,6 @@
 //! One instruction of a stage: config changes, RUN in a container, COPY/ADD from the context.
 
+use super::context::Sources;
 use super::*;
 use crate::dockerfile::{CommandLine, Healthcheck, KeyValue, Source};
 use crate::shell::Lexer;
@@ -109,17 +110,29 @@ impl Builder<'_> {
                     None => None,
                 };
                 let from = from.as_ref().map(|(f, d)| (*f, d.as_ref()));
-                return self.copy((df, node), req, cur, (&cp.transfer, from), &x, out);
+                let what = Sources {
+                    t: &cp.transfer,
+                    from,
+                    unpack: false,
+                };
+                return self.copy((df, node), req, cur, what, &x, out);
             }
             Instruction::Add(a) => {
-                let remote =
-                    a.transfer.sources.iter().any(
-                        |s| matches!(s, Source::Path(p) if p.contains("://") || is_archive(p)),
-                    );
+                let remote = a
+                    .transfer
+                    .sources
+                    .iter()
+                    .any(|s| matches!(s, Source::Path(p) if p.contains("://")));
                 if remote || a.checksum.is_some() {
-                    return Err(step_err(df, node, "ADD of URLs and archives is not supported by this builder yet: fetch or unpack them in a RUN step, or COPY plain files".into()));
+                    return Err(step_err(df, node, "ADD of URLs (and --checksum) is not supported by this builder yet: fetch them in a RUN step, or ADD files of the build context".into()));
                 }
-                return self.copy((df, node), req, cur, (&a.transfer, None), &x, out);
+                // Docker unpacks local archives unless --unpack=false.
+                let what = Sources {
+                    t: &a.transfer,
+                    from: None,
+                    unpack: a.unpack != Some(false),
+                };
+                return self.copy((df, node), req, cur, what, &x, out);
             }
             Instruction::From(_) | Instruction::Onbuild(_) => {}
         }
@@ -318,10 +331,4 @@ fn healthcheck(h: &Healthcheck) -> swarm_runtime::image::ImageHealthcheck {
             retries: hc.retries.map(u64::from).unwrap_or(0),
         },
     }
-}
-
-fn is_archive(p: &str) -> bool {
-    [".tar", ".tar.gz", ".tgz", ".tar.bz2", ".tar.xz", ".tar.zst"]
-        .iter()
-        .any(|e| p.ends_with(e))
 }

@@ -336,3 +336,82 @@ fn links_in_the_context_resolve_inside_it_never_to_host_files() {
         "{err}"
     );
 }
+
+/// A tar archive with a directory, a file (mode 0750, owner 1234), a symlink and a hard link.
+fn archive(gzip: bool, hostile: bool) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Directory);
+    h.set_mode(0o755);
+    h.set_size(0);
+    b.append_data(&mut h, "pkg/", std::io::empty()).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_mode(0o750);
+    h.set_uid(1234);
+    h.set_gid(1234);
+    h.set_size(4);
+    b.append_data(&mut h, "pkg/run.sh", &b"hey\n"[..]).unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Symlink);
+    h.set_size(0);
+    b.append_link(&mut h, "pkg/link", "run.sh").unwrap();
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Link);
+    h.set_size(0);
+    b.append_link(&mut h, "pkg/hard", "pkg/run.sh").unwrap();
+    if hostile {
+        // Written raw: the tar crate's builder refuses `..` itself.
+        let mut h = tar::Header::new_gnu();
+        h.set_size(2);
+        h.as_old_mut().name[..13].copy_from_slice(b"../../etc/evi");
+        h.set_cksum();
+        b.append(&h, &b"x\n"[..]).unwrap();
+    }
+    let tar = b.into_inner().unwrap();
+    if !gzip {
+        return tar;
+    }
+    use std::io::Write;
+    let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    z.write_all(&tar).unwrap();
+    z.finish().unwrap()
+}
+
+#[test]
+fn add_unpacks_local_tar_archives_and_copies_other_files() {
+    let e = env();
+    let c = e.context(&[("notes.tar", "not really a tar\n")]);
+    fs::write(c.join("pkg.tar.gz"), archive(true, false)).unwrap();
+    fs::write(c.join("plain.tar"), archive(false, false)).unwrap();
+    fs::write(c.join("evil.tar"), archive(false, true)).unwrap();
+    fs::write(c.join("x.tar.bz2"), b"BZh91AY&SY").unwrap();
+    let df = "FROM busybox:test\nADD pkg.tar.gz /opt/\nADD plain.tar /plain\nADD notes.tar /notes.tar\nADD --unpack=false plain.tar /kept.tar\nADD --chown=7:8 plain.tar /owned/\n";
+    let (r, events) = e.build(&c, df, &[]);
+    r.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    let out = e.run(
+        "app:1",
+        "cat /opt/pkg/run.sh /opt/pkg/link /plain/pkg/hard /notes.tar; busybox stat -c '%a %u' /opt/pkg/run.sh; busybox stat -c '%u:%g' /owned/pkg/run.sh; busybox stat -c %h /opt/pkg/run.sh; test -f /kept.tar && echo kept",
+    );
+    assert_eq!(
+        out,
+        "hey\nhey\nhey\nnot really a tar\n750 1234\n7:8\n2\nkept\n"
+    );
+    for (df, want) in [
+        (
+            "FROM busybox:test\nADD evil.tar /x/\n",
+            "evil.tar: ../../etc/evi is outside the archive's destination",
+        ),
+        (
+            "FROM busybox:test\nADD x.tar.bz2 /x/\n",
+            "x.tar.bz2: a bzip2-compressed archive",
+        ),
+        (
+            "FROM busybox:test\nADD https://example.invalid/a /a\n",
+            "ADD of URLs",
+        ),
+    ] {
+        let (r, _) = e.build(&c, df, &[]);
+        let err = r.expect_err(df).to_string();
+        assert!(err.contains(want), "{df:?}: {err}");
+    }
+}
