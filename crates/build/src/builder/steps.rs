@@ -200,8 +200,10 @@ impl Builder<'_> {
                     .into(),
             ));
         }
-        let id = format!("build-{}", &key[..16]);
-        let _ = self.rt.remove(&id, true);
+        // Unique per process and step: two builds of one Dockerfile at once each run their own.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = format!("build-{}-{}-{seq}", &key[..12], std::process::id());
         let o = ProcessOverrides {
             entrypoint: Some(args.clone()),
             cmd: Some(Vec::new()),
@@ -252,9 +254,39 @@ impl Builder<'_> {
     ) -> Result<i32, BuildError> {
         self.rt.create(spec)?;
         self.rt.start(id)?;
-        let status = self.rt.wait(id, Some(RUN_TIMEOUT))?;
-        for e in self.rt.logs(id, None)? {
-            out(Event::Output(e.log));
+        // The output streams as it is written; a follower thread reads the log until the
+        // container exits, this one forwards it and enforces the timeout.
+        let follower = self.rt.follow_logs(id, None)?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        let deadline = std::time::Instant::now() + RUN_TIMEOUT;
+        let mut timed_out = false;
+        std::thread::scope(|s| {
+            s.spawn(move || {
+                for e in follower {
+                    if tx.send(e).is_err() {
+                        break;
+                    }
+                }
+            });
+            loop {
+                match rx.recv_timeout(Duration::from_millis(200)) {
+                    Ok(e) => out(Event::Output(e.log)),
+                    Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break,
+                    Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                        if !timed_out && std::time::Instant::now() > deadline {
+                            timed_out = true;
+                            let _ = self.rt.kill_init(id);
+                        }
+                    }
+                }
+            }
+        });
+        let status = self.rt.wait(id, Some(Duration::from_secs(30)))?;
+        if timed_out {
+            return Err(BuildError::Runtime(swarm_runtime::RuntimeError::Timeout {
+                id: id.to_string(),
+                after: RUN_TIMEOUT,
+            }));
         }
         Ok(status.code)
     }

@@ -415,3 +415,30 @@ fn add_unpacks_local_tar_archives_and_copies_other_files() {
         assert!(err.contains(want), "{df:?}: {err}");
     }
 }
+
+#[test]
+fn run_output_streams_while_the_step_runs() {
+    let e = env();
+    let c = e.context(&[("x", "x\n")]);
+    let req = Request {
+        context: c,
+        dockerfile: "FROM busybox:test\nRUN echo first; busybox sleep 1; echo second\n".into(),
+        dockerfile_name: "Dockerfile".into(),
+        ..Default::default()
+    };
+    let mut seen: Vec<(String, std::time::Instant)> = Vec::new();
+    e.builder()
+        .build(&req, &mut |ev| {
+            if let Event::Output(o) = ev {
+                seen.push((o, std::time::Instant::now()));
+            }
+        })
+        .unwrap();
+    let text: String = seen.iter().map(|(o, _)| o.as_str()).collect();
+    assert_eq!(text, "first\nsecond\n");
+    // "first" came out a second before "second": while the step ran, not at its end.
+    assert!(
+        seen.len() == 2 && seen[1].1 - seen[0].1 >= Duration::from_millis(500),
+        "{seen:?}"
+    );
+}
