@@ -5,12 +5,16 @@
 //! streams back as it happens.
 
 use crate::images::NodeImages;
+use crate::network::DataPlane;
 use crate::pull::Puller;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use swarm_api::agent::{BuildChunk, BuildEvent, BuildOptions};
+use swarm_build::builder::RunNetwork;
 use swarm_build::builder::{Builder, Event, Request};
 use swarm_runtime::{Runtime, RuntimeConfig};
+use swarm_types::network::NetworkAttachment;
 use tonic::{Status, Streaming};
 
 /// The node's builder: a runtime for build containers, created on first use.
@@ -19,13 +23,20 @@ pub struct Builds {
     /// Pulls the images a build starts from when the node lacks them (None: only local
     /// images can be used).
     puller: Option<Arc<Puller>>,
+    /// RUN containers join the node's default bridge through it (None: loopback only).
+    network: Option<Arc<BuildNetwork>>,
     dir: PathBuf,
     cgroup_parent: String,
     runtime: Mutex<Option<Arc<Runtime>>>,
 }
 
 impl Builds {
-    pub fn new(images: Arc<NodeImages>, node_short: &str, puller: Option<Arc<Puller>>) -> Builds {
+    pub fn new(
+        images: Arc<NodeImages>,
+        node_short: &str,
+        puller: Option<Arc<Puller>>,
+        net: Option<Arc<DataPlane>>,
+    ) -> Builds {
         let dir = images
             .store()
             .root()
@@ -35,6 +46,12 @@ impl Builds {
         Builds {
             images,
             puller,
+            network: net.map(|dp| {
+                Arc::new(BuildNetwork {
+                    dp,
+                    held: Mutex::new(HashMap::new()),
+                })
+            }),
             dir,
             cgroup_parent: format!("swarm-{node_short}-build"),
             runtime: Mutex::new(None),
@@ -104,6 +121,7 @@ impl Builds {
         let _shared = self.images.shared().await;
         self.pull_bases(&req, opts.pull, &tx).await?;
         let dir = self.dir.clone();
+        let network = self.network.clone();
         let (etx, erx) = std::sync::mpsc::channel::<BuildEvent>();
         let forward = {
             let tx = tx.clone();
@@ -117,6 +135,7 @@ impl Builds {
         };
         let result = tokio::task::spawn_blocking(move || -> Result<String, Status> {
             let b = Builder {
+                network: network.as_deref().map(|n| n as &dyn RunNetwork),
                 rt: &runtime,
                 store: images.store(),
                 dir,
@@ -182,6 +201,50 @@ impl Builds {
             tracing::info!(image = %name, digest = %d, "image pulled for a build");
         }
         Ok(())
+    }
+}
+
+/// RUN containers on the node's default bridge, like tasks started without `--network`: an
+/// address held from `reserve` to `release`, the node's DNS server as their resolver.
+pub struct BuildNetwork {
+    dp: Arc<DataPlane>,
+    held: Mutex<HashMap<String, NetworkAttachment>>,
+}
+
+impl RunNetwork for BuildNetwork {
+    fn reserve(&self, id: &str) -> Result<String, String> {
+        let att = self
+            .dp
+            .default_attachment(id)
+            .map_err(|e| format!("the default bridge: {e}"))?
+            .ok_or("this node gives no default bridge")?;
+        let conf = crate::container_config::resolv_conf_via(Some(att.gateway));
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.to_string(), att);
+        Ok(conf)
+    }
+
+    fn attach(&self, id: &str, pid: i32) -> Result<(), String> {
+        let att = self
+            .held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(id)
+            .cloned()
+            .ok_or("no address was reserved")?;
+        self.dp
+            .attach_networks(id, &[att], pid)
+            .map_err(|e| e.to_string())
+    }
+
+    fn release(&self, id: &str) {
+        self.held
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.dp.forget(id);
     }
 }
 

@@ -43,14 +43,20 @@ fn hosts_file(task: &Task, hostname: &str) -> String {
 /// A task on a network asks the node's DNS server on its first network's gateway (service
 /// names, then the host's resolvers); without a network, the host's resolvers directly.
 fn resolv_conf(task: &Task) -> String {
-    match task.networks.first() {
-        Some(a) => {
+    resolv_conf_via(task.networks.first().map(|a| a.gateway))
+}
+
+/// The `/etc/resolv.conf` of a container whose first network has `gateway` (where the node's
+/// DNS server answers), or of one without a network.
+pub fn resolv_conf_via(gateway: Option<std::net::Ipv4Addr>) -> String {
+    match gateway {
+        Some(gateway) => {
             let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
             let search: Vec<&str> = host
                 .lines()
                 .filter(|l| l.starts_with("search ") || l.starts_with("domain "))
                 .collect();
-            let mut out = format!("nameserver {}\n", a.gateway);
+            let mut out = format!("nameserver {gateway}\n");
             for l in search {
                 out.push_str(l);
                 out.push('\n');

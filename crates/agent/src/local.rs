@@ -43,10 +43,14 @@ impl LocalService {
         managers: Managers,
         images: Result<Arc<NodeImages>, String>,
     ) -> Self {
-        let builds = images
-            .as_ref()
-            .ok()
-            .map(|i| Arc::new(crate::build::Builds::new(i.clone(), node_id.short(), None)));
+        let builds = images.as_ref().ok().map(|i| {
+            Arc::new(crate::build::Builds::new(
+                i.clone(),
+                node_id.short(),
+                None,
+                None,
+            ))
+        });
         LocalService {
             node_id,
             role,
@@ -58,14 +62,19 @@ impl LocalService {
         }
     }
 
-    /// Serves `image pull|push` with this registry client.
-    pub fn with_puller(mut self, p: Option<Arc<crate::pull::Puller>>) -> Self {
-        // Builds pull the images their FROM lines name through it too.
+    /// Serves `image pull|push` with this registry client, and image builds with it (the
+    /// images FROM names) and with the node's data plane (RUN's network).
+    pub fn with_puller(
+        mut self,
+        p: Option<Arc<crate::pull::Puller>>,
+        net: Option<Arc<crate::network::DataPlane>>,
+    ) -> Self {
         if let Ok(i) = &self.images {
             self.builds = Some(Arc::new(crate::build::Builds::new(
                 i.clone(),
                 self.node_id.short(),
                 p.clone(),
+                net,
             )));
         }
         self.puller = p;

@@ -19,6 +19,8 @@ pub(crate) struct Parts {
     pub puller: Option<Arc<Puller>>,
     /// Why this node cannot run tasks (sent with every heartbeat), or empty.
     pub unavailable: String,
+    /// The data plane (image builds put RUN containers on its default bridge).
+    pub net: Option<std::sync::Arc<swarm_agent::network::DataPlane>>,
 }
 
 /// Starts the executor and the agent's loops (worker, logs, overlay peers, discovery).
@@ -35,6 +37,7 @@ pub(crate) async fn start(
     // with this reason, and its tasks go elsewhere.
     let mut unavailable = String::new();
     let mut puller = None;
+    let mut data_plane = None;
     let mut volumes: Result<_, String> =
         Err("it runs the fake executor (no containers, no volumes)".into());
     if args.executor == "fake" {
@@ -89,6 +92,7 @@ pub(crate) async fn start(
                         .expire_periodically(args.image_keep_unused, shutdown.clone()),
                 );
                 images = Ok(node_images);
+                data_plane = Some(net.clone());
                 let exec = std::sync::Arc::new(exec.with_network(net.clone()));
                 tokio::spawn(swarm_agent::network::peers::run(
                     id.node_id.clone(),
@@ -130,5 +134,6 @@ pub(crate) async fn start(
         volumes,
         puller,
         unavailable,
+        net: data_plane,
     }
 }

@@ -268,6 +268,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         images,
         volumes,
         puller,
+        net,
         unavailable,
     } = crate::agent::start(&args, &id, &managers, &shutdown_rx).await;
     let (role_tx, mut role_rx) = watch::channel(None);
@@ -289,7 +290,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         managers.clone(),
         images,
     )
-    .with_puller(puller)
+    .with_puller(puller, net)
     .with_volumes(volumes);
     tasks.push(crate::server::serve_unix(
         &sock,

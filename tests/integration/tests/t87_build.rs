@@ -114,6 +114,33 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
         "{images}"
     );
 
+    info!("phase: RUN reaches another host from the worker's default bridge; --network=none has loopback only");
+    let host0 = c.nodes[0].addr.split(':').next().unwrap().to_string();
+    let net = tmp.path().join("net");
+    std::fs::create_dir_all(&net).unwrap();
+    std::fs::write(
+        net.join("Dockerfile"),
+        "FROM busybox:latest\nARG TARGET\nRUN ip -4 addr show eth0 && ping -c 1 -W 5 $TARGET && grep nameserver /etc/resolv.conf\nRUN --network=none sh -c '! ip link show eth0 2>/dev/null'\nRUN --network=none sh -c 'test ! -e /etc/hostname && test ! -e /etc/resolv.conf && test ! -e /etc/hosts'\n",
+    )
+    .unwrap();
+    let target = format!("TARGET={host0}");
+    let out = c
+        .ctl(
+            2,
+            &[
+                "image",
+                "build",
+                "-t",
+                "net:1",
+                "--build-arg",
+                &target,
+                net.to_str().unwrap(),
+            ],
+        )
+        .unwrap_or_else(|e| panic!("RUN with a network: {e}\n{}", c.dump()));
+    assert!(out.contains("1 packets received"), "{out}");
+    assert!(out.contains("nameserver "), "{out}");
+
     info!("phase: a 3-replica service of it, one task per host");
     c.ctl(
         0,

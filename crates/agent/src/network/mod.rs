@@ -322,16 +322,27 @@ impl DataPlane {
     /// Plumbs the task's networks into the created (not yet started) container whose init
     /// has host pid `pid`. Idempotent per network; a task without networks costs nothing.
     pub fn attach(&self, task: &Task, pid: i32) -> Result<(), NetError> {
-        if task.networks.is_empty() {
+        self.attach_networks(task.id.as_str(), &task.networks, pid)
+    }
+
+    /// [`DataPlane::attach`] of container `id` (a task's, or an image build's RUN container)
+    /// to `networks`.
+    pub fn attach_networks(
+        &self,
+        id: &str,
+        networks: &[NetworkAttachment],
+        pid: i32,
+    ) -> Result<(), NetError> {
+        if networks.is_empty() {
             return Ok(());
         }
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         // A network this process already set up is not configured (nor its links listed)
         // again for every container: two `ip` runs less per task. If its bridge went away
         // behind our back, the plumbing below fails and forgets it, so the retry sets it up.
-        if task.networks.iter().any(|a| !st.nets.contains_key(&a.vni)) {
+        if networks.iter().any(|a| !st.nets.contains_key(&a.vni)) {
             let links = sys::links()?;
-            for att in &task.networks {
+            for att in networks {
                 let known =
                     st.nets.contains_key(&att.vni) && sys::has(&links, &self.bridge_name(att.vni));
                 if !known {
@@ -344,9 +355,9 @@ impl DataPlane {
         let mut leftovers = String::new();
         let mut inside = String::new();
         let mut routed = false;
-        for (i, att) in task.networks.iter().enumerate() {
+        for (i, att) in networks.iter().enumerate() {
             let mtu = Self::mtu(att);
-            let veth = self.veth_name(task.id.as_str(), i);
+            let veth = self.veth_name(id, i);
             let eth = format!("eth{i}");
             writeln!(leftovers, "link del {veth}").ok();
             writeln!(
@@ -360,7 +371,7 @@ impl DataPlane {
                 host,
                 "link set {veth} master {} alias {} up",
                 self.bridge_name(att.vni),
-                bridge::veth_alias(att.address.addr, task.id.as_str())
+                bridge::veth_alias(att.address.addr, id)
             )
             .ok();
             writeln!(inside, "link set {eth} address {}", mac_string(att.mac())).ok();
@@ -380,15 +391,15 @@ impl DataPlane {
         };
         if let Err(e) = plumbed {
             // Perhaps a bridge went away behind our back: the retry sets the networks up.
-            for att in &task.networks {
+            for att in networks {
                 st.nets.remove(&att.vni);
             }
             return Err(e);
         }
-        let vnis: BTreeSet<u32> = task.networks.iter().map(|a| a.vni).collect();
+        let vnis: BTreeSet<u32> = networks.iter().map(|a| a.vni).collect();
         let rules = lb::container_rules(&st.view, &vnis);
         st.containers.insert(
-            task.id.to_string(),
+            id.to_string(),
             Container {
                 pid,
                 vnis: Some(vnis),

@@ -17,10 +17,14 @@
 //!
 //! ADD unpacks local tar archives (plain or gzip; bzip2, xz and zstd are refused by name).
 //!
+//! RUN containers join the node's default bridge through [`RunNetwork`] (the agent's data
+//! plane), with the node's DNS server in their `/etc/resolv.conf`; `RUN --network=none` (or a
+//! builder without a network) has loopback only; `--network=host` is refused.
+//!
 //! Not yet: `RUN --mount`, RUN heredocs, ADD of URLs, `COPY --parents` and
-//! `--exclude`, ONBUILD, user and group names in `--chown` (numeric ids work), a network in
-//! RUN (containers have only loopback), and stages built concurrently (they are built one
-//! after the other). Each refused part is refused with an error naming it.
+//! `--exclude`, ONBUILD, user and group names in `--chown` (numeric ids work), and stages
+//! built concurrently (they are built one after the other). Each is refused with an error
+//! naming it, except concurrency, which only costs time.
 
 mod context;
 mod steps;
@@ -80,6 +84,8 @@ pub enum BuildError {
     },
     #[error("{0}")]
     Image(#[from] ImageError),
+    #[error("RUN's network: {0}")]
+    Network(String),
     #[error("{0}")]
     Runtime(#[from] swarm_runtime::RuntimeError),
     #[error("{path}: {source}")]
@@ -140,10 +146,23 @@ pub fn base_images(req: &Request) -> Result<Vec<String>, BuildError> {
     Ok(out)
 }
 
+/// How RUN containers reach the network: the node's default bridge, as its tasks do. The
+/// node's data plane implements it; without one, RUN has loopback only.
+pub trait RunNetwork: Sync {
+    /// Holds an address for container `id`; returns the `/etc/resolv.conf` it gets.
+    fn reserve(&self, id: &str) -> Result<String, String>;
+    /// Plumbs the created (not yet started) container `id`, whose init has host pid `pid`.
+    fn attach(&self, id: &str, pid: i32) -> Result<(), String>;
+    /// Gives back what `reserve` and `attach` took (the container is gone).
+    fn release(&self, id: &str);
+}
+
 /// A builder over this node's runtime and image store.
 pub struct Builder<'a> {
     pub rt: &'a Runtime,
     pub store: &'a ImageStore,
+    /// RUN's network (`RUN --network=default`, the default); `None`: loopback only.
+    pub network: Option<&'a dyn RunNetwork>,
     /// Where layers and `COPY --from` views are staged.
     pub dir: PathBuf,
 }

@@ -200,10 +200,12 @@ impl Builder<'_> {
                     .into(),
             ));
         }
-        // Unique per process and step: two builds of one Dockerfile at once each run their own.
+        // Unique per process and step (two builds of one Dockerfile at once each run their
+        // own), and in its first 6 characters, which name its veth on the host.
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let id = format!("build-{}-{}-{seq}", &key[..12], std::process::id());
+        let unique = (u64::from(std::process::id()) << 20 ^ seq) & 0xff_ffff;
+        let id = format!("{unique:06x}-build-{}", &key[..12]);
         let o = ProcessOverrides {
             entrypoint: Some(args.clone()),
             cmd: Some(Vec::new()),
@@ -212,8 +214,27 @@ impl Builder<'_> {
         };
         let process =
             resolve_process(&cur.config, &o).map_err(|e| step_err(df, node, e.to_string()))?;
-        let spec = ContainerSpec::new(&id, RootfsSpec::Layers { lower }, process);
-        let res = self.run_container(&id, spec, out);
+        let mut spec = ContainerSpec::new(&id, RootfsSpec::Layers { lower }, process);
+        let network = match r.network {
+            Some(crate::dockerfile::Network::None) => None,
+            _ => self.network,
+        };
+        let res = match network {
+            Some(n) => n
+                .reserve(&id)
+                .map_err(|m| step_err(df, node, format!("RUN's network: {m}")))
+                .and_then(|resolv_conf| {
+                    spec.options.etc_files = Some(swarm_runtime::options::EtcFiles {
+                        hosts: "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+                            .into(),
+                        hostname: "buildsandbox\n".into(),
+                        resolv_conf,
+                    });
+                    spec.hostname = Some("buildsandbox".into());
+                    self.run_container(&id, spec, Some(n), out)
+                }),
+            None => self.run_container(&id, spec, None, out),
+        };
         let layer = self.dir.join(format!("{id}.tar"));
         let res = res.and_then(|code| {
             if code != 0 {
@@ -224,6 +245,9 @@ impl Builder<'_> {
                 ));
             }
             let upper = self.rt.upper_dir(&id)?.expect("a container on layers");
+            if network.is_some() {
+                drop_mount_targets(&upper);
+            }
             let f = std::fs::File::create(&layer).map_err(|source| BuildError::Io {
                 path: layer.clone(),
                 source,
@@ -232,6 +256,9 @@ impl Builder<'_> {
             Ok(())
         });
         let _ = self.rt.remove(&id, true);
+        if let Some(n) = network {
+            n.release(&id);
+        }
         let res = res.and_then(|()| {
             self.commit(
                 cur,
@@ -250,9 +277,16 @@ impl Builder<'_> {
         &self,
         id: &str,
         spec: ContainerSpec,
+        network: Option<&dyn RunNetwork>,
         out: &mut dyn FnMut(Event),
     ) -> Result<i32, BuildError> {
-        self.rt.create(spec)?;
+        let info = self.rt.create(spec)?;
+        if let Some(n) = network {
+            if let Err(m) = n.attach(id, info.pid) {
+                let _ = self.rt.remove(id, true);
+                return Err(BuildError::Network(m));
+            }
+        }
         self.rt.start(id)?;
         // The output streams as it is written; a follower thread reads the log until the
         // container exits, this one forwards it and enforces the timeout.
@@ -289,6 +323,18 @@ impl Builder<'_> {
             }));
         }
         Ok(status.code)
+    }
+}
+
+/// The files a RUN with a network gets bind-mounted (`/etc/hosts`, `/etc/hostname`,
+/// `/etc/resolv.conf`) are not the image's: where the image had none, the empty mount target
+/// the runtime made is left out of the layer (what RUN writes to them never reaches it).
+fn drop_mount_targets(upper: &Path) {
+    for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        let p = upper.join(f);
+        if std::fs::symlink_metadata(&p).is_ok_and(|m| m.is_file() && m.len() == 0) {
+            let _ = std::fs::remove_file(&p);
+        }
     }
 }
 

@@ -86,6 +86,7 @@ fn euid() -> u32 {
 impl Env {
     fn builder(&self) -> Builder<'_> {
         Builder {
+            network: None,
             rt: &self.rt,
             store: &self.store,
             dir: self.dir.path().join("build"),
