@@ -1,5 +1,6 @@
 //! The builder: runs a parsed Dockerfile on this node. Each stage a `--target` needs is built
-//! in order; each instruction either changes the image config (ENV, LABEL, WORKDIR, USER, CMD,
+//! on its own thread as soon as the stages it uses are (independent stages run at the same
+//! time; progress is reported as if they had run in file order); each instruction either changes the image config (ENV, LABEL, WORKDIR, USER, CMD,
 //! ENTRYPOINT, EXPOSE, VOLUME, STOPSIGNAL, SHELL, HEALTHCHECK) or adds a layer (RUN: a
 //! container of our runtime whose overlay upper directory becomes the layer; COPY/ADD: the
 //! files from the context written as a layer), and every step is committed as an image on top
@@ -22,9 +23,8 @@
 //! builder without a network) has loopback only; `--network=host` is refused.
 //!
 //! Not yet: `RUN --mount`, RUN heredocs, ADD of URLs, `COPY --parents` and
-//! `--exclude`, ONBUILD, user and group names in `--chown` (numeric ids work), and stages
-//! built concurrently (they are built one after the other). Each is refused with an error
-//! naming it, except concurrency, which only costs time.
+//! `--exclude`, ONBUILD, user and group names in `--chown` (numeric ids work). Each is
+//! refused with an error naming it.
 
 mod context;
 mod steps;
@@ -93,6 +93,15 @@ pub enum BuildError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// What every stage of one build shares.
+struct Plan<'a> {
+    df: &'a Dockerfile,
+    stages: &'a Stages,
+    req: &'a Request,
+    /// Steps of the whole build.
+    total: usize,
 }
 
 /// The stages built so far, for `COPY --from`.
@@ -194,34 +203,20 @@ impl Builder<'_> {
             .iter()
             .map(|i| stages.stages[*i].nodes.len() + 1)
             .sum();
-        let mut built: BTreeMap<usize, Current> = BTreeMap::new();
+        // Each stage's first step number: steps are numbered in file order.
+        let mut first = BTreeMap::new();
         let mut n = 0;
         for &i in &order {
-            let stage = &stages.stages[i];
-            let from = &df.nodes[stage.nodes.start - 1];
-            n += 1;
-            out(Event::Step {
-                n,
-                total,
-                text: from.original.trim().to_string(),
-            });
-            let mut cur = self.base(&stage.base, &built, &df, from)?;
-            cur.args.clear();
-            for node in &df.nodes[stage.nodes.clone()] {
-                n += 1;
-                out(Event::Step {
-                    n,
-                    total,
-                    text: node.original.trim().to_string(),
-                });
-                let earlier = Earlier {
-                    stages: &stages,
-                    built: &built,
-                };
-                self.step(&df, node, req, &mut cur, &earlier, out)?;
-            }
-            built.insert(i, cur);
+            first.insert(i, n);
+            n += stages.stages[i].nodes.len() + 1;
         }
+        let plan = Plan {
+            df: &df,
+            stages: &stages,
+            req,
+            total,
+        };
+        let mut built = self.stages_concurrently(&plan, &order, &first, out)?;
         let last = order
             .last()
             .and_then(|i| built.remove(i))
@@ -231,6 +226,138 @@ impl Builder<'_> {
             digest: digest.to_string(),
         });
         Ok(digest)
+    }
+
+    /// Builds the stages in `order`, each as soon as the stages it needs are built (on its
+    /// own thread), and returns what each built. Events reach `out` as if the stages had run
+    /// one after the other: the stage first in `order` streams live, the others' events wait
+    /// until every stage before them in `order` has finished.
+    fn stages_concurrently(
+        &self,
+        plan: &Plan,
+        order: &[usize],
+        first: &BTreeMap<usize, usize>,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<BTreeMap<usize, Current>, BuildError> {
+        use std::sync::{mpsc, Condvar, Mutex};
+        enum Msg {
+            Event(usize, Event),
+            Finished(usize),
+        }
+        let built: Mutex<BTreeMap<usize, Current>> = Mutex::new(BTreeMap::new());
+        let failed: Mutex<Option<(usize, BuildError)>> = Mutex::new(None);
+        let ready = Condvar::new();
+        let (tx, rx) = mpsc::channel::<Msg>();
+        std::thread::scope(|s| {
+            for &i in order {
+                let tx = tx.clone();
+                let (built, failed, ready) = (&built, &failed, &ready);
+                s.spawn(move || {
+                    let deps = &plan.stages.stages[i].deps;
+                    // The stages this one needs, once they are built (none if one failed).
+                    let snapshot = {
+                        let mut g = built.lock().unwrap_or_else(|e| e.into_inner());
+                        loop {
+                            let stop = failed.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                            if stop {
+                                break None;
+                            }
+                            if deps.iter().all(|d| g.contains_key(d)) {
+                                break Some(g.clone());
+                            }
+                            g = ready.wait(g).unwrap_or_else(|e| e.into_inner());
+                        }
+                    };
+                    if let Some(snapshot) = snapshot {
+                        let mut emit = |e| {
+                            let _ = tx.send(Msg::Event(i, e));
+                        };
+                        let stop = || failed.lock().unwrap_or_else(|e| e.into_inner()).is_some();
+                        match self.stage(plan, i, first[&i], &snapshot, &stop, &mut emit) {
+                            Ok(cur) => {
+                                built
+                                    .lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .insert(i, cur);
+                            }
+                            Err(e) => {
+                                let mut f = failed.lock().unwrap_or_else(|e| e.into_inner());
+                                // The first failing stage in file order is the one reported.
+                                if f.as_ref().is_none_or(|(j, _)| i < *j) {
+                                    *f = Some((i, e));
+                                }
+                            }
+                        }
+                    }
+                    // Wakes the stages waiting for this one (or for a failure).
+                    drop(built.lock().unwrap_or_else(|e| e.into_inner()));
+                    ready.notify_all();
+                    let _ = tx.send(Msg::Finished(i));
+                });
+            }
+            drop(tx);
+            let mut next = 0;
+            let mut held: BTreeMap<usize, Vec<Event>> = BTreeMap::new();
+            let mut finished = std::collections::BTreeSet::new();
+            for m in rx {
+                match m {
+                    Msg::Event(i, e) if next < order.len() && i == order[next] => out(e),
+                    Msg::Event(i, e) => held.entry(i).or_default().push(e),
+                    Msg::Finished(i) => {
+                        finished.insert(i);
+                    }
+                }
+                while next < order.len() && finished.contains(&order[next]) {
+                    next += 1;
+                    if let Some(i) = order.get(next) {
+                        for e in held.remove(i).unwrap_or_default() {
+                            out(e);
+                        }
+                    }
+                }
+            }
+        });
+        if let Some((_, e)) = failed.into_inner().unwrap_or_else(|e| e.into_inner()) {
+            return Err(e);
+        }
+        Ok(built.into_inner().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    /// One stage: its FROM and its steps, numbered from `first + 1`, on top of the stages
+    /// it needs (in `built`). Stops before a step once `stop` says another stage failed.
+    fn stage(
+        &self,
+        plan: &Plan,
+        i: usize,
+        first: usize,
+        built: &BTreeMap<usize, Current>,
+        stop: &dyn Fn() -> bool,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<Current, BuildError> {
+        let (df, stages) = (plan.df, plan.stages);
+        let stage = &stages.stages[i];
+        let from = &df.nodes[stage.nodes.start - 1];
+        let total = plan.total;
+        out(Event::Step {
+            n: first + 1,
+            total,
+            text: from.original.trim().to_string(),
+        });
+        let mut cur = self.base(&stage.base, built, df, from)?;
+        cur.args.clear();
+        let earlier = Earlier { stages, built };
+        for (n, node) in (first + 2..).zip(&df.nodes[stage.nodes.clone()]) {
+            if stop() {
+                return Err(step_err(df, node, "stopped: another stage failed".into()));
+            }
+            out(Event::Step {
+                n,
+                total,
+                text: node.original.trim().to_string(),
+            });
+            self.step(df, node, plan.req, &mut cur, &earlier, out)?;
+        }
+        Ok(cur)
     }
 
     /// The image a stage starts from.

@@ -443,3 +443,50 @@ fn run_output_streams_while_the_step_runs() {
         "{seen:?}"
     );
 }
+
+#[test]
+fn independent_stages_run_at_the_same_time_and_report_in_file_order() {
+    let e = env();
+    let c = e.context(&[("x", "x\n")]);
+    let span =
+        "cut -d' ' -f1 /proc/uptime > /start; busybox sleep 2; cut -d' ' -f1 /proc/uptime > /end";
+    let df = format!(
+        "FROM busybox:test AS a\nRUN {span}\nFROM busybox:test AS b\nRUN {span}\nFROM busybox:test\nCOPY --from=a /start /end /a/\nCOPY --from=b /start /end /b/\n"
+    );
+    let (r, events) = e.build(&c, &df, &[]);
+    r.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    let steps: Vec<usize> = events
+        .iter()
+        .filter_map(|ev| match ev {
+            Event::Step { n, .. } => Some(*n),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(steps, (1..=7).collect::<Vec<_>>(), "{events:?}");
+    let out = e.run("app:1", "cat /a/start /a/end /b/start /b/end");
+    let t: Vec<f64> = out.lines().map(|l| l.parse().unwrap()).collect();
+    // Each stage's RUN lasted 2 s; they overlap only if they ran at the same time.
+    assert!(
+        t[0] < t[3] && t[2] < t[1],
+        "a {}..{}, b {}..{}",
+        t[0],
+        t[1],
+        t[2],
+        t[3]
+    );
+}
+
+#[test]
+fn a_failing_stage_fails_the_build_and_stops_the_others() {
+    let e = env();
+    let c = e.context(&[("x", "x\n")]);
+    let df = "FROM busybox:test AS a\nRUN exit 4\nFROM busybox:test AS b\nRUN busybox sleep 1\nRUN echo never-after-a-failed\nFROM busybox:test\nCOPY --from=a /x /a\nCOPY --from=b /x /b\n";
+    let (r, events) = e.build(&c, df, &[]);
+    let err = r.unwrap_err().to_string();
+    assert!(err.contains("Dockerfile:2: the command"), "{err}");
+    assert!(
+        !events.contains(&Event::Output("never-after-a-failed\n".into())),
+        "{events:?}"
+    );
+    assert!(e.rt.list().unwrap().is_empty(), "no container left");
+}
