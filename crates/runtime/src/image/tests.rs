@@ -425,3 +425,40 @@ fn a_build_cache_entry_keeps_an_untagged_image_until_the_cache_is_cleared() {
     assert_eq!(st.blobs_removed, 3, "manifest, config and layer");
     assert_eq!(s.cache_get(&key), None);
 }
+
+#[test]
+fn file_capabilities_and_user_xattrs_are_restored_and_others_are_not() {
+    let (_t, root, _o) = sentinel();
+    // VFS_CAP_REVISION_2 | effective, permitted = CAP_NET_RAW (bit 13).
+    let mut cap = vec![0x01, 0x00, 0x00, 0x02];
+    cap.extend_from_slice(&(1u32 << 13).to_le_bytes());
+    cap.extend_from_slice(&[0u8; 12]);
+    let mut b = tar::Builder::new(Vec::new());
+    b.append_pax_extensions([
+        ("SCHILY.xattr.security.capability", cap.as_slice()),
+        ("SCHILY.xattr.user.origin", b"layer".as_slice()),
+        ("SCHILY.xattr.trusted.overlay.opaque", b"y".as_slice()),
+    ])
+    .unwrap();
+    let mut h = tar::Header::new_ustar();
+    h.set_mode(0o755);
+    h.set_uid(0);
+    h.set_size(3);
+    b.append_data(&mut h, "ping", &b"elf"[..]).unwrap();
+    let tar = b.into_inner().unwrap();
+    unpack::unpack_layer(Cursor::new(tar), &root, Default::default()).unwrap();
+    let p = root.join("ping");
+    assert_eq!(
+        sys::lgetxattr(&p, "security.capability").unwrap(),
+        Some(cap)
+    );
+    // The root filesystem of the test may lack user xattrs (then none is set, and that is fine).
+    if let Some(v) = sys::lgetxattr(&p, "user.origin").unwrap() {
+        assert_eq!(v, b"layer");
+    }
+    assert_eq!(
+        sys::lgetxattr(&p, "trusted.overlay.opaque").unwrap(),
+        None,
+        "an image never sets overlayfs' own attributes"
+    );
+}

@@ -86,6 +86,46 @@ pub struct UnpackStats {
     pub bytes: u64,
 }
 
+/// The extended attributes of an entry (PAX `SCHILY.xattr.*` records) that an image may set:
+/// `security.capability` (file capabilities, e.g. of `ping`) and `user.*` — what the layer
+/// writer keeps. `trusted.*` (overlayfs' own attributes), `security.selinux` and others are
+/// not taken from images.
+fn kept_xattrs<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+) -> Result<Vec<(String, Vec<u8>)>, UnpackError> {
+    let mut out = Vec::new();
+    let Some(exts) = entry
+        .pax_extensions()
+        .map_err(|source| UnpackError::Archive { source })?
+    else {
+        return Ok(out);
+    };
+    for ext in exts {
+        let ext = ext.map_err(|source| UnpackError::Archive { source })?;
+        let Ok(key) = ext.key() else { continue };
+        let Some(name) = key.strip_prefix("SCHILY.xattr.") else {
+            continue;
+        };
+        let keep = name == "security.capability"
+            || (name.starts_with("user.") && !name.starts_with("user.overlay."));
+        if keep {
+            out.push((name.to_string(), ext.value_bytes().to_vec()));
+        }
+    }
+    Ok(out)
+}
+
+fn set_xattrs(fd: &OwnedFd, xattrs: &[(String, Vec<u8>)]) -> io::Result<()> {
+    for (name, value) in xattrs {
+        match sys::fsetxattr(fd.as_raw_fd(), name, value) {
+            // A layer store on a filesystem without user xattrs still unpacks.
+            Err(e) if e.raw_os_error() == Some(libc::EOPNOTSUPP) && name.starts_with("user.") => {}
+            r => r?,
+        }
+    }
+    Ok(())
+}
+
 /// Extracts the (uncompressed) tar stream `reader` into the existing directory `root`.
 pub fn unpack_layer<R: Read>(
     reader: R,
@@ -135,6 +175,7 @@ pub fn unpack_layer<R: Read>(
             stats.whiteouts += 1;
             continue;
         }
+        let xattrs = kept_xattrs(&mut entry)?;
         let header = entry.header();
         let mode = header.mode().unwrap_or(0o644) & 0o7777;
         let uid = header.uid().unwrap_or(0) as u32;
@@ -163,6 +204,7 @@ pub fn unpack_layer<R: Read>(
                 .map_err(io_err)?;
                 fchown_fd(&d, uid, gid).map_err(io_err)?;
                 fchmod_fd(&d, mode).map_err(io_err)?;
+                set_xattrs(&d, &xattrs).map_err(io_err)?;
                 dir_times.push((rel.clone(), mtime));
             }
             tar::EntryType::Regular | tar::EntryType::Continuous => {
@@ -179,6 +221,8 @@ pub fn unpack_layer<R: Read>(
                 let fd = OwnedFd::from(f);
                 fchown_fd(&fd, uid, gid).map_err(io_err)?;
                 fchmod_fd(&fd, mode).map_err(io_err)?;
+                // After chown and chmod, which clear a file capability.
+                set_xattrs(&fd, &xattrs).map_err(io_err)?;
                 set_times_at(pfd, name_p, mtime).map_err(io_err)?;
             }
             tar::EntryType::Symlink => {
