@@ -80,8 +80,12 @@ pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<(
             size(swarm_build::MAX_CONTEXT_BYTES)
         );
     }
-    eprintln!("Sending build context to the node: {}", size(len));
-    let chunks = tar.chunks(options)?;
+    // On a terminal the count goes up as chunks leave; otherwise one line with the size.
+    let live = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    if !live {
+        eprintln!("Sending build context to the node: {}", size(len));
+    }
+    let chunks = tar.chunks(options, live.then_some(len))?;
     let mut events = client
         .build_image(chunks)
         .await
@@ -243,15 +247,18 @@ impl ContextTar {
     }
 
     /// The stream of chunks to send: the options in the first one, 1 MiB of the tar each.
+    /// With `live` (the total), the bytes sent so far are shown on stderr as they go.
     fn chunks(
         &self,
         options: BuildOptions,
+        live: Option<u64>,
     ) -> anyhow::Result<impl tokio_stream::Stream<Item = BuildChunk> + Send + 'static> {
         use std::io::Read;
         let mut f = std::fs::File::open(&self.path)?;
         let (tx, rx) = tokio::sync::mpsc::channel::<BuildChunk>(4);
         std::thread::spawn(move || {
             let mut options = Some(options);
+            let mut sent: u64 = 0;
             loop {
                 let mut buf = vec![0u8; 1 << 20];
                 let n = match f.read(&mut buf) {
@@ -271,6 +278,17 @@ impl ContextTar {
                     .is_err()
                 {
                     break;
+                }
+                sent += n as u64;
+                if let Some(total) = live {
+                    eprint!(
+                        "\rSending build context to the node: {} of {}",
+                        size(sent),
+                        size(total)
+                    );
+                    if n == 0 || sent >= total {
+                        eprintln!();
+                    }
                 }
             }
         });
