@@ -45,6 +45,13 @@ fn context(dir: &Path, keep: &str) {
     std::fs::write(dir.join(".dockerignore"), "data/*.log\n").unwrap();
 }
 
+/// `swarmctl image build ARGS…` on node `i`: its output.
+fn build(c: &swarm_testkit::Cluster, i: usize, args: &[&str]) -> anyhow::Result<String> {
+    let mut a = vec!["image", "build"];
+    a.extend_from_slice(args);
+    c.ctl(i, &a)
+}
+
 /// The digest `Successfully built …` names, and how many steps came from the cache.
 fn built(out: &str) -> (String, usize) {
     let digest = out
@@ -66,21 +73,12 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     let ctx_s = ctx.to_str().unwrap();
 
     info!("phase: build on the manager and push to the cluster registry");
-    let out = c
-        .ctl(
-            0,
-            &[
-                "image",
-                "build",
-                "-t",
-                "app:1",
-                "--build-arg",
-                "VERSION=7",
-                "--push",
-                ctx_s,
-            ],
-        )
-        .unwrap_or_else(|e| panic!("build: {e}\n{}", c.dump()));
+    let out = build(
+        &c,
+        0,
+        &["-t", "app:1", "--build-arg", "VERSION=7", "--push", ctx_s],
+    )
+    .unwrap_or_else(|e| panic!("build: {e}\n{}", c.dump()));
     info!("build output:\n{out}");
     let (d1, hits) = built(&out);
     assert_eq!(hits, 0, "a first build has nothing cached:\n{out}");
@@ -95,17 +93,7 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
         "FROM app:1\nUSER 0\nRUN test -x /app/app.sh && echo derived > /app/derived.txt\n",
     )
     .unwrap();
-    let out = c
-        .ctl(
-            2,
-            &[
-                "image",
-                "build",
-                "-t",
-                "derived:1",
-                derived.to_str().unwrap(),
-            ],
-        )
+    let out = build(&c, 2, &["-t", "derived:1", derived.to_str().unwrap()])
         .unwrap_or_else(|e| panic!("build on a worker: {e}\n{}", c.dump()));
     assert!(out.contains("Pulling app:1"), "{out}");
     let images = c.ctl(2, &["image", "ls"]).unwrap();
@@ -124,20 +112,12 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     )
     .unwrap();
     let target = format!("TARGET={host0}");
-    let out = c
-        .ctl(
-            2,
-            &[
-                "image",
-                "build",
-                "-t",
-                "net:1",
-                "--build-arg",
-                &target,
-                net.to_str().unwrap(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("RUN with a network: {e}\n{}", c.dump()));
+    let out = build(
+        &c,
+        2,
+        &["-t", "net:1", "--build-arg", &target, net.to_str().unwrap()],
+    )
+    .unwrap_or_else(|e| panic!("RUN with a network: {e}\n{}", c.dump()));
     assert!(out.contains("1 packets received"), "{out}");
     assert!(out.contains("nameserver "), "{out}");
 
@@ -180,41 +160,19 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     );
 
     info!("phase: nothing changed: every step from the cache, the same image");
-    let out = c
-        .ctl(
-            0,
-            &[
-                "image",
-                "build",
-                "-t",
-                "app:1",
-                "--build-arg",
-                "VERSION=7",
-                ctx_s,
-            ],
-        )
-        .unwrap();
+    let out = build(&c, 0, &["-t", "app:1", "--build-arg", "VERSION=7", ctx_s]).unwrap();
     let (d2, hits) = built(&out);
     assert_eq!(d2, d1, "{out}");
     assert_eq!(hits, CACHEABLE, "{out}");
 
     info!("phase: one COPY input changed: rebuilt from that step on");
     std::fs::write(ctx.join("data/keep.txt"), "two").unwrap();
-    let out = c
-        .ctl(
-            0,
-            &[
-                "image",
-                "build",
-                "-t",
-                "app:2",
-                "--build-arg",
-                "VERSION=7",
-                "--push",
-                ctx_s,
-            ],
-        )
-        .unwrap();
+    let out = build(
+        &c,
+        0,
+        &["-t", "app:2", "--build-arg", "VERSION=7", "--push", ctx_s],
+    )
+    .unwrap();
     let (d3, hits) = built(&out);
     assert_ne!(d3, d1);
     // The first stage (3) and ENV, WORKDIR, COPY --from of the second.
@@ -240,23 +198,15 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     info!("phase: the cache outlives garbage collection, until prune --build-cache");
     let pruned = c.ctl(0, &["image", "prune", "-f"]).unwrap();
     info!("prune: {pruned}");
-    let again = [
-        "image",
-        "build",
-        "-t",
-        "app:2",
-        "--build-arg",
-        "VERSION=7",
-        ctx_s,
-    ];
-    let out = c.ctl(0, &again).unwrap();
+    let again = ["-t", "app:2", "--build-arg", "VERSION=7", ctx_s];
+    let out = build(&c, 0, &again).unwrap();
     assert_eq!(built(&out), (d3.clone(), CACHEABLE), "{out}");
     let pruned = c
         .ctl(0, &["image", "prune", "-f", "--build-cache"])
         .unwrap();
     assert!(pruned.contains("steps forgotten"), "{pruned}");
     assert!(!pruned.contains("Build cache: 0 "), "{pruned}");
-    let out = c.ctl(0, &again).unwrap();
+    let out = build(&c, 0, &again).unwrap();
     let (_, hits) = built(&out);
     assert_eq!(hits, 0, "nothing cached after prune --build-cache:\n{out}");
 
@@ -281,26 +231,12 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     ];
     for (df, want) in cases {
         std::fs::write(evil.join("Dockerfile"), df).unwrap();
-        let err = c
-            .ctl(
-                0,
-                &["image", "build", "-t", "evil:1", evil.to_str().unwrap()],
-            )
+        let err = build(&c, 0, &["-t", "evil:1", evil.to_str().unwrap()])
             .expect_err(df)
             .to_string();
         assert!(err.contains(want), "{df:?}:\n got  {err}\n want {want}");
     }
-    let err = c
-        .ctl(
-            0,
-            &[
-                "image",
-                "build",
-                "-f",
-                "/etc/passwd",
-                evil.to_str().unwrap(),
-            ],
-        )
+    let err = build(&c, 0, &["-f", "/etc/passwd", evil.to_str().unwrap()])
         .unwrap_err()
         .to_string();
     assert!(
@@ -325,21 +261,19 @@ fn docker_runs_the_image_we_built() {
     let ctx = tmp.path().join("ctx");
     context(&ctx, "docker");
     let repo = format!("t87-{}/app:1", std::process::id());
-    let out = c
-        .ctl(
-            0,
-            &[
-                "image",
-                "build",
-                "-t",
-                &repo,
-                "--build-arg",
-                "VERSION=3",
-                "--push",
-                ctx.to_str().unwrap(),
-            ],
-        )
-        .unwrap_or_else(|e| panic!("build: {e}\n{}", c.dump()));
+    let out = build(
+        &c,
+        0,
+        &[
+            "-t",
+            &repo,
+            "--build-arg",
+            "VERSION=3",
+            "--push",
+            ctx.to_str().unwrap(),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("build: {e}\n{}", c.dump()));
     let (digest, _) = built(&out);
 
     let mut d = DockerLogin::new(&c, 0, tmp.path(), false);

@@ -80,7 +80,7 @@ impl ImageStore {
     }
 
     /// Writes the config and the manifest of an image; tags it.
-    fn store_image(
+    pub(super) fn store_image(
         &self,
         cf: &ConfigFile,
         layers: Vec<Descriptor>,

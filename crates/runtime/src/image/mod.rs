@@ -705,28 +705,13 @@ impl ImageStore {
             },
             history: Vec::new(),
         };
-        let cbytes = serde_json::to_vec(&cf).expect("config serializes");
-        let cdig = self.put_blob(&cbytes)?;
-        let manifest = Manifest {
-            schema_version: 2,
-            media_type: Some(MEDIA_MANIFEST.into()),
-            config: Descriptor {
-                media_type: MEDIA_CONFIG.into(),
-                digest: cdig,
-                size: cbytes.len() as u64,
-                annotations: BTreeMap::new(),
-            },
-            layers: vec![Descriptor {
-                media_type: media.into(),
-                digest: layer,
-                size,
-                annotations: BTreeMap::new(),
-            }],
-        };
-        let mbytes = serde_json::to_vec(&manifest).expect("manifest serializes");
-        let mdig = self.put_blob(&mbytes)?;
-        self.tag(name, &mdig)?;
-        Ok(mdig)
+        let layers = vec![Descriptor {
+            media_type: media.into(),
+            digest: layer,
+            size,
+            annotations: BTreeMap::new(),
+        }];
+        self.store_image(&cf, layers, Some(name))
     }
 
     /// Stores a manifest with its config and layers taken from `blob_source` (a function that
