@@ -120,6 +120,7 @@ impl Builds {
         // No image garbage collection while a build pulls, commits and tags.
         let _shared = self.images.shared().await;
         self.pull_bases(&req, opts.pull, &tx).await?;
+        let req = self.cache_sources(req, &tx).await;
         let dir = self.dir.clone();
         let network = self.network.clone();
         let (etx, erx) = std::sync::mpsc::channel::<BuildEvent>();
@@ -162,6 +163,38 @@ impl Builds {
 }
 
 impl Builds {
+    /// Keeps the `--cache-from` images that are on this node or can be pulled; the others
+    /// are reported and left out (as Docker does: a missing cache source only costs time).
+    async fn cache_sources(
+        &self,
+        mut req: Request,
+        tx: &tokio::sync::mpsc::Sender<Result<BuildEvent, Status>>,
+    ) -> Request {
+        let mut kept = Vec::new();
+        for name in std::mem::take(&mut req.cache_from) {
+            let n = swarm_runtime::image::normalize_name(&name);
+            let present = self.images.store().resolve(&n).is_ok();
+            let got = match (&self.puller, present) {
+                (_, true) => Ok(()),
+                (Some(p), false) => p.pull_now(&n).await.map(|_| ()),
+                (None, false) => Err("not on this node".to_string()),
+            };
+            match got {
+                Ok(()) => kept.push(n),
+                Err(e) => {
+                    let _ = tx
+                        .send(Ok(BuildEvent {
+                            output: format!("--cache-from {n}: not used ({e})\n"),
+                            ..Default::default()
+                        }))
+                        .await;
+                }
+            }
+        }
+        req.cache_from = kept;
+        req
+    }
+
     /// Pulls the images the build starts from (FROM and `COPY --from` of an image) that this
     /// node lacks, or all of them with `--pull`, through the node's registry client.
     async fn pull_bases(
@@ -288,6 +321,7 @@ fn request(context: &Path, o: &BuildOptions) -> Result<Request, Status> {
         target: (!o.target.is_empty()).then(|| o.target.clone()),
         tags: o.tags.clone(),
         no_cache: o.no_cache,
+        cache_from: o.cache_from.clone(),
         labels: o.labels.clone().into_iter().collect(),
     })
 }

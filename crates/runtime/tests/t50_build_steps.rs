@@ -61,6 +61,7 @@ fn run_steps_become_layers_and_the_image_shows_what_they_left() {
             &Step {
                 parent: Some("busybox:test"),
                 layer: Some(&layer),
+                reuse: None,
                 config: config.clone(),
                 created_by: format!("RUN /bin/sh -c {script}"),
             },
@@ -75,6 +76,7 @@ fn run_steps_become_layers_and_the_image_shows_what_they_left() {
             &Step {
                 parent: Some("built:1"),
                 layer: None,
+                reuse: None,
                 config,
                 created_by: "WORKDIR /app".into(),
             },

@@ -102,6 +102,29 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
         "{images}"
     );
 
+    info!("phase: another worker, no cache of its own, takes the RUN layer from --cache-from");
+    // Workers may not push: the manager builds and pushes the same Dockerfile.
+    build(
+        &c,
+        0,
+        &["-t", "derived:1", "--push", derived.to_str().unwrap()],
+    )
+    .unwrap();
+    let out = build(
+        &c,
+        1,
+        &[
+            "-t",
+            "derived:1",
+            "--cache-from",
+            "derived:1",
+            derived.to_str().unwrap(),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("--cache-from: {e}\n{}", c.dump()));
+    let (_, hits) = built(&out);
+    assert_eq!(hits, 1, "its RUN from derived:1:\n{out}");
+
     info!("phase: RUN reaches another host from the worker's default bridge; --network=none has loopback only");
     let host0 = c.nodes[0].addr.split(':').next().unwrap().to_string();
     let net = tmp.path().join("net");

@@ -161,6 +161,8 @@ impl Builder<'_> {
         if res? {
             out(Event::Cached);
         }
+        let diff = Digest::parse(&format!("sha256:{digest}"))?;
+        cur.follow(&created_by, Some(&diff));
         Ok(())
     }
 }
@@ -235,6 +237,15 @@ fn context_ignore(context: &Path) -> Result<IgnoreMatcher, String> {
     match fs::read_to_string(context.join(".dockerignore")) {
         Ok(s) => IgnoreMatcher::parse(&s).map_err(|e| e.to_string()),
         Err(_) => Ok(IgnoreMatcher::default()),
+    }
+}
+
+/// `rest` under the layer directory `dir` ("" is the root: no leading slash in a tar path).
+fn under(dir: &str, rest: &str) -> String {
+    if dir.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{dir}/{rest}")
     }
 }
 
@@ -451,7 +462,7 @@ impl LayerWriter<'_> {
         match item {
             Item::Data { bytes, dest: name } => {
                 let at = if into_dir {
-                    format!("{d}/{name}")
+                    under(d, name)
                 } else {
                     d.to_string()
                 };
@@ -471,7 +482,7 @@ impl LayerWriter<'_> {
                     return self.dir(src, &rel, d);
                 }
                 let at = if into_dir {
-                    format!("{d}/{name}")
+                    under(d, name)
                 } else {
                     d.to_string()
                 };
@@ -492,7 +503,7 @@ impl LayerWriter<'_> {
             true
         })?;
         for (r, md) in entries {
-            self.entry(&src.join(&r), &format!("{at}/{}", r.display()), &md)?;
+            self.entry(&src.join(&r), &under(at, &r.display().to_string()), &md)?;
         }
         Ok(())
     }
@@ -514,11 +525,7 @@ impl LayerWriter<'_> {
                     format!("{}: {e}", src.display()),
                 )
             })?;
-            Ok(if at.is_empty() {
-                rel.display().to_string()
-            } else {
-                format!("{at}/{}", rel.display())
-            })
+            Ok(under(at, &rel.display().to_string()))
         };
         for e in a.entries()? {
             let mut e = e?;

@@ -12,6 +12,12 @@
 //! layer its inputs make. A rebuild with nothing changed gives the same image
 //! digest; a change to one COPY input rebuilds from that step on.
 //!
+//! `--cache-from IMAGE` (a node without that cache, e.g. after a pull): a stage whose base
+//! layers start IMAGE follows IMAGE's history step by step; while every step matched (same
+//! `created_by`, the same layer for COPY/ADD), a RUN takes IMAGE's next layer instead of
+//! running. Only IMAGE's own stage can match: earlier stages of a multi-stage build need
+//! their own image, as with Docker's classic builder.
+//!
 //! `COPY --from` reads an earlier stage's image or an image of this node's store through a
 //! read-only view of its filesystem ([`view::RootView`]); symbolic links in a source path
 //! resolve inside the context or that filesystem, never to a host file.
@@ -36,6 +42,7 @@ use crate::dockerfile::{self, Base, Dockerfile, Instruction, Node, Stages};
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use swarm_runtime::image::commit::Lineage;
 use swarm_runtime::image::Digest;
 use swarm_runtime::{ImageConfig, ImageError, ImageStore, Runtime};
 
@@ -53,6 +60,8 @@ pub struct Request {
     pub no_cache: bool,
     /// `--label`: added to the final image.
     pub labels: BTreeMap<String, String>,
+    /// `--cache-from`: images (on this node) whose history may stand in for RUN steps.
+    pub cache_from: Vec<String>,
 }
 
 /// What the builder tells as it goes (`docker build`'s plain progress).
@@ -86,6 +95,8 @@ pub enum BuildError {
     Image(#[from] ImageError),
     #[error("RUN's network: {0}")]
     Network(String),
+    #[error("--cache-from {image}: {message}")]
+    CacheFrom { image: String, message: String },
     #[error("{0}")]
     Runtime(#[from] swarm_runtime::RuntimeError),
     #[error("{path}: {source}")]
@@ -102,6 +113,8 @@ struct Plan<'a> {
     req: &'a Request,
     /// Steps of the whole build.
     total: usize,
+    /// The `--cache-from` images (none with `--no-cache`).
+    cache_from: Vec<std::sync::Arc<Lineage>>,
 }
 
 /// The stages built so far, for `COPY --from`.
@@ -186,6 +199,67 @@ struct Current {
     args: BTreeMap<String, String>,
     /// Whether CMD was set in this stage (ENTRYPOINT resets an inherited one).
     cmd_set: bool,
+    /// Where this stage stands in each `--cache-from` image that matched it so far.
+    cache_from: Vec<CacheFrom>,
+}
+
+/// A `--cache-from` image followed step by step: its next layer and history entry.
+#[derive(Debug, Clone)]
+struct CacheFrom {
+    lineage: std::sync::Arc<Lineage>,
+    layer: usize,
+    hist: usize,
+}
+
+impl Current {
+    /// The `--cache-from` images whose layers and history start like this stage's base.
+    fn start_cache_from(&mut self, sources: &[std::sync::Arc<Lineage>], base: &Lineage) {
+        self.cache_from = sources
+            .iter()
+            .filter(|l| {
+                l.layers.len() >= base.layers.len()
+                    && l.history.len() >= base.history.len()
+                    && l.layers.iter().zip(&base.layers).all(|(a, b)| a.1 == b.1)
+            })
+            .map(|l| CacheFrom {
+                lineage: l.clone(),
+                layer: base.layers.len(),
+                hist: base.history.len(),
+            })
+            .collect();
+    }
+
+    /// Moves past a step that wrote history `created_by` and layer `diff` (None: no layer);
+    /// the images whose next step was another stop matching.
+    fn follow(&mut self, created_by: &str, diff: Option<&Digest>) {
+        self.cache_from.retain_mut(|c| {
+            let Some(h) = c.lineage.history.get(c.hist) else {
+                return false;
+            };
+            if h.created_by != created_by || h.empty_layer != diff.is_none() {
+                return false;
+            }
+            if let Some(d) = diff {
+                if c.lineage.layers.get(c.layer).map(|l| &l.1) != Some(d) {
+                    return false;
+                }
+                c.layer += 1;
+            }
+            c.hist += 1;
+            true
+        });
+    }
+
+    /// The layer a `--cache-from` image made with the step `created_by` next (a RUN whose
+    /// every step before matched).
+    fn reusable(&self, created_by: &str) -> Option<(swarm_runtime::image::Descriptor, Digest)> {
+        self.cache_from.iter().find_map(|c| {
+            let h = c.lineage.history.get(c.hist)?;
+            (h.created_by == created_by && !h.empty_layer)
+                .then(|| c.lineage.layers.get(c.layer).cloned())
+                .flatten()
+        })
+    }
 }
 
 impl Builder<'_> {
@@ -210,11 +284,21 @@ impl Builder<'_> {
             first.insert(i, n);
             n += stages.stages[i].nodes.len() + 1;
         }
+        let mut cache_from = Vec::new();
+        for name in &req.cache_from {
+            let n = swarm_runtime::image::normalize_name(name);
+            let l = self.store.lineage(&n).map_err(|e| BuildError::CacheFrom {
+                image: n.clone(),
+                message: e.to_string(),
+            })?;
+            cache_from.push(std::sync::Arc::new(l));
+        }
         let plan = Plan {
             df: &df,
             stages: &stages,
             req,
             total,
+            cache_from,
         };
         let mut built = self.stages_concurrently(&plan, &order, &first, out)?;
         let last = order
@@ -345,6 +429,13 @@ impl Builder<'_> {
         });
         let mut cur = self.base(&stage.base, built, df, from)?;
         cur.args.clear();
+        if !plan.cache_from.is_empty() && !plan.req.no_cache {
+            let base = match &cur.image {
+                Some(d) => self.store.lineage(d.as_str())?,
+                None => Lineage::default(),
+            };
+            cur.start_cache_from(&plan.cache_from, &base);
+        }
         let earlier = Earlier { stages, built };
         for (n, node) in (first + 2..).zip(&df.nodes[stage.nodes.clone()]) {
             if stop() {
@@ -423,6 +514,7 @@ impl Builder<'_> {
             &swarm_runtime::image::commit::Step {
                 parent: parent.as_deref(),
                 layer,
+                reuse: None,
                 config: cur.config.clone(),
                 created_by: created_by.to_string(),
             },

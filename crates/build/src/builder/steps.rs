@@ -137,12 +137,12 @@ impl Builder<'_> {
             Instruction::From(_) | Instruction::Onbuild(_) => {}
         }
         let key = cache_key(cur, node.original.trim(), "");
-        self.commit(cur, None, node.original.trim(), &key, req)
-            .map(|hit| {
-                if hit {
-                    out(Event::Cached)
-                }
-            })
+        let hit = self.commit(cur, None, node.original.trim(), &key, req)?;
+        if hit {
+            out(Event::Cached)
+        }
+        cur.follow(node.original.trim(), None);
+        Ok(())
     }
 
     /// RUN: the command in a container of the current image; its changes become the layer.
@@ -183,11 +183,41 @@ impl Builder<'_> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         let key = cache_key(cur, node.original.trim(), &format!("{args:?}{env:?}"));
+        let created_by = format!("RUN {}", node.original.trim()[3..].trim());
         if let Some(d) = self.cached(&key, req) {
+            let diff = self
+                .store
+                .lineage(d.as_str())?
+                .layers
+                .last()
+                .map(|l| l.1.clone());
             cur.image = Some(d);
             out(Event::Cached);
+            cur.follow(&created_by, diff.as_ref());
             return Ok(());
         }
+        // A `--cache-from` image made this step on the same base: its layer stands in.
+        if let Some(reuse) = cur.reusable(&created_by) {
+            let parent = cur.image.as_ref().map(|d| d.to_string());
+            let diff = reuse.1.clone();
+            let d = self.store.commit(
+                &swarm_runtime::image::commit::Step {
+                    parent: parent.as_deref(),
+                    layer: None,
+                    reuse: Some(reuse),
+                    config: cur.config.clone(),
+                    created_by: created_by.clone(),
+                },
+                None,
+            )?;
+            self.store.cache_put(&key, &d)?;
+            cur.image = Some(d);
+            out(Event::Cached);
+            cur.follow(&created_by, Some(&diff));
+            return Ok(());
+        }
+        // This RUN's layer is new: no `--cache-from` image can match what follows.
+        cur.cache_from.clear();
         let lower = match &cur.image {
             Some(d) => self.store.prepare(d.as_str())?.layers,
             None => Vec::new(),
@@ -259,15 +289,7 @@ impl Builder<'_> {
         if let Some(n) = network {
             n.release(&id);
         }
-        let res = res.and_then(|()| {
-            self.commit(
-                cur,
-                Some(&layer),
-                &format!("RUN {}", node.original.trim()[3..].trim()),
-                &key,
-                req,
-            )
-        });
+        let res = res.and_then(|()| self.commit(cur, Some(&layer), &created_by, &key, req));
         let _ = std::fs::remove_file(&layer);
         res.map(|_| ())
     }

@@ -490,3 +490,63 @@ fn a_failing_stage_fails_the_build_and_stops_the_others() {
     );
     assert!(e.rt.list().unwrap().is_empty(), "no container left");
 }
+
+#[test]
+fn cache_from_an_image_stands_in_for_run_steps_on_a_node_without_cache() {
+    let e = env();
+    let c = e.context(&[("data.txt", "data\n")]);
+    let df = "FROM busybox:test\nENV A=1\nRUN cut -d' ' -f1 /proc/uptime > /made\nCOPY data.txt /\nRUN cat /made > /again\n";
+    let build = |df: &str, cache_from: &[&str]| {
+        let mut events = Vec::new();
+        let req = Request {
+            context: c.clone(),
+            dockerfile: df.into(),
+            dockerfile_name: "Dockerfile".into(),
+            tags: vec!["app:2".into()],
+            cache_from: cache_from.iter().map(|s| s.to_string()).collect(),
+            ..Default::default()
+        };
+        let r = e.builder().build(&req, &mut |ev| events.push(ev));
+        (r.unwrap_or_else(|err| panic!("{err}\n{events:?}")), events)
+    };
+    let (first, _) = build(df, &[]);
+    e.store.tag("source:1", &first).unwrap();
+    let made = e.run("source:1", "cat /made /again");
+    // Another node: no build cache.
+    e.store.cache_clear().unwrap();
+    let (_, events) = build(df, &["source:1"]);
+    assert_eq!(
+        cached(&events),
+        2,
+        "both RUNs from the source (ENV and COPY are redone): {events:?}"
+    );
+    assert!(
+        !events.iter().any(|ev| matches!(ev, Event::Output(_))),
+        "no RUN ran: {events:?}"
+    );
+    assert_eq!(
+        e.run("app:2", "cat /made /again"),
+        made,
+        "the source's layers"
+    );
+    // A changed step before a RUN: from there on nothing comes from the source.
+    e.store.cache_clear().unwrap();
+    let changed = df.replace("ENV A=1", "ENV A=2");
+    let (_, events) = build(&changed, &["source:1"]);
+    assert_ne!(e.run("app:2", "cat /made /again"), made, "{events:?}");
+    let err = e
+        .builder()
+        .build(
+            &Request {
+                context: c.clone(),
+                dockerfile: df.into(),
+                dockerfile_name: "Dockerfile".into(),
+                cache_from: vec!["nosuch:1".into()],
+                ..Default::default()
+            },
+            &mut |_| {},
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("--cache-from nosuch:1"), "{err}");
+}

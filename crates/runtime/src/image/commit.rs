@@ -18,6 +18,13 @@ pub struct History {
     pub empty_layer: bool,
 }
 
+/// How an image came to be: its layers (descriptor, diff id), lowest first, and its history.
+#[derive(Debug, Clone, Default)]
+pub struct Lineage {
+    pub layers: Vec<(Descriptor, Digest)>,
+    pub history: Vec<History>,
+}
+
 /// One build step to commit.
 #[derive(Debug, Clone, Default)]
 pub struct Step<'a> {
@@ -25,6 +32,9 @@ pub struct Step<'a> {
     pub parent: Option<&'a str>,
     /// The step's layer, an uncompressed tar file; `None` for a config-only step.
     pub layer: Option<&'a Path>,
+    /// Or a layer already in the store (its descriptor and diff id), e.g. taken from a
+    /// `--cache-from` image; used instead of `layer`.
+    pub reuse: Option<(Descriptor, Digest)>,
     /// The image config after the step.
     pub config: ImageConfig,
     /// What the history shows for the step (`RUN /bin/sh -c make`).
@@ -54,7 +64,10 @@ impl ImageStore {
                 .collect();
         }
         let now = crate::timefmt::rfc3339_now();
-        if let Some(path) = step.layer {
+        if let Some((d, diff_id)) = &step.reuse {
+            cf.rootfs.diff_ids.push(diff_id.clone());
+            layers.push(d.clone());
+        } else if let Some(path) = step.layer {
             let f = File::open(path).map_err(io_err(path))?;
             let (digest, size) = self.put_blob_reader(f, None)?;
             cf.rootfs.diff_ids.push(digest.clone());
@@ -69,7 +82,7 @@ impl ImageStore {
             created: Some(now.clone()),
             created_by: step.created_by.clone(),
             comment: String::new(),
-            empty_layer: step.layer.is_none(),
+            empty_layer: step.layer.is_none() && step.reuse.is_none(),
         });
         cf.created = Some(now);
         cf.architecture = go_arch().into();
@@ -105,6 +118,30 @@ impl ImageStore {
             self.tag(t, &mdig)?;
         }
         Ok(mdig)
+    }
+
+    /// The layers of image `name` (with their diff ids) and its history (an imported image
+    /// without history gets one "imported" entry per layer, as [`ImageStore::commit`] counts).
+    pub fn lineage(&self, name: &str) -> Result<Lineage, ImageError> {
+        let m = self.manifest(&self.resolve(name)?)?;
+        let cf: ConfigFile = self.read_json(&m.config.digest)?;
+        let layers = m
+            .layers
+            .into_iter()
+            .zip(cf.rootfs.diff_ids.iter().cloned())
+            .collect::<Vec<_>>();
+        let history = if cf.history.is_empty() {
+            layers
+                .iter()
+                .map(|_| History {
+                    created_by: "imported".into(),
+                    ..Default::default()
+                })
+                .collect()
+        } else {
+            cf.history
+        };
+        Ok(Lineage { layers, history })
     }
 
     /// The history of image `name` (oldest first).

@@ -33,6 +33,11 @@ pub struct BuildArgs {
     /// seen); without it only missing ones are pulled.
     #[arg(long)]
     pub pull: bool,
+    /// An image (in the cluster registry or on the node) whose layers may stand in for RUN
+    /// steps when every step before matched (it was built from the same Dockerfile and base,
+    /// e.g. on another node); repeatable.
+    #[arg(long = "cache-from", value_name = "IMAGE")]
+    pub cache_from: Vec<String>,
     /// A label for the image: KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -69,6 +74,7 @@ pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<(
         no_cache: a.no_cache,
         labels: pairs(&a.labels, "--label", false)?,
         pull: a.pull,
+        cache_from: a.cache_from.clone(),
     };
     let tar = ContextTar::write(&a.context, &dockerfile)?;
     let len = tar.len()?;
