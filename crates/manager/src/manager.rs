@@ -440,8 +440,11 @@ impl Manager {
 
     /// A retry was refused by the store after an earlier attempt whose outcome is unknown.
     /// If the store (read linearizably) holds exactly what the batch writes, that earlier
-    /// attempt applied: success. A removal that now finds nothing may have been ours: the
-    /// outcome stays unknown. Anything else is a real refusal.
+    /// attempt applied: success. A refusal the earlier attempt itself could have caused — a
+    /// conflict ("already exists", "out of sequence", a name in use) or a removal that finds
+    /// nothing — leaves the outcome unknown: the earlier attempt may have applied and been
+    /// changed since by another write (soak seed 1808 saw an update reported "out of
+    /// sequence" that had applied). Anything else is a real refusal.
     async fn after_unknown_attempt(
         &self,
         batch: &WriteBatch,
@@ -455,10 +458,10 @@ impl Manager {
             return Ok(stored);
         }
         let removal = batch.ops.iter().any(|op| matches!(op, Op::Delete { .. }));
-        match refused {
-            WriteError::Store(StoreError::NotFound { .. }) if removal => Err(self.unconfirmed()),
-            e => Err(e),
+        if own_attempt_may_explain(&refused, removal) {
+            return Err(self.unconfirmed());
         }
+        Err(refused)
     }
 
     /// With no leader: so many voters are known to be down that no election can succeed.
@@ -733,5 +736,53 @@ async fn drop_logs_when_not_leading(
         if rx.changed().await.is_err() {
             return;
         }
+    }
+}
+
+/// Whether a refusal of a retried write could come from the write's own earlier attempt
+/// (whose outcome is unknown): then the refusal proves nothing.
+fn own_attempt_may_explain(refused: &WriteError, removal: bool) -> bool {
+    match refused {
+        WriteError::Store(
+            StoreError::Exists { .. }
+            | StoreError::NameConflict { .. }
+            | StoreError::VersionMismatch { .. },
+        ) => true,
+        WriteError::Store(StoreError::NotFound { .. }) => removal,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod retry_tests {
+    use super::*;
+
+    #[test]
+    fn a_conflict_after_an_unknown_attempt_proves_nothing_and_other_refusals_stand() {
+        let mismatch = WriteError::Store(StoreError::VersionMismatch {
+            kind: "service".into(),
+            id: "s".into(),
+            expected: 7696,
+            actual: 7710,
+        });
+        assert!(own_attempt_may_explain(&mismatch, false));
+        let exists = WriteError::Store(StoreError::NameConflict {
+            kind: "service".into(),
+            name: "web".into(),
+            id: "s".into(),
+        });
+        assert!(own_attempt_may_explain(&exists, false));
+        let gone = WriteError::Store(StoreError::NotFound {
+            kind: "service".into(),
+            id: "s".into(),
+        });
+        assert!(own_attempt_may_explain(&gone, true));
+        assert!(!own_attempt_may_explain(&gone, false));
+        let in_use = WriteError::Store(StoreError::InUse {
+            kind: "network".into(),
+            id: "n".into(),
+            by: "t".into(),
+        });
+        assert!(!own_attempt_may_explain(&in_use, false));
     }
 }
