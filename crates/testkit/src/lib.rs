@@ -466,34 +466,88 @@ fn unmount_under(dir: &Path) {
     }
 }
 
+/// The node id a state dir holds (`node.json`), if it has one.
+fn node_id_of(state_dir: &Path) -> Option<String> {
+    let b = std::fs::read(state_dir.join("node.json")).ok()?;
+    let v = serde_json::from_slice::<serde_json::Value>(&b).ok()?;
+    let id = v["node_id"].as_str()?;
+    (id.len() >= 12).then(|| id.to_string())
+}
+
 /// The cgroup parent directories a node's runtime uses (`swarm-<short node id>` in each
-/// hierarchy).
+/// hierarchy, and `swarm-<short node id>-build` of its image builds).
 pub fn cgroup_dirs(state_dir: &Path) -> Vec<PathBuf> {
-    let Ok(b) = std::fs::read(state_dir.join("node.json")) else {
+    let Some(id) = node_id_of(state_dir) else {
         return Vec::new();
     };
-    let Ok(v) = serde_json::from_slice::<serde_json::Value>(&b) else {
-        return Vec::new();
-    };
-    let id = v["node_id"].as_str().unwrap_or_default();
-    if id.len() < 12 {
-        return Vec::new();
-    }
-    let parent = format!("swarm-{}", &id[..12]);
     let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
-        for e in rd.flatten() {
-            let p = e.path().join(&parent);
-            if p.is_dir() {
-                out.push(p);
+    for parent in [
+        format!("swarm-{}", &id[..12]),
+        format!("swarm-{}-build", &id[..12]),
+    ] {
+        if let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") {
+            for e in rd.flatten() {
+                let p = e.path().join(&parent);
+                if p.is_dir() {
+                    out.push(p);
+                }
+            }
+        }
+        let p = Path::new("/sys/fs/cgroup").join(&parent);
+        if p.is_dir() && !out.contains(&p) {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Removes what a node killed in this network namespace left of its networks: its bridges
+/// and VXLAN devices (`sb<tag>-*`, `sv<tag>-*`), its nftables table and its iptables
+/// FORWARD accepts (tag = the node id's first 5 characters). A node in its own namespace
+/// leaves nothing here: its namespace goes with it.
+pub fn remove_host_networks(state_dir: &Path) {
+    let Some(id) = node_id_of(state_dir) else {
+        return;
+    };
+    let tag = &id[..5];
+    let links = Command::new("ip").args(["-o", "link", "show"]).output();
+    let names: Vec<String> = links
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .filter(|n| n.starts_with(&format!("sb{tag}-")) || n.starts_with(&format!("sv{tag}-")))
+        .collect();
+    for n in &names {
+        let _ = Command::new("ip").args(["link", "del", n]).output();
+    }
+    let _ = Command::new("nft")
+        .args(["delete", "table", "inet", &format!("swarm-{tag}")])
+        .output();
+    let comment = format!("swarm-{tag}");
+    let iface = format!("sb{tag}-+");
+    for dir in ["-i", "-o"] {
+        for _ in 0..16 {
+            let deleted = Command::new("iptables")
+                .args([
+                    "-w",
+                    "-D",
+                    "FORWARD",
+                    dir,
+                    &iface,
+                    "-m",
+                    "comment",
+                    "--comment",
+                ])
+                .args([&comment, "-j", "ACCEPT"])
+                .output()
+                .is_ok_and(|o| o.status.success());
+            if !deleted {
+                break;
             }
         }
     }
-    let p = Path::new("/sys/fs/cgroup").join(&parent);
-    if p.is_dir() && !out.contains(&p) {
-        out.push(p);
-    }
-    out
 }
 
 /// Pids of all processes in a node's container cgroups.
@@ -554,6 +608,7 @@ impl Drop for Cluster {
         for d in &self.nodes {
             remove_cgroups(&d.state_dir);
             unmount_under(&d.state_dir);
+            remove_host_networks(&d.state_dir);
         }
         if std::thread::panicking() {
             eprintln!("{}", self.dump());
