@@ -411,6 +411,13 @@ impl Manager {
                         // Refused by Raft (not the leader any more): nothing appended.
                         Err(Retry::Again) => {}
                         Err(Retry::Fail(e)) => return Err(e),
+                        // This manager became the leader after an earlier attempt (forwarded
+                        // to the old leader) whose outcome is unknown: a refusal may be that
+                        // attempt's own doing (t55 seed 20261202, KillLeader: an update
+                        // reported "out of sequence" that had applied).
+                        Ok(Err(e @ WriteError::Store(_))) if sent => {
+                            return self.after_unknown_attempt(&batch, e).await
+                        }
                         Ok(v) => return v,
                     }
                 }
