@@ -477,11 +477,22 @@ impl Executor for RuntimeExecutor {
                 // can go now.
                 self.images.collect_soon();
                 if let Some(dp) = &self.net {
-                    // Its veths went with its namespace; a bridge nobody uses goes now.
-                    let dp = dp.clone();
-                    if let Ok(Err(e)) = self.limited(move || dp.collect()).await {
+                    // Its veths went with its namespace; a bridge nobody uses goes now. The
+                    // kernel removes a dead namespace's veths in the background, so a bridge
+                    // can still have this container's port here: look again a little later
+                    // (under load the t80 cleanup check saw bridges outlive their last task).
+                    let (now, later) = (dp.clone(), dp.clone());
+                    if let Ok(Err(e)) = self.limited(move || now.collect()).await {
                         tracing::warn!(error = %e, "network cleanup failed");
                     }
+                    tokio::spawn(async move {
+                        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+                        if let Ok(Err(e)) =
+                            tokio::task::spawn_blocking(move || later.collect()).await
+                        {
+                            tracing::warn!(error = %e, "network cleanup failed");
+                        }
+                    });
                 }
             }
             res
