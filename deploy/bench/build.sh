@@ -30,6 +30,17 @@ cleanup() {
     [ -n "$PID" ] && kill -TERM "$PID" 2>/dev/null && sleep 2 && kill -KILL "$PID" 2>/dev/null
     awk -v p="$WORK/" 'index($5, p) == 1 { print $5 }' /proc/self/mountinfo | sort -r |
         xargs -r -n1 umount -l 2>/dev/null
+    # The default bridge its RUN steps used, its nftables table and FORWARD accepts.
+    local tag
+    tag=$(sed -n 's/.*"node_id": *"\([a-z0-9]*\)".*/\1/p' "$WORK/m1/node.json" 2>/dev/null | head -c 5)
+    if [ -n "$tag" ]; then
+        for l in $(ip -o link show | awk -F': ' '{print $2}' | cut -d@ -f1 | grep "^sb$tag-"); do
+            ip link del "$l"
+        done
+        nft delete table inet "swarm-$tag" 2>/dev/null
+        while iptables -w -D FORWARD -i "sb$tag-+" -m comment --comment "swarm-$tag" -j ACCEPT 2>/dev/null; do :; done
+        while iptables -w -D FORWARD -o "sb$tag-+" -m comment --comment "swarm-$tag" -j ACCEPT 2>/dev/null; do :; done
+    fi
     docker rmi -f "$BASE" bench-build:legacy bench-build:buildkit >/dev/null 2>&1
     rm -rf "$WORK"
 }
