@@ -2,6 +2,7 @@
 //! applied) to the node behind the socket, which builds it into its image store; the steps
 //! print as `docker build` prints them.
 
+use super::build_progress::{Plain, Progress, Tty};
 use crate::client::status_err;
 use clap::Args;
 use std::collections::HashMap;
@@ -41,8 +42,9 @@ pub struct BuildArgs {
     /// A label for the image: KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
-    /// Progress output: plain lines (auto = plain; a terminal view is not offered yet).
-    #[arg(long, default_value = "auto", value_parser = ["auto", "plain"])]
+    /// Progress output: `plain` lines as Docker's classic builder prints them, `tty` a line
+    /// per step with a timer (needs a terminal on stderr), `auto` tty on a terminal, else plain.
+    #[arg(long, default_value = "auto", value_parser = ["auto", "plain", "tty"])]
     pub progress: String,
     /// Target platform: only this node's own (linux/ARCH) is accepted.
     #[arg(long)]
@@ -58,6 +60,16 @@ pub struct BuildArgs {
 
 pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<()> {
     check_platform(a.platform.as_deref())?;
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let mut progress: Box<dyn Progress> = match (a.progress.as_str(), terminal) {
+        ("tty", false) => anyhow::bail!(
+            "--progress tty: stderr is not a terminal; use --progress plain (or auto)"
+        ),
+        ("tty", true) | ("auto", true) => {
+            Box::new(Tty::new(indicatif::ProgressDrawTarget::stderr()))
+        }
+        _ => Box::new(Plain::default()),
+    };
     let dockerfile = dockerfile_in_context(&a.context, a.file.as_deref())?;
     let mut client = crate::commands::volume::local_client(
         ctx,
@@ -98,33 +110,27 @@ pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<(
         .map_err(status_err)?
         .into_inner();
     let mut digest = String::new();
-    // Each step's time: from its line to the next step's (or the end).
-    let mut step: Option<(std::time::Instant, bool)> = None;
-    let done = |s: Option<(std::time::Instant, bool)>| {
-        if let Some((t, false)) = s {
-            println!(" ---> done in {:.2}s", t.elapsed().as_secs_f64());
-        }
-    };
-    while let Some(e) = events.message().await.map_err(status_err)? {
+    let res = loop {
+        let e = match events.message().await {
+            Ok(Some(e)) => e,
+            Ok(None) => break Ok(()),
+            Err(s) => break Err(status_err(s)),
+        };
         if !e.step.is_empty() {
-            done(step.take());
-            println!("{}", e.step);
-            step = Some((std::time::Instant::now(), false));
+            progress.step(&e.step);
         }
         if e.cached {
-            println!(" ---> Using cache");
-            if let Some(s) = step.as_mut() {
-                s.1 = true;
-            }
+            progress.cached();
         }
         if !e.output.is_empty() {
-            print!("{}", e.output);
+            progress.output(&e.output);
         }
         if !e.digest.is_empty() {
-            done(step.take());
             digest = e.digest;
         }
-    }
+    };
+    progress.finish();
+    res?;
     if digest.is_empty() {
         anyhow::bail!("the build ended without an image (see the node's log)");
     }

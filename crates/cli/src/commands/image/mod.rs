@@ -5,6 +5,7 @@ use crate::output::{self, Format};
 use clap::{Args, Subcommand};
 
 mod build;
+mod build_progress;
 use swarm_api::agent::agent_client::AgentClient;
 use swarm_api::agent::{
     GcReport, ImageInfo, ImportChunk, ListImagesRequest, PruneImagesRequest, RemoveImagesRequest,
