@@ -72,6 +72,17 @@ impl Builds {
             let _ = r.remove(&c.id, true);
         }
         swarm_build::builder::RootView::clean_stale(&self.dir);
+        // Contexts and layer files of builds a crash or kill interrupted.
+        if let Ok(rd) = std::fs::read_dir(&self.dir) {
+            for e in rd.flatten() {
+                let n = e.file_name().to_string_lossy().into_owned();
+                if n.starts_with("ctx-") {
+                    let _ = std::fs::remove_dir_all(e.path());
+                } else if n.ends_with(".tar") {
+                    let _ = std::fs::remove_file(e.path());
+                }
+            }
+        }
         *rt = Some(r.clone());
         Ok(r)
     }
@@ -83,8 +94,11 @@ impl Builds {
         tx: tokio::sync::mpsc::Sender<Result<BuildEvent, Status>>,
     ) -> Result<(), Status> {
         let runtime = self.runtime()?;
-        let scratch = tempdir_in(&self.dir)?;
-        let tar = scratch.0.join("context.tar");
+        let scratch = tempfile::Builder::new()
+            .prefix("ctx-")
+            .tempdir_in(&self.dir)
+            .map_err(internal)?;
+        let tar = scratch.path().join("context.tar");
         let mut opts: Option<BuildOptions> = None;
         {
             use std::io::Write;
@@ -105,7 +119,7 @@ impl Builds {
             }
         }
         let opts = opts.ok_or_else(|| Status::invalid_argument("build options missing"))?;
-        let context = scratch.0.join("context");
+        let context = scratch.path().join("context");
         let req = request(&context, &opts)?;
         let req = {
             let (tar, context) = (tar.clone(), context.clone());
@@ -173,11 +187,10 @@ impl Builds {
         let mut kept = Vec::new();
         for name in std::mem::take(&mut req.cache_from) {
             let n = swarm_runtime::image::normalize_name(&name);
-            let present = self.images.store().resolve(&n).is_ok();
-            let got = match (&self.puller, present) {
-                (_, true) => Ok(()),
-                (Some(p), false) => p.pull_now(&n).await.map(|_| ()),
-                (None, false) => Err("not on this node".to_string()),
+            let got = match &self.puller {
+                Some(p) => p.ensure(&n, None).await,
+                None if self.images.store().resolve(&n).is_ok() => Ok(()),
+                None => Err("not on this node".to_string()),
             };
             match got {
                 Ok(()) => kept.push(n),
@@ -313,6 +326,21 @@ fn request(context: &Path, o: &BuildOptions) -> Result<Request, Status> {
             "the Dockerfile {file} must be inside the build context (a relative path without ..)"
         )));
     }
+    // Every tag must be a valid reference before anything runs (not after a long build).
+    for t in &o.tags {
+        let n = swarm_runtime::image::normalize_name(t);
+        if let Err(e) = swarm_types::registry::ImageRef::parse(&n).and_then(|r| {
+            if r.is_digest() {
+                Err("a tag, not a digest".to_string())
+            } else {
+                Ok(())
+            }
+        }) {
+            return Err(Status::invalid_argument(format!(
+                "-t {t}: not a valid image name ({e}): expected [REGISTRY/]NAME[:TAG], lower case"
+            )));
+        }
+    }
     Ok(Request {
         context: context.to_path_buf(),
         dockerfile: String::new(),
@@ -354,23 +382,4 @@ fn unpack_context(tar: &Path, dest: &Path) -> Result<(), Status> {
 
 fn internal(e: std::io::Error) -> Status {
     Status::internal(e.to_string())
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn tempdir_in(dir: &Path) -> Result<TempDir, Status> {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let p = dir.join(format!("ctx-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&p).map_err(internal)?;
-    Ok(TempDir(p))
 }

@@ -266,6 +266,15 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
         err.contains("the Dockerfile must be inside the build context"),
         "{err}"
     );
+    std::fs::write(
+        evil.join("Dockerfile"),
+        "FROM busybox:latest\nRUN touch /x\n",
+    )
+    .unwrap();
+    let err = build(&c, 0, &["-t", "Evil:1", evil.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("-t Evil:1: not a valid image name"), "{err}");
     let images = c.ctl(0, &["image", "ls"]).unwrap();
     assert!(
         !images.contains("evil"),
