@@ -46,3 +46,12 @@ pub const MAX_MESSAGE_BYTES: usize = 16 * 1024 * 1024;
 /// Most tasks in one dispatcher session message. A full set spans several messages and ends
 /// with the first one that carries fewer (an empty one if the set fills its last message).
 pub const SESSION_TASKS_PER_MESSAGE: usize = 200;
+
+/// Request metadata on the node-local API (`swarm.agent.Agent`): the id of the node that must
+/// serve the call. A manager forwards such a call to that node; without it the node that
+/// receives the call serves it.
+pub const TARGET_NODE: &str = "swarm-target-node";
+
+/// Request metadata set by the manager that forwarded a node-local call: a forwarded call is
+/// never forwarded again (a stale address cannot make calls go round).
+pub const FORWARDED: &str = "swarm-forwarded";

@@ -4,7 +4,8 @@
 //! (`manager`, `worker`, or `admin` for client bundles) and O = cluster id, and carries the
 //! DNS name [`SERVER_NAME`], which is what clients verify, together with the OU: only managers
 //! serve the cluster's TCP API, so a client refuses a server whose certificate is not a
-//! manager's (a worker's key cannot pose as a manager). Servers accept connections without a
+//! manager's (a worker's key cannot pose as a manager); a manager calling one node's local API
+//! accepts exactly that node's certificate ([`node_client_config`]). Servers accept connections without a
 //! client certificate (a joining node has none yet) and expose the verified peer identity to
 //! every RPC through [`TlsConnectInfo`]; each service then decides which roles it admits.
 //! A joining node knows only the CA's digest from its token: [`pinned_client_config`] accepts a
@@ -43,6 +44,9 @@ pub enum TlsError {
     /// The server's certificate chains to the cluster CA but is not a manager's.
     #[error("the server presented a {role} certificate (node {node_id}), not a manager's: only managers serve the cluster API; connect to a manager's address")]
     NotManager { node_id: String, role: String },
+    /// The server's certificate chains to the cluster CA but is another node's.
+    #[error("the server presented the certificate of node {got}, not of node {want}: the address the cluster has for {want} belongs to another node")]
+    OtherNode { want: String, got: String },
 }
 
 /// The role every server certificate must carry.
@@ -64,11 +68,28 @@ fn require_manager(end_entity: &CertificateDer<'_>) -> Result<(), rustls::Error>
     ))
 }
 
+/// Refuses a (chain-verified) server certificate that is not node `want`'s.
+fn require_node(end_entity: &CertificateDer<'_>, want: &str) -> Result<(), rustls::Error> {
+    let got = match identity_of(end_entity.as_ref()) {
+        Some(p) if p.node_id == want => return Ok(()),
+        Some(p) => p.node_id,
+        None => "?".to_string(),
+    };
+    Err(rustls::Error::InvalidCertificate(
+        rustls::CertificateError::Other(rustls::OtherError(Arc::new(TlsError::OtherNode {
+            want: want.to_string(),
+            got,
+        }))),
+    ))
+}
+
 /// Server verification for clients of managers: the chain must lead to the cluster CA
-/// (webpki, name [`SERVER_NAME`]) and the certificate must be a manager's.
+/// (webpki, name [`SERVER_NAME`]) and the certificate must be a manager's, or, for a call to
+/// one node's local API, that node's (whatever its role).
 #[derive(Debug)]
 struct ManagerServer {
     inner: Arc<WebPkiServerVerifier>,
+    node: Option<String>,
 }
 
 impl ServerCertVerifier for ManagerServer {
@@ -83,7 +104,10 @@ impl ServerCertVerifier for ManagerServer {
         let ok =
             self.inner
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
-        require_manager(end_entity)?;
+        match &self.node {
+            Some(want) => require_node(end_entity, want)?,
+            None => require_manager(end_entity)?,
+        }
         Ok(ok)
     }
     fn verify_tls12_signature(
@@ -269,6 +293,19 @@ pub fn server_config(certs: &NodeCerts) -> Result<Arc<ServerConfig>, TlsError> {
 /// Client side with our certificate; servers verified against the cluster CA and required to
 /// present a manager's certificate (every TCP server of a cluster is a manager).
 pub fn client_config(certs: &NodeCerts) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with(certs, None)
+}
+
+/// Client side with our certificate towards one node's local API: the server must present
+/// node `node_id`'s certificate (a worker's too), so a stale address reaches nobody else.
+pub fn node_client_config(certs: &NodeCerts, node_id: &str) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with(certs, Some(node_id.to_string()))
+}
+
+fn client_config_with(
+    certs: &NodeCerts,
+    node: Option<String>,
+) -> Result<Arc<ClientConfig>, TlsError> {
     let inner = WebPkiServerVerifier::builder_with_provider(certs.roots()?, provider())
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -276,7 +313,7 @@ pub fn client_config(certs: &NodeCerts) -> Result<Arc<ClientConfig>, TlsError> {
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ManagerServer { inner }))
+        .with_custom_certificate_verifier(Arc::new(ManagerServer { inner, node }))
         .with_client_cert_resolver(Arc::new(certs.clone()));
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(cfg))
@@ -687,6 +724,38 @@ mod tests {
         .await
         .expect("a joining node accepts a manager");
         h1.abort();
+        h2.abort();
+    }
+
+    #[tokio::test]
+    async fn a_call_to_one_node_accepts_only_that_nodes_certificate() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let (ca_pem, issuer) = ca();
+        let manager = node_certs(&ca_pem, &issuer, "m1", "manager");
+        let worker = node_certs(&ca_pem, &issuer, "w1", "worker");
+        let (addr, h) = tls_server(&worker).await;
+        handshake(&addr, node_client_config(&manager, "w1").unwrap())
+            .await
+            .expect("the named worker is accepted");
+        // Another node at the address (a stale one in the store) is refused, even a manager.
+        let e = handshake(&addr, node_client_config(&manager, "w2").unwrap())
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("presented the certificate of node w1, not of node w2"),
+            "{e}"
+        );
+        let other_ca = ca();
+        let stranger = node_certs(&other_ca.0, &other_ca.1, "w1", "worker");
+        let (addr2, h2) = tls_server(&stranger).await;
+        assert!(
+            handshake(&addr2, node_client_config(&manager, "w1").unwrap())
+                .await
+                .is_err(),
+            "a certificate of another CA never passes"
+        );
+        h.abort();
         h2.abort();
     }
 }

@@ -98,8 +98,11 @@ impl std::error::Error for NotServed {}
 pub fn status_err(s: tonic::Status) -> anyhow::Error {
     match s.code() {
         tonic::Code::Unimplemented => anyhow::Error::new(NotServed),
+        // Raised here, by the client's transport (a status from the server has no source;
+        // a manager that cannot reach another node says so itself).
         tonic::Code::Unavailable
-            if s.message().contains("transport") || s.message().contains("connect") =>
+            if std::error::Error::source(&s).is_some()
+                && (s.message().contains("transport") || s.message().contains("connect")) =>
         {
             anyhow!("cannot reach the manager: {}", s.message())
         }
@@ -196,5 +199,63 @@ mod tests {
         });
         assert!(m.starts_with("this node (w1) is a worker: control commands need a manager; managers it knows: 10.0.0.1:4242, 10.0.0.2:4242;"), "{m}");
         assert!(m.contains("-H tcp://10.0.0.1:4242 --tls-dir DIR"), "{m}");
+    }
+}
+
+/// Adds [`swarm_api::TARGET_NODE`] to every call, when a node other than the one behind the
+/// connection must serve it.
+#[derive(Clone)]
+pub struct TargetNode(Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>);
+
+impl tonic::service::Interceptor for TargetNode {
+    fn call(&mut self, mut req: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            req.metadata_mut().insert(swarm_api::TARGET_NODE, v.clone());
+        }
+        Ok(req)
+    }
+}
+
+/// A client of one node's local API (images, builds, volumes).
+pub type NodeAgent =
+    AgentClient<tonic::service::interceptor::InterceptedService<Channel, TargetNode>>;
+
+impl Context {
+    /// The node-local API of `node` (id, id prefix, hostname or `self`; default: the node
+    /// behind the connection). Another node is reached through the manager behind the
+    /// connection, which forwards each call to it.
+    pub async fn node_agent(&self, node: Option<&str>) -> anyhow::Result<NodeAgent> {
+        let ch = self.channel().await?;
+        let target = match node {
+            None | Some("self") => None,
+            Some("") => anyhow::bail!("--node needs a node id, id prefix or hostname"),
+            Some(want) => {
+                let me = AgentClient::new(ch.clone())
+                    .node_info(NodeInfoRequest {})
+                    .await
+                    .map_err(status_err)?
+                    .into_inner();
+                if me.node_id == want {
+                    None
+                } else {
+                    let n = match crate::commands::node::get_node(self, want).await {
+                        Ok(n) => n,
+                        Err(e) if e.downcast_ref::<NotServed>().is_some() => anyhow::bail!(
+                            "node {want} is not the node behind this connection, and only a manager reaches other nodes: {}",
+                            worker_message(&me)
+                        ),
+                        Err(e) => return Err(e.context(format!("--node {want}"))),
+                    };
+                    (n.id.as_str() != me.node_id).then(|| n.id.to_string())
+                }
+            }
+        };
+        let target = target
+            .map(|id| id.parse())
+            .transpose()
+            .map_err(|_| anyhow!("node id is not valid metadata"))?;
+        Ok(AgentClient::with_interceptor(ch, TargetNode(target))
+            .max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
+            .max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES))
     }
 }

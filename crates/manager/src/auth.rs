@@ -187,3 +187,26 @@ pub fn node_interceptor(m: Manager) -> impl Fn(Request<()>) -> Result<Request<()
         Ok(req)
     }
 }
+
+/// Interceptor of a worker's node-local API over TCP (a worker has no store to check
+/// certificates against): managers of this cluster, which forward operators' calls, and admin
+/// client certificates. Other workers may not call it.
+pub fn worker_agent_interceptor(
+    cluster_id: String,
+) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |req: Request<()>| {
+        let Some(p) = peer(&req)? else { return Ok(req) };
+        if p.cluster_id != cluster_id {
+            return Err(Status::permission_denied(
+                "certificate belongs to a different cluster",
+            ));
+        }
+        match p.role.as_str() {
+            "admin" | "manager" => Ok(req),
+            other => Err(Status::permission_denied(format!(
+                "a node's local API answers managers and admin certificates; this one is for a {}",
+                role_name(other)
+            ))),
+        }
+    }
+}

@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+mod agent_route;
 mod args;
 mod identity;
 mod metrics;

@@ -1,6 +1,7 @@
 //! Start-up logic of `swarmd`: create a cluster, join one, or resume from the state dir; then
 //! run the manager (if this node is one) and the agent until a termination signal.
 
+use crate::agent_route::AgentRouter;
 use crate::args::Args;
 use crate::identity::{self, Identity};
 use anyhow::{anyhow, bail, Context};
@@ -174,6 +175,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut manager = None;
+    let mut agent_router = AgentRouter::new(id.node_id.to_string(), None);
     let sock = args
         .control_socket
         .clone()
@@ -192,11 +194,16 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         mcfg.tls = Some(client_tls.clone());
         let m = Manager::start(mcfg).await?;
         let nodes = NodeServiceImpl::new(m.clone());
+        agent_router = AgentRouter::new(
+            id.node_id.to_string(),
+            Some((m.clone(), node_certs.clone())),
+        );
         tasks.push(crate::server::serve_tcp(
             listener,
             swarm_api::tls::server_config(&node_certs)?,
             m.clone(),
             nodes.clone(),
+            agent_router.clone(),
             shutdown_rx.clone(),
         ));
         {
@@ -247,6 +254,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(node = %id.node_id, addr = %id.advertise_addr, "manager running");
         manager = Some(m);
     } else {
+        serve_worker(
+            &args,
+            &id,
+            &node_certs,
+            &agent_router,
+            &shutdown_rx,
+            &mut tasks,
+        )
+        .await?;
         tracing::info!(node = %id.node_id, "worker running");
     }
 
@@ -292,10 +308,11 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .with_puller(puller, net)
     .with_volumes(volumes);
+    agent_router.set_local(local);
     tasks.push(crate::server::serve_unix(
         &sock,
         manager.clone(),
-        local,
+        agent_router,
         shutdown_rx.clone(),
     )?);
 
@@ -381,6 +398,35 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             .args(std::env::args_os().skip(1))
             .exec();
         bail!("could not restart swarmd in its new role: {err}");
+    }
+    Ok(())
+}
+
+/// A worker serves its node-local API on its listen address, so that managers can forward
+/// operators' `--node` calls to it. A worker whose address is taken (several nodes on one
+/// host without their own `--listen-addr`) still runs its tasks; only those calls cannot reach
+/// it, which is logged.
+async fn serve_worker(
+    args: &Args,
+    id: &Identity,
+    certs: &swarm_api::tls::NodeCerts,
+    router: &AgentRouter,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> anyhow::Result<()> {
+    match tokio::net::TcpListener::bind(&args.listen_addr).await {
+        Ok(listener) => tasks.push(crate::server::serve_worker_tcp(
+            listener,
+            swarm_api::tls::server_config(certs)?,
+            id.cluster_id.clone(),
+            router.clone(),
+            shutdown.clone(),
+        )),
+        Err(e) => tracing::warn!(
+            addr = %args.listen_addr,
+            error = %e,
+            "cannot listen on --listen-addr: managers cannot forward node-local calls (image build --node, volume --node) to this node; give it a free --listen-addr"
+        ),
     }
     Ok(())
 }

@@ -1,10 +1,10 @@
-//! gRPC servers of a manager: the TCP server (Raft, node membership, control API) and the
-//! root-only control socket. Transport security plugs in here.
+//! gRPC servers of a node: a manager's TCP server (Raft, node membership, dispatcher, control
+//! API, node-local API), a worker's TCP server (node-local API only) and the root-only control
+//! socket. Transport security and who may call what plug in here.
 
+use crate::agent_route::AgentRouter;
 use anyhow::Context;
 use std::path::Path;
-use swarm_agent::local::LocalService;
-use swarm_api::agent::agent_server::AgentServer;
 use swarm_api::control::control_server::ControlServer;
 use swarm_api::dispatcher::dispatcher_server::DispatcherServer;
 use swarm_api::node::node_service_server::NodeServiceServer;
@@ -33,6 +33,7 @@ pub fn serve_tcp(
     tls: std::sync::Arc<rustls::ServerConfig>,
     manager: Manager,
     nodes: NodeServiceImpl,
+    agent: AgentRouter,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     let control = ControlService::new(manager.clone());
@@ -61,6 +62,12 @@ pub fn serve_tcp(
                     .max_encoding_message_size(MAX_MESSAGE_BYTES),
                 auth::control_interceptor(manager.clone()),
             ))
+            // Node-local calls from operators (admin certificates) and other managers, served
+            // here or forwarded to the node they name.
+            .add_service(InterceptedService::new(
+                agent,
+                auth::control_interceptor(manager.clone()),
+            ))
             .serve_with_incoming_shutdown(
                 swarm_api::tls::incoming(listener, tls),
                 wait_shutdown(shutdown),
@@ -76,7 +83,7 @@ pub fn serve_tcp(
 pub fn serve_unix(
     path: &Path,
     manager: Option<Manager>,
-    local: LocalService,
+    agent: AgentRouter,
     shutdown: watch::Receiver<bool>,
 ) -> anyhow::Result<JoinHandle<()>> {
     use std::os::unix::fs::PermissionsExt;
@@ -95,11 +102,10 @@ pub fn serve_unix(
             .max_decoding_message_size(MAX_MESSAGE_BYTES)
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     });
-    let local = AgentServer::new(local).max_decoding_message_size(MAX_MESSAGE_BYTES);
     Ok(tokio::spawn(async move {
         let res = tonic::transport::Server::builder()
             .add_optional_service(control)
-            .add_service(local)
+            .add_service(agent)
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::UnixListenerStream::new(listener),
                 wait_shutdown(shutdown),
@@ -109,4 +115,31 @@ pub fn serve_unix(
             tracing::error!(error = %e, "control socket server failed");
         }
     }))
+}
+
+/// A worker's TCP server: only the node-local API, for managers that forward an operator's
+/// call (`--node`) and for admin client certificates.
+pub fn serve_worker_tcp(
+    listener: tokio::net::TcpListener,
+    tls: std::sync::Arc<rustls::ServerConfig>,
+    cluster_id: String,
+    agent: AgentRouter,
+    shutdown: watch::Receiver<bool>,
+) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let res = tonic::transport::Server::builder()
+            .tcp_nodelay(true)
+            .add_service(InterceptedService::new(
+                agent,
+                auth::worker_agent_interceptor(cluster_id),
+            ))
+            .serve_with_incoming_shutdown(
+                swarm_api::tls::incoming(listener, tls),
+                wait_shutdown(shutdown),
+            )
+            .await;
+        if let Err(e) = res {
+            tracing::error!(error = %e, "grpc server failed");
+        }
+    })
 }

@@ -85,7 +85,7 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     assert!(out.contains("Step 1/13 : FROM ${BASE} AS build"), "{out}");
     assert!(out.contains("app:1: pushed"), "{out}");
 
-    info!("phase: a worker builds FROM that image: its build pulls it from the registry");
+    info!("phase: the manager's socket sends a build to worker n3 (--node), which pulls FROM from the registry");
     let derived = tmp.path().join("derived");
     std::fs::create_dir_all(&derived).unwrap();
     std::fs::write(
@@ -93,14 +93,49 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
         "FROM app:1\nUSER 0\nRUN test -x /app/app.sh && echo derived > /app/derived.txt\n",
     )
     .unwrap();
-    let out = build(&c, 2, &["-t", "derived:1", derived.to_str().unwrap()])
-        .unwrap_or_else(|e| panic!("build on a worker: {e}\n{}", c.dump()));
+    let out = build(
+        &c,
+        0,
+        &["--node", "n3", "-t", "derived:1", derived.to_str().unwrap()],
+    )
+    .unwrap_or_else(|e| panic!("build on a worker: {e}\n{}", c.dump()));
     assert!(out.contains("Pulling app:1"), "{out}");
     let images = c.ctl(2, &["image", "ls"]).unwrap();
     assert!(
         images.contains(&d1) && images.contains("derived:1"),
-        "{images}"
+        "the image is in n3's store:\n{images}"
     );
+    let here = c.ctl(0, &["image", "ls"]).unwrap();
+    assert!(!here.contains("derived"), "not in the manager's:\n{here}");
+    // A worker's socket reaches no other node; the error says where to go instead.
+    let err = build(
+        &c,
+        2,
+        &["--node", "n1", "-t", "derived:2", derived.to_str().unwrap()],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("only a manager reaches other nodes") && err.contains("is a worker"),
+        "{err}"
+    );
+    let err = build(
+        &c,
+        0,
+        &[
+            "--node",
+            "nosuch",
+            "-t",
+            "derived:2",
+            derived.to_str().unwrap(),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("--node nosuch"), "{err}");
+    // Volumes of another node, by hostname, through the manager.
+    let vols = c.ctl(0, &["volume", "ls", "--node", "n2"]).unwrap();
+    assert!(vols.starts_with("DRIVER"), "{vols}");
 
     info!("phase: another worker, no cache of its own, takes the RUN layer from --cache-from");
     // Workers may not push: the manager builds and pushes the same Dockerfile.

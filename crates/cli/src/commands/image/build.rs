@@ -1,6 +1,6 @@
 //! `swarmctl image build`: sends a build context (a tar of the directory, `.dockerignore`
-//! applied) to the node behind the socket, which builds it into its image store; the steps
-//! print as `docker build` prints them.
+//! applied) to the node behind the socket or the one `--node` names, which builds it into its
+//! image store; the steps print as `docker build` prints them.
 
 use super::build_progress::{Plain, Progress, Tty};
 use crate::client::status_err;
@@ -52,8 +52,9 @@ pub struct BuildArgs {
     /// Push every tag to the cluster registry after the build.
     #[arg(long)]
     pub push: bool,
-    /// The node that builds (id or id prefix): it must be the node behind the control
-    /// socket (-H), whose image store receives the image; default: that node.
+    /// The node that builds (id, id prefix or hostname) and whose image store receives the
+    /// image; default: the node behind the control socket (-H). Another node is reached
+    /// through the manager behind -H.
     #[arg(long)]
     pub node: Option<String>,
 }
@@ -71,13 +72,7 @@ pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<(
         _ => Box::new(Plain::default()),
     };
     let dockerfile = dockerfile_in_context(&a.context, a.file.as_deref())?;
-    let mut client = crate::commands::volume::local_client(
-        ctx,
-        a.node.as_deref(),
-        "a build runs on the node whose image store receives the image",
-        "image build",
-    )
-    .await?;
+    let mut client = ctx.node_agent(a.node.as_deref()).await?;
     let options = BuildOptions {
         dockerfile: dockerfile.clone(),
         tags: a.tags.clone(),

@@ -1,15 +1,14 @@
-//! `swarmctl volume ...`: the named volumes of the node behind the control socket (volumes
-//! are local to each node, as with Docker's `local` driver in a swarm).
+//! `swarmctl volume ...`: the named volumes of one node (volumes are local to each node, as
+//! with Docker's `local` driver in a swarm): the node behind the control socket, or the one
+//! `--node` names, reached through the manager.
 
-use crate::client::{status_err, Context};
+use crate::client::{status_err, Context, NodeAgent};
 use crate::output::{self, Format};
 use clap::{Args, Subcommand};
-use swarm_api::agent::agent_client::AgentClient;
 use swarm_api::agent::{
-    InspectVolumesRequest, ListVolumesRequest, NodeInfoRequest, PruneVolumesRequest,
-    RemoveVolumesRequest, VolumeInfo,
+    InspectVolumesRequest, ListVolumesRequest, PruneVolumesRequest, RemoveVolumesRequest,
+    VolumeInfo,
 };
-use tonic::transport::Channel;
 
 #[derive(Subcommand, Debug)]
 pub enum VolumeCmd {
@@ -28,8 +27,8 @@ pub enum VolumeCmd {
 /// Which node: volumes live on the node that ran the tasks using them.
 #[derive(Args, Debug, Clone)]
 pub struct NodeArg {
-    /// Node id (or id prefix) whose volumes to manage; default: the node behind the control
-    /// socket (-H). Another node's volumes are managed through that node's own socket.
+    /// Node (id, id prefix or hostname) whose volumes to manage; default: the node behind
+    /// the control socket (-H). Another node is reached through the manager behind -H.
     #[arg(long)]
     pub node: Option<String>,
 }
@@ -77,42 +76,9 @@ pub struct PruneArgs {
     pub force: bool,
 }
 
-/// A client for the node's volumes, after checking `--node` names that node.
-async fn client(ctx: &Context, node: &NodeArg) -> anyhow::Result<AgentClient<Channel>> {
-    local_client(
-        ctx,
-        node.node.as_deref(),
-        "volumes are local to each node",
-        "volume",
-    )
-    .await
-}
-
-/// A client of the node-local API behind the socket, after checking that `--node` (when
-/// given) names that node: `why` says why it must, `cmd` is the command to repeat there.
-pub(crate) async fn local_client(
-    ctx: &Context,
-    node: Option<&str>,
-    why: &str,
-    cmd: &str,
-) -> anyhow::Result<AgentClient<Channel>> {
-    let ch = ctx.channel().await?;
-    let mut c = AgentClient::new(ch).max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES);
-    if let Some(want) = node {
-        let me = c
-            .node_info(NodeInfoRequest {})
-            .await
-            .map_err(status_err)?
-            .into_inner();
-        let ok = want == "self" || (!want.is_empty() && me.node_id.starts_with(want));
-        if !ok {
-            anyhow::bail!(
-                "node {want} is not the node behind this control socket ({}): {why}; run this command against that node's socket (swarmctl -H unix://<its state dir>/swarmd.sock {cmd} ...)",
-                me.node_id
-            );
-        }
-    }
-    Ok(c)
+/// A client for the volumes of the node `--node` names (default: the one behind the socket).
+async fn client(ctx: &Context, node: &NodeArg) -> anyhow::Result<NodeAgent> {
+    ctx.node_agent(node.node.as_deref()).await
 }
 
 fn labels_text(v: &VolumeInfo) -> String {
