@@ -44,7 +44,7 @@ pub enum ImagesError {
 pub struct Removed {
     pub untagged: Vec<(String, Digest)>,
     pub gc: GcStats,
-    /// Build cache entries forgotten (`image prune --build-cache`).
+    /// Build cache entries forgotten and cache mounts removed (`image prune --build-cache`).
     pub build_cache: usize,
 }
 
@@ -107,7 +107,16 @@ impl NodeImages {
         let _g = self.gate.write().await;
         let (store, rt) = (self.store.clone(), self.runtime.clone());
         blocking(move || {
-            let build_cache = if build_cache { store.cache_clear()? } else { 0 };
+            // Step entries and `RUN --mount=type=cache` directories (those no build uses now).
+            let build_cache = if build_cache {
+                let mounts = swarm_build::builder::run_extras::clear_cache_mounts(store.root())
+                    .map_err(|e| {
+                        ImagesError::Task(format!("remove the build's cache mounts: {e}"))
+                    })?;
+                store.cache_clear()? + mounts
+            } else {
+                0
+            };
             let mut untagged = Vec::new();
             if all {
                 let containers = rt.list()?;

@@ -33,6 +33,7 @@
 //! refused with an error naming it.
 
 mod context;
+pub mod run_extras;
 mod steps;
 mod view;
 

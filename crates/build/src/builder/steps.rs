@@ -95,7 +95,7 @@ impl Builder<'_> {
             Instruction::StopSignal(s) => c.stop_signal = Some(x(s)?),
             Instruction::Shell(v) => c.shell = Some(v.clone()),
             Instruction::Healthcheck(h) => c.healthcheck = Some(healthcheck(h)),
-            Instruction::Run(r) => return self.run(df, node, req, cur, r, out),
+            Instruction::Run(r) => return self.run((df, node), req, cur, earlier, r, out),
             Instruction::Copy(cp) => {
                 if cp.parents {
                     return Err(step_err(df, node, "COPY --parents is not supported by this builder yet: copy each directory to its own destination".into()));
@@ -148,20 +148,13 @@ impl Builder<'_> {
     /// RUN: the command in a container of the current image; its changes become the layer.
     fn run(
         &self,
-        df: &Dockerfile,
-        node: &Node,
+        (df, node): (&Dockerfile, &Node),
         req: &Request,
         cur: &mut Current,
+        earlier: &Earlier,
         r: &crate::dockerfile::RunArgs,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), BuildError> {
-        if !r.mounts.is_empty() || !r.heredocs.is_empty() {
-            return Err(step_err(
-                df,
-                node,
-                "RUN --mount and RUN heredocs are not supported by this builder yet".into(),
-            ));
-        }
         if r.network == Some(crate::dockerfile::Network::Host) {
             return Err(step_err(
                 df,
@@ -169,7 +162,26 @@ impl Builder<'_> {
                 "RUN --network=host is not allowed".into(),
             ));
         }
-        let args = argv(&r.command, &cur.config);
+        if r.security == Some(crate::dockerfile::Security::Insecure) {
+            return Err(step_err(
+                df,
+                node,
+                "RUN --security=insecure is not allowed: build steps run with the isolation of services".into(),
+            ));
+        }
+        let lexer = Lexer::new(df.directives.escape);
+        let vars = variables(cur);
+        let mut expand = |w: &str| lexer.expand(w, |k| vars.get(k).cloned());
+        let extras = self
+            .run_extras(req, cur, earlier, r, &mut expand)
+            .map_err(|m| step_err(df, node, m))?;
+        let shell = cur
+            .config
+            .shell
+            .clone()
+            .unwrap_or_else(|| vec!["/bin/sh".into(), "-c".into()]);
+        let (args, script) = run_extras::command(&r.command, &r.heredocs, &shell)
+            .map_err(|m| step_err(df, node, m))?;
         // Build arguments reach RUN as environment variables (ENV wins; not kept in the image).
         let env: Vec<String> = cur
             .args
@@ -182,7 +194,11 @@ impl Builder<'_> {
             })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
-        let key = cache_key(cur, node.original.trim(), &format!("{args:?}{env:?}"));
+        let key = cache_key(
+            cur,
+            node.original.trim(),
+            &format!("{args:?}{env:?}{}", extras.inputs),
+        );
         let created_by = format!("RUN {}", node.original.trim()[3..].trim());
         if let Some(d) = self.cached(&key, req) {
             let diff = self
@@ -244,7 +260,32 @@ impl Builder<'_> {
         };
         let process =
             resolve_process(&cur.config, &o).map_err(|e| step_err(df, node, e.to_string()))?;
-        let mut spec = ContainerSpec::new(&id, RootfsSpec::Layers { lower }, process);
+        let mut spec = ContainerSpec::new(
+            &id,
+            RootfsSpec::Layers {
+                lower: lower.clone(),
+            },
+            process,
+        );
+        spec.mounts = extras.mounts.clone();
+        // A `#!` heredoc runs as a file of its own, outside the image.
+        let _script = match script {
+            Some((at, body)) => {
+                let f = script_file(&self.dir, &body).map_err(|source| BuildError::Io {
+                    path: self.dir.clone(),
+                    source,
+                })?;
+                spec.mounts.push(swarm_runtime::spec::MountSpec::Bind {
+                    source: f.to_path_buf(),
+                    destination: at.into(),
+                    readonly: true,
+                    propagation: Default::default(),
+                    copy_up: false,
+                });
+                Some(f)
+            }
+            None => None,
+        };
         let network = match r.network {
             Some(crate::dockerfile::Network::None) => None,
             _ => self.network,
@@ -278,6 +319,7 @@ impl Builder<'_> {
             if network.is_some() {
                 drop_mount_targets(&upper);
             }
+            run_extras::drop_created_mount_points(&upper, &lower, &extras.targets);
             let f = std::fs::File::create(&layer).map_err(|source| BuildError::Io {
                 path: layer.clone(),
                 source,
@@ -431,4 +473,18 @@ fn healthcheck(h: &Healthcheck) -> swarm_runtime::image::ImageHealthcheck {
             retries: hc.retries.map(u64::from).unwrap_or(0),
         },
     }
+}
+
+/// A heredoc script as an executable file (kept until the step ends), closed: a file open
+/// for writing cannot be executed (ETXTBSY).
+fn script_file(dir: &Path, body: &str) -> std::io::Result<tempfile::TempPath> {
+    use std::io::Write;
+    use std::os::unix::fs::PermissionsExt;
+    let mut f = tempfile::Builder::new()
+        .prefix("heredoc-")
+        .permissions(std::fs::Permissions::from_mode(0o755))
+        .tempfile_in(dir)?;
+    f.write_all(body.as_bytes())?;
+    f.flush()?;
+    Ok(f.into_temp_path())
 }

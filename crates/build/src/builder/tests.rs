@@ -550,3 +550,99 @@ fn cache_from_an_image_stands_in_for_run_steps_on_a_node_without_cache() {
         .to_string();
     assert!(err.contains("--cache-from nosuch:1"), "{err}");
 }
+
+const MOUNTS: &str = r#"FROM busybox:test AS tools
+RUN mkdir -p /out && echo from-stage > /out/tool.txt
+FROM busybox:test
+WORKDIR /src
+RUN --mount=type=cache,target=/var/cache/app,id=app \
+    echo run >> /var/cache/app/runs && busybox wc -l < /var/cache/app/runs > /count
+RUN --mount=type=bind,source=data.txt,target=/in/data.txt \
+    --mount=type=bind,from=tools,source=/out,target=/tools \
+    cat /in/data.txt /tools/tool.txt > /bound.txt
+RUN --mount=type=bind,target=ctx,rw busybox touch ctx/scribble && ls ctx > /ctx-list
+RUN --mount=type=tmpfs,target=/scratch,size=1m \
+    busybox grep -q ' /scratch tmpfs' /proc/mounts && echo big > /scratch/x && echo tmpfs-ok > /tmpfs.txt
+RUN <<EOF
+echo "script line one" > /heredoc.txt
+echo "two: $((1 + 1))" >> /heredoc.txt
+EOF
+RUN cat <<A > /a.txt && cat <<-B > /b.txt
+alpha
+A
+	beta
+	B
+RUN <<EOF
+#!/bin/sh
+echo "shebang $0" > /shebang.txt
+EOF
+"#;
+
+#[test]
+fn run_mounts_and_heredocs_give_the_step_what_it_asks_and_leave_no_trace_in_the_layer() {
+    let e = env();
+    let c = e.context(&[("data.txt", "from-context\n")]);
+    let (d1, events) = e.build(&c, MOUNTS, &[]);
+    let d1 = d1.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    let out = e.run(
+        d1.as_str(),
+        "cat /count /bound.txt /ctx-list /tmpfs.txt /heredoc.txt /a.txt /b.txt /shebang.txt; \
+         for p in /var/cache/app /in /tools /src/ctx /scratch /dev/pipes; do test -e $p && echo LEFT $p; done; true",
+    );
+    let want = "1\nfrom-context\nfrom-stage\ndata.txt\nscribble\ntmpfs-ok\nscript line one\ntwo: 2\nalpha\nbeta\nshebang /dev/pipes/EOF\n";
+    assert_eq!(out, want);
+    assert!(
+        !c.join("scribble").exists(),
+        "a rw bind writes to a throw-away copy, never the context"
+    );
+
+    // The cache mount outlives the build; a change to a bound file rebuilds its step.
+    fs::write(c.join("data.txt"), "changed\n").unwrap();
+    let (d2, events) = e.build(&c, MOUNTS, &[]);
+    let d2 = d2.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    assert_ne!(d1, d2);
+    // The stage's RUN, WORKDIR and the cache-mount RUN are cached; the bind RUN and all
+    // after it (their parent changed) are not.
+    assert_eq!(cached(&events), 3, "{events:?}");
+    assert!(e
+        .run(d2.as_str(), "cat /bound.txt")
+        .starts_with("changed\n"));
+    let (d3, events) = e.build(
+        &c,
+        &MOUNTS.replace("id=app \\", "id=app,sharing=locked \\"),
+        &[],
+    );
+    d3.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    let dir = run_extras::cache_mounts_dir(e.store.root());
+    let runs: Vec<_> = fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .filter(|d| d.path().is_dir())
+        .map(|d| fs::read_to_string(d.path().join("runs")).unwrap())
+        .collect();
+    assert_eq!(runs, ["run\nrun\n"], "one cache dir for id=app, used twice");
+    assert_eq!(run_extras::clear_cache_mounts(e.store.root()).unwrap(), 1);
+    assert!(!fs::read_dir(&dir)
+        .unwrap()
+        .flatten()
+        .any(|d| d.path().is_dir()));
+
+    for (df, want) in [
+        (
+            "FROM busybox:test\nRUN --mount=type=bind,source=../../etc,target=/x true\n",
+            "Dockerfile:2: --mount=type=bind,source=../../etc,target=/x: source \"../../etc\" in the build context",
+        ),
+        (
+            "FROM busybox:test\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n",
+            "type=secret mounts are not supported by this builder yet",
+        ),
+        (
+            "FROM busybox:test\nRUN --security=insecure true\n",
+            "RUN --security=insecure is not allowed",
+        ),
+    ] {
+        let (r, _) = e.build(&c, df, &[]);
+        let err = r.expect_err(df).to_string();
+        assert!(err.contains(want), "{df:?}:\n got  {err}\n want {want}");
+    }
+}

@@ -1,4 +1,5 @@
-//! What `COPY --from` reads: an image's filesystem as one directory, read-only. One layer is
+//! What `COPY --from` and `RUN --mount=type=bind` read: an image's filesystem as one
+//! directory, read-only (or a throw-away writable copy of a directory, for `rw` binds). One layer is
 //! its unpacked directory as it is; more are stacked with a read-only overlay mount (lower
 //! directories only) that is unmounted when the view is dropped. Views live under the
 //! builder's directory as `view-*`; [`RootView::clean_stale`] removes what a crash left.
@@ -10,6 +11,9 @@ pub struct RootView {
     path: PathBuf,
     /// The overlay mount point (and directory) to remove on drop.
     mounted: Option<PathBuf>,
+    /// A writable view's directory (mount point, upper and work directories), removed whole
+    /// after the unmount.
+    scratch: Option<PathBuf>,
 }
 
 impl RootView {
@@ -21,11 +25,13 @@ impl RootView {
                 Ok(RootView {
                     path: p.clone(),
                     mounted: Some(p),
+                    scratch: None,
                 })
             }
             [one] => Ok(RootView {
                 path: one.clone(),
                 mounted: None,
+                scratch: None,
             }),
             many => {
                 let at = scratch_dir(dir)?;
@@ -47,9 +53,45 @@ impl RootView {
                 Ok(RootView {
                     path: at.clone(),
                     mounted: Some(at),
+                    scratch: None,
                 })
             }
         }
+    }
+
+    /// `dir` as a writable copy (`RUN --mount=type=bind,rw`): an overlay with `dir` as its
+    /// only lower directory and an upper directory that is thrown away with the view, so
+    /// writes never reach `dir`.
+    pub fn writable(lower: &Path, dir: &Path) -> std::io::Result<RootView> {
+        let scratch = scratch_dir(dir)?;
+        let (at, upper, work) = (scratch.join("m"), scratch.join("u"), scratch.join("w"));
+        let made = [&at, &upper, &work]
+            .iter()
+            .try_for_each(std::fs::create_dir);
+        let data = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            lower.display(),
+            upper.display(),
+            work.display()
+        );
+        let mounted = made.and_then(|()| {
+            sys::mount(
+                Some(Path::new("overlay")),
+                &at,
+                Some("overlay"),
+                libc::MS_NODEV | libc::MS_NOSUID,
+                Some(&data),
+            )
+        });
+        if let Err(e) = mounted {
+            let _ = std::fs::remove_dir_all(&scratch);
+            return Err(e);
+        }
+        Ok(RootView {
+            path: at.clone(),
+            mounted: Some(at),
+            scratch: Some(scratch),
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -64,8 +106,17 @@ impl RootView {
         for e in rd.flatten() {
             if e.file_name().to_string_lossy().starts_with("view-") {
                 let p = e.path();
-                let _ = sys::umount2(&p, libc::MNT_DETACH);
-                let _ = std::fs::remove_dir(&p);
+                if p.join("u").is_dir() {
+                    // A writable view: its overlay is at m, over nothing of ours.
+                    if sys::umount2(&p.join("m"), libc::MNT_DETACH).is_ok()
+                        || !is_mount_point(&p.join("m"))
+                    {
+                        let _ = std::fs::remove_dir_all(&p);
+                    }
+                } else {
+                    let _ = sys::umount2(&p, libc::MNT_DETACH);
+                    let _ = std::fs::remove_dir(&p);
+                }
             }
         }
     }
@@ -78,6 +129,9 @@ impl Drop for RootView {
             let _ = sys::umount2(p, libc::MNT_DETACH);
             let _ = std::fs::remove_dir(p);
         }
+        if let Some(s) = &self.scratch {
+            let _ = std::fs::remove_dir_all(s);
+        }
     }
 }
 
@@ -87,4 +141,13 @@ fn scratch_dir(dir: &Path) -> std::io::Result<PathBuf> {
     let p = dir.join(format!("view-{}-{seq}", std::process::id()));
     std::fs::create_dir_all(&p)?;
     Ok(p)
+}
+
+/// Whether `p` is a mount point (its device differs from its parent's).
+fn is_mount_point(p: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(p), p.parent().map(std::fs::metadata)) {
+        (Ok(a), Some(Ok(b))) => a.dev() != b.dev(),
+        _ => false,
+    }
 }
