@@ -438,6 +438,7 @@ impl Builder<'_> {
             cur.start_cache_from(&plan.cache_from, &base);
         }
         let earlier = Earlier { stages, built };
+        self.triggers(plan, from, &mut cur, &earlier, out)?;
         for (n, node) in (first + 2..).zip(&df.nodes[stage.nodes.clone()]) {
             if stop() {
                 return Err(step_err(df, node, "stopped: another stage failed".into()));
@@ -450,6 +451,57 @@ impl Builder<'_> {
             self.step(df, node, plan.req, &mut cur, &earlier, out)?;
         }
         Ok(cur)
+    }
+
+    /// Runs the `ONBUILD` triggers of the image a stage starts from, right after its FROM,
+    /// as Docker does; the stage's image does not keep them. Their output is shown, their
+    /// cache hits are not (they belong to the FROM step), and an error names the FROM line.
+    fn triggers(
+        &self,
+        plan: &Plan,
+        from: &Node,
+        cur: &mut Current,
+        earlier: &Earlier,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), BuildError> {
+        let triggers = std::mem::take(&mut cur.config.on_build);
+        if triggers.is_empty() {
+            return Ok(());
+        }
+        let s = if triggers.len() == 1 { "" } else { "s" };
+        out(Event::Output(format!(
+            "# Executing {} build trigger{s}
+",
+            triggers.len()
+        )));
+        for t in &triggers {
+            let fail = |m: String| {
+                step_err(
+                    plan.df,
+                    from,
+                    format!("ONBUILD trigger {t:?} of the base image: {m}"),
+                )
+            };
+            // A Dockerfile needs a FROM first; the trigger is its second line.
+            let tdf = dockerfile::parse(&format!("FROM scratch\n{t}\n"), "ONBUILD")
+                .map_err(|e| fail(e.to_string()))?;
+            for node in tdf.nodes.iter().skip(1) {
+                if matches!(
+                    node.instruction,
+                    Instruction::From(_) | Instruction::Onbuild(_) | Instruction::Maintainer(_)
+                ) {
+                    return Err(fail("this instruction cannot be a trigger".into()));
+                }
+                let mut shown = |e: Event| {
+                    if let Event::Output(_) = e {
+                        out(e)
+                    }
+                };
+                self.step(&tdf, node, plan.req, cur, earlier, &mut shown)
+                    .map_err(|e| fail(e.to_string()))?;
+            }
+        }
+        Ok(())
     }
 
     /// The image a stage starts from.
@@ -553,16 +605,6 @@ fn step_err(df: &Dockerfile, node: &Node, message: String) -> BuildError {
         file: df.file.clone(),
         line: node.line,
         message,
-    }
-}
-
-impl Instruction {
-    /// Whether the builder refuses it today (and why).
-    fn unsupported(&self) -> Option<&'static str> {
-        match self {
-            Instruction::Onbuild(_) => Some("ONBUILD is not supported by this builder yet"),
-            _ => None,
-        }
     }
 }
 

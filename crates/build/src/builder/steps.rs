@@ -23,9 +23,6 @@ impl Builder<'_> {
         out: &mut dyn FnMut(Event),
     ) -> Result<(), BuildError> {
         let ins = &node.instruction;
-        if let Some(why) = ins.unsupported() {
-            return Err(step_err(df, node, why.into()));
-        }
         let lexer = Lexer::new(df.directives.escape);
         let vars = variables(cur);
         let x = |w: &str| -> Result<String, BuildError> {
@@ -134,7 +131,8 @@ impl Builder<'_> {
                 };
                 return self.copy((df, node), req, cur, what, &x, out);
             }
-            Instruction::From(_) | Instruction::Onbuild(_) => {}
+            Instruction::Onbuild(o) => c.on_build.push(o.expression.clone()),
+            Instruction::From(_) => {}
         }
         let key = cache_key(cur, node.original.trim(), "");
         let hit = self.commit(cur, None, node.original.trim(), &key, req)?;

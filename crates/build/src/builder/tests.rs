@@ -646,3 +646,53 @@ fn run_mounts_and_heredocs_give_the_step_what_it_asks_and_leave_no_trace_in_the_
         assert!(err.contains(want), "{df:?}:\n got  {err}\n want {want}");
     }
 }
+
+#[test]
+fn onbuild_triggers_run_in_the_build_that_starts_from_the_image() {
+    let e = env();
+    let c = e.context(&[("data.txt", "ctx data\n")]);
+    let base = "FROM busybox:test\nONBUILD COPY data.txt /from-trigger.txt\nONBUILD RUN echo triggered > /ran.txt\n";
+    let (d, events) = e.build(&c, base, &[]);
+    let d = d.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    assert_eq!(
+        e.store.config(d.as_str()).unwrap().on_build,
+        [
+            "COPY data.txt /from-trigger.txt",
+            "RUN echo triggered > /ran.txt"
+        ]
+    );
+    assert!(
+        e.run(d.as_str(), "test -e /ran.txt || echo none")
+            .starts_with("none"),
+        "the triggers do not run in the image that declares them"
+    );
+    e.store.tag("base:1", &d).unwrap();
+    let (d2, events) = e.build(
+        &c,
+        "FROM base:1\nRUN cat /from-trigger.txt /ran.txt > /both.txt\n",
+        &[],
+    );
+    let d2 = d2.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    assert!(
+        events.contains(&Event::Output("# Executing 2 build triggers\n".into())),
+        "{events:?}"
+    );
+    assert_eq!(e.run(d2.as_str(), "cat /both.txt"), "ctx data\ntriggered\n");
+    assert!(
+        e.store.config(d2.as_str()).unwrap().on_build.is_empty(),
+        "an image does not pass its base's triggers on"
+    );
+
+    let (d3, _) = e.build(&c, "FROM busybox:test\nONBUILD COPY nothing.txt /x\n", &[]);
+    e.store.tag("base:2", &d3.unwrap()).unwrap();
+    let err = e
+        .build(&c, "FROM base:2\nRUN true\n", &[])
+        .0
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.starts_with("Dockerfile:1: ONBUILD trigger \"COPY nothing.txt /x\" of the base image:")
+            && err.contains("nothing.txt"),
+        "{err}"
+    );
+}

@@ -224,6 +224,19 @@ pub struct ImageConfig {
     pub stop_signal: Option<String>,
     #[serde(rename = "Shell", default, skip_serializing_if = "Option::is_none")]
     pub shell: Option<Vec<String>>,
+    /// `ONBUILD` triggers, as Docker stores them: run by a build that starts FROM this image.
+    #[serde(
+        rename = "OnBuild",
+        default,
+        deserialize_with = "null_as_empty",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub on_build: Vec<String>,
+}
+
+/// Docker writes `"OnBuild": null` for an image without triggers.
+fn null_as_empty<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
 }
 
 /// The `Healthcheck` of a docker image config; durations in nanoseconds, 0 = default.
