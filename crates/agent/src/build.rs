@@ -341,6 +341,20 @@ fn request(context: &Path, o: &BuildOptions) -> Result<Request, Status> {
             )));
         }
     }
+    for (id, v) in &o.secrets {
+        if id.is_empty() || id.len() > 255 || id.contains('/') {
+            return Err(Status::invalid_argument(format!(
+                "--secret id={id:?}: an id is 1 to 255 characters without '/'"
+            )));
+        }
+        if v.len() > swarm_build::builder::MAX_SECRET_BYTES {
+            return Err(Status::invalid_argument(format!(
+                "--secret id={id}: {} bytes, more than a build secret may hold ({})",
+                v.len(),
+                swarm_build::builder::MAX_SECRET_BYTES
+            )));
+        }
+    }
     Ok(Request {
         context: context.to_path_buf(),
         dockerfile: String::new(),
@@ -351,6 +365,7 @@ fn request(context: &Path, o: &BuildOptions) -> Result<Request, Status> {
         no_cache: o.no_cache,
         cache_from: o.cache_from.clone(),
         labels: o.labels.clone().into_iter().collect(),
+        secrets: swarm_build::builder::Secrets(o.secrets.clone().into_iter().collect()),
     })
 }
 

@@ -137,6 +137,38 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     let vols = c.ctl(0, &["volume", "ls", "--node", "n2"]).unwrap();
     assert!(vols.starts_with("DRIVER"), "{vols}");
 
+    info!("phase: a build secret and a cache mount, on n3 through the manager");
+    let sec = tmp.path().join("secret-ctx");
+    std::fs::create_dir_all(&sec).unwrap();
+    std::fs::write(
+        sec.join("Dockerfile"),
+        "FROM app:1\nUSER 0\nRUN --mount=type=secret,id=tok test \"$(md5sum < /run/secrets/tok)\" = \"$(echo -n s3cret | md5sum)\" && echo ok > /secret-ok\nRUN --mount=type=cache,target=/var/cache/t echo run >> /var/cache/t/n && cp /var/cache/t/n /runs\n",
+    )
+    .unwrap();
+    let tok = tmp.path().join("tok");
+    std::fs::write(&tok, "s3cret").unwrap();
+    let secret = format!("id=tok,src={}", tok.display());
+    let out = build(
+        &c,
+        0,
+        &[
+            "--node",
+            "n3",
+            "--secret",
+            &secret,
+            "-t",
+            "secret:1",
+            sec.to_str().unwrap(),
+        ],
+    )
+    .unwrap_or_else(|e| panic!("build with a secret: {e}\n{}", c.dump()));
+    assert!(
+        out.matches("s3cret").count() == 1,
+        "only the Dockerfile's own line shows it:\n{out}"
+    );
+    let images = c.ctl(2, &["image", "ls"]).unwrap();
+    assert!(images.contains("secret"), "{images}");
+
     info!("phase: another worker, no cache of its own, takes the RUN layer from --cache-from");
     // Workers may not push: the manager builds and pushes the same Dockerfile.
     build(

@@ -63,7 +63,23 @@ pub struct Request {
     pub labels: BTreeMap<String, String>,
     /// `--cache-from`: images (on this node) whose history may stand in for RUN steps.
     pub cache_from: Vec<String>,
+    /// `--secret`: what `RUN --mount=type=secret` shows.
+    pub secrets: Secrets,
 }
+
+/// Build secrets by id. They reach a RUN only through its secret mounts, never a layer, a
+/// cache key or a log: `Debug` shows the ids alone.
+#[derive(Clone, Default)]
+pub struct Secrets(pub BTreeMap<String, Vec<u8>>);
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.0.keys()).finish()
+    }
+}
+
+/// The largest secret a build takes (BuildKit's limit is 500 KB).
+pub const MAX_SECRET_BYTES: usize = 512 * 1024;
 
 /// What the builder tells as it goes (`docker build`'s plain progress).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,6 +1,6 @@
-//! What a RUN sees besides its image: `--mount` (cache, tmpfs, bind) and heredocs (a script
-//! of its own, or the shell's input). Secret and ssh mounts are refused: the CLI has no way
-//! yet to send a secret or an agent socket with the build.
+//! What a RUN sees besides its image: `--mount` (cache, tmpfs, bind, secret) and heredocs (a
+//! script of its own, or the shell's input). Ssh mounts are refused: the CLI cannot forward
+//! an ssh agent.
 //!
 //! Cache mounts are directories of the image store (`<store>/cache-mounts/`), kept across
 //! builds and cleared by `image prune --build-cache`; their content never enters a layer or
@@ -23,6 +23,8 @@ pub(super) struct Extras {
     pub inputs: String,
     /// Mount points (image paths) to drop from the layer when the RUN created them empty.
     pub targets: Vec<String>,
+    /// `NAME=value` of secrets exposed as environment variables (not in the cache key).
+    pub env: Vec<String>,
     /// Locks of cache mounts, overlay views, private scratch directories: released on drop.
     _held: Vec<Held>,
 }
@@ -47,6 +49,7 @@ impl Builder<'_> {
             mounts: Vec::new(),
             inputs: String::new(),
             targets: Vec::new(),
+            env: Vec::new(),
             _held: Vec::new(),
         };
         let wd = cur.config.working_dir.clone().unwrap_or_else(|| "/".into());
@@ -58,11 +61,15 @@ impl Builder<'_> {
                     .map_err(|err| format!("--mount={}: {err}", rm.spec))?,
             };
             let fail = |why: String| format!("--mount={}: {why}", rm.spec);
-            if matches!(m.kind, MountType::Secret | MountType::Ssh) {
-                return Err(fail(format!(
-                    "type={} mounts are not supported by this builder yet (swarmctl image build cannot send secrets or an ssh agent): copy what the step needs in a stage whose files do not reach the final image",
-                    m.kind
-                )));
+            match m.kind {
+                MountType::Ssh => return Err(fail(
+                    "type=ssh mounts are not supported by this builder yet (swarmctl image build cannot forward an ssh agent): pass what the step needs with --secret and RUN --mount=type=secret".into(),
+                )),
+                MountType::Secret => {
+                    self.secret_mount(req, &m, &wd, &mut e).map_err(fail)?;
+                    continue;
+                }
+                _ => {}
             }
             let target = match &m.target {
                 Some(t) => absolute(t, &wd),
@@ -81,7 +88,7 @@ impl Builder<'_> {
                 MountType::Bind => self
                     .bind_mount(req, earlier, &m, &target, &mut e)
                     .map_err(fail)?,
-                MountType::Secret | MountType::Ssh => {} // refused above
+                MountType::Secret | MountType::Ssh => {} // handled above
             }
             e.targets.push(target);
         }
@@ -94,6 +101,73 @@ impl Builder<'_> {
             ));
         }
         Ok(e)
+    }
+
+    /// `type=secret`: a `--secret` of the build as a read-only file (default
+    /// `/run/secrets/ID`) written to a tmpfs of the host, and/or as an environment variable
+    /// (`env=`) of this RUN only. A secret the build was not given is skipped unless
+    /// `required`.
+    fn secret_mount(
+        &self,
+        req: &Request,
+        m: &Mount,
+        wd: &str,
+        e: &mut Extras,
+    ) -> Result<(), String> {
+        let id = match (&m.id, &m.target) {
+            (Some(id), _) => id.clone(),
+            (None, Some(t)) => t.rsplit('/').next().unwrap_or(t).to_string(),
+            (None, None) => return Err("a secret mount needs id= (or target=)".into()),
+        };
+        let Some(value) = req.secrets.0.get(&id) else {
+            if m.required {
+                return Err(format!(
+                    "secret {id} is required but the build has none: pass --secret id={id},src=FILE"
+                ));
+            }
+            return Ok(());
+        };
+        if let Some(var) = &m.env {
+            let v = String::from_utf8(value.clone())
+                .map_err(|_| format!("secret {id} is not text, so it cannot be env={var}"))?;
+            e.env.push(format!("{var}={v}"));
+            if m.target.is_none() {
+                return Ok(());
+            }
+        }
+        let target = match &m.target {
+            Some(t) => absolute(t, wd),
+            None => format!("/run/secrets/{id}"),
+        };
+        // On a tmpfs when the host has one: a secret never reaches a disk.
+        let shm = Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm
+        } else {
+            self.dir.as_path()
+        };
+        let dir = tempfile::Builder::new()
+            .prefix("swarm-build-secret-")
+            .tempdir_in(base)
+            .map_err(|err| format!("secret {id}: {err}"))?;
+        let file = dir.path().join("secret");
+        let write = || -> std::io::Result<()> {
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700))?;
+            fs::write(&file, value)?;
+            fs::set_permissions(&file, fs::Permissions::from_mode(m.mode.unwrap_or(0o400)))?;
+            std::os::unix::fs::chown(&file, Some(m.uid.unwrap_or(0)), Some(m.gid.unwrap_or(0)))
+        };
+        write().map_err(|err| format!("secret {id}: {err}"))?;
+        e._held.push(Held::Dir(dir));
+        e.mounts.push(MountSpec::Bind {
+            source: file,
+            destination: target.clone().into(),
+            readonly: true,
+            propagation: Default::default(),
+            copy_up: false,
+        });
+        e.targets.push(target);
+        Ok(())
     }
 
     /// `type=cache`: a directory kept in the image store per id (default: the target).

@@ -250,6 +250,9 @@ impl Builder<'_> {
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let unique = (u64::from(std::process::id()) << 20 ^ seq) & 0xff_ffff;
         let id = format!("{unique:06x}-build-{}", &key[..12]);
+        // Secrets as variables come after the key: they change nothing in the cache.
+        let mut env = env;
+        env.extend(extras.env.iter().cloned());
         let o = ProcessOverrides {
             entrypoint: Some(args.clone()),
             cmd: Some(Vec::new()),

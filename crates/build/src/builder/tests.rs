@@ -633,8 +633,8 @@ fn run_mounts_and_heredocs_give_the_step_what_it_asks_and_leave_no_trace_in_the_
             "Dockerfile:2: --mount=type=bind,source=../../etc,target=/x: source \"../../etc\" in the build context",
         ),
         (
-            "FROM busybox:test\nRUN --mount=type=secret,id=tok cat /run/secrets/tok\n",
-            "type=secret mounts are not supported by this builder yet",
+            "FROM busybox:test\nRUN --mount=type=ssh true\n",
+            "type=ssh mounts are not supported by this builder yet",
         ),
         (
             "FROM busybox:test\nRUN --security=insecure true\n",
@@ -695,4 +695,59 @@ fn onbuild_triggers_run_in_the_build_that_starts_from_the_image() {
             && err.contains("nothing.txt"),
         "{err}"
     );
+}
+
+#[test]
+fn a_secret_reaches_only_the_run_that_mounts_it_and_never_the_image_or_the_cache() {
+    let e = env();
+    let c = e.context(&[("data.txt", "x\n")]);
+    let df = r#"FROM busybox:test
+RUN --mount=type=secret,id=tok test "$(cat /run/secrets/tok)" = s3cret && echo file-ok > /ok
+RUN --mount=type=secret,id=tok,env=TOK,target=/etc/tok,mode=0440,uid=5 \
+    test "$TOK" = s3cret && ls -ln /etc/tok > /ls.txt
+RUN --mount=type=secret,id=absent echo skipped > /absent
+RUN test -z "$TOK" && echo no-env-here > /later
+"#;
+    let build = |secret: &str| {
+        let mut events = Vec::new();
+        let req = Request {
+            context: c.clone(),
+            dockerfile: df.into(),
+            dockerfile_name: "Dockerfile".into(),
+            tags: vec!["sec:1".into()],
+            secrets: Secrets([("tok".to_string(), secret.as_bytes().to_vec())].into()),
+            ..Default::default()
+        };
+        let r = e.builder().build(&req, &mut |ev| events.push(ev));
+        (r, events)
+    };
+    let (d, events) = build("s3cret");
+    let d = d.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    let out = e.run(
+        d.as_str(),
+        "cat /ok /absent /later; busybox cut -c1-15 /ls.txt; busybox awk '{print $3}' /ls.txt; \
+         test -e /run/secrets && echo LEFT /run/secrets; test -e /etc/tok && echo LEFT /etc/tok; true",
+    );
+    assert_eq!(out, "file-ok\nskipped\nno-env-here\n-r--r-----    1\n5\n");
+    // The secret's value is not part of any step's key: another value changes nothing.
+    let (d2, events) = build("other");
+    assert_eq!(d2.unwrap(), d);
+    assert_eq!(cached(&events), 4, "{events:?}");
+
+    let req = Request {
+        context: c.clone(),
+        dockerfile: "FROM busybox:test\nRUN --mount=type=secret,id=need,required true\n".into(),
+        dockerfile_name: "Dockerfile".into(),
+        ..Default::default()
+    };
+    let err = e
+        .builder()
+        .build(&req, &mut |_| {})
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Dockerfile:2: --mount=type=secret,id=need,required: secret need is required but the build has none"),
+        "{err}"
+    );
+    assert!(!format!("{:?}", Secrets([("k".into(), b"v".to_vec())].into())).contains('v'));
 }

@@ -39,6 +39,12 @@ pub struct BuildArgs {
     /// e.g. on another node); repeatable.
     #[arg(long = "cache-from", value_name = "IMAGE")]
     pub cache_from: Vec<String>,
+    /// A secret for `RUN --mount=type=secret,id=ID`: `id=ID,src=FILE` (a file),
+    /// `id=ID,env=VAR` (a variable of this environment) or `id=ID` (the variable ID, else
+    /// the file ID); repeatable. Secrets reach only the RUN steps that mount them, never the
+    /// image or the cache.
+    #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
+    pub secrets: Vec<String>,
     /// A label for the image: KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -82,6 +88,7 @@ pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<(
         labels: pairs(&a.labels, "--label", false)?,
         pull: a.pull,
         cache_from: a.cache_from.clone(),
+        secrets: secrets(&a.secrets)?,
     };
     let tar = ContextTar::write(&a.context, &dockerfile)?;
     let len = tar.len()?;
@@ -204,6 +211,64 @@ fn pairs(list: &[String], flag: &str, from_env: bool) -> anyhow::Result<HashMap<
                 }
             }
             _ => anyhow::bail!("{flag} {item:?}: expected KEY=VALUE"),
+        }
+    }
+    Ok(out)
+}
+
+/// `--secret` values read: Docker's `id=ID[,src|source=FILE][,env=VAR][,type=file|env]`.
+fn secrets(list: &[String]) -> anyhow::Result<HashMap<String, Vec<u8>>> {
+    let mut out = HashMap::new();
+    for item in list {
+        let bad = |why: &str| {
+            anyhow::anyhow!("--secret {item:?}: {why}; expected id=ID[,src=FILE|,env=VAR]")
+        };
+        let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+        for field in item.split(',') {
+            match field.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(v.to_string()),
+                Some(("env", v)) => env = Some(v.to_string()),
+                Some(("type", v @ ("file" | "env"))) => kind = Some(v.to_string()),
+                Some(("type", _)) => return Err(bad("type is file or env")),
+                _ => return Err(bad(&format!("unknown field {field:?}"))),
+            }
+        }
+        // Docker: type=env with src= names the variable; id defaults to the file's name.
+        if kind.as_deref() == Some("env") && env.is_none() {
+            env = src.take();
+        }
+        let id = match (id, &src, &env) {
+            (Some(id), _, _) if !id.is_empty() => id,
+            (None, Some(f), _) => Path::new(f)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .ok_or_else(|| bad("no id"))?,
+            (None, None, Some(v)) => v.clone(),
+            _ => return Err(bad("no id")),
+        };
+        let value = match (&src, &env) {
+            (Some(_), Some(_)) => return Err(bad("give src= or env=, not both")),
+            (Some(f), None) => std::fs::read(f).map_err(|e| anyhow::anyhow!("--secret id={id}: read {f}: {e}"))?,
+            (None, Some(v)) => std::env::var(v)
+                .map_err(|_| anyhow::anyhow!("--secret id={id}: the variable {v} is not set"))?
+                .into_bytes(),
+            (None, None) => match std::env::var(&id) {
+                Ok(v) => v.into_bytes(),
+                Err(_) => std::fs::read(&id).map_err(|_| {
+                    anyhow::anyhow!("--secret id={id}: no variable {id} and no file {id}: give src=FILE or env=VAR")
+                })?,
+            },
+        };
+        if value.len() > swarm_build::builder::MAX_SECRET_BYTES {
+            anyhow::bail!(
+                "--secret id={id}: {} bytes, more than a build secret may hold ({})",
+                value.len(),
+                swarm_build::builder::MAX_SECRET_BYTES
+            );
+        }
+        if out.insert(id.clone(), value).is_some() {
+            anyhow::bail!("--secret id={id} is given twice");
         }
     }
     Ok(out)
@@ -356,5 +421,51 @@ fn size(n: u64) -> String {
         format!("{:.1}kB", n as f64 / 1000.0)
     } else {
         format!("{:.1}MB", n as f64 / 1e6)
+    }
+}
+
+#[cfg(test)]
+mod secret_tests {
+    use super::secrets;
+
+    #[test]
+    fn secrets_are_read_as_docker_reads_them() {
+        let dir = std::env::temp_dir().join(format!("swarmctl-secret-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let f = dir.join("npmrc");
+        std::fs::write(&f, "token-from-file").unwrap();
+        let f = f.to_str().unwrap();
+        let path = std::env::var("PATH").unwrap();
+        let got = secrets(&[
+            format!("id=a,src={f}"),
+            format!("source={f}"),
+            "id=b,env=PATH".into(),
+            "id=c,type=env,src=PATH".into(),
+            "id=PATH".into(),
+        ])
+        .unwrap();
+        assert_eq!(got["a"], b"token-from-file");
+        assert_eq!(got["npmrc"], b"token-from-file");
+        assert_eq!(got["b"], path.as_bytes());
+        assert_eq!(got["c"], path.as_bytes());
+        assert_eq!(got["PATH"], path.as_bytes());
+        for (bad, want) in [
+            (
+                "id=x,src=/nonexistent/secret",
+                "--secret id=x: read /nonexistent/secret",
+            ),
+            (
+                "id=x,env=SWARM_T_UNSET_VAR",
+                "the variable SWARM_T_UNSET_VAR is not set",
+            ),
+            ("id=x,color=red", "unknown field \"color=red\""),
+            ("id=x,type=ssh", "type is file or env"),
+        ] {
+            let e = secrets(&[bad.to_string()]).unwrap_err().to_string();
+            assert!(e.contains(want), "{bad}: {e}");
+        }
+        let twice = secrets(&[format!("id=a,src={f}"), format!("id=a,src={f}")]);
+        assert!(twice.unwrap_err().to_string().contains("given twice"));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }
