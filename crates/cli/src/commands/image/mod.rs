@@ -13,9 +13,9 @@ use swarm_api::agent::{
 
 #[derive(Subcommand, Debug)]
 pub enum ImageCmd {
-    /// Build an image from a Dockerfile on this node (docker build): the context directory is
-    /// sent to the node behind the socket and built into its image store.
-    Build(build::BuildArgs),
+    /// Build an image from a Dockerfile (docker build): the context directory is sent to the
+    /// node behind the socket (or the one --node names) and built into its image store.
+    Build(Box<build::BuildArgs>),
     /// Import a rootfs tarball (docker import semantics) as NAME:TAG into this node's store.
     Import(ImportArgs),
     /// List the images of this node's store.
@@ -207,7 +207,7 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
                 .await
                 .map_err(status_err)?;
         }
-        ImageCmd::Build(a) => build::run(ctx, a).await?,
+        ImageCmd::Build(a) => build::run(ctx, *a).await?,
         ImageCmd::Import(a) => {
             if a.name.trim().is_empty() || a.name.contains(char::is_whitespace) {
                 anyhow::bail!("invalid image name {:?}: expected NAME[:TAG]", a.name);
