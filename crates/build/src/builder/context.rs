@@ -21,6 +21,8 @@ pub(super) struct Sources<'a> {
     pub from: Option<(&'a str, Option<&'a Digest>)>,
     /// ADD: local tar archives (plain or gzip) are unpacked at the destination.
     pub unpack: bool,
+    /// `COPY --parents`: sources keep their paths under the destination.
+    pub parents: bool,
 }
 
 enum Item {
@@ -53,15 +55,38 @@ impl Builder<'_> {
         (df, node): (&Dockerfile, &Node),
         req: &Request,
         cur: &mut Current,
-        Sources { t, from, unpack }: Sources<'_>,
+        Sources {
+            t,
+            from,
+            unpack,
+            parents,
+        }: Sources<'_>,
         x: &dyn Fn(&str) -> Result<String, BuildError>,
         out: &mut dyn FnMut(Event),
     ) -> Result<(), BuildError> {
         let fail = |m: String| step_err(df, node, m);
-        if !t.exclude.is_empty() {
-            return Err(fail("COPY/ADD --exclude is not supported by this builder yet: list the sources, or exclude them in .dockerignore".into()));
-        }
-        let owner = owner(t, x).map_err(fail)?;
+        // --exclude: .dockerignore patterns over the paths of the sources (from the context
+        // or --from root) and of the files inside a copied directory.
+        let excluded: Vec<String> = t.exclude.iter().map(|e| x(e)).collect::<Result<_, _>>()?;
+        let exclude = IgnoreMatcher::from_patterns(excluded.iter().map(String::as_str))
+            .map_err(|e| fail(format!("--exclude: {e}")))?;
+        // Names in --chown are looked up in the image the files are copied into.
+        let image_file = |rel: &str| -> Result<String, String> {
+            let layers = match &cur.image {
+                Some(d) => {
+                    self.store
+                        .prepare(d.as_str())
+                        .map_err(|e| e.to_string())?
+                        .layers
+                }
+                None => Vec::new(),
+            };
+            let v = view::RootView::open(&layers, &self.dir).map_err(|e| e.to_string())?;
+            let p = resolve_in(v.path(), Path::new(rel.trim_start_matches('/')))
+                .map_err(|e| e.to_string())?;
+            fs::read_to_string(p).map_err(|e| e.to_string())
+        };
+        let owner = owner(t, x, &image_file).map_err(fail)?;
         let mut dest = x(&t.dest)?;
         if !dest.starts_with('/') {
             let wd = cur.config.working_dir.clone().unwrap_or_else(|| "/".into());
@@ -102,7 +127,9 @@ impl Builder<'_> {
                     dest: h.name.clone(),
                 }),
                 Source::Path(p) => {
-                    for (src, name) in sources(&root, &x(p)?, &ignore, &origin).map_err(fail)? {
+                    let found = sources(&root, &x(p)?, (&ignore, &exclude), &origin, parents)
+                        .map_err(fail)?;
+                    for (src, name) in found {
                         let archive = match unpack && src.is_file() {
                             true => archive_kind(&src).map_err(|e| fail(format!("{p}: {e}")))?,
                             false => None,
@@ -121,6 +148,7 @@ impl Builder<'_> {
             )));
         }
         let into_dir = dest.ends_with('/')
+            || parents
             || items.len() > 1
             || items.iter().any(|i| match i {
                 Item::Path { src, .. } => src.is_dir(),
@@ -145,6 +173,8 @@ impl Builder<'_> {
         let mut w = LayerWriter {
             tar: &mut tb,
             ignore: &ignore,
+            exclude: &exclude,
+            parents,
             context: &root,
             owner: &owner,
         };
@@ -167,20 +197,39 @@ impl Builder<'_> {
     }
 }
 
-/// `--chown` (numeric `uid[:gid]`) and `--chmod` (octal).
-fn owner(t: &Transfer, x: &dyn Fn(&str) -> Result<String, BuildError>) -> Result<Owner, String> {
+/// `--chown=user[:group]` (ids, or names from the image's `/etc/passwd` and `/etc/group`,
+/// which `file` reads; without a group the gid is the uid, as Docker does) and `--chmod`
+/// (octal).
+fn owner(
+    t: &Transfer,
+    x: &dyn Fn(&str) -> Result<String, BuildError>,
+    file: &dyn Fn(&str) -> Result<String, String>,
+) -> Result<Owner, String> {
     let (mut uid, mut gid) = (0, 0);
     if let Some(c) = &t.chown {
         let c = x(c).map_err(|e| e.to_string())?;
-        let (u, g) = c.split_once(':').unwrap_or((&c, &c));
-        match (u.parse::<u64>(), g.parse::<u64>()) {
-            (Ok(u), Ok(g)) => (uid, gid) = (u, g),
-            _ => {
-                return Err(format!(
-                    "--chown={c}: this builder takes numeric ids (uid[:gid]) only so far"
-                ))
+        let (u, g) = match c.split_once(':') {
+            Some((u, g)) => (u, Some(g)),
+            None => (c.as_str(), None),
+        };
+        let id = |name: &str, db: &str| -> Result<u64, String> {
+            if let Ok(n) = name.parse::<u64>() {
+                return Ok(n);
             }
-        }
+            if name.is_empty() {
+                return Err(format!("--chown={c}: expected user[:group]"));
+            }
+            let text = file(db).map_err(|e| {
+                format!("--chown={c}: {name} is a name, and the image has no readable {db} ({e}): use numeric ids")
+            })?;
+            lookup_id(&text, name)
+                .ok_or_else(|| format!("--chown={c}: no {name} in the image's {db}"))
+        };
+        uid = id(u, "/etc/passwd")?;
+        gid = match g {
+            Some(g) => id(g, "/etc/group")?,
+            None => uid,
+        };
     }
     let mode = match &t.chmod {
         Some(m) => Some(
@@ -196,6 +245,14 @@ fn owner(t: &Transfer, x: &dyn Fn(&str) -> Result<String, BuildError>) -> Result
         gid,
         chown: t.chown.is_some(),
         mode,
+    })
+}
+
+/// The id of `name` in a passwd or group file (`name:x:ID:...`).
+fn lookup_id(text: &str, name: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name)).then(|| f.nth(1)?.parse().ok())?
     })
 }
 
@@ -340,8 +397,9 @@ pub(super) fn resolve_in(root: &Path, rel: &Path) -> std::io::Result<PathBuf> {
 fn sources(
     root: &Path,
     p: &str,
-    ignore: &IgnoreMatcher,
+    (ignore, exclude): (&IgnoreMatcher, &IgnoreMatcher),
     origin: &Origin,
+    parents: bool,
 ) -> Result<Vec<(PathBuf, String)>, String> {
     let rel = clean(p, origin)?;
     let rel_s = rel.to_string_lossy().into_owned();
@@ -350,15 +408,22 @@ fn sources(
             std::io::ErrorKind::NotFound => format!("{p}: not found in {origin}"),
             _ => format!("{p}: {e}"),
         })?;
-        let name = r
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
+        // With --parents a source keeps its whole path, else its last name.
+        let name = match parents {
+            true => r.to_string_lossy().into_owned(),
+            false => r
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
         Ok::<_, String>((real, name))
     };
     if !p.contains(['*', '?', '[']) {
         if !rel_s.is_empty() && ignore.excluded(&rel_s) {
             return Err(format!("{p}: excluded by .dockerignore"));
+        }
+        if !rel_s.is_empty() && exclude.excluded(&rel_s) {
+            return Ok(Vec::new());
         }
         return Ok(vec![named(&rel)?]);
     }
@@ -366,7 +431,7 @@ fn sources(
     let mut matched = Vec::new();
     walk(root, Path::new(""), &mut |r, _| {
         let s = r.to_string_lossy();
-        if ignore.excluded(&s) {
+        if ignore.excluded(&s) || exclude.excluded(&s) {
             return false;
         }
         if glob.excluded(&s) {
@@ -416,6 +481,10 @@ fn file_digest(p: &Path) -> std::io::Result<String> {
 struct LayerWriter<'a> {
     tar: &'a mut tar::Builder<fs::File>,
     ignore: &'a IgnoreMatcher,
+    /// `--exclude` patterns.
+    exclude: &'a IgnoreMatcher,
+    /// `COPY --parents`: each source keeps its path under the destination.
+    parents: bool,
     context: &'a Path,
     owner: &'a Owner,
 }
@@ -474,11 +543,18 @@ impl LayerWriter<'_> {
             Item::Archive { src, gzip } => self.archive(src, *gzip, d),
             Item::Path { src, dest: name } => {
                 let md = fs::metadata(src)?;
+                if self.parents {
+                    self.ancestors(d, name)?;
+                }
                 if md.is_dir() {
                     let rel = src
                         .strip_prefix(self.context)
                         .unwrap_or(Path::new(""))
                         .to_path_buf();
+                    if self.parents {
+                        self.entry(src, &under(d, name), &md)?;
+                        return self.dir(src, &rel, &under(d, name));
+                    }
                     return self.dir(src, &rel, d);
                 }
                 let at = if into_dir {
@@ -491,12 +567,34 @@ impl LayerWriter<'_> {
         }
     }
 
+    /// `--parents`: the directories between the destination and a source (`a`, `a/b` for
+    /// `a/b/file`), with the attributes they have in the source root.
+    fn ancestors(&mut self, d: &str, name: &str) -> std::io::Result<()> {
+        let mut prefix = PathBuf::new();
+        let comps: Vec<_> = Path::new(name).components().collect();
+        for c in comps.iter().take(comps.len().saturating_sub(1)) {
+            prefix.push(c);
+            if let Ok(md) = fs::metadata(self.context.join(&prefix)) {
+                self.entry(
+                    &self.context.join(&prefix),
+                    &under(d, &prefix.display().to_string()),
+                    &md,
+                )?;
+            }
+        }
+        Ok(())
+    }
+
     /// The contents of context directory `src` (context-relative `rel`) under `at`.
     fn dir(&mut self, src: &Path, rel: &Path, at: &str) -> std::io::Result<()> {
         let mut entries = Vec::new();
         walk(src, Path::new(""), &mut |r, md| {
             let in_ctx = rel.join(r);
-            if self.ignore.excluded(&in_ctx.to_string_lossy()) {
+            let in_ctx = in_ctx.to_string_lossy();
+            if self.ignore.excluded(&in_ctx)
+                || self.exclude.excluded(&in_ctx)
+                || self.exclude.excluded(&r.to_string_lossy())
+            {
                 return false;
             }
             entries.push((r.to_path_buf(), md.clone()));

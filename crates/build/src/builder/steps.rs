@@ -94,9 +94,6 @@ impl Builder<'_> {
             Instruction::Healthcheck(h) => c.healthcheck = Some(healthcheck(h)),
             Instruction::Run(r) => return self.run((df, node), req, cur, earlier, r, out),
             Instruction::Copy(cp) => {
-                if cp.parents {
-                    return Err(step_err(df, node, "COPY --parents is not supported by this builder yet: copy each directory to its own destination".into()));
-                }
                 let from = match &cp.from {
                     Some(f) => Some((
                         f.as_str(),
@@ -111,6 +108,7 @@ impl Builder<'_> {
                     t: &cp.transfer,
                     from,
                     unpack: false,
+                    parents: cp.parents,
                 };
                 return self.copy((df, node), req, cur, what, &x, out);
             }
@@ -128,6 +126,7 @@ impl Builder<'_> {
                     t: &a.transfer,
                     from: None,
                     unpack: a.unpack != Some(false),
+                    parents: false,
                 };
                 return self.copy((df, node), req, cur, what, &x, out);
             }

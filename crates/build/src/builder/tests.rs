@@ -257,8 +257,8 @@ fn bad_steps_say_where_and_why() {
         ("FROM busybox:test AS base\nFROM busybox:test\nCOPY --from=base /nothing /b\n", "Dockerfile:3: /nothing: not found in --from=base"),
         ("FROM busybox:test\nCOPY --from=nosuch:2 /a /b\n", "Dockerfile:2: --from=nosuch:2: no stage has that name and the image nosuch:2 is not on this node"),
         ("FROM busybox:test AS base\nFROM busybox:test\nCOPY --from=base ../../etc/x /b\n", "Dockerfile:3: ../../etc/x is outside --from=base"),
-        ("FROM busybox:test\nCOPY --parents a/x /b/\n", "Dockerfile:2: COPY --parents is not supported"),
-        ("FROM busybox:test\nCOPY --exclude=*.md . /b/\n", "Dockerfile:2: COPY/ADD --exclude is not supported"),
+        ("FROM busybox:test\nCOPY --chown=nobody data.txt /x\n", "Dockerfile:2: --chown=nobody: no nobody in the image's /etc/passwd"),
+        ("FROM busybox:test\nCOPY --chown=0:wheel data.txt /x\n", "Dockerfile:2: --chown=0:wheel: wheel is a name, and the image has no readable /etc/group"),
     ];
     for (df, want) in cases {
         let (r, events) = e.build(&c, df, &[]);
@@ -750,4 +750,35 @@ RUN test -z "$TOK" && echo no-env-here > /later
         "{err}"
     );
     assert!(!format!("{:?}", Secrets([("k".into(), b"v".to_vec())].into())).contains('v'));
+}
+
+#[test]
+fn copy_takes_owner_names_from_the_image_excludes_patterns_and_keeps_parents() {
+    let e = env();
+    let c = e.context(&[
+        ("data.txt", "d\n"),
+        ("docs/a.md", "a\n"),
+        ("docs/b.txt", "b\n"),
+        ("src/x/deep/f.rs", "f\n"),
+        ("src/y/deep/g.rs", "g\n"),
+    ]);
+    let df = r#"FROM busybox:test
+RUN echo 'app:x:1000:1001::/:/bin/sh' >> /etc/passwd && echo 'staff:x:50:' > /etc/group
+COPY --chown=app data.txt /owned/user-only.txt
+COPY --chown=app:staff data.txt /owned/both.txt
+COPY --exclude=*.md docs /docs/
+COPY --exclude=docs/*.txt --exclude=src . /all/
+COPY --parents src/*/deep/*.rs /kept/
+"#;
+    let (d, events) = e.build(&c, df, &[]);
+    let d = d.unwrap_or_else(|err| panic!("{err}\n{events:?}"));
+    let out = e.run(
+        d.as_str(),
+        "ls -ln /owned | busybox awk 'NR>1 {print $3, $4, $9}'; ls /docs; ls /all /all/docs; \
+         cat /kept/src/x/deep/f.rs /kept/src/y/deep/g.rs",
+    );
+    assert_eq!(
+        out,
+        "1000 50 both.txt\n1000 1000 user-only.txt\nb.txt\n/all:\ndata.txt\ndocs\n\n/all/docs:\na.md\nf\ng\n"
+    );
 }
