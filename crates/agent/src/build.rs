@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use swarm_api::agent::{BuildChunk, BuildEvent, BuildOptions};
 use swarm_build::builder::RunNetwork;
-use swarm_build::builder::{Builder, Event, Request};
+use swarm_build::builder::{Builder, Event, Fetch, Request};
 use swarm_runtime::{Runtime, RuntimeConfig};
 use swarm_types::network::NetworkAttachment;
 use tonic::{Status, Streaming};
@@ -137,6 +137,10 @@ impl Builds {
         let req = self.cache_sources(req, &tx).await;
         let dir = self.dir.clone();
         let network = self.network.clone();
+        let fetch = self.puller.as_ref().map(|p| HttpFetch {
+            client: p.http_client(),
+            handle: tokio::runtime::Handle::current(),
+        });
         let (etx, erx) = std::sync::mpsc::channel::<BuildEvent>();
         let forward = {
             let tx = tx.clone();
@@ -151,6 +155,7 @@ impl Builds {
         let result = tokio::task::spawn_blocking(move || -> Result<String, Status> {
             let b = Builder {
                 network: network.as_deref().map(|n| n as &dyn RunNetwork),
+                fetch: fetch.as_ref().map(|f| f as &dyn Fetch),
                 rt: &runtime,
                 store: images.store(),
                 dir,
@@ -252,6 +257,67 @@ impl Builds {
 
 /// RUN containers on the node's default bridge, like tasks started without `--network`: an
 /// address held from `reserve` to `release`, the node's DNS server as their resolver.
+/// `ADD https://...` on the node: the puller's client for public servers, driven from the
+/// builder's threads on the agent's runtime.
+struct HttpFetch {
+    client: reqwest::Client,
+    handle: tokio::runtime::Handle,
+}
+
+impl Fetch for HttpFetch {
+    fn fetch(&self, url: &str, dest: &std::path::Path, limit: u64) -> Result<Option<u64>, String> {
+        use std::io::Write;
+        self.handle.block_on(async {
+            let mut resp = self
+                .client
+                .get(url)
+                .send()
+                .await
+                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+            if !resp.status().is_success() {
+                return Err(format!("{url}: the server answered {}", resp.status()));
+            }
+            let modified = resp
+                .headers()
+                .get(reqwest::header::LAST_MODIFIED)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| httpdate::parse_http_date(v).ok())
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs());
+            let mut f =
+                std::fs::File::create(dest).map_err(|e| format!("{}: {e}", dest.display()))?;
+            let mut n: u64 = 0;
+            while let Some(chunk) = resp
+                .chunk()
+                .await
+                .map_err(|e| format!("{url}: {}", error_chain(&e)))?
+            {
+                n += chunk.len() as u64;
+                if n > limit {
+                    return Err(format!(
+                        "{url}: larger than {limit} bytes, the most ADD downloads"
+                    ));
+                }
+                f.write_all(&chunk)
+                    .map_err(|e| format!("{}: {e}", dest.display()))?;
+            }
+            Ok(modified)
+        })
+    }
+}
+
+/// An error with its causes ("error sending request: connection refused").
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cur = c.source();
+    }
+    out
+}
+
 pub struct BuildNetwork {
     dp: Arc<DataPlane>,
     held: Mutex<HashMap<String, NetworkAttachment>>,

@@ -136,6 +136,11 @@ fn is_loopback(host: &str) -> bool {
 }
 
 impl Puller {
+    /// The client for public servers (system roots), which `ADD https://...` downloads with.
+    pub fn http_client(&self) -> reqwest::Client {
+        self.public.clone()
+    }
+
     pub fn new(
         images: Arc<ImageStore>,
         managers: Managers,

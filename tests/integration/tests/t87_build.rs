@@ -1,7 +1,9 @@
 //! `swarmctl image build` (issue 19) through the real binaries: a multi-stage Dockerfile over
 //! the busybox base (COPY --from, ARG, ENV, USER, WORKDIR, HEALTHCHECK, .dockerignore) is
 //! built on a manager, pushed to the cluster registry and runs as a 3-replica service on three
-//! netns hosts; a worker's build pulls its FROM image from the registry; an unchanged rebuild
+//! netns hosts; a build sent through the manager to a worker (`--node`) pulls its FROM image
+//! from the registry, takes a `--secret`, a cache mount and an `ADD` of a URL served by another
+//! host; an unchanged rebuild
 //! is fully cached, a changed COPY input rebuilds from that step on; hostile contexts are
 //! refused. Docker's engine on this machine pulls the image we
 //! built and runs it with the same CMD, ENV, USER and WORKDIR.
@@ -66,7 +68,7 @@ fn built(out: &str) -> (String, usize) {
 #[test]
 fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_cache() {
     init_tracing();
-    let (_hosts, c) = hosts_cluster(3, &[]);
+    let (hosts, c) = hosts_cluster(3, &[]);
     let tmp = tempfile::tempdir().unwrap();
     let ctx = tmp.path().join("ctx");
     context(&ctx, "one");
@@ -168,6 +170,26 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     );
     let images = c.ctl(2, &["image", "ls"]).unwrap();
     assert!(images.contains("secret"), "{images}");
+
+    info!("phase: ADD of a URL that a host of the test network serves, built on n3");
+    let www = tmp.path().join("www");
+    std::fs::create_dir_all(&www).unwrap();
+    std::fs::write(www.join("tool.txt"), "served\n").unwrap();
+    let web_ip = c.nodes[0].addr.split(':').next().unwrap().to_string();
+    let _web = WebServer::start(&hosts, 0, &web_ip, &www);
+    let add = tmp.path().join("add-ctx");
+    std::fs::create_dir_all(&add).unwrap();
+    std::fs::write(
+        add.join("Dockerfile"),
+        format!("FROM app:1\nUSER 0\nADD http://{web_ip}:8765/tool.txt /opt/\nRUN test \"$(cat /opt/tool.txt)\" = served\n"),
+    )
+    .unwrap();
+    build(
+        &c,
+        0,
+        &["--node", "n3", "-t", "added:1", add.to_str().unwrap()],
+    )
+    .unwrap_or_else(|e| panic!("ADD of a URL: {e}\n{}", c.dump()));
 
     info!("phase: another worker, no cache of its own, takes the RUN layer from --cache-from");
     // Workers may not push: the manager builds and pushes the same Dockerfile.
@@ -432,6 +454,61 @@ fn docker_runs_the_image_we_built() {
 }
 
 /// Removes a Docker container when the test ends.
+/// `python3 -m http.server` inside a test host's network namespace, killed on drop.
+struct WebServer(std::process::Child);
+
+impl WebServer {
+    fn start(hosts: &swarm_testkit::netns::Hosts, i: usize, ip: &str, dir: &Path) -> WebServer {
+        let mut cmd = hosts.exec_prefix(i);
+        cmd.extend(
+            [
+                "python3",
+                "-m",
+                "http.server",
+                "8765",
+                "--bind",
+                ip,
+                "--directory",
+                dir.to_str().unwrap(),
+            ]
+            .map(String::from),
+        );
+        let child = std::process::Command::new(&cmd[0])
+            .args(&cmd[1..])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("python3 (CI installs it)");
+        let server = WebServer(child);
+        let mut probe = hosts.exec_prefix(i);
+        probe.extend(
+            [
+                "python3",
+                "-c",
+                "import socket,sys; socket.create_connection((sys.argv[1], 8765), 1)",
+                ip,
+            ]
+            .map(String::from),
+        );
+        wait_until("the web server answers", LONG, || {
+            std::process::Command::new(&probe[0])
+                .args(&probe[1..])
+                .status()
+                .ok()
+                .filter(|s| s.success())
+        })
+        .unwrap();
+        server
+    }
+}
+
+impl Drop for WebServer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 struct RmContainer(String);
 
 impl Drop for RmContainer {

@@ -23,6 +23,8 @@ pub(super) struct Sources<'a> {
     pub unpack: bool,
     /// `COPY --parents`: sources keep their paths under the destination.
     pub parents: bool,
+    /// `ADD --checksum=sha256:HEX` of a URL source.
+    pub checksum: Option<&'a str>,
 }
 
 enum Item {
@@ -60,6 +62,7 @@ impl Builder<'_> {
             from,
             unpack,
             parents,
+            checksum,
         }: Sources<'_>,
         x: &dyn Fn(&str) -> Result<String, BuildError>,
         out: &mut dyn FnMut(Event),
@@ -120,12 +123,32 @@ impl Builder<'_> {
             .canonicalize()
             .map_err(|e| fail(format!("{}: {e}", root.display())))?;
         let mut items = Vec::new();
+        // Downloads of ADD's URLs, removed when the step ends.
+        let downloads = tempfile::Builder::new()
+            .prefix("add-")
+            .tempdir_in(&self.dir)
+            .map_err(|source| BuildError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
         for s in &t.sources {
             match s {
                 Source::Heredoc(h) => items.push(Item::Data {
                     bytes: h.content.as_bytes().to_vec(),
                     dest: h.name.clone(),
                 }),
+                Source::Path(p) if p.contains("://") => {
+                    let url = x(p)?;
+                    let (src, name) = self
+                        .download(&url, checksum, downloads.path(), items.len())
+                        .map_err(fail)?;
+                    if name.is_empty() && dest.ends_with('/') {
+                        return Err(fail(format!(
+                            "{url}: the URL names no file: give the destination as a file path"
+                        )));
+                    }
+                    items.push(Item::Path { src, dest: name });
+                }
                 Source::Path(p) => {
                     let found = sources(&root, &x(p)?, (&ignore, &exclude), &origin, parents)
                         .map_err(fail)?;
@@ -194,6 +217,64 @@ impl Builder<'_> {
         let diff = Digest::parse(&format!("sha256:{digest}"))?;
         cur.follow(&created_by, Some(&diff));
         Ok(())
+    }
+}
+
+impl Builder<'_> {
+    /// ADD's URL source: downloaded into `dir` (mode 0600 and the server's Last-Modified
+    /// time, as Docker does; never unpacked), checked against `--checksum`. Returns the file
+    /// and the name it takes under a directory destination (the URL path's last segment).
+    fn download(
+        &self,
+        url: &str,
+        checksum: Option<&str>,
+        dir: &Path,
+        seq: usize,
+    ) -> Result<(PathBuf, String), String> {
+        let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+        if !matches!(scheme, "http" | "https") {
+            return Err(format!(
+                "{url}: ADD fetches http and https URLs only (git and other sources are not supported)"
+            ));
+        }
+        let fetch = self
+            .fetch
+            .ok_or_else(|| format!("{url}: this builder cannot download (no HTTP client)"))?;
+        let path = rest.split(['?', '#']).next().unwrap_or("");
+        let name = path
+            .split_once('/')
+            .map(|(_, p)| p.rsplit('/').next().unwrap_or(""))
+            .unwrap_or("")
+            .to_string();
+        let file = dir.join(format!("{seq}"));
+        let modified = fetch.fetch(url, &file, crate::MAX_CONTEXT_BYTES)?;
+        if let Some(want) = checksum {
+            let hex = want.strip_prefix("sha256:").ok_or_else(|| {
+                format!(
+                    "--checksum={want}: expected sha256:HEX (other algorithms are not supported)"
+                )
+            })?;
+            let got = file_digest(&file).map_err(|e| e.to_string())?;
+            if !got.eq_ignore_ascii_case(hex) {
+                return Err(format!(
+                    "{url}: checksum mismatch: --checksum says sha256:{hex}, the download is sha256:{got}"
+                ));
+            }
+        }
+        let set = || -> std::io::Result<()> {
+            use std::os::unix::fs::PermissionsExt;
+            fs::set_permissions(&file, fs::Permissions::from_mode(0o600))?;
+            if let Some(t) = modified {
+                let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t);
+                fs::File::options()
+                    .write(true)
+                    .open(&file)?
+                    .set_modified(when)?;
+            }
+            Ok(())
+        };
+        set().map_err(|e| format!("{url}: {e}"))?;
+        Ok((file, name))
     }
 }
 

@@ -202,8 +202,17 @@ pub struct Builder<'a> {
     pub store: &'a ImageStore,
     /// RUN's network (`RUN --network=default`, the default); `None`: loopback only.
     pub network: Option<&'a dyn RunNetwork>,
+    /// How `ADD https://...` downloads; `None`: URLs are refused.
+    pub fetch: Option<&'a dyn Fetch>,
     /// Where layers and `COPY --from` views are staged.
     pub dir: PathBuf,
+}
+
+/// ADD's remote sources: the node downloads a URL (the agent does it with its HTTP client).
+pub trait Fetch: Sync {
+    /// Writes the body of `url` (http or https) to `dest`, at most `limit` bytes; returns the
+    /// server's Last-Modified time (unix seconds) when it sent one.
+    fn fetch(&self, url: &str, dest: &Path, limit: u64) -> Result<Option<u64>, String>;
 }
 
 /// The image a stage has built so far.

@@ -109,24 +109,30 @@ impl Builder<'_> {
                     from,
                     unpack: false,
                     parents: cp.parents,
+                    checksum: None,
                 };
                 return self.copy((df, node), req, cur, what, &x, out);
             }
             Instruction::Add(a) => {
-                let remote = a
+                let local = a
                     .transfer
                     .sources
                     .iter()
-                    .any(|s| matches!(s, Source::Path(p) if p.contains("://")));
-                if remote || a.checksum.is_some() {
-                    return Err(step_err(df, node, "ADD of URLs (and --checksum) is not supported by this builder yet: fetch them in a RUN step, or ADD files of the build context".into()));
+                    .any(|s| !matches!(s, Source::Path(p) if p.contains("://")));
+                if a.checksum.is_some() && local {
+                    return Err(step_err(
+                        df,
+                        node,
+                        "ADD --checksum is for URL sources only".into(),
+                    ));
                 }
-                // Docker unpacks local archives unless --unpack=false.
+                // Docker unpacks local archives unless --unpack=false (never downloads).
                 let what = Sources {
                     t: &a.transfer,
                     from: None,
                     unpack: a.unpack != Some(false),
                     parents: false,
+                    checksum: a.checksum.as_deref(),
                 };
                 return self.copy((df, node), req, cur, what, &x, out);
             }

@@ -87,6 +87,7 @@ impl Env {
     fn builder(&self) -> Builder<'_> {
         Builder {
             network: None,
+            fetch: None,
             rt: &self.rt,
             store: &self.store,
             dir: self.dir.path().join("build"),
@@ -781,4 +782,93 @@ COPY --parents src/*/deep/*.rs /kept/
         out,
         "1000 50 both.txt\n1000 1000 user-only.txt\nb.txt\n/all:\ndata.txt\ndocs\n\n/all/docs:\na.md\nf\ng\n"
     );
+}
+
+/// Serves ADD's URLs from memory.
+struct Files(std::collections::HashMap<&'static str, Vec<u8>>);
+
+impl Fetch for Files {
+    fn fetch(&self, url: &str, dest: &Path, limit: u64) -> Result<Option<u64>, String> {
+        let body = self.0.get(url).ok_or_else(|| format!("{url}: 404"))?;
+        assert!(limit >= body.len() as u64);
+        fs::write(dest, body).map_err(|e| e.to_string())?;
+        Ok(Some(1_700_000_000))
+    }
+}
+
+#[test]
+fn add_downloads_urls_checks_their_checksum_and_never_unpacks_them() {
+    let e = env();
+    let c = e.context(&[("data.txt", "d\n")]);
+    let tarball = archive(false, false);
+    let files = Files(
+        [
+            (
+                "http://files.test/dir/tool.sh",
+                b"#!/bin/sh\necho tool\n".to_vec(),
+            ),
+            ("https://files.test/a.tar?v=1", tarball.clone()),
+        ]
+        .into(),
+    );
+    let sum = {
+        use sha2::Digest as _;
+        sha2::Sha256::digest(b"#!/bin/sh\necho tool\n")
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>()
+    };
+    let build = |df: &str| {
+        let b = Builder {
+            fetch: Some(&files),
+            ..e.builder()
+        };
+        let req = Request {
+            context: c.clone(),
+            dockerfile: df.into(),
+            dockerfile_name: "Dockerfile".into(),
+            tags: vec!["add:1".into()],
+            ..Default::default()
+        };
+        b.build(&req, &mut |_| {})
+    };
+    let df = format!(
+        "FROM busybox:test\nADD --checksum=sha256:{sum} http://files.test/dir/tool.sh /opt/\nADD https://files.test/a.tar?v=1 /opt/\nADD http://files.test/dir/tool.sh /renamed\n"
+    );
+    let d = build(&df).unwrap();
+    let out = e.run(
+        d.as_str(),
+        "ls -l /opt/tool.sh | busybox cut -c1-10; cat /opt/tool.sh; test -f /opt/a.tar && echo kept-as-file; \
+         busybox stat -c %Y /renamed",
+    );
+    assert_eq!(
+        out,
+        "-rw-------\n#!/bin/sh\necho tool\nkept-as-file\n1700000000\n"
+    );
+    for (df, want) in [
+        (
+            "FROM busybox:test\nADD --checksum=sha256:00 http://files.test/dir/tool.sh /x\n"
+                .to_string(),
+            "checksum mismatch: --checksum says sha256:00, the download is sha256:".to_string(),
+        ),
+        (
+            "FROM busybox:test\nADD http://files.test/missing /x\n".into(),
+            "Dockerfile:2: http://files.test/missing: 404".into(),
+        ),
+        (
+            "FROM busybox:test\nADD git@github.com:x/y.git /x\n".into(),
+            "not found in the build context".into(),
+        ),
+        (
+            "FROM busybox:test\nADD ftp://files.test/x /x\n".into(),
+            "ADD fetches http and https URLs only".into(),
+        ),
+        (
+            "FROM busybox:test\nADD --checksum=sha256:00 data.txt /x\n".into(),
+            "ADD --checksum is for URL sources only".into(),
+        ),
+    ] {
+        let err = build(&df).expect_err(&df).to_string();
+        assert!(err.contains(&want), "{df:?}:\n got  {err}\n want {want}");
+    }
 }
