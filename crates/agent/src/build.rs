@@ -421,6 +421,20 @@ fn request(context: &Path, o: &BuildOptions) -> Result<Request, Status> {
             )));
         }
     }
+    let network_none = match o.network.as_str() {
+        "" | "default" | "bridge" => false,
+        "none" => true,
+        "host" => {
+            return Err(Status::invalid_argument(
+                "--network host: build steps run with the isolation of services; use default or none",
+            ))
+        }
+        other => {
+            return Err(Status::invalid_argument(format!(
+                "--network {other}: a build's RUN steps use the node's default bridge (default) or none"
+            )))
+        }
+    };
     Ok(Request {
         context: context.to_path_buf(),
         dockerfile: String::new(),
@@ -432,6 +446,7 @@ fn request(context: &Path, o: &BuildOptions) -> Result<Request, Status> {
         cache_from: o.cache_from.clone(),
         labels: o.labels.clone().into_iter().collect(),
         secrets: swarm_build::builder::Secrets(o.secrets.clone().into_iter().collect()),
+        network_none,
     })
 }
 

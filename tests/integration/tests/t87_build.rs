@@ -232,6 +232,24 @@ fn a_multi_stage_build_runs_as_a_service_on_three_hosts_and_rebuilds_from_the_ca
     .unwrap_or_else(|e| panic!("RUN with a network: {e}\n{}", c.dump()));
     assert!(out.contains("1 packets received"), "{out}");
     assert!(out.contains("nameserver "), "{out}");
+    // `image build --network none`: the same first RUN has no eth0 (and no cache entry:
+    // it never ran without a network).
+    let err = build(
+        &c,
+        2,
+        &[
+            "--network",
+            "none",
+            "-t",
+            "net:2",
+            "--build-arg",
+            &target,
+            net.to_str().unwrap(),
+        ],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("returned a non-zero code"), "{err}");
 
     info!("phase: a 3-replica service of it, one task per host");
     c.ctl(

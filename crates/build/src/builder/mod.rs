@@ -65,6 +65,8 @@ pub struct Request {
     pub cache_from: Vec<String>,
     /// `--secret`: what `RUN --mount=type=secret` shows.
     pub secrets: Secrets,
+    /// `--network=none`: RUN steps that name no network get loopback only.
+    pub network_none: bool,
 }
 
 /// Build secrets by id. They reach a RUN only through its secret mounts, never a layer, a

@@ -197,10 +197,17 @@ impl Builder<'_> {
             })
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
+        // `image build --network none` is part of the key of the steps it takes the network
+        // from (a step's own `--network` is in its text).
+        let net = if r.network.is_none() && req.network_none {
+            "net=none"
+        } else {
+            ""
+        };
         let key = cache_key(
             cur,
             node.original.trim(),
-            &format!("{args:?}{env:?}{}", extras.inputs),
+            &format!("{args:?}{env:?}{}{net}", extras.inputs),
         );
         let created_by = format!("RUN {}", node.original.trim()[3..].trim());
         if let Some(d) = self.cached(&key, req) {
@@ -294,6 +301,7 @@ impl Builder<'_> {
         };
         let network = match r.network {
             Some(crate::dockerfile::Network::None) => None,
+            None if req.network_none => None,
             _ => self.network,
         };
         let res = match network {

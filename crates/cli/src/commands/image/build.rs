@@ -45,6 +45,10 @@ pub struct BuildArgs {
     /// image or the cache.
     #[arg(long = "secret", value_name = "id=ID[,src=FILE|,env=VAR]")]
     pub secrets: Vec<String>,
+    /// The network of RUN steps that name none: `default` (the node's bridge, with outbound
+    /// access) or `none` (loopback only); `RUN --network=...` overrides it per step.
+    #[arg(long, default_value = "default", value_parser = ["default", "none"])]
+    pub network: String,
     /// A label for the image: KEY=VALUE; repeatable.
     #[arg(long = "label", value_name = "KEY=VALUE")]
     pub labels: Vec<String>,
@@ -89,6 +93,7 @@ pub async fn run(ctx: &crate::client::Context, a: BuildArgs) -> anyhow::Result<(
         pull: a.pull,
         cache_from: a.cache_from.clone(),
         secrets: secrets(&a.secrets)?,
+        network: a.network.clone(),
     };
     let tar = ContextTar::write(&a.context, &dockerfile)?;
     let len = tar.len()?;
