@@ -20,6 +20,7 @@ pub mod bridge;
 pub mod discovery;
 pub mod dns;
 pub mod lb;
+mod netlink;
 pub mod peers;
 mod sys;
 
@@ -351,41 +352,15 @@ impl DataPlane {
             }
         }
         self.load_rules(&mut st)?;
-        let mut host = String::new();
+        // The host half over netlink, under the lock (it touches the shared bridges).
         let mut leftovers = String::new();
-        let mut inside = String::new();
-        let mut routed = false;
-        for (i, att) in networks.iter().enumerate() {
-            let mtu = Self::mtu(att);
-            let veth = self.veth_name(id, i);
-            let eth = format!("eth{i}");
-            writeln!(leftovers, "link del {veth}").ok();
-            writeln!(
-                host,
-                "link add {veth} mtu {mtu} type veth peer name {eth} mtu {mtu} netns {pid}"
-            )
-            .ok();
-            // The address on the host side too: the default bridge's addresses are read back
-            // from there after a restart.
-            writeln!(
-                host,
-                "link set {veth} master {} alias {} up",
-                self.bridge_name(att.vni),
-                bridge::veth_alias(att.address.addr, id)
-            )
-            .ok();
-            writeln!(inside, "link set {eth} address {}", mac_string(att.mac())).ok();
-            writeln!(inside, "addr add {} dev {eth}", att.address).ok();
-            writeln!(inside, "link set {eth} up").ok();
-            if !att.internal && !routed {
-                writeln!(inside, "route add default via {} dev {eth}", att.gateway).ok();
-                routed = true;
-            }
+        for i in 0..networks.len() {
+            writeln!(leftovers, "link del {}", self.veth_name(id, i)).ok();
         }
-        let plumbed = match sys::ip_batch(None, &host) {
+        let plumbed = match self.plumb_host(id, networks, pid) {
             // A retried prepare left the pair of its old container: it goes, then again.
-            Err(e) if e.to_string().contains("File exists") => {
-                sys::ip_batch_force(&leftovers).and_then(|()| sys::ip_batch(None, &host))
+            Err(e) if e.exists() => {
+                sys::ip_batch_force(&leftovers).and_then(|()| self.plumb_host(id, networks, pid))
             }
             r => r,
         };
@@ -410,9 +385,71 @@ impl DataPlane {
         // Inside the container's own namespace: nothing another container's setup touches,
         // so other tasks' setups need not wait for it.
         drop(st);
-        sys::ip_batch(Some(pid), &inside)?;
+        Self::plumb_inside(networks, pid)?;
         if !rules.is_empty() {
             sys::nft_in(pid, &rules)?;
+        }
+        Ok(())
+    }
+
+    /// The host half of a container's plumbing: per network a veth pair whose peer `ethN`
+    /// (with the task's MAC) is created in the namespace of `pid`, the host end on the
+    /// network's bridge, up, with the alias the default bridge's addresses are read back
+    /// from after a restart.
+    fn plumb_host(
+        &self,
+        id: &str,
+        networks: &[NetworkAttachment],
+        pid: i32,
+    ) -> Result<(), NetError> {
+        let nl_err = |op: String| move |source| NetError::Netlink { op, source };
+        let mut nl = netlink::Netlink::open().map_err(nl_err("open a netlink socket".into()))?;
+        for (i, att) in networks.iter().enumerate() {
+            let (veth, bridge) = (self.veth_name(id, i), self.bridge_name(att.vni));
+            let mtu = Self::mtu(att);
+            nl.add_veth(&veth, &format!("eth{i}"), mtu, Some(att.mac()), pid)
+                .map_err(nl_err(format!(
+                    "add veth {veth} into the namespace of {pid}"
+                )))?;
+            let master = nl
+                .index(&bridge)
+                .map_err(nl_err(format!("find bridge {bridge}")))?;
+            let alias = bridge::veth_alias(att.address.addr, id);
+            let change = netlink::LinkChange {
+                master: Some(master),
+                alias: Some(&alias),
+                up: true,
+                ..Default::default()
+            };
+            nl.set_link(&veth, &change)
+                .map_err(nl_err(format!("put {veth} on {bridge}")))?;
+        }
+        Ok(())
+    }
+
+    /// The half inside the container's namespace: each `ethN`'s address, up, and the default
+    /// route through the first network that has a way out.
+    fn plumb_inside(networks: &[NetworkAttachment], pid: i32) -> Result<(), NetError> {
+        let nl_err = |op: String| move |source| NetError::Netlink { op, source };
+        let mut nl = netlink::Netlink::open_in(pid)
+            .map_err(nl_err(format!("enter the network namespace of {pid}")))?;
+        let mut routed = false;
+        for (i, att) in networks.iter().enumerate() {
+            let eth = format!("eth{i}");
+            let idx = nl.index(&eth).map_err(nl_err(format!("find {eth}")))?;
+            nl.add_addr(idx, att.address.addr, att.address.prefix)
+                .map_err(nl_err(format!("add {} to {eth}", att.address)))?;
+            let up = netlink::LinkChange {
+                up: true,
+                ..Default::default()
+            };
+            nl.set_link(&eth, &up)
+                .map_err(nl_err(format!("set {eth} up")))?;
+            if !att.internal && !routed {
+                nl.add_default_route(att.gateway, idx)
+                    .map_err(nl_err(format!("route default via {}", att.gateway)))?;
+                routed = true;
+            }
         }
         Ok(())
     }

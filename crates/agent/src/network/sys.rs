@@ -22,6 +22,19 @@ pub enum NetError {
         path: String,
         source: std::io::Error,
     },
+    /// A netlink request the kernel refused (`op` says what, like `ip` would).
+    #[error("{op}: {source}")]
+    Netlink { op: String, source: std::io::Error },
+}
+
+impl NetError {
+    /// The request already exists (EEXIST: a link or address of that name is there).
+    pub fn exists(&self) -> bool {
+        match self {
+            NetError::Netlink { source, .. } => source.raw_os_error() == Some(libc::EEXIST),
+            other => other.to_string().contains("File exists"),
+        }
+    }
 }
 
 fn run(mut cmd: Command, name: &str, input: &str) -> Result<String, NetError> {
