@@ -824,4 +824,53 @@ fn bench_network_throughput_latency_and_setup_time() {
         work_ms.get(work_ms.len() / 2).copied().unwrap_or(0.0),
         work_ms
     );
+    let phases = |since: usize| {
+        for l in strip_ansi(&c.nodes[0].log_since(since))
+            .lines()
+            .filter(|l| l.contains("network plumbing phases"))
+        {
+            println!("    {}", l.split("phases").nth(1).unwrap_or(l).trim());
+        }
+    };
+    println!("  phases (time since the setup began; the rest of total is nft in the container):");
+    phases(mark);
+
+    // One task at a time (each running before the next is created): the cost without
+    // contention, with a VIP (its load-balancing rules go into the container with nft) and
+    // with DNS round robin (no rules: netlink only).
+    for (m, mode) in ["vip", "dnsrr"].into_iter().enumerate() {
+        let mark = c.nodes[0].log_len();
+        for k in 0..5 {
+            let name = format!("seq-{mode}-{k}");
+            let cmd = format!("39{m}{k}7");
+            c.ctl(
+                0,
+                &[
+                    "service",
+                    "create",
+                    "--name",
+                    &name,
+                    "--detach",
+                    "--endpoint-mode",
+                    mode,
+                    "--constraint",
+                    "node.hostname==n1",
+                    "--network",
+                    "br",
+                    "busybox",
+                    "sleep",
+                    &cmd,
+                ],
+            )
+            .unwrap();
+            wait_tasks(&c, &name, &format!("sleep {cmd}"), 1);
+        }
+        let seq = setup_times(&c.nodes[0].log_since(mark));
+        println!(
+            "network setup, 5 tasks one after another, endpoint mode {mode} (ms): median {:.1}, {:?}",
+            seq.get(seq.len() / 2).copied().unwrap_or(0.0),
+            seq
+        );
+        phases(mark);
+    }
 }

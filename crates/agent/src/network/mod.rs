@@ -66,6 +66,10 @@ struct Container {
     vnis: Option<BTreeSet<u32>>,
     /// The service-address rules loaded in its namespace.
     loaded: String,
+    /// Held while its rules are loaded (outside the state lock): loads into one container
+    /// happen one at a time, each from the view current when it starts, so the last one
+    /// loads the newest view.
+    loading: Arc<Mutex<()>>,
 }
 
 pub struct DataPlane {
@@ -208,13 +212,17 @@ impl DataPlane {
 
     /// Installs a new discovery view: the published-port rules of this host and the
     /// virtual-IP rules of every container whose set changed.
+    /// The containers' rules load outside the state lock (an `nft` process each), so the
+    /// network setup of starting containers does not wait for them.
     pub fn set_view(&self, view: Arc<View>) -> Result<(), NetError> {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        st.view = view;
-        let mut first_err = self.load_rules(&mut st).err();
-        let ids: Vec<String> = st.containers.keys().cloned().collect();
+        let (mut first_err, ids) = {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            st.view = view;
+            let err = self.load_rules(&mut st).err();
+            (err, st.containers.keys().cloned().collect::<Vec<_>>())
+        };
         for id in ids {
-            if let Err(e) = self.sync_container(&mut st, &id) {
+            if let Err(e) = self.sync_container(&id) {
                 first_err.get_or_insert(e);
             }
         }
@@ -224,24 +232,27 @@ impl DataPlane {
     /// Records a running container found at start (its namespace keeps its interfaces and
     /// rules; the next view refreshes the rules).
     pub fn adopt(&self, task_id: &str, pid: i32) {
-        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        let fresh = !st.containers.contains_key(task_id);
-        st.containers
-            .entry(task_id.to_string())
-            .or_insert(Container {
-                pid,
-                vnis: None,
-                loaded: String::new(),
-            });
-        if let Err(e) = self.sync_container(&mut st, task_id) {
-            tracing::warn!(task = task_id, error = %e, "service address rules not loaded");
-        }
-        // Connections other hosts balanced here may go to it again (the view may have
-        // arrived before the container was found).
-        if fresh {
-            if let Err(e) = self.load_rules(&mut st) {
-                tracing::warn!(error = %e, "published-port rules not updated");
+        {
+            let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let fresh = !st.containers.contains_key(task_id);
+            st.containers
+                .entry(task_id.to_string())
+                .or_insert(Container {
+                    pid,
+                    vnis: None,
+                    loaded: String::new(),
+                    loading: Arc::default(),
+                });
+            // Connections other hosts balanced here may go to it again (the view may have
+            // arrived before the container was found).
+            if fresh {
+                if let Err(e) = self.load_rules(&mut st) {
+                    tracing::warn!(error = %e, "published-port rules not updated");
+                }
             }
+        }
+        if let Err(e) = self.sync_container(task_id) {
+            tracing::warn!(task = task_id, error = %e, "service address rules not loaded");
         }
     }
 
@@ -259,23 +270,36 @@ impl DataPlane {
         }
     }
 
-    /// Loads the container's virtual-IP rules if they differ from what it has.
-    fn sync_container(&self, st: &mut State, id: &str) -> Result<(), NetError> {
-        let view = st.view.clone();
-        let Some(c) = st.containers.get_mut(id) else {
-            return Ok(());
-        };
-        let vnis = match &c.vnis {
-            Some(v) => v.clone(),
-            None => match view.tasks.iter().find(|t| t.id.as_str() == id) {
-                Some(t) => t.addrs.iter().map(|a| a.vni).collect(),
+    /// Loads the container's virtual-IP rules if they differ from what it has: computed from
+    /// the view current when its turn comes, loaded (an `nft` process in its namespace)
+    /// without the state lock.
+    fn sync_container(&self, id: &str) -> Result<(), NetError> {
+        let loading = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            match st.containers.get(id) {
+                Some(c) => c.loading.clone(),
                 None => return Ok(()),
-            },
+            }
         };
-        let want = lb::container_rules(&view, &vnis);
-        if want == c.loaded {
-            return Ok(());
-        }
+        let _turn = loading.lock().unwrap_or_else(|e| e.into_inner());
+        let (pid, want) = {
+            let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let Some(c) = st.containers.get(id) else {
+                return Ok(());
+            };
+            let vnis = match &c.vnis {
+                Some(v) => v.clone(),
+                None => match st.view.tasks.iter().find(|t| t.id.as_str() == id) {
+                    Some(t) => t.addrs.iter().map(|a| a.vni).collect(),
+                    None => return Ok(()),
+                },
+            };
+            let want = lb::container_rules(&st.view, &vnis);
+            if want == c.loaded {
+                return Ok(());
+            }
+            (c.pid, want)
+        };
         let text = if want.is_empty() {
             format!(
                 "table ip {t}\ndelete table ip {t}\n",
@@ -284,14 +308,20 @@ impl DataPlane {
         } else {
             want.clone()
         };
-        match sys::nft_in(c.pid, &text) {
+        let res = sys::nft_in(pid, &text);
+        let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        match res {
             Ok(()) => {
-                c.loaded = want;
+                if let Some(c) = st.containers.get_mut(id).filter(|c| c.pid == pid) {
+                    c.loaded = want;
+                }
                 Ok(())
             }
             // The container is gone (its pid with it): nothing to keep in step.
-            Err(_) if !std::path::Path::new(&format!("/proc/{}/ns/net", c.pid)).exists() => {
-                st.containers.remove(id);
+            Err(_) if !std::path::Path::new(&format!("/proc/{pid}/ns/net")).exists() => {
+                if st.containers.get(id).is_some_and(|c| c.pid == pid) {
+                    st.containers.remove(id);
+                }
                 Ok(())
             }
             Err(e) => Err(e),
@@ -337,7 +367,9 @@ impl DataPlane {
         if networks.is_empty() {
             return Ok(());
         }
+        let t0 = std::time::Instant::now();
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let locked = t0.elapsed();
         // A network this process already set up is not configured (nor its links listed)
         // again for every container: two `ip` runs less per task. If its bridge went away
         // behind our back, the plumbing below fails and forgets it, so the retry sets it up.
@@ -352,6 +384,7 @@ impl DataPlane {
             }
         }
         self.load_rules(&mut st)?;
+        let prepared = t0.elapsed();
         // The host half over netlink, under the lock (it touches the shared bridges).
         let mut leftovers = String::new();
         for i in 0..networks.len() {
@@ -372,23 +405,33 @@ impl DataPlane {
             return Err(e);
         }
         let vnis: BTreeSet<u32> = networks.iter().map(|a| a.vni).collect();
-        let rules = lb::container_rules(&st.view, &vnis);
         st.containers.insert(
             id.to_string(),
             Container {
                 pid,
                 vnis: Some(vnis),
-                loaded: rules.clone(),
+                loaded: String::new(),
+                loading: Arc::default(),
             },
         );
         self.load_rules(&mut st)?;
         // Inside the container's own namespace: nothing another container's setup touches,
         // so other tasks' setups need not wait for it.
         drop(st);
+        let host = t0.elapsed();
         Self::plumb_inside(networks, pid)?;
-        if !rules.is_empty() {
-            sys::nft_in(pid, &rules)?;
-        }
+        let inside = t0.elapsed();
+        // Its service-address rules, from the newest view (not under the state lock).
+        self.sync_container(id)?;
+        tracing::debug!(
+            container = id,
+            ?locked,
+            ?prepared,
+            ?host,
+            ?inside,
+            total = ?t0.elapsed(),
+            "network plumbing phases"
+        );
         Ok(())
     }
 
