@@ -899,7 +899,7 @@ fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
         if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(") {
             return Err(InitError::WorkdirEscape { cwd: p.cwd.clone() });
         }
-        seccomp::install(&seccomp::build_default_program())?;
+        seccomp::install(&seccomp::build_default_program(mask))?;
         let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = p.envp.iter().map(|a| a.as_ptr()).collect();
