@@ -6,10 +6,13 @@
 mod agent;
 mod agent_route;
 mod args;
+mod host;
 mod identity;
+mod membership;
 mod metrics;
 mod node;
 mod registry;
+mod renewal;
 mod server;
 
 pub use args::Args;
