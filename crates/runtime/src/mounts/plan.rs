@@ -1,0 +1,129 @@
+//! The mount table of a container, computed from its spec without touching anything (pure;
+//! unit-tested): the rootfs, /proc, /dev and its nodes, /sys, the user's mounts with their
+//! confinement checks, masked and read-only paths.
+
+use super::*;
+
+/// Computes the mount table for `spec` (pure; unit-tested).
+pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
+    let p = PathBuf::from;
+    let mut ops = vec![
+        MountOp::Fs {
+            fstype: "proc",
+            source: "proc".into(),
+            target: p("/proc"),
+            flags: NOSUID | NODEV | NOEXEC,
+            data: None,
+        },
+        MountOp::Fs {
+            fstype: "tmpfs",
+            source: "tmpfs".into(),
+            target: p("/dev"),
+            flags: NOSUID | NODEV | libc::MS_STRICTATIME,
+            data: Some("mode=755,size=65536k".into()),
+        },
+    ];
+    for d in DEVICES {
+        ops.push(MountOp::Bind {
+            source: Path::new("/dev").join(d),
+            target: Path::new("/dev").join(d),
+            kind: TargetKind::File,
+            readonly: false,
+            flags: NOSUID | NOEXEC,
+            propagation: None,
+            copy_up: false,
+        });
+    }
+    ops.extend([
+        MountOp::Fs {
+            fstype: "devpts",
+            source: "devpts".into(),
+            target: p("/dev/pts"),
+            flags: NOSUID | NOEXEC,
+            data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5".into()),
+        },
+        MountOp::Fs {
+            fstype: "tmpfs",
+            source: "shm".into(),
+            target: p("/dev/shm"),
+            flags: NOSUID | NODEV | NOEXEC,
+            data: Some("mode=1777,size=65536k".into()),
+        },
+        MountOp::Fs {
+            fstype: "mqueue",
+            source: "mqueue".into(),
+            target: p("/dev/mqueue"),
+            flags: NOSUID | NODEV | NOEXEC,
+            data: None,
+        },
+        MountOp::Fs {
+            fstype: "sysfs",
+            source: "sysfs".into(),
+            target: p("/sys"),
+            flags: NOSUID | NODEV | NOEXEC | libc::MS_RDONLY,
+            data: None,
+        },
+    ]);
+    for (t, l) in [
+        ("/proc/self/fd", "/dev/fd"),
+        ("/proc/self/fd/0", "/dev/stdin"),
+        ("/proc/self/fd/1", "/dev/stdout"),
+        ("/proc/self/fd/2", "/dev/stderr"),
+        ("pts/ptmx", "/dev/ptmx"),
+    ] {
+        ops.push(MountOp::Symlink {
+            target: t.into(),
+            link: p(l),
+        });
+    }
+    for m in &spec.mounts {
+        ops.push(MountOp::Confine {
+            path: m.destination().to_path_buf(),
+        });
+        match m {
+            MountSpec::Bind {
+                source,
+                destination,
+                readonly,
+                propagation,
+                copy_up,
+            } => ops.push(MountOp::Bind {
+                source: source.clone(),
+                target: destination.clone(),
+                kind: if source.is_dir() {
+                    TargetKind::Dir
+                } else {
+                    TargetKind::File
+                },
+                readonly: *readonly,
+                flags: NOSUID | NODEV,
+                propagation: Some(*propagation),
+                copy_up: *copy_up,
+            }),
+            MountSpec::Tmpfs {
+                destination,
+                size_bytes,
+                mode,
+            } => {
+                let mut data = format!("mode={:o}", mode.unwrap_or(0o1777));
+                if let Some(s) = size_bytes {
+                    data.push_str(&format!(",size={s}"));
+                }
+                ops.push(MountOp::Fs {
+                    fstype: "tmpfs",
+                    source: "tmpfs".into(),
+                    target: destination.clone(),
+                    flags: NOSUID | NODEV,
+                    data: Some(data),
+                });
+            }
+        }
+    }
+    for m in MASKED_PATHS {
+        ops.push(MountOp::Mask { path: p(m) });
+    }
+    for r in READONLY_PATHS {
+        ops.push(MountOp::ReadOnly { path: p(r) });
+    }
+    ops
+}
