@@ -1,0 +1,113 @@
+//! `exec` (E0 / E1): E0 joins the cgroup and the init's namespaces, forks E1 inside the pid
+//! namespace, which hardens itself like the workload and execs; E0 exits with its status.
+
+use super::*;
+
+pub(super) fn run_exec(dir: &Path, req: &ExecRequest) -> i32 {
+    match exec_e0(&StateDir::new(dir.to_path_buf()), req) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("swarm-runtime exec: {e}");
+            126
+        }
+    }
+}
+
+pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError> {
+    let cfg: StoredConfig = state::read_json(&sd.config())?.ok_or(InitError::Missing {
+        what: "config.json",
+    })?;
+    let st: InitState =
+        state::read_json(&sd.init_state())?.ok_or(InitError::Missing { what: "state.json" })?;
+    if sys::process_start_time(st.pid) != Some(st.start_time) || !sys::process_alive(st.pid) {
+        return Err(InitError::NotRunning);
+    }
+    sys::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
+    // The pid file is a host path: its directory is opened before entering the container's
+    // mount namespace.
+    let pid_dir = match &req.detach_pid_file {
+        Some(pf) => {
+            let dir = pf.parent().filter(|d| !d.as_os_str().is_empty());
+            Some(
+                sys::openat(
+                    libc::AT_FDCWD,
+                    dir.unwrap_or(Path::new(".")),
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    0,
+                )
+                .map_err(sys_err(format!("open the directory of {}", pf.display())))?,
+            )
+        }
+        None => None,
+    };
+    join_cgroup(&cfg.cgroup_dirs)?;
+    let mut nsfds = Vec::new();
+    for ns in ["cgroup", "ipc", "uts", "net", "pid", "mnt"] {
+        let p = PathBuf::from(format!("/proc/{}/ns/{ns}", st.pid));
+        let fd = sys::openat(libc::AT_FDCWD, &p, libc::O_RDONLY, 0)
+            .map_err(sys_err(format!("open {}", p.display())))?;
+        nsfds.push((ns, fd));
+    }
+    for (ns, fd) in &nsfds {
+        // SAFETY: setns with an fd we own and flags 0 (type taken from the fd).
+        if unsafe { libc::setns(fd.as_raw_fd(), 0) } != 0 {
+            return Err(last(&format!("setns {ns}")));
+        }
+    }
+    drop(nsfds);
+    let mut proc_ = cfg.spec.process.clone();
+    proc_.args = req.args.clone();
+    proc_.env = spec::merge_env(&proc_.env, &req.env);
+    if let Some(u) = &req.user {
+        proc_.user = u.clone();
+    }
+    if let Some(c) = &req.cwd {
+        proc_.cwd = c.clone();
+    }
+    if proc_.args.is_empty() {
+        return Err(InitError::Spec(spec::SpecError::NoCommand));
+    }
+    let hostname = cfg
+        .spec
+        .hostname
+        .clone()
+        .unwrap_or_else(|| cfg.spec.id.chars().take(12).collect());
+    let prepared = prepare_process(&proc_, &cfg.spec.options, &hostname)?;
+    let (err_r, err_w) = pipe()?;
+    let child = fork()?;
+    if child == 0 {
+        if req.detach_pid_file.is_none() {
+            let _ = sys::set_parent_death_signal(libc::SIGKILL);
+        }
+        let e = exec_workload(&prepared, err_w.as_raw_fd());
+        write_all_fd(err_w.as_raw_fd(), e.to_string().as_bytes());
+        // SAFETY: leave the forked child without unwinding.
+        unsafe { libc::_exit(127) };
+    }
+    drop(err_w);
+    let mut msg = String::new();
+    // Returns once the command has exec'd (the pipe is close-on-exec) or failed to.
+    let _ = fs::File::from(err_r).read_to_string(&mut msg);
+    if let Some(pf) = &req.detach_pid_file {
+        if !msg.is_empty() {
+            wait_status(child);
+            eprintln!("swarm-runtime exec: {msg}");
+            return Ok(127);
+        }
+        let name = pf.file_name().unwrap_or_default();
+        let dir = pid_dir.as_ref().map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+        write_pid_at(dir, Path::new(name), child)
+            .map_err(sys_err(format!("write pid file {}", pf.display())))?;
+        return Ok(0);
+    }
+    let st = wait_status(child).unwrap_or(0);
+    if !msg.is_empty() {
+        eprintln!("swarm-runtime exec: {msg}");
+        return Ok(127);
+    }
+    Ok(if libc::WIFSIGNALED(st) {
+        128 + libc::WTERMSIG(st)
+    } else {
+        libc::WEXITSTATUS(st)
+    })
+}

@@ -1,0 +1,228 @@
+//! P2, the workload: its user, groups, executable and terminal resolved while P1 still sees
+//! the image, then the hardening and `execve` in the forked child.
+
+use super::*;
+
+/// Everything P2 needs, resolved inside the container before "ready" so that errors (no such
+/// user, no such executable) surface at create time.
+pub(super) struct PreparedProcess {
+    pub(super) exe: CString,
+    pub(super) argv: Vec<CString>,
+    pub(super) envp: Vec<CString>,
+    pub(super) cwd: String,
+    pub(super) user: ResolvedUser,
+    /// Bounding (and, for root, effective/permitted) capabilities.
+    pub(super) caps: u64,
+    /// `(RLIMIT_*, soft, hard)`.
+    pub(super) rlimits: Vec<(u32, u64, u64)>,
+    pub(super) oom_score_adj: i32,
+    pub(super) tty: bool,
+}
+
+/// Resolves supplementary groups (names or gids) against the container's /etc/group.
+pub(super) fn resolve_groups(names: &[String], group: &str) -> Result<Vec<u32>, InitError> {
+    let mut out = Vec::new();
+    for g in names {
+        let gid = match g.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => group
+                .lines()
+                .map(|l| l.split(':').collect::<Vec<_>>())
+                .find(|f| f.len() >= 3 && f[0] == g)
+                .and_then(|f| f[2].parse().ok())
+                .ok_or_else(|| {
+                    InitError::Spec(spec::SpecError::InvalidUser {
+                        user: g.clone(),
+                        reason: format!("no group {g:?} in the container's /etc/group"),
+                    })
+                })?,
+        };
+        out.push(gid);
+    }
+    Ok(out)
+}
+
+pub(super) fn prepare_process(
+    p: &ProcessSpec,
+    opts: &ContainerOptions,
+    hostname: &str,
+) -> Result<PreparedProcess, InitError> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    let mut user = spec::resolve_user(&spec::parse_user(&p.user)?, &passwd, &group)?;
+    for g in resolve_groups(&opts.additional_groups, &group)? {
+        if !user.additional_gids.contains(&g) {
+            user.additional_gids.push(g);
+        }
+    }
+    let caps = opts
+        .capability_mask()
+        .map_err(|e| InitError::Spec(e.into()))?;
+    let rlimits = opts
+        .rlimits
+        .iter()
+        .map(|r| {
+            crate::options::rlimit_resource(&r.name)
+                .map(|res| (res, r.soft, r.hard))
+                .ok_or_else(|| {
+                    InitError::Spec(crate::options::OptionsError::Rlimit(r.name.clone()).into())
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut env = p.env.clone();
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!("HOSTNAME={hostname}"));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    let cwd = spec::validate_workdir(&p.cwd)?;
+    if !cwd.exists() {
+        fs::create_dir_all(&cwd).map_err(sys_err(format!("create workdir {}", cwd.display())))?;
+        // SAFETY: chown of a path we just created, as root.
+        let c = sys::cstr(&cwd).map_err(sys_err("workdir"))?;
+        unsafe { libc::chown(c.as_ptr(), user.uid, user.gid) };
+    }
+    let path_var = env
+        .iter()
+        .find_map(|e| e.strip_prefix("PATH="))
+        .unwrap_or(spec::DEFAULT_PATH)
+        .to_string();
+    let exe = find_executable(&p.args[0], &path_var, &cwd)?;
+    let c = |s: &str| CString::new(s).map_err(|_| InitError::NotFound { name: s.into() });
+    Ok(PreparedProcess {
+        exe: CString::new(exe.as_os_str().as_bytes()).map_err(|_| InitError::NotFound {
+            name: p.args[0].clone(),
+        })?,
+        argv: p.args.iter().map(|a| c(a)).collect::<Result<_, _>>()?,
+        envp: env.iter().map(|a| c(a)).collect::<Result<_, _>>()?,
+        cwd: cwd.display().to_string(),
+        user,
+        caps,
+        rlimits,
+        oom_score_adj: opts.oom_score_adj.unwrap_or(0),
+        tty: opts.tty,
+    })
+}
+
+/// `execvp`-style lookup inside the container.
+pub fn find_executable(name: &str, path_var: &str, cwd: &Path) -> Result<PathBuf, InitError> {
+    use std::os::unix::fs::PermissionsExt;
+    let is_exec = |p: &Path| {
+        fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if name.contains('/') {
+        let p = if name.starts_with('/') {
+            PathBuf::from(name)
+        } else {
+            cwd.join(name)
+        };
+        return if is_exec(&p) {
+            Ok(p)
+        } else {
+            Err(InitError::NotFound { name: name.into() })
+        };
+    }
+    path_var
+        .split(':')
+        .filter(|d| !d.is_empty())
+        .map(|d| Path::new(d).join(name))
+        .find(|p| is_exec(p))
+        .ok_or(InitError::NotFound { name: name.into() })
+}
+
+/// A new pty from the container's devpts (`/dev/ptmx`): (master, slave).
+pub(super) fn open_pty() -> Result<(OwnedFd, OwnedFd), InitError> {
+    // SAFETY: posix_openpt with flags only.
+    let m = unsafe { libc::posix_openpt(libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    if m < 0 {
+        return Err(last("open /dev/ptmx"));
+    }
+    // SAFETY: fresh fd we own.
+    let master = unsafe { OwnedFd::from_raw_fd(m) };
+    // SAFETY: master is a valid pty master fd.
+    if unsafe { libc::grantpt(master.as_raw_fd()) } != 0
+        || unsafe { libc::unlockpt(master.as_raw_fd()) } != 0
+    {
+        return Err(last("unlock pty"));
+    }
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: buffer of the given length.
+    if unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) } != 0 {
+        return Err(last("ptsname"));
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated path.
+    let s = unsafe {
+        libc::open(
+            name.as_ptr(),
+            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+        )
+    };
+    if s < 0 {
+        return Err(last("open pty slave"));
+    }
+    // SAFETY: fresh fd we own.
+    Ok((master, unsafe { OwnedFd::from_raw_fd(s) }))
+}
+
+/// P2/E1: drop privileges and exec. Returns only on error.
+pub(super) fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
+    let r = (|| -> Result<Never, InitError> {
+        let _ = fs::write("/proc/self/oom_score_adj", p.oom_score_adj.to_string());
+        for (res, soft, hard) in &p.rlimits {
+            let lim = libc::rlimit {
+                rlim_cur: *soft as libc::rlim_t,
+                rlim_max: *hard as libc::rlim_t,
+            };
+            // SAFETY: setrlimit with a valid struct; still root with every capability here.
+            if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
+                return Err(last(&format!("setrlimit {res}")));
+            }
+        }
+        // Only what this process still holds: capset refuses anything else (a kernel's
+        // unknown bits, capabilities the host withheld from us).
+        let mask = p.caps & caps::bounding_set();
+        caps::drop_bounding(mask).map_err(sys_err("drop capability bounding set"))?;
+        caps::clear_ambient().map_err(sys_err("clear ambient capabilities"))?;
+        let gids: Vec<libc::gid_t> = p.user.additional_gids.clone();
+        // SAFETY: identity changes with a valid gid array.
+        unsafe {
+            if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
+                return Err(last("setgroups"));
+            }
+            if libc::setgid(p.user.gid) != 0 {
+                return Err(last("setgid"));
+            }
+            if libc::setuid(p.user.uid) != 0 {
+                return Err(last("setuid"));
+            }
+        }
+        if p.user.uid == 0 {
+            caps::set_caps(mask, mask, 0).map_err(sys_err("capset"))?;
+        } else {
+            caps::set_caps(0, 0, 0).map_err(sys_err("capset"))?;
+        }
+        sys::set_no_new_privs().map_err(sys_err("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+        // Close every inherited fd before chdir: a /proc/self/fd/N workdir then has nothing
+        // to point at (CVE-2024-21626).
+        sys::close_fds_from(3, Some(err_fd)).map_err(sys_err("close fds"))?;
+        std::env::set_current_dir(&p.cwd).map_err(sys_err(format!("chdir {}", p.cwd)))?;
+        let cwd =
+            std::env::current_dir().map_err(|_| InitError::WorkdirEscape { cwd: p.cwd.clone() })?;
+        if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(") {
+            return Err(InitError::WorkdirEscape { cwd: p.cwd.clone() });
+        }
+        seccomp::install(&seccomp::build_default_program(mask))?;
+        let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
+        argv.push(std::ptr::null());
+        let mut envp: Vec<*const libc::c_char> = p.envp.iter().map(|a| a.as_ptr()).collect();
+        envp.push(std::ptr::null());
+        // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
+        unsafe { libc::execve(p.exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
+        Err(last(&format!("exec {}", p.exe.to_string_lossy())))
+    })();
+    match r {
+        Ok(n) => match n {},
+        Err(e) => e,
+    }
+}
