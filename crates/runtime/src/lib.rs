@@ -11,7 +11,8 @@
 //!   number of containers on a pidfd each, without a thread each;
 //! - [`init`]: the re-exec'd init mode (`maybe_run_init`) that does all setup single-threaded;
 //! - [`cgroup`], [`caps`], [`seccomp`], [`mounts`]: the kernel-facing building blocks;
-//! - [`cli`]: the runc-compatible command line of the `swarm-runtime` binary.
+//! - The runc-compatible command line lives in the `swarm-runtime` binary (`src/bin_cli/cli.rs`),
+//!   not in this library.
 //!
 //! This is the only crate of the workspace allowed to use `unsafe`; every block carries a
 //! `// SAFETY:` comment.
@@ -21,7 +22,6 @@
 pub mod asyncwait;
 pub mod caps;
 pub mod cgroup;
-pub mod cli;
 pub mod image;
 pub mod init;
 pub mod logs;

@@ -1,7 +1,11 @@
-//! `swarm-runtime`: runc-compatible CLI over OCI bundles. Thin: dispatches the hidden init mode,
-//! then hands argv to [`swarm_runtime::cli::main`].
+//! `swarm-runtime`: runc-compatible CLI over OCI bundles. Dispatches the hidden init mode
+//! first, then hands argv to the CLI (`bin_cli/cli.rs`), which lives in the binary: the
+//! library is the runtime, not its command line.
+
+#[path = "bin_cli/cli.rs"]
+mod cli;
 
 fn main() {
     swarm_runtime::init::maybe_run_init();
-    std::process::exit(swarm_runtime::cli::main(std::env::args().skip(1).collect()));
+    std::process::exit(cli::main(std::env::args().skip(1).collect()));
 }

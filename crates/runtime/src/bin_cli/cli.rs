@@ -11,7 +11,7 @@ use std::io::Write;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::runtime::{ContainerInfo, Runtime, RuntimeConfig, RuntimeError};
+use swarm_runtime::runtime::{ContainerInfo, Runtime, RuntimeConfig, RuntimeError};
 
 const USAGE: &str = "usage: swarm-runtime [GLOBAL OPTIONS] COMMAND [OPTIONS]
 global options (before the command):
@@ -45,7 +45,7 @@ pub enum CliError {
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
-    Oci(#[from] crate::oci::OciError),
+    Oci(#[from] swarm_runtime::oci::OciError),
     #[error("unknown signal {0:?}")]
     Signal(String),
     #[error("{path}: {source}")]
@@ -278,7 +278,7 @@ impl Logger {
     }
 
     fn record(&self, level: &str, msg: &str) {
-        let time = crate::timefmt::rfc3339_now();
+        let time = swarm_runtime::timefmt::rfc3339_now();
         let line = if self.json {
             serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string()
         } else {
@@ -360,7 +360,7 @@ fn create(rt: &Runtime, a: &Args, id: &str) -> Result<ContainerInfo, CliError> {
         .clone()
         .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
     let bundle = std::fs::canonicalize(&bundle).unwrap_or(bundle);
-    let spec = crate::oci::load_bundle(id, &bundle)?;
+    let spec = swarm_runtime::oci::load_bundle(id, &bundle)?;
     let info = rt.create_with_bundle(spec, Some(bundle))?;
     if let Some(p) = &a.pid_file {
         if let Err(e) = write_pid_file(p, info.pid) {
@@ -458,7 +458,7 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
             let id = id_arg(&a)?;
             let mut spec = match &a.process {
                 Some(p) => exec_process(p)?,
-                None => crate::runtime::ExecSpec {
+                None => swarm_runtime::runtime::ExecSpec {
                     args: a.positional[1..].to_vec(),
                     ..Default::default()
                 },
@@ -528,7 +528,7 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
 
 /// An OCI `process.json` (runc's `exec --process`) as an exec: args, env, cwd and numeric
 /// user; a terminal is refused.
-fn exec_process(p: &std::path::Path) -> Result<crate::runtime::ExecSpec, CliError> {
+fn exec_process(p: &std::path::Path) -> Result<swarm_runtime::runtime::ExecSpec, CliError> {
     let body = std::fs::read(p).map_err(|source| CliError::File {
         path: p.to_path_buf(),
         source,
@@ -546,7 +546,7 @@ fn exec_process(p: &std::path::Path) -> Result<crate::runtime::ExecSpec, CliErro
     }
     let u = proc_.user();
     let cwd = proc_.cwd().display().to_string();
-    Ok(crate::runtime::ExecSpec {
+    Ok(swarm_runtime::runtime::ExecSpec {
         args: proc_.args().clone().unwrap_or_default(),
         env: proc_.env().clone().unwrap_or_default(),
         user: Some(format!("{}:{}", u.uid(), u.gid())),
