@@ -1,0 +1,166 @@
+//! What a run reports: per step, and the summary with its anomalies.
+
+use super::*;
+
+/// What one step showed.
+#[derive(Clone, Debug, Default)]
+pub struct StepReport {
+    pub plan: String,
+    pub index: usize,
+    pub label: String,
+    pub target: String,
+    pub skipped: Option<String>,
+    /// Fault to the first acknowledged write that began after it.
+    pub failover: Option<Duration>,
+    /// Heal to the first acknowledged write that began after it.
+    pub recovery: Option<Duration>,
+    /// Longest stretch of the step without any acknowledged write.
+    pub max_gap: Duration,
+    pub writes_ok: usize,
+    pub writes_failed: usize,
+    /// Of the failed writes, those a manager refused for lack of a leader or quorum (the rest
+    /// are conflicts, "already exists", "not found", or a manager that was down).
+    pub writes_refused: usize,
+    pub writes_unknown: usize,
+    pub reads_ok: usize,
+    /// Cut-off worker: fault to the replacement of its task.
+    pub replaced_after: Option<Duration>,
+    pub anomalies: Vec<String>,
+    pub notes: Vec<String>,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Default)]
+pub struct Report {
+    pub seed: u64,
+    pub steps: Vec<StepReport>,
+    /// Problems outside a step (cluster setup).
+    pub errors: Vec<String>,
+    pub history_files: Vec<PathBuf>,
+    pub repro: String,
+}
+
+impl Report {
+    pub fn anomalies(&self) -> usize {
+        self.steps.iter().map(|s| s.anomalies.len()).sum::<usize>() + self.errors.len()
+    }
+
+    pub fn skipped(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .filter_map(|s| {
+                s.skipped
+                    .as_ref()
+                    .map(|r| format!("{} {}: {r}", s.plan, s.label))
+            })
+            .collect()
+    }
+
+    /// A table for humans: one line per step, then the anomalies in full.
+    pub fn summary(&self) -> String {
+        let mut out = format!(
+            "chaos run, seed {}; reproduce with: {}\n{:<6} {:>3} {:<34} {:<10} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6} {:>7} {:>8}  {}\n",
+            self.seed, self.repro, "plan", "#", "step", "target", "failover", "recovery", "max-gap",
+            "w-ok", "w-fail", "w-unk", "reads", "replace", "result"
+        );
+        let ms = |d: Option<Duration>| {
+            d.map(|d| format!("{:.2}s", d.as_secs_f64()))
+                .unwrap_or_else(|| "-".into())
+        };
+        for s in &self.steps {
+            let result = if let Some(r) = &s.skipped {
+                format!("SKIPPED ({r})")
+            } else if s.anomalies.is_empty() {
+                "ok".into()
+            } else {
+                format!("{} ANOMALIES", s.anomalies.len())
+            };
+            out.push_str(&format!(
+                "{:<6} {:>3} {:<34} {:<10} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6} {:>7} {:>8}  {}\n",
+                s.plan,
+                s.index,
+                s.label,
+                s.target,
+                ms(s.failover),
+                ms(s.recovery),
+                format!("{:.2}s", s.max_gap.as_secs_f64()),
+                s.writes_ok,
+                s.writes_failed,
+                s.writes_unknown,
+                s.reads_ok,
+                ms(s.replaced_after),
+                result
+            ));
+        }
+        for e in &self.errors {
+            out.push_str(&format!("ERROR: {e}\n"));
+        }
+        for s in &self.steps {
+            for a in &s.anomalies {
+                out.push_str(&format!(
+                    "ANOMALY in {} step {} ({}): {a}\n",
+                    s.plan, s.index, s.label
+                ));
+            }
+            for n in &s.notes {
+                out.push_str(&format!(
+                    "note {} step {} ({}): {n}\n",
+                    s.plan, s.index, s.label
+                ));
+            }
+        }
+        out.push_str(&self.by_fault());
+        out.push_str(&format!("histories: {:?}\n", self.history_files));
+        out
+    }
+
+    /// Numbers per cluster size and fault (steps with and without an update or scale
+    /// together): how many ran, failover median and worst (fault to the first acknowledged
+    /// write that began after it), longest window without an acknowledged write, writes
+    /// refused (certainly not applied) and with unknown outcome, anomalies.
+    pub fn by_fault(&self) -> String {
+        let mut groups: BTreeMap<(String, String), Vec<&StepReport>> = BTreeMap::new();
+        for s in self.steps.iter().filter(|s| s.skipped.is_none()) {
+            let fault = s.label.split('+').next().unwrap_or_default().to_string();
+            groups.entry((s.plan.clone(), fault)).or_default().push(s);
+        }
+        let mut out = format!(
+            "\nper fault:\n{:<6} {:<24} {:>5} {:>10} {:>10} {:>11} {:>8} {:>8} {:>9} {:>9}\n",
+            "plan",
+            "fault",
+            "steps",
+            "fo-median",
+            "fo-worst",
+            "gap-worst",
+            "refused",
+            "unknown",
+            "acked",
+            "anomalies"
+        );
+        for ((plan, fault), steps) in &groups {
+            let mut fo: Vec<Duration> = steps.iter().filter_map(|s| s.failover).collect();
+            fo.sort();
+            let med = fo.get(fo.len() / 2).copied();
+            let worst = fo.last().copied();
+            let gap = steps.iter().map(|s| s.max_gap).max().unwrap_or_default();
+            let f = |d: Option<Duration>| {
+                d.map(|d| format!("{:.2}s", d.as_secs_f64()))
+                    .unwrap_or_else(|| "-".into())
+            };
+            out.push_str(&format!(
+                "{:<6} {:<24} {:>5} {:>10} {:>10} {:>11} {:>8} {:>8} {:>9} {:>9}\n",
+                plan,
+                fault,
+                steps.len(),
+                f(med),
+                f(worst),
+                format!("{:.2}s", gap.as_secs_f64()),
+                steps.iter().map(|s| s.writes_refused).sum::<usize>(),
+                steps.iter().map(|s| s.writes_unknown).sum::<usize>(),
+                steps.iter().map(|s| s.writes_ok).sum::<usize>(),
+                steps.iter().map(|s| s.anomalies.len()).sum::<usize>(),
+            ));
+        }
+        out
+    }
+}
