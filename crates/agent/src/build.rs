@@ -273,7 +273,7 @@ impl Fetch for HttpFetch {
                 .get(url)
                 .send()
                 .await
-                .map_err(|e| format!("{url}: {}", error_chain(&e)))?;
+                .map_err(|e| format!("{url}: {}", swarm_api::error_chain(&e)))?;
             if !resp.status().is_success() {
                 return Err(format!("{url}: the server answered {}", resp.status()));
             }
@@ -290,7 +290,7 @@ impl Fetch for HttpFetch {
             while let Some(chunk) = resp
                 .chunk()
                 .await
-                .map_err(|e| format!("{url}: {}", error_chain(&e)))?
+                .map_err(|e| format!("{url}: {}", swarm_api::error_chain(&e)))?
             {
                 n += chunk.len() as u64;
                 if n > limit {
@@ -304,18 +304,6 @@ impl Fetch for HttpFetch {
             Ok(modified)
         })
     }
-}
-
-/// An error with its causes ("error sending request: connection refused").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }
 
 pub struct BuildNetwork {

@@ -91,17 +91,6 @@ enum PullError {
     Transport(String),
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
-}
-
 fn system_roots() -> rustls::RootCertStore {
     use rustls::pki_types::{pem::PemObject, CertificateDer};
     let mut roots = rustls::RootCertStore::empty();
@@ -306,7 +295,7 @@ impl Puller {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| PullError::Transport(chain(&e)))?;
+                .map_err(|e| PullError::Transport(swarm_api::error_chain(&e)))?;
             if resp.status() == reqwest::StatusCode::UNAUTHORIZED && token.header.is_none() {
                 let challenge = resp
                     .headers()
@@ -470,7 +459,7 @@ impl Puller {
         let bytes = resp
             .bytes()
             .await
-            .map_err(|e| PullError::Transport(chain(&e)))?;
+            .map_err(|e| PullError::Transport(swarm_api::error_chain(&e)))?;
         if bytes.len() > swarm_types::registry::MAX_MANIFEST_BYTES {
             return Err(PullError::Registry(format!(
                 "{repo}:{reference}: manifest larger than 4 MiB"

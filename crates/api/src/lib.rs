@@ -36,6 +36,19 @@ pub fn now_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// An error with its causes, outermost first ("error sending request: connection refused"):
+/// transport errors say little at the top (tonic's only "transport error").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 /// Version string reported by `swarmctl version` and `swarmd --version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 

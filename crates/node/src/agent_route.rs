@@ -76,7 +76,7 @@ impl AgentRouter {
                 res.unwrap_or_else(|e| {
                     Status::unavailable(format!(
                         "node {target} at {addr} did not answer ({}); is it running, and is its listen address reachable from this manager?",
-                        error_chain(&e)
+                        swarm_api::error_chain(&e)
                     ))
                     .into_http()
                 })
@@ -162,17 +162,4 @@ impl Service<http::Request<Body>> for AgentRouter {
             },
         }
     }
-}
-
-/// An error with its causes, innermost last (tonic's transport error alone says only
-/// "transport error").
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        out.push_str(": ");
-        out.push_str(&c.to_string());
-        cur = c.source();
-    }
-    out
 }

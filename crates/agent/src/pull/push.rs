@@ -55,7 +55,7 @@ impl Puller {
             let resp = req
                 .send()
                 .await
-                .map_err(|e| PullError::Transport(chain(&e)))?;
+                .map_err(|e| PullError::Transport(swarm_api::error_chain(&e)))?;
             if resp.status().is_success() {
                 Ok(resp)
             } else {
@@ -68,7 +68,7 @@ impl Puller {
                 .head(format!("{base}/v2/{repo}/blobs/{d}"))
                 .send()
                 .await
-                .map_err(|e| PullError::Transport(chain(&e)))?;
+                .map_err(|e| PullError::Transport(swarm_api::error_chain(&e)))?;
             if head.status().is_success() {
                 continue;
             }

@@ -548,7 +548,7 @@ fn walk(
     Ok(())
 }
 
-fn file_digest(p: &Path) -> std::io::Result<String> {
+pub(super) fn file_digest(p: &Path) -> std::io::Result<String> {
     let mut f = fs::File::open(p)?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 64 * 1024];

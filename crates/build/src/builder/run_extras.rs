@@ -12,7 +12,6 @@ use super::*;
 use crate::dockerfile::{CommandLine, Heredoc, Mount, MountType, RunArgs, Sharing};
 use sha2::{Digest as _, Sha256};
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use swarm_runtime::spec::MountSpec;
 
@@ -372,15 +371,7 @@ fn tree_digest(root: &Path) -> std::io::Result<String> {
         if ft.is_symlink() {
             h.update(fs::read_link(&p)?.as_os_str().as_encoded_bytes());
         } else if ft.is_file() {
-            let mut f = fs::File::open(&p)?;
-            let mut buf = vec![0u8; 64 * 1024];
-            loop {
-                let n = f.read(&mut buf)?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
+            h.update(super::context::file_digest(&p)?);
         } else if ft.is_dir() {
             let mut names: Vec<_> = fs::read_dir(&p)?
                 .map(|e| e.map(|e| e.file_name()))

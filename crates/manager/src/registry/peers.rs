@@ -76,7 +76,7 @@ impl Registry {
             .body(body)
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| swarm_api::error_chain(&e))?;
         if r.status().is_success() {
             Ok(())
         } else {
@@ -145,7 +145,7 @@ impl Registry {
             .get(Self::internal_url(addr, digest))
             .send()
             .await
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| swarm_api::error_chain(&e))?;
         if r.status() == reqwest::StatusCode::NOT_FOUND {
             return Ok(false);
         }
@@ -163,7 +163,7 @@ impl Registry {
         let mut s = r.bytes_stream();
         let res: Result<(), String> = async {
             while let Some(chunk) = s.next().await {
-                let chunk = chunk.map_err(|e| error_chain(&e))?;
+                let chunk = chunk.map_err(|e| swarm_api::error_chain(&e))?;
                 f.write_all(&chunk).await.map_err(|e| e.to_string())?;
             }
             f.flush().await.map_err(|e| e.to_string())
@@ -181,16 +181,4 @@ impl Registry {
         tracing::info!(peer = %addr, %digest, "registry: fetched a blob from a peer");
         Ok(true)
     }
-}
-
-/// An error with its causes (reqwest's Display hides them).
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
