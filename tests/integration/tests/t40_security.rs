@@ -421,6 +421,12 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
         (m.len() == 3 && m.iter().all(|(_, s)| s == "Leader" || s == "Reachable")).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, 0), c.dump()));
+    // Agents learn the manager list from their heartbeats: the worker n4, which joined when
+    // n1 was the only manager, hears of n2 and n3 at its next heartbeat. Demoting n1 before
+    // that would strand it (it knows no other manager) — a gap of the agent (manager-list
+    // changes are not pushed on the session), not what this test checks.
+    // (2 s, `swarm_manager::nodes::HEARTBEAT_PERIOD`, plus a margin.)
+    std::thread::sleep(std::time::Duration::from_secs(3));
     // The promoted nodes now serve the control API themselves.
     swarm_testkit::wait_until("n2 serves the control API", LONG, || {
         c.ctl(1, &["node", "ls"]).ok()
