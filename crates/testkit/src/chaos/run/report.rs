@@ -111,7 +111,26 @@ impl Report {
         }
         out.push_str(&self.by_fault());
         out.push_str(&format!("histories: {:?}\n", self.history_files));
+        out.push_str(&self.closing_line());
         out
+    }
+
+    /// The last line: how many steps checked what they should and found nothing, how many
+    /// found anomalies, and how many were skipped (a skipped step checked nothing and is never
+    /// counted as ok).
+    pub fn closing_line(&self) -> String {
+        let skipped = self.skipped().len();
+        let with_anomalies = self
+            .steps
+            .iter()
+            .filter(|s| s.skipped.is_none() && !s.anomalies.is_empty())
+            .count();
+        let ok = self.steps.len() - skipped - with_anomalies;
+        format!(
+            "{} steps: {ok} ok, {with_anomalies} with anomalies, {skipped} skipped; {} errors outside steps\n",
+            self.steps.len(),
+            self.errors.len()
+        )
     }
 
     /// Numbers per cluster size and fault (steps with and without an update or scale
@@ -162,5 +181,31 @@ impl Report {
             ));
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_skipped_step_is_counted_as_skipped_never_as_ok() {
+        let step = |skipped: Option<&str>, anomalies: usize| StepReport {
+            skipped: skipped.map(String::from),
+            anomalies: vec!["x".into(); anomalies],
+            ..Default::default()
+        };
+        let r = Report {
+            steps: vec![step(None, 0), step(Some("no sch_netem"), 0), step(None, 2)],
+            ..Default::default()
+        };
+        assert_eq!(r.skipped().len(), 1);
+        assert_eq!(
+            r.closing_line(),
+            "3 steps: 1 ok, 1 with anomalies, 1 skipped; 0 errors outside steps\n"
+        );
+        let table = r.summary();
+        assert_eq!(table.matches(" ok\n").count(), 1, "{table}");
+        assert!(table.contains("SKIPPED (no sch_netem)"), "{table}");
     }
 }
