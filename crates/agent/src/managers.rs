@@ -17,6 +17,9 @@ pub struct ManagerSet {
     tls: Option<Arc<rustls::ClientConfig>>,
     /// The managers' cluster registry addresses (from heartbeat answers).
     registries: Mutex<Vec<String>>,
+    /// TLS client configuration that accepts any node of the cluster as the server: for
+    /// asking a demoted manager where the managers are (see [`ManagerSet::member_channel`]).
+    member_tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
 }
 
 impl ManagerSet {
@@ -30,7 +33,23 @@ impl ManagerSet {
             channels: Mutex::default(),
             tls,
             registries: Mutex::default(),
+            member_tls: std::sync::OnceLock::new(),
         })
+    }
+    /// Sets the configuration [`ManagerSet::member_channel`] connects with.
+    pub fn set_member_tls(&self, cfg: Arc<rustls::ClientConfig>) {
+        let _ = self.member_tls.set(cfg);
+    }
+    /// A fresh channel to `addr` that accepts any node of the cluster as the server (not
+    /// only a manager): used only to ask a node that no longer answers as a manager for the
+    /// managers it knows, whose addresses are then verified as managers. Plaintext setups
+    /// use a plain channel; None when TLS is on but no member configuration was set.
+    pub fn member_channel(&self, addr: &str) -> Option<tonic::transport::Channel> {
+        match (&self.tls, self.member_tls.get()) {
+            (None, _) => swarm_api::transport::lazy_channel(addr).ok(),
+            (Some(_), Some(cfg)) => swarm_api::tls::lazy_channel(addr, cfg.clone()).ok(),
+            (Some(_), None) => None,
+        }
     }
     pub fn addrs(&self) -> Vec<String> {
         self.addrs.lock().expect("managers lock").clone()

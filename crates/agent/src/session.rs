@@ -1,7 +1,8 @@
 //! Heartbeat session with the managers. The agent cycles through the known manager addresses;
 //! every answer refreshes that list so the agent follows managers joining and leaving, and
-//! says which role the cluster wants this node to have. It does not act on that role (the
-//! node does) and carries no task traffic (the worker does).
+//! says which role the cluster wants this node to have. A node that is no longer a manager
+//! refuses the heartbeat naming the managers it knows, and the agent moves to those. It does
+//! not act on that role (the node does) and carries no task traffic (the worker does).
 
 use std::time::Duration;
 use swarm_api::node::node_service_client::NodeServiceClient;
@@ -33,6 +34,11 @@ impl Session {
         let mut idx = 0usize;
         let mut send_description = true;
         let mut period = Duration::from_secs(2);
+        // Refusals naming other managers in a row: followed at once a few times, then slowly
+        // (two former managers naming each other must not make the agent spin).
+        let mut redirects = 0u32;
+        // Heartbeats failed in a row without an answer naming other managers.
+        let mut failures = 0usize;
         loop {
             if *shutdown.borrow() {
                 return;
@@ -47,6 +53,8 @@ impl Session {
                         });
                     }
                     send_description = false;
+                    redirects = 0;
+                    failures = 0;
                     period = p;
                     if !managers.is_empty() {
                         // Keep talking to the same manager when it is still listed.
@@ -58,11 +66,36 @@ impl Session {
                     }
                     period
                 }
-                Err(e) => {
-                    tracing::debug!(error = %e, "heartbeat failed; trying the next manager");
+                Err(Failed { reason, hint }) => {
                     send_description = true;
-                    idx = (idx + 1) % self.managers.addrs().len().max(1);
-                    Duration::from_millis(300).min(period)
+                    // After a whole round of failures, ask the known addresses (as nodes of
+                    // the cluster, not as managers) whether they know other managers: a
+                    // demoted manager restarts as a worker on its address and names them.
+                    failures += 1;
+                    let known = self.managers.addrs().len().max(1);
+                    let hint = if hint.is_empty() && failures >= known {
+                        failures = 0;
+                        self.ask_for_managers().await
+                    } else {
+                        hint
+                    };
+                    if hint.is_empty() {
+                        tracing::debug!(error = %reason, "heartbeat failed; trying the next manager");
+                        idx = (idx + 1) % known;
+                        Duration::from_millis(300).min(period)
+                    } else {
+                        // Try the managers named now (an agent that knew only the demoted
+                        // manager is not stranded).
+                        tracing::info!(error = %reason, managers = ?hint, "heartbeat failed; trying the managers a former manager names");
+                        self.managers.set(hint);
+                        idx = 0;
+                        redirects += 1;
+                        if redirects <= 3 {
+                            Duration::from_millis(50)
+                        } else {
+                            Duration::from_secs(1)
+                        }
+                    }
                 }
             };
             tokio::select! {
@@ -72,17 +105,42 @@ impl Session {
         }
     }
 
+    /// The managers a known address names when asked as a node of the cluster (a demoted
+    /// manager refuses the heartbeat with them); empty when none does.
+    async fn ask_for_managers(&self) -> Vec<String> {
+        for addr in self.managers.addrs() {
+            let Some(ch) = self.managers.member_channel(&addr) else {
+                continue;
+            };
+            let mut req = tonic::Request::new(HeartbeatRequest {
+                node_id: self.node_id.to_string(),
+                description: Vec::new(),
+                unavailable: self.unavailable.clone(),
+            });
+            req.set_timeout(Duration::from_secs(2));
+            let mut client = NodeServiceClient::new(ch);
+            let call = client.heartbeat(req);
+            if let Ok(Err(status)) = tokio::time::timeout(Duration::from_secs(3), call).await {
+                let hint = swarm_api::managers_hint(&status);
+                if !hint.is_empty() {
+                    return hint;
+                }
+            }
+        }
+        Vec::new()
+    }
+
     async fn beat(
         &self,
         idx: usize,
         with_description: bool,
-    ) -> Result<(Duration, Vec<String>, DesiredRole), String> {
+    ) -> Result<(Duration, Vec<String>, DesiredRole), Failed> {
         let addr = self
             .managers
             .addrs()
             .get(idx)
             .cloned()
-            .ok_or("no manager address known")?;
+            .ok_or_else(|| Failed::from("no manager address known".to_string()))?;
         let ch = self.managers.channel(&addr)?;
         let mut client = NodeServiceClient::new(ch);
         let mut req = tonic::Request::new(HeartbeatRequest {
@@ -97,8 +155,11 @@ impl Session {
         req.set_timeout(Duration::from_secs(2));
         let resp = tokio::time::timeout(Duration::from_secs(3), client.heartbeat(req))
             .await
-            .map_err(|_| "timed out".to_string())?
-            .map_err(|s| s.message().to_string())?
+            .map_err(|_| Failed::from("timed out".to_string()))?
+            .map_err(|s| Failed {
+                reason: s.message().to_string(),
+                hint: swarm_api::managers_hint(&s),
+            })?
             .into_inner();
         if !resp.registries.is_empty() {
             self.managers.set_registries(resp.registries.clone());
@@ -108,6 +169,22 @@ impl Session {
             resp.managers,
             desired_role(&resp.desired_role, resp.raft_id),
         ))
+    }
+}
+
+/// Why a heartbeat failed, and the managers the refusing node named instead (empty unless a
+/// node that is not a manager answered).
+struct Failed {
+    reason: String,
+    hint: Vec<String>,
+}
+
+impl From<String> for Failed {
+    fn from(reason: String) -> Self {
+        Failed {
+            reason,
+            hint: Vec::new(),
+        }
     }
 }
 

@@ -68,3 +68,53 @@ pub const TARGET_NODE: &str = "swarm-target-node";
 /// Request metadata set by the manager that forwarded a node-local call: a forwarded call is
 /// never forwarded again (a stale address cannot make calls go round).
 pub const FORWARDED: &str = "swarm-forwarded";
+
+/// Error metadata from a node that is not (or no longer) a manager: the manager addresses it
+/// knows, comma-separated. An agent whose only known manager was demoted finds the others
+/// through it.
+pub const MANAGERS_HINT: &str = "swarm-managers";
+
+/// `status` carrying the manager addresses a caller should try instead.
+pub fn with_managers_hint(mut status: tonic::Status, managers: &[String]) -> tonic::Status {
+    if let Ok(v) = managers.join(",").parse() {
+        status.metadata_mut().insert(MANAGERS_HINT, v);
+    }
+    status
+}
+
+/// The manager addresses an error names (see [`MANAGERS_HINT`]); empty when it names none.
+pub fn managers_hint(status: &tonic::Status) -> Vec<String> {
+    status
+        .metadata()
+        .get(MANAGERS_HINT)
+        .and_then(|v| v.to_str().ok())
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|a| !a.is_empty())
+                .map(str::to_string)
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    #[test]
+    fn a_managers_hint_survives_the_status_and_an_empty_one_names_none() {
+        let s = with_managers_hint(
+            tonic::Status::unavailable("not a manager"),
+            &["198.18.0.2:4242".into(), "198.18.0.3:4242".into()],
+        );
+        assert_eq!(
+            managers_hint(&s),
+            vec!["198.18.0.2:4242".to_string(), "198.18.0.3:4242".to_string()]
+        );
+        assert!(managers_hint(&tonic::Status::unavailable("x")).is_empty());
+        assert!(
+            managers_hint(&with_managers_hint(tonic::Status::unavailable("x"), &[])).is_empty()
+        );
+    }
+}

@@ -83,13 +83,24 @@ fn require_node(end_entity: &CertificateDer<'_>, want: &str) -> Result<(), rustl
     ))
 }
 
+/// Which server certificate a client accepts, beyond its chain to the cluster CA.
+#[derive(Debug, Clone)]
+enum Expect {
+    /// A manager's (every call of the cluster API).
+    Manager,
+    /// Node `0`'s, whatever its role (one node's local API).
+    Node(String),
+    /// Any node of the cluster: only to ask a former manager where the managers are now
+    /// (its answer names addresses, which are then verified as managers).
+    Member,
+}
+
 /// Server verification for clients of managers: the chain must lead to the cluster CA
-/// (webpki, name [`SERVER_NAME`]) and the certificate must be a manager's, or, for a call to
-/// one node's local API, that node's (whatever its role).
+/// (webpki, name [`SERVER_NAME`]) and the certificate must be what [`Expect`] says.
 #[derive(Debug)]
 struct ManagerServer {
     inner: Arc<WebPkiServerVerifier>,
-    node: Option<String>,
+    expect: Expect,
 }
 
 impl ServerCertVerifier for ManagerServer {
@@ -104,9 +115,10 @@ impl ServerCertVerifier for ManagerServer {
         let ok =
             self.inner
                 .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
-        match &self.node {
-            Some(want) => require_node(end_entity, want)?,
-            None => require_manager(end_entity)?,
+        match &self.expect {
+            Expect::Node(want) => require_node(end_entity, want)?,
+            Expect::Manager => require_manager(end_entity)?,
+            Expect::Member => {}
         }
         Ok(ok)
     }
@@ -293,19 +305,22 @@ pub fn server_config(certs: &NodeCerts) -> Result<Arc<ServerConfig>, TlsError> {
 /// Client side with our certificate; servers verified against the cluster CA and required to
 /// present a manager's certificate (every TCP server of a cluster is a manager).
 pub fn client_config(certs: &NodeCerts) -> Result<Arc<ClientConfig>, TlsError> {
-    client_config_with(certs, None)
+    client_config_with(certs, Expect::Manager)
+}
+
+/// Client side with our certificate towards any node of the cluster (a worker's certificate
+/// too): only for asking a node that used to be a manager which nodes are managers now.
+pub fn member_client_config(certs: &NodeCerts) -> Result<Arc<ClientConfig>, TlsError> {
+    client_config_with(certs, Expect::Member)
 }
 
 /// Client side with our certificate towards one node's local API: the server must present
 /// node `node_id`'s certificate (a worker's too), so a stale address reaches nobody else.
 pub fn node_client_config(certs: &NodeCerts, node_id: &str) -> Result<Arc<ClientConfig>, TlsError> {
-    client_config_with(certs, Some(node_id.to_string()))
+    client_config_with(certs, Expect::Node(node_id.to_string()))
 }
 
-fn client_config_with(
-    certs: &NodeCerts,
-    node: Option<String>,
-) -> Result<Arc<ClientConfig>, TlsError> {
+fn client_config_with(certs: &NodeCerts, expect: Expect) -> Result<Arc<ClientConfig>, TlsError> {
     let inner = WebPkiServerVerifier::builder_with_provider(certs.roots()?, provider())
         .build()
         .map_err(|e| TlsError::Config(e.to_string()))?;
@@ -313,7 +328,7 @@ fn client_config_with(
         .with_protocol_versions(&[&rustls::version::TLS13])
         .map_err(|e| TlsError::Config(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ManagerServer { inner, node }))
+        .with_custom_certificate_verifier(Arc::new(ManagerServer { inner, expect }))
         .with_client_cert_resolver(Arc::new(certs.clone()));
     cfg.alpn_protocols = vec![b"h2".to_vec()];
     Ok(Arc::new(cfg))

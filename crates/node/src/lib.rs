@@ -14,6 +14,7 @@ mod node;
 mod registry;
 mod renewal;
 mod server;
+mod worker_nodes;
 
 pub use args::Args;
 pub use node::run;

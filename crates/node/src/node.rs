@@ -59,6 +59,15 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         .context("load this node's certificate")?;
     let client_tls = swarm_api::tls::client_config(&node_certs)?;
 
+    // The managers the agent talks to (heartbeats and task execution), this node's own first;
+    // a worker also names them to agents that reach it instead of a manager.
+    let mut addrs = id.managers.clone();
+    if id.role == NodeRole::Manager {
+        addrs.retain(|m| *m != id.advertise_addr);
+        addrs.insert(0, id.advertise_addr.clone());
+    }
+    let managers = swarm_agent::managers::ManagerSet::with_tls(addrs, Some(client_tls.clone()));
+    managers.set_member_tls(swarm_api::tls::member_client_config(&node_certs)?);
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let mut tasks = Vec::new();
     let mut manager = None;
@@ -146,6 +155,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             &id,
             &node_certs,
             &agent_router,
+            &managers,
             &shutdown_rx,
             &mut tasks,
         )
@@ -153,13 +163,6 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         tracing::info!(node = %id.node_id, "worker running");
     }
 
-    // The agent: heartbeats and task execution, talking to this node's own manager first.
-    let mut addrs = id.managers.clone();
-    if id.role == NodeRole::Manager {
-        addrs.retain(|m| *m != id.advertise_addr);
-        addrs.insert(0, id.advertise_addr.clone());
-    }
-    let managers = swarm_agent::managers::ManagerSet::with_tls(addrs, Some(client_tls.clone()));
     tokio::spawn(renew_certificates(
         args.state_dir.clone(),
         node_certs.clone(),
@@ -298,6 +301,7 @@ async fn serve_worker(
     id: &Identity,
     certs: &swarm_api::tls::NodeCerts,
     router: &AgentRouter,
+    managers: &swarm_agent::managers::Managers,
     shutdown: &watch::Receiver<bool>,
     tasks: &mut Vec<tokio::task::JoinHandle<()>>,
 ) -> anyhow::Result<()> {
@@ -307,6 +311,11 @@ async fn serve_worker(
             swarm_api::tls::server_config(certs)?,
             id.cluster_id.clone(),
             router.clone(),
+            crate::worker_nodes::WorkerNodeService::new(
+                id.cluster_id.clone(),
+                id.advertise_addr.clone(),
+                managers.clone(),
+            ),
             shutdown.clone(),
         )),
         Err(e) => tracing::warn!(

@@ -117,18 +117,22 @@ pub fn serve_unix(
     }))
 }
 
-/// A worker's TCP server: only the node-local API, for managers that forward an operator's
-/// call (`--node`) and for admin client certificates.
+/// A worker's TCP server: the node-local API, for managers that forward an operator's
+/// call (`--node`) and for admin client certificates; and node membership calls, refused
+/// with the addresses of the managers (a demoted manager keeps its address, and agents that
+/// knew only it find the others).
 pub fn serve_worker_tcp(
     listener: tokio::net::TcpListener,
     tls: std::sync::Arc<rustls::ServerConfig>,
     cluster_id: String,
     agent: AgentRouter,
+    nodes: crate::worker_nodes::WorkerNodeService,
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
         let res = tonic::transport::Server::builder()
             .tcp_nodelay(true)
+            .add_service(NodeServiceServer::new(nodes))
             .add_service(InterceptedService::new(
                 agent,
                 auth::worker_agent_interceptor(cluster_id),

@@ -421,12 +421,6 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
         (m.len() == 3 && m.iter().all(|(_, s)| s == "Leader" || s == "Reachable")).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, 0), c.dump()));
-    // Agents learn the manager list from their heartbeats: the worker n4, which joined when
-    // n1 was the only manager, hears of n2 and n3 at its next heartbeat. Demoting n1 before
-    // that would strand it (it knows no other manager) — a gap of the agent (manager-list
-    // changes are not pushed on the session), not what this test checks.
-    // (2 s, `swarm_manager::nodes::HEARTBEAT_PERIOD`, plus a margin.)
-    std::thread::sleep(std::time::Duration::from_secs(3));
     // The promoted nodes now serve the control API themselves.
     swarm_testkit::wait_until("n2 serves the control API", LONG, || {
         c.ctl(1, &["node", "ls"]).ok()
@@ -499,8 +493,10 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
 
     info!("phase: with one of three managers down, demoting another is refused");
     c.ctl(other_leader, &["node", "promote", "n4"]).unwrap();
+    // n4 must be a voter (Reachable), not only asked to become a manager, before it dies.
     wait_until("3 managers again", LONG, || {
-        (managers_of(&c, other_leader).len() == 3).then_some(())
+        let m = managers_of(&c, other_leader);
+        (m.len() == 3 && m.iter().all(|(_, s)| s == "Leader" || s == "Reachable")).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, other_leader), c.dump()));
     c.kill(3);
@@ -527,6 +523,89 @@ fn promote_and_demote_under_writes_and_refuse_quorum_loss() {
     assert!(!out.status.success(), "demote must be refused");
     assert!(err.contains("would lose quorum"), "{err}");
     assert_eq!(managers_of(&c, other_leader).len(), 3, "nothing changed");
+}
+
+/// A worker that slept through the whole change of managers (it knew only n1; n2 was
+/// promoted and n1 demoted meanwhile) finds n2 through n1, which now answers as a worker and
+/// names the managers it knows, instead of heartbeating into the void forever.
+#[test]
+fn a_worker_that_knew_only_a_demoted_manager_finds_the_new_one() {
+    use nix::sys::signal::Signal;
+    init_tracing();
+    let mut c = Cluster::new();
+    c.extra_args = vec!["--executor".into(), "fake".into()];
+    c.init().unwrap();
+    let token = c.token(0, "worker").unwrap();
+    c.join(0, &token).unwrap();
+    let w = c.join(0, &token).unwrap();
+    let nodes_of = |c: &Cluster, via: usize| {
+        json_lines(
+            &c.ctl(via, &["node", "ls", "--format", "json"])
+                .unwrap_or_default(),
+        )
+    };
+    wait_until("3 nodes ready", LONG, || {
+        let n = nodes_of(&c, 0);
+        (n.len() == 3 && n.iter().all(|n| n["Status"] == "Ready")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+
+    info!("phase: n3 sleeps while n2 is promoted and n1 demoted");
+    c.signal(w, Signal::SIGSTOP);
+    c.ctl(0, &["node", "promote", "n2"]).unwrap();
+    wait_until("2 managers", LONG, || {
+        let m = managers_of(&c, 0);
+        (m.len() == 2 && m.iter().all(|(_, s)| s == "Leader" || s == "Reachable")).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", managers_of(&c, 0), c.dump()));
+    wait_until("n2 serves the control API", LONG, || {
+        c.ctl(1, &["node", "ls"]).ok()
+    })
+    .unwrap();
+    let n1_log = c.nodes[0].log_len();
+    c.ctl(1, &["node", "demote", "n1"]).unwrap();
+    // Until its process restarts as a worker, n1 still answers heartbeats as a manager (and
+    // would name n2): wait for the restart itself, not only for the store to say so.
+    wait_until(
+        "n1 restarted as a worker, n2 the only manager",
+        LONG,
+        || {
+            (c.nodes[0].log_since(n1_log).contains("worker running")
+                && managers_of(&c, 1).len() == 1)
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{:?}\n{}", nodes_of(&c, 1), c.dump()));
+
+    info!("phase: n3 wakes up knowing only n1");
+    c.signal(w, Signal::SIGCONT);
+    c.ctl(
+        1,
+        &[
+            "service",
+            "create",
+            "--name",
+            "everywhere",
+            "--mode",
+            "global",
+            "busybox",
+        ],
+    )
+    .unwrap();
+    wait_until("n3 runs its task of the global service", LONG, || {
+        swarm_integration::running(&c, 1, "everywhere")
+            .iter()
+            .any(|(_, node)| node == "n3")
+            .then_some(())
+    })
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\n{:?}\n{:?}\n{}",
+            swarm_integration::tasks(&c, 1, "everywhere"),
+            nodes_of(&c, 1),
+            c.dump()
+        )
+    });
 }
 
 #[test]
