@@ -8,8 +8,9 @@ use crate::executor::ExecError;
 use crate::volumes::{Volumes, VOLUMES_LABEL};
 use std::path::PathBuf;
 use swarm_runtime::options::{EtcFiles, Rlimit};
+use swarm_runtime::privilege::SeccompMode;
 use swarm_runtime::spec::{MountSpec, Propagation};
-use swarm_types::container::{signal_number, MountType};
+use swarm_types::container::{signal_number, MountType, Seccomp};
 use swarm_types::Task;
 
 /// Container label holding the signal number that stops the container.
@@ -139,6 +140,21 @@ pub fn apply(
     ro.oom_score_adj = (o.oom_score_adj != 0).then_some(o.oom_score_adj as i32);
     ro.tty = o.tty;
     (ro.log_max_size, ro.log_max_files) = o.log_rotation();
+    ro.privileged = o.privileged;
+    ro.devices = o
+        .devices
+        .iter()
+        .map(|d| swarm_runtime::privilege::DeviceMapping {
+            host: d.path_on_host.clone().into(),
+            container: d.path_in_container.clone().into(),
+            permissions: d.permissions.clone(),
+        })
+        .collect();
+    ro.seccomp = match &o.seccomp {
+        Seccomp::Default => SeccompMode::Default,
+        Seccomp::Unconfined => SeccompMode::Unconfined,
+        Seccomp::Profile(json) => SeccompMode::Profile(json.clone()),
+    };
     let hostname = spec.hostname.clone().unwrap_or_default();
     ro.etc_files = Some(EtcFiles {
         hosts: hosts_file(task, &hostname),

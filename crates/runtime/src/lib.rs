@@ -11,6 +11,7 @@
 //!   number of containers on a pidfd each, without a thread each;
 //! - [`init`]: the re-exec'd init mode (`maybe_run_init`) that does all setup single-threaded;
 //! - [`cgroup`], [`caps`], [`seccomp`], [`mounts`]: the kernel-facing building blocks;
+//!   [`privilege`]: `--privileged`, `--device` and the seccomp mode, checked;
 //! - The runc-compatible command line lives in the `swarm-runtime` binary (`src/bin_cli/cli.rs`),
 //!   not in this library.
 //!
@@ -28,6 +29,7 @@ pub mod logs;
 pub mod mounts;
 pub mod oci;
 pub mod options;
+pub mod privilege;
 pub mod runtime;
 pub mod seccomp;
 pub mod selfexe;

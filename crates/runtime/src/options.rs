@@ -35,6 +35,8 @@ pub enum OptionsError {
     Group(String),
     #[error("too many {what}: {count} (at most {MAX_ENTRIES})")]
     TooMany { what: &'static str, count: usize },
+    #[error(transparent)]
+    Privilege(#[from] crate::privilege::PrivilegeError),
 }
 
 /// One resource limit (`setrlimit`); Docker's `--ulimit name=soft[:hard]`.
@@ -107,6 +109,12 @@ pub struct ContainerOptions {
     /// Log files kept when rotating, the current one included (0 or 1: the log is emptied
     /// instead of rotated).
     pub log_max_files: u32,
+    /// Docker's `--privileged`: every capability, every host device, no seccomp filter, no
+    /// masked or read-only paths, `/sys` writable.
+    pub privileged: bool,
+    /// Host devices made available (with `privileged`, the host's are added at create).
+    pub devices: Vec<crate::privilege::DeviceMapping>,
+    pub seccomp: crate::privilege::SeccompMode,
 }
 
 fn cap_set(names: &[String]) -> Result<(bool, u64), OptionsError> {
@@ -131,8 +139,11 @@ fn all_caps() -> u64 {
 
 impl ContainerOptions {
     /// The capability set of the workload: Docker's default, minus `cap_drop` (ALL empties
-    /// it), plus `cap_add` (ALL fills it).
+    /// it), plus `cap_add` (ALL fills it); every one when privileged.
     pub fn capability_mask(&self) -> Result<u64, OptionsError> {
+        if self.privileged {
+            return Ok(all_caps());
+        }
         let (add_all, add) = cap_set(&self.cap_add)?;
         let (drop_all, drop) = cap_set(&self.cap_drop)?;
         if add_all && drop_all {
@@ -157,12 +168,27 @@ impl ContainerOptions {
             ("ulimits", self.rlimits.len()),
             ("sysctls", self.sysctls.len()),
             ("groups", self.additional_groups.len()),
+            (
+                "devices",
+                if self.privileged {
+                    0
+                } else {
+                    self.devices.len()
+                },
+            ),
         ] {
             if count > MAX_ENTRIES {
                 return Err(OptionsError::TooMany { what, count });
             }
         }
-        self.capability_mask()?;
+        let caps = self.capability_mask()?;
+        crate::privilege::check(
+            self.privileged,
+            &self.cap_drop,
+            &self.devices,
+            &self.seccomp,
+            caps,
+        )?;
         for r in &self.rlimits {
             if rlimit_resource(&r.name).is_none() {
                 return Err(OptionsError::Rlimit(r.name.clone()));

@@ -5,7 +5,11 @@
 
 use std::io;
 
+#[cfg(target_arch = "x86_64")]
+mod names_x86_64;
+mod profile;
 mod table;
+pub use profile::*;
 pub use table::*;
 
 /// Classic BPF instruction (`struct sock_filter`).
@@ -155,26 +159,51 @@ pub fn build_default_program(caps: u64) -> Vec<SockFilter> {
     p
 }
 
+/// What a search does with a number it does not find.
+#[derive(Debug, Clone, Copy)]
+enum Miss {
+    /// Return this action.
+    Return(u32),
+    /// Jump past the search (the caller patches the returned `JA`s).
+    Next,
+}
+
 /// A binary search over `nrs` (sorted) on the syscall number in A: `ALLOW` when found,
-/// `deny` when not. Ranges of up to 8 are compared one by one; larger ones split with a
-/// `JGE` on their middle and a long jump (`BPF_JA`, 32-bit offset) over the lower half.
+/// `deny` when not.
 fn search(nrs: &[u32], deny: u32, p: &mut Vec<SockFilter>) {
+    search_to(nrs, SECCOMP_RET_ALLOW, Miss::Return(deny), p);
+}
+
+/// A binary search over `nrs` (sorted) on the syscall number in A, returning `found` when
+/// the number is there. Ranges of up to 8 are compared one by one; larger ones split with a
+/// `JGE` on their middle and a long jump (`BPF_JA`, 32-bit offset) over the lower half.
+/// Returns the `JA`s of [`Miss::Next`] leaves, to be pointed past the search.
+fn search_to(nrs: &[u32], found: u32, miss: Miss, p: &mut Vec<SockFilter>) -> Vec<usize> {
     if nrs.len() <= 8 {
         for &nr in nrs {
             p.push(jump(BPF_JMP | BPF_JEQ | BPF_K, nr, 0, 1));
-            p.push(stmt(BPF_RET | BPF_K, SECCOMP_RET_ALLOW));
+            p.push(stmt(BPF_RET | BPF_K, found));
         }
-        p.push(stmt(BPF_RET | BPF_K, deny));
-        return;
+        return match miss {
+            Miss::Return(deny) => {
+                p.push(stmt(BPF_RET | BPF_K, deny));
+                Vec::new()
+            }
+            Miss::Next => {
+                p.push(stmt(BPF_JMP | BPF_JA, 0));
+                vec![p.len() - 1]
+            }
+        };
     }
     let (low, high) = nrs.split_at(nrs.len() / 2);
     // A >= high[0] → the upper half (after the jump), else fall into the lower half.
     p.push(jump(BPF_JMP | BPF_JGE | BPF_K, high[0], 0, 1));
     let ja = p.len();
     p.push(stmt(BPF_JMP | BPF_JA, 0));
-    search(low, deny, p);
+    let mut misses = search_to(low, found, miss, p);
     p[ja].k = (p.len() - ja - 1) as u32;
-    search(high, deny, p);
+    misses.extend(search_to(high, found, miss, p));
+    misses
 }
 
 /// Installs `prog` for the calling thread (no_new_privs must be set already, or the caller
@@ -206,38 +235,14 @@ pub fn install(prog: &[SockFilter]) -> Result<(), SeccompError> {
 }
 
 #[cfg(test)]
+mod interp;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
-    /// A tiny classic-BPF interpreter for the instructions we emit.
     fn run(prog: &[SockFilter], arch: u32, nr: u32, arg0: u64) -> u32 {
-        let mut data = [0u8; 64];
-        data[0..4].copy_from_slice(&nr.to_ne_bytes());
-        data[4..8].copy_from_slice(&arch.to_ne_bytes());
-        data[16..24].copy_from_slice(&arg0.to_ne_bytes());
-        let (mut pc, mut a) = (0usize, 0u32);
-        loop {
-            let i = prog[pc];
-            match i.code {
-                c if c == BPF_LD | BPF_W | BPF_ABS => {
-                    let o = i.k as usize;
-                    a = u32::from_ne_bytes(data[o..o + 4].try_into().unwrap());
-                    pc += 1;
-                }
-                c if c == BPF_RET | BPF_K => return i.k,
-                c if c == BPF_JMP | BPF_JA => pc += 1 + i.k as usize,
-                c if c & 0x07 == BPF_JMP => {
-                    let taken = match c & 0xf0 {
-                        BPF_JEQ => a == i.k,
-                        BPF_JGE => a >= i.k,
-                        BPF_JSET => a & i.k != 0,
-                        _ => panic!("unexpected jump {c:#x}"),
-                    };
-                    pc += 1 + usize::from(if taken { i.jt } else { i.jf });
-                }
-                c => panic!("unexpected op {c:#x}"),
-            }
-        }
+        interp::run(prog, arch, nr, [arg0, 0, 0, 0, 0, 0])
     }
 
     const EPERM: u32 = SECCOMP_RET_ERRNO | libc::EPERM as u32;

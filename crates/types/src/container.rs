@@ -1,6 +1,7 @@
 //! Mounts and process knobs of a service's containers (Docker's `--mount`, `--ulimit`,
 //! `--sysctl`, `--cap-add/--cap-drop`, `--read-only`, `--group`, `--stop-signal`,
-//! `--oom-score-adj`, `--limit-pids`, `--tty`): the model, the `--mount` syntax and the checks
+//! `--oom-score-adj`, `--limit-pids`, `--tty`, `--privileged`, `--device`, `--security-opt`):
+//! the model, the `--mount` syntax and the checks
 //! run before a spec is written. Pure: the agent maps these onto the runtime.
 
 use crate::error::SpecError;
@@ -12,8 +13,10 @@ use std::collections::BTreeMap;
 pub const MAX_ENTRIES: usize = 128;
 
 mod mounts;
+mod privilege;
 mod process;
 pub use mounts::*;
+pub use privilege::*;
 pub use process::*;
 
 fn bad(spec: &str, reason: impl Into<String>) -> SpecError {

@@ -2,6 +2,7 @@
 //! the image, then the hardening and `execve` in the forked child.
 
 use super::*;
+use crate::privilege::SeccompMode;
 
 /// Everything P2 needs, resolved inside the container before "ready" so that errors (no such
 /// user, no such executable) surface at create time.
@@ -17,6 +18,8 @@ pub(super) struct PreparedProcess {
     pub(super) rlimits: Vec<(u32, u64, u64)>,
     pub(super) oom_score_adj: i32,
     pub(super) tty: bool,
+    /// The filter installed last before `execve` (`Unconfined` when privileged).
+    pub(super) seccomp: SeccompMode,
 }
 
 /// Resolves supplementary groups (names or gids) against the container's /etc/group.
@@ -102,6 +105,11 @@ pub(super) fn prepare_process(
         rlimits,
         oom_score_adj: opts.oom_score_adj.unwrap_or(0),
         tty: opts.tty,
+        seccomp: if opts.privileged {
+            SeccompMode::Unconfined
+        } else {
+            opts.seccomp.clone()
+        },
     })
 }
 
@@ -212,7 +220,23 @@ pub(super) fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
         if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(") {
             return Err(InitError::WorkdirEscape { cwd: p.cwd.clone() });
         }
-        seccomp::install(&seccomp::build_default_program(mask))?;
+        match &p.seccomp {
+            SeccompMode::Default => seccomp::install(&seccomp::build_default_program(mask))?,
+            SeccompMode::Unconfined => {}
+            SeccompMode::Profile(json) => {
+                let prog = seccomp::Profile::parse(json)
+                    .and_then(|pr| pr.compile(mask, seccomp::running_kernel()))
+                    .map_err(|e| {
+                        InitError::Spec(
+                            crate::options::OptionsError::from(
+                                crate::privilege::PrivilegeError::from(e),
+                            )
+                            .into(),
+                        )
+                    })?;
+                seccomp::install(&prog.program)?;
+            }
+        }
         let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = p.envp.iter().map(|a| a.as_ptr()).collect();

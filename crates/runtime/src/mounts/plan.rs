@@ -7,6 +7,10 @@ use super::*;
 /// Computes the mount table for `spec` (pure; unit-tested).
 pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
     let p = PathBuf::from;
+    // A privileged container may make device nodes in its /dev and write /sys, as Docker's.
+    let privileged = spec.options.privileged;
+    let dev_nodev = if privileged { 0 } else { NODEV };
+    let sys_ro = if privileged { 0 } else { libc::MS_RDONLY };
     let mut ops = vec![
         MountOp::Fs {
             fstype: "proc",
@@ -19,7 +23,7 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             fstype: "tmpfs",
             source: "tmpfs".into(),
             target: p("/dev"),
-            flags: NOSUID | NODEV | libc::MS_STRICTATIME,
+            flags: NOSUID | dev_nodev | libc::MS_STRICTATIME,
             data: Some("mode=755,size=65536k".into()),
         },
     ];
@@ -60,7 +64,7 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             fstype: "sysfs",
             source: "sysfs".into(),
             target: p("/sys"),
-            flags: NOSUID | NODEV | NOEXEC | libc::MS_RDONLY,
+            flags: NOSUID | NODEV | NOEXEC | sys_ro,
             data: None,
         },
     ]);
@@ -74,6 +78,22 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
         ops.push(MountOp::Symlink {
             target: t.into(),
             link: p(l),
+        });
+    }
+    // Host devices (`--device`, or all of them when privileged): their nodes bound in, the
+    // only mounts without `nodev`.
+    for d in &spec.options.devices {
+        ops.push(MountOp::Confine {
+            path: d.container.clone(),
+        });
+        ops.push(MountOp::Bind {
+            source: d.host.clone(),
+            target: d.container.clone(),
+            kind: TargetKind::File,
+            readonly: false,
+            flags: NOSUID | NOEXEC,
+            propagation: None,
+            copy_up: false,
         });
     }
     for m in &spec.mounts {
@@ -119,11 +139,13 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             }
         }
     }
-    for m in MASKED_PATHS {
-        ops.push(MountOp::Mask { path: p(m) });
-    }
-    for r in READONLY_PATHS {
-        ops.push(MountOp::ReadOnly { path: p(r) });
+    if !privileged {
+        for m in MASKED_PATHS {
+            ops.push(MountOp::Mask { path: p(m) });
+        }
+        for r in READONLY_PATHS {
+            ops.push(MountOp::ReadOnly { path: p(r) });
+        }
     }
     ops
 }

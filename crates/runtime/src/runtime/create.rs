@@ -40,6 +40,9 @@ impl Runtime {
         sd: &StateDir,
     ) -> Result<ContainerInfo, RuntimeError> {
         let id = spec.id.clone();
+        let o = &mut spec.options;
+        crate::privilege::resolve_devices(&mut o.devices, o.privileged)
+            .map_err(|e| SpecError::Options(e.into()))?;
         write_etc_files(&mut spec, &sd.dir)?;
         let cg = Cgroup::new(self.hierarchy.clone(), &self.cfg.cgroup_parent, &id);
         cg.create(&spec.resources)?;

@@ -230,6 +230,16 @@ pub struct ContainerOptions {
     /// `max-file` (files kept, with max-size; default 1).
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub log_opts: BTreeMap<String, String>,
+    /// `--privileged`: every capability, every host device, no seccomp filter, no masked or
+    /// read-only paths, `/sys` writable.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub privileged: bool,
+    /// `--device`: host device nodes given to the containers.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<Device>,
+    /// `--security-opt seccomp=unconfined|FILE` (the built-in profile by default).
+    #[serde(skip_serializing_if = "Seccomp::is_default")]
+    pub seccomp: Seccomp,
 }
 
 impl ContainerOptions {
@@ -389,6 +399,6 @@ impl ContainerOptions {
                 "must not be negative (0 = unlimited)".into(),
             ));
         }
-        Ok(())
+        super::privilege::validate(self)
     }
 }

@@ -1,10 +1,11 @@
 //! Mount and process flags of `service create` and `service update` (Docker's names:
 //! `--mount`, `--ulimit`, `--sysctl`, `--cap-add/--cap-drop`, `--read-only`, `--group`,
-//! `--stop-signal`, `--oom-score-adj`, `--limit-pids`, `--tty`; on update the list flags
-//! become `--X-add` / `--X-rm`).
+//! `--stop-signal`, `--oom-score-adj`, `--limit-pids`, `--tty`, `--privileged`, `--device`,
+//! `--security-opt`; on update the list flags become `--X-add` / `--X-rm`).
 
+use super::security_opt::{device, seccomp_of, security_opt, SecurityOpt};
 use clap::Args;
-use swarm_types::container::{Mount, Ulimit};
+use swarm_types::container::{Device, Mount, Ulimit};
 use swarm_types::spec::ContainerSpec;
 
 fn mount(s: &str) -> Result<Mount, String> {
@@ -66,10 +67,22 @@ pub struct CreateContainerFlags {
     /// Logging driver options: max-size=SIZE (rotate at, e.g. 10m), max-file=N (files kept).
     #[arg(long = "log-opt", value_parser = sysctl, value_name = "KEY=VALUE")]
     pub log_opts: Vec<(String, String)>,
+    /// Give the containers every capability and every host device, without seccomp filter,
+    /// masked paths or a read-only /sys (only for services that need it).
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add a host device to the containers (HOST[:CONTAINER[:PERMS]]; PERMS must include rw:
+    /// access is granted by binding the node in, which cannot make a device read-only).
+    #[arg(long = "device", value_parser = device)]
+    pub devices: Vec<Device>,
+    /// Security options: seccomp=unconfined, seccomp=FILE (a profile in Docker's JSON format,
+    /// read and checked here), seccomp=default, no-new-privileges (always on).
+    #[arg(long = "security-opt", value_parser = security_opt)]
+    pub security_opts: Vec<SecurityOpt>,
 }
 
 impl CreateContainerFlags {
-    pub fn apply(&self, c: &mut ContainerSpec) {
+    pub fn apply(&self, c: &mut ContainerSpec) -> anyhow::Result<()> {
         c.mounts = self.mounts.clone();
         let o = &mut c.options;
         o.ulimits = self.ulimits.clone();
@@ -84,6 +97,12 @@ impl CreateContainerFlags {
         o.tty = self.tty;
         o.log_driver = self.log_driver.clone().unwrap_or_default();
         o.log_opts = self.log_opts.iter().cloned().collect();
+        o.privileged = self.privileged;
+        o.devices = self.devices.clone();
+        o.seccomp = seccomp_of(&self.security_opts)
+            .map_err(anyhow::Error::msg)?
+            .unwrap_or_default();
+        Ok(())
     }
 }
 
@@ -141,6 +160,21 @@ pub struct UpdateContainerFlags {
     /// Logging driver options, replacing the current ones: max-size=SIZE, max-file=N.
     #[arg(long = "log-opt", value_parser = sysctl, value_name = "KEY=VALUE")]
     pub log_opts: Vec<(String, String)>,
+    /// Every capability and host device, no seccomp or masked paths (--privileged=false to
+    /// undo).
+    #[arg(long, num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    pub privileged: Option<bool>,
+    /// Add or replace a host device (HOST[:CONTAINER[:PERMS]]; replaces the one at the same
+    /// container path).
+    #[arg(long = "device-add", value_parser = device)]
+    pub device_add: Vec<Device>,
+    /// Remove a device by its container path.
+    #[arg(long = "device-rm")]
+    pub device_rm: Vec<String>,
+    /// Security options: seccomp=unconfined|FILE|default (replaces the current seccomp
+    /// setting), no-new-privileges (always on).
+    #[arg(long = "security-opt", value_parser = security_opt)]
+    pub security_opts: Vec<SecurityOpt>,
 }
 
 fn cap_key(c: &str) -> String {
@@ -149,7 +183,7 @@ fn cap_key(c: &str) -> String {
 }
 
 impl UpdateContainerFlags {
-    pub fn apply(&self, c: &mut ContainerSpec) {
+    pub fn apply(&self, c: &mut ContainerSpec) -> anyhow::Result<()> {
         for t in &self.mount_rm {
             let t = t.trim_end_matches('/');
             c.mounts.retain(|m| m.target.trim_end_matches('/') != t);
@@ -216,6 +250,21 @@ impl UpdateContainerFlags {
         if !self.log_opts.is_empty() {
             o.log_opts = self.log_opts.iter().cloned().collect();
         }
+        if let Some(v) = self.privileged {
+            o.privileged = v;
+        }
+        for t in &self.device_rm {
+            o.devices.retain(|d| d.path_in_container != *t);
+        }
+        for d in &self.device_add {
+            o.devices
+                .retain(|x| x.path_in_container != d.path_in_container);
+            o.devices.push(d.clone());
+        }
+        if let Some(s) = seccomp_of(&self.security_opts).map_err(anyhow::Error::msg)? {
+            o.seccomp = s;
+        }
+        Ok(())
     }
 }
 
@@ -266,7 +315,7 @@ mod tests {
         .unwrap()
         .f;
         let mut c = ContainerSpec::default();
-        f.apply(&mut c);
+        f.apply(&mut c).unwrap();
         assert_eq!(c.mounts.len(), 2);
         assert_eq!(c.mounts[1].kind, MountType::Tmpfs);
         let o = &c.options;
@@ -293,13 +342,70 @@ mod tests {
         ])
         .unwrap()
         .f;
-        u.apply(&mut c);
+        u.apply(&mut c).unwrap();
         assert_eq!(c.mounts.len(), 1);
         assert_eq!(c.mounts[0].kind, MountType::Bind);
         assert!(c.options.ulimits.is_empty());
         assert_eq!(c.options.cap_add, vec!["net_raw"]);
         assert_eq!(c.options.cap_drop, vec!["ALL", "CHOWN"]);
         assert!(!c.options.read_only && !c.options.tty);
+    }
+
+    #[test]
+    fn privilege_flags_fill_the_spec_and_update_edits_them() {
+        use swarm_types::container::Seccomp;
+        let f = Create::try_parse_from([
+            "x",
+            "--device",
+            "/dev/fuse",
+            "--device",
+            "/dev/net/tun:/dev/tun:rw",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "no-new-privileges",
+        ])
+        .unwrap()
+        .f;
+        let mut c = ContainerSpec::default();
+        f.apply(&mut c).unwrap();
+        assert_eq!(c.options.devices.len(), 2);
+        assert_eq!(c.options.devices[1].path_in_container, "/dev/tun");
+        assert_eq!(c.options.seccomp, Seccomp::Unconfined);
+        assert!(!c.options.privileged);
+        let u = Update::try_parse_from([
+            "x",
+            "--device-rm",
+            "/dev/fuse",
+            "--device-add",
+            "/dev/net/tun:/dev/tun:rwm",
+            "--privileged",
+            "--security-opt",
+            "seccomp=default",
+        ])
+        .unwrap()
+        .f;
+        u.apply(&mut c).unwrap();
+        assert_eq!(c.options.devices.len(), 1);
+        assert_eq!(c.options.devices[0].permissions, "rwm");
+        assert!(c.options.privileged);
+        assert_eq!(c.options.seccomp, Seccomp::Default);
+        c.options.validate().unwrap();
+        let twice = Create::try_parse_from([
+            "x",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "seccomp=default",
+        ])
+        .unwrap()
+        .f;
+        let e = twice.apply(&mut c).unwrap_err().to_string();
+        assert!(e.contains("twice"), "{e}");
+        let e = Create::try_parse_from(["x", "--device", "/dev/fuse:/dev/fuse:r"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("r and w"), "{e}");
     }
 
     #[test]

@@ -143,7 +143,7 @@ pub fn build(a: &CreateArgs) -> anyhow::Result<ServiceSpec> {
     task.placement.preferences = a.placement_prefs.clone();
     task.networks = a.networks.clone();
     a.task.apply(&mut task)?;
-    a.container.apply(&mut task.container);
+    a.container.apply(&mut task.container)?;
     let mut spec = ServiceSpec {
         name,
         labels: parse::labels(&a.labels).map_err(anyhow::Error::msg)?,

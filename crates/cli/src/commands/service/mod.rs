@@ -3,6 +3,7 @@
 mod container_flags;
 mod converge;
 mod converge_bars;
+mod security_opt;
 pub use converge::DetachFlag;
 mod create;
 mod flags;

@@ -167,6 +167,27 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
             let _ = writeln!(out, "  Type:\t{}", word(m.kind));
         }
     }
+    let o = &c.options;
+    if o.privileged || !o.devices.is_empty() || !o.seccomp.is_default() {
+        use swarm_types::container::Seccomp;
+        let _ = writeln!(out, "Security:");
+        if o.privileged {
+            let _ = writeln!(out, " Privileged:\ttrue");
+        }
+        for d in &o.devices {
+            let _ = writeln!(
+                out,
+                " Device:\t{}:{}:{}",
+                d.path_on_host, d.path_in_container, d.permissions
+            );
+        }
+        let seccomp = match (&o.seccomp, o.privileged) {
+            (_, true) | (Seccomp::Unconfined, _) => "unconfined".to_string(),
+            (Seccomp::Default, _) => "default".to_string(),
+            (Seccomp::Profile(p), _) => format!("custom profile ({} bytes)", p.len()),
+        };
+        let _ = writeln!(out, " Seccomp:\t{seccomp}");
+    }
     let r = &s.task.resources;
     let has = |x: &swarm_types::spec::Resources| x.nano_cpus > 0 || x.memory_bytes > 0;
     if has(&r.limits) || has(&r.reservations) {

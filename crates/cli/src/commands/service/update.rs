@@ -190,7 +190,7 @@ pub fn apply(
         }
     }
     a.task.apply(&mut spec.task)?;
-    a.container.apply(&mut spec.task.container);
+    a.container.apply(&mut spec.task.container)?;
     a.service_flags.apply(spec)?;
     if a.force {
         spec.task.force_update += 1;
