@@ -3,7 +3,11 @@
 //! Supported: `root.path`/`root.readonly`, `process.args/env/cwd/user` (numeric ids),
 //! `hostname`, bind and tmpfs `mounts` (the standard /proc, /dev, /sys… mounts are always set
 //! up by the runtime itself, so those entries are skipped), a `network` namespace entry
-//! (absent = host network), and `linux.resources` memory limit, cpu quota/period, pids limit.
+//! (absent = host network), `linux.resources` memory limit, cpu quota/period, pids limit,
+//! `process.capabilities` (the bounding set is the workload's set, as Docker and `runc spec`
+//! fill every set alike) and `linux.seccomp` (compiled by [`crate::seccomp::Profile`]; a spec
+//! without one gets the built-in default profile, where runc would install none: we never make
+//! a new session keyring, and that profile is what keeps the host's keyring out of reach).
 //! `process.terminal: true` is refused with a clear error.
 
 use std::path::{Path, PathBuf};
@@ -22,6 +26,12 @@ pub enum OciError {
     Load {
         path: PathBuf,
         source: oci_spec::OciSpecError,
+    },
+    #[error("{path}: {what}: {reason}")]
+    Invalid {
+        path: PathBuf,
+        what: &'static str,
+        reason: String,
     },
     #[error("{path}: {what} is not supported by swarm-runtime; {hint}")]
     Unsupported {
@@ -124,7 +134,29 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
             _ => {}
         }
     }
+    if let Some(b) = process
+        .capabilities()
+        .as_ref()
+        .and_then(|c| c.bounding().clone())
+    {
+        // Serde's names (CAP_PERFMON …) are the kernel's, unlike the enum's Display.
+        let mut names: Vec<String> = b
+            .iter()
+            .filter_map(|c| serde_json::to_value(c).ok()?.as_str().map(str::to_string))
+            .collect();
+        names.sort();
+        cs.options.cap_drop = vec!["ALL".into()];
+        cs.options.cap_add = names;
+    }
     cs.network = NetworkMode::Host;
+    if let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
+        let json = serde_json::to_string(&sc).map_err(|e| OciError::Invalid {
+            path: path.clone(),
+            what: "linux.seccomp",
+            reason: e.to_string(),
+        })?;
+        cs.options.seccomp = crate::privilege::SeccompMode::Profile(json);
+    }
     if let Some(linux) = spec.linux() {
         if let Some(ns) = linux.namespaces() {
             if ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network) {
@@ -147,4 +179,58 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
         }
     }
     Ok(cs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::privilege::SeccompMode;
+
+    fn bundle(config: &str) -> (tempfile::TempDir, ContainerSpec) {
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("rootfs")).unwrap();
+        std::fs::write(t.path().join("config.json"), config).unwrap();
+        let cs = load_bundle("c1", t.path()).unwrap();
+        (t, cs)
+    }
+
+    #[test]
+    fn capabilities_and_a_seccomp_profile_come_from_the_bundle() {
+        let (_t, cs) = bundle(
+            r#"{"ociVersion":"1.0.2",
+                "process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["true"],"cwd":"/",
+                  "capabilities":{"bounding":["CAP_KILL","CAP_PERFMON","CAP_NET_BIND_SERVICE"],
+                                  "effective":["CAP_KILL"]}},
+                "root":{"path":"rootfs"},
+                "linux":{"seccomp":{"defaultAction":"SCMP_ACT_ERRNO","defaultErrnoRet":1,
+                  "architectures":["SCMP_ARCH_X86_64"],
+                  "syscalls":[{"names":["read","write"],"action":"SCMP_ACT_ALLOW"},
+                              {"names":["personality"],"action":"SCMP_ACT_ALLOW",
+                               "args":[{"index":0,"value":8,"op":"SCMP_CMP_EQ"}]}]}}}"#,
+        );
+        assert_eq!(cs.options.cap_drop, vec!["ALL".to_string()]);
+        assert_eq!(
+            cs.options.cap_add,
+            vec!["CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_PERFMON"]
+        );
+        let mask = cs.options.capability_mask().unwrap();
+        assert_eq!(mask, (1 << 5) | (1 << 10) | (1 << 38));
+        let SeccompMode::Profile(json) = &cs.options.seccomp else {
+            panic!("{:?}", cs.options.seccomp);
+        };
+        let p = crate::seccomp::Profile::parse(json).unwrap();
+        assert_eq!(p.default_action, "SCMP_ACT_ERRNO");
+        assert_eq!(p.syscalls[1].args[0].op, "SCMP_CMP_EQ");
+        p.compile(mask, (6, 1)).unwrap();
+        cs.validate().unwrap();
+    }
+
+    #[test]
+    fn a_bundle_without_seccomp_or_capabilities_keeps_the_defaults() {
+        let (_t, cs) = bundle(
+            r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["true"],"cwd":"/"},"root":{"path":"rootfs"}}"#,
+        );
+        assert_eq!(cs.options.seccomp, SeccompMode::Default);
+        assert!(cs.options.cap_add.is_empty() && cs.options.cap_drop.is_empty());
+    }
 }

@@ -233,3 +233,46 @@ fn pid_file_and_kill_all() {
     );
     ok(&["delete", "c3"]);
 }
+
+/// What Docker passes in config.json: the capability sets and its seccomp profile, honoured.
+#[test]
+fn the_bundle_s_capabilities_and_seccomp_profile_apply() {
+    common::require_root_and_busybox();
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("bundle");
+    common::busybox_rootfs(&bundle.join("rootfs"));
+    std::fs::write(
+        bundle.join("config.json"),
+        r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},
+            "args":["sh","-c","mkdir /tmp/x 2>&1; grep -E 'CapEff|Seccomp:' /proc/self/status"],
+            "env":["PATH=/bin"],"cwd":"/",
+            "capabilities":{"bounding":["CAP_KILL","CAP_CHOWN"],"effective":["CAP_KILL","CAP_CHOWN"],"permitted":["CAP_KILL","CAP_CHOWN"]}},
+           "root":{"path":"rootfs","readonly":false},"hostname":"cli",
+           "linux":{"namespaces":[{"type":"pid"},{"type":"network"},{"type":"mount"}],
+             "seccomp":{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}}}"#,
+    )
+    .unwrap();
+    let root = t.path().join("state");
+    let parent = format!("swarm-rt-cli-caps-{}", std::process::id());
+    let o = bin()
+        .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
+        .args(["--root", root.to_str().unwrap(), "run", "--bundle"])
+        .arg(&bundle)
+        .arg("c4")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    if let Ok(h) = swarm_runtime::cgroup::detect() {
+        let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &parent).remove();
+    }
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        out.contains("Permission denied"),
+        "the profile's errno: {out}"
+    );
+    assert!(
+        out.contains("CapEff:\t0000000000000021"),
+        "CHOWN and KILL only: {out}"
+    );
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+}
