@@ -93,6 +93,11 @@ pub struct RuntimeConfig {
     pub cgroup_parent: String,
     /// Binary that handles [`crate::init::maybe_run_init`]; default `/proc/self/exe`.
     pub helper_binary: Option<PathBuf>,
+    /// Protect the helper binary with a read-only bind mount in a private mount namespace of
+    /// this process instead of a sealed memfd copy ([`SealedExe::read_only_self`]): for a
+    /// short-lived single-threaded caller (the CLI), where the copy would be paid per call.
+    /// Falls back to the copy when the mount namespace cannot be made.
+    pub helper_read_only_bind: bool,
 }
 
 impl RuntimeConfig {
@@ -101,6 +106,7 @@ impl RuntimeConfig {
             root: root.into(),
             cgroup_parent: cgroup_parent.into(),
             helper_binary: None,
+            helper_read_only_bind: false,
         }
     }
 }
@@ -252,10 +258,21 @@ impl Runtime {
             .helper_binary
             .clone()
             .unwrap_or_else(|| PathBuf::from("/proc/self/exe"));
-        let h = SealedExe::copy_of(&exe).map_err(|source| RuntimeError::Helper {
-            path: exe.clone(),
-            source,
-        })?;
+        let bound = (self.cfg.helper_read_only_bind && self.cfg.helper_binary.is_none())
+            .then(SealedExe::read_only_self)
+            .and_then(|r| {
+                r.map_err(
+                    |e| tracing::debug!(error = %e, "no read-only bind of the binary; copying it"),
+                )
+                .ok()
+            });
+        let h = match bound {
+            Some(h) => h,
+            None => SealedExe::copy_of(&exe).map_err(|source| RuntimeError::Helper {
+                path: exe.clone(),
+                source,
+            })?,
+        };
         Ok(self.helper_cell.get_or_init(|| h))
     }
 

@@ -10,10 +10,16 @@
 //! non-dumpable before joining a container, which denies `/proc/<pid>/exe` and `/proc/<pid>/fd`
 //! to container processes (they lack CAP_SYS_PTRACE).
 //!
-//! Why memfd rather than runc 1.2's read-only overlay bind of the binary: it needs no mount
-//! namespace juggling in the (multi-threaded) caller, and the library does the copy once per
-//! [`crate::Runtime`] (one `sendfile`), so the per-container cost is zero. The CLI pays one
-//! copy per invocation (measured in BENCHMARKS.md).
+//! Why memfd in the library rather than runc 1.2's read-only mount of the binary: it needs no
+//! mount namespace juggling in the (multi-threaded) caller, and the library does the copy once
+//! per [`crate::Runtime`] (one `sendfile`), so the per-container cost is zero. The CLI, a
+//! short-lived single-threaded process, would pay the copy (and freeing it) on every call —
+//! about 2.4 ms of CPU for a 3.7 MB binary, a fifth of a whole `run` (BENCHMARKS.md) — so it
+//! protects the binary the other way ([`SealedExe::read_only_self`]): in a private mount
+//! namespace of its own it binds its binary read-only onto itself and execs helpers from
+//! there. Their `/proc/<pid>/exe` then leads to that read-only mount, which lives in the CLI's
+//! namespace: opening it for writing fails with `EROFS`, and no process in a container's
+//! namespace can remount it (a mount outside one's namespace cannot be changed).
 
 use std::fs::File;
 use std::io;
@@ -22,10 +28,17 @@ use std::path::{Path, PathBuf};
 
 use crate::sys;
 
-/// A sealed memfd copy of an executable.
+/// The executable helpers are started from: a sealed memfd copy of the binary, or the binary
+/// behind a read-only bind mount of a private mount namespace (see the module comment).
 #[derive(Debug)]
 pub struct SealedExe {
-    fd: OwnedFd,
+    kind: Kind,
+}
+
+#[derive(Debug)]
+enum Kind {
+    Memfd(OwnedFd),
+    ReadOnly(PathBuf),
 }
 
 impl SealedExe {
@@ -56,25 +69,56 @@ impl SealedExe {
             &fd,
             libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE,
         )?;
-        Ok(SealedExe { fd })
+        Ok(SealedExe {
+            kind: Kind::Memfd(fd),
+        })
     }
 
-    /// Path that execs the sealed copy from this process (`/proc/self/fd/N`; the fd is
-    /// `O_CLOEXEC`, which execve tolerates for ELF binaries).
+    /// For a short-lived, single-threaded process (the CLI): moves it into a private mount
+    /// namespace (a slave of the host's, so nothing propagates back) and binds its own binary
+    /// read-only onto itself there. Fails where mount namespaces cannot be made (the caller
+    /// then copies instead) and in a multi-threaded process (`unshare` refuses).
+    pub fn read_only_self() -> io::Result<Self> {
+        let exe = std::fs::read_link("/proc/self/exe")?;
+        if !exe.is_absolute() || exe.to_string_lossy().ends_with(" (deleted)") {
+            return Err(io::Error::other("the binary's path is not usable"));
+        }
+        // SAFETY: unshare with a flag only; refused (EINVAL) in a multi-threaded process.
+        if unsafe { libc::unshare(libc::CLONE_NEWNS) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let slave = libc::MS_REC | libc::MS_SLAVE;
+        sys::mount(None, Path::new("/"), None, slave, None)?;
+        sys::mount(Some(&exe), &exe, None, libc::MS_BIND, None)?;
+        let ro =
+            libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV;
+        sys::mount(None, &exe, None, ro, None)?;
+        Ok(SealedExe {
+            kind: Kind::ReadOnly(exe),
+        })
+    }
+
+    /// Path that execs the protected binary from this process (`/proc/self/fd/N` for the
+    /// memfd, whose fd is `O_CLOEXEC`, which execve tolerates for ELF binaries).
     pub fn exec_path(&self) -> PathBuf {
-        PathBuf::from(format!("/proc/self/fd/{}", self.fd.as_raw_fd()))
-    }
-
-    /// The raw fd.
-    pub fn fd(&self) -> i32 {
-        self.fd.as_raw_fd()
+        match &self.kind {
+            Kind::Memfd(fd) => PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            Kind::ReadOnly(p) => p.clone(),
+        }
     }
 }
 
-/// True when the current process runs from a sealed memfd (used by tests and `init` checks).
+/// True when the current process runs from a binary it cannot write: a sealed memfd, or a
+/// file behind a read-only mount (used by tests).
 pub fn running_sealed() -> bool {
     let Ok(f) = File::open("/proc/self/exe") else {
         return false;
     };
-    sys::get_seals(f.as_raw_fd()).is_ok_and(|s| s & libc::F_SEAL_WRITE != 0)
+    if sys::get_seals(f.as_raw_fd()).is_ok_and(|s| s & libc::F_SEAL_WRITE != 0) {
+        return true;
+    }
+    matches!(
+        std::fs::OpenOptions::new().write(true).open("/proc/self/exe"),
+        Err(e) if e.raw_os_error() == Some(libc::EROFS)
+    )
 }

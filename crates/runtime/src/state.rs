@@ -41,7 +41,7 @@ pub struct InitState {
     pub start_time: u64,
 }
 
-/// Written by the container init right before it exits (write, fsync, rename, fsync dir), so
+/// Written by the container init right before it exits (write, then rename into place), so
 /// once the init is gone the record is there — or it never will be: then the runtime records
 /// either the SIGKILL it sent itself (a created container killed before start) or, for an
 /// init that died without writing it, an explicit "exit status lost" ([`EXIT_STATUS_LOST`]).
@@ -130,7 +130,7 @@ pub fn write_json_new<T: Serialize>(path: &Path, v: &T) -> Result<bool, StateErr
     };
     let b = serde_json::to_vec(v).expect("state serializes");
     let res = fs::File::create(&tmp)
-        .and_then(|mut f| f.write_all(&b).and_then(|_| f.sync_all()))
+        .and_then(|mut f| f.write_all(&b))
         .map_err(io_err(&tmp))
         .and_then(|_| match crate::sys::rename_noreplace(&tmp, path) {
             Ok(()) => Ok(true),
@@ -139,11 +139,6 @@ pub fn write_json_new<T: Serialize>(path: &Path, v: &T) -> Result<bool, StateErr
         });
     if !matches!(res, Ok(true)) {
         let _ = fs::remove_file(&tmp);
-    }
-    if res.as_ref().is_ok_and(|w| *w) {
-        if let Some(dir) = path.parent() {
-            crate::sys::fsync_dir(dir).map_err(io_err(dir))?;
-        }
     }
     res
 }

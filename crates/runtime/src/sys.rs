@@ -310,11 +310,6 @@ pub fn pidfd_exited(pidfd: RawFd) -> io::Result<bool> {
     poll_readable(pidfd, 0)
 }
 
-/// Makes a rename or file creation in `dir` durable.
-pub fn fsync_dir(dir: &Path) -> io::Result<()> {
-    std::fs::File::open(dir)?.sync_all()
-}
-
 /// `renameat2(RENAME_NOREPLACE)`: moves `from` to `to` unless `to` exists (`AlreadyExists`).
 pub fn rename_noreplace(from: &Path, to: &Path) -> io::Result<()> {
     let a = cstr(from)?;

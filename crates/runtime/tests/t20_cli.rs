@@ -2,6 +2,7 @@
 
 mod common;
 
+use std::os::unix::fs::OpenOptionsExt;
 use std::process::Command;
 
 fn bin() -> Command {
@@ -275,4 +276,88 @@ fn the_bundle_s_capabilities_and_seccomp_profile_apply() {
         "CHOWN and KILL only: {out}"
     );
     assert!(out.contains("Seccomp:\t2"), "{out}");
+}
+
+/// CVE-2019-5736: whoever gets hold of a container init's executable (an `O_PATH` open of
+/// `/proc/<pid>/exe`, kept until the runtime is gone) must not be able to reopen it for
+/// writing: the CLI runs helpers from its binary behind a read-only bind mount (EROFS); the
+/// library from a sealed memfd copy. The host binary is never writable that way.
+#[test]
+fn a_container_init_s_executable_cannot_be_reopened_for_writing() {
+    use std::os::fd::AsRawFd;
+    common::require_root_and_busybox();
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("bundle");
+    common::busybox_rootfs(&bundle.join("rootfs"));
+    std::fs::write(
+        bundle.join("config.json"),
+        r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["sleep","30"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs","readonly":true},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
+    )
+    .unwrap();
+    let root = t.path().join("state");
+    let root_s = root.to_str().unwrap();
+    let parent = format!("swarm-rt-cli-exe-{}", std::process::id());
+    // A private copy of the binary: no other test executes this inode, so once our processes
+    // are gone nothing keeps it busy.
+    let own = t.path().join("swarm-runtime");
+    std::fs::copy(env!("CARGO_BIN_EXE_swarm-runtime"), &own).unwrap();
+    let bin = || Command::new(&own);
+    let cli = |args: &[&str]| {
+        bin()
+            .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
+            .args(["--root", root_s])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .unwrap()
+    };
+    // create hands its stdio to the container (as runc does): nothing captured.
+    let st = bin()
+        .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
+        .args([
+            "--root",
+            root_s,
+            "create",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "c5",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let state: serde_json::Value = serde_json::from_slice(&cli(&["state", "c5"]).stdout).unwrap();
+    let pid = state["pid"].as_i64().unwrap();
+    let exe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH)
+        .open(format!("/proc/{pid}/exe"))
+        .unwrap();
+    // The init and every runtime process gone: nothing is "busy" any more.
+    cli(&["delete", "--force", "c5"]);
+    let running_it = || {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .any(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|p| p.starts_with(&own)))
+    };
+    common::wait_until(
+        "no process runs the copy",
+        std::time::Duration::from_secs(10),
+        || !running_it(),
+    );
+    if let Ok(h) = swarm_runtime::cgroup::detect() {
+        let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &parent).remove();
+    }
+    let reopened = std::fs::OpenOptions::new()
+        .append(true)
+        .open(format!("/proc/self/fd/{}", exe.as_raw_fd()));
+    match reopened {
+        Ok(_) => panic!("the init's executable reopened for writing"),
+        // EROFS: the read-only bind (a sealed memfd copy would say EPERM).
+        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}"),
+    }
 }

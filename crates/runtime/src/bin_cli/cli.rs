@@ -351,7 +351,11 @@ fn id_arg(a: &Args) -> Result<String, CliError> {
 fn runtime(a: &Args) -> Result<Runtime, CliError> {
     let parent =
         std::env::var("SWARM_RUNTIME_CGROUP_PARENT").unwrap_or_else(|_| "swarm-runtime".into());
-    Ok(Runtime::new(RuntimeConfig::new(&a.globals.root, parent))?)
+    let mut cfg = RuntimeConfig::new(&a.globals.root, parent);
+    // One container operation per process, single-threaded: protect the helper with a
+    // read-only bind instead of copying the binary on every call.
+    cfg.helper_read_only_bind = true;
+    Ok(Runtime::new(cfg)?)
 }
 
 fn create(rt: &Runtime, a: &Args, id: &str) -> Result<ContainerInfo, CliError> {

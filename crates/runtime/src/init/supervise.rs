@@ -243,8 +243,11 @@ pub(super) fn supervise(
     })
 }
 
-/// Writes `exit.json` atomically and durably (write, fsync, rename, fsync the dir) before the
-/// init exits: the runtime relies on "init gone ⇒ record present or never coming". It is
+/// Writes `exit.json` atomically (write, rename into place) before the init exits: the
+/// runtime relies on "init gone ⇒ record present or never coming", which the page cache
+/// keeps across any process crash. Not fsynced (it cost a disk flush per container exit):
+/// after a power loss every container is gone anyway and a missing record reads as "exit
+/// status lost". It is
 /// the only record the init writes; when it cannot (no space, the state dir removed), the
 /// runtime reports the exit status as lost.
 pub(super) fn write_exit(dir: &OwnedFd, rec: &ExitRecord) {
@@ -264,11 +267,8 @@ pub(super) fn write_exit(dir: &OwnedFd, rec: &ExitRecord) {
             return;
         }
         write_all_fd(fd, &body);
-        libc::fsync(fd);
         libc::close(fd);
-        if libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), fin.as_ptr()) == 0 {
-            libc::fsync(dir.as_raw_fd());
-        }
+        libc::renameat(dir.as_raw_fd(), tmp.as_ptr(), dir.as_raw_fd(), fin.as_ptr());
     }
 }
 
