@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks swarm-runtime against runc and crun on the same busybox OCI bundle.
+# crun refuses hybrid cgroups; on such a host run it where only the v1 hierarchy is visible:
+#   unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified; exec deploy/bench/runtime/run.sh'
 # Needs root, busybox-static, runc, crun, hyperfine, time (apt-get install -y busybox-static
 # runc crun hyperfine time). Usage: deploy/bench/runtime/run.sh [RUNS]   (default 100)
 set -euo pipefail
@@ -50,8 +52,17 @@ try crun "crun --root $WORK/crun run --bundle $B bench-crun"
 ARGS=()
 for i in "${!CMDS[@]}"; do ARGS+=(-n "${NAMES[$i]}" "${CMDS[$i]}"); done
 echo "== hyperfine: full lifecycle (run of /bin/true = create+start+wait+delete), $RUNS runs after 10 warm-ups"
-hyperfine -N --warmup 10 --runs "$RUNS" --export-markdown "$WORK/hf.md" "${ARGS[@]}"
+hyperfine -N --warmup 10 --runs "$RUNS" --export-markdown "$WORK/hf.md" --export-json "$WORK/hf.json" "${ARGS[@]}"
 cat "$WORK/hf.md"
+echo "== medians (the issue's measure) and the ratio to crun's"
+python3 - "$WORK/hf.json" <<'PY'
+import json, sys
+r = {x["command"]: x for x in json.load(open(sys.argv[1]))["results"]}
+crun = next((x["median"] for c, x in r.items() if c.startswith("crun")), None)
+for c, x in r.items():
+    ratio = f"  ({x['median'] / crun:.2f}x crun)" if crun else ""
+    print(f"{c.split()[0]:>50}: median {x['median'] * 1000:.1f} ms{ratio}")
+PY
 
 echo "== peak memory (/usr/bin/time -v, max RSS of the command and its reaped children)"
 for i in "${!CMDS[@]}"; do
