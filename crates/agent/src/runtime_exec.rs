@@ -504,7 +504,8 @@ impl Executor for RuntimeExecutor {
             match self.blocking(move |rt| rt.inspect(&id)).await {
                 Ok(info) => Ok(Some(match info.status {
                     ContainerStatus::Created => ContainerState::Created,
-                    ContainerStatus::Running => {
+                    // Paused by hand with swarm-runtime: still running as far as the task goes.
+                    ContainerStatus::Running | ContainerStatus::Paused => {
                         if let Some(dp) = &self.net {
                             // A container found at start: its service-address rules follow
                             // the views from now on.

@@ -21,6 +21,10 @@ pub enum CgroupError {
     NoHierarchy,
     #[error("cgroup {path} still has processes after killing them; retry the removal")]
     Busy { path: PathBuf },
+    #[error("no freezer cgroup controller here (cgroup v1 without `freezer` mounted): pause and resume need it")]
+    NoFreezer,
+    #[error("cgroup {path} did not become {} within 5 s", if *frozen { "frozen" } else { "thawed" })]
+    Freeze { path: PathBuf, frozen: bool },
 }
 
 fn ioe(path: &Path) -> impl FnOnce(io::Error) -> CgroupError + '_ {
@@ -41,12 +45,14 @@ pub enum Hierarchy {
         cpu: Option<PathBuf>,
         cpuacct: Option<PathBuf>,
         pids: Option<PathBuf>,
+        /// For pause/resume.
+        freezer: Option<PathBuf>,
     },
 }
 
 /// Parses `/proc/self/mountinfo` content into a hierarchy.
 pub fn parse_mountinfo(mountinfo: &str) -> Option<Hierarchy> {
-    let mut v1 = (None, None, None, None);
+    let mut v1 = (None, None, None, None, None);
     let mut v2_root: Option<PathBuf> = None;
     for line in mountinfo.lines() {
         let Some((left, right)) = line.split_once(" - ") else {
@@ -75,6 +81,9 @@ pub fn parse_mountinfo(mountinfo: &str) -> Option<Hierarchy> {
                 if has("pids") {
                     v1.3 = Some(mnt.clone());
                 }
+                if has("freezer") {
+                    v1.4 = Some(mnt.clone());
+                }
             }
             _ => {}
         }
@@ -90,6 +99,7 @@ pub fn parse_mountinfo(mountinfo: &str) -> Option<Hierarchy> {
         cpu: v1.1,
         cpuacct: v1.2,
         pids: v1.3,
+        freezer: v1.4,
     })
 }
 
@@ -151,7 +161,8 @@ impl Cgroup {
                 cpu,
                 cpuacct,
                 pids,
-            } => [memory, cpu, cpuacct, pids]
+                freezer,
+            } => [memory, cpu, cpuacct, pids, freezer]
                 .into_iter()
                 .flatten()
                 .map(|r| r.join(&self.rel))
@@ -309,8 +320,57 @@ impl Cgroup {
         }
     }
 
+    /// The freezer's directory and whether it is v2's (`cgroup.freeze`).
+    fn freezer_dir(&self) -> Option<(PathBuf, bool)> {
+        match &self.hierarchy {
+            Hierarchy::V2(r) => Some((r.join(&self.rel), true)),
+            Hierarchy::V1 { freezer, .. } => freezer.as_ref().map(|r| (r.join(&self.rel), false)),
+        }
+    }
+
+    /// Whether every process of the cgroup is frozen (`pause`).
+    pub fn frozen(&self) -> bool {
+        match self.freezer_dir() {
+            Some((d, true)) => keyed(&d.join("cgroup.events"), "frozen") == Some(1),
+            Some((d, false)) => {
+                fs::read_to_string(d.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN")
+            }
+            None => false,
+        }
+    }
+
+    /// Freezes (`pause`) or thaws (`resume`) every process of the cgroup, and waits until the
+    /// kernel says it is done (up to 5 s).
+    pub fn freeze(&self, frozen: bool) -> Result<(), CgroupError> {
+        let (d, v2) = self.freezer_dir().ok_or(CgroupError::NoFreezer)?;
+        if v2 {
+            write(&d.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+        } else {
+            write(
+                &d.join("freezer.state"),
+                if frozen { "FROZEN" } else { "THAWED" },
+            )?;
+        }
+        let start = std::time::Instant::now();
+        while self.frozen() != frozen {
+            if start.elapsed() > std::time::Duration::from_secs(5) {
+                return Err(CgroupError::Freeze { path: d, frozen });
+            }
+            if !v2 && frozen {
+                // v1 may stay FREEZING while a task is busy in the kernel: ask again.
+                let _ = write(&d.join("freezer.state"), "FROZEN");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        Ok(())
+    }
+
     /// Kills remaining processes and removes the directories (idempotent).
     pub fn remove(&self) -> Result<(), CgroupError> {
+        // Frozen (paused) processes die only once thawed.
+        if self.frozen() {
+            let _ = self.freeze(false);
+        }
         for d in self.dirs() {
             if !d.exists() {
                 continue;
@@ -346,6 +406,7 @@ mod tests {
 33 30 0:29 / /sys/fs/cgroup/memory rw - cgroup cgroup rw,memory
 34 30 0:30 / /sys/fs/cgroup/cpu,cpuacct rw - cgroup cgroup rw,cpu,cpuacct
 35 30 0:31 / /sys/fs/cgroup/pids rw - cgroup cgroup rw,pids
+36 30 0:32 / /sys/fs/cgroup/freezer rw - cgroup cgroup rw,freezer
 ";
 
     #[test]
@@ -358,11 +419,12 @@ mod tests {
                 cpu: Some("/sys/fs/cgroup/cpu,cpuacct".into()),
                 cpuacct: Some("/sys/fs/cgroup/cpu,cpuacct".into()),
                 pids: Some("/sys/fs/cgroup/pids".into()),
+                freezer: Some("/sys/fs/cgroup/freezer".into()),
             }
         );
         let cg = Cgroup::new(h, "/swarm-a/", "c1");
         // cpu and cpuacct share a mount: one directory.
-        assert_eq!(cg.dirs().len(), 3);
+        assert_eq!(cg.dirs().len(), 4);
         assert!(cg.dirs()[0].ends_with("memory/swarm-a/c1"));
     }
 

@@ -38,6 +38,7 @@ use crate::sys;
 
 mod create;
 mod exec;
+mod pause;
 mod stop;
 
 /// Errors of the lifecycle API.
@@ -117,6 +118,8 @@ impl RuntimeConfig {
 pub enum ContainerStatus {
     Created,
     Running,
+    /// Running, with every process frozen (`pause`).
+    Paused,
     Stopped,
 }
 
@@ -125,6 +128,7 @@ impl std::fmt::Display for ContainerStatus {
         f.write_str(match self {
             ContainerStatus::Created => "created",
             ContainerStatus::Running => "running",
+            ContainerStatus::Paused => "paused",
             ContainerStatus::Stopped => "stopped",
         })
     }
@@ -332,6 +336,7 @@ impl Runtime {
         };
         let status = match (&init, &exit) {
             (Init::Alive { .. }, None) if sd.fifo().exists() => ContainerStatus::Created,
+            (Init::Alive { .. }, None) if cg.frozen() => ContainerStatus::Paused,
             (Init::Alive { .. }, None) => ContainerStatus::Running,
             _ => ContainerStatus::Stopped,
         };

@@ -361,3 +361,76 @@ fn a_container_init_s_executable_cannot_be_reopened_for_writing() {
         Err(e) => assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}"),
     }
 }
+
+/// `pause`/`resume` (what `docker pause` calls), `features` and `--version`.
+#[test]
+fn pause_resume_features_and_version() {
+    common::require_root_and_busybox();
+    let v = bin().arg("--version").output().unwrap();
+    assert!(v.status.success());
+    assert!(String::from_utf8_lossy(&v.stdout).starts_with("swarm-runtime version "));
+    let f = bin().arg("features").output().unwrap();
+    let f: serde_json::Value = serde_json::from_slice(&f.stdout).unwrap();
+    assert_eq!(f["linux"]["seccomp"]["enabled"], true);
+    assert!(f["linux"]["capabilities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|c| c == "CAP_SYS_ADMIN"));
+
+    let t = tempfile::tempdir().unwrap();
+    let bundle = t.path().join("bundle");
+    common::busybox_rootfs(&bundle.join("rootfs"));
+    std::fs::write(
+        bundle.join("config.json"),
+        r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["sleep","30"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs","readonly":true},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
+    )
+    .unwrap();
+    let root = t.path().join("state");
+    let root_s = root.to_str().unwrap();
+    let parent = format!("swarm-rt-cli-pause-{}", std::process::id());
+    let cli = |args: &[&str]| {
+        bin()
+            .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
+            .args(["--root", root_s])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    let status = || {
+        let s: serde_json::Value = serde_json::from_slice(&cli(&["state", "c6"]).stdout).unwrap();
+        s["status"].as_str().unwrap().to_string()
+    };
+    let st = bin()
+        .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
+        .args([
+            "--root",
+            root_s,
+            "run",
+            "--detach",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            "c6",
+        ])
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(cli(&["pause", "c6"]).status.success());
+    assert_eq!(status(), "paused");
+    assert!(cli(&["resume", "c6"]).status.success());
+    assert_eq!(status(), "running");
+    let o = cli(&["resume", "c6"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only a paused container"));
+    assert!(cli(&["pause", "c6"]).status.success());
+    assert!(cli(&["delete", "--force", "c6"]).status.success());
+    if let Ok(h) = swarm_runtime::cgroup::detect() {
+        let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &parent).remove();
+    }
+}

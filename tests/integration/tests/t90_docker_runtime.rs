@@ -3,9 +3,9 @@
 //! `--add-runtime swarm=target/debug/swarm-runtime`, so the machine's own daemon is untouched.
 //! Checked: `docker run --runtime swarm` runs the command, its output and exit status reach
 //! Docker (as with runc on the same daemon); `docker exec` (exit status, stdin, user,
-//! detached) and `docker top`; `docker stop` stops a detached container. Not yet supported by
-//! swarm-runtime (refused with a clear error): `-t` (no console socket), pause/resume,
-//! update, events, features.
+//! detached) and `docker top`; `docker pause`/`unpause`; `docker stop` stops a detached
+//! container. Not yet supported by swarm-runtime (refused with a clear error): `-t` (no
+//! console socket), update, events.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -210,6 +210,21 @@ fn docker_runs_containers_on_swarm_runtime() {
         both.contains("no terminal yet"),
         "a tty exec is refused clearly: {both}"
     );
+
+    info!("phase: docker pause and unpause (the freezer cgroup)");
+    let o = d.docker(&["pause", "t90-detached"]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        d.log()
+    );
+    assert_eq!(state("{{.State.Paused}}"), "true");
+    let o = d.docker(&["unpause", "t90-detached"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(state("{{.State.Paused}}"), "false");
+    let o = d.docker(&["exec", "t90-detached", "true"]);
+    assert!(o.status.success(), "runs again after unpause");
 
     let o = d.docker(&["stop", "-t", "5", "t90-detached"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -29,6 +29,10 @@ commands:
   list [--format table|json] [--quiet]
   exec [--process FILE] [--detach] [--pid-file FILE] <id> [COMMAND...]
   ps [--format table|json] <id>
+  pause <id>                 freeze every process of a running container
+  resume <id>                thaw a paused container
+  features                   what this runtime supports (JSON, the OCI features document)
+  --version                  versions of swarm-runtime and of the OCI spec it implements
 not supported (refused): --systemd-cgroup, --criu, --console-socket, --no-pivot, exec --tty";
 
 /// Errors of argument parsing and command execution.
@@ -143,6 +147,7 @@ fn parse_globals(it: &mut std::vec::IntoIter<String>) -> Result<(Globals, String
             }
             "--debug" => g.debug = true,
             "--help" | "-h" => return Err(CliError::Usage(String::new())),
+            "--version" | "-v" => return Ok((g, "--version".into())),
             f if f.starts_with('-') && f.len() > 1 => {
                 return Err(unsupported(f)
                     .unwrap_or_else(|| CliError::Usage(format!("unknown global option {f}"))))
@@ -325,6 +330,38 @@ fn parse_signal(s: &str) -> Result<i32, CliError> {
         "CONT" => libc::SIGCONT,
         "WINCH" => libc::SIGWINCH,
         _ => return Err(CliError::Signal(s.into())),
+    })
+}
+
+/// The OCI runtime features document (`runc features`): what a caller may rely on.
+fn features() -> serde_json::Value {
+    let caps: Vec<String> = (0..=40u32)
+        .filter_map(swarm_runtime::caps::cap_name)
+        .map(|n| format!("CAP_{n}"))
+        .collect();
+    serde_json::json!({
+        "ociVersionMin": "1.0.0",
+        "ociVersionMax": "1.0.2",
+        "hooks": [],
+        "mountOptions": ["bind", "rbind", "ro", "private", "rprivate", "shared", "rshared",
+                         "slave", "rslave", "size", "mode"],
+        "linux": {
+            "namespaces": ["pid", "mount", "uts", "ipc", "cgroup", "network"],
+            "capabilities": caps,
+            "cgroup": {"v1": true, "v2": true, "systemd": false, "systemdUser": false},
+            "seccomp": {
+                "enabled": true,
+                "actions": ["SCMP_ACT_ALLOW", "SCMP_ACT_ERRNO", "SCMP_ACT_KILL",
+                            "SCMP_ACT_KILL_PROCESS", "SCMP_ACT_KILL_THREAD", "SCMP_ACT_LOG",
+                            "SCMP_ACT_TRACE", "SCMP_ACT_TRAP"],
+                "operators": ["SCMP_CMP_EQ", "SCMP_CMP_NE", "SCMP_CMP_LT", "SCMP_CMP_LE",
+                              "SCMP_CMP_GT", "SCMP_CMP_GE", "SCMP_CMP_MASKED_EQ"],
+                "archs": ["SCMP_ARCH_X86_64"]
+            },
+            "apparmor": {"enabled": false},
+            "selinux": {"enabled": false}
+        },
+        "annotations": {"io.swarm.runtime.version": env!("CARGO_PKG_VERSION")}
     })
 }
 
@@ -525,6 +562,28 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
         "stop" => {
             let st = runtime(&a)?.stop(&id_arg(&a)?, Duration::from_secs(10))?;
             Ok(st.code)
+        }
+        "--version" => {
+            println!(
+                "swarm-runtime version {}\nspec: 1.0.2",
+                env!("CARGO_PKG_VERSION")
+            );
+            Ok(0)
+        }
+        "pause" => {
+            runtime(&a)?.pause(&id_arg(&a)?)?;
+            Ok(0)
+        }
+        "resume" => {
+            runtime(&a)?.resume(&id_arg(&a)?)?;
+            Ok(0)
+        }
+        "features" => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&features()).expect("json")
+            );
+            Ok(0)
         }
         other => Err(CliError::Usage(format!("unknown command {other:?}"))),
     }
