@@ -54,6 +54,11 @@ pub fn allocate(
             });
         }
     }
+    // Nothing to publish: no need to look at every other service (that scan per write made
+    // creating n services cost O(n²): 1,139 writes/s at 64 clients with 75,000 services).
+    if spec.endpoint.ports.is_empty() {
+        return Ok(out);
+    }
     // Ports other services publish (any mode: a dynamic pick avoids them all).
     let taken: BTreeSet<(u16, Protocol)> = state
         .services
