@@ -90,6 +90,19 @@ fn jump(code: u16, k: u32, jt: u8, jf: u8) -> SockFilter {
 
 pub const BPF_JA: u16 = 0x00;
 
+/// The start of every program we build: a foreign audit architecture is killed (which also
+/// closes the i386/x32 bypasses) and x32 numbers get `EPERM`; A then holds the syscall number.
+fn prologue() -> Vec<SockFilter> {
+    vec![
+        stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH),
+        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+        stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR),
+        jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
+        stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
+    ]
+}
+
 /// The default profile for a container holding capabilities `caps` (a mask by number): an
 /// allowlist equivalent to Docker's default, so a syscall the kernel adds later is refused
 /// until it is reviewed here.
@@ -104,16 +117,11 @@ pub fn build_default_program(caps: u64) -> Vec<SockFilter> {
     let eperm = SECCOMP_RET_ERRNO | libc::EPERM as u32;
     let enosys = SECCOMP_RET_ERRNO | libc::ENOSYS as u32;
     let admin = caps & (1 << 21) != 0;
-    let mut p = vec![
-        stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH),
-        jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
-        stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-        stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR),
-        jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
-        stmt(BPF_RET | BPF_K, eperm),
+    let mut p = prologue();
+    p.extend([
         jump(BPF_JMP | BPF_JGE | BPF_K, REVIEWED_UP_TO as u32 + 1, 0, 1),
         stmt(BPF_RET | BPF_K, enosys),
-    ];
+    ]);
     let mut allowed = allowed_syscalls();
     for (cap, calls) in allowed_with_capability() {
         if caps & (1u64 << cap) != 0 {

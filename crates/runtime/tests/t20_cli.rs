@@ -235,15 +235,84 @@ fn pid_file_and_kill_all() {
     ok(&["delete", "c3"]);
 }
 
+/// A bundle over the busybox rootfs, a state root and a cgroup parent for one test, driven
+/// through the CLI. Dropping it (also when an assertion fails) deletes every container it
+/// made and the cgroup parent, so a failing test leaves nothing running.
+struct CliEnv {
+    t: tempfile::TempDir,
+    exe: std::path::PathBuf,
+    parent: String,
+}
+
+impl CliEnv {
+    fn new(tag: &str, config: &str) -> CliEnv {
+        common::require_root_and_busybox();
+        let t = tempfile::tempdir().unwrap();
+        let bundle = t.path().join("bundle");
+        common::busybox_rootfs(&bundle.join("rootfs"));
+        std::fs::write(bundle.join("config.json"), config).unwrap();
+        CliEnv {
+            t,
+            exe: env!("CARGO_BIN_EXE_swarm-runtime").into(),
+            parent: format!("swarm-rt-cli-{tag}-{}", std::process::id()),
+        }
+    }
+
+    /// Runs a private copy of the binary (an inode no other test executes).
+    fn with_own_binary(mut self) -> CliEnv {
+        let own = self.t.path().join("swarm-runtime");
+        std::fs::copy(&self.exe, &own).unwrap();
+        self.exe = own;
+        self
+    }
+
+    fn bundle(&self) -> String {
+        self.t.path().join("bundle").display().to_string()
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.exe);
+        c.env("SWARM_RUNTIME_CGROUP_PARENT", &self.parent)
+            .arg("--root")
+            .arg(self.t.path().join("state"))
+            .args(args)
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
+    /// Output captured (not for create/run: they hand their stdio to the container).
+    fn out(&self, args: &[&str]) -> std::process::Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Exit status, with the stdio left to the container.
+    fn status(&self, args: &[&str]) -> std::process::ExitStatus {
+        self.cmd(args)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .unwrap()
+    }
+}
+
+impl Drop for CliEnv {
+    fn drop(&mut self) {
+        let dir = self.t.path().join("state/containers");
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let id = e.file_name().to_string_lossy().to_string();
+            let _ = self.out(&["delete", "--force", &id]);
+        }
+        if let Ok(h) = swarm_runtime::cgroup::detect() {
+            let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &self.parent).remove();
+        }
+    }
+}
+
 /// What Docker passes in config.json: the capability sets and its seccomp profile, honoured.
 #[test]
 fn the_bundle_s_capabilities_and_seccomp_profile_apply() {
-    common::require_root_and_busybox();
-    let t = tempfile::tempdir().unwrap();
-    let bundle = t.path().join("bundle");
-    common::busybox_rootfs(&bundle.join("rootfs"));
-    std::fs::write(
-        bundle.join("config.json"),
+    let env = CliEnv::new(
+        "caps",
         r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},
             "args":["sh","-c","mkdir /tmp/x 2>&1; grep -E 'CapEff|Seccomp:' /proc/self/status"],
             "env":["PATH=/bin"],"cwd":"/",
@@ -251,21 +320,8 @@ fn the_bundle_s_capabilities_and_seccomp_profile_apply() {
            "root":{"path":"rootfs","readonly":false},"hostname":"cli",
            "linux":{"namespaces":[{"type":"pid"},{"type":"network"},{"type":"mount"}],
              "seccomp":{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["mkdir","mkdirat"],"action":"SCMP_ACT_ERRNO","errnoRet":13}]}}}"#,
-    )
-    .unwrap();
-    let root = t.path().join("state");
-    let parent = format!("swarm-rt-cli-caps-{}", std::process::id());
-    let o = bin()
-        .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
-        .args(["--root", root.to_str().unwrap(), "run", "--bundle"])
-        .arg(&bundle)
-        .arg("c4")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .unwrap();
-    if let Ok(h) = swarm_runtime::cgroup::detect() {
-        let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &parent).remove();
-    }
+    );
+    let o = env.out(&["run", "--bundle", &env.bundle(), "c4"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(
         out.contains("Permission denied"),
@@ -278,6 +334,8 @@ fn the_bundle_s_capabilities_and_seccomp_profile_apply() {
     assert!(out.contains("Seccomp:\t2"), "{out}");
 }
 
+const SLEEPER: &str = r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["sleep","30"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs","readonly":true},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#;
+
 /// CVE-2019-5736: whoever gets hold of a container init's executable (an `O_PATH` open of
 /// `/proc/<pid>/exe`, kept until the runtime is gone) must not be able to reopen it for
 /// writing: the CLI runs helpers from its binary behind a read-only bind mount (EROFS); the
@@ -285,51 +343,12 @@ fn the_bundle_s_capabilities_and_seccomp_profile_apply() {
 #[test]
 fn a_container_init_s_executable_cannot_be_reopened_for_writing() {
     use std::os::fd::AsRawFd;
-    common::require_root_and_busybox();
-    let t = tempfile::tempdir().unwrap();
-    let bundle = t.path().join("bundle");
-    common::busybox_rootfs(&bundle.join("rootfs"));
-    std::fs::write(
-        bundle.join("config.json"),
-        r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["sleep","30"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs","readonly":true},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
-    )
-    .unwrap();
-    let root = t.path().join("state");
-    let root_s = root.to_str().unwrap();
-    let parent = format!("swarm-rt-cli-exe-{}", std::process::id());
-    // A private copy of the binary: no other test executes this inode, so once our processes
-    // are gone nothing keeps it busy.
-    let own = t.path().join("swarm-runtime");
-    std::fs::copy(env!("CARGO_BIN_EXE_swarm-runtime"), &own).unwrap();
-    let bin = || Command::new(&own);
-    let cli = |args: &[&str]| {
-        bin()
-            .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
-            .args(["--root", root_s])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
-            .unwrap()
-    };
-    // create hands its stdio to the container (as runc does): nothing captured.
-    let st = bin()
-        .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
-        .args([
-            "--root",
-            root_s,
-            "create",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "c5",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    let state: serde_json::Value = serde_json::from_slice(&cli(&["state", "c5"]).stdout).unwrap();
+    let env = CliEnv::new("exe", SLEEPER).with_own_binary();
+    assert!(env
+        .status(&["create", "--bundle", &env.bundle(), "c5"])
+        .success());
+    let state: serde_json::Value =
+        serde_json::from_slice(&env.out(&["state", "c5"]).stdout).unwrap();
     let pid = state["pid"].as_i64().unwrap();
     let exe = std::fs::OpenOptions::new()
         .read(true)
@@ -337,21 +356,18 @@ fn a_container_init_s_executable_cannot_be_reopened_for_writing() {
         .open(format!("/proc/{pid}/exe"))
         .unwrap();
     // The init and every runtime process gone: nothing is "busy" any more.
-    cli(&["delete", "--force", "c5"]);
+    assert!(env.out(&["delete", "--force", "c5"]).status.success());
     let running_it = || {
         std::fs::read_dir("/proc")
             .unwrap()
             .flatten()
-            .any(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|p| p.starts_with(&own)))
+            .any(|e| std::fs::read_link(e.path().join("exe")).is_ok_and(|p| p == env.exe))
     };
     common::wait_until(
         "no process runs the copy",
         std::time::Duration::from_secs(10),
         || !running_it(),
     );
-    if let Ok(h) = swarm_runtime::cgroup::detect() {
-        let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &parent).remove();
-    }
     let reopened = std::fs::OpenOptions::new()
         .append(true)
         .open(format!("/proc/self/fd/{}", exe.as_raw_fd()));
@@ -365,12 +381,11 @@ fn a_container_init_s_executable_cannot_be_reopened_for_writing() {
 /// `pause`/`resume` (what `docker pause` calls), `features` and `--version`.
 #[test]
 fn pause_resume_features_and_version() {
-    common::require_root_and_busybox();
-    let v = bin().arg("--version").output().unwrap();
+    let env = CliEnv::new("pause", SLEEPER);
+    let v = env.out(&["--version"]);
     assert!(v.status.success());
     assert!(String::from_utf8_lossy(&v.stdout).starts_with("swarm-runtime version "));
-    let f = bin().arg("features").output().unwrap();
-    let f: serde_json::Value = serde_json::from_slice(&f.stdout).unwrap();
+    let f: serde_json::Value = serde_json::from_slice(&env.out(&["features"]).stdout).unwrap();
     assert_eq!(f["linux"]["seccomp"]["enabled"], true);
     assert!(f["linux"]["capabilities"]
         .as_array()
@@ -378,59 +393,25 @@ fn pause_resume_features_and_version() {
         .iter()
         .any(|c| c == "CAP_SYS_ADMIN"));
 
-    let t = tempfile::tempdir().unwrap();
-    let bundle = t.path().join("bundle");
-    common::busybox_rootfs(&bundle.join("rootfs"));
-    std::fs::write(
-        bundle.join("config.json"),
-        r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["sleep","30"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs","readonly":true},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
-    )
-    .unwrap();
-    let root = t.path().join("state");
-    let root_s = root.to_str().unwrap();
-    let parent = format!("swarm-rt-cli-pause-{}", std::process::id());
-    let cli = |args: &[&str]| {
-        bin()
-            .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
-            .args(["--root", root_s])
-            .args(args)
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .output()
-            .unwrap()
-    };
     let status = || {
-        let s: serde_json::Value = serde_json::from_slice(&cli(&["state", "c6"]).stdout).unwrap();
+        let s: serde_json::Value =
+            serde_json::from_slice(&env.out(&["state", "c6"]).stdout).unwrap();
         s["status"].as_str().unwrap().to_string()
     };
-    let st = bin()
-        .env("SWARM_RUNTIME_CGROUP_PARENT", &parent)
-        .args([
-            "--root",
-            root_s,
-            "run",
-            "--detach",
-            "--bundle",
-            bundle.to_str().unwrap(),
-            "c6",
-        ])
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .unwrap();
-    assert!(st.success());
-    assert!(cli(&["pause", "c6"]).status.success());
+    assert!(env
+        .status(&["run", "--detach", "--bundle", &env.bundle(), "c6"])
+        .success());
+    assert!(env.out(&["pause", "c6"]).status.success());
     assert_eq!(status(), "paused");
-    assert!(cli(&["resume", "c6"]).status.success());
+    assert!(env.out(&["resume", "c6"]).status.success());
     assert_eq!(status(), "running");
-    let o = cli(&["resume", "c6"]);
+    let o = env.out(&["resume", "c6"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("only a paused container"));
-    assert!(cli(&["pause", "c6"]).status.success());
-    assert!(cli(&["delete", "--force", "c6"]).status.success());
-    if let Ok(h) = swarm_runtime::cgroup::detect() {
-        let _ = swarm_runtime::cgroup::Cgroup::new(h, "", &parent).remove();
-    }
+    assert!(env.out(&["pause", "c6"]).status.success());
+    assert!(env.out(&["delete", "--force", "c6"]).status.success());
+    assert!(
+        env.out(&["state", "c6"]).status.code() != Some(0),
+        "deleted while paused"
+    );
 }

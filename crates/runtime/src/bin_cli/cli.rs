@@ -116,6 +116,20 @@ fn split_flag(arg: &str) -> (String, Option<String>) {
     }
 }
 
+/// A flag's value: inline (`--flag=value`) or the next argument.
+fn flag_value(
+    flag: &str,
+    inline: Option<String>,
+    it: &mut std::vec::IntoIter<String>,
+) -> Result<String, CliError> {
+    match inline {
+        Some(v) => Ok(v),
+        None => it
+            .next()
+            .ok_or_else(|| CliError::Usage(format!("{flag} needs a value"))),
+    }
+}
+
 fn parse_globals(it: &mut std::vec::IntoIter<String>) -> Result<(Globals, String), CliError> {
     let mut g = Globals {
         root: PathBuf::from("/run/swarm-runtime"),
@@ -125,12 +139,7 @@ fn parse_globals(it: &mut std::vec::IntoIter<String>) -> Result<(Globals, String
     };
     while let Some(arg) = it.next() {
         let (flag, inline) = split_flag(&arg);
-        let mut val = || match inline.clone() {
-            Some(v) => Ok(v),
-            None => it
-                .next()
-                .ok_or_else(|| CliError::Usage(format!("{flag} needs a value"))),
-        };
+        let mut val = || flag_value(&flag, inline.clone(), &mut *it);
         match flag.as_str() {
             "--root" => g.root = val()?.into(),
             "--log" => g.log = Some(val()?.into()),
@@ -187,12 +196,7 @@ fn parse_command(
             break;
         }
         let (flag, inline) = split_flag(&arg);
-        let mut val = || match inline.clone() {
-            Some(v) => Ok(v),
-            None => it
-                .next()
-                .ok_or_else(|| CliError::Usage(format!("{flag} needs a value"))),
-        };
+        let mut val = || flag_value(&flag, inline.clone(), &mut it);
         match (a.cmd.as_str(), flag.as_str()) {
             (_, "--help" | "-h") => return Err(CliError::Usage(String::new())),
             (_, "--") => {

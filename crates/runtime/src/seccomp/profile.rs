@@ -333,14 +333,7 @@ impl Profile {
         }
         unknown.sort();
         unknown.dedup();
-        let mut p = vec![
-            stmt(BPF_LD | BPF_W | BPF_ABS, OFF_ARCH),
-            jump(BPF_JMP | BPF_JEQ | BPF_K, AUDIT_ARCH, 1, 0),
-            stmt(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
-            stmt(BPF_LD | BPF_W | BPF_ABS, OFF_NR),
-            jump(BPF_JMP | BPF_JGE | BPF_K, X32_SYSCALL_BIT, 0, 1),
-            stmt(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | libc::EPERM as u32),
-        ];
+        let mut p = prologue();
         // Syscalls whose first applicable rule is unconditional reduce to one action.
         let mut simple: std::collections::BTreeMap<u32, Vec<u32>> = Default::default();
         for (nr, rules) in &per {
