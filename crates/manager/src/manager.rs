@@ -348,6 +348,22 @@ impl Manager {
     pub async fn shutdown(&self) {
         let _ = self.inner.raft.shutdown().await;
     }
+
+    /// Time left before `deadline` for a write or read barrier begun at `started`. Past the
+    /// deadline, while a quorum of managers is still reachable and for at most
+    /// [`OVERLOAD_PATIENCE`], the deadline moves on by [`PATIENCE_STEP`] (an election on an
+    /// overloaded host takes longer than `write_timeout`); zero means give up.
+    fn remaining_with_patience(&self, started: Instant, deadline: &mut Instant) -> Duration {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero()
+            && started.elapsed() < OVERLOAD_PATIENCE
+            && matches!(self.no_quorum(), WriteError::Timeout { .. })
+        {
+            *deadline = Instant::now() + PATIENCE_STEP;
+            return PATIENCE_STEP;
+        }
+        remaining
+    }
 }
 
 /// How long a write handed to Raft keeps waiting past `write_timeout` while a quorum is

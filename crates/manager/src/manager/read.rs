@@ -61,16 +61,8 @@ impl Manager {
         let started = Instant::now();
         let mut deadline = started + self.inner.cfg.write_timeout;
         loop {
-            let mut remaining = deadline.saturating_duration_since(Instant::now());
-            // As for writes: overload (or an election on an overloaded host) delays a read
-            // while a quorum is reachable; it fails only when no quorum is.
-            if remaining.is_zero()
-                && started.elapsed() < OVERLOAD_PATIENCE
-                && matches!(self.no_quorum(), WriteError::Timeout { .. })
-            {
-                deadline = Instant::now() + PATIENCE_STEP;
-                remaining = PATIENCE_STEP;
-            }
+            // As for writes: overload delays a read while a quorum is reachable.
+            let remaining = self.remaining_with_patience(started, &mut deadline);
             if remaining.is_zero() {
                 return Err(self.no_quorum());
             }

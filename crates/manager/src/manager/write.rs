@@ -77,16 +77,7 @@ impl Manager {
         // never "not applied".
         let mut sent = false;
         loop {
-            let mut remaining = deadline.saturating_duration_since(Instant::now());
-            // An election on an overloaded host takes longer than `write_timeout`; while a
-            // quorum of managers is reachable the write waits for the next leader.
-            if remaining.is_zero()
-                && started.elapsed() < OVERLOAD_PATIENCE
-                && matches!(self.no_quorum(), WriteError::Timeout { .. })
-            {
-                deadline = Instant::now() + PATIENCE_STEP;
-                remaining = PATIENCE_STEP;
-            }
+            let remaining = self.remaining_with_patience(started, &mut deadline);
             if remaining.is_zero() {
                 return Err(if sent {
                     self.unconfirmed()

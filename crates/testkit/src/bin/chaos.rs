@@ -159,7 +159,15 @@ fn main() -> anyhow::Result<()> {
     // The summary ends with the count line: ok, with anomalies, skipped.
     println!("{}", report.summary());
     println!("took {:.0}s", started.elapsed().as_secs_f64());
-    if !report.skipped().is_empty() && std::env::var_os("CI").is_some() {
+    let skipped = report.skipped();
+    if !skipped.is_empty() && std::env::var_os("CI").is_none() {
+        // Outside CI a machine may lack a fault's kernel feature: counted, said, not failed.
+        eprintln!(
+            "warning: {} step(s) skipped; they checked nothing (in CI this fails): {skipped:?}",
+            skipped.len()
+        );
+    }
+    if !skipped.is_empty() && std::env::var_os("CI").is_some() {
         anyhow::bail!(
             "{} step(s) skipped, so they checked nothing: {:?}",
             report.skipped().len(),

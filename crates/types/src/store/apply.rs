@@ -4,6 +4,27 @@
 use super::*;
 
 impl StoreState {
+    /// Checks `obj` against the store's rules (unique names, network rules), stamps its
+    /// version and times, stores it and returns what was stored.
+    fn checked_insert(
+        &mut self,
+        obj: &Object,
+        index: u64,
+        created_at: u64,
+        now: u64,
+    ) -> Result<Object, StoreError> {
+        self.check_name(obj)?;
+        self.check_network_rules(obj)?;
+        let mut obj = obj.clone();
+        obj.clear_derived();
+        let m = obj.meta_mut();
+        m.version = index;
+        m.created_at = created_at;
+        m.updated_at = now;
+        self.insert(obj.clone());
+        Ok(obj)
+    }
+
     pub(super) fn apply_op(
         &mut self,
         op: &Op,
@@ -22,15 +43,7 @@ impl StoreState {
                         id: obj.id().into(),
                     });
                 }
-                self.check_name(obj)?;
-                self.check_network_rules(obj)?;
-                let mut obj = obj.clone();
-                obj.clear_derived();
-                let m = obj.meta_mut();
-                m.version = index;
-                m.created_at = now;
-                m.updated_at = now;
-                self.insert(obj.clone());
+                let obj = self.checked_insert(obj, index, now, now)?;
                 Ok(Some(Change {
                     index,
                     action: Action::Created,
@@ -56,15 +69,7 @@ impl StoreState {
                         cur.meta().created_at
                     }
                 };
-                self.check_name(obj)?;
-                self.check_network_rules(obj)?;
-                let mut obj = obj.clone();
-                obj.clear_derived();
-                let m = obj.meta_mut();
-                m.version = index;
-                m.created_at = created_at;
-                m.updated_at = now;
-                self.insert(obj.clone());
+                let obj = self.checked_insert(obj, index, created_at, now)?;
                 Ok(Some(Change {
                     index,
                     action: if current.is_some() {
