@@ -107,18 +107,3 @@ impl SealedExe {
         }
     }
 }
-
-/// True when the current process runs from a binary it cannot write: a sealed memfd, or a
-/// file behind a read-only mount (used by tests).
-pub fn running_sealed() -> bool {
-    let Ok(f) = File::open("/proc/self/exe") else {
-        return false;
-    };
-    if sys::get_seals(f.as_raw_fd()).is_ok_and(|s| s & libc::F_SEAL_WRITE != 0) {
-        return true;
-    }
-    matches!(
-        std::fs::OpenOptions::new().write(true).open("/proc/self/exe"),
-        Err(e) if e.raw_os_error() == Some(libc::EROFS)
-    )
-}
