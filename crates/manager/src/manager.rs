@@ -164,8 +164,8 @@ impl Manager {
                 cfg.raft_dir.display()
             ))
         })?;
-        let (log, sm) =
-            storage::open(&db).map_err(|e| StartError(format!("open raft storage: {e}")))?;
+        let (log, sm) = storage::open(&db, &cfg.raft_dir)
+            .map_err(|e| StartError(format!("open raft storage: {e}")))?;
         let store = sm.shared();
         let raft_cfg = openraft::Config {
             cluster_name: "swarm".into(),

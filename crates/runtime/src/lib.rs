@@ -27,6 +27,7 @@ pub mod image;
 pub mod init;
 pub mod logs;
 pub mod mounts;
+pub mod nftables;
 pub mod oci;
 pub mod options;
 pub mod privilege;

@@ -66,6 +66,7 @@ impl DataPlane {
                 pid,
                 vnis: Some(vnis),
                 loaded: String::new(),
+                foreign_table: false,
                 loading: Arc::default(),
             },
         );

@@ -76,7 +76,7 @@ pub fn container_rules(view: &View, vnis: &BTreeSet<u32>) -> String {
     }
     let t = CONTAINER_TABLE;
     format!(
-        "table ip {t}\ndelete table ip {t}\ntable ip {t} {{\n  chain nat-out {{\n    type nat hook output priority -100; policy accept;\n{nat}  }}\n  chain filter-out {{\n    type filter hook output priority 0; policy accept;\n{refuse}  }}\n}}\n"
+        "table ip {t} {{\n  chain nat-out {{\n    type nat hook output priority -100; policy accept;\n{nat}  }}\n  chain filter-out {{\n    type filter hook output priority 0; policy accept;\n{refuse}  }}\n}}\n"
     )
 }
 

@@ -67,6 +67,9 @@ struct Container {
     vnis: Option<BTreeSet<u32>>,
     /// The service-address rules loaded in its namespace.
     loaded: String,
+    /// Its namespace may hold a table this agent did not load (a container adopted at
+    /// start): the next load replaces it even when `loaded` is empty.
+    foreign_table: bool,
     /// Held while its rules are loaded (outside the state lock): loads into one container
     /// happen one at a time, each from the view current when it starts, so the last one
     /// loads the newest view.
@@ -242,6 +245,7 @@ impl DataPlane {
                     pid,
                     vnis: None,
                     loaded: String::new(),
+                    foreign_table: true,
                     loading: Arc::default(),
                 });
             // Connections other hosts balanced here may go to it again (the view may have
@@ -272,7 +276,7 @@ impl DataPlane {
     }
 
     /// Loads the container's virtual-IP rules if they differ from what it has: computed from
-    /// the view current when its turn comes, loaded (an `nft` process in its namespace)
+    /// the view current when its turn comes, loaded (`sys::nft_in`, in its namespace)
     /// without the state lock.
     fn sync_container(&self, id: &str) -> Result<(), NetError> {
         let loading = {
@@ -283,7 +287,7 @@ impl DataPlane {
             }
         };
         let _turn = loading.lock().unwrap_or_else(|e| e.into_inner());
-        let (pid, want) = {
+        let (pid, want, replace) = {
             let st = self.state.lock().unwrap_or_else(|e| e.into_inner());
             let Some(c) = st.containers.get(id) else {
                 return Ok(());
@@ -296,25 +300,30 @@ impl DataPlane {
                 },
             };
             let want = lb::container_rules(&st.view, &vnis);
-            if want == c.loaded {
+            if want == c.loaded && !c.foreign_table {
                 return Ok(());
             }
-            (c.pid, want)
+            (c.pid, want, c.foreign_table || !c.loaded.is_empty())
         };
-        let text = if want.is_empty() {
-            format!(
-                "table ip {t}\ndelete table ip {t}\n",
-                t = lb::CONTAINER_TABLE
-            )
+        // Replacing a table costs the kernel an RCU grace period (10–16 ms here); a fresh
+        // namespace has none to replace, so its first load is a plain create (< 1 ms).
+        let t = lb::CONTAINER_TABLE;
+        let text = match (replace, want.is_empty()) {
+            (false, _) => want.clone(),
+            (true, true) => format!("table ip {t}\ndelete table ip {t}\n"),
+            (true, false) => format!("table ip {t}\ndelete table ip {t}\n{want}"),
+        };
+        let res = if text.is_empty() {
+            Ok(())
         } else {
-            want.clone()
+            sys::nft_in(pid, &text)
         };
-        let res = sys::nft_in(pid, &text);
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match res {
             Ok(()) => {
                 if let Some(c) = st.containers.get_mut(id).filter(|c| c.pid == pid) {
                     c.loaded = want;
+                    c.foreign_table = false;
                 }
                 Ok(())
             }

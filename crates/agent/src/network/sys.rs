@@ -132,8 +132,15 @@ pub fn nft(rules: &str) -> Result<(), NetError> {
     run(c, "nft", rules).map(|_| ())
 }
 
-/// `nft -f -` in the network namespace of process `pid`.
+/// Loads an nft ruleset in the network namespace of process `pid`: in-process through
+/// libnftables where it is installed, else `nsenter … nft -f -`.
 pub fn nft_in(pid: i32, rules: &str) -> Result<(), NetError> {
+    if let Some(res) = swarm_runtime::nftables::load_in(pid, rules) {
+        return res.map_err(|msg| NetError::Command {
+            cmd: "nft".into(),
+            msg,
+        });
+    }
     let mut c = Command::new("nsenter");
     c.arg(format!("--net=/proc/{pid}/ns/net"))
         .args(["nft", "-f", "-"]);

@@ -55,7 +55,7 @@ pub fn stream(manager: Manager, node: NodeId) -> PeersStream {
     derived(
         manager,
         move |s| peers_of(s, &node),
-        |c| match &c.object {
+        |c, _| match &c.object {
             Object::Task(t) => !c.status_only && !t.networks.is_empty(),
             Object::Node(_) => true,
             _ => false,
@@ -75,11 +75,12 @@ pub fn stream(manager: Manager, node: NodeId) -> PeersStream {
 
 /// A stream of a set derived from the store by `compute`: sent whole at the start and again
 /// whenever it differs from the last one sent, recomputed after a change `relevant` says can
-/// move it (after a 20 ms settle, so a burst of changes costs one computation).
+/// move it, given the last set sent (after a 20 ms settle, so a burst of changes costs one
+/// computation).
 pub fn derived<T, M>(
     manager: Manager,
     compute: impl Fn(&StoreState) -> T + Send + 'static,
-    relevant: impl Fn(&swarm_types::store::Change) -> bool + Send + 'static,
+    relevant: impl Fn(&swarm_types::store::Change, Option<&T>) -> bool + Send + 'static,
     message: impl Fn(&T) -> M + Send + 'static,
 ) -> Pin<Box<dyn Stream<Item = Result<M, Status>> + Send>>
 where
@@ -104,7 +105,7 @@ where
                     _ = tx.closed() => return,
                 };
                 match ev {
-                    Ok(StoreEvent::Change(c)) if relevant(&c) => break,
+                    Ok(StoreEvent::Change(c)) if relevant(&c, last.as_ref()) => break,
                     Ok(StoreEvent::Change(_)) => {}
                     Ok(StoreEvent::Reset)
                     | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => break,

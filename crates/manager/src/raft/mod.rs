@@ -3,6 +3,7 @@
 
 pub mod network;
 pub mod service;
+pub mod snapshot_file;
 pub mod storage;
 
 use serde::{Deserialize, Serialize};

@@ -3,7 +3,8 @@
 //! Layout (one sled database per manager, `<state-dir>/raft`):
 //! - tree `log`: big-endian u64 index → JSON `Entry`
 //! - tree `meta`: `vote`, `committed`, `last_purged` → JSON
-//! - tree `snapshot`: `meta` → JSON `SnapshotMeta`, `data` → snapshot bytes
+//! - the snapshot in its own file beside the database (`snapshot_file`); tree `snapshot`
+//!   held it before and is only read when that file does not exist yet
 //!
 //! sled only syncs in the background, so every vote and every append is flushed before it is
 //! acknowledged (one flush per appended batch). The state machine lives in memory and is
@@ -13,6 +14,7 @@
 // openraft's `StorageError` is the error type its storage traits impose.
 #![allow(clippy::result_large_err)]
 
+use super::snapshot_file::SnapshotFile;
 use super::{LogId, RaftId, StorageError, TypeConfig, WriteOutcome};
 use crate::store::{SharedStore, StoreEvent};
 use openraft::storage::{LogFlushed, RaftLogStorage, RaftStateMachine};
@@ -336,27 +338,35 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 // ---------------------------------------------------------------------------------------------
 // State machine
 
-#[derive(serde::Serialize, serde::Deserialize)]
+#[derive(serde::Deserialize)]
 struct SnapshotBody {
     state: StoreState,
 }
 
+/// What `SnapshotBody` decodes, encoded from a borrow: no copy of the store is made.
+#[derive(serde::Serialize)]
+struct SnapshotBodyRef<'a> {
+    state: &'a StoreState,
+}
+
 pub struct StateMachine {
     shared: SharedStore,
-    snap: sled::Tree,
-    db: sled::Db,
+    file: SnapshotFile,
+    /// Where snapshots were kept before they moved to `file`: read when no file exists yet,
+    /// emptied after the first snapshot written to the file.
+    legacy: sled::Tree,
 }
 
 impl StateMachine {
     /// Opens the state machine, restoring it from the last persisted snapshot.
-    pub fn open(db: &sled::Db) -> Result<Self, StorageError> {
-        let snap = db
+    pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, StorageError> {
+        let legacy = db
             .open_tree("snapshot")
             .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
         let mut sm = StateMachine {
             shared: SharedStore::new(),
-            snap,
-            db: db.clone(),
+            file: SnapshotFile::in_dir(dir),
+            legacy,
         };
         if let Some((meta, data)) = sm.read_snapshot()? {
             sm.load(&meta, &data)?;
@@ -369,17 +379,22 @@ impl StateMachine {
     }
 
     fn read_snapshot(&self) -> Result<Option<StoredSnapshot>, StorageError> {
-        let rd = |e| io_err(StorageIOError::read_state_machine, e);
-        let meta = self.snap.get("meta").map_err(rd)?;
-        let data = self.snap.get("data").map_err(rd)?;
-        match (meta, data) {
-            (Some(m), Some(d)) => {
-                let meta = serde_json::from_slice(&m)
-                    .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
-                Ok(Some((meta, d.to_vec())))
-            }
-            _ => Ok(None),
+        fn rd<E: std::error::Error + 'static>(e: E) -> StorageError {
+            io_err(StorageIOError::read_state_machine, e)
         }
+        let (meta, data) = match self.file.read().map_err(rd)? {
+            Some(found) => found,
+            None => {
+                let meta = self.legacy.get("meta").map_err(rd)?;
+                let data = self.legacy.get("data").map_err(rd)?;
+                match (meta, data) {
+                    (Some(m), Some(d)) => (m.to_vec(), d.to_vec()),
+                    _ => return Ok(None),
+                }
+            }
+        };
+        let meta = serde_json::from_slice(&meta).map_err(rd)?;
+        Ok(Some((meta, data)))
     }
 
     fn load(
@@ -398,40 +413,53 @@ impl StateMachine {
         Ok(())
     }
 
+    /// Writes the snapshot to its file on a blocking thread (so no Raft task waits behind the
+    /// disk) and hands `data` back for the caller to serve.
     async fn persist_snapshot(
-        db: &sled::Db,
-        snap: &sled::Tree,
+        file: &SnapshotFile,
+        legacy: &sled::Tree,
         meta: &SnapshotMeta<RaftId, openraft::BasicNode>,
-        data: &[u8],
-    ) -> Result<(), StorageError> {
-        let wr = |e| io_err(StorageIOError::write_state_machine, e);
-        let m =
-            serde_json::to_vec(meta).map_err(|e| io_err(StorageIOError::write_state_machine, e))?;
-        let mut b = sled::Batch::default();
-        b.insert("meta", m);
-        b.insert("data", data);
-        snap.apply_batch(b).map_err(wr)?;
-        db.flush_async().await.map_err(wr)?;
-        Ok(())
+        data: Vec<u8>,
+    ) -> Result<Vec<u8>, StorageError> {
+        fn wr<E: std::error::Error + 'static>(e: E) -> StorageError {
+            io_err(StorageIOError::write_state_machine, e)
+        }
+        let m = serde_json::to_vec(meta).map_err(wr)?;
+        let file = file.clone();
+        let data = tokio::task::spawn_blocking(move || file.write(&m, &data).map(|()| data))
+            .await
+            .map_err(|e| wr(std::io::Error::other(e)))?
+            .map_err(wr)?;
+        if legacy.contains_key("data").map_err(wr)? {
+            let mut b = sled::Batch::default();
+            b.remove("meta");
+            b.remove("data");
+            legacy.apply_batch(b).map_err(wr)?;
+        }
+        Ok(data)
     }
 }
 
 pub struct SnapshotBuilder {
     shared: SharedStore,
-    snap: sled::Tree,
-    db: sled::Db,
+    file: SnapshotFile,
+    legacy: sled::Tree,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError> {
+        let started = std::time::Instant::now();
+        // Encoded under the read lock, from a borrow: applying waits for the encoding, which
+        // costs less than the deep copy of every object that encoding outside would need.
         let (data, last_applied, membership) = {
             let inner = self.shared.read_applied();
-            let data = super::codec::encode(&SnapshotBody {
-                state: inner.state.clone(),
+            let data = super::codec::encode(&SnapshotBodyRef {
+                state: &inner.state,
             })
             .map_err(|e| io_err(StorageIOError::write_state_machine, e))?;
             (data, inner.last_applied, inner.membership.clone())
         };
+        let encoded = started.elapsed();
         let snapshot_id = match last_applied {
             Some(l) => format!("{}-{}-{}", l.leader_id, l.index, rand::random::<u32>()),
             None => format!("empty-{}", rand::random::<u32>()),
@@ -441,7 +469,13 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             last_membership: membership,
             snapshot_id,
         };
-        StateMachine::persist_snapshot(&self.db, &self.snap, &meta, &data).await?;
+        let data = StateMachine::persist_snapshot(&self.file, &self.legacy, &meta, data).await?;
+        tracing::info!(
+            bytes = data.len(),
+            encode_ms = encoded.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "raft snapshot built"
+        );
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -509,8 +543,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             shared: self.shared.clone(),
-            snap: self.snap.clone(),
-            db: self.db.clone(),
+            file: self.file.clone(),
+            legacy: self.legacy.clone(),
         }
     }
 
@@ -525,7 +559,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         self.load(meta, &data)?;
-        Self::persist_snapshot(&self.db, &self.snap, meta, &data).await?;
+        Self::persist_snapshot(&self.file, &self.legacy, meta, data).await?;
         self.shared.publish(StoreEvent::Reset);
         Ok(())
     }
@@ -538,10 +572,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 }
 
-/// Opens the log store and state machine of one manager.
-pub fn open(db: &sled::Db) -> Result<(LogStore, StateMachine), StorageError> {
+/// Opens the log store and state machine of one manager; `dir` is the one `db` lives in.
+pub fn open(db: &sled::Db, dir: &Path) -> Result<(LogStore, StateMachine), StorageError> {
     let log = LogStore::open(db).map_err(|e| io_err(StorageIOError::read_logs, e))?;
-    let sm = StateMachine::open(db)?;
+    let sm = StateMachine::open(db, dir)?;
     Ok((log, sm))
 }
 
@@ -556,7 +590,7 @@ mod tests {
         async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
             let dir = tempfile::tempdir().expect("tempdir");
             let db = open_db(dir.path()).expect("open sled");
-            let (log, sm) = open(&db)?;
+            let (log, sm) = open(&db, dir.path())?;
             Ok((dir, log, sm))
         }
     }
@@ -609,6 +643,47 @@ mod tests {
         assert_eq!((c.entries.len(), c.ops), (1, 10));
         c.retain(|i| i < 2);
         assert_eq!((c.entries.len(), c.ops), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_kept_in_sled_by_an_older_version_is_read_then_moved_to_its_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_db(dir.path()).expect("open sled");
+        let meta = SnapshotMeta::<RaftId, openraft::BasicNode> {
+            last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 42)),
+            last_membership: Membership::default(),
+            snapshot_id: "old".into(),
+        };
+        let state = StoreState::default();
+        let data = super::super::codec::encode(&SnapshotBodyRef { state: &state }).unwrap();
+        let legacy = db.open_tree("snapshot").unwrap();
+        legacy
+            .insert("meta", serde_json::to_vec(&meta).unwrap())
+            .unwrap();
+        legacy.insert("data", data).unwrap();
+
+        let (_log, mut sm) = open(&db, dir.path()).unwrap();
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(42), "restored from sled");
+        assert!(!SnapshotFile::in_dir(dir.path()).path().exists());
+
+        let built = sm
+            .get_snapshot_builder()
+            .await
+            .build_snapshot()
+            .await
+            .unwrap();
+        assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
+        assert!(legacy.get("data").unwrap().is_none(), "sled copy dropped");
+        let (meta_bytes, _) = SnapshotFile::in_dir(dir.path()).read().unwrap().unwrap();
+        let on_file: SnapshotMeta<RaftId, openraft::BasicNode> =
+            serde_json::from_slice(&meta_bytes).unwrap();
+        assert_eq!(on_file.snapshot_id, built.meta.snapshot_id);
+        drop((sm, _log));
+
+        let (_log, mut sm) = open(&db, dir.path()).unwrap();
+        let (applied, _) = sm.applied_state().await.unwrap();
+        assert_eq!(applied.map(|l| l.index), Some(42), "restored from the file");
     }
 
     #[test]
