@@ -93,6 +93,9 @@ pub struct ExecRequest {
     /// it runs and exit without waiting; the caller (a subreaper) reaps it.
     #[serde(default)]
     pub detach_pid_file: Option<PathBuf>,
+    /// The command's terminal: a pty whose master is sent to this unix socket.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Call first thing in `main` of any binary that hosts the runtime (swarmd, swarm-runtime):
@@ -308,7 +311,18 @@ fn container_init_inner(
             )
             .map_err(sys_err(format!("open {}", sd.log().display())))?,
         ),
-        StdioMode::Inherit => None,
+        StdioMode::Inherit | StdioMode::Console => None,
+    };
+    // The console socket is a path of the host's: reach it before the rootfs replaces `/`;
+    // the pty itself comes from the container's devpts, after.
+    let console = match (spec.stdio, &spec.console_socket) {
+        (StdioMode::Console, Some(path)) => Some(
+            std::os::unix::net::UnixStream::connect(path).map_err(sys_err(format!(
+                "connect to console socket {}",
+                path.display()
+            )))?,
+        ),
+        _ => None,
     };
     let fifo = sys::openat(libc::AT_FDCWD, &sd.fifo(), libc::O_PATH, 0)
         .map_err(sys_err(format!("open {}", sd.fifo().display())))?;
@@ -331,6 +345,10 @@ fn container_init_inner(
         mounts::readonly_root()?;
     }
     let proc_ = prepare_process(&spec.process, &spec.options, &hostname)?;
+    // Sent during create, as runc does: the receiver waits for it before it calls `start`.
+    let console = console
+        .map(|sock| workload::send_console_master(&sock))
+        .transpose()?;
     // Ready: tell P0, then wait for `start`.
     if let Some(w) = sync.take() {
         write_all_fd(w.as_raw_fd(), b"ok");
@@ -358,7 +376,7 @@ fn container_init_inner(
             spec.options.log_max_files,
         )
     });
-    let rec = supervise(spec.stdio, &proc_, log, started).unwrap_or_else(|e| ExitRecord {
+    let rec = supervise(spec.stdio, &proc_, log, started, console).unwrap_or_else(|e| ExitRecord {
         code: Some(255),
         signal: None,
         finished: crate::timefmt::rfc3339_now(),

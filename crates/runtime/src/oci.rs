@@ -8,7 +8,8 @@
 //! fill every set alike) and `linux.seccomp` (compiled by [`crate::seccomp::Profile`]; a spec
 //! without one gets the built-in default profile, where runc would install none: we never make
 //! a new session keyring, and that profile is what keeps the host's keyring out of reach).
-//! `process.terminal: true` is refused with a clear error.
+//! `process.terminal: true` gives the container a terminal (`StdioMode::Console`), whose master
+//! goes to the caller's `--console-socket`.
 
 use std::path::{Path, PathBuf};
 
@@ -65,13 +66,6 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
         bundle.join(root.path())
     };
     let process = spec.process().clone().unwrap_or_default();
-    if process.terminal().unwrap_or(false) {
-        return Err(OciError::Unsupported {
-            path,
-            what: "process.terminal = true",
-            hint: "set \"terminal\": false in config.json",
-        });
-    }
     let user = process.user();
     let p = ProcessSpec {
         args: process.args().clone().unwrap_or_default(),
@@ -89,7 +83,11 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
     );
     cs.readonly_rootfs = root.readonly().unwrap_or(false);
     cs.hostname = spec.hostname().clone();
-    cs.stdio = StdioMode::Inherit;
+    cs.stdio = if process.terminal().unwrap_or(false) {
+        StdioMode::Console
+    } else {
+        StdioMode::Inherit
+    };
     for m in spec.mounts().clone().unwrap_or_default() {
         let dest = m.destination().clone();
         if STANDARD.iter().any(|s| Path::new(s) == dest) {

@@ -199,6 +199,9 @@ pub struct ExecSpec {
     /// Detached exec: the helper writes the command's host pid here and exits once the
     /// command runs; whoever spawned the helper (a subreaper) reaps the command.
     pub detach_pid_file: Option<PathBuf>,
+    /// Run the command on a terminal whose master is sent to this unix socket (runc's
+    /// `exec --tty --console-socket`).
+    pub console_socket: Option<PathBuf>,
 }
 
 /// Result of [`Runtime::exec`].

@@ -34,6 +34,8 @@ pub enum SpecError {
     Options(#[from] crate::options::OptionsError),
     #[error("bind source {path:?} does not exist on this host: create it first (bind sources are never created implicitly)")]
     MissingBindSource { path: String },
+    #[error("{0}")]
+    Console(&'static str),
 }
 
 /// Where the container's root filesystem comes from.
@@ -66,6 +68,11 @@ pub enum StdioMode {
     Log,
     /// Inherited from the process that creates the container (runc-style foreground `run`).
     Inherit,
+    /// A terminal: the workload's stdin, stdout and stderr are the slave of a pty from the
+    /// container's own devpts, whose master is sent during create to the unix socket
+    /// `ContainerSpec::console_socket` (runc's `--console-socket`; the receiver, e.g.
+    /// containerd's shim, does the I/O and the resizing).
+    Console,
 }
 
 /// Mount propagation of a bind mount (Docker's `bind-propagation`; default `rprivate`).
@@ -183,6 +190,9 @@ pub struct ContainerSpec {
     pub resources: Resources,
     #[serde(default)]
     pub stdio: StdioMode,
+    /// Where a `Console` container's pty master goes (a listening unix socket).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub console_socket: Option<PathBuf>,
     /// Mount the rootfs read-only.
     #[serde(default)]
     pub readonly_rootfs: bool,
@@ -206,6 +216,7 @@ impl ContainerSpec {
             network: NetworkMode::None,
             resources: Resources::default(),
             stdio: StdioMode::Log,
+            console_socket: None,
             readonly_rootfs: false,
             labels: Default::default(),
             options: Default::default(),
@@ -226,6 +237,15 @@ impl ContainerSpec {
         }
         parse_user(&self.process.user)?;
         self.options.validate(self.network)?;
+        match (self.stdio, &self.console_socket) {
+            (StdioMode::Console, None) => return Err(SpecError::Console(
+                "a terminal needs a console socket to send its master to (--console-socket)",
+            )),
+            (StdioMode::Console, Some(_)) | (_, None) => {}
+            (_, Some(_)) => return Err(SpecError::Console(
+                "a console socket is only used by a container with a terminal (process.terminal = true)",
+            )),
+        }
         for m in &self.mounts {
             let d = m.destination().to_string_lossy().to_string();
             clean_container_path(&d).ok_or(SpecError::InvalidPath {

@@ -84,8 +84,8 @@ fn unsupported_runc_options_are_refused_with_a_reason() {
     let root = t.path().join("state");
     for (args, says) in [
         (
-            &["create", "--console-socket", "/tmp/console.sock", "c1"][..],
-            "--console-socket is not supported: swarm-runtime has no tty support yet",
+            &["exec", "--tty", "c1", "sh"][..],
+            "a terminal exec needs --console-socket",
         ),
         (
             &["--systemd-cgroup", "run", "c1"][..],
@@ -413,5 +413,121 @@ fn pause_resume_features_and_version() {
     assert!(
         env.out(&["state", "c6"]).status.code() != Some(0),
         "deleted while paused"
+    );
+}
+
+/// Accepts the one connection a console socket gets and returns the pty's name and master.
+fn receive_master(listener: &std::os::unix::net::UnixListener) -> (String, std::fs::File) {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    listener.set_nonblocking(true).unwrap();
+    let (conn, _) = listener
+        .accept()
+        .expect("the runtime connected before returning");
+    conn.set_nonblocking(false).unwrap();
+    let mut name = [0u8; 128];
+    let (bytes, fd) = {
+        let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 1]);
+        let mut iov = [std::io::IoSliceMut::new(&mut name)];
+        let msg = nix::sys::socket::recvmsg::<()>(
+            std::os::fd::AsRawFd::as_raw_fd(&conn),
+            &mut iov,
+            Some(&mut cmsg),
+            nix::sys::socket::MsgFlags::empty(),
+        )
+        .unwrap();
+        let fd = msg
+            .cmsgs()
+            .unwrap()
+            .find_map(|c| match c {
+                nix::sys::socket::ControlMessageOwned::ScmRights(fds) => fds.first().copied(),
+                _ => None,
+            })
+            .expect("a file descriptor in the message");
+        (msg.bytes, fd)
+    };
+    let pty_name = String::from_utf8_lossy(&name[..bytes]).to_string();
+    assert!(pty_name.starts_with("/dev/pts/"), "{pty_name:?}");
+    // SAFETY: the fd was just received and belongs to nothing else.
+    #[allow(unsafe_code)]
+    let master = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
+    (pty_name, master)
+}
+
+/// Reads a pty master until `until` shows up, the terminal closes, or 10 s pass.
+fn read_until(master: &mut std::fs::File, until: &str) -> String {
+    use std::io::Read;
+    let mut seen = String::new();
+    let mut buf = [0u8; 1024];
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.contains(until) && std::time::Instant::now() < deadline {
+        match master.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => seen.push_str(&String::from_utf8_lossy(&buf[..n])),
+        }
+    }
+    seen
+}
+
+/// A bundle with `process.terminal: true` and `--console-socket`: the pty master arrives on
+/// the socket during create (as containerd's shim expects), and the workload's stdin and
+/// stdout are that terminal; `exec --tty --console-socket` gets a terminal of its own.
+/// Without a socket, a terminal is refused with what to pass.
+#[test]
+fn a_terminal_s_master_is_sent_to_the_console_socket() {
+    use std::io::Write;
+    let env = CliEnv::new(
+        "console",
+        r#"{"ociVersion":"1.0.2","process":{"terminal":true,"user":{"uid":0,"gid":0},"args":["sh","-c","tty; test -t 0 && echo stdin-is-a-tty; read x; echo got-$x; sleep 30"],"env":["PATH=/bin"],"cwd":"/"},"root":{"path":"rootfs","readonly":true},"linux":{"namespaces":[{"type":"pid"},{"type":"mount"}]}}"#,
+    );
+    let o = env.out(&["create", "--bundle", &env.bundle(), "c7"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("--console-socket"), "{err}");
+
+    let sock_path = env.t.path().join("console.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&sock_path).unwrap();
+    let sock = sock_path.to_str().unwrap();
+    let st = env.status(&[
+        "create",
+        "--bundle",
+        &env.bundle(),
+        "--console-socket",
+        sock,
+        "c7",
+    ]);
+    assert!(st.success(), "create with a console socket");
+    let (pty_name, mut master) = receive_master(&listener);
+
+    assert!(env.out(&["start", "c7"]).status.success());
+    master.write_all(b"hello\n").unwrap();
+    let seen = read_until(&mut master, "got-hello");
+    assert!(seen.contains(&pty_name), "tty names the pty: {seen:?}");
+    assert!(seen.contains("stdin-is-a-tty"), "{seen:?}");
+    assert!(seen.contains("got-hello"), "{seen:?}");
+
+    let exec_sock = env.t.path().join("exec.sock");
+    let exec_listener = std::os::unix::net::UnixListener::bind(&exec_sock).unwrap();
+    let o = env.out(&[
+        "exec",
+        "--tty",
+        "--console-socket",
+        exec_sock.to_str().unwrap(),
+        "c7",
+        "sh",
+        "-c",
+        "test -t 1 && echo exec-on-a-tty $(tty); exit 5",
+    ]);
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (exec_pty, mut exec_master) = receive_master(&exec_listener);
+    assert_ne!(exec_pty, pty_name, "an exec gets a terminal of its own");
+    let seen = read_until(&mut exec_master, &exec_pty);
+    assert!(
+        seen.contains(&format!("exec-on-a-tty {exec_pty}")),
+        "{seen:?}"
     );
 }

@@ -4,8 +4,8 @@
 //! Checked: `docker run --runtime swarm` runs the command, its output and exit status reach
 //! Docker (as with runc on the same daemon); `docker exec` (exit status, stdin, user,
 //! detached) and `docker top`; `docker pause`/`unpause`; `docker stop` stops a detached
-//! container. Not yet supported by swarm-runtime (refused with a clear error): `-t` (no
-//! console socket), update, events.
+//! container; `-t` for run and exec (the pty master through containerd's console socket).
+//! Not yet supported by swarm-runtime (refused with a clear error): update, events.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -198,18 +198,41 @@ fn docker_runs_containers_on_swarm_runtime() {
         },
     )
     .unwrap();
-    let o = d.docker(&["exec", "-t", "t90-detached", "true"]);
-    // With -t, docker prints the daemon's error on stdout or stderr.
-    let both = format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
+    info!("phase: docker run -t and docker exec -t (a terminal through the console socket)");
+    let o = d.docker(&["exec", "-t", "t90-detached", "sh", "-c", "tty; exit 4"]);
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(
+        o.status.code(),
+        Some(4),
+        "{out}{}",
         String::from_utf8_lossy(&o.stderr)
     );
-    assert_ne!(o.status.code(), Some(0));
     assert!(
-        both.contains("no terminal yet"),
-        "a tty exec is refused clearly: {both}"
+        out.contains("/dev/pts/"),
+        "exec -t runs on a terminal: {out:?}"
     );
+    for runtime in ["runc", "swarm"] {
+        let o = d.docker(&[
+            "run",
+            "--rm",
+            "-t",
+            "--runtime",
+            runtime,
+            "--network",
+            "none",
+            "t90-busybox:1",
+            "sh",
+            "-c",
+            "tty; exit 6",
+        ]);
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        info!("{runtime} -t: status {:?} out {out:?}", o.status.code());
+        assert_eq!(o.status.code(), Some(6), "{runtime}: {out}\n{}", d.log());
+        assert!(
+            out.contains("/dev/pts/0"),
+            "{runtime}: run -t on a terminal: {out:?}"
+        );
+    }
 
     info!("phase: docker pause and unpause (the freezer cgroup)");
     let o = d.docker(&["pause", "t90-detached"]);

@@ -20,20 +20,22 @@ global options (before the command):
   --log-format text|json   format of log records (default text)
   --debug                  also log debug records
 commands:
-  create [--bundle DIR] [--pid-file FILE] [--no-new-keyring] <id>
+  create [--bundle DIR] [--pid-file FILE] [--console-socket SOCKET] [--no-new-keyring] <id>
   start <id>
-  run [--bundle DIR] [--pid-file FILE] [--no-new-keyring] [--detach] <id>
+  run [--bundle DIR] [--pid-file FILE] [--console-socket SOCKET] [--no-new-keyring] [--detach] <id>
   state <id>
   kill [--all] <id> [SIGNAL]
   delete [--force] <id>
   list [--format table|json] [--quiet]
-  exec [--process FILE] [--detach] [--pid-file FILE] <id> [COMMAND...]
+  exec [--process FILE] [--detach] [--pid-file FILE] [--tty --console-socket SOCKET] <id> [COMMAND...]
   ps [--format table|json] <id>
   pause <id>                 freeze every process of a running container
   resume <id>                thaw a paused container
   features                   what this runtime supports (JSON, the OCI features document)
   --version                  versions of swarm-runtime and of the OCI spec it implements
-not supported (refused): --systemd-cgroup, --criu, --console-socket, --no-pivot, exec --tty";
+--console-socket: for a bundle with process.terminal = true (or exec --tty), the pty master
+  is sent to this unix socket (SCM_RIGHTS), as runc does
+not supported (refused): --systemd-cgroup, --criu, --no-pivot";
 
 /// Errors of argument parsing and command execution.
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +77,9 @@ struct Args {
     positional: Vec<String>,
     bundle: Option<PathBuf>,
     pid_file: Option<PathBuf>,
+    console_socket: Option<PathBuf>,
+    /// exec: on a terminal (`--tty`, or `"terminal": true` in the process file).
+    tty: bool,
     force: bool,
     detach: bool,
     all: bool,
@@ -92,10 +97,6 @@ fn unsupported(flag: &str) -> Option<CliError> {
         "--criu" => (
             "--criu",
             "swarm-runtime has no checkpoint/restore",
-        ),
-        "--console-socket" => (
-            "--console-socket",
-            "swarm-runtime has no tty support yet; run the container without a terminal (\"terminal\": false, no --console-socket)",
         ),
         "--no-pivot" => (
             "--no-pivot",
@@ -178,6 +179,8 @@ fn parse_command(
         positional: Vec::new(),
         bundle: None,
         pid_file: None,
+        console_socket: None,
+        tty: false,
         force: false,
         detach: false,
         all: false,
@@ -208,18 +211,12 @@ fn parse_command(
             // its seccomp profile denies keyctl), so every container already runs as with
             // this flag.
             (_, "--no-new-keyring") if creates => {}
-            (_, f @ ("--console-socket" | "--no-pivot")) if creates => {
-                return Err(unsupported(f).expect("listed"))
-            }
+            (_, "--console-socket") if creates || exec => a.console_socket = Some(val()?.into()),
+            ("exec", "--tty" | "-t") => a.tty = true,
+            (_, f @ "--no-pivot") if creates => return Err(unsupported(f).expect("listed")),
             ("run" | "exec", "--detach" | "-d") => a.detach = true,
             ("exec", "--pid-file") => a.pid_file = Some(val()?.into()),
             ("exec", "--process" | "-p") => a.process = Some(val()?.into()),
-            ("exec", "--console-socket" | "--tty" | "-t") => {
-                return Err(CliError::Unsupported {
-                    flag: "exec --tty/--console-socket",
-                    why: "swarm-runtime execs have no terminal yet; run the command without a tty",
-                })
-            }
             ("delete", "--force" | "-f") => a.force = true,
             ("kill", "--all" | "-a") => a.all = true,
             ("list" | "ps", "--format" | "-f") => {
@@ -405,7 +402,8 @@ fn create(rt: &Runtime, a: &Args, id: &str) -> Result<ContainerInfo, CliError> {
         .clone()
         .unwrap_or_else(|| std::env::current_dir().unwrap_or_default());
     let bundle = std::fs::canonicalize(&bundle).unwrap_or(bundle);
-    let spec = swarm_runtime::oci::load_bundle(id, &bundle)?;
+    let mut spec = swarm_runtime::oci::load_bundle(id, &bundle)?;
+    spec.console_socket = a.console_socket.clone();
     let info = rt.create_with_bundle(spec, Some(bundle))?;
     if let Some(p) = &a.pid_file {
         if let Err(e) = write_pid_file(p, info.pid) {
@@ -501,12 +499,30 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
         }
         "exec" => {
             let id = id_arg(&a)?;
-            let mut spec = match &a.process {
+            let (mut spec, terminal) = match &a.process {
                 Some(p) => exec_process(p)?,
-                None => swarm_runtime::runtime::ExecSpec {
-                    args: a.positional[1..].to_vec(),
-                    ..Default::default()
-                },
+                None => (
+                    swarm_runtime::runtime::ExecSpec {
+                        args: a.positional[1..].to_vec(),
+                        ..Default::default()
+                    },
+                    false,
+                ),
+            };
+            spec.console_socket = match (terminal || a.tty, &a.console_socket) {
+                (true, Some(s)) => Some(s.clone()),
+                (true, None) => {
+                    return Err(CliError::Usage(
+                        "a terminal exec needs --console-socket SOCKET to send the pty master to"
+                            .into(),
+                    ))
+                }
+                (false, Some(_)) => {
+                    return Err(CliError::Usage(
+                        "--console-socket is only used with --tty (or \"terminal\": true in the process file)".into(),
+                    ))
+                }
+                (false, None) => None,
             };
             if spec.args.is_empty() {
                 return Err(CliError::Usage(
@@ -593,9 +609,9 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
     }
 }
 
-/// An OCI `process.json` (runc's `exec --process`) as an exec: args, env, cwd and numeric
-/// user; a terminal is refused.
-fn exec_process(p: &std::path::Path) -> Result<swarm_runtime::runtime::ExecSpec, CliError> {
+/// An OCI `process.json` (runc's `exec --process`) as an exec (args, env, cwd and numeric
+/// user) and whether it asks for a terminal.
+fn exec_process(p: &std::path::Path) -> Result<(swarm_runtime::runtime::ExecSpec, bool), CliError> {
     let body = std::fs::read(p).map_err(|source| CliError::File {
         path: p.to_path_buf(),
         source,
@@ -605,21 +621,16 @@ fn exec_process(p: &std::path::Path) -> Result<swarm_runtime::runtime::ExecSpec,
             path: p.to_path_buf(),
             source: std::io::Error::other(e.to_string()),
         })?;
-    if proc_.terminal().unwrap_or(false) {
-        return Err(CliError::Unsupported {
-            flag: "exec with \"terminal\": true",
-            why: "swarm-runtime execs have no terminal yet; run the command without a tty",
-        });
-    }
     let u = proc_.user();
     let cwd = proc_.cwd().display().to_string();
-    Ok(swarm_runtime::runtime::ExecSpec {
+    let spec = swarm_runtime::runtime::ExecSpec {
         args: proc_.args().clone().unwrap_or_default(),
         env: proc_.env().clone().unwrap_or_default(),
         user: Some(format!("{}:{}", u.uid(), u.gid())),
         cwd: (!cwd.is_empty()).then_some(cwd),
         ..Default::default()
-    })
+    };
+    Ok((spec, proc_.terminal().unwrap_or(false)))
 }
 
 /// Entry point of the `swarm-runtime` binary (argv without the program name).
@@ -718,14 +729,6 @@ mod tests {
                 "--systemd-cgroup",
             ),
             (&["--criu", "/usr/sbin/criu", "create", "c1"][..], "--criu"),
-            (
-                &["create", "--console-socket", "/s.sock", "c1"][..],
-                "--console-socket",
-            ),
-            (
-                &["run", "--console-socket=/s.sock", "c1"][..],
-                "--console-socket",
-            ),
             (&["create", "--no-pivot", "c1"][..], "--no-pivot"),
             (
                 &["create", "--systemd-cgroup", "c1"][..],
@@ -740,10 +743,12 @@ mod tests {
                 other => panic!("{argv:?}: {other:?}"),
             }
         }
-        let e = args(&["create", "--console-socket", "/s", "c1"])
+        let a = args(&["run", "--console-socket=/s.sock", "--detach", "c1"]).unwrap();
+        assert_eq!(a.console_socket, Some(PathBuf::from("/s.sock")));
+        let e = args(&["start", "--console-socket", "/s", "c1"])
             .unwrap_err()
             .to_string();
-        assert!(e.contains("no tty support"), "{e}");
+        assert!(e.contains("--console-socket"), "{e}");
     }
 
     #[test]
@@ -804,13 +809,10 @@ mod tests {
         // Options of the command are the command's.
         let a = args(&["exec", "c1", "ls", "-l", "--all"]).unwrap();
         assert_eq!(a.positional, vec!["c1", "ls", "-l", "--all"]);
-        for argv in [
-            &["exec", "--tty", "c1", "sh"][..],
-            &["exec", "--console-socket", "/s", "c1"][..],
-        ] {
-            let e = args(argv).unwrap_err().to_string();
-            assert!(e.contains("no terminal yet"), "{argv:?}: {e}");
-        }
+        let a = args(&["exec", "-t", "--console-socket", "/s", "c1", "sh"]).unwrap();
+        assert!(a.tty);
+        assert_eq!(a.console_socket, Some(PathBuf::from("/s")));
+        assert_eq!(a.positional, vec!["c1", "sh"]);
         assert!(args(&["ps", "--format", "json", "c1"]).is_ok());
     }
 

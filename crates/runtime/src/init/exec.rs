@@ -40,6 +40,17 @@ pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError
         }
         None => None,
     };
+    // Like the pid file, the console socket is a host path.
+    let console = req
+        .console_socket
+        .as_ref()
+        .map(|p| {
+            std::os::unix::net::UnixStream::connect(p).map_err(sys_err(format!(
+                "connect to console socket {}",
+                p.display()
+            )))
+        })
+        .transpose()?;
     join_cgroup(&cfg.cgroup_dirs)?;
     let mut nsfds = Vec::new();
     for ns in ["cgroup", "ipc", "uts", "net", "pid", "mnt"] {
@@ -73,11 +84,18 @@ pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError
         .clone()
         .unwrap_or_else(|| cfg.spec.id.chars().take(12).collect());
     let prepared = prepare_process(&proc_, &cfg.spec.options, &hostname)?;
+    // The pty comes from the container's devpts (we are in its mount namespace now).
+    let tty = console
+        .map(|sock| workload::send_console_master(&sock))
+        .transpose()?;
     let (err_r, err_w) = pipe()?;
     let child = fork()?;
     if child == 0 {
         if req.detach_pid_file.is_none() {
             let _ = sys::set_parent_death_signal(libc::SIGKILL);
+        }
+        if let Some(slave) = &tty {
+            workload::take_terminal(slave);
         }
         let e = exec_workload(&prepared, err_w.as_raw_fd());
         write_all_fd(err_w.as_raw_fd(), e.to_string().as_bytes());
@@ -85,6 +103,7 @@ pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError
         unsafe { libc::_exit(127) };
     }
     drop(err_w);
+    drop(tty);
     let mut msg = String::new();
     // Returns once the command has exec'd (the pipe is close-on-exec) or failed to.
     let _ = fs::File::from(err_r).read_to_string(&mut msg);

@@ -39,12 +39,14 @@ pub(super) fn sigset(sigs: &[i32]) -> libc::sigset_t {
 /// P1 after start: fork the workload, then be its init until it exits; returns how it ended.
 /// `started` is the write end of the start fifo: it is closed once the workload is forked and
 /// signals are being forwarded, which is when `start` returns (so that a signal sent right
-/// after `start` is neither lost nor finds no workload).
+/// after `start` is neither lost nor finds no workload). `console`: the slave of a pty whose
+/// master went to a console socket, the workload's terminal.
 pub(super) fn supervise(
     stdio: StdioMode,
     p: &PreparedProcess,
     log: Option<crate::logs::RotatingLog>,
     started: OwnedFd,
+    console: Option<OwnedFd>,
 ) -> Result<ExitRecord, InitError> {
     let mut all: Vec<i32> = forwarded();
     all.push(libc::SIGCHLD);
@@ -59,12 +61,17 @@ pub(super) fn supervise(
     // SAFETY: fresh fd.
     let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
     // With a tty the workload's stdio is the slave of a pty from the container's own devpts,
-    // and the master is read like the stdout pipe (a terminal merges both streams).
-    let tty = match (stdio, p.tty) {
-        (StdioMode::Log, true) => Some(open_pty()?),
-        _ => None,
+    // and the master is read like the stdout pipe (a terminal merges both streams) — unless
+    // the master went to a console socket, whose receiver reads it.
+    let (tty_master, tty_slave) = match (stdio, p.tty, console) {
+        (_, _, Some(slave)) => (None, Some(slave)),
+        (StdioMode::Log, true, None) => {
+            let (m, s) = open_pty()?;
+            (Some(m), Some(s))
+        }
+        _ => (None, None),
     };
-    let pipes = match (stdio, &tty) {
+    let pipes = match (stdio, &tty_slave) {
         (StdioMode::Log, None) => Some((pipe()?, pipe()?)),
         _ => None,
     };
@@ -75,15 +82,8 @@ pub(super) fn supervise(
         // SAFETY: empty mask; the workload must not inherit our blocked signals.
         let empty = sigset(&[]);
         unsafe { libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) };
-        if let Some((_, slave)) = &tty {
-            // SAFETY: new session, the pty slave as controlling terminal and stdio.
-            unsafe {
-                libc::setsid();
-                libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0);
-                libc::dup2(slave.as_raw_fd(), 0);
-                libc::dup2(slave.as_raw_fd(), 1);
-                libc::dup2(slave.as_raw_fd(), 2);
-            }
+        if let Some(slave) = &tty_slave {
+            take_terminal(slave);
         }
         if let Some(((_, out_w), (_, errp_w))) = &pipes {
             let null = CString::new("/dev/null").expect("no NUL");
@@ -111,8 +111,8 @@ pub(super) fn supervise(
         out_r = Some(or);
         errp_r = Some(er);
     }
-    if let Some((master, slave)) = tty {
-        drop(slave);
+    drop(tty_slave);
+    if let Some(master) = tty_master {
         out_r = Some(master);
     }
     let mut exec_error = String::new();

@@ -174,6 +174,68 @@ pub(super) fn open_pty() -> Result<(OwnedFd, OwnedFd), InitError> {
 }
 
 /// P2/E1: drop privileges and exec. Returns only on error.
+/// A pty from the container's devpts whose master goes to the console socket `sock` (one
+/// `SCM_RIGHTS` message carrying the slave's path, as runc sends it and containerd's
+/// `console.ReceiveMaster` reads it); returns the slave for the workload.
+pub(super) fn send_console_master(
+    sock: &std::os::unix::net::UnixStream,
+) -> Result<OwnedFd, InitError> {
+    let (master, slave) = open_pty()?;
+    let mut name = [0 as libc::c_char; 128];
+    // SAFETY: buffer of the given length.
+    if unsafe { libc::ptsname_r(master.as_raw_fd(), name.as_mut_ptr(), name.len()) } != 0 {
+        return Err(last("ptsname"));
+    }
+    // SAFETY: ptsname_r wrote a NUL-terminated string into `name`.
+    let name = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) }
+        .to_bytes()
+        .to_vec();
+    let fd: RawFd = master.as_raw_fd();
+    // SAFETY: CMSG_SPACE/CMSG_LEN of a constant size.
+    let space = unsafe { libc::CMSG_SPACE(std::mem::size_of::<RawFd>() as u32) } as usize;
+    let mut control = vec![0u8; space];
+    let mut iov = libc::iovec {
+        iov_base: name.as_ptr() as *mut libc::c_void,
+        iov_len: name.len(),
+    };
+    // SAFETY: msghdr zeroed, then pointed at live buffers (`iov`, `control`) that outlive the
+    // sendmsg call; the one control message is written inside `control`'s CMSG_SPACE.
+    let sent = unsafe {
+        let mut msg: libc::msghdr = std::mem::zeroed();
+        msg.msg_iov = &mut iov;
+        msg.msg_iovlen = 1;
+        msg.msg_control = control.as_mut_ptr().cast();
+        msg.msg_controllen = space as _;
+        let cmsg = libc::CMSG_FIRSTHDR(&msg);
+        (*cmsg).cmsg_level = libc::SOL_SOCKET;
+        (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+        (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<RawFd>() as u32) as _;
+        std::ptr::copy_nonoverlapping(
+            (&fd as *const RawFd).cast::<u8>(),
+            libc::CMSG_DATA(cmsg),
+            std::mem::size_of::<RawFd>(),
+        );
+        libc::sendmsg(sock.as_raw_fd(), &msg, libc::MSG_NOSIGNAL)
+    };
+    if sent < 0 {
+        return Err(last("send the pty master to the console socket"));
+    }
+    drop(master);
+    Ok(slave)
+}
+
+/// In a forked child: a new session with `slave` as its controlling terminal and stdio.
+pub(super) fn take_terminal(slave: &OwnedFd) {
+    // SAFETY: setsid, ioctl and dup2 on an fd we hold, in a child about to exec.
+    unsafe {
+        libc::setsid();
+        libc::ioctl(slave.as_raw_fd(), libc::TIOCSCTTY, 0);
+        libc::dup2(slave.as_raw_fd(), 0);
+        libc::dup2(slave.as_raw_fd(), 1);
+        libc::dup2(slave.as_raw_fd(), 2);
+    }
+}
+
 pub(super) fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
     let r = (|| -> Result<Never, InitError> {
         let _ = fs::write("/proc/self/oom_score_adj", p.oom_score_adj.to_string());

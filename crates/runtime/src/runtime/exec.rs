@@ -24,6 +24,7 @@ impl Runtime {
             user: spec.user.clone(),
             cwd: spec.cwd.clone(),
             detach_pid_file: spec.detach_pid_file.clone(),
+            console_socket: spec.console_socket.clone(),
         };
         let helper = self.helper()?;
         let mut cmd = Command::new(helper.exec_path());
