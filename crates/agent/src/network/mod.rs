@@ -315,8 +315,10 @@ impl DataPlane {
         };
         let res = if text.is_empty() {
             Ok(())
-        } else {
+        } else if replace {
             sys::nft_in(pid, &text)
+        } else {
+            sys::nft_create_in(pid, &text)
         };
         let mut st = self.state.lock().unwrap_or_else(|e| e.into_inner());
         match res {

@@ -132,15 +132,23 @@ pub fn nft(rules: &str) -> Result<(), NetError> {
     run(c, "nft", rules).map(|_| ())
 }
 
-/// Loads an nft ruleset in the network namespace of process `pid`: in-process through
-/// libnftables where it is installed, else `nsenter … nft -f -`.
-pub fn nft_in(pid: i32, rules: &str) -> Result<(), NetError> {
-    if let Some(res) = swarm_runtime::nftables::load_in(pid, rules) {
-        return res.map_err(|msg| NetError::Command {
+/// Loads a ruleset that only creates (nothing to replace) in the network namespace of process
+/// `pid`: in-process through libnftables where it is installed (under a millisecond), else as
+/// `nft_in` does. The library loads one ruleset at a time, so a replacement — which waits
+/// 10–16 ms in the kernel for an RCU grace period — goes through `nft_in` instead and never
+/// holds up a starting container's first load.
+pub fn nft_create_in(pid: i32, rules: &str) -> Result<(), NetError> {
+    match swarm_runtime::nftables::load_in(pid, rules) {
+        Some(res) => res.map_err(|msg| NetError::Command {
             cmd: "nft".into(),
             msg,
-        });
+        }),
+        None => nft_in(pid, rules),
     }
+}
+
+/// `nft -f -` in the network namespace of process `pid`.
+pub fn nft_in(pid: i32, rules: &str) -> Result<(), NetError> {
     let mut c = Command::new("nsenter");
     c.arg(format!("--net=/proc/{pid}/ns/net"))
         .args(["nft", "-f", "-"]);
