@@ -40,6 +40,7 @@ mod create;
 mod exec;
 mod pause;
 mod stop;
+mod update;
 
 /// Errors of the lifecycle API.
 #[derive(Debug, thiserror::Error)]

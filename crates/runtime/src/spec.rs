@@ -36,6 +36,8 @@ pub enum SpecError {
     MissingBindSource { path: String },
     #[error("{0}")]
     Console(&'static str),
+    #[error("{0}")]
+    Update(&'static str),
 }
 
 /// Where the container's root filesystem comes from.

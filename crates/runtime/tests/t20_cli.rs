@@ -531,3 +531,69 @@ fn a_terminal_s_master_is_sent_to_the_console_socket() {
         "{seen:?}"
     );
 }
+
+/// `update` (what `docker update` runs through containerd's shim): flags and an OCI
+/// `LinuxResources` document on stdin change the running container's cgroup; what cannot be
+/// applied is refused by name and changes nothing.
+#[test]
+fn update_changes_the_limits_of_a_running_container() {
+    let env = CliEnv::new("update", SLEEPER);
+    assert!(env
+        .status(&["run", "--detach", "--bundle", &env.bundle(), "c8"])
+        .success());
+    let cg = swarm_runtime::cgroup::Cgroup::new(
+        swarm_runtime::cgroup::detect().unwrap(),
+        &env.parent,
+        "c8",
+    );
+    let read = |file: &str| {
+        cg.dirs()
+            .iter()
+            .map(|d| d.join(file))
+            .find(|p| p.exists())
+            .map(|p| std::fs::read_to_string(p).unwrap().trim().to_string())
+            .unwrap_or_else(|| panic!("no {file} in {:?}", cg.dirs()))
+    };
+    let o = env.out(&["update", "--memory", "64m", "--pids-limit", "50", "c8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(cg.stats().memory_limit_bytes, Some(64 << 20));
+    assert_eq!(read("pids.max"), "50");
+
+    let mut child = env
+        .cmd(&["update", "--resources", "-", "c8"])
+        .stdin(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut child.stdin.take().unwrap(),
+        br#"{"memory":{"limit":33554432,"swap":33554432},"cpu":{"shares":0,"quota":25000,"period":100000,"cpus":"","mems":""},"pids":{"limit":0}}"#,
+    )
+    .unwrap();
+    let o = child.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(cg.stats().memory_limit_bytes, Some(32 << 20));
+    assert_eq!(read("pids.max"), "50", "pids limit 0 leaves it as it was");
+    let cpu = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+        && cg.dirs().len() == 1
+    {
+        read("cpu.max")
+    } else {
+        format!("{} {}", read("cpu.cfs_quota_us"), read("cpu.cfs_period_us"))
+    };
+    assert_eq!(cpu, "25000 100000");
+
+    let o = env.out(&["update", "--cpuset-cpus", "0", "c8"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--cpuset-cpus is not supported"));
+    assert_eq!(cg.stats().memory_limit_bytes, Some(32 << 20), "unchanged");
+    assert!(env.out(&["kill", "c8", "KILL"]).status.success());
+    common::wait_until("stopped", std::time::Duration::from_secs(10), || {
+        let s: serde_json::Value =
+            serde_json::from_slice(&env.out(&["state", "c8"]).stdout).unwrap();
+        s["status"] == "stopped"
+    });
+    let o = env.out(&["update", "--memory", "128m", "c8"]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("has not stopped"));
+}

@@ -4,8 +4,9 @@
 //! Checked: `docker run --runtime swarm` runs the command, its output and exit status reach
 //! Docker (as with runc on the same daemon); `docker exec` (exit status, stdin, user,
 //! detached) and `docker top`; `docker pause`/`unpause`; `docker stop` stops a detached
-//! container; `-t` for run and exec (the pty master through containerd's console socket).
-//! Not yet supported by swarm-runtime (refused with a clear error): update, events.
+//! container; `-t` for run and exec (the pty master through containerd's console socket);
+//! `docker update` of memory, CPU quota and pids limit (a cpuset is refused by name).
+//! Not yet supported by swarm-runtime (refused with a clear error): events.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};
@@ -248,6 +249,64 @@ fn docker_runs_containers_on_swarm_runtime() {
     assert_eq!(state("{{.State.Paused}}"), "false");
     let o = d.docker(&["exec", "t90-detached", "true"]);
     assert!(o.status.success(), "runs again after unpause");
+
+    info!("phase: docker update changes the running container's cgroup");
+    let o = d.docker(&[
+        "update",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
+        "t90-detached",
+    ]);
+    assert!(
+        o.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        d.log()
+    );
+    let pid = state("{{.State.Pid}}");
+    let cgroups = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let limit = |controller: &str, file: &str| -> Option<String> {
+        cgroups.lines().find_map(|l| {
+            let mut parts = l.splitn(3, ':');
+            let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
+            let dir = if ctrls.is_empty() {
+                PathBuf::from("/sys/fs/cgroup").join(path.trim_start_matches('/'))
+            } else if ctrls.split(',').any(|c| c == controller) {
+                PathBuf::from("/sys/fs/cgroup")
+                    .join(ctrls)
+                    .join(path.trim_start_matches('/'))
+            } else {
+                return None;
+            };
+            std::fs::read_to_string(dir.join(file))
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+    };
+    let mem = limit("memory", "memory.limit_in_bytes").or_else(|| limit("memory", "memory.max"));
+    assert_eq!(mem.as_deref(), Some("67108864"), "{cgroups}");
+    assert_eq!(
+        limit("pids", "pids.max").as_deref(),
+        Some("50"),
+        "{cgroups}"
+    );
+    let quota = limit("cpu", "cpu.cfs_quota_us")
+        .or_else(|| limit("cpu", "cpu.max").map(|m| m.split(' ').next().unwrap().to_string()));
+    assert_eq!(quota.as_deref(), Some("50000"), "{cgroups}");
+    let o = d.docker(&["update", "--cpuset-cpus", "0", "t90-detached"]);
+    let both = format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!o.status.success(), "a cpuset is refused: {both}");
+    assert!(both.contains("cpu.cpus"), "refused by name: {both}");
 
     let o = d.docker(&["stop", "-t", "5", "t90-detached"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));

@@ -29,6 +29,8 @@ commands:
   list [--format table|json] [--quiet]
   exec [--process FILE] [--detach] [--pid-file FILE] [--tty --console-socket SOCKET] <id> [COMMAND...]
   ps [--format table|json] <id>
+  update [--resources FILE|-] [--memory N[k|m|g]] [--cpu-quota US] [--cpu-period US]
+         [--pids-limit N] <id>   change the limits of a container that has not stopped
   pause <id>                 freeze every process of a running container
   resume <id>                thaw a paused container
   features                   what this runtime supports (JSON, the OCI features document)
@@ -80,6 +82,9 @@ struct Args {
     console_socket: Option<PathBuf>,
     /// exec: on a terminal (`--tty`, or `"terminal": true` in the process file).
     tty: bool,
+    /// update: `--resources FILE|-` and the limit flags given, in order.
+    resources: Option<PathBuf>,
+    update_flags: Vec<(String, String)>,
     force: bool,
     detach: bool,
     all: bool,
@@ -181,6 +186,8 @@ fn parse_command(
         pid_file: None,
         console_socket: None,
         tty: false,
+        resources: None,
+        update_flags: Vec::new(),
         force: false,
         detach: false,
         all: false,
@@ -229,6 +236,15 @@ fn parse_command(
                 }
             }
             ("list" | "ps", "--quiet" | "-q") => a.quiet = true,
+            ("update", "--resources" | "-r") => a.resources = Some(val()?.into()),
+            ("update", f) if crate::update::FLAGS.contains(&f) => {
+                let v = val()?;
+                a.update_flags.push((f.to_string(), v));
+            }
+            ("update", f) if crate::update::unsupported(f).is_some() => {
+                let why = crate::update::unsupported(f).expect("checked");
+                return Err(CliError::Usage(format!("{f} is not supported: {why}")));
+            }
             (cmd, f) if f.starts_with('-') && f.len() > 1 => {
                 if GLOBAL_FLAGS.contains(&f) {
                     return Err(CliError::Usage(format!(
@@ -592,6 +608,33 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
         }
         "pause" => {
             runtime(&a)?.pause(&id_arg(&a)?)?;
+            Ok(0)
+        }
+        "update" => {
+            let id = id_arg(&a)?;
+            // As runc: the document first, then the flags over it.
+            let mut res = match &a.resources {
+                Some(p) => {
+                    let body = if p.as_os_str() == "-" {
+                        let mut b = Vec::new();
+                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map(|_| b)
+                    } else {
+                        std::fs::read(p)
+                    }
+                    .map_err(|source| CliError::File {
+                        path: p.clone(),
+                        source,
+                    })?;
+                    crate::update::from_json(&body).map_err(CliError::Usage)?
+                }
+                None => Default::default(),
+            };
+            let flags = crate::update::from_flags(&a.update_flags).map_err(CliError::Usage)?;
+            res.memory_bytes = flags.memory_bytes.or(res.memory_bytes);
+            res.cpu_quota_us = flags.cpu_quota_us.or(res.cpu_quota_us);
+            res.cpu_period_us = flags.cpu_period_us.or(res.cpu_period_us);
+            res.pids_max = flags.pids_max.or(res.pids_max);
+            runtime(&a)?.update(&id, &res)?;
             Ok(0)
         }
         "resume" => {
