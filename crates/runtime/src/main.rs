@@ -4,6 +4,8 @@
 
 #[path = "bin_cli/cli.rs"]
 mod cli;
+#[path = "bin_cli/events.rs"]
+mod events;
 #[path = "bin_cli/update.rs"]
 mod update;
 

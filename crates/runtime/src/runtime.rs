@@ -454,6 +454,11 @@ impl Runtime {
         Ok(self.cgroup(&cfg).stats())
     }
 
+    /// The limits a container has now (as created, then updated).
+    pub fn resources(&self, id: &str) -> Result<crate::spec::Resources, RuntimeError> {
+        Ok(self.existing(id)?.1.spec.resources)
+    }
+
     /// The overlay upper directory of a container on image layers: everything it wrote,
     /// replaced and deleted (`image::diff::write_layer` turns it into a layer); `None` for a
     /// container on a plain directory.

@@ -587,7 +587,40 @@ fn update_changes_the_limits_of_a_running_container() {
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--cpuset-cpus is not supported"));
     assert_eq!(cg.stats().memory_limit_bytes, Some(32 << 20), "unchanged");
+
+    // events --stats: one runc-shaped record with the limits now in force.
+    let o = env.out(&["events", "--stats", "c8"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let ev: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(ev["type"], "stats");
+    assert_eq!(ev["id"], "c8");
+    assert_eq!(ev["data"]["memory"]["usage"]["limit"], 32u64 << 20);
+    assert_eq!(ev["data"]["pids"]["limit"], 50);
+    assert!(ev["data"]["pids"]["current"].as_u64().unwrap() >= 1);
+    assert!(ev["data"]["cpu"]["usage"]["total"].as_u64().is_some());
+    // Without --stats, a record every interval while the container runs.
+    let mut follower = env
+        .cmd(&["events", "--interval", "100ms", "c8"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(follower.stdout.take().unwrap()),
+        &mut first,
+    )
+    .unwrap();
+    assert!(first.contains(r#""type":"stats""#), "{first}");
     assert!(env.out(&["kill", "c8", "KILL"]).status.success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let ended = loop {
+        if let Some(st) = follower.try_wait().unwrap() {
+            break st;
+        }
+        assert!(std::time::Instant::now() < deadline, "events never ended");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    assert!(ended.success(), "events ends with the container");
     common::wait_until("stopped", std::time::Duration::from_secs(10), || {
         let s: serde_json::Value =
             serde_json::from_slice(&env.out(&["state", "c8"]).stdout).unwrap();

@@ -6,7 +6,7 @@
 //! detached) and `docker top`; `docker pause`/`unpause`; `docker stop` stops a detached
 //! container; `-t` for run and exec (the pty master through containerd's console socket);
 //! `docker update` of memory, CPU quota and pids limit (a cpuset is refused by name).
-//! Not yet supported by swarm-runtime (refused with a clear error): events.
+//! (`swarm-runtime events` is tested in the runtime's own CLI tests: Docker does not call it.)
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output};

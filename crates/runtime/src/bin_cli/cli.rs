@@ -31,6 +31,8 @@ commands:
   ps [--format table|json] <id>
   update [--resources FILE|-] [--memory N[k|m|g]] [--cpu-quota US] [--cpu-period US]
          [--pids-limit N] <id>   change the limits of a container that has not stopped
+  events [--stats] [--interval 5s] <id>
+                             cgroup statistics (and oom records) as JSON lines
   pause <id>                 freeze every process of a running container
   resume <id>                thaw a paused container
   features                   what this runtime supports (JSON, the OCI features document)
@@ -50,6 +52,9 @@ pub enum CliError {
         flag: &'static str,
         why: &'static str,
     },
+    /// A request the runtime cannot carry out as asked (what and why).
+    #[error("{0}")]
+    Refused(String),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
@@ -85,6 +90,9 @@ struct Args {
     /// update: `--resources FILE|-` and the limit flags given, in order.
     resources: Option<PathBuf>,
     update_flags: Vec<(String, String)>,
+    /// events: one record (`--stats`) or one every `--interval`.
+    stats: bool,
+    interval: Option<std::time::Duration>,
     force: bool,
     detach: bool,
     all: bool,
@@ -188,6 +196,8 @@ fn parse_command(
         tty: false,
         resources: None,
         update_flags: Vec::new(),
+        stats: false,
+        interval: None,
         force: false,
         detach: false,
         all: false,
@@ -237,13 +247,17 @@ fn parse_command(
             }
             ("list" | "ps", "--quiet" | "-q") => a.quiet = true,
             ("update", "--resources" | "-r") => a.resources = Some(val()?.into()),
+            ("events", "--stats") => a.stats = true,
+            ("events", "--interval") => {
+                a.interval = Some(crate::events::parse_interval(&val()?).map_err(CliError::Usage)?)
+            }
             ("update", f) if crate::update::FLAGS.contains(&f) => {
                 let v = val()?;
                 a.update_flags.push((f.to_string(), v));
             }
             ("update", f) if crate::update::unsupported(f).is_some() => {
                 let why = crate::update::unsupported(f).expect("checked");
-                return Err(CliError::Usage(format!("{f} is not supported: {why}")));
+                return Err(CliError::Refused(format!("{f} is not supported: {why}")));
             }
             (cmd, f) if f.starts_with('-') && f.len() > 1 => {
                 if GLOBAL_FLAGS.contains(&f) {
@@ -610,6 +624,16 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
             runtime(&a)?.pause(&id_arg(&a)?)?;
             Ok(0)
         }
+        "events" => {
+            let id = id_arg(&a)?;
+            let rt = runtime(&a)?;
+            if a.stats {
+                println!("{}", crate::events::stats_record(&rt, &id)?);
+                return Ok(0);
+            }
+            let every = a.interval.unwrap_or(std::time::Duration::from_secs(5));
+            Ok(crate::events::follow(&rt, &id, every)?)
+        }
         "update" => {
             let id = id_arg(&a)?;
             // As runc: the document first, then the flags over it.
@@ -625,11 +649,11 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
                         path: p.clone(),
                         source,
                     })?;
-                    crate::update::from_json(&body).map_err(CliError::Usage)?
+                    crate::update::from_json(&body).map_err(CliError::Refused)?
                 }
                 None => Default::default(),
             };
-            let flags = crate::update::from_flags(&a.update_flags).map_err(CliError::Usage)?;
+            let flags = crate::update::from_flags(&a.update_flags).map_err(CliError::Refused)?;
             res.memory_bytes = flags.memory_bytes.or(res.memory_bytes);
             res.cpu_quota_us = flags.cpu_quota_us.or(res.cpu_quota_us);
             res.cpu_period_us = flags.cpu_period_us.or(res.cpu_period_us);
