@@ -8,6 +8,10 @@
 //! fill every set alike) and `linux.seccomp` (compiled by [`crate::seccomp::Profile`]; a spec
 //! without one gets the built-in default profile, where runc would install none: we never make
 //! a new session keyring, and that profile is what keeps the host's keyring out of reach).
+//! `linux.maskedPaths` and `linux.readonlyPaths` are the paths masked and made read-only (none
+//! when absent, as with runc; the runtime's own default is Docker's lists), and
+//! `linux.devices` entries are bound from the host node at the same path (which must be that
+//! device: this runtime never makes device nodes).
 //! `process.terminal: true` gives the container a terminal (`StdioMode::Console`), whose master
 //! goes to the caller's `--console-socket`.
 
@@ -155,7 +159,25 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
         })?;
         cs.options.seccomp = crate::privilege::SeccompMode::Profile(json);
     }
+    // As runc: the bundle's lists, and none when it has none (Docker omits empty lists, e.g.
+    // for `--security-opt systempaths=unconfined`; `runc spec` writes Docker's defaults).
+    let linux = spec.linux().as_ref();
+    cs.options.masked_paths = Some(
+        linux
+            .and_then(|l| l.masked_paths().clone())
+            .unwrap_or_default(),
+    );
+    cs.options.readonly_paths = Some(
+        linux
+            .and_then(|l| l.readonly_paths().clone())
+            .unwrap_or_default(),
+    );
     if let Some(linux) = spec.linux() {
+        for d in linux.devices().iter().flatten() {
+            if let Some(m) = device(&path, d)? {
+                cs.options.devices.push(m);
+            }
+        }
         if let Some(ns) = linux.namespaces() {
             if ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network) {
                 cs.network = NetworkMode::None;
@@ -179,6 +201,64 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
     Ok(cs)
 }
 
+/// An OCI `linux.devices` entry as a host node to bind (this runtime never makes device
+/// nodes: its `/dev` is `nodev`): the node at the same path on the host, which must be that
+/// device. The devices every container gets anyway are skipped.
+fn device(
+    path: &Path,
+    d: &oci_spec::runtime::LinuxDevice,
+) -> Result<Option<crate::privilege::DeviceMapping>, OciError> {
+    use oci_spec::runtime::LinuxDeviceType;
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let at = d.path();
+    let standard = at
+        .strip_prefix("/dev")
+        .ok()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| crate::mounts::DEVICES.contains(&n) || n == "console" || n == "ptmx");
+    if standard {
+        return Ok(None);
+    }
+    let invalid = |reason: String| OciError::Invalid {
+        path: path.to_path_buf(),
+        what: "linux.devices",
+        reason,
+    };
+    let meta = std::fs::metadata(at).map_err(|e| {
+        invalid(format!(
+            "{}: {e}; swarm-runtime binds the host's node of a device and cannot create one",
+            at.display()
+        ))
+    })?;
+    let t = meta.file_type();
+    let kind_ok = match d.typ() {
+        LinuxDeviceType::C | LinuxDeviceType::U => t.is_char_device(),
+        LinuxDeviceType::B => t.is_block_device(),
+        other => {
+            return Err(invalid(format!(
+                "{}: device type {other:?} is not supported (only c, u and b)",
+                at.display()
+            )))
+        }
+    };
+    let rdev = meta.rdev();
+    let (major, minor) = (libc::major(rdev) as i64, libc::minor(rdev) as i64);
+    if !kind_ok || major != d.major() || minor != d.minor() {
+        return Err(invalid(format!(
+            "{} on this host is not device {}:{} of that type; swarm-runtime binds the host's node \
+             at the same path and cannot create one elsewhere",
+            at.display(),
+            d.major(),
+            d.minor()
+        )));
+    }
+    Ok(Some(crate::privilege::DeviceMapping {
+        host: at.clone(),
+        container: at.clone(),
+        permissions: "rwm".into(),
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -190,6 +270,54 @@ mod tests {
         std::fs::write(t.path().join("config.json"), config).unwrap();
         let cs = load_bundle("c1", t.path()).unwrap();
         (t, cs)
+    }
+
+    #[test]
+    fn masked_and_read_only_paths_and_devices_come_from_the_bundle() {
+        use std::os::unix::fs::MetadataExt;
+        let rdev = std::fs::metadata("/dev/loop-control")
+            .or_else(|_| std::fs::metadata("/dev/full"))
+            .unwrap()
+            .rdev();
+        let (maj, min) = (libc::major(rdev), libc::minor(rdev));
+        let node = if std::path::Path::new("/dev/loop-control").exists() {
+            "/dev/loop-control"
+        } else {
+            "/dev/full"
+        };
+        let cfg = |major: u32| {
+            format!(
+                r#"{{"ociVersion":"1.0.2","process":{{"terminal":false,"user":{{"uid":0,"gid":0}},"args":["true"],"cwd":"/"}},
+                "root":{{"path":"rootfs"}},
+                "linux":{{"maskedPaths":["/proc/kcore"],"readonlyPaths":[],
+                  "devices":[{{"path":"/dev/null","type":"c","major":1,"minor":3}},
+                             {{"path":"{node}","type":"c","major":{major},"minor":{min}}}]}}}}"#
+            )
+        };
+        let (_t, cs) = bundle(&cfg(maj));
+        assert_eq!(
+            cs.options.masked_paths,
+            Some(vec!["/proc/kcore".to_string()])
+        );
+        assert_eq!(cs.options.readonly_paths, Some(vec![]));
+        let devs: Vec<_> = cs.options.devices.iter().map(|d| d.host.clone()).collect();
+        if node == "/dev/full" {
+            assert!(
+                devs.is_empty(),
+                "standard devices are not bound twice: {devs:?}"
+            );
+        } else {
+            assert_eq!(devs, vec![std::path::PathBuf::from(node)]);
+        }
+        cs.validate().unwrap();
+        // The same path on the host being another device is refused.
+        let t = tempfile::tempdir().unwrap();
+        std::fs::create_dir(t.path().join("rootfs")).unwrap();
+        std::fs::write(t.path().join("config.json"), cfg(maj + 1)).unwrap();
+        if node != "/dev/full" {
+            let e = load_bundle("c1", t.path()).unwrap_err().to_string();
+            assert!(e.contains("cannot create one"), "{e}");
+        }
     }
 
     #[test]

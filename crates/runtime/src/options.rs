@@ -31,6 +31,10 @@ pub enum OptionsError {
     SysctlName(String),
     #[error("oom score adjustment {0} is out of range: use -1000 to 1000")]
     OomScoreAdj(i32),
+    #[error(
+        "invalid masked or read-only path {0:?}: must be an absolute path without `..` components"
+    )]
+    Path(String),
     #[error("invalid group {0:?}: use a group name or a numeric gid")]
     Group(String),
     #[error("too many {what}: {count} (at most {MAX_ENTRIES})")]
@@ -114,6 +118,14 @@ pub struct ContainerOptions {
     pub privileged: bool,
     /// Host devices made available (with `privileged`, the host's are added at create).
     pub devices: Vec<crate::privilege::DeviceMapping>,
+    /// Paths hidden from the workload; `None`: Docker's list (`mounts::MASKED_PATHS`). An OCI
+    /// bundle's `linux.maskedPaths` sets it (Docker sends an empty list for `--privileged`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub masked_paths: Option<Vec<String>>,
+    /// Paths made read-only; `None`: Docker's list (`mounts::READONLY_PATHS`); from an OCI
+    /// bundle's `linux.readonlyPaths`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub readonly_paths: Option<Vec<String>>,
     pub seccomp: crate::privilege::SeccompMode,
 }
 
@@ -207,6 +219,16 @@ impl ContainerOptions {
         if let Some(a) = self.oom_score_adj {
             if !(-1000..=1000).contains(&a) {
                 return Err(OptionsError::OomScoreAdj(a));
+            }
+        }
+        for p in self
+            .masked_paths
+            .iter()
+            .chain(self.readonly_paths.iter())
+            .flatten()
+        {
+            if crate::spec::clean_container_path(p).is_none() {
+                return Err(OptionsError::Path(p.clone()));
             }
         }
         for g in &self.additional_groups {

@@ -5,7 +5,8 @@
 //! Docker (as with runc on the same daemon); `docker exec` (exit status, stdin, user,
 //! detached) and `docker top`; `docker pause`/`unpause`; `docker stop` stops a detached
 //! container; `-t` for run and exec (the pty master through containerd's console socket);
-//! `docker update` of memory, CPU quota and pids limit (a cpuset is refused by name).
+//! `docker update` of memory, CPU quota and pids limit (a cpuset is refused by name); masked
+//! paths (`--security-opt systempaths=unconfined`) and `--device` from Docker's config.
 //! (`swarm-runtime events` is tested in the runtime's own CLI tests: Docker does not call it.)
 
 use std::path::{Path, PathBuf};
@@ -135,6 +136,45 @@ fn docker_runs_containers_on_swarm_runtime() {
         );
         assert_eq!(o.status.code(), Some(7), "{runtime}: {err}\n{}", d.log());
         assert_eq!(out.trim(), "hello from v1", "{runtime}");
+    }
+
+    info!("phase: masked paths and devices from Docker's config, runc and swarm side by side");
+    for runtime in ["runc", "swarm"] {
+        let run = |extra: &[&str], cmd: &str| {
+            let mut args = vec!["run", "--rm", "--runtime", runtime, "--network", "none"];
+            args.extend_from_slice(extra);
+            args.extend_from_slice(&["t90-busybox:1", "sh", "-c", cmd]);
+            let o = d.docker(&args);
+            (
+                o.status.code(),
+                String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                String::from_utf8_lossy(&o.stderr).to_string(),
+            )
+        };
+        let (code, out, err) = run(&[], "head -c 16 /proc/timer_list; echo .");
+        assert_eq!(
+            (code, out.as_str()),
+            (Some(0), "."),
+            "{runtime}: masked by default: {err}"
+        );
+        let (code, out, err) = run(
+            &["--security-opt", "systempaths=unconfined"],
+            "head -c 16 /proc/timer_list; echo .",
+        );
+        assert_eq!(code, Some(0), "{runtime}: {err}");
+        assert!(
+            out.starts_with("Timer List"),
+            "{runtime}: unmasked: {out:?} {err}"
+        );
+        if Path::new("/dev/loop-control").exists() {
+            let (code, _, err) = run(
+                &["--device", "/dev/loop-control"],
+                "test -c /dev/loop-control",
+            );
+            assert_eq!(code, Some(0), "{runtime}: --device: {err}");
+            let (code, _, _) = run(&[], "test -e /dev/loop-control");
+            assert_eq!(code, Some(1), "{runtime}: no device unless asked");
+        }
     }
 
     info!("phase: a detached container runs until docker stop, which reports its exit");

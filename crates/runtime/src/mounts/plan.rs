@@ -140,11 +140,18 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
         }
     }
     if !privileged {
-        for m in MASKED_PATHS {
-            ops.push(MountOp::Mask { path: p(m) });
+        let o = &spec.options;
+        let listed = |given: &Option<Vec<String>>, default: &[&str]| -> Vec<PathBuf> {
+            match given {
+                Some(list) => list.iter().map(PathBuf::from).collect(),
+                None => default.iter().map(PathBuf::from).collect(),
+            }
+        };
+        for m in listed(&o.masked_paths, MASKED_PATHS) {
+            ops.push(MountOp::Mask { path: m });
         }
-        for r in READONLY_PATHS {
-            ops.push(MountOp::ReadOnly { path: p(r) });
+        for r in listed(&o.readonly_paths, READONLY_PATHS) {
+            ops.push(MountOp::ReadOnly { path: r });
         }
     }
     ops
