@@ -88,16 +88,9 @@ impl RunningSince {
         s: &swarm_types::store::StoreState,
         now_ms: u64,
     ) -> std::collections::HashMap<TaskId, u64> {
-        let updating: std::collections::HashSet<&swarm_types::ServiceId> = s
-            .services
-            .values()
-            .filter(|svc| {
-                svc.update_status
-                    .as_ref()
-                    .is_some_and(|u| u.state.is_active())
-            })
-            .map(|svc| &svc.id)
-            .collect();
+        // An index kept by the store: scanning every service here cost 12 % of the leader's
+        // CPU while 64 clients created services (raft_bench profile, 2026-12-04).
+        let updating = s.updating_services();
         let mut live = std::collections::HashSet::new();
         if !updating.is_empty() {
             let now = std::time::Instant::now();

@@ -214,6 +214,63 @@ pub struct StoreState {
     /// (network, virtual IP) → the service holding it; derived like `addresses`.
     #[serde(skip)]
     vips: BTreeMap<(NetworkId, Ipv4Addr), ServiceId>,
+    /// Services in an active rolling update (or rollback); derived like `addresses`, so the
+    /// control loop need not look at every service on every pass.
+    #[serde(skip)]
+    updating: std::collections::BTreeSet<ServiceId>,
+}
+
+fn is_updating(s: &Service) -> bool {
+    s.update_status
+        .as_ref()
+        .is_some_and(|u| u.state.is_active())
+}
+
+/// Keeps the derived service indexes (virtual IPs, active updates) in step with one change.
+fn index_service(
+    vips: &mut BTreeMap<(NetworkId, Ipv4Addr), ServiceId>,
+    updating: &mut std::collections::BTreeSet<ServiceId>,
+    old: Option<&Service>,
+    new: Option<&Service>,
+) {
+    if let Some(o) = old {
+        for v in &o.endpoint.virtual_ips {
+            let k = (v.network_id.clone(), v.addr.addr);
+            if vips.get(&k) == Some(&o.id) {
+                vips.remove(&k);
+            }
+        }
+        updating.remove(&o.id);
+    }
+    if let Some(n) = new {
+        for v in &n.endpoint.virtual_ips {
+            vips.insert((v.network_id.clone(), v.addr.addr), n.id.clone());
+        }
+        if is_updating(n) {
+            updating.insert(n.id.clone());
+        }
+    }
+}
+
+/// Keeps the address index in step with one task change.
+fn index_task(
+    addresses: &mut BTreeMap<(NetworkId, Ipv4Addr), TaskId>,
+    old: Option<&Task>,
+    new: Option<&Task>,
+) {
+    if let Some(o) = old {
+        for a in &o.networks {
+            let k = (a.network_id.clone(), a.address.addr);
+            if addresses.get(&k) == Some(&o.id) {
+                addresses.remove(&k);
+            }
+        }
+    }
+    if let Some(n) = new {
+        for a in &n.networks {
+            addresses.insert((a.network_id.clone(), a.address.addr), n.id.clone());
+        }
+    }
 }
 
 impl StoreState {
@@ -269,6 +326,12 @@ impl StoreState {
                     .map(|v| ((v.network_id.clone(), v.addr.addr), s.id.clone()))
             })
             .collect();
+        self.updating = self
+            .services
+            .values()
+            .filter(|s| is_updating(s))
+            .map(|s| s.id.clone())
+            .collect();
     }
 
     /// The service whose virtual IP `addr` is on network `net`, if any.
@@ -283,21 +346,9 @@ impl StoreState {
             .map(|((_, a), _)| *a)
     }
 
-    fn index_service(&mut self, old: Option<&Service>, new: Option<&Service>) {
-        if let Some(o) = old {
-            for v in &o.endpoint.virtual_ips {
-                let k = (v.network_id.clone(), v.addr.addr);
-                if self.vips.get(&k) == Some(&o.id) {
-                    self.vips.remove(&k);
-                }
-            }
-        }
-        if let Some(n) = new {
-            for v in &n.endpoint.virtual_ips {
-                self.vips
-                    .insert((v.network_id.clone(), v.addr.addr), n.id.clone());
-            }
-        }
+    /// Services in an active rolling update or rollback.
+    pub fn updating_services(&self) -> &std::collections::BTreeSet<ServiceId> {
+        &self.updating
     }
 
     /// The task holding `addr` on network `net`, if any.
@@ -401,23 +452,6 @@ impl StoreState {
             + self.networks.len()
     }
 
-    fn index_task(&mut self, old: Option<&Task>, new: Option<&Task>) {
-        if let Some(o) = old {
-            for a in &o.networks {
-                let k = (a.network_id.clone(), a.address.addr);
-                if self.addresses.get(&k) == Some(&o.id) {
-                    self.addresses.remove(&k);
-                }
-            }
-        }
-        if let Some(n) = new {
-            for a in &n.networks {
-                self.addresses
-                    .insert((a.network_id.clone(), a.address.addr), n.id.clone());
-            }
-        }
-    }
-
     fn insert(&mut self, obj: Object) -> Option<Object> {
         match obj {
             Object::Cluster(o) => self
@@ -426,19 +460,22 @@ impl StoreState {
                 .map(Object::Cluster),
             Object::Node(o) => self.nodes.insert(o.id.clone(), o).map(Object::Node),
             Object::Service(o) => {
-                let old = self.services.insert(o.id.clone(), o.clone());
+                let id = o.id.clone();
+                let old = self.services.insert(id.clone(), o);
+                let new = &self.services[&id];
                 if let Some(prev) = &old {
-                    if prev.spec.name != o.spec.name {
+                    if prev.spec.name != new.spec.name {
                         self.service_names.remove(&prev.spec.name);
                     }
                 }
-                self.service_names.insert(o.spec.name.clone(), o.id.clone());
-                self.index_service(old.as_ref(), Some(&o));
+                self.service_names.insert(new.spec.name.clone(), id);
+                index_service(&mut self.vips, &mut self.updating, old.as_ref(), Some(new));
                 old.map(Object::Service)
             }
             Object::Task(o) => {
-                let old = self.tasks.insert(o.id.clone(), o.clone());
-                self.index_task(old.as_ref(), Some(&o));
+                let id = o.id.clone();
+                let old = self.tasks.insert(id.clone(), o);
+                index_task(&mut self.addresses, old.as_ref(), Some(&self.tasks[&id]));
                 old.map(Object::Task)
             }
             Object::Network(o) => self.networks.insert(o.id.clone(), o).map(Object::Network),
@@ -462,12 +499,12 @@ impl StoreState {
                 if self.service_names.get(&s.spec.name) == Some(&s.id) {
                     self.service_names.remove(&s.spec.name);
                 }
-                self.index_service(Some(&s), None);
+                index_service(&mut self.vips, &mut self.updating, Some(&s), None);
                 Some(Object::Service(s))
             }
             ObjectKind::Task => {
                 let t = self.tasks.remove(id)?;
-                self.index_task(Some(&t), None);
+                index_task(&mut self.addresses, Some(&t), None);
                 Some(Object::Task(t))
             }
             ObjectKind::Network => self.networks.remove(id).map(Object::Network),

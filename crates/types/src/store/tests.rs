@@ -123,6 +123,73 @@ fn snapshot_roundtrip_rebuilds_name_index() {
     assert!(back.service_by_name("web").is_some());
 }
 
+#[test]
+fn the_services_in_an_update_are_indexed_through_every_change() {
+    use crate::objects::{UpdateState, UpdateStatus};
+    let with_update = |version, state: Option<UpdateState>| {
+        let Object::Service(mut svc) = service("a", "web", version) else {
+            unreachable!()
+        };
+        svc.update_status = state.map(|state| UpdateStatus {
+            state,
+            started_at: 1,
+            completed_at: 0,
+            message: String::new(),
+        });
+        Object::Service(svc)
+    };
+    let mut s = StoreState::default();
+    let a = ServiceId::new("a");
+    s.apply(&batch(vec![Op::Create(with_update(0, None))]), 1)
+        .unwrap();
+    assert!(s.updating_services().is_empty());
+    s.apply(
+        &batch(vec![Op::Update(with_update(
+            1,
+            Some(UpdateState::Updating),
+        ))]),
+        2,
+    )
+    .unwrap();
+    assert!(s.updating_services().contains(&a));
+    let json = serde_json::to_vec(&s).unwrap();
+    let mut back: StoreState = serde_json::from_slice(&json).unwrap();
+    back.rebuild_indexes();
+    assert_eq!(
+        back.updating_services(),
+        s.updating_services(),
+        "rebuilt from a snapshot"
+    );
+    s.apply(
+        &batch(vec![Op::Update(with_update(
+            2,
+            Some(UpdateState::Completed),
+        ))]),
+        3,
+    )
+    .unwrap();
+    assert!(s.updating_services().is_empty());
+    s.apply(
+        &batch(vec![Op::Update(with_update(
+            3,
+            Some(UpdateState::RollbackStarted),
+        ))]),
+        4,
+    )
+    .unwrap();
+    assert!(s.updating_services().contains(&a));
+    s.apply(
+        &batch(vec![Op::Delete {
+            kind: ObjectKind::Service,
+            id: "a".into(),
+            version: None,
+        }]),
+        5,
+    )
+    .unwrap();
+    assert!(s.updating_services().is_empty(), "gone with the service");
+}
+
 proptest! {
     /// Whatever sequence of writes is applied, a failed batch changes nothing and names stay
     /// unique among services.
