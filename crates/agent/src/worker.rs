@@ -56,8 +56,13 @@ pub async fn run<E: Executor>(
         let open = open_session(&managers, &addr, &node);
         let stream = match tokio::time::timeout(Duration::from_secs(5), open).await {
             Ok(Ok(s)) => s,
+            Ok(Err(e)) if swarm_api::node_removed(&e) => {
+                controllers.removed_from_cluster();
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                continue;
+            }
             Ok(Err(e)) => {
-                tracing::debug!(manager = %addr, error = %e, "dispatcher session failed");
+                tracing::debug!(manager = %addr, error = %e.message(), "dispatcher session failed");
                 idx += 1;
                 tokio::time::sleep(Duration::from_millis(300)).await;
                 continue;
@@ -68,8 +73,13 @@ pub async fn run<E: Executor>(
             }
         };
         tracing::info!(manager = %addr, "dispatcher session open");
-        if let SessionEnd::Shutdown = follow(stream, &mut controllers, &mut shutdown).await {
-            return;
+        match follow(stream, &mut controllers, &mut shutdown).await {
+            SessionEnd::Shutdown => return,
+            SessionEnd::Removed => {
+                controllers.removed_from_cluster();
+                continue;
+            }
+            SessionEnd::Lost => {}
         }
         tracing::info!(manager = %addr, "dispatcher session lost; reconnecting");
         idx += 1;
@@ -81,8 +91,8 @@ async fn open_session(
     managers: &Managers,
     addr: &str,
     node: &NodeId,
-) -> Result<Streaming<SessionMessage>, String> {
-    let ch = managers.channel(addr)?;
+) -> Result<Streaming<SessionMessage>, tonic::Status> {
+    let ch = managers.channel(addr).map_err(tonic::Status::unavailable)?;
     DispatcherClient::new(ch)
         .max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
         .session(SessionRequest {
@@ -90,7 +100,6 @@ async fn open_session(
         })
         .await
         .map(|r| r.into_inner())
-        .map_err(|s| s.message().to_string())
 }
 
 /// Everything that moves a dispatcher session on.
@@ -102,6 +111,8 @@ enum Event {
 enum SessionEnd {
     Lost,
     Shutdown,
+    /// The leader ended the session because this node was removed from the cluster.
+    Removed,
 }
 
 /// Applies one session's assignments until the stream ends or the agent shuts down.
@@ -120,6 +131,7 @@ async fn follow<E: Executor>(
         match event {
             Event::Shutdown => return SessionEnd::Shutdown,
             Event::Message(Ok(Some(msg))) => controllers.apply(msg, &mut full_set),
+            Event::Message(Err(e)) if swarm_api::node_removed(&e) => return SessionEnd::Removed,
             Event::Message(Ok(None) | Err(_)) => return SessionEnd::Lost,
         }
     }
@@ -153,6 +165,24 @@ impl<E: Executor> Controllers<E> {
             self.db.clone(),
         );
         tokio::spawn(run.instrument(span));
+    }
+
+    /// The leader says this node is no longer in the cluster: what it runs is orphaned (its
+    /// tasks were rescheduled elsewhere), so every task goes, and with the last container the
+    /// node's networks, rules and bridges (`DataPlane::collect`).
+    fn removed_from_cluster(&mut self) {
+        if self.by_task.is_empty() {
+            return;
+        }
+        tracing::warn!(
+            tasks = self.by_task.len(),
+            "this node was removed from the cluster: stopping and removing its tasks; join \
+             again with a new --state-dir to run tasks here"
+        );
+        let ids: Vec<TaskId> = self.by_task.keys().cloned().collect();
+        for id in ids {
+            self.remove(id.as_str());
+        }
     }
 
     /// The task is no longer this node's: its controller stops and removes it.

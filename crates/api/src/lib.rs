@@ -98,9 +98,35 @@ pub fn managers_hint(status: &tonic::Status) -> Vec<String> {
         .unwrap_or_default()
 }
 
+/// Metadata key set on a refusal by the leader when the calling node is not in the cluster
+/// (it was removed): the agent stops and removes its tasks and what it installed.
+pub const NODE_REMOVED: &str = "swarm-node-removed";
+
+/// `status` telling the caller its node was removed from the cluster.
+pub fn with_node_removed(mut status: tonic::Status) -> tonic::Status {
+    status.metadata_mut().insert(
+        NODE_REMOVED,
+        tonic::metadata::MetadataValue::from_static("1"),
+    );
+    status
+}
+
+/// Whether `status` says the calling node was removed from the cluster.
+pub fn node_removed(status: &tonic::Status) -> bool {
+    status.metadata().get(NODE_REMOVED).is_some()
+}
+
 #[cfg(test)]
 mod hint_tests {
     use super::*;
+
+    #[test]
+    fn a_node_removed_mark_survives_the_status() {
+        assert!(node_removed(&with_node_removed(
+            tonic::Status::permission_denied("x")
+        )));
+        assert!(!node_removed(&tonic::Status::permission_denied("x")));
+    }
 
     #[test]
     fn a_managers_hint_survives_the_status_and_an_empty_one_names_none() {

@@ -105,10 +105,17 @@ fn check_cluster(m: &Manager, p: &PeerIdentity) -> Result<(), Status> {
 
 fn check_exists(m: &Manager, p: &PeerIdentity) -> Result<(), Status> {
     if !m.store().read(|s| s.nodes.contains_key(p.node_id.as_str())) {
-        return Err(Status::permission_denied(format!(
+        let status = Status::permission_denied(format!(
             "node {} is not part of this cluster (it was removed)",
             p.node_id
-        )));
+        ));
+        // Only the leader says so in a way the agent acts on (it removes its tasks): a
+        // follower's store may lag behind a join.
+        return Err(if m.is_leader() {
+            swarm_api::with_node_removed(status)
+        } else {
+            status
+        });
     }
     Ok(())
 }

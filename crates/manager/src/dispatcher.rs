@@ -72,10 +72,18 @@ impl Hub {
                         if c.status_only {
                             continue;
                         }
-                        let Object::Task(t) = &c.object else { continue };
-                        let Some(node) = &t.node_id else { continue };
+                        // A node's sessions get its tasks' changes, and its own removal
+                        // (which ends them).
+                        let node = match &c.object {
+                            Object::Task(t) => match &t.node_id {
+                                Some(n) => n.clone(),
+                                None => continue,
+                            },
+                            Object::Node(n) if c.action == Action::Deleted => n.id.clone(),
+                            _ => continue,
+                        };
                         let mut subs = h.subs.lock().expect("hub lock");
-                        if let Some(list) = subs.get_mut(node) {
+                        if let Some(list) = subs.get_mut(&node) {
                             list.retain(|s| match s.tx.try_send(StoreEvent::Change(c.clone())) {
                                 Ok(()) => true,
                                 Err(tokio::sync::mpsc::error::TrySendError::Full(_)) => {
@@ -224,9 +232,16 @@ impl Dispatcher for DispatcherService {
                     _ = tx.closed() => return,
                 };
                 let mut changed: HashMap<TaskId, Option<Task>> = HashMap::new();
+                let mut removed = false;
                 let mut handle = |r: Result<StoreEvent, RecvError>| -> Result<(), bool> {
                     match r {
                         Ok(StoreEvent::Change(c)) => {
+                            if let Object::Node(n) = &c.object {
+                                if n.id == node && c.action == Action::Deleted {
+                                    removed = true;
+                                    return Err(false);
+                                }
+                            }
                             if let Object::Task(t) = &c.object {
                                 if t.node_id.as_ref() == Some(&node) {
                                     let v = (c.action != Action::Deleted).then(|| t.clone());
@@ -239,21 +254,38 @@ impl Dispatcher for DispatcherService {
                         Err(RecvError::Closed) => Err(false),
                     }
                 };
+                let mut stop = false;
                 let mut resync = match handle(first) {
                     Ok(()) => false,
                     Err(true) => true,
-                    Err(false) => return,
+                    Err(false) => {
+                        stop = true;
+                        false
+                    }
                 };
                 let deadline = tokio::time::Instant::now() + Duration::from_millis(5);
-                while !resync {
+                while !resync && !stop {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Err(_) => break,
                         Ok(r) => match handle(r.ok_or(RecvError::Closed)) {
                             Ok(()) => {}
                             Err(true) => resync = true,
-                            Err(false) => return,
+                            Err(false) => stop = true,
                         },
                     }
+                }
+                drop(handle);
+                if stop && !removed {
+                    return;
+                }
+                if removed {
+                    // The node left the cluster while its session was open: end it the way a
+                    // new session would be refused, so the agent removes what it runs.
+                    let status = Status::permission_denied(format!(
+                        "node {node} is not part of this cluster (it was removed)"
+                    ));
+                    let _ = tx.send(Err(swarm_api::with_node_removed(status))).await;
+                    return;
                 }
                 if resync {
                     send_full = true;

@@ -174,14 +174,31 @@ pub(crate) async fn join(
 
 /// A joined manager asks the leader to add it as a learner and then a voter. Retries while
 /// the cluster is electing or catching this node up.
+///
+/// Each round asks the leader and voters this node's own (learning) manager knows of first,
+/// then the managers it knew when it joined: those may have been demoted meanwhile, and a
+/// node that kept asking only them never became a voter (seen as a flaky t40 run: the
+/// promotion of n3 went on retrying the demoted n1 while the cluster counted n3 a manager).
 pub(crate) async fn promote(
     id: &Identity,
     tls: &std::sync::Arc<rustls::ClientConfig>,
+    local: &swarm_manager::manager::Manager,
 ) -> anyhow::Result<()> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     let mut last_err = String::new();
     loop {
-        for addr in &id.managers {
+        let mut addrs: Vec<String> = local.leader().map(|(_, a)| a).into_iter().collect();
+        addrs.extend(
+            local
+                .members()
+                .into_iter()
+                .filter(|(_, _, voter)| *voter)
+                .map(|(_, a, _)| a),
+        );
+        addrs.extend(id.managers.iter().cloned());
+        let mut seen = std::collections::HashSet::new();
+        addrs.retain(|a| seen.insert(a.clone()));
+        for addr in &addrs {
             if *addr == id.advertise_addr {
                 continue;
             }

@@ -115,7 +115,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 bootstrap(&m, &id, &description, &certs, &args).await?;
                 identity::remove_bootstrap_ca_key(&args.state_dir);
             } else {
-                promote(&id, &client_tls).await?;
+                promote(&id, &client_tls, &m).await?;
                 id.pending_token.clear();
                 id.promoting = false;
             }

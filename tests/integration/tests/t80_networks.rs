@@ -310,14 +310,68 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
         );
     }
 
+    info!("phase: a host removed from the cluster stops its tasks and removes what it installed");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "edge",
+            "--mode",
+            "global",
+            "--network",
+            "ov",
+            "busybox",
+            "sleep",
+            "3804",
+        ],
+    )
+    .unwrap();
+    wait_tasks(&c, "edge", "sleep 3804", 3);
+    let (_, tag3) = tags.iter().find(|(h, _)| h == "n3").expect("node n3");
+    let containers_of_n3 = || {
+        std::fs::read_dir(c.nodes[2].state_dir.join("containers/containers"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert!(containers_of_n3() > 0, "n3 runs a task of edge");
+    assert!(
+        !node_leftovers(&hosts.names[2], tag3).is_empty(),
+        "n3 has its overlay"
+    );
+    let offset = c.nodes[2].log_len();
+    c.ctl(0, &["node", "rm", "--force", "n3"]).unwrap();
+    wait_until(
+        "n3 removed its containers and what it installed",
+        LONG,
+        || {
+            (containers_of_n3() == 0 && node_leftovers(&hosts.names[2], tag3).is_empty())
+                .then_some(())
+        },
+    )
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}: {} containers, {:?}\n{}",
+            containers_of_n3(),
+            node_leftovers(&hosts.names[2], tag3),
+            c.dump()
+        )
+    });
+    assert!(c.nodes[2]
+        .log_since(offset)
+        .contains("this node was removed from the cluster"));
+    wait_tasks(&c, "edge", "sleep 3804", 2);
+
     info!("phase: once a host's tasks are gone, nothing the node installed is left");
-    for s in ["web", "inner", "iso"] {
+    for s in ["web", "inner", "iso", "edge"] {
         c.ctl(0, &["service", "rm", s]).unwrap();
     }
     wait_until("containers gone", LONG, || {
         (pids_of("sleep 3801").is_empty()
             && pids_of("sleep 3802").is_empty()
-            && pids_of("sleep 3803").is_empty())
+            && pids_of("sleep 3803").is_empty()
+            && pids_of("sleep 3804").is_empty())
         .then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
