@@ -274,7 +274,6 @@ impl Dispatcher for DispatcherService {
                         },
                     }
                 }
-                drop(handle);
                 if stop && !removed {
                     return;
                 }
