@@ -396,6 +396,71 @@ fn overlay_networks_connect_tasks_across_hosts_and_isolate_networks() {
     assert!(json_lines(&c.ctl(0, &["network", "ls", "--format", "json"]).unwrap()).is_empty());
 }
 
+/// 500 tasks on one overlay /16 hold 500 distinct addresses inside it, as the managers
+/// allocated them and `network inspect --verbose` shows them (fake containers: this is the
+/// cluster's address management end to end, not the data plane).
+#[test]
+fn five_hundred_tasks_on_one_overlay_slash_16_get_distinct_addresses() {
+    init_tracing();
+    let mut c = Cluster::new();
+    c.extra_args = vec!["--executor".into(), "fake".into()];
+    c.init().unwrap();
+    c.ctl(
+        0,
+        &[
+            "network",
+            "create",
+            "--driver",
+            "overlay",
+            "--subnet",
+            "10.99.0.0/16",
+            "big",
+        ],
+    )
+    .unwrap();
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--detach",
+            "--name",
+            "many",
+            "--replicas",
+            "500",
+            "--network",
+            "big",
+            "busybox",
+        ],
+    )
+    .unwrap();
+    wait_until("500 tasks running", LONG, || {
+        (running(&c, 0, "many").len() == 500).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
+    let out = c
+        .ctl(0, &["network", "inspect", "--verbose", "big"])
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let svc = &v[0]["Services"]["many"];
+    let vip = svc["VIP"].as_str().unwrap().to_string();
+    let addrs: Vec<String> = svc["Tasks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["Info"]["State"] == "running")
+        .map(|t| t["EndpointIP"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(addrs.len(), 500, "{svc}");
+    let distinct: BTreeSet<&String> = addrs.iter().collect();
+    assert_eq!(distinct.len(), 500, "no address twice");
+    for a in &addrs {
+        assert!(a.starts_with("10.99."), "{a} inside 10.99.0.0/16");
+        assert_ne!(a, &vip, "no task holds the service's virtual IP");
+        assert_ne!(a, "10.99.0.1", "no task holds the gateway");
+    }
+}
+
 /// The addresses the node's default bridge handed out inside host namespace `ns`: what each
 /// task's host-side veth carries in its alias (`swarm-addr:ADDR:TASK`).
 fn bridge_addrs(ns: &str) -> Vec<String> {

@@ -1,18 +1,23 @@
-//! `swarmctl network inspect NETWORK...`: a JSON array in Docker's shape (`Name`, `Id`,
-//! `IPAM.Config[].Subnet`, ...), plus the cluster's own view under `Swarm`.
+//! `swarmctl network inspect [-v] NETWORK...`: a JSON array in Docker's shape (`Name`, `Id`,
+//! `IPAM.Config[].Subnet`, ...); with `--verbose`, also `Services` as Docker's swarm-scope
+//! verbose inspect shows them: each service on the network with its virtual IP and the
+//! address of every task that holds one there.
 
 use super::get_network;
-use crate::client::Context;
+use crate::client::{collect, status_err, Context};
 use crate::output;
 use clap::Args;
 use serde_json::{json, Value};
-use swarm_types::Network;
+use swarm_types::{Network, Object, Service, Task};
 
 #[derive(Args, Debug)]
 pub struct InspectArgs {
     /// Network ids, id prefixes or names.
     #[arg(required = true)]
     pub networks: Vec<String>,
+    /// Also show the services on each network, their virtual IPs and their tasks' addresses.
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// Creation time in Docker's RFC 3339 form.
@@ -72,10 +77,85 @@ pub fn docker_view(n: &Network) -> Value {
     })
 }
 
+/// Docker's verbose `Services` of network `n`: by service name, its `VIP` on `n` and the
+/// `Tasks` holding an address there (`Name`, `EndpointIP`, `Info.Node`, `Info.State`).
+pub fn services_view(n: &Network, services: &[Service], tasks: &[Task]) -> Value {
+    let mut out = serde_json::Map::new();
+    for svc in services {
+        let mut on: Vec<&Task> = tasks
+            .iter()
+            .filter(|t| t.service_id == svc.id)
+            .filter(|t| t.networks.iter().any(|a| a.network_id == n.id))
+            .collect();
+        let vip = svc
+            .endpoint
+            .virtual_ips
+            .iter()
+            .find(|v| v.network_id == n.id)
+            .map(|v| v.addr.to_string());
+        if on.is_empty() && vip.is_none() {
+            continue;
+        }
+        on.sort_by_key(|t| (t.slot, t.id.to_string()));
+        let tasks: Vec<Value> = on
+            .iter()
+            .map(|t| {
+                let addr = t
+                    .networks
+                    .iter()
+                    .find(|a| a.network_id == n.id)
+                    .map(|a| a.address.addr.to_string())
+                    .unwrap_or_default();
+                json!({
+                    "Name": format!("{}.{}.{}", svc.spec.name, t.slot, t.id),
+                    "EndpointIP": addr,
+                    "Info": {
+                        "Node": t.node_id.as_ref().map(|n| n.to_string()).unwrap_or_default(),
+                        "State": t.status.state.as_str(),
+                    },
+                })
+            })
+            .collect();
+        out.insert(
+            svc.spec.name.clone(),
+            json!({"VIP": vip.unwrap_or_default(), "Tasks": tasks}),
+        );
+    }
+    Value::Object(out)
+}
+
 pub async fn run(ctx: &Context, a: InspectArgs) -> anyhow::Result<()> {
     let mut out = Vec::new();
+    let (services, tasks) = if a.verbose {
+        let mut c = ctx.control().await?;
+        let objs = collect(
+            c.list_services(ctx.list_request())
+                .await
+                .map_err(status_err)?
+                .into_inner(),
+        )
+        .await?;
+        let services: Vec<Service> = objs
+            .into_iter()
+            .filter_map(|o| match o {
+                Object::Service(s) => Some(s),
+                _ => None,
+            })
+            .collect();
+        (
+            services,
+            crate::commands::service::ps::list(ctx, "", "").await?,
+        )
+    } else {
+        (Vec::new(), Vec::new())
+    };
     for r in &a.networks {
-        out.push(docker_view(&get_network(ctx, r).await?));
+        let n = get_network(ctx, r).await?;
+        let mut v = docker_view(&n);
+        if a.verbose {
+            v["Services"] = services_view(&n, &services, &tasks);
+        }
+        out.push(v);
     }
     output::json_array(&out)
 }

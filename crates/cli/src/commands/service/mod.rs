@@ -15,7 +15,7 @@ mod ls;
 mod ports;
 mod pretty;
 pub use pretty::{bytes, print as print_aligned};
-mod ps;
+pub(crate) mod ps;
 #[cfg(test)]
 mod render_tests;
 pub use ps::{list as ps_list, print_tasks as ps_print};
