@@ -15,7 +15,7 @@ pub(crate) type Reply =
     tokio::sync::oneshot::Sender<Result<Result<Vec<Object>, WriteError>, ProposeError>>;
 
 pub(crate) struct Pending {
-    pub batch: WriteBatch,
+    pub batch: Arc<WriteBatch>,
     pub reply: Reply,
 }
 
@@ -102,7 +102,7 @@ pub(crate) async fn coalesce(
         }
         let raft = raft.clone();
         tokio::spawn(async move {
-            let (batches, replies): (Vec<WriteBatch>, Vec<Reply>) =
+            let (batches, replies): (Vec<Arc<WriteBatch>>, Vec<Reply>) =
                 group.into_iter().map(|p| (p.batch, p.reply)).unzip();
             let res = tokio::time::timeout(
                 timeout,

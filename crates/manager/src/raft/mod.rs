@@ -16,9 +16,9 @@ use swarm_types::Object;
 /// batch still applies atomically and succeeds or fails on its own.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, Default)]
 pub struct Proposal {
-    /// Shared, so that the log cache hands out entries without copying them (serialized
-    /// exactly like a plain list).
-    pub batches: std::sync::Arc<Vec<WriteBatch>>,
+    /// Shared, so that the log cache hands out entries without copying them, and each batch
+    /// with the client that wrote it (serialized exactly like a plain list).
+    pub batches: std::sync::Arc<Vec<std::sync::Arc<WriteBatch>>>,
 }
 
 /// Result of applying one Raft entry: per batch, the objects as stored after the write

@@ -369,7 +369,7 @@ mod tests {
         Entry {
             log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
             payload: EntryPayload::Normal(super::super::Proposal {
-                batches: std::sync::Arc::new(vec![batch]),
+                batches: std::sync::Arc::new(vec![std::sync::Arc::new(batch)]),
             }),
         }
     }

@@ -609,7 +609,7 @@ mod tests {
         Entry {
             log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
             payload: openraft::EntryPayload::Normal(super::super::Proposal {
-                batches: Arc::new(vec![batch]),
+                batches: Arc::new(vec![Arc::new(batch)]),
             }),
         }
     }
