@@ -283,67 +283,6 @@ fn parse(argv: Vec<String>) -> Result<Args, CliError> {
     parse_command(g, cmd, it)
 }
 
-/// Log records, as runc writes them: to `--log FILE` (appended) or stderr, in logrus's text
-/// format or, with `--log-format json`, one JSON object a line (`level`, `msg`, `time`).
-struct Logger {
-    file: Option<File>,
-    json: bool,
-    debug: bool,
-}
-
-impl Logger {
-    fn open(g: &Globals) -> Result<Logger, CliError> {
-        let file = match &g.log {
-            Some(p) => Some(
-                std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(p)
-                    .map_err(|source| CliError::File {
-                        path: p.clone(),
-                        source,
-                    })?,
-            ),
-            None => None,
-        };
-        Ok(Logger {
-            file,
-            json: g.log_json,
-            debug: g.debug,
-        })
-    }
-
-    fn record(&self, level: &str, msg: &str) {
-        let time = swarm_runtime::timefmt::rfc3339_now();
-        let line = if self.json {
-            serde_json::json!({ "level": level, "msg": msg, "time": time }).to_string()
-        } else {
-            let q = |s: &str| serde_json::Value::from(s).to_string();
-            format!("time={} level={level} msg={}", q(&time), q(msg))
-        };
-        match &self.file {
-            Some(f) => {
-                let _ = writeln!(&*f, "{line}");
-            }
-            None => eprintln!("{line}"),
-        }
-    }
-
-    fn debug(&self, msg: impl FnOnce() -> String) {
-        if self.debug {
-            self.record("debug", &msg());
-        }
-    }
-
-    /// The error is printed on stderr by `main` in any case; the log gets a record when it is
-    /// a file (containerd reads the reason from there).
-    fn error(&self, msg: &str) {
-        if self.file.is_some() {
-            self.record("error", msg);
-        }
-    }
-}
-
 fn parse_signal(s: &str) -> Result<i32, CliError> {
     if let Ok(n) = s.parse::<i32>() {
         return Ok(n);
@@ -527,84 +466,8 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
             }
             Ok(0)
         }
-        "exec" => {
-            let id = id_arg(&a)?;
-            let (mut spec, terminal) = match &a.process {
-                Some(p) => exec_process(p)?,
-                None => (
-                    swarm_runtime::runtime::ExecSpec {
-                        args: a.positional[1..].to_vec(),
-                        ..Default::default()
-                    },
-                    false,
-                ),
-            };
-            spec.console_socket = match (terminal || a.tty, &a.console_socket) {
-                (true, Some(s)) => Some(s.clone()),
-                (true, None) => {
-                    return Err(CliError::Usage(
-                        "a terminal exec needs --console-socket SOCKET to send the pty master to"
-                            .into(),
-                    ))
-                }
-                (false, Some(_)) => {
-                    return Err(CliError::Usage(
-                        "--console-socket is only used with --tty (or \"terminal\": true in the process file)".into(),
-                    ))
-                }
-                (false, None) => None,
-            };
-            if spec.args.is_empty() {
-                return Err(CliError::Usage(
-                    "exec needs a command or --process FILE".into(),
-                ));
-            }
-            if a.detach {
-                spec.detach_pid_file = Some(a.pid_file.clone().ok_or_else(|| {
-                    CliError::Usage("exec --detach needs --pid-file FILE".into())
-                })?);
-            } else if a.pid_file.is_some() {
-                return Err(CliError::Usage(
-                    "exec --pid-file is only written with --detach".into(),
-                ));
-            }
-            // The runtime holds the helper's memfd: it lives until the helper has run.
-            let rt = runtime(&a)?;
-            let mut cmd = rt.exec_command(&id, &spec)?;
-            cmd.stdin(std::process::Stdio::inherit());
-            let st = cmd.status().map_err(|source| CliError::File {
-                path: PathBuf::from("exec helper"),
-                source,
-            })?;
-            use std::os::unix::process::ExitStatusExt;
-            Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
-        }
-        "list" => {
-            let list = runtime(&a)?.list()?;
-            if a.quiet {
-                for i in list {
-                    println!("{}", i.id);
-                }
-            } else if a.format == "json" {
-                let v: Vec<_> = list.iter().map(state_json).collect();
-                println!("{}", serde_json::to_string(&v).expect("json"));
-            } else {
-                println!("ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER");
-                for i in list {
-                    println!(
-                        "{}\t{}\t{}\t{}\t{}\troot",
-                        i.id,
-                        i.pid,
-                        i.status,
-                        i.bundle
-                            .map(|b| b.display().to_string())
-                            .unwrap_or_default(),
-                        i.created
-                    );
-                }
-            }
-            Ok(0)
-        }
+        "exec" => exec::exec_cmd(&a),
+        "list" => list_cmd(&a),
         "wait" => {
             let st = runtime(&a)?.wait(&id_arg(&a)?, None)?;
             Ok(st.code)
@@ -634,33 +497,7 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
             let every = a.interval.unwrap_or(std::time::Duration::from_secs(5));
             Ok(crate::events::follow(&rt, &id, every)?)
         }
-        "update" => {
-            let id = id_arg(&a)?;
-            // As runc: the document first, then the flags over it.
-            let mut res = match &a.resources {
-                Some(p) => {
-                    let body = if p.as_os_str() == "-" {
-                        let mut b = Vec::new();
-                        std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map(|_| b)
-                    } else {
-                        std::fs::read(p)
-                    }
-                    .map_err(|source| CliError::File {
-                        path: p.clone(),
-                        source,
-                    })?;
-                    crate::update::from_json(&body).map_err(CliError::Refused)?
-                }
-                None => Default::default(),
-            };
-            let flags = crate::update::from_flags(&a.update_flags).map_err(CliError::Refused)?;
-            res.memory_bytes = flags.memory_bytes.or(res.memory_bytes);
-            res.cpu_quota_us = flags.cpu_quota_us.or(res.cpu_quota_us);
-            res.cpu_period_us = flags.cpu_period_us.or(res.cpu_period_us);
-            res.pids_max = flags.pids_max.or(res.pids_max);
-            runtime(&a)?.update(&id, &res)?;
-            Ok(0)
-        }
+        "update" => update_cmd(&a),
         "resume" => {
             runtime(&a)?.resume(&id_arg(&a)?)?;
             Ok(0)
@@ -676,28 +513,61 @@ fn run_cmd(a: Args) -> Result<i32, CliError> {
     }
 }
 
-/// An OCI `process.json` (runc's `exec --process`) as an exec (args, env, cwd and numeric
-/// user) and whether it asks for a terminal.
-fn exec_process(p: &std::path::Path) -> Result<(swarm_runtime::runtime::ExecSpec, bool), CliError> {
-    let body = std::fs::read(p).map_err(|source| CliError::File {
-        path: p.to_path_buf(),
-        source,
-    })?;
-    let proc_: oci_spec::runtime::Process =
-        serde_json::from_slice(&body).map_err(|e| CliError::File {
-            path: p.to_path_buf(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-    let u = proc_.user();
-    let cwd = proc_.cwd().display().to_string();
-    let spec = swarm_runtime::runtime::ExecSpec {
-        args: proc_.args().clone().unwrap_or_default(),
-        env: proc_.env().clone().unwrap_or_default(),
-        user: Some(format!("{}:{}", u.uid(), u.gid())),
-        cwd: (!cwd.is_empty()).then_some(cwd),
-        ..Default::default()
+/// `list`: every container of the root, as runc prints them.
+fn list_cmd(a: &Args) -> Result<i32, CliError> {
+    let list = runtime(a)?.list()?;
+    if a.quiet {
+        for i in list {
+            println!("{}", i.id);
+        }
+    } else if a.format == "json" {
+        let v: Vec<_> = list.iter().map(state_json).collect();
+        println!("{}", serde_json::to_string(&v).expect("json"));
+    } else {
+        println!("ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER");
+        for i in list {
+            println!(
+                "{}\t{}\t{}\t{}\t{}\troot",
+                i.id,
+                i.pid,
+                i.status,
+                i.bundle
+                    .map(|b| b.display().to_string())
+                    .unwrap_or_default(),
+                i.created
+            );
+        }
+    }
+    Ok(0)
+}
+
+/// `update`: the limits from `--resources` and the flags, applied to the container's cgroup.
+fn update_cmd(a: &Args) -> Result<i32, CliError> {
+    let id = id_arg(a)?;
+    // As runc: the document first, then the flags over it.
+    let mut res = match &a.resources {
+        Some(p) => {
+            let body = if p.as_os_str() == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b).map(|_| b)
+            } else {
+                std::fs::read(p)
+            }
+            .map_err(|source| CliError::File {
+                path: p.clone(),
+                source,
+            })?;
+            crate::update::from_json(&body).map_err(CliError::Refused)?
+        }
+        None => Default::default(),
     };
-    Ok((spec, proc_.terminal().unwrap_or(false)))
+    let flags = crate::update::from_flags(&a.update_flags).map_err(CliError::Refused)?;
+    res.memory_bytes = flags.memory_bytes.or(res.memory_bytes);
+    res.cpu_quota_us = flags.cpu_quota_us.or(res.cpu_quota_us);
+    res.cpu_period_us = flags.cpu_period_us.or(res.cpu_period_us);
+    res.pids_max = flags.pids_max.or(res.pids_max);
+    runtime(a)?.update(&id, &res)?;
+    Ok(0)
 }
 
 /// Entry point of the `swarm-runtime` binary (argv without the program name).
@@ -738,189 +608,12 @@ fn fail(log: Option<&Logger>, e: CliError) -> i32 {
     }
 }
 
+#[path = "exec.rs"]
+mod exec;
+#[path = "log.rs"]
+mod log;
+use log::Logger;
+
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn args(v: &[&str]) -> Result<Args, CliError> {
-        parse(v.iter().map(|s| s.to_string()).collect())
-    }
-
-    #[test]
-    fn parses_runc_style_arguments() {
-        let a = args(&[
-            "--root",
-            "/tmp/r",
-            "--log",
-            "/tmp/l.json",
-            "--log-format=json",
-            "--debug",
-            "run",
-            "--bundle=/b",
-            "--pid-file",
-            "/p",
-            "--no-new-keyring",
-            "-d",
-            "c1",
-        ])
-        .unwrap();
-        assert_eq!(
-            a.globals,
-            Globals {
-                root: "/tmp/r".into(),
-                log: Some("/tmp/l.json".into()),
-                log_json: true,
-                debug: true,
-            }
-        );
-        assert_eq!((a.cmd.as_str(), a.positional[0].as_str()), ("run", "c1"));
-        assert_eq!(a.bundle, Some(PathBuf::from("/b")));
-        assert_eq!(a.pid_file, Some(PathBuf::from("/p")));
-        assert!(a.detach);
-        assert!(args(&["delete", "-f", "c1"]).unwrap().force);
-        let a = args(&["kill", "--all", "c1", "KILL"]).unwrap();
-        assert!(a.all);
-        assert_eq!(a.positional, vec!["c1", "KILL"]);
-        let a = args(&["list", "-q", "--format", "json"]).unwrap();
-        assert!(a.quiet && a.format == "json");
-        assert_eq!(parse_signal("SIGKILL").unwrap(), 9);
-        assert_eq!(parse_signal("term").unwrap(), 15);
-        assert!(parse_signal("NOPE").is_err());
-    }
-
-    #[test]
-    fn runc_options_without_support_are_refused_not_ignored() {
-        for (argv, flag) in [
-            (
-                &["--systemd-cgroup", "create", "c1"][..],
-                "--systemd-cgroup",
-            ),
-            (&["--criu", "/usr/sbin/criu", "create", "c1"][..], "--criu"),
-            (&["create", "--no-pivot", "c1"][..], "--no-pivot"),
-            (
-                &["create", "--systemd-cgroup", "c1"][..],
-                "--systemd-cgroup",
-            ),
-        ] {
-            match args(argv) {
-                Err(CliError::Unsupported { flag: f, why }) => {
-                    assert_eq!(f, flag, "{argv:?}");
-                    assert!(!why.is_empty());
-                }
-                other => panic!("{argv:?}: {other:?}"),
-            }
-        }
-        let a = args(&["run", "--console-socket=/s.sock", "--detach", "c1"]).unwrap();
-        assert_eq!(a.console_socket, Some(PathBuf::from("/s.sock")));
-        let e = args(&["start", "--console-socket", "/s", "c1"])
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("--console-socket"), "{e}");
-    }
-
-    #[test]
-    fn options_are_checked_against_their_command() {
-        for (argv, says) in [
-            (
-                &["start", "--all", "c1"][..],
-                "unknown option --all for start",
-            ),
-            (&["kill", "-9", "c1"][..], "unknown option -9 for kill"),
-            (
-                &["delete", "--detach", "c1"][..],
-                "unknown option --detach for delete",
-            ),
-            (
-                &["state", "--pid-file", "/p", "c1"][..],
-                "unknown option --pid-file",
-            ),
-            (
-                &["create", "--preserve-fds", "2", "c1"][..],
-                "unknown option --preserve-fds",
-            ),
-            (
-                &["create", "--root", "/r", "c1"][..],
-                "--root is a global option",
-            ),
-            (&["--log-format", "xml", "list"][..], "use text or json"),
-            (
-                &["--rootless", "true", "list"][..],
-                "unknown global option --rootless",
-            ),
-            (&["list", "--format", "yaml"][..], "use table or json"),
-            (&["--root", "/r"][..], "missing command"),
-        ] {
-            let e = args(argv).unwrap_err().to_string();
-            assert!(e.contains(says), "{argv:?}: {e}");
-        }
-        // `--` ends the options.
-        assert_eq!(args(&["state", "--", "-c"]).unwrap().positional, vec!["-c"]);
-    }
-
-    #[test]
-    fn exec_takes_runc_shim_options_and_a_command_after_the_id() {
-        let a = args(&[
-            "exec",
-            "--process",
-            "/b/p.json",
-            "--detach",
-            "--pid-file",
-            "/b/pid",
-            "c1",
-        ])
-        .unwrap();
-        assert_eq!(a.process, Some(PathBuf::from("/b/p.json")));
-        assert!(a.detach);
-        assert_eq!(a.pid_file, Some(PathBuf::from("/b/pid")));
-        assert_eq!(a.positional, vec!["c1"]);
-        // Options of the command are the command's.
-        let a = args(&["exec", "c1", "ls", "-l", "--all"]).unwrap();
-        assert_eq!(a.positional, vec!["c1", "ls", "-l", "--all"]);
-        let a = args(&["exec", "-t", "--console-socket", "/s", "c1", "sh"]).unwrap();
-        assert!(a.tty);
-        assert_eq!(a.console_socket, Some(PathBuf::from("/s")));
-        assert_eq!(a.positional, vec!["c1", "sh"]);
-        assert!(args(&["ps", "--format", "json", "c1"]).is_ok());
-    }
-
-    #[test]
-    fn log_records_are_runc_shaped() {
-        let t = tempfile::tempdir().unwrap();
-        for json in [true, false] {
-            let p = t.path().join(format!("log-{json}"));
-            let g = Globals {
-                root: t.path().into(),
-                log: Some(p.clone()),
-                log_json: json,
-                debug: false,
-            };
-            let l = Logger::open(&g).unwrap();
-            l.debug(|| "not written without --debug".into());
-            l.error("container \"c1\" not found");
-            let text = std::fs::read_to_string(&p).unwrap();
-            assert_eq!(text.lines().count(), 1, "{text}");
-            if json {
-                let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
-                assert_eq!(v["level"], "error");
-                assert_eq!(v["msg"], "container \"c1\" not found");
-                assert!(v["time"].as_str().unwrap().ends_with('Z'));
-            } else {
-                assert!(text.starts_with("time=\""), "{text}");
-                assert!(
-                    text.contains(r#"level=error msg="container \"c1\" not found""#),
-                    "{text}"
-                );
-            }
-        }
-    }
-
-    #[test]
-    fn pid_file_is_written_whole_or_reported() {
-        let t = tempfile::tempdir().unwrap();
-        let p = t.path().join("init.pid");
-        write_pid_file(&p, 4242).unwrap();
-        assert_eq!(std::fs::read_to_string(&p).unwrap(), "4242");
-        let e = write_pid_file(&t.path().join("no/such/dir/pid"), 1).unwrap_err();
-        assert!(matches!(e, CliError::File { .. }), "{e}");
-    }
-}
+#[path = "cli_tests.rs"]
+mod tests;

@@ -1,0 +1,113 @@
+//! Tests of the Raft storage: openraft's storage suite, the entry cache, the snapshot's move
+//! out of sled.
+
+use super::*;
+use openraft::testing::{StoreBuilder, Suite};
+
+struct Builder;
+
+impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+    async fn build(&self) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let db = open_db(dir.path()).expect("open sled");
+        let (log, sm) = open(&db, dir.path())?;
+        Ok((dir, log, sm))
+    }
+}
+
+fn entry(index: u64, ops: usize) -> Entry<TypeConfig> {
+    use swarm_types::store::{Op, WriteBatch};
+    let batch = WriteBatch {
+        ops: (0..ops)
+            .map(|i| Op::TaskDesired {
+                id: swarm_types::TaskId::new(format!("t-{index}-{i}")),
+                desired: swarm_types::task::TaskState::Shutdown,
+            })
+            .collect(),
+        now_ms: 0,
+    };
+    Entry {
+        log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
+        payload: openraft::EntryPayload::Normal(super::super::Proposal {
+            batches: Arc::new(vec![Arc::new(batch)]),
+        }),
+    }
+}
+
+#[test]
+fn the_entry_cache_is_bounded_by_the_ops_it_holds() {
+    let mut c = Cache::default();
+    // Big group-committed entries: the ops bound evicts long before the count bound.
+    for i in 1..=40 {
+        c.insert(entry(i, 1_000));
+    }
+    assert_eq!(c.ops, CACHED_OPS / 1_000 * 1_000);
+    assert_eq!(c.entries.len(), CACHED_OPS / 1_000);
+    assert_eq!(
+        *c.entries.keys().next_back().unwrap(),
+        40,
+        "the newest stays"
+    );
+    // Small entries: the count bound.
+    let mut c = Cache::default();
+    for i in 1..=(CACHED_ENTRIES as u64 + 10) {
+        c.insert(entry(i, 1));
+    }
+    assert_eq!(c.entries.len(), CACHED_ENTRIES);
+    assert_eq!(c.ops, CACHED_ENTRIES);
+    // One entry larger than the whole budget is still kept (until the next one).
+    let mut c = Cache::default();
+    c.insert(entry(1, CACHED_OPS + 5));
+    assert_eq!(c.entries.len(), 1);
+    c.insert(entry(2, 10));
+    assert_eq!((c.entries.len(), c.ops), (1, 10));
+    c.retain(|i| i < 2);
+    assert_eq!((c.entries.len(), c.ops), (0, 0));
+}
+
+#[tokio::test]
+async fn a_snapshot_kept_in_sled_by_an_older_version_is_read_then_moved_to_its_file() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open_db(dir.path()).expect("open sled");
+    let meta = SnapshotMeta::<RaftId, openraft::BasicNode> {
+        last_log_id: Some(LogId::new(openraft::CommittedLeaderId::new(3, 1), 42)),
+        last_membership: Membership::default(),
+        snapshot_id: "old".into(),
+    };
+    let state = StoreState::default();
+    let data = super::super::codec::encode(&SnapshotBodyRef { state: &state }).unwrap();
+    let legacy = db.open_tree("snapshot").unwrap();
+    legacy
+        .insert("meta", serde_json::to_vec(&meta).unwrap())
+        .unwrap();
+    legacy.insert("data", data).unwrap();
+
+    let (_log, mut sm) = open(&db, dir.path()).unwrap();
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(42), "restored from sled");
+    assert!(!SnapshotFile::in_dir(dir.path()).path().exists());
+
+    let built = sm
+        .get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .unwrap();
+    assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
+    assert!(legacy.get("data").unwrap().is_none(), "sled copy dropped");
+    let (meta_bytes, _) = SnapshotFile::in_dir(dir.path()).read().unwrap().unwrap();
+    let on_file: SnapshotMeta<RaftId, openraft::BasicNode> =
+        serde_json::from_slice(&meta_bytes).unwrap();
+    assert_eq!(on_file.snapshot_id, built.meta.snapshot_id);
+    drop((sm, _log));
+
+    let (_log, mut sm) = open(&db, dir.path()).unwrap();
+    let (applied, _) = sm.applied_state().await.unwrap();
+    assert_eq!(applied.map(|l| l.index), Some(42), "restored from the file");
+}
+
+#[test]
+fn passes_openraft_storage_suite() -> Result<(), StorageError> {
+    Suite::test_all(Builder)?;
+    Ok(())
+}
