@@ -41,10 +41,16 @@ pub fn bin(name: &str) -> PathBuf {
 
 /// A free TCP port on loopback (bound and released; fine for tests).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("bind an ephemeral port")
+    free_ports::<1>()[0]
+}
+
+/// `N` distinct free ports: all bound at once before any is released, so two calls in a row
+/// cannot hand out the same port (a daemon's listen and registry ports once collided).
+pub fn free_ports<const N: usize>() -> [u16; N] {
+    let held: Vec<std::net::TcpListener> = (0..N)
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
+        .collect();
+    std::array::from_fn(|i| held[i].local_addr().expect("bound address").port())
 }
 
 /// Polls `f` until it returns `Some` or the deadline passes.
@@ -194,9 +200,10 @@ impl Cluster {
         let idx = self.nodes.len();
         let name = format!("n{}", idx + 1);
         let state_dir = self.next_state_dir();
+        let [listen_port, registry_port] = free_ports::<2>();
         let addr = match ip {
             Some(ip) => format!("{ip}:4242"),
-            None => format!("127.0.0.1:{}", free_port()),
+            None => format!("127.0.0.1:{listen_port}"),
         };
         let mut args = vec![
             "--state-dir".to_string(),
@@ -218,7 +225,7 @@ impl Cluster {
             None => {
                 let r = match ip {
                     Some(ip) => format!("{ip}:4243"),
-                    None => format!("127.0.0.1:{}", free_port()),
+                    None => format!("127.0.0.1:{registry_port}"),
                 };
                 args.extend(["--registry-addr".to_string(), r.clone()]);
                 r
