@@ -56,6 +56,29 @@ impl Report {
             .collect()
     }
 
+    /// The run's verdict, the one rule every caller applies: anomalies fail it, and so do
+    /// skipped steps when `skips_fail` (CI, and the t55 test always) — a skipped step checked
+    /// nothing, so a run of skips is never a pass. Outside CI the skips are returned to be
+    /// said aloud.
+    pub fn verdict(&self, skips_fail: bool) -> Result<Vec<String>, String> {
+        let skipped = self.skipped();
+        if self.anomalies() > 0 {
+            return Err(format!(
+                "{} anomalies (seed {}); reproduce with: {}",
+                self.anomalies(),
+                self.seed,
+                self.repro
+            ));
+        }
+        if !skipped.is_empty() && skips_fail {
+            return Err(format!(
+                "{} step(s) skipped, so they checked nothing: {skipped:?}",
+                skipped.len()
+            ));
+        }
+        Ok(skipped)
+    }
+
     /// A table for humans: one line per step, then the anomalies in full.
     pub fn summary(&self) -> String {
         let mut out = format!(
@@ -207,5 +230,40 @@ mod tests {
         let table = r.summary();
         assert_eq!(table.matches(" ok\n").count(), 1, "{table}");
         assert!(table.contains("SKIPPED (no sch_netem)"), "{table}");
+    }
+
+    #[test]
+    fn a_run_of_only_skipped_steps_fails_where_skips_fail() {
+        let r = Report {
+            steps: vec![
+                StepReport {
+                    skipped: Some("no sch_netem".into()),
+                    ..Default::default()
+                };
+                2
+            ],
+            ..Default::default()
+        };
+        assert_eq!(r.anomalies(), 0, "nothing found, because nothing ran");
+        let e = r.verdict(true).unwrap_err();
+        assert!(e.contains("2 step(s) skipped"), "{e}");
+        assert_eq!(
+            r.verdict(false).unwrap().len(),
+            2,
+            "outside CI: said, not hidden"
+        );
+        assert!(
+            r.closing_line().starts_with("2 steps: 0 ok"),
+            "{}",
+            r.closing_line()
+        );
+        let bad = Report {
+            steps: vec![StepReport {
+                anomalies: vec!["lost write".into()],
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert!(bad.verdict(false).is_err(), "anomalies fail everywhere");
     }
 }
