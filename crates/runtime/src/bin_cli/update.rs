@@ -82,7 +82,7 @@ pub fn from_json(body: &[u8]) -> Result<Resources, String> {
             Some(l) if l > 0 => Some(l as u64),
             Some(_) => {
                 return refuse(
-                    "memory.limit -1",
+                    "a negative memory.limit",
                     "removing a memory limit is not supported",
                 )
             }
@@ -113,7 +113,12 @@ pub fn from_json(body: &[u8]) -> Result<Resources, String> {
         out.cpu_quota_us = match c.quota() {
             None | Some(0) => None,
             Some(q) if q > 0 => Some(q as u64),
-            Some(_) => return refuse("cpu.quota -1", "removing a CPU limit is not supported"),
+            Some(_) => {
+                return refuse(
+                    "a negative cpu.quota",
+                    "removing a CPU limit is not supported",
+                )
+            }
         };
         out.cpu_period_us = c.period().filter(|p| *p > 0);
         if c.cpus().as_deref().is_some_and(|s| !s.is_empty())
@@ -133,7 +138,12 @@ pub fn from_json(body: &[u8]) -> Result<Resources, String> {
         out.pids_max = match p.limit() {
             0 => None,
             l if l > 0 => Some(l as u64),
-            _ => return refuse("pids.limit -1", "removing a pids limit is not supported"),
+            _ => {
+                return refuse(
+                    "a negative pids.limit",
+                    "removing a pids limit is not supported",
+                )
+            }
         };
     }
     if r.block_io().as_ref().is_some_and(|b| {
@@ -193,7 +203,7 @@ mod tests {
             ),
             (br#"{"memory":{"reservation":1000}}"#, "memory.reservation"),
             (br#"{"cpu":{"cpus":"0-1"}}"#, "cpu.cpus"),
-            (br#"{"pids":{"limit":-1}}"#, "pids.limit -1"),
+            (br#"{"pids":{"limit":-1}}"#, "a negative pids.limit"),
             (br#"{"blockIO":{"weight":300}}"#, "blockIO"),
             (br#"not json"#, "not OCI LinuxResources JSON"),
         ] {

@@ -107,7 +107,11 @@ pub fn services_view(n: &Network, services: &[Service], tasks: &[Task]) -> Value
                     .map(|a| a.address.addr.to_string())
                     .unwrap_or_default();
                 json!({
-                    "Name": format!("{}.{}.{}", svc.spec.name, t.slot, t.id),
+                    "Name": format!(
+                        "{}.{}",
+                        crate::commands::service::ps::task_name(&svc.spec.name, t),
+                        t.id
+                    ),
                     "EndpointIP": addr,
                     "Info": {
                         "Node": t.node_id.as_ref().map(|n| n.to_string()).unwrap_or_default(),

@@ -109,6 +109,18 @@ pub async fn list(ctx: &Context, service: &str, node: &str) -> anyhow::Result<Ve
         .collect())
 }
 
+/// A task's name as Docker shows it: `SERVICE.SLOT`, or `SERVICE.NODE` for a global task.
+pub(crate) fn task_name(service: &str, t: &Task) -> String {
+    if t.slot > 0 {
+        format!("{service}.{}", t.slot)
+    } else {
+        format!(
+            "{service}.{}",
+            t.node_id.as_ref().map(|n| n.as_str()).unwrap_or("")
+        )
+    }
+}
+
 /// Prints tasks as `service ps` / `node ps` do.
 pub async fn print_tasks(
     ctx: &Context,
@@ -172,14 +184,7 @@ pub fn render_tasks(
             .get(t.service_id.as_str())
             .cloned()
             .unwrap_or_else(|| t.service_id.to_string());
-        if t.slot > 0 {
-            format!("{svc}.{}", t.slot)
-        } else {
-            format!(
-                "{svc}.{}",
-                t.node_id.as_ref().map(|n| n.as_str()).unwrap_or("")
-            )
-        }
+        task_name(&svc, t)
     };
     tasks.retain(|t| {
         filters.keep(|k, v| match k {
