@@ -203,7 +203,23 @@ impl DataPlane {
             }
             writeln!(cmds, "link set {vx} master {br} up").ok();
         }
-        sys::ip_batch(None, &cmds)?;
+        sys::ip_batch(None, &cmds).map_err(|e| match e {
+            // The kernel allows one VXLAN device per VNI and port in a network namespace: two
+            // nodes sharing one (several swarmd on one host, as in the loopback quickstart)
+            // cannot both join an overlay network.
+            NetError::Command { msg, .. }
+                if msg.contains("VXLAN device with the specified VNI") =>
+            {
+                NetError::Config(format!(
+                    "overlay network (VXLAN id {}): another VXLAN device with that id already \
+                     exists in this network namespace — is another swarmd running in it? \
+                     Overlay networks need one node per network namespace (host); use a \
+                     bridge network on a single host",
+                    att.vni
+                ))
+            }
+            other => other,
+        })?;
         sys::enable_forwarding()?;
         let fresh = st
             .nets

@@ -92,7 +92,7 @@ pub fn services_view(n: &Network, services: &[Service], tasks: &[Task]) -> Value
             .virtual_ips
             .iter()
             .find(|v| v.network_id == n.id)
-            .map(|v| v.addr.to_string());
+            .map(|v| v.addr.addr.to_string());
         if on.is_empty() && vip.is_none() {
             continue;
         }
