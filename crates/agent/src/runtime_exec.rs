@@ -53,6 +53,8 @@ pub struct RuntimeExecutor {
     puller: Option<Arc<crate::pull::Puller>>,
     /// Plumbs task networks between create and start (`network/`); none: no networking.
     net: Option<Arc<crate::network::DataPlane>>,
+    /// `swarmd --userns-remap`: every unprivileged task runs in a user namespace with these maps.
+    userns: Option<Arc<swarm_runtime::userns::IdMap>>,
 }
 
 impl RuntimeExecutor {
@@ -72,7 +74,18 @@ impl RuntimeExecutor {
             calls: Arc::new(tokio::sync::Semaphore::new(MAX_RUNTIME_CALLS)),
             puller: None,
             net: None,
+            userns: None,
         })
+    }
+
+    /// Runs unprivileged tasks with their root mapped to `map`'s host ids (`swarmd
+    /// --userns-remap`); new volumes belong to the mapped root. A privileged task stays in the
+    /// host's user namespace, which privilege needs (Docker: `--userns=host`).
+    pub fn with_userns_remap(mut self, map: swarm_runtime::userns::IdMap) -> Self {
+        self.volumes
+            .set_owner(map.host_uid(0).unwrap_or(0), map.host_gid(0).unwrap_or(0));
+        self.userns = Some(Arc::new(map));
+        self
     }
 
     /// Pull missing images from registries before creating containers.
@@ -241,8 +254,15 @@ impl RuntimeExecutor {
         let images = self.images.store().clone();
         let volumes = self.volumes.clone();
         let t = task.clone();
+        let userns = self.userns.clone();
         let spec = self
-            .limited(move || container_spec(&images, &volumes, &t))
+            .limited(move || {
+                let mut spec = container_spec(&images, &volumes, &t)?;
+                if !spec.options.privileged {
+                    spec.user_namespace = userns.as_deref().cloned();
+                }
+                Ok::<_, ExecError>(spec)
+            })
             .await??;
         if let Some(d) = spec.labels.get(IMAGE_DIGEST_LABEL) {
             self.images.mark_used(d);

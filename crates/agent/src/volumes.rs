@@ -65,6 +65,9 @@ pub struct Volumes {
     root: PathBuf,
     runtime: Arc<Runtime>,
     gate: tokio::sync::RwLock<()>,
+    /// Host uid and gid new volumes' roots belong to (the remapped root under
+    /// `--userns-remap`; root otherwise).
+    owner: std::sync::Mutex<(u32, u32)>,
 }
 
 fn io(name: &str, what: impl Into<String>) -> impl FnOnce(std::io::Error) -> VolumeError {
@@ -99,7 +102,22 @@ impl Volumes {
             root: state_dir.join("volumes"),
             runtime,
             gate: tokio::sync::RwLock::new(()),
+            owner: std::sync::Mutex::new((0, 0)),
         })
+    }
+
+    /// New volumes' roots belong to `uid:gid` (the container root's host ids).
+    pub fn set_owner(&self, uid: u32, gid: u32) {
+        *self.owner.lock().unwrap_or_else(|e| e.into_inner()) = (uid, gid);
+    }
+
+    fn chown_root(&self, name: &str, data: &Path) -> Result<(), VolumeError> {
+        let (uid, gid) = *self.owner.lock().unwrap_or_else(|e| e.into_inner());
+        if (uid, gid) == (0, 0) {
+            return Ok(());
+        }
+        std::os::unix::fs::lchown(data, Some(uid), Some(gid))
+            .map_err(io(name, "give its root to the remapped root"))
     }
 
     /// Held by a container creation from [`Volumes::ensure`] until the container exists.
@@ -136,6 +154,7 @@ impl Volumes {
             .join(format!(".new-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(tmp.join("_data")).map_err(io(name, "create its directory"))?;
+        self.chown_root(name, &tmp.join("_data"))?;
         let meta = VolumeMeta {
             name: name.into(),
             driver: "local".into(),
@@ -154,6 +173,10 @@ impl Volumes {
             Err(e) => return Err(io(name, "create it")(e)),
         }
         self.mount_options(&meta, &data)?;
+        if meta.options.contains_key("type") {
+            // A driver's filesystem is mounted over `_data`: its root is the one containers see.
+            self.chown_root(name, &data)?;
+        }
         tracing::info!(volume = name, "volume created");
         Ok(data)
     }

@@ -29,6 +29,7 @@ pub(crate) async fn start(
     id: &Identity,
     managers: &Managers,
     shutdown: &watch::Receiver<bool>,
+    userns_remap: Option<swarm_runtime::userns::IdMap>,
 ) -> Parts {
     let db_dir = args.state_dir.join("agent").join("tasks");
     let mut images: Result<_, String> =
@@ -53,7 +54,11 @@ pub(crate) async fn start(
         // Each swarmd gets its own cgroup parent, so several can share a host.
         let cgroup_parent = format!("swarm-{}", id.node_id.short());
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
-            Ok(mut exec) => {
+            Ok(exec) => {
+                let mut exec = match userns_remap {
+                    Some(map) => exec.with_userns_remap(map),
+                    None => exec,
+                };
                 volumes = Ok(exec.volumes());
                 match swarm_agent::pull::Puller::new(
                     exec.images().store().clone(),

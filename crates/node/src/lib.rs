@@ -14,6 +14,7 @@ mod node;
 mod registry;
 mod renewal;
 mod server;
+mod userns_remap;
 mod worker_nodes;
 
 pub use args::Args;

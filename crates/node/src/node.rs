@@ -5,6 +5,7 @@ use crate::agent_route::AgentRouter;
 use crate::args::Args;
 use crate::identity::{self, Identity};
 use anyhow::{anyhow, bail, Context};
+use std::path::Path;
 use swarm_manager::nodes::NodeServiceImpl;
 use swarm_manager::{Manager, ManagerConfig};
 use swarm_types::spec::NodeRole;
@@ -29,6 +30,26 @@ fn manager_config(args: &Args, id: &Identity) -> ManagerConfig {
     c
 }
 
+/// The id maps of `--userns-remap`, checked before the node starts anything.
+fn remap(args: &Args) -> anyhow::Result<Option<swarm_runtime::userns::IdMap>> {
+    let Some(v) = &args.userns_remap else {
+        return Ok(None);
+    };
+    if args.executor == "fake" {
+        bail!("--userns-remap needs real containers; the fake executor runs none");
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let map = crate::userns_remap::resolve(
+        v,
+        &passwd,
+        Path::new("/etc/subuid"),
+        Path::new("/etc/subgid"),
+    )
+    .context("--userns-remap")?;
+    tracing::info!(uids = ?map.uids, gids = ?map.gids, "task containers run in a user namespace");
+    Ok(Some(map))
+}
+
 /// Runs the daemon until SIGTERM or SIGINT.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args);
@@ -36,6 +57,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_fd_limit();
     let _lock = lock_state_dir(&args.state_dir)?;
+    let userns_remap = remap(&args)?;
     let description = describe(&args)?;
 
     let mut id = match identity::load(&args.state_dir)? {
@@ -176,7 +198,7 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         puller,
         net,
         unavailable,
-    } = crate::agent::start(&args, &id, &managers, &shutdown_rx).await;
+    } = crate::agent::start(&args, &id, &managers, &shutdown_rx, userns_remap).await;
     let (role_tx, mut role_rx) = watch::channel(None);
     let session = swarm_agent::session::Session {
         node_id: id.node_id.clone(),

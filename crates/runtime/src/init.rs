@@ -199,6 +199,15 @@ fn create_p0(sd: &StateDir) -> Result<(), InitError> {
     })?;
     join_cgroup(&cfg.cgroup_dirs)?;
     let _ = fs::write("/proc/self/oom_score_adj", "-999");
+    // Made before the fork, so the init inherits the descriptor (at the same number, which
+    // state.json records for `exec`).
+    let userns = cfg
+        .spec
+        .user_namespace
+        .as_ref()
+        .map(crate::userns::create_namespace)
+        .transpose()
+        .map_err(sys_err("create the container's user namespace"))?;
     // Only the pid namespace is unshared here (it applies to our children): the other
     // namespaces are unshared by P1 itself, so that P1's pivot_root never changes our root.
     // SAFETY: unshare with flags only.
@@ -210,7 +219,7 @@ fn create_p0(sd: &StateDir) -> Result<(), InitError> {
     if pid == 0 {
         drop(r);
         let mut sync = Some(w);
-        let err = container_init(sd, &cfg, &mut sync);
+        let err = container_init(sd, &cfg, userns.as_ref(), &mut sync);
         // Only reached on error (before or after "ok": after it, the pipe is gone).
         if let Some(w) = &sync {
             write_all_fd(w.as_raw_fd(), format!("err:{err}").as_bytes());
@@ -229,6 +238,7 @@ fn create_p0(sd: &StateDir) -> Result<(), InitError> {
                 let st = InitState {
                     pid,
                     start_time: st.start_time,
+                    userns_fd: userns.as_ref().map(|fd| fd.as_raw_fd()),
                 };
                 state::write_json(&sd.init_state(), &st)?;
                 return Ok(());
@@ -253,8 +263,13 @@ fn create_p0(sd: &StateDir) -> Result<(), InitError> {
 }
 
 /// P1. Returns only on error (the caller reports it).
-fn container_init(sd: &StateDir, cfg: &StoredConfig, sync: &mut Option<OwnedFd>) -> InitError {
-    match container_init_inner(sd, cfg, sync) {
+fn container_init(
+    sd: &StateDir,
+    cfg: &StoredConfig,
+    userns: Option<&OwnedFd>,
+    sync: &mut Option<OwnedFd>,
+) -> InitError {
+    match container_init_inner(sd, cfg, userns, sync) {
         Ok(never) => match never {},
         Err(e) => e,
     }
@@ -265,6 +280,7 @@ enum Never {}
 fn container_init_inner(
     sd: &StateDir,
     cfg: &StoredConfig,
+    userns: Option<&OwnedFd>,
     sync: &mut Option<OwnedFd>,
 ) -> Result<Never, InitError> {
     let spec = &cfg.spec;
@@ -285,6 +301,16 @@ fn container_init_inner(
     for (k, v) in &spec.options.sysctls {
         let path = crate::options::sysctl_path(k);
         fs::write(&path, v).map_err(sys_err(format!("set sysctl {k}={v}")))?;
+    }
+    // The network namespace belongs to the host's user namespace, so a remapped root holds no
+    // CAP_NET_BIND_SERVICE over it: let every port be bound, as Docker does.
+    const PORTS: &str = "net.ipv4.ip_unprivileged_port_start";
+    if userns.is_some()
+        && spec.network != NetworkMode::Host
+        && !spec.options.sysctls.contains_key(PORTS)
+    {
+        let path = crate::options::sysctl_path(PORTS);
+        fs::write(&path, "0").map_err(sys_err(format!("set sysctl {PORTS}=0")))?;
     }
     sys::mount(
         None,
@@ -327,7 +353,15 @@ fn container_init_inner(
     let fifo = sys::openat(libc::AT_FDCWD, &sd.fifo(), libc::O_PATH, 0)
         .map_err(sys_err(format!("open {}", sd.fifo().display())))?;
     let rootfs = sd.rootfs();
-    mounts::mount_rootfs(spec, &rootfs, &sd.upper(), &sd.work())?;
+    let idmap = match (userns, &spec.user_namespace) {
+        (Some(fd), Some(map)) => Some(mounts::Idmap {
+            ns: fd.as_raw_fd(),
+            map,
+            mountpoints: sd.dir.join("idmapped"),
+        }),
+        _ => None,
+    };
+    mounts::mount_rootfs(spec, &rootfs, &sd.upper(), &sd.work(), idmap.as_ref())?;
     mounts::apply(&rootfs, &mounts::plan(spec))?;
     let hostname = spec
         .hostname
@@ -344,7 +378,13 @@ fn container_init_inner(
     if spec.readonly_rootfs {
         mounts::readonly_root()?;
     }
-    let proc_ = prepare_process(&spec.process, &spec.options, &hostname)?;
+    let mut proc_ = prepare_process(
+        &spec.process,
+        &spec.options,
+        &hostname,
+        spec.user_namespace.as_ref(),
+    )?;
+    proc_.userns = userns.map(|fd| fd.as_raw_fd());
     // Sent during create, as runc does: the receiver waits for it before it calls `start`.
     let console = console
         .map(|sock| workload::send_console_master(&sock))

@@ -38,6 +38,7 @@ pub mod spec;
 pub mod state;
 pub mod sys;
 pub mod timefmt;
+pub mod userns;
 
 pub use image::{ImageConfig, ImageError, ImageStore};
 pub use runtime::{

@@ -209,12 +209,26 @@ fn fd_path(fd: &OwnedFd) -> PathBuf {
     PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
 }
 
-/// Mounts the rootfs at `rootfs_dir` (overlay of layers or a bind of a directory).
+/// How image layers are shown to a container in a user namespace.
+pub struct Idmap<'a> {
+    /// The container's user namespace.
+    pub ns: RawFd,
+    pub map: &'a crate::userns::IdMap,
+    /// A directory (in the container's state dir) for one idmapped mount per layer; the mounts
+    /// live in the init's mount namespace only and go with it.
+    pub mountpoints: PathBuf,
+}
+
+/// Mounts the rootfs at `rootfs_dir` (overlay of layers or a bind of a directory). With
+/// `idmap`, each layer is mounted idmapped first (so the image's root-owned files belong to
+/// the container's root) and the upper dir, the root directory's owner, is the mapped root's.
+/// A directory rootfs is never idmapped: whoever made the bundle owns its ids (as with runc).
 pub fn mount_rootfs(
     spec: &ContainerSpec,
     rootfs_dir: &Path,
     upper: &Path,
     work: &Path,
+    idmap: Option<&Idmap>,
 ) -> Result<(), MountError> {
     let err = |what: &str| {
         let what = what.to_string();
@@ -226,6 +240,10 @@ pub fn mount_rootfs(
     };
     match &spec.rootfs {
         RootfsSpec::Layers { lower } => {
+            let lower = match idmap {
+                Some(m) => idmap_layers(lower, m, upper).map_err(err("idmapped layer"))?,
+                None => lower.clone(),
+            };
             // Overlay wants the topmost lower first.
             let lowers: Vec<String> = lower
                 .iter()
@@ -267,6 +285,26 @@ pub fn mount_rootfs(
         }
     }
     Ok(())
+}
+
+fn idmap_layers(lower: &[PathBuf], m: &Idmap, upper: &Path) -> io::Result<Vec<PathBuf>> {
+    std::fs::create_dir_all(&m.mountpoints)?;
+    let mut out = Vec::with_capacity(lower.len());
+    for (i, l) in lower.iter().enumerate() {
+        let at = m.mountpoints.join(i.to_string());
+        match std::fs::create_dir(&at) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
+        crate::userns::idmapped_bind(l, &at, m.ns)?;
+        out.push(at);
+    }
+    let (uid, gid) = (m.map.host_uid(0), m.map.host_gid(0));
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::lchown(upper, uid, gid)?;
+    }
+    Ok(out)
 }
 
 /// Applies `ops` under the mounted rootfs.

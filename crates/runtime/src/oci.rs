@@ -3,7 +3,8 @@
 //! Supported: `root.path`/`root.readonly`, `process.args/env/cwd/user` (numeric ids),
 //! `hostname`, bind and tmpfs `mounts` (the standard /proc, /dev, /sys… mounts are always set
 //! up by the runtime itself, so those entries are skipped), a `network` namespace entry
-//! (absent = host network), `linux.resources` memory limit, cpu quota/period, pids limit,
+//! (absent = host network), a `user` namespace entry with `linux.uidMappings`/`gidMappings`
+//! (the workload runs in it; see [`crate::userns`]), `linux.resources` memory limit, cpu quota/period, pids limit,
 //! `process.capabilities` (the bounding set is the workload's set, as Docker and `runc spec`
 //! fill every set alike) and `linux.seccomp` (compiled by [`crate::seccomp::Profile`]; a spec
 //! without one gets the built-in default profile, where runc would install none: we never make
@@ -182,6 +183,9 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
             if ns.iter().any(|n| n.typ() == LinuxNamespaceType::Network) {
                 cs.network = NetworkMode::None;
             }
+            if ns.iter().any(|n| n.typ() == LinuxNamespaceType::User) {
+                cs.user_namespace = Some(user_namespace(&path, linux)?);
+            }
         }
         if let Some(r) = linux.resources() {
             let mut res = Resources::default();
@@ -199,6 +203,34 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
         }
     }
     Ok(cs)
+}
+
+/// A `user` namespace entry's maps (`linux.uidMappings`/`gidMappings`, both required). The
+/// bundle's rootfs is used as it is: its maker shifted its ownership, as runc expects.
+fn user_namespace(
+    path: &Path,
+    linux: &oci_spec::runtime::Linux,
+) -> Result<crate::userns::IdMap, OciError> {
+    let ranges = |m: &Option<Vec<oci_spec::runtime::LinuxIdMapping>>| {
+        m.iter()
+            .flatten()
+            .map(|r| crate::userns::IdRange {
+                container: r.container_id(),
+                host: r.host_id(),
+                size: r.size(),
+            })
+            .collect::<Vec<_>>()
+    };
+    let map = crate::userns::IdMap {
+        uids: ranges(linux.uid_mappings()),
+        gids: ranges(linux.gid_mappings()),
+    };
+    map.validate().map_err(|e| OciError::Invalid {
+        path: path.to_path_buf(),
+        what: "linux.uidMappings/gidMappings",
+        reason: e.to_string(),
+    })?;
+    Ok(map)
 }
 
 /// An OCI `linux.devices` entry as a host node to bind (this runtime never makes device

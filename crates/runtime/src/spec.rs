@@ -38,6 +38,10 @@ pub enum SpecError {
     Console(&'static str),
     #[error("{0}")]
     Update(&'static str),
+    #[error(transparent)]
+    UserNamespace(#[from] crate::userns::UsernsError),
+    #[error("a privileged container cannot run in a user namespace: run it in the host's (Docker: --userns=host)")]
+    PrivilegedUserns,
 }
 
 /// Where the container's root filesystem comes from.
@@ -204,6 +208,10 @@ pub struct ContainerSpec {
     /// Capabilities, ulimits, sysctls, groups, oom score, tty, /etc files.
     #[serde(default)]
     pub options: crate::options::ContainerOptions,
+    /// Run the workload in a user namespace with these maps (`swarmd --userns-remap`, OCI
+    /// `linux.uidMappings`); image layers are then mounted idmapped through it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_namespace: Option<crate::userns::IdMap>,
 }
 
 impl ContainerSpec {
@@ -222,6 +230,7 @@ impl ContainerSpec {
             readonly_rootfs: false,
             labels: Default::default(),
             options: Default::default(),
+            user_namespace: None,
         }
     }
 
@@ -239,6 +248,12 @@ impl ContainerSpec {
         }
         parse_user(&self.process.user)?;
         self.options.validate(self.network)?;
+        if let Some(map) = &self.user_namespace {
+            map.validate()?;
+            if self.options.privileged {
+                return Err(SpecError::PrivilegedUserns);
+            }
+        }
         match (self.stdio, &self.console_socket) {
             (StdioMode::Console, None) => return Err(SpecError::Console(
                 "a terminal needs a console socket to send its master to (--console-socket)",

@@ -39,6 +39,10 @@ pub struct StoredConfig {
 pub struct InitState {
     pub pid: i32,
     pub start_time: u64,
+    /// The descriptor number, in the init, of the workload's user namespace (`exec` opens
+    /// `/proc/<pid>/fd/<n>` to join it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub userns_fd: Option<i32>,
 }
 
 /// Written by the container init right before it exits (write, then rename into place), so

@@ -51,6 +51,22 @@ pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError
             )))
         })
         .transpose()?;
+    // The workload's user namespace, held by the init (entered last, by the command itself).
+    let userns = match (&cfg.spec.user_namespace, st.userns_fd) {
+        (None, _) => None,
+        (Some(_), Some(n)) => {
+            let p = PathBuf::from(format!("/proc/{}/fd/{n}", st.pid));
+            Some(
+                sys::openat(libc::AT_FDCWD, &p, libc::O_RDONLY | libc::O_CLOEXEC, 0)
+                    .map_err(sys_err("open the container's user namespace"))?,
+            )
+        }
+        (Some(_), None) => {
+            return Err(InitError::Missing {
+                what: "user namespace descriptor in state.json",
+            })
+        }
+    };
     join_cgroup(&cfg.cgroup_dirs)?;
     let mut nsfds = Vec::new();
     for ns in ["cgroup", "ipc", "uts", "net", "pid", "mnt"] {
@@ -83,7 +99,13 @@ pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError
         .hostname
         .clone()
         .unwrap_or_else(|| cfg.spec.id.chars().take(12).collect());
-    let prepared = prepare_process(&proc_, &cfg.spec.options, &hostname)?;
+    let mut prepared = prepare_process(
+        &proc_,
+        &cfg.spec.options,
+        &hostname,
+        cfg.spec.user_namespace.as_ref(),
+    )?;
+    prepared.userns = userns.as_ref().map(|fd| fd.as_raw_fd());
     // The pty comes from the container's devpts (we are in its mount namespace now).
     let tty = console
         .map(|sock| workload::send_console_master(&sock))

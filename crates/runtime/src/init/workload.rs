@@ -20,6 +20,9 @@ pub(super) struct PreparedProcess {
     pub(super) tty: bool,
     /// The filter installed last before `execve` (`Unconfined` when privileged).
     pub(super) seccomp: SeccompMode,
+    /// The container's user namespace, entered before the identity change (set by the
+    /// caller, which holds the descriptor).
+    pub(super) userns: Option<RawFd>,
 }
 
 /// Resolves supplementary groups (names or gids) against the container's /etc/group.
@@ -49,6 +52,7 @@ pub(super) fn prepare_process(
     p: &ProcessSpec,
     opts: &ContainerOptions,
     hostname: &str,
+    idmap: Option<&crate::userns::IdMap>,
 ) -> Result<PreparedProcess, InitError> {
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
@@ -82,9 +86,17 @@ pub(super) fn prepare_process(
     let cwd = spec::validate_workdir(&p.cwd)?;
     if !cwd.exists() {
         fs::create_dir_all(&cwd).map_err(sys_err(format!("create workdir {}", cwd.display())))?;
+        // Still host root here: a user namespace's ids are written as the host ids they map to.
+        let (uid, gid) = match idmap {
+            Some(m) => (
+                m.host_uid(user.uid).unwrap_or(0),
+                m.host_gid(user.gid).unwrap_or(0),
+            ),
+            None => (user.uid, user.gid),
+        };
         // SAFETY: chown of a path we just created, as root.
         let c = sys::cstr(&cwd).map_err(sys_err("workdir"))?;
-        unsafe { libc::chown(c.as_ptr(), user.uid, user.gid) };
+        unsafe { libc::chown(c.as_ptr(), uid, gid) };
     }
     let path_var = env
         .iter()
@@ -110,6 +122,7 @@ pub(super) fn prepare_process(
         } else {
             opts.seccomp.clone()
         },
+        userns: None,
     })
 }
 
@@ -248,6 +261,11 @@ pub(super) fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
             if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
                 return Err(last(&format!("setrlimit {res}")));
             }
+        }
+        // Limits above are set from the host's namespace (raising a hard limit needs it); from
+        // here on every capability is the user namespace's only.
+        if let Some(ns) = p.userns {
+            crate::userns::enter(ns).map_err(sys_err("enter the container's user namespace"))?;
         }
         // Only what this process still holds: capset refuses anything else (a kernel's
         // unknown bits, capabilities the host withheld from us).

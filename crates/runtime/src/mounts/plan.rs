@@ -11,6 +11,26 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
     let privileged = spec.options.privileged;
     let dev_nodev = if privileged { 0 } else { NODEV };
     let sys_ro = if privileged { 0 } else { libc::MS_RDONLY };
+    // In a user namespace the init (host root) makes these filesystems: give their roots, and
+    // devpts' tty group, the ids the container's root and tty map to.
+    let userns = spec.user_namespace.as_ref();
+    let owner = userns
+        .map(|m| {
+            let mut o = String::new();
+            if let Some(u) = m.host_uid(0) {
+                o.push_str(&format!(",uid={u}"));
+            }
+            if let Some(g) = m.host_gid(0) {
+                o.push_str(&format!(",gid={g}"));
+            }
+            o
+        })
+        .unwrap_or_default();
+    let tty_gid = userns.map_or(Some(5), |m| m.host_gid(5));
+    let devpts = match tty_gid {
+        Some(g) => format!("newinstance,ptmxmode=0666,mode=0620,gid={g}"),
+        None => "newinstance,ptmxmode=0666,mode=0620".to_string(),
+    };
     let mut ops = vec![
         MountOp::Fs {
             fstype: "proc",
@@ -24,7 +44,7 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             source: "tmpfs".into(),
             target: p("/dev"),
             flags: NOSUID | dev_nodev | libc::MS_STRICTATIME,
-            data: Some("mode=755,size=65536k".into()),
+            data: Some(format!("mode=755,size=65536k{owner}")),
         },
     ];
     for d in DEVICES {
@@ -44,14 +64,14 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             source: "devpts".into(),
             target: p("/dev/pts"),
             flags: NOSUID | NOEXEC,
-            data: Some("newinstance,ptmxmode=0666,mode=0620,gid=5".into()),
+            data: Some(devpts),
         },
         MountOp::Fs {
             fstype: "tmpfs",
             source: "shm".into(),
             target: p("/dev/shm"),
             flags: NOSUID | NODEV | NOEXEC,
-            data: Some("mode=1777,size=65536k".into()),
+            data: Some(format!("mode=1777,size=65536k{owner}")),
         },
         MountOp::Fs {
             fstype: "mqueue",
@@ -129,6 +149,7 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
                 if let Some(s) = size_bytes {
                     data.push_str(&format!(",size={s}"));
                 }
+                data.push_str(&owner);
                 ops.push(MountOp::Fs {
                     fstype: "tmpfs",
                     source: "tmpfs".into(),

@@ -1,0 +1,135 @@
+//! User namespaces (root only): a container whose spec carries id maps runs its workload, and
+//! every `exec`, as the mapped host ids — unprivileged on the host — while the image's files,
+//! mounted idmapped, belong to its root; what it writes lands on disk under the mapped ids.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::Duration;
+
+use common::{wait_until, Harness};
+use swarm_runtime::spec::{MountSpec, Propagation};
+use swarm_runtime::userns::{IdMap, IdRange};
+use swarm_runtime::ExecSpec;
+
+const HOST: u32 = 300_000;
+
+fn map() -> IdMap {
+    let r = vec![IdRange {
+        container: 0,
+        host: HOST,
+        size: 65_536,
+    }];
+    IdMap {
+        uids: r.clone(),
+        gids: r,
+    }
+}
+
+/// `Uid:`/`Gid:` real ids of a host process.
+fn host_ids(pid: i32) -> (u32, u32) {
+    let st = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |k: &str| -> u32 {
+        st.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .and_then(|v| v.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap()
+    };
+    (field("Uid:"), field("Gid:"))
+}
+
+#[test]
+fn remapped_root_is_an_unprivileged_host_uid_that_owns_the_image() {
+    let h = Harness::new();
+    let host_dir = tempfile::tempdir().unwrap();
+    let secret = host_dir.path().join("secret");
+    std::fs::write(&secret, "host-only\n").unwrap();
+    std::fs::set_permissions(&secret, std::os::unix::fs::PermissionsExt::from_mode(0o600)).unwrap();
+    let script = "cat /proc/self/uid_map; echo id=$(id -u):$(id -g); \
+        stat -c owner=%u:%g /bin/busybox; stat -c root=%u:%g /; stat -c dev=%u:%g /dev; \
+        touch /etc/new && echo WROTE-ETC; chown 1000:1000 /etc/new && echo CHOWNED; \
+        cat /secret 2>/dev/null || echo SECRET-DENIED; echo READY; sleep 30";
+    let mut s = h.spec("uns1", script);
+    s.user_namespace = Some(map());
+    s.mounts.push(MountSpec::Bind {
+        source: secret.clone(),
+        destination: "/secret".into(),
+        readonly: false,
+        propagation: Propagation::Rprivate,
+        copy_up: false,
+    });
+    h.rt().create(s).unwrap();
+    h.rt().start("uns1").unwrap();
+    wait_until("the script", Duration::from_secs(20), || {
+        h.log_text("uns1").contains("READY")
+    });
+    let out = h.log_text("uns1");
+    let map_line: Vec<&str> = out.lines().next().unwrap().split_whitespace().collect();
+    assert_eq!(map_line, ["0", "300000", "65536"], "{out}");
+    for want in [
+        "id=0:0",
+        "owner=0:0",
+        "root=0:0",
+        "dev=0:0",
+        "WROTE-ETC",
+        "CHOWNED",
+        "SECRET-DENIED",
+    ] {
+        assert!(out.contains(want), "{want} missing from:\n{out}");
+    }
+    // On the host, the workload (the init's child) is the mapped uid, not root.
+    let init = h.rt().inspect("uns1").unwrap().pid;
+    let children = std::fs::read_to_string(format!("/proc/{init}/task/{init}/children")).unwrap();
+    let workload: i32 = children.split_whitespace().next().unwrap().parse().unwrap();
+    assert_eq!(host_ids(workload), (HOST, HOST));
+    // What it wrote is on disk under the mapped ids.
+    let upper = h.root.join("containers/uns1/upper");
+    let m = std::fs::metadata(upper.join("etc/new")).unwrap();
+    assert_eq!((m.uid(), m.gid()), (HOST + 1000, HOST + 1000));
+    let m = std::fs::metadata(&upper).unwrap();
+    assert_eq!((m.uid(), m.gid()), (HOST, HOST));
+    // The image's own files are untouched (idmapped, not chowned).
+    let layer_busybox = h.layers[0].join("bin/busybox");
+    assert_eq!(std::fs::metadata(layer_busybox).unwrap().uid(), 0);
+    // exec joins the same namespace.
+    let o = h
+        .rt()
+        .exec(
+            "uns1",
+            ExecSpec {
+                args: vec![
+                    "sh".into(),
+                    "-c".into(),
+                    "cat /proc/self/uid_map; id -u".into(),
+                ],
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert_eq!(o.code, 0, "{text}");
+    let words: Vec<&str> = text.split_whitespace().collect();
+    assert_eq!(words, ["0", "300000", "65536", "0"], "{text}");
+    h.rt().remove("uns1", true).unwrap();
+    assert!(!Path::new(&h.root.join("containers/uns1")).exists());
+}
+
+#[test]
+fn bad_maps_and_privileged_remaps_are_refused_before_anything_runs() {
+    let h = Harness::new();
+    let mut s = h.spec("uns2", "true");
+    s.user_namespace = Some(IdMap {
+        uids: vec![],
+        gids: map().gids,
+    });
+    let e = h.rt().create(s).unwrap_err().to_string();
+    assert!(e.contains("uid map: empty"), "{e}");
+    let mut s = h.spec("uns3", "true");
+    s.user_namespace = Some(map());
+    s.options.privileged = true;
+    let e = h.rt().create(s).unwrap_err().to_string();
+    assert!(e.contains("cannot run in a user namespace"), "{e}");
+    assert!(h.rt().list().unwrap().is_empty());
+}
