@@ -362,7 +362,11 @@ fn container_init_inner(
         _ => None,
     };
     mounts::mount_rootfs(spec, &rootfs, &sd.upper(), &sd.work(), idmap.as_ref())?;
-    mounts::apply(&rootfs, &mounts::plan(spec))?;
+    let owner = spec
+        .user_namespace
+        .as_ref()
+        .and_then(|m| Some((m.host_uid(0)?, m.host_gid(0)?)));
+    mounts::apply(&rootfs, &mounts::plan(spec), owner)?;
     let hostname = spec
         .hostname
         .clone()

@@ -157,8 +157,13 @@ fn open_in_root(root: RawFd, path: &Path, flags: i32) -> io::Result<OwnedFd> {
 }
 
 /// Creates `path` (and missing parents) inside the rootfs, never leaving it, and returns an
-/// `O_PATH` fd to it.
-fn ensure_target(root: RawFd, path: &Path, kind: TargetKind) -> io::Result<OwnedFd> {
+/// `O_PATH` fd to it. What it creates belongs to `owner` (host ids) when given.
+fn ensure_target(
+    root: RawFd,
+    path: &Path,
+    kind: TargetKind,
+    owner: Option<(u32, u32)>,
+) -> io::Result<OwnedFd> {
     if let Ok(fd) = open_in_root(root, path, libc::O_PATH) {
         return Ok(fd);
     }
@@ -199,6 +204,20 @@ fn ensure_target(root: RawFd, path: &Path, kind: TargetKind) -> io::Result<Owned
             let e = io::Error::last_os_error();
             if e.kind() != io::ErrorKind::AlreadyExists {
                 return Err(e);
+            }
+        } else if let Some((uid, gid)) = owner {
+            // SAFETY: valid C string and dir fd; never follows a symlink.
+            let r = unsafe {
+                libc::fchownat(
+                    parent.as_raw_fd(),
+                    name.as_ptr(),
+                    uid,
+                    gid,
+                    libc::AT_SYMLINK_NOFOLLOW,
+                )
+            };
+            if r != 0 {
+                return Err(io::Error::last_os_error());
             }
         }
     }
@@ -307,8 +326,13 @@ fn idmap_layers(lower: &[PathBuf], m: &Idmap, upper: &Path) -> io::Result<Vec<Pa
     Ok(out)
 }
 
-/// Applies `ops` under the mounted rootfs.
-pub fn apply(rootfs_dir: &Path, ops: &[MountOp]) -> Result<(), MountError> {
+/// Applies `ops` under the mounted rootfs; mount targets it creates belong to `owner` (the
+/// host ids of a user namespace's root) when given.
+pub fn apply(
+    rootfs_dir: &Path,
+    ops: &[MountOp],
+    owner: Option<(u32, u32)>,
+) -> Result<(), MountError> {
     let root = sys::openat(
         libc::AT_FDCWD,
         rootfs_dir,
@@ -321,12 +345,12 @@ pub fn apply(rootfs_dir: &Path, ops: &[MountOp]) -> Result<(), MountError> {
     })?;
     let r = root.as_raw_fd();
     for op in ops {
-        apply_one(r, op)?;
+        apply_one(r, op, owner)?;
     }
     Ok(())
 }
 
-fn apply_one(root: RawFd, op: &MountOp) -> Result<(), MountError> {
+fn apply_one(root: RawFd, op: &MountOp, owner: Option<(u32, u32)>) -> Result<(), MountError> {
     let terr = |t: &Path| {
         let t = t.to_path_buf();
         move |source| MountError::Target { target: t, source }
@@ -348,7 +372,7 @@ fn apply_one(root: RawFd, op: &MountOp) -> Result<(), MountError> {
             flags,
             data,
         } => {
-            let fd = ensure_target(root, target, TargetKind::Dir).map_err(terr(target))?;
+            let fd = ensure_target(root, target, TargetKind::Dir, owner).map_err(terr(target))?;
             sys::mount(
                 Some(Path::new(source)),
                 &fd_path(&fd),
@@ -375,7 +399,7 @@ fn apply_one(root: RawFd, op: &MountOp) -> Result<(), MountError> {
             propagation,
             copy_up,
         } => {
-            let fd = ensure_target(root, target, *kind).map_err(terr(target))?;
+            let fd = ensure_target(root, target, *kind, owner).map_err(terr(target))?;
             let fp = fd_path(&fd);
             if *copy_up && *kind == TargetKind::Dir {
                 copy_up_into(&fp, source).map_err(|e| MountError::CopyUp {

@@ -50,7 +50,8 @@ fn remapped_root_is_an_unprivileged_host_uid_that_owns_the_image() {
     let script = "cat /proc/self/uid_map; echo id=$(id -u):$(id -g); \
         stat -c owner=%u:%g /bin/busybox; stat -c root=%u:%g /; stat -c dev=%u:%g /dev; \
         touch /etc/new && echo WROTE-ETC; chown 1000:1000 /etc/new && echo CHOWNED; \
-        cat /secret 2>/dev/null || echo SECRET-DENIED; echo READY; sleep 30";
+        cat /secret 2>/dev/null || echo SECRET-DENIED; stat -c data=%u:%g /data; \
+        touch /data/v && echo WROTE-VOL; echo READY; sleep 30";
     let mut s = h.spec("uns1", script);
     s.user_namespace = Some(map());
     s.mounts.push(MountSpec::Bind {
@@ -59,6 +60,19 @@ fn remapped_root_is_an_unprivileged_host_uid_that_owns_the_image() {
         readonly: false,
         propagation: Propagation::Rprivate,
         copy_up: false,
+    });
+    // A volume as the agent makes one under a remap: an empty dir owned by the mapped root,
+    // mounted at a path the image lacks (the mount point the runtime creates is the mapped
+    // root's too, so populating the volume keeps that owner).
+    let vol = host_dir.path().join("vol");
+    std::fs::create_dir(&vol).unwrap();
+    std::os::unix::fs::chown(&vol, Some(HOST), Some(HOST)).unwrap();
+    s.mounts.push(MountSpec::Bind {
+        source: vol.clone(),
+        destination: "/data".into(),
+        readonly: false,
+        propagation: Propagation::Rprivate,
+        copy_up: true,
     });
     h.rt().create(s).unwrap();
     h.rt().start("uns1").unwrap();
@@ -76,6 +90,8 @@ fn remapped_root_is_an_unprivileged_host_uid_that_owns_the_image() {
         "WROTE-ETC",
         "CHOWNED",
         "SECRET-DENIED",
+        "data=0:0",
+        "WROTE-VOL",
     ] {
         assert!(out.contains(want), "{want} missing from:\n{out}");
     }
@@ -89,6 +105,8 @@ fn remapped_root_is_an_unprivileged_host_uid_that_owns_the_image() {
     let m = std::fs::metadata(upper.join("etc/new")).unwrap();
     assert_eq!((m.uid(), m.gid()), (HOST + 1000, HOST + 1000));
     let m = std::fs::metadata(&upper).unwrap();
+    assert_eq!((m.uid(), m.gid()), (HOST, HOST));
+    let m = std::fs::metadata(vol.join("v")).unwrap();
     assert_eq!((m.uid(), m.gid()), (HOST, HOST));
     // The image's own files are untouched (idmapped, not chowned).
     let layer_busybox = h.layers[0].join("bin/busybox");
