@@ -51,7 +51,8 @@ fn remapped_root_is_an_unprivileged_host_uid_that_owns_the_image() {
         stat -c owner=%u:%g /bin/busybox; stat -c root=%u:%g /; stat -c dev=%u:%g /dev; \
         touch /etc/new && echo WROTE-ETC; chown 1000:1000 /etc/new && echo CHOWNED; \
         cat /secret 2>/dev/null || echo SECRET-DENIED; stat -c data=%u:%g /data; \
-        touch /data/v && echo WROTE-VOL; echo READY; sleep 30";
+        touch /data/v && echo WROTE-VOL; echo ports=$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start); \
+        echo READY; sleep 30";
     let mut s = h.spec("uns1", script);
     s.user_namespace = Some(map());
     s.mounts.push(MountSpec::Bind {
@@ -92,6 +93,8 @@ fn remapped_root_is_an_unprivileged_host_uid_that_owns_the_image() {
         "SECRET-DENIED",
         "data=0:0",
         "WROTE-VOL",
+        // Its network namespace is the host user namespace's: every port is made bindable.
+        "ports=0",
     ] {
         assert!(out.contains(want), "{want} missing from:\n{out}");
     }

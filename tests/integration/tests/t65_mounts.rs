@@ -8,7 +8,10 @@
 //!   the container sees; `--read-only` makes the rootfs read-only; `--cap-drop ALL` takes
 //!   CAP_CHOWN and CAP_NET_RAW (ping) away; `--user 1000` cannot write root-owned paths;
 //!   `--stop-signal` is the signal the workload gets on removal;
-//! - a bind source that does not exist rejects the task with a clear message.
+//! - a bind source that does not exist rejects the task with a clear message;
+//! - under `swarmd --userns-remap default` a task's root is the subordinate uid on the host,
+//!   owns the image's files and its new volumes, keeps its volume across `update --force`,
+//!   and a privileged task stays in the host's user namespace.
 
 use std::path::{Path, PathBuf};
 use swarm_integration::{import, init_tracing, json_lines, managers, running, tasks, LONG};
@@ -330,4 +333,146 @@ fn binds_tmpfs_and_process_flags_do_what_they_say() {
         assert_ne!(o.status.code(), Some(0), "{flag} {val}");
         assert!(e.contains(want), "{flag} {val}: {e}");
     }
+}
+
+/// The first host uid `swarmremap` owns in /etc/subuid (`--userns-remap default` adds it).
+fn swarmremap_start() -> u32 {
+    let text = std::fs::read_to_string("/etc/subuid").unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("swarmremap:"))
+        .and_then(|r| r.split(':').next())
+        .and_then(|s| s.parse().ok())
+        .expect("swarmd --userns-remap default gave swarmremap subordinate ids")
+}
+
+/// Host `Uid:` of the process whose command line is exactly `argv`.
+fn host_uid_of(argv: &[&str]) -> Option<u32> {
+    let want = argv.join("\0") + "\0";
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(cmd) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        if cmd == want.as_bytes() {
+            let st = std::fs::read_to_string(e.path().join("status")).ok()?;
+            return st
+                .lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|v| v.split_whitespace().next())
+                .and_then(|v| v.parse().ok());
+        }
+    }
+    None
+}
+
+#[test]
+fn userns_remap_runs_tasks_as_unprivileged_host_ids() {
+    use std::os::unix::fs::MetadataExt;
+    init_tracing();
+    let c = managers(1, &["--userns-remap", "default"]);
+    let start = swarmremap_start();
+    import(&c, 0, "busybox:latest", "v1");
+    let sd = c.state_dir(0).to_path_buf();
+    let pid = std::process::id();
+    let (data, etc) = (format!("t65-rdata-{pid}"), format!("t65-retc-{pid}"));
+    let marker = format!("{}", 200_000 + pid % 100_000);
+
+    info!("phase: a remapped task is root inside, the subordinate uid outside");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "remap",
+            "--mount",
+            &format!("type=volume,source={data},target=/data"),
+            "--mount",
+            &format!("source={etc},target=/etc"),
+            "busybox",
+            "sh",
+            "-c",
+            &format!(
+                "(id -u; cat /proc/self/uid_map; touch /etc/x && echo ETC-WRITABLE) >> /data/report; \
+                 hostname >> /data/starts; exec sleep {marker}"
+            ),
+        ],
+    )
+    .unwrap();
+    let vol = sd.join("volumes").join(&data).join("_data");
+    let report = read_when(&vol.join("report"), "the task's report", |s| {
+        s.contains("ETC-WRITABLE")
+    });
+    let lines: Vec<Vec<&str>> = report
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], ["0"], "{report}");
+    assert_eq!(
+        lines[1],
+        ["0", start.to_string().as_str(), "65536"],
+        "{report}"
+    );
+    let uid = wait_until("the workload process", LONG, || {
+        host_uid_of(&["sleep", &marker])
+    })
+    .unwrap();
+    assert_eq!(uid, start, "the workload's host uid");
+    for p in [vol.clone(), vol.join("report")] {
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().uid(),
+            start,
+            "{}",
+            p.display()
+        );
+    }
+    // The image's /etc, copied into the new volume through the idmapped layers.
+    let passwd = sd.join("volumes").join(&etc).join("_data/passwd");
+    assert_eq!(std::fs::metadata(&passwd).unwrap().uid(), start);
+
+    info!("phase: the volume survives service update --force; the new task is remapped too");
+    c.ctl(0, &["service", "update", "--force", "remap"])
+        .unwrap();
+    read_when(&vol.join("starts"), "the replacement task appended", |s| {
+        s.lines().count() == 2
+    });
+    wait_until("one running task", LONG, || {
+        (running(&c, 0, "remap").len() == 1).then_some(())
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{:?}", tasks(&c, 0, "remap")));
+    assert_eq!(
+        wait_until("the new workload", LONG, || host_uid_of(&[
+            "sleep", &marker
+        ]))
+        .unwrap(),
+        start
+    );
+    c.ctl(0, &["service", "rm", "remap"]).unwrap();
+
+    info!("phase: a privileged task stays in the host's user namespace");
+    let out = HostDir::new("remap-priv");
+    c.ctl(
+        0,
+        &[
+            "service",
+            "create",
+            "--name",
+            "priv",
+            "--privileged",
+            "--mount",
+            &format!("type=bind,source={},target=/out", out.0.display()),
+            "busybox",
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map > /out/map; exec sleep 100000",
+        ],
+    )
+    .unwrap();
+    let map = read_when(&out.0.join("map"), "the privileged task's map", |s| {
+        !s.is_empty()
+    });
+    assert_eq!(
+        map.split_whitespace().collect::<Vec<_>>(),
+        ["0", "0", "4294967295"]
+    );
+    c.ctl(0, &["service", "rm", "priv"]).unwrap();
 }
