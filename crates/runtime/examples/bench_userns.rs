@@ -63,10 +63,15 @@ fn main() {
     b.follow_symlinks(false);
     b.append_dir_all(".", &rootfs).expect("tar the rootfs");
     store
-        .import_rootfs_tar(&b.into_inner().unwrap()[..], "busybox:bench", ImageConfig::default())
+        .import_rootfs_tar(
+            &b.into_inner().unwrap()[..],
+            "busybox:bench",
+            ImageConfig::default(),
+        )
         .expect("import");
     let layers = store.prepare("busybox:bench").expect("prepare").layers;
-    let rt = Runtime::new(RuntimeConfig::new(work.join("state"), "swarm-bench-userns")).expect("runtime");
+    let rt = Runtime::new(RuntimeConfig::new(work.join("state"), "swarm-bench-userns"))
+        .expect("runtime");
     let spec = |id: &str, remap: bool| {
         let mut s = ContainerSpec::new(
             id,
@@ -119,15 +124,25 @@ fn main() {
     }
     let fd = swarm_runtime::userns::create_namespace(&m).expect("userns");
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS).expect("unshare mount ns");
-    swarm_runtime::sys::mount(None, Path::new("/"), None, libc::MS_PRIVATE | libc::MS_REC, None)
-        .expect("make / private");
+    swarm_runtime::sys::mount(
+        None,
+        Path::new("/"),
+        None,
+        libc::MS_PRIVATE | libc::MS_REC,
+        None,
+    )
+    .expect("make / private");
     let target = work.join("idmapped");
     std::fs::create_dir_all(&target).unwrap();
     let mut idm = Vec::new();
     for _ in 0..n {
         let t = Instant::now();
-        swarm_runtime::userns::idmapped_bind(&layers[0], &target, std::os::fd::AsRawFd::as_raw_fd(&fd))
-            .expect("idmapped mount");
+        swarm_runtime::userns::idmapped_bind(
+            &layers[0],
+            &target,
+            std::os::fd::AsRawFd::as_raw_fd(&fd),
+        )
+        .expect("idmapped mount");
         idm.push(t.elapsed().as_secs_f64() * 1e3);
         swarm_runtime::sys::umount2(&target, libc::MNT_DETACH).expect("unmount");
     }

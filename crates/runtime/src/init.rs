@@ -296,6 +296,9 @@ fn container_init_inner(
     }
     // SAFETY: setsid has no arguments.
     unsafe { libc::setsid() };
+    if !spec.options.no_new_keyring {
+        sys::join_new_session_keyring().map_err(sys_err("join a new session keyring"))?;
+    }
     // Namespaced sysctls (checked by the spec): /proc/sys answers for the namespaces of the
     // writer, which are the container's from here on.
     for (k, v) in &spec.options.sysctls {

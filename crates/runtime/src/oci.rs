@@ -6,9 +6,9 @@
 //! (absent = host network), a `user` namespace entry with `linux.uidMappings`/`gidMappings`
 //! (the workload runs in it; see [`crate::userns`]), `linux.resources` memory limit, cpu quota/period, pids limit,
 //! `process.capabilities` (the bounding set is the workload's set, as Docker and `runc spec`
-//! fill every set alike) and `linux.seccomp` (compiled by [`crate::seccomp::Profile`]; a spec
-//! without one gets the built-in default profile, where runc would install none: we never make
-//! a new session keyring, and that profile is what keeps the host's keyring out of reach).
+//! fill every set alike), `linux.seccomp` (compiled by [`crate::seccomp::Profile`]; a spec
+//! without one gets no filter, as with runc — the init joins a new session keyring, so the
+//! host's session keys stay out of reach) and whether the `/sys` mount is `ro`.
 //! `linux.maskedPaths` and `linux.readonlyPaths` are the paths masked and made read-only (none
 //! when absent, as with runc; the runtime's own default is Docker's lists), and
 //! `linux.devices` entries are bound from the host node at the same path (which must be that
@@ -95,10 +95,14 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
     };
     for m in spec.mounts().clone().unwrap_or_default() {
         let dest = m.destination().clone();
+        let opts = m.options().clone().unwrap_or_default();
+        if dest == Path::new("/sys") {
+            // Docker clears `ro` for `--privileged`.
+            cs.options.sys_writable = !opts.iter().any(|o| o == "ro");
+        }
         if STANDARD.iter().any(|s| Path::new(s) == dest) {
             continue;
         }
-        let opts = m.options().clone().unwrap_or_default();
         match m.typ().as_deref() {
             Some("tmpfs") => cs.mounts.push(MountSpec::Tmpfs {
                 destination: dest,
@@ -152,14 +156,20 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
         cs.options.cap_add = names;
     }
     cs.network = NetworkMode::Host;
-    if let Some(sc) = spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
-        let json = serde_json::to_string(&sc).map_err(|e| OciError::Invalid {
-            path: path.clone(),
-            what: "linux.seccomp",
-            reason: e.to_string(),
-        })?;
-        cs.options.seccomp = crate::privilege::SeccompMode::Profile(json);
-    }
+    // As runc: the bundle's filter, and none without one (Docker sends none for
+    // `--privileged` and `seccomp=unconfined`); the init's new session keyring keeps the
+    // host's session keys out of reach either way.
+    cs.options.seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().clone()) {
+        Some(sc) => {
+            let json = serde_json::to_string(&sc).map_err(|e| OciError::Invalid {
+                path: path.clone(),
+                what: "linux.seccomp",
+                reason: e.to_string(),
+            })?;
+            crate::privilege::SeccompMode::Profile(json)
+        }
+        None => crate::privilege::SeccompMode::Unconfined,
+    };
     // As runc: the bundle's lists, and none when it has none (Docker omits empty lists, e.g.
     // for `--security-opt systempaths=unconfined`; `runc spec` writes Docker's defaults).
     let linux = spec.linux().as_ref();
@@ -384,11 +394,48 @@ mod tests {
     }
 
     #[test]
-    fn a_bundle_without_seccomp_or_capabilities_keeps_the_defaults() {
+    fn a_bundle_without_seccomp_or_capabilities_gets_no_filter_and_the_default_set() {
         let (_t, cs) = bundle(
             r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["true"],"cwd":"/"},"root":{"path":"rootfs"}}"#,
         );
-        assert_eq!(cs.options.seccomp, SeccompMode::Default);
+        // As runc: no `linux.seccomp`, no filter (Docker's --privileged sends none).
+        assert_eq!(cs.options.seccomp, SeccompMode::Unconfined);
         assert!(cs.options.cap_add.is_empty() && cs.options.cap_drop.is_empty());
+        assert!(!cs.options.sys_writable && cs.user_namespace.is_none());
+    }
+
+    #[test]
+    fn a_writable_sys_mount_and_a_user_namespace_carry_over() {
+        let (_t, cs) = bundle(
+            r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["true"],"cwd":"/"},"root":{"path":"rootfs"},
+               "mounts":[{"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","noexec","nodev","rw"]}],
+               "linux":{"namespaces":[{"type":"user"},{"type":"mount"}],
+                 "uidMappings":[{"containerID":0,"hostID":100000,"size":65536}],
+                 "gidMappings":[{"containerID":0,"hostID":100000,"size":65536}]}}"#,
+        );
+        assert!(cs.options.sys_writable);
+        let m = cs.user_namespace.as_ref().unwrap();
+        assert_eq!(
+            (m.host_uid(0), m.host_gid(1)),
+            (Some(100_000), Some(100_001))
+        );
+        let (_t, cs) = bundle(
+            r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["true"],"cwd":"/"},"root":{"path":"rootfs"},
+               "mounts":[{"destination":"/sys","type":"sysfs","source":"sysfs","options":["nosuid","ro"]}]}"#,
+        );
+        assert!(!cs.options.sys_writable);
+        // A user namespace without maps is refused, not run without one.
+        let t = tempfile::tempdir().unwrap();
+        std::fs::write(
+            t.path().join("config.json"),
+            r#"{"ociVersion":"1.0.2","process":{"terminal":false,"user":{"uid":0,"gid":0},"args":["true"],"cwd":"/"},"root":{"path":"rootfs"},
+               "linux":{"namespaces":[{"type":"user"}]}}"#,
+        )
+        .unwrap();
+        let e = load_bundle("c1", t.path()).unwrap_err().to_string();
+        assert!(
+            e.contains("uidMappings/gidMappings: user namespace uid map: empty"),
+            "{e}"
+        );
     }
 }

@@ -127,6 +127,12 @@ pub struct ContainerOptions {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub readonly_paths: Option<Vec<String>>,
     pub seccomp: crate::privilege::SeccompMode,
+    /// Mount `/sys` read-write (privileged containers always do; an OCI bundle whose `/sys`
+    /// mount is not `ro`, as Docker writes it for `--privileged`).
+    pub sys_writable: bool,
+    /// Keep the caller's session keyring (runc's `--no-new-keyring`); by default the init
+    /// joins a new anonymous one, so no container reaches the host's session keys.
+    pub no_new_keyring: bool,
 }
 
 fn cap_set(names: &[String]) -> Result<(bool, u64), OptionsError> {

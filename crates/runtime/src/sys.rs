@@ -141,6 +141,44 @@ pub fn set_no_new_privs() -> io::Result<()> {
     check(r as libc::c_long).map(|_| ())
 }
 
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+const KEYCTL_SETPERM: libc::c_long = 5;
+
+/// Joins a new anonymous session keyring (what runc does unless `--no-new-keyring`): the
+/// caller and its children no longer possess the session keyring they inherited. A kernel
+/// without keyrings (ENOSYS) has nothing to leave.
+pub fn join_new_session_keyring() -> io::Result<()> {
+    match join_session_keyring(None) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOSYS) => Ok(()),
+        r => r.map(|_| ()),
+    }
+}
+
+/// `keyctl(KEYCTL_JOIN_SESSION_KEYRING, name)` for the calling thread: a new keyring (`None`:
+/// anonymous) or the named one; returns its serial number.
+pub fn join_session_keyring(name: Option<&str>) -> io::Result<i64> {
+    let name = name.map(|n| CString::new(n).map_err(|_| io::Error::other("NUL in name")));
+    let name = name.transpose()?;
+    let ptr = name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr());
+    // SAFETY: keyctl with an integer and a valid C string or NULL.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, ptr) };
+    check(r).map(|id| id as i64)
+}
+
+/// `keyctl(KEYCTL_SETPERM, key, perm)`.
+pub fn set_key_permissions(key: i64, perm: u32) -> io::Result<()> {
+    // SAFETY: keyctl with integer arguments only.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_SETPERM,
+            key as libc::c_long,
+            perm as libc::c_long,
+        )
+    };
+    check(r).map(|_| ())
+}
+
 /// `prctl(PR_SET_DUMPABLE, v)`.
 pub fn set_dumpable(v: bool) -> io::Result<()> {
     // SAFETY: prctl with integer arguments only.

@@ -128,3 +128,32 @@ fn privileged_gets_every_capability_host_devices_and_no_masks() {
     assert!(!out.contains("HOST-DEVICES"), "{out}");
     assert!(!out.contains("MKNOD-OK"), "{out}");
 }
+
+/// runc's default: the init joins a new session keyring, so a container — even one without a
+/// seccomp filter, which may call keyctl — does not possess its creator's session keys;
+/// `no_new_keyring` (runc's `--no-new-keyring`) keeps them.
+#[test]
+fn each_container_gets_a_new_session_keyring_unless_asked_not_to() {
+    let h = Harness::new();
+    // A session keyring of this test thread only (children inherit it), viewable by its
+    // possessors alone.
+    let name = format!("swarm-t41-keys-{}", std::process::id());
+    let id = swarm_runtime::sys::join_session_keyring(Some(&name)).unwrap();
+    swarm_runtime::sys::set_key_permissions(id, 0x3f00_0000).unwrap();
+    let seen = |cid: &str, keep: bool| {
+        // No filter and nothing masked: the workload can read /proc/keys.
+        let mut s = h.spec(cid, &format!("grep -c {name} /proc/keys || true"));
+        s.options.seccomp = SeccompMode::Unconfined;
+        s.options.masked_paths = Some(vec![]);
+        s.options.no_new_keyring = keep;
+        let (code, out) = run(&h, s);
+        assert_eq!(code, 0, "{out}");
+        out.trim().to_string()
+    };
+    assert_eq!(seen("keys-new", false), "0", "a new keyring by default");
+    assert_eq!(
+        seen("keys-kept", true),
+        "1",
+        "--no-new-keyring keeps the caller's"
+    );
+}

@@ -99,6 +99,7 @@ struct Args {
     quiet: bool,
     format: String,
     process: Option<PathBuf>,
+    no_new_keyring: bool,
 }
 
 fn unsupported(flag: &str) -> Option<CliError> {
@@ -204,6 +205,7 @@ fn parse_command(
         quiet: false,
         format: "table".into(),
         process: None,
+        no_new_keyring: false,
     };
     let mut it = it;
     let creates = matches!(a.cmd.as_str(), "create" | "run");
@@ -224,10 +226,8 @@ fn parse_command(
             }
             (_, "--bundle" | "-b") if creates => a.bundle = Some(val()?.into()),
             (_, "--pid-file") if creates => a.pid_file = Some(val()?.into()),
-            // runc's default is a new session keyring; swarm-runtime never creates one (and
-            // its seccomp profile denies keyctl), so every container already runs as with
-            // this flag.
-            (_, "--no-new-keyring") if creates => {}
+            // As runc: keep the caller's session keyring instead of a new one.
+            (_, "--no-new-keyring") if creates => a.no_new_keyring = true,
             (_, "--console-socket") if creates || exec => a.console_socket = Some(val()?.into()),
             ("exec", "--tty" | "-t") => a.tty = true,
             (_, f @ "--no-pivot") if creates => return Err(unsupported(f).expect("listed")),
@@ -373,6 +373,7 @@ fn create(rt: &Runtime, a: &Args, id: &str) -> Result<ContainerInfo, CliError> {
     let bundle = std::fs::canonicalize(&bundle).unwrap_or(bundle);
     let mut spec = swarm_runtime::oci::load_bundle(id, &bundle)?;
     spec.console_socket = a.console_socket.clone();
+    spec.options.no_new_keyring = a.no_new_keyring;
     let info = rt.create_with_bundle(spec, Some(bundle))?;
     if let Some(p) = &a.pid_file {
         if let Err(e) = write_pid_file(p, info.pid) {

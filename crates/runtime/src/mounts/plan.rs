@@ -10,7 +10,11 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
     // A privileged container may make device nodes in its /dev and write /sys, as Docker's.
     let privileged = spec.options.privileged;
     let dev_nodev = if privileged { 0 } else { NODEV };
-    let sys_ro = if privileged { 0 } else { libc::MS_RDONLY };
+    let sys_ro = if privileged || spec.options.sys_writable {
+        0
+    } else {
+        libc::MS_RDONLY
+    };
     // In a user namespace the init (host root) makes these filesystems: give their roots, and
     // devpts' tty group, the ids the container's root and tty map to.
     let userns = spec.user_namespace.as_ref();
