@@ -6,7 +6,9 @@
 //! detached) and `docker top`; `docker pause`/`unpause`; `docker stop` stops a detached
 //! container; `-t` for run and exec (the pty master through containerd's console socket);
 //! `docker update` of memory, CPU quota and pids limit (a cpuset is refused by name); masked
-//! paths (`--security-opt systempaths=unconfined`) and `--device` from Docker's config.
+//! paths (`--security-opt systempaths=unconfined`) and `--device` from Docker's config;
+//! `--privileged` (no seccomp filter, writable /sys); and a dockerd with `--userns-remap
+//! default` (its user namespace maps reach the workload and `docker exec`).
 //! (`swarm-runtime events` is tested in the runtime's own CLI tests: Docker does not call it.)
 
 use std::path::{Path, PathBuf};
@@ -23,10 +25,15 @@ struct Dockerd {
 
 impl Dockerd {
     fn start() -> Option<Dockerd> {
+        Self::start_with("", &[])
+    }
+
+    /// A private dockerd whose directory is tagged `tag`, with `extra` flags.
+    fn start_with(tag: &str, extra: &[&str]) -> Option<Dockerd> {
         let dockerd = which("dockerd")?;
         which("docker")?;
         // Short: containerd's sockets live under the exec root (108-byte limit).
-        let dir = PathBuf::from(format!("/tmp/swd-{}", std::process::id()));
+        let dir = PathBuf::from(format!("/tmp/swd{tag}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         for d in ["data", "exec"] {
             std::fs::create_dir_all(dir.join(d)).unwrap();
@@ -45,6 +52,7 @@ impl Dockerd {
             .arg("--pidfile")
             .arg(dir.join("docker.pid"))
             .args(["--bridge", "none", "--iptables=false", "--ip6tables=false"])
+            .args(extra)
             .arg("--add-runtime")
             .arg(format!(
                 "swarm={}",
@@ -370,4 +378,78 @@ fn docker_runs_containers_on_swarm_runtime() {
     assert_eq!(state("{{.State.Running}}"), "false");
     // Our init is pid 1 and forwards SIGTERM, so sleep dies of it (Docker's --init).
     assert_eq!(state("{{.State.ExitCode}}"), "143");
+}
+
+/// Docker's `--userns-remap`: dockerd shifts the image to its `dockremap` ids and asks for a
+/// user namespace with those maps; the workload and `docker exec` run in it, as with runc.
+#[test]
+fn docker_userns_remap_runs_on_swarm_runtime() {
+    init_tracing();
+    let d = Dockerd::start_with("u", &["--userns-remap", "default"]).expect(
+        "docker and dockerd must be on PATH: this test drives swarm-runtime through a private dockerd",
+    );
+    let tar = busybox_tar("v1");
+    let o = d.docker(&["import", tar.to_str().unwrap(), "t90-busybox:1"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // dockerd made `dockremap` and its ranges (default) before it answered.
+    let start: u32 = std::fs::read_to_string("/etc/subuid")
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("dockremap:"))
+        .and_then(|r| r.split(':').next()?.parse().ok())
+        .expect("dockerd --userns-remap default added dockremap to /etc/subuid");
+    let map_line = format!("0 {start} 65536");
+    let words = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    for runtime in ["runc", "swarm"] {
+        let o = d.docker(&[
+            "run",
+            "--rm",
+            "--runtime",
+            runtime,
+            "--network",
+            "none",
+            "t90-busybox:1",
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map; id -u; touch /etc/x && echo ETC-OK",
+        ]);
+        assert!(
+            o.status.success(),
+            "{runtime}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert_eq!(
+            words(&o.stdout),
+            format!("{map_line} 0 ETC-OK"),
+            "{runtime}"
+        );
+    }
+    let name = format!("t90-remap-{}", std::process::id());
+    let o = d.docker(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--runtime",
+        "swarm",
+        "--network",
+        "none",
+        "t90-busybox:1",
+        "sleep",
+        "1000",
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = d.docker(&["exec", &name, "sh", "-c", "cat /proc/self/uid_map; id -u"]);
+    let _ = d.docker(&["rm", "-f", &name]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        words(&o.stdout),
+        format!("{map_line} 0"),
+        "exec joins the namespace"
+    );
 }
