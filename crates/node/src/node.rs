@@ -46,6 +46,14 @@ fn remap(args: &Args) -> anyhow::Result<Option<swarm_runtime::userns::IdMap>> {
         Path::new("/etc/subgid"),
     )
     .context("--userns-remap")?;
+    // Image layers are mounted idmapped through each container's namespace: refuse to start
+    // rather than fail every task later.
+    swarm_runtime::userns::check_idmapped_mounts(&args.state_dir, &map).map_err(|e| {
+        anyhow!(
+            "--userns-remap needs idmapped mounts (Linux 5.12 or later, and a filesystem that supports them under {}: ext4, xfs, btrfs, tmpfs): {e}",
+            args.state_dir.display()
+        )
+    })?;
     tracing::info!(uids = ?map.uids, gids = ?map.gids, "task containers run in a user namespace");
     Ok(Some(map))
 }

@@ -162,7 +162,7 @@ pub fn join_session_keyring(name: Option<&str>) -> io::Result<i64> {
     let ptr = name.as_ref().map_or(std::ptr::null(), |n| n.as_ptr());
     // SAFETY: keyctl with an integer and a valid C string or NULL.
     let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, ptr) };
-    check(r).map(|id| id as i64)
+    check(r)
 }
 
 /// `keyctl(KEYCTL_SETPERM, key, perm)`.

@@ -290,49 +290,14 @@ const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
 /// id `h` shows as owned by the host id that container id `h` maps to, and writes go the other
 /// way. Nothing on disk changes.
 pub fn idmapped_bind(source: &Path, target: &Path, ns: RawFd) -> io::Result<()> {
-    let c = |p: &Path| {
-        std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
-            .map_err(|_| io::Error::other("path holds a NUL byte"))
-    };
-    let (src, dst) = (c(source)?, c(target)?);
-    // SAFETY: open_tree with a valid C path; returns a new descriptor or -1.
-    let tree = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            src.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-        )
-    };
-    if tree < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a fresh descriptor we own.
-    let tree = unsafe { OwnedFd::from_raw_fd(tree as RawFd) };
-    let attr = MountAttr {
-        attr_set: MOUNT_ATTR_IDMAP,
-        attr_clr: 0,
-        propagation: 0,
-        userns_fd: ns as u64,
-    };
-    // SAFETY: mount_setattr on our detached tree with a live, correctly sized struct.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            tree.as_raw_fd(),
-            c"".as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r != 0 {
-        let e = io::Error::last_os_error();
+    let tree = clone_tree(source)?;
+    if let Err(e) = set_idmap(&tree, ns) {
         return Err(io::Error::new(
             e.kind(),
             format!("idmapped mount of {} (the filesystem must support idmapped mounts, Linux 5.12+): {e}", source.display()),
         ));
     }
+    let dst = c_path(target)?;
     // SAFETY: move our detached tree onto a valid target path.
     let r = unsafe {
         libc::syscall(
@@ -342,6 +307,63 @@ pub fn idmapped_bind(source: &Path, target: &Path, ns: RawFd) -> io::Result<()> 
             libc::AT_FDCWD,
             dst.as_ptr(),
             MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
+    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
+        .map_err(|_| io::Error::other("path holds a NUL byte"))
+}
+
+/// A detached copy of the mount at `path` (`open_tree(OPEN_TREE_CLONE)`); closing the
+/// descriptor drops it unless it was moved somewhere.
+fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
+    let c = c_path(path)?;
+    // SAFETY: open_tree with a valid C path; returns a new descriptor or -1.
+    let tree = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+        )
+    };
+    if tree < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: a fresh descriptor we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(tree as RawFd) })
+}
+
+/// Whether directories on `dir`'s filesystem can be mounted idmapped through a namespace with
+/// `map` (the kernel ≥ 5.12 and the filesystem must support it); the error says why not. Makes
+/// a namespace and a detached idmapped copy of `dir`'s mount, and drops both.
+pub fn check_idmapped_mounts(dir: &Path, map: &IdMap) -> io::Result<()> {
+    let ns = create_namespace(map)?;
+    set_idmap(&clone_tree(dir)?, ns.as_raw_fd())
+}
+
+fn set_idmap(tree: &OwnedFd, ns: RawFd) -> io::Result<()> {
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_IDMAP,
+        attr_clr: 0,
+        propagation: 0,
+        userns_fd: ns as u64,
+    };
+    // SAFETY: mount_setattr on a detached tree with a live, correctly sized struct.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            tree.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
         )
     };
     if r != 0 {

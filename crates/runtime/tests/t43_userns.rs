@@ -154,3 +154,42 @@ fn bad_maps_and_privileged_remaps_are_refused_before_anything_runs() {
     assert!(e.contains("cannot run in a user namespace"), "{e}");
     assert!(h.rt().list().unwrap().is_empty());
 }
+
+/// Unmounts on drop, even when the test fails.
+struct Mounted(std::path::PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = swarm_runtime::sys::umount2(&self.0, libc::MNT_DETACH);
+    }
+}
+
+#[test]
+fn idmapped_mount_support_is_probed_per_filesystem() {
+    common::require_root_and_busybox();
+    let t = tempfile::tempdir().unwrap();
+    // The temp dir's filesystem (ext4 here) supports idmapped mounts.
+    swarm_runtime::userns::check_idmapped_mounts(t.path(), &map()).unwrap();
+    // An overlay mount does not: the probe says so instead of every container failing later.
+    for d in ["lower", "upper", "work", "merged"] {
+        std::fs::create_dir(t.path().join(d)).unwrap();
+    }
+    let merged = t.path().join("merged");
+    let data = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        t.path().join("lower").display(),
+        t.path().join("upper").display(),
+        t.path().join("work").display()
+    );
+    swarm_runtime::sys::mount(
+        Some(Path::new("overlay")),
+        &merged,
+        Some("overlay"),
+        0,
+        Some(&data),
+    )
+    .unwrap();
+    let _m = Mounted(merged.clone());
+    let e = swarm_runtime::userns::check_idmapped_mounts(&merged, &map()).unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
+}
