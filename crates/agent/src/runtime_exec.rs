@@ -55,6 +55,8 @@ pub struct RuntimeExecutor {
     net: Option<Arc<crate::network::DataPlane>>,
     /// `swarmd --userns-remap`: every unprivileged task runs in a user namespace with these maps.
     userns: Option<Arc<swarm_runtime::userns::IdMap>>,
+    /// Run remapped tasks on chowned copies of their layers (idmapped mounts do not work here).
+    userns_copies: bool,
 }
 
 impl RuntimeExecutor {
@@ -75,16 +77,19 @@ impl RuntimeExecutor {
             puller: None,
             net: None,
             userns: None,
+            userns_copies: false,
         })
     }
 
     /// Runs unprivileged tasks with their root mapped to `map`'s host ids (`swarmd
     /// --userns-remap`); new volumes belong to the mapped root. A privileged task stays in the
-    /// host's user namespace, which privilege needs (Docker: `--userns=host`).
-    pub fn with_userns_remap(mut self, map: swarm_runtime::userns::IdMap) -> Self {
+    /// host's user namespace, which privilege needs (Docker: `--userns=host`). Image layers
+    /// are mounted idmapped, or with `copies` run from chowned copies made once per layer.
+    pub fn with_userns_remap(mut self, map: swarm_runtime::userns::IdMap, copies: bool) -> Self {
         self.volumes
             .set_owner(map.host_uid(0).unwrap_or(0), map.host_gid(0).unwrap_or(0));
         self.userns = Some(Arc::new(map));
+        self.userns_copies = copies;
         self
     }
 
@@ -254,12 +259,20 @@ impl RuntimeExecutor {
         let images = self.images.store().clone();
         let volumes = self.volumes.clone();
         let t = task.clone();
-        let userns = self.userns.clone();
+        let (userns, copies) = (self.userns.clone(), self.userns_copies);
         let spec = self
             .limited(move || {
                 let mut spec = container_spec(&images, &volumes, &t)?;
-                if !spec.options.privileged {
-                    spec.user_namespace = userns.as_deref().cloned();
+                if let Some(map) = userns.as_deref().filter(|_| !spec.options.privileged) {
+                    if let (true, RootfsSpec::Layers { lower }) = (copies, &mut spec.rootfs) {
+                        *lower = images.remapped_layers(lower, map).map_err(|e| {
+                            ExecError::RejectedHere(format!(
+                                "cannot make the image's layers for --userns-remap: {e}"
+                            ))
+                        })?;
+                        spec.layers_remapped = true;
+                    }
+                    spec.user_namespace = Some(map.clone());
                 }
                 Ok::<_, ExecError>(spec)
             })

@@ -29,7 +29,7 @@ pub(crate) async fn start(
     id: &Identity,
     managers: &Managers,
     shutdown: &watch::Receiver<bool>,
-    userns_remap: Option<swarm_runtime::userns::IdMap>,
+    userns_remap: Option<(swarm_runtime::userns::IdMap, bool)>,
 ) -> Parts {
     let db_dir = args.state_dir.join("agent").join("tasks");
     let mut images: Result<_, String> =
@@ -56,7 +56,7 @@ pub(crate) async fn start(
         match swarm_agent::runtime_exec::RuntimeExecutor::open(&args.state_dir, &cgroup_parent) {
             Ok(exec) => {
                 let mut exec = match userns_remap {
-                    Some(map) => exec.with_userns_remap(map),
+                    Some((map, copies)) => exec.with_userns_remap(map, copies),
                     None => exec,
                 };
                 volumes = Ok(exec.volumes());

@@ -93,10 +93,15 @@ pub struct Args {
     pub insecure_registries: Vec<String>,
     /// Run task containers in a user namespace: container root is an unprivileged host id from
     /// /etc/subuid and /etc/subgid. `default` uses the user `swarmremap` (given 65,536 ids when
-    /// it has none); `USER` or `USER:GROUP` use theirs. Image layers are mounted idmapped, new
-    /// volumes belong to the mapped root; privileged tasks stay in the host's namespace.
+    /// it has none); `USER` or `USER:GROUP` use theirs. Image layers are mounted idmapped
+    /// (chowned copies where the kernel or filesystem cannot), new volumes belong to the mapped
+    /// root; privileged tasks stay in the host's namespace.
     #[arg(long, value_name = "default|USER[:GROUP]")]
     pub userns_remap: Option<String>,
+    /// Test hook: run remapped tasks on chowned copies of their layers even where idmapped
+    /// mounts work (the fallback for kernels and filesystems without them).
+    #[arg(long, hide = true, requires = "userns_remap")]
+    pub userns_remap_copy: bool,
     /// Address pool that network subnets are taken from (new cluster only; repeatable;
     /// default 10.0.0.0/8).
     #[arg(long = "default-addr-pool", value_name = "CIDR", value_parser = parse_pool)]

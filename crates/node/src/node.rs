@@ -30,8 +30,9 @@ fn manager_config(args: &Args, id: &Identity) -> ManagerConfig {
     c
 }
 
-/// The id maps of `--userns-remap`, checked before the node starts anything.
-fn remap(args: &Args) -> anyhow::Result<Option<swarm_runtime::userns::IdMap>> {
+/// The id maps of `--userns-remap`, checked before the node starts anything, and whether
+/// image layers must be chowned copies (no idmapped mounts here).
+fn remap(args: &Args) -> anyhow::Result<Option<(swarm_runtime::userns::IdMap, bool)>> {
     let Some(v) = &args.userns_remap else {
         return Ok(None);
     };
@@ -46,16 +47,22 @@ fn remap(args: &Args) -> anyhow::Result<Option<swarm_runtime::userns::IdMap>> {
         Path::new("/etc/subgid"),
     )
     .context("--userns-remap")?;
-    // Image layers are mounted idmapped through each container's namespace: refuse to start
-    // rather than fail every task later.
-    swarm_runtime::userns::check_idmapped_mounts(&args.state_dir, &map).map_err(|e| {
-        anyhow!(
-            "--userns-remap needs idmapped mounts (Linux 5.12 or later, and a filesystem that supports them under {}: ext4, xfs, btrfs, tmpfs): {e}",
-            args.state_dir.display()
-        )
-    })?;
-    tracing::info!(uids = ?map.uids, gids = ?map.gids, "task containers run in a user namespace");
-    Ok(Some(map))
+    // Image layers are mounted idmapped through each container's namespace where the kernel
+    // and the state dir's filesystem can (Linux 5.12+; ext4, xfs, btrfs, tmpfs); elsewhere
+    // tasks run on chowned copies of their layers, as Docker's.
+    let copies = match swarm_runtime::userns::check_idmapped_mounts(&args.state_dir, &map) {
+        Ok(()) => args.userns_remap_copy,
+        Err(e) => {
+            tracing::warn!(
+                error = %e,
+                "no idmapped mounts under {}: remapped tasks run on chowned copies of their image layers (a copy per layer on disk)",
+                args.state_dir.display()
+            );
+            true
+        }
+    };
+    tracing::info!(uids = ?map.uids, gids = ?map.gids, layer_copies = copies, "task containers run in a user namespace");
+    Ok(Some((map, copies)))
 }
 
 /// Runs the daemon until SIGTERM or SIGINT.

@@ -260,7 +260,8 @@ pub fn mount_rootfs(
     match &spec.rootfs {
         RootfsSpec::Layers { lower } => {
             let lower = match idmap {
-                Some(m) => idmap_layers(lower, m, upper).map_err(err("idmapped layer"))?,
+                Some(m) => idmap_layers(lower, m, upper, spec.layers_remapped)
+                    .map_err(err("idmapped layer"))?,
                 None => lower.clone(),
             };
             // Overlay wants the topmost lower first.
@@ -306,7 +307,22 @@ pub fn mount_rootfs(
     Ok(())
 }
 
-fn idmap_layers(lower: &[PathBuf], m: &Idmap, upper: &Path) -> io::Result<Vec<PathBuf>> {
+/// The lower dirs to mount for a container in a user namespace (idmapped mounts of `lower`,
+/// or `lower` itself when the layers are chowned copies already); the upper dir, whose owner
+/// is the rootfs root's, goes to the namespace's root.
+fn idmap_layers(
+    lower: &[PathBuf],
+    m: &Idmap,
+    upper: &Path,
+    remapped: bool,
+) -> io::Result<Vec<PathBuf>> {
+    let (uid, gid) = (m.map.host_uid(0), m.map.host_gid(0));
+    if uid.is_some() || gid.is_some() {
+        std::os::unix::fs::lchown(upper, uid, gid)?;
+    }
+    if remapped {
+        return Ok(lower.to_vec());
+    }
     std::fs::create_dir_all(&m.mountpoints)?;
     let mut out = Vec::with_capacity(lower.len());
     for (i, l) in lower.iter().enumerate() {
@@ -318,10 +334,6 @@ fn idmap_layers(lower: &[PathBuf], m: &Idmap, upper: &Path) -> io::Result<Vec<Pa
         }
         crate::userns::idmapped_bind(l, &at, m.ns)?;
         out.push(at);
-    }
-    let (uid, gid) = (m.map.host_uid(0), m.map.host_gid(0));
-    if uid.is_some() || gid.is_some() {
-        std::os::unix::fs::lchown(upper, uid, gid)?;
     }
     Ok(out)
 }

@@ -212,6 +212,10 @@ pub struct ContainerSpec {
     /// `linux.uidMappings`); image layers are then mounted idmapped through it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_namespace: Option<crate::userns::IdMap>,
+    /// The layers already belong to the user namespace's ids (chowned copies, from
+    /// `ImageStore::remapped_layers`, where idmapped mounts do not work): mounted as they are.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub layers_remapped: bool,
 }
 
 impl ContainerSpec {
@@ -231,6 +235,7 @@ impl ContainerSpec {
             labels: Default::default(),
             options: Default::default(),
             user_namespace: None,
+            layers_remapped: false,
         }
     }
 

@@ -254,6 +254,23 @@ pub fn fsetxattr(fd: RawFd, name: &str, value: &[u8]) -> io::Result<()> {
     check(r as libc::c_long).map(|_| ())
 }
 
+/// Sets an extended attribute of `path` itself (symlinks not followed).
+pub fn lsetxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
+    let p = cstr(path)?;
+    let n = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;
+    // SAFETY: valid strings and a value buffer of the given length.
+    let r = unsafe {
+        libc::lsetxattr(
+            p.as_ptr(),
+            n.as_ptr(),
+            value.as_ptr() as *const libc::c_void,
+            value.len(),
+            0,
+        )
+    };
+    check(r as libc::c_long).map(|_| ())
+}
+
 /// Creates a memfd with `MFD_CLOEXEC | MFD_ALLOW_SEALING`.
 pub fn memfd_create(name: &str) -> io::Result<OwnedFd> {
     let n = CString::new(name).map_err(|_| io::ErrorKind::InvalidInput)?;

@@ -193,3 +193,124 @@ fn idmapped_mount_support_is_probed_per_filesystem() {
     let e = swarm_runtime::userns::check_idmapped_mounts(&merged, &map()).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(libc::EINVAL), "{e}");
 }
+
+/// Where idmapped mounts do not work, a remapped container runs on chowned copies of its
+/// layers: made once per layer and map, faithful (links, whiteouts, set-id bits, opaque
+/// directories, file capabilities rewritten for the namespace's root), refused with a reason
+/// for an owner the map does not cover, and collected with their layer.
+#[test]
+fn chowned_layer_copies_run_a_remapped_container_where_idmapped_mounts_cannot() {
+    use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+    let h = Harness::new();
+    let copies = h.store.remapped_layers(&h.layers, &map()).unwrap();
+    assert_ne!(copies, h.layers);
+    assert_eq!(
+        std::fs::metadata(copies[0].join("bin/busybox"))
+            .unwrap()
+            .uid(),
+        HOST
+    );
+    // Reused, not copied again.
+    let inode = std::fs::metadata(copies[0].join("bin/busybox"))
+        .unwrap()
+        .ino();
+    let again = h.store.remapped_layers(&h.layers, &map()).unwrap();
+    assert_eq!(
+        std::fs::metadata(again[0].join("bin/busybox"))
+            .unwrap()
+            .ino(),
+        inode
+    );
+
+    let mut s = h.spec(
+        "uns-copy",
+        "cat /proc/self/uid_map; echo id=$(id -u); stat -c owner=%u:%g /bin/busybox; \
+         touch /etc/new && echo WROTE-ETC",
+    );
+    s.rootfs = swarm_runtime::spec::RootfsSpec::Layers {
+        lower: copies.clone(),
+    };
+    s.layers_remapped = true;
+    s.user_namespace = Some(map());
+    let id = s.id.clone();
+    h.rt().create(s).unwrap();
+    h.rt().start(&id).unwrap();
+    let st = h.rt().wait(&id, Some(Duration::from_secs(20))).unwrap();
+    let out = h.log_text(&id);
+    assert_eq!(st.code, 0, "{out}");
+    for want in ["0 300000 65536", "id=0", "owner=0:0", "WROTE-ETC"] {
+        let flat = out.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(flat.contains(want), "{want} missing from:\n{out}");
+    }
+    h.rt().remove(&id, true).unwrap();
+
+    // A hand-made layer with everything a copy must keep.
+    let t = tempfile::tempdir().unwrap();
+    let l = t.path().join("handmade");
+    std::fs::create_dir_all(l.join("opaque")).unwrap();
+    swarm_runtime::sys::lsetxattr(&l.join("opaque"), "trusted.overlay.opaque", b"y").unwrap();
+    std::fs::write(l.join("a"), "linked").unwrap();
+    std::fs::hard_link(l.join("a"), l.join("b")).unwrap();
+    std::fs::write(l.join("suid"), "x").unwrap();
+    std::os::unix::fs::chown(l.join("suid"), Some(1000), Some(1000)).unwrap();
+    std::fs::set_permissions(l.join("suid"), std::fs::Permissions::from_mode(0o4755)).unwrap();
+    std::os::unix::fs::symlink("a", l.join("link")).unwrap();
+    let mk = |name: &str, mode: u32| {
+        let p = std::ffi::CString::new(l.join(name).to_str().unwrap()).unwrap();
+        nix::sys::stat::mknod(
+            p.as_c_str(),
+            nix::sys::stat::SFlag::from_bits_truncate(mode),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+            0,
+        )
+        .unwrap();
+    };
+    mk("whiteout", libc::S_IFCHR);
+    mk("fifo", libc::S_IFIFO);
+    // cap_net_raw, effective, revision 2.
+    let mut cap = 0x0200_0001u32.to_le_bytes().to_vec();
+    cap.extend_from_slice(&(1u32 << 13).to_le_bytes());
+    cap.extend_from_slice(&[0; 12]);
+    std::fs::write(l.join("ping"), "x").unwrap();
+    swarm_runtime::sys::lsetxattr(&l.join("ping"), "security.capability", &cap).unwrap();
+    let c = h
+        .store
+        .remapped_layers(std::slice::from_ref(&l), &map())
+        .unwrap()
+        .remove(0);
+    let md = |n: &str| std::fs::symlink_metadata(c.join(n)).unwrap();
+    assert_eq!(md("a").ino(), md("b").ino(), "hard links stay links");
+    assert_eq!(
+        (md("suid").uid(), md("suid").mode() & 0o7777),
+        (HOST + 1000, 0o4755)
+    );
+    assert!(md("link").file_type().is_symlink() && md("link").uid() == HOST);
+    assert!(md("whiteout").file_type().is_char_device() && md("whiteout").rdev() == 0);
+    assert!(md("fifo").file_type().is_fifo());
+    assert_eq!(
+        swarm_runtime::sys::lgetxattr(&c.join("opaque"), "trusted.overlay.opaque").unwrap(),
+        Some(b"y".to_vec())
+    );
+    let shifted = swarm_runtime::sys::lgetxattr(&c.join("ping"), "security.capability")
+        .unwrap()
+        .unwrap();
+    assert_eq!(&shifted[0..4], &0x0300_0001u32.to_le_bytes());
+    assert_eq!(&shifted[20..24], &HOST.to_le_bytes());
+    // An owner the map does not cover.
+    let bad = t.path().join("unmapped");
+    std::fs::create_dir(&bad).unwrap();
+    std::os::unix::fs::chown(&bad, Some(70_000), Some(0)).unwrap();
+    let e = h
+        .store
+        .remapped_layers(std::slice::from_ref(&bad), &map())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("owned by uid 70000, which the user namespace does not map"),
+        "{e}"
+    );
+    // GC: the hand-made layer is no layer of the store, so its copy goes; the image's stay.
+    h.store.gc(&Default::default()).unwrap();
+    assert!(!c.exists());
+    assert!(copies[0].join("bin/busybox").exists());
+}

@@ -366,15 +366,26 @@ fn host_uid_of(argv: &[&str]) -> Option<u32> {
 
 #[test]
 fn userns_remap_runs_tasks_as_unprivileged_host_ids() {
+    remapped_tasks(&["--userns-remap", "default"]);
+}
+
+/// The same through chowned copies of the layers (the fallback where idmapped mounts do not
+/// work, forced by a test hook).
+#[test]
+fn userns_remap_on_chowned_layer_copies_runs_tasks_alike() {
+    remapped_tasks(&["--userns-remap", "default", "--userns-remap-copy"]);
+}
+
+fn remapped_tasks(flags: &[&str]) {
     use std::os::unix::fs::MetadataExt;
     init_tracing();
-    let c = managers(1, &["--userns-remap", "default"]);
+    let c = managers(1, flags);
     let start = swarmremap_start();
     import(&c, 0, "busybox:latest", "v1");
     let sd = c.state_dir(0).to_path_buf();
     let pid = std::process::id();
     let (data, etc) = (format!("t65-rdata-{pid}"), format!("t65-retc-{pid}"));
-    let marker = format!("{}", 200_000 + pid % 100_000);
+    let marker = format!("{}{pid}", 10 + flags.len());
 
     info!("phase: a remapped task is root inside, the subordinate uid outside");
     c.ctl(
@@ -428,6 +439,15 @@ fn userns_remap_runs_tasks_as_unprivileged_host_ids() {
     // The image's /etc, copied into the new volume through the idmapped layers.
     let passwd = sd.join("volumes").join(&etc).join("_data/passwd");
     assert_eq!(std::fs::metadata(&passwd).unwrap().uid(), start);
+    // Copies of the layers exist only when asked for.
+    let copies = sd.join("images/layers-remap");
+    let copied = std::fs::read_dir(&copies).map(|d| d.count()).unwrap_or(0) > 0;
+    assert_eq!(
+        copied,
+        flags.contains(&"--userns-remap-copy"),
+        "{}",
+        copies.display()
+    );
 
     info!("phase: the volume survives service update --force; the new task is remapped too");
     c.ctl(0, &["service", "update", "--force", "remap"])
@@ -449,7 +469,7 @@ fn userns_remap_runs_tasks_as_unprivileged_host_ids() {
     c.ctl(0, &["service", "rm", "remap"]).unwrap();
 
     info!("phase: a privileged task stays in the host's user namespace");
-    let out = HostDir::new("remap-priv");
+    let out = HostDir::new(&format!("remap-priv{}", flags.len()));
     c.ctl(
         0,
         &[

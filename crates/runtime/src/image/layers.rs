@@ -207,6 +207,9 @@ impl ImageStore {
                 stats.layers_removed += 1;
             }
         }
+        let (copies, bytes) = self.gc_remapped(&keep_layers);
+        stats.layers_removed += copies;
+        stats.bytes_freed += bytes;
         Ok(stats)
     }
 }

@@ -20,6 +20,7 @@ pub mod commit;
 pub mod diff;
 mod format;
 mod layers;
+mod remap;
 pub mod unpack;
 
 use std::collections::{BTreeMap, HashSet};
