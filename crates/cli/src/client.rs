@@ -4,9 +4,9 @@ use anyhow::anyhow;
 use swarm_api::agent::agent_client::AgentClient;
 use swarm_api::agent::{NodeInfoRequest, NodeInfoResponse};
 use swarm_api::control::control_client::ControlClient;
-use swarm_api::control::{ListRequest, ObjectPage, StatusRequest, StatusResponse};
+use swarm_api::control::{GetRequest, ListRequest, ObjectPage, StatusRequest, StatusResponse};
 use swarm_api::transport::{connect, Target};
-use swarm_types::Object;
+use swarm_types::{Node, Object};
 use tonic::transport::Channel;
 
 pub struct Context {
@@ -238,7 +238,7 @@ impl Context {
                 if me.node_id == want {
                     None
                 } else {
-                    let n = match crate::commands::node::get_node(self, want).await {
+                    let n = match get_node(self, want).await {
                         Ok(n) => n,
                         Err(e) if e.downcast_ref::<NotServed>().is_some() => anyhow::bail!(
                             "node {want} is not the node behind this connection, and only a manager reaches other nodes: {}",
@@ -257,5 +257,22 @@ impl Context {
         Ok(AgentClient::with_interceptor(ch, TargetNode(target))
             .max_encoding_message_size(swarm_api::MAX_MESSAGE_BYTES)
             .max_decoding_message_size(swarm_api::MAX_MESSAGE_BYTES))
+    }
+}
+
+/// Fetches one node by id, id prefix or hostname.
+pub async fn get_node(ctx: &Context, reference: &str) -> anyhow::Result<Node> {
+    let resp = ctx
+        .control()
+        .await?
+        .get_node(GetRequest {
+            reference: reference.to_string(),
+            stale: ctx.stale,
+        })
+        .await
+        .map_err(status_err)?;
+    match decode_object(&resp.get_ref().object)? {
+        Object::Node(n) => Ok(n),
+        _ => anyhow::bail!("server returned something other than a node"),
     }
 }

@@ -1,6 +1,7 @@
 //! Output helpers: docker-style tables (tabwriter, 3-space padding), JSON lines, relative
 //! times.
 
+use clap::Args;
 use std::io::Write;
 
 /// Output format chosen by `--format`.
@@ -268,4 +269,24 @@ mod filter_tests {
         assert!(!pattern_matches("*:v2", "busybox:v1"));
         assert_eq!(ellipsis("abc", 4), "abc");
     }
+}
+
+/// Output flags shared by list commands.
+#[derive(Args, Debug, Clone)]
+pub struct ListOutput {
+    /// Only display IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+    /// Filter output (KEY=VALUE; repeat a key for alternatives). Keys: service ls: id, name,
+    /// label, mode; service/node ps: id, name, node, desired-state; node ls: id, name, role,
+    /// membership, label, node.label; network ls: id, name, label, driver; registry ls: name,
+    /// tag, dangling.
+    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+    pub filters: Vec<String>,
+    /// Do not truncate output (full ids, whole error messages).
+    #[arg(long)]
+    pub no_trunc: bool,
+    /// Output format: table, json, or a template ('{{.Name}}\t{{.ID}}'; 'table …' adds a header).
+    #[arg(long, default_value = "table")]
+    pub format: Format,
 }

@@ -3,8 +3,8 @@
 //! batches, objects and bytes and a bound on proposals in flight. Knows nothing of who wrote
 //! or of forwarding: `Manager::write` feeds it on the leader.
 
-use crate::manager::WriteError;
 use crate::raft::{Proposal, Raft};
+use crate::write_error::WriteError;
 use openraft::error::{ClientWriteError, RaftError};
 use std::sync::Arc;
 use std::time::Duration;

@@ -17,5 +17,6 @@ pub mod raft;
 pub mod registry;
 pub mod store;
 pub mod supervise;
+mod write_error;
 
 pub use manager::{Manager, ManagerConfig, WriteError};

@@ -30,6 +30,7 @@ pub mod mounts;
 pub mod nftables;
 pub mod oci;
 pub mod options;
+pub mod paths;
 pub mod privilege;
 pub mod runtime;
 pub mod seccomp;

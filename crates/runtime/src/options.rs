@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::caps;
-use crate::spec::NetworkMode;
 
 /// Bounds: a container spec travels on a command line and in a state file.
 pub const MAX_ENTRIES: usize = 256;
@@ -179,8 +178,8 @@ impl ContainerOptions {
         Ok(m)
     }
 
-    /// Checks every knob; `network` decides whether `net.*` sysctls are namespaced.
-    pub fn validate(&self, network: NetworkMode) -> Result<(), OptionsError> {
+    /// Checks every knob; `host_network` (the container shares the host's network) decides whether `net.*` sysctls are namespaced.
+    pub fn validate(&self, host_network: bool) -> Result<(), OptionsError> {
         for (what, count) in [
             ("capabilities", self.cap_add.len() + self.cap_drop.len()),
             ("ulimits", self.rlimits.len()),
@@ -220,7 +219,7 @@ impl ContainerOptions {
             }
         }
         for k in self.sysctls.keys() {
-            check_sysctl(k, network)?;
+            check_sysctl(k, host_network)?;
         }
         if let Some(a) = self.oom_score_adj {
             if !(-1000..=1000).contains(&a) {
@@ -233,7 +232,7 @@ impl ContainerOptions {
             .chain(self.readonly_paths.iter())
             .flatten()
         {
-            if crate::spec::clean_container_path(p).is_none() {
+            if crate::paths::clean_container_path(p).is_none() {
                 return Err(OptionsError::Path(p.clone()));
             }
         }
@@ -249,7 +248,7 @@ impl ContainerOptions {
 /// A sysctl the container may set: only those the kernel keeps per namespace (IPC, UTS
 /// domain name, POSIX message queues, and `net.*` when the container has its own network),
 /// as runc allows. Anything else would change the host.
-pub fn check_sysctl(key: &str, network: NetworkMode) -> Result<(), OptionsError> {
+pub fn check_sysctl(key: &str, host_network: bool) -> Result<(), OptionsError> {
     let name_ok = !key.is_empty()
         && key.len() <= 128
         && !key.starts_with('.')
@@ -276,9 +275,10 @@ pub fn check_sysctl(key: &str, network: NetworkMode) -> Result<(), OptionsError>
         return Ok(());
     }
     if key.starts_with("net.") {
-        return match network {
-            NetworkMode::Host => Err(OptionsError::SysctlHostNetwork(key.into())),
-            _ => Ok(()),
+        return if host_network {
+            Err(OptionsError::SysctlHostNetwork(key.into()))
+        } else {
+            Ok(())
         };
     }
     Err(OptionsError::SysctlNotNamespaced(key.into()))
@@ -315,7 +315,7 @@ mod tests {
         assert_eq!(o.capability_mask(), Err(OptionsError::CapabilityAllBoth));
         o.cap_drop = vec!["NOPE".into()];
         assert!(matches!(
-            o.validate(NetworkMode::None),
+            o.validate(false),
             Err(OptionsError::Capability(_))
         ));
     }
@@ -328,27 +328,24 @@ mod tests {
             "net.ipv4.ip_forward",
             "kernel.domainname",
         ] {
-            check_sysctl(k, NetworkMode::None).unwrap();
+            check_sysctl(k, false).unwrap();
         }
         for k in ["kernel.panic", "vm.swappiness", "kernel.hostname"] {
             assert!(
                 matches!(
-                    check_sysctl(k, NetworkMode::None),
+                    check_sysctl(k, false),
                     Err(OptionsError::SysctlNotNamespaced(_))
                 ),
                 "{k}"
             );
         }
         assert!(matches!(
-            check_sysctl("net.ipv4.ip_forward", NetworkMode::Host),
+            check_sysctl("net.ipv4.ip_forward", true),
             Err(OptionsError::SysctlHostNetwork(_))
         ));
         for k in ["net/../../x", "net..a", "", "net.a b"] {
             assert!(
-                matches!(
-                    check_sysctl(k, NetworkMode::None),
-                    Err(OptionsError::SysctlName(_))
-                ),
+                matches!(check_sysctl(k, false), Err(OptionsError::SysctlName(_))),
                 "{k}"
             );
         }
@@ -368,11 +365,11 @@ mod tests {
             }],
             ..Default::default()
         };
-        o.validate(NetworkMode::None).unwrap();
+        o.validate(false).unwrap();
         assert_eq!(rlimit_resource("RLIMIT_NOFILE"), Some(libc::RLIMIT_NOFILE));
         o.rlimits[0].soft = 30;
         assert!(matches!(
-            o.validate(NetworkMode::None),
+            o.validate(false),
             Err(OptionsError::RlimitOrder { .. })
         ));
         o.rlimits[0] = Rlimit {
@@ -380,15 +377,12 @@ mod tests {
             soft: 1,
             hard: 1,
         };
-        let e = o.validate(NetworkMode::None).unwrap_err().to_string();
+        let e = o.validate(false).unwrap_err().to_string();
         assert!(e.contains("nofile"), "{e}");
         let o = ContainerOptions {
             oom_score_adj: Some(1001),
             ..Default::default()
         };
-        assert_eq!(
-            o.validate(NetworkMode::None),
-            Err(OptionsError::OomScoreAdj(1001))
-        );
+        assert_eq!(o.validate(false), Err(OptionsError::OomScoreAdj(1001)));
     }
 }

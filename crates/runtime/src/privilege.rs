@@ -10,6 +10,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::seccomp::{Profile, ProfileError};
 
+/// Device nodes every container gets, bind-mounted from the host.
+pub const DEVICES: &[&str] = &["null", "zero", "full", "random", "urandom", "tty"];
+
 /// The seccomp filter of a container.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -148,9 +151,7 @@ pub fn host_devices(dev: &Path) -> Vec<PathBuf> {
                     todo.push(e.path());
                 }
             } else if (t.is_char_device() || t.is_block_device())
-                && !(top
-                    && (SKIP.contains(&name.as_str())
-                        || crate::mounts::DEVICES.contains(&name.as_str())))
+                && !(top && (SKIP.contains(&name.as_str()) || DEVICES.contains(&name.as_str())))
             {
                 let path = e.path();
                 let rel = path.strip_prefix(dev).unwrap_or(&path);

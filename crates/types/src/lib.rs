@@ -13,6 +13,8 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod limits;
+pub mod meta;
+pub mod names;
 pub mod network;
 pub mod objects;
 pub mod registry;

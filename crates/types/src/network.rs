@@ -209,20 +209,20 @@ impl NetworkSpec {
     /// Checks everything that can be checked without looking at the cluster.
     pub fn validate(&self) -> Result<(), SpecError> {
         let net = |m: String| Err(SpecError::Network(m));
-        crate::spec::validate_name(&self.name).map_err(|e| match e {
+        crate::names::validate_name(&self.name).map_err(|e| match e {
             SpecError::Name { name, reason } => {
                 SpecError::Network(format!("invalid network name {name:?}: {reason}"))
             }
             e => e,
         })?;
-        if crate::spec::PREDEFINED_NETWORKS.contains(&self.name.as_str()) {
+        if crate::names::PREDEFINED_NETWORKS.contains(&self.name.as_str()) {
             return net(format!(
                 "network name {} is reserved (Docker's predefined networks none, bridge and host: `--network {}` on a service means that, not a cluster network); choose another name",
                 self.name, self.name
             ));
         }
         limits::check_labels("network", &self.labels)?;
-        crate::spec::validate_labels(&self.labels)?;
+        crate::names::validate_labels(&self.labels)?;
         let ipam = &self.ipam;
         if let Some(s) = ipam.subnet {
             if s.addr != s.network() {

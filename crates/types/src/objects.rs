@@ -7,14 +7,7 @@ use crate::task::TaskState;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
-pub struct Meta {
-    /// Raft index of the last write to this object; 0 for an object not yet written.
-    pub version: u64,
-    /// Unix time in milliseconds.
-    pub created_at: u64,
-    pub updated_at: u64,
-}
+pub use crate::meta::Meta;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -5,7 +5,7 @@
 //! Also the pure syntax rules of the OCI Distribution spec (repository names, tags, digests)
 //! and of image references, so that the manager, the agent and the CLI agree on them.
 
-use crate::objects::Meta;
+use crate::meta::Meta;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 

@@ -231,9 +231,7 @@ pub struct TaskSpec {
     pub network_none: bool,
 }
 
-/// Docker's predefined network names, which are not cluster networks: `none` (no network),
-/// `bridge` (the node's default bridge, what a task without networks gets) and `host`.
-pub const PREDEFINED_NETWORKS: [&str; 3] = ["none", "bridge", "host"];
+pub use crate::names::{validate_labels, validate_name, PREDEFINED_NETWORKS};
 
 impl TaskSpec {
     /// Folds the predefined network names ([`validate_attachments`] has checked them) into

@@ -488,8 +488,7 @@ impl ImageStore {
         };
         let mut cfg = config;
         if !cfg.env.iter().any(|e| e.starts_with("PATH=")) {
-            cfg.env
-                .insert(0, format!("PATH={}", crate::spec::DEFAULT_PATH));
+            cfg.env.insert(0, format!("PATH={}", DEFAULT_PATH));
         }
         let cf = ConfigFile {
             created: Some(crate::timefmt::rfc3339_now()),

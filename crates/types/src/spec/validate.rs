@@ -70,33 +70,6 @@ pub(super) fn check_predefined(a: &NetworkAttachmentConfig, count: usize) -> Res
     Ok(())
 }
 
-/// Validates a service name the way docker does: 1-63 chars of `[a-zA-Z0-9-_.]`, starting with
-/// an alphanumeric character (it becomes a DNS name and part of container names).
-pub fn validate_name(name: &str) -> Result<(), SpecError> {
-    let err = |reason| {
-        Err(SpecError::Name {
-            name: limits::echo(name),
-            reason,
-        })
-    };
-    if name.is_empty() {
-        return err("it must not be empty");
-    }
-    if name.len() > 63 {
-        return err("it must be at most 63 characters");
-    }
-    if !name.chars().next().unwrap().is_ascii_alphanumeric() {
-        return err("it must start with a letter or digit");
-    }
-    if !name
-        .chars()
-        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_' || c == '.')
-    {
-        return err("only letters, digits, '-', '_' and '.' are allowed");
-    }
-    Ok(())
-}
-
 pub fn validate_image(image: &str) -> Result<(), SpecError> {
     if image.is_empty() {
         return Err(SpecError::MissingImage);
@@ -114,15 +87,6 @@ pub fn validate_image(image: &str) -> Result<(), SpecError> {
             .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| b.is_ascii_hexdigit()));
         if !ok {
             return Err(SpecError::Image(limits::echo(image)));
-        }
-    }
-    Ok(())
-}
-
-pub fn validate_labels(labels: &BTreeMap<String, String>) -> Result<(), SpecError> {
-    for k in labels.keys() {
-        if k.is_empty() || k.contains('=') || k.chars().any(char::is_whitespace) {
-            return Err(SpecError::Label(limits::echo(k)));
         }
     }
     Ok(())

@@ -20,6 +20,14 @@ pub struct InspectArgs {
     pub verbose: bool,
 }
 
+/// Docker's scope of a network: overlay networks span the swarm, bridge ones a host.
+pub fn scope(n: &Network) -> &'static str {
+    match n.spec.driver {
+        swarm_types::network::NetworkDriver::Overlay => "swarm",
+        swarm_types::network::NetworkDriver::Bridge => "local",
+    }
+}
+
 /// Creation time in Docker's RFC 3339 form.
 pub fn created(n: &Network) -> String {
     let ms = n.meta.created_at;
@@ -61,7 +69,7 @@ pub fn docker_view(n: &Network) -> Value {
         "Name": n.spec.name,
         "Id": n.id.as_str(),
         "Created": created(n),
-        "Scope": super::ls::scope(n),
+        "Scope": scope(n),
         "Driver": n.spec.driver.as_str(),
         "EnableIPv6": false,
         "IPAM": {"Driver": "default", "Options": null, "Config": [cfg]},

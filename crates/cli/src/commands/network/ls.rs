@@ -1,7 +1,7 @@
 //! `swarmctl network ls`: docker's columns (`NETWORK ID NAME DRIVER SCOPE`) and JSON keys.
 
 use crate::client::{collect, status_err, Context};
-use crate::commands::service::ListOutput;
+use crate::output::ListOutput;
 use crate::output::{self, Format};
 use clap::Args;
 use serde_json::json;
@@ -13,13 +13,7 @@ pub struct LsArgs {
     pub out: ListOutput,
 }
 
-/// Docker's scope of a network: overlay networks span the swarm, bridge ones a host.
-pub fn scope(n: &Network) -> &'static str {
-    match n.spec.driver {
-        swarm_types::network::NetworkDriver::Overlay => "swarm",
-        swarm_types::network::NetworkDriver::Bridge => "local",
-    }
-}
+pub use super::inspect::scope;
 
 pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
     let mut c = ctx.control().await?;

@@ -1,7 +1,7 @@
 //! `swarmctl node ls`
 
 use crate::client::{collect, status_err, Context};
-use crate::commands::service::ListOutput;
+use crate::output::ListOutput;
 use crate::output::{self, Format};
 use clap::Args;
 use serde_json::json;

@@ -7,10 +7,8 @@ mod ps;
 mod rm;
 mod update;
 
-use crate::client::{decode_object, status_err, Context};
+use crate::client::{status_err, Context};
 use clap::Subcommand;
-use swarm_api::control::GetRequest;
-use swarm_types::{Node, Object};
 
 #[derive(Subcommand, Debug)]
 pub enum NodeCmd {
@@ -44,22 +42,7 @@ pub async fn run(ctx: &Context, cmd: NodeCmd) -> anyhow::Result<()> {
     }
 }
 
-/// Fetches one node by id, id prefix or hostname.
-pub async fn get_node(ctx: &Context, reference: &str) -> anyhow::Result<Node> {
-    let resp = ctx
-        .control()
-        .await?
-        .get_node(GetRequest {
-            reference: reference.to_string(),
-            stale: ctx.stale,
-        })
-        .await
-        .map_err(status_err)?;
-    match decode_object(&resp.get_ref().object)? {
-        Object::Node(n) => Ok(n),
-        _ => anyhow::bail!("server returned something other than a node"),
-    }
-}
+pub use crate::client::get_node;
 
 /// What a change to a node's spec decided: write it, or nothing to do (with the message).
 pub enum Change {

@@ -1,7 +1,7 @@
 //! `swarmctl node ps [NODE...]`: tasks on nodes (default: the node serving the request).
 
 use crate::client::Context;
-use crate::commands::service::ListOutput;
+use crate::output::ListOutput;
 use clap::Args;
 
 #[derive(Args, Debug)]

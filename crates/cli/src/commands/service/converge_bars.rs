@@ -2,7 +2,7 @@
 //! one per task slot (task states as steps), as `docker service create` draws them. Without
 //! a terminal `converge` prints plain lines instead.
 
-use super::converge::Snapshot;
+use super::snapshot::Snapshot;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use swarm_types::task::TaskState;
 

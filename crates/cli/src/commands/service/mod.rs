@@ -22,10 +22,10 @@ pub use ps::{list as ps_list, print_tasks as ps_print};
 mod rm;
 mod rollback;
 mod scale;
+mod snapshot;
 mod update;
 
 use crate::client::{decode_object, status_err, Context};
-use crate::output::Format;
 use crate::parse;
 use clap::{Args, Subcommand};
 use swarm_api::control::GetRequest;
@@ -101,25 +101,7 @@ async fn after_write(
     }
 }
 
-/// Output flags shared by list commands.
-#[derive(Args, Debug, Clone)]
-pub struct ListOutput {
-    /// Only display IDs.
-    #[arg(short, long)]
-    pub quiet: bool,
-    /// Filter output (KEY=VALUE; repeat a key for alternatives). Keys: service ls: id, name,
-    /// label, mode; service/node ps: id, name, node, desired-state; node ls: id, name, role,
-    /// membership, label, node.label; network ls: id, name, label, driver; registry ls: name,
-    /// tag, dangling.
-    #[arg(short, long = "filter", value_name = "KEY=VALUE")]
-    pub filters: Vec<String>,
-    /// Do not truncate output (full ids, whole error messages).
-    #[arg(long)]
-    pub no_trunc: bool,
-    /// Output format: table, json, or a template ('{{.Name}}\t{{.ID}}'; 'table …' adds a header).
-    #[arg(long, default_value = "table")]
-    pub format: Format,
-}
+pub use crate::output::ListOutput;
 
 /// Task-template flags shared by `create` and `update` (docker's names).
 #[derive(Args, Debug, Clone, Default)]
