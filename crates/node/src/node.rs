@@ -8,6 +8,7 @@ use anyhow::{anyhow, bail, Context};
 use std::path::Path;
 use swarm_manager::nodes::NodeServiceImpl;
 use swarm_manager::{Manager, ManagerConfig};
+use swarm_types::objects::NodeDescription;
 use swarm_types::spec::NodeRole;
 use tokio::sync::watch;
 
@@ -65,7 +66,8 @@ fn remap(args: &Args) -> anyhow::Result<Option<(swarm_runtime::userns::IdMap, bo
     Ok(Some((map, copies)))
 }
 
-/// Runs the daemon until SIGTERM or SIGINT.
+/// Runs the daemon until SIGTERM or SIGINT: open the state, start the manager if this node
+/// is one (or serve as a worker), start the agent, serve until a signal or a role change.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args);
     args.check_addr_pools().map_err(|e| anyhow!(e))?;
@@ -74,8 +76,116 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     let _lock = lock_state_dir(&args.state_dir)?;
     let userns_remap = remap(&args)?;
     let description = describe(&args)?;
+    let mut id = open_identity(&args, &description).await?;
+    let tls = NodeTls::load(&args.state_dir)?;
+    let managers = manager_set(&id, &tls)?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut running = Running {
+        tasks: Vec::new(),
+        manager: None,
+        router: AgentRouter::new(id.node_id.to_string(), None),
+    };
+    if id.role == NodeRole::Manager {
+        start_manager(
+            &args,
+            &mut id,
+            &description,
+            &tls,
+            &mut running,
+            &shutdown_rx,
+        )
+        .await?;
+    } else {
+        serve_worker(
+            &args,
+            &id,
+            &tls.node,
+            &running.router,
+            &managers,
+            &shutdown_rx,
+            &mut running.tasks,
+        )
+        .await?;
+        tracing::info!(node = %id.node_id, "worker running");
+    }
+    let role_rx = start_agent(
+        &args,
+        &id,
+        &tls,
+        &managers,
+        description,
+        &mut running,
+        &shutdown_rx,
+        userns_remap,
+    )
+    .await?;
+    let end = serve_until_exit(&args.state_dir, &mut id, &managers, &running, role_rx).await;
+    // Containers keep running: nothing below stops them, and the next start re-adopts them.
+    tracing::info!("shutting down; containers keep running");
+    let _ = shutdown_tx.send(true);
+    let graceful = async {
+        if let Some(m) = running.manager {
+            m.shutdown().await;
+        }
+        for t in running.tasks {
+            let _ = t.await;
+        }
+    };
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful)
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "shutdown did not finish within {SHUTDOWN_GRACE:?}; exiting anyway (Raft state is durable)"
+        );
+    }
+    match end {
+        End::Signal => Ok(()),
+        End::RaftStopped(e) => bail!("raft stopped: {e}"),
+        End::NewRole => {
+            drop(_lock);
+            use std::os::unix::process::CommandExt;
+            tracing::info!(role = id.role.as_str(), "restarting in the new role");
+            let err = std::process::Command::new("/proc/self/exe")
+                .args(std::env::args_os().skip(1))
+                .exec();
+            bail!("could not restart swarmd in its new role: {err}");
+        }
+    }
+}
 
-    let mut id = match identity::load(&args.state_dir)? {
+/// What the node serves and must wait for on shutdown.
+struct Running {
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    manager: Option<Manager>,
+    router: AgentRouter,
+}
+
+/// This node's certificates: as issued, as rustls serves them, and the client config that
+/// reaches managers.
+struct NodeTls {
+    certs: identity::Certs,
+    node: swarm_api::tls::NodeCerts,
+    client: std::sync::Arc<rustls::ClientConfig>,
+}
+
+impl NodeTls {
+    fn load(state_dir: &Path) -> anyhow::Result<NodeTls> {
+        let certs = identity::load_certs(state_dir)?;
+        let node = swarm_api::tls::NodeCerts::new(&certs.ca_pem, &certs.cert_pem, &certs.key_pem)
+            .context("load this node's certificate")?;
+        let client = swarm_api::tls::client_config(&node)?;
+        Ok(NodeTls {
+            certs,
+            node,
+            client,
+        })
+    }
+}
+
+/// The identity in the state dir, or a new one: a new cluster, or a join.
+async fn open_identity(args: &Args, description: &NodeDescription) -> anyhow::Result<Identity> {
+    Ok(match identity::load(&args.state_dir)? {
         Some(id) => {
             if args.join.is_some() {
                 tracing::info!(
@@ -86,123 +196,121 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
             id
         }
         None => match &args.join {
-            None => new_identity(&args)?,
-            Some(addr) => join(&args, addr, &description).await?,
+            None => new_identity(args)?,
+            Some(addr) => join(args, addr, description).await?,
         },
-    };
+    })
+}
 
-    let certs = identity::load_certs(&args.state_dir)?;
-    let node_certs = swarm_api::tls::NodeCerts::new(&certs.ca_pem, &certs.cert_pem, &certs.key_pem)
-        .context("load this node's certificate")?;
-    let client_tls = swarm_api::tls::client_config(&node_certs)?;
-
-    // The managers the agent talks to (heartbeats and task execution), this node's own first;
-    // a worker also names them to agents that reach it instead of a manager.
+/// The managers the agent talks to (heartbeats and task execution), this node's own first;
+/// a worker also names them to agents that reach it instead of a manager.
+fn manager_set(id: &Identity, tls: &NodeTls) -> anyhow::Result<swarm_agent::managers::Managers> {
     let mut addrs = id.managers.clone();
     if id.role == NodeRole::Manager {
         addrs.retain(|m| *m != id.advertise_addr);
         addrs.insert(0, id.advertise_addr.clone());
     }
-    let managers = swarm_agent::managers::ManagerSet::with_tls(addrs, Some(client_tls.clone()));
-    managers.set_member_tls(swarm_api::tls::member_client_config(&node_certs)?);
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
-    let mut manager = None;
-    let mut agent_router = AgentRouter::new(id.node_id.to_string(), None);
-    let sock = args
-        .control_socket
-        .clone()
-        .unwrap_or_else(|| args.state_dir.join("swarmd.sock"));
-    if id.role == NodeRole::Manager {
-        let listener = tokio::net::TcpListener::bind(&args.listen_addr)
-            .await
-            .with_context(|| {
-                format!(
-                    "listen on {}; is the port already in use?",
-                    args.listen_addr
-                )
-            })?;
-        let mut mcfg = manager_config(&args, &id);
-        mcfg.cluster_id = id.cluster_id.clone();
-        mcfg.tls = Some(client_tls.clone());
-        let m = Manager::start(mcfg).await?;
-        let nodes = NodeServiceImpl::new(m.clone());
-        agent_router = AgentRouter::new(
-            id.node_id.to_string(),
-            Some((m.clone(), node_certs.clone())),
-        );
-        tasks.push(crate::server::serve_tcp(
-            listener,
-            swarm_api::tls::server_config(&node_certs)?,
-            m.clone(),
-            nodes.clone(),
-            agent_router.clone(),
-            shutdown_rx.clone(),
-        ));
-        {
-            let nodes = nodes.clone();
-            swarm_manager::supervise::spawn(
-                "node monitor",
-                move || nodes.clone().run_monitor(),
-                shutdown_rx.clone(),
-            );
-        }
-        if !id.complete {
-            if id.pending_token.is_empty() && !id.promoting {
-                bootstrap(&m, &id, &description, &certs, &args).await?;
-                identity::remove_bootstrap_ca_key(&args.state_dir);
-            } else {
-                promote(&id, &client_tls, &m).await?;
-                id.pending_token.clear();
-                id.promoting = false;
-            }
-            id.complete = true;
-            identity::save(&args.state_dir, &id)?;
-        }
-        let loop_cfg = swarm_manager::orchestration::LoopConfig {
-            node_down_grace: args.node_down_grace,
-            ..Default::default()
-        };
-        {
-            let (m, shutdown) = (m.clone(), shutdown_rx.clone());
-            swarm_manager::supervise::spawn(
-                "orchestration",
-                move || {
-                    swarm_manager::orchestration::run(m.clone(), loop_cfg.clone(), shutdown.clone())
-                },
-                shutdown_rx.clone(),
-            );
-        }
-        tasks.push(
-            crate::registry::start(
-                &args,
-                &id,
-                &description.hostname,
-                client_tls.clone(),
-                m.clone(),
-                shutdown_rx.clone(),
-            )
-            .await?,
-        );
-        tracing::info!(node = %id.node_id, addr = %id.advertise_addr, "manager running");
-        manager = Some(m);
-    } else {
-        serve_worker(
-            &args,
-            &id,
-            &node_certs,
-            &agent_router,
-            &managers,
-            &shutdown_rx,
-            &mut tasks,
-        )
-        .await?;
-        tracing::info!(node = %id.node_id, "worker running");
-    }
+    let managers = swarm_agent::managers::ManagerSet::with_tls(addrs, Some(tls.client.clone()));
+    managers.set_member_tls(swarm_api::tls::member_client_config(&tls.node)?);
+    Ok(managers)
+}
 
+/// A manager: Raft and the store, the TCP server, the node monitor, bootstrap or promotion
+/// when this start completes one, the control loop and the registry.
+async fn start_manager(
+    args: &Args,
+    id: &mut Identity,
+    description: &NodeDescription,
+    tls: &NodeTls,
+    running: &mut Running,
+    shutdown_rx: &watch::Receiver<bool>,
+) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(&args.listen_addr)
+        .await
+        .with_context(|| {
+            format!(
+                "listen on {}; is the port already in use?",
+                args.listen_addr
+            )
+        })?;
+    let mut mcfg = manager_config(args, id);
+    mcfg.cluster_id = id.cluster_id.clone();
+    mcfg.tls = Some(tls.client.clone());
+    let m = Manager::start(mcfg).await?;
+    let nodes = NodeServiceImpl::new(m.clone());
+    running.router = AgentRouter::new(id.node_id.to_string(), Some((m.clone(), tls.node.clone())));
+    running.tasks.push(crate::server::serve_tcp(
+        listener,
+        swarm_api::tls::server_config(&tls.node)?,
+        m.clone(),
+        nodes.clone(),
+        running.router.clone(),
+        shutdown_rx.clone(),
+    ));
+    swarm_manager::supervise::spawn(
+        "node monitor",
+        move || nodes.clone().run_monitor(),
+        shutdown_rx.clone(),
+    );
+    if !id.complete {
+        if id.pending_token.is_empty() && !id.promoting {
+            bootstrap(&m, id, description, &tls.certs, args).await?;
+            identity::remove_bootstrap_ca_key(&args.state_dir);
+        } else {
+            promote(id, &tls.client, &m).await?;
+            id.pending_token.clear();
+            id.promoting = false;
+        }
+        id.complete = true;
+        identity::save(&args.state_dir, id)?;
+    }
+    let loop_cfg = swarm_manager::orchestration::LoopConfig {
+        node_down_grace: args.node_down_grace,
+        ..Default::default()
+    };
+    {
+        let (m, shutdown) = (m.clone(), shutdown_rx.clone());
+        swarm_manager::supervise::spawn(
+            "orchestration",
+            move || {
+                swarm_manager::orchestration::run(m.clone(), loop_cfg.clone(), shutdown.clone())
+            },
+            shutdown_rx.clone(),
+        );
+    }
+    running.tasks.push(
+        crate::registry::start(
+            args,
+            id,
+            &description.hostname,
+            tls.client.clone(),
+            m.clone(),
+            shutdown_rx.clone(),
+        )
+        .await?,
+    );
+    tracing::info!(node = %id.node_id, addr = %id.advertise_addr, "manager running");
+    running.manager = Some(m);
+    Ok(())
+}
+
+/// Every node: certificate renewal, the agent (executor, images, volumes, networks), its
+/// session with the managers, metrics, and the node-local API on the unix socket. Returns
+/// where the session reports the role the cluster wants for this node.
+#[allow(clippy::too_many_arguments)]
+async fn start_agent(
+    args: &Args,
+    id: &Identity,
+    tls: &NodeTls,
+    managers: &swarm_agent::managers::Managers,
+    description: NodeDescription,
+    running: &mut Running,
+    shutdown_rx: &watch::Receiver<bool>,
+    userns_remap: Option<(swarm_runtime::userns::IdMap, bool)>,
+) -> anyhow::Result<watch::Receiver<Option<(NodeRole, u64)>>> {
     tokio::spawn(renew_certificates(
         args.state_dir.clone(),
-        node_certs.clone(),
+        tls.node.clone(),
         managers.clone(),
         args.cert_renew_after,
         shutdown_rx.clone(),
@@ -213,8 +321,8 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         puller,
         net,
         unavailable,
-    } = crate::agent::start(&args, &id, &managers, &shutdown_rx, userns_remap).await;
-    let (role_tx, mut role_rx) = watch::channel(None);
+    } = crate::agent::start(args, id, managers, shutdown_rx, userns_remap).await;
+    let (role_tx, role_rx) = watch::channel(None);
     let session = swarm_agent::session::Session {
         node_id: id.node_id.clone(),
         managers: managers.clone(),
@@ -222,9 +330,17 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
         desired_role: Some(role_tx),
         unavailable,
     };
-    tasks.push(tokio::spawn(session.run(shutdown_rx.clone())));
+    running
+        .tasks
+        .push(tokio::spawn(session.run(shutdown_rx.clone())));
     if let Some(addr) = &args.metrics_addr {
-        crate::metrics::serve(addr.clone(), id.node_id.clone(), id.role, manager.clone()).await?;
+        crate::metrics::serve(
+            addr.clone(),
+            id.node_id.clone(),
+            id.role,
+            running.manager.clone(),
+        )
+        .await?;
     }
     // The node-local API answers on every node, so that a worker's socket can say what it is.
     let local = swarm_agent::local::LocalService::new(
@@ -235,23 +351,43 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     )
     .with_puller(puller, net)
     .with_volumes(volumes);
-    agent_router.set_local(local);
-    tasks.push(crate::server::serve_unix(
+    running.router.set_local(local);
+    let sock = args
+        .control_socket
+        .clone()
+        .unwrap_or_else(|| args.state_dir.join("swarmd.sock"));
+    running.tasks.push(crate::server::serve_unix(
         &sock,
-        manager.clone(),
-        agent_router,
+        running.manager.clone(),
+        running.router.clone(),
         shutdown_rx.clone(),
     )?);
+    Ok(role_rx)
+}
 
-    // Runs until a signal, or until the cluster changes this node's role (promote/demote):
-    // then the node takes a certificate for the new role and restarts itself in it.
-    // Containers keep running across the restart.
-    let mut restart = false;
-    let mut fatal = None;
+/// Why the node stops serving.
+enum End {
+    Signal,
+    /// This manager's Raft node died (its storage failed).
+    RaftStopped(String),
+    /// The cluster changed this node's role; its identity now holds the new one.
+    NewRole,
+}
+
+/// Serves until a signal, until Raft stops on a fatal error, or until the cluster changes
+/// this node's role (promote/demote): then the node takes a certificate for the new role and
+/// restarts itself in it. Containers keep running across the restart.
+async fn serve_until_exit(
+    state_dir: &Path,
+    id: &mut Identity,
+    managers: &swarm_agent::managers::Managers,
+    running: &Running,
+    mut role_rx: watch::Receiver<Option<(NodeRole, u64)>>,
+) -> End {
     let signal = Signals::install().first();
     tokio::pin!(signal);
     let raft_stopped = {
-        let m = manager.clone();
+        let m = running.manager.clone();
         async move {
             match m {
                 Some(m) => m.fatal().await,
@@ -262,13 +398,12 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
     tokio::pin!(raft_stopped);
     loop {
         tokio::select! {
-            _ = &mut signal => break,
+            _ = &mut signal => return End::Signal,
             // Fail-stop: a manager whose Raft node died (its storage failed) would otherwise
             // linger, answering RPCs and never applying, even after the cause is gone.
             e = &mut raft_stopped => {
                 tracing::error!(error = %e, "raft stopped on a fatal error; exiting so that a supervisor restarts this manager from its storage");
-                fatal = Some(e);
-                break;
+                return End::RaftStopped(e.to_string());
             }
             changed = role_rx.changed() => {
                 if changed.is_err() {
@@ -285,48 +420,13 @@ pub async fn run(args: Args) -> anyhow::Result<()> {
                 if desired == id.role && !rejoin {
                     continue;
                 }
-                match switch_role(&args.state_dir, &mut id, desired, raft_id, &managers).await {
-                    Ok(()) => {
-                        restart = true;
-                        break;
-                    }
+                match switch_role(state_dir, id, desired, raft_id, managers).await {
+                    Ok(()) => return End::NewRole,
                     Err(e) => tracing::warn!(error = %e, "role change to {} failed; will retry", desired.as_str()),
                 }
             }
         }
     }
-    // Containers keep running: nothing below stops them, and the next start re-adopts them.
-    tracing::info!("shutting down; containers keep running");
-    let _ = shutdown_tx.send(true);
-    let graceful = async {
-        if let Some(m) = manager {
-            m.shutdown().await;
-        }
-        for t in tasks {
-            let _ = t.await;
-        }
-    };
-    if tokio::time::timeout(SHUTDOWN_GRACE, graceful)
-        .await
-        .is_err()
-    {
-        tracing::warn!(
-            "shutdown did not finish within {SHUTDOWN_GRACE:?}; exiting anyway (Raft state is durable)"
-        );
-    }
-    if let Some(e) = fatal {
-        bail!("raft stopped: {e}");
-    }
-    if restart {
-        drop(_lock);
-        use std::os::unix::process::CommandExt;
-        tracing::info!(role = id.role.as_str(), "restarting in the new role");
-        let err = std::process::Command::new("/proc/self/exe")
-            .args(std::env::args_os().skip(1))
-            .exec();
-        bail!("could not restart swarmd in its new role: {err}");
-    }
-    Ok(())
 }
 
 /// A worker serves its node-local API on its listen address, so that managers can forward
