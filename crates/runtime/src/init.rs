@@ -32,7 +32,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::logs::{LineWriter, Stream};
 use crate::options::ContainerOptions;
-use crate::spec::{self, NetworkMode, ProcessSpec, ResolvedUser, StdioMode};
+use crate::spec::{self, ContainerSpec, NetworkMode, ProcessSpec, ResolvedUser, StdioMode};
 use crate::state::{self, ExitRecord, InitState, StateDir, StoredConfig};
 use crate::{caps, mounts, seccomp, sys};
 
@@ -285,6 +285,58 @@ fn container_init_inner(
 ) -> Result<Never, InitError> {
     let spec = &cfg.spec;
     sys::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
+    enter_namespaces(spec, userns.is_some())?;
+    let host = HostHandles::open(sd, spec)?;
+    let hostname = build_root(sd, spec, userns)?;
+    let mut proc_ = prepare_process(
+        &spec.process,
+        &spec.options,
+        &hostname,
+        spec.user_namespace.as_ref(),
+    )?;
+    proc_.userns = userns.map(|fd| fd.as_raw_fd());
+    // Sent during create, as runc does: the receiver waits for it before it calls `start`.
+    let console = host
+        .console
+        .map(|sock| workload::send_console_master(&sock))
+        .transpose()?;
+    // Ready: tell P0, then wait for `start`.
+    if let Some(w) = sync.take() {
+        write_all_fd(w.as_raw_fd(), b"ok");
+    }
+    let started = wait_for_start(host.fifo)?;
+    // From here on the container has run: whatever happens, its end is recorded before the
+    // init exits, so that once the init is gone the record is there.
+    let log = host.log_fd.map(|fd| {
+        crate::logs::RotatingLog::new(
+            fs::File::from(fd),
+            host.dir_fd.as_raw_fd(),
+            spec.options.log_max_size,
+            spec.options.log_max_files,
+        )
+    });
+    let rec = supervise(spec.stdio, &proc_, log, started, console).unwrap_or_else(|e| ExitRecord {
+        code: Some(255),
+        signal: None,
+        finished: crate::timefmt::rfc3339_now(),
+        oom_killed: false,
+        error: Some(format!("container init failed: {e}")),
+    });
+    write_exit(&host.dir_fd, &rec);
+    // The init's own status is the workload's (128 + signal when it was killed), for
+    // callers that reap the init themselves, as containerd's runc shim does: that is how a
+    // container's exit status reaches Docker.
+    std::process::exit(
+        rec.code
+            .unwrap_or_else(|| 128 + rec.signal.unwrap_or(0))
+            .clamp(0, 255),
+    )
+}
+
+/// P1's own namespaces (mount, uts, ipc, cgroup, and network unless it shares the host's), a
+/// new session and session keyring, the namespaced sysctls, and `/` made a slave so nothing
+/// mounted from here on reaches the host.
+fn enter_namespaces(spec: &ContainerSpec, in_userns: bool) -> Result<(), InitError> {
     let mut flags =
         libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP;
     if spec.network == NetworkMode::None {
@@ -308,10 +360,7 @@ fn container_init_inner(
     // The network namespace belongs to the host's user namespace, so a remapped root holds no
     // CAP_NET_BIND_SERVICE over it: let every port be bound, as Docker does.
     const PORTS: &str = "net.ipv4.ip_unprivileged_port_start";
-    if userns.is_some()
-        && spec.network != NetworkMode::Host
-        && !spec.options.sysctls.contains_key(PORTS)
-    {
+    if in_userns && spec.network != NetworkMode::Host && !spec.options.sysctls.contains_key(PORTS) {
         let path = crate::options::sysctl_path(PORTS);
         fs::write(&path, "0").map_err(sys_err(format!("set sysctl {PORTS}=0")))?;
     }
@@ -322,39 +371,68 @@ fn container_init_inner(
         libc::MS_SLAVE | libc::MS_REC,
         None,
     )
-    .map_err(sys_err("make / rslave"))?;
-    let dir_fd = sys::openat(
-        libc::AT_FDCWD,
-        &sd.dir,
-        libc::O_RDONLY | libc::O_DIRECTORY,
-        0,
-    )
-    .map_err(sys_err(format!("open {}", sd.dir.display())))?;
-    let log_fd = match spec.stdio {
-        StdioMode::Log => Some(
-            sys::openat(
-                libc::AT_FDCWD,
-                &sd.log(),
-                libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT,
-                0o640,
-            )
-            .map_err(sys_err(format!("open {}", sd.log().display())))?,
-        ),
-        StdioMode::Inherit | StdioMode::Console => None,
-    };
-    // The console socket is a path of the host's: reach it before the rootfs replaces `/`;
-    // the pty itself comes from the container's devpts, after.
-    let console = match (spec.stdio, &spec.console_socket) {
-        (StdioMode::Console, Some(path)) => Some(
-            std::os::unix::net::UnixStream::connect(path).map_err(sys_err(format!(
-                "connect to console socket {}",
-                path.display()
-            )))?,
-        ),
-        _ => None,
-    };
-    let fifo = sys::openat(libc::AT_FDCWD, &sd.fifo(), libc::O_PATH, 0)
-        .map_err(sys_err(format!("open {}", sd.fifo().display())))?;
+    .map_err(sys_err("make / rslave"))
+}
+
+/// What P1 needs from the host's filesystem after `/` is replaced: the state dir (exit record,
+/// log rotation), the log, the console socket, the start fifo.
+struct HostHandles {
+    dir_fd: OwnedFd,
+    log_fd: Option<OwnedFd>,
+    console: Option<std::os::unix::net::UnixStream>,
+    fifo: OwnedFd,
+}
+
+impl HostHandles {
+    fn open(sd: &StateDir, spec: &ContainerSpec) -> Result<HostHandles, InitError> {
+        let dir_fd = sys::openat(
+            libc::AT_FDCWD,
+            &sd.dir,
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        )
+        .map_err(sys_err(format!("open {}", sd.dir.display())))?;
+        let log_fd = match spec.stdio {
+            StdioMode::Log => Some(
+                sys::openat(
+                    libc::AT_FDCWD,
+                    &sd.log(),
+                    libc::O_WRONLY | libc::O_APPEND | libc::O_CREAT,
+                    0o640,
+                )
+                .map_err(sys_err(format!("open {}", sd.log().display())))?,
+            ),
+            StdioMode::Inherit | StdioMode::Console => None,
+        };
+        // The console socket is a path of the host's: reach it before the rootfs replaces
+        // `/`; the pty itself comes from the container's devpts, after.
+        let console = match (spec.stdio, &spec.console_socket) {
+            (StdioMode::Console, Some(path)) => Some(
+                std::os::unix::net::UnixStream::connect(path).map_err(sys_err(format!(
+                    "connect to console socket {}",
+                    path.display()
+                )))?,
+            ),
+            _ => None,
+        };
+        let fifo = sys::openat(libc::AT_FDCWD, &sd.fifo(), libc::O_PATH, 0)
+            .map_err(sys_err(format!("open {}", sd.fifo().display())))?;
+        Ok(HostHandles {
+            dir_fd,
+            log_fd,
+            console,
+            fifo,
+        })
+    }
+}
+
+/// The container's root: the rootfs and every mount of the plan, the hostname, `lo`, then
+/// `pivot_root` into it. Returns the hostname.
+fn build_root(
+    sd: &StateDir,
+    spec: &ContainerSpec,
+    userns: Option<&OwnedFd>,
+) -> Result<String, InitError> {
     let rootfs = sd.rootfs();
     let idmap = match (userns, &spec.user_namespace) {
         (Some(fd), Some(map)) => Some(mounts::Idmap {
@@ -385,60 +463,21 @@ fn container_init_inner(
     if spec.readonly_rootfs {
         mounts::readonly_root()?;
     }
-    let mut proc_ = prepare_process(
-        &spec.process,
-        &spec.options,
-        &hostname,
-        spec.user_namespace.as_ref(),
-    )?;
-    proc_.userns = userns.map(|fd| fd.as_raw_fd());
-    // Sent during create, as runc does: the receiver waits for it before it calls `start`.
-    let console = console
-        .map(|sock| workload::send_console_master(&sock))
-        .transpose()?;
-    // Ready: tell P0, then wait for `start`.
-    if let Some(w) = sync.take() {
-        write_all_fd(w.as_raw_fd(), b"ok");
+    Ok(hostname)
+}
+
+/// Blocks until `start` opens the fifo for reading; returns the write end it then holds.
+fn wait_for_start(fifo: OwnedFd) -> Result<OwnedFd, InitError> {
+    let p = CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd())).expect("no NUL");
+    // SAFETY: valid path; blocks until `start` opens the fifo for reading.
+    let fd = unsafe { libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(last("open start fifo"));
     }
-    let started = {
-        let p = CString::new(format!("/proc/self/fd/{}", fifo.as_raw_fd())).expect("no NUL");
-        // SAFETY: valid path; blocks until `start` opens the fifo for reading.
-        let fd = unsafe { libc::open(p.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
-        if fd < 0 {
-            return Err(last("open start fifo"));
-        }
-        // SAFETY: we own fd.
-        let f = unsafe { OwnedFd::from_raw_fd(fd) };
-        write_all_fd(f.as_raw_fd(), b"1");
-        f
-    };
-    drop(fifo);
-    // From here on the container has run: whatever happens, its end is recorded before the
-    // init exits, so that once the init is gone the record is there.
-    let log = log_fd.map(|fd| {
-        crate::logs::RotatingLog::new(
-            fs::File::from(fd),
-            dir_fd.as_raw_fd(),
-            spec.options.log_max_size,
-            spec.options.log_max_files,
-        )
-    });
-    let rec = supervise(spec.stdio, &proc_, log, started, console).unwrap_or_else(|e| ExitRecord {
-        code: Some(255),
-        signal: None,
-        finished: crate::timefmt::rfc3339_now(),
-        oom_killed: false,
-        error: Some(format!("container init failed: {e}")),
-    });
-    write_exit(&dir_fd, &rec);
-    // The init's own status is the workload's (128 + signal when it was killed), for
-    // callers that reap the init themselves, as containerd's runc shim does: that is how a
-    // container's exit status reaches Docker.
-    std::process::exit(
-        rec.code
-            .unwrap_or_else(|| 128 + rec.signal.unwrap_or(0))
-            .clamp(0, 255),
-    )
+    // SAFETY: we own fd.
+    let f = unsafe { OwnedFd::from_raw_fd(fd) };
+    write_all_fd(f.as_raw_fd(), b"1");
+    Ok(f)
 }
 
 fn loopback_up() -> io::Result<()> {

@@ -25,21 +25,11 @@ pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError
     sys::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
     // The pid file is a host path: its directory is opened before entering the container's
     // mount namespace.
-    let pid_dir = match &req.detach_pid_file {
-        Some(pf) => {
-            let dir = pf.parent().filter(|d| !d.as_os_str().is_empty());
-            Some(
-                sys::openat(
-                    libc::AT_FDCWD,
-                    dir.unwrap_or(Path::new(".")),
-                    libc::O_RDONLY | libc::O_DIRECTORY,
-                    0,
-                )
-                .map_err(sys_err(format!("open the directory of {}", pf.display())))?,
-            )
-        }
-        None => None,
-    };
+    let pid_dir = req
+        .detach_pid_file
+        .as_deref()
+        .map(open_parent)
+        .transpose()?;
     // Like the pid file, the console socket is a host path.
     let console = req
         .console_socket
@@ -51,49 +41,8 @@ pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError
             )))
         })
         .transpose()?;
-    // The workload's user namespace, held by the init (entered last, by the command itself).
-    let userns = match (&cfg.spec.user_namespace, st.userns_fd) {
-        (None, _) => None,
-        (Some(_), Some(n)) => {
-            let p = PathBuf::from(format!("/proc/{}/fd/{n}", st.pid));
-            Some(
-                sys::openat(libc::AT_FDCWD, &p, libc::O_RDONLY | libc::O_CLOEXEC, 0)
-                    .map_err(sys_err("open the container's user namespace"))?,
-            )
-        }
-        (Some(_), None) => {
-            return Err(InitError::Missing {
-                what: "user namespace descriptor in state.json",
-            })
-        }
-    };
-    join_cgroup(&cfg.cgroup_dirs)?;
-    let mut nsfds = Vec::new();
-    for ns in ["cgroup", "ipc", "uts", "net", "pid", "mnt"] {
-        let p = PathBuf::from(format!("/proc/{}/ns/{ns}", st.pid));
-        let fd = sys::openat(libc::AT_FDCWD, &p, libc::O_RDONLY, 0)
-            .map_err(sys_err(format!("open {}", p.display())))?;
-        nsfds.push((ns, fd));
-    }
-    for (ns, fd) in &nsfds {
-        // SAFETY: setns with an fd we own and flags 0 (type taken from the fd).
-        if unsafe { libc::setns(fd.as_raw_fd(), 0) } != 0 {
-            return Err(last(&format!("setns {ns}")));
-        }
-    }
-    drop(nsfds);
-    let mut proc_ = cfg.spec.process.clone();
-    proc_.args = req.args.clone();
-    proc_.env = spec::merge_env(&proc_.env, &req.env);
-    if let Some(u) = &req.user {
-        proc_.user = u.clone();
-    }
-    if let Some(c) = &req.cwd {
-        proc_.cwd = c.clone();
-    }
-    if proc_.args.is_empty() {
-        return Err(InitError::Spec(spec::SpecError::NoCommand));
-    }
+    let userns = join_container(&cfg, &st)?;
+    let proc_ = exec_process(&cfg.spec.process, req)?;
     let hostname = cfg
         .spec
         .hostname
@@ -151,4 +100,70 @@ pub(super) fn exec_e0(sd: &StateDir, req: &ExecRequest) -> Result<i32, InitError
     } else {
         libc::WEXITSTATUS(st)
     })
+}
+
+/// The directory of a host path, opened while the host's mount namespace is still ours.
+fn open_parent(file: &Path) -> Result<OwnedFd, InitError> {
+    let dir = file.parent().filter(|d| !d.as_os_str().is_empty());
+    sys::openat(
+        libc::AT_FDCWD,
+        dir.unwrap_or(Path::new(".")),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )
+    .map_err(sys_err(format!("open the directory of {}", file.display())))
+}
+
+/// Joins the container's cgroup and its init's namespaces; returns the workload's user
+/// namespace (held by the init), which the command enters last, itself.
+fn join_container(cfg: &StoredConfig, st: &InitState) -> Result<Option<OwnedFd>, InitError> {
+    // The workload's user namespace, held by the init (entered last, by the command itself).
+    let userns = match (&cfg.spec.user_namespace, st.userns_fd) {
+        (None, _) => None,
+        (Some(_), Some(n)) => {
+            let p = PathBuf::from(format!("/proc/{}/fd/{n}", st.pid));
+            Some(
+                sys::openat(libc::AT_FDCWD, &p, libc::O_RDONLY | libc::O_CLOEXEC, 0)
+                    .map_err(sys_err("open the container's user namespace"))?,
+            )
+        }
+        (Some(_), None) => {
+            return Err(InitError::Missing {
+                what: "user namespace descriptor in state.json",
+            });
+        }
+    };
+    join_cgroup(&cfg.cgroup_dirs)?;
+    let mut nsfds = Vec::new();
+    for ns in ["cgroup", "ipc", "uts", "net", "pid", "mnt"] {
+        let p = PathBuf::from(format!("/proc/{}/ns/{ns}", st.pid));
+        let fd = sys::openat(libc::AT_FDCWD, &p, libc::O_RDONLY, 0)
+            .map_err(sys_err(format!("open {}", p.display())))?;
+        nsfds.push((ns, fd));
+    }
+    for (ns, fd) in &nsfds {
+        // SAFETY: setns with an fd we own and flags 0 (type taken from the fd).
+        if unsafe { libc::setns(fd.as_raw_fd(), 0) } != 0 {
+            return Err(last(&format!("setns {ns}")));
+        }
+    }
+    drop(nsfds);
+    Ok(userns)
+}
+
+/// The exec'd command: the container's process with the request's args, env, user and cwd.
+fn exec_process(base: &ProcessSpec, req: &ExecRequest) -> Result<ProcessSpec, InitError> {
+    let mut proc_ = base.clone();
+    proc_.args = req.args.clone();
+    proc_.env = spec::merge_env(&proc_.env, &req.env);
+    if let Some(u) = &req.user {
+        proc_.user = u.clone();
+    }
+    if let Some(c) = &req.cwd {
+        proc_.cwd = c.clone();
+    }
+    if proc_.args.is_empty() {
+        return Err(InitError::Spec(spec::SpecError::NoCommand));
+    }
+    Ok(proc_)
 }
