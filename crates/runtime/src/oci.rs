@@ -93,54 +93,7 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
     } else {
         StdioMode::Inherit
     };
-    for m in spec.mounts().clone().unwrap_or_default() {
-        let dest = m.destination().clone();
-        let opts = m.options().clone().unwrap_or_default();
-        if dest == Path::new("/sys") {
-            // Docker clears `ro` for `--privileged`.
-            cs.options.sys_writable = !opts.iter().any(|o| o == "ro");
-        }
-        if STANDARD.iter().any(|s| Path::new(s) == dest) {
-            continue;
-        }
-        match m.typ().as_deref() {
-            Some("tmpfs") => cs.mounts.push(MountSpec::Tmpfs {
-                destination: dest,
-                size_bytes: opts
-                    .iter()
-                    .find_map(|o| o.strip_prefix("size=").and_then(|s| s.parse().ok())),
-                mode: opts.iter().find_map(|o| {
-                    o.strip_prefix("mode=")
-                        .and_then(|s| u32::from_str_radix(s, 8).ok())
-                }),
-            }),
-            _ if opts.iter().any(|o| o == "bind" || o == "rbind") => {
-                if let Some(src) = m.source() {
-                    let propagation = opts
-                        .iter()
-                        .rev()
-                        .find_map(|o| match o.as_str() {
-                            "private" => Some(Propagation::Private),
-                            "rprivate" => Some(Propagation::Rprivate),
-                            "shared" => Some(Propagation::Shared),
-                            "rshared" => Some(Propagation::Rshared),
-                            "slave" => Some(Propagation::Slave),
-                            "rslave" => Some(Propagation::Rslave),
-                            _ => None,
-                        })
-                        .unwrap_or_default();
-                    cs.mounts.push(MountSpec::Bind {
-                        source: src.clone(),
-                        destination: dest,
-                        readonly: opts.iter().any(|o| o == "ro"),
-                        propagation,
-                        copy_up: false,
-                    });
-                }
-            }
-            _ => {}
-        }
-    }
+    bundle_mounts(spec.mounts().as_deref().unwrap_or_default(), &mut cs);
     if let Some(b) = process
         .capabilities()
         .as_ref()
@@ -213,6 +166,59 @@ pub fn load_bundle(id: &str, bundle: &Path) -> Result<ContainerSpec, OciError> {
         }
     }
     Ok(cs)
+}
+
+/// The bundle's mounts: binds and tmpfs as user mounts (the standard ones are the runtime's
+/// own), and whether its `/sys` is writable.
+fn bundle_mounts(mounts: &[oci_spec::runtime::Mount], cs: &mut ContainerSpec) {
+    for m in mounts {
+        let dest = m.destination().clone();
+        let opts = m.options().clone().unwrap_or_default();
+        if dest == Path::new("/sys") {
+            // Docker clears `ro` for `--privileged`.
+            cs.options.sys_writable = !opts.iter().any(|o| o == "ro");
+        }
+        if STANDARD.iter().any(|s| Path::new(s) == dest) {
+            continue;
+        }
+        match m.typ().as_deref() {
+            Some("tmpfs") => cs.mounts.push(MountSpec::Tmpfs {
+                destination: dest,
+                size_bytes: opts
+                    .iter()
+                    .find_map(|o| o.strip_prefix("size=").and_then(|s| s.parse().ok())),
+                mode: opts.iter().find_map(|o| {
+                    o.strip_prefix("mode=")
+                        .and_then(|s| u32::from_str_radix(s, 8).ok())
+                }),
+            }),
+            _ if opts.iter().any(|o| o == "bind" || o == "rbind") => {
+                if let Some(src) = m.source() {
+                    let propagation = opts
+                        .iter()
+                        .rev()
+                        .find_map(|o| match o.as_str() {
+                            "private" => Some(Propagation::Private),
+                            "rprivate" => Some(Propagation::Rprivate),
+                            "shared" => Some(Propagation::Shared),
+                            "rshared" => Some(Propagation::Rshared),
+                            "slave" => Some(Propagation::Slave),
+                            "rslave" => Some(Propagation::Rslave),
+                            _ => None,
+                        })
+                        .unwrap_or_default();
+                    cs.mounts.push(MountSpec::Bind {
+                        source: src.clone(),
+                        destination: dest,
+                        readonly: opts.iter().any(|o| o == "ro"),
+                        propagation,
+                        copy_up: false,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// A `user` namespace entry's maps (`linux.uidMappings`/`gidMappings`, both required). The

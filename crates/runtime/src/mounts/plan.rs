@@ -15,22 +15,12 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
     } else {
         libc::MS_RDONLY
     };
-    // In a user namespace the init (host root) makes these filesystems: give their roots, and
-    // devpts' tty group, the ids the container's root and tty map to.
-    let userns = spec.user_namespace.as_ref();
-    let owner = userns
-        .map(|m| {
-            let mut o = String::new();
-            if let Some(u) = m.host_uid(0) {
-                o.push_str(&format!(",uid={u}"));
-            }
-            if let Some(g) = m.host_gid(0) {
-                o.push_str(&format!(",gid={g}"));
-            }
-            o
-        })
-        .unwrap_or_default();
-    let tty_gid = userns.map_or(Some(5), |m| m.host_gid(5));
+    let owner = tmpfs_owner(spec);
+    // devpts' tty group: in a user namespace, the id the container's tty group maps to.
+    let tty_gid = spec
+        .user_namespace
+        .as_ref()
+        .map_or(Some(5), |m| m.host_gid(5));
     let devpts = match tty_gid {
         Some(g) => format!("newinstance,ptmxmode=0666,mode=0620,gid={g}"),
         None => "newinstance,ptmxmode=0666,mode=0620".to_string(),
@@ -104,7 +94,34 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             link: p(l),
         });
     }
-    // Host devices (`--device`, or all of them when privileged): their nodes bound in, the
+    user_mounts(spec, &mut ops);
+    if !privileged {
+        confine(spec, &mut ops);
+    }
+    ops
+}
+
+/// In a user namespace the init (host root) makes the tmpfs mounts: their roots get the ids the
+/// container's root maps to (`,uid=…,gid=…` for the mount data; empty otherwise).
+fn tmpfs_owner(spec: &ContainerSpec) -> String {
+    let Some(m) = spec.user_namespace.as_ref() else {
+        return String::new();
+    };
+    let mut o = String::new();
+    if let Some(u) = m.host_uid(0) {
+        o.push_str(&format!(",uid={u}"));
+    }
+    if let Some(g) = m.host_gid(0) {
+        o.push_str(&format!(",gid={g}"));
+    }
+    o
+}
+
+/// Host devices (`--device`, or all of them when privileged) and the user's binds and tmpfs
+/// mounts, each after the check that its target stays inside the rootfs.
+fn user_mounts(spec: &ContainerSpec, ops: &mut Vec<MountOp>) {
+    let owner = tmpfs_owner(spec);
+    // Their nodes bound in, the
     // only mounts without `nodev`.
     for d in &spec.options.devices {
         ops.push(MountOp::Confine {
@@ -164,20 +181,21 @@ pub fn plan(spec: &ContainerSpec) -> Vec<MountOp> {
             }
         }
     }
-    if !privileged {
-        let o = &spec.options;
-        let listed = |given: &Option<Vec<String>>, default: &[&str]| -> Vec<PathBuf> {
-            match given {
-                Some(list) => list.iter().map(PathBuf::from).collect(),
-                None => default.iter().map(PathBuf::from).collect(),
-            }
-        };
-        for m in listed(&o.masked_paths, MASKED_PATHS) {
-            ops.push(MountOp::Mask { path: m });
+}
+
+/// Docker's masked and read-only paths (or the bundle's lists) for an unprivileged container.
+fn confine(spec: &ContainerSpec, ops: &mut Vec<MountOp>) {
+    let o = &spec.options;
+    let listed = |given: &Option<Vec<String>>, default: &[&str]| -> Vec<PathBuf> {
+        match given {
+            Some(list) => list.iter().map(PathBuf::from).collect(),
+            None => default.iter().map(PathBuf::from).collect(),
         }
-        for r in listed(&o.readonly_paths, READONLY_PATHS) {
-            ops.push(MountOp::ReadOnly { path: r });
-        }
+    };
+    for m in listed(&o.masked_paths, MASKED_PATHS) {
+        ops.push(MountOp::Mask { path: m });
     }
-    ops
+    for r in listed(&o.readonly_paths, READONLY_PATHS) {
+        ops.push(MountOp::ReadOnly { path: r });
+    }
 }
