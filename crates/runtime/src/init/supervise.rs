@@ -48,6 +48,36 @@ pub(super) fn supervise(
     started: OwnedFd,
     console: Option<OwnedFd>,
 ) -> Result<ExitRecord, InitError> {
+    let sfd = block_signals()?;
+    let w = spawn_workload(stdio, p, console)?;
+    drop(started);
+    let mut exec_error = String::new();
+    let _ = fs::File::from(w.exec_err).read_to_string(&mut exec_error);
+    let mut out = Output {
+        log,
+        writers: [
+            LineWriter::new(Stream::Stdout),
+            LineWriter::new(Stream::Stderr),
+        ],
+    };
+    if !exec_error.is_empty() {
+        if let Some(l) = out.log.as_mut() {
+            let _ = out.writers[1].feed(format!("{exec_error}\n").as_bytes(), l);
+        } else {
+            eprintln!("{exec_error}");
+        }
+    }
+    let st = be_init(&sfd, w.child, [w.stdout, w.stderr], &mut out)?;
+    if let Some(l) = out.log.as_mut() {
+        for w in out.writers.iter_mut() {
+            let _ = w.finish(l);
+        }
+    }
+    Ok(exit_record(exec_error, st))
+}
+
+/// Blocks every forwarded signal and SIGCHLD and returns a signalfd that receives them.
+fn block_signals() -> Result<OwnedFd, InitError> {
     let mut all: Vec<i32> = forwarded();
     all.push(libc::SIGCHLD);
     let set = sigset(&all);
@@ -59,7 +89,26 @@ pub(super) fn supervise(
         return Err(last("signalfd"));
     }
     // SAFETY: fresh fd.
-    let sfd = unsafe { OwnedFd::from_raw_fd(sfd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(sfd) })
+}
+
+/// The forked workload and what P1 reads from it.
+struct Workload {
+    child: libc::pid_t,
+    /// Its stdout (or the pty master, both streams) and stderr, when P1 logs them.
+    stdout: Option<OwnedFd>,
+    stderr: Option<OwnedFd>,
+    /// Closed on exec; carries the error when the exec failed.
+    exec_err: OwnedFd,
+}
+
+/// Forks P2 with its stdio (pipes to the log, a pty, the console's slave or inherited), which
+/// hardens itself and execs the workload.
+fn spawn_workload(
+    stdio: StdioMode,
+    p: &PreparedProcess,
+    console: Option<OwnedFd>,
+) -> Result<Workload, InitError> {
     // With a tty the workload's stdio is the slave of a pty from the container's own devpts,
     // and the master is read like the stdout pipe (a terminal merges both streams) — unless
     // the master went to a console socket, whose receiver reads it.
@@ -103,32 +152,40 @@ pub(super) fn supervise(
         unsafe { libc::_exit(127) };
     }
     drop(err_w);
-    drop(started);
-    let (mut out_r, mut errp_r) = (None, None);
+    let (mut stdout, mut stderr) = (None, None);
     if let Some(((or, ow), (er, ew))) = pipes {
         drop(ow);
         drop(ew);
-        out_r = Some(or);
-        errp_r = Some(er);
+        stdout = Some(or);
+        stderr = Some(er);
     }
     drop(tty_slave);
     if let Some(master) = tty_master {
-        out_r = Some(master);
+        stdout = Some(master);
     }
-    let mut exec_error = String::new();
-    let _ = fs::File::from(err_r).read_to_string(&mut exec_error);
-    let mut log = log;
-    let mut writers = [
-        LineWriter::new(Stream::Stdout),
-        LineWriter::new(Stream::Stderr),
-    ];
-    if !exec_error.is_empty() {
-        if let Some(l) = log.as_mut() {
-            let _ = writers[1].feed(format!("{exec_error}\n").as_bytes(), l);
-        } else {
-            eprintln!("{exec_error}");
-        }
-    }
+    Ok(Workload {
+        child,
+        stdout,
+        stderr,
+        exec_err: err_r,
+    })
+}
+
+/// Where the workload's output goes: the rotating log, line by line with timestamps.
+struct Output {
+    log: Option<crate::logs::RotatingLog>,
+    writers: [LineWriter; 2],
+}
+
+/// Be the container's init until the workload has exited and its output is drained (or idle,
+/// held open by an orphan the kernel kills when we exit): reap every child, forward signals
+/// to the workload, copy its output into the log. Returns the workload's wait status.
+fn be_init(
+    sfd: &OwnedFd,
+    child: libc::pid_t,
+    mut streams: [Option<OwnedFd>; 2],
+    out: &mut Output,
+) -> Result<i32, InitError> {
     let mut status: Option<i32> = None;
     let mut buf = vec![0u8; 64 * 1024];
     loop {
@@ -137,7 +194,7 @@ pub(super) fn supervise(
             events: libc::POLLIN,
             revents: 0,
         }];
-        for r in [&out_r, &errp_r].into_iter().flatten() {
+        for r in streams.iter().flatten() {
             fds.push(libc::pollfd {
                 fd: r.as_raw_fd(),
                 events: libc::POLLIN,
@@ -157,39 +214,11 @@ pub(super) fn supervise(
             break; // exited and pipes idle (held open by an orphan, killed when we exit)
         }
         if fds[0].revents & libc::POLLIN != 0 {
-            // SAFETY: zeroed siginfo is a valid read buffer.
-            let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
-            // SAFETY: read into a buffer of the right size.
-            let r = unsafe {
-                libc::read(
-                    sfd.as_raw_fd(),
-                    (&mut si as *mut libc::signalfd_siginfo).cast(),
-                    std::mem::size_of::<libc::signalfd_siginfo>(),
-                )
-            };
-            if r > 0 {
-                let sig = si.ssi_signo as i32;
-                if sig == libc::SIGCHLD {
-                    loop {
-                        let mut st = 0;
-                        // SAFETY: reap any child, non-blocking.
-                        let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
-                        if pid <= 0 {
-                            break;
-                        }
-                        if pid == child {
-                            status = Some(st);
-                        }
-                    }
-                } else if status.is_none() {
-                    // SAFETY: signal our own child.
-                    unsafe { libc::kill(child, sig) };
-                }
-            }
+            on_signal(sfd, child, &mut status);
         }
         // Pipes.
         let mut idx = 1;
-        for (k, slot) in [&mut out_r, &mut errp_r].into_iter().enumerate() {
+        for (k, slot) in streams.iter_mut().enumerate() {
             let Some(r) = slot.as_ref() else { continue };
             let rev = fds[idx].revents;
             idx += 1;
@@ -202,45 +231,68 @@ pub(super) fn supervise(
                 *slot = None;
                 continue;
             }
-            if let Some(l) = log.as_mut() {
-                let _ = writers[k].feed(&buf[..got as usize], l);
+            if let Some(l) = out.log.as_mut() {
+                let _ = out.writers[k].feed(&buf[..got as usize], l);
             }
         }
-        if status.is_some() && out_r.is_none() && errp_r.is_none() {
+        if status.is_some() && streams.iter().all(Option::is_none) {
             break;
         }
     }
-    if let Some(l) = log.as_mut() {
-        for w in writers.iter_mut() {
-            let _ = w.finish(l);
-        }
+    Ok(status.unwrap_or(0))
+}
+
+/// One signal from the signalfd: SIGCHLD reaps every child (recording the workload's
+/// status); any other is forwarded to the workload while it runs.
+fn on_signal(sfd: &OwnedFd, child: libc::pid_t, status: &mut Option<i32>) {
+    // SAFETY: zeroed siginfo is a valid read buffer.
+    let mut si: libc::signalfd_siginfo = unsafe { std::mem::zeroed() };
+    // SAFETY: read into a buffer of the right size.
+    let r = unsafe {
+        libc::read(
+            sfd.as_raw_fd(),
+            (&mut si as *mut libc::signalfd_siginfo).cast(),
+            std::mem::size_of::<libc::signalfd_siginfo>(),
+        )
+    };
+    if r <= 0 {
+        return;
     }
-    let st = status.unwrap_or(0);
-    Ok(if !exec_error.is_empty() {
-        ExitRecord {
-            code: Some(127),
-            signal: None,
-            finished: crate::timefmt::rfc3339_now(),
-            oom_killed: false,
-            error: Some(exec_error),
+    let sig = si.ssi_signo as i32;
+    if sig == libc::SIGCHLD {
+        loop {
+            let mut st = 0;
+            // SAFETY: reap any child, non-blocking.
+            let pid = unsafe { libc::waitpid(-1, &mut st, libc::WNOHANG) };
+            if pid <= 0 {
+                break;
+            }
+            if pid == child {
+                *status = Some(st);
+            }
         }
+    } else if status.is_none() {
+        // SAFETY: signal our own child.
+        unsafe { libc::kill(child, sig) };
+    }
+}
+
+/// How the workload ended: its exec error, the signal that killed it, or its exit code.
+fn exit_record(exec_error: String, st: i32) -> ExitRecord {
+    let (code, signal, error) = if !exec_error.is_empty() {
+        (Some(127), None, Some(exec_error))
     } else if libc::WIFSIGNALED(st) {
-        ExitRecord {
-            code: None,
-            signal: Some(libc::WTERMSIG(st)),
-            finished: crate::timefmt::rfc3339_now(),
-            oom_killed: false,
-            error: None,
-        }
+        (None, Some(libc::WTERMSIG(st)), None)
     } else {
-        ExitRecord {
-            code: Some(libc::WEXITSTATUS(st)),
-            signal: None,
-            finished: crate::timefmt::rfc3339_now(),
-            oom_killed: false,
-            error: None,
-        }
-    })
+        (Some(libc::WEXITSTATUS(st)), None, None)
+    };
+    ExitRecord {
+        code,
+        signal,
+        finished: crate::timefmt::rfc3339_now(),
+        oom_killed: false,
+        error,
+    }
 }
 
 /// Writes `exit.json` atomically (write, rename into place) before the init exits: the
