@@ -253,20 +253,22 @@ pub fn apply(
     Ok(())
 }
 
+fn terr(t: &Path) -> impl FnOnce(io::Error) -> MountError {
+    let t = t.to_path_buf();
+    move |source| MountError::Target { target: t, source }
+}
+
+fn merr(what: &str, t: &Path) -> impl FnOnce(io::Error) -> MountError {
+    let what = what.to_string();
+    let t = t.to_path_buf();
+    move |source| MountError::Mount {
+        what,
+        target: t,
+        source,
+    }
+}
+
 fn apply_one(root: RawFd, op: &MountOp, owner: Option<(u32, u32)>) -> Result<(), MountError> {
-    let terr = |t: &Path| {
-        let t = t.to_path_buf();
-        move |source| MountError::Target { target: t, source }
-    };
-    let merr = |what: &str, t: &Path| {
-        let what = what.to_string();
-        let t = t.to_path_buf();
-        move |source| MountError::Mount {
-            what,
-            target: t,
-            source,
-        }
-    };
     match op {
         MountOp::Fs {
             fstype,
@@ -283,125 +285,137 @@ fn apply_one(root: RawFd, op: &MountOp, owner: Option<(u32, u32)>) -> Result<(),
                 *flags,
                 data.as_deref(),
             )
-            .map_err(merr(fstype, target))?;
+            .map_err(merr(fstype, target))
         }
-        MountOp::Confine { path } => {
-            confine(path, &mut |p| readlink_in_root(root, p)).map_err(|reason| {
-                MountError::Escape {
-                    target: path.clone(),
-                    reason,
-                }
-            })?;
-        }
-        MountOp::Bind {
-            source,
-            target,
-            kind,
-            readonly,
-            flags,
-            propagation,
-            copy_up,
-        } => {
-            let fd = ensure_target(root, target, *kind, owner).map_err(terr(target))?;
-            let fp = fd_path(&fd);
-            if *copy_up && *kind == TargetKind::Dir {
-                copy_up_into(&fp, source).map_err(|e| MountError::CopyUp {
-                    target: target.clone(),
-                    source_dir: source.clone(),
-                    source: e,
-                })?;
-            }
-            sys::mount(Some(source), &fp, None, libc::MS_BIND | libc::MS_REC, None)
-                .map_err(merr("bind", target))?;
-            // Re-resolve: the path now shows the new mount.
-            let fd2 = open_in_root(root, target, libc::O_PATH).map_err(terr(target))?;
-            let ro = if *readonly { libc::MS_RDONLY } else { 0 };
-            sys::mount(
-                None,
-                &fd_path(&fd2),
-                None,
-                libc::MS_BIND | libc::MS_REMOUNT | flags | ro,
-                None,
-            )
-            .map_err(merr("bind remount", target))?;
-            if let Some(p) = propagation {
-                let fd3 = open_in_root(root, target, libc::O_PATH).map_err(terr(target))?;
-                sys::mount(None, &fd_path(&fd3), None, p.flags(), None)
-                    .map_err(merr("bind propagation", target))?;
-            }
-        }
-        MountOp::Symlink { target, link } => {
-            let parent = link.parent().unwrap_or(Path::new("/"));
-            let pfd =
-                open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY).map_err(terr(link))?;
-            let t = sys::cstr(Path::new(target)).map_err(terr(link))?;
-            let n =
-                sys::cstr(Path::new(link.file_name().unwrap_or_default())).map_err(terr(link))?;
-            // SAFETY: valid C strings and an O_PATH dir fd.
-            let rc = unsafe { libc::symlinkat(t.as_ptr(), pfd.as_raw_fd(), n.as_ptr()) };
-            if rc < 0 {
-                let e = io::Error::last_os_error();
-                if e.kind() != io::ErrorKind::AlreadyExists {
-                    return Err(MountError::Target {
-                        target: link.clone(),
-                        source: e,
-                    });
-                }
-            }
-        }
-        MountOp::Mask { path } => {
-            let Ok(fd) = open_in_root(root, path, libc::O_PATH) else {
-                return Ok(()); // nothing to hide
-            };
-            let mut st: libc::stat = unsafe_zeroed_stat();
-            // SAFETY: fstat on an O_PATH fd with a valid buffer.
-            if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
-                return Ok(());
-            }
-            if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
-                sys::mount(
-                    Some(Path::new("tmpfs")),
-                    &fd_path(&fd),
-                    Some("tmpfs"),
-                    libc::MS_RDONLY | NOSUID | NODEV | NOEXEC,
-                    Some("size=0"),
-                )
-                .map_err(merr("mask tmpfs", path))?;
-            } else {
-                sys::mount(
-                    Some(Path::new("/dev/null")),
-                    &fd_path(&fd),
-                    None,
-                    libc::MS_BIND,
-                    None,
-                )
-                .map_err(merr("mask", path))?;
-            }
-        }
-        MountOp::ReadOnly { path } => {
-            let Ok(fd) = open_in_root(root, path, libc::O_PATH) else {
-                return Ok(());
-            };
-            sys::mount(
-                Some(&fd_path(&fd)),
-                &fd_path(&fd),
-                None,
-                libc::MS_BIND | libc::MS_REC,
-                None,
-            )
-            .map_err(merr("readonly bind", path))?;
-            let fd2 = open_in_root(root, path, libc::O_PATH).map_err(terr(path))?;
-            sys::mount(
-                None,
-                &fd_path(&fd2),
-                None,
-                libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID | NODEV | NOEXEC,
-                None,
-            )
-            .map_err(merr("readonly remount", path))?;
+        MountOp::Confine { path } => confine(path, &mut |p| readlink_in_root(root, p))
+            .map(|_| ())
+            .map_err(|reason| MountError::Escape {
+                target: path.clone(),
+                reason,
+            }),
+        MountOp::Bind { .. } => bind(root, op, owner),
+        MountOp::Symlink { target, link } => symlink(root, target, link),
+        MountOp::Mask { path } => mask(root, path),
+        MountOp::ReadOnly { path } => read_only(root, path),
+    }
+}
+
+/// A bind mount (populated first when asked), remounted with its flags, then given its
+/// propagation; each step re-resolves the target, which now shows the new mount.
+fn bind(root: RawFd, op: &MountOp, owner: Option<(u32, u32)>) -> Result<(), MountError> {
+    let MountOp::Bind {
+        source,
+        target,
+        kind,
+        readonly,
+        flags,
+        propagation,
+        copy_up,
+    } = op
+    else {
+        unreachable!("bind() takes MountOp::Bind");
+    };
+    let fd = ensure_target(root, target, *kind, owner).map_err(terr(target))?;
+    let fp = fd_path(&fd);
+    if *copy_up && *kind == TargetKind::Dir {
+        copy_up_into(&fp, source).map_err(|e| MountError::CopyUp {
+            target: target.clone(),
+            source_dir: source.clone(),
+            source: e,
+        })?;
+    }
+    sys::mount(Some(source), &fp, None, libc::MS_BIND | libc::MS_REC, None)
+        .map_err(merr("bind", target))?;
+    let fd2 = open_in_root(root, target, libc::O_PATH).map_err(terr(target))?;
+    let ro = if *readonly { libc::MS_RDONLY } else { 0 };
+    sys::mount(
+        None,
+        &fd_path(&fd2),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | flags | ro,
+        None,
+    )
+    .map_err(merr("bind remount", target))?;
+    if let Some(p) = propagation {
+        let fd3 = open_in_root(root, target, libc::O_PATH).map_err(terr(target))?;
+        sys::mount(None, &fd_path(&fd3), None, p.flags(), None)
+            .map_err(merr("bind propagation", target))?;
+    }
+    Ok(())
+}
+
+fn symlink(root: RawFd, target: &str, link: &Path) -> Result<(), MountError> {
+    let parent = link.parent().unwrap_or(Path::new("/"));
+    let pfd = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY).map_err(terr(link))?;
+    let t = sys::cstr(Path::new(target)).map_err(terr(link))?;
+    let n = sys::cstr(Path::new(link.file_name().unwrap_or_default())).map_err(terr(link))?;
+    // SAFETY: valid C strings and an O_PATH dir fd.
+    let rc = unsafe { libc::symlinkat(t.as_ptr(), pfd.as_raw_fd(), n.as_ptr()) };
+    if rc < 0 {
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::AlreadyExists {
+            return Err(MountError::Target {
+                target: link.to_path_buf(),
+                source: e,
+            });
         }
     }
     Ok(())
+}
+
+/// Hides `path`: an empty read-only tmpfs over a directory, /dev/null over anything else.
+fn mask(root: RawFd, path: &Path) -> Result<(), MountError> {
+    let Ok(fd) = open_in_root(root, path, libc::O_PATH) else {
+        return Ok(()); // nothing to hide
+    };
+    let mut st: libc::stat = unsafe_zeroed_stat();
+    // SAFETY: fstat on an O_PATH fd with a valid buffer.
+    if unsafe { libc::fstat(fd.as_raw_fd(), &mut st) } != 0 {
+        return Ok(());
+    }
+    if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        sys::mount(
+            Some(Path::new("tmpfs")),
+            &fd_path(&fd),
+            Some("tmpfs"),
+            libc::MS_RDONLY | NOSUID | NODEV | NOEXEC,
+            Some("size=0"),
+        )
+        .map_err(merr("mask tmpfs", path))
+    } else {
+        sys::mount(
+            Some(Path::new("/dev/null")),
+            &fd_path(&fd),
+            None,
+            libc::MS_BIND,
+            None,
+        )
+        .map_err(merr("mask", path))
+    }
+}
+
+/// Binds `path` onto itself read-only (when it exists).
+fn read_only(root: RawFd, path: &Path) -> Result<(), MountError> {
+    let Ok(fd) = open_in_root(root, path, libc::O_PATH) else {
+        return Ok(());
+    };
+    sys::mount(
+        Some(&fd_path(&fd)),
+        &fd_path(&fd),
+        None,
+        libc::MS_BIND | libc::MS_REC,
+        None,
+    )
+    .map_err(merr("readonly bind", path))?;
+    let fd2 = open_in_root(root, path, libc::O_PATH).map_err(terr(path))?;
+    sys::mount(
+        None,
+        &fd_path(&fd2),
+        None,
+        libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | NOSUID | NODEV | NOEXEC,
+        None,
+    )
+    .map_err(merr("readonly remount", path))
 }
 
 /// `pivot_root` into `rootfs_dir` and detach the old root (never chroot).
