@@ -152,149 +152,7 @@ pub fn unpack_layer<R: Read>(
         let Some(rel) = sanitize_entry_path(&raw)? else {
             continue;
         };
-        stats.entries += 1;
-        let name = rel.file_name().expect("sanitized path has a file name");
-        let parent_rel = rel.parent().unwrap_or(Path::new(""));
-        let parent = open_parent(&root_fd, parent_rel, &rel)?;
-        let pfd = parent.as_raw_fd();
-        let io_err = |source: io::Error| UnpackError::Io {
-            path: rel.clone(),
-            source,
-        };
-        let name_str = name.to_string_lossy();
-        // Whiteouts.
-        if name_str == ".wh..wh..opq" {
-            sys::fsetxattr(pfd, "trusted.overlay.opaque", b"y").map_err(io_err)?;
-            stats.whiteouts += 1;
-            continue;
-        }
-        if let Some(hidden) = name_str.strip_prefix(".wh.") {
-            let hidden = Path::new(hidden);
-            remove_existing(pfd, hidden).map_err(io_err)?;
-            mknod_at(pfd, hidden, libc::S_IFCHR, 0).map_err(io_err)?;
-            stats.whiteouts += 1;
-            continue;
-        }
-        let xattrs = kept_xattrs(&mut entry)?;
-        let header = entry.header();
-        let mode = header.mode().unwrap_or(0o644) & 0o7777;
-        let uid = header.uid().unwrap_or(0) as u32;
-        let gid = header.gid().unwrap_or(0) as u32;
-        let mtime = header.mtime().unwrap_or(0);
-        let kind = header.entry_type();
-        let name_p = Path::new(name);
-        match kind {
-            tar::EntryType::Directory => {
-                match mkdir_at(pfd, name_p, 0o755) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        if !is_dir_at(pfd, name_p) {
-                            remove_existing(pfd, name_p).map_err(io_err)?;
-                            mkdir_at(pfd, name_p, 0o755).map_err(io_err)?;
-                        }
-                    }
-                    Err(e) => return Err(io_err(e)),
-                }
-                let d = sys::openat(
-                    pfd,
-                    name_p,
-                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
-                    0,
-                )
-                .map_err(io_err)?;
-                fchown_fd(&d, uid, gid).map_err(io_err)?;
-                fchmod_fd(&d, mode).map_err(io_err)?;
-                set_xattrs(&d, &xattrs).map_err(io_err)?;
-                dir_times.push((rel.clone(), mtime));
-            }
-            tar::EntryType::Regular | tar::EntryType::Continuous => {
-                remove_existing(pfd, name_p).map_err(io_err)?;
-                let fd = sys::openat(
-                    pfd,
-                    name_p,
-                    libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
-                    0o600,
-                )
-                .map_err(io_err)?;
-                let mut f = File::from(fd);
-                stats.bytes += io::copy(&mut entry, &mut f).map_err(io_err)?;
-                let fd = OwnedFd::from(f);
-                fchown_fd(&fd, uid, gid).map_err(io_err)?;
-                fchmod_fd(&fd, mode).map_err(io_err)?;
-                // After chown and chmod, which clear a file capability.
-                set_xattrs(&fd, &xattrs).map_err(io_err)?;
-                set_times_at(pfd, name_p, mtime).map_err(io_err)?;
-            }
-            tar::EntryType::Symlink => {
-                let target = entry
-                    .link_name()
-                    .map_err(|source| UnpackError::Archive { source })?
-                    .ok_or_else(|| UnpackError::UnsupportedEntry {
-                        path: rel.clone(),
-                        kind: "symlink without target".into(),
-                    })?
-                    .into_owned();
-                remove_existing(pfd, name_p).map_err(io_err)?;
-                symlink_at(&target, pfd, name_p).map_err(io_err)?;
-                lchown_at(pfd, name_p, uid, gid).map_err(io_err)?;
-                set_times_at(pfd, name_p, mtime).map_err(io_err)?;
-            }
-            tar::EntryType::Link => {
-                let raw_target = entry
-                    .link_name()
-                    .map_err(|source| UnpackError::Archive { source })?
-                    .ok_or_else(|| UnpackError::UnsupportedEntry {
-                        path: rel.clone(),
-                        kind: "hardlink without target".into(),
-                    })?
-                    .into_owned();
-                let escape = || UnpackError::HardlinkEscape {
-                    path: rel.clone(),
-                    target: raw_target.clone(),
-                };
-                let target = match sanitize_entry_path(&raw_target) {
-                    Ok(Some(t)) => t,
-                    _ => return Err(escape()),
-                };
-                let tparent_rel = target.parent().unwrap_or(Path::new(""));
-                let tparent = match open_parent(&root_fd, tparent_rel, &target) {
-                    Ok(fd) => fd,
-                    Err(UnpackError::SymlinkEscape { .. }) => return Err(escape()),
-                    Err(e) => return Err(e),
-                };
-                let tname = Path::new(target.file_name().expect("has name"));
-                remove_existing(pfd, name_p).map_err(io_err)?;
-                link_at(tparent.as_raw_fd(), tname, pfd, name_p).map_err(io_err)?;
-            }
-            tar::EntryType::Fifo => {
-                remove_existing(pfd, name_p).map_err(io_err)?;
-                mknod_at(pfd, name_p, libc::S_IFIFO | mode, 0).map_err(io_err)?;
-                lchown_at(pfd, name_p, uid, gid).map_err(io_err)?;
-            }
-            tar::EntryType::Char | tar::EntryType::Block => {
-                if !opts.allow_devices {
-                    return Err(UnpackError::DeviceNode { path: rel });
-                }
-                let major = header.device_major().ok().flatten().unwrap_or(0);
-                let minor = header.device_minor().ok().flatten().unwrap_or(0);
-                let t = if kind == tar::EntryType::Char {
-                    libc::S_IFCHR
-                } else {
-                    libc::S_IFBLK
-                };
-                remove_existing(pfd, name_p).map_err(io_err)?;
-                mknod_at(pfd, name_p, t | mode, libc::makedev(major, minor)).map_err(io_err)?;
-                lchown_at(pfd, name_p, uid, gid).map_err(io_err)?;
-            }
-            tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
-            tar::EntryType::GNULongName | tar::EntryType::GNULongLink => {}
-            other => {
-                return Err(UnpackError::UnsupportedEntry {
-                    path: rel,
-                    kind: format!("{other:?}"),
-                })
-            }
-        }
+        unpack_entry(&mut entry, rel, &root_fd, &opts, &mut stats, &mut dir_times)?;
     }
     // Directory mtimes last: writing children changes them.
     for (rel, mtime) in dir_times.into_iter().rev() {
@@ -308,6 +166,183 @@ pub fn unpack_layer<R: Read>(
         }
     }
     Ok(stats)
+}
+
+/// One entry of a layer: whiteouts become overlay whiteouts, everything else is created
+/// beneath `root_fd` (never outside it) with its owner, mode, extended attributes and time;
+/// directory times are set at the end (`dir_times`).
+fn unpack_entry<R: Read>(
+    entry: &mut tar::Entry<'_, R>,
+    rel: PathBuf,
+    root_fd: &OwnedFd,
+    opts: &UnpackOptions,
+    stats: &mut UnpackStats,
+    dir_times: &mut Vec<(PathBuf, u64)>,
+) -> Result<(), UnpackError> {
+    stats.entries += 1;
+    let name = rel.file_name().expect("sanitized path has a file name");
+    let parent_rel = rel.parent().unwrap_or(Path::new(""));
+    let parent = open_parent(root_fd, parent_rel, &rel)?;
+    let pfd = parent.as_raw_fd();
+    let io_err = |source: io::Error| UnpackError::Io {
+        path: rel.clone(),
+        source,
+    };
+    let name_str = name.to_string_lossy();
+    // Whiteouts.
+    if name_str == ".wh..wh..opq" {
+        sys::fsetxattr(pfd, "trusted.overlay.opaque", b"y").map_err(io_err)?;
+        stats.whiteouts += 1;
+        return Ok(());
+    }
+    if let Some(hidden) = name_str.strip_prefix(".wh.") {
+        let hidden = Path::new(hidden);
+        remove_existing(pfd, hidden).map_err(io_err)?;
+        mknod_at(pfd, hidden, libc::S_IFCHR, 0).map_err(io_err)?;
+        stats.whiteouts += 1;
+        return Ok(());
+    }
+    let xattrs = kept_xattrs(entry)?;
+    let header = entry.header();
+    let mode = header.mode().unwrap_or(0o644) & 0o7777;
+    let uid = header.uid().unwrap_or(0) as u32;
+    let gid = header.gid().unwrap_or(0) as u32;
+    let mtime = header.mtime().unwrap_or(0);
+    let kind = header.entry_type();
+    let name_p = Path::new(name);
+    match kind {
+        tar::EntryType::Directory => {
+            let d = ensure_dir(pfd, name_p).map_err(io_err)?;
+            fchown_fd(&d, uid, gid).map_err(io_err)?;
+            fchmod_fd(&d, mode).map_err(io_err)?;
+            set_xattrs(&d, &xattrs).map_err(io_err)?;
+            dir_times.push((rel.clone(), mtime));
+        }
+        tar::EntryType::Regular | tar::EntryType::Continuous => {
+            remove_existing(pfd, name_p).map_err(io_err)?;
+            let fd = sys::openat(
+                pfd,
+                name_p,
+                libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW,
+                0o600,
+            )
+            .map_err(io_err)?;
+            let mut f = File::from(fd);
+            stats.bytes += io::copy(entry, &mut f).map_err(io_err)?;
+            let fd = OwnedFd::from(f);
+            fchown_fd(&fd, uid, gid).map_err(io_err)?;
+            fchmod_fd(&fd, mode).map_err(io_err)?;
+            // After chown and chmod, which clear a file capability.
+            set_xattrs(&fd, &xattrs).map_err(io_err)?;
+            set_times_at(pfd, name_p, mtime).map_err(io_err)?;
+        }
+        tar::EntryType::Symlink => {
+            let target = entry
+                .link_name()
+                .map_err(|source| UnpackError::Archive { source })?
+                .ok_or_else(|| UnpackError::UnsupportedEntry {
+                    path: rel.clone(),
+                    kind: "symlink without target".into(),
+                })?
+                .into_owned();
+            remove_existing(pfd, name_p).map_err(io_err)?;
+            symlink_at(&target, pfd, name_p).map_err(io_err)?;
+            lchown_at(pfd, name_p, uid, gid).map_err(io_err)?;
+            set_times_at(pfd, name_p, mtime).map_err(io_err)?;
+        }
+        tar::EntryType::Link => {
+            let target = entry
+                .link_name()
+                .map_err(|source| UnpackError::Archive { source })?
+                .ok_or_else(|| UnpackError::UnsupportedEntry {
+                    path: rel.clone(),
+                    kind: "hardlink without target".into(),
+                })?
+                .into_owned();
+            hardlink(root_fd, &rel, &target, pfd, name_p)?;
+        }
+        tar::EntryType::Fifo => {
+            remove_existing(pfd, name_p).map_err(io_err)?;
+            mknod_at(pfd, name_p, libc::S_IFIFO | mode, 0).map_err(io_err)?;
+            lchown_at(pfd, name_p, uid, gid).map_err(io_err)?;
+        }
+        tar::EntryType::Char | tar::EntryType::Block => {
+            if !opts.allow_devices {
+                return Err(UnpackError::DeviceNode { path: rel });
+            }
+            let major = header.device_major().ok().flatten().unwrap_or(0);
+            let minor = header.device_minor().ok().flatten().unwrap_or(0);
+            let t = if kind == tar::EntryType::Char {
+                libc::S_IFCHR
+            } else {
+                libc::S_IFBLK
+            };
+            remove_existing(pfd, name_p).map_err(io_err)?;
+            mknod_at(pfd, name_p, t | mode, libc::makedev(major, minor)).map_err(io_err)?;
+            lchown_at(pfd, name_p, uid, gid).map_err(io_err)?;
+        }
+        tar::EntryType::XGlobalHeader | tar::EntryType::XHeader => {}
+        tar::EntryType::GNULongName | tar::EntryType::GNULongLink => {}
+        other => {
+            return Err(UnpackError::UnsupportedEntry {
+                path: rel,
+                kind: format!("{other:?}"),
+            })
+        }
+    }
+    Ok(())
+}
+
+/// The directory `name` in `pfd` (made, or replacing what is there), opened.
+fn ensure_dir(pfd: std::os::fd::RawFd, name: &Path) -> io::Result<OwnedFd> {
+    match mkdir_at(pfd, name, 0o755) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            if !is_dir_at(pfd, name) {
+                remove_existing(pfd, name)?;
+                mkdir_at(pfd, name, 0o755)?;
+            }
+        }
+        Err(e) => return Err(e),
+    }
+    sys::openat(
+        pfd,
+        name,
+        libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+        0,
+    )
+}
+
+/// A hard link at `name` in `pfd` to the layer's `raw_target`, which must resolve beneath
+/// the root like any entry (a link out of the layer is refused).
+fn hardlink(
+    root_fd: &OwnedFd,
+    rel: &Path,
+    raw_target: &Path,
+    pfd: std::os::fd::RawFd,
+    name: &Path,
+) -> Result<(), UnpackError> {
+    let escape = || UnpackError::HardlinkEscape {
+        path: rel.to_path_buf(),
+        target: raw_target.to_path_buf(),
+    };
+    let target = match sanitize_entry_path(raw_target) {
+        Ok(Some(t)) => t,
+        _ => return Err(escape()),
+    };
+    let tparent_rel = target.parent().unwrap_or(Path::new(""));
+    let tparent = match open_parent(root_fd, tparent_rel, &target) {
+        Ok(fd) => fd,
+        Err(UnpackError::SymlinkEscape { .. }) => return Err(escape()),
+        Err(e) => return Err(e),
+    };
+    let tname = Path::new(target.file_name().expect("has name"));
+    let io_err = |source| UnpackError::Io {
+        path: rel.to_path_buf(),
+        source,
+    };
+    remove_existing(pfd, name).map_err(io_err)?;
+    link_at(tparent.as_raw_fd(), tname, pfd, name).map_err(io_err)
 }
 
 /// Opens (creating as needed) the directory `parent_rel` beneath `root`, never leaving it.
