@@ -275,6 +275,7 @@ fn container_init(
     }
 }
 
+#[derive(Debug)]
 enum Never {}
 
 fn container_init_inner(

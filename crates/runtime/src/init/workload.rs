@@ -250,57 +250,108 @@ pub(super) fn take_terminal(slave: &OwnedFd) {
 }
 
 pub(super) fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
-    let r = (|| -> Result<Never, InitError> {
-        let _ = fs::write("/proc/self/oom_score_adj", p.oom_score_adj.to_string());
-        for (res, soft, hard) in &p.rlimits {
-            let lim = libc::rlimit {
-                rlim_cur: *soft as libc::rlim_t,
-                rlim_max: *hard as libc::rlim_t,
-            };
-            // SAFETY: setrlimit with a valid struct; still root with every capability here.
-            if unsafe { libc::setrlimit(*res as _, &lim) } != 0 {
-                return Err(last(&format!("setrlimit {res}")));
-            }
+    match harden_and_exec(&mut HostSys, p, err_fd) {
+        Ok(n) => match n {},
+        Err(e) => e,
+    }
+}
+
+/// The calls that turn P2 (or E1) into the workload, in the order that matters: limits while
+/// still privileged on the host, the user namespace, the capability bounding set, groups then
+/// gid then uid (each needs the privilege the next one drops), capabilities, no_new_privs,
+/// every inherited fd closed before chdir (CVE-2024-21626), the seccomp filter last (it would
+/// refuse the calls before it), then exec. A trait so that this order is unit-tested without
+/// root ([`HostSys`] makes the calls; the tests record them).
+pub(super) trait WorkloadSys {
+    fn set_oom_score_adj(&mut self, v: i32);
+    fn setrlimit(&mut self, res: u32, soft: u64, hard: u64) -> io::Result<()>;
+    fn enter_userns(&mut self, ns: RawFd) -> io::Result<()>;
+    /// The capabilities this process still holds (the bounding set).
+    fn bounding_set(&mut self) -> u64;
+    fn drop_bounding(&mut self, keep: u64) -> io::Result<()>;
+    fn clear_ambient(&mut self) -> io::Result<()>;
+    fn setgroups(&mut self, gids: &[u32]) -> io::Result<()>;
+    fn setgid(&mut self, gid: u32) -> io::Result<()>;
+    fn setuid(&mut self, uid: u32) -> io::Result<()>;
+    fn set_caps(&mut self, effective: u64, permitted: u64) -> io::Result<()>;
+    fn no_new_privs(&mut self) -> io::Result<()>;
+    fn close_fds_from(&mut self, first: u32, keep: RawFd) -> io::Result<()>;
+    fn chdir(&mut self, dir: &str) -> io::Result<()>;
+    /// The directory chdir reached (to refuse one outside the container).
+    fn current_dir(&mut self) -> Option<PathBuf>;
+    fn install_seccomp(&mut self, mode: &SeccompMode, caps: u64) -> Result<(), InitError>;
+    /// Returns only on failure.
+    fn execve(&mut self, p: &PreparedProcess) -> InitError;
+}
+
+/// The real calls.
+pub(super) struct HostSys;
+
+impl WorkloadSys for HostSys {
+    fn set_oom_score_adj(&mut self, v: i32) {
+        let _ = fs::write("/proc/self/oom_score_adj", v.to_string());
+    }
+    fn setrlimit(&mut self, res: u32, soft: u64, hard: u64) -> io::Result<()> {
+        let lim = libc::rlimit {
+            rlim_cur: soft as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit with a valid struct.
+        if unsafe { libc::setrlimit(res as _, &lim) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-        // Limits above are set from the host's namespace (raising a hard limit needs it); from
-        // here on every capability is the user namespace's only.
-        if let Some(ns) = p.userns {
-            crate::userns::enter(ns).map_err(sys_err("enter the container's user namespace"))?;
+        Ok(())
+    }
+    fn enter_userns(&mut self, ns: RawFd) -> io::Result<()> {
+        crate::userns::enter(ns)
+    }
+    fn bounding_set(&mut self) -> u64 {
+        caps::bounding_set()
+    }
+    fn drop_bounding(&mut self, keep: u64) -> io::Result<()> {
+        caps::drop_bounding(keep)
+    }
+    fn clear_ambient(&mut self) -> io::Result<()> {
+        caps::clear_ambient()
+    }
+    fn setgroups(&mut self, gids: &[u32]) -> io::Result<()> {
+        // SAFETY: a valid gid array of the given length.
+        if unsafe { libc::setgroups(gids.len(), gids.as_ptr()) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-        // Only what this process still holds: capset refuses anything else (a kernel's
-        // unknown bits, capabilities the host withheld from us).
-        let mask = p.caps & caps::bounding_set();
-        caps::drop_bounding(mask).map_err(sys_err("drop capability bounding set"))?;
-        caps::clear_ambient().map_err(sys_err("clear ambient capabilities"))?;
-        let gids: Vec<libc::gid_t> = p.user.additional_gids.clone();
-        // SAFETY: identity changes with a valid gid array.
-        unsafe {
-            if libc::setgroups(gids.len(), gids.as_ptr()) != 0 {
-                return Err(last("setgroups"));
-            }
-            if libc::setgid(p.user.gid) != 0 {
-                return Err(last("setgid"));
-            }
-            if libc::setuid(p.user.uid) != 0 {
-                return Err(last("setuid"));
-            }
+        Ok(())
+    }
+    fn setgid(&mut self, gid: u32) -> io::Result<()> {
+        // SAFETY: integer argument only.
+        if unsafe { libc::setgid(gid) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-        if p.user.uid == 0 {
-            caps::set_caps(mask, mask, 0).map_err(sys_err("capset"))?;
-        } else {
-            caps::set_caps(0, 0, 0).map_err(sys_err("capset"))?;
+        Ok(())
+    }
+    fn setuid(&mut self, uid: u32) -> io::Result<()> {
+        // SAFETY: integer argument only.
+        if unsafe { libc::setuid(uid) } != 0 {
+            return Err(io::Error::last_os_error());
         }
-        sys::set_no_new_privs().map_err(sys_err("prctl(PR_SET_NO_NEW_PRIVS)"))?;
-        // Close every inherited fd before chdir: a /proc/self/fd/N workdir then has nothing
-        // to point at (CVE-2024-21626).
-        sys::close_fds_from(3, Some(err_fd)).map_err(sys_err("close fds"))?;
-        std::env::set_current_dir(&p.cwd).map_err(sys_err(format!("chdir {}", p.cwd)))?;
-        let cwd =
-            std::env::current_dir().map_err(|_| InitError::WorkdirEscape { cwd: p.cwd.clone() })?;
-        if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(") {
-            return Err(InitError::WorkdirEscape { cwd: p.cwd.clone() });
-        }
-        match &p.seccomp {
+        Ok(())
+    }
+    fn set_caps(&mut self, effective: u64, permitted: u64) -> io::Result<()> {
+        caps::set_caps(effective, permitted, 0)
+    }
+    fn no_new_privs(&mut self) -> io::Result<()> {
+        sys::set_no_new_privs()
+    }
+    fn close_fds_from(&mut self, first: u32, keep: RawFd) -> io::Result<()> {
+        sys::close_fds_from(first, Some(keep))
+    }
+    fn chdir(&mut self, dir: &str) -> io::Result<()> {
+        std::env::set_current_dir(dir)
+    }
+    fn current_dir(&mut self) -> Option<PathBuf> {
+        std::env::current_dir().ok()
+    }
+    fn install_seccomp(&mut self, mode: &SeccompMode, mask: u64) -> Result<(), InitError> {
+        match mode {
             SeccompMode::Default => seccomp::install(&seccomp::build_default_program(mask))?,
             SeccompMode::Unconfined => {}
             SeccompMode::Profile(json) => {
@@ -317,16 +368,69 @@ pub(super) fn exec_workload(p: &PreparedProcess, err_fd: RawFd) -> InitError {
                 seccomp::install(&prog.program)?;
             }
         }
+        Ok(())
+    }
+    fn execve(&mut self, p: &PreparedProcess) -> InitError {
         let mut argv: Vec<*const libc::c_char> = p.argv.iter().map(|a| a.as_ptr()).collect();
         argv.push(std::ptr::null());
         let mut envp: Vec<*const libc::c_char> = p.envp.iter().map(|a| a.as_ptr()).collect();
         envp.push(std::ptr::null());
         // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
         unsafe { libc::execve(p.exe.as_ptr(), argv.as_ptr(), envp.as_ptr()) };
-        Err(last(&format!("exec {}", p.exe.to_string_lossy())))
-    })();
-    match r {
-        Ok(n) => match n {},
-        Err(e) => e,
+        last(&format!("exec {}", p.exe.to_string_lossy()))
     }
 }
+
+/// See [`WorkloadSys`]: the order is the point.
+pub(super) fn harden_and_exec(
+    sys: &mut impl WorkloadSys,
+    p: &PreparedProcess,
+    err_fd: RawFd,
+) -> Result<Never, InitError> {
+    sys.set_oom_score_adj(p.oom_score_adj);
+    for (res, soft, hard) in &p.rlimits {
+        sys.setrlimit(*res, *soft, *hard)
+            .map_err(sys_err(format!("setrlimit {res}")))?;
+    }
+    // Limits above are set from the host's namespace (raising a hard limit needs it); from
+    // here on every capability is the user namespace's only.
+    if let Some(ns) = p.userns {
+        sys.enter_userns(ns)
+            .map_err(sys_err("enter the container's user namespace"))?;
+    }
+    // Only what this process still holds: capset refuses anything else (a kernel's unknown
+    // bits, capabilities the host withheld from us).
+    let mask = p.caps & sys.bounding_set();
+    sys.drop_bounding(mask)
+        .map_err(sys_err("drop capability bounding set"))?;
+    sys.clear_ambient()
+        .map_err(sys_err("clear ambient capabilities"))?;
+    sys.setgroups(&p.user.additional_gids)
+        .map_err(sys_err("setgroups"))?;
+    sys.setgid(p.user.gid).map_err(sys_err("setgid"))?;
+    sys.setuid(p.user.uid).map_err(sys_err("setuid"))?;
+    if p.user.uid == 0 {
+        sys.set_caps(mask, mask).map_err(sys_err("capset"))?;
+    } else {
+        sys.set_caps(0, 0).map_err(sys_err("capset"))?;
+    }
+    sys.no_new_privs()
+        .map_err(sys_err("prctl(PR_SET_NO_NEW_PRIVS)"))?;
+    // Close every inherited fd before chdir: a /proc/self/fd/N workdir then has nothing to
+    // point at (CVE-2024-21626).
+    sys.close_fds_from(3, err_fd)
+        .map_err(sys_err("close fds"))?;
+    sys.chdir(&p.cwd)
+        .map_err(sys_err(format!("chdir {}", p.cwd)))?;
+    let cwd = sys
+        .current_dir()
+        .ok_or_else(|| InitError::WorkdirEscape { cwd: p.cwd.clone() })?;
+    if !cwd.is_absolute() || cwd.as_os_str().as_bytes().starts_with(b"(") {
+        return Err(InitError::WorkdirEscape { cwd: p.cwd.clone() });
+    }
+    sys.install_seccomp(&p.seccomp, mask)?;
+    Err(sys.execve(p))
+}
+
+#[cfg(test)]
+mod tests;
