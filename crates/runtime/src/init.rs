@@ -37,6 +37,7 @@ use crate::state::{self, ExitRecord, InitState, StateDir, StoredConfig};
 use crate::{caps, mounts, seccomp, sys};
 
 mod exec;
+mod setup;
 mod supervise;
 mod workload;
 use exec::*;
@@ -286,9 +287,9 @@ fn container_init_inner(
 ) -> Result<Never, InitError> {
     let spec = &cfg.spec;
     sys::set_dumpable(false).map_err(sys_err("prctl(PR_SET_DUMPABLE)"))?;
-    enter_namespaces(spec, userns.is_some())?;
+    setup::enter_namespaces(&mut setup::HostSetup, spec, userns.is_some())?;
     let host = HostHandles::open(sd, spec)?;
-    let hostname = build_root(sd, spec, userns)?;
+    let hostname = setup::build_root(&mut setup::HostSetup, sd, spec, userns)?;
     let mut proc_ = prepare_process(
         &spec.process,
         &spec.options,
@@ -332,47 +333,6 @@ fn container_init_inner(
             .unwrap_or_else(|| 128 + rec.signal.unwrap_or(0))
             .clamp(0, 255),
     )
-}
-
-/// P1's own namespaces (mount, uts, ipc, cgroup, and network unless it shares the host's), a
-/// new session and session keyring, the namespaced sysctls, and `/` made a slave so nothing
-/// mounted from here on reaches the host.
-fn enter_namespaces(spec: &ContainerSpec, in_userns: bool) -> Result<(), InitError> {
-    let mut flags =
-        libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC | libc::CLONE_NEWCGROUP;
-    if spec.network == NetworkMode::None {
-        flags |= libc::CLONE_NEWNET;
-    }
-    // SAFETY: unshare with flags only.
-    if unsafe { libc::unshare(flags) } != 0 {
-        return Err(last("unshare namespaces"));
-    }
-    // SAFETY: setsid has no arguments.
-    unsafe { libc::setsid() };
-    if !spec.options.no_new_keyring {
-        sys::join_new_session_keyring().map_err(sys_err("join a new session keyring"))?;
-    }
-    // Namespaced sysctls (checked by the spec): /proc/sys answers for the namespaces of the
-    // writer, which are the container's from here on.
-    for (k, v) in &spec.options.sysctls {
-        let path = crate::options::sysctl_path(k);
-        fs::write(&path, v).map_err(sys_err(format!("set sysctl {k}={v}")))?;
-    }
-    // The network namespace belongs to the host's user namespace, so a remapped root holds no
-    // CAP_NET_BIND_SERVICE over it: let every port be bound, as Docker does.
-    const PORTS: &str = "net.ipv4.ip_unprivileged_port_start";
-    if in_userns && spec.network != NetworkMode::Host && !spec.options.sysctls.contains_key(PORTS) {
-        let path = crate::options::sysctl_path(PORTS);
-        fs::write(&path, "0").map_err(sys_err(format!("set sysctl {PORTS}=0")))?;
-    }
-    sys::mount(
-        None,
-        Path::new("/"),
-        None,
-        libc::MS_SLAVE | libc::MS_REC,
-        None,
-    )
-    .map_err(sys_err("make / rslave"))
 }
 
 /// What P1 needs from the host's filesystem after `/` is replaced: the state dir (exit record,
@@ -425,46 +385,6 @@ impl HostHandles {
             fifo,
         })
     }
-}
-
-/// The container's root: the rootfs and every mount of the plan, the hostname, `lo`, then
-/// `pivot_root` into it. Returns the hostname.
-fn build_root(
-    sd: &StateDir,
-    spec: &ContainerSpec,
-    userns: Option<&OwnedFd>,
-) -> Result<String, InitError> {
-    let rootfs = sd.rootfs();
-    let idmap = match (userns, &spec.user_namespace) {
-        (Some(fd), Some(map)) => Some(mounts::Idmap {
-            ns: fd.as_raw_fd(),
-            map,
-            mountpoints: sd.dir.join("idmapped"),
-        }),
-        _ => None,
-    };
-    mounts::mount_rootfs(spec, &rootfs, &sd.upper(), &sd.work(), idmap.as_ref())?;
-    let owner = spec
-        .user_namespace
-        .as_ref()
-        .and_then(|m| Some((m.host_uid(0)?, m.host_gid(0)?)));
-    mounts::apply(&rootfs, &mounts::plan(spec), owner)?;
-    let hostname = spec
-        .hostname
-        .clone()
-        .unwrap_or_else(|| spec.id.chars().take(12).collect());
-    // SAFETY: pointer and length of a live byte slice.
-    if unsafe { libc::sethostname(hostname.as_ptr().cast(), hostname.len()) } != 0 {
-        return Err(last("sethostname"));
-    }
-    if spec.network == NetworkMode::None {
-        loopback_up().map_err(sys_err("bring up lo"))?;
-    }
-    mounts::pivot(&rootfs)?;
-    if spec.readonly_rootfs {
-        mounts::readonly_root()?;
-    }
-    Ok(hostname)
 }
 
 /// Blocks until `start` opens the fifo for reading; returns the write end it then holds.
