@@ -290,10 +290,46 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
         assignments: Vec::with_capacity(pending.len() + new.len()),
         unplaced: Vec::new(),
     };
-
     if pending.is_empty() && new.is_empty() {
         return plan;
     }
+    let scan = scan_store(state, pending);
+    let Scan {
+        mut load,
+        found,
+        position,
+        mut load_by_service,
+        mut avoid_by_service,
+    } = scan;
+    let services = group_by_service(
+        state,
+        pending,
+        new,
+        &found,
+        &position,
+        &mut load_by_service,
+        &mut avoid_by_service,
+        &mut plan,
+    );
+    place(&mut load, &services, &mut plan);
+    plan
+}
+
+/// One pass over the store: the pending tasks (looking each pending id up in the tree instead
+/// costs a cache miss per level) and the load every node already carries.
+struct Scan<'a> {
+    load: Load<'a>,
+    /// The pending tasks, by their position in `pending`.
+    found: Vec<Option<&'a Task>>,
+    /// First position of each pending id.
+    position: FastMap<&'a str, usize>,
+    /// Node index of each task already counted as load, per service.
+    load_by_service: FastMap<&'a ServiceId, Vec<u32>>,
+    /// Nodes that rejected a task of the service for a reason of their own.
+    avoid_by_service: FastMap<&'a ServiceId, Vec<u32>>,
+}
+
+fn scan_store<'a>(state: &'a StoreState, pending: &'a [TaskId]) -> Scan<'a> {
     // One pass over the store finds both the pending tasks and the load (looking each pending
     // id up in the tree instead costs a cache miss per level).
     let mut position: FastMap<&str, usize> =
@@ -345,7 +381,28 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
         load_by_service.entry(&t.service_id).or_default().push(n);
     }
 
-    // Group the pending tasks by service, then by spec, in `pending` order.
+    Scan {
+        load,
+        found,
+        position,
+        load_by_service,
+        avoid_by_service,
+    }
+}
+
+/// The tasks to place grouped by service, then by spec, in `pending` order (then `new`); a
+/// pending id that is not a pending task of the store is unplaced with the reason.
+#[allow(clippy::too_many_arguments)]
+fn group_by_service<'a>(
+    state: &'a StoreState,
+    pending: &'a [TaskId],
+    new: &[&'a Task],
+    found: &[Option<&'a Task>],
+    position: &FastMap<&'a str, usize>,
+    load_by_service: &mut FastMap<&'a ServiceId, Vec<u32>>,
+    avoid_by_service: &mut FastMap<&'a ServiceId, Vec<u32>>,
+    plan: &mut SchedulePlan,
+) -> Vec<ServiceGroups<'a>> {
     let mut services: Vec<ServiceGroups<'_>> = Vec::new();
     let mut service_index: FastMap<&ServiceId, usize> = FastMap::default();
     let resolved = pending
@@ -383,6 +440,12 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
             }),
         }
     }
+    services
+}
+
+/// Places each group's tasks on the best nodes its constraints, resources and spreading
+/// allow, updating the load as it goes.
+fn place(load: &mut Load<'_>, services: &[ServiceGroups<'_>], plan: &mut SchedulePlan) {
     let base: Vec<Option<Refusal>> = load.nodes.iter().map(|n| node_refusal(n)).collect();
 
     let mut service_count = vec![0u32; load.nodes.len()];
@@ -394,7 +457,7 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
     let mut scratch: Vec<u32> = Vec::new();
     // Spread label -> value id per node.
     let mut label_cache: FastMap<&str, Vec<u32>> = FastMap::default();
-    for service in &services {
+    for service in services {
         service_count.iter_mut().for_each(|c| *c = 0);
         for &n in &service.load_on {
             service_count[n as usize] += 1;
@@ -465,7 +528,6 @@ fn schedule_inner(state: &StoreState, pending: &[TaskId], new: &[&Task]) -> Sche
             penalty[n as usize] = 0;
         }
     }
-    plan
 }
 
 /// "no suitable node (3 nodes: constraint node.labels.zone==east not met; 1 node: insufficient
