@@ -472,7 +472,7 @@ fn place(load: &mut Load<'_>, services: &[ServiceGroups<'_>], plan: &mut Schedul
             let eligible: &[u32] = if let Some(e) = eligible_cache.get(key) {
                 e
             } else {
-                static_eligible(&load, &base, key, &mut scratch);
+                static_eligible(load, &base, key, &mut scratch);
                 if eligible_cache.len() < ELIGIBLE_CACHE_SETS {
                     eligible_cache.entry(key).or_insert_with(|| scratch.clone())
                 } else {
@@ -497,11 +497,11 @@ fn place(load: &mut Load<'_>, services: &[ServiceGroups<'_>], plan: &mut Schedul
                 max_per_node: placement.max_replicas_per_node,
                 host_ports: &group.spec.host_ports,
             };
-            let mut tree = Tree::build(&load, eligible, &levels, &service_count, &penalty);
+            let mut tree = Tree::build(load, eligible, &levels, &service_count, &penalty);
             for (k, &task) in group.tasks.iter().enumerate() {
-                let Some(n) = tree.pick(&load, needs, &service_count) else {
+                let Some(n) = tree.pick(load, needs, &service_count) else {
                     let reason = unplaced_reason(
-                        &load,
+                        load,
                         &base,
                         placement.constraints.as_slice(),
                         needs,
@@ -519,7 +519,7 @@ fn place(load: &mut Load<'_>, services: &[ServiceGroups<'_>], plan: &mut Schedul
                 load.cpu[n] = load.cpu[n].saturating_add(needs.cpu);
                 load.memory[n] = load.memory[n].saturating_add(needs.memory);
                 load.hold_ports(n, needs.host_ports);
-                tree.placed(&load, n, &service_count, &penalty);
+                tree.placed(load, n, &service_count, &penalty);
                 plan.assignments
                     .push((task.clone(), load.nodes[n].id.clone()));
             }
