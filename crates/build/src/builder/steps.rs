@@ -210,36 +210,7 @@ impl Builder<'_> {
             &format!("{args:?}{env:?}{}{net}", extras.inputs),
         );
         let created_by = format!("RUN {}", node.original.trim()[3..].trim());
-        if let Some(d) = self.cached(&key, req) {
-            let diff = self
-                .store
-                .lineage(d.as_str())?
-                .layers
-                .last()
-                .map(|l| l.1.clone());
-            cur.image = Some(d);
-            out(Event::Cached);
-            cur.follow(&created_by, diff.as_ref());
-            return Ok(());
-        }
-        // A `--cache-from` image made this step on the same base: its layer stands in.
-        if let Some(reuse) = cur.reusable(&created_by) {
-            let parent = cur.image.as_ref().map(|d| d.to_string());
-            let diff = reuse.1.clone();
-            let d = self.store.commit(
-                &swarm_runtime::image::commit::Step {
-                    parent: parent.as_deref(),
-                    layer: None,
-                    reuse: Some(reuse),
-                    config: cur.config.clone(),
-                    created_by: created_by.clone(),
-                },
-                None,
-            )?;
-            self.store.cache_put(&key, &d)?;
-            cur.image = Some(d);
-            out(Event::Cached);
-            cur.follow(&created_by, Some(&diff));
+        if self.reuse_cached(&key, &created_by, req, cur, out)? {
             return Ok(());
         }
         // This RUN's layer is new: no `--cache-from` image can match what follows.
@@ -256,12 +227,7 @@ impl Builder<'_> {
                     .into(),
             ));
         }
-        // Unique per process and step (two builds of one Dockerfile at once each run their
-        // own), and in its first 6 characters, which name its veth on the host.
-        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let unique = (u64::from(std::process::id()) << 20 ^ seq) & 0xff_ffff;
-        let id = format!("{unique:06x}-build-{}", &key[..12]);
+        let id = container_id(&key);
         // Secrets as variables come after the key: they change nothing in the cache.
         let mut env = env;
         env.extend(extras.env.iter().cloned());
@@ -281,22 +247,9 @@ impl Builder<'_> {
             process,
         );
         spec.mounts = extras.mounts.clone();
-        // A `#!` heredoc runs as a file of its own, outside the image.
+        // A `#!` heredoc runs as a file of its own, outside the image (kept until the end).
         let _script = match script {
-            Some((at, body)) => {
-                let f = script_file(&self.dir, &body).map_err(|source| BuildError::Io {
-                    path: self.dir.clone(),
-                    source,
-                })?;
-                spec.mounts.push(swarm_runtime::spec::MountSpec::Bind {
-                    source: f.to_path_buf(),
-                    destination: at.into(),
-                    readonly: true,
-                    propagation: Default::default(),
-                    copy_up: false,
-                });
-                Some(f)
-            }
+            Some((at, body)) => Some(self.mount_script(&mut spec, &at, &body)?),
             None => None,
         };
         let network = match r.network {
@@ -304,9 +257,86 @@ impl Builder<'_> {
             None if req.network_none => None,
             _ => self.network,
         };
+        let layer = self.dir.join(format!("{id}.tar"));
+        let res = self.run_to_layer(
+            (df, node),
+            &id,
+            spec,
+            network,
+            &args,
+            &lower,
+            &extras.targets,
+            &layer,
+            out,
+        );
+        let res = res.and_then(|()| self.commit(cur, Some(&layer), &created_by, &key, req));
+        let _ = std::fs::remove_file(&layer);
+        res.map(|_| ())
+    }
+
+    /// A cached step (this builder's cache, or a `--cache-from` image's layer made on the same
+    /// base): the current image moves on without running anything. Returns whether it did.
+    fn reuse_cached(
+        &self,
+        key: &str,
+        created_by: &str,
+        req: &Request,
+        cur: &mut Current,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<bool, BuildError> {
+        if let Some(d) = self.cached(key, req) {
+            let diff = self
+                .store
+                .lineage(d.as_str())?
+                .layers
+                .last()
+                .map(|l| l.1.clone());
+            cur.image = Some(d);
+            out(Event::Cached);
+            cur.follow(created_by, diff.as_ref());
+            return Ok(true);
+        }
+        // A `--cache-from` image made this step on the same base: its layer stands in.
+        if let Some(reuse) = cur.reusable(created_by) {
+            let parent = cur.image.as_ref().map(|d| d.to_string());
+            let diff = reuse.1.clone();
+            let d = self.store.commit(
+                &swarm_runtime::image::commit::Step {
+                    parent: parent.as_deref(),
+                    layer: None,
+                    reuse: Some(reuse),
+                    config: cur.config.clone(),
+                    created_by: created_by.to_string(),
+                },
+                None,
+            )?;
+            self.store.cache_put(key, &d)?;
+            cur.image = Some(d);
+            out(Event::Cached);
+            cur.follow(created_by, Some(&diff));
+            return Ok(true);
+        }
+        Ok(false)
+    }
+
+    /// Runs the RUN container (on the build network unless it has none) and writes its
+    /// changes, less the mount points it was given, as a layer tarball at `layer`.
+    #[allow(clippy::too_many_arguments)]
+    fn run_to_layer(
+        &self,
+        (df, node): (&Dockerfile, &Node),
+        id: &str,
+        mut spec: ContainerSpec,
+        network: Option<&dyn RunNetwork>,
+        args: &[String],
+        lower: &[PathBuf],
+        targets: &[String],
+        layer: &Path,
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), BuildError> {
         let res = match network {
             Some(n) => n
-                .reserve(&id)
+                .reserve(id)
                 .map_err(|m| step_err(df, node, format!("RUN's network: {m}")))
                 .and_then(|resolv_conf| {
                     spec.options.etc_files = Some(swarm_runtime::options::EtcFiles {
@@ -316,11 +346,10 @@ impl Builder<'_> {
                         resolv_conf,
                     });
                     spec.hostname = Some("buildsandbox".into());
-                    self.run_container(&id, spec, Some(n), out)
+                    self.run_container(id, spec, Some(n), out)
                 }),
-            None => self.run_container(&id, spec, None, out),
+            None => self.run_container(id, spec, None, out),
         };
-        let layer = self.dir.join(format!("{id}.tar"));
         let res = res.and_then(|code| {
             if code != 0 {
                 return Err(step_err(
@@ -329,25 +358,44 @@ impl Builder<'_> {
                     format!("the command {args:?} returned a non-zero code: {code}"),
                 ));
             }
-            let upper = self.rt.upper_dir(&id)?.expect("a container on layers");
+            let upper = self.rt.upper_dir(id)?.expect("a container on layers");
             if network.is_some() {
                 drop_mount_targets(&upper);
             }
-            run_extras::drop_created_mount_points(&upper, &lower, &extras.targets);
-            let f = std::fs::File::create(&layer).map_err(|source| BuildError::Io {
-                path: layer.clone(),
+            run_extras::drop_created_mount_points(&upper, lower, targets);
+            let f = std::fs::File::create(layer).map_err(|source| BuildError::Io {
+                path: layer.to_path_buf(),
                 source,
             })?;
             write_layer(&upper, f).map_err(|e| step_err(df, node, e.to_string()))?;
             Ok(())
         });
-        let _ = self.rt.remove(&id, true);
+        let _ = self.rt.remove(id, true);
         if let Some(n) = network {
-            n.release(&id);
+            n.release(id);
         }
-        let res = res.and_then(|()| self.commit(cur, Some(&layer), &created_by, &key, req));
-        let _ = std::fs::remove_file(&layer);
-        res.map(|_| ())
+        res
+    }
+
+    /// A `#!` heredoc's body as a file of its own, bound read-only at `at`.
+    fn mount_script(
+        &self,
+        spec: &mut ContainerSpec,
+        at: &str,
+        body: &str,
+    ) -> Result<tempfile::TempPath, BuildError> {
+        let f = script_file(&self.dir, body).map_err(|source| BuildError::Io {
+            path: self.dir.clone(),
+            source,
+        })?;
+        spec.mounts.push(swarm_runtime::spec::MountSpec::Bind {
+            source: f.to_path_buf(),
+            destination: at.into(),
+            readonly: true,
+            propagation: Default::default(),
+            copy_up: false,
+        });
+        Ok(f)
     }
 
     /// Runs a build container to its end; its output goes to `out`. Returns its exit code.
@@ -491,6 +539,15 @@ fn healthcheck(h: &Healthcheck) -> swarm_runtime::image::ImageHealthcheck {
 
 /// A heredoc script as an executable file (kept until the step ends), closed: a file open
 /// for writing cannot be executed (ETXTBSY).
+/// A RUN container's id: unique per process and step (two builds of one Dockerfile at once
+/// each run their own), also in its first 6 characters, which name its veth on the host.
+fn container_id(key: &str) -> String {
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let unique = (u64::from(std::process::id()) << 20 ^ seq) & 0xff_ffff;
+    format!("{unique:06x}-build-{}", &key[..12])
+}
+
 fn script_file(dir: &Path, body: &str) -> std::io::Result<tempfile::TempPath> {
     use std::io::Write;
     use std::os::unix::fs::PermissionsExt;
