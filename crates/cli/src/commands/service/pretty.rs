@@ -76,7 +76,6 @@ fn update_config(out: &mut String, title: &str, order_word: &str, u: &UpdateConf
 /// The text (tab-separated columns, aligned by the caller).
 pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
     let s = &svc.spec;
-    let c = &s.task.container;
     let mut out = String::new();
     let _ = writeln!(out, "ID:\t{}", svc.id);
     let _ = writeln!(out, "Name:\t{}", s.name);
@@ -86,7 +85,21 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
             let _ = writeln!(out, " {k}={v}");
         }
     }
-    match &s.mode {
+    mode(&mut out, &s.mode);
+    update_status(&mut out, svc);
+    placement(&mut out, &s.task.placement);
+    update_config(&mut out, "UpdateConfig", "Update", &s.update_config);
+    update_config(&mut out, "RollbackConfig", "Rollback", &s.rollback_config);
+    container(&mut out, &s.task.container);
+    security(&mut out, &s.task.container.options);
+    resources(&mut out, &s.task.resources);
+    networks(&mut out, svc, network_names);
+    out
+}
+
+/// Docker's `Service Mode` section.
+fn mode(out: &mut String, mode: &ServiceMode) {
+    match mode {
         ServiceMode::Replicated { replicas } => {
             let _ = writeln!(out, "Service Mode:\tReplicated");
             let _ = writeln!(out, " Replicas:\t{replicas}");
@@ -106,6 +119,10 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
             let _ = writeln!(out, "Service Mode:\tGlobalJob");
         }
     }
+}
+
+/// The last update's state, when there was one.
+fn update_status(out: &mut String, svc: &Service) {
     if let Some(u) = &svc.update_status {
         let _ = writeln!(out, "UpdateStatus:");
         let _ = writeln!(out, " State:\t{}", u.state.as_str());
@@ -117,7 +134,10 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
         }
         let _ = writeln!(out, " Message:\t{}", u.message);
     }
-    let p = &s.task.placement;
+}
+
+/// Constraints, preferences and the per-node maximum.
+fn placement(out: &mut String, p: &swarm_types::spec::Placement) {
     let _ = writeln!(out, "Placement:");
     if !p.constraints.is_empty() {
         let _ = writeln!(out, " Constraints:\t[{}]", p.constraints.join(" "));
@@ -128,8 +148,10 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
     if p.max_replicas_per_node > 0 {
         let _ = writeln!(out, " Max Replicas Per Node:\t{}", p.max_replicas_per_node);
     }
-    update_config(&mut out, "UpdateConfig", "Update", &s.update_config);
-    update_config(&mut out, "RollbackConfig", "Rollback", &s.rollback_config);
+}
+
+/// The container: image, command, environment, user, stop grace period, mounts.
+fn container(out: &mut String, c: &swarm_types::spec::ContainerSpec) {
     let _ = writeln!(out, "ContainerSpec:");
     let _ = writeln!(
         out,
@@ -167,7 +189,10 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
             let _ = writeln!(out, "  Type:\t{}", word(m.kind));
         }
     }
-    let o = &c.options;
+}
+
+/// Privilege, devices and the seccomp profile, when any differs from the default.
+fn security(out: &mut String, o: &swarm_types::container::ContainerOptions) {
     if o.privileged || !o.devices.is_empty() || !o.seccomp.is_default() {
         use swarm_types::container::Seccomp;
         let _ = writeln!(out, "Security:");
@@ -188,7 +213,10 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
         };
         let _ = writeln!(out, " Seccomp:\t{seccomp}");
     }
-    let r = &s.task.resources;
+}
+
+/// Reservations and limits.
+fn resources(out: &mut String, r: &swarm_types::spec::ResourceRequirements) {
     let has = |x: &swarm_types::spec::Resources| x.nano_cpus > 0 || x.memory_bytes > 0;
     if has(&r.limits) || has(&r.reservations) {
         let _ = writeln!(out, "Resources:");
@@ -205,6 +233,11 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
             }
         }
     }
+}
+
+/// Networks, endpoint mode, virtual IPs and published ports.
+fn networks(out: &mut String, svc: &Service, network_names: &dyn Fn(&str) -> String) {
+    let s = &svc.spec;
     if !s.task.networks.is_empty() {
         let names: Vec<String> = s
             .task
@@ -248,7 +281,6 @@ pub fn pretty(svc: &Service, network_names: &dyn Fn(&str) -> String) -> String {
             );
         }
     }
-    out
 }
 
 /// Prints through a tab writer, as Docker does.
