@@ -208,79 +208,8 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
                 .map_err(status_err)?;
         }
         ImageCmd::Build(a) => build::run(ctx, *a).await?,
-        ImageCmd::Import(a) => {
-            if a.name.trim().is_empty() || a.name.contains(char::is_whitespace) {
-                anyhow::bail!("invalid image name {:?}: expected NAME[:TAG]", a.name);
-            }
-            let data = if a.file == "-" {
-                let mut v = Vec::new();
-                std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
-                v
-            } else {
-                std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("read {}: {e}", a.file))?
-            };
-            let name = a.name.clone();
-            let chunks: Vec<ImportChunk> = data
-                .chunks(1 << 20)
-                .enumerate()
-                .map(|(i, c)| ImportChunk {
-                    name: if i == 0 { name.clone() } else { String::new() },
-                    data: c.to_vec(),
-                })
-                .collect();
-            let chunks = if chunks.is_empty() {
-                vec![ImportChunk { name, data: vec![] }]
-            } else {
-                chunks
-            };
-            let resp = client
-                .import_image(tokio_stream::iter(chunks))
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            println!("{}", resp.digest);
-        }
-        ImageCmd::Ls(a) => {
-            let resp = client
-                .list_images(ListImagesRequest {})
-                .await
-                .map_err(status_err)?
-                .into_inner();
-            let filters = output::Filters::parse(&a.filters, &["reference", "digest"])?;
-            let mut resp = resp;
-            resp.images.retain(|i| {
-                filters.keep(|k, v| match k {
-                    "reference" => output::pattern_matches(v, &i.name),
-                    _ => {
-                        i.digest.starts_with(v)
-                            || i.digest.trim_start_matches("sha256:").starts_with(v)
-                    }
-                })
-            });
-            if a.quiet {
-                for i in &resp.images {
-                    println!("{}", i.name);
-                }
-            } else if a.format != Format::Table {
-                output::structured(
-                    &a.format,
-                    &resp
-                        .images
-                        .iter()
-                        .map(|i| serde_json::json!({"Repository": i.name, "Digest": i.digest}))
-                        .collect::<Vec<_>>(),
-                )?;
-            } else {
-                output::table(
-                    &["NAME", "DIGEST"],
-                    &resp
-                        .images
-                        .iter()
-                        .map(|i| vec![i.name.clone(), i.digest.clone()])
-                        .collect::<Vec<_>>(),
-                )?;
-            }
-        }
+        ImageCmd::Import(a) => import(&mut client, a).await?,
+        ImageCmd::Ls(a) => ls(&mut client, a).await?,
         ImageCmd::Rm(a) => {
             let resp = client
                 .remove_images(RemoveImagesRequest { names: a.names })
@@ -314,6 +243,84 @@ pub async fn run(ctx: &Context, cmd: ImageCmd) -> anyhow::Result<()> {
             }
             print_removed(&resp.untagged, resp.gc.as_ref());
         }
+    }
+    Ok(())
+}
+
+type Client = AgentClient<tonic::transport::Channel>;
+
+/// `image import FILE|- NAME`: the tarball streamed to the node in 1 MiB chunks.
+async fn import(client: &mut Client, a: ImportArgs) -> anyhow::Result<()> {
+    if a.name.trim().is_empty() || a.name.contains(char::is_whitespace) {
+        anyhow::bail!("invalid image name {:?}: expected NAME[:TAG]", a.name);
+    }
+    let data = if a.file == "-" {
+        let mut v = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut v)?;
+        v
+    } else {
+        std::fs::read(&a.file).map_err(|e| anyhow::anyhow!("read {}: {e}", a.file))?
+    };
+    let name = a.name.clone();
+    let chunks: Vec<ImportChunk> = data
+        .chunks(1 << 20)
+        .enumerate()
+        .map(|(i, c)| ImportChunk {
+            name: if i == 0 { name.clone() } else { String::new() },
+            data: c.to_vec(),
+        })
+        .collect();
+    let chunks = if chunks.is_empty() {
+        vec![ImportChunk { name, data: vec![] }]
+    } else {
+        chunks
+    };
+    let resp = client
+        .import_image(tokio_stream::iter(chunks))
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    println!("{}", resp.digest);
+    Ok(())
+}
+
+/// `image ls`: the node's images, filtered, as a table, JSON or names.
+async fn ls(client: &mut Client, a: LsArgs) -> anyhow::Result<()> {
+    let resp = client
+        .list_images(ListImagesRequest {})
+        .await
+        .map_err(status_err)?
+        .into_inner();
+    let filters = output::Filters::parse(&a.filters, &["reference", "digest"])?;
+    let mut resp = resp;
+    resp.images.retain(|i| {
+        filters.keep(|k, v| match k {
+            "reference" => output::pattern_matches(v, &i.name),
+            _ => i.digest.starts_with(v) || i.digest.trim_start_matches("sha256:").starts_with(v),
+        })
+    });
+    if a.quiet {
+        for i in &resp.images {
+            println!("{}", i.name);
+        }
+    } else if a.format != Format::Table {
+        output::structured(
+            &a.format,
+            &resp
+                .images
+                .iter()
+                .map(|i| serde_json::json!({"Repository": i.name, "Digest": i.digest}))
+                .collect::<Vec<_>>(),
+        )?;
+    } else {
+        output::table(
+            &["NAME", "DIGEST"],
+            &resp
+                .images
+                .iter()
+                .map(|i| vec![i.name.clone(), i.digest.clone()])
+                .collect::<Vec<_>>(),
+        )?;
     }
     Ok(())
 }
