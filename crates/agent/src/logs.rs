@@ -146,28 +146,7 @@ async fn serve<E: Executor>(
         error,
     };
     // What is there now, each task's tail, oldest task first by its first line.
-    let mut open: HashMap<String, LogFile> = HashMap::new();
-    let mut first = Vec::new();
-    let mut errors = Vec::new();
-    for id in local_tasks() {
-        let Some(path) = exec.log_path(&id) else {
-            continue;
-        };
-        let mut f = LogFile::new(path);
-        match f.read_new() {
-            Ok(Some(entries)) => {
-                first.extend(
-                    select(entries, &opts, true)
-                        .into_iter()
-                        .map(|e| line(&id, e)),
-                );
-                open.insert(id, f);
-            }
-            Ok(None) => {} // no container (any more) for this task on this node
-            Err(e) => errors.push(format!("cannot read the log of task {id}: {e}")),
-        }
-    }
-    first.sort_by(|a, b| a.time.cmp(&b.time));
+    let (mut open, first, errors) = read_tails(&*exec, local_tasks(), &opts);
     tracing::debug!(sub = %sub.id, tasks = open.len(), lines = first.len(), errors = errors.len(), "log subscription served");
     for chunk in chunks(first) {
         if out
@@ -202,28 +181,7 @@ async fn serve<E: Executor>(
                 }
             }
         }
-        let mut lines = Vec::new();
-        let mut gone = Vec::new();
-        for (id, f) in open.iter_mut() {
-            match f.read_new() {
-                Ok(Some(entries)) => lines.extend(
-                    select(entries, &opts, false)
-                        .into_iter()
-                        .map(|e| line(id, e)),
-                ),
-                // The container was removed: nothing more will come.
-                Ok(None) if f.seen => gone.push(id.clone()),
-                Ok(None) => {}
-                Err(e) => {
-                    tracing::debug!(task = %id, error = %e, "log read failed");
-                    gone.push(id.clone());
-                }
-            }
-        }
-        for id in gone {
-            open.remove(&id);
-        }
-        lines.sort_by(|a, b| a.time.cmp(&b.time));
+        let lines = read_followed(&mut open, &opts);
         for chunk in chunks(lines) {
             if out
                 .send(publish(chunk, false, String::new()))
@@ -237,6 +195,66 @@ async fn serve<E: Executor>(
             return;
         }
     }
+}
+
+/// Each task's log as it is now (its selected tail), oldest line first; the files read stay
+/// open for following; tasks whose log cannot be read are reported.
+fn read_tails<E: Executor>(
+    exec: &E,
+    ids: Vec<String>,
+    opts: &LogOptions,
+) -> (HashMap<String, LogFile>, Vec<LogLine>, Vec<String>) {
+    let mut open: HashMap<String, LogFile> = HashMap::new();
+    let mut first = Vec::new();
+    let mut errors = Vec::new();
+    for id in ids {
+        let Some(path) = exec.log_path(&id) else {
+            continue;
+        };
+        let mut f = LogFile::new(path);
+        match f.read_new() {
+            Ok(Some(entries)) => {
+                first.extend(
+                    select(entries, opts, true)
+                        .into_iter()
+                        .map(|e| line(&id, e)),
+                );
+                open.insert(id, f);
+            }
+            Ok(None) => {} // no container (any more) for this task on this node
+            Err(e) => errors.push(format!("cannot read the log of task {id}: {e}")),
+        }
+    }
+    first.sort_by(|a, b| a.time.cmp(&b.time));
+    (open, first, errors)
+}
+
+/// The lines written since the last read, oldest first; logs whose container is gone (or
+/// that can no longer be read) are closed.
+fn read_followed(open: &mut HashMap<String, LogFile>, opts: &LogOptions) -> Vec<LogLine> {
+    let mut lines = Vec::new();
+    let mut gone = Vec::new();
+    for (id, f) in open.iter_mut() {
+        match f.read_new() {
+            Ok(Some(entries)) => lines.extend(
+                select(entries, opts, false)
+                    .into_iter()
+                    .map(|e| line(id, e)),
+            ),
+            // The container was removed: nothing more will come.
+            Ok(None) if f.seen => gone.push(id.clone()),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(task = %id, error = %e, "log read failed");
+                gone.push(id.clone());
+            }
+        }
+    }
+    for id in gone {
+        open.remove(&id);
+    }
+    lines.sort_by(|a, b| a.time.cmp(&b.time));
+    lines
 }
 
 pub(crate) fn line(task: &str, e: LogEntry) -> LogLine {
