@@ -26,25 +26,7 @@ pub fn resolve(value: &str, passwd: &str, subuid: &Path, subgid: &Path) -> anyho
         "" => bail!("--userns-remap needs a value: default, USER or USER:GROUP"),
         "default" => {
             for p in [subuid, subgid] {
-                let text = read(p)?;
-                let have = userns::subordinate_ranges(
-                    &p.display().to_string(),
-                    &text,
-                    DEFAULT_USER,
-                    None,
-                )?;
-                if have.is_empty() {
-                    let start = userns::free_range(&text, DEFAULT_COUNT);
-                    let mut text = text;
-                    if !text.is_empty() && !text.ends_with('\n') {
-                        text.push('\n');
-                    }
-                    text.push_str(&format!("{DEFAULT_USER}:{start}:{DEFAULT_COUNT}\n"));
-                    std::fs::write(p, text).with_context(|| {
-                        format!("add {DEFAULT_USER}'s subordinate ids to {}", p.display())
-                    })?;
-                    tracing::info!(file = %p.display(), start, "gave {DEFAULT_USER} {DEFAULT_COUNT} subordinate ids");
-                }
+                give_default_user_ids(p)?;
             }
             (DEFAULT_USER, DEFAULT_USER)
         }
@@ -75,6 +57,36 @@ pub fn resolve(value: &str, passwd: &str, subuid: &Path, subgid: &Path) -> anyho
     );
     map.validate()?;
     Ok(map)
+}
+
+/// Gives [`DEFAULT_USER`] a free range in the subordinate-id file `p` unless it has one. The
+/// file is locked while it is read and appended to (two swarmd starting at once must not both
+/// add a range), and only appended to: no other user's line is rewritten.
+fn give_default_user_ids(p: &Path) -> anyhow::Result<()> {
+    use std::io::{Read, Seek, Write};
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .append(true)
+        .create(true)
+        .open(p)
+        .with_context(|| format!("open {}", p.display()))?;
+    let mut f = nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive)
+        .map_err(|(_, e)| anyhow::anyhow!("lock {}: {e}", p.display()))?;
+    let mut text = String::new();
+    f.rewind()?;
+    f.read_to_string(&mut text)
+        .with_context(|| format!("read {}", p.display()))?;
+    let path = p.display().to_string();
+    if !userns::subordinate_ranges(&path, &text, DEFAULT_USER, None)?.is_empty() {
+        return Ok(());
+    }
+    let start = userns::free_range(&text, DEFAULT_COUNT);
+    let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+    write!(f, "{sep}{DEFAULT_USER}:{start}:{DEFAULT_COUNT}\n")
+        .with_context(|| format!("add {DEFAULT_USER}'s subordinate ids to {}", p.display()))?;
+    f.sync_all()?;
+    tracing::info!(file = %p.display(), start, "gave {DEFAULT_USER} {DEFAULT_COUNT} subordinate ids");
+    Ok(())
 }
 
 /// `who` as a name and a number, through /etc/passwd when it gives one of them.
