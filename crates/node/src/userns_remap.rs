@@ -81,7 +81,11 @@ fn give_default_user_ids(p: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     let start = userns::free_range(&text, DEFAULT_COUNT);
-    let sep = if text.is_empty() || text.ends_with('\n') { "" } else { "\n" };
+    let sep = if text.is_empty() || text.ends_with('\n') {
+        ""
+    } else {
+        "\n"
+    };
     write!(f, "{sep}{DEFAULT_USER}:{start}:{DEFAULT_COUNT}\n")
         .with_context(|| format!("add {DEFAULT_USER}'s subordinate ids to {}", p.display()))?;
     f.sync_all()?;
