@@ -86,7 +86,7 @@ fn give_default_user_ids(p: &Path) -> anyhow::Result<()> {
     } else {
         "\n"
     };
-    write!(f, "{sep}{DEFAULT_USER}:{start}:{DEFAULT_COUNT}\n")
+    writeln!(f, "{sep}{DEFAULT_USER}:{start}:{DEFAULT_COUNT}")
         .with_context(|| format!("add {DEFAULT_USER}'s subordinate ids to {}", p.display()))?;
     f.sync_all()?;
     tracing::info!(file = %p.display(), start, "gave {DEFAULT_USER} {DEFAULT_COUNT} subordinate ids");
