@@ -78,65 +78,14 @@ pub fn check_key_from(
     init: State,
     budget: usize,
 ) -> Result<usize, NotLinearizable> {
-    // What reads saw: an unknown update whose unique value nobody saw, or an unknown scale to
-    // a replica count nobody saw, can be left out exactly (had it applied, its effect was
-    // overwritten before any read; the ops after it are valid either way). Without this,
-    // every subset of unobserved unknowns would be explored.
-    let seen: Vec<&Value> = ops
-        .iter()
-        .filter_map(|o| match (&o.input, &o.outcome) {
-            (Input::Read, Outcome::Ok(Some(v))) => Some(v),
-            _ => None,
-        })
-        .collect();
-    let unobserved = |o: &Op| match (&o.input, &o.outcome) {
-        (Input::Update(v), Outcome::Unknown(_)) => !seen.iter().any(|s| s.w == v.w),
-        (Input::Scale(r), Outcome::Unknown(_)) => !seen.iter().any(|s| s.replicas == *r),
-        _ => false,
-    };
-    let ops: Vec<&Op> = ops
-        .iter()
-        .copied()
-        .filter(|o| !matches!(o.outcome, Outcome::Fail(_)))
-        .filter(|o| o.input != Input::Read || matches!(o.outcome, Outcome::Ok(_)))
-        .filter(|o| !unobserved(o))
-        .collect();
+    let ops = relevant(ops);
     let n = ops.len();
-    // Events in time order; an unknown outcome returns at infinity.
-    let ret = |o: &Op| match o.outcome {
-        Outcome::Unknown(_) => Duration::MAX,
-        _ => o.end,
-    };
-    let mut order: Vec<(Duration, bool, usize)> = Vec::with_capacity(2 * n);
-    for (i, o) in ops.iter().enumerate() {
-        order.push((o.start, true, i));
-        order.push((ret(o), false, i));
-    }
-    // At equal times a return comes first: the earlier operation finished before the later
-    // one began.
-    order.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
-    let mut ev: Vec<Event> = order
-        .iter()
-        .map(|(_, call, op)| Event {
-            op: *op,
-            call: *call,
-            prev: HEAD,
-            next: HEAD,
-        })
-        .collect();
+    let Events {
+        mut ev,
+        ret_of,
+        infinite,
+    } = events(&ops);
     let m = ev.len();
-    for (i, e) in ev.iter_mut().enumerate() {
-        e.prev = if i == 0 { HEAD } else { i - 1 };
-        e.next = if i + 1 == m { HEAD } else { i + 1 };
-    }
-    let mut ret_of = vec![0usize; n];
-    let mut infinite = vec![false; n];
-    for (i, e) in ev.iter().enumerate() {
-        if !e.call {
-            ret_of[e.op] = i;
-            infinite[e.op] = ret(ops[e.op]) == Duration::MAX;
-        }
-    }
     let mut head = if m == 0 { HEAD } else { 0 };
     let words = n.div_ceil(64).max(1);
     let mut linearized = vec![0u64; words];
@@ -233,6 +182,84 @@ pub fn check_key_from(
             unlift(&mut ev, &mut head, c);
             cur = ev[c].next;
         }
+    }
+}
+
+/// The operations the search must order: failed ones and reads without a value cannot have
+/// taken effect visibly; an unknown update whose unique value nobody saw, or an unknown scale
+/// to a replica count nobody saw, can be left out exactly (had it applied, its effect was
+/// overwritten before any read; the ops after it are valid either way). Without this, every
+/// subset of unobserved unknowns would be explored.
+fn relevant<'a>(ops: &[&'a Op]) -> Vec<&'a Op> {
+    let seen: Vec<&Value> = ops
+        .iter()
+        .filter_map(|o| match (&o.input, &o.outcome) {
+            (Input::Read, Outcome::Ok(Some(v))) => Some(v),
+            _ => None,
+        })
+        .collect();
+    let unobserved = |o: &Op| match (&o.input, &o.outcome) {
+        (Input::Update(v), Outcome::Unknown(_)) => !seen.iter().any(|s| s.w == v.w),
+        (Input::Scale(r), Outcome::Unknown(_)) => !seen.iter().any(|s| s.replicas == *r),
+        _ => false,
+    };
+    ops.iter()
+        .copied()
+        .filter(|o| !matches!(o.outcome, Outcome::Fail(_)))
+        .filter(|o| o.input != Input::Read || matches!(o.outcome, Outcome::Ok(_)))
+        .filter(|o| !unobserved(o))
+        .collect()
+}
+
+/// The calls and returns of `ops` in time order, as a doubly linked list the search lifts
+/// entries out of; where each operation returns, and whether it never did (unknown outcome).
+struct Events {
+    ev: Vec<Event>,
+    ret_of: Vec<usize>,
+    infinite: Vec<bool>,
+}
+
+fn events(ops: &[&Op]) -> Events {
+    let n = ops.len();
+    // Events in time order; an unknown outcome returns at infinity.
+    let ret = |o: &Op| match o.outcome {
+        Outcome::Unknown(_) => Duration::MAX,
+        _ => o.end,
+    };
+    let mut order: Vec<(Duration, bool, usize)> = Vec::with_capacity(2 * n);
+    for (i, o) in ops.iter().enumerate() {
+        order.push((o.start, true, i));
+        order.push((ret(o), false, i));
+    }
+    // At equal times a return comes first: the earlier operation finished before the later
+    // one began.
+    order.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let mut ev: Vec<Event> = order
+        .iter()
+        .map(|(_, call, op)| Event {
+            op: *op,
+            call: *call,
+            prev: HEAD,
+            next: HEAD,
+        })
+        .collect();
+    let m = ev.len();
+    for (i, e) in ev.iter_mut().enumerate() {
+        e.prev = if i == 0 { HEAD } else { i - 1 };
+        e.next = if i + 1 == m { HEAD } else { i + 1 };
+    }
+    let mut ret_of = vec![0usize; n];
+    let mut infinite = vec![false; n];
+    for (i, e) in ev.iter().enumerate() {
+        if !e.call {
+            ret_of[e.op] = i;
+            infinite[e.op] = ret(ops[e.op]) == Duration::MAX;
+        }
+    }
+    Events {
+        ev,
+        ret_of,
+        infinite,
     }
 }
 
