@@ -30,6 +30,25 @@ pub struct StepReport {
     pub duration: Duration,
 }
 
+/// How a step ended, in order of precedence: anything it found counts, even if it was then
+/// skipped; a skip counts as a skip; only a step that ran and found nothing is ok.
+#[derive(Debug, PartialEq, Eq)]
+pub enum StepOutcome<'a> {
+    Anomalies(usize),
+    Skipped(&'a str),
+    Ok,
+}
+
+impl StepReport {
+    pub fn outcome(&self) -> StepOutcome<'_> {
+        match (&self.skipped, self.anomalies.len()) {
+            (_, n) if n > 0 => StepOutcome::Anomalies(n),
+            (Some(r), _) => StepOutcome::Skipped(r),
+            (None, _) => StepOutcome::Ok,
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct Report {
     pub seed: u64,
@@ -91,12 +110,10 @@ impl Report {
                 .unwrap_or_else(|| "-".into())
         };
         for s in &self.steps {
-            let result = if let Some(r) = &s.skipped {
-                format!("SKIPPED ({r})")
-            } else if s.anomalies.is_empty() {
-                "ok".into()
-            } else {
-                format!("{} ANOMALIES", s.anomalies.len())
+            let result = match s.outcome() {
+                StepOutcome::Anomalies(n) => format!("{n} ANOMALIES"),
+                StepOutcome::Skipped(r) => format!("SKIPPED ({r})"),
+                StepOutcome::Ok => "ok".into(),
             };
             out.push_str(&format!(
                 "{:<6} {:>3} {:<34} {:<10} {:>9} {:>9} {:>8} {:>6} {:>6} {:>6} {:>7} {:>8}  {}\n",
@@ -142,13 +159,11 @@ impl Report {
     /// found anomalies, and how many were skipped (a skipped step checked nothing and is never
     /// counted as ok).
     pub fn closing_line(&self) -> String {
-        let skipped = self.skipped().len();
-        let with_anomalies = self
-            .steps
-            .iter()
-            .filter(|s| s.skipped.is_none() && !s.anomalies.is_empty())
-            .count();
-        let ok = self.steps.len() - skipped - with_anomalies;
+        let count =
+            |f: fn(&StepOutcome) -> bool| self.steps.iter().filter(|s| f(&s.outcome())).count();
+        let with_anomalies = count(|o| matches!(o, StepOutcome::Anomalies(_)));
+        let skipped = count(|o| matches!(o, StepOutcome::Skipped(_)));
+        let ok = count(|o| matches!(o, StepOutcome::Ok));
         format!(
             "{} steps: {ok} ok, {with_anomalies} with anomalies, {skipped} skipped; {} errors outside steps\n",
             self.steps.len(),
@@ -162,7 +177,11 @@ impl Report {
     /// refused (certainly not applied) and with unknown outcome, anomalies.
     pub fn by_fault(&self) -> String {
         let mut groups: BTreeMap<(String, String), Vec<&StepReport>> = BTreeMap::new();
-        for s in self.steps.iter().filter(|s| s.skipped.is_none()) {
+        for s in self
+            .steps
+            .iter()
+            .filter(|s| !matches!(s.outcome(), StepOutcome::Skipped(_)))
+        {
             let fault = s.label.split('+').next().unwrap_or_default().to_string();
             groups.entry((s.plan.clone(), fault)).or_default().push(s);
         }
@@ -230,6 +249,17 @@ mod tests {
         let table = r.summary();
         assert_eq!(table.matches(" ok\n").count(), 1, "{table}");
         assert!(table.contains("SKIPPED (no sch_netem)"), "{table}");
+        // A step that found something before it was skipped counts for what it found.
+        let r = Report {
+            steps: vec![step(Some("no netem"), 1), step(Some("no netem"), 0)],
+            ..Default::default()
+        };
+        assert_eq!(
+            r.closing_line(),
+            "2 steps: 0 ok, 1 with anomalies, 1 skipped; 0 errors outside steps\n"
+        );
+        assert!(r.summary().contains("1 ANOMALIES"), "{}", r.summary());
+        assert!(r.verdict(false).is_err());
     }
 
     #[test]
