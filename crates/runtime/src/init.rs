@@ -133,13 +133,7 @@ pub fn maybe_run_init() {
 }
 
 fn pipe() -> Result<(OwnedFd, OwnedFd), InitError> {
-    let mut fds = [0; 2];
-    // SAFETY: valid two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(last("pipe2"));
-    }
-    // SAFETY: fresh fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    sys::pipe().map_err(sys_err("pipe2"))
 }
 
 fn fork() -> Result<libc::pid_t, InitError> {

@@ -254,6 +254,17 @@ pub fn fsetxattr(fd: RawFd, name: &str, value: &[u8]) -> io::Result<()> {
     check(r as libc::c_long).map(|_| ())
 }
 
+/// A close-on-exec pipe: (read end, write end).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    // SAFETY: valid two-element array.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: fresh fds we own.
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
 /// Sets an extended attribute of `path` itself (symlinks not followed).
 pub fn lsetxattr(path: &Path, name: &str, value: &[u8]) -> io::Result<()> {
     let p = cstr(path)?;

@@ -214,8 +214,8 @@ pub fn free_range(text: &str, count: u32) -> u32 {
 /// single-threaded process (it forks).
 pub fn create_namespace(map: &IdMap) -> io::Result<OwnedFd> {
     map.validate().map_err(io::Error::other)?;
-    let (ready_r, ready_w) = pipe()?;
-    let (go_r, go_w) = pipe()?;
+    let (ready_r, ready_w) = crate::sys::pipe()?;
+    let (go_r, go_w) = crate::sys::pipe()?;
     // SAFETY: the callers are the runtime's single-threaded helper processes; the child only
     // makes async-signal-safe calls and leaves with _exit.
     let pid = unsafe { libc::fork() };
@@ -297,7 +297,7 @@ pub fn idmapped_bind(source: &Path, target: &Path, ns: RawFd) -> io::Result<()> 
             format!("idmapped mount of {} (the filesystem must support idmapped mounts, Linux 5.12+): {e}", source.display()),
         ));
     }
-    let dst = c_path(target)?;
+    let dst = crate::sys::cstr(target)?;
     // SAFETY: move our detached tree onto a valid target path.
     let r = unsafe {
         libc::syscall(
@@ -315,15 +315,10 @@ pub fn idmapped_bind(source: &Path, target: &Path, ns: RawFd) -> io::Result<()> 
     Ok(())
 }
 
-fn c_path(p: &Path) -> io::Result<std::ffi::CString> {
-    std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(p.as_os_str()))
-        .map_err(|_| io::Error::other("path holds a NUL byte"))
-}
-
 /// A detached copy of the mount at `path` (`open_tree(OPEN_TREE_CLONE)`); closing the
 /// descriptor drops it unless it was moved somewhere.
 fn clone_tree(path: &Path) -> io::Result<OwnedFd> {
-    let c = c_path(path)?;
+    let c = crate::sys::cstr(path)?;
     // SAFETY: open_tree with a valid C path; returns a new descriptor or -1.
     let tree = unsafe {
         libc::syscall(
@@ -370,16 +365,6 @@ fn set_idmap(tree: &OwnedFd, ns: RawFd) -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
-}
-
-fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0; 2];
-    // SAFETY: valid two-element array.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: fresh fds we own.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 #[cfg(test)]
