@@ -41,6 +41,8 @@ pub enum SpecError {
     UserNamespace(#[from] crate::userns::UsernsError),
     #[error("a privileged container cannot run in a user namespace: run it in the host's (Docker: --userns=host)")]
     PrivilegedUserns,
+    #[error("layers_remapped needs a user_namespace: chowned layer copies belong to its ids")]
+    RemappedLayersWithoutUserns,
 }
 
 /// Where the container's root filesystem comes from.
@@ -257,6 +259,8 @@ impl ContainerSpec {
             if self.options.privileged {
                 return Err(SpecError::PrivilegedUserns);
             }
+        } else if self.layers_remapped {
+            return Err(SpecError::RemappedLayersWithoutUserns);
         }
         match (self.stdio, &self.console_socket) {
             (StdioMode::Console, None) => return Err(SpecError::Console(

@@ -152,6 +152,10 @@ fn bad_maps_and_privileged_remaps_are_refused_before_anything_runs() {
     s.options.privileged = true;
     let e = h.rt().create(s).unwrap_err().to_string();
     assert!(e.contains("cannot run in a user namespace"), "{e}");
+    let mut s = h.spec("uns4", "true");
+    s.layers_remapped = true;
+    let e = h.rt().create(s).unwrap_err().to_string();
+    assert!(e.contains("layers_remapped needs a user_namespace"), "{e}");
     assert!(h.rt().list().unwrap().is_empty());
 }
 
