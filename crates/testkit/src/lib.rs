@@ -7,6 +7,7 @@
 pub mod chaos;
 mod cleanup;
 pub mod netns;
+pub mod procstat;
 pub use cleanup::*;
 
 use anyhow::{anyhow, bail, Context as _};

@@ -394,19 +394,6 @@ impl Bench {
 // CPU accounting: where the machine's CPU went during a measured run (other processes on this
 // 2-core machine, e.g. a concurrent build, skew the numbers; this makes that visible).
 
-/// utime + stime of a process (all threads), in clock ticks.
-fn proc_cpu_ticks(pid: &str) -> u64 {
-    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let n = |i: usize| f.get(i).and_then(|x| x.parse::<u64>().ok()).unwrap_or(0);
-    n(11) + n(12)
-}
-
 /// (busy, total) clock ticks of the whole machine.
 fn machine_ticks() -> (u64, u64) {
     let s = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -453,12 +440,12 @@ impl Bench {
             .nodes
             .iter()
             .filter_map(|d| d.pid())
-            .map(|p| proc_cpu_ticks(&p.to_string()))
+            .map(|p| swarm_testkit::procstat::cpu_ticks(&p.to_string()))
             .sum();
         CpuSample {
             at: Instant::now(),
             swarmd,
-            me: proc_cpu_ticks("self"),
+            me: swarm_testkit::procstat::cpu_ticks("self"),
             busy: machine_ticks().0,
         }
     }
@@ -629,16 +616,6 @@ impl Bench {
 // ---------------------------------------------------------------------------------------------
 // Phase 3: resident memory
 
-fn proc_status_kb(pid: u32, field: &str) -> Option<u64> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    s.lines()
-        .find(|l| l.starts_with(field))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()
-}
-
 /// Processes whose `comm` is exactly `name`.
 fn pids_named(name: &str) -> Vec<u32> {
     let mut v = Vec::new();
@@ -671,8 +648,9 @@ impl Bench {
             let pid = self.c.nodes[i]
                 .pid()
                 .ok_or_else(|| anyhow!("{} not running", self.c.nodes[i].name))?;
-            let rss = proc_status_kb(pid, "VmRSS:").ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
-            let hwm = proc_status_kb(pid, "VmHWM:").unwrap_or(0);
+            let rss = swarm_testkit::procstat::status_kb(pid, "VmRSS:")
+                .ok_or_else(|| anyhow!("no VmRSS for {pid}"))?;
+            let hwm = swarm_testkit::procstat::status_kb(pid, "VmHWM:").unwrap_or(0);
             writeln!(
                 s,
                 "| swarmd manager {} (pid {pid}) | {} | {} |",
@@ -693,8 +671,8 @@ fn docker_rss() -> String {
             let _ = writeln!(s, "| {name} | not running | |");
         }
         for pid in pids {
-            let rss = proc_status_kb(pid, "VmRSS:").unwrap_or(0);
-            let hwm = proc_status_kb(pid, "VmHWM:").unwrap_or(0);
+            let rss = swarm_testkit::procstat::status_kb(pid, "VmRSS:").unwrap_or(0);
+            let hwm = swarm_testkit::procstat::status_kb(pid, "VmHWM:").unwrap_or(0);
             let _ = writeln!(s, "| {name} (pid {pid}) | {} | {} |", mb(rss), mb(hwm));
         }
     }
