@@ -74,6 +74,25 @@ struct Args {
     /// Managers' `--log-level`.
     #[arg(long, default_value = "warn")]
     manager_log: String,
+    /// An extra `swarmd` argument for every manager of every phase (repeat it, one word each:
+    /// `--swarmd-arg=--raft-snapshot-interval --swarmd-arg=1000`).
+    #[arg(long, allow_hyphen_values = true)]
+    swarmd_arg: Vec<String>,
+    /// Copy every manager's log here (as `<phase>-<node>.log`) before a phase's cluster goes.
+    #[arg(long)]
+    keep_logs: Option<std::path::PathBuf>,
+}
+
+/// Copies the managers' logs of `c` into `--keep-logs`, if given.
+fn keep_logs(args: &Args, phase: &str, c: &Cluster) {
+    let Some(dir) = &args.keep_logs else { return };
+    let _ = std::fs::create_dir_all(dir);
+    for d in &c.nodes {
+        let to = dir.join(format!("{phase}-{}.log", d.name));
+        if let Err(e) = std::fs::copy(&d.log, &to) {
+            eprintln!("cannot keep {}: {e}", d.log.display());
+        }
+    }
 }
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -130,6 +149,7 @@ fn cluster(args: &Args, extra: &[&str]) -> anyhow::Result<Cluster> {
         .iter()
         .chain(extra)
         .map(|s| s.to_string())
+        .chain(args.swarmd_arg.iter().cloned())
         .collect();
     c.init()?;
     for _ in 1..args.managers {
@@ -282,6 +302,7 @@ async fn phase_tasks(args: &Args) -> anyhow::Result<()> {
         );
     }
     println!();
+    keep_logs(args, "tasks", &c);
     drop(agents);
     Ok(())
 }
@@ -315,6 +336,7 @@ async fn phase_nodes(args: &Args) -> anyhow::Result<()> {
         let create_cpu = cpu_seconds(pid(&c, l)) - lc1;
         probe::remove_and_wait_gone(&c, l, "nodes").await?;
         let down = time_to_down(&c, l).await?;
+        keep_logs(args, &format!("nodes{n}"), &c);
         rows.push(format!(
             "| {n} | {:.1} s | {leader_cores:.3} | {:.1} | {agent_cores:.2} | {base:.0} → {idle_rss:.0} MiB | {:.1} | {:.2} s | {:.0} | {create_cpu:.1} | {:.2} s |",
             agents.joined_in.as_secs_f64(),
@@ -436,6 +458,7 @@ async fn phase_services(args: &Args) -> anyhow::Result<()> {
             ls(true)?,
         );
     }
+    keep_logs(args, "services", &c);
     println!();
     Ok(())
 }
@@ -454,14 +477,12 @@ fn dir_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
-/// The snapshot file of manager `i` if it was written after `since`: (bytes, age).
-fn snapshot_since(c: &Cluster, i: usize, since: std::time::SystemTime) -> Option<u64> {
+/// Manager `i`'s snapshot file: its size and when it was written.
+fn snapshot_file(c: &Cluster, i: usize) -> Option<(u64, std::time::SystemTime)> {
     let mut found = None;
     walk(c.state_dir(i), &mut |p, m| {
-        if p.file_name().and_then(|n| n.to_str()) == Some("state-machine.snapshot")
-            && m.modified().map(|t| t >= since).unwrap_or(false)
-        {
-            found = Some(m.len());
+        if p.file_name().and_then(|n| n.to_str()) == Some("state-machine.snapshot") {
+            found = m.modified().ok().map(|t| (m.len(), t));
         }
     });
     found
@@ -492,31 +513,25 @@ async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
     let n = args.recovery_tasks;
     let l = leader(&c);
     let up = probe::create_and_wait_running(&c, l, "recovery", n, false).await?;
-    let running_at = std::time::SystemTime::now();
+    let created_at = std::time::SystemTime::now() - up;
     let mut rows = vec![format!(
         "| create {n} → all running | {:.2} s | |",
         up.as_secs_f64()
     )];
 
-    // A snapshot taken with every task in it.
-    let t0 = Instant::now();
-    let snap = loop {
-        if let Some(b) = snapshot_since(&c, l, running_at) {
-            break Some(b);
-        }
-        if t0.elapsed() > Duration::from_secs(60) {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    rows.push(match snap {
-        Some(b) => format!(
-            "| leader's snapshot with all tasks | {:.1} MiB | {:.0} bytes per task; state dir {:.0} MiB |",
+    // The newest snapshot, if it was taken after the create began (it holds the tasks).
+    rows.push(match snapshot_file(&c, l) {
+        Some((b, at)) if at >= created_at => format!(
+            "| leader's newest snapshot | {:.1} MiB | {:.0} bytes per task, written {:.1} s after the create began; state dir {:.0} MiB |",
             b as f64 / MIB,
             b as f64 / n as f64,
+            at.duration_since(created_at).unwrap_or_default().as_secs_f64(),
             dir_bytes(c.state_dir(l)) as f64 / MIB
         ),
-        None => "| leader's snapshot with all tasks | none within 60 s | |".into(),
+        _ => format!(
+            "| leader's newest snapshot | none since the create began | state dir {:.0} MiB |",
+            dir_bytes(c.state_dir(l)) as f64 / MIB
+        ),
     });
     let rss: Vec<String> = (0..c.nodes.len())
         .map(|i| format!("{:.0}", rss_mib(pid(&c, i))))
@@ -592,6 +607,7 @@ async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
         println!("{r}");
     }
     println!();
+    keep_logs(args, "recovery", &c);
     drop(agents);
     Ok(())
 }
@@ -640,6 +656,7 @@ async fn phase_soak(args: &Args) -> anyhow::Result<()> {
         );
     }
     println!();
+    keep_logs(args, "soak", &c);
     drop(agents);
     Ok(())
 }

@@ -30,7 +30,9 @@ impl TaskDb {
             wire::to_bytes(t)
         } else {
             let mut t = t.clone();
-            t.spec.container.registry_auth = Default::default();
+            std::sync::Arc::make_mut(&mut t.spec)
+                .container
+                .registry_auth = Default::default();
             wire::to_bytes(&t)
         };
         let res = std::fs::write(&tmp, bytes).and_then(|_| std::fs::rename(&tmp, &p));

@@ -137,7 +137,7 @@ fn task(id: &str, args: &[&str]) -> Task {
         node_id: None,
         service_name: "test".into(),
         spec_version: 1,
-        spec,
+        spec: spec.into(),
         desired_state: TaskState::Running,
         status: TaskStatus::default(),
         restarts: 0,

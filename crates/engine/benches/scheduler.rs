@@ -167,7 +167,7 @@ fn pending_task(id: String, service: usize, spec: &TaskSpec) -> Task {
         node_id: None,
         service_name: format!("svc-{service}"),
         spec_version: 1,
-        spec: spec.clone(),
+        spec: spec.clone().into(),
         desired_state: TaskState::Running,
         status: TaskStatus {
             state: TaskState::Pending,

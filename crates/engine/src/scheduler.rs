@@ -432,7 +432,7 @@ fn group_by_service<'a>(
             services.len() - 1
         });
         let groups = &mut services[s].groups;
-        match groups.iter_mut().rev().find(|g| *g.spec == task.spec) {
+        match groups.iter_mut().rev().find(|g| *g.spec == *task.spec) {
             Some(g) => g.tasks.push(&task.id),
             None => groups.push(Group {
                 spec: &task.spec,

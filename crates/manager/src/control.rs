@@ -195,7 +195,7 @@ impl Control for ControlService {
         self.manager.read_barrier(false).await?;
         let mut svc = self.read(|s| find_service(s, &r.reference))?;
         let target = if r.to_version == 0 {
-            svc.previous_spec.clone().ok_or_else(|| {
+            svc.previous_spec.as_deref().cloned().ok_or_else(|| {
                 Status::failed_precondition(format!(
                     "service {} has no previous spec to roll back to",
                     svc.spec.name

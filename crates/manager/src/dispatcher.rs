@@ -151,10 +151,13 @@ fn open_credentials(manager: &Manager, tasks: &mut [Task]) {
         .read(|s| s.cluster().map(|c| c.root_ca.key_pem.clone()))
         .unwrap_or_default();
     for t in tasks {
-        let auth = &mut t.spec.container.registry_auth;
-        if auth.sealed.is_empty() {
+        if t.spec.container.registry_auth.sealed.is_empty() {
             continue;
         }
+        // Copies this task's spec: the store's stays sealed.
+        let auth = &mut std::sync::Arc::make_mut(&mut t.spec)
+            .container
+            .registry_auth;
         match crate::registry::seal::open(&key, &auth.sealed) {
             Ok(clear) => auth.clear = clear,
             Err(e) => {

@@ -109,6 +109,7 @@ impl Manager {
         let (log, sm) = storage::open(&db, &cfg.raft_dir)
             .map_err(|e| StartError(format!("open raft storage: {e}")))?;
         let store = sm.shared();
+        let log_volume = log.volume();
         let raft_cfg = openraft::Config {
             cluster_name: "swarm".into(),
             heartbeat_interval: cfg.heartbeat_ms,
@@ -131,6 +132,7 @@ impl Manager {
         let raft = Raft::new(cfg.raft_id, raft_cfg, network.clone(), log, sm)
             .await
             .map_err(|e| StartError(format!("start raft: {e}")))?;
+        tokio::spawn(snapshot_by_size(raft.clone(), log_volume));
         let (proposals, rx) = tokio::sync::mpsc::channel(8192);
         tokio::spawn(coalesce(
             raft.clone(),
@@ -320,6 +322,28 @@ const PATIENCE_STEP: Duration = Duration::from_millis(200);
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
 pub struct StartError(pub String);
+
+/// Asks Raft for a snapshot whenever the log has grown past its size threshold since the last
+/// one ([`storage::LogVolume`]); openraft's own policy only counts entries. Ends with the
+/// manager.
+async fn snapshot_by_size(raft: Raft, volume: Arc<storage::LogVolume>) {
+    let mut rx = raft.metrics();
+    loop {
+        tokio::select! {
+            _ = volume.due() => {
+                tracing::info!(log_bytes = volume.since_snapshot(), "log large enough for a snapshot");
+                if raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+            }
+            changed = rx.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
 
 /// Empties the log broker whenever this manager stops leading, so agents and readers move to
 /// the new leader. Ends with the manager.

@@ -5,6 +5,10 @@
 //! the v1 hierarchies are found in `/proc/self/mountinfo` (this also covers hybrid hosts, whose
 //! `unified` tree has no useful controllers). Each runtime instance puts its containers under
 //! `<parent>/<id>` so several `swarmd` coexist.
+//!
+//! Every kernel interface here is a file under the hierarchy's mount points, so the
+//! filesystem is this module's seam: the unit tests root a hierarchy in a temporary directory
+//! and check what each operation writes and reads, without root or a cgroup mount.
 
 use std::fs;
 use std::io;
@@ -436,5 +440,214 @@ mod tests {
             Some(Hierarchy::V2("/sys/fs/cgroup".into()))
         );
         assert_eq!(parse_mountinfo("1 1 0:1 / / rw - ext4 /dev/sda rw\n"), None);
+    }
+
+    /// What a file of the fake hierarchy holds.
+    fn read(p: &Path) -> String {
+        fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+    }
+
+    fn limits() -> Resources {
+        Resources {
+            memory_bytes: Some(64 << 20),
+            cpu_quota_us: Some(50_000),
+            cpu_period_us: None,
+            pids_max: Some(100),
+        }
+    }
+
+    #[test]
+    fn v2_enables_controllers_down_to_the_parent_then_writes_the_limits() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let cg = Cgroup::new(Hierarchy::V2(r.into()), "/swarm/n1/", "c1");
+        // The kernel makes memory.swap.max with the directory; only then is swap turned off.
+        fs::create_dir_all(r.join("swarm/n1/c1")).unwrap();
+        fs::write(r.join("swarm/n1/c1/memory.swap.max"), "max").unwrap();
+        cg.create(&limits()).unwrap();
+        for anc in ["", "swarm", "swarm/n1"] {
+            assert_eq!(
+                read(&r.join(anc).join("cgroup.subtree_control")),
+                "+memory +cpu +pids",
+                "controllers enabled in /{anc}"
+            );
+        }
+        let d = r.join("swarm/n1/c1");
+        assert!(
+            !d.join("cgroup.subtree_control").exists(),
+            "not in the leaf"
+        );
+        assert_eq!(read(&d.join("memory.max")), (64u64 << 20).to_string());
+        assert_eq!(read(&d.join("memory.swap.max")), "0");
+        assert_eq!(read(&d.join("cpu.max")), "50000 100000");
+        assert_eq!(read(&d.join("pids.max")), "100");
+        assert_eq!(cg.dirs(), vec![d]);
+    }
+
+    #[test]
+    fn v1_writes_each_limit_in_its_controller_and_no_swap_file_it_lacks() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let h = Hierarchy::V1 {
+            memory: Some(r.join("memory")),
+            cpu: Some(r.join("cpu,cpuacct")),
+            cpuacct: Some(r.join("cpu,cpuacct")),
+            pids: Some(r.join("pids")),
+            freezer: None,
+        };
+        let cg = Cgroup::new(h, "swarm", "c1");
+        let res = Resources {
+            cpu_period_us: Some(20_000),
+            ..limits()
+        };
+        cg.create(&res).unwrap();
+        let mem = r.join("memory/swarm/c1");
+        assert_eq!(
+            read(&mem.join("memory.limit_in_bytes")),
+            (64u64 << 20).to_string()
+        );
+        assert!(!mem.join("memory.memsw.limit_in_bytes").exists());
+        let cpu = r.join("cpu,cpuacct/swarm/c1");
+        assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "20000");
+        assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
+        assert_eq!(read(&r.join("pids/swarm/c1/pids.max")), "100");
+        assert!(!r.join("cgroup.subtree_control").exists());
+        // Unlimited resources write nothing.
+        let other = Cgroup::new(cg.hierarchy.clone(), "swarm", "c2");
+        other.create(&Resources::default()).unwrap();
+        assert_eq!(fs::read_dir(r.join("memory/swarm/c2")).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn processes_go_into_every_directory_and_are_read_back() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let h = Hierarchy::V1 {
+            memory: Some(r.join("memory")),
+            cpu: Some(r.join("cpu")),
+            cpuacct: Some(r.join("cpu")),
+            pids: Some(r.join("pids")),
+            freezer: Some(r.join("freezer")),
+        };
+        let cg = Cgroup::new(h, "swarm", "c1");
+        cg.create(&Resources::default()).unwrap();
+        cg.add_process(4242).unwrap();
+        for d in cg.dirs() {
+            assert_eq!(read(&d.join("cgroup.procs")), "4242");
+        }
+        assert_eq!(cg.pids(), vec![4242]);
+    }
+
+    #[test]
+    fn stats_and_oom_kills_are_read_from_the_kernel_files() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let v2 = Cgroup::new(Hierarchy::V2(r.into()), "swarm", "c1");
+        v2.create(&Resources::default()).unwrap();
+        let d = r.join("swarm/c1");
+        for (f, v) in [
+            ("memory.current", "1000\n"),
+            ("memory.peak", "2000\n"),
+            ("memory.max", "max\n"),
+            ("cpu.stat", "usage_usec 1500\nuser_usec 1000\n"),
+            ("memory.events", "low 0\noom 3\noom_kill 2\n"),
+            ("cgroup.procs", "7\n8\n"),
+        ] {
+            fs::write(d.join(f), v).unwrap();
+        }
+        let s = v2.stats();
+        assert_eq!(
+            (s.memory_bytes, s.memory_peak_bytes, s.memory_limit_bytes),
+            (1000, 2000, None)
+        );
+        assert_eq!((s.cpu_usage_ns, s.pids, s.oom_kills), (1_500_000, 2, 2));
+
+        let h = Hierarchy::V1 {
+            memory: Some(r.join("memory")),
+            cpu: Some(r.join("cpu")),
+            cpuacct: Some(r.join("cpu")),
+            pids: None,
+            freezer: None,
+        };
+        let v1 = Cgroup::new(h, "swarm", "c1");
+        v1.create(&Resources::default()).unwrap();
+        let m = r.join("memory/swarm/c1");
+        // The v1 "unlimited" value is a page-rounded i64::MAX: no limit.
+        fs::write(m.join("memory.limit_in_bytes"), "9223372036854771712\n").unwrap();
+        fs::write(m.join("memory.usage_in_bytes"), "4096\n").unwrap();
+        fs::write(
+            m.join("memory.oom_control"),
+            "oom_kill_disable 0\nunder_oom 0\n",
+        )
+        .unwrap();
+        fs::write(r.join("cpu/swarm/c1/cpuacct.usage"), "123\n").unwrap();
+        let s = v1.stats();
+        assert_eq!((s.memory_bytes, s.memory_limit_bytes), (4096, None));
+        assert_eq!(
+            (s.cpu_usage_ns, s.oom_kills),
+            (123, 0),
+            "no oom_kill line: 0"
+        );
+    }
+
+    #[test]
+    fn freeze_writes_the_request_and_waits_for_the_kernel_to_confirm() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let v2 = Cgroup::new(Hierarchy::V2(r.into()), "swarm", "c1");
+        v2.create(&Resources::default()).unwrap();
+        let d = r.join("swarm/c1");
+        fs::write(d.join("cgroup.events"), "populated 1\nfrozen 1\n").unwrap();
+        v2.freeze(true).unwrap();
+        assert_eq!(read(&d.join("cgroup.freeze")), "1");
+        assert!(v2.frozen());
+
+        // v1: freezer.state is both the request and the answer.
+        let h = Hierarchy::V1 {
+            memory: None,
+            cpu: None,
+            cpuacct: None,
+            pids: None,
+            freezer: Some(r.join("freezer")),
+        };
+        let v1 = Cgroup::new(h, "swarm", "c1");
+        v1.create(&Resources::default()).unwrap();
+        v1.freeze(true).unwrap();
+        assert!(v1.frozen());
+        v1.freeze(false).unwrap();
+        assert_eq!(read(&r.join("freezer/swarm/c1/freezer.state")), "THAWED");
+
+        let none = Cgroup::new(
+            Hierarchy::V1 {
+                memory: None,
+                cpu: None,
+                cpuacct: None,
+                pids: None,
+                freezer: None,
+            },
+            "swarm",
+            "c1",
+        );
+        assert!(matches!(none.freeze(true), Err(CgroupError::NoFreezer)));
+    }
+
+    #[test]
+    fn remove_deletes_every_directory_and_is_idempotent() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let h = Hierarchy::V1 {
+            memory: Some(r.join("memory")),
+            cpu: Some(r.join("cpu")),
+            cpuacct: Some(r.join("cpu")),
+            pids: Some(r.join("pids")),
+            freezer: None,
+        };
+        let cg = Cgroup::new(h, "swarm", "c1");
+        cg.create(&Resources::default()).unwrap();
+        assert!(cg.dirs().iter().all(|d| d.is_dir()));
+        cg.remove().unwrap();
+        assert!(cg.dirs().iter().all(|d| !d.exists()));
+        cg.remove().unwrap();
+        assert!(r.join("memory/swarm").is_dir(), "the parent stays");
     }
 }

@@ -157,7 +157,7 @@ pub struct Service {
     pub meta: Meta,
     pub spec: ServiceSpec,
     /// The spec before the last update (for rollback).
-    pub previous_spec: Option<ServiceSpec>,
+    pub previous_spec: Option<Box<ServiceSpec>>,
     /// State of the last rolling update.
     #[serde(default)]
     pub update_status: Option<UpdateStatus>,
@@ -259,7 +259,7 @@ impl Service {
             let excess = self.spec_history.len() - SPEC_HISTORY;
             self.spec_history.drain(..excess);
         }
-        self.previous_spec = Some(old);
+        self.previous_spec = Some(Box::new(old));
         self.spec_version = self.spec_version.max(1) + 1;
         if tasks_change {
             self.update_status = Some(UpdateStatus {
@@ -375,7 +375,10 @@ pub struct Task {
     /// `meta.version` of the service spec this task runs.
     #[serde(default)]
     pub spec_version: u64,
-    pub spec: TaskSpec,
+    /// Shared, not copied: the tasks of one write batch (up to 1,000 of a service) point at
+    /// one spec, in the store and in every copy of a task the change feed, the event history
+    /// and the dispatcher hold. Change it with `Arc::make_mut`, which copies only this task's.
+    pub spec: std::sync::Arc<TaskSpec>,
     pub desired_state: TaskState,
     pub status: TaskStatus,
     /// How many times this slot was restarted after the task before it died.

@@ -300,8 +300,26 @@ impl StoreState {
         Some(st)
     }
 
-    /// Rebuilds derived indexes (call after deserializing a snapshot).
+    /// Rebuilds derived indexes (call after deserializing a snapshot), and shares one spec
+    /// again between the tasks of one service version: decoding gave each its own copy, where
+    /// applying their batches had given them one.
     pub fn rebuild_indexes(&mut self) {
+        let mut shared: std::collections::HashMap<
+            (ServiceId, u64),
+            std::sync::Arc<crate::spec::TaskSpec>,
+        > = Default::default();
+        for t in self.tasks.values_mut() {
+            match shared.entry((t.service_id.clone(), t.spec_version)) {
+                std::collections::hash_map::Entry::Occupied(e) => {
+                    if **e.get() == *t.spec {
+                        t.spec = e.get().clone();
+                    }
+                }
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    v.insert(t.spec.clone());
+                }
+            }
+        }
         self.service_names = self
             .services
             .values()

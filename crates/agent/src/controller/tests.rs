@@ -32,7 +32,7 @@ fn task(id: &str, check: Option<HealthCheck>) -> Task {
         node_id: None,
         service_name: "web".into(),
         spec_version: 1,
-        spec,
+        spec: spec.into(),
         desired_state: TaskState::Running,
         status: TaskStatus::default(),
         restarts: 0,

@@ -51,7 +51,7 @@ fn new_task(id: &str, nets: &[&str]) -> Op {
         node_id: None,
         service_name: "s".into(),
         spec_version: 1,
-        spec,
+        spec: spec.into(),
         desired_state: TaskState::Running,
         status: TaskStatus {
             state: TaskState::Pending,

@@ -136,7 +136,7 @@ fn supervise_nodes<'a>(
             }
             continue;
         }
-        if t.spec != svc.spec.task {
+        if *t.spec != svc.spec.task {
             // Replaced by the rolling update below, a few nodes at a time.
             dirty.push(t);
             live_on.insert(n, t);
@@ -159,7 +159,7 @@ fn complete_update(svc: &Service, tasks: &[&Task], now: u64, ops: &mut Vec<Op>) 
         let settled = tasks
             .iter()
             .filter(|t| is_live(t))
-            .all(|t| t.spec == svc.spec.task && t.status.state == TaskState::Running);
+            .all(|t| *t.spec == svc.spec.task && t.status.state == TaskState::Running);
         if settled {
             let st = if st.state.is_rollback() {
                 UpdateState::RollbackCompleted

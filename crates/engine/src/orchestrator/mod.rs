@@ -62,7 +62,7 @@ fn new_task(svc: &Service, slot: u64, node: Option<&NodeId>, restarts: u64, now:
         node_id: node.cloned(),
         service_name: svc.spec.name.clone(),
         spec_version: svc.meta.version,
-        spec: svc.spec.task.clone(),
+        spec: std::sync::Arc::new(svc.spec.task.clone()),
         desired_state: TaskState::Running,
         status: TaskStatus {
             state,

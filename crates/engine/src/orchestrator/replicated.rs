@@ -62,9 +62,9 @@ fn live_slots<'a>(
             Some(cur) => (*t, *cur),
         };
         slots.insert(t.slot, newer);
-        let pair = newer.spec == *current
+        let pair = *newer.spec == *current
             && newer.status.state < TaskState::Running
-            && older.spec != *current
+            && *older.spec != *current
             && older.status.state == TaskState::Running;
         if pair {
             start_first_pairs.insert(t.slot);
@@ -159,7 +159,7 @@ fn retire_replaced(
         if let Some(new) = kept.get(slot) {
             if new.status.state == TaskState::Running {
                 for old in tasks.iter().filter(|o| {
-                    o.slot == *slot && is_live(o) && o.id != new.id && o.spec != *current
+                    o.slot == *slot && is_live(o) && o.id != new.id && *o.spec != *current
                 }) {
                     ops.push(desired(old, TaskState::Shutdown));
                 }

@@ -31,7 +31,7 @@ impl<'a> UpdateProgress<'a> {
         let started_at = status.map(|s| s.started_at).unwrap_or(0);
         let updated: Vec<&Task> = tasks
             .iter()
-            .filter(|t| t.spec == svc.spec.task && t.meta.created_at >= started_at)
+            .filter(|t| *t.spec == svc.spec.task && t.meta.created_at >= started_at)
             .copied()
             .collect();
         let starting = updated
@@ -133,7 +133,7 @@ pub(super) fn failure_action(
         (FailureAction::Continue, _) => false,
         (FailureAction::Rollback, false) if svc.previous_spec.is_some() => {
             let mut s = svc.clone();
-            let prev = s.previous_spec.clone().expect("checked");
+            let prev = s.previous_spec.as_deref().cloned().expect("checked");
             s.replace_spec(prev, now, true);
             // The old spec's ports and networks: its endpoint as it was, where still free
             // (otherwise the current one stays; an operator's rollback says why).
@@ -178,7 +178,7 @@ pub(super) fn rolling_update(
     let now = cfg.now_ms;
     let dirty: Vec<(u64, &Task)> = kept
         .iter()
-        .filter(|(_, t)| t.spec != svc.spec.task && !t.status.state.is_terminal())
+        .filter(|(_, t)| *t.spec != svc.spec.task && !t.status.state.is_terminal())
         .map(|(s, t)| (*s, *t))
         .collect();
     match svc.update_status.as_ref().map(|s| s.state) {

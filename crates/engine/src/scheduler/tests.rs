@@ -74,7 +74,7 @@ fn task(id: &str, service: &str, spec: &TaskSpec, on: Option<&str>) -> Task {
         node_id: on.map(NodeId::new),
         service_name: service.into(),
         spec_version: 1,
-        spec: spec.clone(),
+        spec: spec.clone().into(),
         desired_state: TaskState::Running,
         restarts: 0,
         networks: Vec::new(),

@@ -16,14 +16,20 @@ pub(super) fn redact(o: Object) -> Object {
         // Registry credentials: clients see that they exist, never their bytes.
         Object::Service(mut s) => {
             redact_spec(&mut s.spec);
-            s.previous_spec.iter_mut().for_each(redact_spec);
+            s.previous_spec.iter_mut().for_each(|p| redact_spec(p));
             s.spec_history
                 .iter_mut()
                 .for_each(|v| redact_spec(&mut v.spec));
             Object::Service(s)
         }
         Object::Task(mut t) => {
-            redact_auth(&mut t.spec.container.registry_auth);
+            if !t.spec.container.registry_auth.is_empty() {
+                redact_auth(
+                    &mut std::sync::Arc::make_mut(&mut t.spec)
+                        .container
+                        .registry_auth,
+                );
+            }
             Object::Task(t)
         }
         other => other,

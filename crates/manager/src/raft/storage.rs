@@ -53,6 +53,61 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Log volume: snapshots by size as well as by count
+
+/// Log bytes that make a snapshot due even when the entry count has not: at least this, or
+/// as much as the last snapshot took (so compaction costs at most about what it saves).
+pub const MIN_LOG_BYTES_PER_SNAPSHOT: u64 = 32 << 20;
+
+/// How much log was appended since the last snapshot, and a signal when that is too much.
+///
+/// openraft's policy counts entries, but one entry holds from one object to a whole group
+/// commit of a thousand: 50 bursts of 10,000 tasks wrote ~350 MiB of log in fewer entries
+/// than the default interval, never compacted, and the managers' memory and write latency
+/// grew with it round after round (BENCHMARKS 2026-12-04, fourth session).
+#[derive(Debug, Default)]
+pub struct LogVolume {
+    since_snapshot: std::sync::atomic::AtomicU64,
+    last_snapshot: std::sync::atomic::AtomicU64,
+    due: tokio::sync::Notify,
+}
+
+impl LogVolume {
+    fn threshold(&self) -> u64 {
+        use std::sync::atomic::Ordering::Relaxed;
+        MIN_LOG_BYTES_PER_SNAPSHOT.max(self.last_snapshot.load(Relaxed))
+    }
+
+    /// `bytes` of log were appended.
+    pub fn appended(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let total = self.since_snapshot.fetch_add(bytes, Relaxed) + bytes;
+        if total >= self.threshold() {
+            // One stored permit however often this fires before the waiter runs.
+            self.due.notify_one();
+        }
+    }
+
+    /// A snapshot of `bytes` now covers the log.
+    pub fn snapshotted(&self, bytes: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.last_snapshot.store(bytes, Relaxed);
+        self.since_snapshot.store(0, Relaxed);
+    }
+
+    /// Log bytes since the last snapshot.
+    pub fn since_snapshot(&self) -> u64 {
+        self.since_snapshot
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Resolves when the log has grown past the threshold since the last snapshot.
+    pub async fn due(&self) {
+        self.due.notified().await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Log store
 
 /// Most recent entries kept decoded in memory. Every entry is read back right after it is
@@ -123,16 +178,23 @@ pub struct LogStore {
     log: sled::Tree,
     meta: sled::Tree,
     cache: Arc<std::sync::Mutex<Cache>>,
+    volume: Arc<LogVolume>,
 }
 
 impl LogStore {
-    pub fn open(db: &sled::Db) -> Result<Self, sled::Error> {
+    pub fn open(db: &sled::Db, volume: Arc<LogVolume>) -> Result<Self, sled::Error> {
         Ok(LogStore {
             db: db.clone(),
             log: db.open_tree("log")?,
             meta: db.open_tree("meta")?,
             cache: Arc::default(),
+            volume,
         })
+    }
+
+    /// How much log waits for a snapshot (shared with the state machine, which resets it).
+    pub fn volume(&self) -> Arc<LogVolume> {
+        self.volume.clone()
     }
 
     /// The entries of `[start, end)` if the cache holds all of them.
@@ -273,8 +335,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         let mut appended = Vec::new();
+        let mut bytes = 0;
         for e in entries {
             let v = super::codec::encode(&e).map_err(|e| io_err(StorageIOError::write_logs, e))?;
+            bytes += v.len() as u64;
             batch.insert(&key(e.log_id.index), v);
             appended.push(e);
         }
@@ -294,6 +358,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 cache.insert(e);
             }
         }
+        self.volume.appended(bytes);
         // Durable before acknowledged: one flush per appended batch.
         let res = self.flush().await.map_err(std::io::Error::other);
         callback.log_io_completed(res);
@@ -351,6 +416,7 @@ struct SnapshotBodyRef<'a> {
 
 pub struct StateMachine {
     shared: SharedStore,
+    volume: Arc<LogVolume>,
     file: SnapshotFile,
     /// Where snapshots were kept before they moved to `file`: read when no file exists yet,
     /// emptied after the first snapshot written to the file.
@@ -359,17 +425,19 @@ pub struct StateMachine {
 
 impl StateMachine {
     /// Opens the state machine, restoring it from the last persisted snapshot.
-    pub fn open(db: &sled::Db, dir: &Path) -> Result<Self, StorageError> {
+    pub fn open(db: &sled::Db, dir: &Path, volume: Arc<LogVolume>) -> Result<Self, StorageError> {
         let legacy = db
             .open_tree("snapshot")
             .map_err(|e| io_err(StorageIOError::read_state_machine, e))?;
         let mut sm = StateMachine {
+            volume,
             shared: SharedStore::new(),
             file: SnapshotFile::in_dir(dir),
             legacy,
         };
         if let Some((meta, data)) = sm.read_snapshot()? {
             sm.load(&meta, &data)?;
+            sm.volume.snapshotted(data.len() as u64);
         }
         Ok(sm)
     }
@@ -442,6 +510,7 @@ impl StateMachine {
 
 pub struct SnapshotBuilder {
     shared: SharedStore,
+    volume: Arc<LogVolume>,
     file: SnapshotFile,
     legacy: sled::Tree,
 }
@@ -470,6 +539,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id,
         };
         let data = StateMachine::persist_snapshot(&self.file, &self.legacy, &meta, data).await?;
+        self.volume.snapshotted(data.len() as u64);
         tracing::info!(
             bytes = data.len(),
             encode_ms = encoded.as_millis() as u64,
@@ -543,6 +613,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
         SnapshotBuilder {
             shared: self.shared.clone(),
+            volume: self.volume.clone(),
             file: self.file.clone(),
             legacy: self.legacy.clone(),
         }
@@ -559,7 +630,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<(), StorageError> {
         let data = snapshot.into_inner();
         self.load(meta, &data)?;
-        Self::persist_snapshot(&self.file, &self.legacy, meta, data).await?;
+        let data = Self::persist_snapshot(&self.file, &self.legacy, meta, data).await?;
+        self.volume.snapshotted(data.len() as u64);
         self.shared.publish(StoreEvent::Reset);
         Ok(())
     }
@@ -574,8 +646,10 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
 /// Opens the log store and state machine of one manager; `dir` is the one `db` lives in.
 pub fn open(db: &sled::Db, dir: &Path) -> Result<(LogStore, StateMachine), StorageError> {
-    let log = LogStore::open(db).map_err(|e| io_err(StorageIOError::read_logs, e))?;
-    let sm = StateMachine::open(db, dir)?;
+    let volume = Arc::new(LogVolume::default());
+    let log =
+        LogStore::open(db, volume.clone()).map_err(|e| io_err(StorageIOError::read_logs, e))?;
+    let sm = StateMachine::open(db, dir, volume)?;
     Ok((log, sm))
 }
 

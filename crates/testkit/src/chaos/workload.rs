@@ -396,7 +396,7 @@ pub fn over_replicas(s: &Service, wall_ms: u64, window_ms: u64) -> Option<String
             || spec.rollback_config.order == UpdateOrder::StartFirst
     };
     let extra = if updating
-        && (start_first(&s.spec) || s.previous_spec.as_ref().is_some_and(start_first))
+        && (start_first(&s.spec) || s.previous_spec.as_deref().is_some_and(start_first))
     {
         s.spec.update_config.parallelism.max(1)
     } else {

@@ -238,6 +238,40 @@ fn task(id: &str) -> Object {
 }
 
 #[test]
+fn tasks_of_one_batch_share_their_spec_also_after_a_snapshot() {
+    let Object::Task(template) = task("t0") else {
+        unreachable!()
+    };
+    let items = (0..3)
+        .map(|i| TaskItem {
+            id: TaskId::new(format!("t{i}")),
+            slot: i + 1,
+            node_id: None,
+            restarts: 0,
+            status: template.status.clone(),
+            networks: Vec::new(),
+        })
+        .collect();
+    let mut s = StoreState::default();
+    s.apply(
+        &batch(vec![Op::CreateTasks(TaskBatch { template, items })]),
+        1,
+    )
+    .unwrap();
+    let shared = |s: &StoreState| {
+        let specs: Vec<_> = s.tasks.values().map(|t| t.spec.clone()).collect();
+        specs.len() == 3 && specs.iter().all(|x| std::sync::Arc::ptr_eq(x, &specs[0]))
+    };
+    assert!(shared(&s));
+    let json = serde_json::to_vec(&s).unwrap();
+    let mut back: StoreState = serde_json::from_slice(&json).unwrap();
+    assert!(!shared(&back), "decoding gives every task its own copy");
+    back.rebuild_indexes();
+    assert!(shared(&back));
+    assert_eq!(back, s);
+}
+
+#[test]
 fn task_ops_only_move_forward() {
     let mut s = StoreState::default();
     s.apply(&batch(vec![Op::Create(task("t"))]), 1).unwrap();

@@ -95,7 +95,7 @@ pub fn snapshot(
     }
     let status = svc.status.clone().unwrap_or_default();
     let total = status.desired_tasks;
-    let current = |t: &Task| t.spec == svc.spec.task;
+    let current = |t: &Task| *t.spec == svc.spec.task;
     let done = if job {
         status.completed_tasks
     } else {
@@ -175,7 +175,7 @@ fn failed_update_task(svc: &Service, tasks: &[Task]) -> Option<String> {
     let t = tasks
         .iter()
         .filter(|t| {
-            t.spec != svc.spec.task
+            *t.spec != svc.spec.task
                 && matches!(t.status.state, TaskState::Failed | TaskState::Rejected)
         })
         .max_by_key(|t| t.status.timestamp)?;
@@ -352,7 +352,7 @@ mod tests {
             node_id: Some(NodeId::new("n1")),
             service_name: "web".into(),
             spec_version: 1,
-            spec: s.spec.task.clone(),
+            spec: s.spec.task.clone().into(),
             desired_state: TaskState::Running,
             status: TaskStatus {
                 state,
@@ -368,7 +368,7 @@ mod tests {
     fn progress_counts_running_tasks_of_the_current_spec_per_slot() {
         let s = svc(3, 1);
         let mut old = task(&s, 2, TaskState::Running, "", 1);
-        old.spec.container.image = "busybox:1".into();
+        std::sync::Arc::make_mut(&mut old.spec).container.image = "busybox:1".into();
         let tasks = vec![
             task(&s, 1, TaskState::Running, "", 5),
             old,
@@ -398,7 +398,7 @@ mod tests {
     fn a_rollback_seen_only_once_complete_still_names_the_failed_task() {
         let s = svc(1, 1);
         let mut failed = task(&s, 1, TaskState::Failed, "task: non-zero exit (1)", 5);
-        failed.spec.container.image = "busybox:3".into();
+        std::sync::Arc::make_mut(&mut failed.spec).container.image = "busybox:3".into();
         let running = task(&s, 1, TaskState::Running, "", 9);
         let why = failed_update_task(&s, &[running.clone(), failed.clone()]).unwrap();
         assert!(

@@ -59,7 +59,7 @@ fn task(svc: &Service, id: &str, slot: u64, node: &str, state: TaskState, err: &
         node_id: Some(NodeId::new(node)),
         service_name: svc.spec.name.clone(),
         spec_version: 1,
-        spec: svc.spec.task.clone(),
+        spec: svc.spec.task.clone().into(),
         desired_state: if state.is_terminal() {
             TaskState::Shutdown
         } else {

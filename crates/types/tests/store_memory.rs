@@ -1,0 +1,209 @@
+//! What the store holds per task: heap bytes counted by a wrapping allocator while a burst of
+//! tasks is applied as the orchestrator writes them (one `CreateTasks` batch per 1,000), then
+//! what their status reports add. Counted bytes, not RSS: deterministic, so a bound on them is
+//! a test, not a benchmark. The manager's per-task memory target (≤ 1.5 KiB per task beyond a
+//! base) has to start here: the store is the one structure that grows with the tasks.
+#![allow(unsafe_code)] // the counting allocator below
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+use swarm_types::ids::{NodeId, ServiceId, TaskId};
+use swarm_types::objects::{Meta, Service, Task, TaskStatus};
+use swarm_types::spec::ServiceSpec;
+use swarm_types::store::{compact, Op, StoreState, WriteBatch};
+use swarm_types::task::TaskState;
+use swarm_types::Object;
+
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter only
+// observes sizes.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc(l)
+    }
+    unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+        LIVE.fetch_sub(l.size() as isize, Ordering::Relaxed);
+        System.dealloc(p, l)
+    }
+    unsafe fn alloc_zeroed(&self, l: Layout) -> *mut u8 {
+        LIVE.fetch_add(l.size() as isize, Ordering::Relaxed);
+        System.alloc_zeroed(l)
+    }
+    unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+        LIVE.fetch_add(new as isize - l.size() as isize, Ordering::Relaxed);
+        System.realloc(p, l, new)
+    }
+}
+
+#[global_allocator]
+static A: Counting = Counting;
+
+const TASKS: usize = 10_000;
+
+/// A service as an operator writes it: image, command, a few env vars and labels.
+fn service() -> Service {
+    let mut spec = ServiceSpec::replicated("web", "registry.example:5000/team/web:1.4.2", 10_000);
+    spec.task.container.args = vec!["sleep".into(), "1d".into()];
+    spec.task.container.env = vec!["MODE=production".into(), "LOG_LEVEL=info".into()];
+    spec.task
+        .container
+        .labels
+        .insert("team".into(), "payments".into());
+    Service {
+        id: ServiceId::generate(),
+        meta: Meta {
+            version: 7,
+            ..Default::default()
+        },
+        spec,
+        status: None,
+        previous_spec: None,
+        update_status: None,
+        spec_history: Vec::new(),
+        endpoint: Default::default(),
+        spec_version: 1,
+    }
+}
+
+/// The orchestrator's tasks for `svc`, placed on 1,000 nodes, compacted as the leader writes
+/// them (one op per batch of 1,000).
+fn creates(svc: &Service) -> Vec<WriteBatch> {
+    let nodes: Vec<NodeId> = (0..1000).map(|_| NodeId::generate()).collect();
+    let tasks: Vec<Op> = (0..TASKS)
+        .map(|i| {
+            Op::Create(Object::Task(Task {
+                id: TaskId::generate(),
+                meta: Default::default(),
+                service_id: svc.id.clone(),
+                slot: i as u64 + 1,
+                node_id: Some(nodes[i % nodes.len()].clone()),
+                service_name: svc.spec.name.clone(),
+                spec_version: svc.meta.version,
+                spec: svc.spec.task.clone().into(),
+                desired_state: TaskState::Running,
+                status: TaskStatus {
+                    state: TaskState::Assigned,
+                    timestamp: 1,
+                    message: "scheduled".into(),
+                    ..Default::default()
+                },
+                restarts: 0,
+                networks: Vec::new(),
+            }))
+        })
+        .collect();
+    tasks
+        .chunks(1000)
+        .map(|c| WriteBatch {
+            ops: compact(c.to_vec()),
+            now_ms: 1,
+        })
+        .collect()
+}
+
+#[test]
+fn a_running_task_costs_the_store_under_one_kib() {
+    let mut store = StoreState::default();
+    let svc = service();
+    store
+        .apply(
+            &WriteBatch {
+                ops: vec![Op::Create(Object::Service(svc.clone()))],
+                now_ms: 1,
+            },
+            1,
+        )
+        .unwrap();
+    let writes = creates(&svc);
+    let ids: Vec<TaskId> = writes
+        .iter()
+        .flat_map(|w| w.ops.iter())
+        .flat_map(|op| match op {
+            Op::CreateTasks(b) => b.items.iter().map(|i| i.id.clone()).collect::<Vec<_>>(),
+            Op::Create(Object::Task(t)) => vec![t.id.clone()],
+            _ => vec![],
+        })
+        .collect();
+    assert_eq!(ids.len(), TASKS);
+    let reports: Vec<WriteBatch> = ids
+        .chunks(500)
+        .map(|c| WriteBatch {
+            ops: c
+                .iter()
+                .map(|id| Op::TaskStatus {
+                    id: id.clone(),
+                    status: TaskStatus {
+                        state: TaskState::Running,
+                        timestamp: 2,
+                        message: "started".into(),
+                        container_id: format!("swarm-{}", id.as_str()),
+                        ..Default::default()
+                    },
+                })
+                .collect(),
+            now_ms: 2,
+        })
+        .collect();
+
+    let before = LIVE.load(Ordering::Relaxed);
+    for (i, w) in writes.iter().enumerate() {
+        let changes = store.apply(w, 10 + i as u64).unwrap();
+        drop(changes);
+    }
+    let created = LIVE.load(Ordering::Relaxed) - before;
+    for (i, w) in reports.iter().enumerate() {
+        let changes = store.apply(w, 100 + i as u64).unwrap();
+        drop(changes);
+    }
+    let running = LIVE.load(Ordering::Relaxed) - before;
+    assert_eq!(store.tasks.len(), TASKS);
+    let per_created = created as f64 / TASKS as f64;
+    let per_running = running as f64 / TASKS as f64;
+    println!(
+        "store heap per task: {per_created:.0} bytes created, {per_running:.0} bytes running \
+         (Task inline {} bytes)",
+        std::mem::size_of::<Task>()
+    );
+    assert!(
+        per_running < 1024.0,
+        "a running task costs the store {per_running:.0} bytes (created: {per_created:.0})"
+    );
+}
+
+#[test]
+fn a_service_costs_the_store_under_seven_kib() {
+    const SERVICES: usize = 2_000;
+    let mut store = StoreState::default();
+    let ops: Vec<Op> = (0..SERVICES)
+        .map(|i| {
+            let mut s = service();
+            s.id = ServiceId::generate();
+            s.spec.name = format!("svc-{i}");
+            Op::Create(Object::Service(s))
+        })
+        .collect();
+    let writes: Vec<WriteBatch> = ops
+        .chunks(100)
+        .map(|c| WriteBatch {
+            ops: c.to_vec(),
+            now_ms: 1,
+        })
+        .collect();
+    let before = LIVE.load(Ordering::Relaxed);
+    for (i, w) in writes.iter().enumerate() {
+        drop(store.apply(w, 1 + i as u64).unwrap());
+    }
+    let per = (LIVE.load(Ordering::Relaxed) - before) as f64 / SERVICES as f64;
+    println!(
+        "store heap per service: {per:.0} bytes (Service inline {} bytes)",
+        std::mem::size_of::<Service>()
+    );
+    assert_eq!(store.services.len(), SERVICES);
+    // 6.1 KB today: a `Service` is 1,272 bytes inline (its spec's task spec alone 824), held
+    // in B-tree nodes of eleven. A tripwire against growth, not the target (1.5 KiB).
+    assert!(per < 7168.0, "a service costs the store {per:.0} bytes");
+}
