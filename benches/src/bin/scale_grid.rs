@@ -58,9 +58,9 @@ struct Args {
     /// Recovery phase: tasks in the store while managers restart, join and fail over.
     #[arg(long, default_value_t = 100_000)]
     recovery_tasks: u64,
-    /// Recovery phase: the managers' `--raft-snapshot-interval`, so a snapshot holding the
-    /// tasks exists (and a joining manager installs it) within the run.
-    #[arg(long, default_value_t = 1000)]
+    /// Recovery phase: the managers' `--raft-snapshot-interval` (swarmd's default; the log's
+    /// size makes a snapshot due long before that many entries of 100k tasks).
+    #[arg(long, default_value_t = 10_000)]
     recovery_snapshot_interval: u64,
     /// Soak phase: rounds of create → running → remove → gone.
     #[arg(long, default_value_t = 50)]

@@ -132,7 +132,7 @@ impl Manager {
         let raft = Raft::new(cfg.raft_id, raft_cfg, network.clone(), log, sm)
             .await
             .map_err(|e| StartError(format!("start raft: {e}")))?;
-        tokio::spawn(snapshot_by_size(raft.clone(), log_volume));
+        tokio::spawn(compact_by_size(raft.clone(), log_volume));
         let (proposals, rx) = tokio::sync::mpsc::channel(8192);
         tokio::spawn(coalesce(
             raft.clone(),
@@ -323,11 +323,13 @@ const PATIENCE_STEP: Duration = Duration::from_millis(200);
 #[error("{0}")]
 pub struct StartError(pub String);
 
-/// Asks Raft for a snapshot whenever the log has grown past its size threshold since the last
-/// one ([`storage::LogVolume`]); openraft's own policy only counts entries. Ends with the
-/// manager.
-async fn snapshot_by_size(raft: Raft, volume: Arc<storage::LogVolume>) {
+/// Keeps the log's size bounded, which openraft's rules (in entries) do not: asks for a
+/// snapshot whenever the log has grown past its size threshold since the last one
+/// ([`storage::LogVolume`]), and after every snapshot purges all but the last
+/// [`storage::KEPT_LOG_BYTES`] behind it. Ends with the manager.
+async fn compact_by_size(raft: Raft, volume: Arc<storage::LogVolume>) {
     let mut rx = raft.metrics();
+    let mut seen_snapshot = None;
     loop {
         tokio::select! {
             _ = volume.due() => {
@@ -338,6 +340,24 @@ async fn snapshot_by_size(raft: Raft, volume: Arc<storage::LogVolume>) {
             }
             changed = rx.changed() => {
                 if changed.is_err() {
+                    return;
+                }
+                let (snapshot, purged) = {
+                    let m = rx.borrow_and_update();
+                    (m.snapshot.map(|l| l.index), m.purged.map(|l| l.index))
+                };
+                if snapshot == seen_snapshot {
+                    continue;
+                }
+                seen_snapshot = snapshot;
+                let Some(upto) = snapshot
+                    .and_then(|s| volume.purge_point(s, storage::KEPT_LOG_BYTES))
+                    .filter(|&u| Some(u) > purged)
+                else {
+                    continue;
+                };
+                tracing::info!(upto, "purging the log behind the snapshot");
+                if raft.trigger().purge_log(upto).await.is_err() {
                     return;
                 }
             }

@@ -59,6 +59,10 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
 /// as much as the last snapshot took (so compaction costs at most about what it saves).
 pub const MIN_LOG_BYTES_PER_SNAPSHOT: u64 = 32 << 20;
 
+/// Log bytes kept behind a snapshot (for followers slightly behind), whatever the entry count
+/// `--raft-logs-to-keep` allows: 1,000 entries of group commit can be 1 GiB.
+pub const KEPT_LOG_BYTES: u64 = 8 << 20;
+
 /// How much log was appended since the last snapshot, and a signal when that is too much.
 ///
 /// openraft's policy counts entries, but one entry holds from one object to a whole group
@@ -70,12 +74,52 @@ pub struct LogVolume {
     since_snapshot: std::sync::atomic::AtomicU64,
     last_snapshot: std::sync::atomic::AtomicU64,
     due: tokio::sync::Notify,
+    /// (index, encoded bytes) of the most recent entries: where a purge that keeps
+    /// [`KEPT_LOG_BYTES`] behind a snapshot should stop.
+    recent: std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>,
 }
 
 impl LogVolume {
     fn threshold(&self) -> u64 {
         use std::sync::atomic::Ordering::Relaxed;
         MIN_LOG_BYTES_PER_SNAPSHOT.max(self.last_snapshot.load(Relaxed))
+    }
+
+    /// Entries of these (index, encoded bytes) were appended.
+    pub fn appended_entries(&self, entries: &[(u64, u64)]) {
+        let mut recent = self.recent.lock().expect("log volume lock");
+        if let Some(&(first, _)) = entries.first() {
+            // A truncated and rewritten tail: forget what it replaced.
+            while recent.back().is_some_and(|&(i, _)| i >= first) {
+                recent.pop_back();
+            }
+        }
+        recent.extend(entries.iter().copied());
+        // The purge point is looked up behind a snapshot that lags the newest entry by up to
+        // a snapshot's worth of log: remember that much more (and at most 65,536 entries).
+        let window = MIN_LOG_BYTES_PER_SNAPSHOT + 4 * KEPT_LOG_BYTES;
+        let mut total: u64 = recent.iter().map(|(_, b)| b).sum();
+        while recent.len() > 1 && (total - recent[0].1 >= window || recent.len() > 65_536) {
+            total -= recent[0].1;
+            recent.pop_front();
+        }
+        drop(recent);
+        self.appended(entries.iter().map(|(_, b)| b).sum());
+    }
+
+    /// The last index to purge so that the entries up to `snapshot_index` still kept hold
+    /// at most `keep` bytes; `None` when the known entries do not reach back that far (then
+    /// openraft's own count rule decides).
+    pub fn purge_point(&self, snapshot_index: u64, keep: u64) -> Option<u64> {
+        let recent = self.recent.lock().expect("log volume lock");
+        let mut kept = 0;
+        for &(i, b) in recent.iter().rev().filter(|(i, _)| *i <= snapshot_index) {
+            kept += b;
+            if kept > keep {
+                return Some(i);
+            }
+        }
+        None
     }
 
     /// `bytes` of log were appended.
@@ -335,10 +379,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     {
         let mut batch = sled::Batch::default();
         let mut appended = Vec::new();
-        let mut bytes = 0;
+        let mut sizes = Vec::new();
         for e in entries {
             let v = super::codec::encode(&e).map_err(|e| io_err(StorageIOError::write_logs, e))?;
-            bytes += v.len() as u64;
+            sizes.push((e.log_id.index, v.len() as u64));
             batch.insert(&key(e.log_id.index), v);
             appended.push(e);
         }
@@ -358,7 +402,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 cache.insert(e);
             }
         }
-        self.volume.appended(bytes);
+        self.volume.appended_entries(&sizes);
         // Durable before acknowledged: one flush per appended batch.
         let res = self.flush().await.map_err(std::io::Error::other);
         callback.log_io_completed(res);

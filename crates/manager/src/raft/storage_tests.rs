@@ -160,3 +160,22 @@ async fn the_log_and_the_state_machine_share_one_volume_that_a_snapshot_resets()
     assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(3));
     assert_eq!(volume.since_snapshot(), 0, "the snapshot covers the log");
 }
+
+#[test]
+fn the_purge_point_keeps_a_bounded_number_of_bytes_behind_the_snapshot() {
+    let v = LogVolume::default();
+    // Entries 1..=100 of 1 MiB each.
+    let mib = 1 << 20;
+    let entries: Vec<(u64, u64)> = (1..=100).map(|i| (i, mib)).collect();
+    v.appended_entries(&entries);
+    assert_eq!(v.since_snapshot(), 100 * mib);
+    // Keep 8 MiB behind a snapshot at 90: entries 83..=90 stay, 82 and before go.
+    assert_eq!(v.purge_point(90, 8 * mib), Some(82));
+    // The window reaches back only so far: older snapshots are openraft's to decide.
+    assert_eq!(v.purge_point(10, 8 * mib), None);
+    // A rewritten tail (after a truncation) replaces what it covered.
+    v.appended_entries(&[(95, 10 * mib)]);
+    assert_eq!(v.purge_point(95, 8 * mib), Some(95), "one entry over the budget: none kept");
+    assert_eq!(v.purge_point(100, 8 * mib), Some(95), "96..=100 are gone");
+    assert_eq!(v.purge_point(94, 8 * mib), Some(86));
+}
