@@ -66,12 +66,23 @@ pub async fn service_progress(c: &Cluster, i: usize, name: &str) -> anyhow::Resu
     anyhow::bail!("service {name} not listed")
 }
 
+/// How many tasks are left, kept current by a watch stream; dropping it closes the stream.
+pub struct Remaining {
+    pub left: tokio::sync::watch::Receiver<Option<usize>>,
+    watcher: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Remaining {
+    fn drop(&mut self) {
+        // A stream left open costs the manager a copy of every later change: the benchmarks
+        // used to leave one per round, and each round removed its tasks slower than the last.
+        self.watcher.abort();
+    }
+}
+
 /// Ids of all tasks now, kept current from the watch stream (subscribed before listing, so
 /// no deletion falls in between). Publishes how many are left; `None` if the stream broke.
-pub async fn watch_remaining(
-    c: &Cluster,
-    i: usize,
-) -> anyhow::Result<tokio::sync::watch::Receiver<Option<usize>>> {
+pub async fn watch_remaining(c: &Cluster, i: usize) -> anyhow::Result<Remaining> {
     let mut stream = c
         .client(i)
         .await?
@@ -87,7 +98,7 @@ pub async fn watch_remaining(
         .collect();
     let (tx, rx) = tokio::sync::watch::channel(Some(tasks.len()));
     let mut lister = c.client(i).await?;
-    tokio::spawn(async move {
+    let watcher = tokio::spawn(async move {
         loop {
             match stream.message().await {
                 Ok(Some(ev)) if ev.reset => {
@@ -130,7 +141,7 @@ pub async fn watch_remaining(
             }
         }
     });
-    Ok(rx)
+    Ok(Remaining { left: rx, watcher })
 }
 
 /// Creates a replicated service of `replicas` `sleep 1d` tasks through manager `i` and waits
@@ -187,7 +198,7 @@ pub async fn remove_and_wait_gone(c: &Cluster, i: usize, name: &str) -> anyhow::
         })
         .await?;
     loop {
-        let left = *remaining.borrow();
+        let left = *remaining.left.borrow();
         let left = match left {
             Some(n) => n,
             None => histogram(c, i).await?.values().sum(),

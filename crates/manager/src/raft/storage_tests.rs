@@ -175,7 +175,11 @@ fn the_purge_point_keeps_a_bounded_number_of_bytes_behind_the_snapshot() {
     assert_eq!(v.purge_point(10, 8 * mib), None);
     // A rewritten tail (after a truncation) replaces what it covered.
     v.appended_entries(&[(95, 10 * mib)]);
-    assert_eq!(v.purge_point(95, 8 * mib), Some(95), "one entry over the budget: none kept");
+    assert_eq!(
+        v.purge_point(95, 8 * mib),
+        Some(95),
+        "one entry over the budget: none kept"
+    );
     assert_eq!(v.purge_point(100, 8 * mib), Some(95), "96..=100 are gone");
     assert_eq!(v.purge_point(94, 8 * mib), Some(86));
 }
