@@ -565,35 +565,46 @@ async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
         rss_mib(pid(&c, j))
     ));
 
-    // The leader killed: until a write through a survivor succeeds.
+    // The leader killed: until a write through a survivor commits. A new attempt starts
+    // every 100 ms (each may wait up to 10 s), so the time is when the cluster first took a
+    // write, not when one unlucky attempt gave up.
     let l = leader(&c);
     let s = (0..c.nodes.len())
         .find(|&i| i != l)
         .context("no survivor")?;
-    let mut client = c.client(s).await?;
+    let client = c.client(s).await?;
     c.kill(l);
     let t0 = Instant::now();
-    let mut attempts = 0;
-    loop {
-        attempts += 1;
-        let req = CreateServiceRequest {
-            spec: empty_service(&format!("after-failover-{attempts}")),
-            ..Default::default()
-        };
-        match tokio::time::timeout(Duration::from_secs(2), client.create_service(req)).await {
-            Ok(Ok(_)) => break,
-            _ => {
-                anyhow::ensure!(
-                    t0.elapsed() < Duration::from_secs(60),
-                    "no write 60 s after the leader was killed"
-                );
-                tokio::time::sleep(Duration::from_millis(20)).await;
+    let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Duration>(1);
+    let mut attempts = tokio::task::JoinSet::new();
+    let first = loop {
+        anyhow::ensure!(
+            t0.elapsed() < Duration::from_secs(60),
+            "no write 60 s after the leader was killed"
+        );
+        let mut client = client.clone();
+        let done = done_tx.clone();
+        let k = attempts.len();
+        attempts.spawn(async move {
+            let req = CreateServiceRequest {
+                spec: empty_service(&format!("after-failover-{k}")),
+                ..Default::default()
+            };
+            let r = tokio::time::timeout(Duration::from_secs(10), client.create_service(req));
+            if let Ok(Ok(_)) = r.await {
+                let _ = done.try_send(t0.elapsed());
             }
+        });
+        tokio::select! {
+            Some(at) = done_rx.recv() => break at,
+            _ = tokio::time::sleep(Duration::from_millis(100)) => {}
         }
-    }
+    };
+    let tried = attempts.len();
+    attempts.abort_all();
     rows.push(format!(
-        "| leader SIGKILLed → next write committed (through a survivor) | {:.2} s | {attempts} attempts |",
-        t0.elapsed().as_secs_f64()
+        "| leader SIGKILLed → first write committed (through a survivor) | {:.2} s | {tried} attempts started, one every 100 ms |",
+        first.as_secs_f64()
     ));
 
     println!(
