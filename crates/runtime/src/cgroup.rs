@@ -442,6 +442,19 @@ mod tests {
         assert_eq!(parse_mountinfo("1 1 0:1 / / rw - ext4 /dev/sda rw\n"), None);
     }
 
+    /// A v1 hierarchy under `r` with the given controllers mounted (`cpu` is shared with
+    /// `cpuacct`, as on most hosts).
+    fn v1_at(r: &Path, controllers: &[&str]) -> Hierarchy {
+        let at = |name: &str| controllers.contains(&name).then(|| r.join(name));
+        Hierarchy::V1 {
+            memory: at("memory"),
+            cpu: at("cpu"),
+            cpuacct: at("cpu"),
+            pids: at("pids"),
+            freezer: at("freezer"),
+        }
+    }
+
     /// What a file of the fake hierarchy holds.
     fn read(p: &Path) -> String {
         fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
@@ -488,13 +501,7 @@ mod tests {
     fn v1_writes_each_limit_in_its_controller_and_no_swap_file_it_lacks() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        let h = Hierarchy::V1 {
-            memory: Some(r.join("memory")),
-            cpu: Some(r.join("cpu,cpuacct")),
-            cpuacct: Some(r.join("cpu,cpuacct")),
-            pids: Some(r.join("pids")),
-            freezer: None,
-        };
+        let h = v1_at(r, &["memory", "cpu", "pids"]);
         let cg = Cgroup::new(h, "swarm", "c1");
         let res = Resources {
             cpu_period_us: Some(20_000),
@@ -507,7 +514,7 @@ mod tests {
             (64u64 << 20).to_string()
         );
         assert!(!mem.join("memory.memsw.limit_in_bytes").exists());
-        let cpu = r.join("cpu,cpuacct/swarm/c1");
+        let cpu = r.join("cpu/swarm/c1");
         assert_eq!(read(&cpu.join("cpu.cfs_period_us")), "20000");
         assert_eq!(read(&cpu.join("cpu.cfs_quota_us")), "50000");
         assert_eq!(read(&r.join("pids/swarm/c1/pids.max")), "100");
@@ -522,13 +529,7 @@ mod tests {
     fn processes_go_into_every_directory_and_are_read_back() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        let h = Hierarchy::V1 {
-            memory: Some(r.join("memory")),
-            cpu: Some(r.join("cpu")),
-            cpuacct: Some(r.join("cpu")),
-            pids: Some(r.join("pids")),
-            freezer: Some(r.join("freezer")),
-        };
+        let h = v1_at(r, &["memory", "cpu", "pids", "freezer"]);
         let cg = Cgroup::new(h, "swarm", "c1");
         cg.create(&Resources::default()).unwrap();
         cg.add_process(4242).unwrap();
@@ -562,13 +563,7 @@ mod tests {
         );
         assert_eq!((s.cpu_usage_ns, s.pids, s.oom_kills), (1_500_000, 2, 2));
 
-        let h = Hierarchy::V1 {
-            memory: Some(r.join("memory")),
-            cpu: Some(r.join("cpu")),
-            cpuacct: Some(r.join("cpu")),
-            pids: None,
-            freezer: None,
-        };
+        let h = v1_at(r, &["memory", "cpu"]);
         let v1 = Cgroup::new(h, "swarm", "c1");
         v1.create(&Resources::default()).unwrap();
         let m = r.join("memory/swarm/c1");
@@ -603,13 +598,7 @@ mod tests {
         assert!(v2.frozen());
 
         // v1: freezer.state is both the request and the answer.
-        let h = Hierarchy::V1 {
-            memory: None,
-            cpu: None,
-            cpuacct: None,
-            pids: None,
-            freezer: Some(r.join("freezer")),
-        };
+        let h = v1_at(r, &["freezer"]);
         let v1 = Cgroup::new(h, "swarm", "c1");
         v1.create(&Resources::default()).unwrap();
         v1.freeze(true).unwrap();
@@ -617,17 +606,7 @@ mod tests {
         v1.freeze(false).unwrap();
         assert_eq!(read(&r.join("freezer/swarm/c1/freezer.state")), "THAWED");
 
-        let none = Cgroup::new(
-            Hierarchy::V1 {
-                memory: None,
-                cpu: None,
-                cpuacct: None,
-                pids: None,
-                freezer: None,
-            },
-            "swarm",
-            "c1",
-        );
+        let none = Cgroup::new(v1_at(r, &[]), "swarm", "c1");
         assert!(matches!(none.freeze(true), Err(CgroupError::NoFreezer)));
     }
 
@@ -635,13 +614,7 @@ mod tests {
     fn remove_deletes_every_directory_and_is_idempotent() {
         let root = tempfile::tempdir().unwrap();
         let r = root.path();
-        let h = Hierarchy::V1 {
-            memory: Some(r.join("memory")),
-            cpu: Some(r.join("cpu")),
-            cpuacct: Some(r.join("cpu")),
-            pids: Some(r.join("pids")),
-            freezer: None,
-        };
+        let h = v1_at(r, &["memory", "cpu", "pids"]);
         let cg = Cgroup::new(h, "swarm", "c1");
         cg.create(&Resources::default()).unwrap();
         assert!(cg.dirs().iter().all(|d| d.is_dir()));
