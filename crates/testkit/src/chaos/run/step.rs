@@ -3,6 +3,15 @@
 
 use super::*;
 
+/// What a step set up before its fault, for the checks after it.
+struct Setup {
+    keys: [String; 2],
+    roll: String,
+    before: BTreeMap<String, (String, u64, TaskState)>,
+    canary_ids_before: BTreeSet<String>,
+    step_t0: Duration,
+}
+
 impl Runner {
     pub(super) fn run_step(&mut self, index: usize, step: Step) -> StepReport {
         let started = Instant::now();
@@ -13,66 +22,16 @@ impl Runner {
             ..Default::default()
         };
         info!(plan = %rep.plan, step = index, label = %rep.label, "chaos: phase: step begins");
-        if let Err(e) = self.wait_healthy(LONG) {
-            // A previous step left it broken (already reported there): undo everything and try
-            // once more.
-            info!("chaos: not healthy before step {index}: {e}; healing all");
-            self.heal_all();
-            if let Err(e) = self.wait_healthy(LONG) {
-                rep.anomalies.push(format!(
-                    "cluster not healthy before the step, even after healing all: {e}\n{}",
-                    self.env.cluster.dump()
-                ));
-                return rep;
-            }
-        }
-        let _ = self.wait_canaries(Duration::from_secs(20));
-        // Skip early what this machine cannot do.
-        if let Some(reason) = self.unsupported(step.fault) {
-            info!("chaos: skipped {}: {reason}", step.fault.name());
-            rep.skipped = Some(reason);
+        let Some(Setup {
+            keys,
+            roll,
+            before,
+            canary_ids_before,
+            step_t0,
+        }) = self.prepare(index, step, &mut rep)
+        else {
             return rep;
-        }
-        let keys = [format!("s{index}-a"), format!("s{index}-b")];
-        let roll = format!("s{index}-roll");
-        for k in &keys {
-            let v = Value {
-                w: format!("init-{k}"),
-                replicas: 1,
-                gen: "g0".into(),
-            };
-            if let Err(e) = self.exec_until_ok(k, Input::Create(v), Duration::from_secs(30)) {
-                rep.anomalies
-                    .push(format!("could not create {k} before the fault: {e}"));
-                return rep;
-            }
-        }
-        let roll_v = Value {
-            w: format!("init-{roll}"),
-            replicas: 3,
-            gen: "g0".into(),
         };
-        if let Err(e) = self.exec_until_ok(&roll, Input::Create(roll_v), Duration::from_secs(30)) {
-            rep.anomalies.push(format!("could not create {roll}: {e}"));
-            return rep;
-        }
-        let _ = crate::wait_until("roll service running", Duration::from_secs(30), || {
-            let s = self.services().ok()?;
-            let r = s.iter().find(|s| s.spec.name == roll)?;
-            (r.status.as_ref()?.running_tasks == 3).then_some(())
-        });
-        let before = match self.canary_tasks() {
-            Ok(c) => c,
-            Err(e) => {
-                rep.anomalies.push(format!("cannot list canary tasks: {e}"));
-                return rep;
-            }
-        };
-        let canary_ids_before = self.all_canary_ids().unwrap_or_default();
-        *self.shared.keys.lock().expect("keys lock") = keys.to_vec();
-        // Gaps are measured from here: the clients write from now on.
-        let step_t0 = self.now();
-        std::thread::sleep(Duration::from_millis(1500));
 
         info!(step = index, fault = ?step.fault, "chaos: phase: inject");
         let fault_at = self.now();
@@ -94,33 +53,7 @@ impl Runner {
         };
         rep.target = active.target.clone();
         // The rolling update and the scale change go out while the fault holds.
-        let mut bg = Vec::new();
-        if step.update {
-            std::thread::sleep(Duration::from_millis(300));
-            let m = self.random_manager();
-            let v = Value {
-                w: format!("upd-{roll}"),
-                replicas: 3,
-                gen: format!("g-upd-{index}"),
-            };
-            let s = self.shared.clone();
-            let r = roll.clone();
-            bg.push(
-                self.rt
-                    .spawn(async move { s.exec(RUNNER, m, &r, Input::Update(v)).await }),
-            );
-        }
-        if step.scale {
-            std::thread::sleep(Duration::from_millis(1200));
-            let m = self.random_manager();
-            let to = if self.rng.chance(0.5) { 5 } else { 1 };
-            let s = self.shared.clone();
-            let r = roll.clone();
-            bg.push(
-                self.rt
-                    .spawn(async move { s.exec(RUNNER, m, &r, Input::Scale(to)).await }),
-            );
-        }
+        let bg = self.update_and_scale(index, step, &roll);
         let hold = step.fault.hold(self.opts.node_down_grace);
         if step.fault == Fault::CutWorker {
             self.watch_cut_worker(&mut active, &before, fault_at, hold, &mut rep);
@@ -134,42 +67,7 @@ impl Runner {
         let heal_at = self.now();
         self.heal(&mut active, &mut rep);
 
-        // Liveness: writes are accepted again soon after the heal.
-        let recovered = crate::wait_until(
-            "an acknowledged write after heal",
-            Duration::from_secs(30),
-            || {
-                let h = self.shared.history.lock().expect("history lock");
-                h.iter()
-                    .filter(|o| {
-                        o.input.is_write() && o.outcome == Outcome::Ok(None) && o.start >= heal_at
-                    })
-                    .map(|o| o.end)
-                    .min()
-            },
-        );
-        match recovered {
-            Ok(t) => rep.recovery = Some(t.saturating_sub(heal_at)),
-            Err(_) => rep.anomalies.push(format!(
-                "no write acknowledged within 30s after the heal\n{}",
-                self.env.cluster.dump()
-            )),
-        }
-        if let Err(e) = self.wait_healthy(LONG) {
-            rep.anomalies.push(format!(
-                "cluster did not recover after the heal: {e}\n{}",
-                self.env.cluster.dump()
-            ));
-        }
-        if let Err(e) = self.wait_canaries(LONG) {
-            rep.anomalies.push(format!(
-                "canary services did not converge after the heal: {e}"
-            ));
-        }
-
-        if let Some(mine) = active.after_cut.take() {
-            self.check_after_cut(&mine, &canary_ids_before, &mut rep);
-        }
+        self.check_recovery(heal_at, &mut active, &canary_ids_before, &mut rep);
 
         info!(step = index, "chaos: phase: quiesce and check");
         self.shared.keys.lock().expect("keys lock").clear();
@@ -215,69 +113,8 @@ impl Runner {
         }
 
         // Linearizability and lost writes, per key.
-        let ops: Vec<Op> = {
-            let h = self.shared.history.lock().expect("history lock");
-            h.iter()
-                .filter(|o| all_keys.contains(&o.key))
-                .cloned()
-                .collect()
-        };
-        for k in &all_keys {
-            let kops: Vec<&Op> = ops.iter().filter(|o| &o.key == k).collect();
-            let checked = checker::check_key(k, &kops);
-            if let Ok(n) = checked {
-                if n > checker::BUDGET {
-                    rep.notes.push(format!(
-                        "linearizability of {k} inconclusive: gave up after {n} configurations ({} operations)",
-                        kops.len()
-                    ));
-                }
-            }
-            if let Err(e) = checked {
-                rep.anomalies.push(format!(
-                    "history of {k} is not linearizable: {}\nlongest linearizable prefix: {:?}\nhistory of {k}:\n  {}",
-                    e.stuck_at,
-                    e.longest_prefix,
-                    kops.iter().map(|o| o.line()).collect::<Vec<_>>().join("\n  ")
-                ));
-            }
-            for l in checker::lost_writes(&kops) {
-                rep.anomalies.push(l);
-            }
-        }
-        // No container restarted by a control-plane fault.
-        match self.canary_tasks() {
-            Ok(after) => {
-                for (id, (host, ts, state)) in &before {
-                    if *state != TaskState::Running || active.faulted.contains(host) {
-                        continue;
-                    }
-                    match after.get(id) {
-                        Some((h2, ts2, TaskState::Running)) if h2 == host && ts2 == ts => {}
-                        other => rep.anomalies.push(format!(
-                            "canary task {id} on {host} (not faulted) was restarted or replaced by the fault: now {other:?}"
-                        )),
-                    }
-                }
-            }
-            Err(e) => rep
-                .anomalies
-                .push(format!("cannot list canary tasks after the step: {e}")),
-        }
-        // Running-task bound, from the sampler.
-        for v in std::mem::take(&mut *self.shared.violations.lock().expect("violations lock")) {
-            rep.anomalies
-                .push(format!("more running tasks than replicas: {v}"));
-        }
-        let seen =
-            std::mem::take(&mut *self.shared.observations.lock().expect("observations lock"));
-        if !seen.is_empty() {
-            rep.notes.push(format!(
-                "{} transient surpluses (a scale-down not yet acted on), first: {}",
-                seen.len(),
-                seen[0]
-            ));
-        }
+        let ops = self.check_histories(&all_keys, &mut rep);
+        self.check_canaries_and_bounds(&before, &active, &mut rep);
         rep.notes.append(&mut active.notes);
         self.metrics(&mut rep, &ops, step_t0, fault_at, heal_at);
         // Clean up the step's services (best effort, not checked).
@@ -379,5 +216,242 @@ impl Runner {
             .copied()
             .filter(|m| *m != leader)
             .collect()
+    }
+
+    /// Before the fault: a healthy cluster (healed once if a previous step left it broken),
+    /// the step's two keys and its rolling service created, the canaries' tasks noted, the
+    /// clients writing. `None` when the step cannot start (`rep` says why).
+    fn prepare(&mut self, index: usize, step: Step, rep: &mut StepReport) -> Option<Setup> {
+        if let Err(e) = self.wait_healthy(LONG) {
+            // A previous step left it broken (already reported there): undo everything and try
+            // once more.
+            info!("chaos: not healthy before step {index}: {e}; healing all");
+            self.heal_all();
+            if let Err(e) = self.wait_healthy(LONG) {
+                rep.anomalies.push(format!(
+                    "cluster not healthy before the step, even after healing all: {e}\n{}",
+                    self.env.cluster.dump()
+                ));
+                return None;
+            }
+        }
+        let _ = self.wait_canaries(Duration::from_secs(20));
+        // Skip early what this machine cannot do.
+        if let Some(reason) = self.unsupported(step.fault) {
+            info!("chaos: skipped {}: {reason}", step.fault.name());
+            rep.skipped = Some(reason);
+            return None;
+        }
+        let keys = [format!("s{index}-a"), format!("s{index}-b")];
+        let roll = format!("s{index}-roll");
+        for k in &keys {
+            let v = Value {
+                w: format!("init-{k}"),
+                replicas: 1,
+                gen: "g0".into(),
+            };
+            if let Err(e) = self.exec_until_ok(k, Input::Create(v), Duration::from_secs(30)) {
+                rep.anomalies
+                    .push(format!("could not create {k} before the fault: {e}"));
+                return None;
+            }
+        }
+        let roll_v = Value {
+            w: format!("init-{roll}"),
+            replicas: 3,
+            gen: "g0".into(),
+        };
+        if let Err(e) = self.exec_until_ok(&roll, Input::Create(roll_v), Duration::from_secs(30)) {
+            rep.anomalies.push(format!("could not create {roll}: {e}"));
+            return None;
+        }
+        let _ = crate::wait_until("roll service running", Duration::from_secs(30), || {
+            let s = self.services().ok()?;
+            let r = s.iter().find(|s| s.spec.name == roll)?;
+            (r.status.as_ref()?.running_tasks == 3).then_some(())
+        });
+        let before = match self.canary_tasks() {
+            Ok(c) => c,
+            Err(e) => {
+                rep.anomalies.push(format!("cannot list canary tasks: {e}"));
+                return None;
+            }
+        };
+        let canary_ids_before = self.all_canary_ids().unwrap_or_default();
+        *self.shared.keys.lock().expect("keys lock") = keys.to_vec();
+        // Gaps are measured from here: the clients write from now on.
+        let step_t0 = self.now();
+        std::thread::sleep(Duration::from_millis(1500));
+        Some(Setup {
+            keys,
+            roll,
+            before,
+            canary_ids_before,
+            step_t0,
+        })
+    }
+
+    /// The step's rolling update and scale change, sent in the background while the fault
+    /// holds.
+    fn update_and_scale(
+        &mut self,
+        index: usize,
+        step: Step,
+        roll: &str,
+    ) -> Vec<tokio::task::JoinHandle<Op>> {
+        let mut bg = Vec::new();
+        if step.update {
+            std::thread::sleep(Duration::from_millis(300));
+            let m = self.random_manager();
+            let v = Value {
+                w: format!("upd-{roll}"),
+                replicas: 3,
+                gen: format!("g-upd-{index}"),
+            };
+            let s = self.shared.clone();
+            let r = roll.to_string();
+            bg.push(
+                self.rt
+                    .spawn(async move { s.exec(RUNNER, m, &r, Input::Update(v)).await }),
+            );
+        }
+        if step.scale {
+            std::thread::sleep(Duration::from_millis(1200));
+            let m = self.random_manager();
+            let to = if self.rng.chance(0.5) { 5 } else { 1 };
+            let s = self.shared.clone();
+            let r = roll.to_string();
+            bg.push(
+                self.rt
+                    .spawn(async move { s.exec(RUNNER, m, &r, Input::Scale(to)).await }),
+            );
+        }
+        bg
+    }
+
+    /// After the heal: writes accepted again (the recovery time), the cluster healthy, the
+    /// canaries converged, and a cut-off worker's tasks handled.
+    fn check_recovery(
+        &mut self,
+        heal_at: Duration,
+        active: &mut Active,
+        canary_ids_before: &BTreeSet<String>,
+        rep: &mut StepReport,
+    ) {
+        // Liveness: writes are accepted again soon after the heal.
+        let recovered = crate::wait_until(
+            "an acknowledged write after heal",
+            Duration::from_secs(30),
+            || {
+                let h = self.shared.history.lock().expect("history lock");
+                h.iter()
+                    .filter(|o| {
+                        o.input.is_write() && o.outcome == Outcome::Ok(None) && o.start >= heal_at
+                    })
+                    .map(|o| o.end)
+                    .min()
+            },
+        );
+        match recovered {
+            Ok(t) => rep.recovery = Some(t.saturating_sub(heal_at)),
+            Err(_) => rep.anomalies.push(format!(
+                "no write acknowledged within 30s after the heal\n{}",
+                self.env.cluster.dump()
+            )),
+        }
+        if let Err(e) = self.wait_healthy(LONG) {
+            rep.anomalies.push(format!(
+                "cluster did not recover after the heal: {e}\n{}",
+                self.env.cluster.dump()
+            ));
+        }
+        if let Err(e) = self.wait_canaries(LONG) {
+            rep.anomalies.push(format!(
+                "canary services did not converge after the heal: {e}"
+            ));
+        }
+
+        if let Some(mine) = active.after_cut.take() {
+            self.check_after_cut(&mine, canary_ids_before, rep);
+        }
+    }
+
+    /// Every key's history: linearizable, and no acknowledged write lost. Returns the
+    /// step's operations (for the metrics).
+    fn check_histories(&mut self, all_keys: &[String], rep: &mut StepReport) -> Vec<Op> {
+        let ops: Vec<Op> = {
+            let h = self.shared.history.lock().expect("history lock");
+            h.iter()
+                .filter(|o| all_keys.contains(&o.key))
+                .cloned()
+                .collect()
+        };
+        for k in all_keys {
+            let kops: Vec<&Op> = ops.iter().filter(|o| &o.key == k).collect();
+            let checked = checker::check_key(k, &kops);
+            if let Ok(n) = checked {
+                if n > checker::BUDGET {
+                    rep.notes.push(format!(
+                        "linearizability of {k} inconclusive: gave up after {n} configurations ({} operations)",
+                        kops.len()
+                    ));
+                }
+            }
+            if let Err(e) = checked {
+                rep.anomalies.push(format!(
+                    "history of {k} is not linearizable: {}\nlongest linearizable prefix: {:?}\nhistory of {k}:\n  {}",
+                    e.stuck_at,
+                    e.longest_prefix,
+                    kops.iter().map(|o| o.line()).collect::<Vec<_>>().join("\n  ")
+                ));
+            }
+            for l in checker::lost_writes(&kops) {
+                rep.anomalies.push(l);
+            }
+        }
+        ops
+    }
+
+    /// No canary task on a host the fault did not touch was restarted, and never more
+    /// running tasks than replicas (from the sampler).
+    fn check_canaries_and_bounds(
+        &mut self,
+        before: &BTreeMap<String, (String, u64, TaskState)>,
+        active: &Active,
+        rep: &mut StepReport,
+    ) {
+        // No container restarted by a control-plane fault.
+        match self.canary_tasks() {
+            Ok(after) => {
+                for (id, (host, ts, state)) in before {
+                    if *state != TaskState::Running || active.faulted.contains(host) {
+                        continue;
+                    }
+                    match after.get(id) {
+                        Some((h2, ts2, TaskState::Running)) if h2 == host && ts2 == ts => {}
+                        other => rep.anomalies.push(format!(
+                            "canary task {id} on {host} (not faulted) was restarted or replaced by the fault: now {other:?}"
+                        )),
+                    }
+                }
+            }
+            Err(e) => rep
+                .anomalies
+                .push(format!("cannot list canary tasks after the step: {e}")),
+        }
+        // Running-task bound, from the sampler.
+        for v in std::mem::take(&mut *self.shared.violations.lock().expect("violations lock")) {
+            rep.anomalies
+                .push(format!("more running tasks than replicas: {v}"));
+        }
+        let seen =
+            std::mem::take(&mut *self.shared.observations.lock().expect("observations lock"));
+        if !seen.is_empty() {
+            rep.notes.push(format!(
+                "{} transient surpluses (a scale-down not yet acted on), first: {}",
+                seen.len(),
+                seen[0]
+            ));
+        }
     }
 }
