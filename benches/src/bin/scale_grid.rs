@@ -250,6 +250,15 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
+/// Calibrates `c`, then joins `--agents` fake agents in their own process and waits until
+/// they are all ready.
+async fn calibrate_and_join(args: &Args, c: &Cluster) -> anyhow::Result<(f64, Agents)> {
+    let cal = calibrate(c, args.calibration_writes).await?;
+    let agents = Agents::start(c, args.agents, "fake")?;
+    probe::wait_nodes_ready(c, 0, args.agents + args.managers, Duration::from_secs(300)).await?;
+    Ok((cal, agents))
+}
+
 fn calibration_line(rate: f64) {
     println!();
     println!("Calibration: {rate:.0} single-client writes/s on this cluster.");
@@ -259,9 +268,7 @@ fn calibration_line(rate: f64) {
 /// Tasks: 1k, 10k, 100k replicas on one fleet; time, rate, CPU and memory per task.
 async fn phase_tasks(args: &Args) -> anyhow::Result<()> {
     let c = cluster(args, &[])?;
-    let cal = calibrate(&c, args.calibration_writes).await?;
-    let agents = Agents::start(&c, args.agents, "fake")?;
-    probe::wait_nodes_ready(&c, 0, args.agents + args.managers, Duration::from_secs(300)).await?;
+    let (cal, agents) = calibrate_and_join(args, &c).await?;
     println!(
         "### Tasks ({} managers, {} fake agents in their own process)",
         args.managers, args.agents
@@ -507,9 +514,7 @@ fn walk(dir: &std::path::Path, f: &mut dyn FnMut(&std::path::Path, &std::fs::Met
 async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
     let interval = args.recovery_snapshot_interval.to_string();
     let mut c = cluster(args, &["--raft-snapshot-interval", &interval])?;
-    let cal = calibrate(&c, args.calibration_writes).await?;
-    let agents = Agents::start(&c, args.agents, "fake")?;
-    probe::wait_nodes_ready(&c, 0, args.agents + args.managers, Duration::from_secs(300)).await?;
+    let (cal, agents) = calibrate_and_join(args, &c).await?;
     let n = args.recovery_tasks;
     let l = leader(&c);
     let up = probe::create_and_wait_running(&c, l, "recovery", n, false).await?;
@@ -560,7 +565,7 @@ async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
     let t0 = Instant::now();
     let j = c.join_manager(l)?;
     rows.push(format!(
-        "| new manager started → voting (installs the snapshot) | {:.2} s | its RSS after: {:.0} MiB |",
+        "| new manager started → voting (a snapshot install, if the log behind it was purged) | {:.2} s | its RSS after: {:.0} MiB |",
         t0.elapsed().as_secs_f64(),
         rss_mib(pid(&c, j))
     ));
@@ -626,9 +631,7 @@ async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
 /// Soak: rounds of create → running → remove → gone; the managers' RSS per round.
 async fn phase_soak(args: &Args) -> anyhow::Result<()> {
     let c = cluster(args, &[])?;
-    let cal = calibrate(&c, args.calibration_writes).await?;
-    let agents = Agents::start(&c, args.agents, "fake")?;
-    probe::wait_nodes_ready(&c, 0, args.agents + args.managers, Duration::from_secs(300)).await?;
+    let (cal, agents) = calibrate_and_join(args, &c).await?;
     println!(
         "### Soak: {} rounds of {} tasks ({} managers, {} fake agents)",
         args.soak_rounds, args.soak_replicas, args.managers, args.agents
@@ -672,6 +675,46 @@ async fn phase_soak(args: &Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Sizes of zero would divide by zero or measure nothing: refused with the flag that said so.
+fn check_sizes(a: &Args) -> anyhow::Result<()> {
+    let counts = [
+        ("--managers", a.managers as u64),
+        ("--agents", a.agents as u64),
+        ("--idle-secs", a.idle_secs),
+        ("--node-tasks", a.node_tasks),
+        ("--service-clients", a.service_clients as u64),
+        ("--recovery-tasks", a.recovery_tasks),
+        ("--soak-replicas", a.soak_replicas),
+        ("--calibration-writes", a.calibration_writes as u64),
+    ];
+    for (flag, n) in counts {
+        anyhow::ensure!(n > 0, "{flag} must be at least 1");
+    }
+    let lists = [
+        ("--task-sizes", a.task_sizes.clone()),
+        (
+            "--node-sizes",
+            a.node_sizes.iter().map(|&n| n as u64).collect(),
+        ),
+        (
+            "--service-sizes",
+            a.service_sizes.iter().map(|&n| n as u64).collect(),
+        ),
+    ];
+    for (flag, sizes) in lists {
+        anyhow::ensure!(
+            sizes.iter().all(|&n| n > 0),
+            "{flag} must list sizes of at least 1 (got {sizes:?})"
+        );
+    }
+    anyhow::ensure!(
+        a.service_sizes.windows(2).all(|w| w[0] < w[1]),
+        "--service-sizes are cumulative totals and must grow (got {:?})",
+        a.service_sizes
+    );
+    Ok(())
+}
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     for p in &args.phases {
@@ -680,6 +723,7 @@ fn main() -> anyhow::Result<()> {
             "unknown phase {p:?}: use tasks, nodes, services, recovery or soak"
         );
     }
+    check_sizes(&args)?;
     swarm_benches::prepare_process();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -7,15 +7,7 @@
 # Memory: a few GiB at the defaults (each manager holds the 10,000 tasks and its Raft log).
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
-cd "$root"
-
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
-echo "building release binaries into $target_dir" >&2
-cargo build -q --release -p swarm-node -p swarm-cli -p swarm-benches --bins
-
-export SWARM_BIN_DIR="$target_dir/release"
-echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
-echo "Command: deploy/bench/e2e/run.sh $*"
-echo
+source "$(dirname "${BASH_SOURCE[0]}")/../release.sh"
+release_bins swarm-node swarm-cli swarm-benches
+run_header deploy/bench/e2e/run.sh "$@"
 "$SWARM_BIN_DIR/e2e_fake_agents" "$@"

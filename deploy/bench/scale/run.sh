@@ -9,15 +9,7 @@
 # Memory: ~1 GiB per manager at 100k tasks; about 30 minutes for the whole grid on 2 cores.
 set -euo pipefail
 
-root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../../.." && pwd)"
-cd "$root"
-
-target_dir="${CARGO_TARGET_DIR:-$root/target}"
-echo "building release binaries into $target_dir" >&2
-cargo build -q --release -p swarm-node -p swarm-cli -p swarm-benches --bins
-
-export SWARM_BIN_DIR="$target_dir/release"
-echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); nproc $(nproc); commit $(git rev-parse --short HEAD 2>/dev/null || echo '?')$(git diff --quiet 2>/dev/null || echo ' (dirty tree)')"
-echo "Command: deploy/bench/scale/run.sh $*"
-echo
+source "$(dirname "${BASH_SOURCE[0]}")/../release.sh"
+release_bins swarm-node swarm-cli swarm-benches
+run_header deploy/bench/scale/run.sh "$@"
 "$SWARM_BIN_DIR/scale_grid" "$@"

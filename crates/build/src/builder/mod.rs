@@ -589,12 +589,26 @@ impl Builder<'_> {
             cur.image = Some(d);
             return Ok(true);
         }
+        self.commit_new(cur, key, created_by, layer, None)?;
+        Ok(false)
+    }
+
+    /// Commits the next image on `cur` — its config, with `layer` or a layer already in the
+    /// store (`reuse`) — and caches it under `key`.
+    fn commit_new(
+        &self,
+        cur: &mut Current,
+        key: &str,
+        created_by: &str,
+        layer: Option<&Path>,
+        reuse: Option<(swarm_runtime::image::Descriptor, Digest)>,
+    ) -> Result<(), BuildError> {
         let parent = cur.image.as_ref().map(|d| d.to_string());
         let d = self.store.commit(
             &swarm_runtime::image::commit::Step {
                 parent: parent.as_deref(),
                 layer,
-                reuse: None,
+                reuse,
                 config: cur.config.clone(),
                 created_by: created_by.to_string(),
             },
@@ -602,7 +616,7 @@ impl Builder<'_> {
         )?;
         self.store.cache_put(key, &d)?;
         cur.image = Some(d);
-        Ok(false)
+        Ok(())
     }
 
     fn cached(&self, key: &str, req: &Request) -> Option<Digest> {

@@ -298,20 +298,8 @@ impl Builder<'_> {
         }
         // A `--cache-from` image made this step on the same base: its layer stands in.
         if let Some(reuse) = cur.reusable(created_by) {
-            let parent = cur.image.as_ref().map(|d| d.to_string());
             let diff = reuse.1.clone();
-            let d = self.store.commit(
-                &swarm_runtime::image::commit::Step {
-                    parent: parent.as_deref(),
-                    layer: None,
-                    reuse: Some(reuse),
-                    config: cur.config.clone(),
-                    created_by: created_by.to_string(),
-                },
-                None,
-            )?;
-            self.store.cache_put(key, &d)?;
-            cur.image = Some(d);
+            self.commit_new(cur, key, created_by, None, Some(reuse))?;
             out(Event::Cached);
             cur.follow(created_by, Some(&diff));
             return Ok(true);

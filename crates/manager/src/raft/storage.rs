@@ -76,7 +76,15 @@ pub struct LogVolume {
     due: tokio::sync::Notify,
     /// (index, encoded bytes) of the most recent entries: where a purge that keeps
     /// [`KEPT_LOG_BYTES`] behind a snapshot should stop.
-    recent: std::sync::Mutex<std::collections::VecDeque<(u64, u64)>>,
+    recent: std::sync::Mutex<Recent>,
+}
+
+/// The window of recent entries and the sum of their bytes (kept, not recomputed: this runs
+/// on every append).
+#[derive(Debug, Default)]
+struct Recent {
+    entries: std::collections::VecDeque<(u64, u64)>,
+    bytes: u64,
 }
 
 impl LogVolume {
@@ -87,23 +95,28 @@ impl LogVolume {
 
     /// Entries of these (index, encoded bytes) were appended.
     pub fn appended_entries(&self, entries: &[(u64, u64)]) {
-        let mut recent = self.recent.lock().expect("log volume lock");
+        let mut r = self.recent.lock().expect("log volume lock");
+        let Recent {
+            entries: recent,
+            bytes,
+        } = &mut *r;
         if let Some(&(first, _)) = entries.first() {
             // A truncated and rewritten tail: forget what it replaced.
             while recent.back().is_some_and(|&(i, _)| i >= first) {
-                recent.pop_back();
+                *bytes -= recent.pop_back().map_or(0, |(_, b)| b);
             }
         }
-        recent.extend(entries.iter().copied());
+        for &(i, b) in entries {
+            recent.push_back((i, b));
+            *bytes += b;
+        }
         // The purge point is looked up behind a snapshot that lags the newest entry by up to
         // a snapshot's worth of log: remember that much more (and at most 65,536 entries).
         let window = MIN_LOG_BYTES_PER_SNAPSHOT + 4 * KEPT_LOG_BYTES;
-        let mut total: u64 = recent.iter().map(|(_, b)| b).sum();
-        while recent.len() > 1 && (total - recent[0].1 >= window || recent.len() > 65_536) {
-            total -= recent[0].1;
-            recent.pop_front();
+        while recent.len() > 1 && (*bytes - recent[0].1 >= window || recent.len() > 65_536) {
+            *bytes -= recent.pop_front().map_or(0, |(_, b)| b);
         }
-        drop(recent);
+        drop(r);
         self.appended(entries.iter().map(|(_, b)| b).sum());
     }
 
@@ -113,7 +126,12 @@ impl LogVolume {
     pub fn purge_point(&self, snapshot_index: u64, keep: u64) -> Option<u64> {
         let recent = self.recent.lock().expect("log volume lock");
         let mut kept = 0;
-        for &(i, b) in recent.iter().rev().filter(|(i, _)| *i <= snapshot_index) {
+        for &(i, b) in recent
+            .entries
+            .iter()
+            .rev()
+            .filter(|(i, _)| *i <= snapshot_index)
+        {
             kept += b;
             if kept > keep {
                 return Some(i);

@@ -15,6 +15,14 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Bui
     }
 }
 
+async fn build_snapshot(sm: &mut StateMachine) -> Snapshot<TypeConfig> {
+    sm.get_snapshot_builder()
+        .await
+        .build_snapshot()
+        .await
+        .expect("build snapshot")
+}
+
 fn entry(index: u64, ops: usize) -> Entry<TypeConfig> {
     use swarm_types::store::{Op, WriteBatch};
     let batch = WriteBatch {
@@ -87,12 +95,7 @@ async fn a_snapshot_kept_in_sled_by_an_older_version_is_read_then_moved_to_its_f
     assert_eq!(applied.map(|l| l.index), Some(42), "restored from sled");
     assert!(!SnapshotFile::in_dir(dir.path()).path().exists());
 
-    let built = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = build_snapshot(&mut sm).await;
     assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(42));
     assert!(legacy.get("data").unwrap().is_none(), "sled copy dropped");
     let (meta_bytes, _) = SnapshotFile::in_dir(dir.path()).read().unwrap().unwrap();
@@ -143,20 +146,13 @@ async fn a_snapshot_is_due_by_log_bytes_and_a_large_snapshot_raises_the_bar() {
 
 #[tokio::test]
 async fn the_log_and_the_state_machine_share_one_volume_that_a_snapshot_resets() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let db = open_db(dir.path()).expect("open sled");
-    let (log, mut sm) = open(&db, dir.path()).unwrap();
+    let (_dir, log, mut sm) = Builder.build().await.unwrap();
     let volume = log.volume();
     // (`append` adds each entry's encoded size; openraft's callback cannot be made outside
     // openraft, so the count is added here directly.)
     volume.appended(1234);
     sm.apply((1..=3).map(|i| entry(i, 100))).await.unwrap();
-    let built = sm
-        .get_snapshot_builder()
-        .await
-        .build_snapshot()
-        .await
-        .unwrap();
+    let built = build_snapshot(&mut sm).await;
     assert_eq!(built.meta.last_log_id.map(|l| l.index), Some(3));
     assert_eq!(volume.since_snapshot(), 0, "the snapshot covers the log");
 }
@@ -171,8 +167,11 @@ fn the_purge_point_keeps_a_bounded_number_of_bytes_behind_the_snapshot() {
     assert_eq!(v.since_snapshot(), 100 * mib);
     // Keep 8 MiB behind a snapshot at 90: entries 83..=90 stay, 82 and before go.
     assert_eq!(v.purge_point(90, 8 * mib), Some(82));
-    // The window reaches back only so far: older snapshots are openraft's to decide.
+    // The window reaches back only so far (64 MiB: entries 37..=100): older snapshots are
+    // openraft's to decide.
     assert_eq!(v.purge_point(10, 8 * mib), None);
+    assert_eq!(v.purge_point(36, 0), None);
+    assert_eq!(v.purge_point(37, 0), Some(37));
     // A rewritten tail (after a truncation) replaces what it covered.
     v.appended_entries(&[(95, 10 * mib)]);
     assert_eq!(

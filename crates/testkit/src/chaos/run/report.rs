@@ -40,6 +40,18 @@ pub enum StepOutcome<'a> {
 }
 
 impl StepReport {
+    /// A step whose clients got no write acknowledged on its keys checked nothing about
+    /// them (their histories are empty of writes): that is an anomaly, never an `ok`.
+    pub fn require_client_writes(&mut self) {
+        if self.skipped.is_none() && self.writes_ok == 0 {
+            self.anomalies.push(format!(
+                "no client write on the step's keys was acknowledged ({} failed, {} unknown): \
+                 its linearizability and lost-write checks checked nothing",
+                self.writes_failed, self.writes_unknown
+            ));
+        }
+    }
+
     pub fn outcome(&self) -> StepOutcome<'_> {
         match (&self.skipped, self.anomalies.len()) {
             (_, n) if n > 0 => StepOutcome::Anomalies(n),
@@ -260,6 +272,28 @@ mod tests {
         );
         assert!(r.summary().contains("1 ANOMALIES"), "{}", r.summary());
         assert!(r.verdict(false).is_err());
+    }
+
+    #[test]
+    fn a_step_whose_clients_wrote_nothing_is_an_anomaly_not_ok() {
+        let mut idle = StepReport {
+            writes_failed: 3,
+            ..Default::default()
+        };
+        idle.require_client_writes();
+        assert!(matches!(idle.outcome(), StepOutcome::Anomalies(1)));
+        let mut busy = StepReport {
+            writes_ok: 40,
+            ..Default::default()
+        };
+        busy.require_client_writes();
+        assert_eq!(busy.outcome(), StepOutcome::Ok);
+        let mut skipped = StepReport {
+            skipped: Some("no sch_netem".into()),
+            ..Default::default()
+        };
+        skipped.require_client_writes();
+        assert_eq!(skipped.outcome(), StepOutcome::Skipped("no sch_netem"));
     }
 
     #[test]

@@ -117,6 +117,7 @@ impl Runner {
         self.check_canaries_and_bounds(&before, &active, &mut rep);
         rep.notes.append(&mut active.notes);
         self.metrics(&mut rep, &ops, step_t0, fault_at, heal_at);
+        rep.require_client_writes();
         // Clean up the step's services (best effort, not checked).
         for k in &all_keys {
             let m = self.random_manager();
