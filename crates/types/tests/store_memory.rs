@@ -44,6 +44,9 @@ static A: Counting = Counting;
 
 const TASKS: usize = 10_000;
 
+/// The counter is process-wide: the tests measure one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A service as an operator writes it: image, command, a few env vars and labels.
 fn service() -> Service {
     let mut spec = ServiceSpec::replicated("web", "registry.example:5000/team/web:1.4.2", 10_000);
@@ -107,6 +110,7 @@ fn creates(svc: &Service) -> Vec<WriteBatch> {
 
 #[test]
 fn a_running_task_costs_the_store_under_one_kib() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut store = StoreState::default();
     let svc = service();
     store
@@ -176,6 +180,7 @@ fn a_running_task_costs_the_store_under_one_kib() {
 
 #[test]
 fn a_service_costs_the_store_under_seven_kib() {
+    let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     const SERVICES: usize = 2_000;
     let mut store = StoreState::default();
     let ops: Vec<Op> = (0..SERVICES)
