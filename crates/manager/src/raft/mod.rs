@@ -11,6 +11,10 @@ use std::io::Cursor;
 use swarm_types::store::{StoreError, WriteBatch};
 use swarm_types::Object;
 
+/// Rough upper bound of one AppendEntries' encoded entries (the log reader stops there and
+/// the network cuts there); a single larger entry is still sent.
+pub(crate) const APPEND_BUDGET_BYTES: usize = 256 * 1024;
+
 /// One Raft entry's application data: the write batches of several clients, coalesced by
 /// the leader so that many concurrent writes share one entry (one append, one flush). Each
 /// batch still applies atomically and succeeds or fails on its own.

@@ -92,9 +92,6 @@ impl Network {
     }
 }
 
-/// Rough upper bound of one append's encoded entries; a single larger entry is still sent.
-const APPEND_BUDGET_BYTES: usize = 256 * 1024;
-
 /// How many leading entries fit in `budget` encoded bytes (at least one).
 fn fit_entries(entries: &[openraft::Entry<TypeConfig>], budget: usize) -> usize {
     let mut total = 0usize;
@@ -265,13 +262,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         // a timeout, heartbeats included. An unbounded catch-up append (hundreds of entries of
         // hundreds of task ops each) on a busy follower then times out again on every retry:
         // replication stalls and followers start elections. Sending a prefix and answering
-        // `PartialSuccess` keeps each RPC small; openraft continues from there.
+        // `PartialSuccess` keeps each RPC small; openraft continues from there. (The log
+        // reader already stops at this budget; this guards every other way entries arrive.)
         let network = |e: rmp_serde::encode::Error| RPCError::Network(NetworkError::new(&e));
         let mut data = super::codec::encode(&rpc).map_err(network)?;
         let mut partial = false;
-        if data.len() > APPEND_BUDGET_BYTES && rpc.entries.len() > 1 {
+        if data.len() > super::APPEND_BUDGET_BYTES && rpc.entries.len() > 1 {
             rpc.entries
-                .truncate(fit_entries(&rpc.entries, APPEND_BUDGET_BYTES));
+                .truncate(fit_entries(&rpc.entries, super::APPEND_BUDGET_BYTES));
             partial = true;
             data = super::codec::encode(&rpc).map_err(network)?;
         }

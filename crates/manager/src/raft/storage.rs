@@ -199,10 +199,10 @@ fn entry_ops(e: &Entry<TypeConfig>) -> usize {
     }
 }
 
-/// The decoded recent entries, with the ops they hold.
+/// The decoded recent entries, each with the ops it holds and its encoded size.
 #[derive(Default)]
 struct Cache {
-    entries: std::collections::BTreeMap<u64, (Entry<TypeConfig>, usize)>,
+    entries: std::collections::BTreeMap<u64, (Entry<TypeConfig>, usize, usize)>,
     ops: usize,
 }
 
@@ -214,12 +214,12 @@ impl Cache {
 
     fn retain(&mut self, keep: impl Fn(u64) -> bool) {
         self.entries.retain(|i, _| keep(*i));
-        self.ops = self.entries.values().map(|(_, n)| n).sum();
+        self.ops = self.entries.values().map(|(_, n, _)| n).sum();
     }
 
-    fn insert(&mut self, e: Entry<TypeConfig>) {
+    fn insert(&mut self, e: Entry<TypeConfig>, bytes: usize) {
         let n = entry_ops(&e);
-        if let Some((_, old)) = self.entries.insert(e.log_id.index, (e, n)) {
+        if let Some((_, old, _)) = self.entries.insert(e.log_id.index, (e, n, bytes)) {
             self.ops -= old;
         }
         self.ops += n;
@@ -227,7 +227,7 @@ impl Cache {
         while self.entries.len() > 1
             && (self.entries.len() > CACHED_ENTRIES || self.ops > CACHED_OPS)
         {
-            if let Some((_, (_, n))) = self.entries.pop_first() {
+            if let Some((_, (_, n, _))) = self.entries.pop_first() {
                 self.ops -= n;
             }
         }
@@ -271,7 +271,30 @@ impl LogStore {
             cache
                 .entries
                 .range(start..end)
-                .map(|(_, (e, _))| e.clone())
+                .map(|(_, (e, _, _))| e.clone())
+                .collect(),
+        )
+    }
+
+    /// The cached entries from `start` on (before `end`), cut where `budget` encoded bytes
+    /// would be exceeded (at least one); `None` unless the cache holds `start`.
+    fn cached_limited(
+        &self,
+        start: u64,
+        end: u64,
+        budget: usize,
+    ) -> Option<Vec<Entry<TypeConfig>>> {
+        let cache = self.cache.lock().expect("log cache lock");
+        if !cache.entries.contains_key(&start) {
+            return None;
+        }
+        let mut fit = Budget::new(budget);
+        Some(
+            cache
+                .entries
+                .range(start..end)
+                .take_while(|(_, (_, _, bytes))| fit.admit(*bytes))
+                .map(|(_, (e, _, _))| e.clone())
                 .collect(),
         )
     }
@@ -342,6 +365,62 @@ impl RaftLogReader<TypeConfig> for LogStore {
         }
         Ok(out)
     }
+
+    /// What the leader sends one follower in one AppendEntries: openraft asks for up to
+    /// `max_payload_entries`, this stops at `APPEND_BUDGET_BYTES` of encoded entries. A new
+    /// leader probes each follower's log from the middle of its own (a binary search), and
+    /// with group-commit entries of up to a thousand objects the full range was tens of MiB
+    /// decoded from sled and encoded again only for the network to send the first few
+    /// hundred KiB of it — half the next leader's CPU after a failover with 100k tasks
+    /// (issue 17, BENCHMARKS).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        if let Some(hit) = self.cached_limited(start, end, super::APPEND_BUDGET_BYTES) {
+            return Ok(hit);
+        }
+        let mut fit = Budget::new(super::APPEND_BUDGET_BYTES);
+        let mut out = Vec::new();
+        for kv in self.log.range(key(start)..key(end)) {
+            let (_, v) = kv.map_err(|e| io_err(StorageIOError::read_logs, e))?;
+            if !fit.admit(v.len()) {
+                break;
+            }
+            out.push(decode_entry(&v)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Admits items while their sizes fit a byte budget; the first is always admitted.
+struct Budget {
+    left: usize,
+    first: bool,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        Budget {
+            left: bytes,
+            first: true,
+        }
+    }
+
+    fn admit(&mut self, size: usize) -> bool {
+        if std::mem::take(&mut self.first) {
+            self.left = self.left.saturating_sub(size);
+            return true;
+        }
+        match self.left.checked_sub(size) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl RaftLogStorage<TypeConfig> for LogStore {
@@ -401,8 +480,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         for e in entries {
             let v = super::codec::encode(&e).map_err(|e| io_err(StorageIOError::write_logs, e))?;
             sizes.push((e.log_id.index, v.len() as u64));
-            batch.insert(&key(e.log_id.index), v);
-            appended.push(e);
+            appended.push((e, v.len()));
+            batch.insert(&key(appended.last().expect("pushed").0.log_id.index), v);
         }
         self.log
             .apply_batch(batch)
@@ -410,14 +489,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         {
             let mut cache = self.cache.lock().expect("log cache lock");
             // Only contiguous runs: a gap would make `cached` answer for entries it lacks.
-            if let (Some(first), Some(&last)) = (appended.first(), cache.entries.keys().next_back())
+            if let (Some((first, _)), Some(&last)) =
+                (appended.first(), cache.entries.keys().next_back())
             {
                 if first.log_id.index != last + 1 {
                     cache.clear();
                 }
             }
-            for e in appended {
-                cache.insert(e);
+            for (e, bytes) in appended {
+                cache.insert(e, bytes);
             }
         }
         self.volume.appended_entries(&sizes);

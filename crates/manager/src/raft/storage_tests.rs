@@ -1,6 +1,7 @@
 //! Tests of the Raft storage: openraft's storage suite, the entry cache, the snapshot's move
 //! out of sled.
 
+use super::super::{codec, APPEND_BUDGET_BYTES};
 use super::*;
 use openraft::testing::{StoreBuilder, Suite};
 
@@ -47,7 +48,7 @@ fn the_entry_cache_is_bounded_by_the_ops_it_holds() {
     let mut c = Cache::default();
     // Big group-committed entries: the ops bound evicts long before the count bound.
     for i in 1..=40 {
-        c.insert(entry(i, 1_000));
+        c.insert(entry(i, 1_000), 0);
     }
     assert_eq!(c.ops, CACHED_OPS / 1_000 * 1_000);
     assert_eq!(c.entries.len(), CACHED_OPS / 1_000);
@@ -59,18 +60,60 @@ fn the_entry_cache_is_bounded_by_the_ops_it_holds() {
     // Small entries: the count bound.
     let mut c = Cache::default();
     for i in 1..=(CACHED_ENTRIES as u64 + 10) {
-        c.insert(entry(i, 1));
+        c.insert(entry(i, 1), 0);
     }
     assert_eq!(c.entries.len(), CACHED_ENTRIES);
     assert_eq!(c.ops, CACHED_ENTRIES);
     // One entry larger than the whole budget is still kept (until the next one).
     let mut c = Cache::default();
-    c.insert(entry(1, CACHED_OPS + 5));
+    c.insert(entry(1, CACHED_OPS + 5), 0);
     assert_eq!(c.entries.len(), 1);
-    c.insert(entry(2, 10));
+    c.insert(entry(2, 10), 0);
     assert_eq!((c.entries.len(), c.ops), (1, 10));
     c.retain(|i| i < 2);
     assert_eq!((c.entries.len(), c.ops), (0, 0));
+}
+
+#[tokio::test]
+async fn a_follower_is_sent_a_bounded_run_of_entries_from_sled_or_the_cache() {
+    let (_dir, mut log, _sm) = Builder.build().await.expect("store");
+    // Entries of ~40 KiB each: the budget holds a handful of them, not the whole range.
+    let per_entry = codec::encode(&entry(1, 1_000)).expect("encode").len();
+    let fits = APPEND_BUDGET_BYTES / per_entry;
+    assert!((2..50).contains(&fits), "{per_entry} bytes per entry");
+    for i in 1..=100 {
+        let v = codec::encode(&entry(i, 1_000)).expect("encode");
+        log.log.insert(key(i), v).expect("insert");
+    }
+    let got = log.limited_get_log_entries(1, 101).await.expect("read");
+    let indexes: Vec<u64> = got.iter().map(|e| e.log_id.index).collect();
+    assert_eq!(indexes, (1..=fits as u64).collect::<Vec<_>>(), "from sled");
+    // Within the budget, the range decides; a range of one always gets its entry.
+    let got = log.limited_get_log_entries(40, 42).await.expect("read");
+    assert_eq!(got.len(), 2);
+    // One entry larger than the budget is still sent, alone.
+    let big = codec::encode(&entry(101, 10_000)).expect("encode");
+    assert!(big.len() > APPEND_BUDGET_BYTES);
+    log.log.insert(key(101), big).expect("insert");
+    let got = log.limited_get_log_entries(101, 102).await.expect("read");
+    assert_eq!(got.len(), 1);
+    let got = log.limited_get_log_entries(100, 102).await.expect("read");
+    assert_eq!(got.len(), 1, "the big one waits for the next append");
+    // The cache answers the same way, from any index it holds.
+    {
+        let mut c = log.cache.lock().unwrap();
+        for i in 50..=60 {
+            c.insert(entry(i, 1_000), per_entry);
+        }
+    }
+    let got = log.limited_get_log_entries(55, 101).await.expect("read");
+    let indexes: Vec<u64> = got.iter().map(|e| e.log_id.index).collect();
+    let want_end = (55 + fits as u64).min(61);
+    assert_eq!(
+        indexes,
+        (55..want_end).collect::<Vec<_>>(),
+        "from the cache"
+    );
 }
 
 #[tokio::test]
