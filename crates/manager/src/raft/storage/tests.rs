@@ -1,8 +1,8 @@
 //! Tests of the Raft storage: openraft's storage suite, the entry cache, the snapshot's move
 //! out of sled.
 
-use super::super::{codec, APPEND_BUDGET_BYTES};
 use super::*;
+use crate::raft::{codec, APPEND_BUDGET_BYTES};
 use openraft::testing::{StoreBuilder, Suite};
 
 struct Builder;
@@ -37,7 +37,7 @@ fn entry(index: u64, ops: usize) -> Entry<TypeConfig> {
     };
     Entry {
         log_id: LogId::new(openraft::CommittedLeaderId::new(1, 1), index),
-        payload: openraft::EntryPayload::Normal(super::super::Proposal {
+        payload: openraft::EntryPayload::Normal(crate::raft::Proposal {
             batches: Arc::new(vec![Arc::new(batch)]),
         }),
     }
@@ -126,7 +126,7 @@ async fn a_snapshot_kept_in_sled_by_an_older_version_is_read_then_moved_to_its_f
         snapshot_id: "old".into(),
     };
     let state = StoreState::default();
-    let data = super::super::codec::encode(&SnapshotBodyRef { state: &state }).unwrap();
+    let data = codec::encode(&SnapshotBodyRef { state: &state }).unwrap();
     let legacy = db.open_tree("snapshot").unwrap();
     legacy
         .insert("meta", serde_json::to_vec(&meta).unwrap())

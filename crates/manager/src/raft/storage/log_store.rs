@@ -1,0 +1,375 @@
+//! The Raft log in sled's `log` tree and the vote, committed and purge points in `meta`,
+//! with the recent entries kept decoded. It does not touch the state machine or snapshots.
+
+use super::*;
+
+/// Most recent entries kept decoded in memory. Every entry is read back right after it is
+/// appended: by the state machine to apply it and, on the leader, once per follower to
+/// replicate it; decoding it from sled each time was the leader's largest single cost when
+/// thousands of tasks were created at once. Entries share their payload, so a hit is cheap.
+///
+/// Bounded by entries and by the ops they hold: a count alone let 512 entries of up to
+/// 1,000 objects each (group commit) keep hundreds of MiB of tasks alive long after they
+/// were applied and replicated — manager RSS grew round after round of the same 10,000-task
+/// benchmark until the cache was full (issue 17).
+pub(super) const CACHED_ENTRIES: usize = 512;
+/// Most ops (objects) the cached entries may hold together: room for the burst of a
+/// 10,000-task service while it is applied and replicated.
+pub(super) const CACHED_OPS: usize = 16_384;
+
+/// Ops an entry carries (what its decoded form costs, roughly).
+pub(super) fn entry_ops(e: &Entry<TypeConfig>) -> usize {
+    match &e.payload {
+        openraft::EntryPayload::Normal(r) => r
+            .batches
+            .iter()
+            .map(|b| b.ops.iter().map(|o| o.weight()).sum::<usize>())
+            .sum::<usize>()
+            .max(1),
+        _ => 1,
+    }
+}
+
+/// The decoded recent entries, each with the ops it holds and its encoded size.
+#[derive(Default)]
+pub(super) struct Cache {
+    pub(super) entries: std::collections::BTreeMap<u64, (Entry<TypeConfig>, usize, usize)>,
+    pub(super) ops: usize,
+}
+
+impl Cache {
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.ops = 0;
+    }
+
+    pub(super) fn retain(&mut self, keep: impl Fn(u64) -> bool) {
+        self.entries.retain(|i, _| keep(*i));
+        self.ops = self.entries.values().map(|(_, n, _)| n).sum();
+    }
+
+    pub(super) fn insert(&mut self, e: Entry<TypeConfig>, bytes: usize) {
+        let n = entry_ops(&e);
+        if let Some((_, old, _)) = self.entries.insert(e.log_id.index, (e, n, bytes)) {
+            self.ops -= old;
+        }
+        self.ops += n;
+        // The newest entry always stays (it is about to be applied and replicated).
+        while self.entries.len() > 1
+            && (self.entries.len() > CACHED_ENTRIES || self.ops > CACHED_OPS)
+        {
+            if let Some((_, (_, n, _))) = self.entries.pop_first() {
+                self.ops -= n;
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct LogStore {
+    db: sled::Db,
+    pub(super) log: sled::Tree,
+    meta: sled::Tree,
+    pub(super) cache: Arc<std::sync::Mutex<Cache>>,
+    volume: Arc<LogVolume>,
+}
+
+impl LogStore {
+    pub fn open(db: &sled::Db, volume: Arc<LogVolume>) -> Result<Self, sled::Error> {
+        Ok(LogStore {
+            db: db.clone(),
+            log: db.open_tree("log")?,
+            meta: db.open_tree("meta")?,
+            cache: Arc::default(),
+            volume,
+        })
+    }
+
+    /// How much log waits for a snapshot (shared with the state machine, which resets it).
+    pub fn volume(&self) -> Arc<LogVolume> {
+        self.volume.clone()
+    }
+
+    /// The entries of `[start, end)` if the cache holds all of them.
+    fn cached(&self, start: u64, end: u64) -> Option<Vec<Entry<TypeConfig>>> {
+        let cache = self.cache.lock().expect("log cache lock");
+        let first = *cache.entries.keys().next()?;
+        let last = *cache.entries.keys().next_back()?;
+        if start < first || end > last + 1 || start >= end {
+            return None;
+        }
+        Some(
+            cache
+                .entries
+                .range(start..end)
+                .map(|(_, (e, _, _))| e.clone())
+                .collect(),
+        )
+    }
+
+    /// The cached entries from `start` on (before `end`), cut where `budget` encoded bytes
+    /// would be exceeded (at least one); `None` unless the cache holds `start`.
+    fn cached_limited(
+        &self,
+        start: u64,
+        end: u64,
+        budget: usize,
+    ) -> Option<Vec<Entry<TypeConfig>>> {
+        let cache = self.cache.lock().expect("log cache lock");
+        if !cache.entries.contains_key(&start) {
+            return None;
+        }
+        let mut fit = Budget::new(budget);
+        Some(
+            cache
+                .entries
+                .range(start..end)
+                .take_while(|(_, (_, _, bytes))| fit.admit(*bytes))
+                .map(|(_, (e, _, _))| e.clone())
+                .collect(),
+        )
+    }
+
+    fn get_meta<T: serde::de::DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, StorageError> {
+        match self
+            .meta
+            .get(key)
+            .map_err(|e| io_err(StorageIOError::read, e))?
+        {
+            None => Ok(None),
+            Some(v) => serde_json::from_slice(&v)
+                .map(Some)
+                .map_err(|e| io_err(StorageIOError::read, e)),
+        }
+    }
+
+    fn put_meta<T: serde::Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
+        let bytes = serde_json::to_vec(v).map_err(|e| io_err(StorageIOError::write, e))?;
+        self.meta
+            .insert(key, bytes)
+            .map_err(|e| io_err(StorageIOError::write, e))?;
+        Ok(())
+    }
+
+    async fn flush(&self) -> Result<(), sled::Error> {
+        self.db.flush_async().await.map(|_| ())
+    }
+}
+
+pub(super) fn key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+pub(super) fn decode_entry(v: &[u8]) -> Result<Entry<TypeConfig>, StorageError> {
+    crate::raft::codec::decode(v).map_err(|e| io_err(StorageIOError::read_logs, e))
+}
+
+impl RaftLogReader<TypeConfig> for LogStore {
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + Send>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let start = match range.start_bound() {
+            Bound::Included(i) => *i,
+            Bound::Excluded(i) => i + 1,
+            Bound::Unbounded => 0,
+        };
+        let end = match range.end_bound() {
+            Bound::Included(i) => Some(i + 1),
+            Bound::Excluded(i) => Some(*i),
+            Bound::Unbounded => None,
+        };
+        if let Some(hit) = end.and_then(|end| self.cached(start, end)) {
+            return Ok(hit);
+        }
+        let mut out = Vec::new();
+        for kv in self.log.range(key(start)..) {
+            let (k, v) = kv.map_err(|e| io_err(StorageIOError::read_logs, e))?;
+            let idx = u64::from_be_bytes(k.as_ref().try_into().expect("8-byte keys"));
+            if !range.contains(&idx) {
+                break;
+            }
+            out.push(decode_entry(&v)?);
+        }
+        Ok(out)
+    }
+
+    /// What the leader sends one follower in one AppendEntries: openraft asks for up to
+    /// `max_payload_entries`, this stops at `APPEND_BUDGET_BYTES` of encoded entries. A new
+    /// leader probes each follower's log from the middle of its own (a binary search), and
+    /// with group-commit entries of up to a thousand objects the full range was tens of MiB
+    /// decoded from sled and encoded again only for the network to send the first few
+    /// hundred KiB of it — half the next leader's CPU after a failover with 100k tasks
+    /// (issue 17, BENCHMARKS).
+    async fn limited_get_log_entries(
+        &mut self,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        if let Some(hit) = self.cached_limited(start, end, crate::raft::APPEND_BUDGET_BYTES) {
+            return Ok(hit);
+        }
+        let mut fit = Budget::new(crate::raft::APPEND_BUDGET_BYTES);
+        let mut out = Vec::new();
+        for kv in self.log.range(key(start)..key(end)) {
+            let (_, v) = kv.map_err(|e| io_err(StorageIOError::read_logs, e))?;
+            if !fit.admit(v.len()) {
+                break;
+            }
+            out.push(decode_entry(&v)?);
+        }
+        Ok(out)
+    }
+}
+
+/// Admits items while their sizes fit a byte budget; the first is always admitted.
+pub(super) struct Budget {
+    left: usize,
+    first: bool,
+}
+
+impl Budget {
+    fn new(bytes: usize) -> Self {
+        Budget {
+            left: bytes,
+            first: true,
+        }
+    }
+
+    fn admit(&mut self, size: usize) -> bool {
+        if std::mem::take(&mut self.first) {
+            self.left = self.left.saturating_sub(size);
+            return true;
+        }
+        match self.left.checked_sub(size) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+impl RaftLogStorage<TypeConfig> for LogStore {
+    type LogReader = LogStore;
+
+    async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
+        let last_purged: Option<LogId> = self.get_meta("last_purged")?;
+        let last = match self
+            .log
+            .last()
+            .map_err(|e| io_err(StorageIOError::read_logs, e))?
+        {
+            Some((_, v)) => Some(decode_entry(&v)?.log_id),
+            None => last_purged,
+        };
+        Ok(LogState {
+            last_purged_log_id: last_purged,
+            last_log_id: last,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<RaftId>) -> Result<(), StorageError> {
+        self.put_meta("vote", vote)?;
+        self.flush()
+            .await
+            .map_err(|e| io_err(StorageIOError::write_vote, e))
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<RaftId>>, StorageError> {
+        self.get_meta("vote")
+    }
+
+    async fn save_committed(&mut self, committed: Option<LogId>) -> Result<(), StorageError> {
+        self.put_meta("committed", &committed)
+    }
+
+    async fn read_committed(&mut self) -> Result<Option<LogId>, StorageError> {
+        Ok(self.get_meta::<Option<LogId>>("committed")?.flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<TypeConfig>,
+    ) -> Result<(), StorageError>
+    where
+        I: IntoIterator<Item = Entry<TypeConfig>> + Send,
+        I::IntoIter: Send,
+    {
+        let mut batch = sled::Batch::default();
+        let mut appended = Vec::new();
+        let mut sizes = Vec::new();
+        for e in entries {
+            let v = crate::raft::codec::encode(&e)
+                .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+            sizes.push((e.log_id.index, v.len() as u64));
+            appended.push((e, v.len()));
+            batch.insert(&key(appended.last().expect("pushed").0.log_id.index), v);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+        {
+            let mut cache = self.cache.lock().expect("log cache lock");
+            // Only contiguous runs: a gap would make `cached` answer for entries it lacks.
+            if let (Some((first, _)), Some(&last)) =
+                (appended.first(), cache.entries.keys().next_back())
+            {
+                if first.log_id.index != last + 1 {
+                    cache.clear();
+                }
+            }
+            for (e, bytes) in appended {
+                cache.insert(e, bytes);
+            }
+        }
+        self.volume.appended_entries(&sizes);
+        // Durable before acknowledged: one flush per appended batch.
+        let res = self.flush().await.map_err(std::io::Error::other);
+        callback.log_io_completed(res);
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        self.cache
+            .lock()
+            .expect("log cache lock")
+            .retain(|i| i < log_id.index);
+        let mut batch = sled::Batch::default();
+        for k in self.log.range(key(log_id.index)..).keys() {
+            batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+        self.flush()
+            .await
+            .map_err(|e| io_err(StorageIOError::write_logs, e))
+    }
+
+    async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
+        // Record the purge point first: a crash in between leaves extra entries, never a gap.
+        self.put_meta("last_purged", &log_id)?;
+        self.cache
+            .lock()
+            .expect("log cache lock")
+            .retain(|i| i > log_id.index);
+        let mut batch = sled::Batch::default();
+        for k in self.log.range(..=key(log_id.index)).keys() {
+            batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
+        }
+        self.log
+            .apply_batch(batch)
+            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+        Ok(())
+    }
+}
