@@ -1,31 +1,23 @@
 //! Confining a mount target inside the rootfs (symlinks resolved component by component,
-//! refused when they climb out), and the copy of the image's content into an empty volume.
+//! refused when they climb out), and the copy of the image's content into an empty volume; it
+//! reads the rootfs only through [`MountSys`] and writes nothing but the volume being populated.
 
 use super::*;
 
 /// The target of `path` when it is a symlink inside the rootfs (`None` when it is not one or
-/// does not exist). `path` has no symlink in its parent components (see [`confine`]).
-pub(super) fn readlink_in_root(root: RawFd, path: &Path) -> Option<PathBuf> {
-    use std::os::unix::ffi::OsStrExt;
+/// does not exist, or on any other failure). `path` has no symlink in its parent components
+/// (see [`confine`]).
+pub(super) fn readlink_in_root<S: MountSys>(
+    sys: &mut S,
+    root: &S::Fd,
+    path: &Path,
+) -> Option<PathBuf> {
     let parent = path.parent()?;
     let name = path.file_name()?;
-    let pfd = open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY).ok()?;
-    let c = sys::cstr(Path::new(name)).ok()?;
-    let mut buf = vec![0u8; libc::PATH_MAX as usize];
-    // SAFETY: valid C string, dir fd and buffer of the given length.
-    let n = unsafe {
-        libc::readlinkat(
-            pfd.as_raw_fd(),
-            c.as_ptr(),
-            buf.as_mut_ptr().cast(),
-            buf.len(),
-        )
-    };
-    if n < 0 {
-        return None;
-    }
-    buf.truncate(n as usize);
-    Some(PathBuf::from(std::ffi::OsStr::from_bytes(&buf)))
+    let pfd = sys
+        .open_in_root(root, parent, libc::O_PATH | libc::O_DIRECTORY)
+        .ok()?;
+    sys.readlink(&pfd, name).ok()
 }
 
 /// Most symlinks followed while confining one path (the kernel's own limit).
@@ -142,9 +134,4 @@ pub(super) fn copy_tree(from: &Path, to: &Path, depth: usize) -> io::Result<()> 
         std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))?;
     }
     Ok(())
-}
-
-pub(super) fn unsafe_zeroed_stat() -> libc::stat {
-    // SAFETY: an all-zero stat is a valid value of this plain C struct.
-    unsafe { std::mem::zeroed() }
 }

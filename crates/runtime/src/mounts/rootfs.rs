@@ -1,5 +1,6 @@
 //! The container's root filesystem: an overlay of image layers (idmapped, or chowned copies,
-//! for a user namespace) or a bind of a bundle's directory.
+//! for a user namespace) or a bind of a bundle's directory; it mounts nothing but the rootfs
+//! and the layers' idmapped mount points, and never a mount inside the rootfs (that is the plan).
 
 use super::*;
 
