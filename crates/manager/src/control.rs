@@ -308,13 +308,12 @@ impl Control for ControlService {
             } else {
                 Some(find_node(s, &r.node)?.id)
             };
-            Ok(s.tasks
-                .values()
+            let tasks: Box<dyn Iterator<Item = &swarm_types::Task>> = match &node {
+                Some(id) => Box::new(s.tasks_on(id)),
+                None => Box::new(s.tasks.values()),
+            };
+            Ok(tasks
                 .filter(|t| svc.as_ref().is_none_or(|id| t.service_id == *id))
-                .filter(|t| {
-                    node.as_ref()
-                        .is_none_or(|id| t.node_id.as_ref() == Some(id))
-                })
                 .cloned()
                 .map(Object::Task)
                 .collect())

@@ -128,13 +128,9 @@ impl Hub {
 }
 
 fn tasks_of(manager: &Manager, node: &NodeId) -> Vec<Task> {
-    manager.store().read(|s| {
-        s.tasks
-            .values()
-            .filter(|t| t.node_id.as_ref() == Some(node))
-            .cloned()
-            .collect()
-    })
+    manager
+        .store()
+        .read(|s| s.tasks_on(node).cloned().collect())
 }
 
 /// Opens the sealed registry credentials of tasks bound for their node: the only place they

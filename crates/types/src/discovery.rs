@@ -81,9 +81,8 @@ pub fn serving(t: &crate::Task) -> bool {
 /// The view of node `node`, sorted (equal states give equal views).
 pub fn view_of(s: &StoreState, node: &NodeId) -> View {
     let local_vnis: BTreeSet<u32> = s
-        .tasks
-        .values()
-        .filter(|t| t.node_id.as_ref() == Some(node) && !t.status.state.is_terminal())
+        .tasks_on(node)
+        .filter(|t| !t.status.state.is_terminal())
         .flat_map(|t| t.networks.iter().map(|a| a.vni))
         .collect();
     let vni_of = |id: &NetworkId| s.networks.get(id).map(|n| n.vni);

@@ -7,18 +7,26 @@ use std::fmt;
 macro_rules! id_type {
     ($(#[$doc:meta])* $name:ident) => {
         $(#[$doc])*
-        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, Default)]
+        /// Immutable and shared: a clone (the store's map key, the index entries, the
+        /// copies in change events and sessions) is a reference count, not a new string.
+        #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
         #[serde(transparent)]
-        pub struct $name(String);
+        pub struct $name(std::sync::Arc<str>);
+
+        impl Default for $name {
+            fn default() -> Self {
+                Self(std::sync::Arc::from(""))
+            }
+        }
 
         impl $name {
             /// A fresh random id.
             pub fn generate() -> Self {
-                Self(crate::util::random_base36(25))
+                Self::new(crate::util::random_base36(25))
             }
             /// Wraps an existing id string (as read from the wire or disk).
             pub fn new(s: impl Into<String>) -> Self {
-                Self(s.into())
+                Self(std::sync::Arc::from(s.into()))
             }
             pub fn as_str(&self) -> &str {
                 &self.0
@@ -43,7 +51,7 @@ macro_rules! id_type {
 
         impl From<&str> for $name {
             fn from(s: &str) -> Self {
-                Self(s.to_string())
+                Self(std::sync::Arc::from(s))
             }
         }
     };

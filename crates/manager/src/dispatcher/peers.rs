@@ -23,9 +23,7 @@ pub use swarm_types::discovery::host_ip;
 /// The peer set of `node`, sorted (so equal sets compare equal).
 pub fn peers_of(s: &StoreState, node: &NodeId) -> Vec<(u32, Ipv4Addr, Ipv4Addr)> {
     let local: BTreeSet<u32> = s
-        .tasks
-        .values()
-        .filter(|t| t.node_id.as_ref() == Some(node))
+        .tasks_on(node)
         .flat_map(|t| t.networks.iter())
         .filter(|a| a.driver == NetworkDriver::Overlay)
         .map(|a| a.vni)

@@ -109,14 +109,17 @@ impl StoreState {
                     false
                 }
             })),
-            Op::AssignTask { id, node_id } => Ok(self.task_change(id, index, now, false, |t| {
-                if t.status.state == TaskState::Pending && t.node_id.is_none() {
-                    t.assign(node_id.clone(), now);
-                    true
-                } else {
-                    false
-                }
-            })),
+            Op::AssignTask { id, node_id } => {
+                let node_id = self.shared_node_id(node_id);
+                Ok(self.task_change(id, index, now, false, |t| {
+                    if t.status.state == TaskState::Pending && t.node_id.is_none() {
+                        t.assign(node_id, now);
+                        true
+                    } else {
+                        false
+                    }
+                }))
+            }
             // `apply` hands this function expanded ops only.
             Op::CreateTasks(_) => unreachable!("CreateTasks is expanded before it is applied"),
             Op::Delete { kind, id, version } => {
@@ -170,8 +173,14 @@ impl StoreState {
         f: impl FnOnce(&mut Task) -> bool,
     ) -> Option<Change> {
         let t = self.tasks.get_mut(id)?;
+        // The only in-place node change is an assignment (`AssignTask` takes unassigned
+        // tasks only); whole-object writes re-index in `put`.
+        let unassigned = t.node_id.is_none();
         if !f(t) {
             return None;
+        }
+        if unassigned {
+            super::index_node(&mut self.by_node, id, None, t.node_id.as_ref());
         }
         t.meta.version = index;
         t.meta.updated_at = now;

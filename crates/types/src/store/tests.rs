@@ -436,3 +436,64 @@ fn a_retry_recognises_its_own_applied_write_and_nothing_else() {
         }]))
         .is_none());
 }
+
+#[test]
+fn tasks_are_indexed_by_node_through_every_change() {
+    let on = |s: &StoreState, n: &str| -> Vec<String> {
+        s.tasks_on(&NodeId::new(n))
+            .map(|t| t.id.to_string())
+            .collect()
+    };
+    let assign = |id: &str, n: &str| Op::AssignTask {
+        id: TaskId::new(id),
+        node_id: NodeId::new(n),
+    };
+    let mut s = StoreState::default();
+    s.apply(
+        &batch(vec![
+            Op::Create(task("a")),
+            Op::Create(task("b")),
+            Op::Create(task("c")),
+        ]),
+        1,
+    )
+    .unwrap();
+    assert!(on(&s, "n1").is_empty(), "unassigned tasks are on no node");
+    s.apply(&batch(vec![assign("b", "n1"), assign("a", "n1")]), 2)
+        .unwrap();
+    s.apply(&batch(vec![assign("c", "n2")]), 3).unwrap();
+    assert_eq!(on(&s, "n1"), ["a", "b"], "in id order");
+    assert_eq!(on(&s, "n2"), ["c"]);
+    // A whole-object write that moves a task re-indexes it.
+    let mut moved = s.tasks["b"].clone();
+    moved.node_id = Some(NodeId::new("n2"));
+    s.apply(&batch(vec![Op::Put(Object::Task(moved))]), 4)
+        .unwrap();
+    assert_eq!(
+        (on(&s, "n1"), on(&s, "n2")),
+        (vec!["a".into()], vec!["b".to_string(), "c".into()])
+    );
+    // A batch that fails is undone, its assignment with it.
+    s.apply(&batch(vec![Op::Create(task("d"))]), 5).unwrap();
+    assert!(s
+        .apply(&batch(vec![assign("d", "n1"), Op::Create(task("a"))]), 6)
+        .is_err());
+    assert_eq!(on(&s, "n1"), ["a"]);
+    // Deleted tasks leave the index.
+    s.apply(
+        &batch(vec![Op::Delete {
+            kind: ObjectKind::Task,
+            id: "a".into(),
+            version: None,
+        }]),
+        7,
+    )
+    .unwrap();
+    assert!(on(&s, "n1").is_empty());
+    // Rebuilt after a snapshot: the same index.
+    let json = serde_json::to_vec(&s).unwrap();
+    let mut back: StoreState = serde_json::from_slice(&json).unwrap();
+    back.rebuild_indexes();
+    assert_eq!(back, s);
+    assert_eq!(on(&back, "n2"), ["b", "c"]);
+}
