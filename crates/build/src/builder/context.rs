@@ -125,7 +125,6 @@ impl Builder<'_> {
         let root = root
             .canonicalize()
             .map_err(|e| fail(format!("{}: {e}", root.display())))?;
-        let mut items = Vec::new();
         // Downloads of ADD's URLs, removed when the step ends.
         let downloads = tempfile::Builder::new()
             .prefix("add-")
@@ -134,6 +133,46 @@ impl Builder<'_> {
                 path: self.dir.clone(),
                 source,
             })?;
+        let items = self.items(
+            (t, unpack, parents, checksum),
+            (&root, &ignore, &exclude, &origin),
+            &dest,
+            downloads.path(),
+            x,
+            &fail,
+        )?;
+        let into_dir = dest.ends_with('/')
+            || parents
+            || items.len() > 1
+            || items.iter().any(|i| match i {
+                Item::Path { src, .. } => src.is_dir(),
+                Item::Archive { .. } => true,
+                Item::Data { .. } => false,
+            });
+        let dest = dest.trim_end_matches('/');
+        self.commit_items(
+            node,
+            req,
+            cur,
+            &items,
+            (dest, into_dir),
+            (&ignore, &exclude, parents, &root, &owner),
+            out,
+        )
+    }
+
+    /// The entries a COPY/ADD writes: each source expanded (globs, directories), ADD's URLs
+    /// downloaded into `downloads`, local archives marked for unpacking (ADD).
+    fn items(
+        &self,
+        (t, unpack, parents, checksum): (&Transfer, bool, bool, Option<&str>),
+        (root, ignore, exclude, origin): (&Path, &IgnoreMatcher, &IgnoreMatcher, &Origin<'_>),
+        dest: &str,
+        downloads: &Path,
+        x: &dyn Fn(&str) -> Result<String, BuildError>,
+        fail: &dyn Fn(String) -> BuildError,
+    ) -> Result<Vec<Item>, BuildError> {
+        let mut items = Vec::new();
         for s in &t.sources {
             match s {
                 Source::Heredoc(h) => items.push(Item::Data {
@@ -143,7 +182,7 @@ impl Builder<'_> {
                 Source::Path(p) if p.contains("://") => {
                     let url = x(p)?;
                     let (src, name) = self
-                        .download(&url, checksum, downloads.path(), items.len())
+                        .download(&url, checksum, downloads, items.len())
                         .map_err(fail)?;
                     if name.is_empty() && dest.ends_with('/') {
                         return Err(fail(format!(
@@ -153,8 +192,8 @@ impl Builder<'_> {
                     items.push(Item::Path { src, dest: name });
                 }
                 Source::Path(p) => {
-                    let found = sources(&root, &x(p)?, (&ignore, &exclude), &origin, parents)
-                        .map_err(fail)?;
+                    let found =
+                        sources(root, &x(p)?, (ignore, exclude), origin, parents).map_err(fail)?;
                     for (src, name) in found {
                         let archive = match unpack && src.is_file() {
                             true => archive_kind(&src).map_err(|e| fail(format!("{p}: {e}")))?,
@@ -173,15 +212,23 @@ impl Builder<'_> {
                 "no source files were specified or matched in {origin}"
             )));
         }
-        let into_dir = dest.ends_with('/')
-            || parents
-            || items.len() > 1
-            || items.iter().any(|i| match i {
-                Item::Path { src, .. } => src.is_dir(),
-                Item::Archive { .. } => true,
-                Item::Data { .. } => false,
-            });
-        let dest = dest.trim_end_matches('/').to_string();
+        Ok(items)
+    }
+
+    /// Writes `items` as one layer at `dest` (a directory when `into_dir`) and commits it on
+    /// `cur` under the step's cache key (the layer's digest stands for the sources).
+    #[allow(clippy::too_many_arguments)]
+    fn commit_items(
+        &self,
+        node: &Node,
+        req: &Request,
+        cur: &mut Current,
+        items: &[Item],
+        (dest, into_dir): (&str, bool),
+        w: (&IgnoreMatcher, &IgnoreMatcher, bool, &Path, &Owner),
+        out: &mut dyn FnMut(Event),
+    ) -> Result<(), BuildError> {
+        let (ignore, exclude, parents, root, owner) = w;
         static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let layer = self
@@ -198,15 +245,15 @@ impl Builder<'_> {
         let mut tb = tar::Builder::new(fs::File::create(&layer).map_err(io)?);
         let mut w = LayerWriter {
             tar: &mut tb,
-            ignore: &ignore,
-            exclude: &exclude,
+            ignore,
+            exclude,
             parents,
-            context: &root,
-            owner: &owner,
+            context: root,
+            owner,
         };
-        w.parents(&dest, into_dir, &lower).map_err(io)?;
-        for item in &items {
-            w.item(item, &dest, into_dir).map_err(io)?;
+        w.parents(dest, into_dir, &lower).map_err(io)?;
+        for item in items {
+            w.item(item, dest, into_dir).map_err(io)?;
         }
         tb.into_inner().map_err(io)?;
         let digest = file_digest(&layer).map_err(io)?;
