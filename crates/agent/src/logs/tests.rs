@@ -1,3 +1,5 @@
+//! Tests of task logs: reading, following across rotation, Docker's selection, publishing.
+
 use super::*;
 use std::io::Write;
 

@@ -1,3 +1,5 @@
+//! Tests of the node's network naming and nftables ruleset, without touching the host.
+
 use super::*;
 
 #[test]

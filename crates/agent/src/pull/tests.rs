@@ -1,3 +1,5 @@
+//! Tests of image pulls on a node: which errors are the node's own.
+
 #[test]
 fn node_local_pull_errors() {
     use super::is_node_local;

@@ -1,3 +1,5 @@
+//! Tests of mutual TLS between nodes: which certificates a client and server accept.
+
 use super::*;
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,

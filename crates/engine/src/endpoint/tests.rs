@@ -1,3 +1,5 @@
+//! Tests of endpoint allocation: virtual IPs and published ports.
+
 use super::*;
 use std::collections::BTreeMap;
 use swarm_types::endpoint::EndpointSpec;

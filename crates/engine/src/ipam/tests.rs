@@ -1,3 +1,5 @@
+//! Tests of address allocation (including property tests).
+
 use super::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;

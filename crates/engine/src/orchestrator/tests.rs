@@ -1,3 +1,5 @@
+//! Tests of the orchestrator: replicated, global and job reconciliation, restarts, updates.
+
 use super::*;
 use proptest::prelude::*;
 use std::time::Duration;

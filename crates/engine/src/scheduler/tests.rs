@@ -1,3 +1,5 @@
+//! Tests of the scheduler: placement, spread, constraints, resources (including property tests).
+
 use super::*;
 use proptest::prelude::*;
 use std::collections::BTreeMap;

@@ -1,3 +1,5 @@
+//! Tests of the control API's helpers (name suggestions).
+
 use super::*;
 
 #[test]

@@ -1,3 +1,5 @@
+//! Tests of the store's apply: versions, names, atomic batches, task ops, the derived indexes.
+
 use super::*;
 use crate::ids::{NodeId, TaskId};
 use crate::objects::TaskStatus;

@@ -1,3 +1,5 @@
+//! Tests of the node's DNS server answers from discovery views (including property tests).
+
 use super::*;
 use proptest::prelude::*;
 use swarm_types::discovery::{ServiceView, TaskAddr, TaskView};
