@@ -145,7 +145,7 @@ impl Control for ControlService {
                 })
                 .collect()
         });
-        Ok(pages(objs.into_iter().map(redact).collect()))
+        Ok(pages(objs.into_iter().map(redact)))
     }
 
     async fn update_service(
@@ -297,7 +297,8 @@ impl Control for ControlService {
     async fn list_tasks(&self, req: Request<ListRequest>) -> Result<Response<PageStream>, Status> {
         let r = req.into_inner();
         self.manager.read_barrier(r.stale).await?;
-        let objs: Vec<Object> = self.read(|s| -> Result<Vec<Object>, Status> {
+        // Tasks, not `Object`s: the enum is as large as its largest variant (a `Service`).
+        let tasks: Vec<swarm_types::Task> = self.read(|s| -> Result<_, Status> {
             let svc = if r.service.is_empty() {
                 None
             } else {
@@ -315,10 +316,9 @@ impl Control for ControlService {
             Ok(tasks
                 .filter(|t| svc.as_ref().is_none_or(|id| t.service_id == *id))
                 .cloned()
-                .map(Object::Task)
                 .collect())
         })?;
-        Ok(pages(objs.into_iter().map(redact).collect()))
+        Ok(pages(tasks.into_iter().map(|t| redact(Object::Task(t)))))
     }
 
     async fn get_node(&self, req: Request<GetRequest>) -> Result<Response<ObjectResponse>, Status> {
@@ -333,7 +333,7 @@ impl Control for ControlService {
         self.manager.read_barrier(req.get_ref().stale).await?;
         let objs: Vec<Object> =
             self.read(|s| s.nodes.values().cloned().map(Object::Node).collect());
-        Ok(pages(objs.into_iter().map(redact).collect()))
+        Ok(pages(objs.into_iter().map(redact)))
     }
 
     async fn update_node(

@@ -161,7 +161,8 @@ impl ControlService {
         r: ListRequest,
     ) -> Result<Response<PageStream>, Status> {
         self.manager.read_barrier(r.stale).await?;
-        let objs = self.read(|s| s.networks.values().cloned().map(Object::Network).collect());
+        let objs: Vec<Object> =
+            self.read(|s| s.networks.values().cloned().map(Object::Network).collect());
         Ok(pages(objs))
     }
 

@@ -16,7 +16,7 @@ impl ControlService {
     ) -> Result<Response<PageStream>, Status> {
         self.manager.read_barrier(r.stale).await?;
         // Manifest bodies stay out of lists (a repository may hold megabytes of them).
-        let objs = self.read(|s| {
+        let objs: Vec<Object> = self.read(|s| {
             s.repositories
                 .values()
                 .cloned()
