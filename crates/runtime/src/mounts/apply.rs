@@ -209,12 +209,10 @@ fn symlink<S: MountSys>(
 
 /// Hides `path`: an empty read-only tmpfs over a directory, /dev/null over anything else.
 fn mask<S: MountSys>(sys: &mut S, root: &S::Fd, path: &Path) -> Result<(), MountError> {
-    let Ok(fd) = sys.open_in_root(root, path, libc::O_PATH) else {
+    let Some(fd) = open_if_present(sys, root, path)? else {
         return Ok(()); // nothing to hide
     };
-    let Ok(file_type) = sys.file_type(&fd) else {
-        return Ok(());
-    };
+    let file_type = sys.file_type(&fd).map_err(terr(path))?;
     if file_type == libc::S_IFDIR {
         sys.mount(
             Some(Path::new("tmpfs")),
@@ -236,9 +234,24 @@ fn mask<S: MountSys>(sys: &mut S, root: &S::Fd, path: &Path) -> Result<(), Mount
     }
 }
 
+/// `path` in the rootfs, or `None` when it does not exist. Any other failure is an error, as
+/// in runc: a masked or read-only path that exists but cannot be reached would otherwise stay
+/// visible and writable without a word.
+fn open_if_present<S: MountSys>(
+    sys: &mut S,
+    root: &S::Fd,
+    path: &Path,
+) -> Result<Option<S::Fd>, MountError> {
+    match sys.open_in_root(root, path, libc::O_PATH) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT | libc::ENOTDIR)) => Ok(None),
+        Err(e) => Err(terr(path)(e)),
+    }
+}
+
 /// Binds `path` onto itself read-only (when it exists).
 fn read_only<S: MountSys>(sys: &mut S, root: &S::Fd, path: &Path) -> Result<(), MountError> {
-    let Ok(fd) = sys.open_in_root(root, path, libc::O_PATH) else {
+    let Some(fd) = open_if_present(sys, root, path)? else {
         return Ok(());
     };
     sys.mount(

@@ -296,18 +296,20 @@ fn copy_up_populates_a_volume_before_its_bind_and_only_for_directories() {
 }
 
 #[test]
-fn masking_covers_a_dir_with_tmpfs_a_file_with_dev_null_and_skips_the_rest() {
+fn masking_covers_a_dir_with_tmpfs_a_file_with_dev_null_and_skips_what_is_missing() {
     let mut r = Recorder::new()
         .dir("/proc/acpi")
         .file("/proc/kcore")
         .file("/proc/keys")
-        .file("/proc/sched_debug")
-        .fail("stat(<6:/proc/keys>)", libc::EACCES)
-        .fail("open(/proc/sched_debug)", libc::ELOOP);
+        .fail("stat(<6:/proc/keys>)", libc::EACCES);
     let ops = ["acpi", "kcore", "asound", "keys", "sched_debug"].map(|p| MountOp::Mask {
         path: format!("/proc/{p}").into(),
     });
-    r.run(&ops, None).unwrap();
+    let err = r.run(&ops, None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "cannot prepare mount target /proc/keys inside the rootfs: Permission denied (os error 13)"
+    );
     assert_eq!(
         r.calls,
         [
@@ -320,12 +322,19 @@ fn masking_covers_a_dir_with_tmpfs_a_file_with_dev_null_and_skips_the_rest() {
             "mount(/dev/null, <5:/proc/kcore>, -, bind, -)",
             // Missing: nothing to hide, nothing created.
             "open(/proc/asound) = ENOENT",
-            // Neither a failed stat nor a failed open (of any kind) is an error: not masked.
+            // Present but not reachable: an error (it would stay visible), the plan stops.
             "open(/proc/keys) = 6",
             "stat(<6:/proc/keys>) = EACCES",
-            "open(/proc/sched_debug) = ELOOP",
         ]
     );
+    // An open that fails other than "missing" stops the plan too.
+    let mut r = Recorder::new()
+        .file("/proc/sched_debug")
+        .fail("open(/proc/sched_debug)", libc::ELOOP);
+    let op = MountOp::Mask {
+        path: "/proc/sched_debug".into(),
+    };
+    assert!(matches!(r.run(&[op], None), Err(MountError::Target { .. })));
 }
 
 #[test]
@@ -350,6 +359,14 @@ fn read_only_paths_are_bound_onto_themselves_then_remounted() {
             "open(/proc/bus) = ENOENT",
         ]
     );
+    // Present but not reachable: an error, not a silently writable path.
+    let mut r = Recorder::new()
+        .dir("/proc/sys")
+        .fail("open(/proc/sys)", libc::EACCES);
+    let op = MountOp::ReadOnly {
+        path: "/proc/sys".into(),
+    };
+    assert!(matches!(r.run(&[op], None), Err(MountError::Target { .. })));
 }
 
 #[test]
