@@ -95,7 +95,11 @@ mod tests {
             vec![0u8; 10]
         });
         let mut pages = Paginate::new(objects);
-        assert_eq!(encoded.get(), 0, "nothing before the first page is asked for");
+        assert_eq!(
+            encoded.get(),
+            0,
+            "nothing before the first page is asked for"
+        );
         assert_eq!(pages.next().map(|p| p.objects.len()), Some(PAGE_SIZE));
         // The page, plus the one object looked at to know the page was full.
         assert_eq!(encoded.get(), PAGE_SIZE + 1);
