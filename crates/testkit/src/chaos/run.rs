@@ -134,6 +134,7 @@ fn build(plan: &Plan, opts: &Options) -> anyhow::Result<Env> {
 pub fn run(opts: &Options) -> Report {
     let mut report = Report {
         seed: opts.seed,
+        planned: opts.plans.iter().map(|p| p.steps.len()).sum(),
         repro: opts.repro.clone(),
         ..Default::default()
     };

@@ -64,6 +64,9 @@ impl StepReport {
 #[derive(Debug, Default)]
 pub struct Report {
     pub seed: u64,
+    /// Steps the plans hold; those that never ran (a stop request, a cluster that could not
+    /// be built) count as skipped: they checked nothing.
+    pub planned: usize,
     pub steps: Vec<StepReport>,
     /// Problems outside a step (cluster setup).
     pub errors: Vec<String>,
@@ -77,14 +80,27 @@ impl Report {
     }
 
     pub fn skipped(&self) -> Vec<String> {
-        self.steps
+        let mut out: Vec<String> = self
+            .steps
             .iter()
             .filter_map(|s| {
                 s.skipped
                     .as_ref()
                     .map(|r| format!("{} {}: {r}", s.plan, s.label))
             })
-            .collect()
+            .collect();
+        if self.not_run() > 0 {
+            out.push(format!(
+                "{} planned step(s) never ran (stopped, or their cluster could not be built)",
+                self.not_run()
+            ));
+        }
+        out
+    }
+
+    /// Planned steps that never ran.
+    pub fn not_run(&self) -> usize {
+        self.planned.saturating_sub(self.steps.len())
     }
 
     /// The run's verdict, the one rule every caller applies: anomalies fail it, and so do
@@ -176,8 +192,12 @@ impl Report {
         let with_anomalies = count(|o| matches!(o, StepOutcome::Anomalies(_)));
         let skipped = count(|o| matches!(o, StepOutcome::Skipped(_)));
         let ok = count(|o| matches!(o, StepOutcome::Ok));
+        let not_run = match self.not_run() {
+            0 => String::new(),
+            n => format!(", {n} never ran"),
+        };
         format!(
-            "{} steps: {ok} ok, {with_anomalies} with anomalies, {skipped} skipped; {} errors outside steps\n",
+            "{} steps: {ok} ok, {with_anomalies} with anomalies, {skipped} skipped{not_run}; {} errors outside steps\n",
             self.steps.len(),
             self.errors.len()
         )
@@ -321,6 +341,27 @@ mod tests {
             "{}",
             r.closing_line()
         );
+        // Steps that never ran (a stop, a failed setup) are skips too, never a quiet pass.
+        let cut = Report {
+            planned: 5,
+            steps: vec![
+                StepReport {
+                    writes_ok: 3,
+                    ..Default::default()
+                };
+                2
+            ],
+            ..Default::default()
+        };
+        assert_eq!(
+            cut.closing_line(),
+            "2 steps: 2 ok, 0 with anomalies, 0 skipped, 3 never ran; 0 errors outside steps\n"
+        );
+        assert!(cut
+            .verdict(true)
+            .unwrap_err()
+            .contains("3 planned step(s) never ran"));
+        assert_eq!(cut.verdict(false).unwrap().len(), 1);
         let bad = Report {
             steps: vec![StepReport {
                 anomalies: vec!["lost write".into()],
