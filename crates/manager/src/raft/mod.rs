@@ -11,8 +11,8 @@ use std::io::Cursor;
 use swarm_types::store::{StoreError, WriteBatch};
 use swarm_types::Object;
 
-/// Rough upper bound of one AppendEntries' encoded entries (the log reader stops there and
-/// the network cuts there); a single larger entry is still sent.
+/// Rough upper bound of one AppendEntries' encoded entries: the log reader stops there; a
+/// single larger entry is still sent.
 pub(crate) const APPEND_BUDGET_BYTES: usize = 256 * 1024;
 
 /// One Raft entry's application data: the write batches of several clients, coalesced by
@@ -51,22 +51,6 @@ openraft::declare_raft_types!(
 pub mod codec {
     pub fn encode<T: serde::Serialize>(v: &T) -> Result<Vec<u8>, rmp_serde::encode::Error> {
         rmp_serde::to_vec_named(v)
-    }
-    /// Encoded size without keeping the bytes (a counting writer).
-    pub fn encoded_len<T: serde::Serialize>(v: &T) -> usize {
-        struct Count(usize);
-        impl std::io::Write for Count {
-            fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
-                self.0 += b.len();
-                Ok(b.len())
-            }
-            fn flush(&mut self) -> std::io::Result<()> {
-                Ok(())
-            }
-        }
-        let mut c = Count(0);
-        let _ = v.serialize(&mut rmp_serde::Serializer::new(&mut c).with_struct_map());
-        c.0
     }
     pub fn decode<T: serde::de::DeserializeOwned>(b: &[u8]) -> Result<T, rmp_serde::decode::Error> {
         rmp_serde::from_slice(b)

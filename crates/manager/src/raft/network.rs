@@ -92,18 +92,6 @@ impl Network {
     }
 }
 
-/// How many leading entries fit in `budget` encoded bytes (at least one).
-fn fit_entries(entries: &[openraft::Entry<TypeConfig>], budget: usize) -> usize {
-    let mut total = 0usize;
-    for (i, e) in entries.iter().enumerate() {
-        total += super::codec::encoded_len(e);
-        if total > budget {
-            return i.max(1);
-        }
-    }
-    entries.len()
-}
-
 pub struct PeerClient {
     target: RaftId,
     addr: String,
@@ -255,24 +243,15 @@ where
 impl RaftNetwork<TypeConfig> for PeerClient {
     async fn append_entries(
         &mut self,
-        mut rpc: AppendEntriesRequest<TypeConfig>,
+        rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<RaftId>, RPCError<RaftId, BasicNode, RaftError<RaftId>>> {
         // openraft bounds every append by the heartbeat interval and backs off for 500 ms after
-        // a timeout, heartbeats included. An unbounded catch-up append (hundreds of entries of
-        // hundreds of task ops each) on a busy follower then times out again on every retry:
-        // replication stalls and followers start elections. Sending a prefix and answering
-        // `PartialSuccess` keeps each RPC small; openraft continues from there. (The log
-        // reader already stops at this budget; this guards every other way entries arrive.)
+        // a timeout, heartbeats included, so an append must stay small enough to answer within
+        // it: the log reader hands out at most `APPEND_BUDGET_BYTES` of entries per append
+        // (`LogStore::limited_get_log_entries`), and openraft continues from there.
         let network = |e: rmp_serde::encode::Error| RPCError::Network(NetworkError::new(&e));
-        let mut data = super::codec::encode(&rpc).map_err(network)?;
-        let mut partial = false;
-        if data.len() > super::APPEND_BUDGET_BYTES && rpc.entries.len() > 1 {
-            rpc.entries
-                .truncate(fit_entries(&rpc.entries, super::APPEND_BUDGET_BYTES));
-            partial = true;
-            data = super::codec::encode(&rpc).map_err(network)?;
-        }
+        let data = super::codec::encode(&rpc).map_err(network)?;
         let last = rpc.entries.last().map(|e| e.log_id);
         let key: AppendKey = (rpc.vote, rpc.prev_log_id, last);
         // One append in flight per peer. An earlier one that its caller gave up on is
@@ -282,7 +261,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
             let res = (&mut f.task).await;
             let f = self.in_flight.take().expect("in-flight append");
             if f.key == key {
-                return joined(res, partial, last);
+                return joined(res);
             }
             // The same starting point, now with more entries: what the earlier request
             // matched is progress openraft can continue from.
@@ -308,7 +287,7 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let f = self.in_flight.insert(InFlight { key, task });
         let res = (&mut f.task).await;
         self.in_flight = None;
-        joined(res, partial, last)
+        joined(res)
     }
 
     async fn install_snapshot(
@@ -331,58 +310,9 @@ impl RaftNetwork<TypeConfig> for PeerClient {
     }
 }
 
-/// The answer of an append task, with a cut-short append's success reported as partial.
+/// The answer of an append task.
 // The result type is openraft's (`RaftNetwork::append_entries`), large error and all.
 #[allow(clippy::result_large_err)]
-fn joined(
-    res: Result<AppendResult, tokio::task::JoinError>,
-    partial: bool,
-    last: Option<openraft::LogId<RaftId>>,
-) -> AppendResult {
-    match res {
-        Ok(Ok(AppendEntriesResponse::Success)) if partial => {
-            Ok(AppendEntriesResponse::PartialSuccess(last))
-        }
-        Ok(r) => r,
-        Err(e) => Err(RPCError::Network(NetworkError::new(&e))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId};
-    use swarm_types::store::{Op, WriteBatch};
-
-    fn entry(index: u64, ops: usize) -> Entry<TypeConfig> {
-        let batch = WriteBatch {
-            ops: (0..ops)
-                .map(|i| Op::TaskDesired {
-                    id: swarm_types::TaskId::new(format!("task-{index}-{i:06}")),
-                    desired: swarm_types::task::TaskState::Shutdown,
-                })
-                .collect(),
-            now_ms: 0,
-        };
-        Entry {
-            log_id: LogId::new(CommittedLeaderId::new(1, 1), index),
-            payload: EntryPayload::Normal(super::super::Proposal {
-                batches: std::sync::Arc::new(vec![std::sync::Arc::new(batch)]),
-            }),
-        }
-    }
-
-    #[test]
-    fn appends_are_cut_to_the_budget_but_never_empty() {
-        let entries: Vec<_> = (1..=10).map(|i| entry(i, 1_000)).collect();
-        let one = super::super::codec::encoded_len(&entries[0]);
-        assert!(one > 10_000, "an entry of 1,000 ops is large: {one}");
-        // Room for three entries: three are sent.
-        assert_eq!(fit_entries(&entries, one * 3 + one / 2), 3);
-        // Everything fits: everything is sent.
-        assert_eq!(fit_entries(&entries, one * 100), 10);
-        // Not even one fits: one is still sent, or replication could never progress.
-        assert_eq!(fit_entries(&entries, 10), 1);
-        assert_eq!(fit_entries(&[], 10), 0);
-    }
+fn joined(res: Result<AppendResult, tokio::task::JoinError>) -> AppendResult {
+    res.unwrap_or_else(|e| Err(RPCError::Network(NetworkError::new(&e))))
 }
