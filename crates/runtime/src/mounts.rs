@@ -169,7 +169,8 @@ mod tests {
     use super::*;
     use crate::spec::{ProcessSpec, RootfsSpec};
 
-    fn spec() -> ContainerSpec {
+    /// A container on image layers with a 1 MiB tmpfs on /run (also the executor's tests').
+    pub(in crate::mounts) fn spec() -> ContainerSpec {
         let mut s = ContainerSpec::new(
             "c",
             RootfsSpec::Layers { lower: vec![] },

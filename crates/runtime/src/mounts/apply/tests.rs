@@ -5,7 +5,6 @@
 
 use super::recorder::*;
 use super::*;
-use crate::spec::ProcessSpec;
 
 fn bind(
     source: &str,
@@ -39,16 +38,7 @@ fn tmpfs(target: &str, data: Option<&str>) -> MountOp {
 
 #[test]
 fn a_typical_plan_is_applied_in_order() {
-    let mut s = ContainerSpec::new(
-        "c1",
-        RootfsSpec::Layers { lower: vec![] },
-        ProcessSpec::default(),
-    );
-    s.mounts.push(MountSpec::Tmpfs {
-        destination: "/run".into(),
-        size_bytes: Some(1 << 20),
-        mode: None,
-    });
+    let s = crate::mounts::tests::spec();
     // An image with /proc, /dev and /sys, and what the proc and sysfs mounts show.
     let mut r = Recorder::new()
         .dir("/proc")
