@@ -125,7 +125,7 @@ impl Control for ControlService {
                 svc
             })
         })?;
-        Ok(object_response(Object::Service(s)))
+        Ok(object_response(Object::Service(Box::new(s))))
     }
 
     type ListServicesStream = PageStream;
@@ -177,7 +177,7 @@ impl Control for ControlService {
         }
         if !svc.replace_spec(spec, swarm_api::now_ms(), false) {
             // Nothing changed: docker answers with the service as it is.
-            let mut resp = object_response(Object::Service(svc));
+            let mut resp = object_response(Object::Service(Box::new(svc)));
             resp.get_mut().warnings = warnings;
             return Ok(resp);
         }
@@ -266,9 +266,12 @@ impl Control for ControlService {
                 replicas: r.replicas,
             };
             if !svc.replace_spec(spec, swarm_api::now_ms(), false) {
-                return Ok(object_response(Object::Service(svc)));
+                return Ok(object_response(Object::Service(Box::new(svc))));
             }
-            match self.write(vec![Op::Update(Object::Service(svc))]).await {
+            match self
+                .write(vec![Op::Update(Object::Service(Box::new(svc)))])
+                .await
+            {
                 Ok(mut out) => return Ok(object_response(out.remove(0))),
                 Err(s) if s.code() == tonic::Code::FailedPrecondition => continue,
                 Err(s) => return Err(s),

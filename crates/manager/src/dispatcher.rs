@@ -432,7 +432,7 @@ mod tests {
         let mut st = swarm_types::store::StoreState::default();
         st.apply(
             &WriteBatch {
-                ops: vec![Op::Create(Object::Service(svc))],
+                ops: vec![Op::Create(Object::Service(Box::new(svc)))],
                 now_ms: 1,
             },
             1,

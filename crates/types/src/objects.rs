@@ -442,7 +442,10 @@ pub struct Network {
 pub enum Object {
     Cluster(Cluster),
     Node(Node),
-    Service(Service),
+    /// Boxed: a `Service` is ~1.3 KB inline, four times a `Task`, and every `Object`, `Op` and
+    /// `Change` would otherwise be that size (issue 17: the log cache, the change feed, batches
+    /// of status reports). Serialized the same as unboxed.
+    Service(Box<Service>),
     Task(Task),
     Repository(crate::registry::Repository),
     RegistryEndpoint(crate::registry::RegistryEndpoint),

@@ -195,7 +195,7 @@ pub enum StoreError {
 pub struct StoreState {
     pub clusters: BTreeMap<String, Cluster>,
     pub nodes: BTreeMap<NodeId, Node>,
-    pub services: BTreeMap<ServiceId, Service>,
+    pub services: BTreeMap<ServiceId, Box<Service>>,
     pub tasks: BTreeMap<TaskId, Task>,
     /// Cluster registry repositories by name.
     #[serde(default)]
@@ -482,6 +482,7 @@ impl StoreState {
         self.service_names
             .get(name)
             .and_then(|id| self.services.get(id))
+            .map(|s| &**s)
     }
 
     pub fn cluster(&self) -> Option<&Cluster> {
@@ -562,7 +563,12 @@ impl StoreState {
                     }
                 }
                 self.service_names.insert(new.spec.name.clone(), id);
-                index_service(&mut self.vips, &mut self.updating, old.as_ref(), Some(new));
+                index_service(
+                    &mut self.vips,
+                    &mut self.updating,
+                    old.as_deref(),
+                    Some(new),
+                );
                 old.map(Object::Service)
             }
             Object::Task(mut o) => {

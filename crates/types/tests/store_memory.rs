@@ -116,7 +116,7 @@ fn a_running_task_costs_the_store_under_one_kib() {
     store
         .apply(
             &WriteBatch {
-                ops: vec![Op::Create(Object::Service(svc.clone()))],
+                ops: vec![Op::Create(Object::Service(Box::new(svc.clone())))],
                 now_ms: 1,
             },
             1,
@@ -188,7 +188,7 @@ fn a_service_costs_the_store_under_four_kib() {
             let mut s = service();
             s.id = ServiceId::generate();
             s.spec.name = format!("svc-{i}");
-            Op::Create(Object::Service(s))
+            Op::Create(Object::Service(Box::new(s)))
         })
         .collect();
     let writes: Vec<WriteBatch> = ops

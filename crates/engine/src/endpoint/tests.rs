@@ -67,7 +67,7 @@ fn create(s: &mut StoreState, name: &str, ports: Vec<PortConfig>) -> Result<Serv
         endpoint,
         status: None,
     };
-    apply(s, Op::Create(Object::Service(svc.clone())));
+    apply(s, Op::Create(Object::Service(Box::new(svc.clone()))));
     Ok(svc)
 }
 
@@ -126,7 +126,7 @@ fn the_store_refuses_a_vip_or_port_held_by_another_service() {
     copy.spec.name = "copy".into();
     let r = s.apply(
         &WriteBatch {
-            ops: vec![Op::Create(Object::Service(copy.clone()))],
+            ops: vec![Op::Create(Object::Service(Box::new(copy.clone())))],
             now_ms: 1,
         },
         9_999,
@@ -135,7 +135,7 @@ fn the_store_refuses_a_vip_or_port_held_by_another_service() {
     copy.endpoint.virtual_ips.clear();
     let r = s.apply(
         &WriteBatch {
-            ops: vec![Op::Create(Object::Service(copy))],
+            ops: vec![Op::Create(Object::Service(Box::new(copy)))],
             now_ms: 1,
         },
         9_999,

@@ -179,8 +179,11 @@ pub fn reconcile_some(
         }
     }
     let services: Vec<&Service> = match only {
-        None => state.services.values().collect(),
-        Some(o) => o.iter().filter_map(|id| state.services.get(id)).collect(),
+        None => state.services.values().map(|s| &**s).collect(),
+        Some(o) => o
+            .iter()
+            .filter_map(|id| state.services.get(id).map(|s| &**s))
+            .collect(),
     };
     for svc in services {
         let tasks = by_service.get(&svc.id).map(Vec::as_slice).unwrap_or(&[]);

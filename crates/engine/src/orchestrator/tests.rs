@@ -91,7 +91,7 @@ impl World {
             endpoint: Default::default(),
             spec_version: 1,
         };
-        self.apply(vec![Op::Put(Object::Service(s))]);
+        self.apply(vec![Op::Put(Object::Service(Box::new(s)))]);
         ServiceId::new(name)
     }
     /// Changes the spec as if the service had been created with it (no rolling update).
@@ -809,7 +809,7 @@ mod compact {
     use swarm_types::{Object, Service, ServiceId};
 
     fn service(id: &str, name: &str) -> Object {
-        Object::Service(Service {
+        Object::Service(Box::new(Service {
             status: None,
             id: ServiceId::new(id),
             meta: Default::default(),
@@ -819,7 +819,7 @@ mod compact {
             spec_history: Vec::new(),
             endpoint: Default::default(),
             spec_version: 1,
-        })
+        }))
     }
 
     fn with_services() -> StoreState {

@@ -87,7 +87,7 @@ pub(super) fn status_op(svc: &Service, state: UpdateState, message: String, now:
         completed_at: if done { now } else { 0 },
         message,
     });
-    Op::Update(Object::Service(s))
+    Op::Update(Object::Service(Box::new(s)))
 }
 
 /// Applies the update's failure action when too many of the tasks it created failed. Returns
@@ -143,7 +143,7 @@ pub(super) fn failure_action(
             if let Some(st) = s.update_status.as_mut() {
                 st.message = format!("update rolled back: {why}");
             }
-            ops.push(Op::Update(Object::Service(s)));
+            ops.push(Op::Update(Object::Service(Box::new(s))));
             true
         }
         (_, false) => {

@@ -122,7 +122,7 @@ pub(super) fn find_service(s: &StoreState, r: &str) -> Result<Service, Status> {
         r,
         s.services
             .values()
-            .map(|v| (v.id.as_str(), v.spec.name.as_str(), v)),
+            .map(|v| (v.id.as_str(), v.spec.name.as_str(), &**v)),
     )
     .cloned()
 }

@@ -62,7 +62,10 @@ impl ControlService {
         let mut attempt = 0;
         loop {
             self.read(|s| allocate_endpoint(s, &mut svc))?;
-            match self.write(vec![op(Object::Service(svc.clone()))]).await {
+            match self
+                .write(vec![op(Object::Service(Box::new(svc.clone())))])
+                .await
+            {
                 Err(e)
                     if attempt < 5
                         && e.code() == tonic::Code::FailedPrecondition

@@ -146,7 +146,7 @@ pub fn spec_for(key: &str, v: &Value, start_first: bool) -> ServiceSpec {
 
 fn decode_service(b: &[u8]) -> Result<Service, String> {
     match serde_json::from_slice::<Object>(b) {
-        Ok(Object::Service(s)) => Ok(s),
+        Ok(Object::Service(s)) => Ok(*s),
         Ok(_) => Err("not a service".into()),
         Err(e) => Err(format!("decode: {e}")),
     }

@@ -8,7 +8,7 @@ use crate::task::TaskState;
 use proptest::prelude::*;
 
 fn service(id: &str, name: &str, version: u64) -> Object {
-    Object::Service(Service {
+    Object::Service(Box::new(Service {
         status: None,
         id: ServiceId::new(id),
         meta: crate::objects::Meta {
@@ -35,7 +35,7 @@ fn service(id: &str, name: &str, version: u64) -> Object {
         spec_history: Vec::new(),
         endpoint: Default::default(),
         spec_version: 1,
-    })
+    }))
 }
 
 fn batch(ops: Vec<Op>) -> WriteBatch {

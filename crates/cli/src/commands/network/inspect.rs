@@ -150,7 +150,7 @@ pub async fn run(ctx: &Context, a: InspectArgs) -> anyhow::Result<()> {
         let services: Vec<Service> = objs
             .into_iter()
             .filter_map(|o| match o {
-                Object::Service(s) => Some(s),
+                Object::Service(s) => Some(*s),
                 _ => None,
             })
             .collect();

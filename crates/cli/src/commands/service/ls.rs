@@ -53,7 +53,7 @@ pub async fn run(ctx: &Context, a: LsArgs) -> anyhow::Result<()> {
     let mut services: Vec<Service> = services
         .into_iter()
         .filter_map(|o| match o {
-            Object::Service(s) => Some(s),
+            Object::Service(s) => Some(*s),
             _ => None,
         })
         .collect();

@@ -260,7 +260,7 @@ pub async fn get_service(ctx: &Context, reference: &str) -> anyhow::Result<Servi
         .await
         .map_err(status_err)?;
     match decode_object(&resp.get_ref().object)? {
-        Object::Service(s) => Ok(s),
+        Object::Service(s) => Ok(*s),
         _ => anyhow::bail!("server returned something other than a service"),
     }
 }

@@ -88,7 +88,7 @@ impl Runner {
                 while let Some(p) = s.message().await? {
                     for o in p.objects {
                         if let Ok(Object::Service(t)) = serde_json::from_slice(&o) {
-                            out.push(t);
+                            out.push(*t);
                         }
                     }
                 }
