@@ -18,6 +18,7 @@ pub mod names;
 pub mod network;
 pub mod objects;
 pub mod registry;
+pub mod sparse;
 pub mod spec;
 pub mod store;
 pub mod task;

@@ -220,6 +220,8 @@ pub struct RegistryAuth {
     pub sealed: String,
 }
 
+crate::shared_default!(RegistryAuth);
+
 impl RegistryAuth {
     pub fn is_empty(&self) -> bool {
         self.clear.is_empty() && self.sealed.is_empty()

@@ -117,16 +117,17 @@ pub struct ContainerSpec {
     /// Bind mounts, node-local volumes and tmpfs (`--mount`).
     #[serde(default)]
     pub mounts: Vec<crate::container::Mount>,
-    /// Process and kernel knobs (`--ulimit`, `--cap-add`, `--read-only`, ...).
+    /// Process and kernel knobs (`--ulimit`, `--cap-add`, `--read-only`, ...): most services
+    /// set none, so they take one pointer until one is set.
     #[serde(default)]
-    pub options: crate::container::ContainerOptions,
+    pub options: Sparse<crate::container::ContainerOptions>,
     /// Credentials for the image's registry (`--with-registry-auth`): sealed by the managers,
     /// in clear only in the assignments sent to the nodes that run the task.
     #[serde(
         default,
         skip_serializing_if = "crate::registry::RegistryAuth::is_empty"
     )]
-    pub registry_auth: crate::registry::RegistryAuth,
+    pub registry_auth: Sparse<crate::registry::RegistryAuth>,
 }
 
 /// A health check run by exec inside the container (docker's HEALTHCHECK semantics).
@@ -196,6 +197,12 @@ pub struct UpdateConfig {
 
 impl Eq for UpdateConfig {}
 
+use crate::sparse::Sparse;
+crate::shared_default!(UpdateConfig);
+crate::shared_default!(RestartPolicy);
+crate::shared_default!(ResourceRequirements);
+crate::shared_default!(Placement);
+
 impl Default for UpdateConfig {
     fn default() -> Self {
         UpdateConfig {
@@ -212,9 +219,10 @@ impl Default for UpdateConfig {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct TaskSpec {
     pub container: ContainerSpec,
-    pub resources: ResourceRequirements,
-    pub restart_policy: RestartPolicy,
-    pub placement: Placement,
+    // Sections most services leave at their defaults: one pointer each until set.
+    pub resources: Sparse<ResourceRequirements>,
+    pub restart_policy: Sparse<RestartPolicy>,
+    pub placement: Sparse<Placement>,
     /// Bumped by `service update --force` so that tasks are replaced without a spec change.
     pub force_update: u64,
     /// Networks the tasks attach to (`--network`); targets are network ids once stored.
@@ -252,9 +260,9 @@ pub struct ServiceSpec {
     pub task: TaskSpec,
     pub mode: ServiceMode,
     #[serde(default)]
-    pub update_config: UpdateConfig,
+    pub update_config: Sparse<UpdateConfig>,
     #[serde(default)]
-    pub rollback_config: UpdateConfig,
+    pub rollback_config: Sparse<UpdateConfig>,
     /// How the service is reached: virtual IP or DNS round robin, published ports.
     #[serde(default, skip_serializing_if = "EndpointSpec::is_default")]
     pub endpoint: EndpointSpec,

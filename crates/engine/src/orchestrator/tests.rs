@@ -77,7 +77,8 @@ impl World {
                     restart_policy: RestartPolicy {
                         delay: Duration::ZERO,
                         ..Default::default()
-                    },
+                    }
+                    .into(),
                     ..Default::default()
                 },
                 mode,
@@ -290,6 +291,7 @@ fn restart_delay_condition_and_max_attempts() {
             max_attempts: 1,
             window: Duration::ZERO,
         }
+        .into()
     });
     w.reconcile();
     w.run_all();

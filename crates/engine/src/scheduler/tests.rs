@@ -51,7 +51,8 @@ fn reserving(cpu: i64, memory: i64) -> TaskSpec {
                 memory_bytes: memory,
             },
             ..Default::default()
-        },
+        }
+        .into(),
         ..Default::default()
     }
 }
@@ -62,7 +63,8 @@ fn placed(constraints: &[&str], preferences: &[&str], max_per_node: u64) -> Task
             constraints: constraints.iter().map(|c| c.to_string()).collect(),
             preferences: preferences.iter().map(|p| p.to_string()).collect(),
             max_replicas_per_node: max_per_node,
-        },
+        }
+        .into(),
         ..Default::default()
     }
 }

@@ -96,7 +96,8 @@ pub fn seal_spec(
     *auth = RegistryAuth {
         clear: String::new(),
         sealed: seal(ca_key_pem, &auth.clear),
-    };
+    }
+    .into();
     Ok(())
 }
 
@@ -133,7 +134,8 @@ mod tests {
         s.task.container.registry_auth = RegistryAuth {
             clear: clear.into(),
             sealed: sealed.into(),
-        };
+        }
+        .into();
         s
     }
 

@@ -242,6 +242,8 @@ pub struct ContainerOptions {
     pub seccomp: Seccomp,
 }
 
+crate::shared_default!(ContainerOptions);
+
 impl ContainerOptions {
     /// Log rotation: (bytes per file, 0 = unlimited; files kept, at least 1). Call after
     /// [`ContainerOptions::validate`].

@@ -108,8 +108,8 @@ impl ServiceSpec {
                 ..Default::default()
             },
             mode: ServiceMode::Replicated { replicas },
-            update_config: UpdateConfig::default(),
-            rollback_config: UpdateConfig::default(),
+            update_config: Default::default(),
+            rollback_config: Default::default(),
             endpoint: EndpointSpec::default(),
         }
     }
@@ -252,8 +252,8 @@ impl ServiceSpec {
         // as they are. (A global job's tasks are replaced node by node like a global service's.)
         let job = matches!(self.mode, ServiceMode::ReplicatedJob { .. });
         if job
-            && (self.update_config != UpdateConfig::default()
-                || self.rollback_config != UpdateConfig::default())
+            && (*self.update_config != UpdateConfig::default()
+                || *self.rollback_config != UpdateConfig::default())
         {
             return not(
                 "an update or rollback config",

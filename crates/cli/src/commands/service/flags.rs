@@ -353,6 +353,7 @@ mod tests {
                 max_failure_ratio: 0.25,
                 order: UpdateOrder::StartFirst,
             }
+            .into()
         );
         assert_eq!(s.rollback_config.parallelism, 3);
         assert_eq!(s.rollback_config.failure_action, FailureAction::Continue);
