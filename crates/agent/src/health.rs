@@ -88,7 +88,7 @@ pub(crate) fn probe_outcome(r: Result<(i32, String), ExecError>) -> (bool, Strin
 
 /// The health check of a task, if one applies (task's over image's).
 pub(crate) async fn task_healthcheck<E: Executor>(exec: &E, task: &Task) -> Option<HealthCheck> {
-    let own = task.spec.container.healthcheck.as_ref();
+    let own = task.spec.container.healthcheck.as_deref();
     if own.is_some_and(|h| h.disabled()) {
         return None;
     }

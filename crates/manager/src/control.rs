@@ -121,7 +121,7 @@ impl Control for ControlService {
         // With its task counts, as in lists (what `--detach=false` follows).
         let s = self.read(|s| {
             find_service(s, &r.reference).map(|mut svc| {
-                svc.status = s.service_status(&svc.id);
+                svc.status = s.service_status(&svc.id).map(Box::new);
                 svc
             })
         })?;
@@ -140,7 +140,7 @@ impl Control for ControlService {
                 .values()
                 .map(|svc| {
                     let mut svc = svc.clone();
-                    svc.status = status.remove(&svc.id);
+                    svc.status = status.remove(&svc.id).map(Box::new);
                     Object::Service(svc)
                 })
                 .collect()

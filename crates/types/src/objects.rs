@@ -160,7 +160,7 @@ pub struct Service {
     pub previous_spec: Option<Box<ServiceSpec>>,
     /// State of the last rolling update.
     #[serde(default)]
-    pub update_status: Option<UpdateStatus>,
+    pub update_status: Option<Box<UpdateStatus>>,
     /// Earlier specs, newest last (at most `SPEC_HISTORY` entries).
     #[serde(default)]
     pub spec_history: Vec<SpecVersion>,
@@ -169,11 +169,11 @@ pub struct Service {
     pub spec_version: u64,
     /// What the leader allocated for `spec.endpoint` (virtual IPs, published ports).
     #[serde(default, skip_serializing_if = "Endpoint::is_empty")]
-    pub endpoint: Endpoint,
+    pub endpoint: crate::sparse::Sparse<Endpoint>,
     /// Task counts, filled in when services are listed (Docker's `ServiceStatus`); never
     /// stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub status: Option<ServiceStatus>,
+    pub status: Option<Box<ServiceStatus>>,
 }
 
 /// A service's virtual IP on one network.
@@ -196,6 +196,8 @@ pub struct Endpoint {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub virtual_ips: Vec<VirtualIp>,
 }
+
+crate::shared_default!(Endpoint);
 
 impl Endpoint {
     pub fn is_empty(&self) -> bool {
@@ -262,7 +264,7 @@ impl Service {
         self.previous_spec = Some(Box::new(old));
         self.spec_version = self.spec_version.max(1) + 1;
         if tasks_change {
-            self.update_status = Some(UpdateStatus {
+            self.update_status = Some(Box::new(UpdateStatus {
                 state: if rollback {
                     UpdateState::RollbackStarted
                 } else {
@@ -275,7 +277,7 @@ impl Service {
                 } else {
                     "update in progress".into()
                 },
-            });
+            }));
         }
         true
     }

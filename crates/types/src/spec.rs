@@ -113,7 +113,7 @@ pub struct ContainerSpec {
     pub stop_grace_period: Duration,
     /// Health check; `None` uses the image's, `Some` with test `["NONE"]` disables it.
     #[serde(default)]
-    pub healthcheck: Option<HealthCheck>,
+    pub healthcheck: Option<Box<HealthCheck>>,
     /// Bind mounts, node-local volumes and tmpfs (`--mount`).
     #[serde(default)]
     pub mounts: Vec<crate::container::Mount>,

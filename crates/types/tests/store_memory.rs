@@ -208,9 +208,9 @@ fn a_service_costs_the_store_under_two_kib() {
         std::mem::size_of::<Service>()
     );
     assert_eq!(store.services.len(), SERVICES);
-    // 1.6 KB (2026-12-04, sixth session; 2.7 KB while the map held 1,264-byte `Service`s
-    // inline in B-tree nodes of eleven): a boxed `Service` of 776 bytes (the spec sections
-    // most services leave at their defaults are `Sparse`), its strings, and the one-label
+    // 1.4 KB (2026-12-04, sixth session; 2.7 KB while the map held 1,264-byte `Service`s
+    // inline in B-tree nodes of eleven): a boxed `Service` of 568 bytes (the sections most
+    // services leave unset are `Sparse` or boxed options), its strings, and the one-label
     // map's B-tree leaf (~540 bytes). A tripwire against growth; the target is 1.5 KiB of RSS.
     assert!(per < 2048.0, "a service costs the store {per:.0} bytes");
 }

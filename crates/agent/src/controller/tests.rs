@@ -22,7 +22,7 @@ fn hc(interval_ms: u64, retries: u64, start_ms: u64) -> HealthCheck {
 fn task(id: &str, check: Option<HealthCheck>) -> Task {
     let mut spec = swarm_types::spec::TaskSpec::default();
     spec.container.image = IMAGE.into();
-    spec.container.healthcheck = check;
+    spec.container.healthcheck = check.map(Box::new);
     spec.container.stop_grace_period = Duration::from_millis(100);
     Task {
         id: TaskId::new(id),

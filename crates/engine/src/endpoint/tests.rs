@@ -64,7 +64,7 @@ fn create(s: &mut StoreState, name: &str, ports: Vec<PortConfig>) -> Result<Serv
         update_status: None,
         spec_history: vec![],
         spec_version: 1,
-        endpoint,
+        endpoint: endpoint.into(),
         status: None,
     };
     apply(s, Op::Create(Object::Service(Box::new(svc.clone()))));
@@ -103,7 +103,7 @@ fn an_update_keeps_the_vip_and_the_picked_ports() {
     assert_eq!(svc.endpoint.ports[0].published, *DYNAMIC_PORTS.start());
     assert_eq!(svc.endpoint.ports[1].published, 8080);
     let again = allocate(&s, &svc.id, &svc.spec, &svc.endpoint).unwrap();
-    assert_eq!(again, svc.endpoint);
+    assert_eq!(again, *svc.endpoint);
     // Another service gets the next dynamic port, and cannot take 8080.
     let other = create(&mut s, "api", vec![ingress(0, 80)]).unwrap();
     assert_eq!(other.endpoint.ports[0].published, DYNAMIC_PORTS.start() + 1);

@@ -77,7 +77,7 @@ pub(super) fn status_op(svc: &Service, state: UpdateState, message: String, now:
         state,
         UpdateState::Completed | UpdateState::RollbackCompleted
     );
-    s.update_status = Some(UpdateStatus {
+    s.update_status = Some(Box::new(UpdateStatus {
         state,
         started_at: svc
             .update_status
@@ -86,7 +86,7 @@ pub(super) fn status_op(svc: &Service, state: UpdateState, message: String, now:
             .unwrap_or(now),
         completed_at: if done { now } else { 0 },
         message,
-    });
+    }));
     Op::Update(Object::Service(Box::new(s)))
 }
 
@@ -138,7 +138,7 @@ pub(super) fn failure_action(
             // The old spec's ports and networks: its endpoint as it was, where still free
             // (otherwise the current one stays; an operator's rollback says why).
             if let Ok(e) = crate::endpoint::allocate(state, &s.id, &s.spec, &s.endpoint) {
-                s.endpoint = e;
+                s.endpoint = e.into();
             }
             if let Some(st) = s.update_status.as_mut() {
                 st.message = format!("update rolled back: {why}");

@@ -83,7 +83,8 @@ impl ControlService {
 /// Virtual IPs and picked ports for the service's (new) spec, keeping what it holds.
 pub(super) fn allocate_endpoint(s: &StoreState, svc: &mut Service) -> Result<(), Status> {
     svc.endpoint = swarm_engine::endpoint::allocate(s, &svc.id, &svc.spec, &svc.endpoint)
-        .map_err(Status::failed_precondition)?;
+        .map_err(Status::failed_precondition)?
+        .into();
     Ok(())
 }
 

@@ -132,12 +132,14 @@ fn the_services_in_an_update_are_indexed_through_every_change() {
         let Object::Service(mut svc) = service("a", "web", version) else {
             unreachable!()
         };
-        svc.update_status = state.map(|state| UpdateStatus {
-            state,
-            started_at: 1,
-            completed_at: 0,
-            message: String::new(),
-        });
+        svc.update_status = state
+            .map(|state| UpdateStatus {
+                state,
+                started_at: 1,
+                completed_at: 0,
+                message: String::new(),
+            })
+            .map(Box::new);
         Object::Service(svc)
     };
     let mut s = StoreState::default();

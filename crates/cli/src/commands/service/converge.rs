@@ -257,8 +257,9 @@ pub async fn follow(ctx: &Context, service: &Service, op: Operation) -> anyhow::
     // other (an earlier update's outcome) is what a new status must differ from.
     let baseline = service
         .update_status
-        .clone()
-        .filter(|u| !u.state.is_active());
+        .as_deref()
+        .filter(|u| !u.state.is_active())
+        .cloned();
     let verify = service.spec.update_config.monitor;
     let mut display = Display::new();
     let watch = async {
@@ -412,18 +413,18 @@ mod tests {
     fn an_update_that_rolled_back_or_paused_fails_and_says_why_once() {
         let mut s = svc(1, 1);
         let tasks = vec![task(&s, 1, TaskState::Running, "", 9)];
-        s.update_status = Some(UpdateStatus {
+        s.update_status = Some(Box::new(UpdateStatus {
             state: UpdateState::RollbackCompleted,
             started_at: 7,
             completed_at: 9,
             message: "rollback: update failed: task exited with code 1".into(),
-        });
+        }));
         assert_eq!(
             snapshot(&s, &tasks, Operation::Update, &None).verdict,
             Verdict::Failed("update rolled back".into())
         );
         // The same status before the command (an older update) is not this command's.
-        let before = s.update_status.clone();
+        let before = s.update_status.as_deref().cloned();
         assert_eq!(
             snapshot(&s, &tasks, Operation::Update, &before).verdict,
             Verdict::Converged
@@ -433,12 +434,12 @@ mod tests {
             snapshot(&s, &tasks, Operation::Rollback, &None).verdict,
             Verdict::Converged
         );
-        s.update_status = Some(UpdateStatus {
+        s.update_status = Some(Box::new(UpdateStatus {
             state: UpdateState::Paused,
             started_at: 7,
             completed_at: 0,
             message: "update paused: task 3 failed".into(),
-        });
+        }));
         assert_eq!(
             snapshot(&s, &tasks, Operation::Update, &None).verdict,
             Verdict::Failed("update paused: task 3 failed".into())

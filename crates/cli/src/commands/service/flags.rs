@@ -153,15 +153,15 @@ impl ServiceFlags {
         Ok(())
     }
 
-    fn apply_health(&self, hc: &mut Option<HealthCheck>) -> anyhow::Result<()> {
+    fn apply_health(&self, hc: &mut Option<Box<HealthCheck>>) -> anyhow::Result<()> {
         if self.no_healthcheck {
             if self.any_health() {
                 bail!("--no-healthcheck conflicts with --health-* options");
             }
-            *hc = Some(HealthCheck {
+            *hc = Some(Box::new(HealthCheck {
                 test: vec!["NONE".into()],
                 ..Default::default()
-            });
+            }));
             return Ok(());
         }
         if !self.any_health() {

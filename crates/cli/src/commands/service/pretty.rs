@@ -329,7 +329,8 @@ mod tests {
                 network_id: swarm_types::NetworkId::new("n1"),
                 addr: "10.0.1.2/24".parse().unwrap(),
             }],
-        };
+        }
+        .into();
         svc
     }
 

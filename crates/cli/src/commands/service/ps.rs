@@ -359,17 +359,17 @@ mod tests {
             completed_at: 0,
             message: "task web.2 on node-3 failed: task: non-zero exit (1)".into(),
         };
-        svc.update_status = Some(st.clone());
+        svc.update_status = Some(Box::new(st.clone()));
         assert_eq!(
             paused_line(&svc).unwrap(),
             "update paused: task web.2 on node-3 failed: task: non-zero exit (1)"
         );
         assert_eq!(super::super::ls::update_note(&svc), Some("update paused"));
         st.state = UpdateState::RollbackPaused;
-        svc.update_status = Some(st.clone());
+        svc.update_status = Some(Box::new(st.clone()));
         assert!(paused_line(&svc).unwrap().starts_with("rollback paused: "));
         st.state = UpdateState::Completed;
-        svc.update_status = Some(st);
+        svc.update_status = Some(Box::new(st));
         assert_eq!(paused_line(&svc), None);
         assert_eq!(super::super::ls::update_note(&svc), None);
     }

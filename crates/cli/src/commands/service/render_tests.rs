@@ -37,11 +37,11 @@ pub(crate) fn service(id: &str, name: &str, image: &str, replicas: u64, running:
         spec_history: Vec::new(),
         endpoint: Default::default(),
         spec_version: 1,
-        status: Some(ServiceStatus {
+        status: Some(Box::new(ServiceStatus {
             running_tasks: running,
             desired_tasks: replicas,
             completed_tasks: 0,
-        }),
+        })),
     }
 }
 
@@ -93,12 +93,12 @@ fn services() -> Vec<Service> {
         5,
         3,
     );
-    rolling.update_status = Some(UpdateStatus {
+    rolling.update_status = Some(Box::new(UpdateStatus {
         state: UpdateState::RollbackStarted,
         started_at: 1,
         completed_at: 0,
         message: "update rolled back: task api.2 failed".into(),
-    });
+    }));
     rolling.spec.labels.insert("tier".into(), "back".into());
     let mut web = service("webservice00000000000000", "web", "busybox:latest", 3, 3);
     use swarm_types::endpoint::{PortConfig, Protocol, PublishMode};
@@ -242,20 +242,20 @@ fn convergence_display_in_progress_failed_and_rolled_back() {
     failing[1].desired_state = TaskState::Running;
     all.push_str("-- update, a task failed\n");
     all.push_str(&progress(&svc, &failing, Operation::Update));
-    svc.update_status = Some(UpdateStatus {
+    svc.update_status = Some(Box::new(UpdateStatus {
         state: UpdateState::RollbackCompleted,
         started_at: 1,
         completed_at: 2,
         message: "update rolled back: task web.2 failed: task: non-zero exit (1)".into(),
-    });
+    }));
     all.push_str("-- update, rolled back\n");
     all.push_str(&progress(&svc, &failing, Operation::Update));
-    svc.update_status = Some(UpdateStatus {
+    svc.update_status = Some(Box::new(UpdateStatus {
         state: UpdateState::Paused,
         started_at: 1,
         completed_at: 0,
         message: "update paused: task web.2 failed: task: non-zero exit (1)".into(),
-    });
+    }));
     all.push_str("-- update, paused\n");
     all.push_str(&progress(&svc, &failing, Operation::Update));
     insta::assert_snapshot!(all);
