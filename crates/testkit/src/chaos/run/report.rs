@@ -79,14 +79,16 @@ impl Report {
         self.steps.iter().map(|s| s.anomalies.len()).sum::<usize>() + self.errors.len()
     }
 
+    /// Why each skipped step checked nothing, as the closing line counts them (a step that
+    /// found anomalies before its skip counts for those), plus one line for the planned steps
+    /// that never ran.
     pub fn skipped(&self) -> Vec<String> {
         let mut out: Vec<String> = self
             .steps
             .iter()
-            .filter_map(|s| {
-                s.skipped
-                    .as_ref()
-                    .map(|r| format!("{} {}: {r}", s.plan, s.label))
+            .filter_map(|s| match s.outcome() {
+                StepOutcome::Skipped(r) => Some(format!("{} {}: {r}", s.plan, s.label)),
+                _ => None,
             })
             .collect();
         if self.not_run() > 0 {
@@ -101,6 +103,16 @@ impl Report {
     /// Planned steps that never ran.
     pub fn not_run(&self) -> usize {
         self.planned.saturating_sub(self.steps.len())
+    }
+
+    /// Steps that checked nothing: skipped, or planned and never run.
+    pub fn skipped_steps(&self) -> usize {
+        let skipped = self
+            .steps
+            .iter()
+            .filter(|s| matches!(s.outcome(), StepOutcome::Skipped(_)))
+            .count();
+        skipped + self.not_run()
     }
 
     /// The run's verdict, the one rule every caller applies: anomalies fail it, and so do
@@ -119,8 +131,8 @@ impl Report {
         }
         if !skipped.is_empty() && skips_fail {
             return Err(format!(
-                "{} step(s) skipped, so they checked nothing: {skipped:?}",
-                skipped.len()
+                "{} step(s) skipped or never ran, so they checked nothing: {skipped:?}",
+                self.skipped_steps()
             ));
         }
         Ok(skipped)
@@ -292,6 +304,9 @@ mod tests {
         );
         assert!(r.summary().contains("1 ANOMALIES"), "{}", r.summary());
         assert!(r.verdict(false).is_err());
+        // The skip list and count agree with the closing line: one skipped step.
+        assert_eq!(r.skipped().len(), 1);
+        assert_eq!(r.skipped_steps(), 1);
     }
 
     #[test]
@@ -357,10 +372,10 @@ mod tests {
             cut.closing_line(),
             "2 steps: 2 ok, 0 with anomalies, 0 skipped, 3 never ran; 0 errors outside steps\n"
         );
-        assert!(cut
-            .verdict(true)
-            .unwrap_err()
-            .contains("3 planned step(s) never ran"));
+        assert_eq!(cut.skipped_steps(), 3);
+        let e = cut.verdict(true).unwrap_err();
+        assert!(e.starts_with("3 step(s) skipped or never ran"), "{e}");
+        assert!(e.contains("3 planned step(s) never ran"), "{e}");
         assert_eq!(cut.verdict(false).unwrap().len(), 1);
         let bad = Report {
             steps: vec![StepReport {
