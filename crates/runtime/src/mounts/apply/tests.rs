@@ -318,13 +318,20 @@ fn masking_covers_a_dir_with_tmpfs_a_file_with_dev_null_and_skips_what_is_missin
         ]
     );
     // An open that fails other than "missing" stops the plan too.
-    let mut r = Recorder::new()
-        .file("/proc/sched_debug")
-        .fail("open(/proc/sched_debug)", libc::ELOOP);
-    let op = MountOp::Mask {
-        path: "/proc/sched_debug".into(),
-    };
-    assert!(matches!(r.run(&[op], None), Err(MountError::Target { .. })));
+    let r = Recorder::new().file("/proc/sched_debug");
+    unreachable_path_stops(r, "/proc/sched_debug", libc::ELOOP, |path| MountOp::Mask {
+        path,
+    });
+}
+
+/// `path` exists but its open fails with `errno`: the plan stops with a target error rather
+/// than leave the path visible or writable.
+fn unreachable_path_stops(r: Recorder, path: &str, errno: i32, op: fn(PathBuf) -> MountOp) {
+    let mut r = r.fail(&format!("open({path})"), errno);
+    assert!(matches!(
+        r.run(&[op(path.into())], None),
+        Err(MountError::Target { .. })
+    ));
 }
 
 #[test]
@@ -350,13 +357,10 @@ fn read_only_paths_are_bound_onto_themselves_then_remounted() {
         ]
     );
     // Present but not reachable: an error, not a silently writable path.
-    let mut r = Recorder::new()
-        .dir("/proc/sys")
-        .fail("open(/proc/sys)", libc::EACCES);
-    let op = MountOp::ReadOnly {
-        path: "/proc/sys".into(),
-    };
-    assert!(matches!(r.run(&[op], None), Err(MountError::Target { .. })));
+    let r = Recorder::new().dir("/proc/sys");
+    unreachable_path_stops(r, "/proc/sys", libc::EACCES, |path| MountOp::ReadOnly {
+        path,
+    });
 }
 
 #[test]
