@@ -19,7 +19,12 @@ pub const BATCH_OPS: usize = 500;
 #[derive(Clone, Debug)]
 pub struct LoopConfig {
     pub node_down_grace: Duration,
+    /// How often the services that wait on time (restart delays, a down node's grace, update
+    /// pacing) are looked at again when nothing else happened.
     pub tick: Duration,
+    /// How often every service is, whatever happened: a pass is idempotent, so this only
+    /// bounds how long anything the change events missed could wait.
+    pub full_every: Duration,
 }
 
 impl Default for LoopConfig {
@@ -27,6 +32,7 @@ impl Default for LoopConfig {
         LoopConfig {
             node_down_grace: Duration::from_secs(2),
             tick: Duration::from_secs(1),
+            full_every: Duration::from_secs(10),
         }
     }
 }
@@ -113,12 +119,14 @@ impl RunningSince {
 }
 
 /// One pass: orchestrate (the services in `only`, or all), then schedule what is pending.
-/// Returns whether anything was written.
+/// `timed` keeps the services that wait on time alone: those of the pass are replaced by what
+/// the pass found. Returns whether anything was written.
 pub async fn pass(
     manager: &Manager,
     cfg: &LoopConfig,
     seen: &mut RunningSince,
     only: Option<&std::collections::HashSet<swarm_types::ServiceId>>,
+    timed: &mut std::collections::HashSet<swarm_types::ServiceId>,
 ) -> bool {
     let now_ms = swarm_api::now_ms();
     let ocfg = manager.store().read(|s| orchestrator::Config {
@@ -131,9 +139,29 @@ pub async fn pass(
             .unwrap_or(5),
     });
     let t0 = std::time::Instant::now();
-    let ops = manager
-        .store()
-        .read(|s| orchestrator::reconcile_and_place(s, &ocfg, only));
+    // Off the async workers: a full pass over 100,000 tasks takes a tenth of a second or more,
+    // and the workers carry Raft's appends and heartbeats (a new leader whose first pass
+    // held both of them timed its followers' appends out).
+    let (ops, found) = {
+        let m = manager.clone();
+        let only = only.cloned();
+        tokio::task::spawn_blocking(move || {
+            let mut found = std::collections::HashSet::new();
+            let ops = m.store().read(|s| {
+                orchestrator::reconcile_and_place_noting(s, &ocfg, only.as_ref(), &mut found)
+            });
+            (ops, found)
+        })
+        .await
+        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
+    };
+    match only {
+        None => *timed = found,
+        Some(o) => {
+            timed.retain(|id| !o.contains(id));
+            timed.extend(found);
+        }
+    }
     let mut wrote = !ops.is_empty();
     if !ops.is_empty() {
         let computed = t0.elapsed();
@@ -195,7 +223,13 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
     let mut progressed: std::collections::HashSet<swarm_types::ServiceId> = Default::default();
     let mut full = true;
     let mut last_full = tokio::time::Instant::now();
+    let mut last_tick = tokio::time::Instant::now();
+    // Services that wait on time alone, as the last pass over each found (see `pass`).
+    let mut timed: std::collections::HashSet<swarm_types::ServiceId> = Default::default();
     let mut seen = RunningSince::default();
+    // The term in which this manager, as leader, has applied everything its log held when it
+    // was elected.
+    let mut caught_up_in: Option<u64> = None;
     loop {
         if *shutdown.borrow() {
             return;
@@ -209,6 +243,28 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
             events = events.resubscribe();
             full = true;
             seen = RunningSince::default();
+            caught_up_in = None;
+            continue;
+        }
+        let term = metrics.borrow().current_term;
+        if caught_up_in != Some(term) {
+            // A new leader's store may still lack entries the previous leader committed: a
+            // pass now would decide on a stale view (recreate tasks already created, say),
+            // and would hold the store while the client writes waiting on this leader's first
+            // entry need it. So first apply what the log held at the election.
+            let target = metrics.borrow().last_log_index.unwrap_or(0);
+            let me = manager.raft_id();
+            tokio::select! {
+                _ = metrics.wait_for(|m| {
+                    m.current_leader != Some(me)
+                        || m.current_term != term
+                        || m.last_applied.is_some_and(|l| l.index >= target)
+                }) => {}
+                _ = shutdown.changed() => {}
+            }
+            if manager.is_leader() && metrics.borrow().current_term == term {
+                caught_up_in = Some(term);
+            }
             continue;
         }
         if !progressed.is_empty() {
@@ -229,11 +285,20 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
                 }
             });
         }
-        if full || last_full.elapsed() >= cfg.tick {
-            pass(&manager, &cfg, &mut seen, None).await;
+        // A full pass over 100,000 tasks takes ~0.1 s of a core and holds the store: on each
+        // tick only the services that wait on time are looked at again.
+        if full || last_full.elapsed() >= cfg.full_every {
+            pass(&manager, &cfg, &mut seen, None, &mut timed).await;
             last_full = tokio::time::Instant::now();
-        } else if !dirty.is_empty() {
-            pass(&manager, &cfg, &mut seen, Some(&dirty)).await;
+            last_tick = last_full;
+        } else {
+            if last_tick.elapsed() >= cfg.tick {
+                dirty.extend(timed.iter().cloned());
+                last_tick = tokio::time::Instant::now();
+            }
+            if !dirty.is_empty() {
+                pass(&manager, &cfg, &mut seen, Some(&dirty), &mut timed).await;
+            }
         }
         dirty.clear();
         full = false;
@@ -268,7 +333,7 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
                     }
                 }
             }
-            _ = tokio::time::sleep(cfg.tick) => full = true,
+            _ = tokio::time::sleep(cfg.tick) => {}
             _ = shutdown.changed() => {}
             _ = metrics.changed() => {}
         }

@@ -92,6 +92,7 @@ fn supervise_nodes<'a>(
     let mut live_on: HashMap<&NodeId, &Task> = HashMap::new();
     let mut completed_on: HashSet<&NodeId> = HashSet::new();
     let mut dirty: Vec<&Task> = Vec::new();
+    let current = CurrentSpec::of(svc);
     for t in tasks {
         let Some(n) = t.node_id.as_ref() else {
             continue;
@@ -136,7 +137,7 @@ fn supervise_nodes<'a>(
             }
             continue;
         }
-        if *t.spec != svc.spec.task {
+        if !current.matches(t) {
             // Replaced by the rolling update below, a few nodes at a time.
             dirty.push(t);
             live_on.insert(n, t);
@@ -156,10 +157,11 @@ fn supervise_nodes<'a>(
 /// The update completes when every live task runs the current spec.
 fn complete_update(svc: &Service, tasks: &[&Task], now: u64, ops: &mut Vec<Op>) {
     if let Some(st) = svc.update_status.as_ref().filter(|s| s.state.is_active()) {
+        let current = CurrentSpec::of(svc);
         let settled = tasks
             .iter()
             .filter(|t| is_live(t))
-            .all(|t| *t.spec == svc.spec.task && t.status.state == TaskState::Running);
+            .all(|t| t.status.state == TaskState::Running && current.matches(t));
         if settled {
             let st = if st.state.is_rollback() {
                 UpdateState::RollbackCompleted

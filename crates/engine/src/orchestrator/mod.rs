@@ -75,6 +75,42 @@ fn new_task(svc: &Service, slot: u64, node: Option<&NodeId>, restarts: u64, now:
     }
 }
 
+/// Whether tasks run their service's current spec. The tasks of one service version share one
+/// spec allocation, so this compares each allocation once per pass and the rest by pointer:
+/// comparing every task's spec field by field was a tenth of a pass over a 100,000-task
+/// service, which the leader runs every second.
+struct CurrentSpec<'a> {
+    spec: &'a swarm_types::spec::TaskSpec,
+    /// Allocations already compared (by address: the tasks borrowed for the pass keep them
+    /// alive, so no address is reused meanwhile) and whether they matched.
+    known: std::cell::RefCell<Vec<(usize, bool)>>,
+}
+
+impl<'a> CurrentSpec<'a> {
+    /// Allocations remembered; a service has a few versions in flight at most.
+    const KEEP: usize = 8;
+
+    fn of(svc: &'a Service) -> Self {
+        CurrentSpec {
+            spec: &svc.spec.task,
+            known: Default::default(),
+        }
+    }
+
+    fn matches(&self, t: &Task) -> bool {
+        let at = std::sync::Arc::as_ptr(&t.spec) as usize;
+        if let Some(&(_, same)) = self.known.borrow().iter().find(|(a, _)| *a == at) {
+            return same;
+        }
+        let same = *t.spec == *self.spec;
+        let mut known = self.known.borrow_mut();
+        if known.len() < Self::KEEP {
+            known.push((at, same));
+        }
+        same
+    }
+}
+
 /// Why a live task must be replaced (or stopped) regardless of its own health.
 fn node_problem(
     state: &StoreState,
@@ -116,7 +152,18 @@ pub fn reconcile_and_place(
     cfg: &Config,
     only: Option<&HashSet<ServiceId>>,
 ) -> Vec<Op> {
-    let mut ops = reconcile_some(state, cfg, only);
+    reconcile_and_place_noting(state, cfg, only, &mut HashSet::new())
+}
+
+/// `reconcile_and_place`, also adding to `timed` the services of the pass that wait on time
+/// alone (see `waits_on_time`): the only ones a periodic pass needs to look at again.
+pub fn reconcile_and_place_noting(
+    state: &StoreState,
+    cfg: &Config,
+    only: Option<&HashSet<ServiceId>>,
+    timed: &mut HashSet<ServiceId>,
+) -> Vec<Op> {
+    let mut ops = reconcile_pass(state, cfg, only, timed);
     // New tasks get their network addresses with their creation (one Raft write).
     crate::ipam::attach_new_tasks(state, &mut ops);
     let releases = ops
@@ -162,6 +209,15 @@ pub fn reconcile_some(
     cfg: &Config,
     only: Option<&HashSet<ServiceId>>,
 ) -> Vec<Op> {
+    reconcile_pass(state, cfg, only, &mut HashSet::new())
+}
+
+fn reconcile_pass(
+    state: &StoreState,
+    cfg: &Config,
+    only: Option<&HashSet<ServiceId>>,
+    timed: &mut HashSet<ServiceId>,
+) -> Vec<Op> {
     let wanted = |id: &ServiceId| only.is_none_or(|o| o.contains(id));
     let mut ops = Vec::new();
     let mut by_service: HashMap<&ServiceId, Vec<&Task>> = HashMap::new();
@@ -185,8 +241,17 @@ pub fn reconcile_some(
             .filter_map(|id| state.services.get(id).map(|s| &**s))
             .collect(),
     };
+    let down: Vec<&NodeId> = state
+        .nodes
+        .values()
+        .filter(|n| n.status.state == NodeState::Down)
+        .map(|n| &n.id)
+        .collect();
     for svc in services {
         let tasks = by_service.get(&svc.id).map(Vec::as_slice).unwrap_or(&[]);
+        if waits_on_time(svc, tasks, &down) {
+            timed.insert(svc.id.clone());
+        }
         match svc.spec.mode {
             ServiceMode::Replicated { replicas } => {
                 reconcile_replicated(state, svc, tasks, replicas, None, cfg, &mut ops)
@@ -217,6 +282,26 @@ pub fn reconcile_some(
     }
     reap(state, cfg, &wanted, &mut ops);
     ops
+}
+
+/// Whether a service waits on time alone, so that a pass must look at it again when nothing
+/// else happened: an update or rollback in progress (its pacing and monitor period), a dead
+/// task in a slot (its restart delay, or the window that lets its restarts count again), a
+/// live task on a down node (the node's grace period). Anything else a service waits for
+/// arrives as a store change to it, its tasks or the nodes. Errs towards yes: a dead task the
+/// policy keeps for good counts too.
+fn waits_on_time(svc: &Service, tasks: &[&Task], down: &[&NodeId]) -> bool {
+    if svc
+        .update_status
+        .as_ref()
+        .is_some_and(|u| u.state.is_active())
+    {
+        return true;
+    }
+    tasks.iter().filter(|t| is_live(t)).any(|t| {
+        t.status.state.is_terminal()
+            || (!down.is_empty() && t.node_id.as_ref().is_some_and(|n| down.contains(&n)))
+    })
 }
 
 fn live_running(tasks: &[&Task]) -> u64 {

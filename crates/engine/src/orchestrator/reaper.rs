@@ -13,14 +13,21 @@ pub(super) fn reap(
 ) {
     let mut history: HashMap<(&ServiceId, u64, Option<&NodeId>), Vec<&Task>> = HashMap::new();
     for t in state.tasks.values().filter(|t| wanted(&t.service_id)) {
-        let node_gone_or_down = t.node_id.as_ref().is_none_or(|n| {
-            state
-                .nodes
-                .get(n)
-                .is_none_or(|n| n.status.state == NodeState::Down)
-        });
+        let removed = t.desired_state == TaskState::Remove;
+        if !removed && is_live(t) {
+            // Most tasks at any time: nothing to reap, and no node to look up.
+            continue;
+        }
+        let node_gone_or_down = || {
+            t.node_id.as_ref().is_none_or(|n| {
+                state
+                    .nodes
+                    .get(n)
+                    .is_none_or(|n| n.status.state == NodeState::Down)
+            })
+        };
         let stopped = t.status.state.is_terminal() || t.status.state < TaskState::Assigned;
-        if t.desired_state == TaskState::Remove && (stopped || node_gone_or_down) {
+        if removed && (stopped || node_gone_or_down()) {
             ops.push(Op::Delete {
                 kind: ObjectKind::Task,
                 id: t.id.to_string(),
@@ -28,7 +35,7 @@ pub(super) fn reap(
             });
             continue;
         }
-        if !is_live(t) && (stopped || node_gone_or_down) {
+        if stopped || node_gone_or_down() {
             let key = if t.slot > 0 {
                 (&t.service_id, t.slot, None)
             } else {

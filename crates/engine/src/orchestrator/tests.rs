@@ -131,6 +131,22 @@ impl World {
         }
         n
     }
+    /// The services a pass over the current state notes as waiting on time alone.
+    fn timed(&self) -> HashSet<ServiceId> {
+        let mut timed = HashSet::new();
+        reconcile_and_place_noting(
+            &self.state,
+            &Config {
+                now_ms: self.now,
+                node_down_grace_ms: 1000,
+                task_history_limit: 2,
+                running_since: std::sync::Arc::new(self.seen.clone()),
+            },
+            None,
+            &mut timed,
+        );
+        timed
+    }
     /// Places pending tasks round-robin and marks everything assigned as running.
     fn run_all(&mut self) {
         let nodes: Vec<NodeId> = self
@@ -900,4 +916,54 @@ mod compact {
         assert!(matches!(err, StoreError::Exists { .. }), "{err}");
         assert_eq!(st, before, "nothing of the failed batch stays");
     }
+}
+
+/// The control loop's tick looks again only at services a pass noted as waiting on time: a
+/// restart delay, a down node's grace, an update's pacing. A settled service is not noted,
+/// and each noted one is acted on once its time comes.
+#[test]
+fn only_services_waiting_on_time_are_noted_for_the_tick() {
+    let mut w = three_nodes();
+    let s = w.service("web", ServiceMode::Replicated { replicas: 3 });
+    w.set_spec(&s, |sp| {
+        sp.task.restart_policy = RestartPolicy {
+            condition: RestartCondition::OnFailure,
+            delay: Duration::from_secs(5),
+            max_attempts: 0,
+            window: Duration::ZERO,
+        }
+        .into()
+    });
+    w.reconcile();
+    w.run_all();
+    assert_eq!(w.reconcile(), 0);
+    assert!(w.timed().is_empty(), "a settled service waits on nothing");
+
+    // A dead task under its restart delay.
+    let t = w.live(&s)[0].clone();
+    w.apply(vec![status(&t, TaskState::Failed)]);
+    assert_eq!(w.reconcile(), 0, "not before the delay");
+    assert!(w.timed().contains(&s));
+    w.now += 5_000;
+    assert!(w.reconcile() > 0, "replaced once the delay passed");
+    w.run_all();
+    assert_eq!(w.reconcile(), 0);
+    assert!(w.timed().is_empty());
+
+    // A live task on a node that went down, within the grace period.
+    let on = w.live(&s)[0].node_id.clone().expect("placed");
+    w.set_node(on.as_str(), |n| n.status.state = NodeState::Down);
+    assert_eq!(w.reconcile(), 0, "within the grace period");
+    assert!(w.timed().contains(&s));
+    w.now += 1_000;
+    assert!(w.reconcile() > 0, "replaced once the grace passed");
+    w.run_all();
+    w.reconcile();
+    w.run_all();
+    assert!(w.timed().is_empty(), "{:?}", w.timed());
+
+    // A rolling update in progress (its pacing and monitor).
+    w.update_service(&s, |sp| sp.task.container.image = "busybox:2".into());
+    w.reconcile();
+    assert!(w.timed().contains(&s));
 }

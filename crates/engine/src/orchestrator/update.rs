@@ -29,9 +29,10 @@ impl<'a> UpdateProgress<'a> {
             &svc.spec.update_config
         };
         let started_at = status.map(|s| s.started_at).unwrap_or(0);
+        let current = CurrentSpec::of(svc);
         let updated: Vec<&Task> = tasks
             .iter()
-            .filter(|t| *t.spec == svc.spec.task && t.meta.created_at >= started_at)
+            .filter(|t| t.meta.created_at >= started_at && current.matches(t))
             .copied()
             .collect();
         let starting = updated
@@ -176,9 +177,10 @@ pub(super) fn rolling_update(
     ops: &mut Vec<Op>,
 ) {
     let now = cfg.now_ms;
+    let current = CurrentSpec::of(svc);
     let dirty: Vec<(u64, &Task)> = kept
         .iter()
-        .filter(|(_, t)| *t.spec != svc.spec.task && !t.status.state.is_terminal())
+        .filter(|(_, t)| !t.status.state.is_terminal() && !current.matches(t))
         .map(|(s, t)| (*s, *t))
         .collect();
     match svc.update_status.as_ref().map(|s| s.state) {
