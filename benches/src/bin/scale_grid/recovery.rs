@@ -40,6 +40,18 @@ pub(crate) async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
         l + 1
     ));
 
+    // At rest with every task running: what the leader's periodic control-loop pass costs
+    // (after the burst's tail: status reports, its snapshot, the log's purge).
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let lp = pid(&c, l);
+    let (cpu0, t0) = (cpu_seconds(lp), Instant::now());
+    tokio::time::sleep(Duration::from_secs(20)).await;
+    rows.push(format!(
+        "| leader's CPU at rest, all tasks running | {:.3} cores | over {:.0} s, from 10 s after all ran |",
+        (cpu_seconds(lp) - cpu0) / t0.elapsed().as_secs_f64(),
+        t0.elapsed().as_secs_f64()
+    ));
+
     // A follower killed and started again: until it answers a linearizable read.
     let f = (0..c.nodes.len())
         .find(|&i| i != l)
