@@ -139,22 +139,10 @@ pub async fn pass(
             .unwrap_or(5),
     });
     let t0 = std::time::Instant::now();
-    // Off the async workers: a full pass over 100,000 tasks takes a tenth of a second or more,
-    // and the workers carry Raft's appends and heartbeats (a new leader whose first pass
-    // held both of them timed its followers' appends out).
-    let (ops, found) = {
-        let m = manager.clone();
-        let only = only.cloned();
-        tokio::task::spawn_blocking(move || {
-            let mut found = std::collections::HashSet::new();
-            let ops = m.store().read(|s| {
-                orchestrator::reconcile_and_place_noting(s, &ocfg, only.as_ref(), &mut found)
-            });
-            (ops, found)
-        })
-        .await
-        .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()))
-    };
+    let mut found = std::collections::HashSet::new();
+    let ops = manager
+        .store()
+        .read(|s| orchestrator::reconcile_and_place_noting(s, &ocfg, only, &mut found));
     match only {
         None => *timed = found,
         Some(o) => {
