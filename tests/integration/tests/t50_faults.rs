@@ -244,12 +244,28 @@ fn manager_down_through_2000_writes_catches_up_by_snapshot() {
             let mut cl = client.clone();
             set.spawn(async move {
                 for k in 0..125 {
-                    cl.create_service(CreateServiceRequest {
-                        spec: spec(&format!("s{w}-{k}")),
-                        ..Default::default()
-                    })
-                    .await
-                    .expect("write");
+                    // A debug build snapshotting every 100 entries under this load can hold
+                    // an election; a write refused with "nothing was written" is retried, as
+                    // its error asks (at most a few times: this is not the test's subject).
+                    let mut refused = 0;
+                    loop {
+                        let r = cl
+                            .create_service(CreateServiceRequest {
+                                spec: spec(&format!("s{w}-{k}")),
+                                ..Default::default()
+                            })
+                            .await;
+                        match r {
+                            Ok(_) => break,
+                            Err(e)
+                                if refused < 5 && e.message().contains("nothing was written") =>
+                            {
+                                refused += 1;
+                                info!(error = %e.message(), "write refused during an election; retrying");
+                            }
+                            Err(e) => panic!("write: {e:?}"),
+                        }
+                    }
                 }
             });
         }
