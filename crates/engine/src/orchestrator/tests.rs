@@ -116,35 +116,26 @@ impl World {
                     .or_insert(t.status.timestamp.min(self.now));
             }
         }
-        let ops = reconcile(
-            &self.state,
-            &Config {
-                now_ms: self.now,
-                node_down_grace_ms: 1000,
-                task_history_limit: 2,
-                running_since: std::sync::Arc::new(self.seen.clone()),
-            },
-        );
+        let ops = reconcile(&self.state, &self.config());
         let n = ops.len();
         if n > 0 {
             self.apply(ops);
         }
         n
     }
+    /// The pass configuration of this world: its clock, a 1 s grace, 2 dead tasks kept.
+    fn config(&self) -> Config {
+        Config {
+            now_ms: self.now,
+            node_down_grace_ms: 1000,
+            task_history_limit: 2,
+            running_since: std::sync::Arc::new(self.seen.clone()),
+        }
+    }
     /// The services a pass over the current state notes as waiting on time alone.
     fn timed(&self) -> HashSet<ServiceId> {
         let mut timed = HashSet::new();
-        reconcile_and_place_noting(
-            &self.state,
-            &Config {
-                now_ms: self.now,
-                node_down_grace_ms: 1000,
-                task_history_limit: 2,
-                running_since: std::sync::Arc::new(self.seen.clone()),
-            },
-            None,
-            &mut timed,
-        );
+        reconcile_and_place_noting(&self.state, &self.config(), None, &mut timed);
         timed
     }
     /// Places pending tasks round-robin and marks everything assigned as running.
@@ -296,19 +287,25 @@ fn failed_task_is_restarted_in_its_slot_per_policy() {
     assert_eq!(w.state.tasks[&t.id].desired_state, TaskState::Shutdown);
 }
 
-#[test]
-fn restart_delay_condition_and_max_attempts() {
-    let mut w = three_nodes();
-    let s = w.service("web", ServiceMode::Replicated { replicas: 1 });
+/// A replicated service "web" whose tasks restart on failure after 5 s.
+fn on_failure_after_5s(w: &mut World, replicas: u64, max_attempts: u64) -> ServiceId {
+    let s = w.service("web", ServiceMode::Replicated { replicas });
     w.set_spec(&s, |sp| {
         sp.task.restart_policy = RestartPolicy {
             condition: RestartCondition::OnFailure,
             delay: Duration::from_secs(5),
-            max_attempts: 1,
+            max_attempts,
             window: Duration::ZERO,
         }
         .into()
     });
+    s
+}
+
+#[test]
+fn restart_delay_condition_and_max_attempts() {
+    let mut w = three_nodes();
+    let s = on_failure_after_5s(&mut w, 1, 1);
     w.reconcile();
     w.run_all();
     let t = w.live(&s)[0].clone();
@@ -924,16 +921,7 @@ mod compact {
 #[test]
 fn only_services_waiting_on_time_are_noted_for_the_tick() {
     let mut w = three_nodes();
-    let s = w.service("web", ServiceMode::Replicated { replicas: 3 });
-    w.set_spec(&s, |sp| {
-        sp.task.restart_policy = RestartPolicy {
-            condition: RestartCondition::OnFailure,
-            delay: Duration::from_secs(5),
-            max_attempts: 0,
-            window: Duration::ZERO,
-        }
-        .into()
-    });
+    let s = on_failure_after_5s(&mut w, 3, 0);
     w.reconcile();
     w.run_all();
     assert_eq!(w.reconcile(), 0);
