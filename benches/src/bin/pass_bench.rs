@@ -52,17 +52,10 @@ fn store(n: u64) -> StoreState {
         })
         .collect();
     apply(&mut state, &mut index, nodes);
-    let svc = Service {
-        id: ServiceId::new("bench"),
-        meta: Meta::default(),
-        spec: ServiceSpec::replicated("bench", "busybox", n),
-        previous_spec: None,
-        update_status: None,
-        spec_history: Vec::new(),
-        spec_version: 1,
-        endpoint: Default::default(),
-        status: None,
-    };
+    let svc = Service::new(
+        ServiceId::new("bench"),
+        ServiceSpec::replicated("bench", "busybox", n),
+    );
     apply(
         &mut state,
         &mut index,

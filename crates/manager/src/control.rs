@@ -94,17 +94,7 @@ impl Control for ControlService {
         let warnings =
             self.read(|s| pin_image(s, &mut spec, &req.get_ref().resolve_image, None))?;
         self.read(|s| seal_auth(s, &mut spec, None))?;
-        let svc = Service {
-            id: ServiceId::generate(),
-            meta: Default::default(),
-            spec,
-            previous_spec: None,
-            update_status: None,
-            spec_history: Vec::new(),
-            endpoint: Default::default(),
-            spec_version: 1,
-            status: None,
-        };
+        let svc = Service::new(ServiceId::generate(), spec);
         let mut out = self.write_service(svc, Op::Create).await?;
         tracing::info!(service = %out[0].id(), "service created");
         let mut resp = object_response(out.remove(0));

@@ -418,17 +418,10 @@ mod tests {
     use swarm_types::spec::ServiceSpec;
 
     fn tasks(n: usize) -> Vec<Task> {
-        let svc = swarm_types::Service {
-            id: swarm_types::ServiceId::new("s"),
-            meta: Default::default(),
-            spec: ServiceSpec::replicated("web", "busybox", n as u64),
-            previous_spec: None,
-            update_status: None,
-            spec_history: Vec::new(),
-            endpoint: Default::default(),
-            spec_version: 1,
-            status: None,
-        };
+        let svc = swarm_types::Service::new(
+            swarm_types::ServiceId::new("s"),
+            ServiceSpec::replicated("web", "busybox", n as u64),
+        );
         let mut st = swarm_types::store::StoreState::default();
         st.apply(
             &WriteBatch {

@@ -242,6 +242,22 @@ impl ServiceStatus {
 }
 
 impl Service {
+    /// A service as `service create` makes it: version 1 of its spec, no history, no update,
+    /// nothing allocated yet.
+    pub fn new(id: ServiceId, spec: ServiceSpec) -> Service {
+        Service {
+            id,
+            meta: Meta::default(),
+            spec,
+            previous_spec: None,
+            update_status: None,
+            spec_history: Vec::new(),
+            spec_version: 1,
+            endpoint: Default::default(),
+            status: None,
+        }
+    }
+
     /// Replaces the spec the way `service update`/`scale`/`rollback` do: the old spec goes to
     /// the history (at most `SPEC_HISTORY`) and becomes `previous_spec`; a change of the task
     /// template starts a rolling update (or a rollback). Returns false when nothing changed.

@@ -824,17 +824,10 @@ mod compact {
     use swarm_types::{Object, Service, ServiceId};
 
     fn service(id: &str, name: &str) -> Object {
-        Object::Service(Box::new(Service {
-            status: None,
-            id: ServiceId::new(id),
-            meta: Default::default(),
-            spec: ServiceSpec::replicated(name, "busybox", 7),
-            previous_spec: None,
-            update_status: None,
-            spec_history: Vec::new(),
-            endpoint: Default::default(),
-            spec_version: 1,
-        }))
+        Object::Service(Box::new(Service::new(
+            ServiceId::new(id),
+            ServiceSpec::replicated(name, "busybox", 7),
+        )))
     }
 
     fn with_services() -> StoreState {

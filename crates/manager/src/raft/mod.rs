@@ -106,7 +106,7 @@ mod codec_tests {
     /// takes no box after decoding.
     #[test]
     fn services_with_sparse_sections_round_trip_through_the_log_encoding() {
-        use swarm_types::objects::{Meta, Service};
+        use swarm_types::objects::Service;
         use swarm_types::spec::ServiceSpec;
         use swarm_types::ServiceId;
         let plain = ServiceSpec::replicated("web", "web:1", 2);
@@ -116,17 +116,7 @@ mod codec_tests {
         set.task.placement.constraints = vec!["node.role==worker".into()];
         set.update_config.parallelism = 3;
         for spec in [plain, set] {
-            let svc = Service {
-                id: ServiceId::new("s"),
-                meta: Meta::default(),
-                spec,
-                previous_spec: None,
-                update_status: None,
-                spec_history: Vec::new(),
-                spec_version: 1,
-                endpoint: Default::default(),
-                status: None,
-            };
+            let svc = Service::new(ServiceId::new("s"), spec);
             let b = WriteBatch {
                 ops: vec![Op::Create(Object::Service(Box::new(svc)))],
                 now_ms: 1,
