@@ -61,8 +61,16 @@ fn store(n: u64) -> StoreState {
         &mut index,
         vec![Op::Put(Object::Service(Box::new(svc)))],
     );
-    let ops = reconcile_and_place(&state, &Config::default(), None);
-    apply(&mut state, &mut index, swarm_types::store::compact(ops));
+    // In chunks of the control loop's batch size, as the leader writes them: each chunk's
+    // tasks share one spec allocation.
+    let mut ops = reconcile_and_place(&state, &Config::default(), None).into_iter();
+    loop {
+        let chunk: Vec<Op> = ops.by_ref().take(500).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        apply(&mut state, &mut index, swarm_types::store::compact(chunk));
+    }
     let running = state
         .tasks
         .values()
