@@ -26,14 +26,19 @@ pids_of() {
 }
 
 down() {
-    local sock="$DIR/m1/swarmd.sock" n p left
-    # Remove the demo service first and wait for its containers to stop, then the daemons.
-    if [ -S "$sock" ] && "$BIN/swarmctl" -H "unix://$sock" service rm web >/dev/null 2>&1; then
-        for _ in $(seq 1 100); do
-            "$BIN/swarmctl" -H "unix://$sock" service ps web >/dev/null 2>&1 || break
-            sleep 0.2
-        done
-    fi
+    local sock n p left
+    # Remove the demo service first, through any daemon still up (m1 may have been killed),
+    # and wait for its containers to stop; then the daemons.
+    for n in $NODES; do
+        sock="$DIR/$n/swarmd.sock"
+        if [ -S "$sock" ] && "$BIN/swarmctl" -H "unix://$sock" service rm web >/dev/null 2>&1; then
+            for _ in $(seq 1 100); do
+                "$BIN/swarmctl" -H "unix://$sock" service ps web >/dev/null 2>&1 || break
+                sleep 0.2
+            done
+            break
+        fi
+    done
     for n in $NODES; do
         for p in $(pids_of "$n"); do kill -TERM "$p" 2>/dev/null || true; done
     done
@@ -52,6 +57,16 @@ down() {
         local id
         id=$(sed -n 's/.*"node_id": *"\([a-z0-9]*\)".*/\1/p' "$DIR/$n/node.json" 2>/dev/null | head -c 12)
         [ -n "$id" ] || continue
+        # What is still in them had no daemon left to stop it (a task of a node whose swarmd
+        # was killed, say): the demo owns these cgroups, so it goes.
+        local procs
+        procs=$(find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name "swarm-$id" 2>/dev/null |
+            while read -r d; do find "$d" -name cgroup.procs -exec cat {} \; 2>/dev/null; done | sort -u)
+        if [ -n "$procs" ]; then
+            echo "$n: stopping $(echo "$procs" | wc -l) process(es) left in its containers' cgroups"
+            for p in $procs; do kill -KILL "$p" 2>/dev/null || true; done
+            sleep 0.5
+        fi
         find /sys/fs/cgroup -mindepth 1 -maxdepth 3 -type d -name "swarm-$id" 2>/dev/null |
             while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null || true; done
         # Its default bridge and nftables table, when its last container went as it stopped
