@@ -19,4 +19,4 @@ pub mod store;
 pub mod supervise;
 mod write_error;
 
-pub use manager::{Manager, ManagerConfig, WriteError};
+pub use manager::{Manager, ManagerConfig, WriteError, DEFAULT_ELECTION_TIMEOUT_MS};

@@ -63,14 +63,40 @@ impl ManagerConfig {
             advertise_addr,
             raft_dir,
             heartbeat_ms: 100,
-            election_timeout_min_ms: 300,
-            election_timeout_max_ms: 600,
+            election_timeout_min_ms: 0,
+            election_timeout_max_ms: 0,
             snapshot_interval: 10_000,
             logs_to_keep: 1_000,
             write_timeout: Duration::from_millis(1800),
         }
+        .with_election_timeout(DEFAULT_ELECTION_TIMEOUT_MS)
+    }
+
+    /// Sets the election timeout range from its minimum: `min_ms` to `min_ms` × 5/4.
+    ///
+    /// openraft 0.9 also makes a follower honour its leader's lease, which it fixes at the
+    /// range's maximum, before that timeout starts: after a leader dies, the first follower
+    /// campaigns `max + its timeout` (plus up to one tick, 1.5 heartbeats) after the last
+    /// heartbeat it heard. A range of 2× (300–600 ms, until 2026-12-05) meant 900–1,200 ms;
+    /// 400–500 ms keeps the shortest silence that starts an election at 900 ms (what rides out
+    /// a starved leader) and cuts the longest to 1,000 ms. The range still spreads the
+    /// followers' campaigns over 100 ms, beside their ticks' own phases.
+    pub fn with_election_timeout(mut self, min_ms: u64) -> Self {
+        self.election_timeout_min_ms = min_ms;
+        self.election_timeout_max_ms = min_ms + (min_ms / 4).max(1);
+        self
+    }
+
+    /// How long a leader may go without a quorum's acknowledgement before it refuses writes
+    /// as "no quorum" (and twice this, how long a silent peer still counts as reachable):
+    /// 1.5 × the minimum election timeout, 600 ms by default, as before the range narrowed.
+    pub fn quorum_ack_window_ms(&self) -> u64 {
+        self.election_timeout_min_ms * 3 / 2
     }
 }
+
+/// Minimum election timeout in milliseconds (see `ManagerConfig::with_election_timeout`).
+pub const DEFAULT_ELECTION_TIMEOUT_MS: u64 = 400;
 
 pub use crate::write_error::WriteError;
 
@@ -259,7 +285,7 @@ impl Manager {
         if id == self.raft_id() {
             return true;
         }
-        let window = Duration::from_millis(self.inner.cfg.election_timeout_max_ms * 2);
+        let window = Duration::from_millis(self.inner.cfg.quorum_ack_window_ms() * 2);
         self.inner.network.reachability.is_reachable(id, window)
     }
 

@@ -143,6 +143,12 @@ pub async fn pass(
     let ops = manager
         .store()
         .read(|s| orchestrator::reconcile_and_place_noting(s, &ocfg, only, &mut found));
+    tracing::debug!(
+        services = only.map(|o| o.len()),
+        ops = ops.len(),
+        took = ?t0.elapsed(),
+        "control loop pass"
+    );
     match only {
         None => *timed = found,
         Some(o) => {
@@ -252,6 +258,11 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
             }
             if manager.is_leader() && metrics.borrow().current_term == term {
                 caught_up_in = Some(term);
+                tracing::info!(
+                    term,
+                    applied = target,
+                    "new leader caught up; control loop starts"
+                );
             }
             continue;
         }

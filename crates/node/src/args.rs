@@ -46,9 +46,10 @@ pub struct Args {
     /// Raft heartbeat interval in milliseconds.
     #[arg(long, default_value_t = 100)]
     pub raft_heartbeat_ms: u64,
-    /// Minimum Raft election timeout in milliseconds (the maximum is twice this). Failover
-    /// takes about one to two of these after a leader dies.
-    #[arg(long, default_value_t = 300)]
+    /// Minimum Raft election timeout in milliseconds (the maximum is 5/4 of this). A follower
+    /// campaigns after hearing nothing from its leader for the maximum (the leader's lease)
+    /// plus its own timeout: with the default 400, 900–1,000 ms. At least twice the heartbeat.
+    #[arg(long, default_value_t = swarm_manager::DEFAULT_ELECTION_TIMEOUT_MS)]
     pub raft_election_timeout_ms: u64,
     /// Take a Raft snapshot (and compact the log) after this many entries.
     #[arg(long, default_value_t = 10_000)]
@@ -127,6 +128,21 @@ fn parse_pool(s: &str) -> Result<swarm_types::network::Ipv4Net, String> {
 }
 
 impl Args {
+    /// Raft timings that cannot work: a follower must hear several heartbeats per election
+    /// timeout, or it campaigns against a healthy leader.
+    pub fn check_raft_timing(&self) -> Result<(), String> {
+        if self.raft_heartbeat_ms == 0 {
+            return Err("--raft-heartbeat-ms must be at least 1".into());
+        }
+        if self.raft_election_timeout_ms < 2 * self.raft_heartbeat_ms {
+            return Err(format!(
+                "--raft-election-timeout-ms {} must be at least twice --raft-heartbeat-ms {} (the defaults are 400 and 100)",
+                self.raft_election_timeout_ms, self.raft_heartbeat_ms
+            ));
+        }
+        Ok(())
+    }
+
     /// Address pool settings that contradict each other or the way the node starts.
     pub fn check_addr_pools(&self) -> Result<(), String> {
         if self.join.is_some()

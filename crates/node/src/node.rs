@@ -22,10 +22,9 @@ fn manager_config(args: &Args, id: &Identity) -> ManagerConfig {
         id.raft_id,
         id.advertise_addr.clone(),
         args.state_dir.join("raft"),
-    );
+    )
+    .with_election_timeout(args.raft_election_timeout_ms);
     c.heartbeat_ms = args.raft_heartbeat_ms;
-    c.election_timeout_min_ms = args.raft_election_timeout_ms;
-    c.election_timeout_max_ms = args.raft_election_timeout_ms * 2;
     c.snapshot_interval = args.raft_snapshot_interval;
     c.logs_to_keep = args.raft_logs_to_keep;
     c
@@ -71,6 +70,7 @@ fn remap(args: &Args) -> anyhow::Result<Option<(swarm_runtime::userns::IdMap, bo
 pub async fn run(args: Args) -> anyhow::Result<()> {
     init_logging(&args);
     args.check_addr_pools().map_err(|e| anyhow!(e))?;
+    args.check_raft_timing().map_err(|e| anyhow!(e))?;
     let _ = rustls::crypto::ring::default_provider().install_default();
     raise_fd_limit();
     let _lock = lock_state_dir(&args.state_dir)?;
@@ -550,5 +550,69 @@ mod tests {
             std::thread::sleep(Duration::from_millis(20));
         };
         assert_eq!(status.code(), Some(128 + term as i32));
+    }
+}
+
+#[cfg(test)]
+mod raft_timing_tests {
+    use super::*;
+    use clap::Parser;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["swarmd", "--state-dir", "/nonexistent"];
+        v.extend_from_slice(extra);
+        Args::try_parse_from(v).unwrap()
+    }
+
+    #[test]
+    fn election_timeout_sets_a_range_of_five_quarters() {
+        let a = args(&[]);
+        a.check_raft_timing().unwrap();
+        let id = Identity {
+            node_id: swarm_types::NodeId::new("n1"),
+            cluster_id: String::new(),
+            role: swarm_types::spec::NodeRole::Manager,
+            raft_id: 1,
+            advertise_addr: "127.0.0.1:4242".into(),
+            managers: Vec::new(),
+            complete: true,
+            pending_token: String::new(),
+            promoting: false,
+        };
+        let c = manager_config(&a, &id);
+        assert_eq!(
+            (c.election_timeout_min_ms, c.election_timeout_max_ms),
+            (400, 500)
+        );
+        let c = manager_config(&args(&["--raft-election-timeout-ms", "250"]), &id);
+        assert_eq!(
+            (c.election_timeout_min_ms, c.election_timeout_max_ms),
+            (250, 312)
+        );
+    }
+
+    #[test]
+    fn election_timeout_near_the_heartbeat_is_refused() {
+        let e = args(&["--raft-election-timeout-ms", "150"])
+            .check_raft_timing()
+            .unwrap_err();
+        assert!(
+            e.contains(
+                "--raft-election-timeout-ms 150 must be at least twice --raft-heartbeat-ms 100"
+            ),
+            "{e}"
+        );
+        let e = args(&["--raft-heartbeat-ms", "0"])
+            .check_raft_timing()
+            .unwrap_err();
+        assert!(e.contains("--raft-heartbeat-ms must be at least 1"), "{e}");
+        args(&[
+            "--raft-heartbeat-ms",
+            "50",
+            "--raft-election-timeout-ms",
+            "100",
+        ])
+        .check_raft_timing()
+        .unwrap();
     }
 }

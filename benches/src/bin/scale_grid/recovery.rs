@@ -85,6 +85,7 @@ pub(crate) async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
     let client = c.client(s).await?;
     c.kill(l);
     let t0 = Instant::now();
+    let killed_at = utc_time_of_day(std::time::SystemTime::now());
     let (done_tx, mut done_rx) = tokio::sync::mpsc::channel::<Duration>(1);
     let mut attempts = tokio::task::JoinSet::new();
     let first = loop {
@@ -113,7 +114,7 @@ pub(crate) async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
     let tried = attempts.len();
     attempts.abort_all();
     rows.push(format!(
-        "| leader SIGKILLed → first write committed (through a survivor) | {:.2} s | {tried} attempts started, one every 100 ms |",
+        "| leader SIGKILLed → first write committed (through a survivor) | {:.2} s | {tried} attempts started, one every 100 ms; killed at {killed_at} UTC (to match the managers' logs) |",
         first.as_secs_f64()
     ));
 
@@ -131,4 +132,20 @@ pub(crate) async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
     keep_logs(args, "recovery", &c);
     drop(agents);
     Ok(())
+}
+
+/// `HH:MM:SS.mmm` of `t` in UTC, the form the managers' log timestamps use.
+fn utc_time_of_day(t: std::time::SystemTime) -> String {
+    let ms = t
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_millis()
+        % 86_400_000;
+    format!(
+        "{:02}:{:02}:{:02}.{:03}",
+        ms / 3_600_000,
+        ms / 60_000 % 60,
+        ms / 1000 % 60,
+        ms % 1000
+    )
 }

@@ -57,7 +57,7 @@ impl Manager {
             return true;
         }
         match m.millis_since_quorum_ack {
-            Some(ms) => ms <= self.inner.cfg.election_timeout_max_ms,
+            Some(ms) => ms <= self.inner.cfg.quorum_ack_window_ms(),
             // Just elected: no acknowledgement measured yet; let the proposal find out.
             None => true,
         }
