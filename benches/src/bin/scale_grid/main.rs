@@ -62,6 +62,11 @@ struct Args {
     /// size makes a snapshot due long before that many entries of 100k tasks).
     #[arg(long, default_value_t = 10_000)]
     recovery_snapshot_interval: u64,
+    /// Recovery phase: seconds to wait after the join before the leader is killed (0: at
+    /// once, while the restart's and the join's writes are still being flushed, as the grid
+    /// has always measured; a few seconds measure a settled cluster's failover instead).
+    #[arg(long, default_value_t = 0)]
+    failover_settle_secs: u64,
     /// Soak phase: rounds of create → running → remove → gone.
     #[arg(long, default_value_t = 50)]
     soak_rounds: usize,

@@ -78,6 +78,7 @@ pub(crate) async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
     // The leader killed: until a write through a survivor commits. A new attempt starts
     // every 100 ms (each may wait up to 10 s), so the time is when the cluster first took a
     // write, not when one unlucky attempt gave up.
+    tokio::time::sleep(Duration::from_secs(args.failover_settle_secs)).await;
     let l = leader(&c);
     let s = (0..c.nodes.len())
         .find(|&i| i != l)
@@ -114,7 +115,11 @@ pub(crate) async fn phase_recovery(args: &Args) -> anyhow::Result<()> {
     let tried = attempts.len();
     attempts.abort_all();
     rows.push(format!(
-        "| leader SIGKILLed → first write committed (through a survivor) | {:.2} s | {tried} attempts started, one every 100 ms; killed at {killed_at} UTC (to match the managers' logs) |",
+        "| leader SIGKILLed {} → first write committed (through a survivor) | {:.2} s | {tried} attempts started, one every 100 ms; killed at {killed_at} UTC (to match the managers' logs) |",
+        match args.failover_settle_secs {
+            0 => "right after the join".to_string(),
+            n => format!("{n} s after the join"),
+        },
         first.as_secs_f64()
     ));
 

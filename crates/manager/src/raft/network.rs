@@ -66,7 +66,12 @@ pub struct Network {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
     pub reachability: Reachability,
     tls: Option<Arc<rustls::ClientConfig>>,
+    /// The last log id each peer reported in its answer to this node's vote request: a hint
+    /// (never trusted, see `append_entries`) of what a new leader need not send again.
+    voters_last: VotersLast,
 }
+
+type VotersLast = Arc<Mutex<HashMap<RaftId, openraft::LogId<RaftId>>>>;
 
 impl Network {
     pub fn new(tls: Option<Arc<rustls::ClientConfig>>) -> Self {
@@ -74,6 +79,7 @@ impl Network {
             channels: Arc::default(),
             reachability: Reachability::default(),
             tls,
+            voters_last: Arc::default(),
         }
     }
 
@@ -99,6 +105,7 @@ pub struct PeerClient {
     reach: Reachability,
     /// The append still on its way to this peer (see `append_entries`).
     in_flight: Option<InFlight>,
+    voters_last: VotersLast,
 }
 
 type AppendResult =
@@ -138,6 +145,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
             }),
             reach: self.reachability.clone(),
             in_flight: None,
+            voters_last: self.voters_last.clone(),
         }
     }
 }
@@ -253,6 +261,26 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let network = |e: rmp_serde::encode::Error| RPCError::Network(NetworkError::new(&e));
         let data = super::codec::encode(&rpc).map_err(network)?;
         let last = rpc.entries.last().map(|e| e.log_id);
+        // A new leader does not know where a follower's log ends and probes for it by
+        // resending entries from the middle of its own log: after a 100k-task burst, MiBs
+        // the follower already holds, before the leader's first entry can commit. When the
+        // follower's vote answer said its log reaches as far, ask first with no entries and
+        // `prev_log_id` at the last one: openraft's own check on the follower accepts only if
+        // it holds that exact log id, and then (Raft's log matching) it holds every entry
+        // before it too, which is what a success for the full request means. Otherwise the
+        // full request follows.
+        let probe = match last {
+            Some(l) if self.holds(l) => Some(
+                super::codec::encode(&AppendEntriesRequest::<TypeConfig> {
+                    vote: rpc.vote,
+                    prev_log_id: Some(l),
+                    entries: Vec::new(),
+                    leader_commit: rpc.leader_commit,
+                })
+                .map_err(network)?,
+            ),
+            _ => None,
+        };
         let key: AppendKey = (rpc.vote, rpc.prev_log_id, last);
         // One append in flight per peer. An earlier one that its caller gave up on is
         // awaited first (awaiting a `JoinHandle` by reference is cancel-safe: when openraft
@@ -275,15 +303,38 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let Some(client) = self.client.clone() else {
             return Err(unreachable(format!("invalid peer address {:?}", self.addr)));
         };
-        let task = tokio::spawn(send(
-            client,
-            self.reach.clone(),
-            self.target,
-            self.addr.clone(),
-            "append",
-            data,
-            APPEND_LIFETIME.max(option.hard_ttl()),
-        ));
+        let (reach, target, addr) = (self.reach.clone(), self.target, self.addr.clone());
+        let ttl = APPEND_LIFETIME.max(option.hard_ttl());
+        let task = tokio::spawn(async move {
+            if let Some(probe) = probe {
+                let r: AppendResult = send(
+                    client.clone(),
+                    reach.clone(),
+                    target,
+                    addr.clone(),
+                    "append",
+                    probe,
+                    ttl,
+                )
+                .await;
+                match r {
+                    Ok(AppendEntriesResponse::Conflict) => {}
+                    Ok(AppendEntriesResponse::Success) => {
+                        tracing::debug!(
+                            target,
+                            ?last,
+                            "append: the follower held the entries already"
+                        );
+                        return Ok(AppendEntriesResponse::Success);
+                    }
+                    other => return other,
+                }
+            }
+            let (bytes, t0) = (data.len(), Instant::now());
+            let r = send(client, reach, target, addr, "append", data, ttl).await;
+            tracing::trace!(target, bytes, took = ?t0.elapsed(), ok = r.is_ok(), "append");
+            r
+        });
         let f = self.in_flight.insert(InFlight { key, task });
         let res = (&mut f.task).await;
         self.in_flight = None;
@@ -306,7 +357,26 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: VoteRequest<RaftId>,
         option: RPCOption,
     ) -> Result<VoteResponse<RaftId>, RPCError<RaftId, BasicNode, RaftError<RaftId>>> {
-        self.call("vote", &rpc, option.hard_ttl()).await
+        let r: VoteResponse<RaftId> = self.call("vote", &rpc, option.hard_ttl()).await?;
+        let mut m = self.voters_last.lock().expect("voters' last log ids");
+        match r.last_log_id {
+            Some(l) => m.insert(self.target, l),
+            None => m.remove(&self.target),
+        };
+        drop(m);
+        Ok(r)
+    }
+}
+
+impl PeerClient {
+    /// Whether this peer's last vote answer said its log reaches at least `l`'s index (a
+    /// hint for `append_entries`; the follower checks the exact log id itself).
+    fn holds(&self, l: openraft::LogId<RaftId>) -> bool {
+        self.voters_last
+            .lock()
+            .expect("voters' last log ids")
+            .get(&self.target)
+            .is_some_and(|v| v.index >= l.index)
     }
 }
 
@@ -315,4 +385,161 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 #[allow(clippy::result_large_err)]
 fn joined(res: Result<AppendResult, tokio::task::JoinError>) -> AppendResult {
     res.unwrap_or_else(|e| Err(RPCError::Network(NetworkError::new(&e))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, Entry, EntryPayload, LogId, Vote};
+    use swarm_api::raft::raft_server::{Raft, RaftServer};
+    use swarm_api::raft::{
+        ForwardWriteRequest, ForwardWriteResponse, ReadIndexRequest, ReadIndexResponse,
+    };
+    use tonic::{Request, Response, Status};
+
+    fn id(index: u64) -> LogId<RaftId> {
+        LogId::new(CommittedLeaderId::new(1, 1), index)
+    }
+
+    /// A follower whose log holds the leader's entries up to `held`; it records what it is
+    /// sent and, with `conflict_probes`, refuses appends without entries (as a follower whose
+    /// entry at that index came from another term does).
+    struct Follower {
+        held: LogId<RaftId>,
+        conflict_probes: bool,
+        seen: Arc<Mutex<Vec<AppendEntriesRequest<TypeConfig>>>>,
+    }
+
+    fn answer<T: serde::Serialize>(v: T) -> Result<Response<RaftPayload>, Status> {
+        let r: Result<T, RaftError<RaftId>> = Ok(v);
+        Ok(Response::new(RaftPayload {
+            data: super::super::codec::encode(&r).unwrap(),
+        }))
+    }
+
+    #[tonic::async_trait]
+    impl Raft for Follower {
+        async fn append_entries(
+            &self,
+            req: Request<RaftPayload>,
+        ) -> Result<Response<RaftPayload>, Status> {
+            let req: AppendEntriesRequest<TypeConfig> =
+                super::super::codec::decode(&req.into_inner().data).unwrap();
+            let probe = req.entries.is_empty();
+            let holds = req.prev_log_id.is_none_or(|p| p.index <= self.held.index);
+            self.seen.lock().unwrap().push(req);
+            answer(if probe && (self.conflict_probes || !holds) {
+                AppendEntriesResponse::<RaftId>::Conflict
+            } else {
+                AppendEntriesResponse::Success
+            })
+        }
+        async fn vote(&self, req: Request<RaftPayload>) -> Result<Response<RaftPayload>, Status> {
+            let req: VoteRequest<RaftId> =
+                super::super::codec::decode(&req.into_inner().data).unwrap();
+            answer(VoteResponse {
+                vote: req.vote,
+                vote_granted: true,
+                last_log_id: Some(self.held),
+            })
+        }
+        async fn install_snapshot(
+            &self,
+            _: Request<RaftPayload>,
+        ) -> Result<Response<RaftPayload>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn forward_write(
+            &self,
+            _: Request<ForwardWriteRequest>,
+        ) -> Result<Response<ForwardWriteResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+        async fn read_index(
+            &self,
+            _: Request<ReadIndexRequest>,
+        ) -> Result<Response<ReadIndexResponse>, Status> {
+            Err(Status::unimplemented("not in this test"))
+        }
+    }
+
+    /// A client of a follower served on loopback, after a vote the follower answered.
+    async fn client_of(
+        f: Follower,
+    ) -> (
+        PeerClient,
+        Arc<Mutex<Vec<AppendEntriesRequest<TypeConfig>>>>,
+    ) {
+        let seen = f.seen.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(
+            tonic::transport::Server::builder()
+                .add_service(RaftServer::new(f))
+                .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+        );
+        let mut net = Network::new(None);
+        let mut c = net.new_client(2, &BasicNode { addr }).await;
+        let opt = RPCOption::new(Duration::from_secs(5));
+        let vote = VoteRequest::new(Vote::new(2, 1), Some(id(12)));
+        c.vote(vote, opt).await.unwrap();
+        (c, seen)
+    }
+
+    fn append(from: u64, to: u64) -> AppendEntriesRequest<TypeConfig> {
+        AppendEntriesRequest {
+            vote: Vote::new_committed(2, 1),
+            prev_log_id: Some(id(from - 1)),
+            entries: (from..=to)
+                .map(|i| Entry {
+                    log_id: id(i),
+                    payload: EntryPayload::Blank,
+                })
+                .collect(),
+            leader_commit: None,
+        }
+    }
+
+    fn shape(seen: &Mutex<Vec<AppendEntriesRequest<TypeConfig>>>) -> Vec<(u64, usize)> {
+        let seen = seen.lock().unwrap();
+        seen.iter()
+            .map(|r| (r.prev_log_id.map_or(0, |p| p.index), r.entries.len()))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn a_new_leader_does_not_resend_entries_a_follower_said_it_holds() {
+        let (mut c, seen) = client_of(Follower {
+            held: id(10),
+            conflict_probes: false,
+            seen: Arc::default(),
+        })
+        .await;
+        let opt = || RPCOption::new(Duration::from_secs(5));
+        // Held (the vote answer said 10): one request without entries, at the last one.
+        let r = c.append_entries(append(5, 8), opt()).await.unwrap();
+        assert_eq!(r, AppendEntriesResponse::Success);
+        assert_eq!(shape(&seen), vec![(8, 0)]);
+        // Beyond what it held: the entries themselves.
+        seen.lock().unwrap().clear();
+        let r = c.append_entries(append(9, 12), opt()).await.unwrap();
+        assert_eq!(r, AppendEntriesResponse::Success);
+        assert_eq!(shape(&seen), vec![(8, 4)]);
+    }
+
+    #[tokio::test]
+    async fn a_refused_probe_is_followed_by_the_entries() {
+        let (mut c, seen) = client_of(Follower {
+            held: id(10),
+            conflict_probes: true,
+            seen: Arc::default(),
+        })
+        .await;
+        let r = c
+            .append_entries(append(5, 8), RPCOption::new(Duration::from_secs(5)))
+            .await
+            .unwrap();
+        assert_eq!(r, AppendEntriesResponse::Success);
+        assert_eq!(shape(&seen), vec![(8, 0), (4, 4)]);
+    }
 }
