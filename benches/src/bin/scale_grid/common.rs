@@ -5,7 +5,7 @@ use super::*;
 
 pub(crate) const MIB: f64 = 1024.0 * 1024.0;
 
-/// The fake agents' process; killed when dropped.
+/// The fake agents' process; stopped when dropped.
 pub(crate) struct Agents {
     child: Child,
     pub(crate) joined_in: Duration,
@@ -44,7 +44,18 @@ impl Agents {
 }
 
 impl Drop for Agents {
+    /// Closes the agents' stdin, which they take as the end (they then remove their task
+    /// databases from /dev/shm: a SIGKILL left ~400 MiB there per run, until tmpfs was full),
+    /// and kills them only if they have not exited 5 s later.
     fn drop(&mut self) {
+        drop(self.child.stdin.take());
+        let t0 = Instant::now();
+        while t0.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
