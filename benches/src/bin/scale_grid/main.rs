@@ -86,6 +86,11 @@ struct Args {
     /// Copy every manager's log here (as `<phase>-<node>.log`) before a phase's cluster goes.
     #[arg(long)]
     keep_logs: Option<std::path::PathBuf>,
+    /// Tasks phase: ask the leader for a heap profile before each create and once it has
+    /// settled, into this directory (the managers' `SWARM_HEAP_PROFILE`). Needs a `swarmd`
+    /// built with the `heap-profile` feature; `deploy/bench/scale/heap_profile.sh` sets it up.
+    #[arg(long)]
+    heap_dumps: Option<std::path::PathBuf>,
 }
 
 mod common;

@@ -20,6 +20,7 @@ pub(crate) async fn phase_tasks(args: &Args) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_secs(2)).await;
         let l = leader(&c);
         let before = rss_mib(pid(&c, l));
+        heap_dump(args, pid(&c, l), &format!("{n} tasks: before")).await?;
         let (lc0, mc0, ac0) = (
             cpu_seconds(pid(&c, l)),
             managers_cpu(&c),
@@ -37,6 +38,12 @@ pub(crate) async fn phase_tasks(args: &Args) -> anyhow::Result<()> {
         // transient peak): the feed, the sessions' messages and the snapshot are done by now.
         tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
         let settled = rss_mib(pid(&c, l));
+        heap_dump(
+            args,
+            pid(&c, l),
+            &format!("{n} tasks: {SETTLE_SECS} s after running"),
+        )
+        .await?;
         let down = probe::remove_and_wait_gone(&c, l, &name).await?;
         let mc2 = managers_cpu(&c);
         println!(
@@ -57,4 +64,49 @@ pub(crate) async fn phase_tasks(args: &Args) -> anyhow::Result<()> {
     keep_logs(args, "tasks", &c);
     drop(agents);
     Ok(())
+}
+
+/// With `--heap-dumps DIR`: has the manager `pid` write a heap profile (see `swarmd`'s
+/// `heap_profile.rs`) and prints its path, labelled, on stderr.
+async fn heap_dump(args: &Args, pid: u32, label: &str) -> anyhow::Result<()> {
+    let Some(dir) = &args.heap_dumps else {
+        return Ok(());
+    };
+    let profiles = || -> std::collections::BTreeSet<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                            n.starts_with(&format!("heap.{pid}.")) && n.ends_with(".stats")
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let old = profiles();
+    std::fs::write(dir.join(format!("dump.{pid}")), b"")
+        .with_context(|| format!("cannot write to --heap-dumps {}", dir.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(stats) = profiles().difference(&old).next() {
+            let heap = stats.with_extension("");
+            let line = std::fs::read_to_string(stats).unwrap_or_default();
+            eprintln!(
+                "heap profile, {label}: {} ({})",
+                heap.display(),
+                line.trim()
+            );
+            return Ok(());
+        }
+    }
+    anyhow::bail!(
+        "the leader (pid {pid}) wrote no heap profile into {} within 10 s: run a swarmd built \
+         with `--features heap-profile`, with SWARM_HEAP_PROFILE={} and \
+         _RJEM_MALLOC_CONF=prof:true in its environment (deploy/bench/scale/heap_profile.sh)",
+        dir.display(),
+        dir.display()
+    )
 }
