@@ -187,7 +187,7 @@ fn add_pending(state: &mut StoreState, args: &Args, count: usize, tag: &str) -> 
             let service = i * args.services / count.max(1);
             let t = pending_task(id(tag, i), service, &specs[service]);
             let tid = t.id.clone();
-            state.tasks.insert(tid.clone(), t);
+            state.tasks.insert(tid.clone(), Box::new(t));
             tid
         })
         .collect()

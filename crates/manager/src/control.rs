@@ -304,7 +304,7 @@ impl Control for ControlService {
             };
             let tasks: Box<dyn Iterator<Item = &swarm_types::Task>> = match &node {
                 Some(id) => Box::new(s.tasks_on(id)),
-                None => Box::new(s.tasks.values()),
+                None => Box::new(s.tasks.values().map(|t| &**t)),
             };
             Ok(tasks
                 .filter(|t| svc.as_ref().is_none_or(|id| t.service_id == *id))

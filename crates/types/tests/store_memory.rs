@@ -109,7 +109,7 @@ fn creates(svc: &Service) -> Vec<WriteBatch> {
 }
 
 #[test]
-fn a_running_task_costs_the_store_under_one_kib() {
+fn a_running_task_costs_the_store_under_448_bytes() {
     let _serial = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let mut store = StoreState::default();
     let svc = service();
@@ -172,8 +172,11 @@ fn a_running_task_costs_the_store_under_one_kib() {
          (Task inline {} bytes)",
         std::mem::size_of::<Task>()
     );
+    // 385 bytes (2026-12-05, tenth session): a boxed 280-byte `Task`, its share of a B-tree
+    // node of boxes and index entries, its strings. 505 while the map held `Task`s inline in
+    // nodes of eleven about two thirds full. A tripwire against growth.
     assert!(
-        per_running < 1024.0,
+        per_running < 448.0,
         "a running task costs the store {per_running:.0} bytes (created: {per_created:.0})"
     );
 }

@@ -163,6 +163,7 @@ impl World {
             .state
             .tasks
             .values()
+            .map(|t| &**t)
             .filter(|t| {
                 t.status.state == TaskState::Assigned && t.desired_state == TaskState::Running
             })
@@ -184,6 +185,7 @@ impl World {
             .state
             .tasks
             .values()
+            .map(|t| &**t)
             .filter(|t| t.desired_state >= TaskState::Shutdown && !t.status.state.is_terminal())
             .map(|t| status(t, TaskState::Shutdown))
             .collect();
@@ -193,6 +195,7 @@ impl World {
         self.state
             .tasks
             .values()
+            .map(|t| &**t)
             .filter(|t| t.service_id == *svc && is_live(t))
             .collect()
     }
@@ -261,6 +264,7 @@ fn scale_down_takes_from_the_busiest_node() {
         .state
         .tasks
         .values()
+        .map(|t| &**t)
         .filter(|t| t.desired_state == TaskState::Remove)
         .collect();
     assert_eq!(removed.len(), 1);
@@ -433,6 +437,7 @@ fn spec_change_replaces_tasks_and_removal_reaps_them() {
         .state
         .tasks
         .values()
+        .map(|t| &**t)
         .filter(|t| t.desired_state == TaskState::Remove && !t.status.state.is_terminal())
         .cloned()
         .collect();
@@ -507,6 +512,7 @@ fn image_counts(w: &World, s: &ServiceId) -> (usize, usize) {
         .state
         .tasks
         .values()
+        .map(|t| &**t)
         .filter(|t| t.service_id == *s && t.status.state == TaskState::Running)
         .count();
     (running.len(), all_running)
@@ -567,6 +573,7 @@ fn stop_first_update_keeps_enough_running_and_updates_each_slot_once() {
         .state
         .tasks
         .values()
+        .map(|t| &**t)
         .filter(|t| t.spec.container.image == "busybox:2")
         .fold(HashMap::new(), |mut m, t| {
             *m.entry(t.slot).or_default() += 1;
@@ -634,6 +641,7 @@ fn failing_update_pauses_or_rolls_back() {
                 .state
                 .tasks
                 .values()
+                .map(|t| &**t)
                 .filter(|t| {
                     t.spec.container.image == "broken:2" && t.status.state == TaskState::Running
                 })

@@ -107,7 +107,7 @@ fn cluster(
         s.nodes.insert(nd.id.clone(), nd);
     }
     for t in load {
-        s.tasks.insert(t.id.clone(), t);
+        s.tasks.insert(t.id.clone(), Box::new(t));
     }
     let ids = add_pending(&mut s, service, spec, n);
     (s, ids)
@@ -118,7 +118,7 @@ fn add_pending(s: &mut StoreState, service: &str, spec: &TaskSpec, n: usize) -> 
         .map(|i| {
             let t = task(&format!("{service}-p{i:03}"), service, spec, None);
             let id = t.id.clone();
-            s.tasks.insert(id.clone(), t);
+            s.tasks.insert(id.clone(), Box::new(t));
             id
         })
         .collect()
@@ -549,7 +549,7 @@ fn groups_of_one_service_share_counts_and_plan_is_deterministic() {
         .map(|i| {
             let t = task(&format!("web-v2-{i}"), "web", &v2, None);
             let id = t.id.clone();
-            s.tasks.insert(id.clone(), t);
+            s.tasks.insert(id.clone(), Box::new(t));
             id
         })
         .collect();
@@ -754,7 +754,7 @@ fn build(
         t.status.state =
             [TaskState::Assigned, TaskState::Running, TaskState::Failed][state as usize % 3];
         t.desired_state = [TaskState::Running, TaskState::Shutdown][desired as usize % 2];
-        s.tasks.insert(t.id.clone(), t);
+        s.tasks.insert(t.id.clone(), Box::new(t));
     }
     (s, pending, specs)
 }

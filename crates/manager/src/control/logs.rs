@@ -71,6 +71,7 @@ impl ControlService {
                         },
                         s.tasks
                             .values()
+                            .map(|t| &**t)
                             .filter(|t| t.service_id == svc.id)
                             .collect(),
                     ),

@@ -187,7 +187,7 @@ impl StoreState {
         Some(Change {
             index,
             action: Action::Updated,
-            object: Object::Task(t.clone()),
+            object: Object::Task(Task::clone(t)),
             status_only,
         })
     }

@@ -469,7 +469,7 @@ fn tasks_are_indexed_by_node_through_every_change() {
     assert_eq!(on(&s, "n1"), ["a", "b"], "in id order");
     assert_eq!(on(&s, "n2"), ["c"]);
     // A whole-object write that moves a task re-indexes it.
-    let mut moved = s.tasks["b"].clone();
+    let mut moved = Task::clone(&s.tasks["b"]);
     moved.node_id = Some(NodeId::new("n2"));
     s.apply(&batch(vec![Op::Put(Object::Task(moved))]), 4)
         .unwrap();
