@@ -32,58 +32,95 @@ pub struct Event {
 
 /// The event of a change, or None for kinds that have no events (cluster, registry).
 pub fn event_of(c: &Change, cursor: Cursor) -> Option<Event> {
-    let mut attributes = BTreeMap::new();
-    let (kind, name) = match &c.object {
-        Object::Service(s) => {
-            attributes.insert("image".into(), s.spec.task.container.image.clone());
-            ("service", s.spec.name.clone())
-        }
-        Object::Node(n) => {
-            attributes.insert("state".into(), n.status.state.as_str().into());
-            attributes.insert("availability".into(), n.spec.availability.as_str().into());
-            attributes.insert("role".into(), n.spec.role.as_str().into());
-            let name = if n.description.hostname.is_empty() {
-                n.id.to_string()
-            } else {
-                n.description.hostname.clone()
-            };
-            ("node", name)
-        }
-        Object::Task(t) => {
-            attributes.insert("service".into(), t.service_name.clone());
-            attributes.insert("state".into(), t.status.state.as_str().into());
-            attributes.insert("desired".into(), t.desired_state.as_str().into());
-            if let Some(n) = &t.node_id {
-                attributes.insert("node".into(), n.to_string());
+    Kept::of(c, cursor).map(|k| k.event())
+}
+
+/// An event as the history keeps it, rebuilt into an [`Event`] when read: its words are
+/// static and its attributes a boxed slice: 374 bytes of heap a task event where an `Event`
+/// (five owned strings and a `BTreeMap` of owned pairs) took 889 (counted in
+/// `tests/store_memory.rs`). A full history of 10,000 events was 8.4 MB of a leader's heap
+/// (heap profile, 2026-12-05).
+#[derive(Debug)]
+struct Kept {
+    cursor: Cursor,
+    time_ms: u64,
+    kind: &'static str,
+    action: &'static str,
+    id: Box<str>,
+    name: Box<str>,
+    attributes: Box<[(&'static str, Box<str>)]>,
+}
+
+impl Kept {
+    fn of(c: &Change, cursor: Cursor) -> Option<Kept> {
+        let mut attributes: Vec<(&'static str, Box<str>)> = Vec::new();
+        let (kind, name) = match &c.object {
+            Object::Service(s) => {
+                attributes.push(("image", s.spec.task.container.image.as_str().into()));
+                ("service", s.spec.name.as_str().into())
             }
-            if !t.status.err.is_empty() {
-                attributes.insert("error".into(), t.status.err.clone());
+            Object::Node(n) => {
+                attributes.push(("state", n.status.state.as_str().into()));
+                attributes.push(("availability", n.spec.availability.as_str().into()));
+                attributes.push(("role", n.spec.role.as_str().into()));
+                let name: Box<str> = if n.description.hostname.is_empty() {
+                    n.id.as_str().into()
+                } else {
+                    n.description.hostname.as_str().into()
+                };
+                ("node", name)
             }
-            let name = if t.slot > 0 {
-                format!("{}.{}", t.service_name, t.slot)
-            } else {
-                let n = t.node_id.as_ref().map(|n| n.as_str()).unwrap_or("");
-                format!("{}.{n}", t.service_name)
-            };
-            ("task", name)
+            Object::Task(t) => {
+                attributes.push(("service", t.service_name.as_str().into()));
+                attributes.push(("state", t.status.state.as_str().into()));
+                attributes.push(("desired", t.desired_state.as_str().into()));
+                if let Some(n) = &t.node_id {
+                    attributes.push(("node", n.as_str().into()));
+                }
+                if !t.status.err.is_empty() {
+                    attributes.push(("error", t.status.err.as_str().into()));
+                }
+                let name = if t.slot > 0 {
+                    format!("{}.{}", t.service_name, t.slot)
+                } else {
+                    let n = t.node_id.as_ref().map(|n| n.as_str()).unwrap_or("");
+                    format!("{}.{n}", t.service_name)
+                };
+                ("task", name.into_boxed_str())
+            }
+            Object::Network(n) => ("network", n.spec.name.as_str().into()),
+            _ => return None,
+        };
+        Some(Kept {
+            cursor,
+            time_ms: c.object.meta().updated_at,
+            kind,
+            action: match c.action {
+                Action::Created => "create",
+                Action::Updated => "update",
+                Action::Deleted => "remove",
+            },
+            id: c.object.id().into(),
+            name,
+            attributes: attributes.into_boxed_slice(),
+        })
+    }
+
+    fn event(&self) -> Event {
+        Event {
+            cursor: self.cursor,
+            time_ms: self.time_ms,
+            kind: self.kind.into(),
+            action: self.action.into(),
+            id: self.id.as_ref().into(),
+            name: self.name.as_ref().into(),
+            attributes: self
+                .attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.as_ref().to_string()))
+                .collect(),
         }
-        Object::Network(n) => ("network", n.spec.name.clone()),
-        _ => return None,
-    };
-    Some(Event {
-        cursor,
-        time_ms: c.object.meta().updated_at,
-        kind: kind.into(),
-        action: match c.action {
-            Action::Created => "create",
-            Action::Updated => "update",
-            Action::Deleted => "remove",
-        }
-        .into(),
-        id: c.object.id().to_string(),
-        name,
-        attributes,
-    })
+    }
 }
 
 /// What a reader wants (`--filter type=…,name=…,event=…`, repeated keys are alternatives).
@@ -110,7 +147,7 @@ impl Filter {
 /// A manager's recent events, oldest first, bounded.
 #[derive(Debug)]
 pub struct History {
-    events: VecDeque<Event>,
+    events: VecDeque<Kept>,
     cap: usize,
     /// Every event after this cursor is kept (None: nothing recorded since the history
     /// started, so completeness is only known against the applied index).
@@ -149,7 +186,7 @@ impl History {
             }
         };
         self.last = cursor;
-        let e = event_of(c, cursor)?;
+        let k = Kept::of(c, cursor)?;
         if self.complete_after.is_none() {
             // Entries between the state this history started from and this one (replayed at
             // start) had no change, or they would have been recorded first.
@@ -163,7 +200,8 @@ impl History {
                 self.complete_after = Some(old.cursor);
             }
         }
-        self.events.push_back(e.clone());
+        let e = k.event();
+        self.events.push_back(k);
         Some(e)
     }
 
@@ -193,7 +231,7 @@ impl History {
                 .events
                 .iter()
                 .filter(|e| e.cursor > after)
-                .cloned()
+                .map(Kept::event)
                 .collect(),
             gap: after < floor,
         }
@@ -204,7 +242,7 @@ impl History {
         self.events
             .iter()
             .filter(|e| e.time_ms >= since_ms)
-            .cloned()
+            .map(Kept::event)
             .collect()
     }
 
