@@ -6,7 +6,7 @@
 //! Run with `_RJEM_MALLOC_CONF=prof:true,lg_prof_sample:17` (added to the compiled-in options
 //! of `alloc.rs`) and `SWARM_HEAP_PROFILE=<dir>`;
 //! `touch <dir>/dump.<pid>` writes `<dir>/heap.<pid>.<n>` (read it with `jeprof`) and
-//! `<dir>/heap.<pid>.<n>.stats` (jemalloc's allocated, active and resident bytes).
+//! `<dir>/heap.<pid>.<n>.stats` (jemalloc's allocated, active, resident, mapped, retained and metadata bytes).
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -45,12 +45,13 @@ fn dump(out: &Path) -> Result<(), String> {
     unsafe { tikv_jemalloc_ctl::raw::write(b"prof.dump\0", path.as_ptr()) }.map_err(e)?;
     epoch::advance().map_err(e)?;
     let line = format!(
-        "allocated {} active {} resident {} mapped {} retained {}\n",
+        "allocated {} active {} resident {} mapped {} retained {} metadata {}\n",
         stats::allocated::read().map_err(e)?,
         stats::active::read().map_err(e)?,
         stats::resident::read().map_err(e)?,
         stats::mapped::read().map_err(e)?,
         stats::retained::read().map_err(e)?,
+        stats::metadata::read().map_err(e)?,
     );
     std::fs::write(
         out.with_extension(format!(

@@ -222,3 +222,48 @@ pub(crate) fn walk(dir: &std::path::Path, f: &mut dyn FnMut(&std::path::Path, &s
         }
     }
 }
+
+/// With `--heap-dumps DIR`: has the manager `pid` write a heap profile (see `swarmd`'s
+/// `heap_profile.rs`) and prints its path, labelled, on stderr.
+pub(crate) async fn heap_dump(args: &Args, pid: u32, label: &str) -> anyhow::Result<()> {
+    let Some(dir) = &args.heap_dumps else {
+        return Ok(());
+    };
+    let profiles = || -> std::collections::BTreeSet<std::path::PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|d| {
+                d.filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| {
+                        p.file_name().and_then(|n| n.to_str()).is_some_and(|n| {
+                            n.starts_with(&format!("heap.{pid}.")) && n.ends_with(".stats")
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let old = profiles();
+    std::fs::write(dir.join(format!("dump.{pid}")), b"")
+        .with_context(|| format!("cannot write to --heap-dumps {}", dir.display()))?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        if let Some(stats) = profiles().difference(&old).next() {
+            let heap = stats.with_extension("");
+            let line = std::fs::read_to_string(stats).unwrap_or_default();
+            eprintln!(
+                "heap profile, {label}: {} ({})",
+                heap.display(),
+                line.trim()
+            );
+            return Ok(());
+        }
+    }
+    anyhow::bail!(
+        "the leader (pid {pid}) wrote no heap profile into {} within 10 s: run a swarmd built \
+         with `--features heap-profile`, with SWARM_HEAP_PROFILE={} and \
+         _RJEM_MALLOC_CONF=prof:true in its environment (deploy/bench/scale/heap_profile.sh)",
+        dir.display(),
+        dir.display()
+    )
+}

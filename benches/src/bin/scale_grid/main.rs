@@ -87,7 +87,8 @@ struct Args {
     #[arg(long)]
     keep_logs: Option<std::path::PathBuf>,
     /// Tasks phase: ask the leader for a heap profile before each create and once it has
-    /// settled, into this directory (the managers' `SWARM_HEAP_PROFILE`). Needs a `swarmd`
+    /// settled; soak phase: once all of a round's tasks run and once they are gone. Into this
+    /// directory (the managers' `SWARM_HEAP_PROFILE`). Needs a `swarmd`
     /// built with the `heap-profile` feature; `deploy/bench/scale/heap_profile.sh` sets it up.
     #[arg(long)]
     heap_dumps: Option<std::path::PathBuf>,

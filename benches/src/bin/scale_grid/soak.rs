@@ -19,8 +19,10 @@ pub(crate) async fn phase_soak(args: &Args) -> anyhow::Result<()> {
         let name = format!("soak{round}");
         let up = probe::create_and_wait_running(&c, l, &name, args.soak_replicas, false).await?;
         let running = rss_mib(pid(&c, l));
+        heap_dump(args, pid(&c, l), &format!("round {}: running", round + 1)).await?;
         let down = probe::remove_and_wait_gone(&c, l, &name).await?;
         let after = rss_mib(pid(&c, l));
+        heap_dump(args, pid(&c, l), &format!("round {}: removed", round + 1)).await?;
         let followers: Vec<String> = (0..c.nodes.len())
             .filter(|&i| i != l)
             .map(|i| format!("{:.0}", rss_mib(pid(&c, i))))
