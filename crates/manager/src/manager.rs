@@ -351,15 +351,33 @@ pub struct StartError(pub String);
 
 /// Keeps the log's size bounded, which openraft's rules (in entries) do not: asks for a
 /// snapshot whenever the log has grown past its size threshold since the last one
-/// ([`storage::LogVolume`]), and after every snapshot purges all but the last
+/// ([`storage::LogVolume`]) or, smaller, once the cluster has been quiet for a moment
+/// ([`storage::LogVolume::due_at_rest`]), and after every snapshot purges all but the last
 /// [`storage::KEPT_LOG_BYTES`] behind it. Ends with the manager.
 async fn compact_by_size(raft: Raft, volume: Arc<storage::LogVolume>) {
     let mut rx = raft.metrics();
     let mut seen_snapshot = None;
+    let mut rest_check = tokio::time::interval(storage::QUIET_BEFORE_REST_SNAPSHOT / 2);
+    rest_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // When a snapshot at rest was asked for and not yet seen in the metrics (openraft builds
+    // one at a time); asked again after a minute in case that one never came.
+    let mut asked_at_rest: Option<std::time::Instant> = None;
     loop {
         tokio::select! {
             _ = volume.due() => {
                 tracing::info!(log_bytes = volume.since_snapshot(), "log large enough for a snapshot");
+                if raft.trigger().snapshot().await.is_err() {
+                    return;
+                }
+            }
+            _ = rest_check.tick() => {
+                let now = std::time::Instant::now();
+                let pending = asked_at_rest.is_some_and(|t| now - t < std::time::Duration::from_secs(60));
+                if pending || !volume.due_at_rest(now) {
+                    continue;
+                }
+                tracing::info!(log_bytes = volume.since_snapshot(), "the log is quiet: compacting it");
+                asked_at_rest = Some(now);
                 if raft.trigger().snapshot().await.is_err() {
                     return;
                 }
@@ -376,6 +394,7 @@ async fn compact_by_size(raft: Raft, volume: Arc<storage::LogVolume>) {
                     continue;
                 }
                 seen_snapshot = snapshot;
+                asked_at_rest = None;
                 let Some(upto) = snapshot
                     .and_then(|s| volume.purge_point(s, storage::KEPT_LOG_BYTES))
                     .filter(|&u| Some(u) > purged)

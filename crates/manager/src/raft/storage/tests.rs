@@ -201,6 +201,37 @@ async fn the_log_and_the_state_machine_share_one_volume_that_a_snapshot_resets()
 }
 
 #[test]
+fn a_quiet_log_is_due_for_compaction_once_it_holds_enough_since_the_last_snapshot() {
+    use std::time::{Duration, Instant};
+    let quiet = QUIET_BEFORE_REST_SNAPSHOT;
+    let v = LogVolume::default();
+    assert!(
+        !v.due_at_rest(Instant::now() + quiet),
+        "nothing appended since start"
+    );
+    v.appended(MIN_LOG_BYTES_AT_REST - 1);
+    assert!(
+        !v.due_at_rest(Instant::now() + quiet),
+        "too little to be worth it"
+    );
+    v.appended(1);
+    let now = Instant::now();
+    assert!(!v.due_at_rest(now), "not while entries still arrive");
+    assert!(!v.due_at_rest(now + quiet / 2));
+    assert!(v.due_at_rest(now + quiet + Duration::from_millis(1)));
+    // After an 80 MiB snapshot, a trickle of 1 MiB is not worth rewriting it: an eighth is.
+    v.snapshotted(80 << 20);
+    assert!(
+        !v.due_at_rest(Instant::now() + 2 * quiet),
+        "the snapshot covers the log"
+    );
+    v.appended(MIN_LOG_BYTES_AT_REST);
+    assert!(!v.due_at_rest(Instant::now() + 2 * quiet));
+    v.appended((10 << 20) - MIN_LOG_BYTES_AT_REST);
+    assert!(v.due_at_rest(Instant::now() + 2 * quiet));
+}
+
+#[test]
 fn the_purge_point_keeps_a_bounded_number_of_bytes_behind_the_snapshot() {
     let v = LogVolume::default();
     // Entries 1..=100 of 1 MiB each.

@@ -11,6 +11,14 @@ pub const MIN_LOG_BYTES_PER_SNAPSHOT: u64 = 32 << 20;
 /// `--raft-logs-to-keep` allows: 1,000 entries of group commit can be 1 GiB.
 pub const KEPT_LOG_BYTES: u64 = 8 << 20;
 
+/// How long no entry must be appended before the log is compacted at rest.
+pub const QUIET_BEFORE_REST_SNAPSHOT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Log bytes that make a snapshot worth taking once the cluster is quiet: at least this,
+/// or an eighth of the last snapshot (so a trickle of writes into a large store does not
+/// rewrite it every time the cluster rests).
+pub const MIN_LOG_BYTES_AT_REST: u64 = 1 << 20;
+
 /// How much log was appended since the last snapshot, and a signal when that is too much.
 ///
 /// openraft's policy counts entries, but one entry holds from one object to a whole group
@@ -25,6 +33,8 @@ pub struct LogVolume {
     /// (index, encoded bytes) of the most recent entries: where a purge that keeps
     /// [`KEPT_LOG_BYTES`] behind a snapshot should stop.
     recent: std::sync::Mutex<Recent>,
+    /// When the last entry was appended (`None` before the first since start).
+    last_append: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The window of recent entries and the sum of their bytes (kept, not recomputed: this runs
@@ -91,6 +101,7 @@ impl LogVolume {
     /// `bytes` of log were appended.
     pub fn appended(&self, bytes: u64) {
         use std::sync::atomic::Ordering::Relaxed;
+        *self.last_append.lock().expect("log volume lock") = Some(std::time::Instant::now());
         let total = self.since_snapshot.fetch_add(bytes, Relaxed) + bytes;
         if total >= self.threshold() {
             // One stored permit however often this fires before the waiter runs.
@@ -109,6 +120,21 @@ impl LogVolume {
     pub fn since_snapshot(&self) -> u64 {
         self.since_snapshot
             .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Whether, at `now`, the log has been quiet for [`QUIET_BEFORE_REST_SNAPSHOT`] with
+    /// enough of it since the last snapshot to be worth compacting: between bursts the log
+    /// since the last snapshot (up to the size threshold, tens of MiB) is held in memory by
+    /// the storage engine until the next snapshot, however long the cluster rests.
+    pub fn due_at_rest(&self, now: std::time::Instant) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        let quiet = self
+            .last_append
+            .lock()
+            .expect("log volume lock")
+            .is_some_and(|t| now.saturating_duration_since(t) >= QUIET_BEFORE_REST_SNAPSHOT);
+        let enough = MIN_LOG_BYTES_AT_REST.max(self.last_snapshot.load(Relaxed) / 8);
+        quiet && self.since_snapshot() >= enough
     }
 
     /// Resolves when the log has grown past the threshold since the last snapshot.
