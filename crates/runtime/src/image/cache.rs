@@ -35,7 +35,11 @@ impl ImageStore {
         }
         let dir = self.cache_dir();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-        let tmp = dir.join(format!(".{key}.{}", std::process::id()));
+        // A name of its own per call: two stages of one build can finish the same step (same
+        // key) at the same time, and a shared temporary name made one rename fail.
+        static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = dir.join(format!(".{key}.{}.{seq}", std::process::id()));
         fs::write(&tmp, digest.as_str()).map_err(io_err(&tmp))?;
         let dst = dir.join(key);
         fs::rename(&tmp, &dst).map_err(io_err(&dst))

@@ -427,6 +427,30 @@ fn a_build_cache_entry_keeps_an_untagged_image_until_the_cache_is_cleared() {
 }
 
 #[test]
+fn the_same_build_cache_entry_written_at_once_from_many_threads_succeeds_every_time() {
+    // Two stages of one build with the same step finish it together (a build test once
+    // failed with "No such file or directory" from the shared temporary name).
+    let t = tempfile::tempdir().unwrap();
+    let s = std::sync::Arc::new(ImageStore::open(t.path().join("s")).unwrap());
+    let md = s
+        .import_rootfs_tar(Cursor::new(rootfs_tar()), "step:1", ImageConfig::default())
+        .unwrap();
+    let key = "cd".repeat(32);
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (s, md, key) = (s.clone(), md.clone(), key.clone());
+            std::thread::spawn(move || (0..50).map(|_| s.cache_put(&key, &md)).collect::<Vec<_>>())
+        })
+        .collect();
+    for t in threads {
+        for r in t.join().unwrap() {
+            r.unwrap();
+        }
+    }
+    assert_eq!(s.cache_get(&key), Some(md));
+}
+
+#[test]
 fn file_capabilities_and_user_xattrs_are_restored_and_others_are_not() {
     let (_t, root, _o) = sentinel();
     // VFS_CAP_REVISION_2 | effective, permitted = CAP_NET_RAW (bit 13).
