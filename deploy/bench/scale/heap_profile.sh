@@ -56,7 +56,11 @@ else
     sed -nE 's/^heap profile, round ([0-9]+): ([a-z]+): [^ ]+ \(allocated ([0-9]+) active ([0-9]+) resident ([0-9]+) mapped [0-9]+ retained ([0-9]+) metadata ([0-9]+)\)$/\1 \2 \3 \4 \5 \7 \6/p' "$dumps/labels.txt" |
         awk '{m = 1048576; printf "| %s | %s | %.1f | %.1f | %.1f | %.1f | %.1f |\n", $1, $2, $3/m, $4/m, $5/m, $6/m, $7/m}'
     last=$(grep -c ': running: ' "$dumps/labels.txt")
-    for at in running removed; do grown "$(profile_at "round 2: $at")" "$(profile_at "round $last: $at")"; done
+    if [ "$last" -lt 3 ]; then
+        echo "(fewer than 3 rounds: nothing to compare round 2 with)"
+    else
+        for at in running removed; do grown "$(profile_at "round 2: $at")" "$(profile_at "round $last: $at")"; done
+    fi
 fi
 echo
 echo "profiles kept in $dumps (jeprof --text|--collapsed --base=BEFORE $prof_target/release/swarmd SETTLED)"

@@ -12,6 +12,23 @@ fn spec(name: &str) -> Vec<u8> {
     swarm_api::wire::to_bytes(&ServiceSpec::replicated(name, "busybox", 1))
 }
 
+/// Manager `i`'s Raft status (applied, snapshot and purged indexes).
+fn status(
+    rt: &tokio::runtime::Runtime,
+    c: &swarm_testkit::Cluster,
+    i: usize,
+) -> swarm_api::control::StatusResponse {
+    rt.block_on(async {
+        c.client(i)
+            .await
+            .unwrap()
+            .status(StatusRequest {})
+            .await
+            .unwrap()
+            .into_inner()
+    })
+}
+
 #[test]
 fn leader_failover_loses_nothing_acknowledged_and_killed_manager_catches_up() {
     init_tracing();
@@ -226,16 +243,7 @@ fn manager_down_through_2000_writes_catches_up_by_snapshot() {
         .enable_all()
         .build()
         .unwrap();
-    let lagging_applied = rt.block_on(async {
-        c.client(lagging)
-            .await
-            .unwrap()
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-            .applied_index
-    });
+    let lagging_applied = status(&rt, &c, lagging).applied_index;
     c.kill(lagging);
     rt.block_on(async {
         let client = c.client(writer).await.unwrap();
@@ -273,29 +281,21 @@ fn manager_down_through_2000_writes_catches_up_by_snapshot() {
             r.unwrap();
         }
     });
-    let status = rt.block_on(async {
-        c.client(leader)
-            .await
-            .unwrap()
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-    });
+    let lead = status(&rt, &c, leader);
     info!(
-        purged = status.purged_index,
-        snapshot = status.snapshot_index,
+        purged = lead.purged_index,
+        snapshot = lead.snapshot_index,
         "leader log compacted"
     );
     // Writes are coalesced into fewer Raft entries than writes; what matters is that the
     // leader's snapshot and compaction moved past everything the stopped follower has.
     assert!(
-        status.snapshot_index > lagging_applied + 50,
-        "leader took snapshots: {status:?}"
+        lead.snapshot_index > lagging_applied + 50,
+        "leader took snapshots: {lead:?}"
     );
     assert!(
-        status.purged_index > lagging_applied,
-        "leader compacted its log past the follower's last entry ({lagging_applied}): {status:?}"
+        lead.purged_index > lagging_applied,
+        "leader compacted its log past the follower's last entry ({lagging_applied}): {lead:?}"
     );
 
     info!("phase: restart the follower; it can only catch up by installing the snapshot");
@@ -306,15 +306,7 @@ fn manager_down_through_2000_writes_catches_up_by_snapshot() {
         (n == 2000).then_some(())
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));
-    let st = rt.block_on(async {
-        c.client(lagging)
-            .await
-            .unwrap()
-            .status(StatusRequest {})
-            .await
-            .unwrap()
-            .into_inner()
-    });
+    let st = status(&rt, &c, lagging);
     assert!(
         st.snapshot_index > 0,
         "follower installed a snapshot: {st:?}"
@@ -333,18 +325,7 @@ fn a_manager_compacts_its_log_once_writes_stop() {
         .enable_all()
         .build()
         .unwrap();
-    let status = |c: &swarm_testkit::Cluster| {
-        rt.block_on(async {
-            c.client(0)
-                .await
-                .unwrap()
-                .status(StatusRequest {})
-                .await
-                .unwrap()
-                .into_inner()
-        })
-    };
-    let before = status(&c).snapshot_index;
+    let before = status(&rt, &c, 0).snapshot_index;
     info!("phase: write ~2 MiB of log in 100 services, then stop writing");
     rt.block_on(async {
         let mut cl = c.client(0).await.unwrap();
@@ -359,9 +340,9 @@ fn a_manager_compacts_its_log_once_writes_stop() {
             .unwrap();
         }
     });
-    let written = status(&c).applied_index;
+    let written = status(&rt, &c, 0).applied_index;
     let st = wait_until("a snapshot at rest covers the writes", LONG, || {
-        let st = status(&c);
+        let st = status(&rt, &c, 0);
         (st.snapshot_index >= written).then_some(st)
     })
     .unwrap_or_else(|e| panic!("{e}\n{}", c.dump()));

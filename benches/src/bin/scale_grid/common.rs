@@ -88,6 +88,17 @@ pub(crate) fn pid(c: &Cluster, i: usize) -> u32 {
     c.nodes[i].pid().unwrap_or(0)
 }
 
+/// How many sockets process `pid` has open (0 if it cannot be read).
+pub(crate) fn open_sockets(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| {
+            d.filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+                .filter(|t| t.to_string_lossy().starts_with("socket:"))
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 pub(crate) fn rss_mib(pid: u32) -> f64 {
     rss_kib(pid).unwrap_or(0) as f64 / 1024.0
 }

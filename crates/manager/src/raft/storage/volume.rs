@@ -33,8 +33,16 @@ pub struct LogVolume {
     /// (index, encoded bytes) of the most recent entries: where a purge that keeps
     /// [`KEPT_LOG_BYTES`] behind a snapshot should stop.
     recent: std::sync::Mutex<Recent>,
-    /// When the last entry was appended (`None` before the first since start).
-    last_append: std::sync::Mutex<Option<std::time::Instant>>,
+    /// When the last entry was appended, in [`clock_ms`] (0: none since start). An atomic,
+    /// not a lock: this is set on every append.
+    last_append: std::sync::atomic::AtomicU64,
+}
+
+/// Milliseconds from the first call in this process to `t`, plus one (so 0 can mean never).
+fn clock_ms(t: std::time::Instant) -> u64 {
+    static BASE: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let base = *BASE.get_or_init(std::time::Instant::now);
+    t.saturating_duration_since(base).as_millis() as u64 + 1
 }
 
 /// The window of recent entries and the sum of their bytes (kept, not recomputed: this runs
@@ -101,7 +109,8 @@ impl LogVolume {
     /// `bytes` of log were appended.
     pub fn appended(&self, bytes: u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        *self.last_append.lock().expect("log volume lock") = Some(std::time::Instant::now());
+        self.last_append
+            .store(clock_ms(std::time::Instant::now()), Relaxed);
         let total = self.since_snapshot.fetch_add(bytes, Relaxed) + bytes;
         if total >= self.threshold() {
             // One stored permit however often this fires before the waiter runs.
@@ -128,11 +137,9 @@ impl LogVolume {
     /// the storage engine until the next snapshot, however long the cluster rests.
     pub fn due_at_rest(&self, now: std::time::Instant) -> bool {
         use std::sync::atomic::Ordering::Relaxed;
-        let quiet = self
-            .last_append
-            .lock()
-            .expect("log volume lock")
-            .is_some_and(|t| now.saturating_duration_since(t) >= QUIET_BEFORE_REST_SNAPSHOT);
+        let last = self.last_append.load(Relaxed);
+        let quiet = last != 0
+            && clock_ms(now).saturating_sub(last) >= QUIET_BEFORE_REST_SNAPSHOT.as_millis() as u64;
         let enough = MIN_LOG_BYTES_AT_REST.max(self.last_snapshot.load(Relaxed) / 8);
         quiet && self.since_snapshot() >= enough
     }
