@@ -82,9 +82,10 @@ impl Fleet {
             swarm_api::tls::NodeCerts::new(&resp.ca_cert_pem, &resp.cert_pem, &joined.key_pem)?;
         let tls = swarm_api::tls::client_config(&certs)?;
         let node = NodeId::new(resp.node_id);
-        let mut order = self.addrs.clone();
-        order.rotate_left(i % n);
-        let managers = ManagerSet::with_tls(order, Some(tls));
+        // Agent i's home is the manager it joined through, in the order the managers list
+        // themselves too when that order matches `addrs` (the grid starts them in it).
+        let managers = ManagerSet::with_tls(self.addrs.clone(), Some(tls));
+        managers.set_spread(i);
         let session = swarm_agent::session::Session {
             node_id: node.clone(),
             managers: managers.clone(),

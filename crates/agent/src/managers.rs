@@ -1,8 +1,14 @@
 //! The manager connection pool: the manager addresses this node knows (refreshed by heartbeat
 //! answers) and one reused gRPC channel per manager; callers fail over by index. It owns no
 //! session and sends no request itself.
+//!
+//! Every manager sends the list in the same order, so the pool keeps it turned to this node's
+//! home manager: its own address on a manager, otherwise the one a per-node number picks.
+//! Index 0 is then a different manager on different nodes and a cluster's sessions spread
+//! over its managers instead of all landing on the first one listed.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// Manager addresses shared by the heartbeat session, the worker and the status reporter,
@@ -20,6 +26,10 @@ pub struct ManagerSet {
     /// TLS client configuration that accepts any node of the cluster as the server: for
     /// asking a demoted manager where the managers are (see [`ManagerSet::member_channel`]).
     member_tls: std::sync::OnceLock<Arc<rustls::ClientConfig>>,
+    /// This node's own manager address (a manager's agent talks to itself first).
+    own: std::sync::OnceLock<String>,
+    /// Picks the home manager of a list without this node's own address: `spread % len`.
+    spread: AtomicUsize,
 }
 
 impl ManagerSet {
@@ -34,7 +44,45 @@ impl ManagerSet {
             tls,
             registries: Mutex::default(),
             member_tls: std::sync::OnceLock::new(),
+            own: std::sync::OnceLock::new(),
+            spread: AtomicUsize::new(0),
         })
+    }
+    /// Makes `addr` (this node's own manager address) the home manager whenever it is listed.
+    pub fn prefer_own(&self, addr: &str) {
+        let _ = self.own.set(addr.to_string());
+        self.rearrange();
+    }
+    /// Sets the number that picks this node's home manager from a list (see the module
+    /// docs); nodes pass something that differs between them, such as a hash of their id.
+    pub fn set_spread(&self, n: usize) {
+        self.spread.store(n, Ordering::Relaxed);
+        self.rearrange();
+    }
+    /// A spread number for `key` (stable across restarts: the same node keeps its home).
+    pub fn spread_of(key: &str) -> usize {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        key.hash(&mut h);
+        h.finish() as usize
+    }
+    fn rearrange(&self) {
+        let mut addrs = self.addrs.lock().expect("managers lock");
+        let mut v = std::mem::take(&mut *addrs);
+        self.turn_home_first(&mut v);
+        *addrs = v;
+    }
+    /// Turns `addrs` (kept in the order given) so that the home manager comes first.
+    fn turn_home_first(&self, addrs: &mut [String]) {
+        if addrs.is_empty() {
+            return;
+        }
+        let home = self
+            .own
+            .get()
+            .and_then(|own| addrs.iter().position(|a| a == own))
+            .unwrap_or_else(|| self.spread.load(Ordering::Relaxed) % addrs.len());
+        addrs.rotate_left(home);
     }
     /// Sets the configuration [`ManagerSet::member_channel`] connects with.
     pub fn set_member_tls(&self, cfg: Arc<rustls::ClientConfig>) {
@@ -54,7 +102,9 @@ impl ManagerSet {
     pub fn addrs(&self) -> Vec<String> {
         self.addrs.lock().expect("managers lock").clone()
     }
-    pub fn set(&self, addrs: Vec<String>) {
+    /// Replaces the known managers (turned so that this node's home manager comes first).
+    pub fn set(&self, mut addrs: Vec<String>) {
+        self.turn_home_first(&mut addrs);
         *self.addrs.lock().expect("managers lock") = addrs;
     }
     /// The cluster registry addresses the managers last announced.
@@ -151,5 +201,52 @@ mod tests {
         assert_eq!(m.pick(0).as_deref(), Some("a:1"));
         assert_eq!(m.pick(1).as_deref(), Some("b:2"));
         assert_eq!(m.pick(2).as_deref(), Some("a:1"));
+    }
+
+    fn list(n: usize) -> Vec<String> {
+        (0..n).map(|i| format!("10.0.0.{i}:4242")).collect()
+    }
+
+    #[test]
+    fn nodes_with_different_spreads_start_at_different_managers_of_the_same_list() {
+        let mut firsts = std::collections::HashMap::<String, usize>::new();
+        for i in 0..300 {
+            let m = ManagerSet::new(vec![]);
+            m.set_spread(ManagerSet::spread_of(&format!("node-{i}")));
+            m.set(list(3));
+            *firsts.entry(m.pick(0).unwrap()).or_default() += 1;
+            // Every manager is still reachable by moving on, in the list's order.
+            let all: Vec<_> = (0..3).map(|k| m.pick(k).unwrap()).collect();
+            let mut sorted = all.clone();
+            sorted.sort();
+            assert_eq!(sorted, list(3));
+        }
+        assert_eq!(firsts.len(), 3, "{firsts:?}");
+        assert!(firsts.values().all(|&c| c > 60), "{firsts:?}");
+    }
+
+    #[test]
+    fn the_home_manager_stays_first_when_the_list_is_sent_again() {
+        let m = ManagerSet::new(list(3));
+        m.set_spread(4);
+        assert_eq!(m.pick(0).as_deref(), Some("10.0.0.1:4242"));
+        m.set(list(3));
+        assert_eq!(m.pick(0).as_deref(), Some("10.0.0.1:4242"));
+        // A new manager joins: the home of a node may move, but stays a listed manager.
+        m.set(list(4));
+        assert_eq!(m.pick(0).as_deref(), Some("10.0.0.0:4242"));
+    }
+
+    #[test]
+    fn a_manager_talks_to_itself_first_whatever_its_spread() {
+        let m = ManagerSet::new(list(3));
+        m.set_spread(1);
+        m.prefer_own("10.0.0.2:4242");
+        assert_eq!(m.pick(0).as_deref(), Some("10.0.0.2:4242"));
+        m.set(list(3));
+        assert_eq!(m.pick(0).as_deref(), Some("10.0.0.2:4242"));
+        // Not listed (being removed): the spread decides.
+        m.set(list(2));
+        assert_eq!(m.pick(0).as_deref(), Some("10.0.0.1:4242"));
     }
 }

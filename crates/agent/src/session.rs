@@ -59,10 +59,10 @@ impl Session {
                     if !managers.is_empty() {
                         // Keep talking to the same manager when it is still listed.
                         let current = self.managers.addrs().get(idx).cloned();
-                        idx = current
-                            .and_then(|c| managers.iter().position(|m| *m == c))
-                            .unwrap_or(0);
                         self.managers.set(managers);
+                        idx = current
+                            .and_then(|c| self.managers.addrs().iter().position(|m| *m == c))
+                            .unwrap_or(0);
                     }
                     period
                 }

@@ -202,15 +202,20 @@ async fn open_identity(args: &Args, description: &NodeDescription) -> anyhow::Re
     })
 }
 
-/// The managers the agent talks to (heartbeats and task execution), this node's own first;
-/// a worker also names them to agents that reach it instead of a manager.
+/// The managers the agent talks to (heartbeats and task execution): a manager's own first,
+/// on a worker the one its node id picks (so workers spread over the managers); a worker also
+/// names them to agents that reach it instead of a manager.
 fn manager_set(id: &Identity, tls: &NodeTls) -> anyhow::Result<swarm_agent::managers::Managers> {
+    use swarm_agent::managers::ManagerSet;
     let mut addrs = id.managers.clone();
-    if id.role == NodeRole::Manager {
-        addrs.retain(|m| *m != id.advertise_addr);
+    if id.role == NodeRole::Manager && !addrs.contains(&id.advertise_addr) {
         addrs.insert(0, id.advertise_addr.clone());
     }
-    let managers = swarm_agent::managers::ManagerSet::with_tls(addrs, Some(tls.client.clone()));
+    let managers = ManagerSet::with_tls(addrs, Some(tls.client.clone()));
+    managers.set_spread(ManagerSet::spread_of(id.node_id.as_str()));
+    if id.role == NodeRole::Manager {
+        managers.prefer_own(&id.advertise_addr);
+    }
     managers.set_member_tls(swarm_api::tls::member_client_config(&tls.node)?);
     Ok(managers)
 }
