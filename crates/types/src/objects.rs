@@ -239,6 +239,68 @@ impl ServiceStatus {
             self.desired_tasks += 1;
         }
     }
+
+    /// What [`ServiceStatus::count`] counts for `t` alone.
+    pub fn of(t: &Task) -> ServiceStatus {
+        let mut one = ServiceStatus::default();
+        one.count(t);
+        one
+    }
+
+    fn is_empty(&self) -> bool {
+        *self == ServiceStatus::default()
+    }
+}
+
+/// Keeps per-service task counts in step with one task change (`old` → `new`): what
+/// `service ls`, `service inspect` and `--detach=false` read, without a pass over every task.
+pub fn count_task(
+    counts: &mut std::collections::BTreeMap<ServiceId, ServiceStatus>,
+    old: Option<&Task>,
+    new: Option<&Task>,
+) {
+    if let Some(o) = old {
+        shift_count(
+            counts,
+            &o.service_id,
+            &ServiceStatus::of(o),
+            &Default::default(),
+        );
+    }
+    if let Some(n) = new {
+        shift_count(
+            counts,
+            &n.service_id,
+            &Default::default(),
+            &ServiceStatus::of(n),
+        );
+    }
+}
+
+/// Moves one task of `service` from what it counted as (`from`) to `to` (`ServiceStatus::of`
+/// before and after a change); no lookup when both are the same.
+pub fn shift_count(
+    counts: &mut std::collections::BTreeMap<ServiceId, ServiceStatus>,
+    service: &ServiceId,
+    from: &ServiceStatus,
+    to: &ServiceStatus,
+) {
+    if from == to {
+        return;
+    }
+    if !counts.contains_key(service) {
+        counts.insert(service.clone(), ServiceStatus::default());
+    }
+    let Some(c) = counts.get_mut(service) else {
+        return;
+    };
+    c.running_tasks = (c.running_tasks + to.running_tasks).saturating_sub(from.running_tasks);
+    c.completed_tasks =
+        (c.completed_tasks + to.completed_tasks).saturating_sub(from.completed_tasks);
+    c.desired_tasks = (c.desired_tasks + to.desired_tasks).saturating_sub(from.desired_tasks);
+    if c.is_empty() {
+        counts.remove(service);
+    }
 }
 
 impl Service {

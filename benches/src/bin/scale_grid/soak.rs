@@ -16,18 +16,7 @@ pub(crate) async fn phase_soak(args: &Args) -> anyhow::Result<()> {
         args.soak_rounds, args.soak_replicas, args.managers, args.agents
     );
     calibration_line(cal);
-    // Where the agents' connections are moves a manager's RSS by 20–40 MiB (their HTTP/2
-    // buffers), so say it: agents join through the managers in turn and keep a connection.
-    let l = leader(&c);
-    let others: Vec<String> = (0..c.nodes.len())
-        .filter(|&i| i != l)
-        .map(|i| open_sockets(pid(&c, i)).to_string())
-        .collect();
-    println!(
-        "Open sockets once the agents joined (mostly their connections, ~25 KiB of RSS each): leader {}, followers {}.",
-        open_sockets(pid(&c, l)),
-        others.join(", ")
-    );
+    sockets_line(&c);
     println!();
     println!("| round | create → all running | tasks/s | remove → all gone | leader RSS at running → {SETTLE_SECS} s later | leader RSS after remove | followers' RSS after remove |");
     println!("|---:|---:|---:|---:|---:|---:|---|");

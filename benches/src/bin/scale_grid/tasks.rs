@@ -14,6 +14,8 @@ pub(crate) async fn phase_tasks(args: &Args) -> anyhow::Result<()> {
         args.managers, args.agents
     );
     calibration_line(cal);
+    sockets_line(&c);
+    println!();
     println!("| tasks | create → all running | tasks/s | leader CPU-s | managers' CPU-s per 1,000 tasks | agents' CPU-s | leader RSS before → running → {SETTLE_SECS} s later | KiB per task over before | KiB per task over before, {SETTLE_SECS} s later | KiB per task over 30 MiB | remove → all gone | managers' CPU-s (remove) |");
     println!("|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|");
     for (round, &n) in args.task_sizes.iter().enumerate() {

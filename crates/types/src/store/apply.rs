@@ -176,7 +176,11 @@ impl StoreState {
         // The only in-place node change is an assignment (`AssignTask` takes unassigned
         // tasks only); whole-object writes re-index in `put`.
         let unassigned = t.node_id.is_none();
-        if !f(t) {
+        let counted = ServiceStatus::of(t);
+        let changed = f(t);
+        let service = &t.service_id;
+        crate::objects::shift_count(&mut self.counts, service, &counted, &ServiceStatus::of(t));
+        if !changed {
             return None;
         }
         if unassigned {

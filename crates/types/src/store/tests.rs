@@ -501,3 +501,90 @@ fn tasks_are_indexed_by_node_through_every_change() {
     assert_eq!(back, s);
     assert_eq!(on(&back, "n2"), ["b", "c"]);
 }
+
+/// The per-service counts `service ls` reads, recounted from every task.
+fn recounted(s: &StoreState) -> BTreeMap<ServiceId, ServiceStatus> {
+    let mut out: BTreeMap<ServiceId, ServiceStatus> = BTreeMap::new();
+    for t in s.tasks.values() {
+        if s.services.contains_key(&t.service_id) {
+            out.entry(t.service_id.clone()).or_default().count(t);
+        }
+    }
+    for (id, svc) in &s.services {
+        let st = out.entry(id.clone()).or_default();
+        if let crate::spec::ServiceMode::Replicated { replicas } = svc.spec.mode {
+            st.desired_tasks = replicas;
+        }
+    }
+    out
+}
+
+#[test]
+fn service_counts_follow_every_task_change_and_survive_a_snapshot() {
+    let mut s = StoreState::default();
+    let svc = Service::new(
+        ServiceId::new("s1"),
+        crate::spec::ServiceSpec::replicated("web", "busybox", 3),
+    );
+    let of = |id: &str| {
+        let mut t = task(id);
+        if let Object::Task(t2) = &mut t {
+            t2.service_id = ServiceId::new("s1");
+        }
+        t
+    };
+    let status = |id: &str, state: TaskState| Op::TaskStatus {
+        id: TaskId::new(id),
+        status: TaskStatus {
+            state,
+            ..Default::default()
+        },
+    };
+    let check = |s: &StoreState, running: u64| {
+        assert_eq!(s.service_statuses(), recounted(s));
+        let st = s.service_status(&ServiceId::new("s1")).unwrap();
+        assert_eq!((st.running_tasks, st.desired_tasks), (running, 3));
+    };
+    s.apply(&batch(vec![Op::Create(Object::Service(Box::new(svc)))]), 1)
+        .unwrap();
+    s.apply(&batch(vec![Op::Create(of("a")), Op::Create(of("b"))]), 2)
+        .unwrap();
+    check(&s, 0);
+    s.apply(&batch(vec![status("a", TaskState::Running)]), 3)
+        .unwrap();
+    check(&s, 1);
+    s.apply(&batch(vec![status("b", TaskState::Running)]), 4)
+        .unwrap();
+    check(&s, 2);
+    // A batch that fails is undone, its status change with it.
+    assert!(s
+        .apply(
+            &batch(vec![status("a", TaskState::Failed), Op::Create(of("b"))]),
+            5
+        )
+        .is_err());
+    check(&s, 2);
+    s.apply(
+        &batch(vec![Op::TaskDesired {
+            id: TaskId::new("a"),
+            desired: TaskState::Shutdown,
+        }]),
+        6,
+    )
+    .unwrap();
+    check(&s, 1);
+    let json = serde_json::to_vec(&s).unwrap();
+    let mut back: StoreState = serde_json::from_slice(&json).unwrap();
+    back.rebuild_indexes();
+    check(&back, 1);
+    s.apply(
+        &batch(vec![Op::Delete {
+            kind: ObjectKind::Task,
+            id: "b".into(),
+            version: None,
+        }]),
+        7,
+    )
+    .unwrap();
+    check(&s, 0);
+}
