@@ -59,7 +59,7 @@ impl ManagerSet {
         self.spread.store(n, Ordering::Relaxed);
         self.rearrange();
     }
-    /// A spread number for `key` (stable across restarts: the same node keeps its home).
+    /// A spread number for `key` (the same on every start of one binary: a node keeps its home).
     pub fn spread_of(key: &str) -> usize {
         use std::hash::{Hash, Hasher};
         let mut h = std::hash::DefaultHasher::new();

@@ -259,6 +259,13 @@ pub fn count_task(
     old: Option<&Task>,
     new: Option<&Task>,
 ) {
+    if let (Some(o), Some(n)) = (old, new) {
+        if o.service_id == n.service_id {
+            // A rewrite of the same task: one move, no lookup when it counts the same.
+            let (from, to) = (ServiceStatus::of(o), ServiceStatus::of(n));
+            return shift_count(counts, &n.service_id, &from, &to);
+        }
+    }
     if let Some(o) = old {
         shift_count(
             counts,
