@@ -215,7 +215,8 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
     let mut dirty: std::collections::HashSet<swarm_types::ServiceId> = Default::default();
     // Services whose tasks only advanced (accepted … running): see below.
     let mut progressed: std::collections::HashSet<swarm_types::ServiceId> = Default::default();
-    let mut full = true;
+    // Why the next pass must be full (logged with it), if it must.
+    let mut full: Option<&'static str> = Some("this manager leads");
     let mut last_full = tokio::time::Instant::now();
     let mut last_tick = tokio::time::Instant::now();
     // Services that wait on time alone, as the last pass over each found (see `pass`).
@@ -235,7 +236,7 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
                 _ = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
             events = events.resubscribe();
-            full = true;
+            full = Some("this manager leads");
             seen = RunningSince::default();
             caught_up_in = None;
             continue;
@@ -286,7 +287,8 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
         }
         // A full pass over 100,000 tasks takes ~0.1 s of a core and holds the store: on each
         // tick only the services that wait on time are looked at again.
-        if full || last_full.elapsed() >= cfg.full_every {
+        if full.is_some() || last_full.elapsed() >= cfg.full_every {
+            tracing::debug!(why = full.unwrap_or("periodic"), "full pass");
             pass(&manager, &cfg, &mut seen, None, &mut timed).await;
             last_full = tokio::time::Instant::now();
             last_tick = last_full;
@@ -300,7 +302,7 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
             }
         }
         dirty.clear();
-        full = false;
+        full = None;
         let mut note = |ev: Result<StoreEvent, tokio::sync::broadcast::error::RecvError>| match ev {
             Ok(StoreEvent::Change(c)) => match &c.object {
                 Object::Service(s) => {
@@ -312,9 +314,11 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
                 Object::Task(t) => {
                     dirty.insert(t.service_id.clone());
                 }
-                _ => full = true,
+                Object::Node(_) => full = Some("a node changed"),
+                _ => full = Some("a cluster-wide object changed"),
             },
-            _ => full = true,
+            Ok(StoreEvent::Reset) => full = Some("the store was replaced (snapshot)"),
+            Err(_) => full = Some("change events were missed (lagged)"),
         };
         // Wait for a change or the tick; then let a burst of changes settle briefly.
         tokio::select! {
