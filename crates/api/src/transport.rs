@@ -81,8 +81,17 @@ fn endpoint(uri: &str) -> Result<Endpoint, TransportError> {
         .connect_timeout(Duration::from_secs(2))
         .tcp_nodelay(true)
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5)))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .http2_header_table_size(HEADER_TABLE_SIZE))
 }
+
+/// The HPACK dynamic table a client lets its server keep for the headers it sends back:
+/// none. A manager serves one long-lived connection per agent, and each table (up to 4 KiB
+/// of headers, ~16 KiB of memory with its index) filled slowly with the varying values of
+/// response headers: the largest item of the leader's heap growth over a 25-round soak
+/// with 1,000 agents (5.5 of 14 MB; BENCHMARKS 2026-12-05, thirteenth session). The
+/// headers of a gRPC response are a few dozen bytes sent whole instead.
+pub const HEADER_TABLE_SIZE: u32 = 0;
 
 /// A channel that connects on first use and reconnects after failures (for peers).
 pub fn lazy_channel(addr: &str) -> Result<Channel, TransportError> {

@@ -109,7 +109,8 @@ fn tls_endpoint(addr: &str) -> Result<Endpoint, crate::transport::TransportError
         })?
         .connect_timeout(Duration::from_secs(2))
         .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5)))
+        .keep_alive_timeout(Duration::from_secs(5))
+        .http2_header_table_size(crate::transport::HEADER_TABLE_SIZE))
 }
 
 type ClientIo = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
