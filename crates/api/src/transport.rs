@@ -87,10 +87,10 @@ fn endpoint(uri: &str) -> Result<Endpoint, TransportError> {
 
 /// The HPACK dynamic table a client lets its server keep for the headers it sends back:
 /// none. A manager serves one long-lived connection per agent, and each table (up to 4 KiB
-/// of headers, ~16 KiB of memory with its index) filled slowly with the varying values of
-/// response headers: the largest item of the leader's heap growth over a 25-round soak
-/// with 1,000 agents (5.5 of 14 MB; BENCHMARKS 2026-12-05, thirteenth session). The
-/// headers of a gRPC response are a few dozen bytes sent whole instead.
+/// of headers) filled slowly with the varying values of response headers; their slots and
+/// index grew ~16 KiB a connection over a 25-round soak with 1,000 agents, the largest item
+/// of the leader's heap growth (5.5 of 14 MB; BENCHMARKS 2026-12-05, thirteenth session).
+/// The headers of a gRPC response are a few dozen bytes sent whole instead.
 pub const HEADER_TABLE_SIZE: u32 = 0;
 
 /// A channel that connects on first use and reconnects after failures (for peers).
