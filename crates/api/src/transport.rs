@@ -72,7 +72,7 @@ pub(crate) fn root_cause(e: &(dyn std::error::Error + 'static)) -> String {
     cur.to_string()
 }
 
-fn endpoint(uri: &str) -> Result<Endpoint, TransportError> {
+pub(crate) fn endpoint(uri: &str) -> Result<Endpoint, TransportError> {
     Ok(Endpoint::from_shared(uri.to_string())
         .map_err(|e| TransportError::Address {
             addr: uri.to_string(),

@@ -318,7 +318,7 @@ pub async fn run(manager: Manager, cfg: LoopConfig, mut shutdown: watch::Receive
                 _ => full = Some("a cluster-wide object changed"),
             },
             Ok(StoreEvent::Reset) => full = Some("the store was replaced (snapshot)"),
-            Err(_) => full = Some("change events were missed (lagged)"),
+            Err(_) => full = Some("change events were missed"),
         };
         // Wait for a change or the tick; then let a burst of changes settle briefly.
         tokio::select! {

@@ -101,16 +101,10 @@ pub fn incoming(
     tokio_stream::wrappers::ReceiverStream::new(rx)
 }
 
+/// The same endpoint settings as every plaintext channel (timeouts, keep-alive, no HPACK
+/// table for responses); the TLS connector makes the TCP connection itself.
 fn tls_endpoint(addr: &str) -> Result<Endpoint, crate::transport::TransportError> {
-    Ok(Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| crate::transport::TransportError::Address {
-            addr: addr.to_string(),
-            reason: e.to_string(),
-        })?
-        .connect_timeout(Duration::from_secs(2))
-        .http2_keep_alive_interval(Duration::from_secs(10))
-        .keep_alive_timeout(Duration::from_secs(5))
-        .http2_header_table_size(crate::transport::HEADER_TABLE_SIZE))
+    crate::transport::endpoint(&format!("http://{addr}"))
 }
 
 type ClientIo = TokioIo<tokio_rustls::client::TlsStream<TcpStream>>;
