@@ -1,13 +1,19 @@
-//! Raft storage on sled, in this one module (the seam where another embedded store would go).
+//! Raft storage, in this one module (the seam where another embedded store would go).
 //!
-//! Layout (one sled database per manager, `<state-dir>/raft`):
-//! - tree `log`: big-endian u64 index → MessagePack `Entry` (`super::codec`)
-//! - tree `meta`: `vote`, `committed`, `last_purged` → JSON
-//! - the snapshot in its own file beside the database (`snapshot_file`); tree `snapshot`
-//!   held it before and is only read when that file does not exist yet
+//! Layout (`<state-dir>/raft`, one sled database plus files beside it):
+//! - the log in segment files under `log/` (`segments`): MessagePack `Entry` records
+//!   (`super::codec`) with their index and a checksum. sled's tree `log` (big-endian u64 index →
+//!   entry) held it before; an older manager's log is moved out of it when it starts
+//! - sled tree `meta`: `vote`, `committed`, `last_purged` → JSON
+//! - the snapshot in its own file (`snapshot_file`); tree `snapshot` held it before and is only
+//!   read when that file does not exist yet
 //!
-//! sled only syncs in the background, so every vote and every append is flushed before it is
-//! acknowledged (one flush per appended batch). The state machine lives in memory and is
+//! sled kept every entry appended since the last purge in the manager's heap (pages it holds
+//! until they are rewritten); the files leave them to the kernel's page cache, and memory holds
+//! one offset per entry (BENCHMARKS 2026-12-05, fourteenth session).
+//!
+//! Every append is synced before it is acknowledged (one sync per appended batch); votes and
+//! purge points are flushed to sled before they count. The state machine lives in memory and is
 //! persisted through snapshots; after a restart it is rebuilt from the last snapshot plus the
 //! committed log (openraft re-applies up to the saved committed index).
 //!
@@ -51,14 +57,14 @@ pub fn open_db(dir: &Path) -> Result<sled::Db, sled::Error> {
         // Flushing is explicit (before every acknowledgement); the background flusher only
         // bounds how much unflushed state-machine metadata can pile up.
         .flush_every_ms(Some(1000))
-        // It holds only the log and a few keys; reads beyond the decoded-entry cache are a
-        // lagging follower's catch-up. 64 MiB held ~15 MiB more at 100k tasks (BENCHMARKS
-        // 2026-12-05, eleventh session) and did not bound the log held between snapshots.
-        .cache_capacity(16 * 1024 * 1024)
+        // It holds a few keys (the log is in segment files). 64 MiB held ~15 MiB more at 100k
+        // tasks when it held the log too (BENCHMARKS 2026-12-05, eleventh session).
+        .cache_capacity(1024 * 1024)
         .open()
 }
 
 mod log_store;
+mod segments;
 mod state_machine;
 mod volume;
 
@@ -76,8 +82,7 @@ pub use volume::{
 /// Opens the log store and state machine of one manager; `dir` is the one `db` lives in.
 pub fn open(db: &sled::Db, dir: &Path) -> Result<(LogStore, StateMachine), StorageError> {
     let volume = Arc::new(LogVolume::default());
-    let log =
-        LogStore::open(db, volume.clone()).map_err(|e| io_err(StorageIOError::read_logs, e))?;
+    let log = LogStore::open(db, dir, volume.clone())?;
     let sm = StateMachine::open(db, dir, volume)?;
     Ok((log, sm))
 }

@@ -1,6 +1,8 @@
-//! The Raft log in sled's `log` tree and the vote, committed and purge points in `meta`,
-//! with the recent entries kept decoded. It does not touch the state machine or snapshots.
+//! The Raft log in segment files (`segments`) and the vote, committed and purge points in
+//! sled's `meta`, with the recent entries kept decoded. It does not touch the state machine or
+//! snapshots.
 
+use super::segments::Segments;
 use super::*;
 
 /// Most recent entries kept decoded in memory. Every entry is read back right after it is
@@ -67,22 +69,123 @@ impl Cache {
 
 #[derive(Clone)]
 pub struct LogStore {
-    db: sled::Db,
-    pub(super) log: sled::Tree,
+    pub(super) db: sled::Db,
+    pub(super) segs: Arc<std::sync::Mutex<Segments>>,
     meta: sled::Tree,
     pub(super) cache: Arc<std::sync::Mutex<Cache>>,
     volume: Arc<LogVolume>,
 }
 
+/// Where the segment files live, inside the directory of the sled database.
+pub(super) fn segments_dir(dir: &Path) -> std::path::PathBuf {
+    dir.join("log")
+}
+
+fn read_err(e: std::io::Error) -> StorageError {
+    io_err(StorageIOError::read_logs, e)
+}
+
+fn write_err(e: std::io::Error) -> StorageError {
+    io_err(StorageIOError::write_logs, e)
+}
+
+/// Encoded bytes of the log moved per write (and sync) when an older version's log moves out of
+/// sled.
+const MOVE_CHUNK_BYTES: usize = 4 << 20;
+
+/// Opens the segment files, first moving a log an older version kept in sled's `log` tree
+/// into them. Until that tree is dropped it is the log: files left by a move that did not
+/// finish are written again.
+fn open_segments(db: &sled::Db, dir: &Path) -> std::io::Result<Segments> {
+    let legacy = db.open_tree("log").map_err(std::io::Error::other)?;
+    if legacy.is_empty() {
+        return Segments::open(dir);
+    }
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let mut segs = Segments::open(dir)?;
+    let mut chunk = Vec::new();
+    let mut bytes = 0;
+    let mut moved = 0u64;
+    let mut write = |segs: &mut Segments, chunk: &mut Vec<(u64, Vec<u8>)>| {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        moved += chunk.len() as u64;
+        let file = segs.append(chunk)?;
+        chunk.clear();
+        file.sync_data()
+    };
+    for kv in legacy.iter() {
+        let (k, v) = kv.map_err(std::io::Error::other)?;
+        let index = u64::from_be_bytes(k.as_ref().try_into().map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "a sled log key is not 8 bytes",
+            )
+        })?);
+        bytes += v.len();
+        chunk.push((index, v.to_vec()));
+        if bytes >= MOVE_CHUNK_BYTES {
+            write(&mut segs, &mut chunk)?;
+            bytes = 0;
+        }
+    }
+    write(&mut segs, &mut chunk)?;
+    db.drop_tree("log").map_err(std::io::Error::other)?;
+    db.flush().map_err(std::io::Error::other)?;
+    tracing::info!(entries = moved, dir = %dir.display(), "moved the raft log out of sled");
+    Ok(segs)
+}
+
 impl LogStore {
-    pub fn open(db: &sled::Db, volume: Arc<LogVolume>) -> Result<Self, sled::Error> {
-        Ok(LogStore {
+    /// Opens the log of the manager whose sled database is `db`, in `dir`.
+    pub fn open(db: &sled::Db, dir: &Path, volume: Arc<LogVolume>) -> Result<Self, StorageError> {
+        let segs = open_segments(db, &segments_dir(dir)).map_err(read_err)?;
+        let store = LogStore {
             db: db.clone(),
-            log: db.open_tree("log")?,
-            meta: db.open_tree("meta")?,
+            segs: Arc::new(std::sync::Mutex::new(segs)),
+            meta: db
+                .open_tree("meta")
+                .map_err(|e| io_err(StorageIOError::read_logs, e))?,
             cache: Arc::default(),
             volume,
-        })
+        };
+        // A crash between recording a purge and deleting its segments leaves them behind.
+        if let Some(purged) = store.get_meta::<LogId>("last_purged")? {
+            store
+                .segments()
+                .purge_through(purged.index)
+                .map_err(write_err)?;
+        }
+        Ok(store)
+    }
+
+    pub(super) fn segments(&self) -> std::sync::MutexGuard<'_, Segments> {
+        self.segs.lock().expect("log segments lock")
+    }
+
+    /// Runs `f` on the segments on a blocking thread (file writes and syncs).
+    async fn on_segments<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Arc<std::sync::Mutex<Segments>>) -> std::io::Result<T> + Send + 'static,
+    ) -> std::io::Result<T> {
+        let segs = self.segs.clone();
+        tokio::task::spawn_blocking(move || f(&segs))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    /// Entries of `[start, end)` from the files, cut at `budget` encoded bytes (at least one).
+    fn read_files(
+        &self,
+        start: u64,
+        end: u64,
+        budget: usize,
+    ) -> Result<Vec<Entry<TypeConfig>>, StorageError> {
+        let payloads = self.segments().read(start, end, budget).map_err(read_err)?;
+        payloads.iter().map(|p| decode_entry(p)).collect()
     }
 
     /// How much log waits for a snapshot (shared with the state machine, which resets it).
@@ -146,7 +249,11 @@ impl LogStore {
         }
     }
 
-    fn put_meta<T: serde::Serialize>(&self, key: &str, v: &T) -> Result<(), StorageError> {
+    pub(super) fn put_meta<T: serde::Serialize>(
+        &self,
+        key: &str,
+        v: &T,
+    ) -> Result<(), StorageError> {
         let bytes = serde_json::to_vec(v).map_err(|e| io_err(StorageIOError::write, e))?;
         self.meta
             .insert(key, bytes)
@@ -159,6 +266,8 @@ impl LogStore {
     }
 }
 
+/// The key of entry `index` in the `log` tree where older versions kept the log.
+#[cfg(test)]
 pub(super) fn key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
@@ -185,23 +294,14 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(hit) = end.and_then(|end| self.cached(start, end)) {
             return Ok(hit);
         }
-        let mut out = Vec::new();
-        for kv in self.log.range(key(start)..) {
-            let (k, v) = kv.map_err(|e| io_err(StorageIOError::read_logs, e))?;
-            let idx = u64::from_be_bytes(k.as_ref().try_into().expect("8-byte keys"));
-            if !range.contains(&idx) {
-                break;
-            }
-            out.push(decode_entry(&v)?);
-        }
-        Ok(out)
+        self.read_files(start, end.unwrap_or(u64::MAX), usize::MAX)
     }
 
     /// What the leader sends one follower in one AppendEntries: openraft asks for up to
     /// `max_payload_entries`, this stops at `APPEND_BUDGET_BYTES` of encoded entries. A new
     /// leader probes each follower's log from the middle of its own (a binary search), and
     /// with group-commit entries of up to a thousand objects the full range was tens of MiB
-    /// decoded from sled and encoded again only for the network to send the first few
+    /// decoded from the log and encoded again only for the network to send the first few
     /// hundred KiB of it — half the next leader's CPU after a failover with 100k tasks
     /// (issue 17, BENCHMARKS).
     async fn limited_get_log_entries(
@@ -212,16 +312,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
         if let Some(hit) = self.cached_limited(start, end, crate::raft::APPEND_BUDGET_BYTES) {
             return Ok(hit);
         }
-        let mut fit = Budget::new(crate::raft::APPEND_BUDGET_BYTES);
-        let mut out = Vec::new();
-        for kv in self.log.range(key(start)..key(end)) {
-            let (_, v) = kv.map_err(|e| io_err(StorageIOError::read_logs, e))?;
-            if !fit.admit(v.len()) {
-                break;
-            }
-            out.push(decode_entry(&v)?);
-        }
-        Ok(out)
+        self.read_files(start, end, crate::raft::APPEND_BUDGET_BYTES)
     }
 }
 
@@ -259,13 +350,15 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, StorageError> {
         let last_purged: Option<LogId> = self.get_meta("last_purged")?;
-        let last = match self
-            .log
-            .last()
-            .map_err(|e| io_err(StorageIOError::read_logs, e))?
-        {
-            Some((_, v)) => Some(decode_entry(&v)?.log_id),
-            None => last_purged,
+        let last_index = self.segments().last_index();
+        let last = match last_index {
+            Some(i) if last_purged.is_none_or(|p| i > p.index) => {
+                let found = self.read_files(i, i + 1, 0)?;
+                Some(found.first().map(|e| e.log_id).ok_or_else(|| {
+                    read_err(std::io::Error::other(format!("log entry {i} not found")))
+                })?)
+            }
+            _ => last_purged,
         };
         Ok(LogState {
             last_purged_log_id: last_purged,
@@ -305,7 +398,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         I: IntoIterator<Item = Entry<TypeConfig>> + Send,
         I::IntoIter: Send,
     {
-        let mut batch = sled::Batch::default();
+        let mut records = Vec::new();
         let mut appended = Vec::new();
         let mut sizes = Vec::new();
         for e in entries {
@@ -313,11 +406,25 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                 .map_err(|e| io_err(StorageIOError::write_logs, e))?;
             sizes.push((e.log_id.index, v.len() as u64));
             appended.push((e, v.len()));
-            batch.insert(&key(appended.last().expect("pushed").0.log_id.index), v);
+            records.push((appended.last().expect("pushed").0.log_id.index, v));
         }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
+        if records.is_empty() {
+            callback.log_io_completed(Ok(()));
+            return Ok(());
+        }
+        // Written under the lock, synced after it (readers wait for the write, not the sync).
+        let synced = self
+            .on_segments(move |segs| {
+                let file = segs.lock().expect("log segments lock").append(&records)?;
+                file.sync_data()
+            })
+            .await;
+        if let Err(e) = synced {
+            // Nothing is acknowledged; the store stops (openraft treats this as fatal).
+            let err = write_err(std::io::Error::new(e.kind(), e.to_string()));
+            callback.log_io_completed(Err(e));
+            return Err(err);
+        }
         {
             let mut cache = self.cache.lock().expect("log cache lock");
             // Only contiguous runs: a gap would make `cached` answer for entries it lacks.
@@ -333,9 +440,8 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             }
         }
         self.volume.appended_entries(&sizes);
-        // Durable before acknowledged: one flush per appended batch.
-        let res = self.flush().await.map_err(std::io::Error::other);
-        callback.log_io_completed(res);
+        // Durable before acknowledged: one sync per appended batch.
+        callback.log_io_completed(Ok(()));
         Ok(())
     }
 
@@ -344,32 +450,26 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .lock()
             .expect("log cache lock")
             .retain(|i| i < log_id.index);
-        let mut batch = sled::Batch::default();
-        for k in self.log.range(key(log_id.index)..).keys() {
-            batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
-        self.flush()
+        let index = log_id.index;
+        self.on_segments(move |segs| segs.lock().expect("log segments lock").truncate_from(index))
             .await
-            .map_err(|e| io_err(StorageIOError::write_logs, e))
+            .map_err(write_err)
     }
 
     async fn purge(&mut self, log_id: LogId) -> Result<(), StorageError> {
-        // Record the purge point first: a crash in between leaves extra entries, never a gap.
+        // Record the purge point durably first: a crash in between leaves extra entries (cleared
+        // at the next start), never a gap.
         self.put_meta("last_purged", &log_id)?;
+        self.flush()
+            .await
+            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
         self.cache
             .lock()
             .expect("log cache lock")
             .retain(|i| i > log_id.index);
-        let mut batch = sled::Batch::default();
-        for k in self.log.range(..=key(log_id.index)).keys() {
-            batch.remove(k.map_err(|e| io_err(StorageIOError::write_logs, e))?);
-        }
-        self.log
-            .apply_batch(batch)
-            .map_err(|e| io_err(StorageIOError::write_logs, e))?;
-        Ok(())
+        let index = log_id.index;
+        self.on_segments(move |segs| segs.lock().expect("log segments lock").purge_through(index))
+            .await
+            .map_err(write_err)
     }
 }

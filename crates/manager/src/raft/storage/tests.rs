@@ -75,7 +75,7 @@ fn the_entry_cache_is_bounded_by_the_ops_it_holds() {
 }
 
 #[tokio::test]
-async fn a_follower_is_sent_a_bounded_run_of_entries_from_sled_or_the_cache() {
+async fn a_follower_is_sent_a_bounded_run_of_entries_from_the_files_or_the_cache() {
     let (_dir, mut log, _sm) = Builder.build().await.expect("store");
     // Entries of ~40 KiB each: the budget holds a handful of them, not the whole range.
     let per_entry = codec::encode(&entry(1, 1_000)).expect("encode").len();
@@ -83,18 +83,22 @@ async fn a_follower_is_sent_a_bounded_run_of_entries_from_sled_or_the_cache() {
     assert!((2..50).contains(&fits), "{per_entry} bytes per entry");
     for i in 1..=100 {
         let v = codec::encode(&entry(i, 1_000)).expect("encode");
-        log.log.insert(key(i), v).expect("insert");
+        log.segments().append(&[(i, v)]).expect("append");
     }
     let got = log.limited_get_log_entries(1, 101).await.expect("read");
     let indexes: Vec<u64> = got.iter().map(|e| e.log_id.index).collect();
-    assert_eq!(indexes, (1..=fits as u64).collect::<Vec<_>>(), "from sled");
+    assert_eq!(
+        indexes,
+        (1..=fits as u64).collect::<Vec<_>>(),
+        "from the files"
+    );
     // Within the budget, the range decides; a range of one always gets its entry.
     let got = log.limited_get_log_entries(40, 42).await.expect("read");
     assert_eq!(got.len(), 2);
     // One entry larger than the budget is still sent, alone.
     let big = codec::encode(&entry(101, 10_000)).expect("encode");
     assert!(big.len() > APPEND_BUDGET_BYTES);
-    log.log.insert(key(101), big).expect("insert");
+    log.segments().append(&[(101, big)]).expect("append");
     let got = log.limited_get_log_entries(101, 102).await.expect("read");
     assert_eq!(got.len(), 1);
     let got = log.limited_get_log_entries(100, 102).await.expect("read");
@@ -150,6 +154,65 @@ async fn a_snapshot_kept_in_sled_by_an_older_version_is_read_then_moved_to_its_f
     let (_log, mut sm) = open(&db, dir.path()).unwrap();
     let (applied, _) = sm.applied_state().await.unwrap();
     assert_eq!(applied.map(|l| l.index), Some(42), "restored from the file");
+}
+
+#[tokio::test]
+async fn a_log_an_older_version_kept_in_sled_is_moved_into_segment_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = open_db(dir.path()).expect("open sled");
+    let tree = db.open_tree("log").unwrap();
+    // 30 entries of ~40 KiB: more than one move chunk.
+    for i in 3..=32 {
+        tree.insert(key(i), codec::encode(&entry(i, 1_000)).unwrap())
+            .unwrap();
+    }
+    // Files of a move that did not finish: the tree is still the log, they are rewritten.
+    let seg_dir = log_store::segments_dir(dir.path());
+    std::fs::create_dir_all(&seg_dir).unwrap();
+    std::fs::write(seg_dir.join(format!("{:020}.seg", 3)), b"SWRLOG01garbage").unwrap();
+
+    let (mut log, _sm) = open(&db, dir.path()).unwrap();
+    assert!(
+        !db.tree_names().iter().any(|n| n.as_ref() == b"log"),
+        "tree dropped"
+    );
+    let got = log.try_get_log_entries(3..=32).await.unwrap();
+    assert_eq!(
+        got.iter().map(|e| e.log_id.index).collect::<Vec<_>>(),
+        (3..=32).collect::<Vec<_>>()
+    );
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(32));
+    drop((log, _sm));
+    // Opened again: read from the files alone.
+    let (mut log, _sm) = open(&db, dir.path()).unwrap();
+    assert_eq!(log.try_get_log_entries(30..33).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn segments_a_crash_left_behind_a_recorded_purge_are_deleted_at_start() {
+    let (dir, log, sm) = Builder.build().await.expect("store");
+    // Entries of ~1 MiB: several segments, so whole ones lie behind the purge point.
+    for i in 1..=40 {
+        let v = codec::encode(&entry(i, 30_000)).unwrap();
+        log.segments().append(&[(i, v)]).unwrap();
+    }
+    let files = log.segments().files().len();
+    assert!(files >= 4, "{files} segments");
+    // The purge point was recorded, the crash came before the files went.
+    log.put_meta(
+        "last_purged",
+        &LogId::new(openraft::CommittedLeaderId::new(1, 1), 30),
+    )
+    .unwrap();
+    let db = log.db.clone();
+    drop((log, sm));
+    let (mut log, _sm) = open(&db, dir.path()).unwrap();
+    assert_eq!(log.segments().first_index(), Some(31));
+    assert!(log.segments().files().len() < files);
+    let state = log.get_log_state().await.unwrap();
+    assert_eq!(state.last_purged_log_id.map(|l| l.index), Some(30));
+    assert_eq!(state.last_log_id.map(|l| l.index), Some(40));
 }
 
 #[test]
