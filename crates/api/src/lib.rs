@@ -2,6 +2,7 @@
 //! gRPC transport (TCP and unix-socket channels). Only this crate knows prost types.
 #![forbid(unsafe_code)]
 
+pub mod serve;
 pub mod tls;
 pub mod transport;
 pub mod wire;

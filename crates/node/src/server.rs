@@ -9,6 +9,7 @@ use swarm_api::control::control_server::ControlServer;
 use swarm_api::dispatcher::dispatcher_server::DispatcherServer;
 use swarm_api::node::node_service_server::NodeServiceServer;
 use swarm_api::raft::raft_server::RaftServer;
+use swarm_api::serve::serve;
 use swarm_api::MAX_MESSAGE_BYTES;
 use swarm_manager::control::ControlService;
 use swarm_manager::dispatcher::DispatcherService;
@@ -18,6 +19,7 @@ use swarm_manager::{auth, Manager};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tonic::service::interceptor::InterceptedService;
+use tonic::service::Routes;
 
 async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
     while !*rx.borrow() {
@@ -40,42 +42,38 @@ pub fn serve_tcp(
     let dispatcher_manager = manager.clone();
     tokio::spawn(async move {
         let manager = dispatcher_manager;
-        let res = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(InterceptedService::new(
-                RaftServer::new(RaftService::new(manager.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                auth::raft_interceptor(manager.clone()),
-            ))
-            // Join is open to nodes without a certificate; the other calls check it themselves.
-            .add_service(NodeServiceServer::new(nodes))
-            .add_service(InterceptedService::new(
-                DispatcherServer::new(DispatcherService::new(manager.clone()))
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                auth::node_interceptor(manager.clone()),
-            ))
-            .add_service(InterceptedService::new(
-                ControlServer::new(control)
-                    .max_decoding_message_size(MAX_MESSAGE_BYTES)
-                    .max_encoding_message_size(MAX_MESSAGE_BYTES),
-                auth::control_interceptor(manager.clone()),
-            ))
-            // Node-local calls from operators (admin certificates) and other managers, served
-            // here or forwarded to the node they name.
-            .add_service(InterceptedService::new(
-                agent,
-                auth::control_interceptor(manager.clone()),
-            ))
-            .serve_with_incoming_shutdown(
-                swarm_api::tls::incoming(listener, tls),
-                wait_shutdown(shutdown),
-            )
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "grpc server failed");
-        }
+        let routes = Routes::new(InterceptedService::new(
+            RaftServer::new(RaftService::new(manager.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            auth::raft_interceptor(manager.clone()),
+        ))
+        // Join is open to nodes without a certificate; the other calls check it themselves.
+        .add_service(NodeServiceServer::new(nodes))
+        .add_service(InterceptedService::new(
+            DispatcherServer::new(DispatcherService::new(manager.clone()))
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            auth::node_interceptor(manager.clone()),
+        ))
+        .add_service(InterceptedService::new(
+            ControlServer::new(control)
+                .max_decoding_message_size(MAX_MESSAGE_BYTES)
+                .max_encoding_message_size(MAX_MESSAGE_BYTES),
+            auth::control_interceptor(manager.clone()),
+        ))
+        // Node-local calls from operators (admin certificates) and other managers, served
+        // here or forwarded to the node they name.
+        .add_service(InterceptedService::new(
+            agent,
+            auth::control_interceptor(manager.clone()),
+        ));
+        serve(
+            routes,
+            swarm_api::tls::incoming(listener, tls),
+            wait_shutdown(shutdown),
+        )
+        .await;
     })
 }
 
@@ -103,17 +101,16 @@ pub fn serve_unix(
             .max_encoding_message_size(MAX_MESSAGE_BYTES)
     });
     Ok(tokio::spawn(async move {
-        let res = tonic::transport::Server::builder()
-            .add_optional_service(control)
-            .add_service(agent)
-            .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::UnixListenerStream::new(listener),
-                wait_shutdown(shutdown),
-            )
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "control socket server failed");
+        let mut routes = Routes::new(agent);
+        if let Some(control) = control {
+            routes = routes.add_service(control);
         }
+        serve(
+            routes,
+            tokio_stream::wrappers::UnixListenerStream::new(listener),
+            wait_shutdown(shutdown),
+        )
+        .await;
     }))
 }
 
@@ -130,20 +127,14 @@ pub fn serve_worker_tcp(
     shutdown: watch::Receiver<bool>,
 ) -> JoinHandle<()> {
     tokio::spawn(async move {
-        let res = tonic::transport::Server::builder()
-            .tcp_nodelay(true)
-            .add_service(NodeServiceServer::new(nodes))
-            .add_service(InterceptedService::new(
-                agent,
-                auth::worker_agent_interceptor(cluster_id),
-            ))
-            .serve_with_incoming_shutdown(
-                swarm_api::tls::incoming(listener, tls),
-                wait_shutdown(shutdown),
-            )
-            .await;
-        if let Err(e) = res {
-            tracing::error!(error = %e, "grpc server failed");
-        }
+        let routes = Routes::new(NodeServiceServer::new(nodes)).add_service(
+            InterceptedService::new(agent, auth::worker_agent_interceptor(cluster_id)),
+        );
+        serve(
+            routes,
+            swarm_api::tls::incoming(listener, tls),
+            wait_shutdown(shutdown),
+        )
+        .await;
     })
 }
