@@ -314,6 +314,16 @@ impl Segments {
                 ),
             ));
         }
+        // An empty segment (its first append failed) is named after an entry it never got.
+        if self
+            .segs
+            .last()
+            .is_some_and(|s| s.offsets.is_empty() && s.first != first)
+        {
+            let empty = self.segs.pop().expect("checked");
+            std::fs::remove_file(&empty.path)?;
+            sync_dir(&self.dir)?;
+        }
         let follows = last.is_none_or(|l| first == l + 1);
         let rotate = match self.segs.last() {
             None => true,
@@ -554,6 +564,22 @@ mod tests {
         let s = Segments::open(dir.path()).unwrap();
         assert_eq!((s.first_index(), s.last_index()), (Some(100), Some(101)));
         assert_eq!(s.read(0, 1000, usize::MAX).unwrap().len(), 2);
+    }
+
+    #[test]
+    fn an_empty_segment_is_not_written_under_another_entrys_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Segments::open(dir.path()).unwrap();
+        fill(&mut s, 1, 3, 10);
+        // A segment started for entry 4 whose write failed, then entry 4 truncated away and
+        // a gap after it: what comes next must not land in the file named for entry 4.
+        s.start_segment(4, Some(3)).unwrap();
+        s.append(&[rec(6, 10)]).unwrap();
+        drop(s);
+        let s = Segments::open(dir.path()).unwrap();
+        assert_eq!(s.files().len(), 2);
+        assert_eq!(s.read(0, 10, usize::MAX).unwrap().len(), 4);
+        assert_eq!(s.last_index(), Some(6));
     }
 
     #[test]
