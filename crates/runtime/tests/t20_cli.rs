@@ -262,6 +262,18 @@ impl CliEnv {
     fn with_own_binary(mut self) -> CliEnv {
         let own = self.t.path().join("swarm-runtime");
         std::fs::copy(&self.exe, &own).unwrap();
+        // A child another test thread forked while the copy was open for writing holds that
+        // descriptor until it execs, and executing the copy meanwhile fails with "text file
+        // busy" (ETXTBSY). Once one exec succeeds no such descriptor is left.
+        for _ in 0..100 {
+            match Command::new(&own).arg("--help").output() {
+                Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("cannot run the copy {}: {e}", own.display()),
+                Ok(_) => break,
+            }
+        }
         self.exe = own;
         self
     }
