@@ -2,7 +2,7 @@
 //! sled's `meta`, with the recent entries kept decoded. It does not touch the state machine or
 //! snapshots.
 
-use super::segments::Segments;
+use super::segments::{Budget, Segments};
 use super::*;
 
 /// Most recent entries kept decoded in memory. Every entry is read back right after it is
@@ -313,35 +313,6 @@ impl RaftLogReader<TypeConfig> for LogStore {
             return Ok(hit);
         }
         self.read_files(start, end, crate::raft::APPEND_BUDGET_BYTES)
-    }
-}
-
-/// Admits items while their sizes fit a byte budget; the first is always admitted.
-pub(super) struct Budget {
-    left: usize,
-    first: bool,
-}
-
-impl Budget {
-    fn new(bytes: usize) -> Self {
-        Budget {
-            left: bytes,
-            first: true,
-        }
-    }
-
-    fn admit(&mut self, size: usize) -> bool {
-        if std::mem::take(&mut self.first) {
-            self.left = self.left.saturating_sub(size);
-            return true;
-        }
-        match self.left.checked_sub(size) {
-            Some(left) => {
-                self.left = left;
-                true
-            }
-            None => false,
-        }
     }
 }
 

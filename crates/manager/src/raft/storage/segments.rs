@@ -60,6 +60,35 @@ impl Segment {
     }
 }
 
+/// Admits items while their sizes fit a byte budget; the first is always admitted.
+pub(super) struct Budget {
+    left: usize,
+    first: bool,
+}
+
+impl Budget {
+    pub(super) fn new(bytes: usize) -> Self {
+        Budget {
+            left: bytes,
+            first: true,
+        }
+    }
+
+    pub(super) fn admit(&mut self, size: usize) -> bool {
+        if std::mem::take(&mut self.first) {
+            self.left = self.left.saturating_sub(size);
+            return true;
+        }
+        match self.left.checked_sub(size) {
+            Some(left) => {
+                self.left = left;
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// The segment files of one log, and where each entry is in them.
 pub(super) struct Segments {
     dir: PathBuf,
@@ -243,10 +272,10 @@ impl Segments {
         start: u64,
         end: u64,
         budget: usize,
-    ) -> std::io::Result<Vec<Vec<u8>>> {
+    ) -> std::io::Result<Vec<bytes::Bytes>> {
         let start = start.max(self.purged.map_or(0, |p| p + 1));
         let mut out = Vec::new();
-        let mut left = budget as u64;
+        let mut fit = Budget::new(budget);
         for seg in &self.segs {
             let Some(last) = seg.last() else { continue };
             let from = start.max(seg.first);
@@ -258,17 +287,17 @@ impl Segments {
             let mut stop = from;
             while stop < to {
                 let (a, b) = seg.span(stop, stop + 1);
-                let size = b - a - RECORD_HEADER;
-                if (!out.is_empty() || stop > from) && size > left {
+                if !fit.admit((b - a - RECORD_HEADER) as usize) {
                     break;
                 }
-                left = left.saturating_sub(size);
                 stop += 1;
             }
             if stop > from {
                 let (a, b) = seg.span(from, stop);
                 let mut buf = vec![0u8; (b - a) as usize];
                 seg.file.read_exact_at(&mut buf, a)?;
+                // One read for the run; the payloads are slices of it, not copies.
+                let buf = bytes::Bytes::from(buf);
                 let mut at = 0usize;
                 for index in from..stop {
                     let h = &buf[at..at + RECORD_HEADER as usize];
@@ -285,7 +314,7 @@ impl Segments {
                             format!("entry {index} fails its checksum"),
                         ));
                     }
-                    out.push(payload.to_vec());
+                    out.push(buf.slice(body..body + size));
                     at = body + size;
                 }
             }
