@@ -47,13 +47,48 @@ pub fn free_port() -> u16 {
     free_ports::<1>()[0]
 }
 
-/// `N` distinct free ports: all bound at once before any is released, so two calls in a row
-/// cannot hand out the same port (a daemon's listen and registry ports once collided).
+/// `N` distinct free ports for daemons a test starts.
+///
+/// They come from below the kernel's ephemeral range, so neither an outgoing connection nor
+/// another `bind(":0")` can take one between this call and the daemon's own bind (a metrics port
+/// once went to one of the daemon's own outgoing connections in CI), and a process-wide cursor
+/// never hands the same port out twice. Each candidate is bound once to check it is free.
 pub fn free_ports<const N: usize>() -> [u16; N] {
-    let held: Vec<std::net::TcpListener> = (0..N)
-        .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("bind an ephemeral port"))
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().expect("bound address").port())
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let (lo, hi) = private_port_range();
+    let span = hi - lo;
+    // Start each test process at a different place, so two test binaries running at once
+    // (or a daemon a killed test left behind) rarely meet.
+    let _ = NEXT.compare_exchange(
+        0,
+        1 + std::process::id() % span,
+        Ordering::Relaxed,
+        Ordering::Relaxed,
+    );
+    let mut out = [0u16; N];
+    let mut got = 0;
+    for _ in 0..span {
+        let port = (lo + NEXT.fetch_add(1, Ordering::Relaxed) % span) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            out[got] = port;
+            got += 1;
+            if got == N {
+                return out;
+            }
+        }
+    }
+    panic!("no free port left in {lo}..{hi} on 127.0.0.1");
+}
+
+/// Ports `[lo, hi)` below the kernel's ephemeral range (`net.ipv4.ip_local_port_range`).
+fn private_port_range() -> (u32, u32) {
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768);
+    let hi = ephemeral_low.clamp(12_000, 65_536);
+    (hi - 10_000, hi)
 }
 
 /// Polls `f` until it returns `Some` or the deadline passes.
