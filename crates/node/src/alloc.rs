@@ -15,6 +15,8 @@
 //! constructor before `main` whether it is used or not, so it was not kept. Most of an init's
 //! private memory is the relocated pages of this position-independent binary, not its heap.
 
+use swarm_node::AllocatorStats;
+
 #[cfg(feature = "jemalloc")]
 #[global_allocator]
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
@@ -43,8 +45,29 @@ pub fn set_up_daemon() {
     }
     #[cfg(not(feature = "jemalloc"))]
     swarm_runtime::sys::tune_allocator_for_bursts();
+    swarm_node::report_allocator_stats(stats);
     #[cfg(feature = "heap-profile")]
     crate::heap_profile::start();
+}
+
+/// The allocator's current statistics; `None` without jemalloc (glibc keeps no such counts)
+/// or if they cannot be read.
+pub fn stats() -> Option<AllocatorStats> {
+    #[cfg(feature = "jemalloc")]
+    {
+        use tikv_jemalloc_ctl::{epoch, stats};
+        epoch::advance().ok()?;
+        Some(AllocatorStats {
+            allocated: stats::allocated::read().ok()? as u64,
+            active: stats::active::read().ok()? as u64,
+            resident: stats::resident::read().ok()? as u64,
+            mapped: stats::mapped::read().ok()? as u64,
+            metadata: stats::metadata::read().ok()? as u64,
+            retained: stats::retained::read().ok()? as u64,
+        })
+    }
+    #[cfg(not(feature = "jemalloc"))]
+    None
 }
 
 #[cfg(all(test, feature = "jemalloc"))]
@@ -57,5 +80,18 @@ mod tests {
         assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().unwrap(), 2);
         let s = std::ffi::CStr::from_bytes_with_nul(super::malloc_conf).unwrap();
         assert!(s.to_str().unwrap().contains("dirty_decay_ms:1000"));
+    }
+
+    #[test]
+    fn statistics_count_what_is_allocated() {
+        let before = super::stats().expect("jemalloc is built with statistics");
+        let big = vec![1u8; 64 << 20];
+        let during = super::stats().unwrap();
+        assert!(
+            during.allocated >= before.allocated + (60 << 20),
+            "{before:?} → {during:?}"
+        );
+        assert!(during.active >= during.allocated && during.resident >= during.active);
+        drop(big);
     }
 }

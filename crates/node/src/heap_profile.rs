@@ -37,21 +37,15 @@ pub fn start() {
 // The one unsafe call: jemalloc's control interface takes a C string.
 #[allow(unsafe_code)]
 fn dump(out: &Path) -> Result<(), String> {
-    use tikv_jemalloc_ctl::{epoch, stats};
     let e = |e: tikv_jemalloc_ctl::Error| e.to_string();
     let path =
         std::ffi::CString::new(out.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string())?;
     // SAFETY: `prof.dump` takes a NUL-terminated file name, which `path` is and outlives.
     unsafe { tikv_jemalloc_ctl::raw::write(b"prof.dump\0", path.as_ptr()) }.map_err(e)?;
-    epoch::advance().map_err(e)?;
+    let st = crate::alloc::stats().ok_or("jemalloc's statistics cannot be read")?;
     let line = format!(
         "allocated {} active {} resident {} mapped {} retained {} metadata {}\n",
-        stats::allocated::read().map_err(e)?,
-        stats::active::read().map_err(e)?,
-        stats::resident::read().map_err(e)?,
-        stats::mapped::read().map_err(e)?,
-        stats::retained::read().map_err(e)?,
-        stats::metadata::read().map_err(e)?,
+        st.allocated, st.active, st.resident, st.mapped, st.retained, st.metadata,
     );
     std::fs::write(
         out.with_extension(format!(

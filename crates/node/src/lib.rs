@@ -18,6 +18,7 @@ mod userns_remap;
 mod worker_nodes;
 
 pub use args::Args;
+pub use metrics::{report_allocator_stats, AllocatorStats};
 pub use node::run;
 
 /// Builds the tokio runtime and runs the daemon until SIGTERM/SIGINT. Returns within a few

@@ -234,6 +234,20 @@ fn metrics_endpoint_reports_raft_and_store_state() {
     assert!(m.starts_with("HTTP/1.1 200"), "{m}");
     assert!(m.contains("swarm_raft_leader 1"), "{m}");
     assert!(m.contains("swarm_store_objects{kind=\"service\"} 1"), "{m}");
+    // Memory: the process's resident set, and the allocator's counts below it.
+    let gauge = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in\n{m}"))
+    };
+    let rss = gauge("process_resident_memory_bytes");
+    let allocated = gauge("swarm_allocator_bytes{kind=\"allocated\"}");
+    let resident = gauge("swarm_allocator_bytes{kind=\"resident\"}");
+    assert!(rss > 4 << 20, "{m}");
+    assert!(
+        allocated > 0 && allocated <= resident && resident <= rss,
+        "{m}"
+    );
     c.ctl(
         0,
         &[

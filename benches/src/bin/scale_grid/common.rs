@@ -64,17 +64,50 @@ impl Drop for Agents {
 /// A fresh cluster of `managers` managers on the fake executor.
 pub(crate) fn cluster(args: &Args, extra: &[&str]) -> anyhow::Result<Cluster> {
     let mut c = Cluster::new();
-    c.extra_args = ["--executor", "fake", "--log-level", &args.manager_log]
+    let base: Vec<String> = ["--executor", "fake", "--log-level", &args.manager_log]
         .iter()
         .chain(extra)
         .map(|s| s.to_string())
         .chain(args.swarmd_arg.iter().cloned())
         .collect();
+    // Each manager serves its metrics on a port of its own (`allocator`).
+    let with_metrics = |base: &[String]| {
+        let mut a = base.to_vec();
+        a.extend([
+            "--metrics-addr".into(),
+            format!("127.0.0.1:{}", swarm_testkit::free_port()),
+        ]);
+        a
+    };
+    c.extra_args = with_metrics(&base);
     c.init()?;
     for _ in 1..args.managers {
+        c.extra_args = with_metrics(&base);
         c.join_manager(0)?;
     }
+    c.extra_args = base;
     Ok(c)
+}
+
+/// What manager `i`'s allocator holds, in MiB: allocated, active, resident (its
+/// `swarm_allocator_bytes` gauges); `None` if it serves no metrics or has no such counts.
+pub(crate) fn allocator(c: &Cluster, i: usize) -> Option<[f64; 3]> {
+    use std::io::{Read, Write};
+    let args = &c.nodes[i].args;
+    let addr = &args[args.iter().position(|a| a == "--metrics-addr")? + 1];
+    let mut s = std::net::TcpStream::connect(addr).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
+        .ok()?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).ok()?;
+    let gauge = |kind: &str| -> Option<f64> {
+        let name = format!("swarm_allocator_bytes{{kind=\"{kind}\"}}");
+        body.lines()
+            .find_map(|l| l.strip_prefix(&name)?.trim().parse::<f64>().ok())
+            .map(|b| b / MIB)
+    };
+    Some([gauge("allocated")?, gauge("active")?, gauge("resident")?])
 }
 
 pub(crate) fn leader(c: &Cluster) -> usize {

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use swarm_api::control::CreateServiceRequest;
 use swarm_benches::probe;
-use swarm_testkit::procstat::{cpu_seconds, rss_kib};
+use swarm_testkit::procstat::{cpu_seconds, rss_kib, status_kb};
 use swarm_testkit::Cluster;
 use swarm_types::spec::ServiceSpec;
 

@@ -18,14 +18,24 @@ pub(crate) async fn phase_soak(args: &Args) -> anyhow::Result<()> {
     calibration_line(cal);
     sockets_line(&c);
     println!();
-    println!("| round | create → all running | tasks/s | remove → all gone | leader RSS at running → {SETTLE_SECS} s later | leader RSS after remove | followers' RSS after remove |");
-    println!("|---:|---:|---:|---:|---:|---:|---|");
+    println!("| round | create → all running | tasks/s | remove → all gone | leader RSS at running → {SETTLE_SECS} s later | at running: anonymous / file-backed RSS, threads | allocator at running: allocated / active / resident | leader RSS after remove | followers' RSS after remove |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---|");
     let (mut at_running, mut settled_rss) = (Vec::new(), Vec::new());
     for round in 0..args.soak_rounds {
         let l = leader(&c);
         let name = format!("soak{round}");
         let up = probe::create_and_wait_running(&c, l, &name, args.soak_replicas, false).await?;
         let running = rss_mib(pid(&c, l));
+        let kind = |f: &str| status_kb(pid(&c, l), f).unwrap_or(0);
+        let parts = format!(
+            "{:.1} / {:.1} MiB, {}",
+            kind("RssAnon:") as f64 / 1024.0,
+            kind("RssFile:") as f64 / 1024.0,
+            kind("Threads:")
+        );
+        let alloc = allocator(&c, l)
+            .map(|[a, b, r]| format!("{a:.1} / {b:.1} / {r:.1} MiB"))
+            .unwrap_or_else(|| "–".into());
         heap_dump(args, pid(&c, l), &format!("round {}: running", round + 1)).await?;
         tokio::time::sleep(Duration::from_secs(SETTLE_SECS)).await;
         let settled = rss_mib(pid(&c, l));
@@ -39,7 +49,7 @@ pub(crate) async fn phase_soak(args: &Args) -> anyhow::Result<()> {
         at_running.push(running);
         settled_rss.push(settled);
         println!(
-            "| {} | {:.2} s | {:.0} | {:.2} s | {running:.0} → {settled:.0} MiB | {after:.0} MiB | {} MiB |",
+            "| {} | {:.2} s | {:.0} | {:.2} s | {running:.0} → {settled:.0} MiB | {parts} | {alloc} | {after:.0} MiB | {} MiB |",
             round + 1,
             up.as_secs_f64(),
             args.soak_replicas as f64 / up.as_secs_f64(),
