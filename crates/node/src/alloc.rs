@@ -23,14 +23,25 @@ static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 /// jemalloc's options, read when it initialises (before `main`); `_RJEM_MALLOC_CONF` in the
 /// environment still overrides them. Two arenas (glibc was held to two as well: more only
-/// spread a burst's garbage), and freed pages handed back to the kernel after a second
-/// instead of ten, straight away rather than through a second "muzzy" stage.
+/// spread a burst's garbage); freed pages handed back to the kernel after a second instead of
+/// ten, straight away rather than through a second "muzzy" stage; and no per-thread caches
+/// except on the runtime's workers ([`set_up_daemon`]).
+///
+/// Thread caches were most of the managers' growth over the soak (BENCHMARKS 2026-12-06,
+/// fifteenth session): jemalloc trims a thread's cache only while that thread allocates, so
+/// the threads besides the runtime's workers (the blocking pool's, sled's, the main thread)
+/// kept what they had freed, and those objects pinned half-empty pages round after round
+/// (leader +12 to +14 % from round 2 to 25 in four runs). With caches off everywhere the soak stayed within +2 to +10 %, but the
+/// 5,000 idle agents cost the leader ~10 % more CPU (every allocation then takes an arena
+/// lock); with caches on the two workers only, which do nearly all the allocating and never
+/// stay idle for long, both hold.
 #[cfg(feature = "jemalloc")]
 // Defines the C global jemalloc reads (`const char *malloc_conf`): a thin pointer to a
 // NUL-terminated string that lives for the whole program, which a `&[u8; N]` is.
 #[allow(unsafe_code, non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8; 47] = b"narenas:2,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
+pub static malloc_conf: &[u8; 60] =
+    b"narenas:2,tcache:false,dirty_decay_ms:1000,muzzy_decay_ms:0\0";
 
 /// Sets the allocator up for the daemon; call first thing in `main`, after the container
 /// init mode has had its chance to take over and before any thread starts.
@@ -46,6 +57,9 @@ pub fn set_up_daemon() {
     #[cfg(not(feature = "jemalloc"))]
     swarm_runtime::sys::tune_allocator_for_bursts();
     swarm_node::report_allocator_stats(stats);
+    // The workers allocate for every request: they keep a thread cache (the fast path);
+    // every other thread allocates rarely and would only hoard (`malloc_conf`).
+    swarm_node::set_up_workers_with(enable_thread_cache);
     #[cfg(feature = "heap-profile")]
     crate::heap_profile::start();
 }
@@ -70,8 +84,21 @@ pub fn stats() -> Option<AllocatorStats> {
     None
 }
 
+/// Gives the calling thread a cache of freed objects (off by default, `malloc_conf`).
+fn enable_thread_cache() {
+    #[cfg(feature = "jemalloc")]
+    #[allow(unsafe_code)]
+    // SAFETY: `thread.tcache.enabled` takes a bool, which is what is written.
+    if let Err(e) = unsafe { tikv_jemalloc_ctl::raw::write(b"thread.tcache.enabled\0", true) } {
+        eprintln!("swarmd: a worker thread's allocation cache could not be enabled ({e})");
+    }
+}
+
 #[cfg(all(test, feature = "jemalloc"))]
 mod tests {
+    /// The tests read process-wide counters: one at a time.
+    static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
     #[test]
     fn jemalloc_reads_the_compiled_in_options() {
         // Fails if the linker kept jemalloc's own (empty) `malloc_conf` instead of ours, or
@@ -80,10 +107,12 @@ mod tests {
         assert_eq!(tikv_jemalloc_ctl::opt::narenas::read().unwrap(), 2);
         let s = std::ffi::CStr::from_bytes_with_nul(super::malloc_conf).unwrap();
         assert!(s.to_str().unwrap().contains("dirty_decay_ms:1000"));
+        assert!(!tikv_jemalloc_ctl::opt::tcache::read().unwrap());
     }
 
     #[test]
     fn statistics_count_what_is_allocated() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         let before = super::stats().expect("jemalloc is built with statistics");
         let big = vec![1u8; 64 << 20];
         let during = super::stats().unwrap();
@@ -93,5 +122,29 @@ mod tests {
         );
         assert!(during.active >= during.allocated && during.resident >= during.active);
         drop(big);
+    }
+
+    #[test]
+    fn a_thread_given_a_cache_keeps_what_it_frees_there() {
+        let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+        std::thread::spawn(|| {
+            // Small objects freed on a thread with a cache wait there, still counted as
+            // allocated; without a cache they go straight back.
+            let churn = || {
+                let before = super::stats().unwrap().allocated;
+                let objs: Vec<Box<[u8; 512]>> = (0..64).map(|_| Box::new([0u8; 512])).collect();
+                drop(objs);
+                super::stats().unwrap().allocated.saturating_sub(before)
+            };
+            let without = churn();
+            super::enable_thread_cache();
+            let with = churn();
+            assert!(
+                with > without + 16 * 512,
+                "kept {without} bytes without a cache, {with} with"
+            );
+        })
+        .join()
+        .unwrap();
     }
 }

@@ -5,6 +5,7 @@
 
 mod agent;
 mod agent_route;
+mod allocator;
 mod args;
 mod host;
 mod identity;
@@ -17,8 +18,8 @@ mod server;
 mod userns_remap;
 mod worker_nodes;
 
+pub use allocator::{report_allocator_stats, set_up_workers_with, AllocatorStats};
 pub use args::Args;
-pub use metrics::{report_allocator_stats, AllocatorStats};
 pub use node::run;
 
 /// Builds the tokio runtime and runs the daemon until SIGTERM/SIGINT. Returns within a few
@@ -28,6 +29,7 @@ pub use node::run;
 pub fn run_blocking(args: Args) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .on_thread_park(allocator::on_worker_park)
         .build()?;
     let res = rt.block_on(run(args));
     rt.shutdown_timeout(BLOCKING_GRACE);

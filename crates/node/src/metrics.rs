@@ -59,35 +59,6 @@ pub fn render(node_id: &NodeId, role: NodeRole, manager: Option<&Manager>) -> St
     out
 }
 
-/// What the allocator holds, in bytes (jemalloc's statistics, refreshed on every call).
-#[derive(Debug, Clone, Copy)]
-pub struct AllocatorStats {
-    /// Bytes the program has allocated and not freed (objects in thread caches included).
-    pub allocated: u64,
-    /// Bytes in pages that hold at least one allocation: `allocated` plus the free space
-    /// inside those pages (fragmentation).
-    pub active: u64,
-    /// Bytes the allocator has mapped and touched: `active` plus freed pages not yet handed
-    /// back to the kernel, plus `metadata`.
-    pub resident: u64,
-    /// Bytes in the allocator's active extents (a multiple of the page size, above `active`).
-    pub mapped: u64,
-    /// The allocator's own bookkeeping.
-    pub metadata: u64,
-    /// Virtual memory handed back to the kernel but kept mapped for reuse (not resident).
-    pub retained: u64,
-}
-
-/// How the binary reads its allocator's statistics (`swarmd` chooses the allocator; this
-/// library does not know it).
-static ALLOCATOR_STATS: std::sync::OnceLock<fn() -> Option<AllocatorStats>> =
-    std::sync::OnceLock::new();
-
-/// Has `/metrics` report the allocator's statistics read by `read`; first call wins.
-pub fn report_allocator_stats(read: fn() -> Option<AllocatorStats>) {
-    let _ = ALLOCATOR_STATS.set(read);
-}
-
 /// The process's resident memory and what the allocator holds of it.
 fn memory(out: &mut String) {
     // statm's second field: resident pages.
@@ -100,7 +71,7 @@ fn memory(out: &mut String) {
     ) {
         let _ = writeln!(out, "# HELP process_resident_memory_bytes resident memory of this process\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes {}", pages * page as u64);
     }
-    let Some(st) = ALLOCATOR_STATS.get().and_then(|read| read()) else {
+    let Some(st) = crate::allocator::stats() else {
         return;
     };
     let _ = writeln!(out, "# HELP swarm_allocator_bytes the memory allocator's counts: allocated (live objects), active (pages holding them), resident (touched, freed pages not yet returned and metadata included), metadata, retained (returned to the kernel, kept mapped)\n# TYPE swarm_allocator_bytes gauge");
