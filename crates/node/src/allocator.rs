@@ -7,13 +7,15 @@ use std::sync::OnceLock;
 /// What the allocator holds, in bytes (jemalloc's statistics, refreshed on every call).
 #[derive(Debug, Clone, Copy)]
 pub struct AllocatorStats {
-    /// Bytes the program has allocated and not freed (objects in thread caches included).
+    /// Bytes the program has allocated and not freed (objects in thread caches included;
+    /// untouched parts of large allocations too).
     pub allocated: u64,
     /// Bytes in pages that hold at least one allocation: `allocated` plus the free space
     /// inside those pages (fragmentation).
     pub active: u64,
-    /// Bytes the allocator has mapped and touched: `active` plus freed pages not yet handed
-    /// back to the kernel, plus `metadata`.
+    /// `active` plus freed pages not yet handed back to the kernel, plus `metadata`: an upper
+    /// bound on what is resident (pages reserved but never written count too, so it can
+    /// exceed the process's RSS).
     pub resident: u64,
     /// Bytes in the allocator's active extents (a multiple of the page size, above `active`).
     pub mapped: u64,

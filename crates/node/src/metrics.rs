@@ -74,7 +74,7 @@ fn memory(out: &mut String) {
     let Some(st) = crate::allocator::stats() else {
         return;
     };
-    let _ = writeln!(out, "# HELP swarm_allocator_bytes the memory allocator's counts: allocated (live objects), active (pages holding them), resident (touched, freed pages not yet returned and metadata included), metadata, retained (returned to the kernel, kept mapped)\n# TYPE swarm_allocator_bytes gauge");
+    let _ = writeln!(out, "# HELP swarm_allocator_bytes the memory allocator's counts: allocated (live objects), active (pages holding them), resident (active plus freed pages not yet returned and metadata; an upper bound that can exceed the process's RSS), metadata, retained (returned to the kernel, kept mapped)\n# TYPE swarm_allocator_bytes gauge");
     for (kind, v) in [
         ("allocated", st.allocated),
         ("active", st.active),

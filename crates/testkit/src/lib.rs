@@ -6,6 +6,7 @@
 
 pub mod chaos;
 mod cleanup;
+pub mod metrics;
 pub mod netns;
 pub mod procstat;
 pub use cleanup::*;

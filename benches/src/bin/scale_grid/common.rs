@@ -92,22 +92,14 @@ pub(crate) fn cluster(args: &Args, extra: &[&str]) -> anyhow::Result<Cluster> {
 /// What manager `i`'s allocator holds, in MiB: allocated, active, resident (its
 /// `swarm_allocator_bytes` gauges); `None` if it serves no metrics or has no such counts.
 pub(crate) fn allocator(c: &Cluster, i: usize) -> Option<[f64; 3]> {
-    use std::io::{Read, Write};
+    use swarm_testkit::metrics::{gauge, scrape};
     let args = &c.nodes[i].args;
-    let addr = &args[args.iter().position(|a| a == "--metrics-addr")? + 1];
-    let mut s = std::net::TcpStream::connect(addr).ok()?;
-    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    s.write_all(b"GET /metrics HTTP/1.1\r\nhost: x\r\n\r\n")
-        .ok()?;
-    let mut body = String::new();
-    s.read_to_string(&mut body).ok()?;
-    let gauge = |kind: &str| -> Option<f64> {
-        let name = format!("swarm_allocator_bytes{{kind=\"{kind}\"}}");
-        body.lines()
-            .find_map(|l| l.strip_prefix(&name)?.trim().parse::<f64>().ok())
-            .map(|b| b / MIB)
+    let addr = args.get(args.iter().position(|a| a == "--metrics-addr")? + 1)?;
+    let text = scrape(addr).ok()?;
+    let mib = |kind: &str| {
+        Some(gauge(&text, &format!("swarm_allocator_bytes{{kind=\"{kind}\"}}"))? / MIB)
     };
-    Some([gauge("allocated")?, gauge("active")?, gauge("resident")?])
+    Some([mib("allocated")?, mib("active")?, mib("resident")?])
 }
 
 pub(crate) fn leader(c: &Cluster) -> usize {
